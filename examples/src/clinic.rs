@@ -1,0 +1,2 @@
+//! The clinic example (the README's first command). Filled in below.
+fn main() {}

@@ -1,0 +1,212 @@
+//! SHA-256 digests, domain separation, and the digest newtypes.
+//!
+//! Every hash medchain computes outside the Merkle tree is a *tagged hash*:
+//! `SHA-256(len(label) as u8 || label || data)`, where `label` is one of the ASCII constants in
+//! [`domain`]. Two purposes can therefore never produce the same digest from the same bytes.
+//! Signatures use the same framing of their own labels (see [`crate::keys`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+
+/// Domain-separation labels. Each hash or signature purpose has exactly one.
+pub mod domain {
+    /// Transaction id: hash of a transaction's signed bytes.
+    pub const TX_ID: &str = "medchain/v1/tx-id";
+    /// Contributor signature over a transaction's signed bytes.
+    pub const TX_SIG: &str = "medchain/v1/tx-signature";
+    /// Commitment to a record's payload: over a secret salt and the payload.
+    pub const PAYLOAD_COMMITMENT: &str = "medchain/v1/payload-commitment";
+    /// Associated data of a sealed record.
+    pub const RECORD_AAD: &str = "medchain/v1/record-aad";
+    /// HKDF info for wrapping a record key to a reader.
+    pub const KEY_WRAP: &str = "medchain/v1/key-wrap";
+    /// HKDF info for a network-sealed body's per-message key.
+    pub const NETWORK_SEAL: &str = "medchain/v1/network-seal";
+    /// Fingerprint of the network-shared key (in genesis).
+    pub const NETWORK_KEY_FINGERPRINT: &str = "medchain/v1/network-key-fingerprint";
+    /// A party's short id: hash of both public keys.
+    pub const PARTY_ID: &str = "medchain/v1/party-id";
+    /// Checksum of the printable public identity.
+    pub const IDENTITY_CHECKSUM: &str = "medchain/v1/identity-checksum";
+    /// Associated data of an identity backup.
+    pub const BACKUP_AAD: &str = "medchain/v1/identity-backup";
+    /// The patient's signature over a consent document.
+    pub const CONSENT_SIG: &str = "medchain/v1/consent-signature";
+    /// The patient's signature over an erasure request.
+    pub const ERASURE_SIG: &str = "medchain/v1/erasure-signature";
+}
+
+/// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.
+pub fn tagged_hash(label: &str, data: &[u8]) -> [u8; 32] {
+    tagged_hash_parts(label, &[data])
+}
+
+/// [`tagged_hash`] over the concatenation of `parts`, without copying them together.
+pub fn tagged_hash_parts(label: &str, parts: &[&[u8]]) -> [u8; 32] {
+    debug_assert!(label.len() < 256);
+    let mut h = Sha256::new();
+    h.update([label.len() as u8]);
+    h.update(label.as_bytes());
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Plain SHA-256 (used by the Merkle tree, whose leaf/node prefixes separate its domains).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// A hex string could not be parsed as a digest or key.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ParseHexError {
+    /// The string is not `2 × N` hex digits.
+    #[error("expected {expected} hex digits, found {found} characters")]
+    WrongLength {
+        /// Digits expected.
+        expected: usize,
+        /// Characters found.
+        found: usize,
+    },
+    /// A character is not a hex digit.
+    #[error("not a hex string")]
+    NotHex,
+}
+
+pub(crate) fn parse_hex_array<const N: usize>(s: &str) -> Result<[u8; N], ParseHexError> {
+    if s.len() != 2 * N {
+        return Err(ParseHexError::WrongLength {
+            expected: 2 * N,
+            found: s.len(),
+        });
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).map_err(|_| ParseHexError::NotHex)?;
+    Ok(out)
+}
+
+/// Defines a 32-byte digest newtype with hex `Display`/`FromStr`/`Debug` and canonical encoding.
+macro_rules! digest_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            /// Wraps raw digest bytes.
+            pub const fn from_byte_array(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+            /// The raw digest bytes.
+            pub const fn to_byte_array(self) -> [u8; 32] {
+                self.0
+            }
+            /// The raw digest bytes, borrowed.
+            pub const fn as_byte_array(&self) -> &[u8; 32] {
+                &self.0
+            }
+        }
+
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = $crate::hash::ParseHexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $crate::hash::parse_hex_array(s).map(Self)
+            }
+        }
+
+        impl $crate::encoding::Encode for $name {
+            fn encode_to(&self, out: &mut Vec<u8>) {
+                $crate::encoding::Writer::put_raw(out, &self.0);
+            }
+        }
+
+        impl $crate::encoding::Decode for $name {
+            fn decode_from(
+                r: &mut $crate::encoding::Reader<'_>,
+            ) -> Result<Self, $crate::encoding::DecodeError> {
+                r.array().map(Self)
+            }
+        }
+    };
+}
+digest_newtype!(
+    /// A transaction's id: the tagged hash of its signed bytes.
+    TxId
+);
+digest_newtype!(
+    /// A block's hash (see `docs/protocol.md` for the formula).
+    BlockHash
+);
+digest_newtype!(
+    /// A Merkle tree root over a block's transactions.
+    MerkleRoot
+);
+digest_newtype!(
+    /// A record's id: 32 random bytes chosen when it is sealed.
+    RecordId
+);
+digest_newtype!(
+    /// The on-chain commitment to a record payload: a salted tagged hash.
+    PayloadCommitment
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Decode, Encode};
+
+    #[test]
+    fn tagged_hash_is_domain_separated() {
+        assert_ne!(tagged_hash(domain::TX_ID, b"x"), tagged_hash(domain::TX_SIG, b"x"));
+        assert_eq!(
+            tagged_hash_parts(domain::TX_ID, &[b"ab", b"c"]),
+            tagged_hash(domain::TX_ID, b"abc")
+        );
+        // Vector: SHA-256(0x11 || "medchain/v1/tx-id" || "") computed independently.
+        let mut framed = vec![domain::TX_ID.len() as u8];
+        framed.extend_from_slice(domain::TX_ID.as_bytes());
+        assert_eq!(tagged_hash(domain::TX_ID, b""), sha256(&framed));
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let id = TxId::from_byte_array([0xab; 32]);
+        let s = id.to_string();
+        assert_eq!(s.len(), 64);
+        assert_eq!(s.parse::<TxId>().unwrap(), id);
+        assert_eq!(format!("{id:?}"), format!("TxId({s})"));
+        assert_eq!(
+            "abc".parse::<TxId>().unwrap_err().to_string(),
+            "expected 64 hex digits, found 3 characters"
+        );
+        assert_eq!(
+            "zz".repeat(32).parse::<TxId>().unwrap_err().to_string(),
+            "not a hex string"
+        );
+        assert_eq!(TxId::from_bytes(&id.to_bytes()).unwrap(), id);
+    }
+}

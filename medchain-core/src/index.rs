@@ -1,0 +1,1 @@
+//! The secure index (encrypted keyword search). Being written.

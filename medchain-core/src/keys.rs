@@ -1,0 +1,746 @@
+//! Identities: every party holds an ed25519 signing key and an X25519 agreement key.
+//!
+//! * [`Identity`] is the secret half. It zeroizes on drop and never prints its secrets: its
+//!   `Debug` shows the public id only.
+//! * [`PublicIdentity`] is both public keys; [`PartyId`] is its short printable id, and
+//!   [`PublicIdentity::to_text`] its full printable form (what a QR code carries).
+//! * Signatures are domain separated: a signature for purpose `label` is ed25519 over
+//!   `len(label) || label || message`, and verification is *strict* (no small-order public key
+//!   or `R`, canonical `S`): `ed25519_dalek::VerifyingKey::verify_strict`.
+//! * [`Identity::export_backup`] / [`Identity::restore_backup`] protect the secret keys with a
+//!   password: Argon2id, then AES-256-GCM.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use rand_core::{CryptoRng, RngCore};
+use thiserror::Error;
+use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::{domain, tagged_hash, tagged_hash_parts, ParseHexError};
+
+/// Signing or verifying failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The signature does not verify (strictly) under the key for this purpose and message.
+    #[error("signature does not verify")]
+    Invalid,
+}
+
+/// An ed25519 public key, checked to be a valid point of large order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VerifyKey(VerifyingKey);
+
+impl VerifyKey {
+    /// Parses and checks 32 bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidValue`] if the bytes are not a point or the point has small order.
+    pub fn from_byte_array(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| DecodeError::InvalidValue {
+            what: "ed25519 public key",
+            reason: "not a curve point",
+        })?;
+        if key.is_weak() {
+            return Err(DecodeError::InvalidValue {
+                what: "ed25519 public key",
+                reason: "small-order point",
+            });
+        }
+        Ok(Self(key))
+    }
+
+    /// The 32 key bytes.
+    pub fn to_byte_array(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The 32 key bytes, borrowed.
+    pub fn as_byte_array(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// The dalek key, for batch and low-level use.
+    pub fn as_dalek(&self) -> &VerifyingKey {
+        &self.0
+    }
+
+    /// Strictly verifies `sig` over `message` for the purpose `label`.
+    ///
+    /// # Errors
+    /// [`SignatureError::Invalid`] when it does not verify.
+    pub fn verify(&self, label: &str, message: &[u8], sig: &Signature) -> Result<(), SignatureError> {
+        let framed = frame(label, message);
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+        self.0
+            .verify_strict(&framed, &sig)
+            .map_err(|_| SignatureError::Invalid)
+    }
+}
+
+impl PartialOrd for VerifyKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for VerifyKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_byte_array().cmp(other.as_byte_array())
+    }
+}
+
+impl std::hash::Hash for VerifyKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_byte_array().hash(state);
+    }
+}
+
+impl fmt::Display for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.as_byte_array()))
+    }
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyKey({self})")
+    }
+}
+
+impl Encode for VerifyKey {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(self.as_byte_array());
+    }
+}
+
+impl Decode for VerifyKey {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::from_byte_array(r.array()?)
+    }
+}
+
+/// An X25519 public key. Any 32 bytes decode; a low-order key is caught when a shared secret
+/// with it turns out non-contributory.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgreementKey([u8; 32]);
+
+impl AgreementKey {
+    /// Wraps 32 bytes.
+    pub const fn from_byte_array(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    /// The 32 key bytes.
+    pub const fn to_byte_array(self) -> [u8; 32] {
+        self.0
+    }
+    /// The 32 key bytes, borrowed.
+    pub const fn as_byte_array(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgreementKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for AgreementKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgreementKey({self})")
+    }
+}
+
+impl Encode for AgreementKey {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(&self.0);
+    }
+}
+
+impl Decode for AgreementKey {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.array().map(Self)
+    }
+}
+
+/// An ed25519 signature (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; 64]);
+
+impl Signature {
+    /// Wraps 64 bytes.
+    pub const fn from_byte_array(bytes: [u8; 64]) -> Self {
+        Self(bytes)
+    }
+    /// The 64 signature bytes.
+    pub const fn to_byte_array(self) -> [u8; 64] {
+        self.0
+    }
+    /// The 64 signature bytes, borrowed.
+    pub const fn as_byte_array(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.0))
+    }
+}
+
+impl Encode for Signature {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(&self.0);
+    }
+}
+
+impl Decode for Signature {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.array().map(Self)
+    }
+}
+
+/// `len(label) || label || message`: what a signature for purpose `label` signs.
+fn frame(label: &str, message: &[u8]) -> Vec<u8> {
+    debug_assert!(label.len() < 256);
+    let mut framed = Vec::with_capacity(1 + label.len() + message.len());
+    framed.push(label.len() as u8);
+    framed.extend_from_slice(label.as_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+/// A party's short printable id: the first 16 bytes of the tagged hash of both public keys.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartyId([u8; 16]);
+
+impl PartyId {
+    /// The 16 id bytes.
+    pub const fn to_byte_array(self) -> [u8; 16] {
+        self.0
+    }
+}
+
+impl fmt::Display for PartyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PartyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PartyId({self})")
+    }
+}
+
+impl FromStr for PartyId {
+    type Err = ParseHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::hash::parse_hex_array(s).map(Self)
+    }
+}
+
+impl Encode for PartyId {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(&self.0);
+    }
+}
+
+impl Decode for PartyId {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.array().map(Self)
+    }
+}
+
+/// A party's public identity: its signing key and its agreement key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicIdentity {
+    /// Verifies the party's signatures.
+    pub sign: VerifyKey,
+    /// Receives keys wrapped to the party.
+    pub agree: AgreementKey,
+}
+
+/// The prefix of [`PublicIdentity::to_text`].
+pub const IDENTITY_TEXT_PREFIX: &str = "mcid1";
+
+/// A printable identity string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IdentityTextError {
+    /// The string does not start with `mcid1`.
+    #[error("not a medchain identity (expected the prefix {IDENTITY_TEXT_PREFIX})")]
+    WrongPrefix,
+    /// The body is not 136 hex digits.
+    #[error("malformed identity text: {0}")]
+    Hex(#[from] ParseHexError),
+    /// The checksum does not match: a typo or a truncated scan.
+    #[error("identity checksum mismatch (mistyped or damaged)")]
+    Checksum,
+    /// The signing key is not a valid ed25519 key.
+    #[error("identity holds an invalid signing key: {0}")]
+    Key(#[from] DecodeError),
+}
+
+impl PublicIdentity {
+    /// The short id of this identity.
+    pub fn id(&self) -> PartyId {
+        let h = tagged_hash_parts(
+            domain::PARTY_ID,
+            &[self.sign.as_byte_array(), self.agree.as_byte_array()],
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h[..16]);
+        PartyId(id)
+    }
+
+    /// The full printable form: `mcid1` followed by hex of the two keys and a 4-byte checksum.
+    pub fn to_text(&self) -> String {
+        let mut body = Vec::with_capacity(68);
+        body.extend_from_slice(self.sign.as_byte_array());
+        body.extend_from_slice(self.agree.as_byte_array());
+        let check = tagged_hash(domain::IDENTITY_CHECKSUM, &body);
+        body.extend_from_slice(&check[..4]);
+        format!("{IDENTITY_TEXT_PREFIX}{}", hex::encode(body))
+    }
+
+    /// Parses [`PublicIdentity::to_text`] output.
+    ///
+    /// # Errors
+    /// An [`IdentityTextError`] saying what is wrong.
+    pub fn from_text(s: &str) -> Result<Self, IdentityTextError> {
+        let body = s
+            .trim()
+            .strip_prefix(IDENTITY_TEXT_PREFIX)
+            .ok_or(IdentityTextError::WrongPrefix)?;
+        let raw: [u8; 68] = crate::hash::parse_hex_array(body)?;
+        let check = tagged_hash(domain::IDENTITY_CHECKSUM, &raw[..64]);
+        if check[..4] != raw[64..] {
+            return Err(IdentityTextError::Checksum);
+        }
+        let mut sign = [0u8; 32];
+        sign.copy_from_slice(&raw[..32]);
+        let mut agree = [0u8; 32];
+        agree.copy_from_slice(&raw[32..64]);
+        Ok(Self {
+            sign: VerifyKey::from_byte_array(sign)?,
+            agree: AgreementKey(agree),
+        })
+    }
+}
+
+impl fmt::Display for PublicIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl fmt::Debug for PublicIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicIdentity({})", self.id())
+    }
+}
+
+impl Encode for PublicIdentity {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.sign.encode_to(out);
+        self.agree.encode_to(out);
+    }
+}
+
+impl Decode for PublicIdentity {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            sign: VerifyKey::decode_from(r)?,
+            agree: AgreementKey::decode_from(r)?,
+        })
+    }
+}
+
+/// A party's secret keys. Zeroized on drop; `Debug` shows only the public id.
+pub struct Identity {
+    signing: SigningKey,
+    agreement: StaticSecret,
+    public: PublicIdentity,
+}
+
+impl Identity {
+    /// A new identity from a cryptographic RNG.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut sign = Zeroizing::new([0u8; 32]);
+        let mut agree = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *sign);
+        rng.fill_bytes(&mut *agree);
+        Self::from_secret_bytes(&sign, &agree)
+    }
+
+    fn from_secret_bytes(sign: &[u8; 32], agree: &[u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(sign);
+        let agreement = StaticSecret::from(*agree);
+        let public = PublicIdentity {
+            // A key derived from a secret scalar is never small-order.
+            sign: VerifyKey(signing.verifying_key()),
+            agree: AgreementKey(XPublicKey::from(&agreement).to_bytes()),
+        };
+        Self {
+            signing,
+            agreement,
+            public,
+        }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicIdentity {
+        self.public
+    }
+
+    /// The short id.
+    pub fn id(&self) -> PartyId {
+        self.public.id()
+    }
+
+    /// The verifying key.
+    pub fn verify_key(&self) -> VerifyKey {
+        self.public.sign
+    }
+
+    /// Signs `message` for the purpose `label` (one of [`crate::hash::domain`]).
+    pub fn sign(&self, label: &str, message: &[u8]) -> Signature {
+        Signature(self.signing.sign(&frame(label, message)).to_bytes())
+    }
+
+    /// X25519 with `their` key; `None` if the result is non-contributory (a low-order key).
+    pub(crate) fn agree(&self, their: &AgreementKey) -> Option<Zeroizing<[u8; 32]>> {
+        let shared = self.agreement.diffie_hellman(&XPublicKey::from(their.0));
+        if shared.was_contributory() {
+            Some(Zeroizing::new(shared.to_bytes()))
+        } else {
+            None
+        }
+    }
+
+    /// A 32-byte secret derived from this identity for one purpose: HKDF-SHA256 over the signing
+    /// secret, with `label` (a [`crate::hash::domain`]-style constant) and `context` as info.
+    /// Used for keys that must come back with a restored backup (such as a patient's index key).
+    pub fn derive_secret(&self, label: &str, context: &[u8]) -> Zeroizing<[u8; 32]> {
+        let ikm = Zeroizing::new(self.signing.to_bytes());
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"medchain/v1/identity-derive"), &*ikm);
+        let mut out = Zeroizing::new([0u8; 32]);
+        hk.expand_multi_info(&[&[label.len() as u8], label.as_bytes(), context], &mut *out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
+    /// The ed25519 signing key, for protocols (such as a VRF) built on the same key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// Encrypts both secret keys under `password` (Argon2id + AES-256-GCM).
+    pub fn export_backup<R: RngCore + CryptoRng>(
+        &self,
+        password: &[u8],
+        params: BackupParams,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, BackupError> {
+        params.check()?;
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let key = derive_backup_key(password, &salt, params)?;
+        let mut secret = Zeroizing::new([0u8; 64]);
+        secret[..32].copy_from_slice(&self.signing.to_bytes());
+        secret[32..].copy_from_slice(&self.agreement.to_bytes());
+        let header = backup_header(params, &salt, &nonce);
+        let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
+        let ct = cipher
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: &*secret,
+                    aad: &backup_aad(&header),
+                },
+            )
+            .map_err(|_| BackupError::Kdf)?;
+        let mut out = header;
+        out.put_bytes(&ct);
+        Ok(out)
+    }
+
+    /// Restores an identity from [`Identity::export_backup`] output.
+    ///
+    /// # Errors
+    /// [`BackupError::WrongPasswordOrDamaged`] for a wrong password or altered bytes,
+    /// [`BackupError::Decode`] for a malformed backup, [`BackupError::UnsupportedParams`] for
+    /// cost parameters out of range (which could otherwise be used to exhaust memory).
+    pub fn restore_backup(backup: &[u8], password: &[u8]) -> Result<Self, BackupError> {
+        let mut r = Reader::new(backup);
+        r.version("identity backup", BACKUP_VERSION)?;
+        let params = BackupParams {
+            memory_kib: r.u32()?,
+            iterations: r.u32()?,
+            parallelism: r.u32()?,
+        };
+        let salt: [u8; 16] = r.array()?;
+        let nonce: [u8; 12] = r.array()?;
+        let ct = r.bytes("backup ciphertext", 64 + 16)?;
+        r.finish()?;
+        params.check()?;
+        if ct.len() != 64 + 16 {
+            return Err(BackupError::Decode(DecodeError::InvalidValue {
+                what: "backup ciphertext",
+                reason: "wrong length",
+            }));
+        }
+        let key = derive_backup_key(password, &salt, params)?;
+        let header = backup_header(params, &salt, &nonce);
+        let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
+        let secret = Zeroizing::new(
+            cipher
+                .decrypt(
+                    (&nonce).into(),
+                    Payload {
+                        msg: ct,
+                        aad: &backup_aad(&header),
+                    },
+                )
+                .map_err(|_| BackupError::WrongPasswordOrDamaged)?,
+        );
+        let mut sign = Zeroizing::new([0u8; 32]);
+        let mut agree = Zeroizing::new([0u8; 32]);
+        sign.copy_from_slice(&secret[..32]);
+        agree.copy_from_slice(&secret[32..]);
+        Ok(Self::from_secret_bytes(&sign, &agree))
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+const BACKUP_VERSION: u8 = 1;
+
+fn backup_header(params: BackupParams, salt: &[u8; 16], nonce: &[u8; 12]) -> Vec<u8> {
+    let mut out = vec![BACKUP_VERSION];
+    out.put_u32(params.memory_kib);
+    out.put_u32(params.iterations);
+    out.put_u32(params.parallelism);
+    out.put_raw(salt);
+    out.put_raw(nonce);
+    out
+}
+
+fn backup_aad(header: &[u8]) -> Vec<u8> {
+    let mut aad = domain::BACKUP_AAD.as_bytes().to_vec();
+    aad.extend_from_slice(header);
+    aad
+}
+
+fn derive_backup_key(
+    password: &[u8],
+    salt: &[u8; 16],
+    params: BackupParams,
+) -> Result<Zeroizing<[u8; 32]>, BackupError> {
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(32),
+        )
+        .map_err(|_| BackupError::UnsupportedParams)?,
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(password, salt, &mut *key)
+        .map_err(|_| BackupError::Kdf)?;
+    Ok(key)
+}
+
+/// Argon2id cost parameters of an identity backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl BackupParams {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 passes, 1 lane): about 50 ms on a phone.
+    pub const RECOMMENDED: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Largest memory cost a backup may ask for when restored (256 MiB): a hostile file cannot
+    /// make a phone allocate more.
+    pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
+
+    /// A weak setting that is fast enough for unit tests. Never protect a real key with it.
+    pub const fn dangerous_test_only() -> Self {
+        Self {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn check(self) -> Result<(), BackupError> {
+        let ok = (8 * self.parallelism..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+            && (1..=16).contains(&self.iterations)
+            && (1..=8).contains(&self.parallelism);
+        if ok {
+            Ok(())
+        } else {
+            Err(BackupError::UnsupportedParams)
+        }
+    }
+}
+
+/// An identity backup could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The password is wrong, or the backup was altered.
+    #[error("wrong password, or the backup is damaged")]
+    WrongPasswordOrDamaged,
+    /// The backup is not well formed.
+    #[error("malformed identity backup: {0}")]
+    Decode(#[from] DecodeError),
+    /// The Argon2id parameters are outside the accepted range.
+    #[error("unsupported backup cost parameters")]
+    UnsupportedParams,
+    /// The key derivation failed.
+    #[error("key derivation failed")]
+    Kdf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn sign_verify_is_domain_separated() {
+        let id = Identity::generate(&mut rng());
+        let sig = id.sign(domain::TX_SIG, b"hello");
+        id.verify_key().verify(domain::TX_SIG, b"hello", &sig).unwrap();
+        assert_eq!(
+            id.verify_key().verify(domain::CONSENT_SIG, b"hello", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert!(id.verify_key().verify(domain::TX_SIG, b"hellp", &sig).is_err());
+    }
+
+    #[test]
+    fn rejects_small_order_key_and_non_canonical_s() {
+        // The identity point (small order) encodes as 0x01 followed by zeros.
+        let mut ident = [0u8; 32];
+        ident[0] = 1;
+        let err = VerifyKey::from_byte_array(ident).unwrap_err();
+        assert_eq!(err.to_string(), "ed25519 public key: invalid value (small-order point)");
+        // A signature with S >= l is rejected.
+        let id = Identity::generate(&mut rng());
+        let mut sig = id.sign(domain::TX_SIG, b"m").to_byte_array();
+        sig[32..].copy_from_slice(&[0xff; 32]);
+        assert!(id
+            .verify_key()
+            .verify(domain::TX_SIG, b"m", &Signature::from_byte_array(sig))
+            .is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let id = Identity::generate(&mut rng());
+        let dbg = format!("{id:?}");
+        assert!(dbg.starts_with("Identity { id: PartyId("));
+        let secret_hex = hex::encode(id.signing.to_bytes());
+        assert!(!dbg.contains(&secret_hex));
+    }
+
+    #[test]
+    fn text_form_round_trips_and_catches_typos() {
+        let public = Identity::generate(&mut rng()).public();
+        let text = public.to_text();
+        assert!(text.starts_with("mcid1"));
+        assert_eq!(PublicIdentity::from_text(&text).unwrap(), public);
+        let mut typo = text.clone().into_bytes();
+        typo[10] = if typo[10] == b'0' { b'1' } else { b'0' };
+        let typo = String::from_utf8(typo).unwrap();
+        assert_eq!(
+            PublicIdentity::from_text(&typo).unwrap_err(),
+            IdentityTextError::Checksum
+        );
+        assert_eq!(
+            PublicIdentity::from_text("xyz").unwrap_err().to_string(),
+            "not a medchain identity (expected the prefix mcid1)"
+        );
+        assert!(matches!(
+            PublicIdentity::from_text("mcid1abc"),
+            Err(IdentityTextError::Hex(_))
+        ));
+    }
+
+    #[test]
+    fn backup_round_trip_and_wrong_password() {
+        let mut rng = rng();
+        let id = Identity::generate(&mut rng);
+        let params = BackupParams::dangerous_test_only();
+        let backup = id.export_backup(b"correct horse", params, &mut rng).unwrap();
+        let restored = Identity::restore_backup(&backup, b"correct horse").unwrap();
+        assert_eq!(restored.public(), id.public());
+        assert_eq!(
+            Identity::restore_backup(&backup, b"wrong").unwrap_err(),
+            BackupError::WrongPasswordOrDamaged
+        );
+        let mut tampered = backup.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            Identity::restore_backup(&tampered, b"correct horse").unwrap_err(),
+            BackupError::WrongPasswordOrDamaged
+        );
+        // A hostile memory cost is refused before any allocation.
+        let mut hostile = backup.clone();
+        hostile[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            Identity::restore_backup(&hostile, b"correct horse").unwrap_err(),
+            BackupError::UnsupportedParams
+        );
+        assert!(matches!(
+            Identity::restore_backup(&backup[..10], b"x"),
+            Err(BackupError::Decode(_))
+        ));
+        assert!(backup.len() < 200);
+    }
+
+    #[test]
+    fn rejects_non_contributory_agreement() {
+        let id = Identity::generate(&mut rng());
+        assert!(id.agree(&AgreementKey::from_byte_array([0; 32])).is_none());
+        let other = Identity::generate(&mut rng());
+        assert!(id.agree(&other.public().agree).is_some());
+    }
+}

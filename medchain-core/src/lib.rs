@@ -1,0 +1,28 @@
+//! # medchain-core
+//!
+//! The pure heart of medchain: a permissioned blockchain for medical records after Petrenko,
+//! Kyslyi and Pysmennyi (2017) and the Mayo Clinic design of Peterson et al. (2016).
+//!
+//! This crate does no I/O, reads no clock and starts no threads: time arrives as an argument,
+//! randomness as an `RngCore + CryptoRng`, and messages as values. Everything that is hashed or
+//! signed goes through one canonical codec ([`encoding`], specified in `docs/encoding.md`).
+//!
+//! ```ignore
+//! use medchain_core::keys::Identity;
+//! use medchain_core::seal::{seal_record, NetworkKey};
+//! use rand_core::OsRng;
+//!
+//! let patient = Identity::generate(&mut OsRng);
+//! let hospital = Identity::generate(&mut OsRng);
+//! let fhir = br#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"}}"#;
+//! let sealed = seal_record(fhir, &patient.public(), &[hospital.public()], &mut OsRng)?;
+//! let opened = sealed.open(&patient)?;
+//! assert_eq!(opened.payload(), fhir);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod encoding;
+pub mod hash;
+pub mod index;
+pub mod keys;
+pub mod merkle;

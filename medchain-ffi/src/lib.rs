@@ -1,0 +1,6 @@
+//! Mobile bindings for medchain (uniffi: Kotlin and Swift).
+//!
+//! The bindings are not built yet; this crate holds the workspace place for them and
+//! re-exports the core. See `ARCHITECTURE.md`.
+
+pub use medchain_core as core;

@@ -1,0 +1,1 @@
+//! Shared helpers for medchain's integration tests (the tests themselves live in `tests/tests`).
