@@ -11,7 +11,6 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-
 /// Domain-separation labels. Each hash or signature purpose has exactly one.
 pub mod domain {
     /// Transaction id: hash of a transaction's signed bytes.
@@ -47,14 +46,42 @@ pub fn tagged_hash(label: &str, data: &[u8]) -> [u8; 32] {
 
 /// [`tagged_hash`] over the concatenation of `parts`, without copying them together.
 pub fn tagged_hash_parts(label: &str, parts: &[&[u8]]) -> [u8; 32] {
-    debug_assert!(label.len() < 256);
-    let mut h = Sha256::new();
-    h.update([label.len() as u8]);
-    h.update(label.as_bytes());
+    let mut h = TaggedHasher::new(label);
     for p in parts {
         h.update(p);
     }
-    h.finalize().into()
+    h.finalize()
+}
+
+/// An incremental [`tagged_hash`], for data that is not in one slice.
+#[derive(Clone)]
+pub struct TaggedHasher(Sha256);
+
+impl TaggedHasher {
+    /// Starts a tagged hash for `label`.
+    pub fn new(label: &str) -> Self {
+        debug_assert!(label.len() < 256);
+        let mut h = Sha256::new();
+        h.update([label.len() as u8]);
+        h.update(label.as_bytes());
+        Self(h)
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// Feeds a `u32` length prefix and the bytes, as [`crate::encoding::Writer::put_bytes`] writes them.
+    pub fn update_prefixed(&mut self, data: &[u8]) {
+        self.0.update((data.len() as u32).to_be_bytes());
+        self.0.update(data);
+    }
+
+    /// The digest.
+    pub fn finalize(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 /// Plain SHA-256 (used by the Merkle tree, whose leaf/node prefixes separate its domains).
@@ -181,7 +208,10 @@ mod tests {
 
     #[test]
     fn tagged_hash_is_domain_separated() {
-        assert_ne!(tagged_hash(domain::TX_ID, b"x"), tagged_hash(domain::TX_SIG, b"x"));
+        assert_ne!(
+            tagged_hash(domain::TX_ID, b"x"),
+            tagged_hash(domain::TX_SIG, b"x")
+        );
         assert_eq!(
             tagged_hash_parts(domain::TX_ID, &[b"ab", b"c"]),
             tagged_hash(domain::TX_ID, b"abc")

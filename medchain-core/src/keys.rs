@@ -75,7 +75,12 @@ impl VerifyKey {
     ///
     /// # Errors
     /// [`SignatureError::Invalid`] when it does not verify.
-    pub fn verify(&self, label: &str, message: &[u8], sig: &Signature) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        label: &str,
+        message: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SignatureError> {
         let framed = frame(label, message);
         let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
         self.0
@@ -433,8 +438,11 @@ impl Identity {
         let ikm = Zeroizing::new(self.signing.to_bytes());
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"medchain/v1/identity-derive"), &*ikm);
         let mut out = Zeroizing::new([0u8; 32]);
-        hk.expand_multi_info(&[&[label.len() as u8], label.as_bytes(), context], &mut *out)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hk.expand_multi_info(
+            &[&[label.len() as u8], label.as_bytes(), context],
+            &mut *out,
+        )
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
         out
     }
 
@@ -647,12 +655,17 @@ mod tests {
     fn sign_verify_is_domain_separated() {
         let id = Identity::generate(&mut rng());
         let sig = id.sign(domain::TX_SIG, b"hello");
-        id.verify_key().verify(domain::TX_SIG, b"hello", &sig).unwrap();
+        id.verify_key()
+            .verify(domain::TX_SIG, b"hello", &sig)
+            .unwrap();
         assert_eq!(
             id.verify_key().verify(domain::CONSENT_SIG, b"hello", &sig),
             Err(SignatureError::Invalid)
         );
-        assert!(id.verify_key().verify(domain::TX_SIG, b"hellp", &sig).is_err());
+        assert!(id
+            .verify_key()
+            .verify(domain::TX_SIG, b"hellp", &sig)
+            .is_err());
     }
 
     #[test]
@@ -661,7 +674,10 @@ mod tests {
         let mut ident = [0u8; 32];
         ident[0] = 1;
         let err = VerifyKey::from_byte_array(ident).unwrap_err();
-        assert_eq!(err.to_string(), "ed25519 public key: invalid value (small-order point)");
+        assert_eq!(
+            err.to_string(),
+            "ed25519 public key: invalid value (small-order point)"
+        );
         // A signature with S >= l is rejected.
         let id = Identity::generate(&mut rng());
         let mut sig = id.sign(domain::TX_SIG, b"m").to_byte_array();
@@ -709,7 +725,9 @@ mod tests {
         let mut rng = rng();
         let id = Identity::generate(&mut rng);
         let params = BackupParams::dangerous_test_only();
-        let backup = id.export_backup(b"correct horse", params, &mut rng).unwrap();
+        let backup = id
+            .export_backup(b"correct horse", params, &mut rng)
+            .unwrap();
         let restored = Identity::restore_backup(&backup, b"correct horse").unwrap();
         assert_eq!(restored.public(), id.public());
         assert_eq!(

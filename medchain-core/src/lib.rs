@@ -7,7 +7,7 @@
 //! randomness as an `RngCore + CryptoRng`, and messages as values. Everything that is hashed or
 //! signed goes through one canonical codec ([`encoding`], specified in `docs/encoding.md`).
 //!
-//! ```ignore
+//! ```
 //! use medchain_core::keys::Identity;
 //! use medchain_core::seal::{seal_record, NetworkKey};
 //! use rand_core::OsRng;
@@ -22,7 +22,10 @@
 //! ```
 
 pub mod encoding;
+pub mod fhir;
 pub mod hash;
 pub mod index;
 pub mod keys;
 pub mod merkle;
+pub mod seal;
+pub mod tx;

@@ -1,0 +1,786 @@
+//! Sealed records, key envelopes and the network-shared key.
+//!
+//! * A record (a FHIR R4 resource) is encrypted with AES-256-GCM under a fresh 32-byte data key
+//!   that is used for that record only. Its associated data binds the ciphertext to the format
+//!   version, the record id, the patient's public identity and the payload commitment.
+//! * The plaintext is `salt (32 bytes) || payload`; the on-chain commitment is
+//!   `tagged_hash("medchain/v1/payload-commitment", salt || payload)`, so nobody without the
+//!   record can confirm a guessed payload, and opening checks it.
+//! * The data key is wrapped for each reader in a [`KeyEnvelope`]: ephemeral–static X25519,
+//!   HKDF-SHA256 and AES-256-GCM, as in HPKE base mode. Non-contributory shared secrets (a
+//!   low-order reader key) are refused on both sides.
+//! * A [`NetworkKey`] encrypts what every node of the network may read (the paper's
+//!   "network-shared key"): each message gets its own key, `HKDF(network key, 32-byte random
+//!   nonce)`, so there is no nonce-reuse or birthday bound on the number of messages.
+//!
+//! See `docs/crypto.md` for why each construction is safe.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use hkdf::Hkdf;
+use rand_core::{CryptoRng, RngCore};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::fhir::{self, FhirError};
+use crate::hash::{domain, tagged_hash, tagged_hash_parts, PayloadCommitment, RecordId};
+use crate::keys::{AgreementKey, Identity, PublicIdentity};
+
+/// Format version of [`SealedRecord`].
+pub const SEALED_RECORD_VERSION: u8 = 1;
+
+/// Largest sealed ciphertext accepted (the FHIR limit plus salt and tag).
+pub const MAX_CIPHERTEXT: usize = fhir::MAX_RESOURCE_BYTES + 32 + 16;
+
+/// Most key envelopes one record or message may carry.
+pub const MAX_ENVELOPES: usize = 64;
+
+const SALT_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+const ZERO_NONCE: [u8; 12] = [0u8; 12];
+
+/// Sealing or opening failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The payload is not a FHIR R4 resource.
+    #[error(transparent)]
+    NotFhir(#[from] FhirError),
+    /// A reader's agreement key is low order: the shared secret would be predictable.
+    #[error("reader key is not usable for key agreement (non-contributory)")]
+    NonContributory,
+    /// No envelope in the record is addressed to this identity.
+    #[error("this identity holds no key envelope for the record")]
+    NoEnvelope,
+    /// The envelope or ciphertext does not decrypt: wrong key, or altered bytes.
+    #[error("decryption failed: wrong key or tampered ciphertext")]
+    Decrypt,
+    /// The decrypted payload does not match the on-chain commitment.
+    #[error("payload does not match its commitment")]
+    CommitmentMismatch,
+    /// Too many readers.
+    #[error("too many readers: {count}, at most {MAX_ENVELOPES}")]
+    TooManyReaders {
+        /// Readers asked for.
+        count: usize,
+    },
+    /// A malformed encoding.
+    #[error("malformed sealed data: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// A 32-byte symmetric key used for exactly one record. Zeroized on drop.
+struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *k);
+        Self(k)
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new((&*self.0).into())
+    }
+}
+
+/// A data key wrapped for one reader (ephemeral–static X25519 + HKDF-SHA256 + AES-256-GCM).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyEnvelope {
+    /// The reader's agreement key.
+    pub recipient: AgreementKey,
+    /// The sender's ephemeral X25519 public key.
+    pub ephemeral: [u8; 32],
+    /// The wrapped 32-byte key and its 16-byte tag.
+    pub wrapped: [u8; 48],
+}
+
+impl fmt::Debug for KeyEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEnvelope")
+            .field("recipient", &self.recipient)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encode for KeyEnvelope {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.recipient.encode_to(out);
+        out.put_raw(&self.ephemeral);
+        out.put_raw(&self.wrapped);
+    }
+}
+
+impl Decode for KeyEnvelope {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            recipient: AgreementKey::decode_from(r)?,
+            ephemeral: r.array()?,
+            wrapped: r.array()?,
+        })
+    }
+}
+
+/// Encoded size of a [`KeyEnvelope`].
+pub const KEY_ENVELOPE_LEN: usize = 32 + 32 + 48;
+
+fn wrap_key(
+    shared: &[u8; 32],
+    ephemeral: &[u8; 32],
+    recipient: &[u8; 32],
+    context: &[u8],
+) -> Aes256Gcm {
+    let hk = Hkdf::<Sha256>::new(Some(ephemeral), shared);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    let label = domain::KEY_WRAP.as_bytes();
+    hk.expand_multi_info(
+        &[&[label.len() as u8], label, recipient, context],
+        &mut *okm,
+    )
+    .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    Aes256Gcm::new((&*okm).into())
+}
+
+impl KeyEnvelope {
+    /// Wraps `secret` for `recipient`, bound to `context` (a record id, or a label for other
+    /// secrets such as the network key).
+    ///
+    /// # Errors
+    /// [`SealError::NonContributory`] for a low-order recipient key.
+    fn wrap<R: RngCore + CryptoRng>(
+        secret: &[u8; 32],
+        recipient: &AgreementKey,
+        context: &[u8],
+        rng: &mut R,
+    ) -> Result<Self, SealError> {
+        let eph = StaticSecret::random_from_rng(&mut *rng);
+        let ephemeral = XPublicKey::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&XPublicKey::from(recipient.to_byte_array()));
+        if !shared.was_contributory() {
+            return Err(SealError::NonContributory);
+        }
+        let cipher = wrap_key(
+            shared.as_bytes(),
+            &ephemeral,
+            recipient.as_byte_array(),
+            context,
+        );
+        let ct = cipher
+            .encrypt(
+                (&ZERO_NONCE).into(),
+                Payload {
+                    msg: secret,
+                    aad: context,
+                },
+            )
+            .map_err(|_| SealError::Decrypt)?;
+        let mut wrapped = [0u8; 48];
+        wrapped.copy_from_slice(&ct);
+        Ok(Self {
+            recipient: *recipient,
+            ephemeral,
+            wrapped,
+        })
+    }
+
+    /// Unwraps the secret with the recipient's identity.
+    fn unwrap(
+        &self,
+        identity: &Identity,
+        context: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, SealError> {
+        if identity.public().agree != self.recipient {
+            return Err(SealError::NoEnvelope);
+        }
+        let shared = identity
+            .agree(&AgreementKey::from_byte_array(self.ephemeral))
+            .ok_or(SealError::NonContributory)?;
+        let cipher = wrap_key(
+            &shared,
+            &self.ephemeral,
+            self.recipient.as_byte_array(),
+            context,
+        );
+        let pt = Zeroizing::new(
+            cipher
+                .decrypt(
+                    (&ZERO_NONCE).into(),
+                    Payload {
+                        msg: &self.wrapped,
+                        aad: context,
+                    },
+                )
+                .map_err(|_| SealError::Decrypt)?,
+        );
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&pt);
+        Ok(out)
+    }
+}
+
+/// An encrypted FHIR record with its commitment and the key envelopes of its readers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    record_id: RecordId,
+    patient: PublicIdentity,
+    commitment: PayloadCommitment,
+    nonce: [u8; 12],
+    ciphertext: Vec<u8>,
+    envelopes: Vec<KeyEnvelope>,
+}
+
+impl fmt::Debug for SealedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedRecord")
+            .field("record_id", &self.record_id)
+            .field("patient", &self.patient)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .field("envelopes", &self.envelopes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A record opened by one of its readers. Zeroizes its plaintext on drop; `Debug` hides it.
+pub struct OpenedRecord {
+    plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl OpenedRecord {
+    /// The FHIR JSON payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.plaintext[SALT_LEN..]
+    }
+
+    /// The payload parsed as a FHIR resource.
+    ///
+    /// # Errors
+    /// A [`FhirError`] if the payload does not parse (it was checked when sealed, so this means
+    /// the sealer used another implementation).
+    pub fn resource(&self) -> Result<fhir::Resource, FhirError> {
+        fhir::parse_resource(self.payload())
+    }
+}
+
+impl fmt::Debug for OpenedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedRecord")
+            .field("len", &self.payload().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn commitment(salt: &[u8], payload: &[u8]) -> PayloadCommitment {
+    PayloadCommitment::from_byte_array(tagged_hash_parts(
+        domain::PAYLOAD_COMMITMENT,
+        &[salt, payload],
+    ))
+}
+
+fn record_aad(
+    record_id: &RecordId,
+    patient: &PublicIdentity,
+    commitment: &PayloadCommitment,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(32 + 1 + 32 + 64 + 32);
+    aad.put_raw(domain::RECORD_AAD.as_bytes());
+    aad.put_u8(SEALED_RECORD_VERSION);
+    record_id.encode_to(&mut aad);
+    patient.encode_to(&mut aad);
+    commitment.encode_to(&mut aad);
+    aad
+}
+
+/// Seals a FHIR R4 resource for its patient and the given extra readers (for example the
+/// contributing institution).
+///
+/// # Errors
+/// [`SealError::NotFhir`] if the payload is not a FHIR R4 resource,
+/// [`SealError::NonContributory`] for an unusable reader key, [`SealError::TooManyReaders`].
+pub fn seal_record<R: RngCore + CryptoRng>(
+    payload: &[u8],
+    patient: &PublicIdentity,
+    readers: &[PublicIdentity],
+    rng: &mut R,
+) -> Result<SealedRecord, SealError> {
+    fhir::parse_resource(payload)?;
+    if readers.len() + 1 > MAX_ENVELOPES {
+        return Err(SealError::TooManyReaders {
+            count: readers.len() + 1,
+        });
+    }
+    let mut id = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    let record_id = RecordId::from_byte_array(id);
+    let mut nonce = [0u8; 12];
+    rng.fill_bytes(&mut nonce);
+    let key = DataKey::generate(rng);
+
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(SALT_LEN + payload.len()));
+    plaintext.resize(SALT_LEN, 0);
+    rng.fill_bytes(&mut plaintext[..SALT_LEN]);
+    plaintext.extend_from_slice(payload);
+    let commitment = commitment(&plaintext[..SALT_LEN], payload);
+    let aad = record_aad(&record_id, patient, &commitment);
+    let ciphertext = key
+        .cipher()
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: &plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| SealError::Decrypt)?;
+
+    let mut envelopes = Vec::with_capacity(readers.len() + 1);
+    envelopes.push(KeyEnvelope::wrap(&key.0, &patient.agree, &id, rng)?);
+    for reader in readers {
+        if envelopes.iter().all(|e| e.recipient != reader.agree) {
+            envelopes.push(KeyEnvelope::wrap(&key.0, &reader.agree, &id, rng)?);
+        }
+    }
+    Ok(SealedRecord {
+        record_id,
+        patient: *patient,
+        commitment,
+        nonce,
+        ciphertext,
+        envelopes,
+    })
+}
+
+impl SealedRecord {
+    /// The record's id.
+    pub fn record_id(&self) -> RecordId {
+        self.record_id
+    }
+
+    /// The patient the record belongs to.
+    pub fn patient(&self) -> &PublicIdentity {
+        &self.patient
+    }
+
+    /// The payload commitment that goes on chain.
+    pub fn commitment(&self) -> PayloadCommitment {
+        self.commitment
+    }
+
+    /// The key envelopes.
+    pub fn envelopes(&self) -> &[KeyEnvelope] {
+        &self.envelopes
+    }
+
+    /// Size of the ciphertext (payload + 32-byte salt + 16-byte tag).
+    pub fn ciphertext_len(&self) -> usize {
+        self.ciphertext.len()
+    }
+
+    fn data_key(&self, identity: &Identity, extra: &[KeyEnvelope]) -> Result<DataKey, SealError> {
+        let mine = identity.public().agree;
+        let envelope = self
+            .envelopes
+            .iter()
+            .chain(extra)
+            .find(|e| e.recipient == mine)
+            .ok_or(SealError::NoEnvelope)?;
+        envelope
+            .unwrap(identity, self.record_id.as_byte_array())
+            .map(DataKey)
+    }
+
+    /// Opens the record with a reader's identity and checks the payload commitment.
+    ///
+    /// # Errors
+    /// [`SealError::NoEnvelope`] if the identity is not a reader, [`SealError::Decrypt`] for a
+    /// wrong key or altered bytes, [`SealError::CommitmentMismatch`] if the payload does not
+    /// match the commitment.
+    pub fn open(&self, identity: &Identity) -> Result<OpenedRecord, SealError> {
+        self.open_with(identity, &[])
+    }
+
+    /// As [`SealedRecord::open`], also looking in `extra` envelopes (shared later, in `KeyShared`
+    /// transactions).
+    ///
+    /// # Errors
+    /// As [`SealedRecord::open`].
+    pub fn open_with(
+        &self,
+        identity: &Identity,
+        extra: &[KeyEnvelope],
+    ) -> Result<OpenedRecord, SealError> {
+        let key = self.data_key(identity, extra)?;
+        let aad = record_aad(&self.record_id, &self.patient, &self.commitment);
+        let plaintext = Zeroizing::new(
+            key.cipher()
+                .decrypt(
+                    (&self.nonce).into(),
+                    Payload {
+                        msg: &self.ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| SealError::Decrypt)?,
+        );
+        if plaintext.len() < SALT_LEN {
+            return Err(SealError::Decrypt);
+        }
+        let expected = commitment(&plaintext[..SALT_LEN], &plaintext[SALT_LEN..]);
+        if !bool::from(
+            expected
+                .as_byte_array()
+                .ct_eq(self.commitment.as_byte_array()),
+        ) {
+            return Err(SealError::CommitmentMismatch);
+        }
+        Ok(OpenedRecord { plaintext })
+    }
+
+    /// Re-wraps the record's data key for a new reader. `holder` must already be a reader (the
+    /// patient's wallet, or the originating institution acting under a consent).
+    ///
+    /// # Errors
+    /// As [`SealedRecord::open`] for the holder, and [`SealError::NonContributory`] for an
+    /// unusable reader key.
+    pub fn share_with<R: RngCore + CryptoRng>(
+        &self,
+        holder: &Identity,
+        reader: &PublicIdentity,
+        rng: &mut R,
+    ) -> Result<KeyEnvelope, SealError> {
+        let key = self.data_key(holder, &[])?;
+        KeyEnvelope::wrap(&key.0, &reader.agree, self.record_id.as_byte_array(), rng)
+    }
+}
+
+impl Encode for SealedRecord {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(SEALED_RECORD_VERSION);
+        self.record_id.encode_to(out);
+        self.patient.encode_to(out);
+        self.commitment.encode_to(out);
+        out.put_raw(&self.nonce);
+        out.put_bytes(&self.ciphertext);
+        out.put_list(&self.envelopes);
+    }
+}
+
+impl Decode for SealedRecord {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("sealed record", SEALED_RECORD_VERSION)?;
+        let record_id = RecordId::decode_from(r)?;
+        let patient = PublicIdentity::decode_from(r)?;
+        let commitment = PayloadCommitment::decode_from(r)?;
+        let nonce = r.array()?;
+        let ciphertext = r.bytes("record ciphertext", MAX_CIPHERTEXT)?;
+        if ciphertext.len() < SALT_LEN + TAG_LEN {
+            return Err(DecodeError::InvalidValue {
+                what: "record ciphertext",
+                reason: "shorter than salt and tag",
+            });
+        }
+        let envelopes: Vec<KeyEnvelope> =
+            r.list("key envelopes", MAX_ENVELOPES, KEY_ENVELOPE_LEN)?;
+        if envelopes.is_empty() {
+            return Err(DecodeError::InvalidValue {
+                what: "key envelopes",
+                reason: "a record needs at least the patient's envelope",
+            });
+        }
+        Ok(Self {
+            record_id,
+            patient,
+            commitment,
+            nonce,
+            ciphertext: ciphertext.to_vec(),
+            envelopes,
+        })
+    }
+}
+
+/// The network-shared key: encrypts what every node of the network may read. Zeroized on drop.
+pub struct NetworkKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NetworkKey(fingerprint {})",
+            hex::encode(&self.fingerprint()[..8])
+        )
+    }
+}
+
+/// The context a network key is wrapped under.
+const NETWORK_KEY_CONTEXT: &[u8] = b"medchain/v1/network-key";
+
+impl NetworkKey {
+    /// A fresh random network key.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *k);
+        Self(k)
+    }
+
+    /// The key's public fingerprint (recorded in genesis).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        tagged_hash(domain::NETWORK_KEY_FINGERPRINT, &*self.0)
+    }
+
+    fn message_cipher(&self, nonce: &[u8; 32]) -> Aes256Gcm {
+        let hk = Hkdf::<Sha256>::new(Some(nonce), &*self.0);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        let label = domain::NETWORK_SEAL.as_bytes();
+        hk.expand_multi_info(&[&[label.len() as u8], label], &mut *okm)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+        Aes256Gcm::new((&*okm).into())
+    }
+
+    /// Encrypts `plaintext` for every holder of the network key, bound to `aad`.
+    pub fn seal<R: RngCore + CryptoRng>(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        rng: &mut R,
+    ) -> NetworkSealed {
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let ciphertext = self
+            .message_cipher(&nonce)
+            .encrypt(
+                (&ZERO_NONCE).into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_else(|_| unreachable!("AES-GCM encryption of < 64 GiB cannot fail"));
+        NetworkSealed { nonce, ciphertext }
+    }
+
+    /// Decrypts a [`NetworkSealed`] message bound to `aad`.
+    ///
+    /// # Errors
+    /// [`SealError::Decrypt`] for another key, another `aad` or altered bytes.
+    pub fn open(
+        &self,
+        sealed: &NetworkSealed,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.message_cipher(&sealed.nonce)
+            .decrypt(
+                (&ZERO_NONCE).into(),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| SealError::Decrypt)
+    }
+
+    /// Wraps the network key for a node joining the network.
+    ///
+    /// # Errors
+    /// [`SealError::NonContributory`] for an unusable node key.
+    pub fn wrap_for<R: RngCore + CryptoRng>(
+        &self,
+        node: &PublicIdentity,
+        rng: &mut R,
+    ) -> Result<KeyEnvelope, SealError> {
+        KeyEnvelope::wrap(&self.0, &node.agree, NETWORK_KEY_CONTEXT, rng)
+    }
+
+    /// Unwraps a network key sent to `node` with [`NetworkKey::wrap_for`].
+    ///
+    /// # Errors
+    /// [`SealError::NoEnvelope`] if the envelope is for someone else, [`SealError::Decrypt`]
+    /// if it does not decrypt.
+    pub fn unwrap_from(envelope: &KeyEnvelope, node: &Identity) -> Result<Self, SealError> {
+        envelope.unwrap(node, NETWORK_KEY_CONTEXT).map(Self)
+    }
+}
+
+/// A message encrypted under the [`NetworkKey`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct NetworkSealed {
+    nonce: [u8; 32],
+    ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for NetworkSealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkSealed")
+            .field("len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetworkSealed {
+    /// The 32-byte random nonce the message key is derived from.
+    pub fn nonce(&self) -> &[u8; 32] {
+        &self.nonce
+    }
+
+    /// The ciphertext and its tag.
+    pub fn ciphertext(&self) -> &[u8] {
+        &self.ciphertext
+    }
+}
+
+/// Largest network-sealed message (the largest sealed record plus room for its envelopes).
+pub const MAX_NETWORK_SEALED: usize = MAX_CIPHERTEXT + 64 * 1024;
+
+impl Encode for NetworkSealed {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(&self.nonce);
+        out.put_bytes(&self.ciphertext);
+    }
+}
+
+impl Decode for NetworkSealed {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let nonce = r.array()?;
+        let ciphertext = r.bytes("network-sealed body", MAX_NETWORK_SEALED)?;
+        if ciphertext.len() < TAG_LEN {
+            return Err(DecodeError::InvalidValue {
+                what: "network-sealed body",
+                reason: "shorter than the tag",
+            });
+        }
+        Ok(Self {
+            nonce,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    const OBS: &[u8] = br#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"valueQuantity":{"value":6.1,"unit":"%"}}"#;
+
+    fn setup() -> (ChaCha20Rng, Identity, Identity, Identity) {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let p = Identity::generate(&mut rng);
+        let h = Identity::generate(&mut rng);
+        let x = Identity::generate(&mut rng);
+        (rng, p, h, x)
+    }
+
+    #[test]
+    fn seal_open_for_patient_and_reader_only() {
+        let (mut rng, patient, hospital, stranger) = setup();
+        let sealed = seal_record(OBS, &patient.public(), &[hospital.public()], &mut rng).unwrap();
+        assert_eq!(sealed.open(&patient).unwrap().payload(), OBS);
+        assert_eq!(sealed.open(&hospital).unwrap().payload(), OBS);
+        assert_eq!(sealed.open(&stranger).unwrap_err(), SealError::NoEnvelope);
+        assert_eq!(sealed.envelopes().len(), 2);
+        let opened = sealed.open(&patient).unwrap();
+        assert_eq!(opened.resource().unwrap().resource_type(), "Observation");
+        assert!(!format!("{opened:?}").contains("loinc"));
+        assert!(!format!("{sealed:?}").contains("loinc"));
+    }
+
+    #[test]
+    fn share_with_then_open_with() {
+        let (mut rng, patient, hospital, doctor) = setup();
+        let sealed = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        let env = sealed
+            .share_with(&patient, &doctor.public(), &mut rng)
+            .unwrap();
+        assert_eq!(
+            sealed.open_with(&doctor, &[env.clone()]).unwrap().payload(),
+            OBS
+        );
+        assert_eq!(
+            sealed
+                .share_with(&hospital, &doctor.public(), &mut rng)
+                .unwrap_err(),
+            SealError::NoEnvelope
+        );
+        // An envelope made for one record does not open another (context binds the record id).
+        let other = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        assert_eq!(
+            other.open_with(&doctor, &[env]).unwrap_err(),
+            SealError::Decrypt
+        );
+    }
+
+    #[test]
+    fn refuses_non_fhir_and_low_order_keys() {
+        let (mut rng, patient, _, _) = setup();
+        let err = seal_record(b"hello", &patient.public(), &[], &mut rng).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a FHIR resource: invalid JSON at line 1, column 1"
+        );
+        let mut bad = patient.public();
+        bad.agree = AgreementKey::from_byte_array([0; 32]);
+        let err = seal_record(OBS, &bad, &[], &mut rng).unwrap_err();
+        assert_eq!(err, SealError::NonContributory);
+        assert_eq!(
+            err.to_string(),
+            "reader key is not usable for key agreement (non-contributory)"
+        );
+    }
+
+    #[test]
+    fn commitment_is_salted_and_checked() {
+        let (mut rng, patient, _, _) = setup();
+        let a = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        let b = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        assert_ne!(a.commitment(), b.commitment());
+        // Swapping in another record's commitment breaks the AAD, so decryption fails.
+        let mut c = a.clone();
+        c.commitment = b.commitment();
+        assert_eq!(c.open(&patient).unwrap_err(), SealError::Decrypt);
+    }
+
+    #[test]
+    fn every_byte_flip_of_an_encoded_record_is_caught() {
+        let (mut rng, patient, _, _) = setup();
+        let sealed = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        let bytes = sealed.to_bytes();
+        assert_eq!(SealedRecord::from_bytes(&bytes).unwrap(), sealed);
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x01;
+            let ok = SealedRecord::from_bytes(&t)
+                .map_err(SealError::from)
+                .and_then(|r| r.open(&patient).map(|o| o.payload().to_vec()));
+            assert!(ok.is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn network_key_seal_open_and_wrap() {
+        let (mut rng, node, _, stranger) = setup();
+        let key = NetworkKey::generate(&mut rng);
+        let sealed = key.seal(b"meta", b"aad", &mut rng);
+        assert_eq!(&key.open(&sealed, b"aad").unwrap()[..], b"meta");
+        assert_eq!(key.open(&sealed, b"other").unwrap_err(), SealError::Decrypt);
+        let other = NetworkKey::generate(&mut rng);
+        assert_eq!(other.open(&sealed, b"aad").unwrap_err(), SealError::Decrypt);
+        let env = key.wrap_for(&node.public(), &mut rng).unwrap();
+        let got = NetworkKey::unwrap_from(&env, &node).unwrap();
+        assert_eq!(got.fingerprint(), key.fingerprint());
+        assert_eq!(
+            NetworkKey::unwrap_from(&env, &stranger).unwrap_err(),
+            SealError::NoEnvelope
+        );
+        assert!(!format!("{key:?}").contains(&hex::encode(*key.0)));
+        assert_eq!(
+            NetworkSealed::from_bytes(&sealed.to_bytes()).unwrap(),
+            sealed
+        );
+    }
+}

@@ -1,0 +1,789 @@
+//! Signed transactions.
+//!
+//! A [`Transaction`] is an envelope that anyone can check and a body that only network members
+//! can read:
+//!
+//! ```text
+//! signed bytes = version (u8 = 1) || kind (u8) || contributor (32) || timestamp_ms (u64)
+//!                || nonce (u64) || body: NetworkSealed || index_entry: bytes
+//! tx id        = tagged_hash("medchain/v1/tx-id", signed bytes)
+//! signature    = ed25519(contributor, len || "medchain/v1/tx-signature" || tx id)
+//! encoding     = signed bytes || signature (64)
+//! ```
+//!
+//! The body ([`TxBody`], one variant per [`TxKind`]) is encrypted under the network key with
+//! the header as associated data; sensitive parts inside it (the record, its data keys) are
+//! encrypted again to their readers. The secure-index entry travels outside the body because it
+//! is opaque by construction and searchers must read it without the network key.
+//!
+//! Decoding gives a [`Transaction`]; only [`Transaction::verify`] (strict ed25519) gives a
+//! [`VerifiedTx`].
+
+use std::fmt;
+use std::ops::Deref;
+
+use rand_core::{CryptoRng, RngCore};
+use thiserror::Error;
+
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::{domain, RecordId, TaggedHasher, TxId};
+use crate::keys::{Identity, PublicIdentity, Signature, SignatureError, VerifyKey};
+use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
+
+/// Format version of [`Transaction`].
+pub const TX_VERSION: u8 = 1;
+
+/// Largest secure-index entry a transaction may carry (bytes).
+pub const MAX_INDEX_ENTRY: usize = 64 * 1024;
+
+/// Largest consent document (bytes).
+pub const MAX_CONSENT_DOCUMENT: usize = 256 * 1024;
+
+/// What a transaction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TxKind {
+    /// A sealed record is added, with key envelopes for its patient and contributor.
+    RecordAdded = 1,
+    /// A patient grants a consent.
+    ConsentGranted = 2,
+    /// A patient revokes a consent.
+    ConsentRevoked = 3,
+    /// A record's data key is wrapped for a new reader under a consent.
+    KeyShared = 4,
+    /// Someone accessed a record: who, what, when, why, under which consent.
+    AccessLogged = 5,
+    /// A record is crypto-shredded at the patient's request.
+    RecordErased = 6,
+}
+
+impl TxKind {
+    /// The kind's stable wire code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind for a wire code.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownTag`] for an unknown code.
+    pub fn from_code(code: u8) -> Result<Self, DecodeError> {
+        Ok(match code {
+            1 => Self::RecordAdded,
+            2 => Self::ConsentGranted,
+            3 => Self::ConsentRevoked,
+            4 => Self::KeyShared,
+            5 => Self::AccessLogged,
+            6 => Self::RecordErased,
+            _ => {
+                return Err(DecodeError::UnknownTag {
+                    what: "transaction kind",
+                    tag: code.into(),
+                })
+            }
+        })
+    }
+}
+
+/// A transaction failed to build, verify or open.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// Malformed bytes.
+    #[error("malformed transaction: {0}")]
+    Decode(#[from] DecodeError),
+    /// The contributor's signature does not verify strictly.
+    #[error("transaction signature does not verify")]
+    BadSignature,
+    /// A patient's signature inside the body does not verify.
+    #[error("patient signature in the transaction body does not verify")]
+    BadPatientSignature,
+    /// The body is of another kind than the header says.
+    #[error("body kind {body:?} does not match header kind {header:?}")]
+    KindMismatch {
+        /// The header's kind.
+        header: TxKind,
+        /// The body's kind.
+        body: TxKind,
+    },
+    /// The body does not decrypt under this network key.
+    #[error("transaction body does not decrypt under this network key")]
+    BodyDecrypt,
+    /// Only a record transaction may carry a secure-index entry.
+    #[error("only a RecordAdded transaction may carry a secure-index entry")]
+    UnexpectedIndexEntry,
+    /// The index entry is larger than [`MAX_INDEX_ENTRY`].
+    #[error("secure-index entry of {0} bytes is above the limit")]
+    IndexEntryTooLarge(usize),
+    /// A body field is invalid.
+    #[error("invalid transaction body: {0}")]
+    InvalidBody(&'static str),
+}
+
+impl From<SignatureError> for TxError {
+    fn from(_: SignatureError) -> Self {
+        Self::BadSignature
+    }
+}
+
+/// A patient's signature over a body part, for a given purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientSignature {
+    /// The patient.
+    pub patient: PublicIdentity,
+    /// ed25519 over the purpose's label and the signed part.
+    pub signature: Signature,
+}
+
+impl PatientSignature {
+    /// Signs `message` for `label` as `patient`.
+    pub fn sign(patient: &Identity, label: &str, message: &[u8]) -> Self {
+        Self {
+            patient: patient.public(),
+            signature: patient.sign(label, message),
+        }
+    }
+
+    fn verify(&self, label: &str, message: &[u8]) -> Result<(), TxError> {
+        self.patient
+            .sign
+            .verify(label, message, &self.signature)
+            .map_err(|_| TxError::BadPatientSignature)
+    }
+}
+
+impl Encode for PatientSignature {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.patient.encode_to(out);
+        self.signature.encode_to(out);
+    }
+}
+
+impl Decode for PatientSignature {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            patient: PublicIdentity::decode_from(r)?,
+            signature: Signature::decode_from(r)?,
+        })
+    }
+}
+
+/// The body of a transaction, one variant per [`TxKind`]. Lives encrypted under the network key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxBody {
+    /// A sealed record (it carries its key envelopes for the patient and the contributor).
+    RecordAdded {
+        /// The sealed record.
+        record: SealedRecord,
+    },
+    /// A consent granted by the patient: the canonical consent document and the patient's
+    /// signature over it (label `medchain/v1/consent-signature`).
+    ConsentGranted {
+        /// The consent document's canonical bytes (defined by the consent module).
+        document: Vec<u8>,
+        /// The patient's signature over `document`.
+        patient: PatientSignature,
+    },
+    /// A consent revoked by the patient.
+    ConsentRevoked {
+        /// The id of the consent revoked: the tagged hash of its document.
+        consent_id: [u8; 32],
+        /// The patient's signature over the consent id.
+        patient: PatientSignature,
+    },
+    /// A record's data key wrapped for a new reader.
+    KeyShared {
+        /// The record.
+        record_id: RecordId,
+        /// The reader's envelope.
+        envelope: KeyEnvelope,
+        /// The consent this sharing is made under.
+        consent_id: [u8; 32],
+    },
+    /// An access to a record.
+    AccessLogged {
+        /// The record.
+        record_id: RecordId,
+        /// Who accessed it.
+        accessor: PublicIdentity,
+        /// HL7 v3 PurposeOfUse code (`TREAT`, `ETREAT`, `HRESCH`, ...).
+        purpose: String,
+        /// The consent it was made under, if any (an emergency access may have none).
+        consent_id: Option<[u8; 32]>,
+        /// Whether it was a break-glass emergency access.
+        emergency: bool,
+        /// When it happened (milliseconds since the Unix epoch).
+        accessed_at_ms: u64,
+    },
+    /// A record crypto-shredded at the patient's request.
+    RecordErased {
+        /// The record.
+        record_id: RecordId,
+        /// The patient's signature over the record id (label `medchain/v1/erasure-signature`).
+        patient: PatientSignature,
+    },
+}
+
+const MAX_PURPOSE: usize = 64;
+
+impl TxBody {
+    /// The body's kind.
+    pub fn kind(&self) -> TxKind {
+        match self {
+            Self::RecordAdded { .. } => TxKind::RecordAdded,
+            Self::ConsentGranted { .. } => TxKind::ConsentGranted,
+            Self::ConsentRevoked { .. } => TxKind::ConsentRevoked,
+            Self::KeyShared { .. } => TxKind::KeyShared,
+            Self::AccessLogged { .. } => TxKind::AccessLogged,
+            Self::RecordErased { .. } => TxKind::RecordErased,
+        }
+    }
+
+    /// Checks the patient signatures and field rules that need no ledger state.
+    ///
+    /// # Errors
+    /// [`TxError::BadPatientSignature`] or [`TxError::InvalidBody`].
+    pub fn check(&self) -> Result<(), TxError> {
+        match self {
+            Self::ConsentGranted { document, patient } => {
+                patient.verify(domain::CONSENT_SIG, document)
+            }
+            Self::ConsentRevoked {
+                consent_id,
+                patient,
+            } => patient.verify(domain::CONSENT_SIG, &revocation_message(consent_id)),
+            Self::RecordErased { record_id, patient } => {
+                patient.verify(domain::ERASURE_SIG, record_id.as_byte_array())
+            }
+            Self::AccessLogged { purpose, .. } => {
+                if purpose.is_empty()
+                    || !purpose
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    Err(TxError::InvalidBody("purpose must be a non-empty code"))
+                } else {
+                    Ok(())
+                }
+            }
+            Self::RecordAdded { .. } | Self::KeyShared { .. } => Ok(()),
+        }
+    }
+}
+
+/// The message a patient signs to revoke a consent: `"revoke" || consent id`.
+pub fn revocation_message(consent_id: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"revoke".to_vec();
+    m.extend_from_slice(consent_id);
+    m
+}
+
+impl Encode for TxBody {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(self.kind().code());
+        match self {
+            Self::RecordAdded { record } => record.encode_to(out),
+            Self::ConsentGranted { document, patient } => {
+                out.put_bytes(document);
+                patient.encode_to(out);
+            }
+            Self::ConsentRevoked {
+                consent_id,
+                patient,
+            } => {
+                out.put_raw(consent_id);
+                patient.encode_to(out);
+            }
+            Self::KeyShared {
+                record_id,
+                envelope,
+                consent_id,
+            } => {
+                record_id.encode_to(out);
+                envelope.encode_to(out);
+                out.put_raw(consent_id);
+            }
+            Self::AccessLogged {
+                record_id,
+                accessor,
+                purpose,
+                consent_id,
+                emergency,
+                accessed_at_ms,
+            } => {
+                record_id.encode_to(out);
+                accessor.encode_to(out);
+                out.put_bytes(purpose.as_bytes());
+                out.put_option(consent_id.as_ref());
+                out.put_bool(*emergency);
+                out.put_u64(*accessed_at_ms);
+            }
+            Self::RecordErased { record_id, patient } => {
+                record_id.encode_to(out);
+                patient.encode_to(out);
+            }
+        }
+    }
+}
+
+impl Decode for TxBody {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match TxKind::from_code(r.u8()?)? {
+            TxKind::RecordAdded => Self::RecordAdded {
+                record: SealedRecord::decode_from(r)?,
+            },
+            TxKind::ConsentGranted => Self::ConsentGranted {
+                document: r.bytes("consent document", MAX_CONSENT_DOCUMENT)?.to_vec(),
+                patient: PatientSignature::decode_from(r)?,
+            },
+            TxKind::ConsentRevoked => Self::ConsentRevoked {
+                consent_id: r.array()?,
+                patient: PatientSignature::decode_from(r)?,
+            },
+            TxKind::KeyShared => Self::KeyShared {
+                record_id: RecordId::decode_from(r)?,
+                envelope: KeyEnvelope::decode_from(r)?,
+                consent_id: r.array()?,
+            },
+            TxKind::AccessLogged => Self::AccessLogged {
+                record_id: RecordId::decode_from(r)?,
+                accessor: PublicIdentity::decode_from(r)?,
+                purpose: r.string("purpose of use", MAX_PURPOSE)?,
+                consent_id: r.option("consent id")?,
+                emergency: r.bool("emergency flag")?,
+                accessed_at_ms: r.u64()?,
+            },
+            TxKind::RecordErased => Self::RecordErased {
+                record_id: RecordId::decode_from(r)?,
+                patient: PatientSignature::decode_from(r)?,
+            },
+        })
+    }
+}
+
+/// An unverified transaction, as decoded from bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Transaction {
+    kind: TxKind,
+    contributor: VerifyKey,
+    timestamp_ms: u64,
+    nonce: u64,
+    body: NetworkSealed,
+    index_entry: Vec<u8>,
+    signature: Signature,
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("id", &self.id())
+            .field("kind", &self.kind)
+            .field("contributor", &self.contributor)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transaction {
+    /// Builds and signs a transaction: encrypts `body` under the network key, binds it to the
+    /// header, signs the id.
+    ///
+    /// # Errors
+    /// [`TxError::UnexpectedIndexEntry`] if a non-record body carries an index entry,
+    /// [`TxError::IndexEntryTooLarge`], or a body check failure ([`TxBody::check`]).
+    pub fn create<R: RngCore + CryptoRng>(
+        contributor: &Identity,
+        timestamp_ms: u64,
+        nonce: u64,
+        body: &TxBody,
+        index_entry: Vec<u8>,
+        network: &NetworkKey,
+        rng: &mut R,
+    ) -> Result<Self, TxError> {
+        let kind = body.kind();
+        check_index_entry(kind, &index_entry)?;
+        body.check()?;
+        let header = header_bytes(kind, &contributor.verify_key(), timestamp_ms, nonce);
+        let plain = zeroize::Zeroizing::new(body.to_bytes());
+        let sealed = network.seal(&plain, &header, rng);
+        let mut tx = Self {
+            kind,
+            contributor: contributor.verify_key(),
+            timestamp_ms,
+            nonce,
+            body: sealed,
+            index_entry,
+            signature: Signature::from_byte_array([0; 64]),
+        };
+        let id = tx.id();
+        tx.signature = contributor.sign(domain::TX_SIG, id.as_byte_array());
+        Ok(tx)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> TxKind {
+        self.kind
+    }
+
+    /// The contributor's key.
+    pub fn contributor(&self) -> &VerifyKey {
+        &self.contributor
+    }
+
+    /// The contributor's timestamp (milliseconds since the Unix epoch).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The contributor's nonce (unique per contributor; replay protection).
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// The secure-index entry's canonical bytes (empty if none).
+    pub fn index_entry(&self) -> &[u8] {
+        &self.index_entry
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn signed_bytes_to(&self, out: &mut Vec<u8>) {
+        out.put_raw(&header_bytes(
+            self.kind,
+            &self.contributor,
+            self.timestamp_ms,
+            self.nonce,
+        ));
+        self.body.encode_to(out);
+        out.put_bytes(&self.index_entry);
+    }
+
+    /// The transaction id: tagged hash of the signed bytes (streamed, without re-encoding).
+    pub fn id(&self) -> TxId {
+        let mut h = TaggedHasher::new(domain::TX_ID);
+        h.update(&header_bytes(
+            self.kind,
+            &self.contributor,
+            self.timestamp_ms,
+            self.nonce,
+        ));
+        h.update(self.body.nonce());
+        h.update_prefixed(self.body.ciphertext());
+        h.update_prefixed(&self.index_entry);
+        TxId::from_byte_array(h.finalize())
+    }
+
+    /// Strictly verifies the contributor's signature.
+    ///
+    /// # Errors
+    /// [`TxError::BadSignature`].
+    pub fn verify(self) -> Result<VerifiedTx, TxError> {
+        let id = self.id();
+        self.contributor
+            .verify(domain::TX_SIG, id.as_byte_array(), &self.signature)?;
+        Ok(VerifiedTx { tx: self, id })
+    }
+
+    /// Decodes and verifies in one step.
+    ///
+    /// # Errors
+    /// [`TxError::Decode`] or [`TxError::BadSignature`].
+    pub fn decode_verified(bytes: &[u8]) -> Result<VerifiedTx, TxError> {
+        Self::from_bytes(bytes)?.verify()
+    }
+}
+
+fn header_bytes(
+    kind: TxKind,
+    contributor: &VerifyKey,
+    timestamp_ms: u64,
+    nonce: u64,
+) -> [u8; 1 + 1 + 32 + 8 + 8] {
+    let mut h = [0u8; 50];
+    h[0] = TX_VERSION;
+    h[1] = kind.code();
+    h[2..34].copy_from_slice(contributor.as_byte_array());
+    h[34..42].copy_from_slice(&timestamp_ms.to_be_bytes());
+    h[42..50].copy_from_slice(&nonce.to_be_bytes());
+    h
+}
+
+fn check_index_entry(kind: TxKind, entry: &[u8]) -> Result<(), TxError> {
+    if entry.len() > MAX_INDEX_ENTRY {
+        return Err(TxError::IndexEntryTooLarge(entry.len()));
+    }
+    if !entry.is_empty() && kind != TxKind::RecordAdded {
+        return Err(TxError::UnexpectedIndexEntry);
+    }
+    Ok(())
+}
+
+impl Encode for Transaction {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.signed_bytes_to(out);
+        self.signature.encode_to(out);
+    }
+}
+
+impl Decode for Transaction {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("transaction", TX_VERSION)?;
+        let kind = TxKind::from_code(r.u8()?)?;
+        let contributor = VerifyKey::decode_from(r)?;
+        let timestamp_ms = r.u64()?;
+        let nonce = r.u64()?;
+        let body = NetworkSealed::decode_from(r)?;
+        let index_entry = r.bytes("secure-index entry", MAX_INDEX_ENTRY)?.to_vec();
+        if !index_entry.is_empty() && kind != TxKind::RecordAdded {
+            return Err(DecodeError::InvalidValue {
+                what: "secure-index entry",
+                reason: "only a RecordAdded transaction may carry one",
+            });
+        }
+        let signature = Signature::decode_from(r)?;
+        Ok(Self {
+            kind,
+            contributor,
+            timestamp_ms,
+            nonce,
+            body,
+            index_entry,
+            signature,
+        })
+    }
+}
+
+/// A transaction whose contributor signature verified strictly. Derefs to [`Transaction`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedTx {
+    tx: Transaction,
+    id: TxId,
+}
+
+impl fmt::Debug for VerifiedTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verified{:?}", self.tx)
+    }
+}
+
+impl Deref for VerifiedTx {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        &self.tx
+    }
+}
+
+impl VerifiedTx {
+    /// The id (computed once, at verification).
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The unverified transaction.
+    pub fn into_inner(self) -> Transaction {
+        self.tx
+    }
+
+    /// Decrypts the body with the network key, checks it matches the header's kind and checks
+    /// its patient signatures.
+    ///
+    /// # Errors
+    /// [`TxError::BodyDecrypt`], [`TxError::Decode`], [`TxError::KindMismatch`],
+    /// [`TxError::BadPatientSignature`], [`TxError::InvalidBody`].
+    pub fn open_body(&self, network: &NetworkKey) -> Result<TxBody, TxError> {
+        let header = header_bytes(self.kind, &self.contributor, self.timestamp_ms, self.nonce);
+        let plain = network.open(&self.body, &header).map_err(|e| match e {
+            SealError::Decode(d) => TxError::Decode(d),
+            _ => TxError::BodyDecrypt,
+        })?;
+        let body = TxBody::from_bytes(&plain)?;
+        if body.kind() != self.kind {
+            return Err(TxError::KindMismatch {
+                header: self.kind,
+                body: body.kind(),
+            });
+        }
+        body.check()?;
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::tagged_hash;
+    use crate::seal::seal_record;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    const OBS: &[u8] =
+        br#"{"resourceType":"Observation","status":"final","code":{"text":"glucose"}}"#;
+
+    struct Fx {
+        rng: ChaCha20Rng,
+        patient: Identity,
+        hospital: Identity,
+        net: NetworkKey,
+    }
+
+    fn fx() -> Fx {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let patient = Identity::generate(&mut rng);
+        let hospital = Identity::generate(&mut rng);
+        let net = NetworkKey::generate(&mut rng);
+        Fx {
+            rng,
+            patient,
+            hospital,
+            net,
+        }
+    }
+
+    fn record_tx(f: &mut Fx) -> Transaction {
+        let record =
+            seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
+        Transaction::create(
+            &f.hospital,
+            1_700_000_000_000,
+            1,
+            &TxBody::RecordAdded { record },
+            vec![1, 2, 3],
+            &f.net,
+            &mut f.rng,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn create_encode_decode_verify_open() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        let bytes = tx.to_bytes();
+        let v = Transaction::decode_verified(&bytes).unwrap();
+        assert_eq!(v.id(), tx.id());
+        assert_eq!(v.kind(), TxKind::RecordAdded);
+        match v.open_body(&f.net).unwrap() {
+            TxBody::RecordAdded { record } => {
+                assert_eq!(record.open(&f.patient).unwrap().payload(), OBS);
+            }
+            other => panic!("unexpected body {other:?}"),
+        }
+        let other_net = NetworkKey::generate(&mut f.rng);
+        assert_eq!(v.open_body(&other_net).unwrap_err(), TxError::BodyDecrypt);
+        // Nothing of the record appears in the encoded transaction.
+        assert!(!bytes.windows(7).any(|w| w == b"glucose"));
+    }
+
+    #[test]
+    fn every_byte_flip_breaks_decode_or_verify() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        let bytes = tx.to_bytes();
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x80;
+            assert!(
+                Transaction::decode_verified(&t).is_err(),
+                "flip at {i} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn patient_signatures_are_checked() {
+        let mut f = fx();
+        let doc = b"consent document".to_vec();
+        let good = TxBody::ConsentGranted {
+            document: doc.clone(),
+            patient: PatientSignature::sign(&f.patient, domain::CONSENT_SIG, &doc),
+        };
+        let tx = Transaction::create(&f.hospital, 1, 2, &good, vec![], &f.net, &mut f.rng).unwrap();
+        let v = tx.verify().unwrap();
+        assert_eq!(v.open_body(&f.net).unwrap(), good);
+        // Signed by the hospital instead of the patient it names.
+        let forged = TxBody::ConsentGranted {
+            document: doc.clone(),
+            patient: PatientSignature {
+                patient: f.patient.public(),
+                signature: f.hospital.sign(domain::CONSENT_SIG, &doc),
+            },
+        };
+        let err = Transaction::create(&f.hospital, 1, 3, &forged, vec![], &f.net, &mut f.rng)
+            .unwrap_err();
+        assert_eq!(err, TxError::BadPatientSignature);
+        assert_eq!(
+            err.to_string(),
+            "patient signature in the transaction body does not verify"
+        );
+        let rid = RecordId::from_byte_array([9; 32]);
+        let erase = TxBody::RecordErased {
+            record_id: rid,
+            patient: PatientSignature::sign(&f.patient, domain::ERASURE_SIG, rid.as_byte_array()),
+        };
+        assert!(Transaction::create(&f.patient, 1, 4, &erase, vec![], &f.net, &mut f.rng).is_ok());
+        let revoke = TxBody::ConsentRevoked {
+            consent_id: [7; 32],
+            patient: PatientSignature::sign(&f.patient, domain::CONSENT_SIG, b"wrong message"),
+        };
+        assert_eq!(
+            Transaction::create(&f.patient, 1, 5, &revoke, vec![], &f.net, &mut f.rng).unwrap_err(),
+            TxError::BadPatientSignature
+        );
+    }
+
+    #[test]
+    fn index_entries_only_on_records() {
+        let mut f = fx();
+        let body = TxBody::AccessLogged {
+            record_id: RecordId::from_byte_array([1; 32]),
+            accessor: f.hospital.public(),
+            purpose: "TREAT".into(),
+            consent_id: None,
+            emergency: false,
+            accessed_at_ms: 5,
+        };
+        let err =
+            Transaction::create(&f.hospital, 1, 1, &body, vec![1], &f.net, &mut f.rng).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "only a RecordAdded transaction may carry a secure-index entry"
+        );
+        let tx = Transaction::create(&f.hospital, 1, 1, &body, vec![], &f.net, &mut f.rng).unwrap();
+        assert_eq!(tx.verify().unwrap().open_body(&f.net).unwrap(), body);
+        let bad = TxBody::AccessLogged {
+            record_id: RecordId::from_byte_array([1; 32]),
+            accessor: f.hospital.public(),
+            purpose: "no spaces allowed".into(),
+            consent_id: None,
+            emergency: false,
+            accessed_at_ms: 5,
+        };
+        assert_eq!(
+            Transaction::create(&f.hospital, 1, 1, &bad, vec![], &f.net, &mut f.rng).unwrap_err(),
+            TxError::InvalidBody("purpose must be a non-empty code")
+        );
+    }
+
+    #[test]
+    fn streamed_id_equals_tagged_hash_of_signed_bytes() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        let mut signed = Vec::new();
+        tx.signed_bytes_to(&mut signed);
+        assert_eq!(tx.id().to_byte_array(), tagged_hash(domain::TX_ID, &signed));
+        let bytes = tx.to_bytes();
+        assert_eq!(&bytes[..signed.len()], &signed[..]);
+    }
+
+    #[test]
+    fn debug_shows_no_body() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        let dbg = format!("{tx:?}");
+        assert!(dbg.contains("RecordAdded") && !dbg.contains("glucose"));
+    }
+}
