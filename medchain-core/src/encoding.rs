@@ -356,7 +356,10 @@ pub trait Writer {
 fn len_u32(len: usize) -> u32 {
     // Every field has a limit far below u32::MAX (see MAX_BYTES / MAX_LIST); encoders check
     // their inputs against those limits before they get here.
-    assert!(len <= u32::MAX as usize, "length exceeds the u32 wire limit");
+    assert!(
+        len <= u32::MAX as usize,
+        "length exceeds the u32 wire limit"
+    );
     len as u32
 }
 
