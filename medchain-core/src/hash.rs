@@ -5,9 +5,6 @@
 //! [`domain`]. Two purposes can therefore never produce the same digest from the same bytes.
 //! Signatures use the same framing of their own labels (see [`crate::keys`]).
 
-use std::fmt;
-use std::str::FromStr;
-
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -37,6 +34,40 @@ pub mod domain {
     pub const CONSENT_SIG: &str = "medchain/v1/consent-signature";
     /// The patient's signature over an erasure request.
     pub const ERASURE_SIG: &str = "medchain/v1/erasure-signature";
+    /// `Identity::derive_secret` label of a patient's secure-index key.
+    pub const INDEX_KEY: &str = "medchain/v1/index-key";
+    /// Secure-index PRF prefix: network index key to a research purpose's index key.
+    pub const INDEX_RESEARCH_KEY: &str = "medchain/v1/index-research-key";
+    /// Secure-index PRF prefix: index key to a keyword class key.
+    pub const INDEX_CLASS_KEY: &str = "medchain/v1/index-class-key";
+    /// Secure-index PRF prefix: class key to a keyword's trapdoor.
+    pub const INDEX_TRAPDOOR: &str = "medchain/v1/index-trapdoor";
+    /// Secure-index PRF prefix: trapdoor and record id to the record's tag.
+    pub const INDEX_TAG: &str = "medchain/v1/index-tag";
+    /// Secure-index PRF prefix: trapdoor, block context and occurrence to a filter key.
+    pub const INDEX_FILTER_KEY: &str = "medchain/v1/index-filter-key";
+    /// Digest of a block's encoded secure-index filter (committed by the block header).
+    pub const INDEX_FILTER: &str = "medchain/v1/index-filter";
+    /// HKDF label deriving a node's VRF secret from its identity.
+    pub const VRF_KEY: &str = "medchain/v1/vrf-key";
+    /// Prefix of an election ticket's VRF input.
+    pub const ELECTION_TICKET: &str = "medchain/v1/election-ticket";
+    /// The election seed chain.
+    pub const ELECTION_SEED: &str = "medchain/v1/election-seed";
+    /// Ranking of candidates for an election.
+    pub const ELECTION_RANK: &str = "medchain/v1/election-rank";
+    /// The genesis block's hash (over the genesis configuration).
+    pub const GENESIS: &str = "medchain/v1/genesis";
+    /// Digest of a block header's fields other than the paper's three.
+    pub const BLOCK_HEADER: &str = "medchain/v1/block-header";
+    /// A block's hash: `prev || c0 || c1 || header digest`.
+    pub const BLOCK: &str = "medchain/v1/block";
+    /// The miner's and each contributor's signature over a block hash.
+    pub const BLOCK_SIG: &str = "medchain/v1/block-signature";
+    /// A validator's vote.
+    pub const VOTE_SIG: &str = "medchain/v1/vote-signature";
+    /// A validator's round timeout.
+    pub const TIMEOUT_SIG: &str = "medchain/v1/timeout-signature";
 }
 
 /// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.
@@ -146,19 +177,19 @@ macro_rules! digest_newtype {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&hex::encode(self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, concat!(stringify!($name), "({})"), self)
             }
         }
 
-        impl FromStr for $name {
+        impl std::str::FromStr for $name {
             type Err = $crate::hash::ParseHexError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $crate::hash::parse_hex_array(s).map(Self)
@@ -180,6 +211,8 @@ macro_rules! digest_newtype {
         }
     };
 }
+pub(crate) use digest_newtype;
+
 digest_newtype!(
     /// A transaction's id: the tagged hash of its signed bytes.
     TxId

@@ -21,11 +21,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod block;
+pub mod election;
 pub mod encoding;
 pub mod fhir;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod genesis;
 pub mod hash;
 pub mod index;
 pub mod keys;
 pub mod merkle;
 pub mod seal;
 pub mod tx;
+pub mod vote;

@@ -1,0 +1,2 @@
+//! Secure-index benchmark (being written).
+fn main() {}

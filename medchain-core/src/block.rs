@@ -1,0 +1,1134 @@
+//! Blocks: header, contributor signatures, election tickets, and validation.
+//!
+//! The block hash follows the paper: with the Merkle root's children `c0`, `c1` and the previous
+//! block `b(n-1)`, `hash(b_n) = H(H(b(n-1)) || c0 || c1)`, extended with a digest of every other
+//! header field so that nothing in a header is unauthenticated:
+//!
+//! ```text
+//! hash = tagged_hash("medchain/v1/block", prev || c0 || c1 || header_digest)
+//! header_digest = tagged_hash("medchain/v1/block-header", canonical header without prev, c0, c1)
+//! ```
+//!
+//! For `n >= 2` transactions, `c0`/`c1` are the RFC 6962 roots of the first `k` leaves and of
+//! the rest, `k` the largest power of two below `n`, so the Merkle root is
+//! `SHA-256(0x01 || c0 || c1)`. For one transaction `c0` is its leaf hash and `c1` is 32 zero
+//! bytes; for none both are zero. A transaction's leaf is `SHA-256(0x00 || tx id || signature)`.
+//!
+//! A [`Block`] from outside is unchecked; only [`Block::validate`] yields a [`CheckedBlock`],
+//! and it checks linkage, the round, the parent's quorum certificate, the miner's election and
+//! signature, every transaction (strict signatures, no duplicates, membership, the
+//! kind-specific rules of a [`TxRules`] hook), every contributor's signature and ticket, the
+//! Merkle children and the secure-index filter digest.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::election::{self, ElectionSeed, ElectionTicket, VrfSecret};
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::genesis::Genesis;
+use crate::hash::{domain, tagged_hash, tagged_hash_parts, BlockHash, MerkleRoot, TxId};
+use crate::keys::{Identity, Signature, VerifyKey};
+use crate::merkle;
+use crate::tx::{Transaction, VerifiedTx};
+use crate::vote::{InvalidReason, QuorumCertificate, TimeoutCertificate, MAX_CERT_VOTES};
+
+/// Format version of [`BlockHeader`].
+pub const BLOCK_VERSION: u8 = 1;
+
+/// Largest encoded secure-index filter (bytes).
+pub const MAX_INDEX_FILTER: usize = 4 * 1024 * 1024;
+
+/// Largest number of transactions a block encoding may hold (genesis sets the real limit).
+pub const MAX_BLOCK_TXS: usize = 100_000;
+
+/// A contributor's entry in a header: its key and its election ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contributor {
+    /// The contributing node.
+    pub key: VerifyKey,
+    /// Its VRF ticket for this height.
+    pub ticket: ElectionTicket,
+}
+
+impl Encode for Contributor {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.key.encode_to(out);
+        self.ticket.encode_to(out);
+    }
+}
+
+impl Decode for Contributor {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            key: VerifyKey::decode_from(r)?,
+            ticket: ElectionTicket::decode_from(r)?,
+        })
+    }
+}
+
+/// A block header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// The chain id (genesis hash).
+    pub chain: BlockHash,
+    /// Height (genesis is 0).
+    pub height: u64,
+    /// Consensus round; strictly increasing along the chain.
+    pub round: u64,
+    /// The previous block's hash.
+    pub prev: BlockHash,
+    /// Left child of the Merkle root (`c0`).
+    pub merkle_left: [u8; 32],
+    /// Right child of the Merkle root (`c1`).
+    pub merkle_right: [u8; 32],
+    /// Number of transactions.
+    pub tx_count: u32,
+    /// Digest of the secure-index filter (`tagged_hash` of its bytes; zero when empty).
+    pub index_filter_digest: [u8; 32],
+    /// Miner's timestamp (milliseconds since the Unix epoch).
+    pub timestamp_ms: u64,
+    /// The miner.
+    pub miner: VerifyKey,
+    /// The miner's election ticket.
+    pub miner_ticket: ElectionTicket,
+    /// Contributors, strictly ascending by key.
+    pub contributors: Vec<Contributor>,
+    /// Votes certifying the parent (empty when the parent is genesis).
+    pub parent_qc: QuorumCertificate,
+    /// Present when rounds were skipped since the parent: timeouts for `round - 1`.
+    pub timeout_cert: Option<TimeoutCertificate>,
+}
+
+impl BlockHeader {
+    fn encode_rest(&self, out: &mut Vec<u8>) {
+        out.put_u8(BLOCK_VERSION);
+        self.chain.encode_to(out);
+        out.put_u64(self.height);
+        out.put_u64(self.round);
+        out.put_u32(self.tx_count);
+        out.put_raw(&self.index_filter_digest);
+        out.put_u64(self.timestamp_ms);
+        self.miner.encode_to(out);
+        self.miner_ticket.encode_to(out);
+        out.put_list(&self.contributors);
+        self.parent_qc.encode_to(out);
+        out.put_option(self.timeout_cert.as_ref());
+    }
+
+    /// The block hash (see the module docs).
+    pub fn hash(&self) -> BlockHash {
+        let mut rest = Vec::with_capacity(512);
+        self.encode_rest(&mut rest);
+        let digest = tagged_hash(domain::BLOCK_HEADER, &rest);
+        BlockHash::from_byte_array(tagged_hash_parts(
+            domain::BLOCK,
+            &[
+                self.prev.as_byte_array(),
+                &self.merkle_left,
+                &self.merkle_right,
+                &digest,
+            ],
+        ))
+    }
+
+    /// The Merkle root the header commits to.
+    pub fn merkle_root(&self) -> MerkleRoot {
+        match self.tx_count {
+            0 => merkle::merkle_root(&[]),
+            1 => MerkleRoot::from_byte_array(self.merkle_left),
+            _ => MerkleRoot::from_byte_array(merkle::node_hash(
+                &self.merkle_left,
+                &self.merkle_right,
+            )),
+        }
+    }
+}
+
+impl Encode for BlockHeader {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        // Paper fields first, then the rest exactly as hashed.
+        self.prev.encode_to(out);
+        out.put_raw(&self.merkle_left);
+        out.put_raw(&self.merkle_right);
+        self.encode_rest(out);
+    }
+}
+
+impl Decode for BlockHeader {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let prev = BlockHash::decode_from(r)?;
+        let merkle_left = r.array()?;
+        let merkle_right = r.array()?;
+        r.version("block header", BLOCK_VERSION)?;
+        Ok(Self {
+            prev,
+            merkle_left,
+            merkle_right,
+            chain: BlockHash::decode_from(r)?,
+            height: r.u64()?,
+            round: r.u64()?,
+            tx_count: r.u32()?,
+            index_filter_digest: r.array()?,
+            timestamp_ms: r.u64()?,
+            miner: VerifyKey::decode_from(r)?,
+            miner_ticket: ElectionTicket::decode_from(r)?,
+            contributors: r.sorted_list(
+                "contributors",
+                MAX_CERT_VOTES,
+                32 + 80,
+                |c: &Contributor| c.key,
+            )?,
+            parent_qc: QuorumCertificate::decode_from(r)?,
+            timeout_cert: r.option("timeout certificate")?,
+        })
+    }
+}
+
+/// A block as received: unchecked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The header.
+    pub header: BlockHeader,
+    /// The miner's signature over the block hash.
+    pub miner_signature: Signature,
+    /// Each contributor's signature over the block hash, in the order of `header.contributors`.
+    pub contributor_signatures: Vec<Signature>,
+    /// The transactions.
+    pub transactions: Vec<Transaction>,
+    /// The secure-index filter's canonical bytes (empty when no transaction carries an entry).
+    pub index_filter: Vec<u8>,
+}
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Block")
+            .field("height", &self.header.height)
+            .field("round", &self.header.round)
+            .field("hash", &self.header.hash())
+            .field("txs", &self.transactions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encode for Block {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.header.encode_to(out);
+        self.miner_signature.encode_to(out);
+        out.put_list(&self.contributor_signatures);
+        out.put_list(&self.transactions);
+        out.put_bytes(&self.index_filter);
+    }
+}
+
+impl Decode for Block {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            header: BlockHeader::decode_from(r)?,
+            miner_signature: Signature::decode_from(r)?,
+            contributor_signatures: r.list("contributor signatures", MAX_CERT_VOTES, 64)?,
+            transactions: r.list("transactions", MAX_BLOCK_TXS, 180)?,
+            index_filter: r.bytes("index filter", MAX_INDEX_FILTER)?.to_vec(),
+        })
+    }
+}
+
+/// A transaction's Merkle leaf hash: `SHA-256(0x00 || tx id || signature)`.
+pub fn tx_leaf(id: &TxId, signature: &Signature) -> [u8; 32] {
+    let mut data = [0u8; 96];
+    data[..32].copy_from_slice(id.as_byte_array());
+    data[32..].copy_from_slice(signature.as_byte_array());
+    merkle::leaf_hash(&data)
+}
+
+/// The Merkle children `(c0, c1)` of a list of leaves (see the module docs).
+pub fn merkle_children(leaves: &[[u8; 32]]) -> ([u8; 32], [u8; 32]) {
+    match leaves.len() {
+        0 => ([0; 32], [0; 32]),
+        1 => (leaves[0], [0; 32]),
+        n => {
+            let k = if n.is_power_of_two() {
+                n / 2
+            } else {
+                1 << (usize::BITS - 1 - n.leading_zeros())
+            };
+            (
+                merkle::merkle_root(&leaves[..k]).to_byte_array(),
+                merkle::merkle_root(&leaves[k..]).to_byte_array(),
+            )
+        }
+    }
+}
+
+/// Digest of a secure-index filter's bytes (zero for none).
+pub fn index_filter_digest(filter: &[u8]) -> [u8; 32] {
+    if filter.is_empty() {
+        [0; 32]
+    } else {
+        tagged_hash(domain::INDEX_FILTER, filter)
+    }
+}
+
+/// What a block is validated against: its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    /// The parent's hash.
+    pub hash: BlockHash,
+    /// The parent's own previous hash (what votes certifying the parent name).
+    pub prev: BlockHash,
+    /// The parent's height.
+    pub height: u64,
+    /// The parent's round.
+    pub round: u64,
+    /// The parent's timestamp.
+    pub timestamp_ms: u64,
+    /// The election seed after the parent.
+    pub seed: ElectionSeed,
+}
+
+impl ChainTip {
+    /// The tip of a chain that holds only genesis.
+    pub fn genesis(genesis: &Genesis) -> Self {
+        Self {
+            hash: genesis.hash(),
+            prev: BlockHash::default(),
+            height: 0,
+            round: 0,
+            timestamp_ms: genesis.created_at_ms,
+            seed: genesis.seed(),
+        }
+    }
+}
+
+/// Kind-specific transaction rules that need ledger state (consent in force, erasure, replay).
+/// The consent module supplies the real rules; [`NoRules`] accepts everything.
+pub trait TxRules {
+    /// Checks one verified transaction in block order; may update the rules' pending state.
+    ///
+    /// # Errors
+    /// The [`InvalidReason`] the block is rejected with.
+    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason>;
+}
+
+/// Rules that accept every transaction (signatures and structure are still checked).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRules;
+
+impl TxRules for NoRules {
+    fn check(&mut self, _tx: &VerifiedTx) -> Result<(), InvalidReason> {
+        Ok(())
+    }
+}
+
+/// A block failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid block: {reason}{}", .tx_index.map(|i| format!(" (transaction {i})")).unwrap_or_default())]
+pub struct InvalidBlock {
+    /// Why.
+    pub reason: InvalidReason,
+    /// The transaction at fault, if one is.
+    pub tx_index: Option<usize>,
+}
+
+impl From<InvalidReason> for InvalidBlock {
+    fn from(reason: InvalidReason) -> Self {
+        Self {
+            reason,
+            tx_index: None,
+        }
+    }
+}
+
+fn at(reason: InvalidReason, i: usize) -> InvalidBlock {
+    InvalidBlock {
+        reason,
+        tx_index: Some(i),
+    }
+}
+
+/// A block that passed [`Block::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedBlock {
+    block: Block,
+    hash: BlockHash,
+    seed: ElectionSeed,
+    tx_ids: Vec<TxId>,
+}
+
+impl CheckedBlock {
+    /// The block.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BlockHeader {
+        &self.block.header
+    }
+
+    /// The block hash.
+    pub fn hash(&self) -> BlockHash {
+        self.hash
+    }
+
+    /// The transaction ids, in block order.
+    pub fn tx_ids(&self) -> &[TxId] {
+        &self.tx_ids
+    }
+
+    /// The election seed after this block.
+    pub fn seed(&self) -> ElectionSeed {
+        self.seed
+    }
+
+    /// The tip this block makes.
+    pub fn tip(&self) -> ChainTip {
+        ChainTip {
+            hash: self.hash,
+            prev: self.block.header.prev,
+            height: self.block.header.height,
+            round: self.block.header.round,
+            timestamp_ms: self.block.header.timestamp_ms,
+            seed: self.seed,
+        }
+    }
+
+    /// The unchecked block.
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
+impl Block {
+    /// The block hash.
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// Validates the block against its parent `tip`: everything but the timestamp's distance
+    /// from the local clock (the node checks that, since the core reads no clock).
+    ///
+    /// # Errors
+    /// [`InvalidBlock`] with the [`InvalidReason`] and, where one is at fault, the transaction.
+    pub fn validate(
+        self,
+        genesis: &Genesis,
+        tip: &ChainTip,
+        rules: &mut dyn TxRules,
+    ) -> Result<CheckedBlock, InvalidBlock> {
+        let h = &self.header;
+        if h.chain != genesis.hash() {
+            return Err(InvalidReason::WrongChain.into());
+        }
+        if h.height != tip.height + 1 {
+            return Err(InvalidReason::WrongHeight.into());
+        }
+        if h.prev != tip.hash {
+            return Err(InvalidReason::WrongPrevious.into());
+        }
+        if h.timestamp_ms < tip.timestamp_ms {
+            return Err(InvalidReason::BadTimestamp.into());
+        }
+        // Round: after the parent's; a skipped round needs a timeout certificate for round - 1
+        // whose signers knew no certified block above the parent.
+        if h.round <= tip.round {
+            return Err(InvalidReason::BadRound.into());
+        }
+        match (&h.timeout_cert, h.round == tip.round + 1) {
+            (None, true) => {}
+            (Some(tc), false) => {
+                tc.verify(genesis, h.round - 1)
+                    .map_err(|_| InvalidBlock::from(InvalidReason::BadRound))?;
+                if tc.max_high_qc_round() > tip.round {
+                    return Err(InvalidReason::BadRound.into());
+                }
+            }
+            _ => return Err(InvalidReason::BadRound.into()),
+        }
+        // The parent's certificate (genesis needs none).
+        if tip.height == 0 {
+            if !h.parent_qc.is_empty() {
+                return Err(InvalidReason::BadParentCertificate.into());
+            }
+        } else {
+            h.parent_qc
+                .verify(genesis, &tip.prev, &tip.hash)
+                .map_err(|_| InvalidBlock::from(InvalidReason::BadParentCertificate))?;
+        }
+        // Election: the miner is the candidate for this attempt, and its ticket verifies.
+        let attempt = h.round - tip.round - 1;
+        let elected = election::elected(&tip.seed, genesis.validators(), attempt)
+            .map_err(|_| InvalidBlock::from(InvalidReason::WrongMiner))?;
+        if genesis.validators()[elected] != h.miner {
+            return Err(InvalidReason::WrongMiner.into());
+        }
+        let input = election::ticket_input(&h.chain, h.height, &tip.seed);
+        let miner_vrf = genesis
+            .member(&h.miner)
+            .map(|m| m.vrf)
+            .ok_or(InvalidReason::WrongMiner)?;
+        let miner_output = miner_vrf
+            .verify(&input, &h.miner_ticket)
+            .map_err(|_| InvalidBlock::from(InvalidReason::BadMinerTicket))?;
+        let hash = h.hash();
+        h.miner
+            .verify(
+                domain::BLOCK_SIG,
+                hash.as_byte_array(),
+                &self.miner_signature,
+            )
+            .map_err(|_| InvalidBlock::from(InvalidReason::BadMinerSignature))?;
+        // Transactions.
+        if self.transactions.len() > genesis.max_block_txs as usize {
+            return Err(InvalidReason::TooManyTransactions.into());
+        }
+        if self.transactions.len() != h.tx_count as usize {
+            return Err(InvalidReason::MerkleMismatch.into());
+        }
+        let mut leaves = Vec::with_capacity(self.transactions.len());
+        let mut ids = Vec::with_capacity(self.transactions.len());
+        let mut seen: HashSet<TxId> = HashSet::with_capacity(self.transactions.len());
+        let mut tx_contributors: Vec<VerifyKey> = Vec::new();
+        let Block {
+            header,
+            miner_signature,
+            contributor_signatures,
+            transactions,
+            index_filter,
+        } = self;
+        let mut kept = Vec::with_capacity(transactions.len());
+        for (i, tx) in transactions.into_iter().enumerate() {
+            let verified = tx
+                .verify()
+                .map_err(|_| at(InvalidReason::BadTransaction, i))?;
+            let id = verified.id();
+            if !seen.insert(id) {
+                return Err(at(InvalidReason::DuplicateTransaction, i));
+            }
+            if genesis.member(verified.contributor()).is_none() {
+                return Err(at(InvalidReason::UnknownContributor, i));
+            }
+            rules.check(&verified).map_err(|r| at(r, i))?;
+            tx_contributors.push(*verified.contributor());
+            leaves.push(tx_leaf(&id, verified.signature()));
+            ids.push(id);
+            kept.push(verified.into_inner());
+        }
+        let (c0, c1) = merkle_children(&leaves);
+        if c0 != header.merkle_left || c1 != header.merkle_right {
+            return Err(InvalidReason::MerkleMismatch.into());
+        }
+        // Contributors: exactly the transactions' contributors, each signed and ticketed.
+        tx_contributors.sort_unstable();
+        tx_contributors.dedup();
+        if tx_contributors.len() != header.contributors.len()
+            || tx_contributors
+                .iter()
+                .zip(&header.contributors)
+                .any(|(a, c)| *a != c.key)
+        {
+            return Err(InvalidReason::ContributorMismatch.into());
+        }
+        if contributor_signatures.len() != header.contributors.len() {
+            return Err(InvalidReason::BadContributorSignature.into());
+        }
+        for (c, sig) in header.contributors.iter().zip(&contributor_signatures) {
+            c.key
+                .verify(domain::BLOCK_SIG, hash.as_byte_array(), sig)
+                .map_err(|_| InvalidBlock::from(InvalidReason::BadContributorSignature))?;
+            let vrf = genesis
+                .member(&c.key)
+                .map(|m| m.vrf)
+                .ok_or(InvalidReason::UnknownContributor)?;
+            vrf.verify(&input, &c.ticket)
+                .map_err(|_| InvalidBlock::from(InvalidReason::BadContributorTicket))?;
+        }
+        if index_filter_digest(&index_filter) != header.index_filter_digest {
+            return Err(InvalidReason::BadIndexFilter.into());
+        }
+        let seed = election::next_seed(&tip.seed, &miner_output);
+        Ok(CheckedBlock {
+            block: Block {
+                header,
+                miner_signature,
+                contributor_signatures,
+                transactions: kept,
+                index_filter,
+            },
+            hash,
+            seed,
+            tx_ids: ids,
+        })
+    }
+}
+
+/// Builds a block: the miner's side of AssembleBlock, then SignBlock by every contributor.
+///
+/// ```text
+/// let draft = BlockDraft::assemble(...);      // miner
+/// let sig = draft.sign_as_contributor(&node); // each contributor, after checking the draft
+/// let block = draft.finish(&miner, sigs)?;    // miner
+/// ```
+#[derive(Debug, Clone)]
+pub struct BlockDraft {
+    header: BlockHeader,
+    transactions: Vec<Transaction>,
+    index_filter: Vec<u8>,
+}
+
+/// Assembling a block failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// A contributor ticket is missing for a contributor of a transaction.
+    #[error("no election ticket from contributor {0}")]
+    MissingTicket(VerifyKey),
+    /// A contributor signature is missing.
+    #[error("no block signature from contributor {0}")]
+    MissingSignature(VerifyKey),
+    /// Two transactions share an id.
+    #[error("duplicate transaction {0}")]
+    DuplicateTransaction(TxId),
+    /// Too many transactions.
+    #[error("too many transactions for one block")]
+    TooManyTransactions,
+}
+
+impl BlockDraft {
+    /// Assembles a draft over `transactions` (in the given order). `tickets` must hold a ticket
+    /// for every contributor of a transaction; extra tickets are ignored.
+    ///
+    /// # Errors
+    /// [`AssembleError::MissingTicket`], [`AssembleError::DuplicateTransaction`],
+    /// [`AssembleError::TooManyTransactions`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn assemble(
+        genesis: &Genesis,
+        tip: &ChainTip,
+        round: u64,
+        miner: &Identity,
+        miner_vrf: &VrfSecret,
+        timestamp_ms: u64,
+        transactions: Vec<Transaction>,
+        tickets: &[Contributor],
+        index_filter: Vec<u8>,
+        parent_qc: QuorumCertificate,
+        timeout_cert: Option<TimeoutCertificate>,
+    ) -> Result<Self, AssembleError> {
+        if transactions.len() > genesis.max_block_txs as usize {
+            return Err(AssembleError::TooManyTransactions);
+        }
+        let mut seen = HashSet::with_capacity(transactions.len());
+        let mut leaves = Vec::with_capacity(transactions.len());
+        let mut keys: Vec<VerifyKey> = Vec::new();
+        for tx in &transactions {
+            let id = tx.id();
+            if !seen.insert(id) {
+                return Err(AssembleError::DuplicateTransaction(id));
+            }
+            leaves.push(tx_leaf(&id, tx.signature()));
+            keys.push(*tx.contributor());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let contributors = keys
+            .iter()
+            .map(|k| {
+                tickets
+                    .iter()
+                    .find(|c| &c.key == k)
+                    .cloned()
+                    .ok_or(AssembleError::MissingTicket(*k))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (merkle_left, merkle_right) = merkle_children(&leaves);
+        let height = tip.height + 1;
+        let header = BlockHeader {
+            chain: genesis.hash(),
+            height,
+            round,
+            prev: tip.hash,
+            merkle_left,
+            merkle_right,
+            tx_count: transactions.len() as u32,
+            index_filter_digest: index_filter_digest(&index_filter),
+            timestamp_ms: timestamp_ms.max(tip.timestamp_ms),
+            miner: miner.verify_key(),
+            miner_ticket: miner_vrf.prove(&election::ticket_input(
+                &genesis.hash(),
+                height,
+                &tip.seed,
+            )),
+            contributors,
+            parent_qc,
+            timeout_cert,
+        };
+        Ok(Self {
+            header,
+            transactions,
+            index_filter,
+        })
+    }
+
+    /// The draft's header (contributors check it before signing).
+    pub fn header(&self) -> &BlockHeader {
+        &self.header
+    }
+
+    /// The draft's transactions.
+    pub fn transactions(&self) -> &[Transaction] {
+        &self.transactions
+    }
+
+    /// The block hash contributors sign.
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// A contributor's signature over the draft (SignBlock).
+    pub fn sign_as_contributor(&self, contributor: &Identity) -> Signature {
+        contributor.sign(domain::BLOCK_SIG, self.hash().as_byte_array())
+    }
+
+    /// Finishes the block with the miner's signature and the contributors' signatures (by key).
+    ///
+    /// # Errors
+    /// [`AssembleError::MissingSignature`] when a contributor has not signed.
+    pub fn finish(
+        self,
+        miner: &Identity,
+        signatures: &[(VerifyKey, Signature)],
+    ) -> Result<Block, AssembleError> {
+        let hash = self.hash();
+        let contributor_signatures = self
+            .header
+            .contributors
+            .iter()
+            .map(|c| {
+                signatures
+                    .iter()
+                    .find(|(k, _)| *k == c.key)
+                    .map(|(_, s)| *s)
+                    .ok_or(AssembleError::MissingSignature(c.key))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Block {
+            miner_signature: miner.sign(domain::BLOCK_SIG, hash.as_byte_array()),
+            header: self.header,
+            contributor_signatures,
+            transactions: self.transactions,
+            index_filter: self.index_filter,
+        })
+    }
+}
+
+/// A contributor's election ticket for the block after `tip` (sent with its transactions).
+pub fn contributor_ticket(
+    genesis: &Genesis,
+    tip: &ChainTip,
+    node: &Identity,
+    vrf: &VrfSecret,
+) -> Contributor {
+    Contributor {
+        key: node.verify_key(),
+        ticket: vrf.prove(&election::ticket_input(
+            &genesis.hash(),
+            tip.height + 1,
+            &tip.seed,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::tests::network;
+    use crate::seal::NetworkKey;
+    use crate::tx::TxBody;
+    use crate::vote::Vote;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    struct Net {
+        genesis: Genesis,
+        ids: Vec<Identity>,
+        net: NetworkKey,
+        rng: ChaCha20Rng,
+    }
+
+    fn net() -> Net {
+        let (genesis, ids) = network(4, 2, 42);
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let net = NetworkKey::generate(&mut rng);
+        Net {
+            genesis,
+            ids,
+            net,
+            rng,
+        }
+    }
+
+    fn log_tx(n: &mut Net, who: usize, nonce: u64) -> Transaction {
+        let body = TxBody::AccessLogged {
+            record_id: crate::hash::RecordId::from_byte_array([nonce as u8; 32]),
+            accessor: n.ids[who].public(),
+            purpose: "TREAT".into(),
+            consent_id: None,
+            emergency: false,
+            accessed_at_ms: nonce,
+        };
+        Transaction::create(
+            &n.ids[who],
+            1_000 + nonce,
+            nonce,
+            &body,
+            vec![],
+            &n.net,
+            &mut n.rng,
+        )
+        .unwrap()
+    }
+
+    fn miner_for(n: &Net, tip: &ChainTip, attempt: u64) -> usize {
+        let v = election::elected(&tip.seed, n.genesis.validators(), attempt).unwrap();
+        let key = n.genesis.validators()[v];
+        n.ids.iter().position(|i| i.verify_key() == key).unwrap()
+    }
+
+    fn draft(
+        n: &Net,
+        tip: &ChainTip,
+        round: u64,
+        txs: Vec<Transaction>,
+        qc: QuorumCertificate,
+    ) -> (BlockDraft, usize) {
+        let m = miner_for(n, tip, round - tip.round - 1);
+        let tickets: Vec<Contributor> = n
+            .ids
+            .iter()
+            .map(|id| contributor_ticket(&n.genesis, tip, id, &VrfSecret::derive(id).unwrap()))
+            .collect();
+        let draft = BlockDraft::assemble(
+            &n.genesis,
+            tip,
+            round,
+            &n.ids[m],
+            &VrfSecret::derive(&n.ids[m]).unwrap(),
+            5_000,
+            txs,
+            &tickets,
+            vec![],
+            qc,
+            None,
+        )
+        .unwrap();
+        (draft, m)
+    }
+
+    fn sign_all(n: &Net, draft: BlockDraft, m: usize) -> Block {
+        let sigs: Vec<(VerifyKey, Signature)> = n
+            .ids
+            .iter()
+            .map(|id| (id.verify_key(), draft.sign_as_contributor(id)))
+            .collect();
+        draft.finish(&n.ids[m], &sigs).unwrap()
+    }
+
+    fn build(
+        n: &mut Net,
+        tip: &ChainTip,
+        round: u64,
+        txs: Vec<Transaction>,
+        qc: QuorumCertificate,
+    ) -> Block {
+        let (d, m) = draft(n, tip, round, txs, qc);
+        sign_all(n, d, m)
+    }
+
+    fn certify(n: &Net, b: &CheckedBlock) -> QuorumCertificate {
+        let votes: Vec<Vote> = n.ids[..4]
+            .iter()
+            .map(|id| Vote::cast(id, b.header().prev, b.hash(), Ok(()), 1))
+            .collect();
+        QuorumCertificate::from_votes(&votes, &b.hash())
+    }
+
+    #[test]
+    fn valid_chain_of_two_blocks() {
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let txs = vec![
+            log_tx(&mut n, 0, 1),
+            log_tx(&mut n, 4, 2),
+            log_tx(&mut n, 4, 3),
+        ];
+        let b1 = build(&mut n, &tip0, 1, txs, QuorumCertificate::empty());
+        let bytes = b1.to_bytes();
+        let decoded = Block::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, b1);
+        let c1 = decoded.validate(&n.genesis, &tip0, &mut NoRules).unwrap();
+        assert_eq!(c1.tx_ids().len(), 3);
+        assert_eq!(c1.header().contributors.len(), 2);
+        let tip1 = c1.tip();
+        let qc = certify(&n, &c1);
+        let txs = vec![log_tx(&mut n, 1, 4)];
+        let b2 = build(&mut n, &tip1, 2, txs, qc);
+        let c2 = b2.validate(&n.genesis, &tip1, &mut NoRules).unwrap();
+        assert_ne!(c2.seed(), c1.seed());
+        // The Merkle root from the children equals the RFC 6962 root of the leaves.
+        let leaves: Vec<[u8; 32]> = c1
+            .block()
+            .transactions
+            .iter()
+            .map(|t| tx_leaf(&t.id(), t.signature()))
+            .collect();
+        assert_eq!(c1.header().merkle_root(), merkle::merkle_root(&leaves));
+    }
+
+    #[test]
+    fn rejections_name_their_reason() {
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let tx = log_tx(&mut n, 0, 1);
+        let good = build(
+            &mut n,
+            &tip0,
+            1,
+            vec![tx.clone()],
+            QuorumCertificate::empty(),
+        );
+        let check = |b: Block, n: &Net| {
+            b.validate(&n.genesis, &tip0, &mut NoRules)
+                .unwrap_err()
+                .reason
+        };
+
+        let mut b = good.clone();
+        b.header.height = 2;
+        assert_eq!(check(b, &n), InvalidReason::WrongHeight);
+        let mut b = good.clone();
+        b.header.prev = BlockHash::from_byte_array([1; 32]);
+        assert_eq!(check(b, &n), InvalidReason::WrongPrevious);
+        let mut b = good.clone();
+        b.header.round = 0;
+        assert_eq!(check(b, &n), InvalidReason::BadRound);
+        let mut b = good.clone();
+        b.header.round = 2; // skipped a round without a timeout certificate
+        assert_eq!(check(b, &n), InvalidReason::BadRound);
+        let mut b = good.clone();
+        b.miner_signature = Signature::from_byte_array([0; 64]);
+        assert_eq!(check(b, &n), InvalidReason::BadMinerSignature);
+        let mut b = good.clone();
+        b.contributor_signatures.clear();
+        assert_eq!(check(b, &n), InvalidReason::BadContributorSignature);
+        let mut b = good.clone();
+        b.transactions.push(tx.clone());
+        assert_eq!(check(b, &n), InvalidReason::MerkleMismatch);
+        let mut b = good.clone();
+        b.header.chain = BlockHash::from_byte_array([3; 32]);
+        assert_eq!(check(b, &n), InvalidReason::WrongChain);
+
+        // Duplicate transaction, properly signed and counted, is still rejected.
+        let (mut d, m) = draft(&n, &tip0, 1, vec![tx.clone()], QuorumCertificate::empty());
+        d.transactions.push(tx.clone());
+        let leaves: Vec<[u8; 32]> = d
+            .transactions
+            .iter()
+            .map(|t| tx_leaf(&t.id(), t.signature()))
+            .collect();
+        (d.header.merkle_left, d.header.merkle_right) = merkle_children(&leaves);
+        d.header.tx_count = 2;
+        let err = sign_all(&n, d, m)
+            .validate(&n.genesis, &tip0, &mut NoRules)
+            .unwrap_err();
+        assert_eq!(err.reason, InvalidReason::DuplicateTransaction);
+        assert_eq!(err.tx_index, Some(1));
+        assert_eq!(
+            err.to_string(),
+            "invalid block: a transaction is duplicated or replayed (code 11) (transaction 1)"
+        );
+
+        // A block mined by someone who was not elected.
+        let m = miner_for(&n, &tip0, 0);
+        let wrong = (0..4).find(|&i| i != m).unwrap();
+        let draft = BlockDraft::assemble(
+            &n.genesis,
+            &tip0,
+            1,
+            &n.ids[wrong],
+            &VrfSecret::derive(&n.ids[wrong]).unwrap(),
+            1,
+            vec![],
+            &[],
+            vec![],
+            QuorumCertificate::empty(),
+            None,
+        )
+        .unwrap();
+        let b = draft.finish(&n.ids[wrong], &[]).unwrap();
+        assert_eq!(check(b, &n), InvalidReason::WrongMiner);
+    }
+
+    #[test]
+    fn untrusted_contributor_and_missing_ticket() {
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let outsider = Identity::generate(&mut n.rng);
+        let body = TxBody::AccessLogged {
+            record_id: crate::hash::RecordId::from_byte_array([1; 32]),
+            accessor: outsider.public(),
+            purpose: "TREAT".into(),
+            consent_id: None,
+            emergency: false,
+            accessed_at_ms: 1,
+        };
+        let tx = Transaction::create(&outsider, 1, 1, &body, vec![], &n.net, &mut n.rng).unwrap();
+        let m = miner_for(&n, &tip0, 0);
+        let err = BlockDraft::assemble(
+            &n.genesis,
+            &tip0,
+            1,
+            &n.ids[m],
+            &VrfSecret::derive(&n.ids[m]).unwrap(),
+            1,
+            vec![tx.clone()],
+            &[],
+            vec![],
+            QuorumCertificate::empty(),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, AssembleError::MissingTicket(_)));
+        // With a (self-made) ticket the block assembles but does not validate.
+        let ticket = contributor_ticket(
+            &n.genesis,
+            &tip0,
+            &outsider,
+            &VrfSecret::derive(&outsider).unwrap(),
+        );
+        let draft = BlockDraft::assemble(
+            &n.genesis,
+            &tip0,
+            1,
+            &n.ids[m],
+            &VrfSecret::derive(&n.ids[m]).unwrap(),
+            1,
+            vec![tx],
+            &[ticket],
+            vec![],
+            QuorumCertificate::empty(),
+            None,
+        )
+        .unwrap();
+        let sig = draft.sign_as_contributor(&outsider);
+        let b = draft
+            .finish(&n.ids[m], &[(outsider.verify_key(), sig)])
+            .unwrap();
+        let err = b.validate(&n.genesis, &tip0, &mut NoRules).unwrap_err();
+        assert_eq!(err.reason, InvalidReason::UnknownContributor);
+    }
+
+    #[test]
+    fn every_byte_flip_of_a_block_is_caught() {
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let txs = vec![log_tx(&mut n, 0, 1), log_tx(&mut n, 5, 2)];
+        let b = build(&mut n, &tip0, 1, txs, QuorumCertificate::empty());
+        let bytes = b.to_bytes();
+        let step = (bytes.len() / 400).max(1);
+        for i in (0..bytes.len()).step_by(step) {
+            let mut t = bytes.clone();
+            t[i] ^= 0x04;
+            let res = Block::from_bytes(&t)
+                .map_err(|_| ())
+                .and_then(|b| b.validate(&n.genesis, &tip0, &mut NoRules).map_err(|_| ()));
+            assert!(res.is_err(), "flip at {i} of {} accepted", bytes.len());
+        }
+    }
+
+    #[test]
+    fn parent_certificate_is_required_and_checked() {
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let b1 = build(&mut n, &tip0, 1, vec![], QuorumCertificate::empty());
+        let c1 = b1.validate(&n.genesis, &tip0, &mut NoRules).unwrap();
+        let tip1 = c1.tip();
+        // Two votes of four are not a quorum (three needed).
+        let votes: Vec<Vote> = n.ids[..2]
+            .iter()
+            .map(|id| Vote::cast(id, c1.header().prev, c1.hash(), Ok(()), 1))
+            .collect();
+        let weak = QuorumCertificate::from_votes(&votes, &c1.hash());
+        let b2 = build(&mut n, &tip1, 2, vec![], weak);
+        assert_eq!(
+            b2.validate(&n.genesis, &tip1, &mut NoRules)
+                .unwrap_err()
+                .reason,
+            InvalidReason::BadParentCertificate
+        );
+        // Votes by members that are not validators do not count.
+        let votes: Vec<Vote> = [0usize, 4, 5]
+            .iter()
+            .map(|&i| Vote::cast(&n.ids[i], c1.header().prev, c1.hash(), Ok(()), 1))
+            .collect();
+        let untrusted = QuorumCertificate::from_votes(&votes, &c1.hash());
+        let b2 = build(&mut n, &tip1, 2, vec![], untrusted);
+        assert_eq!(
+            b2.validate(&n.genesis, &tip1, &mut NoRules)
+                .unwrap_err()
+                .reason,
+            InvalidReason::BadParentCertificate
+        );
+    }
+
+    #[test]
+    fn equivocation_yields_verifiable_evidence() {
+        use crate::vote::{EquivocationEvidence, EvidenceError};
+        let mut n = net();
+        let tip0 = ChainTip::genesis(&n.genesis);
+        let t1 = log_tx(&mut n, 0, 1);
+        let t2 = log_tx(&mut n, 1, 2);
+        let a = build(&mut n, &tip0, 1, vec![t1], QuorumCertificate::empty());
+        let b = build(&mut n, &tip0, 1, vec![t2], QuorumCertificate::empty());
+        let va = Vote::cast(&n.ids[2], tip0.hash, a.hash(), Ok(()), 1);
+        let vb = Vote::cast(&n.ids[2], tip0.hash, b.hash(), Ok(()), 2);
+        let ev = EquivocationEvidence {
+            first: va.clone(),
+            first_header: a.header.clone(),
+            second: vb.clone(),
+            second_header: b.header.clone(),
+        };
+        assert_eq!(ev.verify(&n.genesis).unwrap(), n.ids[2].verify_key());
+        // The same vote twice is not equivocation.
+        let same = EquivocationEvidence {
+            second: va.clone(),
+            second_header: a.header.clone(),
+            ..ev.clone()
+        };
+        assert_eq!(
+            same.verify(&n.genesis).unwrap_err(),
+            EvidenceError::NoConflict
+        );
+        // Blocks of different rounds (a timed-out round, then the next miner) are not.
+        let c = build(&mut n, &tip0, 2, vec![], QuorumCertificate::empty());
+        let vc = Vote::cast(&n.ids[2], tip0.hash, c.hash(), Ok(()), 3);
+        let later = EquivocationEvidence {
+            second: vc,
+            second_header: c.header.clone(),
+            ..ev.clone()
+        };
+        assert_eq!(
+            later.verify(&n.genesis).unwrap_err(),
+            EvidenceError::DifferentSlot
+        );
+        let swapped = EquivocationEvidence {
+            first_header: b.header.clone(),
+            ..ev
+        };
+        assert_eq!(
+            swapped.verify(&n.genesis).unwrap_err(),
+            EvidenceError::HeaderMismatch
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the corpus replay test
+//! (`tests/tests/fuzz_corpus.rs`). Not part of the public API.
+//!
+//! Each function takes arbitrary bytes, decodes them as one top-level type and, when decoding
+//! succeeds, checks that re-encoding gives back exactly the input (the encoding is canonical, so
+//! `encode ∘ decode` must be the identity on every accepted input) and runs the cheap checks
+//! that follow decoding in real use (signature verification, opening with a fixed key).
+//!
+//! The functions never panic except on a failed round-trip assertion, which is a real bug.
+//!
+//! # Adding a target
+//! Write one `pub fn decode_xxx(data: &[u8])` here (usually `let Some(v) = round_trip::<T>(data)`
+//! and a few checks), add it to [`TARGETS`], add `fuzz/fuzz_targets/decode_xxx.rs` (one line, copy
+//! a sibling) with its `[[bin]]` entry in `fuzz/Cargo.toml`, and a few seed files under
+//! `fuzz/corpus/decode_xxx/`. The replay test picks it up by name.
+
+use std::any::type_name;
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::encoding::{Decode, Encode};
+use crate::fhir;
+use crate::hash::tagged_hash_parts;
+use crate::keys::{BackupParams, Identity, PublicIdentity};
+use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
+use crate::tx::{Transaction, TxBody};
+
+/// Every fuzz entry point by name. The name is the fuzz target's name and the name of its corpus
+/// directory `fuzz/corpus/<name>/`.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("decode_transaction", decode_transaction),
+    ("decode_sealed_record", decode_sealed_record),
+    ("decode_tx_body", decode_tx_body),
+    ("decode_key_envelope", decode_key_envelope),
+    ("decode_network_sealed", decode_network_sealed),
+    ("decode_public_identity", decode_public_identity),
+    ("restore_backup", restore_backup),
+    ("parse_fhir", parse_fhir),
+    ("identity_text", identity_text),
+];
+
+/// The password [`restore_backup`] tries. Seed backups in the corpus are made with it.
+pub const FUZZ_BACKUP_PASSWORD: &[u8] = b"medchain-fuzz-password";
+
+/// A deterministic byte stream for building fixed test keys: SHA-256 in counter mode over a
+/// seed. It is *not* a source of secret randomness (everything it yields is public), which is
+/// why it stays private to this module.
+struct FixedRng {
+    seed: &'static str,
+    counter: u64,
+    buf: [u8; 32],
+    used: usize,
+}
+
+impl FixedRng {
+    fn new(seed: &'static str) -> Self {
+        Self {
+            seed,
+            counter: 0,
+            buf: [0; 32],
+            used: 32,
+        }
+    }
+}
+
+impl RngCore for FixedRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for byte in dest {
+            if self.used == 32 {
+                self.buf = tagged_hash_parts(
+                    "medchain/fuzzing/fixed-rng",
+                    &[self.seed.as_bytes(), &self.counter.to_be_bytes()],
+                );
+                self.counter += 1;
+                self.used = 0;
+            }
+            *byte = self.buf[self.used];
+            self.used += 1;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+// Needed to call the key constructors; the keys made are public test fixtures (see above).
+impl CryptoRng for FixedRng {}
+
+/// A fixed identity whose secret is public. Seed records are sealed to it and seed envelopes
+/// addressed to it, so fuzzing reaches the decryption paths. Never use it for real data.
+pub fn fuzz_identity() -> Identity {
+    Identity::generate(&mut FixedRng::new("identity"))
+}
+
+/// A fixed network key whose value is public. Seed transactions are made under it, so fuzzing
+/// reaches body decryption. Never use it for real data.
+pub fn fuzz_network_key() -> NetworkKey {
+    NetworkKey::generate(&mut FixedRng::new("network key"))
+}
+
+/// Decodes `data` as a whole `T`; if that succeeds, asserts that re-encoding gives `data` back.
+///
+/// # Panics
+/// When the round trip is not byte-identical: the encoding would not be canonical.
+pub fn round_trip<T: Decode + Encode>(data: &[u8]) -> Option<T> {
+    let value = T::from_bytes(data).ok()?;
+    let again = value.to_bytes();
+    assert!(
+        again == data,
+        "{}: re-encoding a decoded value changed its bytes ({} -> {} bytes)",
+        type_name::<T>(),
+        data.len(),
+        again.len()
+    );
+    Some(value)
+}
+
+/// A [`Transaction`]: round trip, id, strict verification, body opening with
+/// [`fuzz_network_key`].
+pub fn decode_transaction(data: &[u8]) {
+    let Some(tx) = round_trip::<Transaction>(data) else {
+        return;
+    };
+    let id = tx.id();
+    let direct = Transaction::decode_verified(data).map(|v| v.id());
+    match tx.verify() {
+        Ok(verified) => {
+            assert_eq!(
+                verified.id(),
+                id,
+                "verified id differs from the computed id"
+            );
+            assert_eq!(
+                direct,
+                Ok(id),
+                "decode_verified disagrees with decode + verify"
+            );
+            let _ = verified.open_body(&fuzz_network_key());
+        }
+        Err(_) => assert!(direct.is_err(), "decode_verified accepted a bad signature"),
+    }
+}
+
+/// A [`SealedRecord`]: round trip, then an attempt to open it as [`fuzz_identity`].
+pub fn decode_sealed_record(data: &[u8]) {
+    let Some(record) = round_trip::<SealedRecord>(data) else {
+        return;
+    };
+    if let Ok(opened) = record.open(&fuzz_identity()) {
+        let _ = opened.resource();
+    }
+}
+
+/// A [`TxBody`] (the plaintext inside a transaction): round trip and the stateless checks.
+pub fn decode_tx_body(data: &[u8]) {
+    let Some(body) = round_trip::<TxBody>(data) else {
+        return;
+    };
+    let _ = body.check();
+}
+
+/// A [`KeyEnvelope`]: round trip, then an attempt to unwrap it as a network key for
+/// [`fuzz_identity`].
+pub fn decode_key_envelope(data: &[u8]) {
+    let Some(envelope) = round_trip::<KeyEnvelope>(data) else {
+        return;
+    };
+    let _ = NetworkKey::unwrap_from(&envelope, &fuzz_identity());
+}
+
+/// A [`NetworkSealed`] message: round trip, then an attempt to open it with
+/// [`fuzz_network_key`] and empty associated data.
+pub fn decode_network_sealed(data: &[u8]) {
+    let Some(sealed) = round_trip::<NetworkSealed>(data) else {
+        return;
+    };
+    let _ = fuzz_network_key().open(&sealed, b"");
+}
+
+/// A [`PublicIdentity`]: round trip, and the text form round trips too.
+pub fn decode_public_identity(data: &[u8]) {
+    let Some(public) = round_trip::<PublicIdentity>(data) else {
+        return;
+    };
+    let _ = public.id();
+    let text = public.to_text();
+    assert_eq!(
+        PublicIdentity::from_text(&text),
+        Ok(public),
+        "text form does not round trip"
+    );
+}
+
+/// Backups asking for more Argon2id work than this are only checked for shape, not derived:
+/// a fuzzer would otherwise spend seconds per input on accepted-but-costly parameters.
+const FUZZ_MAX_BACKUP_COST_KIB: u64 = 1024;
+
+/// An identity backup, restored with [`FUZZ_BACKUP_PASSWORD`]. A restored identity is exported
+/// again with the same parameters, salt and nonce, which must reproduce the input exactly.
+pub fn restore_backup(data: &[u8]) {
+    // Header: version (1), memory KiB, iterations, lanes (u32 each), salt (16), nonce (12).
+    if data.len() >= 13 {
+        let word = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+        let (memory, iterations, lanes) = (word(1), word(5), word(9));
+        let accepted = (1..=8).contains(&lanes)
+            && (8 * lanes..=BackupParams::MAX_MEMORY_KIB).contains(&memory)
+            && (1..=16).contains(&iterations);
+        if accepted && u64::from(memory) * u64::from(iterations) > FUZZ_MAX_BACKUP_COST_KIB {
+            return;
+        }
+    }
+    let Ok(identity) = Identity::restore_backup(data, FUZZ_BACKUP_PASSWORD) else {
+        return;
+    };
+    // Restoring succeeded, so the input is a well-formed backup of 1 + 12 + 16 + 12 + 4 + 80
+    // bytes; export it again with the same randomness.
+    let word = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+    let params = BackupParams {
+        memory_kib: word(1),
+        iterations: word(5),
+        parallelism: word(9),
+    };
+    let mut replay = ReplayRng(&data[13..13 + 16 + 12]);
+    let again = identity
+        .export_backup(FUZZ_BACKUP_PASSWORD, params, &mut replay)
+        .ok();
+    assert!(
+        again.as_deref() == Some(data),
+        "restored identity does not export to the same backup"
+    );
+}
+
+/// Replays fixed bytes as "randomness" (used to re-export a backup with its own salt and nonce).
+struct ReplayRng<'a>(&'a [u8]);
+
+impl RngCore for ReplayRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let n = dest.len().min(self.0.len());
+        dest[..n].copy_from_slice(&self.0[..n]);
+        dest[n..].fill(0);
+        self.0 = &self.0[n..];
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+// Only replays bytes that came from the input, to reproduce it; never used to make secrets.
+impl CryptoRng for ReplayRng<'_> {}
+
+/// A FHIR R4 resource check. An accepted resource, serialized again, must be accepted again as
+/// the same resource type.
+pub fn parse_fhir(data: &[u8]) {
+    let Ok(resource) = fhir::parse_resource(data) else {
+        return;
+    };
+    let again = serde_json::to_vec(resource.json()).ok();
+    let reparsed = again.as_deref().map(fhir::parse_resource);
+    assert!(
+        matches!(&reparsed, Some(Ok(r)) if r.resource_type() == resource.resource_type()),
+        "an accepted FHIR resource is not accepted after re-serialization"
+    );
+}
+
+/// The printable identity form `mcid1…`. An accepted text, printed again, gives the input in
+/// canonical form (trimmed, lower-case hex).
+pub fn identity_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(public) = PublicIdentity::from_text(text) else {
+        return;
+    };
+    assert_eq!(
+        public.to_text(),
+        text.trim().to_ascii_lowercase(),
+        "identity text is not canonical after a round trip"
+    );
+    let _ = round_trip::<PublicIdentity>(&public.to_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_keys_are_fixed() {
+        assert_eq!(fuzz_identity().public(), fuzz_identity().public());
+        assert_eq!(
+            fuzz_network_key().fingerprint(),
+            fuzz_network_key().fingerprint()
+        );
+    }
+
+    #[test]
+    fn targets_survive_trivial_inputs() {
+        for (_, f) in TARGETS {
+            f(b"");
+            f(&[0]);
+            f(&[1; 200]);
+            f(&[0xff; 200]);
+        }
+    }
+
+    #[test]
+    fn backup_target_round_trips_a_real_backup() {
+        let mut rng = FixedRng::new("backup test");
+        let backup = fuzz_identity()
+            .export_backup(
+                FUZZ_BACKUP_PASSWORD,
+                BackupParams::dangerous_test_only(),
+                &mut rng,
+            )
+            .unwrap();
+        restore_backup(&backup);
+    }
+}

@@ -1,0 +1,439 @@
+//! The genesis configuration: it fixes the network.
+//!
+//! Genesis names the chain, the member nodes (institutions that may contribute transactions)
+//! and among them the **trusted validators** that vote and mine, the fingerprint of the
+//! network-shared key, the vote quorum, and the protocol's timing. Its tagged hash
+//! (`medchain/v1/genesis`) is the chain id and the hash of block 0.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::election::{genesis_seed, ElectionSeed, VrfPublicKey};
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::{domain, tagged_hash, BlockHash};
+use crate::keys::{PublicIdentity, VerifyKey};
+
+/// Format version of [`Genesis`].
+pub const GENESIS_VERSION: u8 = 1;
+
+/// Most members a network may have.
+pub const MAX_MEMBERS: usize = 1024;
+
+const MAX_NAME: usize = 128;
+
+/// A member node of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// A human-readable name ("St. Mary's Hospital node 1").
+    pub name: String,
+    /// The node's identity.
+    pub identity: PublicIdentity,
+    /// The node's VRF key, for election tickets.
+    pub vrf: VrfPublicKey,
+    /// Whether the node is a trusted validator (votes and mines).
+    pub validator: bool,
+}
+
+impl Encode for Member {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_bytes(self.name.as_bytes());
+        self.identity.encode_to(out);
+        self.vrf.encode_to(out);
+        out.put_bool(self.validator);
+    }
+}
+
+impl Decode for Member {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            name: r.string("member name", MAX_NAME)?,
+            identity: PublicIdentity::decode_from(r)?,
+            vrf: VrfPublicKey::decode_from(r)?,
+            validator: r.bool("validator flag")?,
+        })
+    }
+}
+
+/// The fraction of validators whose votes commit a block: strictly more than
+/// `numerator / denominator` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quorum {
+    /// Numerator.
+    pub numerator: u16,
+    /// Denominator.
+    pub denominator: u16,
+}
+
+impl Quorum {
+    /// More than two thirds: tolerates `f` byzantine validators out of `3f + 1`.
+    pub const TWO_THIRDS: Self = Self {
+        numerator: 2,
+        denominator: 3,
+    };
+}
+
+/// Protocol timing, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The message-distribution phase: how long a miner gathers transactions (the paper's T).
+    pub gather_ms: u64,
+    /// How long a validator waits in a round before it times out and the next-ranked miner
+    /// takes over.
+    pub round_timeout_ms: u64,
+    /// How far ahead of a node's clock a block's timestamp may be.
+    pub max_clock_skew_ms: u64,
+}
+
+impl Timing {
+    /// Defaults for a hospital network on a LAN/WAN: gather 500 ms, round timeout 4 s, skew 30 s.
+    pub const DEFAULT: Self = Self {
+        gather_ms: 500,
+        round_timeout_ms: 4_000,
+        max_clock_skew_ms: 30_000,
+    };
+}
+
+/// The genesis configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Genesis {
+    /// The chain's name.
+    pub chain_name: String,
+    /// When the network was created (milliseconds since the Unix epoch).
+    pub created_at_ms: u64,
+    /// Fingerprint of the network-shared key ([`crate::seal::NetworkKey::fingerprint`]).
+    pub network_key_fingerprint: [u8; 32],
+    /// Members, strictly ascending by signing key.
+    pub members: Vec<Member>,
+    /// The vote quorum.
+    pub quorum: Quorum,
+    /// Protocol timing.
+    pub timing: Timing,
+    /// Most transactions in one block.
+    pub max_block_txs: u32,
+    validators: Vec<VerifyKey>,
+    hash: BlockHash,
+}
+
+impl fmt::Debug for Genesis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Genesis")
+            .field("chain_name", &self.chain_name)
+            .field("hash", &self.hash)
+            .field("members", &self.members.len())
+            .field("validators", &self.validators.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A genesis configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum GenesisError {
+    /// There is no validator.
+    #[error("genesis needs at least one trusted validator")]
+    NoValidators,
+    /// Two members share a signing key.
+    #[error("two members share the signing key {0}")]
+    DuplicateMember(VerifyKey),
+    /// The quorum is below a strict majority or not below one.
+    #[error("quorum {numerator}/{denominator} must be at least 1/2 and below 1")]
+    BadQuorum {
+        /// Numerator.
+        numerator: u16,
+        /// Denominator.
+        denominator: u16,
+    },
+    /// Too many members.
+    #[error("too many members: {0}, at most {MAX_MEMBERS}")]
+    TooManyMembers(usize),
+    /// A timing value is zero or a block may hold no transaction.
+    #[error("timing values and the block size must be positive")]
+    BadTiming,
+    /// A name is too long.
+    #[error("a name is longer than {MAX_NAME} bytes")]
+    NameTooLong,
+    /// Malformed bytes.
+    #[error("malformed genesis: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl Genesis {
+    /// Builds and checks a genesis configuration. Members are sorted by signing key.
+    ///
+    /// # Errors
+    /// A [`GenesisError`] for an unusable configuration.
+    pub fn new(
+        chain_name: impl Into<String>,
+        created_at_ms: u64,
+        network_key_fingerprint: [u8; 32],
+        mut members: Vec<Member>,
+        quorum: Quorum,
+        timing: Timing,
+        max_block_txs: u32,
+    ) -> Result<Self, GenesisError> {
+        let chain_name = chain_name.into();
+        if chain_name.len() > MAX_NAME || members.iter().any(|m| m.name.len() > MAX_NAME) {
+            return Err(GenesisError::NameTooLong);
+        }
+        if members.len() > MAX_MEMBERS {
+            return Err(GenesisError::TooManyMembers(members.len()));
+        }
+        members.sort_by(|a, b| a.identity.sign.cmp(&b.identity.sign));
+        if let Some(w) = members
+            .windows(2)
+            .find(|w| w[0].identity.sign == w[1].identity.sign)
+        {
+            return Err(GenesisError::DuplicateMember(w[0].identity.sign));
+        }
+        let (n, d) = (u32::from(quorum.numerator), u32::from(quorum.denominator));
+        if d == 0 || 2 * n < d || n >= d {
+            return Err(GenesisError::BadQuorum {
+                numerator: quorum.numerator,
+                denominator: quorum.denominator,
+            });
+        }
+        if timing.gather_ms == 0 || timing.round_timeout_ms == 0 || max_block_txs == 0 {
+            return Err(GenesisError::BadTiming);
+        }
+        let validators: Vec<VerifyKey> = members
+            .iter()
+            .filter(|m| m.validator)
+            .map(|m| m.identity.sign)
+            .collect();
+        if validators.is_empty() {
+            return Err(GenesisError::NoValidators);
+        }
+        let mut g = Self {
+            chain_name,
+            created_at_ms,
+            network_key_fingerprint,
+            members,
+            quorum,
+            timing,
+            max_block_txs,
+            validators,
+            hash: BlockHash::default(),
+        };
+        g.hash = BlockHash::from_byte_array(tagged_hash(domain::GENESIS, &g.to_bytes()));
+        Ok(g)
+    }
+
+    /// The genesis hash: the chain id, and the hash of block 0.
+    pub fn hash(&self) -> BlockHash {
+        self.hash
+    }
+
+    /// The election seed of block 0.
+    pub fn seed(&self) -> ElectionSeed {
+        genesis_seed(&self.hash)
+    }
+
+    /// The trusted validators' signing keys, ascending.
+    pub fn validators(&self) -> &[VerifyKey] {
+        &self.validators
+    }
+
+    /// Whether `key` is a trusted validator.
+    pub fn is_validator(&self, key: &VerifyKey) -> bool {
+        self.validators.binary_search(key).is_ok()
+    }
+
+    /// The member with signing key `key`.
+    pub fn member(&self, key: &VerifyKey) -> Option<&Member> {
+        self.members
+            .binary_search_by(|m| m.identity.sign.cmp(key))
+            .ok()
+            .map(|i| &self.members[i])
+    }
+
+    /// Votes needed to certify a block: the least count strictly above the quorum fraction.
+    pub fn quorum_size(&self) -> usize {
+        let n = self.validators.len() as u64;
+        let q = n * u64::from(self.quorum.numerator) / u64::from(self.quorum.denominator) + 1;
+        q as usize
+    }
+
+    /// How many byzantine validators safety tolerates: `n - quorum` for quorum intersection
+    /// (two quorums share more than `f` validators, so at least one honest one).
+    pub fn fault_tolerance(&self) -> usize {
+        let n = self.validators.len();
+        let q = self.quorum_size();
+        // Two quorums overlap in 2q - n validators; safety needs 2q - n > f, liveness needs
+        // n - f >= q.
+        (2 * q).saturating_sub(n + 1).min(n - q)
+    }
+}
+
+impl Encode for Genesis {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(GENESIS_VERSION);
+        out.put_bytes(self.chain_name.as_bytes());
+        out.put_u64(self.created_at_ms);
+        out.put_raw(&self.network_key_fingerprint);
+        out.put_list(&self.members);
+        out.put_u16(self.quorum.numerator);
+        out.put_u16(self.quorum.denominator);
+        out.put_u64(self.timing.gather_ms);
+        out.put_u64(self.timing.round_timeout_ms);
+        out.put_u64(self.timing.max_clock_skew_ms);
+        out.put_u32(self.max_block_txs);
+    }
+}
+
+impl Decode for Genesis {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("genesis", GENESIS_VERSION)?;
+        let chain_name = r.string("chain name", MAX_NAME)?;
+        let created_at_ms = r.u64()?;
+        let fingerprint = r.array()?;
+        let members = r.sorted_list("members", MAX_MEMBERS, 4 + 64 + 32 + 1, |m: &Member| {
+            m.identity.sign
+        })?;
+        let quorum = Quorum {
+            numerator: r.u16()?,
+            denominator: r.u16()?,
+        };
+        let timing = Timing {
+            gather_ms: r.u64()?,
+            round_timeout_ms: r.u64()?,
+            max_clock_skew_ms: r.u64()?,
+        };
+        let max_block_txs = r.u32()?;
+        Self::new(
+            chain_name,
+            created_at_ms,
+            fingerprint,
+            members,
+            quorum,
+            timing,
+            max_block_txs,
+        )
+        .map_err(|e| match e {
+            GenesisError::Decode(d) => d,
+            _ => DecodeError::InvalidValue {
+                what: "genesis",
+                reason: "configuration is not usable",
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::election::VrfSecret;
+    use crate::keys::Identity;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// `n` validators plus `extra` non-validating members, for tests.
+    pub(crate) fn network(n: usize, extra: usize, seed: u64) -> (Genesis, Vec<Identity>) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let ids: Vec<Identity> = (0..n + extra)
+            .map(|_| Identity::generate(&mut rng))
+            .collect();
+        let members = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Member {
+                name: format!("node-{i}"),
+                identity: id.public(),
+                vrf: VrfSecret::derive(id).unwrap().public(),
+                validator: i < n,
+            })
+            .collect();
+        let g = Genesis::new(
+            "test",
+            0,
+            [0; 32],
+            members,
+            Quorum::TWO_THIRDS,
+            Timing::DEFAULT,
+            10_000,
+        )
+        .unwrap();
+        (g, ids)
+    }
+
+    #[test]
+    fn quorum_sizes_and_fault_tolerance() {
+        for (n, q, f) in [
+            (1, 1, 0),
+            (3, 3, 0),
+            (4, 3, 1),
+            (5, 4, 1),
+            (7, 5, 2),
+            (10, 7, 3),
+        ] {
+            let (g, _) = network(n, 0, n as u64);
+            assert_eq!(g.quorum_size(), q, "n={n}");
+            assert_eq!(g.fault_tolerance(), f, "n={n}");
+        }
+    }
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let (g, ids) = network(4, 2, 1);
+        let bytes = g.to_bytes();
+        let back = Genesis::from_bytes(&bytes).unwrap();
+        assert_eq!(back, g);
+        assert_eq!(back.hash(), g.hash());
+        assert_eq!(g.validators().len(), 4);
+        assert!(g.member(&ids[5].verify_key()).is_some());
+        assert!(!g.is_validator(&ids[5].verify_key()));
+        let err = Genesis::new(
+            "x",
+            0,
+            [0; 32],
+            g.members.clone(),
+            Quorum {
+                numerator: 1,
+                denominator: 3,
+            },
+            Timing::DEFAULT,
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "quorum 1/3 must be at least 1/2 and below 1"
+        );
+        let mut dup = g.members.clone();
+        dup.push(dup[0].clone());
+        assert!(matches!(
+            Genesis::new(
+                "x",
+                0,
+                [0; 32],
+                dup,
+                Quorum::TWO_THIRDS,
+                Timing::DEFAULT,
+                10
+            ),
+            Err(GenesisError::DuplicateMember(_))
+        ));
+        let none: Vec<Member> = g
+            .members
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                m.validator = false;
+                m
+            })
+            .collect();
+        assert_eq!(
+            Genesis::new(
+                "x",
+                0,
+                [0; 32],
+                none,
+                Quorum::TWO_THIRDS,
+                Timing::DEFAULT,
+                10
+            )
+            .unwrap_err(),
+            GenesisError::NoValidators
+        );
+    }
+}
