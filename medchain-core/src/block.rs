@@ -741,7 +741,7 @@ pub fn contributor_ticket(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::genesis::tests::network;
     use crate::seal::NetworkKey;
@@ -750,14 +750,14 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
-    struct Net {
-        genesis: Genesis,
-        ids: Vec<Identity>,
-        net: NetworkKey,
-        rng: ChaCha20Rng,
+    pub(crate) struct Net {
+        pub(crate) genesis: Genesis,
+        pub(crate) ids: Vec<Identity>,
+        pub(crate) net: NetworkKey,
+        pub(crate) rng: ChaCha20Rng,
     }
 
-    fn net() -> Net {
+    pub(crate) fn net() -> Net {
         let (genesis, ids) = network(4, 2, 42);
         let mut rng = ChaCha20Rng::seed_from_u64(9);
         let net = NetworkKey::generate(&mut rng);
@@ -769,7 +769,7 @@ mod tests {
         }
     }
 
-    fn log_tx(n: &mut Net, who: usize, nonce: u64) -> Transaction {
+    pub(crate) fn log_tx(n: &mut Net, who: usize, nonce: u64) -> Transaction {
         let body = TxBody::AccessLogged {
             record_id: crate::hash::RecordId::from_byte_array([nonce as u8; 32]),
             accessor: n.ids[who].public(),
@@ -790,13 +790,13 @@ mod tests {
         .unwrap()
     }
 
-    fn miner_for(n: &Net, tip: &ChainTip, attempt: u64) -> usize {
+    pub(crate) fn miner_for(n: &Net, tip: &ChainTip, attempt: u64) -> usize {
         let v = election::elected(&tip.seed, n.genesis.validators(), attempt).unwrap();
         let key = n.genesis.validators()[v];
         n.ids.iter().position(|i| i.verify_key() == key).unwrap()
     }
 
-    fn draft(
+    pub(crate) fn draft(
         n: &Net,
         tip: &ChainTip,
         round: u64,
@@ -826,7 +826,7 @@ mod tests {
         (draft, m)
     }
 
-    fn sign_all(n: &Net, draft: BlockDraft, m: usize) -> Block {
+    pub(crate) fn sign_all(n: &Net, draft: BlockDraft, m: usize) -> Block {
         let sigs: Vec<(VerifyKey, Signature)> = n
             .ids
             .iter()
@@ -835,7 +835,7 @@ mod tests {
         draft.finish(&n.ids[m], &sigs).unwrap()
     }
 
-    fn build(
+    pub(crate) fn build(
         n: &mut Net,
         tip: &ChainTip,
         round: u64,
@@ -846,7 +846,7 @@ mod tests {
         sign_all(n, d, m)
     }
 
-    fn certify(n: &Net, b: &CheckedBlock) -> QuorumCertificate {
+    pub(crate) fn certify(n: &Net, b: &CheckedBlock) -> QuorumCertificate {
         let votes: Vec<Vote> = n.ids[..4]
             .iter()
             .map(|id| Vote::cast(id, b.header().prev, b.hash(), Ok(()), 1))

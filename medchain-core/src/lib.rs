@@ -22,6 +22,7 @@
 //! ```
 
 pub mod block;
+pub mod chain;
 pub mod election;
 pub mod encoding;
 pub mod fhir;
