@@ -12,6 +12,10 @@ use thiserror::Error;
 pub mod domain {
     /// Transaction id: hash of a transaction's signed bytes.
     pub const TX_ID: &str = "medchain/v1/tx-id";
+    /// Digest of a transaction's prunable payload (sealed record or wrapped key).
+    pub const TX_PAYLOAD: &str = "medchain/v1/tx-payload";
+    /// An institution's signature over a role credential.
+    pub const CREDENTIAL_SIG: &str = "medchain/v1/credential-signature";
     /// Contributor signature over a transaction's signed bytes.
     pub const TX_SIG: &str = "medchain/v1/tx-signature";
     /// Commitment to a record's payload: over a secret salt and the payload.
@@ -30,6 +34,10 @@ pub mod domain {
     pub const IDENTITY_CHECKSUM: &str = "medchain/v1/identity-checksum";
     /// Associated data of an identity backup.
     pub const BACKUP_AAD: &str = "medchain/v1/identity-backup";
+    /// A consent's id: hash of its canonical document.
+    pub const CONSENT_ID: &str = "medchain/v1/consent-id";
+    /// Study-scoped pseudonyms of de-identified research data.
+    pub const STUDY_PSEUDONYM: &str = "medchain/v1/study-pseudonym";
     /// The patient's signature over a consent document.
     pub const CONSENT_SIG: &str = "medchain/v1/consent-signature";
     /// The patient's signature over an erasure request.

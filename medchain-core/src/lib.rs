@@ -23,6 +23,8 @@
 
 pub mod block;
 pub mod chain;
+pub mod consent;
+pub mod credential;
 pub mod election;
 pub mod encoding;
 pub mod fhir;

@@ -25,8 +25,9 @@ use std::ops::Deref;
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 
+use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{domain, RecordId, TaggedHasher, TxId};
+use crate::hash::{domain, PayloadCommitment, RecordId, TaggedHasher, TxId};
 use crate::keys::{Identity, PublicIdentity, Signature, SignatureError, VerifyKey};
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
@@ -168,14 +169,29 @@ impl Decode for PatientSignature {
     }
 }
 
-/// The body of a transaction, one variant per [`TxKind`]. Lives encrypted under the network key.
+/// The body of a transaction, one variant per [`TxKind`].
+///
+/// On the wire a body has two parts, both encrypted under the network key: the **metadata**
+/// (every field but `sealed`/`envelope`), which the transaction id covers directly, and the
+/// **payload** (the sealed record, or the wrapped key), which the id covers through its digest.
+/// A store that honours an erasure deletes the payload (crypto-shredding) and the chain still
+/// verifies; such a body opens with `sealed`/`envelope` set to `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TxBody {
-    /// A sealed record (it carries its key envelopes for the patient and the contributor).
+    /// A sealed record, with its key envelopes for the patient and the contributor.
     RecordAdded {
-        /// The sealed record.
-        record: SealedRecord,
+        /// The record's id.
+        record_id: RecordId,
+        /// The patient the record belongs to.
+        patient: PublicIdentity,
+        /// The salted payload commitment.
+        commitment: PayloadCommitment,
+        /// What every network member may know of the record, so that block validation can
+        /// enforce consent by data class: its resource type and month.
+        class: RecordClass,
+        /// The sealed record (payload; `None` once pruned).
+        sealed: Option<SealedRecord>,
     },
     /// A consent granted by the patient: the canonical consent document and the patient's
     /// signature over it (label `medchain/v1/consent-signature`).
@@ -187,19 +203,25 @@ pub enum TxBody {
     },
     /// A consent revoked by the patient.
     ConsentRevoked {
-        /// The id of the consent revoked: the tagged hash of its document.
+        /// The id of the consent revoked.
         consent_id: [u8; 32],
-        /// The patient's signature over the consent id.
+        /// The patient's signature over [`revocation_message`].
         patient: PatientSignature,
     },
     /// A record's data key wrapped for a new reader.
     KeyShared {
         /// The record.
         record_id: RecordId,
-        /// The reader's envelope.
-        envelope: KeyEnvelope,
-        /// The consent this sharing is made under.
-        consent_id: [u8; 32],
+        /// The new reader.
+        grantee: PublicIdentity,
+        /// HL7 v3 PurposeOfUse code of the access (`TREAT`, `ETREAT`, `HRESCH`, ...).
+        purpose: String,
+        /// The consent this sharing is made under (`None` only for an emergency access).
+        consent_id: Option<[u8; 32]>,
+        /// The grantee's role credential, when a role-based consent or an emergency needs one.
+        credential: Option<Credential>,
+        /// The record key wrapped for the grantee (payload; `None` once pruned).
+        envelope: Option<KeyEnvelope>,
     },
     /// An access to a record.
     AccessLogged {
@@ -209,7 +231,7 @@ pub enum TxBody {
         accessor: PublicIdentity,
         /// HL7 v3 PurposeOfUse code (`TREAT`, `ETREAT`, `HRESCH`, ...).
         purpose: String,
-        /// The consent it was made under, if any (an emergency access may have none).
+        /// The consent it was made under, if any (an emergency access has none).
         consent_id: Option<[u8; 32]>,
         /// Whether it was a break-glass emergency access.
         emergency: bool,
@@ -228,6 +250,17 @@ pub enum TxBody {
 const MAX_PURPOSE: usize = 64;
 
 impl TxBody {
+    /// A `RecordAdded` body for a sealed record.
+    pub fn record_added(sealed: SealedRecord, class: RecordClass) -> Self {
+        Self::RecordAdded {
+            record_id: sealed.record_id(),
+            patient: *sealed.patient(),
+            commitment: sealed.commitment(),
+            class,
+            sealed: Some(sealed),
+        }
+    }
+
     /// The body's kind.
     pub fn kind(&self) -> TxKind {
         match self {
@@ -238,6 +271,29 @@ impl TxBody {
             Self::AccessLogged { .. } => TxKind::AccessLogged,
             Self::RecordErased { .. } => TxKind::RecordErased,
         }
+    }
+
+    /// The payload's canonical bytes (`None` for kinds without one, or when pruned).
+    fn payload_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::RecordAdded { sealed, .. } => sealed.as_ref().map(Encode::to_bytes),
+            Self::KeyShared { envelope, .. } => envelope.as_ref().map(Encode::to_bytes),
+            _ => None,
+        }
+    }
+
+    fn attach_payload(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        match self {
+            Self::RecordAdded { sealed, .. } => *sealed = Some(SealedRecord::from_bytes(bytes)?),
+            Self::KeyShared { envelope, .. } => *envelope = Some(KeyEnvelope::from_bytes(bytes)?),
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    what: "transaction payload",
+                    reason: "this kind has no payload",
+                })
+            }
+        }
+        Ok(())
     }
 
     /// Checks the patient signatures and field rules that need no ledger state.
@@ -256,19 +312,89 @@ impl TxBody {
             Self::RecordErased { record_id, patient } => {
                 patient.verify(domain::ERASURE_SIG, record_id.as_byte_array())
             }
-            Self::AccessLogged { purpose, .. } => {
-                if purpose.is_empty()
-                    || !purpose
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            Self::AccessLogged { purpose, .. } => check_purpose(purpose),
+            Self::KeyShared {
+                grantee,
+                purpose,
+                envelope,
+                ..
+            } => {
+                check_purpose(purpose)?;
+                if envelope
+                    .as_ref()
+                    .is_some_and(|e| e.recipient != grantee.agree)
                 {
-                    Err(TxError::InvalidBody("purpose must be a non-empty code"))
-                } else {
-                    Ok(())
+                    return Err(TxError::InvalidBody(
+                        "the key envelope is not addressed to the grantee",
+                    ));
                 }
+                Ok(())
             }
-            Self::RecordAdded { .. } | Self::KeyShared { .. } => Ok(()),
+            Self::RecordAdded {
+                record_id,
+                patient,
+                commitment,
+                class,
+                sealed,
+            } => {
+                if !crate::fhir::is_r4_resource_type(&class.resource_type) {
+                    return Err(TxError::InvalidBody("unknown FHIR resource type"));
+                }
+                if class.month != 0 && !(1..=12).contains(&(class.month % 100)) {
+                    return Err(TxError::InvalidBody("record month must be yyyymm"));
+                }
+                if let Some(s) = sealed {
+                    if s.record_id() != *record_id
+                        || s.patient() != patient
+                        || s.commitment() != *commitment
+                    {
+                        return Err(TxError::InvalidBody(
+                            "the sealed record does not match the record metadata",
+                        ));
+                    }
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+fn check_purpose(purpose: &str) -> Result<(), TxError> {
+    if purpose.is_empty()
+        || !purpose
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Err(TxError::InvalidBody("purpose must be a non-empty code"))
+    } else {
+        Ok(())
+    }
+}
+
+/// What every network member may know of a record: its FHIR resource type and the month it is
+/// dated (`yyyymm`, 0 when undated). Validators use it to enforce consent by data class; the
+/// codes inside the record stay private to its readers (see `docs/consent.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordClass {
+    /// FHIR R4 resource type, e.g. `Observation`.
+    pub resource_type: String,
+    /// `yyyymm` of the record's clinical date, 0 if none.
+    pub month: u32,
+}
+
+impl Encode for RecordClass {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_bytes(self.resource_type.as_bytes());
+        out.put_u32(self.month);
+    }
+}
+
+impl Decode for RecordClass {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            resource_type: r.string("resource type", 64)?,
+            month: r.u32()?,
+        })
     }
 }
 
@@ -279,11 +405,23 @@ pub fn revocation_message(consent_id: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// Encodes the metadata part of a body (everything but the payload).
 impl Encode for TxBody {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(self.kind().code());
         match self {
-            Self::RecordAdded { record } => record.encode_to(out),
+            Self::RecordAdded {
+                record_id,
+                patient,
+                commitment,
+                class,
+                sealed: _,
+            } => {
+                record_id.encode_to(out);
+                patient.encode_to(out);
+                commitment.encode_to(out);
+                class.encode_to(out);
+            }
             Self::ConsentGranted { document, patient } => {
                 out.put_bytes(document);
                 patient.encode_to(out);
@@ -297,12 +435,17 @@ impl Encode for TxBody {
             }
             Self::KeyShared {
                 record_id,
-                envelope,
+                grantee,
+                purpose,
                 consent_id,
+                credential,
+                envelope: _,
             } => {
                 record_id.encode_to(out);
-                envelope.encode_to(out);
-                out.put_raw(consent_id);
+                grantee.encode_to(out);
+                out.put_bytes(purpose.as_bytes());
+                out.put_option(consent_id.as_ref());
+                out.put_option(credential.as_ref());
             }
             Self::AccessLogged {
                 record_id,
@@ -327,11 +470,16 @@ impl Encode for TxBody {
     }
 }
 
+/// Decodes the metadata part of a body; payload fields come back `None`.
 impl Decode for TxBody {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match TxKind::from_code(r.u8()?)? {
             TxKind::RecordAdded => Self::RecordAdded {
-                record: SealedRecord::decode_from(r)?,
+                record_id: RecordId::decode_from(r)?,
+                patient: PublicIdentity::decode_from(r)?,
+                commitment: PayloadCommitment::decode_from(r)?,
+                class: RecordClass::decode_from(r)?,
+                sealed: None,
             },
             TxKind::ConsentGranted => Self::ConsentGranted {
                 document: r.bytes("consent document", MAX_CONSENT_DOCUMENT)?.to_vec(),
@@ -343,8 +491,11 @@ impl Decode for TxBody {
             },
             TxKind::KeyShared => Self::KeyShared {
                 record_id: RecordId::decode_from(r)?,
-                envelope: KeyEnvelope::decode_from(r)?,
-                consent_id: r.array()?,
+                grantee: PublicIdentity::decode_from(r)?,
+                purpose: r.string("purpose of use", MAX_PURPOSE)?,
+                consent_id: r.option("consent id")?,
+                credential: r.option("credential")?,
+                envelope: None,
             },
             TxKind::AccessLogged => Self::AccessLogged {
                 record_id: RecordId::decode_from(r)?,
@@ -362,6 +513,13 @@ impl Decode for TxBody {
     }
 }
 
+impl TxKind {
+    /// Whether transactions of this kind carry a prunable payload.
+    pub fn has_payload(self) -> bool {
+        matches!(self, Self::RecordAdded | Self::KeyShared)
+    }
+}
+
 /// An unverified transaction, as decoded from bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
@@ -371,7 +529,9 @@ pub struct Transaction {
     nonce: u64,
     body: NetworkSealed,
     index_entry: Vec<u8>,
+    payload_digest: [u8; 32],
     signature: Signature,
+    payload: Option<NetworkSealed>,
 }
 
 impl fmt::Debug for Transaction {
@@ -407,6 +567,14 @@ impl Transaction {
         let header = header_bytes(kind, &contributor.verify_key(), timestamp_ms, nonce);
         let plain = zeroize::Zeroizing::new(body.to_bytes());
         let sealed = network.seal(&plain, &header, rng);
+        let payload = match (kind.has_payload(), body.payload_bytes()) {
+            (true, Some(bytes)) => {
+                let bytes = zeroize::Zeroizing::new(bytes);
+                Some(network.seal(&bytes, &payload_aad(&header), rng))
+            }
+            (true, None) => return Err(TxError::InvalidBody("the payload is missing")),
+            (false, _) => None,
+        };
         let mut tx = Self {
             kind,
             contributor: contributor.verify_key(),
@@ -414,7 +582,9 @@ impl Transaction {
             nonce,
             body: sealed,
             index_entry,
+            payload_digest: payload.as_ref().map(payload_digest).unwrap_or([0; 32]),
             signature: Signature::from_byte_array([0; 64]),
+            payload,
         };
         let id = tx.id();
         tx.signature = contributor.sign(domain::TX_SIG, id.as_byte_array());
@@ -451,6 +621,17 @@ impl Transaction {
         &self.signature
     }
 
+    /// Whether the payload (sealed record or wrapped key) has been pruned by an erasure.
+    pub fn is_pruned(&self) -> bool {
+        self.kind.has_payload() && self.payload.is_none()
+    }
+
+    /// Deletes the payload: crypto-shredding for a store that honours an erasure. The id, the
+    /// signature and the block's Merkle root still verify, through the payload digest.
+    pub fn prune(&mut self) {
+        self.payload = None;
+    }
+
     fn signed_bytes_to(&self, out: &mut Vec<u8>) {
         out.put_raw(&header_bytes(
             self.kind,
@@ -460,6 +641,7 @@ impl Transaction {
         ));
         self.body.encode_to(out);
         out.put_bytes(&self.index_entry);
+        out.put_raw(&self.payload_digest);
     }
 
     /// The transaction id: tagged hash of the signed bytes (streamed, without re-encoding).
@@ -474,6 +656,7 @@ impl Transaction {
         h.update(self.body.nonce());
         h.update_prefixed(self.body.ciphertext());
         h.update_prefixed(&self.index_entry);
+        h.update(&self.payload_digest);
         TxId::from_byte_array(h.finalize())
     }
 
@@ -512,6 +695,20 @@ fn header_bytes(
     h
 }
 
+fn payload_aad(header: &[u8; 50]) -> [u8; 57] {
+    let mut aad = [0u8; 57];
+    aad[..50].copy_from_slice(header);
+    aad[50..].copy_from_slice(b"payload");
+    aad
+}
+
+fn payload_digest(payload: &NetworkSealed) -> [u8; 32] {
+    let mut h = TaggedHasher::new(domain::TX_PAYLOAD);
+    h.update(payload.nonce());
+    h.update_prefixed(payload.ciphertext());
+    h.finalize()
+}
+
 fn check_index_entry(kind: TxKind, entry: &[u8]) -> Result<(), TxError> {
     if entry.len() > MAX_INDEX_ENTRY {
         return Err(TxError::IndexEntryTooLarge(entry.len()));
@@ -526,6 +723,7 @@ impl Encode for Transaction {
     fn encode_to(&self, out: &mut Vec<u8>) {
         self.signed_bytes_to(out);
         self.signature.encode_to(out);
+        out.put_option(self.payload.as_ref());
     }
 }
 
@@ -544,7 +742,20 @@ impl Decode for Transaction {
                 reason: "only a RecordAdded transaction may carry one",
             });
         }
+        let payload_digest: [u8; 32] = r.array()?;
         let signature = Signature::decode_from(r)?;
+        let payload: Option<NetworkSealed> = r.option("transaction payload")?;
+        match (&payload, kind.has_payload()) {
+            (None, false) if payload_digest == [0; 32] => {}
+            (None, true) => {} // pruned: the digest alone stays
+            (Some(p), true) if self::payload_digest(p) == payload_digest => {}
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    what: "transaction payload",
+                    reason: "payload does not match its digest or kind",
+                })
+            }
+        }
         Ok(Self {
             kind,
             contributor,
@@ -552,7 +763,9 @@ impl Decode for Transaction {
             nonce,
             body,
             index_entry,
+            payload_digest,
             signature,
+            payload,
         })
     }
 }
@@ -600,7 +813,13 @@ impl VerifiedTx {
             SealError::Decode(d) => TxError::Decode(d),
             _ => TxError::BodyDecrypt,
         })?;
-        let body = TxBody::from_bytes(&plain)?;
+        let mut body = TxBody::from_bytes(&plain)?;
+        if let Some(payload) = &self.payload {
+            let bytes = network
+                .open(payload, &payload_aad(&header))
+                .map_err(|_| TxError::BodyDecrypt)?;
+            body.attach_payload(&bytes)?;
+        }
         if body.kind() != self.kind {
             return Err(TxError::KindMismatch {
                 header: self.kind,
@@ -650,7 +869,13 @@ mod tests {
             &f.hospital,
             1_700_000_000_000,
             1,
-            &TxBody::RecordAdded { record },
+            &TxBody::record_added(
+                record,
+                RecordClass {
+                    resource_type: "Observation".into(),
+                    month: 202611,
+                },
+            ),
             vec![1, 2, 3],
             &f.net,
             &mut f.rng,
@@ -667,8 +892,8 @@ mod tests {
         assert_eq!(v.id(), tx.id());
         assert_eq!(v.kind(), TxKind::RecordAdded);
         match v.open_body(&f.net).unwrap() {
-            TxBody::RecordAdded { record } => {
-                assert_eq!(record.open(&f.patient).unwrap().payload(), OBS);
+            TxBody::RecordAdded { sealed, .. } => {
+                assert_eq!(sealed.unwrap().open(&f.patient).unwrap().payload(), OBS);
             }
             other => panic!("unexpected body {other:?}"),
         }
@@ -777,6 +1002,32 @@ mod tests {
         assert_eq!(tx.id().to_byte_array(), tagged_hash(domain::TX_ID, &signed));
         let bytes = tx.to_bytes();
         assert_eq!(&bytes[..signed.len()], &signed[..]);
+    }
+
+    #[test]
+    fn pruning_keeps_the_id_and_signature_valid() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        let id = tx.id();
+        let mut pruned = tx.clone();
+        pruned.prune();
+        assert!(pruned.is_pruned() && !tx.is_pruned());
+        let bytes = pruned.to_bytes();
+        assert!(bytes.len() < tx.to_bytes().len());
+        let v = Transaction::decode_verified(&bytes).unwrap();
+        assert_eq!(v.id(), id);
+        match v.open_body(&f.net).unwrap() {
+            TxBody::RecordAdded { sealed, class, .. } => {
+                assert!(sealed.is_none());
+                assert_eq!(class.resource_type, "Observation");
+            }
+            other => panic!("unexpected body {other:?}"),
+        }
+        // A payload swapped in from another transaction does not match the digest.
+        let other = record_tx(&mut f);
+        let mut frank = tx.clone();
+        frank.payload = other.payload.clone();
+        assert!(Transaction::from_bytes(&frank.to_bytes()).is_err());
     }
 
     #[test]
