@@ -31,7 +31,7 @@ use crate::genesis::Genesis;
 use crate::hash::{domain, tagged_hash, tagged_hash_parts, BlockHash, MerkleRoot, TxId};
 use crate::keys::{Identity, Signature, VerifyKey};
 use crate::merkle;
-use crate::tx::{Transaction, VerifiedTx};
+use crate::tx::{Transaction, TxError, VerifiedTx};
 use crate::vote::{InvalidReason, QuorumCertificate, TimeoutCertificate, MAX_CERT_VOTES};
 
 /// Format version of [`BlockHeader`].
@@ -309,6 +309,38 @@ pub trait TxRules {
     /// # Errors
     /// The [`InvalidReason`] the block is rejected with.
     fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason>;
+
+    /// Called once after the last transaction of a block, for rules that span transactions
+    /// (an emergency key release must come with its emergency access log in the same block).
+    ///
+    /// # Errors
+    /// The [`InvalidReason`] the block is rejected with.
+    fn finish(&mut self) -> Result<(), InvalidReason> {
+        Ok(())
+    }
+}
+
+/// Checks transaction signatures for [`Block::validate_with`]: an embedding application may
+/// verify in parallel (threads live outside the core) or answer from a cache.
+///
+/// The contract: `verify_all(txs)[i]` is exactly `txs[i].clone().verify()` for every input —
+/// the only way to make a [`VerifiedTx`] is [`Transaction::verify`], so an implementation can
+/// only reorder, parallelise or cache that call. Batch ed25519 verification does **not** meet
+/// the contract (its verdict differs from strict single verification for some inputs with
+/// small-order components), which is why the type asks for `VerifiedTx` values.
+pub trait TxVerifier {
+    /// Verifies every transaction, returning one verdict per input, in input order.
+    fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>>;
+}
+
+/// Verifies transactions one after the other on the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SerialVerifier;
+
+impl TxVerifier for SerialVerifier {
+    fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
+        txs.into_iter().map(Transaction::verify).collect()
+    }
 }
 
 /// Rules that accept every transaction (signatures and structure are still checked).
@@ -417,6 +449,25 @@ impl Block {
         tip: &ChainTip,
         rules: &mut dyn TxRules,
     ) -> Result<CheckedBlock, InvalidBlock> {
+        self.validate_with(genesis, tip, rules, &mut SerialVerifier)
+    }
+
+    /// [`Block::validate`] with the transaction signatures checked by `verifier` (in parallel,
+    /// or from a cache of earlier verifications). The verifier is called once, with all the
+    /// transactions, only after the header, the parent's certificate and the miner's election
+    /// and signature have passed; every verdict it returns is checked to be for the transaction
+    /// at its position (same id and signature), so a faulty verifier can reject a good block but
+    /// never make a transaction it did not verify count as verified.
+    ///
+    /// # Errors
+    /// As [`Block::validate`].
+    pub fn validate_with(
+        self,
+        genesis: &Genesis,
+        tip: &ChainTip,
+        rules: &mut dyn TxRules,
+        verifier: &mut dyn TxVerifier,
+    ) -> Result<CheckedBlock, InvalidBlock> {
         let h = &self.header;
         if h.chain != genesis.hash() {
             return Err(InvalidReason::WrongChain.into());
@@ -498,11 +549,23 @@ impl Block {
             index_filter,
         } = self;
         let mut kept = Vec::with_capacity(transactions.len());
-        for (i, tx) in transactions.into_iter().enumerate() {
-            let verified = tx
-                .verify()
-                .map_err(|_| at(InvalidReason::BadTransaction, i))?;
-            let id = verified.id();
+        let expected: Vec<(TxId, Signature)> = transactions
+            .iter()
+            .map(|tx| (tx.id(), *tx.signature()))
+            .collect();
+        let verdicts = verifier.verify_all(transactions);
+        if verdicts.len() != expected.len() {
+            return Err(at(
+                InvalidReason::BadTransaction,
+                verdicts.len().min(expected.len()),
+            ));
+        }
+        for (i, (verdict, (want_id, want_sig))) in verdicts.into_iter().zip(expected).enumerate() {
+            let verified = verdict.map_err(|_| at(InvalidReason::BadTransaction, i))?;
+            if verified.id() != want_id || *verified.signature() != want_sig {
+                return Err(at(InvalidReason::BadTransaction, i));
+            }
+            let id = want_id;
             if !seen.insert(id) {
                 return Err(at(InvalidReason::DuplicateTransaction, i));
             }
@@ -515,6 +578,7 @@ impl Block {
             ids.push(id);
             kept.push(verified.into_inner());
         }
+        rules.finish()?;
         let (c0, c1) = merkle_children(&leaves);
         if c0 != header.merkle_left || c1 != header.merkle_right {
             return Err(InvalidReason::MerkleMismatch.into());

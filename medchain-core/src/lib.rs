@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod access;
 pub mod block;
 pub mod chain;
 pub mod consent;
@@ -34,6 +35,7 @@ pub mod genesis;
 pub mod hash;
 pub mod index;
 pub mod keys;
+pub mod ledger;
 pub mod merkle;
 pub mod seal;
 pub mod tx;
