@@ -91,6 +91,57 @@ pub struct AuditEntry {
     pub height: u64,
 }
 
+/// Read access to committed ledger state: what the rules for the next block need. Implemented by
+/// the in-memory [`LedgerState`] and by persistent stores.
+///
+/// Reads may fail (a lost database connection); the rules then stop validating and report the
+/// failure through [`LedgerRules::take_state_error`], never as an invalid block.
+pub trait StateView {
+    /// Whether a transaction is committed.
+    ///
+    /// # Errors
+    /// [`StateError`] when the state cannot be read.
+    fn contains_tx(&self, id: &TxId) -> Result<bool, StateError>;
+    /// A record.
+    ///
+    /// # Errors
+    /// [`StateError`] when the state cannot be read.
+    fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError>;
+    /// A consent and its revocation state.
+    ///
+    /// # Errors
+    /// [`StateError`] when the state cannot be read.
+    fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError>;
+    /// Every consent a patient granted, revoked ones included.
+    ///
+    /// # Errors
+    /// [`StateError`] when the state cannot be read.
+    fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError>;
+    /// Height of the last committed block.
+    fn height(&self) -> u64;
+}
+
+/// The ledger state could not be read (I/O). Not a verdict on the block.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("ledger state could not be read: {0}")]
+pub struct StateError(pub String);
+
+/// The rules for validating the block after `view`'s height, over any state view.
+pub fn rules_over<'a>(
+    view: &'a dyn StateView,
+    genesis: &'a Genesis,
+    network: &'a NetworkKey,
+) -> LedgerRules<'a> {
+    LedgerRules {
+        state: view,
+        genesis,
+        network,
+        height: view.height() + 1,
+        delta: Delta::default(),
+        state_error: None,
+    }
+}
+
 /// The effects of a block's transactions, not yet committed.
 #[derive(Debug, Default, Clone)]
 struct Delta {
@@ -205,13 +256,7 @@ impl LedgerState {
 
     /// The rules for validating the next block.
     pub fn rules<'a>(&'a self, genesis: &'a Genesis, network: &'a NetworkKey) -> LedgerRules<'a> {
-        LedgerRules {
-            state: self,
-            genesis,
-            network,
-            height: self.height + 1,
-            delta: Delta::default(),
-        }
+        rules_over(self, genesis, network)
     }
 
     /// Commits the effects gathered while validating the block at the next height
@@ -291,13 +336,32 @@ impl LedgerState {
     }
 }
 
+impl StateView for LedgerState {
+    fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
+        Ok(self.txs.contains(id))
+    }
+    fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
+        Ok(self.records.get(id).cloned())
+    }
+    fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
+        Ok(self.consents.get(id).cloned())
+    }
+    fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
+        Ok(LedgerState::consents_of(self, patient))
+    }
+    fn height(&self) -> u64 {
+        self.height
+    }
+}
+
 /// The [`TxRules`] of a ledger state for the next block.
 pub struct LedgerRules<'a> {
-    state: &'a LedgerState,
+    state: &'a dyn StateView,
     genesis: &'a Genesis,
     network: &'a NetworkKey,
     height: u64,
     delta: Delta,
+    state_error: Option<StateError>,
 }
 
 impl std::fmt::Debug for LedgerRules<'_> {
@@ -330,6 +394,26 @@ impl BlockEffects {
     pub fn erased(&self) -> impl Iterator<Item = &RecordId> {
         self.delta.erased.iter()
     }
+
+    /// Transactions the block commits.
+    pub fn tx_ids(&self) -> impl Iterator<Item = &TxId> {
+        self.delta.txs.iter()
+    }
+
+    /// Records the block adds.
+    pub fn records(&self) -> impl Iterator<Item = &RecordEntry> {
+        self.delta.records.values()
+    }
+
+    /// Consents the block grants.
+    pub fn consents(&self) -> &[ConsentState] {
+        &self.delta.consents
+    }
+
+    /// Consents the block revokes (all at this block's height).
+    pub fn revoked(&self) -> impl Iterator<Item = &ConsentId> {
+        self.delta.revoked.keys()
+    }
 }
 
 impl LedgerRules<'_> {
@@ -341,35 +425,53 @@ impl LedgerRules<'_> {
         }
     }
 
-    fn record(&self, id: &RecordId) -> Option<RecordEntry> {
-        let mut r = self
-            .delta
-            .records
-            .get(id)
-            .or_else(|| self.state.records.get(id))
-            .cloned()?;
-        if self.delta.erased.contains(id) {
-            r.erased = true;
-        }
-        Some(r)
+    /// A storage failure met while validating (the block was not judged; retry later).
+    pub fn take_state_error(&mut self) -> Option<StateError> {
+        self.state_error.take()
     }
 
-    fn consent(&self, id: &ConsentId) -> Option<ConsentState> {
-        let mut c = self
-            .delta
-            .consents
-            .iter()
-            .find(|c| &c.id == id)
-            .cloned()
-            .or_else(|| self.state.consents.get(id).cloned())?;
-        if let Some(h) = self.delta.revoked.get(id) {
-            c.revoked_at = Some(*h);
-        }
-        Some(c)
+    fn io<T>(&mut self, r: Result<T, StateError>) -> Result<T, InvalidReason> {
+        r.map_err(|e| {
+            self.state_error = Some(e);
+            InvalidReason::RuleViolation
+        })
     }
 
-    fn consents_of(&self, patient: &VerifyKey) -> Vec<ConsentState> {
-        let mut all = self.state.consents_of(patient);
+    fn record(&mut self, id: &RecordId) -> Result<Option<RecordEntry>, InvalidReason> {
+        let found = match self.delta.records.get(id) {
+            Some(r) => Some(r.clone()),
+            None => {
+                let r = self.state.record(id);
+                self.io(r)?
+            }
+        };
+        Ok(found.map(|mut r| {
+            if self.delta.erased.contains(id) {
+                r.erased = true;
+            }
+            r
+        }))
+    }
+
+    fn consent(&mut self, id: &ConsentId) -> Result<Option<ConsentState>, InvalidReason> {
+        let found = match self.delta.consents.iter().find(|c| &c.id == id) {
+            Some(c) => Some(c.clone()),
+            None => {
+                let c = self.state.consent(id);
+                self.io(c)?
+            }
+        };
+        Ok(found.map(|mut c| {
+            if let Some(h) = self.delta.revoked.get(id) {
+                c.revoked_at = Some(*h);
+            }
+            c
+        }))
+    }
+
+    fn consents_of(&mut self, patient: &VerifyKey) -> Result<Vec<ConsentState>, InvalidReason> {
+        let all = self.state.consents_of(patient);
+        let mut all = self.io(all)?;
         all.extend(
             self.delta
                 .consents
@@ -382,7 +484,7 @@ impl LedgerRules<'_> {
                 c.revoked_at = Some(*h);
             }
         }
-        all
+        Ok(all)
     }
 
     fn check_body(&mut self, tx: &VerifiedTx, body: TxBody) -> Result<(), InvalidReason> {
@@ -395,7 +497,7 @@ impl LedgerRules<'_> {
                 class,
                 ..
             } => {
-                if self.record(&record_id).is_some() {
+                if self.record(&record_id)?.is_some() {
                     return Err(No);
                 }
                 self.delta.records.insert(
@@ -414,7 +516,7 @@ impl LedgerRules<'_> {
             TxBody::ConsentGranted { document, patient } => {
                 let consent = Consent::from_grant(&document, &patient).map_err(|_| No)?;
                 let state = ConsentState::new(consent);
-                if self.consent(&state.id).is_some() {
+                if self.consent(&state.id)?.is_some() {
                     return Err(No);
                 }
                 self.delta.consents.push(state);
@@ -424,7 +526,7 @@ impl LedgerRules<'_> {
                 patient,
             } => {
                 let id = ConsentId::from_byte_array(consent_id);
-                let c = self.consent(&id).ok_or(No)?;
+                let c = self.consent(&id)?.ok_or(No)?;
                 if c.consent.patient != patient.patient || c.revoked_at.is_some() {
                     return Err(No);
                 }
@@ -438,7 +540,7 @@ impl LedgerRules<'_> {
                 credential,
                 ..
             } => {
-                let record = self.record(&record_id).ok_or(No)?;
+                let record = self.record(&record_id)?.ok_or(No)?;
                 if record.erased {
                     return Err(No);
                 }
@@ -464,7 +566,7 @@ impl LedgerRules<'_> {
                     record: facts(&record.class),
                     emergency,
                 };
-                let consents = self.consents_of(&record.patient.sign);
+                let consents = self.consents_of(&record.patient.sign)?;
                 let decision = evaluate(&request, &consents, tx.timestamp_ms(), height);
                 let under = match (decision, consent_id) {
                     (Decision::Permit(by), Some(named)) if by.consent.to_byte_array() == named => {
@@ -498,7 +600,7 @@ impl LedgerRules<'_> {
                 emergency,
                 accessed_at_ms,
             } => {
-                let record = self.record(&record_id).ok_or(No)?;
+                let record = self.record(&record_id)?.ok_or(No)?;
                 if record.erased {
                     return Err(No);
                 }
@@ -507,7 +609,7 @@ impl LedgerRules<'_> {
                 }
                 let consent_id = consent_id.map(ConsentId::from_byte_array);
                 if let Some(id) = &consent_id {
-                    let c = self.consent(id).ok_or(No)?;
+                    let c = self.consent(id)?.ok_or(No)?;
                     if c.consent.patient != record.patient {
                         return Err(No);
                     }
@@ -530,7 +632,7 @@ impl LedgerRules<'_> {
                 });
             }
             TxBody::RecordErased { record_id, patient } => {
-                let record = self.record(&record_id).ok_or(No)?;
+                let record = self.record(&record_id)?.ok_or(No)?;
                 if record.erased || record.patient != patient.patient {
                     return Err(No);
                 }
@@ -571,7 +673,8 @@ fn facts(class: &RecordClass) -> RecordFacts {
 impl TxRules for LedgerRules<'_> {
     fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         let id = tx.id();
-        if self.state.contains_tx(&id) || !self.delta.txs.insert(id) {
+        let committed = self.state.contains_tx(&id);
+        if self.io(committed)? || !self.delta.txs.insert(id) {
             return Err(InvalidReason::DuplicateTransaction);
         }
         let body = tx

@@ -38,5 +38,8 @@ pub mod keys;
 pub mod ledger;
 pub mod merkle;
 pub mod seal;
+pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod tx;
 pub mod vote;
