@@ -25,9 +25,12 @@ use crate::keys::{BackupParams, Identity, PublicIdentity};
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
 use crate::tx::{Transaction, TxBody};
 
+/// A fuzz entry point: takes any bytes, panics only on a real bug.
+pub type FuzzFn = fn(&[u8]);
+
 /// Every fuzz entry point by name. The name is the fuzz target's name and the name of its corpus
 /// directory `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("decode_transaction", decode_transaction),
     ("decode_sealed_record", decode_sealed_record),
     ("decode_tx_body", decode_tx_body),

@@ -179,7 +179,7 @@ impl Genesis {
         if members.len() > MAX_MEMBERS {
             return Err(GenesisError::TooManyMembers(members.len()));
         }
-        members.sort_by(|a, b| a.identity.sign.cmp(&b.identity.sign));
+        members.sort_by_key(|m| m.identity.sign);
         if let Some(w) = members
             .windows(2)
             .find(|w| w[0].identity.sign == w[1].identity.sign)

@@ -38,6 +38,8 @@ pub mod domain {
     pub const CONSENT_ID: &str = "medchain/v1/consent-id";
     /// Study-scoped pseudonyms of de-identified research data.
     pub const STUDY_PSEUDONYM: &str = "medchain/v1/study-pseudonym";
+    /// The patient's signature over a consent revocation.
+    pub const REVOKE_SIG: &str = "medchain/v1/consent-revocation";
     /// The patient's signature over a consent document.
     pub const CONSENT_SIG: &str = "medchain/v1/consent-signature";
     /// The patient's signature over an erasure request.
@@ -46,6 +48,8 @@ pub mod domain {
     pub const INDEX_KEY: &str = "medchain/v1/index-key";
     /// Secure-index PRF prefix: network index key to a research purpose's index key.
     pub const INDEX_RESEARCH_KEY: &str = "medchain/v1/index-research-key";
+    /// Secure-index PRF prefix: a patient's index key to one writer's (contributor's) sub-key.
+    pub const INDEX_WRITER_KEY: &str = "medchain/v1/index-writer-key";
     /// Secure-index PRF prefix: index key to a keyword class key.
     pub const INDEX_CLASS_KEY: &str = "medchain/v1/index-class-key";
     /// Secure-index PRF prefix: class key to a keyword's trapdoor.

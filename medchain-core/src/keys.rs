@@ -53,6 +53,14 @@ impl VerifyKey {
                 reason: "small-order point",
             });
         }
+        // One encoding per key: refuse non-canonical encodings (y >= p), which decompress to a
+        // point that also has its canonical encoding.
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(DecodeError::InvalidValue {
+                what: "ed25519 public key",
+                reason: "non-canonical encoding",
+            });
+        }
         Ok(Self(key))
     }
 
@@ -612,9 +620,10 @@ impl BackupParams {
     }
 
     fn check(self) -> Result<(), BackupError> {
-        let ok = (8 * self.parallelism..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+        // Check the lanes first: `8 * parallelism` must not overflow on hostile input.
+        let ok = (1..=8).contains(&self.parallelism)
             && (1..=16).contains(&self.iterations)
-            && (1..=8).contains(&self.parallelism);
+            && (8 * self.parallelism..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib);
         if ok {
             Ok(())
         } else {
@@ -686,6 +695,22 @@ mod tests {
             .verify_key()
             .verify(domain::TX_SIG, b"m", &Signature::from_byte_array(sig))
             .is_err());
+    }
+
+    #[test]
+    fn rejects_non_canonical_key_encodings_and_hostile_backup_lanes() {
+        // y = p + 1 (non-canonical for y = 1... here p + 2): bytes of 2^255 - 19 + 2 = ...ff7f -> use
+        // the canonical encoding of a real key with y + p instead; simplest: y = p (encodes 0).
+        let mut y_eq_p = [0xffu8; 32];
+        y_eq_p[0] = 0xed;
+        y_eq_p[31] = 0x7f;
+        assert!(VerifyKey::from_byte_array(y_eq_p).is_err());
+        let p = BackupParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: u32::MAX,
+        };
+        assert_eq!(p.check(), Err(BackupError::UnsupportedParams));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::consent::{
     evaluate, AccessRequest, Action, Consent, ConsentId, ConsentState, Decision, Purpose,
     RecordFacts,
 };
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
 use crate::hash::{RecordId, TxId};
 use crate::keys::{PublicIdentity, VerifyKey};
@@ -89,6 +90,108 @@ pub struct AuditEntry {
     pub tx_id: TxId,
     /// The block.
     pub height: u64,
+}
+
+/// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`].
+pub const STATE_ENTRY_VERSION: u8 = 1;
+
+/// Largest purpose code an audit entry holds (bytes).
+const MAX_AUDIT_PURPOSE: usize = 64;
+
+/// Canonical stored form (persistent stores keep it encrypted):
+/// `version (1) | record id | patient | class | contributor | tx id | height (u64) | erased`.
+impl Encode for RecordEntry {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(STATE_ENTRY_VERSION);
+        self.record_id.encode_to(out);
+        self.patient.encode_to(out);
+        self.class.encode_to(out);
+        self.contributor.encode_to(out);
+        self.tx_id.encode_to(out);
+        out.put_u64(self.height);
+        out.put_bool(self.erased);
+    }
+}
+
+impl Decode for RecordEntry {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("record entry", STATE_ENTRY_VERSION)?;
+        Ok(Self {
+            record_id: RecordId::decode_from(r)?,
+            patient: PublicIdentity::decode_from(r)?,
+            class: RecordClass::decode_from(r)?,
+            contributor: VerifyKey::decode_from(r)?,
+            tx_id: TxId::decode_from(r)?,
+            height: r.u64()?,
+            erased: r.bool("erased flag")?,
+        })
+    }
+}
+
+impl AuditKind {
+    /// The kind's code in the stored form (1 key shared, 2 accessed, 3 erased).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::KeyShared => 1,
+            Self::Accessed => 2,
+            Self::Erased => 3,
+        }
+    }
+
+    /// The kind of a code.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownTag`] for another code.
+    pub fn from_code(code: u8) -> Result<Self, DecodeError> {
+        match code {
+            1 => Ok(Self::KeyShared),
+            2 => Ok(Self::Accessed),
+            3 => Ok(Self::Erased),
+            tag => Err(DecodeError::UnknownTag {
+                what: "audit kind",
+                tag: tag.into(),
+            }),
+        }
+    }
+}
+
+/// Canonical stored form (persistent stores keep it encrypted):
+/// `version (1) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
+/// | emergency | at_ms (u64) | node | tx id | height (u64)`.
+impl Encode for AuditEntry {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(STATE_ENTRY_VERSION);
+        out.put_u8(self.kind.code());
+        self.record_id.encode_to(out);
+        self.patient.encode_to(out);
+        self.actor.encode_to(out);
+        out.put_bytes(self.purpose.as_bytes());
+        out.put_option(self.consent_id.as_ref());
+        out.put_bool(self.emergency);
+        out.put_u64(self.at_ms);
+        self.node.encode_to(out);
+        self.tx_id.encode_to(out);
+        out.put_u64(self.height);
+    }
+}
+
+impl Decode for AuditEntry {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("audit entry", STATE_ENTRY_VERSION)?;
+        Ok(Self {
+            kind: AuditKind::from_code(r.u8()?)?,
+            record_id: RecordId::decode_from(r)?,
+            patient: VerifyKey::decode_from(r)?,
+            actor: PublicIdentity::decode_from(r)?,
+            purpose: r.string("audit purpose", MAX_AUDIT_PURPOSE)?,
+            consent_id: r.option("audit consent id")?,
+            emergency: r.bool("emergency flag")?,
+            at_ms: r.u64()?,
+            node: VerifyKey::decode_from(r)?,
+            tx_id: TxId::decode_from(r)?,
+            height: r.u64()?,
+        })
+    }
 }
 
 /// Read access to committed ledger state: what the rules for the next block need. Implemented by
@@ -495,10 +598,22 @@ impl LedgerRules<'_> {
                 record_id,
                 patient,
                 class,
+                sealed,
                 ..
             } => {
                 if self.record(&record_id)?.is_some() {
                     return Err(No);
+                }
+                // A new record carries key envelopes for its patient and its contributor (a
+                // pruned one, replayed after an erasure, no longer has them).
+                if let Some(sealed) = &sealed {
+                    let contributor = self.genesis.member(tx.contributor()).ok_or(No)?;
+                    let has = |k: &crate::keys::AgreementKey| {
+                        sealed.envelopes().iter().any(|e| &e.recipient == k)
+                    };
+                    if !has(&patient.agree) || !has(&contributor.identity.agree) {
+                        return Err(No);
+                    }
                 }
                 self.delta.records.insert(
                     record_id,

@@ -10,10 +10,11 @@
 //!   leaf is its leaf hash. Built level by level, this means a node left alone at the end of a
 //!   level is *promoted* to the next level unchanged; it is never paired with a copy of itself,
 //!   so the duplicate-leaf ambiguity of Bitcoin's tree (CVE-2012-2459) cannot arise.
-//! * The root of the empty tree is `SHA-256("")` ([`EMPTY_ROOT`]), as RFC 6962 defines it. It
-//!   can never equal the root of a non-empty tree, whose hashes all begin with a prefix byte.
-//! * The distinct prefixes for leaves and inner nodes make a second-preimage attack impossible:
-//!   an inner node can never be presented as a leaf (or the reverse) with the same hash.
+//! * The root of the empty tree is `SHA-256("")` ([`EMPTY_ROOT`]), as RFC 6962 defines it. Every
+//!   other root hashes a non-empty, prefixed message, so an equal root would need a SHA-256
+//!   collision.
+//! * The distinct prefixes for leaves and inner nodes defeat second-preimage attacks: presenting
+//!   an inner node as a leaf (or the reverse) with the same hash would need a SHA-256 collision.
 //!
 //! A block whose transactions contain a duplicate is invalid: [`merkle_root_checked`] rejects
 //! it, naming the index of the first duplicate ([`find_duplicate`]).
@@ -171,7 +172,9 @@ pub fn merkle_root(leaf_hashes: &[[u8; 32]]) -> MerkleRoot {
                 // a message not yet hashed: i / 2 <= i, and msgs[0] is written after it is read.
                 let pairs = len / 2;
                 for i in 0..pairs {
-                    let parent: [u8; 32] = Sha256::digest(&msgs[i]).into();
+                    // By reference: passing the array by value would copy it to the stack
+                    // right before hashing, bringing back the stalls.
+                    let parent: [u8; 32] = Sha256::digest(msgs[i].as_slice()).into();
                     set_node(&mut msgs, i, &parent);
                 }
                 if len % 2 == 1 {
@@ -909,7 +912,7 @@ mod tests {
                         // The only way a tampered proof still verifies: a relabelled leaf
                         // count/index with the very same path, which the root does not commit
                         // to (the module docs say so). The count then differs from the truth.
-                        assert!(pos >= 1 && pos < 9, "n={n} i={i} pos={pos}");
+                        assert!((1..9).contains(&pos), "n={n} i={i} pos={pos}");
                         assert_eq!(q.siblings(), p.siblings());
                         assert_eq!(directions(q.leaf_index(), q.leaf_count()), directions(i, n));
                         assert_ne!(q.leaf_count(), n);

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
 use rand_core::{CryptoRng, RngCore};
@@ -308,7 +308,7 @@ pub fn seal_record<R: RngCore + CryptoRng>(
     readers: &[PublicIdentity],
     rng: &mut R,
 ) -> Result<SealedRecord, SealError> {
-    fhir::parse_resource(payload)?;
+    fhir::check_resource(payload)?;
     if readers.len() + 1 > MAX_ENVELOPES {
         return Err(SealError::TooManyReaders {
             count: readers.len() + 1,
@@ -321,22 +321,18 @@ pub fn seal_record<R: RngCore + CryptoRng>(
     rng.fill_bytes(&mut nonce);
     let key = DataKey::generate(rng);
 
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(SALT_LEN + payload.len()));
-    plaintext.resize(SALT_LEN, 0);
-    rng.fill_bytes(&mut plaintext[..SALT_LEN]);
-    plaintext.extend_from_slice(payload);
-    let commitment = commitment(&plaintext[..SALT_LEN], payload);
+    // Encrypted in place: one buffer (with room for the tag) goes from plaintext to ciphertext,
+    // so there is no second copy of the payload and nothing left to zeroize afterwards.
+    let mut buf = Zeroizing::new(Vec::with_capacity(SALT_LEN + payload.len() + TAG_LEN));
+    buf.resize(SALT_LEN, 0);
+    rng.fill_bytes(&mut buf[..SALT_LEN]);
+    buf.extend_from_slice(payload);
+    let commitment = commitment(&buf[..SALT_LEN], payload);
     let aad = record_aad(&record_id, patient, &commitment);
-    let ciphertext = key
-        .cipher()
-        .encrypt(
-            (&nonce).into(),
-            Payload {
-                msg: &plaintext,
-                aad: &aad,
-            },
-        )
+    key.cipher()
+        .encrypt_in_place((&nonce).into(), &aad, &mut *buf)
         .map_err(|_| SealError::Decrypt)?;
+    let ciphertext = std::mem::take(&mut *buf);
 
     let mut envelopes = Vec::with_capacity(readers.len() + 1);
     envelopes.push(KeyEnvelope::wrap(&key.0, &patient.agree, &id, rng)?);
@@ -698,7 +694,10 @@ mod tests {
             .share_with(&patient, &doctor.public(), &mut rng)
             .unwrap();
         assert_eq!(
-            sealed.open_with(&doctor, &[env.clone()]).unwrap().payload(),
+            sealed
+                .open_with(&doctor, std::slice::from_ref(&env))
+                .unwrap()
+                .payload(),
             OBS
         );
         assert_eq!(

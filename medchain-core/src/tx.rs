@@ -205,7 +205,8 @@ pub enum TxBody {
     ConsentRevoked {
         /// The id of the consent revoked.
         consent_id: [u8; 32],
-        /// The patient's signature over [`revocation_message`].
+        /// The patient's signature over [`revocation_message`] (label
+        /// `medchain/v1/consent-revocation`).
         patient: PatientSignature,
     },
     /// A record's data key wrapped for a new reader.
@@ -308,7 +309,7 @@ impl TxBody {
             Self::ConsentRevoked {
                 consent_id,
                 patient,
-            } => patient.verify(domain::CONSENT_SIG, &revocation_message(consent_id)),
+            } => patient.verify(domain::REVOKE_SIG, &revocation_message(consent_id)),
             Self::RecordErased { record_id, patient } => {
                 patient.verify(domain::ERASURE_SIG, record_id.as_byte_array())
             }
@@ -952,7 +953,7 @@ mod tests {
         assert!(Transaction::create(&f.patient, 1, 4, &erase, vec![], &f.net, &mut f.rng).is_ok());
         let revoke = TxBody::ConsentRevoked {
             consent_id: [7; 32],
-            patient: PatientSignature::sign(&f.patient, domain::CONSENT_SIG, b"wrong message"),
+            patient: PatientSignature::sign(&f.patient, domain::REVOKE_SIG, b"wrong message"),
         };
         assert_eq!(
             Transaction::create(&f.patient, 1, 5, &revoke, vec![], &f.net, &mut f.rng).unwrap_err(),

@@ -323,7 +323,7 @@ impl QuorumCertificate {
             .filter(|v| v.is_block_valid && &v.voting_for_block == block)
             .cloned()
             .collect();
-        chosen.sort_by(|a, b| a.node_pubkey.cmp(&b.node_pubkey));
+        chosen.sort_by_key(|v| v.node_pubkey);
         chosen.dedup_by(|a, b| a.node_pubkey == b.node_pubkey);
         Self { votes: chosen }
     }
@@ -486,7 +486,7 @@ impl TimeoutCertificate {
             .filter(|t| t.round == round)
             .cloned()
             .collect();
-        chosen.sort_by(|a, b| a.node_pubkey.cmp(&b.node_pubkey));
+        chosen.sort_by_key(|v| v.node_pubkey);
         chosen.dedup_by(|a, b| a.node_pubkey == b.node_pubkey);
         Self { timeouts: chosen }
     }

@@ -633,7 +633,7 @@ impl Consent {
     pub fn revoke_body(patient: &Identity, id: &ConsentId) -> TxBody {
         let id = id.to_byte_array();
         TxBody::ConsentRevoked {
-            patient: PatientSignature::sign(patient, domain::CONSENT_SIG, &revocation_message(&id)),
+            patient: PatientSignature::sign(patient, domain::REVOKE_SIG, &revocation_message(&id)),
             consent_id: id,
         }
     }

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! * An [`IndexKey`] is a patient's ([`IndexKey::for_patient`], derived from their
-//!   [`Identity`] so that it comes back with a restored backup) or a research purpose's
-//!   ([`NetworkIndexKey::research_key`]).
+//!   [`Identity`] so that it comes back with a restored backup), one writer's sub-key of it
+//!   ([`IndexKey::for_writer`]), or a research purpose's ([`NetworkIndexKey::research_key`]).
 //! * A [`ClassKey`] derives the trapdoors of every keyword of one [`KeywordClass`] (all LOINC
 //!   codes, all dates, ...) and nothing else.
 //! * A [`Trapdoor`] finds (and makes) the tags of one keyword.
@@ -29,7 +29,7 @@ use super::prf::{frame, Prf};
 use super::search::{Query, QueryError};
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, RecordId};
-use crate::keys::Identity;
+use crate::keys::{Identity, PartyId};
 
 /// Bytes of a tag in an [`IndexEntry`](super::IndexEntry): the PRF output is cut to this.
 pub const TAG_LEN: usize = 8;
@@ -59,6 +59,23 @@ impl IndexKey {
     pub fn for_patient(identity: &Identity) -> Self {
         Self {
             key: identity.derive_secret(domain::INDEX_KEY, b"patient"),
+        }
+    }
+
+    /// The sub-key for the records that one writer (a contributing institution) indexes under
+    /// this key: `PRF(index key, INDEX_WRITER_KEY || writer's 16-byte party id)`.
+    ///
+    /// Writing an entry takes the trapdoors of its keywords, so a writer given the class keys of
+    /// the patient's own key could also search every record other writers indexed for that
+    /// patient. Given the class keys of its writer sub-key instead, it can index (and search)
+    /// only its own records; the patient searches under each writer's sub-key.
+    pub fn for_writer(&self, writer: &PartyId) -> IndexKey {
+        IndexKey {
+            key: derive(
+                &self.key,
+                domain::INDEX_WRITER_KEY,
+                &[&writer.to_byte_array()],
+            ),
         }
     }
 
@@ -476,7 +493,25 @@ mod tests {
         let t2 = IndexKey::for_patient(&alice).trapdoor(&k);
         assert_eq!(t1, t2);
         assert_ne!(t1, IndexKey::for_patient(&bob).trapdoor(&k));
-        assert_ne!(t1, IndexKey::for_patient(&alice).trapdoor(&kw("type:Patient")));
+        assert_ne!(
+            t1,
+            IndexKey::for_patient(&alice).trapdoor(&kw("type:Patient"))
+        );
+    }
+
+    #[test]
+    fn writer_sub_keys_are_separate() {
+        let mut rng = rng();
+        let key = IndexKey::for_patient(&Identity::generate(&mut rng));
+        let (a, b) = (
+            Identity::generate(&mut rng).id(),
+            Identity::generate(&mut rng).id(),
+        );
+        let k = kw("type:Observation");
+        let ta = key.for_writer(&a).trapdoor(&k);
+        assert_eq!(ta, key.for_writer(&a).trapdoor(&k));
+        assert_ne!(ta, key.for_writer(&b).trapdoor(&k));
+        assert_ne!(ta, key.trapdoor(&k));
     }
 
     #[test]
@@ -486,9 +521,14 @@ mod tests {
         let ck = key.class_key(&loinc);
         let k = kw("code:http://loinc.org|4548-4");
         assert_eq!(ck.trapdoor(&k).unwrap(), key.trapdoor(&k));
-        let err = ck.trapdoor(&kw("code:http://snomed.info/sct|1")).unwrap_err();
+        let err = ck
+            .trapdoor(&kw("code:http://snomed.info/sct|1"))
+            .unwrap_err();
         assert_eq!(err, GrantError::NotInClass);
-        assert_eq!(err.to_string(), "the keyword is not in the class of this key");
+        assert_eq!(
+            err.to_string(),
+            "the keyword is not in the class of this key"
+        );
         assert_eq!(format!("{ck:?}"), "ClassKey(code:http://loinc.org, ..)");
     }
 
@@ -500,7 +540,12 @@ mod tests {
         let a = net.research_key("oncology").trapdoor(&k);
         assert_eq!(a, net.research_key("oncology").trapdoor(&k));
         assert_ne!(a, net.research_key("cardiology").trapdoor(&k));
-        assert_ne!(a, NetworkIndexKey::generate(&mut rng).research_key("oncology").trapdoor(&k));
+        assert_ne!(
+            a,
+            NetworkIndexKey::generate(&mut rng)
+                .research_key("oncology")
+                .trapdoor(&k)
+        );
         let copy = NetworkIndexKey::from_secret_bytes(&net.to_secret_bytes());
         assert_eq!(copy.research_key("oncology").trapdoor(&k), a);
     }
@@ -516,7 +561,9 @@ mod tests {
             format!("{:?}", NetworkIndexKey::generate(&mut rng)),
             "NetworkIndexKey(..)"
         );
-        let g = key.grant([&KeywordClass::DATE], [&kw("type:Patient")]).unwrap();
+        let g = key
+            .grant([&KeywordClass::DATE], [&kw("type:Patient")])
+            .unwrap();
         let dbg = format!("{g:?}");
         assert_eq!(dbg, "SearchGrant { classes: 1, keywords: 1, .. }");
         assert!(!dbg.contains(&hex::encode(t.secret())));
@@ -538,7 +585,10 @@ mod tests {
         assert_eq!(g.keywords().collect::<Vec<_>>(), [&single]);
         assert_eq!(g.trapdoor(&covered), Some(key.trapdoor(&covered)));
         assert_eq!(g.trapdoor(&single), Some(key.trapdoor(&single)));
-        assert_eq!(g.trapdoor(&kw("date:2020-01")), Some(key.trapdoor(&kw("date:2020-01"))));
+        assert_eq!(
+            g.trapdoor(&kw("date:2020-01")),
+            Some(key.trapdoor(&kw("date:2020-01")))
+        );
         assert!(g.trapdoor(&kw("type:Patient")).is_none());
         assert!(!g.covers(&kw("code:http://snomed.info/sct|1")));
         assert!(g.covers(&single));

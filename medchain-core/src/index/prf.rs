@@ -143,7 +143,10 @@ mod tests {
             // Split the message into parts at a few places: the result must not change.
             let cut = len / 3;
             assert_eq!(prf.eval(&[&m[..cut], &m[cut..]]), reference(&key, m));
-            assert_eq!(prf.eval(&[&[], &m[..cut], &[], &m[cut..]]), reference(&key, m));
+            assert_eq!(
+                prf.eval(&[&[], &m[..cut], &[], &m[cut..]]),
+                reference(&key, m)
+            );
         }
     }
 

@@ -1,9 +1,9 @@
 use super::*;
 use crate::access::{audit_event, record_class, release_key, AccessError};
 use crate::consent::{Actor, DenyReason, EmergencyPreference, Period, Provision};
-use crate::encoding::Encode;
 use crate::credential::{Credential, Role};
 use crate::election::VrfSecret;
+use crate::encoding::Encode;
 use crate::genesis::{Member, Quorum, Timing};
 use crate::keys::Identity;
 use crate::seal::seal_record;
@@ -410,7 +410,11 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
         purpose: "ETREAT".into(),
         consent_id: None,
         credential: Some(cred),
-        envelope: Some(sealed.share_with(&f.hospital, &f.er_doctor.public(), &mut f.rng).unwrap()),
+        envelope: Some(
+            sealed
+                .share_with(&f.hospital, &f.er_doctor.public(), &mut f.rng)
+                .unwrap(),
+        ),
     };
     let (a, b) = (f.tx(true, &ks, T0 + 5), f.tx(true, &log, T0 + 5));
     assert_eq!(f.block(vec![a, b]), Err(InvalidReason::RuleViolation));

@@ -1,0 +1,226 @@
+//! Writes the seed corpus of the fuzz targets, `fuzz/corpus/<target>/<name>`, from fixed seeds.
+//!
+//! Run by hand when a format changes, then commit the files:
+//! `cargo run -p medchain-tests --example make_fuzz_corpus`. The output is deterministic.
+//! `tests/tests/fuzz_corpus.rs` replays (and mutates) every file on each test run.
+
+use std::fs;
+use std::path::Path;
+
+use medchain_core::encoding::Encode;
+use medchain_core::fuzzing::{fuzz_identity, fuzz_network_key, FUZZ_BACKUP_PASSWORD, TARGETS};
+use medchain_core::hash::{domain, RecordId};
+use medchain_core::keys::{BackupParams, Identity};
+use medchain_core::seal::seal_record;
+use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const OBSERVATION: &str = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}]},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":6.1,"unit":"%"}}"#;
+const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Doe","given":["Jane"]}],"birthDate":"1970-01-01","gender":"female"}"#;
+const BUNDLE: &str = r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Condition","code":{"text":"type 2 diabetes"}}},{"resource":{"resourceType":"MedicationStatement","status":"active","medicationCodeableConcept":{"text":"metformin 500 mg"}}}]}"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6d65_6463_6861_696e);
+    let me = fuzz_identity();
+    let net = fuzz_network_key();
+    let hospital = Identity::generate(&mut rng);
+    let mut files: Vec<(&str, String, Vec<u8>)> = Vec::new();
+    let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {
+        assert!(TARGETS.iter().any(|(t, _)| *t == target), "{target}");
+        files.push((target, name.to_owned(), bytes));
+    };
+
+    // Records sealed to the fuzzing identity, so the target reaches decryption.
+    let record = seal_record(OBSERVATION.as_bytes(), &me.public(), &[], &mut rng)?;
+    let record2 = seal_record(
+        PATIENT.as_bytes(),
+        &me.public(),
+        &[hospital.public()],
+        &mut rng,
+    )?;
+    add(
+        "decode_sealed_record",
+        "observation-1-reader",
+        record.to_bytes(),
+    );
+    add(
+        "decode_sealed_record",
+        "patient-2-readers",
+        record2.to_bytes(),
+    );
+
+    // One body of every kind.
+    let consent_doc = b"\x01consent: Dr X may read Observations for TREAT until 2030".to_vec();
+    let consent_id = medchain_core::hash::tagged_hash(domain::CONSENT_ID, &consent_doc);
+    let rid = record.record_id();
+    let bodies = [
+        (
+            "record-added",
+            TxBody::record_added(
+                record.clone(),
+                RecordClass {
+                    resource_type: "Observation".into(),
+                    month: 202_311,
+                },
+            ),
+        ),
+        (
+            "consent-granted",
+            TxBody::ConsentGranted {
+                patient: PatientSignature::sign(&me, domain::CONSENT_SIG, &consent_doc),
+                document: consent_doc.clone(),
+            },
+        ),
+        (
+            "consent-revoked",
+            TxBody::ConsentRevoked {
+                consent_id,
+                patient: PatientSignature::sign(
+                    &me,
+                    domain::REVOKE_SIG,
+                    &revocation_message(&consent_id),
+                ),
+            },
+        ),
+        (
+            "key-shared",
+            TxBody::KeyShared {
+                record_id: rid,
+                grantee: hospital.public(),
+                purpose: "TREAT".into(),
+                consent_id: Some(consent_id),
+                credential: None,
+                envelope: Some(record.share_with(&me, &hospital.public(), &mut rng)?),
+            },
+        ),
+        (
+            "access-logged",
+            TxBody::AccessLogged {
+                record_id: rid,
+                accessor: hospital.public(),
+                purpose: "TREAT".into(),
+                consent_id: Some(consent_id),
+                emergency: false,
+                accessed_at_ms: 1_700_000_000_500,
+            },
+        ),
+        (
+            "record-erased",
+            TxBody::RecordErased {
+                record_id: RecordId::from_byte_array(rid.to_byte_array()),
+                patient: PatientSignature::sign(&me, domain::ERASURE_SIG, rid.as_byte_array()),
+            },
+        ),
+    ];
+    for (i, (name, body)) in bodies.iter().enumerate() {
+        add("decode_tx_body", name, body.to_bytes());
+        let index_entry = if matches!(body, TxBody::RecordAdded { .. }) {
+            (0u8..48).collect()
+        } else {
+            Vec::new()
+        };
+        let tx = Transaction::create(
+            &me,
+            1_700_000_000_000 + i as u64,
+            i as u64 + 1,
+            body,
+            index_entry,
+            &net,
+            &mut rng,
+        )?;
+        add("decode_transaction", name, tx.to_bytes());
+    }
+
+    add(
+        "decode_key_envelope",
+        "network-key-for-fuzz-identity",
+        net.wrap_for(&me.public(), &mut rng)?.to_bytes(),
+    );
+    add(
+        "decode_key_envelope",
+        "record-key",
+        record.envelopes()[0].to_bytes(),
+    );
+    add(
+        "decode_network_sealed",
+        "short",
+        net.seal(b"hello nodes", b"", &mut rng).to_bytes(),
+    );
+    add(
+        "decode_network_sealed",
+        "empty",
+        net.seal(b"", b"", &mut rng).to_bytes(),
+    );
+    add(
+        "decode_public_identity",
+        "fuzz-identity",
+        me.public().to_bytes(),
+    );
+    add(
+        "decode_public_identity",
+        "hospital",
+        hospital.public().to_bytes(),
+    );
+    add(
+        "restore_backup",
+        "test-params",
+        me.export_backup(
+            FUZZ_BACKUP_PASSWORD,
+            BackupParams::dangerous_test_only(),
+            &mut rng,
+        )?,
+    );
+    // Regression: a backup naming 2^32 - 1 Argon2id lanes (8 × lanes overflowed a u32).
+    let mut lanes = me.export_backup(
+        FUZZ_BACKUP_PASSWORD,
+        BackupParams::dangerous_test_only(),
+        &mut rng,
+    )?;
+    lanes[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
+    add("restore_backup", "regression-lanes-overflow", lanes);
+    for (name, json) in [
+        ("observation", OBSERVATION),
+        ("patient", PATIENT),
+        ("bundle", BUNDLE),
+    ] {
+        add("parse_fhir", name, json.as_bytes().to_vec());
+    }
+    add(
+        "parse_fhir",
+        "not-an-object",
+        b"[1,2,{\"resourceType\":\"Patient\"}]".to_vec(),
+    );
+    add(
+        "parse_fhir",
+        "unknown-type",
+        br#"{"resourceType":"Secret"}"#.to_vec(),
+    );
+    let text = me.public().to_text();
+    add("identity_text", "fuzz-identity", text.clone().into_bytes());
+    add(
+        "identity_text",
+        "upper-case-padded",
+        format!("  mcid1{}\n", text[5..].to_ascii_uppercase()).into_bytes(),
+    );
+    add(
+        "identity_text",
+        "hospital",
+        hospital.public().to_text().into_bytes(),
+    );
+
+    let mut total = 0;
+    for (target, name, bytes) in &files {
+        let dir = root.join(target);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(name), bytes)?;
+        total += bytes.len();
+    }
+    println!(
+        "wrote {} files, {total} bytes, under {}",
+        files.len(),
+        root.display()
+    );
+    Ok(())
+}
