@@ -32,6 +32,8 @@ pub mod domain {
     pub const PARTY_ID: &str = "medchain/v1/party-id";
     /// Checksum of the printable public identity.
     pub const IDENTITY_CHECKSUM: &str = "medchain/v1/identity-checksum";
+    /// Associated data of a password-protected network key.
+    pub const NETWORK_KEY_BACKUP_AAD: &str = "medchain/v1/network-key-backup";
     /// Associated data of an identity backup.
     pub const BACKUP_AAD: &str = "medchain/v1/identity-backup";
     /// A consent's id: hash of its canonical document.

@@ -460,35 +460,19 @@ impl Identity {
     }
 
     /// Encrypts both secret keys under `password` (Argon2id + AES-256-GCM).
+    ///
+    /// # Errors
+    /// [`BackupError::UnsupportedParams`] for cost parameters out of range.
     pub fn export_backup<R: RngCore + CryptoRng>(
         &self,
         password: &[u8],
         params: BackupParams,
         rng: &mut R,
     ) -> Result<Vec<u8>, BackupError> {
-        params.check()?;
-        let mut salt = [0u8; 16];
-        rng.fill_bytes(&mut salt);
-        let mut nonce = [0u8; 12];
-        rng.fill_bytes(&mut nonce);
-        let key = derive_backup_key(password, &salt, params)?;
         let mut secret = Zeroizing::new([0u8; 64]);
         secret[..32].copy_from_slice(&self.signing.to_bytes());
         secret[32..].copy_from_slice(&self.agreement.to_bytes());
-        let header = backup_header(params, &salt, &nonce);
-        let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
-        let ct = cipher
-            .encrypt(
-                (&nonce).into(),
-                Payload {
-                    msg: &*secret,
-                    aad: &backup_aad(&header),
-                },
-            )
-            .map_err(|_| BackupError::Kdf)?;
-        let mut out = header;
-        out.put_bytes(&ct);
-        Ok(out)
+        password_seal(&*secret, domain::BACKUP_AAD, password, params, rng)
     }
 
     /// Restores an identity from [`Identity::export_backup`] output.
@@ -498,44 +482,85 @@ impl Identity {
     /// [`BackupError::Decode`] for a malformed backup, [`BackupError::UnsupportedParams`] for
     /// cost parameters out of range (which could otherwise be used to exhaust memory).
     pub fn restore_backup(backup: &[u8], password: &[u8]) -> Result<Self, BackupError> {
-        let mut r = Reader::new(backup);
-        r.version("identity backup", BACKUP_VERSION)?;
-        let params = BackupParams {
-            memory_kib: r.u32()?,
-            iterations: r.u32()?,
-            parallelism: r.u32()?,
-        };
-        let salt: [u8; 16] = r.array()?;
-        let nonce: [u8; 12] = r.array()?;
-        let ct = r.bytes("backup ciphertext", 64 + 16)?;
-        r.finish()?;
-        params.check()?;
-        if ct.len() != 64 + 16 {
-            return Err(BackupError::Decode(DecodeError::InvalidValue {
-                what: "backup ciphertext",
-                reason: "wrong length",
-            }));
-        }
-        let key = derive_backup_key(password, &salt, params)?;
-        let header = backup_header(params, &salt, &nonce);
-        let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
-        let secret = Zeroizing::new(
-            cipher
-                .decrypt(
-                    (&nonce).into(),
-                    Payload {
-                        msg: ct,
-                        aad: &backup_aad(&header),
-                    },
-                )
-                .map_err(|_| BackupError::WrongPasswordOrDamaged)?,
-        );
+        let secret = password_open(backup, domain::BACKUP_AAD, 64, password)?;
         let mut sign = Zeroizing::new([0u8; 32]);
         let mut agree = Zeroizing::new([0u8; 32]);
         sign.copy_from_slice(&secret[..32]);
         agree.copy_from_slice(&secret[32..]);
         Ok(Self::from_secret_bytes(&sign, &agree))
     }
+}
+
+/// Encrypts `secret` under `password` (Argon2id + AES-256-GCM), bound to the purpose `label`:
+/// `version || m || t || p || salt || nonce || bytes(ciphertext)` with associated data
+/// `label || header`.
+pub(crate) fn password_seal<R: RngCore + CryptoRng>(
+    secret: &[u8],
+    label: &str,
+    password: &[u8],
+    params: BackupParams,
+    rng: &mut R,
+) -> Result<Vec<u8>, BackupError> {
+    params.check()?;
+    let mut salt = [0u8; 16];
+    rng.fill_bytes(&mut salt);
+    let mut nonce = [0u8; 12];
+    rng.fill_bytes(&mut nonce);
+    let key = derive_backup_key(password, &salt, params)?;
+    let header = backup_header(params, &salt, &nonce);
+    let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
+    let ct = cipher
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: secret,
+                aad: &backup_aad(label, &header),
+            },
+        )
+        .map_err(|_| BackupError::Kdf)?;
+    let mut out = header;
+    out.put_bytes(&ct);
+    Ok(out)
+}
+
+/// Opens [`password_seal`] output holding a secret of `len` bytes.
+pub(crate) fn password_open(
+    backup: &[u8],
+    label: &str,
+    len: usize,
+    password: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, BackupError> {
+    let mut r = Reader::new(backup);
+    r.version("identity backup", BACKUP_VERSION)?;
+    let params = BackupParams {
+        memory_kib: r.u32()?,
+        iterations: r.u32()?,
+        parallelism: r.u32()?,
+    };
+    let salt: [u8; 16] = r.array()?;
+    let nonce: [u8; 12] = r.array()?;
+    let ct = r.bytes("backup ciphertext", len + 16)?;
+    r.finish()?;
+    params.check()?;
+    if ct.len() != len + 16 {
+        return Err(BackupError::Decode(DecodeError::InvalidValue {
+            what: "backup ciphertext",
+            reason: "wrong length",
+        }));
+    }
+    let key = derive_backup_key(password, &salt, params)?;
+    let header = backup_header(params, &salt, &nonce);
+    let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| BackupError::Kdf)?;
+    cipher
+        .decrypt(
+            (&nonce).into(),
+            Payload {
+                msg: ct,
+                aad: &backup_aad(label, &header),
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| BackupError::WrongPasswordOrDamaged)
 }
 
 impl fmt::Debug for Identity {
@@ -558,8 +583,8 @@ fn backup_header(params: BackupParams, salt: &[u8; 16], nonce: &[u8; 12]) -> Vec
     out
 }
 
-fn backup_aad(header: &[u8]) -> Vec<u8> {
-    let mut aad = domain::BACKUP_AAD.as_bytes().to_vec();
+fn backup_aad(label: &str, header: &[u8]) -> Vec<u8> {
+    let mut aad = label.as_bytes().to_vec();
     aad.extend_from_slice(header);
     aad
 }

@@ -592,6 +592,41 @@ impl NetworkKey {
         KeyEnvelope::wrap(&self.0, &node.agree, NETWORK_KEY_CONTEXT, rng)
     }
 
+    /// Encrypts the network key under a password (Argon2id + AES-256-GCM, the identity-backup
+    /// format with its own label), for an operator's key file.
+    ///
+    /// # Errors
+    /// [`crate::keys::BackupError::UnsupportedParams`] for cost parameters out of range.
+    pub fn export_protected<R: RngCore + CryptoRng>(
+        &self,
+        password: &[u8],
+        params: crate::keys::BackupParams,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, crate::keys::BackupError> {
+        crate::keys::password_seal(
+            &*self.0,
+            domain::NETWORK_KEY_BACKUP_AAD,
+            password,
+            params,
+            rng,
+        )
+    }
+
+    /// Opens [`NetworkKey::export_protected`] output.
+    ///
+    /// # Errors
+    /// [`crate::keys::BackupError::WrongPasswordOrDamaged`], or a malformed-file error.
+    pub fn import_protected(
+        bytes: &[u8],
+        password: &[u8],
+    ) -> Result<Self, crate::keys::BackupError> {
+        let secret =
+            crate::keys::password_open(bytes, domain::NETWORK_KEY_BACKUP_AAD, 32, password)?;
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&secret);
+        Ok(Self(k))
+    }
+
     /// Unwraps a network key sent to `node` with [`NetworkKey::wrap_for`].
     ///
     /// # Errors
