@@ -475,6 +475,81 @@ impl std::fmt::Debug for LedgerRules<'_> {
     }
 }
 
+/// A state view with the effects of validated but not yet committed blocks laid over a
+/// committed state, oldest first: what a node validates a proposal against when its parent is
+/// certified but not committed.
+pub struct Overlay<'a> {
+    base: &'a dyn StateView,
+    layers: Vec<&'a BlockEffects>,
+}
+
+impl<'a> Overlay<'a> {
+    /// `base` with `layers` (oldest first) on top.
+    pub fn new(base: &'a dyn StateView, layers: Vec<&'a BlockEffects>) -> Self {
+        Self { base, layers }
+    }
+}
+
+impl StateView for Overlay<'_> {
+    fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
+        if self.layers.iter().any(|l| l.delta.txs.contains(id)) {
+            return Ok(true);
+        }
+        self.base.contains_tx(id)
+    }
+
+    fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
+        let mut found = self.base.record(id)?;
+        for l in &self.layers {
+            if let Some(r) = l.delta.records.get(id) {
+                found = Some(r.clone());
+            }
+            if l.delta.erased.contains(id) {
+                if let Some(r) = found.as_mut() {
+                    r.erased = true;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
+        let mut found = self.base.consent(id)?;
+        for l in &self.layers {
+            if let Some(c) = l.delta.consents.iter().find(|c| &c.id == id) {
+                found = Some(c.clone());
+            }
+            if let (Some(c), Some(h)) = (found.as_mut(), l.delta.revoked.get(id)) {
+                c.revoked_at = Some(*h);
+            }
+        }
+        Ok(found)
+    }
+
+    fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
+        let mut all = self.base.consents_of(patient)?;
+        for l in &self.layers {
+            all.extend(
+                l.delta
+                    .consents
+                    .iter()
+                    .filter(|c| &c.consent.patient.sign == patient)
+                    .cloned(),
+            );
+            for c in &mut all {
+                if let Some(h) = l.delta.revoked.get(&c.id) {
+                    c.revoked_at = Some(*h);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    fn height(&self) -> u64 {
+        self.layers.last().map_or(self.base.height(), |l| l.height)
+    }
+}
+
 /// The effects of a validated block on the ledger state, ready to commit.
 #[derive(Debug, Clone)]
 pub struct BlockEffects {

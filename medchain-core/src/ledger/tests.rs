@@ -551,3 +551,41 @@ fn role_based_consent_with_credentials() {
     .unwrap_err();
     assert_eq!(err, AccessError::ResearchNeedsDeidentification);
 }
+
+#[test]
+fn overlay_sees_uncommitted_effects() {
+    let mut f = fx();
+    let sealed = seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
+    let body = TxBody::record_added(sealed.clone(), record_class(OBS).unwrap());
+    let tx = f.tx(false, &body, T0);
+    // Block 1 validated, not committed.
+    let effects1 = {
+        let mut rules = f.state.rules(&f.genesis, &f.net);
+        rules.check(&tx.clone().verify().unwrap()).unwrap();
+        rules.finish().unwrap();
+        rules.into_effects()
+    };
+    let c = f.consent(vec![Provision::permit()]);
+    let grant = f.tx(false, &c.grant_body(&f.patient).unwrap(), T0);
+    let overlay = Overlay::new(&f.state, vec![&effects1]);
+    assert_eq!(overlay.height(), 1);
+    assert!(overlay.record(&sealed.record_id()).unwrap().is_some());
+    assert!(overlay.contains_tx(&tx.id()).unwrap());
+    // Block 2 over the overlay: the same record again is refused, a consent is accepted.
+    let mut rules = rules_over(&overlay, &f.genesis, &f.net);
+    assert_eq!(
+        rules.check(&tx.clone().verify().unwrap()),
+        Err(InvalidReason::DuplicateTransaction)
+    );
+    rules.check(&grant.verify().unwrap()).unwrap();
+    let effects2 = rules.into_effects();
+    assert_eq!(effects2.height(), 2);
+    let both = Overlay::new(&f.state, vec![&effects1, &effects2]);
+    assert_eq!(both.consents_of(&f.patient.verify_key()).unwrap().len(), 1);
+    drop(both);
+    drop(overlay);
+    // Committing in order gives the same state.
+    f.state.commit(effects1).unwrap();
+    f.state.commit(effects2).unwrap();
+    assert_eq!(f.state.consents_of(&f.patient.verify_key()).len(), 1);
+}
