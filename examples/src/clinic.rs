@@ -1,2 +1,668 @@
-//! The clinic example (the README's first command). Filled in below.
-fn main() {}
+//! The clinic network: medchain's main job, told as a short story.
+//!
+//! Three hospitals and a research institute run the protocol in process; patients enrol; FHIR
+//! records are added; a clinician finds and reads a record under the patient's consent; an
+//! emergency read happens and is audited; a researcher receives a de-identified dataset; the
+//! patient revokes; someone tampers with the stored chain and verification catches it.
+//!
+//! Run: `cargo run --release -p medchain-examples --bin clinic [LEDGER_PATH]`
+//! (default `clinic-ledger.sqlite` in the current directory; an existing file is replaced).
+
+mod cluster;
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use medchain_core::access::{audit_event, record_class, release_key, AccessError};
+use medchain_core::consent::{
+    deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
+    StudyKey,
+};
+use medchain_core::credential::{Credential, Role};
+use medchain_core::election::VrfSecret;
+use medchain_core::encoding::Encode;
+use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
+use medchain_core::hash::TxId;
+use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
+use medchain_core::keys::{BackupParams, Identity};
+use medchain_core::protocol::{Node, NodeConfig};
+use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::tx::{Transaction, TxBody};
+use medchain_store::Ledger;
+use rand_core::OsRng;
+
+use cluster::Cluster;
+
+/// The passphrase of the demo's operator key file (a real deployment asks the operator).
+const DEMO_PASSPHRASE: &str = "clinic-demo";
+
+const HBA1C: &str = r#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},
+ "effectiveDateTime":"2026-10-14T09:30:00Z",
+ "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}]},
+ "valueQuantity":{"value":7.9,"unit":"%"}}"#;
+const DIABETES: &str = r#"{"resourceType":"Condition","subject":{"reference":"Patient/alice"},
+ "recordedDate":"2026-10-14",
+ "code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006","display":"Diabetes mellitus type 2"}]}}"#;
+const HIV_TEST: &str = r#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},
+ "effectiveDateTime":"2026-09-02",
+ "code":{"coding":[{"system":"http://loinc.org","code":"75622-1","display":"HIV 1 and 2 tests"}]},
+ "valueString":"negative"}"#;
+const BOB_ALLERGY: &str = r#"{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/bob"},
+ "recordedDate":"2025-03-01",
+ "code":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"7980","display":"Penicillin G"}]},
+ "criticality":"high"}"#;
+const BOB_HBA1C: &str = r#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/bob"},
+ "effectiveDateTime":"2026-08-20",
+ "code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},
+ "valueQuantity":{"value":6.4,"unit":"%"}}"#;
+
+struct Institution {
+    name: &'static str,
+    id: Identity,
+}
+
+/// What an administrator with file access could do: change one byte of the first stored
+/// transaction at or above block `height`, straight in the SQLite file. Returns its height.
+fn tamper_with_block(path: &std::path::Path, height: u64) -> Result<u64, Box<dyn Error>> {
+    let db = rusqlite::Connection::open(path)?;
+    let (seq, at, mut bytes): (i64, i64, Vec<u8>) = db.query_row(
+        "SELECT seq, height, bytes FROM transactions WHERE height >= ?1 ORDER BY height, idx LIMIT 1",
+        [height as i64],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    db.execute(
+        "UPDATE transactions SET bytes = ?1 WHERE seq = ?2",
+        rusqlite::params![bytes, seq],
+    )?;
+    Ok(at as u64)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn chapter(n: u32, title: &str) {
+    println!("\n{n}. {title}");
+}
+
+fn say(line: impl AsRef<str>) {
+    println!("   {}", line.as_ref());
+}
+
+/// A record as its contributing hospital prepares it: sealed for the patient and itself, its
+/// secure-index entry written with the patient's writer key.
+fn prepare_record(
+    fhir: &str,
+    patient: &Identity,
+    hospital: &Institution,
+) -> Result<(SealedRecord, TxBody, Vec<u8>), Box<dyn Error>> {
+    let sealed = seal_record(
+        fhir.as_bytes(),
+        &patient.public(),
+        &[hospital.id.public()],
+        &mut OsRng,
+    )?;
+    let keywords = extract_keywords(&serde_json::from_str(fhir)?)?;
+    // At enrolment the patient's wallet handed the hospital a writer key for its records.
+    let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
+    let trapdoors = writer.trapdoors(keywords.iter());
+    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)?;
+    let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
+    Ok((sealed, body, entry.to_bytes()))
+}
+
+#[allow(clippy::too_many_lines)]
+fn main() -> Result<(), Box<dyn Error>> {
+    let path = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "clinic-ledger.sqlite".into()),
+    );
+    for suffix in [
+        "",
+        "-wal",
+        "-shm",
+        ".tampered",
+        ".tampered-wal",
+        ".tampered-shm",
+    ] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        let _ = std::fs::remove_file(p);
+    }
+    println!("medchain clinic network — a short story");
+
+    // ------------------------------------------------------------------------------------
+    chapter(1, "The network is founded");
+    let institutions: Vec<Institution> = [
+        "St. Mary's Hospital",
+        "City General",
+        "Riverside Clinic",
+        "Regional Health Authority",
+        "Northgate Research Institute",
+    ]
+    .into_iter()
+    .map(|name| Institution {
+        name,
+        id: Identity::generate(&mut OsRng),
+    })
+    .collect();
+    let network_key = NetworkKey::generate(&mut OsRng);
+    let members = institutions
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| -> Result<Member, Box<dyn Error>> {
+            Ok(Member {
+                name: inst.name.into(),
+                identity: inst.id.public(),
+                vrf: VrfSecret::derive(&inst.id)?.public(),
+                validator: i < 4,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = now_ms();
+    let genesis = Genesis::new(
+        "clinic-network",
+        start,
+        network_key.fingerprint(),
+        members,
+        Quorum::TWO_THIRDS,
+        Timing::DEFAULT,
+        10_000,
+    )?;
+    say(format!("genesis {} — {} trusted validators, {} members, quorum {} of {}, tolerates {} faulty validator(s)",
+        &genesis.hash().to_string()[..16], genesis.validators().len(), genesis.members.len(),
+        genesis.quorum_size(), genesis.validators().len(), genesis.fault_tolerance()));
+    // The founder wraps the network key for every node (X25519 + HKDF + AES-GCM).
+    let mut nodes = Vec::new();
+    for inst in &institutions {
+        let envelope = network_key.wrap_for(&inst.id.public(), &mut OsRng)?;
+        let key = NetworkKey::unwrap_from(&envelope, &inst.id)?;
+        let restored = Identity::restore_backup(
+            &inst
+                .id
+                .export_backup(b"node-hsm", BackupParams::dangerous_test_only(), &mut OsRng)?,
+            b"node-hsm",
+        )?;
+        let mut cfg = NodeConfig::new(genesis.clone(), restored);
+        cfg.network = Some(key);
+        nodes.push(Node::new(cfg, start)?);
+        say(format!(
+            "{} joins ({}), network key received",
+            inst.name,
+            if genesis.is_validator(&inst.id.verify_key()) {
+                "validator"
+            } else {
+                "member"
+            }
+        ));
+    }
+    let mut net = Cluster::new(nodes, start);
+    let own_key = NetworkKey::unwrap_from(
+        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &institutions[0].id,
+    )?;
+    let mut ledger = Ledger::create_sqlite(&path, &genesis, own_key)?;
+    // The operator's key file: the network key under a passphrase (Argon2id + AES-256-GCM).
+    let key_path = PathBuf::from(format!("{}.key", path.display()));
+    std::fs::write(
+        &key_path,
+        network_key.export_protected(
+            DEMO_PASSPHRASE.as_bytes(),
+            BackupParams::RECOMMENDED,
+            &mut OsRng,
+        )?,
+    )?;
+    say(format!(
+        "St. Mary's keeps the ledger file {} (operator key file {})",
+        path.display(),
+        key_path.display()
+    ));
+
+    // ------------------------------------------------------------------------------------
+    chapter(2, "Patients enrol");
+    let alice = Identity::generate(&mut OsRng);
+    let bob = Identity::generate(&mut OsRng);
+    let backup = alice.export_backup(
+        b"correct horse battery staple",
+        BackupParams::RECOMMENDED,
+        &mut OsRng,
+    )?;
+    let alice_on_new_phone = Identity::restore_backup(&backup, b"correct horse battery staple")?;
+    say(format!("Alice's wallet: {}", alice.public().to_text()));
+    say(format!(
+        "her encrypted backup is {} bytes; restored on a new phone: same identity = {}",
+        backup.len(),
+        alice_on_new_phone.public() == alice.public()
+    ));
+    say(format!("Bob's wallet:   {}", bob.public().to_text()));
+    let dr_ruiz = Identity::generate(&mut OsRng);
+    let dr_okafor = Identity::generate(&mut OsRng);
+    let dr_chen = Identity::generate(&mut OsRng);
+    let day = 86_400_000;
+    let ruiz_cred = Credential::issue(
+        &institutions[0].id,
+        dr_ruiz.verify_key(),
+        Role::Clinician {
+            institution: institutions[0].id.verify_key(),
+        },
+        start + 365 * day,
+    );
+    let okafor_cred = Credential::issue(
+        &institutions[1].id,
+        dr_okafor.verify_key(),
+        Role::Clinician {
+            institution: institutions[1].id.verify_key(),
+        },
+        start + 365 * day,
+    );
+    let _chen_cred = Credential::issue(
+        &institutions[4].id,
+        dr_chen.verify_key(),
+        Role::Researcher {
+            institution: institutions[4].id.verify_key(),
+        },
+        start + 365 * day,
+    );
+    say("Dr. Ruiz (St. Mary's), Dr. Okafor (City General ER) and Dr. Chen (Northgate, researcher) hold signed credentials");
+
+    let mut pending: Vec<TxId> = Vec::new();
+    let mut nonce = 0u64;
+    let mut submit_all = |net: &mut Cluster,
+                          node: usize,
+                          bodies: &[(&TxBody, Vec<u8>)],
+                          pending: &mut Vec<TxId>|
+     -> Result<(), Box<dyn Error>> {
+        let mut txs = Vec::new();
+        for (body, entry) in bodies {
+            nonce += 1;
+            let tx = Transaction::create(
+                &institutions[node].id,
+                net.now_ms,
+                nonce,
+                body,
+                entry.clone(),
+                &network_key,
+                &mut OsRng,
+            )?;
+            pending.push(tx.id());
+            txs.push(tx);
+        }
+        net.submit(node, txs)
+            .map_err(|e| format!("submit refused: {e}"))?;
+        Ok(())
+    };
+    macro_rules! submit {
+        ($net:expr, $node:expr, $body:expr, $entry:expr, $pending:expr) => {
+            submit_all($net, $node, &[($body, $entry)], $pending)
+        };
+    }
+    let commit = |net: &mut Cluster,
+                  ledger: &mut Ledger<medchain_store::SqliteStore>,
+                  pending: &mut Vec<TxId>|
+     -> Result<(), Box<dyn Error>> {
+        if !net.run_until_committed(pending, 120_000) {
+            return Err("the network did not commit in time".into());
+        }
+        for c in net.take_commits() {
+            let proof = c.proof;
+            let checked = ledger.append_committed(c.block.into_block(), &proof)?;
+            let n = checked.tx_ids().len();
+            say(format!(
+                "block {} committed ({}, miner {}…), written to the ledger",
+                checked.header().height,
+                if n == 0 {
+                    "empty: it certifies its parent, which the two-chain rule then commits"
+                        .to_owned()
+                } else {
+                    format!("{n} transaction(s)")
+                },
+                &checked.header().miner.to_string()[..8]
+            ));
+        }
+        pending.clear();
+        Ok(())
+    };
+
+    // ------------------------------------------------------------------------------------
+    chapter(3, "Hospitals add FHIR records");
+    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0])?;
+    submit!(&mut net, 0, &body, entry, &mut pending)?;
+    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0])?;
+    submit!(&mut net, 0, &body, entry, &mut pending)?;
+    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2])?;
+    submit!(&mut net, 2, &body, entry, &mut pending)?;
+    let (allergy, body, entry) = prepare_record(BOB_ALLERGY, &bob, &institutions[2])?;
+    submit!(&mut net, 2, &body, entry, &mut pending)?;
+    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2])?;
+    submit!(&mut net, 2, &body, entry, &mut pending)?;
+    say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
+    say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");
+    commit(&mut net, &mut ledger, &mut pending)?;
+    let stranger = Identity::generate(&mut OsRng);
+    net.inject(
+        1,
+        stranger.verify_key(),
+        b"\x01\x07 not a medchain message".to_vec(),
+    );
+    net.run_until_committed(&[], 0);
+    if let Some(reason) = net.dropped.last() {
+        say(format!(
+            "a stranger sends City General garbage: dropped ({reason}); nothing committed changes"
+        ));
+    }
+
+    // ------------------------------------------------------------------------------------
+    chapter(4, "Alice signs her consent");
+    let consent = Consent {
+        patient: alice.public(),
+        issued_ms: net.now_ms,
+        summary: "Dr. Ruiz may read my results for my treatment, except my HIV test; diabetes research may use my data".into(),
+        period: Period { start_ms: Some(start), end_ms: Some(start + 365 * day) },
+        emergency: Some(EmergencyPreference::Allow),
+        provisions: vec![
+            Provision::permit()
+                .actor(Actor::Party(dr_ruiz.verify_key()))
+                .action(Action::Read)
+                .action(Action::Search)
+                .purpose(Purpose::Treat)
+                .nest(Provision::deny().class(DataClass::Code { system: "http://loinc.org".into(), code: "75622-1".into() })),
+            Provision::permit()
+                .actor(Actor::AnyResearcher)
+                .action(Action::ResearchUse)
+                .purpose(Purpose::Research { topic: Some("diabetes".into()) }),
+        ],
+    };
+    let fhir_consent = medchain_core::consent::consent_to_fhir(&consent);
+    say(format!(
+        "as FHIR R4: Consent/{}… scope {}",
+        &consent.id().to_string()[..12],
+        fhir_consent["scope"]["coding"][0]["code"]
+    ));
+    say(format!("\"{}\"", consent.summary));
+    let bob_consent = Consent {
+        patient: bob.public(),
+        issued_ms: net.now_ms,
+        summary: "my data may be used for diabetes research".into(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit().actor(Actor::AnyResearcher).purpose(
+            Purpose::Research {
+                topic: Some("diabetes".into()),
+            },
+        )],
+    };
+    submit!(
+        &mut net,
+        0,
+        &consent.grant_body(&alice)?,
+        vec![],
+        &mut pending
+    )?;
+    submit!(
+        &mut net,
+        2,
+        &bob_consent.grant_body(&bob)?,
+        vec![],
+        &mut pending
+    )?;
+    commit(&mut net, &mut ledger, &mut pending)?;
+
+    // ------------------------------------------------------------------------------------
+    chapter(5, "Dr. Ruiz finds and reads Alice's HbA1c");
+    let query = IndexKey::for_patient(&alice)
+        .for_writer(&institutions[0].id.id())
+        .query(&[Keyword::code("http://loinc.org", "4548-4")?])?;
+    let hits = ledger.search(&query, 1)?;
+    say(format!(
+        "encrypted search for LOINC 4548-4 with Alice's trapdoor for St. Mary's entries: {} hit(s){} — no node learns what was searched",
+        hits.len(),
+        hits.iter().map(|h| format!(", record {}… in block {}", &h.record_id.to_string()[..8], h.height)).collect::<String>()
+    ));
+    let consents = ledger.consents_of(&alice.verify_key())?;
+    let release = release_key(
+        &institutions[0].id,
+        &a1c,
+        &dr_ruiz.public(),
+        Some(ruiz_cred.clone()),
+        Purpose::Treat,
+        false,
+        &consents,
+        net.now_ms,
+        ledger.height() + 1,
+        &mut OsRng,
+    )?;
+    submit_all(
+        &mut net,
+        0,
+        &[
+            (&release.key_shared, vec![]),
+            (&release.access_logged, vec![]),
+        ],
+        &mut pending,
+    )?;
+    commit(&mut net, &mut ledger, &mut pending)?;
+    let TxBody::KeyShared {
+        envelope: Some(envelope),
+        ..
+    } = &release.key_shared
+    else {
+        return Err("no envelope".into());
+    };
+    let opened = a1c.open_with(&dr_ruiz, std::slice::from_ref(envelope))?;
+    let obs: serde_json::Value = serde_json::from_slice(opened.payload())?;
+    say(format!(
+        "permitted by {:?}; Dr. Ruiz decrypts it: HbA1c {}{}",
+        release.decision,
+        obs["valueQuantity"]["value"],
+        obs["valueQuantity"]["unit"].as_str().unwrap_or("")
+    ));
+
+    chapter(6, "Dr. Ruiz asks for the HIV test: the consent says no");
+    match release_key(
+        &institutions[2].id,
+        &hiv,
+        &dr_ruiz.public(),
+        Some(ruiz_cred.clone()),
+        Purpose::Treat,
+        false,
+        &consents,
+        net.now_ms,
+        ledger.height() + 1,
+        &mut OsRng,
+    ) {
+        Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
+        other => return Err(format!("expected a denial, got {other:?}").into()),
+    }
+
+    // ------------------------------------------------------------------------------------
+    chapter(7, "Emergency: Bob arrives unconscious at City General");
+    let bob_consents = ledger.consents_of(&bob.verify_key())?;
+    let er = release_key(
+        &institutions[2].id,
+        &allergy,
+        &dr_okafor.public(),
+        Some(okafor_cred),
+        Purpose::EmergencyTreat,
+        true,
+        &bob_consents,
+        net.now_ms,
+        ledger.height() + 1,
+        &mut OsRng,
+    )?;
+    submit_all(
+        &mut net,
+        2,
+        &[(&er.key_shared, vec![]), (&er.access_logged, vec![])],
+        &mut pending,
+    )?;
+    commit(&mut net, &mut ledger, &mut pending)?;
+    let TxBody::KeyShared {
+        envelope: Some(env),
+        ..
+    } = &er.key_shared
+    else {
+        return Err("no envelope".into());
+    };
+    let allergy_json: serde_json::Value = serde_json::from_slice(
+        allergy
+            .open_with(&dr_okafor, std::slice::from_ref(env))?
+            .payload(),
+    )?;
+    say(format!(
+        "break-glass read by Dr. Okafor: allergy to {} (criticality {})",
+        allergy_json["code"]["coding"][0]["display"], allergy_json["criticality"]
+    ));
+    for a in ledger.audit_of_patient(&bob.verify_key())? {
+        let ev = audit_event(&a);
+        say(format!(
+            "Bob's audit trail: {:?} by {}… purpose {} emergency={} at {}",
+            a.kind,
+            &a.actor.id().to_string()[..8],
+            a.purpose,
+            a.emergency,
+            ev["recorded"].as_str().unwrap_or("")
+        ));
+    }
+
+    // ------------------------------------------------------------------------------------
+    chapter(8, "Dr. Chen builds a de-identified diabetes dataset");
+    let study = StudyKey::derive(&institutions[2].id, "northgate-dm2-2026");
+    let mut rows = 0;
+    for (patient, records) in [
+        (&alice, vec![(&a1c, 0usize)]),
+        (&bob, vec![(&bob_a1c, 2usize)]),
+    ] {
+        let consents = ledger.consents_of(&patient.verify_key())?;
+        let req = medchain_core::consent::AccessRequest {
+            requester: dr_chen.verify_key(),
+            roles: vec![Role::Researcher {
+                institution: institutions[4].id.verify_key(),
+            }],
+            action: Action::ResearchUse,
+            purpose: Purpose::Research {
+                topic: Some("diabetes".into()),
+            },
+            record: medchain_core::consent::RecordFacts {
+                resource_type: "Observation".into(),
+                codes: None,
+                date_ms: None,
+            },
+            emergency: false,
+        };
+        let decision =
+            medchain_core::consent::evaluate(&req, &consents, net.now_ms, ledger.height());
+        for (rec, holder) in records {
+            if !decision.is_permit() {
+                continue;
+            }
+            let opened = rec.open(&institutions[holder].id)?;
+            let row = deidentify(
+                &serde_json::from_slice(opened.payload())?,
+                &study,
+                net.now_ms,
+            )?;
+            say(format!("row: {}", row));
+            rows += 1;
+            let log = TxBody::AccessLogged {
+                record_id: rec.record_id(),
+                accessor: dr_chen.public(),
+                purpose: "HRESCH".into(),
+                consent_id: match &decision {
+                    medchain_core::consent::Decision::Permit(p) => Some(p.consent.to_byte_array()),
+                    _ => None,
+                },
+                emergency: false,
+                accessed_at_ms: net.now_ms,
+            };
+            submit!(&mut net, holder, &log, vec![], &mut pending)?;
+        }
+    }
+    commit(&mut net, &mut ledger, &mut pending)?;
+    say(format!("{rows} de-identified row(s): names, dates below the year and identifiers are gone; subjects are study pseudonyms"));
+
+    // ------------------------------------------------------------------------------------
+    chapter(9, "Alice revokes her consent");
+    submit!(
+        &mut net,
+        0,
+        &Consent::revoke_body(&alice, &consent.id()),
+        vec![],
+        &mut pending
+    )?;
+    commit(&mut net, &mut ledger, &mut pending)?;
+    let consents = ledger.consents_of(&alice.verify_key())?;
+    match release_key(
+        &institutions[0].id,
+        &a1c,
+        &dr_ruiz.public(),
+        Some(ruiz_cred),
+        Purpose::Treat,
+        false,
+        &consents,
+        net.now_ms,
+        ledger.height() + 1,
+        &mut OsRng,
+    ) {
+        Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),
+        other => return Err(format!("expected a denial, got {other:?}").into()),
+    }
+    // A careless node releases the key anyway: the network's consent rules keep it out.
+    let rogue = TxBody::KeyShared {
+        record_id: a1c.record_id(),
+        grantee: dr_ruiz.public(),
+        purpose: "TREAT".into(),
+        consent_id: Some(consent.id().to_byte_array()),
+        credential: None,
+        envelope: Some(a1c.share_with(&institutions[0].id, &dr_ruiz.public(), &mut OsRng)?),
+    };
+    let mut rogue_ids = Vec::new();
+    submit!(&mut net, 0, &rogue, vec![], &mut rogue_ids)?;
+    let got_in = net.run_until_committed(&rogue_ids, 20_000);
+    for c in net.take_commits() {
+        ledger.append_committed(c.block.into_block(), &c.proof)?;
+    }
+    say(format!("a node that ignores the revocation tries to release the key anyway: committed = {got_in} (the consent rules keep it out of every block)"));
+    say("Alice's audit trail:");
+    for a in ledger.audit_of_patient(&alice.verify_key())? {
+        say(format!(
+            "  {:?} of record {}… by {}… for {}",
+            a.kind,
+            &a.record_id.to_string()[..8],
+            &a.actor.id().to_string()[..8],
+            a.purpose
+        ));
+    }
+
+    // ------------------------------------------------------------------------------------
+    chapter(10, "Someone tampers with the stored chain");
+    let summary = ledger.verify(|_| {})?;
+    say(format!(
+        "verification before: {} blocks, {} transactions, head proven: {}",
+        summary.blocks, summary.transactions, summary.head_proven
+    ));
+    let height = ledger.height();
+    drop(ledger);
+    let copy = PathBuf::from(format!("{}.tampered", path.display()));
+    std::fs::copy(&path, &copy)?;
+    let edited = tamper_with_block(&copy, 3)?;
+    say(format!("an administrator edits one byte of block {edited} directly in a copy of the SQLite file ({})", copy.display()));
+    let reopen_key = NetworkKey::unwrap_from(
+        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &institutions[0].id,
+    )?;
+    match Ledger::open_sqlite(&copy, reopen_key).and_then(|l| l.verify(|_| {})) {
+        Ok(s) => return Err(format!("tampering went unnoticed ({} blocks)", s.blocks).into()),
+        Err(e) => say(format!("caught: {e}")),
+    }
+    println!(
+        "\nThe ledger ({height} blocks) is in {}. Inspect it with:",
+        path.display()
+    );
+    println!("   MEDCHAIN_PASSPHRASE={DEMO_PASSPHRASE} cargo run --release -p medchain-examples --bin medchain -- verify {}", path.display());
+    Ok(())
+}

@@ -37,6 +37,7 @@ pub mod index;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod protocol;
 pub mod seal;
 pub mod store;
 #[doc(hidden)]

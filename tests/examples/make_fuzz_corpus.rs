@@ -210,6 +210,98 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         hospital.public().to_text().into_bytes(),
     );
 
+    // Consensus, chain, consent and index structures from the fuzz test network.
+    {
+        use medchain_core::chain::CommitProof;
+        use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+        use medchain_core::credential::{Credential, Role};
+        use medchain_core::index::{
+            BlockContext, BlockIndexBuilder, IndexEntry, IndexKey, Keyword,
+        };
+        use medchain_core::ledger::LedgerState;
+        use medchain_core::protocol::Message;
+        use medchain_core::testkit::TestNet;
+        use medchain_core::vote::Vote;
+
+        let mut tn = TestNet::new(medchain_core::fuzzing::FUZZ_NET_SEED, 4, 1);
+        add("decode_genesis", "testnet", tn.genesis.to_bytes());
+        let grant = Consent {
+            patient: me.public(),
+            issued_ms: 1,
+            summary: "fuzz block".into(),
+            period: Period::default(),
+            emergency: Some(medchain_core::consent::EmergencyPreference::Allow),
+            provisions: vec![],
+        };
+        let body = grant.grant_body(&me)?;
+        let tx = tn.tx(4, &body, vec![]);
+        let state = LedgerState::new();
+        let (b1, _, proof) = tn.next_block(&state, vec![tx.clone()])?;
+        add("decode_block", "block-1", b1.block().to_bytes());
+        add("decode_commit_proof", "proof-1", proof.to_bytes());
+        let vote = Vote::cast(&tn.nodes[0], b1.header().prev, b1.hash(), Ok(()), 5);
+        add("decode_vote", "vote", vote.to_bytes());
+        add(
+            "decode_message",
+            "vote",
+            Message::Vote { vote: vote.clone() }.to_bytes(),
+        );
+        add(
+            "decode_message",
+            "gather",
+            Message::GatherRequest {
+                round: 2,
+                parent: b1.hash(),
+            }
+            .to_bytes(),
+        );
+        let _: &CommitProof = &proof;
+        let c = Consent {
+            patient: me.public(),
+            issued_ms: 1,
+            summary: "fuzz".into(),
+            period: Period::default(),
+            emergency: None,
+            provisions: vec![Provision::permit()
+                .actor(Actor::Party(hospital.verify_key()))
+                .action(Action::Read)
+                .purpose(Purpose::Treat)
+                .nest(Provision::deny().purpose(Purpose::Research {
+                    topic: Some("x".into()),
+                }))],
+        };
+        add("decode_consent", "consent", c.to_bytes());
+        let cred = Credential::issue(
+            &tn.nodes[0],
+            me.verify_key(),
+            Role::Clinician {
+                institution: tn.nodes[0].verify_key(),
+            },
+            99,
+        );
+        add("decode_credential", "credential", cred.to_bytes());
+        let leaves: Vec<[u8; 32]> = (0u8..5)
+            .map(|i| medchain_core::merkle::leaf_hash(&[i]))
+            .collect();
+        add(
+            "decode_merkle_proof",
+            "proof-2-of-5",
+            medchain_core::merkle::proof(&leaves, 2)?.to_bytes(),
+        );
+        let key = IndexKey::for_patient(&me);
+        let kw = [
+            Keyword::code("http://loinc.org", "4548-4")?,
+            Keyword::resource_type("Observation")?,
+        ];
+        let rid = medchain_core::hash::RecordId::from_byte_array([5; 32]);
+        let entry = IndexEntry::build(&rid, &key.trapdoors(kw.iter()), &mut rng)?;
+        add("decode_index_entry", "entry", entry.to_bytes());
+        let mut builder = BlockIndexBuilder::new();
+        builder.add_record(rid, &key.trapdoors(kw.iter()), &mut rng)?;
+        let index = builder.finish(BlockContext::from_byte_array([9; 32]), &mut rng)?;
+        add("decode_block_filter", "filter", index.filter().to_bytes());
+    }
+
     let mut total = 0;
     for (target, name, bytes) in &files {
         let dir = root.join(target);

@@ -1,0 +1,282 @@
+//! The wire messages of the consensus protocol and their canonical encoding.
+//!
+//! Every message is `version (u8 = 1) || tag (u8) || fields`, each field in the canonical codec
+//! of [`crate::encoding`]; decoding rejects unknown versions and tags, over-long lists and
+//! trailing bytes (see `docs/protocol.md` for the table of tags).
+
+use crate::block::{Block, BlockHeader, Contributor, MAX_BLOCK_TXS};
+use crate::chain::CommitProof;
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::BlockHash;
+use crate::keys::Signature;
+use crate::tx::Transaction;
+use crate::vote::{QuorumCertificate, Timeout, TimeoutCertificate, Vote};
+
+/// Format version of [`Message`].
+pub const MESSAGE_VERSION: u8 = 1;
+
+/// Most blocks one sync response may carry (committed and pending together).
+pub const MAX_SYNC_BLOCKS: usize = 64;
+
+/// A block header with a quorum certificate for it: proof that the block is certified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertifiedHeader {
+    /// The certified block's header.
+    pub header: BlockHeader,
+    /// Valid votes for it from a quorum.
+    pub qc: QuorumCertificate,
+}
+
+impl Encode for CertifiedHeader {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.header.encode_to(out);
+        self.qc.encode_to(out);
+    }
+}
+
+impl Decode for CertifiedHeader {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            header: BlockHeader::decode_from(r)?,
+            qc: QuorumCertificate::decode_from(r)?,
+        })
+    }
+}
+
+/// A consensus message between nodes.
+#[allow(clippy::large_enum_variant)] // messages are decoded once and moved, never copied
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// Tag 0. The miner of `round` opens the gather phase on `parent` (the paper's
+    /// `GetTransactionsFromNode`, sent to every node).
+    GatherRequest {
+        /// The round.
+        round: u64,
+        /// The block the miner extends.
+        parent: BlockHash,
+    },
+    /// Tag 1. A node's pending transactions for the miner, with its election ticket for the
+    /// block after `parent`.
+    Contribution {
+        /// The round.
+        round: u64,
+        /// The block the miner extends.
+        parent: BlockHash,
+        /// The contributing node and its ticket.
+        contributor: Contributor,
+        /// The node's transactions (all contributed by it).
+        transactions: Vec<Transaction>,
+    },
+    /// Tag 2. The miner asks a contributor to sign a draft (SignBlock): the header and the
+    /// Merkle leaves of all its transactions, so the contributor can check its own are in it.
+    SignRequest {
+        /// The round.
+        round: u64,
+        /// The draft's header.
+        header: BlockHeader,
+        /// The Merkle leaf of every transaction, in block order.
+        leaves: Vec<[u8; 32]>,
+    },
+    /// Tag 3. A contributor's signature over a draft's hash.
+    SignResponse {
+        /// The round.
+        round: u64,
+        /// The draft's hash.
+        block: BlockHash,
+        /// The contributor's block signature.
+        signature: Signature,
+    },
+    /// Tag 4. A proposed block.
+    Proposal {
+        /// The block.
+        block: Block,
+    },
+    /// Tag 5. A vote (valid or invalid, with its reason).
+    Vote {
+        /// The vote.
+        vote: Vote,
+    },
+    /// Tag 6. A round timeout, with the sender's highest certified block and the timeout
+    /// certificate that brought it into the round, if any.
+    Timeout {
+        /// The signed timeout.
+        timeout: Timeout,
+        /// The block of `timeout.high_qc_round` and its certificate (absent for genesis).
+        high_qc: Option<CertifiedHeader>,
+        /// The certificate for `timeout.round - 1`, if the sender entered its round by one.
+        last_tc: Option<TimeoutCertificate>,
+    },
+    /// Tag 7. Asks for committed blocks from `from_height` on.
+    SyncRequest {
+        /// The first height wanted.
+        from_height: u64,
+    },
+    /// Tag 8. Committed blocks, the proof that the last of them is committed, the uncommitted
+    /// blocks above them that lead to the sender's highest certified block, and that
+    /// block's certificate.
+    SyncResponse {
+        /// Committed blocks in height order.
+        blocks: Vec<Block>,
+        /// Proof that the last of `blocks` is committed (when it is the sender's head).
+        head_proof: Option<CommitProof>,
+        /// Uncommitted blocks in height order, continuing `blocks`.
+        pending: Vec<Block>,
+        /// The sender's highest certificate.
+        high_qc: Option<CertifiedHeader>,
+    },
+}
+
+impl Message {
+    /// The message's tag.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Self::GatherRequest { .. } => 0,
+            Self::Contribution { .. } => 1,
+            Self::SignRequest { .. } => 2,
+            Self::SignResponse { .. } => 3,
+            Self::Proposal { .. } => 4,
+            Self::Vote { .. } => 5,
+            Self::Timeout { .. } => 6,
+            Self::SyncRequest { .. } => 7,
+            Self::SyncResponse { .. } => 8,
+        }
+    }
+
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::GatherRequest { .. } => "gather-request",
+            Self::Contribution { .. } => "contribution",
+            Self::SignRequest { .. } => "sign-request",
+            Self::SignResponse { .. } => "sign-response",
+            Self::Proposal { .. } => "proposal",
+            Self::Vote { .. } => "vote",
+            Self::Timeout { .. } => "timeout",
+            Self::SyncRequest { .. } => "sync-request",
+            Self::SyncResponse { .. } => "sync-response",
+        }
+    }
+}
+
+impl Encode for Message {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u8(MESSAGE_VERSION);
+        out.put_u8(self.tag());
+        match self {
+            Self::GatherRequest { round, parent } => {
+                out.put_u64(*round);
+                parent.encode_to(out);
+            }
+            Self::Contribution {
+                round,
+                parent,
+                contributor,
+                transactions,
+            } => {
+                out.put_u64(*round);
+                parent.encode_to(out);
+                contributor.encode_to(out);
+                out.put_list(transactions);
+            }
+            Self::SignRequest {
+                round,
+                header,
+                leaves,
+            } => {
+                out.put_u64(*round);
+                header.encode_to(out);
+                out.put_list(leaves);
+            }
+            Self::SignResponse {
+                round,
+                block,
+                signature,
+            } => {
+                out.put_u64(*round);
+                block.encode_to(out);
+                signature.encode_to(out);
+            }
+            Self::Proposal { block } => block.encode_to(out),
+            Self::Vote { vote } => vote.encode_to(out),
+            Self::Timeout {
+                timeout,
+                high_qc,
+                last_tc,
+            } => {
+                timeout.encode_to(out);
+                out.put_option(high_qc.as_ref());
+                out.put_option(last_tc.as_ref());
+            }
+            Self::SyncRequest { from_height } => out.put_u64(*from_height),
+            Self::SyncResponse {
+                blocks,
+                head_proof,
+                pending,
+                high_qc,
+            } => {
+                out.put_list(blocks);
+                out.put_option(head_proof.as_ref());
+                out.put_list(pending);
+                out.put_option(high_qc.as_ref());
+            }
+        }
+    }
+}
+
+/// Smallest encoded block (an empty block with no contributor): bounds list lengths.
+const MIN_BLOCK_LEN: usize = 200;
+
+impl Decode for Message {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("message", MESSAGE_VERSION)?;
+        Ok(match r.u8()? {
+            0 => Self::GatherRequest {
+                round: r.u64()?,
+                parent: BlockHash::decode_from(r)?,
+            },
+            1 => Self::Contribution {
+                round: r.u64()?,
+                parent: BlockHash::decode_from(r)?,
+                contributor: Contributor::decode_from(r)?,
+                transactions: r.list("contributed transactions", MAX_BLOCK_TXS, 180)?,
+            },
+            2 => Self::SignRequest {
+                round: r.u64()?,
+                header: BlockHeader::decode_from(r)?,
+                leaves: r.list("draft leaves", MAX_BLOCK_TXS, 32)?,
+            },
+            3 => Self::SignResponse {
+                round: r.u64()?,
+                block: BlockHash::decode_from(r)?,
+                signature: Signature::decode_from(r)?,
+            },
+            4 => Self::Proposal {
+                block: Block::decode_from(r)?,
+            },
+            5 => Self::Vote {
+                vote: Vote::decode_from(r)?,
+            },
+            6 => Self::Timeout {
+                timeout: Timeout::decode_from(r)?,
+                high_qc: r.option("high certificate")?,
+                last_tc: r.option("last timeout certificate")?,
+            },
+            7 => Self::SyncRequest {
+                from_height: r.u64()?,
+            },
+            8 => Self::SyncResponse {
+                blocks: r.list("sync blocks", MAX_SYNC_BLOCKS, MIN_BLOCK_LEN)?,
+                head_proof: r.option("head proof")?,
+                pending: r.list("sync pending blocks", MAX_SYNC_BLOCKS, MIN_BLOCK_LEN)?,
+                high_qc: r.option("high certificate")?,
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message",
+                    tag: tag.into(),
+                })
+            }
+        })
+    }
+}

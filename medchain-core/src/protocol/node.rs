@@ -1,0 +1,2199 @@
+//! The node state machine (see the module docs of [`crate::protocol`]).
+
+// `VerifyKey` keeps its decompressed point (192 bytes), so errors naming a key are large; they
+// are cold paths. Outputs and phases hold whole blocks by design (they are moved, not copied).
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use thiserror::Error;
+
+use super::message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS};
+use crate::block::{
+    contributor_ticket, tx_leaf, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock,
+    Contributor, InvalidBlock, SerialVerifier, TxRules, TxVerifier,
+};
+use crate::chain::{CommitProof, CommitProofError};
+use crate::election::{self, ElectionError, VrfSecret};
+use crate::encoding::{Decode, DecodeError, Encode};
+use crate::genesis::Genesis;
+use crate::hash::{domain, BlockHash, TxId};
+use crate::keys::{Identity, Signature, VerifyKey};
+use crate::ledger::{rules_over, BlockEffects, LedgerState, Overlay};
+use crate::seal::NetworkKey;
+use crate::tx::{Transaction, TxError, VerifiedTx};
+use crate::vote::{
+    EquivocationEvidence, EvidenceError, InvalidReason, QuorumCertificate, Timeout,
+    TimeoutCertificate, Vote, VoteError,
+};
+
+/// Most blocks whose parent is unknown a node keeps while it catches up.
+const MAX_ORPHAN_BLOCKS: usize = 64;
+/// Most unknown blocks a node keeps early votes for.
+const MAX_ORPHAN_VOTE_BLOCKS: usize = 64;
+/// Most bytes of committed blocks in one sync response (at least one block is always sent).
+const MAX_SYNC_BYTES: usize = 8 * 1024 * 1024;
+
+/// How a node is set up.
+pub struct NodeConfig {
+    /// The network's genesis.
+    pub genesis: Genesis,
+    /// This node's identity (a member of `genesis`).
+    pub identity: Identity,
+    /// The network-shared key: when present, [`Node::submit`] also checks that a transaction's
+    /// body opens and passes its stateless checks.
+    pub network: Option<NetworkKey>,
+    /// Checks transaction signatures (default [`SerialVerifier`]); the application may supply
+    /// a parallel one.
+    pub verifier: Box<dyn TxVerifier + Send>,
+    /// How long the miner waits for contributors' block signatures before it drops their
+    /// transactions and re-signs (default: genesis `gather_ms`).
+    pub sign_timeout_ms: u64,
+    /// How many times a miner drops silent contributors and asks again before it proposes a
+    /// block of its own transactions only (default 2).
+    pub max_sign_retries: u32,
+    /// Most pending transactions this node holds (default 100,000).
+    pub max_mempool: usize,
+    /// The round timeout doubles for every round since the last certified block, up to
+    /// `2^max_backoff_exponent` times the genesis `round_timeout_ms` (default 3).
+    pub max_backoff_exponent: u32,
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults above.
+    pub fn new(genesis: Genesis, identity: Identity) -> Self {
+        let sign_timeout_ms = genesis.timing.gather_ms;
+        Self {
+            genesis,
+            identity,
+            network: None,
+            verifier: Box::new(SerialVerifier),
+            sign_timeout_ms,
+            max_sign_retries: 2,
+            max_mempool: 100_000,
+            max_backoff_exponent: 3,
+        }
+    }
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("genesis", &self.genesis)
+            .field("identity", &self.identity)
+            .field("sign_timeout_ms", &self.sign_timeout_ms)
+            .field("max_sign_retries", &self.max_sign_retries)
+            .field("max_mempool", &self.max_mempool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a validator must keep on durable storage besides its committed blocks, so that across
+/// a restart it never votes twice in one round and never reports a lower certified round in a
+/// timeout than it knew when it voted. Persist [`Node::safety_state`] before sending any
+/// message produced by the same call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SafetyState {
+    /// The highest round this node voted in or timed out.
+    pub highest_voted_round: u64,
+    /// The highest certified block this node knew.
+    pub high_qc: Option<CertifiedHeader>,
+}
+
+/// A node could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The identity is not a member of the genesis.
+    #[error("this identity is not a member of the network")]
+    NotAMember,
+    /// The identity's VRF key could not be derived.
+    #[error("election key: {0}")]
+    Election(#[from] ElectionError),
+    /// The identity's VRF key is not the one genesis registers.
+    #[error("the identity's VRF key differs from the one in genesis")]
+    VrfKeyMismatch,
+}
+
+/// A node could not be restored from its committed blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] NodeError),
+    /// A stored block does not validate.
+    #[error("stored block at height {height} is invalid: {error}")]
+    InvalidBlock {
+        /// The height.
+        height: u64,
+        /// Why.
+        error: InvalidBlock,
+    },
+    /// The stored head proof does not prove the last block.
+    #[error("stored head proof does not hold: {0}")]
+    CommitProof(#[from] CommitProofError),
+}
+
+/// A submitted transaction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The transaction's contributor is another node (a node contributes only its own
+    /// transactions, since it must sign the block that holds them).
+    #[error("transaction is contributed by {0}, not by this node")]
+    ForeignContributor(VerifyKey),
+    /// The contributor's signature does not verify strictly.
+    #[error("transaction signature does not verify")]
+    BadSignature,
+    /// The body does not open under the network key or fails its checks.
+    #[error("transaction body is invalid: {0}")]
+    BadBody(TxError),
+    /// The transaction is already pending or in an uncommitted block.
+    #[error("transaction {0} is already pending")]
+    Duplicate(TxId),
+    /// The transaction is already committed.
+    #[error("transaction {0} is already committed")]
+    AlreadyCommitted(TxId),
+    /// The mempool is full.
+    #[error("the mempool is full ({0} transactions)")]
+    MempoolFull(usize),
+    /// The transaction breaks a ledger rule against the committed state (a key release no
+    /// consent permits, a revocation by someone else, ...).
+    #[error("transaction breaks a ledger rule: {0}")]
+    Rejected(InvalidReason),
+}
+
+/// Why a received message was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The bytes do not decode as a [`Message`].
+    #[error("malformed message: {0}")]
+    Malformed(DecodeError),
+    /// The sender is not a member of the network.
+    #[error("the sender is not a member of the network")]
+    UnknownSender,
+    /// The message names another chain.
+    #[error("the message belongs to another chain")]
+    WrongChain,
+    /// A proposed or synced block is invalid.
+    #[error("invalid block: {0}")]
+    InvalidBlock(InvalidReason),
+    /// A vote does not verify.
+    #[error("bad vote: {0}")]
+    BadVote(VoteError),
+    /// A vote names the wrong previous block.
+    #[error("the vote's previous block is not the block's parent")]
+    VoteParentMismatch,
+    /// A timeout does not verify.
+    #[error("bad timeout: {0}")]
+    BadTimeout(VoteError),
+    /// A quorum or timeout certificate does not verify or does not match what it claims.
+    #[error("bad certificate: {0}")]
+    BadCertificate(VoteError),
+    /// A commit proof does not hold.
+    #[error("bad commit proof: {0}")]
+    BadCommitProof(CommitProofError),
+    /// A gather or sign request comes from a node that is not the elected miner.
+    #[error("the sender is not the elected miner of that round")]
+    NotMiner,
+    /// The sender is not the node the message speaks for.
+    #[error("the sender is not the node the message speaks for")]
+    SenderMismatch,
+    /// A contributor's election ticket does not verify.
+    #[error("the contributor's election ticket does not verify")]
+    BadTicket,
+    /// A contributed transaction does not verify.
+    #[error("a contributed transaction is invalid: {0}")]
+    BadTransaction(TxError),
+    /// A contribution holds a transaction of another contributor.
+    #[error("a contribution holds another node's transaction")]
+    ForeignTransaction,
+    /// A draft to sign does not check out.
+    #[error("the draft to sign is not acceptable: {0}")]
+    BadDraft(&'static str),
+    /// A contributor's block signature does not verify.
+    #[error("the contributor's block signature does not verify")]
+    BadContributorSignature,
+    /// The message is for a round or height this node has left behind.
+    #[error("the message is stale")]
+    Stale,
+    /// The message is not expected in this node's state (no such draft, no gather open, ...).
+    #[error("the message is not expected now")]
+    Unexpected,
+    /// A buffer for out-of-order input is full.
+    #[error("the buffer for out-of-order messages is full")]
+    BufferFull,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    /// Every other member node.
+    All,
+    /// One node.
+    Node(VerifyKey),
+}
+
+/// Two different blocks signed by one miner for one round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalEquivocation {
+    /// The first block's header.
+    pub first: BlockHeader,
+    /// The miner's signature over the first block's hash.
+    pub first_signature: Signature,
+    /// The second block's header.
+    pub second: BlockHeader,
+    /// The miner's signature over the second block's hash.
+    pub second_signature: Signature,
+}
+
+impl ProposalEquivocation {
+    /// Checks the evidence: one trusted miner signed two different blocks of one round.
+    ///
+    /// # Errors
+    /// [`EvidenceError::DifferentVoters`] for two miners, [`EvidenceError::Vote`] for a signature
+    /// that does not verify or an untrusted miner, [`EvidenceError::NoConflict`] for one block,
+    /// [`EvidenceError::DifferentSlot`] for two rounds.
+    pub fn verify(&self, genesis: &Genesis) -> Result<VerifyKey, EvidenceError> {
+        let miner = self.first.miner;
+        if self.second.miner != miner {
+            return Err(EvidenceError::DifferentVoters);
+        }
+        if !genesis.is_validator(&miner) {
+            return Err(VoteError::UntrustedVoter(miner).into());
+        }
+        let (a, b) = (self.first.hash(), self.second.hash());
+        if a == b {
+            return Err(EvidenceError::NoConflict);
+        }
+        if self.first.round != self.second.round || self.first.chain != self.second.chain {
+            return Err(EvidenceError::DifferentSlot);
+        }
+        for (h, s) in [(a, &self.first_signature), (b, &self.second_signature)] {
+            miner
+                .verify(domain::BLOCK_SIG, h.as_byte_array(), s)
+                .map_err(|_| VoteError::BadSignature(miner))?;
+        }
+        Ok(miner)
+    }
+}
+
+/// Verifiable proof of misbehaviour by a validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Evidence {
+    /// A validator voted for two blocks of one height and round.
+    Votes(Box<EquivocationEvidence>),
+    /// A miner proposed two blocks in one round.
+    Proposals(Box<ProposalEquivocation>),
+}
+
+/// What the node asks its embedding application to do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send these bytes (an encoded [`Message`]).
+    Send {
+        /// To whom.
+        to: Recipient,
+        /// The encoded message.
+        bytes: Vec<u8>,
+    },
+    /// A block is committed (outputs come in height order). `proof` proves this block or a
+    /// descendant committed in the same step (the block is its ancestor).
+    Committed {
+        /// The block.
+        block: CheckedBlock,
+        /// The commit proof of the highest block committed in the same step.
+        proof: CommitProof,
+    },
+    /// A received message was dropped.
+    Dropped {
+        /// The sender.
+        from: VerifyKey,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Evidence of equivocation.
+    Evidence(Evidence),
+}
+
+/// The miner's progress in its round.
+enum Phase {
+    /// Collecting contributions until `deadline`.
+    Gathering { deadline: u64 },
+    /// Nothing to propose; woken by a contribution or a submission.
+    Idle,
+    /// Waiting for contributors' signatures over `draft`.
+    Signing {
+        draft: BlockDraft,
+        hash: BlockHash,
+        waiting: BTreeSet<VerifyKey>,
+        sigs: Vec<(VerifyKey, Signature)>,
+        deadline: u64,
+    },
+    /// Proposed (or gave up).
+    Done,
+}
+
+struct Mining {
+    round: u64,
+    parent: ChainTip,
+    parent_qc: QuorumCertificate,
+    tc: Option<TimeoutCertificate>,
+    ticket: Contributor,
+    contributions: BTreeMap<VerifyKey, (Contributor, Vec<Transaction>)>,
+    gathered: HashSet<TxId>,
+    excluded: BTreeSet<VerifyKey>,
+    attempts: u32,
+    phase: Phase,
+}
+
+/// A contributor's view of the current gather.
+struct Gather {
+    round: u64,
+    parent: BlockHash,
+    miner: VerifyKey,
+    ticket: Contributor,
+    /// Leaves of the transactions sent (`None` until a contribution is sent).
+    sent: Option<Vec<[u8; 32]>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Proposal,
+    Sync,
+}
+
+/// Rejects transactions already committed or in an uncommitted ancestor.
+struct ReplayGuard<'a> {
+    committed: &'a HashSet<TxId>,
+    ancestors: &'a HashSet<TxId>,
+}
+
+impl TxRules for ReplayGuard<'_> {
+    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+        let id = tx.id();
+        if self.committed.contains(&id) || self.ancestors.contains(&id) {
+            Err(InvalidReason::DuplicateTransaction)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Answers from the node's cache of verified transactions, and sends the rest to the
+/// application's verifier.
+struct CachingVerifier<'a> {
+    cache: &'a HashMap<TxId, VerifiedTx>,
+    inner: &'a mut dyn TxVerifier,
+    fresh: Vec<VerifiedTx>,
+}
+
+impl TxVerifier for CachingVerifier<'_> {
+    fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
+        let mut out: Vec<Option<Result<VerifiedTx, TxError>>> = Vec::with_capacity(txs.len());
+        let mut misses = Vec::new();
+        let mut miss_at = Vec::new();
+        for tx in txs {
+            match self.cache.get(&tx.id()) {
+                Some(v) if v.signature() == tx.signature() => out.push(Some(Ok(v.clone()))),
+                _ => {
+                    miss_at.push(out.len());
+                    out.push(None);
+                    misses.push(tx);
+                }
+            }
+        }
+        if !misses.is_empty() {
+            let n = misses.len();
+            let verdicts = self.inner.verify_all(misses);
+            if verdicts.len() != n {
+                return Vec::new(); // the caller sees a length mismatch and rejects
+            }
+            for (i, v) in miss_at.into_iter().zip(verdicts) {
+                if let Ok(ok) = &v {
+                    self.fresh.push(ok.clone());
+                }
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(v);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|v| v.unwrap_or(Err(TxError::BadSignature)))
+            .collect()
+    }
+}
+
+/// A consensus node. See the module docs of [`crate::protocol`].
+pub struct Node {
+    genesis: Genesis,
+    identity: Identity,
+    me: VerifyKey,
+    vrf: VrfSecret,
+    validator: bool,
+    network: Option<NetworkKey>,
+    verifier: Box<dyn TxVerifier + Send>,
+    sign_timeout_ms: u64,
+    max_sign_retries: u32,
+    max_mempool: usize,
+    max_backoff_exponent: u32,
+
+    // Committed state (the in-memory store the persistent-store issue replaces).
+    committed: Vec<CheckedBlock>,
+    committed_index: HashMap<BlockHash, u64>,
+    committed_tip: ChainTip,
+    committed_ids: HashSet<TxId>,
+    head_proof: Option<CommitProof>,
+    /// The ledger state (records, consents, audit) when the node holds the network key: then
+    /// every block is validated with the consent rules, not only against replays.
+    ledger: Option<LedgerState>,
+    /// The ledger effects of validated, uncommitted blocks.
+    effects: HashMap<BlockHash, BlockEffects>,
+
+    // Validated, uncommitted blocks (descendants of the committed head).
+    tree: HashMap<BlockHash, CheckedBlock>,
+    certs: HashMap<BlockHash, CertifiedHeader>,
+    pub(super) high_qc: Option<CertifiedHeader>,
+    orphans: BTreeMap<BlockHash, Vec<Block>>,
+    orphan_count: usize,
+
+    // Rounds.
+    round: u64,
+    round_deadline: u64,
+    highest_voted_round: u64,
+    invalid_voted_round: u64,
+    pub(super) last_tc: Option<TimeoutCertificate>,
+    my_timeout: Option<(Timeout, Option<CertifiedHeader>)>,
+    timeouts: BTreeMap<VerifyKey, Timeout>,
+
+    // Votes.
+    votes: HashMap<BlockHash, BTreeMap<VerifyKey, Vote>>,
+    orphan_votes: BTreeMap<BlockHash, BTreeMap<VerifyKey, Vote>>,
+    orphan_vote_order: VecDeque<BlockHash>,
+    vote_slots: BTreeMap<(VerifyKey, u64), (Vote, BlockHeader)>,
+    reported: BTreeSet<(VerifyKey, u64)>,
+    reported_proposals: BTreeSet<(u64, VerifyKey)>,
+    proposals: BTreeMap<(u64, VerifyKey), (BlockHeader, Signature)>,
+
+    // Transactions.
+    mempool_order: Vec<TxId>,
+    mempool: HashMap<TxId, VerifiedTx>,
+    verified: HashMap<TxId, VerifiedTx>,
+
+    mining: Option<Mining>,
+    gather: Option<Gather>,
+    sync_until: Option<u64>,
+    outputs: VecDeque<Output>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("key", &self.me)
+            .field("round", &self.round)
+            .field("committed_height", &self.committed_tip.height)
+            .field("mempool", &self.mempool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node at genesis.
+    ///
+    /// # Errors
+    /// A [`NodeError`] when the identity is not a member or its VRF key does not match.
+    pub fn new(config: NodeConfig, now_ms: u64) -> Result<Self, NodeError> {
+        let mut node = Self::blank(config, now_ms)?;
+        node.try_start_mining(now_ms);
+        Ok(node)
+    }
+
+    fn blank(config: NodeConfig, now_ms: u64) -> Result<Self, NodeError> {
+        let NodeConfig {
+            genesis,
+            identity,
+            network,
+            verifier,
+            sign_timeout_ms,
+            max_sign_retries,
+            max_mempool,
+            max_backoff_exponent,
+        } = config;
+        let me = identity.verify_key();
+        let member = genesis.member(&me).ok_or(NodeError::NotAMember)?;
+        let vrf = VrfSecret::derive(&identity)?;
+        if vrf.public() != member.vrf {
+            return Err(NodeError::VrfKeyMismatch);
+        }
+        let validator = member.validator;
+        let ledger = network.as_ref().map(|_| LedgerState::new());
+        let committed_tip = ChainTip::genesis(&genesis);
+        let mut committed_index = HashMap::new();
+        committed_index.insert(committed_tip.hash, 0);
+        let mut node = Self {
+            genesis,
+            identity,
+            me,
+            vrf,
+            validator,
+            network,
+            verifier,
+            sign_timeout_ms: sign_timeout_ms.max(1),
+            max_sign_retries,
+            max_mempool,
+            max_backoff_exponent: max_backoff_exponent.min(16),
+            committed: Vec::new(),
+            committed_index,
+            committed_tip,
+            committed_ids: HashSet::new(),
+            ledger,
+            effects: HashMap::new(),
+            head_proof: None,
+            tree: HashMap::new(),
+            certs: HashMap::new(),
+            high_qc: None,
+            orphans: BTreeMap::new(),
+            orphan_count: 0,
+            round: 1,
+            round_deadline: 0,
+            highest_voted_round: 0,
+            invalid_voted_round: 0,
+            last_tc: None,
+            my_timeout: None,
+            timeouts: BTreeMap::new(),
+            votes: HashMap::new(),
+            orphan_votes: BTreeMap::new(),
+            orphan_vote_order: VecDeque::new(),
+            vote_slots: BTreeMap::new(),
+            reported: BTreeSet::new(),
+            reported_proposals: BTreeSet::new(),
+            proposals: BTreeMap::new(),
+            mempool_order: Vec::new(),
+            mempool: HashMap::new(),
+            verified: HashMap::new(),
+            mining: None,
+            gather: None,
+            sync_until: None,
+            outputs: VecDeque::new(),
+        };
+        node.round_deadline = now_ms.saturating_add(node.round_timeout());
+        Ok(node)
+    }
+
+    /// A node that resumes from its own committed blocks (heights 1, 2, ... in order), the proof
+    /// that the last of them is committed, and its [`SafetyState`]. Every block is validated
+    /// again from genesis, and the proof is checked. The node then asks its peers for what it
+    /// missed.
+    ///
+    /// # Errors
+    /// A [`RestoreError`].
+    pub fn restore(
+        config: NodeConfig,
+        committed_blocks: Vec<Block>,
+        head_proof: Option<CommitProof>,
+        safety: SafetyState,
+        now_ms: u64,
+    ) -> Result<Self, RestoreError> {
+        let mut node = Self::blank(config, now_ms)?;
+        for block in committed_blocks {
+            let height = node.committed_tip.height + 1;
+            let empty = HashSet::new();
+            let mut guard = ReplayGuard {
+                committed: &node.committed_ids,
+                ancestors: &empty,
+            };
+            let checked = block
+                .validate_with(
+                    &node.genesis,
+                    &node.committed_tip,
+                    &mut guard,
+                    node.verifier.as_mut(),
+                )
+                .map_err(|error| RestoreError::InvalidBlock { height, error })?;
+            node.append_committed(checked);
+        }
+        if let Some(proof) = head_proof {
+            proof.verify(
+                &node.genesis,
+                &node.committed_tip.hash,
+                node.committed_tip.round,
+            )?;
+            let cert = CertifiedHeader {
+                header: proof.child.clone(),
+                qc: proof.child_qc.clone(),
+            };
+            node.certs.insert(cert.header.hash(), cert.clone());
+            node.high_qc = Some(cert);
+            node.head_proof = Some(proof);
+        }
+        node.highest_voted_round = safety.highest_voted_round;
+        node.invalid_voted_round = safety.highest_voted_round;
+        if let Some(c) = safety.high_qc {
+            let hash = c.header.hash();
+            let valid = c.header.chain == node.genesis.hash()
+                && c.qc.verify(&node.genesis, &c.header.prev, &hash).is_ok();
+            if valid && c.header.round > node.high_qc_round() {
+                if c.header.height > node.committed_tip.height {
+                    node.certs.insert(hash, c.clone());
+                }
+                node.high_qc = Some(c);
+            }
+        }
+        // Resume in the round after the highest certificate: the rounds this node voted or
+        // timed out in are not voted in again (`highest_voted_round`), but it may time them
+        // out again, so that the others can form a timeout certificate with it.
+        let round = node.high_qc_round().max(node.committed_tip.round) + 1;
+        node.round = round;
+        node.round_deadline = now_ms.saturating_add(node.round_timeout());
+        node.request_sync(Recipient::All, now_ms);
+        node.try_start_mining(now_ms);
+        Ok(node)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Accessors.
+
+    /// This node's signing key.
+    pub fn key(&self) -> VerifyKey {
+        self.me
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Whether this node is a trusted validator.
+    pub fn is_validator(&self) -> bool {
+        self.validator
+    }
+
+    /// Height of the last committed block (0 at genesis).
+    pub fn committed_height(&self) -> u64 {
+        self.committed_tip.height
+    }
+
+    /// Hash of the last committed block (the genesis hash at genesis).
+    pub fn committed_head(&self) -> BlockHash {
+        self.committed_tip.hash
+    }
+
+    /// The committed blocks, heights 1, 2, ... in order.
+    pub fn committed_blocks(&self) -> &[CheckedBlock] {
+        &self.committed
+    }
+
+    /// The proof that the committed head is committed (`None` at genesis or after a restore
+    /// without one).
+    pub fn head_proof(&self) -> Option<&CommitProof> {
+        self.head_proof.as_ref()
+    }
+
+    /// Whether the transaction `id` is committed.
+    pub fn is_committed(&self, id: &TxId) -> bool {
+        self.committed_ids.contains(id)
+    }
+
+    /// The current round.
+    pub fn current_round(&self) -> u64 {
+        self.round
+    }
+
+    /// The round of the highest certified block this node knows (0 for genesis).
+    pub fn high_qc_round(&self) -> u64 {
+        self.high_qc.as_ref().map_or(0, |c| c.header.round)
+    }
+
+    /// Pending transactions of this node.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// What must be persisted to vote safely after a restart.
+    pub fn safety_state(&self) -> SafetyState {
+        SafetyState {
+            highest_voted_round: self.highest_voted_round,
+            high_qc: self.high_qc.clone(),
+        }
+    }
+
+    /// The tip made by a known block (committed head or validated uncommitted block): what a
+    /// child of it is validated against.
+    pub fn block_tip(&self, hash: &BlockHash) -> Option<ChainTip> {
+        if *hash == self.committed_tip.hash {
+            Some(self.committed_tip.clone())
+        } else {
+            self.tree.get(hash).map(CheckedBlock::tip)
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called (`None`: only on input).
+    pub fn next_deadline(&self) -> Option<u64> {
+        let mut d = if self.validator {
+            Some(self.round_deadline)
+        } else {
+            None
+        };
+        if let Some(m) = &self.mining {
+            let md = match &m.phase {
+                Phase::Gathering { deadline } | Phase::Signing { deadline, .. } => Some(*deadline),
+                Phase::Idle | Phase::Done => None,
+            };
+            d = match (d, md) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        d
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs.
+
+    /// Submits a transaction contributed by this node: strictly verifies it (and opens its body
+    /// when the node has the network key), checks it is neither pending nor committed, and
+    /// queues it for the next block.
+    ///
+    /// # Errors
+    /// A [`SubmitError`].
+    pub fn submit(&mut self, tx: Transaction, now_ms: u64) -> Result<TxId, SubmitError> {
+        self.submit_batch(vec![tx], now_ms)
+            .pop()
+            .unwrap_or(Err(SubmitError::BadSignature))
+    }
+
+    /// Submits many transactions at once, so the application's [`TxVerifier`] can check their
+    /// signatures in parallel. One result per transaction, in order.
+    pub fn submit_batch(
+        &mut self,
+        txs: Vec<Transaction>,
+        now_ms: u64,
+    ) -> Vec<Result<TxId, SubmitError>> {
+        let mut results: Vec<Option<Result<TxId, SubmitError>>> = vec![None; txs.len()];
+        let mut to_verify = Vec::new();
+        let mut at = Vec::new();
+        for (i, tx) in txs.into_iter().enumerate() {
+            let id = tx.id();
+            let early = if *tx.contributor() != self.me {
+                Some(SubmitError::ForeignContributor(*tx.contributor()))
+            } else if self.committed_ids.contains(&id) {
+                Some(SubmitError::AlreadyCommitted(id))
+            } else if self.mempool.contains_key(&id) {
+                Some(SubmitError::Duplicate(id))
+            } else {
+                None
+            };
+            match (early, results.get_mut(i)) {
+                (Some(e), Some(slot)) => *slot = Some(Err(e)),
+                _ => {
+                    at.push(i);
+                    to_verify.push(tx);
+                }
+            }
+        }
+        let n = to_verify.len();
+        let verdicts = if n == 0 {
+            Vec::new()
+        } else {
+            self.verifier.verify_all(to_verify)
+        };
+        let mut added = false;
+        if verdicts.len() == n {
+            for (i, verdict) in at.into_iter().zip(verdicts) {
+                let r = self.admit(verdict);
+                added |= r.is_ok();
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
+        }
+        if added {
+            self.on_new_pending(now_ms);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SubmitError::BadSignature)))
+            .collect()
+    }
+
+    fn admit(&mut self, verdict: Result<VerifiedTx, TxError>) -> Result<TxId, SubmitError> {
+        let v = verdict.map_err(|_| SubmitError::BadSignature)?;
+        let id = v.id();
+        if let Some(net) = &self.network {
+            v.open_body(net).map_err(SubmitError::BadBody)?;
+        }
+        if self.mempool.contains_key(&id) {
+            return Err(SubmitError::Duplicate(id));
+        }
+        if self.committed_ids.contains(&id) {
+            return Err(SubmitError::AlreadyCommitted(id));
+        }
+        if self.mempool.len() >= self.max_mempool {
+            return Err(SubmitError::MempoolFull(self.mempool.len()));
+        }
+        self.mempool_order.push(id);
+        self.verified.insert(id, v.clone());
+        self.mempool.insert(id, v);
+        Ok(id)
+    }
+
+    /// Handles an encoded [`Message`] from the member node `from` (authenticated by the
+    /// transport). Anything malformed or hostile is dropped with an [`Output::Dropped`].
+    pub fn handle_message(&mut self, from: VerifyKey, bytes: &[u8], now_ms: u64) {
+        if from == self.me {
+            return;
+        }
+        if self.genesis.member(&from).is_none() {
+            return self.drop_msg(from, DropReason::UnknownSender);
+        }
+        let msg = match Message::from_bytes(bytes) {
+            Ok(m) => m,
+            Err(e) => return self.drop_msg(from, DropReason::Malformed(e)),
+        };
+        match msg {
+            Message::GatherRequest { round, parent } => {
+                self.on_gather_request(from, round, parent, now_ms)
+            }
+            Message::Contribution {
+                round,
+                parent,
+                contributor,
+                transactions,
+            } => self.on_contribution(from, round, parent, contributor, transactions, now_ms),
+            Message::SignRequest {
+                round,
+                header,
+                leaves,
+            } => self.on_sign_request(from, round, header, &leaves),
+            Message::SignResponse {
+                round,
+                block,
+                signature,
+            } => self.on_sign_response(from, round, block, signature, now_ms),
+            Message::Proposal { block } => {
+                self.accept_block(from, block, now_ms, Via::Proposal);
+            }
+            Message::Vote { vote } => self.on_vote(from, vote, now_ms),
+            Message::Timeout {
+                timeout,
+                high_qc,
+                last_tc,
+            } => self.on_timeout_msg(from, timeout, high_qc, last_tc, now_ms),
+            Message::SyncRequest { from_height } => self.on_sync_request(from, from_height),
+            Message::SyncResponse {
+                blocks,
+                head_proof,
+                pending,
+                high_qc,
+            } => self.on_sync_response(from, blocks, head_proof, pending, high_qc, now_ms),
+        }
+    }
+
+    /// Advances timers: the miner's gather and signature deadlines and the round timeout.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let phase_due = match self.mining.as_ref().map(|m| &m.phase) {
+            Some(Phase::Gathering { deadline }) if now_ms >= *deadline => Some(true),
+            Some(Phase::Signing { deadline, .. }) if now_ms >= *deadline => Some(false),
+            _ => None,
+        };
+        match phase_due {
+            Some(true) => self.assemble(now_ms),
+            Some(false) => self.signatures_overdue(now_ms),
+            None => {}
+        }
+        if self.validator && now_ms >= self.round_deadline {
+            self.local_timeout(now_ms);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Helpers.
+
+    fn drop_msg(&mut self, from: VerifyKey, reason: DropReason) {
+        self.outputs.push_back(Output::Dropped { from, reason });
+    }
+
+    fn send(&mut self, to: Recipient, msg: &Message) {
+        self.outputs.push_back(Output::Send {
+            to,
+            bytes: msg.to_bytes(),
+        });
+    }
+
+    fn round_timeout(&self) -> u64 {
+        let behind = self
+            .round
+            .saturating_sub(1)
+            .saturating_sub(self.high_qc_round());
+        let exp = behind.min(u64::from(self.max_backoff_exponent)) as u32;
+        self.genesis
+            .timing
+            .round_timeout_ms
+            .saturating_mul(1u64 << exp)
+    }
+
+    fn header_of(&self, hash: &BlockHash) -> Option<&BlockHeader> {
+        if let Some(b) = self.tree.get(hash) {
+            return Some(b.header());
+        }
+        let h = *self.committed_index.get(hash)?;
+        let i = usize::try_from(h.checked_sub(1)?).ok()?;
+        self.committed.get(i).map(CheckedBlock::header)
+    }
+
+    /// Ids of the transactions in the uncommitted blocks from `parent` back to the committed
+    /// head (`None` if `parent` does not lead there).
+    fn ancestor_ids(&self, parent: &BlockHash) -> Option<HashSet<TxId>> {
+        let mut ids = HashSet::new();
+        let mut h = *parent;
+        let mut steps = 0usize;
+        while h != self.committed_tip.hash {
+            let b = self.tree.get(&h)?;
+            ids.extend(b.tx_ids().iter().copied());
+            h = b.header().prev;
+            steps += 1;
+            if steps > self.tree.len() {
+                return None;
+            }
+        }
+        Some(ids)
+    }
+
+    /// The uncommitted blocks from the committed head to `parent`, oldest first (`None` if
+    /// `parent` does not lead to the committed head).
+    fn ancestor_chain(&self, parent: &BlockHash) -> Option<Vec<BlockHash>> {
+        let mut chain = Vec::new();
+        let mut h = *parent;
+        while h != self.committed_tip.hash {
+            let b = self.tree.get(&h)?;
+            chain.push(h);
+            h = b.header().prev;
+            if chain.len() > self.tree.len() {
+                return None;
+            }
+        }
+        chain.reverse();
+        Some(chain)
+    }
+
+    /// Whether an uncommitted block from `parent` back to the committed head holds
+    /// transactions (then a child must be proposed to commit them).
+    fn uncommitted_work(&self, parent: &BlockHash) -> bool {
+        let mut h = *parent;
+        let mut steps = 0usize;
+        while h != self.committed_tip.hash && steps <= self.tree.len() {
+            match self.tree.get(&h) {
+                Some(b) => {
+                    if !b.tx_ids().is_empty() {
+                        return true;
+                    }
+                    h = b.header().prev;
+                }
+                None => return false,
+            }
+            steps += 1;
+        }
+        false
+    }
+
+    fn request_sync(&mut self, to: Recipient, now: u64) {
+        if matches!(self.sync_until, Some(t) if now < t) {
+            return;
+        }
+        self.sync_until = Some(now.saturating_add(self.genesis.timing.round_timeout_ms));
+        let msg = Message::SyncRequest {
+            from_height: self.committed_tip.height + 1,
+        };
+        self.send(to, &msg);
+    }
+
+    fn on_new_pending(&mut self, now: u64) {
+        if let Some(m) = &mut self.mining {
+            if m.round == self.round && matches!(m.phase, Phase::Idle) {
+                m.phase = Phase::Gathering {
+                    deadline: now.saturating_add(self.genesis.timing.gather_ms),
+                };
+            }
+        }
+        self.send_contribution();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Rounds and the pacemaker.
+
+    fn enter_round(&mut self, round: u64, now: u64) {
+        if round <= self.round {
+            return;
+        }
+        self.round = round;
+        self.round_deadline = now.saturating_add(self.round_timeout());
+        if self.mining.as_ref().is_some_and(|m| m.round < round) {
+            self.mining = None;
+        }
+        self.try_start_mining(now);
+    }
+
+    fn try_start_mining(&mut self, now: u64) {
+        // A miner never proposes twice in one round, not even across a restart (it voted for
+        // its own block, or timed out, in every round it proposed in).
+        if !self.validator
+            || self.round <= self.highest_voted_round
+            || self.mining.as_ref().is_some_and(|m| m.round >= self.round)
+        {
+            return;
+        }
+        let round = self.round;
+        let (parent_hash, parent_qc) = match &self.high_qc {
+            Some(c) => (c.header.hash(), c.qc.clone()),
+            None => (self.genesis.hash(), QuorumCertificate::empty()),
+        };
+        let Some(parent) = self.block_tip(&parent_hash) else {
+            if parent_hash != self.genesis.hash() {
+                self.request_sync(Recipient::All, now);
+            }
+            return;
+        };
+        if parent.height < self.committed_tip.height || round <= parent.round {
+            return;
+        }
+        let tc = if round == parent.round + 1 {
+            None
+        } else {
+            match &self.last_tc {
+                Some(tc)
+                    if tc.round() == Some(round - 1) && tc.max_high_qc_round() <= parent.round =>
+                {
+                    Some(tc.clone())
+                }
+                _ => return,
+            }
+        };
+        let attempt = round - parent.round - 1;
+        let validators = self.genesis.validators();
+        let Ok(idx) = election::elected(&parent.seed, validators, attempt) else {
+            return;
+        };
+        if validators.get(idx) != Some(&self.me) {
+            return;
+        }
+        let ticket = contributor_ticket(&self.genesis, &parent, &self.identity, &self.vrf);
+        self.mining = Some(Mining {
+            round,
+            parent: parent.clone(),
+            parent_qc,
+            tc,
+            ticket,
+            contributions: BTreeMap::new(),
+            gathered: HashSet::new(),
+            excluded: BTreeSet::new(),
+            attempts: 0,
+            phase: Phase::Gathering {
+                deadline: now.saturating_add(self.genesis.timing.gather_ms),
+            },
+        });
+        let msg = Message::GatherRequest {
+            round,
+            parent: parent.hash,
+        };
+        self.send(Recipient::All, &msg);
+    }
+
+    fn local_timeout(&mut self, now: u64) {
+        let round = self.round;
+        let (timeout, cert) = match &self.my_timeout {
+            Some((t, c)) if t.round == round => (t.clone(), c.clone()),
+            _ => {
+                let t = Timeout::sign(&self.identity, round, self.high_qc_round());
+                let c = self.high_qc.clone();
+                self.highest_voted_round = self.highest_voted_round.max(round);
+                self.my_timeout = Some((t.clone(), c.clone()));
+                (t, c)
+            }
+        };
+        let last_tc = self
+            .last_tc
+            .as_ref()
+            .filter(|tc| tc.round() == Some(round.saturating_sub(1)))
+            .cloned();
+        let msg = Message::Timeout {
+            timeout: timeout.clone(),
+            high_qc: cert,
+            last_tc,
+        };
+        self.send(Recipient::All, &msg);
+        self.round_deadline = now.saturating_add(self.round_timeout());
+        self.add_timeout(timeout, now);
+    }
+
+    fn add_timeout(&mut self, timeout: Timeout, now: u64) {
+        let voter = timeout.node_pubkey;
+        if self
+            .timeouts
+            .get(&voter)
+            .is_some_and(|t| t.round >= timeout.round)
+        {
+            return;
+        }
+        self.timeouts.insert(voter, timeout);
+        let round = self.round;
+        let same: Vec<&Timeout> = self
+            .timeouts
+            .values()
+            .filter(|t| t.round == round)
+            .collect();
+        let count = same.len();
+        if count >= self.genesis.quorum_size() {
+            let tc = TimeoutCertificate::from_timeouts(same, round);
+            self.process_tc(tc, now);
+        } else if self.validator
+            && count > self.genesis.fault_tolerance()
+            && self
+                .my_timeout
+                .as_ref()
+                .is_none_or(|(t, _)| t.round != round)
+        {
+            // f + 1 validators gave up on this round: at least one honest one did, so join them.
+            self.local_timeout(now);
+        }
+    }
+
+    fn process_tc(&mut self, tc: TimeoutCertificate, now: u64) {
+        let Some(r) = tc.round() else { return };
+        if self.last_tc.as_ref().and_then(|t| t.round()) < Some(r) {
+            self.last_tc = Some(tc);
+        }
+        self.enter_round(r + 1, now);
+    }
+
+    fn on_timeout_msg(
+        &mut self,
+        from: VerifyKey,
+        timeout: Timeout,
+        high_qc: Option<CertifiedHeader>,
+        last_tc: Option<TimeoutCertificate>,
+        now: u64,
+    ) {
+        if let Err(e) = timeout.verify(&self.genesis) {
+            return self.drop_msg(from, DropReason::BadTimeout(e));
+        }
+        match (timeout.high_qc_round, high_qc) {
+            (0, None) => {}
+            (r, Some(c)) if r == c.header.round && r > 0 => {
+                if let Err(reason) = self.check_cert(&c) {
+                    return self.drop_msg(from, reason);
+                }
+                self.record_qc(Some(from), c, now);
+            }
+            _ => return self.drop_msg(from, DropReason::BadCertificate(VoteError::MixedRounds)),
+        }
+        if let Some(tc) = last_tc {
+            let r = tc.round().unwrap_or(0);
+            let known = self.last_tc.as_ref().and_then(|t| t.round()) >= Some(r);
+            if !known && r + 1 > self.round {
+                if let Err(e) = tc.verify(&self.genesis, r) {
+                    return self.drop_msg(from, DropReason::BadCertificate(e));
+                }
+                self.process_tc(tc, now);
+            }
+        }
+        if timeout.round < self.round {
+            return;
+        }
+        self.add_timeout(timeout, now);
+    }
+
+    /// Verifies a certified header (skipping blocks already known certified).
+    fn check_cert(&self, c: &CertifiedHeader) -> Result<(), DropReason> {
+        if c.header.chain != self.genesis.hash() {
+            return Err(DropReason::WrongChain);
+        }
+        let hash = c.header.hash();
+        if self.certs.contains_key(&hash) {
+            return Ok(());
+        }
+        c.qc.verify(&self.genesis, &c.header.prev, &hash)
+            .map_err(DropReason::BadCertificate)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Certificates and commits.
+
+    /// Records a verified certificate: updates the highest certificate, applies the two-chain
+    /// commit rule, and advances the round.
+    fn record_qc(&mut self, from: Option<VerifyKey>, cert: CertifiedHeader, now: u64) {
+        let hash = cert.header.hash();
+        let round = cert.header.round;
+        if cert.header.height < self.committed_tip.height {
+            return;
+        }
+        if round > self.high_qc_round() {
+            self.high_qc = Some(cert.clone());
+        }
+        let is_new = !self.certs.contains_key(&hash);
+        if is_new && cert.header.height > self.committed_tip.height {
+            self.certs.insert(hash, cert);
+        }
+        if self.tree.contains_key(&hash) {
+            self.apply_commit_rule(&hash);
+        } else if is_new && !self.committed_index.contains_key(&hash) {
+            let to = from.map_or(Recipient::All, Recipient::Node);
+            self.request_sync(to, now);
+        }
+        self.enter_round(round + 1, now);
+    }
+
+    /// Commits `hash`'s parent if `hash` is certified, known, and one round after its parent.
+    fn apply_commit_rule(&mut self, hash: &BlockHash) {
+        let Some(cert) = self.certs.get(hash) else {
+            return;
+        };
+        let Some(block) = self.tree.get(hash) else {
+            return;
+        };
+        let parent = block.header().prev;
+        let Some(parent_tip) = self.block_tip(&parent) else {
+            return;
+        };
+        if block.header().round != parent_tip.round + 1 || !self.tree.contains_key(&parent) {
+            return;
+        }
+        let proof = CommitProof {
+            child: cert.header.clone(),
+            child_qc: cert.qc.clone(),
+        };
+        self.commit_chain(parent, proof);
+    }
+
+    /// Commits `target` and its uncommitted ancestors.
+    fn commit_chain(&mut self, target: BlockHash, proof: CommitProof) {
+        let mut chain = Vec::new();
+        let mut h = target;
+        while h != self.committed_tip.hash {
+            let Some(b) = self.tree.get(&h) else {
+                return; // does not lead to the committed head: never commit it
+            };
+            chain.push(h);
+            h = b.header().prev;
+            if chain.len() > self.tree.len() {
+                return;
+            }
+        }
+        for h in chain.into_iter().rev() {
+            if let Some(b) = self.tree.remove(&h) {
+                self.append_committed(b.clone());
+                self.outputs.push_back(Output::Committed {
+                    block: b,
+                    proof: proof.clone(),
+                });
+            }
+        }
+        self.head_proof = Some(proof);
+        self.prune();
+    }
+
+    fn append_committed(&mut self, b: CheckedBlock) {
+        if let (Some(ledger), Some(network)) = (&mut self.ledger, &self.network) {
+            let done = match self.effects.remove(&b.hash()) {
+                Some(e) => ledger.commit(e).is_ok(),
+                None => false,
+            };
+            if !done {
+                // Validated without effects (restore, or an effects map pruned): apply again.
+                // A committed block that breaks the rules cannot happen with fewer than a
+                // third byzantine validators; the state then stays as it was.
+                let _ = ledger.apply(&b, &self.genesis, network);
+            }
+        }
+        for id in b.tx_ids() {
+            self.committed_ids.insert(*id);
+            self.verified.remove(id);
+            self.mempool.remove(id);
+        }
+        self.committed_index.insert(b.hash(), b.header().height);
+        self.committed_tip = b.tip();
+        self.committed.push(b);
+    }
+
+    /// Drops blocks, certificates and votes that cannot matter after a commit.
+    fn prune(&mut self) {
+        let mempool = &self.mempool;
+        self.mempool_order.retain(|id| mempool.contains_key(id));
+        let head = self.committed_tip.clone();
+        let mut blocks: Vec<(u64, BlockHash, BlockHash)> = self
+            .tree
+            .iter()
+            .map(|(h, b)| (b.header().height, *h, b.header().prev))
+            .collect();
+        blocks.sort_unstable();
+        let mut keep: HashSet<BlockHash> = HashSet::new();
+        keep.insert(head.hash);
+        for (_, h, prev) in &blocks {
+            if keep.contains(prev) {
+                keep.insert(*h);
+            }
+        }
+        self.tree.retain(|h, _| keep.contains(h));
+        self.certs.retain(|_, c| c.header.height > head.height);
+        let tree = &self.tree;
+        let certs = &self.certs;
+        self.votes
+            .retain(|h, _| tree.contains_key(h) || certs.contains_key(h));
+        self.vote_slots.retain(|(_, r), _| *r >= head.round);
+        self.reported.retain(|(_, r)| *r >= head.round);
+        self.proposals.retain(|(r, _), _| *r >= head.round);
+        self.reported_proposals.retain(|(r, _)| *r >= head.round);
+        let mut dropped = 0;
+        self.orphans.retain(|_, bs| {
+            let before = bs.len();
+            bs.retain(|b| b.header.height > head.height);
+            dropped += before - bs.len();
+            !bs.is_empty()
+        });
+        self.orphan_count -= dropped.min(self.orphan_count);
+        if self.verified.len() > 4 * self.genesis.max_block_txs as usize + self.max_mempool {
+            self.verified.retain(|id, _| mempool.contains_key(id));
+        }
+        let tree = &self.tree;
+        self.effects.retain(|h, _| tree.contains_key(h));
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Blocks.
+
+    /// Validates a block from a proposal or a sync response against its parent and adds it to
+    /// the tree; processes its certificates, votes on it (proposals only), and then its
+    /// buffered children. Returns whether the block is now known.
+    fn accept_block(&mut self, from: VerifyKey, block: Block, now: u64, via: Via) -> bool {
+        let mut queue = VecDeque::new();
+        queue.push_back((from, block, via));
+        let mut first = None;
+        while let Some((from, block, via)) = queue.pop_front() {
+            let ok = self.accept_one(from, block, now, via, &mut queue);
+            first.get_or_insert(ok);
+        }
+        first.unwrap_or(false)
+    }
+
+    fn accept_one(
+        &mut self,
+        from: VerifyKey,
+        block: Block,
+        now: u64,
+        via: Via,
+        queue: &mut VecDeque<(VerifyKey, Block, Via)>,
+    ) -> bool {
+        let header = &block.header;
+        if header.chain != self.genesis.hash() {
+            self.drop_msg(from, DropReason::WrongChain);
+            return false;
+        }
+        let hash = block.hash();
+        if self.tree.contains_key(&hash) || self.committed_index.contains_key(&hash) {
+            return true;
+        }
+        if header.height <= self.committed_tip.height {
+            if via == Via::Proposal {
+                self.drop_msg(from, DropReason::Stale);
+            }
+            return false;
+        }
+        let Some(parent) = self.block_tip(&header.prev) else {
+            if self.orphan_count >= MAX_ORPHAN_BLOCKS {
+                self.drop_msg(from, DropReason::BufferFull);
+            } else {
+                self.orphan_count += 1;
+                self.orphans.entry(header.prev).or_default().push(block);
+            }
+            self.request_sync(Recipient::Node(from), now);
+            return false;
+        };
+        let round = header.round;
+        let max_ts = now.saturating_add(self.genesis.timing.max_clock_skew_ms);
+        let result = if via == Via::Proposal && header.timestamp_ms > max_ts {
+            Err(InvalidReason::BadTimestamp)
+        } else {
+            let ancestors = self.ancestor_ids(&header.prev).unwrap_or_default();
+            let chain = self.ancestor_chain(&header.prev).unwrap_or_default();
+            let mut verifier = CachingVerifier {
+                cache: &self.verified,
+                inner: self.verifier.as_mut(),
+                fresh: Vec::new(),
+            };
+            let (r, effects) = match (&self.ledger, &self.network) {
+                (Some(ledger), Some(network)) => {
+                    // The consent rules over the committed state and the effects of the
+                    // uncommitted ancestors.
+                    let layers: Vec<&BlockEffects> =
+                        chain.iter().filter_map(|h| self.effects.get(h)).collect();
+                    let overlay = Overlay::new(ledger, layers);
+                    let mut rules = rules_over(&overlay, &self.genesis, network);
+                    let r = block.validate_with(&self.genesis, &parent, &mut rules, &mut verifier);
+                    (r, Some(rules.into_effects()))
+                }
+                _ => {
+                    let mut guard = ReplayGuard {
+                        committed: &self.committed_ids,
+                        ancestors: &ancestors,
+                    };
+                    let r = block.validate_with(&self.genesis, &parent, &mut guard, &mut verifier);
+                    (r, None)
+                }
+            };
+            let fresh = std::mem::take(&mut verifier.fresh);
+            for v in fresh {
+                self.verified.insert(v.id(), v);
+            }
+            if let (Ok(c), Some(e)) = (&r, effects) {
+                self.effects.insert(c.hash(), e);
+            }
+            r.map_err(|e| e.reason)
+        };
+        let checked = match result {
+            Ok(c) => c,
+            Err(reason) => {
+                // Not remembered as bad: the hash does not cover the signatures and the
+                // transaction list, so a tampered copy must not condemn the real block.
+                self.drop_msg(from, DropReason::InvalidBlock(reason));
+                if via == Via::Proposal
+                    && self.validator
+                    && round >= self.round
+                    && round > self.invalid_voted_round
+                {
+                    self.invalid_voted_round = round;
+                    let vote = Vote::cast(&self.identity, parent.hash, hash, Err(reason), now);
+                    self.send(Recipient::All, &Message::Vote { vote });
+                }
+                return false;
+            }
+        };
+        let header = checked.header().clone();
+        let miner_sig = checked.block().miner_signature;
+        self.tree.insert(hash, checked);
+        // The certificates the block carries.
+        if !header.parent_qc.is_empty() {
+            if let Some(ph) = self.header_of(&header.prev).cloned() {
+                let cert = CertifiedHeader {
+                    header: ph,
+                    qc: header.parent_qc.clone(),
+                };
+                self.record_qc(Some(from), cert, now);
+            }
+        }
+        if let Some(tc) = &header.timeout_cert {
+            self.process_tc(tc.clone(), now);
+        }
+        if self.certs.contains_key(&hash) {
+            self.apply_commit_rule(&hash);
+        }
+        if via == Via::Proposal {
+            self.check_proposal_equivocation(&header, miner_sig);
+            self.maybe_vote(&header, hash, now);
+        }
+        // Early votes for this block.
+        if let Some(votes) = self.orphan_votes.remove(&hash) {
+            self.orphan_vote_order.retain(|h| *h != hash);
+            for (_, v) in votes {
+                self.add_vote(v, &header, now);
+            }
+        }
+        if let Some(children) = self.orphans.remove(&hash) {
+            self.orphan_count -= children.len().min(self.orphan_count);
+            for c in children {
+                queue.push_back((from, c, Via::Sync));
+            }
+        }
+        self.try_start_mining(now);
+        true
+    }
+
+    fn check_proposal_equivocation(&mut self, header: &BlockHeader, sig: Signature) {
+        let key = (header.round, header.miner);
+        match self.proposals.get(&key) {
+            None => {
+                self.proposals.insert(key, (header.clone(), sig));
+            }
+            Some((first, first_sig)) if first.hash() != header.hash() => {
+                let ev = ProposalEquivocation {
+                    first: first.clone(),
+                    first_signature: *first_sig,
+                    second: header.clone(),
+                    second_signature: sig,
+                };
+                if ev.verify(&self.genesis).is_ok() && self.reported_proposals.insert(key) {
+                    self.outputs
+                        .push_back(Output::Evidence(Evidence::Proposals(Box::new(ev))));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The voting rule: a valid vote only for a block of the current round above the highest
+    /// round voted or timed out in.
+    fn maybe_vote(&mut self, header: &BlockHeader, hash: BlockHash, now: u64) {
+        if !self.validator || header.round != self.round || header.round <= self.highest_voted_round
+        {
+            return;
+        }
+        self.highest_voted_round = header.round;
+        let vote = Vote::cast(&self.identity, header.prev, hash, Ok(()), now);
+        self.send(Recipient::All, &Message::Vote { vote: vote.clone() });
+        self.add_vote(vote, header, now);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Votes.
+
+    fn on_vote(&mut self, from: VerifyKey, vote: Vote, now: u64) {
+        if let Err(e) = vote.verify(&self.genesis) {
+            return self.drop_msg(from, DropReason::BadVote(e));
+        }
+        let hash = vote.voting_for_block;
+        if self.committed_index.contains_key(&hash) {
+            return self.drop_msg(from, DropReason::Stale);
+        }
+        if !vote.is_block_valid {
+            return; // an invalid vote informs; it never counts
+        }
+        if let Some(header) = self.tree.get(&hash).map(|b| b.header().clone()) {
+            if vote.previous_block != header.prev {
+                return self.drop_msg(from, DropReason::VoteParentMismatch);
+            }
+            return self.add_vote(vote, &header, now);
+        }
+        // Unknown block: keep the vote until the block arrives.
+        if !self.orphan_votes.contains_key(&hash) {
+            if self.orphan_vote_order.len() >= MAX_ORPHAN_VOTE_BLOCKS {
+                if let Some(old) = self.orphan_vote_order.pop_front() {
+                    self.orphan_votes.remove(&old);
+                }
+            }
+            self.orphan_vote_order.push_back(hash);
+        }
+        let pool = self.orphan_votes.entry(hash).or_default();
+        pool.insert(vote.node_pubkey, vote);
+        if pool.len() >= self.genesis.quorum_size() {
+            self.request_sync(Recipient::Node(from), now);
+        }
+    }
+
+    /// Adds a verified valid vote for a known block: equivocation check, then the quorum.
+    fn add_vote(&mut self, vote: Vote, header: &BlockHeader, now: u64) {
+        if !vote.is_block_valid || vote.previous_block != header.prev {
+            return;
+        }
+        let hash = vote.voting_for_block;
+        let voter = vote.node_pubkey;
+        let slot = (voter, header.round);
+        match self.vote_slots.get(&slot) {
+            None => {
+                self.vote_slots.insert(slot, (vote.clone(), header.clone()));
+            }
+            Some((first, first_header)) if first.voting_for_block != hash => {
+                let ev = EquivocationEvidence {
+                    first: first.clone(),
+                    first_header: first_header.clone(),
+                    second: vote.clone(),
+                    second_header: header.clone(),
+                };
+                if ev.verify(&self.genesis).is_ok() && self.reported.insert(slot) {
+                    self.outputs
+                        .push_back(Output::Evidence(Evidence::Votes(Box::new(ev))));
+                }
+            }
+            Some(_) => {}
+        }
+        let pool = self.votes.entry(hash).or_default();
+        if pool.contains_key(&voter) {
+            return;
+        }
+        pool.insert(voter, vote);
+        if pool.len() >= self.genesis.quorum_size() && !self.certs.contains_key(&hash) {
+            let qc = QuorumCertificate::from_votes(pool.values(), &hash);
+            let cert = CertifiedHeader {
+                header: header.clone(),
+                qc,
+            };
+            self.record_qc(None, cert, now);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Gather and SignBlock: the contributor's side.
+
+    fn on_gather_request(&mut self, from: VerifyKey, round: u64, parent: BlockHash, now: u64) {
+        // A newer gather replaces the open one; so does any current one when the open one is
+        // for a round far ahead (which only a faulty miner asks for).
+        let current = self.round;
+        if round < current
+            || self
+                .gather
+                .as_ref()
+                .is_some_and(|g| g.round == round || (g.round > round && g.round <= current + 1))
+        {
+            return;
+        }
+        let Some(tip) = self.block_tip(&parent) else {
+            self.request_sync(Recipient::Node(from), now);
+            return;
+        };
+        if round <= tip.round {
+            return self.drop_msg(from, DropReason::Stale);
+        }
+        let validators = self.genesis.validators();
+        let elected = election::elected(&tip.seed, validators, round - tip.round - 1)
+            .ok()
+            .and_then(|i| validators.get(i));
+        if elected != Some(&from) {
+            return self.drop_msg(from, DropReason::NotMiner);
+        }
+        let ticket = contributor_ticket(&self.genesis, &tip, &self.identity, &self.vrf);
+        self.gather = Some(Gather {
+            round,
+            parent,
+            miner: from,
+            ticket,
+            sent: None,
+        });
+        self.send_contribution();
+    }
+
+    /// Sends this node's pending transactions to the miner of the open gather (once a round).
+    fn send_contribution(&mut self) {
+        let Some(g) = &self.gather else { return };
+        if g.sent.is_some() || g.round < self.round {
+            return;
+        }
+        let Some(skip) = self.ancestor_ids(&g.parent) else {
+            return;
+        };
+        let cap = self.genesis.max_block_txs as usize;
+        let txs: Vec<Transaction> = self
+            .mempool_order
+            .iter()
+            .filter(|id| !skip.contains(id) && !self.committed_ids.contains(id))
+            .filter_map(|id| self.mempool.get(id))
+            .take(cap)
+            .map(|v| (**v).clone())
+            .collect();
+        if txs.is_empty() {
+            return;
+        }
+        let leaves = txs
+            .iter()
+            .map(|t| tx_leaf(&t.id(), t.signature()))
+            .collect();
+        let msg = Message::Contribution {
+            round: g.round,
+            parent: g.parent,
+            contributor: g.ticket.clone(),
+            transactions: txs,
+        };
+        let miner = g.miner;
+        if let Some(g) = &mut self.gather {
+            g.sent = Some(leaves);
+        }
+        self.send(Recipient::Node(miner), &msg);
+    }
+
+    fn on_sign_request(
+        &mut self,
+        from: VerifyKey,
+        round: u64,
+        header: BlockHeader,
+        leaves: &[[u8; 32]],
+    ) {
+        let Some(g) = &self.gather else {
+            return self.drop_msg(from, DropReason::Unexpected);
+        };
+        if g.round != round || g.parent != header.prev {
+            return self.drop_msg(from, DropReason::Unexpected);
+        }
+        if g.miner != from || header.miner != from {
+            return self.drop_msg(from, DropReason::NotMiner);
+        }
+        let Some(sent) = &g.sent else {
+            return self.drop_msg(from, DropReason::Unexpected);
+        };
+        let check = if header.round != round || header.chain != self.genesis.hash() {
+            Err("wrong round or chain")
+        } else if !header
+            .contributors
+            .iter()
+            .any(|c| c.key == self.me && c.ticket == g.ticket.ticket)
+        {
+            Err("this node is not listed with its ticket")
+        } else if leaves.len() != header.tx_count as usize
+            || crate::block::merkle_children(leaves) != (header.merkle_left, header.merkle_right)
+        {
+            Err("the leaves do not match the Merkle children")
+        } else {
+            let present: HashSet<&[u8; 32]> = leaves.iter().collect();
+            let full = leaves.len() >= self.genesis.max_block_txs as usize;
+            if !full && !sent.iter().all(|l| present.contains(l)) {
+                Err("a contributed transaction is missing")
+            } else if !sent.iter().any(|l| present.contains(l)) {
+                Err("no contributed transaction is included")
+            } else {
+                Ok(())
+            }
+        };
+        if let Err(why) = check {
+            return self.drop_msg(from, DropReason::BadDraft(why));
+        }
+        let block = header.hash();
+        let signature = self.identity.sign(domain::BLOCK_SIG, block.as_byte_array());
+        let msg = Message::SignResponse {
+            round,
+            block,
+            signature,
+        };
+        self.send(Recipient::Node(from), &msg);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Gather, AssembleBlock, SignBlock: the miner's side.
+
+    fn on_contribution(
+        &mut self,
+        from: VerifyKey,
+        round: u64,
+        parent: BlockHash,
+        contributor: Contributor,
+        transactions: Vec<Transaction>,
+        now: u64,
+    ) {
+        let gather_ms = self.genesis.timing.gather_ms;
+        let Some(m) = &self.mining else {
+            return self.drop_msg(from, DropReason::Unexpected);
+        };
+        if m.round != round || m.parent.hash != parent {
+            return self.drop_msg(from, DropReason::Stale);
+        }
+        if !matches!(m.phase, Phase::Gathering { .. } | Phase::Idle) {
+            return self.drop_msg(from, DropReason::Stale);
+        }
+        if contributor.key != from {
+            return self.drop_msg(from, DropReason::SenderMismatch);
+        }
+        if m.contributions.contains_key(&from) || m.excluded.contains(&from) {
+            return;
+        }
+        if transactions.iter().any(|t| *t.contributor() != from) {
+            return self.drop_msg(from, DropReason::ForeignTransaction);
+        }
+        let input =
+            election::ticket_input(&self.genesis.hash(), m.parent.height + 1, &m.parent.seed);
+        let ticket_ok = self
+            .genesis
+            .member(&from)
+            .is_some_and(|mb| mb.vrf.verify(&input, &contributor.ticket).is_ok());
+        if !ticket_ok {
+            return self.drop_msg(from, DropReason::BadTicket);
+        }
+        let parent_hash = m.parent.hash;
+        let Some(skip) = self.ancestor_ids(&parent_hash) else {
+            return self.drop_msg(from, DropReason::Stale);
+        };
+        let mut verifier = CachingVerifier {
+            cache: &self.verified,
+            inner: self.verifier.as_mut(),
+            fresh: Vec::new(),
+        };
+        let n = transactions.len();
+        let verdicts = verifier.verify_all(transactions);
+        let fresh = std::mem::take(&mut verifier.fresh);
+        if verdicts.len() != n {
+            return self.drop_msg(from, DropReason::BadTransaction(TxError::BadSignature));
+        }
+        let mut ok = Vec::with_capacity(n);
+        for v in verdicts {
+            match v {
+                Ok(v) => ok.push(v),
+                Err(e) => return self.drop_msg(from, DropReason::BadTransaction(e)),
+            }
+        }
+        for v in fresh {
+            self.verified.insert(v.id(), v);
+        }
+        let cap = self.genesis.max_block_txs as usize;
+        let Some(m) = &mut self.mining else { return };
+        let mut kept = Vec::new();
+        for v in ok {
+            let id = v.id();
+            if m.gathered.len() >= cap {
+                break;
+            }
+            if skip.contains(&id) || self.committed_ids.contains(&id) || !m.gathered.insert(id) {
+                continue;
+            }
+            kept.push(v.into_inner());
+        }
+        if kept.is_empty() {
+            return;
+        }
+        m.contributions.insert(from, (contributor, kept));
+        if matches!(m.phase, Phase::Idle) {
+            m.phase = Phase::Gathering {
+                deadline: now.saturating_add(gather_ms),
+            };
+        }
+    }
+
+    /// AssembleBlock at the end of the gather phase (or again after dropping silent
+    /// contributors).
+    fn assemble(&mut self, now: u64) {
+        let Some(parent_hash) = self.mining.as_ref().map(|m| m.parent.hash) else {
+            return;
+        };
+        let Some(skip) = self.ancestor_ids(&parent_hash) else {
+            self.mining = None;
+            return;
+        };
+        let must_propose = self.uncommitted_work(&parent_hash);
+        let chain = self.ancestor_chain(&parent_hash).unwrap_or_default();
+        let cap = self.genesis.max_block_txs as usize;
+        let Some(m) = &mut self.mining else { return };
+        // This node's own pending transactions.
+        let foreign: usize = m
+            .contributions
+            .iter()
+            .filter(|(k, _)| **k != self.me)
+            .map(|(_, (_, t))| t.len())
+            .sum();
+        let own: Vec<Transaction> = self
+            .mempool_order
+            .iter()
+            .filter(|id| {
+                !skip.contains(id) && !self.committed_ids.contains(id) && !m.gathered.contains(id)
+            })
+            .filter_map(|id| self.mempool.get(id))
+            .take(cap.saturating_sub(foreign))
+            .map(|v| (**v).clone())
+            .collect();
+        if !own.is_empty() {
+            for t in &own {
+                m.gathered.insert(t.id());
+            }
+            let entry = m
+                .contributions
+                .entry(self.me)
+                .or_insert_with(|| (m.ticket.clone(), Vec::new()));
+            entry.1.extend(own);
+        }
+        let total: usize = m.contributions.values().map(|(_, t)| t.len()).sum();
+        if total == 0 && !must_propose {
+            m.phase = Phase::Idle;
+            return;
+        }
+        let mut txs = Vec::with_capacity(total.min(cap));
+        let mut tickets = Vec::new();
+        for (c, t) in m.contributions.values() {
+            tickets.push(c.clone());
+            txs.extend(t.iter().cloned());
+        }
+        txs.truncate(cap);
+        // With the network key, leave out what the ledger rules would reject (a consent revoked
+        // since submission, a key release no consent permits), so one stale transaction cannot
+        // make every miner's block invalid.
+        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
+            let layers: Vec<&BlockEffects> =
+                chain.iter().filter_map(|h| self.effects.get(h)).collect();
+            let overlay = Overlay::new(ledger, layers);
+            let mut rules = rules_over(&overlay, &self.genesis, network);
+            let mut kept = Vec::with_capacity(txs.len());
+            for tx in txs {
+                let ok = match self
+                    .verified
+                    .get(&tx.id())
+                    .or_else(|| self.mempool.get(&tx.id()))
+                {
+                    Some(v) if v.signature() == tx.signature() => rules.check(v).is_ok(),
+                    _ => tx.clone().verify().is_ok_and(|v| rules.check(&v).is_ok()),
+                };
+                if ok {
+                    kept.push(tx);
+                } else {
+                    self.mempool.remove(&tx.id());
+                }
+            }
+            if rules.finish().is_err() {
+                // An emergency key release without its access log: hold back key releases
+                // until both come together.
+                kept.retain(|t| t.kind() != crate::tx::TxKind::KeyShared);
+            }
+            txs = kept;
+        }
+        let draft = match BlockDraft::assemble(
+            &self.genesis,
+            &m.parent,
+            m.round,
+            &self.identity,
+            &self.vrf,
+            now,
+            txs,
+            &tickets,
+            Vec::new(),
+            m.parent_qc.clone(),
+            m.tc.clone(),
+        ) {
+            Ok(d) => d,
+            Err(_) => {
+                m.phase = Phase::Done;
+                return;
+            }
+        };
+        let hash = draft.hash();
+        let me = self.me;
+        let others: BTreeSet<VerifyKey> = draft
+            .header()
+            .contributors
+            .iter()
+            .map(|c| c.key)
+            .filter(|k| *k != me)
+            .collect();
+        let mut sigs = Vec::new();
+        if draft.header().contributors.iter().any(|c| c.key == me) {
+            sigs.push((me, draft.sign_as_contributor(&self.identity)));
+        }
+        if others.is_empty() {
+            m.phase = Phase::Done;
+            return self.propose(draft, &sigs, now);
+        }
+        let leaves: Vec<[u8; 32]> = draft
+            .transactions()
+            .iter()
+            .map(|t| tx_leaf(&t.id(), t.signature()))
+            .collect();
+        let msg = Message::SignRequest {
+            round: m.round,
+            header: draft.header().clone(),
+            leaves,
+        };
+        m.phase = Phase::Signing {
+            draft,
+            hash,
+            waiting: others.clone(),
+            sigs,
+            deadline: now.saturating_add(self.sign_timeout_ms),
+        };
+        let bytes = msg.to_bytes();
+        for k in others {
+            self.outputs.push_back(Output::Send {
+                to: Recipient::Node(k),
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn on_sign_response(
+        &mut self,
+        from: VerifyKey,
+        round: u64,
+        block: BlockHash,
+        signature: Signature,
+        now: u64,
+    ) {
+        let Some(m) = &mut self.mining else {
+            return self.drop_msg(from, DropReason::Unexpected);
+        };
+        let Phase::Signing {
+            hash,
+            waiting,
+            sigs,
+            ..
+        } = &mut m.phase
+        else {
+            return self.drop_msg(from, DropReason::Stale);
+        };
+        if m.round != round || *hash != block || !waiting.contains(&from) {
+            return self.drop_msg(from, DropReason::Stale);
+        }
+        if from
+            .verify(domain::BLOCK_SIG, block.as_byte_array(), &signature)
+            .is_err()
+        {
+            return self.drop_msg(from, DropReason::BadContributorSignature);
+        }
+        waiting.remove(&from);
+        sigs.push((from, signature));
+        if waiting.is_empty() {
+            if let Phase::Signing { draft, sigs, .. } = std::mem::replace(&mut m.phase, Phase::Done)
+            {
+                self.propose(draft, &sigs, now);
+            }
+        }
+    }
+
+    /// Contributors that did not sign in time lose their transactions; the draft is assembled
+    /// again (a bounded number of times, then with this node's transactions only).
+    fn signatures_overdue(&mut self, now: u64) {
+        let max_retries = self.max_sign_retries;
+        let me = self.me;
+        let Some(m) = &mut self.mining else { return };
+        let Phase::Signing { waiting, .. } = &m.phase else {
+            return;
+        };
+        let silent: Vec<VerifyKey> = waiting.iter().copied().collect();
+        for k in silent {
+            m.excluded.insert(k);
+            if let Some((_, txs)) = m.contributions.remove(&k) {
+                for t in txs {
+                    m.gathered.remove(&t.id());
+                }
+            }
+        }
+        m.attempts += 1;
+        if m.attempts > max_retries {
+            let others: Vec<VerifyKey> = m
+                .contributions
+                .keys()
+                .copied()
+                .filter(|k| *k != me)
+                .collect();
+            for k in others {
+                m.excluded.insert(k);
+                if let Some((_, txs)) = m.contributions.remove(&k) {
+                    for t in txs {
+                        m.gathered.remove(&t.id());
+                    }
+                }
+            }
+        }
+        // The node's own transactions are picked up again by `assemble`.
+        if let Some((_, txs)) = m.contributions.remove(&me) {
+            for t in txs {
+                m.gathered.remove(&t.id());
+            }
+        }
+        m.phase = Phase::Gathering { deadline: now };
+        self.assemble(now);
+    }
+
+    fn propose(&mut self, draft: BlockDraft, sigs: &[(VerifyKey, Signature)], now: u64) {
+        let Ok(block) = draft.finish(&self.identity, sigs) else {
+            return;
+        };
+        let msg = Message::Proposal { block };
+        self.send(Recipient::All, &msg);
+        if let Message::Proposal { block } = msg {
+            let me = self.me;
+            self.accept_block(me, block, now, Via::Proposal);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Catch-up.
+
+    fn on_sync_request(&mut self, from: VerifyKey, from_height: u64) {
+        let start = from_height.max(1);
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        let mut h = start;
+        while h <= self.committed_tip.height && blocks.len() < MAX_SYNC_BLOCKS {
+            let Some(b) = usize::try_from(h - 1)
+                .ok()
+                .and_then(|i| self.committed.get(i))
+            else {
+                break;
+            };
+            let size = b.block().to_bytes().len();
+            if !blocks.is_empty() && bytes + size > MAX_SYNC_BYTES {
+                break;
+            }
+            bytes += size;
+            blocks.push(b.block().clone());
+            h += 1;
+        }
+        let complete = h > self.committed_tip.height;
+        let head_proof = if complete && !blocks.is_empty() {
+            self.head_proof.clone()
+        } else {
+            None
+        };
+        let mut pending = Vec::new();
+        if complete {
+            if let Some(c) = &self.high_qc {
+                let mut chain = Vec::new();
+                let mut hash = c.header.hash();
+                while let Some(b) = self.tree.get(&hash) {
+                    chain.push(b.block().clone());
+                    hash = b.header().prev;
+                    if chain.len() > MAX_SYNC_BLOCKS {
+                        break;
+                    }
+                }
+                if hash == self.committed_tip.hash {
+                    chain.reverse();
+                    chain.truncate(MAX_SYNC_BLOCKS - blocks.len());
+                    pending = chain;
+                }
+            }
+        }
+        let msg = Message::SyncResponse {
+            blocks,
+            head_proof,
+            pending,
+            high_qc: self.high_qc.clone(),
+        };
+        self.send(Recipient::Node(from), &msg);
+    }
+
+    fn on_sync_response(
+        &mut self,
+        from: VerifyKey,
+        blocks: Vec<Block>,
+        head_proof: Option<CommitProof>,
+        pending: Vec<Block>,
+        high_qc: Option<CertifiedHeader>,
+        now: u64,
+    ) {
+        let before = (self.committed_tip.height, self.tree.len());
+        let full = blocks.len() >= MAX_SYNC_BLOCKS;
+        let last = blocks.last().map(|b| (b.hash(), b.header.round));
+        for b in blocks.into_iter().chain(pending) {
+            if !self.accept_block(from, b, now, Via::Sync) {
+                break;
+            }
+        }
+        if let (Some(proof), Some((hash, round))) = (head_proof, last) {
+            if self.tree.contains_key(&hash) {
+                match proof.verify(&self.genesis, &hash, round) {
+                    Ok(()) => {
+                        let cert = CertifiedHeader {
+                            header: proof.child.clone(),
+                            qc: proof.child_qc.clone(),
+                        };
+                        self.commit_chain(hash, proof);
+                        self.record_qc(Some(from), cert, now);
+                    }
+                    Err(e) => self.drop_msg(from, DropReason::BadCommitProof(e)),
+                }
+            }
+        }
+        if let Some(c) = high_qc {
+            match self.check_cert(&c) {
+                Ok(()) => self.record_qc(Some(from), c, now),
+                Err(reason) => self.drop_msg(from, reason),
+            }
+        }
+        // Only a response that taught something lifts the rate limit (so that many responses
+        // to one broadcast request do not each set off another broadcast).
+        let progress = (self.committed_tip.height, self.tree.len()) != before;
+        if progress && full {
+            self.sync_until = None;
+            self.request_sync(Recipient::Node(from), now);
+        }
+        self.try_start_mining(now);
+    }
+}

@@ -1,0 +1,643 @@
+//! Unit tests of the node state machine, on a tiny in-process network with instant delivery.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::block::tests::log_tx;
+use crate::block::{tests::net, ChainTip, NoRules};
+use crate::chain::verify_chain;
+use crate::encoding::{Decode, Encode};
+use crate::hash::BlockHash;
+use crate::keys::{Identity, Signature, VerifyKey};
+use crate::tx::Transaction;
+use crate::vote::{InvalidReason, QuorumCertificate, Timeout, Vote, VoteError};
+
+struct Cluster {
+    nodes: Vec<Node>,
+    keys: Vec<VerifyKey>,
+    /// Nodes that neither send nor receive.
+    down: Vec<bool>,
+    queue: VecDeque<(usize, usize, Vec<u8>)>,
+    now: u64,
+    dropped: Vec<(usize, DropReason)>,
+    evidence: Vec<Evidence>,
+    committed: Vec<Vec<BlockHash>>,
+}
+
+fn ids_again() -> Vec<Identity> {
+    // `net()` builds its identities from a fixed seed: rebuild the same ones.
+    crate::genesis::tests::network(4, 2, 42).1
+}
+
+impl Cluster {
+    fn new() -> (Self, crate::block::tests::Net) {
+        let n = net();
+        let ids = ids_again();
+        let start = n.genesis.created_at_ms;
+        let nodes: Vec<Node> = ids
+            .into_iter()
+            .map(|id| Node::new(NodeConfig::new(n.genesis.clone(), id), start).unwrap())
+            .collect();
+        let keys = nodes.iter().map(Node::key).collect();
+        let len = nodes.len();
+        (
+            Self {
+                nodes,
+                keys,
+                down: vec![false; len],
+                queue: VecDeque::new(),
+                now: start,
+                dropped: Vec::new(),
+                evidence: Vec::new(),
+                committed: vec![Vec::new(); len],
+            },
+            n,
+        )
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].poll_output() {
+            match out {
+                Output::Send { to, bytes } => {
+                    if self.down[i] {
+                        continue;
+                    }
+                    for j in 0..self.nodes.len() {
+                        let hit = match to {
+                            Recipient::All => j != i,
+                            Recipient::Node(k) => self.keys[j] == k,
+                        };
+                        if hit {
+                            self.queue.push_back((i, j, bytes.clone()));
+                        }
+                    }
+                }
+                Output::Committed { block, proof } => {
+                    assert!(proof.child.height >= block.header().height);
+                    self.committed[i].push(block.hash());
+                }
+                Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
+                Output::Evidence(e) => self.evidence.push(e),
+            }
+        }
+    }
+
+    /// Delivers messages and fires timers until `done` holds or `limit_ms` of virtual time pass.
+    fn run(&mut self, limit_ms: u64, done: impl Fn(&Self) -> bool) -> bool {
+        let end = self.now + limit_ms;
+        loop {
+            for i in 0..self.nodes.len() {
+                self.drain(i);
+            }
+            if done(self) {
+                return true;
+            }
+            if let Some((from, to, bytes)) = self.queue.pop_front() {
+                if !self.down[to] {
+                    let key = self.keys[from];
+                    self.nodes[to].handle_message(key, &bytes, self.now);
+                    self.drain(to);
+                }
+                continue;
+            }
+            let next = (0..self.nodes.len())
+                .filter(|&i| !self.down[i])
+                .filter_map(|i| self.nodes[i].next_deadline())
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    for i in 0..self.nodes.len() {
+                        if !self.down[i] && self.nodes[i].next_deadline() <= Some(self.now) {
+                            self.nodes[i].handle_timeout(self.now);
+                        }
+                    }
+                }
+                _ => return done(self),
+            }
+        }
+    }
+
+    fn all_committed(&self, ids: &[crate::hash::TxId], who: &[usize]) -> bool {
+        who.iter()
+            .all(|&i| ids.iter().all(|id| self.nodes[i].is_committed(id)))
+    }
+
+    fn assert_agree(&self) {
+        for a in &self.committed {
+            for b in &self.committed {
+                for (x, y) in a.iter().zip(b) {
+                    assert_eq!(x, y, "two nodes committed different blocks at one height");
+                }
+            }
+        }
+    }
+}
+
+fn submit(
+    c: &mut Cluster,
+    n: &mut crate::block::tests::Net,
+    who: usize,
+    nonce: u64,
+) -> crate::hash::TxId {
+    let tx = log_tx(n, who, nonce);
+    let now = c.now;
+    c.nodes[who].submit(tx, now).unwrap()
+}
+
+#[test]
+fn happy_path_commits_everywhere_and_verifies() {
+    let (mut c, mut n) = Cluster::new();
+    let ids: Vec<_> = (0..6)
+        .map(|i| submit(&mut c, &mut n, i, 100 + i as u64))
+        .collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3, 4, 5])));
+    c.assert_agree();
+    for node in &c.nodes {
+        assert_eq!(node.mempool_len(), 0);
+    }
+    let node = &c.nodes[4];
+    let blocks: Vec<_> = node
+        .committed_blocks()
+        .iter()
+        .map(|b| Ok::<_, std::convert::Infallible>(b.block().clone()))
+        .collect();
+    let summary =
+        verify_chain(&n.genesis, blocks, node.head_proof(), &mut NoRules, |_| {}).unwrap();
+    assert_eq!(summary.transactions, 6);
+    assert!(summary.head_proven);
+    // Contributors signed: every transaction's node is listed.
+    let contributors: usize = node
+        .committed_blocks()
+        .iter()
+        .map(|b| b.header().contributors.len())
+        .sum();
+    assert!(contributors >= 6);
+    assert!(c.dropped.is_empty(), "{:?}", c.dropped);
+}
+
+#[test]
+fn silent_miner_is_replaced_by_the_next_ranked() {
+    let (mut c, mut n) = Cluster::new();
+    // The first-ranked miner of round 1 never speaks.
+    let tip = ChainTip::genesis(&n.genesis);
+    let m = crate::block::tests::miner_for(&n, &tip, 0);
+    c.down[m] = true;
+    let who: Vec<usize> = (0..6).filter(|&i| i != m).collect();
+    let ids: Vec<_> = who
+        .iter()
+        .map(|&i| submit(&mut c, &mut n, i, 200 + i as u64))
+        .collect();
+    assert!(c.run(120_000, |c| c.all_committed(&ids, &who)));
+    c.assert_agree();
+    let first = &c.nodes[who[0]].committed_blocks()[0];
+    assert!(first.header().round >= 2, "round 1 had a silent miner");
+    assert!(first.header().timeout_cert.is_some());
+    assert_ne!(first.header().miner, c.keys[m]);
+}
+
+#[test]
+fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
+    let (mut c, mut n) = Cluster::new();
+    c.down[5] = true; // a non-validator member is away
+    let ids: Vec<_> = (0..4)
+        .map(|i| submit(&mut c, &mut n, i, 300 + i as u64))
+        .collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    assert_eq!(c.nodes[5].committed_height(), 0);
+    c.down[5] = false;
+    // New work brings it news; it syncs and validates what it missed.
+    let more = vec![submit(&mut c, &mut n, 1, 400)];
+    let all: Vec<_> = ids.iter().chain(&more).copied().collect();
+    assert!(c.run(60_000, |c| c.all_committed(&all, &[0, 1, 2, 3, 5])));
+    c.assert_agree();
+
+    // Restart validator 2 from its committed blocks and safety state.
+    let blocks: Vec<_> = c.nodes[2]
+        .committed_blocks()
+        .iter()
+        .map(|b| b.block().clone())
+        .collect();
+    let proof = c.nodes[2].head_proof().cloned();
+    let safety = c.nodes[2].safety_state();
+    let id = ids_again().swap_remove(2);
+    let restored = Node::restore(
+        NodeConfig::new(n.genesis.clone(), id),
+        blocks.clone(),
+        proof.clone(),
+        safety.clone(),
+        c.now,
+    )
+    .unwrap();
+    assert_eq!(restored.committed_height(), c.nodes[2].committed_height());
+    assert!(restored.current_round() > restored.high_qc_round());
+    c.nodes[2] = restored;
+    c.committed[2].clear();
+    let extra = vec![
+        submit(&mut c, &mut n, 0, 500),
+        submit(&mut c, &mut n, 2, 501),
+    ];
+    assert!(c.run(60_000, |c| c.all_committed(&extra, &[0, 1, 2, 3])));
+
+    // A tampered store is refused.
+    let mut bad = blocks;
+    bad[0].header.timestamp_ms += 1;
+    let id = ids_again().swap_remove(2);
+    let err = Node::restore(
+        NodeConfig::new(n.genesis.clone(), id),
+        bad,
+        proof,
+        safety,
+        0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RestoreError::InvalidBlock { height: 1, .. }),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("stored block at height 1 is invalid: invalid block:"));
+}
+
+#[test]
+fn hostile_messages_are_dropped_with_a_reason() {
+    let (mut c, mut n) = Cluster::new();
+    let ids: Vec<_> = (0..4)
+        .map(|i| submit(&mut c, &mut n, i, 600 + i as u64))
+        .collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    let node = &mut c.nodes[0];
+    let head = node.committed_head();
+    let height = node.committed_height();
+    let from = c.keys[1];
+    let outsider = Identity::generate(&mut n.rng);
+    let mut reasons = Vec::new();
+    let mut feed = |node: &mut Node, from: VerifyKey, bytes: &[u8]| {
+        node.handle_message(from, bytes, 0);
+        while let Some(o) = node.poll_output() {
+            if let Output::Dropped { reason, .. } = o {
+                reasons.push(reason);
+            }
+        }
+    };
+    feed(node, from, b"");
+    feed(node, from, &[1, 99]);
+    feed(node, from, &[2, 0]);
+    feed(
+        node,
+        outsider.verify_key(),
+        &Message::SyncRequest { from_height: 1 }.to_bytes(),
+    );
+    // A forged vote (bad signature) and a vote by an untrusted key.
+    let mut forged = Vote::cast(&outsider, head, head, Ok(()), 1);
+    forged.node_pubkey = c.keys[2];
+    feed(node, from, &Message::Vote { vote: forged }.to_bytes());
+    let untrusted = Vote::cast(&outsider, head, head, Ok(()), 1);
+    feed(node, from, &Message::Vote { vote: untrusted }.to_bytes());
+    // A timeout claiming a certificate it does not carry.
+    let t = Timeout::sign(&ids_again()[1], 1_000, 999);
+    feed(
+        node,
+        from,
+        &Message::Timeout {
+            timeout: t,
+            high_qc: None,
+            last_tc: None,
+        }
+        .to_bytes(),
+    );
+    // A proposal from a non-elected miner.
+    let tip = node.block_tip(&head).unwrap();
+    let draft = crate::block::BlockDraft::assemble(
+        &n.genesis,
+        &tip,
+        tip.round + 1,
+        &outsider,
+        &crate::election::VrfSecret::derive(&outsider).unwrap(),
+        tip.timestamp_ms,
+        vec![],
+        &[],
+        vec![],
+        QuorumCertificate::empty(),
+        None,
+    )
+    .unwrap();
+    let block = draft.finish(&outsider, &[]).unwrap();
+    feed(node, from, &Message::Proposal { block }.to_bytes());
+    // A contribution to a node that is not mining.
+    feed(
+        node,
+        from,
+        &Message::SignResponse {
+            round: 1,
+            block: head,
+            signature: Signature::from_byte_array([0; 64]),
+        }
+        .to_bytes(),
+    );
+    assert!(matches!(reasons[0], DropReason::Malformed(_)));
+    assert!(matches!(reasons[1], DropReason::Malformed(_)));
+    assert!(matches!(reasons[2], DropReason::Malformed(_)));
+    assert_eq!(reasons[3], DropReason::UnknownSender);
+    assert!(matches!(
+        reasons[4],
+        DropReason::BadVote(VoteError::BadSignature(_))
+    ));
+    assert!(matches!(
+        reasons[5],
+        DropReason::BadVote(VoteError::UntrustedVoter(_))
+    ));
+    assert!(matches!(reasons[6], DropReason::BadCertificate(_)));
+    assert!(matches!(
+        reasons[7],
+        DropReason::InvalidBlock(InvalidReason::BadParentCertificate | InvalidReason::WrongMiner)
+    ));
+    assert!(matches!(
+        reasons[8],
+        DropReason::Unexpected | DropReason::Stale
+    ));
+    assert_eq!(reasons.len(), 9);
+    assert_eq!(node.committed_head(), head);
+    assert_eq!(node.committed_height(), height);
+    assert_eq!(
+        reasons[3].to_string(),
+        "the sender is not a member of the network"
+    );
+    assert!(reasons[0]
+        .to_string()
+        .starts_with("malformed message: input ended early"));
+}
+
+#[test]
+fn random_bytes_never_panic_or_change_commits() {
+    let (mut c, mut n) = Cluster::new();
+    let ids: Vec<_> = (0..2)
+        .map(|i| submit(&mut c, &mut n, i, 700 + i as u64))
+        .collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    let valid = Message::SyncRequest { from_height: 1 }.to_bytes();
+    let mut rng_state = 7u64;
+    let mut next = || {
+        rng_state = rng_state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng_state >> 33) as u8
+    };
+    let node = &mut c.nodes[3];
+    let head = node.committed_head();
+    for len in 0..400usize {
+        let mut bytes: Vec<u8> = (0..len).map(|_| next()).collect();
+        if len % 3 == 0 && !bytes.is_empty() {
+            bytes[0] = 1; // right version, random tag and body
+            if bytes.len() > 1 {
+                bytes[1] %= 9;
+            }
+        }
+        node.handle_message(c.keys[0], &bytes, 1);
+        while node.poll_output().is_some() {}
+    }
+    node.handle_message(c.keys[0], &valid, 1);
+    assert_eq!(node.committed_head(), head);
+}
+
+#[test]
+fn conflicting_votes_yield_evidence() {
+    let (mut c, mut n) = Cluster::new();
+    let ids: Vec<_> = (0..1).map(|i| submit(&mut c, &mut n, i, 800)).collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    // Two valid blocks for the same slot above node 0's head, voted for by validator 1.
+    let node = &mut c.nodes[0];
+    let tip = node.block_tip(&node.committed_head()).unwrap();
+    let _ = tip;
+    // Build on the node's highest certified block, in its current round.
+    let ids6 = ids_again();
+    let mut made = Vec::new();
+    let round = node.current_round();
+    let cert_tip = {
+        // The highest certified block is in the node's tree (or is its head).
+        let h = node.high_qc.clone().unwrap();
+        node.block_tip(&h.header.hash()).map(|t| (t, h))
+    };
+    let (ptip, cert) = cert_tip.unwrap();
+    for ts in [1u64, 2] {
+        let attempt = round - ptip.round - 1;
+        let v = crate::election::elected(&ptip.seed, n.genesis.validators(), attempt).unwrap();
+        let key = n.genesis.validators()[v];
+        let m = ids6.iter().position(|i| i.verify_key() == key).unwrap();
+        let tc = node.last_tc.clone().filter(|_| attempt > 0);
+        let draft = crate::block::BlockDraft::assemble(
+            &n.genesis,
+            &ptip,
+            round,
+            &ids6[m],
+            &crate::election::VrfSecret::derive(&ids6[m]).unwrap(),
+            ptip.timestamp_ms + ts,
+            vec![],
+            &[],
+            vec![],
+            cert.qc.clone(),
+            tc,
+        )
+        .unwrap();
+        made.push(draft.finish(&ids6[m], &[]).unwrap());
+    }
+    let from = c.keys[1];
+    for b in &made {
+        node.handle_message(
+            from,
+            &Message::Proposal { block: b.clone() }.to_bytes(),
+            c.now,
+        );
+        let vote = Vote::cast(&ids6[1], b.header.prev, b.hash(), Ok(()), 5);
+        node.handle_message(from, &Message::Vote { vote }.to_bytes(), c.now);
+    }
+    let mut got_votes = false;
+    let mut got_proposals = false;
+    while let Some(o) = node.poll_output() {
+        match o {
+            Output::Evidence(Evidence::Votes(ev)) => {
+                assert_eq!(ev.verify(&n.genesis).unwrap(), c.keys[1]);
+                got_votes = true;
+            }
+            Output::Evidence(Evidence::Proposals(ev)) => {
+                ev.verify(&n.genesis).unwrap();
+                got_proposals = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(got_votes, "no vote equivocation evidence");
+    assert!(got_proposals, "no proposal equivocation evidence");
+}
+
+#[test]
+fn submit_checks_and_messages() {
+    let (mut c, mut n) = Cluster::new();
+    let tx = log_tx(&mut n, 0, 1);
+    let mut raw = tx.to_bytes();
+    let r_byte = raw.len() - 60; // inside the signature's R
+    raw[r_byte] ^= 1;
+    let forged = Transaction::from_bytes(&raw).unwrap();
+    assert_eq!(
+        c.nodes[0].submit(forged.clone(), 0),
+        Err(SubmitError::BadSignature)
+    );
+    let id = c.nodes[0].submit(tx.clone(), 0).unwrap();
+    // Same id, other signature: the pending one wins.
+    assert_eq!(
+        c.nodes[0].submit(forged, 0),
+        Err(SubmitError::Duplicate(id))
+    );
+    assert_eq!(
+        c.nodes[0].submit(tx.clone(), 0),
+        Err(SubmitError::Duplicate(id))
+    );
+    assert_eq!(
+        c.nodes[1].submit(tx.clone(), 0),
+        Err(SubmitError::ForeignContributor(c.keys[0]))
+    );
+    assert_eq!(c.nodes[0].mempool_len(), 1);
+    // With the network key the body must open.
+    let ids = ids_again();
+    let mut cfg = NodeConfig::new(n.genesis.clone(), ids.into_iter().next().unwrap());
+    cfg.network = Some(crate::seal::NetworkKey::generate(&mut n.rng));
+    let mut strict = Node::new(cfg, 0).unwrap();
+    assert!(matches!(
+        strict.submit(tx.clone(), 0),
+        Err(SubmitError::BadBody(_))
+    ));
+    assert!(c.run(60_000, |c| c.nodes[0].is_committed(&id)));
+    assert_eq!(
+        c.nodes[0].submit(tx, 0),
+        Err(SubmitError::AlreadyCommitted(id))
+    );
+    assert_eq!(
+        SubmitError::BadSignature.to_string(),
+        "transaction signature does not verify"
+    );
+    assert_eq!(
+        SubmitError::MempoolFull(3).to_string(),
+        "the mempool is full (3 transactions)"
+    );
+    let outsider = Identity::generate(&mut n.rng);
+    let err = Node::new(NodeConfig::new(n.genesis.clone(), outsider), 0).unwrap_err();
+    assert_eq!(err, NodeError::NotAMember);
+    assert_eq!(
+        err.to_string(),
+        "this identity is not a member of the network"
+    );
+    assert_eq!(DropReason::Stale.to_string(), "the message is stale");
+    assert_eq!(
+        DropReason::InvalidBlock(InvalidReason::WrongMiner).to_string(),
+        "invalid block: the miner was not elected for this round (code 7)"
+    );
+    assert_eq!(
+        DropReason::BadDraft("x").to_string(),
+        "the draft to sign is not acceptable: x"
+    );
+}
+
+#[test]
+fn messages_round_trip_and_reject_bad_framing() {
+    let (c, mut n) = Cluster::new();
+    let tx = log_tx(&mut n, 0, 1);
+    let ids = ids_again();
+    let h = BlockHash::from_byte_array([7; 32]);
+    let tip = ChainTip::genesis(&n.genesis);
+    let ticket = crate::block::contributor_ticket(
+        &n.genesis,
+        &tip,
+        &ids[0],
+        &crate::election::VrfSecret::derive(&ids[0]).unwrap(),
+    );
+    let block = crate::block::tests::build(
+        &mut n,
+        &tip,
+        1,
+        vec![tx.clone()],
+        QuorumCertificate::empty(),
+    );
+    let msgs = vec![
+        Message::GatherRequest {
+            round: 3,
+            parent: h,
+        },
+        Message::Contribution {
+            round: 3,
+            parent: h,
+            contributor: ticket,
+            transactions: vec![tx],
+        },
+        Message::SignRequest {
+            round: 3,
+            header: block.header.clone(),
+            leaves: vec![[1; 32]],
+        },
+        Message::SignResponse {
+            round: 3,
+            block: h,
+            signature: Signature::from_byte_array([2; 64]),
+        },
+        Message::Proposal {
+            block: block.clone(),
+        },
+        Message::Vote {
+            vote: Vote::cast(&ids[0], h, h, Err(InvalidReason::BadRound), 9),
+        },
+        Message::Timeout {
+            timeout: Timeout::sign(&ids[0], 4, 1),
+            high_qc: Some(CertifiedHeader {
+                header: block.header.clone(),
+                qc: QuorumCertificate::empty(),
+            }),
+            last_tc: None,
+        },
+        Message::SyncRequest { from_height: 5 },
+        Message::SyncResponse {
+            blocks: vec![block],
+            head_proof: None,
+            pending: vec![],
+            high_qc: None,
+        },
+    ];
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(usize::from(m.tag()), i);
+        assert!(!m.name().is_empty());
+        let bytes = m.to_bytes();
+        assert_eq!(&Message::from_bytes(&bytes).unwrap(), m);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(Message::from_bytes(&trailing).is_err());
+        let mut version = bytes.clone();
+        version[0] = 2;
+        assert!(Message::from_bytes(&version).is_err());
+    }
+    assert!(Message::from_bytes(&[1, 9]).is_err());
+    let _ = c;
+}
+
+#[test]
+fn a_faulty_verifier_cannot_smuggle_a_transaction() {
+    struct Liar(Option<crate::tx::VerifiedTx>);
+    impl TxVerifier for Liar {
+        fn verify_all(
+            &mut self,
+            txs: Vec<Transaction>,
+        ) -> Vec<Result<crate::tx::VerifiedTx, crate::tx::TxError>> {
+            // Answers with a verified transaction, whatever it was asked.
+            txs.iter().map(|_| Ok(self.0.clone().unwrap())).collect()
+        }
+    }
+    let mut n = net();
+    let tip = ChainTip::genesis(&n.genesis);
+    let good = log_tx(&mut n, 0, 1);
+    let other = log_tx(&mut n, 1, 2);
+    let block =
+        crate::block::tests::build(&mut n, &tip, 1, vec![other], QuorumCertificate::empty());
+    let mut liar = Liar(Some(good.verify().unwrap()));
+    let err = block
+        .validate_with(&n.genesis, &tip, &mut NoRules, &mut liar)
+        .unwrap_err();
+    assert_eq!(err.reason, InvalidReason::BadTransaction);
+}

@@ -1,0 +1,189 @@
+//! Helpers shared by the store tests.
+#![allow(dead_code, missing_docs)]
+
+use medchain_core::access::{record_class, release_key};
+use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+use medchain_core::hash::domain;
+use medchain_core::keys::Identity;
+use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::testkit::TestNet;
+use medchain_core::tx::{PatientSignature, Transaction, TxBody};
+use medchain_store::{Ledger, PersistentStore};
+
+/// A second handle on the test network's key (it is not `Clone`): wrap it to a node and
+/// unwrap it again.
+pub fn network_key(net: &mut TestNet) -> NetworkKey {
+    let node = &net.nodes[0];
+    let env = net
+        .network
+        .wrap_for(&node.public(), &mut net.rng)
+        .expect("wrap");
+    NetworkKey::unwrap_from(&env, node).expect("unwrap")
+}
+
+pub fn observation(note: &str) -> Vec<u8> {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","effectiveDateTime":"2026-10-01","subject":{{"display":"Jane Quixote-Marlowe"}},"code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}}]}},"valueQuantity":{{"value":6.1,"unit":"%"}},"note":[{{"text":"{note}"}}]}}"#
+    )
+    .into_bytes()
+}
+
+pub struct Story {
+    pub net: TestNet,
+    pub patient: Identity,
+    pub doctor: Identity,
+}
+
+pub fn story(seed: u64) -> Story {
+    let mut net = TestNet::new(seed, 4, 2);
+    let patient = Identity::generate(&mut net.rng);
+    let doctor = Identity::generate(&mut net.rng);
+    Story {
+        net,
+        patient,
+        doctor,
+    }
+}
+
+pub fn record_tx(
+    net: &mut TestNet,
+    patient: &Identity,
+    payload: &[u8],
+) -> (SealedRecord, Transaction) {
+    let holder = net.nodes[4].public();
+    let sealed = seal_record(payload, &patient.public(), &[holder], &mut net.rng).expect("seal");
+    let class = record_class(payload).expect("class");
+    let tx = net.tx(4, &TxBody::record_added(sealed.clone(), class), vec![]);
+    (sealed, tx)
+}
+
+pub fn consent_for(patient: &Identity, doctor: &Identity, now_ms: u64) -> Consent {
+    Consent {
+        patient: patient.public(),
+        issued_ms: now_ms,
+        summary: "Dr. may read".into(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit()
+            .actor(Actor::Party(doctor.verify_key()))
+            .action(Action::Read)
+            .purpose(Purpose::Treat)],
+    }
+}
+
+/// Appends a block of `txs` built over the ledger's state.
+pub fn commit<S: PersistentStore>(
+    ledger: &mut Ledger<S>,
+    net: &mut TestNet,
+    txs: Vec<Transaction>,
+) -> u64 {
+    let (b, _e, p) = net.next_block(ledger.store(), txs).expect("next block");
+    ledger
+        .append_committed(b.into_block(), &p)
+        .expect("append")
+        .header()
+        .height
+}
+
+/// A small chain through the Ledger: a record, a consent, a key release with its access log,
+/// and an empty block. Returns the record.
+pub fn small_chain<S: PersistentStore>(
+    ledger: &mut Ledger<S>,
+    s: &mut Story,
+    note: &str,
+) -> SealedRecord {
+    let (sealed, rec) = record_tx(&mut s.net, &s.patient, &observation(note));
+    let consent = consent_for(&s.patient, &s.doctor, s.net.now_ms);
+    let grant = s
+        .net
+        .tx(5, &consent.grant_body(&s.patient).expect("grant"), vec![]);
+    commit(ledger, &mut s.net, vec![rec, grant]);
+    let consents = ledger
+        .consents_of(&s.patient.verify_key())
+        .expect("consents");
+    let release = release_key(
+        &s.net.nodes[4],
+        &sealed,
+        &s.doctor.public(),
+        None,
+        Purpose::Treat,
+        false,
+        &consents,
+        s.net.now_ms,
+        ledger.height() + 1,
+        &mut s.net.rng,
+    )
+    .expect("release");
+    let ks = s.net.tx(4, &release.key_shared, vec![]);
+    let log = s.net.tx(4, &release.access_logged, vec![]);
+    commit(ledger, &mut s.net, vec![ks, log]);
+    commit(ledger, &mut s.net, vec![]);
+    sealed
+}
+
+pub fn erase_tx(net: &mut TestNet, patient: &Identity, sealed: &SealedRecord) -> Transaction {
+    let body = TxBody::RecordErased {
+        record_id: sealed.record_id(),
+        patient: PatientSignature::sign(
+            patient,
+            domain::ERASURE_SIG,
+            sealed.record_id().as_byte_array(),
+        ),
+    };
+    net.tx(4, &body, vec![])
+}
+
+/// The PostgreSQL URL from `MEDCHAIN_PG_URL`. Unset: fails loudly under CI, otherwise prints
+/// a notice and returns `None` (the caller skips).
+pub fn pg_url(test: &str) -> Option<String> {
+    match std::env::var("MEDCHAIN_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!("{test}: MEDCHAIN_PG_URL is not set under CI; run it through scripts/with-postgres.sh");
+            }
+            eprintln!(
+                "NOTICE: {test} skipped: MEDCHAIN_PG_URL is not set (use scripts/with-postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// A schema name no other test uses.
+pub fn unique_schema(prefix: &str) -> String {
+    use rand_core::RngCore;
+    format!(
+        "{prefix}_{}_{:08x}",
+        std::process::id(),
+        rand_core::OsRng.next_u32()
+    )
+}
+
+/// Markers that must never appear in clear in a store.
+pub const MARKERS: &[&str] = &[
+    "MARKER-7f3a9c",
+    "Jane Quixote-Marlowe",
+    "4548-4",
+    "Hemoglobin A1c",
+    "Observation",
+    "loinc.org",
+    "Dr. may read",
+];
+
+/// Panics if any marker occurs in `bytes`, as text or as lowercase hex.
+pub fn assert_no_markers(what: &str, bytes: &[u8]) {
+    for m in MARKERS {
+        let hex = hex_lower(m.as_bytes());
+        for (form, needle) in [("text", m.as_bytes().to_vec()), ("hex", hex.into_bytes())] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what}: the marker {m:?} appears in clear ({form})"
+            );
+        }
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

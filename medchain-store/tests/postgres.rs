@@ -1,0 +1,112 @@
+//! PostgreSQL store against a real server (`scripts/with-postgres.sh` sets MEDCHAIN_PG_URL).
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use common::*;
+use medchain_core::ledger::AuditKind;
+use medchain_core::seal::NetworkKey;
+use medchain_core::store::LedgerStore;
+use medchain_store::{Ledger, PostgresStore, StoreError};
+use rand_core::OsRng;
+
+#[test]
+fn postgres_store_passes_the_conformance_suite() {
+    let Some(url) = pg_url("postgres_store_passes_the_conformance_suite") else {
+        return;
+    };
+    let mut schemas = Vec::new();
+    medchain_core::store::conformance::run_all(|| {
+        let schema = unique_schema("conf");
+        schemas.push(schema.clone());
+        PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut OsRng)).expect("create")
+    });
+    assert_eq!(schemas.len(), 4);
+}
+
+#[test]
+fn postgres_ledger_reopens_verifies_and_refuses_tampering() {
+    let Some(url) = pg_url("postgres_ledger_reopens_verifies_and_refuses_tampering") else {
+        return;
+    };
+    let schema = unique_schema("ledger");
+    let mut s = story(21);
+    let key = network_key(&mut s.net);
+    let sealed = {
+        let store = PostgresStore::create(&url, &schema, &key).expect("create");
+        let mut ledger = Ledger::with_store(store, Some(&s.net.genesis), key).expect("ledger");
+        let sealed = small_chain(&mut ledger, &mut s, "pg");
+        let erase = erase_tx(&mut s.net, &s.patient, &sealed);
+        commit(&mut ledger, &mut s.net, vec![erase]);
+        sealed
+    };
+    let store = PostgresStore::open(&url, &schema, &network_key(&mut s.net)).expect("open");
+    let ledger = Ledger::with_store(store, None, network_key(&mut s.net)).expect("ledger");
+    assert_eq!(ledger.height(), 4);
+    let rec = ledger
+        .get_record(&sealed.record_id())
+        .expect("get")
+        .expect("record");
+    assert!(rec.entry.erased && rec.sealed.is_none());
+    assert!(ledger
+        .store()
+        .block(1)
+        .expect("b1")
+        .expect("b1")
+        .transactions[0]
+        .is_pruned());
+    let kinds: Vec<_> = ledger
+        .audit_of_patient(&s.patient.verify_key())
+        .expect("audit")
+        .iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [AuditKind::KeyShared, AuditKind::Accessed, AuditKind::Erased]
+    );
+    let summary = ledger.verify(|_| {}).expect("verify");
+    assert_eq!(summary.blocks, 4);
+    drop(ledger);
+
+    // Wrong key, missing schema, a schema that is not a store.
+    let err = PostgresStore::open(&url, &schema, &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    assert!(matches!(err, StoreError::WrongKey), "{err}");
+    let err =
+        PostgresStore::open(&url, "no_such_schema_xyz", &network_key(&mut s.net)).unwrap_err();
+    assert_eq!(err.to_string(), "no store at schema no_such_schema_xyz");
+    let err = PostgresStore::open(&url, "public", &network_key(&mut s.net)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "not a medchain store: the schema holds no medchain store"
+    );
+    let err = PostgresStore::open(&url, "Bad;Name", &network_key(&mut s.net)).unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore(_)), "{err}");
+
+    // A tampered head is refused.
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    c.batch_execute(&format!(
+        "UPDATE {schema}.blocks SET timestamp_ms = timestamp_ms + 1 WHERE height = 4"
+    ))
+    .expect("tamper");
+    let err = PostgresStore::open(&url, &schema, &network_key(&mut s.net)).unwrap_err();
+    assert!(matches!(err, StoreError::HeadInvalid(_)), "{err}");
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .expect("drop");
+}
+
+#[test]
+fn postgres_create_refuses_an_existing_schema() {
+    let Some(url) = pg_url("postgres_create_refuses_an_existing_schema") else {
+        return;
+    };
+    let schema = unique_schema("dup");
+    let k = NetworkKey::generate(&mut OsRng);
+    let a = PostgresStore::create(&url, &schema, &k).expect("create");
+    let err = PostgresStore::create(&url, &schema, &k).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("a store already exists at schema {schema}")
+    );
+    a.drop_schema().expect("drop");
+}

@@ -1,0 +1,339 @@
+//! SQLite store: conformance, open checks on foreign and corrupt files, the Ledger API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use medchain_core::ledger::AuditKind;
+use medchain_core::seal::NetworkKey;
+use medchain_core::store::LedgerStore;
+use medchain_store::{Ledger, LedgerError, SqliteStore, StoreError};
+use rand_core::{OsRng, RngCore};
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn bytes_of(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+#[test]
+fn sqlite_store_passes_the_conformance_suite() {
+    let dir = tmp();
+    let mut n = 0;
+    medchain_core::store::conformance::run_all(|| {
+        n += 1;
+        SqliteStore::create(
+            dir.path().join(format!("c{n}.db")),
+            &NetworkKey::generate(&mut OsRng),
+        )
+        .expect("create")
+    });
+}
+
+#[test]
+fn a_store_reopens_with_its_state_and_refuses_another_key() {
+    let dir = tmp();
+    let path = dir.path().join("l.db");
+    let mut s = story(11);
+    let key = network_key(&mut s.net);
+    let sealed = {
+        let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+        small_chain(&mut ledger, &mut s, "hello")
+    };
+    let ledger = Ledger::open_sqlite(&path, network_key(&mut s.net)).expect("reopen");
+    assert_eq!(ledger.height(), 3);
+    assert_eq!(ledger.tip(), s.net.tip());
+    let rec = ledger
+        .get_record(&sealed.record_id())
+        .expect("get")
+        .expect("record");
+    assert_eq!(rec.sealed.as_ref(), Some(&sealed));
+    assert_eq!(
+        rec.sealed
+            .expect("sealed")
+            .open(&s.patient)
+            .expect("open")
+            .payload(),
+        &observation("hello")[..]
+    );
+    let trail = ledger
+        .audit_of_patient(&s.patient.verify_key())
+        .expect("audit");
+    assert_eq!(
+        trail.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AuditKind::KeyShared, AuditKind::Accessed]
+    );
+    let events = ledger
+        .audit_events_of_record(&sealed.record_id())
+        .expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["resourceType"], "AuditEvent");
+    assert_eq!(
+        ledger
+            .consents_of(&s.patient.verify_key())
+            .expect("consents")
+            .len(),
+        1
+    );
+    let mut seen = Vec::new();
+    let summary = ledger.verify(|p| seen.push(p.height)).expect("verify");
+    assert_eq!(seen, [1, 2, 3]);
+    assert!(summary.head_proven);
+    assert_eq!(ledger.blocks_from(2).count(), 2);
+    drop(ledger);
+
+    let other = NetworkKey::generate(&mut OsRng);
+    let err = SqliteStore::open(&path, &other).unwrap_err();
+    assert!(matches!(err, StoreError::WrongKey), "{err}");
+    assert_eq!(err.to_string(), "the network key does not open this store");
+}
+
+#[test]
+fn the_ledger_rejects_invalid_blocks_and_keeps_the_store_unchanged() {
+    let dir = tmp();
+    let mut s = story(12);
+    let key = network_key(&mut s.net);
+    let mut ledger =
+        Ledger::create_sqlite(dir.path().join("l.db"), &s.net.genesis, key).expect("create");
+    let (_, rec) = record_tx(&mut s.net, &s.patient, &observation("x"));
+    commit(&mut ledger, &mut s.net, vec![rec.clone()]);
+    // The same transaction again, in a block built over an empty state (where it is valid):
+    // over the stored state it is a replay.
+    let (b, _e, p) = s
+        .net
+        .next_block(&medchain_core::ledger::LedgerState::new(), vec![rec])
+        .expect("block");
+    let err = ledger.append_committed(b.into_block(), &p).unwrap_err();
+    assert!(matches!(err, LedgerError::InvalidBlock(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the block is rejected: invalid block: "),
+        "{err}"
+    );
+    assert_eq!(ledger.height(), 1);
+    assert_eq!(medchain_core::ledger::StateView::height(ledger.store()), 1);
+    assert_eq!(
+        ledger
+            .store()
+            .head()
+            .expect("head")
+            .expect("head")
+            .tip
+            .height,
+        1
+    );
+    // A wrong network key is refused before anything is created.
+    let err = Ledger::create_sqlite(
+        dir.path().join("m.db"),
+        &s.net.genesis,
+        NetworkKey::generate(&mut OsRng),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the network key is not the one this chain's genesis names"
+    );
+    assert!(!dir.path().join("m.db").exists());
+}
+
+#[test]
+fn erasure_through_the_ledger_prunes_and_the_chain_still_verifies() {
+    let dir = tmp();
+    let path = dir.path().join("l.db");
+    let mut s = story(13);
+    let key = network_key(&mut s.net);
+    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+    let sealed = small_chain(&mut ledger, &mut s, "to be erased");
+    let erase = erase_tx(&mut s.net, &s.patient, &sealed);
+    commit(&mut ledger, &mut s.net, vec![erase]);
+    let rec = ledger
+        .get_record(&sealed.record_id())
+        .expect("get")
+        .expect("tombstone");
+    assert!(rec.entry.erased);
+    assert!(rec.sealed.is_none(), "the sealed record is still stored");
+    let b1 = ledger.store().block(1).expect("read").expect("block 1");
+    assert!(b1.transactions[0].is_pruned());
+    let b2 = ledger.store().block(2).expect("read").expect("block 2");
+    assert!(
+        b2.transactions[0].is_pruned(),
+        "the key release is not pruned"
+    );
+    ledger.verify(|_| {}).expect("verifies after erasure");
+    let kinds: Vec<_> = ledger
+        .audit_of_record(&sealed.record_id())
+        .expect("audit")
+        .iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [AuditKind::KeyShared, AuditKind::Accessed, AuditKind::Erased]
+    );
+    drop(ledger);
+    Ledger::open_sqlite(&path, network_key(&mut s.net)).expect("reopens after erasure");
+}
+
+fn built_store(dir: &Path, seed: u64) -> (PathBuf, Story) {
+    let path = dir.join(format!("s{seed}.db"));
+    let mut s = story(seed);
+    let key = network_key(&mut s.net);
+    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+    small_chain(&mut ledger, &mut s, "n");
+    drop(ledger);
+    (path, s)
+}
+
+fn open_err(path: &Path, s: &mut Story) -> StoreError {
+    let before = bytes_of(path);
+    let err = SqliteStore::open(path, &network_key(&mut s.net)).unwrap_err();
+    assert_eq!(bytes_of(path), before, "a refused file was modified");
+    err
+}
+
+#[test]
+fn open_refuses_foreign_files_without_touching_them() {
+    let dir = tmp();
+    let mut s = story(14);
+    // Missing.
+    let err = open_err(&dir.path().join("none.db"), &mut s);
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // Empty.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let err = open_err(&empty, &mut s);
+    assert_eq!(err.to_string(), "not a medchain store: the file is empty");
+    // Random bytes.
+    let random = dir.path().join("random.db");
+    let mut junk = vec![0u8; 10_000];
+    OsRng.fill_bytes(&mut junk);
+    std::fs::write(&random, &junk).unwrap();
+    let err = open_err(&random, &mut s);
+    assert_eq!(
+        err.to_string(),
+        "not a medchain store: the file is not a SQLite database"
+    );
+    // Another application's SQLite database.
+    let other = dir.path().join("other.db");
+    {
+        let c = rusqlite::Connection::open(&other).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('hi');")
+            .unwrap();
+    }
+    let err = open_err(&other, &mut s);
+    assert_eq!(
+        err.to_string(),
+        "not a medchain store: the file is a SQLite database of another application"
+    );
+    // create refuses to overwrite.
+    let err = SqliteStore::create(&other, &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    // Nothing panics on a directory either.
+    let err = SqliteStore::open(dir.path(), &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    let _ = err.to_string();
+}
+
+#[test]
+fn open_refuses_a_truncated_store_without_touching_it() {
+    let dir = tmp();
+    let (path, mut s) = built_store(dir.path(), 15);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 8192 - 100).unwrap();
+    drop(f);
+    let err = open_err(&path, &mut s);
+    assert!(matches!(err, StoreError::Truncated { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("the store file is truncated: "),
+        "{err}"
+    );
+    // Truncated inside the header.
+    std::fs::write(&path, &bytes_of(&path)[..50]).unwrap();
+    let err = open_err(&path, &mut s);
+    assert_eq!(
+        err.to_string(),
+        "not a medchain store: the file is not a SQLite database"
+    );
+}
+
+#[test]
+fn open_refuses_a_tampered_head_and_verify_catches_a_tampered_block() {
+    let dir = tmp();
+    // A tampered head block: open refuses.
+    let (path, mut s) = built_store(dir.path(), 16);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let shell: Vec<u8> = c
+            .query_row("SELECT shell FROM blocks WHERE height = 3", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut block =
+            <medchain_core::block::Block as medchain_core::encoding::Decode>::from_bytes(&shell)
+                .unwrap();
+        block.header.timestamp_ms += 1;
+        let bytes = medchain_core::encoding::Encode::to_bytes(&block);
+        c.execute("UPDATE blocks SET shell = ?1 WHERE height = 3", [bytes])
+            .unwrap();
+    }
+    let err = open_err(&path, &mut s);
+    assert!(matches!(err, StoreError::HeadInvalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the stored head does not verify: the head block does not validate"),
+        "{err}"
+    );
+
+    // A tampered proof: open refuses.
+    let (path, mut s) = built_store(dir.path(), 17);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let p = medchain_core::encoding::Encode::to_bytes(&{
+            let mut other = story(18);
+            let key = network_key(&mut other.net);
+            let mut l =
+                Ledger::create_sqlite(dir.path().join("x.db"), &other.net.genesis, key).unwrap();
+            small_chain(&mut l, &mut other, "z");
+            l.store().head().unwrap().unwrap().proof.unwrap()
+        });
+        c.execute("UPDATE head SET proof = ?1", [p]).unwrap();
+    }
+    let err = open_err(&path, &mut s);
+    assert!(
+        err.to_string()
+            .starts_with("the stored head does not verify: the head's commit proof"),
+        "{err}"
+    );
+
+    // A tampered transaction below the head: open accepts (it checks the head), verify catches it.
+    let (path, mut s) = built_store(dir.path(), 19);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let (seq, bytes): (i64, Vec<u8>) = c
+            .query_row(
+                "SELECT seq, bytes FROM transactions WHERE height = 1 ORDER BY seq LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let mut b = bytes.clone();
+        let n = b.len();
+        b[n / 2] ^= 1;
+        c.execute(
+            "UPDATE transactions SET bytes = ?1 WHERE seq = ?2",
+            rusqlite::params![b, seq],
+        )
+        .unwrap();
+    }
+    let ledger =
+        Ledger::open_sqlite(&path, network_key(&mut s.net)).expect("open checks the head only");
+    let err = ledger.verify(|_| {}).unwrap_err();
+    assert!(
+        err.to_string().starts_with("chain verification failed: "),
+        "{err}"
+    );
+    assert!(err.to_string().contains("height 1"), "{err}");
+}

@@ -1,0 +1,1296 @@
+//! A deterministic network simulator for the consensus [`Node`]: everything follows from one
+//! seed (a ChaCha20 RNG), in virtual time, through one event queue.
+//!
+//! The network delays every message by a random time in a range (so messages reorder), loses
+//! and duplicates some, and can be split by a partition that heals at a given time. Nodes crash
+//! and restart from what they persisted (committed blocks, head proof, safety state, and the
+//! application's outbox of submitted transactions). Byzantine validators run an honest node
+//! whose outputs they tamper with ([`Behaviour`]). Clients submit transactions to random honest
+//! nodes over time.
+//!
+//! [`run`] checks, while it runs and at the end:
+//! * **safety** — no two honest nodes commit different blocks at one height (every height of
+//!   every commit is checked against the first block committed there);
+//! * **validity** — every committed transaction was submitted, is the one submitted (same id and
+//!   signature), and is committed at one height only; the longest honest chain re-verifies with
+//!   `verify_chain` from genesis, with its head proof; evidence only ever names byzantine nodes;
+//! * **liveness** — once partitions heal, crashed nodes restart and the last transaction is
+//!   submitted, every transaction submitted to an honest node is committed by every honest node
+//!   within [`Scenario::liveness_bound_ms`] of virtual time.
+//!
+//! A failure is returned as [`SimFailure`], whose `Display` starts with `seed=<n>` so the run can
+//! be replayed with [`Scenario::random`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
+
+use medchain_core::block::{
+    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxRules, TxVerifier,
+};
+use medchain_core::chain::{verify_chain, CommitProof};
+use medchain_core::election::VrfSecret;
+use medchain_core::encoding::{Decode, Encode};
+use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
+use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::keys::{Identity, Signature, VerifyKey};
+use medchain_core::protocol::{
+    Evidence, Message, Node, NodeConfig, Output, Recipient, SafetyState,
+};
+use medchain_core::seal::NetworkKey;
+use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
+use medchain_core::vote::{InvalidReason, Vote};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// Most events one run may process (a guard against message storms).
+pub const MAX_EVENTS: u64 = 2_000_000;
+
+/// Wall-clock origin of virtual time (milliseconds since the Unix epoch).
+pub const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// How a byzantine validator misbehaves (it otherwise runs the honest protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Sends nothing at all (a silent miner, a silent voter).
+    Silent,
+    /// As miner, sends one block to half the nodes and a different one to the other half.
+    EquivocatingMiner,
+    /// Sends votes that claim to be other validators' (bad signatures).
+    ForgeVotes,
+    /// Re-sends old votes it has received.
+    ReplayVotes,
+    /// Sends votes signed by a key that is not a validator.
+    UntrustedVotes,
+    /// As contributor, never returns its block signature.
+    WithholdSignatures,
+    /// As contributor, sends a corrupted election ticket.
+    WithholdTickets,
+    /// Sends random bytes and bit-flipped copies of its messages.
+    Malformed,
+}
+
+impl Behaviour {
+    /// Every behaviour.
+    pub const ALL: [Self; 8] = [
+        Self::Silent,
+        Self::EquivocatingMiner,
+        Self::ForgeVotes,
+        Self::ReplayVotes,
+        Self::UntrustedVotes,
+        Self::WithholdSignatures,
+        Self::WithholdTickets,
+        Self::Malformed,
+    ];
+}
+
+/// A network partition: `side` cannot talk to the others from `from_ms` until `heal_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Node indices on one side.
+    pub side: Vec<usize>,
+    /// Start (virtual ms).
+    pub from_ms: u64,
+    /// End (virtual ms).
+    pub heal_ms: u64,
+}
+
+/// A crash and restart of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash {
+    /// The node index.
+    pub node: usize,
+    /// When it crashes (virtual ms).
+    pub at_ms: u64,
+    /// When it restarts (virtual ms).
+    pub restart_ms: u64,
+}
+
+/// One simulation run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The seed of everything random.
+    pub seed: u64,
+    /// Trusted validators (node indices `0..validators`).
+    pub validators: usize,
+    /// Further member nodes that contribute but do not vote.
+    pub members: usize,
+    /// Byzantine validators and how they behave.
+    pub byzantine: Vec<(usize, Behaviour)>,
+    /// Message delay range (virtual ms, inclusive).
+    pub delay_ms: (u64, u64),
+    /// Chance a message is lost, per mille.
+    pub loss_per_mille: u32,
+    /// Chance a message is delivered twice, per mille.
+    pub duplicate_per_mille: u32,
+    /// A partition, if any.
+    pub partition: Option<Partition>,
+    /// Crashes and restarts.
+    pub crashes: Vec<Crash>,
+    /// Transactions to submit.
+    pub txs: usize,
+    /// Transactions are submitted at random times in `0..submit_window_ms`.
+    pub submit_window_ms: u64,
+    /// Virtual time after the last disturbance within which every honest transaction must be
+    /// committed everywhere.
+    pub liveness_bound_ms: u64,
+    /// Protocol timing of the genesis.
+    pub timing: Timing,
+    /// Transactions a block may hold.
+    pub max_block_txs: u32,
+}
+
+impl Scenario {
+    /// A calm network of `validators` validators: no faults.
+    pub fn calm(seed: u64, validators: usize) -> Self {
+        Self {
+            seed,
+            validators,
+            members: 0,
+            byzantine: Vec::new(),
+            delay_ms: (1, 10),
+            loss_per_mille: 0,
+            duplicate_per_mille: 0,
+            partition: None,
+            crashes: Vec::new(),
+            txs: 6,
+            submit_window_ms: 1_000,
+            liveness_bound_ms: 60_000,
+            timing: Timing {
+                gather_ms: 30,
+                round_timeout_ms: 400,
+                max_clock_skew_ms: 30_000,
+            },
+            max_block_txs: 1_000,
+        }
+    }
+
+    /// A scenario drawn from `seed`: 4 to 7 validators, sometimes a non-voting member, and one
+    /// or several of: delay and reordering, loss and duplication, a partition that heals,
+    /// crashes with restarts, and up to `f` byzantine validators.
+    pub fn random(seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5ce7_a210);
+        let validators = 4 + (rng.next_u32() % 4) as usize;
+        let mut s = Self::calm(seed, validators);
+        s.members = usize::from(rng.next_u32() % 3 == 0);
+        let n = validators + s.members;
+        let f = max_faulty(validators);
+        s.txs = 3 + (rng.next_u32() % 6) as usize;
+        s.submit_window_ms = 200 + u64::from(rng.next_u32() % 1_500);
+        let kind = seed % 8;
+        let lossy = matches!(kind, 1 | 5 | 7);
+        let parted = matches!(kind, 2 | 7);
+        let crashes = matches!(kind, 3 | 6 | 7);
+        let byz = matches!(kind, 4..=7);
+        s.delay_ms = (1, 5 + u64::from(rng.next_u32() % 40));
+        if lossy {
+            s.loss_per_mille = rng.next_u32() % 40;
+            s.duplicate_per_mille = rng.next_u32() % 60;
+        }
+        let mut faulty = 0;
+        if byz {
+            let count = 1 + (rng.next_u32() as usize % f.max(1));
+            let mut picked = HashSet::new();
+            while picked.len() < count.min(f) {
+                picked.insert(rng.next_u32() as usize % validators);
+            }
+            let mut picked: Vec<usize> = picked.into_iter().collect();
+            picked.sort_unstable();
+            for v in picked {
+                let b = Behaviour::ALL[rng.next_u32() as usize % Behaviour::ALL.len()];
+                s.byzantine.push((v, b));
+            }
+            faulty = s.byzantine.len();
+        }
+        if crashes {
+            let byz_nodes: Vec<usize> = s.byzantine.iter().map(|(v, _)| *v).collect();
+            let node = loop {
+                let c = rng.next_u32() as usize % n;
+                if !byz_nodes.contains(&c) {
+                    break c;
+                }
+            };
+            let at_ms = u64::from(rng.next_u32() % 1_500);
+            let restart_ms = at_ms + 200 + u64::from(rng.next_u32() % 2_000);
+            // Crashed nodes are honest; they only cost liveness while down.
+            let _ = faulty;
+            s.crashes.push(Crash {
+                node,
+                at_ms,
+                restart_ms,
+            });
+        }
+        if parted {
+            let size = 1 + rng.next_u32() as usize % (n / 2);
+            let mut side = HashSet::new();
+            while side.len() < size {
+                side.insert(rng.next_u32() as usize % n);
+            }
+            let mut side: Vec<usize> = side.into_iter().collect();
+            side.sort_unstable();
+            let from_ms = u64::from(rng.next_u32() % 800);
+            s.partition = Some(Partition {
+                side,
+                from_ms,
+                heal_ms: from_ms + 300 + u64::from(rng.next_u32() % 2_500),
+            });
+        }
+        s
+    }
+
+    fn total(&self) -> usize {
+        self.validators + self.members
+    }
+
+    fn behaviour(&self, i: usize) -> Option<Behaviour> {
+        self.byzantine
+            .iter()
+            .find(|(v, _)| *v == i)
+            .map(|(_, b)| *b)
+    }
+
+    fn settle_ms(&self) -> u64 {
+        let mut t = self.submit_window_ms;
+        if let Some(p) = &self.partition {
+            t = t.max(p.heal_ms);
+        }
+        for c in &self.crashes {
+            t = t.max(c.restart_ms);
+        }
+        t
+    }
+}
+
+/// Byzantine validators a network of `validators` tolerates (`n >= 3f + 1`).
+pub fn max_faulty(validators: usize) -> usize {
+    (validators.saturating_sub(1)) / 3
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Virtual time at the end (ms).
+    pub end_ms: u64,
+    /// Highest committed height among honest nodes.
+    pub height: u64,
+    /// Transactions committed (honest and byzantine contributors).
+    pub committed_txs: usize,
+    /// Transactions submitted.
+    pub submitted_txs: usize,
+    /// Equivocation evidence emitted by honest nodes.
+    pub evidence: usize,
+    /// Messages honest nodes dropped, by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Highest round reached by an honest node.
+    pub max_round: u64,
+    /// Committed blocks with a timeout certificate (a miner was replaced).
+    pub tc_blocks: usize,
+}
+
+/// A property did not hold.
+#[derive(Debug, Clone)]
+pub struct SimFailure {
+    /// The seed that fails.
+    pub seed: u64,
+    /// Which property.
+    pub property: &'static str,
+    /// Details.
+    pub detail: String,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed={} {} violated: {}",
+            self.seed, self.property, self.detail
+        )
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+/// A node identity, reproducible from the seed (the simulator holds every node's keys, as a
+/// test harness may).
+pub fn identity(seed: u64, i: usize) -> Identity {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+    Identity::generate(&mut rng)
+}
+
+/// The genesis of a scenario's network and its node keys (index order).
+pub fn network(s: &Scenario) -> (Genesis, Vec<VerifyKey>, NetworkKey) {
+    let mut rng = ChaCha20Rng::seed_from_u64(s.seed ^ 0x6e65_7477);
+    let net = NetworkKey::generate(&mut rng);
+    let members: Vec<Member> = (0..s.total())
+        .map(|i| {
+            let id = identity(s.seed, i);
+            Member {
+                name: format!("node-{i}"),
+                identity: id.public(),
+                vrf: VrfSecret::derive(&id).expect("VRF key").public(),
+                validator: i < s.validators,
+            }
+        })
+        .collect();
+    let keys = (0..s.total())
+        .map(|i| identity(s.seed, i).verify_key())
+        .collect();
+    let genesis = Genesis::new(
+        "sim",
+        EPOCH_MS,
+        net.fingerprint(),
+        members,
+        Quorum::TWO_THIRDS,
+        s.timing,
+        s.max_block_txs,
+    )
+    .expect("valid genesis");
+    (genesis, keys, net)
+}
+
+/// A cheap transaction contributed by `who` (an access log entry).
+pub fn access_tx(
+    who: &Identity,
+    net: &NetworkKey,
+    nonce: u64,
+    now_ms: u64,
+    rng: &mut ChaCha20Rng,
+) -> Transaction {
+    let body = TxBody::AccessLogged {
+        record_id: RecordId::from_byte_array([(nonce % 251) as u8; 32]),
+        accessor: who.public(),
+        purpose: "TREAT".into(),
+        consent_id: None,
+        emergency: false,
+        accessed_at_ms: now_ms,
+    };
+    Transaction::create(who, now_ms, nonce, &body, vec![], net, rng).expect("valid transaction")
+}
+
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Rc<Vec<u8>>,
+    },
+    Timer {
+        node: usize,
+    },
+    Submit,
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct Durable {
+    blocks: Vec<Block>,
+    proof: Option<CommitProof>,
+    safety: SafetyState,
+    outbox: Vec<Transaction>,
+}
+
+/// A factory for each node's transaction verifier (the default is serial).
+pub type VerifierFactory = Box<dyn Fn() -> Box<dyn TxVerifier + Send>>;
+
+struct Sim {
+    sc: Scenario,
+    rng: ChaCha20Rng,
+    genesis: Genesis,
+    net: NetworkKey,
+    keys: Vec<VerifyKey>,
+    ids: Vec<Identity>,
+    nodes: Vec<Option<Node>>,
+    durable: Vec<Durable>,
+    armed: Vec<Option<u64>>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    now: u64,
+    seq: u64,
+    submitted: HashMap<TxId, (Signature, bool)>,
+    honest_txs: HashSet<TxId>,
+    honest_done: Vec<usize>,
+    committed_at: HashMap<TxId, u64>,
+    canonical: Vec<BlockHash>,
+    heights: Vec<u64>,
+    nonce: u64,
+    submits_left: usize,
+    seen_votes: Vec<Vec<Rc<Vec<u8>>>>,
+    outsider: Identity,
+    report: Report,
+    failure: Option<SimFailure>,
+    verifier: Option<VerifierFactory>,
+    debug: bool,
+}
+
+impl Sim {
+    fn new(sc: Scenario, verifier: Option<VerifierFactory>) -> Self {
+        let (genesis, keys, net) = network(&sc);
+        let n = sc.total();
+        let ids = (0..n).map(|i| identity(sc.seed, i)).collect();
+        let mut rng = ChaCha20Rng::seed_from_u64(sc.seed);
+        let outsider = Identity::generate(&mut rng);
+        let mut sim = Self {
+            rng,
+            genesis,
+            net,
+            keys,
+            ids,
+            nodes: Vec::new(),
+            durable: (0..n).map(|_| Durable::default()).collect(),
+            armed: vec![None; n],
+            queue: BinaryHeap::new(),
+            now: 0,
+            seq: 0,
+            submitted: HashMap::new(),
+            honest_txs: HashSet::new(),
+            honest_done: vec![0; n],
+            committed_at: HashMap::new(),
+            canonical: Vec::new(),
+            heights: vec![0; n],
+            nonce: 0,
+            submits_left: sc.txs,
+            seen_votes: vec![Vec::new(); n],
+            outsider,
+            report: Report {
+                seed: sc.seed,
+                ..Report::default()
+            },
+            failure: None,
+            verifier,
+            debug: std::env::var_os("MEDCHAIN_SIM_DEBUG").is_some(),
+            sc,
+        };
+        for i in 0..n {
+            let node = Node::new(sim.config(i), EPOCH_MS).expect("node");
+            sim.nodes.push(Some(node));
+        }
+        for _ in 0..sim.sc.txs {
+            let at = sim.rng.next_u64() % sim.sc.submit_window_ms.max(1);
+            sim.push(at, Event::Submit);
+        }
+        for c in sim.sc.crashes.clone() {
+            sim.push(c.at_ms, Event::Crash { node: c.node });
+            sim.push(c.restart_ms, Event::Restart { node: c.node });
+        }
+        for i in 0..n {
+            sim.flush(i);
+        }
+        sim
+    }
+
+    fn config(&self, i: usize) -> NodeConfig {
+        let mut cfg = NodeConfig::new(self.genesis.clone(), identity(self.sc.seed, i));
+        if let Some(f) = &self.verifier {
+            cfg.verifier = f();
+        }
+        cfg
+    }
+
+    fn clock(&self, _i: usize) -> u64 {
+        EPOCH_MS + self.now
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn honest(&self, i: usize) -> bool {
+        self.sc.behaviour(i).is_none()
+    }
+
+    fn fail(&mut self, property: &'static str, detail: String) {
+        if self.failure.is_none() {
+            self.failure = Some(SimFailure {
+                seed: self.sc.seed,
+                property,
+                detail,
+            });
+        }
+    }
+
+    fn cut(&self, a: usize, b: usize) -> bool {
+        match &self.sc.partition {
+            Some(p) if self.now >= p.from_ms && self.now < p.heal_ms => {
+                p.side.contains(&a) != p.side.contains(&b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Puts a message on the wire from `from` to `to`.
+    fn transmit(&mut self, from: usize, to: usize, bytes: Rc<Vec<u8>>) {
+        if from == to || self.cut(from, to) {
+            return;
+        }
+        if self.rng.next_u32() % 1000 < self.sc.loss_per_mille {
+            return;
+        }
+        let copies = if self.rng.next_u32() % 1000 < self.sc.duplicate_per_mille {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let (lo, hi) = self.sc.delay_ms;
+            let d = lo + self.rng.next_u64() % (hi - lo + 1);
+            self.push(
+                self.now + d,
+                Event::Deliver {
+                    from,
+                    to,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    fn targets(&self, from: usize, to: Recipient) -> Vec<usize> {
+        match to {
+            Recipient::All => (0..self.keys.len()).filter(|&j| j != from).collect(),
+            Recipient::Node(k) => self.keys.iter().position(|x| *x == k).into_iter().collect(),
+        }
+    }
+
+    /// Drains a node's outputs, applying its byzantine behaviour to what it sends, and re-arms
+    /// its timer.
+    fn flush(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].as_mut().and_then(Node::poll_output) {
+            match out {
+                Output::Send { to, bytes } => self.send_from(i, to, bytes),
+                Output::Committed { block, proof } => {
+                    let height = block.header().height;
+                    let hash = block.hash();
+                    if self.honest(i) {
+                        self.check_commit(i, height, hash, block.block());
+                        for id in block.tx_ids() {
+                            if self.honest_txs.contains(id) {
+                                self.honest_done[i] += 1;
+                            }
+                        }
+                    }
+                    let d = &mut self.durable[i];
+                    d.blocks.push(block.block().clone());
+                    d.proof = Some(proof);
+                    let ids: HashSet<TxId> = block.tx_ids().iter().copied().collect();
+                    d.outbox.retain(|t| !ids.contains(&t.id()));
+                    self.heights[i] = height;
+                }
+                Output::Dropped { reason, from } => {
+                    if self.debug {
+                        eprintln!("t={} node {i} dropped from {from}: {reason}", self.now);
+                    }
+                    if self.honest(i) {
+                        let name = format!("{reason:?}");
+                        let name = name
+                            .split(|c: char| !c.is_alphanumeric())
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
+                        *self.report.drops.entry(name).or_default() += 1;
+                    }
+                }
+                Output::Evidence(ev) if self.honest(i) => {
+                    self.check_evidence(&ev);
+                    self.report.evidence += 1;
+                }
+                _ => {}
+            }
+        }
+        if let Some(node) = &self.nodes[i] {
+            self.durable[i].safety = node.safety_state();
+            if self.honest(i) {
+                self.report.max_round = self.report.max_round.max(node.current_round());
+            }
+            let d = node.next_deadline();
+            if let Some(t) = d {
+                let at = t.saturating_sub(EPOCH_MS).max(self.now);
+                if self.armed[i] != Some(at) {
+                    self.armed[i] = Some(at);
+                    self.push(at, Event::Timer { node: i });
+                }
+            } else {
+                self.armed[i] = None;
+            }
+        }
+    }
+
+    fn check_commit(&mut self, i: usize, height: u64, hash: BlockHash, block: &Block) {
+        let idx = (height - 1) as usize;
+        if idx < self.canonical.len() {
+            if self.canonical[idx] != hash {
+                self.fail(
+                    "safety",
+                    format!(
+                        "node {i} committed {hash} at height {height}, another honest node {}",
+                        self.canonical[idx]
+                    ),
+                );
+            }
+        } else if idx == self.canonical.len() {
+            self.canonical.push(hash);
+            self.report.height = height;
+            if block.header.timeout_cert.is_some() {
+                self.report.tc_blocks += 1;
+            }
+            // Validity: each transaction was submitted as is, and is committed once.
+            for tx in &block.transactions {
+                let id = tx.id();
+                match self.submitted.get(&id) {
+                    Some((sig, _)) if sig == tx.signature() => {}
+                    _ => self.fail(
+                        "validity",
+                        format!("block {height} commits a transaction nobody submitted: {id}"),
+                    ),
+                }
+                if let Some(h) = self.committed_at.insert(id, height) {
+                    self.fail(
+                        "validity",
+                        format!("transaction {id} committed at heights {h} and {height}"),
+                    );
+                }
+                self.report.committed_txs += 1;
+            }
+        } else {
+            self.fail(
+                "safety",
+                format!("node {i} committed height {height} with a gap below"),
+            );
+        }
+    }
+
+    fn check_evidence(&mut self, ev: &Evidence) {
+        let accused = match ev {
+            Evidence::Votes(e) => e.verify(&self.genesis).ok(),
+            Evidence::Proposals(e) => e.verify(&self.genesis).ok(),
+            _ => None,
+        };
+        match accused.and_then(|k| self.keys.iter().position(|x| *x == k)) {
+            Some(j) if !self.honest(j) => {}
+            other => self.fail(
+                "validity",
+                format!("evidence that does not verify or names an honest node: {other:?}"),
+            ),
+        }
+    }
+
+    fn send_from(&mut self, i: usize, to: Recipient, bytes: Vec<u8>) {
+        let behaviour = self.sc.behaviour(i);
+        let bytes = Rc::new(bytes);
+        let targets = self.targets(i, to);
+        let Some(b) = behaviour else {
+            for j in targets {
+                self.transmit(i, j, bytes.clone());
+            }
+            return;
+        };
+        let msg = Message::from_bytes(&bytes).ok();
+        match (b, &msg) {
+            (Behaviour::Silent, _) => {}
+            (Behaviour::EquivocatingMiner, Some(Message::Proposal { block })) => {
+                // One half gets the twin, the other the original, and the node between the
+                // halves gets both (so an honest node can prove the equivocation).
+                let other = self.twin(i, block);
+                let half = targets.len() / 2;
+                for (k, j) in targets.into_iter().enumerate() {
+                    match &other {
+                        Some(o) if k < half => self.transmit(i, j, o.clone()),
+                        Some(o) if k == half => {
+                            self.transmit(i, j, bytes.clone());
+                            self.transmit(i, j, o.clone());
+                        }
+                        _ => self.transmit(i, j, bytes.clone()),
+                    }
+                }
+            }
+            (Behaviour::ForgeVotes, Some(Message::Vote { vote })) => {
+                let mut forged = vote.clone();
+                let victim = (i + 1) % self.sc.validators;
+                forged.node_pubkey = self.keys[victim];
+                let fb = Rc::new(Message::Vote { vote: forged }.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                    self.transmit(i, j, fb.clone());
+                }
+            }
+            (Behaviour::UntrustedVotes, Some(Message::Vote { vote })) => {
+                let fake = Vote::cast(
+                    &self.outsider,
+                    vote.previous_block,
+                    vote.voting_for_block,
+                    Ok(()),
+                    vote.timestamp,
+                );
+                let fb = Rc::new(Message::Vote { vote: fake }.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                    self.transmit(i, j, fb.clone());
+                }
+            }
+            (Behaviour::ReplayVotes, _) => {
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                }
+                let seen = self.seen_votes[i].len();
+                if seen > 0 {
+                    let old = self.seen_votes[i][self.rng.next_u32() as usize % seen].clone();
+                    for j in self.targets(i, Recipient::All) {
+                        self.transmit(i, j, old.clone());
+                    }
+                }
+            }
+            (Behaviour::WithholdSignatures, Some(Message::SignResponse { .. })) => {}
+            (
+                Behaviour::WithholdTickets,
+                Some(Message::Contribution {
+                    round,
+                    parent,
+                    contributor,
+                    transactions,
+                }),
+            ) => {
+                let mut t = contributor.ticket.to_byte_array();
+                t[5] ^= 0x40;
+                let bad = Message::Contribution {
+                    round: *round,
+                    parent: *parent,
+                    contributor: Contributor {
+                        key: contributor.key,
+                        ticket: medchain_core::election::ElectionTicket::from_byte_array(t),
+                    },
+                    transactions: transactions.clone(),
+                };
+                let bb = Rc::new(bad.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bb.clone());
+                }
+            }
+            (Behaviour::Malformed, _) => {
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                }
+                let n = self.keys.len();
+                let j = self.rng.next_u32() as usize % n;
+                let junk = if self.rng.next_u32() % 2 == 0 {
+                    let len = self.rng.next_u32() as usize % 300;
+                    let mut v = vec![0u8; len];
+                    self.rng.fill_bytes(&mut v);
+                    if v.len() > 2 && self.rng.next_u32() % 2 == 0 {
+                        v[0] = 1;
+                        v[1] %= 9;
+                    }
+                    v
+                } else {
+                    let mut v = (*bytes).clone();
+                    if !v.is_empty() {
+                        let k = self.rng.next_u32() as usize % v.len();
+                        v[k] ^= 1 << (self.rng.next_u32() % 8);
+                    }
+                    v
+                };
+                self.transmit(i, j, Rc::new(junk));
+            }
+            _ => {
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                }
+            }
+        }
+    }
+
+    /// A second valid block for the same round and parent as `block`, holding only the
+    /// miner's own transactions and a later timestamp.
+    fn twin(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
+        let node = self.nodes[i].as_ref()?;
+        let tip = node.block_tip(&block.header.prev)?;
+        let me = &self.ids[i];
+        let vrf = VrfSecret::derive(me).ok()?;
+        let own: Vec<Transaction> = block
+            .transactions
+            .iter()
+            .filter(|t| *t.contributor() == me.verify_key())
+            .cloned()
+            .collect();
+        let tickets = vec![contributor_ticket(&self.genesis, &tip, me, &vrf)];
+        let draft = BlockDraft::assemble(
+            &self.genesis,
+            &tip,
+            block.header.round,
+            me,
+            &vrf,
+            block.header.timestamp_ms + 1,
+            own,
+            &tickets,
+            Vec::new(),
+            block.header.parent_qc.clone(),
+            block.header.timeout_cert.clone(),
+        )
+        .ok()?;
+        let sig = draft.sign_as_contributor(me);
+        let twin = draft.finish(me, &[(me.verify_key(), sig)]).ok()?;
+        Some(Rc::new(Message::Proposal { block: twin }.to_bytes()))
+    }
+
+    fn submit(&mut self) {
+        let up: Vec<usize> = (0..self.keys.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect();
+        let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.honest(i)).collect();
+        // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
+        let pick_byz = self.rng.next_u32() % 4 == 0;
+        let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.honest(i)).collect();
+        let who = if pick_byz && !byz_up.is_empty() {
+            byz_up[self.rng.next_u32() as usize % byz_up.len()]
+        } else if !honest_up.is_empty() {
+            honest_up[self.rng.next_u32() as usize % honest_up.len()]
+        } else {
+            let at = self.now + 50;
+            self.push(at, Event::Submit);
+            return;
+        };
+        self.nonce += 1;
+        let now = self.clock(who);
+        let tx = access_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+        let id = tx.id();
+        let honest = self.honest(who);
+        self.submitted.insert(id, (*tx.signature(), honest));
+        self.report.submitted_txs += 1;
+        if honest {
+            self.honest_txs.insert(id);
+        }
+        self.submits_left -= 1;
+        self.durable[who].outbox.push(tx.clone());
+        if let Some(node) = self.nodes[who].as_mut() {
+            if let Err(e) = node.submit(tx, now) {
+                self.fail(
+                    "validity",
+                    format!("node {who} refused a valid transaction: {e}"),
+                );
+            }
+        }
+        self.flush(who);
+    }
+
+    fn restart(&mut self, i: usize) {
+        let d = &self.durable[i];
+        let blocks = d.blocks.clone();
+        let proof = d.proof.clone();
+        let safety = d.safety.clone();
+        let outbox = d.outbox.clone();
+        let now = self.clock(i);
+        match Node::restore(self.config(i), blocks, proof, safety, now) {
+            Ok(mut node) => {
+                let _ = node.submit_batch(outbox, now);
+                self.honest_done[i] = node
+                    .committed_blocks()
+                    .iter()
+                    .flat_map(|b| b.tx_ids())
+                    .filter(|id| self.honest_txs.contains(id))
+                    .count();
+                self.nodes[i] = Some(node);
+                self.armed[i] = None;
+                self.flush(i);
+            }
+            Err(e) => self.fail("safety", format!("node {i} cannot restore: {e}")),
+        }
+    }
+
+    fn done(&self) -> bool {
+        if self.submits_left > 0 || self.now < self.sc.settle_ms() {
+            return false;
+        }
+        let total = self.honest_txs.len();
+        (0..self.keys.len())
+            .filter(|&i| self.honest(i))
+            .all(|i| self.nodes[i].is_some() && self.honest_done[i] >= total)
+    }
+
+    fn run(mut self) -> Result<Report, SimFailure> {
+        let deadline = self.sc.settle_ms() + self.sc.liveness_bound_ms;
+        let mut events = 0u64;
+        while let Some(Reverse(q)) = self.queue.pop() {
+            if self.failure.is_some() {
+                break;
+            }
+            events += 1;
+            if events > MAX_EVENTS || self.queue.len() > MAX_EVENTS as usize / 10 {
+                let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+                for Reverse(q) in self.queue.iter() {
+                    let k = match &q.event {
+                        Event::Deliver { from, to, bytes } => {
+                            format!("deliver {from}->{to} tag {:?}", bytes.get(1).copied())
+                        }
+                        Event::Timer { node } => format!("timer {node}"),
+                        _ => "other".into(),
+                    };
+                    *kinds.entry(k).or_default() += 1;
+                }
+                let mut top: Vec<(usize, String)> =
+                    kinds.into_iter().map(|(k, v)| (v, k)).collect();
+                top.sort_unstable_by(|a, b| b.cmp(a));
+                top.truncate(6);
+                self.fail(
+                    "liveness",
+                    format!(
+                        "more than {MAX_EVENTS} events by virtual time {} ms (queue {}): {top:?}",
+                        self.now,
+                        self.queue.len()
+                    ),
+                );
+                break;
+            }
+            self.now = q.at;
+            if self.now > deadline {
+                break;
+            }
+            match q.event {
+                Event::Deliver { from, to, bytes } => {
+                    if self.cut(from, to) {
+                        continue;
+                    }
+                    let key = self.keys[from];
+                    let now = self.clock(to);
+                    let Some(node) = self.nodes[to].as_mut() else {
+                        continue;
+                    };
+                    self.report.delivered += 1;
+                    if self.sc.behaviour(to) == Some(Behaviour::ReplayVotes)
+                        && bytes.get(1) == Some(&5)
+                        && self.seen_votes[to].len() < 64
+                    {
+                        self.seen_votes[to].push(bytes.clone());
+                    }
+                    node.handle_message(key, &bytes, now);
+                    self.flush(to);
+                }
+                Event::Timer { node } => {
+                    if self.armed[node] != Some(q.at) {
+                        continue;
+                    }
+                    self.armed[node] = None;
+                    let now = self.clock(node);
+                    if let Some(n) = self.nodes[node].as_mut() {
+                        n.handle_timeout(now);
+                    }
+                    self.flush(node);
+                }
+                Event::Submit => self.submit(),
+                Event::Crash { node } => {
+                    self.nodes[node] = None;
+                    self.armed[node] = None;
+                }
+                Event::Restart { node } => self.restart(node),
+            }
+            if self.done() {
+                break;
+            }
+        }
+        if let Some(f) = self.failure.take() {
+            return Err(f);
+        }
+        self.report.end_ms = self.now;
+        if !self.done() {
+            let total = self.honest_txs.len();
+            let lag: Vec<String> = (0..self.keys.len())
+                .filter(|&i| self.honest(i))
+                .map(|i| {
+                    format!(
+                        "node {i}: {}/{total} txs, height {}, round {}",
+                        self.honest_done[i],
+                        self.heights[i],
+                        self.nodes[i].as_ref().map_or(0, Node::current_round)
+                    )
+                })
+                .collect();
+            return Err(SimFailure {
+                seed: self.sc.seed,
+                property: "liveness",
+                detail: format!(
+                    "not every honest transaction committed everywhere {} ms after the last \
+                     disturbance ({:?}); {}",
+                    self.sc.liveness_bound_ms,
+                    self.sc,
+                    lag.join("; ")
+                ),
+            });
+        }
+        self.final_checks()?;
+        Ok(self.report)
+    }
+
+    fn final_checks(&mut self) -> Result<(), SimFailure> {
+        // The longest honest chain re-verifies from genesis, with its head proof and no replay.
+        let Some(best) = (0..self.keys.len())
+            .filter(|&i| self.honest(i))
+            .max_by_key(|&i| self.durable[i].blocks.len())
+        else {
+            return Ok(());
+        };
+        let d = &self.durable[best];
+        let mut rules = NoReplay(HashSet::new());
+        let blocks = d
+            .blocks
+            .iter()
+            .cloned()
+            .map(Ok::<_, std::convert::Infallible>);
+        let summary = verify_chain(&self.genesis, blocks, d.proof.as_ref(), &mut rules, |_| {})
+            .map_err(|e| SimFailure {
+                seed: self.sc.seed,
+                property: "validity",
+                detail: format!("the committed chain of node {best} does not verify: {e}"),
+            })?;
+        if summary.blocks as usize != d.blocks.len() {
+            return Err(SimFailure {
+                seed: self.sc.seed,
+                property: "validity",
+                detail: "chain summary disagrees with the stored chain".into(),
+            });
+        }
+        let _ = NoRules;
+        Ok(())
+    }
+}
+
+/// Rejects a transaction id seen earlier in the chain.
+struct NoReplay(HashSet<TxId>);
+
+impl TxRules for NoReplay {
+    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+        if self.0.insert(tx.id()) {
+            Ok(())
+        } else {
+            Err(InvalidReason::DuplicateTransaction)
+        }
+    }
+}
+
+/// Runs one scenario and checks safety, validity and liveness.
+///
+/// # Errors
+/// A [`SimFailure`] naming the seed and the property that failed.
+pub fn run(scenario: Scenario) -> Result<Report, SimFailure> {
+    Sim::new(scenario, None).run()
+}
+
+/// [`run`] with a custom transaction verifier in every node (e.g. a parallel one).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_verifier(
+    scenario: Scenario,
+    verifier: VerifierFactory,
+) -> Result<Report, SimFailure> {
+    Sim::new(scenario, Some(verifier)).run()
+}
+
+/// What [`throughput`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Transactions committed by every node.
+    pub transactions: usize,
+    /// Blocks committed.
+    pub blocks: u64,
+    /// Wall-clock time from the first submission until every node committed everything.
+    pub wall: std::time::Duration,
+    /// Virtual time it took.
+    pub virtual_ms: u64,
+}
+
+/// Committed-transaction throughput of `validators` nodes (all validators and contributors,
+/// each validating everything) committing `total` transactions in blocks of up to `block_txs`,
+/// with a 1 ms network. Transactions are created before the clock starts; submission (with
+/// its signature check), gathering, signing, validation, voting and commit are timed.
+///
+/// # Panics
+/// If the network does not commit everything within a generous virtual-time bound.
+pub fn throughput(
+    validators: usize,
+    total: usize,
+    block_txs: u32,
+    verifier: VerifierFactory,
+) -> Throughput {
+    let mut s = Scenario::calm(7, validators);
+    s.max_block_txs = block_txs;
+    s.timing = Timing {
+        gather_ms: 5,
+        round_timeout_ms: 10_000,
+        max_clock_skew_ms: 30_000,
+    };
+    let (genesis, keys, net) = network(&s);
+    let ids: Vec<Identity> = (0..validators).map(|i| identity(s.seed, i)).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    let mut per_node: Vec<Vec<Transaction>> = vec![Vec::new(); validators];
+    for k in 0..total {
+        let who = k % validators;
+        per_node[who].push(access_tx(&ids[who], &net, k as u64, EPOCH_MS, &mut rng));
+    }
+    let mut nodes: Vec<Node> = (0..validators)
+        .map(|i| {
+            let mut cfg = NodeConfig::new(genesis.clone(), identity(s.seed, i));
+            cfg.verifier = verifier();
+            Node::new(cfg, EPOCH_MS).expect("node")
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut queue: BinaryHeap<Reverse<(u64, u64, usize, usize)>> = BinaryHeap::new();
+    let mut payloads: HashMap<u64, Rc<Vec<u8>>> = HashMap::new();
+    let mut seq = 0u64;
+    let mut now = 0u64;
+    let mut done = vec![0usize; validators];
+    let mut blocks = 0u64;
+    for (i, txs) in per_node.into_iter().enumerate() {
+        for r in nodes[i].submit_batch(txs, EPOCH_MS) {
+            r.expect("valid transaction");
+        }
+    }
+    let mut outbox: Vec<(usize, Recipient, Vec<u8>)> = Vec::new();
+    let drain = |i: usize,
+                 node: &mut Node,
+                 outbox: &mut Vec<(usize, Recipient, Vec<u8>)>,
+                 done: &mut Vec<usize>,
+                 blocks: &mut u64| {
+        while let Some(o) = node.poll_output() {
+            match o {
+                Output::Send { to, bytes } => outbox.push((i, to, bytes)),
+                Output::Committed { block, .. } => {
+                    done[i] += block.tx_ids().len();
+                    if i == 0 {
+                        *blocks += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    let limit = 600_000;
+    while done.iter().any(|&d| d < total) && now < limit {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            drain(i, node, &mut outbox, &mut done, &mut blocks);
+        }
+        for (from, to, bytes) in outbox.drain(..) {
+            let bytes = Rc::new(bytes);
+            let targets: Vec<usize> = match to {
+                Recipient::All => (0..validators).filter(|&j| j != from).collect(),
+                Recipient::Node(k) => keys.iter().position(|x| *x == k).into_iter().collect(),
+            };
+            for j in targets {
+                seq += 1;
+                payloads.insert(seq, bytes.clone());
+                queue.push(Reverse((now + 1, seq, from, j)));
+            }
+        }
+        let next_msg = queue.peek().map(|Reverse((t, ..))| *t);
+        let next_timer = nodes
+            .iter()
+            .filter_map(Node::next_deadline)
+            .min()
+            .map(|t| t.saturating_sub(EPOCH_MS));
+        let next = match (next_msg, next_timer) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(limit),
+        };
+        now = now.max(next);
+        while let Some(Reverse((t, k, from, to))) = queue.peek().copied() {
+            if t > now {
+                break;
+            }
+            queue.pop();
+            if let Some(bytes) = payloads.remove(&k) {
+                nodes[to].handle_message(keys[from], &bytes, EPOCH_MS + now);
+                drain(to, &mut nodes[to], &mut outbox, &mut done, &mut blocks);
+            }
+        }
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if node.next_deadline().is_some_and(|d| d <= EPOCH_MS + now) {
+                node.handle_timeout(EPOCH_MS + now);
+                drain(i, node, &mut outbox, &mut done, &mut blocks);
+            }
+        }
+    }
+    assert!(
+        done.iter().all(|&d| d >= total),
+        "throughput run did not commit everything: {done:?}"
+    );
+    Throughput {
+        transactions: total,
+        blocks,
+        wall: started.elapsed(),
+        virtual_ms: now,
+    }
+}
+
+/// A transaction verifier that splits each batch over `threads` scoped threads (threads live
+/// here, outside the core). Its verdicts are `Transaction::verify`'s, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadedVerifier {
+    /// Threads per batch.
+    pub threads: usize,
+}
+
+impl TxVerifier for ThreadedVerifier {
+    fn verify_all(
+        &mut self,
+        txs: Vec<Transaction>,
+    ) -> Vec<Result<VerifiedTx, medchain_core::tx::TxError>> {
+        if txs.len() < 64 || self.threads < 2 {
+            return txs.into_iter().map(Transaction::verify).collect();
+        }
+        let chunk = txs.len().div_ceil(self.threads);
+        let mut chunks: Vec<Vec<Transaction>> = Vec::new();
+        let mut it = txs.into_iter();
+        loop {
+            let c: Vec<Transaction> = it.by_ref().take(chunk).collect();
+            if c.is_empty() {
+                break;
+            }
+            chunks.push(c);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || c.into_iter().map(Transaction::verify).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("verifier thread"))
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The consensus protocol in the deterministic simulator: safety, validity and liveness over
+//! many seeds, and focused fault scenarios.
+//!
+//! * `MEDCHAIN_SIM_SEEDS=N` runs `N` seeds (default 1000) — use a large `N` for a soak;
+//! * `MEDCHAIN_SIM_SEED=x` replays the one seed `x` (as printed by a failure: `seed=x`);
+//! * `MEDCHAIN_SIM_FIRST=x` starts the seed range at `x` (default 0);
+//! * `MEDCHAIN_SIM_VERBOSE=1` prints every scenario before it runs.
+
+use std::time::Instant;
+
+use medchain_core::election;
+use medchain_tests::sim::{self, max_faulty, Behaviour, Crash, Partition, Scenario};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn safety_validity_liveness_over_many_seeds() {
+    let seeds: Vec<u64> = match env_u64("MEDCHAIN_SIM_SEED") {
+        Some(s) => vec![s],
+        None => {
+            let first = env_u64("MEDCHAIN_SIM_FIRST").unwrap_or(0);
+            let n = env_u64("MEDCHAIN_SIM_SEEDS").unwrap_or(1000);
+            (first..first + n).collect()
+        }
+    };
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let (mut blocks, mut txs, mut evidence, mut tcs) = (0u64, 0usize, 0usize, 0usize);
+    let verbose = std::env::var_os("MEDCHAIN_SIM_VERBOSE").is_some();
+    for &seed in &seeds {
+        if verbose {
+            eprintln!("seed={seed} {:?}", Scenario::random(seed));
+        }
+        match sim::run(Scenario::random(seed)) {
+            Ok(r) => {
+                blocks += r.height;
+                txs += r.committed_txs;
+                evidence += r.evidence;
+                tcs += r.tc_blocks;
+                assert!(r.committed_txs >= 1 || r.submitted_txs == 0);
+            }
+            Err(f) => {
+                eprintln!("{f}");
+                failures.push(f.seed);
+            }
+        }
+    }
+    println!(
+        "consensus sim: {} seeds in {:.1?}: {blocks} blocks, {txs} transactions, {tcs} blocks after a \
+         timeout certificate, {evidence} pieces of evidence",
+        seeds.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "failing seeds (replay with MEDCHAIN_SIM_SEED=<seed>): {failures:?}"
+    );
+}
+
+/// The validator ranked first for round 1 of a scenario's network.
+fn first_miner(s: &Scenario) -> usize {
+    let (genesis, keys, _) = sim::network(s);
+    let v = election::elected(&genesis.seed(), genesis.validators(), 0).unwrap();
+    let key = genesis.validators()[v];
+    keys.iter().position(|k| *k == key).unwrap()
+}
+
+#[test]
+fn silent_first_miner_is_replaced_by_the_next_ranked() {
+    let mut s = Scenario::calm(11, 4);
+    let m = first_miner(&s);
+    s.byzantine = vec![(m, Behaviour::Silent)];
+    s.submit_window_ms = 50;
+    let r = sim::run(s).unwrap();
+    assert!(r.tc_blocks >= 1, "{r:?}");
+    assert_eq!(r.committed_txs, r.submitted_txs);
+}
+
+#[test]
+fn equivocating_miner_yields_evidence_and_stays_safe() {
+    let mut found = 0;
+    for seed in 100..130 {
+        let mut s = Scenario::calm(seed, 4);
+        let m = first_miner(&s);
+        s.byzantine = vec![(m, Behaviour::EquivocatingMiner)];
+        s.submit_window_ms = 10;
+        s.txs = 4;
+        let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+        found += r.evidence;
+    }
+    assert!(found > 0, "no equivocation evidence in 30 runs");
+}
+
+#[test]
+fn crashed_validator_restarts_and_catches_up() {
+    let mut s = Scenario::calm(21, 4);
+    s.txs = 8;
+    s.submit_window_ms = 2_000;
+    s.crashes = vec![Crash {
+        node: 1,
+        at_ms: 100,
+        restart_ms: 3_000,
+    }];
+    let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(r.committed_txs, r.submitted_txs);
+}
+
+#[test]
+fn partition_heals_and_everyone_converges() {
+    let mut s = Scenario::calm(31, 7);
+    s.members = 1;
+    s.txs = 8;
+    s.submit_window_ms = 1_500;
+    s.partition = Some(Partition {
+        side: vec![0, 1, 2],
+        from_ms: 0,
+        heal_ms: 2_500,
+    });
+    s.loss_per_mille = 20;
+    s.duplicate_per_mille = 50;
+    s.delay_ms = (1, 40);
+    let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(r.committed_txs, r.submitted_txs);
+}
+
+#[test]
+fn malformed_and_forged_messages_are_dropped_with_reasons() {
+    let mut s = Scenario::calm(41, 7);
+    s.byzantine = vec![(0, Behaviour::Malformed), (3, Behaviour::ForgeVotes)];
+    assert!(s.byzantine.len() <= max_faulty(7));
+    let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+    assert!(
+        r.drops.get("Malformed").copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.drops
+    );
+    assert!(
+        r.drops.get("BadVote").copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.drops
+    );
+}
+
+#[test]
+fn untrusted_replayed_votes_and_withholding_contributors() {
+    for (seed, b) in [
+        (51, Behaviour::UntrustedVotes),
+        (52, Behaviour::ReplayVotes),
+        (53, Behaviour::WithholdSignatures),
+        (54, Behaviour::WithholdTickets),
+    ] {
+        let mut s = Scenario::calm(seed, 4);
+        s.byzantine = vec![(2, b)];
+        s.txs = 10;
+        let r = sim::run(s).unwrap_or_else(|f| panic!("{b:?}: {f}"));
+        assert!(r.committed_txs > 0, "{b:?}");
+    }
+}
