@@ -85,10 +85,8 @@ impl Cluster {
                         }
                     }
                 }
-                Output::Committed { block, proof } => {
-                    if i == 0 {
-                        self.committed.push(Commit { block, proof });
-                    }
+                Output::Committed { block, proof } if i == 0 => {
+                    self.committed.push(Commit { block, proof });
                 }
                 Output::Dropped { reason, .. } => self.dropped.push(format!("node {i}: {reason}")),
                 _ => {}

@@ -75,11 +75,7 @@ fn open(args: &Args) -> Result<Ledger<medchain_store::SqliteStore>, String> {
 fn bar(total: u64) -> impl FnMut(Progress) {
     let mut last = 0u64;
     move |p: Progress| {
-        let pct = if total == 0 {
-            100
-        } else {
-            p.height * 100 / total
-        };
+        let pct = (p.height * 100).checked_div(total).unwrap_or(100);
         if pct != last || p.height == total {
             last = pct;
             let filled = (pct / 4) as usize;

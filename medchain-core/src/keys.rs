@@ -53,9 +53,13 @@ impl VerifyKey {
                 reason: "small-order point",
             });
         }
-        // One encoding per key: refuse non-canonical encodings (y >= p), which decompress to a
-        // point that also has its canonical encoding.
-        if key.to_edwards().compress().to_bytes() != bytes {
+        // One encoding per key: refuse non-canonical encodings (y >= p = 2^255 - 19), which
+        // decompress to a point that also has its canonical encoding. Checked on the bytes
+        // (no field inversion): y >= p exactly when bytes 1..31 are 0xff, the low 7 bits of
+        // byte 31 are all set, and byte 0 is at least 0xed.
+        let y_at_least_p =
+            bytes[0] >= 0xed && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[31] & 0x7f == 0x7f;
+        if y_at_least_p {
             return Err(DecodeError::InvalidValue {
                 what: "ed25519 public key",
                 reason: "non-canonical encoding",
@@ -730,6 +734,17 @@ mod tests {
         y_eq_p[0] = 0xed;
         y_eq_p[31] = 0x7f;
         assert!(VerifyKey::from_byte_array(y_eq_p).is_err());
+        // Every y in [p, 2^255) with either sign bit is refused; the canonical encoding of each
+        // such point (y - p) may be accepted or refused for other reasons, never both forms.
+        for low in 0xedu8..=0xff {
+            for sign in [0u8, 0x80] {
+                let mut b = [0xffu8; 32];
+                b[0] = low;
+                b[31] = 0x7f | sign;
+                let r = VerifyKey::from_byte_array(b);
+                assert!(r.is_err(), "non-canonical y accepted: {}", hex::encode(b));
+            }
+        }
         let p = BackupParams {
             memory_kib: 64,
             iterations: 1,

@@ -165,7 +165,7 @@ fn grant_read_audit_revoke_deny() {
     };
     assert_eq!(
         sealed
-            .open_with(&f.doctor, &[env.clone()])
+            .open_with(&f.doctor, std::slice::from_ref(env))
             .unwrap()
             .payload(),
         OBS
