@@ -22,9 +22,11 @@
 
 mod deid;
 mod fhir_io;
+mod search;
 
 pub use deid::{deidentify, DeidError, StudyKey};
 pub use fhir_io::{consent_from_fhir, consent_to_fhir, ConsentFhirError};
+pub use search::{search_grants, SearchDelegationError, DEFAULT_CODE_SYSTEMS};
 
 use std::fmt;
 
@@ -122,17 +124,6 @@ pub enum Actor {
     AnyResearcher,
     /// Any clinician of any member institution.
     AnyClinician,
-}
-
-impl Actor {
-    fn matches(&self, req: &AccessRequest) -> bool {
-        match self {
-            Self::Party(k) => *k == req.requester,
-            Self::Role(role) => req.roles.contains(role),
-            Self::AnyResearcher => req.roles.iter().any(Role::is_researcher),
-            Self::AnyClinician => req.roles.iter().any(Role::is_clinician),
-        }
-    }
 }
 
 impl Encode for Actor {
@@ -872,8 +863,19 @@ fn class_match(classes: &[DataClass], rec: &RecordFacts) -> Match {
     best
 }
 
+/// Whether a provision's actor list covers `who` holding `roles` (an empty list covers anyone).
+pub(crate) fn evaluate_actor(actors: &[Actor], who: &VerifyKey, roles: &[Role]) -> bool {
+    actors.is_empty()
+        || actors.iter().any(|a| match a {
+            Actor::Party(k) => k == who,
+            Actor::Role(role) => roles.contains(role),
+            Actor::AnyResearcher => roles.iter().any(Role::is_researcher),
+            Actor::AnyClinician => roles.iter().any(Role::is_clinician),
+        })
+}
+
 fn provision_match(p: &Provision, req: &AccessRequest, now_ms: u64) -> Match {
-    let actors = p.actors.is_empty() || p.actors.iter().any(|a| a.matches(req));
+    let actors = evaluate_actor(&p.actors, &req.requester, &req.roles);
     let actions = p.actions.is_empty() || p.actions.contains(&req.action);
     let purposes = p.purposes.is_empty() || p.purposes.iter().any(|x| x.covers(&req.purpose));
     let period = p.period.is_none_or(|per| per.contains(now_ms));
