@@ -324,16 +324,7 @@ fn parse_provision(v: &Value, depth: usize) -> Result<Provision, ConsentFhirErro
         Some("deny") => ProvisionType::Deny,
         Some(_) => return Err(ConsentFhirError::Unsupported("provision.type")),
     };
-    let mut p = Provision {
-        kind,
-        actors: Vec::new(),
-        actions: Vec::new(),
-        purposes: Vec::new(),
-        classes: Vec::new(),
-        period: None,
-        data_period: None,
-        provisions: Vec::new(),
-    };
+    let mut p = Provision::new(kind);
     if let Some(per) = v.get("period") {
         p.period = Some(parse_period(per, "provision.period")?);
     }
