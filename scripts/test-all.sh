@@ -2,7 +2,8 @@
 # Runs every test of medchain: formatting, lints, the Rust test suite (unit, integration,
 # doctests, the fuzz-corpus replay, the consensus simulator over 1,000 seeds, the store
 # conformance suite on SQLite and on a real PostgreSQL 15, crash and plaintext tests), the
-# clinic example end to end, and checks that the benchmarks build.
+# clinic example end to end, the Python package (its own venv: wheel, mypy stubtest, pytest),
+# and checks that the benchmarks build.
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
@@ -28,6 +29,9 @@ trap 'rm -rf "$tmp"' EXIT
 cargo run --locked --release -q -p medchain-examples --bin clinic -- "$tmp/clinic-ledger.sqlite" > "$tmp/clinic.out"
 tail -n 3 "$tmp/clinic.out"
 MEDCHAIN_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- verify "$tmp/clinic-ledger.sqlite" 2>/dev/null
+
+step "the Python package: wheel, stubtest, pytest, example figure, benchmarks"
+medchain-py/scripts/test.sh
 
 step "benchmarks build"
 cargo bench --locked --workspace --all-features --no-run

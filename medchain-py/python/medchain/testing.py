@@ -1,0 +1,168 @@
+"""A local test network that writes a real ledger, and a synthetic population.
+
+For tests, demos, notebooks and benchmarks: every node runs in this process with keys from a
+seed. It is not a production node; real networks run the Rust node.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ._medchain import Consent, Identity, LocalNetwork, NetworkKey, PublicIdentity
+
+__all__ = ["LocalNetwork", "DemoNetwork", "build_demo_network", "research_consent"]
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+STATES = ["CA", "NY", "TX", "WA", "MA", "IL", "OH"]
+
+
+def research_consent(patient: Identity, topic: Optional[str], *, summary: str = "") -> Consent:
+    """A consent (built from FHIR R4 Consent JSON) letting any researcher use the patient's
+    data for ``topic`` research (any research if ``topic`` is None)."""
+    purpose: Dict[str, Any] = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}
+    if topic is not None:
+        purpose["extension"] = [{"url": "urn:medchain:research-topic", "valueString": topic}]
+    resource: Dict[str, Any] = {
+        "resourceType": "Consent",
+        "status": "active",
+        "extension": [{"url": "urn:medchain:summary", "valueString": summary or f"my data may be used for {topic or 'any'} research"}],
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": "urn:medchain:identity", "value": patient.public_text}},
+        "dateTime": "2026-01-01T00:00:00Z",
+        "provision": {
+            "type": "deny",
+            "provision": [
+                {
+                    "type": "permit",
+                    "actor": [
+                        {
+                            "role": {"coding": [{"system": "urn:medchain:role", "code": "researcher"}]},
+                            "reference": {"identifier": {"system": "urn:medchain:institution", "value": "*"}},
+                        }
+                    ],
+                    "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "use"}]}],
+                    "purpose": [purpose],
+                }
+            ],
+        },
+    }
+    return Consent.from_fhir(resource)
+
+
+@dataclass
+class DemoNetwork:
+    """A synthetic population on a local network (see :func:`build_demo_network`)."""
+
+    network: LocalNetwork
+    holder: Identity
+    researcher: Identity
+    institution: PublicIdentity
+    patients: List[Identity]
+    consenting: List[bool]
+    record_ids: List[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        """The ledger's location."""
+        return self.network.location
+
+    @property
+    def network_key(self) -> NetworkKey:
+        """The network key (to open the ledger)."""
+        return self.network.network_key
+
+
+def patient_resources(i: int, rng: random.Random, records: int) -> List[Dict[str, Any]]:
+    """A synthetic patient's resources: the Patient, then HbA1c observations, a condition and
+    a medication request in turn (``records`` resources after the Patient)."""
+    pid = f"Patient/p{i}"
+    out: List[Dict[str, Any]] = [
+        {
+            "resourceType": "Patient",
+            "id": f"p{i}",
+            "name": [{"family": f"Family{i}", "given": ["Given"]}],
+            "gender": rng.choice(["female", "male"]),
+            "birthDate": f"{rng.randint(1935, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "address": [{"line": [f"{i} Main St"], "city": "Springfield", "state": rng.choice(STATES), "postalCode": "12345"}],
+        }
+    ]
+    for k in range(records):
+        year = rng.randint(2019, 2026)
+        kind = k % 3
+        if kind == 0:
+            out.append(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "subject": {"reference": pid},
+                    "effectiveDateTime": f"{year}-{rng.randint(1, 12):02d}-10T09:30:00Z",
+                    "code": {"coding": [{"system": LOINC, "code": "4548-4", "display": "Hemoglobin A1c"}]},
+                    "valueQuantity": {"value": round(rng.uniform(5.0, 10.5), 1), "unit": "%"},
+                }
+            )
+        elif kind == 1:
+            out.append(
+                {
+                    "resourceType": "Condition",
+                    "subject": {"reference": pid},
+                    "recordedDate": f"{year}-03-01",
+                    "code": {"coding": [{"system": SNOMED, "code": rng.choice(["44054006", "38341003"])}]},
+                }
+            )
+        else:
+            out.append(
+                {
+                    "resourceType": "MedicationRequest",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": pid},
+                    "authoredOn": f"{year}-04-02",
+                    "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "860975"}]},
+                }
+            )
+    return out
+
+
+def build_demo_network(
+    location: str,
+    *,
+    patients: int = 12,
+    records_per_patient: int = 4,
+    consent_every: int = 2,
+    topic: str = "diabetes",
+    seed: int = 7,
+    block_size: int = 500,
+) -> DemoNetwork:
+    """Creates a ledger at ``location`` with ``patients`` synthetic patients (a Patient
+    resource and ``records_per_patient`` records each, sealed for the patient and node 0, the
+    holder). Every ``consent_every``-th patient (0, k, 2k, ...) grants a ``topic`` research
+    consent; with four or more patients, patient 1 grants one and revokes it. Node 4 is the
+    researcher's institution (a member)."""
+    rng = random.Random(seed)
+    net = LocalNetwork(location, seed=seed, validators=4, members=1)
+    holder = net.node(0)
+    institution = net.node(4).public
+    researcher = Identity.generate()
+    people = [Identity.generate() for _ in range(patients)]
+    consenting = [consent_every > 0 and i % consent_every == 0 for i in range(patients)]
+    ids: List[str] = []
+    for i, p in enumerate(people):
+        for r in patient_resources(i, rng, records_per_patient):
+            ids.append(net.add_record(r, p, writer=0))
+    net.commit(block_size=block_size)
+    revoked: Optional[str] = None
+    for i, p in enumerate(people):
+        if consenting[i]:
+            net.grant(research_consent(p, topic), p, node=1)
+        elif i == 1 and patients >= 4:
+            revoked = net.grant(research_consent(p, topic, summary="changed my mind later"), p, node=1)
+    net.commit(block_size=block_size)
+    if revoked is not None:
+        net.revoke(revoked, people[1], node=2)
+        net.commit()
+    return DemoNetwork(net, holder, researcher, institution, people, consenting, ids)

@@ -1,0 +1,260 @@
+//! The one place where Rust errors become Python exceptions.
+//!
+//! Every fallible native function returns [`Result`]; [`Error`] carries a [`Kind`] (one per
+//! exception class of `medchain.errors`) and a readable message. The conversion into a Python
+//! exception looks the class up by name in `medchain.errors`, so the hierarchy is defined in
+//! Python only.
+
+use medchain_core::access::AccessError;
+use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
+use medchain_core::encoding::DecodeError;
+use medchain_core::fhir::FhirError;
+use medchain_core::keys::{BackupError, IdentityTextError};
+use medchain_core::seal::SealError;
+use medchain_core::tx::TxError;
+use medchain_store::{LedgerError, StoreError};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+/// The exception class an error maps to (its name in `medchain.errors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `MedchainError` itself (an unexpected internal failure).
+    Internal,
+    /// `InvalidSignature`.
+    InvalidSignature,
+    /// `ConsentDenied`.
+    ConsentDenied,
+    /// `TamperedLedger`.
+    TamperedLedger,
+    /// `DecodeError`.
+    Decode,
+    /// `WrongPassword`.
+    WrongPassword,
+    /// `NotFhir`.
+    NotFhir,
+    /// `StoreError`.
+    Store,
+    /// `WrongNetworkKey`.
+    WrongNetworkKey,
+    /// `NotAReader`.
+    NotAReader,
+    /// `InvalidConsent`.
+    InvalidConsent,
+    /// `InvalidArgument` (a value of the right type that is not acceptable).
+    InvalidArgument,
+    /// `WrongType`.
+    WrongType,
+}
+
+impl Kind {
+    fn class_name(self) -> &'static str {
+        match self {
+            Kind::Internal => "MedchainError",
+            Kind::InvalidSignature => "InvalidSignature",
+            Kind::ConsentDenied => "ConsentDenied",
+            Kind::TamperedLedger => "TamperedLedger",
+            Kind::Decode => "DecodeError",
+            Kind::WrongPassword => "WrongPassword",
+            Kind::NotFhir => "NotFhir",
+            Kind::Store => "StoreError",
+            Kind::WrongNetworkKey => "WrongNetworkKey",
+            Kind::NotAReader => "NotAReader",
+            Kind::InvalidConsent => "InvalidConsent",
+            Kind::InvalidArgument => "InvalidArgument",
+            Kind::WrongType => "WrongType",
+        }
+    }
+}
+
+/// An error on its way to Python.
+#[derive(Debug, Clone)]
+pub struct Error {
+    /// Which exception class.
+    pub kind: Kind,
+    /// The message.
+    pub message: String,
+}
+
+/// The result of native functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> Self {
+        Python::with_gil(|py| {
+            let class = py
+                .import("medchain.errors")
+                .and_then(|m| m.getattr(e.kind.class_name()));
+            match class.and_then(|c| c.call1((e.message.clone(),))) {
+                Ok(instance) => PyErr::from_value(instance),
+                // Only if the Python package is missing (the native module imported alone).
+                Err(_) => PyRuntimeError::new_err(e.message),
+            }
+        })
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(e: PyErr) -> Self {
+        Error::new(Kind::Internal, e.to_string())
+    }
+}
+
+impl From<std::convert::Infallible> for Error {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::new(Kind::Decode, e.to_string())
+    }
+}
+
+impl From<FhirError> for Error {
+    fn from(e: FhirError) -> Self {
+        Error::new(Kind::NotFhir, format!("not a FHIR R4 resource: {e}"))
+    }
+}
+
+impl From<DeidError> for Error {
+    fn from(e: DeidError) -> Self {
+        Error::new(Kind::NotFhir, e.to_string())
+    }
+}
+
+impl From<IdentityTextError> for Error {
+    fn from(e: IdentityTextError) -> Self {
+        Error::new(Kind::Decode, format!("not a medchain identity: {e}"))
+    }
+}
+
+impl From<BackupError> for Error {
+    fn from(e: BackupError) -> Self {
+        let kind = match e {
+            BackupError::WrongPasswordOrDamaged => Kind::WrongPassword,
+            BackupError::Decode(_) => Kind::Decode,
+            BackupError::UnsupportedParams => Kind::InvalidArgument,
+            _ => Kind::Internal,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<SealError> for Error {
+    fn from(e: SealError) -> Self {
+        let kind = match e {
+            SealError::NotFhir(_) => Kind::NotFhir,
+            SealError::NoEnvelope => Kind::NotAReader,
+            SealError::Decrypt | SealError::CommitmentMismatch => Kind::Decode,
+            SealError::Decode(_) => Kind::Decode,
+            SealError::NonContributory | SealError::TooManyReaders { .. } => Kind::InvalidArgument,
+            _ => Kind::Internal,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<TxError> for Error {
+    fn from(e: TxError) -> Self {
+        let kind = match e {
+            TxError::BadSignature | TxError::BadPatientSignature => Kind::InvalidSignature,
+            TxError::Decode(_) => Kind::Decode,
+            TxError::BodyDecrypt => Kind::WrongNetworkKey,
+            _ => Kind::Decode,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<ConsentError> for Error {
+    fn from(e: ConsentError) -> Self {
+        let kind = match e {
+            ConsentError::NotSignedByPatient => Kind::InvalidSignature,
+            ConsentError::Decode(_) => Kind::Decode,
+            _ => Kind::InvalidConsent,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<ConsentFhirError> for Error {
+    fn from(e: ConsentFhirError) -> Self {
+        Error::new(Kind::InvalidConsent, e.to_string())
+    }
+}
+
+impl From<AccessError> for Error {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Denied(reason) => Error::new(Kind::ConsentDenied, reason.to_string()),
+            other => Error::new(Kind::Internal, other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        let kind = match e {
+            StoreError::WrongKey => Kind::WrongNetworkKey,
+            StoreError::Corrupt(_)
+            | StoreError::HeadInvalid(_)
+            | StoreError::Truncated { .. }
+            | StoreError::Decode(_) => Kind::TamperedLedger,
+            _ => Kind::Store,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<LedgerError> for Error {
+    fn from(e: LedgerError) -> Self {
+        let kind = match &e {
+            LedgerError::Store(s) => return Error::new(Error::from_store_kind(s), e.to_string()),
+            LedgerError::WrongNetworkKey => Kind::WrongNetworkKey,
+            LedgerError::Verify(_) | LedgerError::HeadMismatch { .. } => Kind::TamperedLedger,
+            LedgerError::Transaction(TxError::BadSignature) => Kind::TamperedLedger,
+            LedgerError::Transaction(TxError::BodyDecrypt) => Kind::WrongNetworkKey,
+            LedgerError::Transaction(_) => Kind::TamperedLedger,
+            LedgerError::InvalidBlock(_) | LedgerError::CommitProof(_) => Kind::InvalidArgument,
+            LedgerError::NoPostgres | LedgerError::State(_) => Kind::Store,
+            _ => Kind::Store,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl Error {
+    fn from_store_kind(s: &StoreError) -> Kind {
+        match s {
+            StoreError::WrongKey => Kind::WrongNetworkKey,
+            StoreError::Corrupt(_)
+            | StoreError::HeadInvalid(_)
+            | StoreError::Truncated { .. }
+            | StoreError::Decode(_) => Kind::TamperedLedger,
+            _ => Kind::Store,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into an internal [`Error`]: no Rust panic reaches Python.
+pub fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            Kind::Internal,
+            "internal error in the native module (please report it)",
+        )),
+    }
+}

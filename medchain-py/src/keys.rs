@@ -1,0 +1,294 @@
+//! Identities, public identities, the network key and secure-index keys.
+
+use medchain_core::index::IndexKey as CoreIndexKey;
+use medchain_core::keys::{BackupParams, Identity as CoreIdentity, PublicIdentity as CorePublic};
+use medchain_core::seal::NetworkKey as CoreNetworkKey;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rand_core::OsRng;
+
+use crate::convert::{bytes_arg, secret_arg, wrong_type};
+use crate::errors::{Error, Kind, Result};
+
+fn params(fast: bool) -> BackupParams {
+    if fast {
+        BackupParams::dangerous_test_only()
+    } else {
+        BackupParams::RECOMMENDED
+    }
+}
+
+/// A party's key pair (ed25519 for signatures, X25519 for sealing): a patient's wallet, a
+/// clinician, an institution's node. Secrets never leave the object except as an encrypted
+/// backup.
+#[pyclass(frozen, module = "medchain._medchain")]
+pub struct Identity {
+    pub(crate) inner: CoreIdentity,
+}
+
+impl Identity {
+    /// A copy of a core identity (through a fast in-memory backup: identities are not `Clone`).
+    pub(crate) fn copy_of(id: &CoreIdentity) -> Result<Self> {
+        let pw = b"in-memory copy";
+        let backup = id.export_backup(pw, BackupParams::dangerous_test_only(), &mut OsRng)?;
+        Ok(Self {
+            inner: CoreIdentity::restore_backup(&backup, pw)?,
+        })
+    }
+}
+
+#[pymethods]
+impl Identity {
+    /// A new random identity.
+    #[staticmethod]
+    fn generate() -> Self {
+        Self {
+            inner: CoreIdentity::generate(&mut OsRng),
+        }
+    }
+
+    /// Restores an identity from `export_backup` output. Raises `WrongPassword` for a wrong
+    /// password or altered bytes, `DecodeError` for bytes that are not a backup.
+    #[staticmethod]
+    fn restore_backup(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        password: &Bound<'_, PyAny>,
+    ) -> Result<Self> {
+        let data = bytes_arg(data, "data")?;
+        let password = secret_arg(password, "password")?;
+        let inner = py.allow_threads(|| CoreIdentity::restore_backup(&data, &password))?;
+        Ok(Self { inner })
+    }
+
+    /// The identity encrypted under `password` (Argon2id + AES-256-GCM). `fast=True` uses a
+    /// weak key-derivation setting meant for tests only.
+    #[pyo3(signature = (password, *, fast = false))]
+    fn export_backup<'py>(
+        &self,
+        py: Python<'py>,
+        password: &Bound<'py, PyAny>,
+        fast: bool,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let password = secret_arg(password, "password")?;
+        if password.is_empty() {
+            return Err(Error::new(Kind::InvalidArgument, "the password is empty"));
+        }
+        let bytes = py.allow_threads(|| {
+            self.inner
+                .export_backup(&password, params(fast), &mut OsRng)
+        })?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The public identity (what others seal records for).
+    #[getter]
+    fn public(&self) -> PublicIdentity {
+        PublicIdentity {
+            inner: self.inner.public(),
+        }
+    }
+
+    /// The printable public identity (`mcid1…`).
+    #[getter]
+    fn public_text(&self) -> String {
+        self.inner.public().to_text()
+    }
+
+    /// The short party id (hex).
+    #[getter]
+    fn id(&self) -> String {
+        self.inner.id().to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Identity(public_text='{}')", self.inner.public().to_text())
+    }
+}
+
+/// The public half of an identity: what a record is sealed for and what consents name.
+#[pyclass(frozen, eq, hash, module = "medchain._medchain")]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublicIdentity {
+    pub(crate) inner: CorePublic,
+}
+
+#[pymethods]
+impl PublicIdentity {
+    /// Parses a printable identity (`mcid1…`). Raises `DecodeError` if it is not one.
+    #[staticmethod]
+    fn from_text(text: &Bound<'_, PyAny>) -> Result<Self> {
+        let s: String = text
+            .extract()
+            .map_err(|_| wrong_type(text, "text", "a str"))?;
+        Ok(Self {
+            inner: CorePublic::from_text(s.trim())?,
+        })
+    }
+
+    /// The printable form (`mcid1…`).
+    #[getter]
+    fn text(&self) -> String {
+        self.inner.to_text()
+    }
+
+    /// The short party id (hex).
+    #[getter]
+    fn id(&self) -> String {
+        self.inner.id().to_string()
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_text()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("PublicIdentity('{}')", self.inner.to_text())
+    }
+}
+
+/// A public identity from an `Identity`, a `PublicIdentity` or its text.
+pub fn public_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<CorePublic> {
+    if let Ok(p) = obj.downcast::<PublicIdentity>() {
+        return Ok(p.get().inner);
+    }
+    if let Ok(i) = obj.downcast::<Identity>() {
+        return Ok(i.get().inner.public());
+    }
+    if let Ok(s) = obj.extract::<String>() {
+        return Ok(CorePublic::from_text(s.trim())?);
+    }
+    Err(wrong_type(
+        obj,
+        what,
+        "an Identity, a PublicIdentity or an identity text",
+    ))
+}
+
+/// An `Identity` argument.
+pub fn identity_arg<'a, 'py>(
+    obj: &'a Bound<'py, PyAny>,
+    what: &str,
+) -> Result<&'a Bound<'py, Identity>> {
+    obj.downcast::<Identity>()
+        .map_err(|_| wrong_type(obj, what, "an Identity"))
+}
+
+/// The network-shared key: opens what every node may read (transaction bodies, the store's
+/// state). Usually loaded from the operator's passphrase-protected key file.
+#[pyclass(frozen, module = "medchain._medchain")]
+pub struct NetworkKey {
+    pub(crate) inner: CoreNetworkKey,
+}
+
+impl NetworkKey {
+    /// A second handle on the same key (wrapped for and unwrapped by a throw-away identity).
+    pub(crate) fn duplicate(key: &CoreNetworkKey) -> Result<CoreNetworkKey> {
+        let tmp = CoreIdentity::generate(&mut OsRng);
+        let envelope = key.wrap_for(&tmp.public(), &mut OsRng)?;
+        Ok(CoreNetworkKey::unwrap_from(&envelope, &tmp)?)
+    }
+}
+
+#[pymethods]
+impl NetworkKey {
+    /// A new random network key (for a new network or a test).
+    #[staticmethod]
+    fn generate() -> Self {
+        Self {
+            inner: CoreNetworkKey::generate(&mut OsRng),
+        }
+    }
+
+    /// Opens a protected key file's bytes. Raises `WrongPassword` for a wrong passphrase.
+    #[staticmethod]
+    fn import_protected(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        passphrase: &Bound<'_, PyAny>,
+    ) -> Result<Self> {
+        let data = bytes_arg(data, "data")?;
+        let passphrase = secret_arg(passphrase, "passphrase")?;
+        let inner = py.allow_threads(|| CoreNetworkKey::import_protected(&data, &passphrase))?;
+        Ok(Self { inner })
+    }
+
+    /// The key under `passphrase` (Argon2id + AES-256-GCM), as a key file's bytes.
+    #[pyo3(signature = (passphrase, *, fast = false))]
+    fn export_protected<'py>(
+        &self,
+        py: Python<'py>,
+        passphrase: &Bound<'py, PyAny>,
+        fast: bool,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let passphrase = secret_arg(passphrase, "passphrase")?;
+        if passphrase.is_empty() {
+            return Err(Error::new(Kind::InvalidArgument, "the passphrase is empty"));
+        }
+        let bytes = py.allow_threads(|| {
+            self.inner
+                .export_protected(&passphrase, params(fast), &mut OsRng)
+        })?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The key's fingerprint (hex), as genesis names it.
+    #[getter]
+    fn fingerprint(&self) -> String {
+        hex::encode(self.inner.fingerprint())
+    }
+
+    fn __repr__(&self) -> String {
+        let f = self.fingerprint();
+        format!("NetworkKey(fingerprint='{}…')", &f[..16.min(f.len())])
+    }
+}
+
+/// A secure-index key: the patient's master key, or its key for one writer (institution).
+/// Trapdoors made with it find the records that writer indexed, without revealing the keyword.
+#[pyclass(frozen, module = "medchain._medchain")]
+pub struct IndexKey {
+    pub(crate) inner: CoreIndexKey,
+    pub(crate) writer: bool,
+}
+
+#[pymethods]
+impl IndexKey {
+    /// The patient's master index key (derived from the patient's identity).
+    #[staticmethod]
+    fn for_patient(patient: &Bound<'_, PyAny>) -> Result<Self> {
+        let patient = identity_arg(patient, "patient")?;
+        Ok(Self {
+            inner: CoreIndexKey::for_patient(&patient.get().inner),
+            writer: false,
+        })
+    }
+
+    /// The key for the entries `writer` (an institution) wrote for this patient.
+    fn for_writer(&self, writer: &Bound<'_, PyAny>) -> Result<Self> {
+        if self.writer {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                "this is already a writer key; derive writer keys from the patient's key",
+            ));
+        }
+        let writer = public_arg(writer, "writer")?;
+        Ok(Self {
+            inner: self.inner.for_writer(&writer.id()),
+            writer: true,
+        })
+    }
+
+    /// Whether this is a writer key (searches need one).
+    #[getter]
+    fn is_writer_key(&self) -> bool {
+        self.writer
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "IndexKey({})",
+            if self.writer { "writer" } else { "patient" }
+        )
+    }
+}

@@ -1,0 +1,91 @@
+//! Sealed FHIR records.
+
+use medchain_core::seal::{seal_record, SealedRecord as CoreSealed};
+use pyo3::prelude::*;
+use rand_core::OsRng;
+
+use crate::convert::{json_arg, value_to_py, wrong_type};
+use crate::errors::{Error, Kind, Result};
+use crate::keys::{identity_arg, public_arg, PublicIdentity};
+
+/// A FHIR resource sealed (AES-256-GCM under a fresh key) for its patient and readers.
+#[pyclass(frozen, module = "medchain._medchain")]
+pub struct SealedRecord {
+    pub(crate) inner: CoreSealed,
+}
+
+#[pymethods]
+impl SealedRecord {
+    /// The record id (hex).
+    #[getter]
+    fn record_id(&self) -> String {
+        self.inner.record_id().to_string()
+    }
+
+    /// The patient the record belongs to.
+    #[getter]
+    fn patient(&self) -> PublicIdentity {
+        PublicIdentity {
+            inner: *self.inner.patient(),
+        }
+    }
+
+    /// How many readers hold a key envelope (the patient included).
+    #[getter]
+    fn reader_count(&self) -> usize {
+        self.inner.envelopes().len()
+    }
+
+    /// Decrypts the record with `identity` (the patient or a reader) and returns the FHIR
+    /// resource as a dict. Raises `NotAReader` if `identity` has no envelope, `DecodeError`
+    /// if the ciphertext was altered.
+    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<PyObject> {
+        let identity = identity_arg(identity, "identity")?;
+        let id = identity.get();
+        let value = py.allow_threads(|| -> Result<serde_json::Value> {
+            let opened = self.inner.open(&id.inner)?;
+            serde_json::from_slice(opened.payload())
+                .map_err(|e| Error::new(Kind::NotFhir, format!("the payload is not JSON: {e}")))
+        })?;
+        value_to_py(py, &value)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SealedRecord(record_id='{}', readers={})",
+            self.inner.record_id(),
+            self.inner.envelopes().len()
+        )
+    }
+}
+
+/// Seals a FHIR R4 resource (a dict or JSON text) for `patient` and the extra `readers`
+/// (usually the contributing institution). Raises `NotFhir` for anything that is not a FHIR
+/// R4 resource.
+#[pyfunction]
+#[pyo3(signature = (fhir, patient, readers = None))]
+pub fn seal(
+    fhir: &Bound<'_, PyAny>,
+    patient: &Bound<'_, PyAny>,
+    readers: Option<&Bound<'_, PyAny>>,
+) -> Result<SealedRecord> {
+    let value = json_arg(fhir, "fhir")?;
+    let patient = public_arg(patient, "patient")?;
+    let mut list = Vec::new();
+    if let Some(readers) = readers {
+        if readers.is_instance_of::<pyo3::types::PyString>() {
+            return Err(wrong_type(readers, "readers", "a list of identities"));
+        }
+        let iter = readers
+            .try_iter()
+            .map_err(|_| wrong_type(readers, "readers", "a list of identities"))?;
+        for r in iter {
+            list.push(public_arg(&r?, "a reader")?);
+        }
+    }
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|e| Error::new(Kind::NotFhir, format!("fhir cannot be encoded: {e}")))?;
+    Ok(SealedRecord {
+        inner: seal_record(&bytes, &patient, &list, &mut OsRng)?,
+    })
+}
