@@ -661,6 +661,37 @@ impl Transaction {
         TxId::from_byte_array(h.finalize())
     }
 
+    /// Decrypts the body with the network key, checks it matches the header's kind and checks
+    /// its patient signatures. Does not check the contributor's signature: call it on a
+    /// [`VerifiedTx`] for transactions from outside; the body is authenticated by the network
+    /// key's AEAD either way. Stores use it directly on transactions they verified when they
+    /// committed them.
+    ///
+    /// # Errors
+    /// [`TxError::BodyDecrypt`], [`TxError::Decode`], [`TxError::KindMismatch`],
+    /// [`TxError::BadPatientSignature`], [`TxError::InvalidBody`].
+    pub fn open_body(&self, network: &NetworkKey) -> Result<TxBody, TxError> {
+        let header = header_bytes(self.kind, &self.contributor, self.timestamp_ms, self.nonce);
+        let plain = network.open(&self.body, &header).map_err(|e| match e {
+            SealError::Decode(d) => TxError::Decode(d),
+            _ => TxError::BodyDecrypt,
+        })?;
+        let mut body = TxBody::from_bytes(&plain)?;
+        if let Some(payload) = &self.payload {
+            let bytes = network
+                .open(payload, &payload_aad(&header))
+                .map_err(|_| TxError::BodyDecrypt)?;
+            body.attach_payload(&bytes)?;
+        }
+        if body.kind() != self.kind {
+            return Err(TxError::KindMismatch {
+                header: self.kind,
+                body: body.kind(),
+            });
+        }
+        body.check()?;
+        Ok(body)
+    }
     /// Strictly verifies the contributor's signature.
     ///
     /// # Errors
@@ -800,35 +831,6 @@ impl VerifiedTx {
     /// The unverified transaction.
     pub fn into_inner(self) -> Transaction {
         self.tx
-    }
-
-    /// Decrypts the body with the network key, checks it matches the header's kind and checks
-    /// its patient signatures.
-    ///
-    /// # Errors
-    /// [`TxError::BodyDecrypt`], [`TxError::Decode`], [`TxError::KindMismatch`],
-    /// [`TxError::BadPatientSignature`], [`TxError::InvalidBody`].
-    pub fn open_body(&self, network: &NetworkKey) -> Result<TxBody, TxError> {
-        let header = header_bytes(self.kind, &self.contributor, self.timestamp_ms, self.nonce);
-        let plain = network.open(&self.body, &header).map_err(|e| match e {
-            SealError::Decode(d) => TxError::Decode(d),
-            _ => TxError::BodyDecrypt,
-        })?;
-        let mut body = TxBody::from_bytes(&plain)?;
-        if let Some(payload) = &self.payload {
-            let bytes = network
-                .open(payload, &payload_aad(&header))
-                .map_err(|_| TxError::BodyDecrypt)?;
-            body.attach_payload(&bytes)?;
-        }
-        if body.kind() != self.kind {
-            return Err(TxError::KindMismatch {
-                header: self.kind,
-                body: body.kind(),
-            });
-        }
-        body.check()?;
-        Ok(body)
     }
 }
 
