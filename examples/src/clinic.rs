@@ -26,7 +26,7 @@ use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
 use medchain_core::hash::TxId;
 use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
 use medchain_core::keys::{BackupParams, Identity};
-use medchain_core::protocol::{Node, NodeConfig};
+use medchain_core::protocol::{IndexMaterial, Node, NodeConfig};
 use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::Ledger;
@@ -94,13 +94,17 @@ fn say(line: impl AsRef<str>) {
     println!("   {}", line.as_ref());
 }
 
+/// A record's secure-index entry and the material its node needs to place it in a block's
+/// filter (the record id and the writer's trapdoors).
+type Indexed = (Vec<u8>, IndexMaterial);
+
 /// A record as its contributing hospital prepares it: sealed for the patient and itself, its
 /// secure-index entry written with the patient's writer key.
 fn prepare_record(
     fhir: &str,
     patient: &Identity,
     hospital: &Institution,
-) -> Result<(SealedRecord, TxBody, Vec<u8>), Box<dyn Error>> {
+) -> Result<(SealedRecord, TxBody, Option<Indexed>), Box<dyn Error>> {
     let sealed = seal_record(
         fhir.as_bytes(),
         &patient.public(),
@@ -113,7 +117,11 @@ fn prepare_record(
     let trapdoors = writer.trapdoors(keywords.iter());
     let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)?;
     let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
-    Ok((sealed, body, entry.to_bytes()))
+    let material = IndexMaterial {
+        record_id: sealed.record_id(),
+        trapdoors,
+    };
+    Ok((sealed, body, Some((entry.to_bytes(), material))))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -274,23 +282,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut nonce = 0u64;
     let mut submit_all = |net: &mut Cluster,
                           node: usize,
-                          bodies: &[(&TxBody, Vec<u8>)],
+                          bodies: &[(&TxBody, Option<Indexed>)],
                           pending: &mut Vec<TxId>|
      -> Result<(), Box<dyn Error>> {
         let mut txs = Vec::new();
-        for (body, entry) in bodies {
+        for (body, indexed) in bodies {
             nonce += 1;
+            let (entry, material) = indexed
+                .as_ref()
+                .map_or((Vec::new(), None), |(e, m)| (e.clone(), Some(m.clone())));
             let tx = Transaction::create(
                 &institutions[node].id,
                 net.now_ms,
                 nonce,
                 body,
-                entry.clone(),
+                entry,
                 &network_key,
                 &mut OsRng,
             )?;
             pending.push(tx.id());
-            txs.push(tx);
+            txs.push((tx, material));
         }
         net.submit(node, txs)
             .map_err(|e| format!("submit refused: {e}"))?;
@@ -400,14 +411,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         &mut net,
         0,
         &consent.grant_body(&alice)?,
-        vec![],
+        None,
         &mut pending
     )?;
     submit!(
         &mut net,
         2,
         &bob_consent.grant_body(&bob)?,
-        vec![],
+        None,
         &mut pending
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
@@ -417,11 +428,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let query = IndexKey::for_patient(&alice)
         .for_writer(&institutions[0].id.id())
         .query(&[Keyword::code("http://loinc.org", "4548-4")?])?;
-    let hits = ledger.search(&query, 1)?;
+    let found = ledger.search_report(&query, 1)?;
+    let hits = &found.hits;
     say(format!(
         "encrypted search for LOINC 4548-4 with Alice's trapdoor for St. Mary's entries: {} hit(s){} — no node learns what was searched",
         hits.len(),
         hits.iter().map(|h| format!(", record {}… in block {}", &h.record_id.to_string()[..8], h.height)).collect::<String>()
+    ));
+    say(format!(
+        "the blocks' secure-index filters (built by the contributing hospitals when they signed) did the work: {} indexed block(s), {} ruled out, {} searched record by record, {} PRF evaluation(s)",
+        found.indexed_blocks, found.blocks_skipped, found.exhaustive_blocks, found.prf_evaluations
     ));
     let consents = ledger.consents_of(&alice.verify_key())?;
     let release = release_key(
@@ -439,10 +455,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit_all(
         &mut net,
         0,
-        &[
-            (&release.key_shared, vec![]),
-            (&release.access_logged, vec![]),
-        ],
+        &[(&release.key_shared, None), (&release.access_logged, None)],
         &mut pending,
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
@@ -497,7 +510,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit_all(
         &mut net,
         2,
-        &[(&er.key_shared, vec![]), (&er.access_logged, vec![])],
+        &[(&er.key_shared, None), (&er.access_logged, None)],
         &mut pending,
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
@@ -579,7 +592,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 emergency: false,
                 accessed_at_ms: net.now_ms,
             };
-            submit!(&mut net, holder, &log, vec![], &mut pending)?;
+            submit!(&mut net, holder, &log, None, &mut pending)?;
         }
     }
     commit(&mut net, &mut ledger, &mut pending)?;
@@ -591,7 +604,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         &mut net,
         0,
         &Consent::revoke_body(&alice, &consent.id()),
-        vec![],
+        None,
         &mut pending
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
@@ -621,7 +634,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         envelope: Some(a1c.share_with(&institutions[0].id, &dr_ruiz.public(), &mut OsRng)?),
     };
     let mut rogue_ids = Vec::new();
-    submit!(&mut net, 0, &rogue, vec![], &mut rogue_ids)?;
+    submit!(&mut net, 0, &rogue, None, &mut rogue_ids)?;
     let got_in = net.run_until_committed(&rogue_ids, 20_000);
     for c in net.take_commits() {
         ledger.append_committed(c.block.into_block(), &c.proof)?;

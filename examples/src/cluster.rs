@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use medchain_core::block::CheckedBlock;
 use medchain_core::chain::CommitProof;
 use medchain_core::keys::VerifyKey;
-use medchain_core::protocol::{Node, Output, Recipient};
+use medchain_core::protocol::{IndexMaterial, Node, Output, Recipient};
 use medchain_core::tx::Transaction;
 
 /// A committed block as one node reported it.
@@ -49,11 +49,17 @@ impl Cluster {
     ///
     /// # Errors
     /// The node's refusal, as text.
-    pub fn submit(&mut self, i: usize, txs: Vec<Transaction>) -> Result<(), String> {
+    /// An indexed record comes with its [`IndexMaterial`], so the node can place it in the
+    /// block's secure-index filter.
+    pub fn submit(
+        &mut self,
+        i: usize,
+        txs: Vec<(Transaction, Option<IndexMaterial>)>,
+    ) -> Result<(), String> {
         let now = self.now_ms;
         // One batch: transactions that must share a block (a key release and its access log)
         // reach the miner in one contribution.
-        for r in self.nodes[i].submit_batch(txs, now) {
+        for r in self.nodes[i].submit_batch_indexed(txs, now) {
             r.map_err(|e| e.to_string())?;
         }
         self.pump(i);

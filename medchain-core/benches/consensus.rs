@@ -2,6 +2,12 @@
 //! the signatures it needs (1,000 transactions, the miner, the contributors, the parent's
 //! quorum certificate), measured in the same run with `ed25519_dalek::VerifyingKey::verify_strict`.
 //!
+//! A second block holds 1,000 indexed records (`RecordAdded` with secure-index entries) from
+//! four contributors, whose filter the contributors build while they sign: the bench reports
+//! the time one contributor takes to build its segment, and the validation ratio with the
+//! secure-index checks (entry decoding, filter decoding, per-segment key counts, segment
+//! digests in the contributors' signatures).
+//!
 //! Run: `cargo bench -p medchain-core --bench consensus`.
 //! Prints one summary line per measurement and the ratio `raw time / validation time`
 //! (1.0 = validation costs no more than its signatures).
@@ -11,12 +17,19 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use medchain_core::block::{
-    contributor_ticket, Block, BlockDraft, ChainTip, NoRules, SerialVerifier,
+    contribution_hash, contributor_segment, contributor_ticket, tx_leaf, Block, BlockDraft,
+    ChainTip, NoRules, SerialVerifier,
 };
 use medchain_core::election::{self, VrfSecret};
+use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
 use medchain_core::hash::{domain, RecordId};
+use medchain_core::index::{
+    BlockFilter, FilterSegment, IndexEntry, IndexKey, IndexedRecord, Keyword, Trapdoor,
+};
 use medchain_core::keys::{Identity, Signature, VerifyKey};
 use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody};
@@ -41,9 +54,13 @@ struct Fixture {
     block: Block,
     /// (key, framed message, signature) of every signature validation needs.
     sigs: Vec<(VerifyKey, Vec<u8>, Signature)>,
+    /// For the indexed block: the median time one contributor took to build its segment.
+    segment_time: Option<Duration>,
 }
 
-fn fixture() -> Fixture {
+type Material = HashMap<[u8; 32], (IndexedRecord, Vec<Trapdoor>)>;
+
+fn fixture(indexed: bool) -> Fixture {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let ids: Vec<Identity> = (0..VALIDATORS + CONTRIBUTORS)
         .map(|_| Identity::generate(&mut rng))
@@ -70,7 +87,12 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let by_key = |k: &VerifyKey| ids.iter().position(|i| i.verify_key() == *k).unwrap();
-    let mine = |tip: &ChainTip, round: u64, txs: Vec<Transaction>, qc: QuorumCertificate| {
+    let mine = |tip: &ChainTip,
+                round: u64,
+                txs: Vec<Transaction>,
+                qc: QuorumCertificate,
+                mat: &Material,
+                rng: &mut ChaCha20Rng| {
         let v = election::elected(&tip.seed, genesis.validators(), round - tip.round - 1).unwrap();
         let m = by_key(&genesis.validators()[v]);
         let tickets: Vec<_> = ids
@@ -86,21 +108,60 @@ fn fixture() -> Fixture {
             1,
             txs,
             &tickets,
-            vec![],
             qc,
             None,
         )
         .unwrap();
-        let sigs: Vec<_> = draft
-            .header()
-            .contributors
-            .iter()
-            .map(|c| (c.key, draft.sign_as_contributor(&ids[by_key(&c.key)])))
-            .collect();
-        draft.finish(&ids[m], &sigs).unwrap()
+        let leaves = draft.indexed_leaves();
+        let mut sigs = Vec::new();
+        let mut segments = Vec::new();
+        let mut seg_times = Vec::new();
+        for c in &draft.header().contributors {
+            // Each contributor holds the material of its own records only.
+            let own: std::collections::HashSet<[u8; 32]> = draft
+                .transactions()
+                .iter()
+                .filter(|t| *t.contributor() == c.key)
+                .map(|t| tx_leaf(&t.id(), t.signature()))
+                .collect();
+            let t = Instant::now();
+            let seg: Option<FilterSegment> = contributor_segment(
+                draft.header().merkle_root(),
+                &leaves,
+                |l| {
+                    mat.get(l)
+                        .filter(|_| own.contains(l))
+                        .map(|(r, t)| (r, t.as_slice()))
+                },
+                rng,
+            )
+            .unwrap();
+            if seg.is_some() {
+                seg_times.push(t.elapsed());
+            }
+            sigs.push((
+                c.key,
+                draft.sign_contribution(&ids[by_key(&c.key)], seg.as_ref()),
+            ));
+            if let Some(seg) = seg {
+                segments.push((c.key, seg));
+            }
+        }
+        (
+            draft.finish_indexed(&ids[m], &sigs, segments).unwrap(),
+            seg_times,
+        )
     };
     let tip0 = ChainTip::genesis(&genesis);
-    let b1 = mine(&tip0, 1, vec![], QuorumCertificate::empty());
+    let none = Material::new();
+    let (b1, _) = mine(
+        &tip0,
+        1,
+        vec![],
+        QuorumCertificate::empty(),
+        &none,
+        &mut rng,
+    );
     let c1 = b1.validate(&genesis, &tip0, &mut NoRules).unwrap();
     let votes: Vec<Vote> = ids[..VALIDATORS - 1]
         .iter()
@@ -108,22 +169,74 @@ fn fixture() -> Fixture {
         .collect();
     let qc = QuorumCertificate::from_votes(&votes, &c1.hash());
     let tip1 = c1.tip();
+    let mut mat = Material::new();
+    let patient = Identity::generate(&mut rng);
+    let class = medchain_core::access::record_class(br#"{"resourceType":"Observation"}"#).unwrap();
     let txs: Vec<Transaction> = (0..TXS)
         .map(|i| {
             let who = &ids[VALIDATORS + i % CONTRIBUTORS];
-            let body = TxBody::AccessLogged {
-                record_id: RecordId::from_byte_array([i as u8; 32]),
-                accessor: who.public(),
-                purpose: "TREAT".into(),
-                consent_id: None,
-                emergency: false,
-                accessed_at_ms: i as u64,
-            };
-            Transaction::create(who, 1, i as u64, &body, vec![], &net, &mut rng).unwrap()
+            if indexed {
+                // A small sealed Observation (bodies are not what this measures) with a real
+                // 16-tag entry under the patient's writer key for its contributor.
+                let sealed = medchain_core::seal::seal_record(
+                    br#"{"resourceType":"Observation","status":"final"}"#,
+                    &patient.public(),
+                    &[who.public()],
+                    &mut rng,
+                )
+                .unwrap();
+                let record_id = sealed.record_id();
+                let key = IndexKey::for_patient(&patient).for_writer(&who.id());
+                let kws: Vec<Keyword> = [
+                    "type:Observation".to_string(),
+                    format!("code:http://loinc.org|{}-{}", 1000 + i % 500, i % 10),
+                    "date:2024".into(),
+                    "date:2024-03".into(),
+                ]
+                .iter()
+                .map(|k| k.parse().unwrap())
+                .collect();
+                let trapdoors = key.trapdoors(kws.iter());
+                let entry = IndexEntry::build(&record_id, &trapdoors, &mut rng).unwrap();
+                let body = TxBody::record_added(sealed, class.clone());
+                let tx =
+                    Transaction::create(who, 1, i as u64, &body, entry.to_bytes(), &net, &mut rng)
+                        .unwrap();
+                mat.insert(
+                    tx_leaf(&tx.id(), tx.signature()),
+                    (IndexedRecord { record_id, entry }, trapdoors),
+                );
+                tx
+            } else {
+                let body = TxBody::AccessLogged {
+                    record_id: RecordId::from_byte_array([i as u8; 32]),
+                    accessor: who.public(),
+                    purpose: "TREAT".into(),
+                    consent_id: None,
+                    emergency: false,
+                    accessed_at_ms: i as u64,
+                };
+                Transaction::create(who, 1, i as u64, &body, vec![], &net, &mut rng).unwrap()
+            }
         })
         .collect();
-    let block = mine(&tip1, 2, txs, qc.clone());
+    let (block, mut seg_times) = mine(&tip1, 2, txs, qc.clone(), &mat, &mut rng);
+    let segment_time = if indexed {
+        seg_times.sort_unstable();
+        seg_times.get(seg_times.len() / 2).copied()
+    } else {
+        None
+    };
     let hash = block.hash();
+    let draft_hash = block.header.draft_hash();
+    let filter = if block.index_filter.is_empty() {
+        None
+    } else {
+        Some(BlockFilter::from_bytes(&block.index_filter).unwrap())
+    };
+    let mut segment_digests = filter
+        .iter()
+        .flat_map(|f| f.segments().map(|s| s.digest()).collect::<Vec<_>>());
     let mut sigs = Vec::new();
     for tx in &block.transactions {
         sigs.push((
@@ -143,7 +256,19 @@ fn fixture() -> Fixture {
         .iter()
         .zip(&block.contributor_signatures)
     {
-        sigs.push((c.key, framed(domain::BLOCK_SIG, hash.as_byte_array()), *s));
+        let digest = if indexed {
+            segment_digests.next()
+        } else {
+            None
+        };
+        sigs.push((
+            c.key,
+            framed(
+                domain::CONTRIBUTION_SIG,
+                &contribution_hash(&draft_hash, digest.as_ref()),
+            ),
+            *s,
+        ));
     }
     for v in qc.votes() {
         sigs.push((
@@ -157,6 +282,7 @@ fn fixture() -> Fixture {
         tip: tip1,
         block,
         sigs,
+        segment_time,
     }
 }
 
@@ -166,7 +292,24 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let f = fixture();
+    run("1000-tx-block", &fixture(false));
+    let f = fixture(true);
+    if let Some(t) = f.segment_time {
+        println!(
+            "consensus/contributor-segment: one contributor's filter segment over its {} indexed records in {t:.2?}",
+            TXS / CONTRIBUTORS
+        );
+    }
+    println!(
+        "consensus/indexed-block: filter {} bytes ({:.2}% of the block's {} bytes)",
+        f.block.index_filter.len(),
+        100.0 * f.block.index_filter.len() as f64 / f.block.to_bytes().len() as f64,
+        f.block.to_bytes().len()
+    );
+    run("1000-record-indexed-block", &f);
+}
+
+fn run(name: &str, f: &Fixture) {
     let rounds = 15;
     let mut raw = Vec::new();
     let mut val = Vec::new();
@@ -189,15 +332,15 @@ fn main() {
     let (raw, val) = (median(raw), median(val));
     let n = f.sigs.len();
     println!(
-        "consensus/raw-verify-strict: {n} signatures in {raw:.2?} ({:.0} signatures/s on one core)",
+        "consensus/{name}/raw-verify-strict: {n} signatures in {raw:.2?} ({:.0} signatures/s on one core)",
         n as f64 / raw.as_secs_f64()
     );
     println!(
-        "consensus/validate-1000-tx-block: {val:.2?} ({:.0} transactions/s on one core)",
+        "consensus/{name}/validate: {val:.2?} ({:.0} transactions/s on one core)",
         TXS as f64 / val.as_secs_f64()
     );
     println!(
-        "consensus/ratio: raw bound / validation = {:.3} (target >= 0.8)",
+        "consensus/{name}/ratio: raw bound / validation = {:.3} (target >= 0.8)",
         raw.as_secs_f64() / val.as_secs_f64()
     );
 }

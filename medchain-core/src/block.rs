@@ -23,12 +23,16 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 
 use crate::election::{self, ElectionSeed, ElectionTicket, VrfSecret};
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
 use crate::hash::{domain, tagged_hash, tagged_hash_parts, BlockHash, MerkleRoot, TxId};
+use crate::index::{
+    BlockContext, BlockFilter, FilterError, FilterSegment, IndexEntry, IndexedRecord, Trapdoor,
+};
 use crate::keys::{Identity, Signature, VerifyKey};
 use crate::merkle;
 use crate::tx::{Transaction, TxError, VerifiedTx};
@@ -103,12 +107,16 @@ pub struct BlockHeader {
 
 impl BlockHeader {
     fn encode_rest(&self, out: &mut Vec<u8>) {
+        self.encode_rest_with(&self.index_filter_digest, out);
+    }
+
+    fn encode_rest_with(&self, index_filter_digest: &[u8; 32], out: &mut Vec<u8>) {
         out.put_u8(BLOCK_VERSION);
         self.chain.encode_to(out);
         out.put_u64(self.height);
         out.put_u64(self.round);
         out.put_u32(self.tx_count);
-        out.put_raw(&self.index_filter_digest);
+        out.put_raw(index_filter_digest);
         out.put_u64(self.timestamp_ms);
         self.miner.encode_to(out);
         self.miner_ticket.encode_to(out);
@@ -119,8 +127,24 @@ impl BlockHeader {
 
     /// The block hash (see the module docs).
     pub fn hash(&self) -> BlockHash {
+        self.hash_with(&self.index_filter_digest)
+    }
+
+    /// The **draft hash**: the block hash with the index-filter digest taken as zero. It is
+    /// what contributors sign (bound to their filter segments, see [`contribution_hash`]),
+    /// since the filter is joined from their answers only after they sign. Equal to
+    /// [`hash`](Self::hash) for a block without a filter.
+    pub fn draft_hash(&self) -> BlockHash {
+        if self.index_filter_digest == [0; 32] {
+            self.hash()
+        } else {
+            self.hash_with(&[0; 32])
+        }
+    }
+
+    fn hash_with(&self, index_filter_digest: &[u8; 32]) -> BlockHash {
         let mut rest = Vec::with_capacity(512);
-        self.encode_rest(&mut rest);
+        self.encode_rest_with(index_filter_digest, &mut rest);
         let digest = tagged_hash(domain::BLOCK_HEADER, &rest);
         BlockHash::from_byte_array(tagged_hash_parts(
             domain::BLOCK,
@@ -259,6 +283,103 @@ pub fn merkle_children(leaves: &[[u8; 32]]) -> ([u8; 32], [u8; 32]) {
             )
         }
     }
+}
+
+/// What a contributor signs for its part of a block: its draft hash bound to the digest of
+/// the filter segment it supplied (zero for none):
+/// `tagged_hash(BLOCK_CONTRIBUTION, draft hash || segment digest)`, signed under
+/// [`domain::CONTRIBUTION_SIG`].
+pub fn contribution_hash(draft: &BlockHash, segment: Option<&[u8; 32]>) -> [u8; 32] {
+    tagged_hash_parts(
+        domain::BLOCK_CONTRIBUTION,
+        &[draft.as_byte_array(), segment.unwrap_or(&[0; 32])],
+    )
+}
+
+/// The filter segment a contributor supplies for a block: over its own indexed records among
+/// the block's, keyed by the block's Merkle root. `indexed_leaves` are the Merkle leaves of the
+/// block's transactions that carry an index entry, in block order (a record's position is its
+/// rank there); `mine` gives, for a leaf of the contributor's own, the indexed record and the
+/// trapdoors its entry was built from. `None` when none of the contributor's records is
+/// indexed in the block.
+///
+/// # Errors
+/// A [`FilterError`] when a trapdoor does not match its entry or the segment cannot be built.
+pub fn contributor_segment<'a, R: RngCore + CryptoRng>(
+    merkle_root: MerkleRoot,
+    indexed_leaves: &[[u8; 32]],
+    mut mine: impl FnMut(&[u8; 32]) -> Option<(&'a IndexedRecord, &'a [Trapdoor])>,
+    rng: &mut R,
+) -> Result<Option<FilterSegment>, FilterError> {
+    let records: Vec<(usize, &IndexedRecord, &[Trapdoor])> = indexed_leaves
+        .iter()
+        .enumerate()
+        .filter_map(|(position, leaf)| mine(leaf).map(|(r, t)| (position, r, t)))
+        .collect();
+    if records.is_empty() {
+        return Ok(None);
+    }
+    FilterSegment::build(
+        &BlockContext::from(merkle_root),
+        indexed_leaves.len(),
+        records,
+        rng,
+    )
+    .map(Some)
+}
+
+/// The secure index of a block's transactions: every index entry decodes, and the filter
+/// (when there is one) has exactly one segment per contributor with indexed records, in
+/// contributor order, each covering as many keys as that contributor's entries have padded
+/// tags. Returns each contributor's segment digest (`None` for a contributor with no segment).
+fn check_index(
+    header: &BlockHeader,
+    transactions: &[Transaction],
+    index_filter: &[u8],
+) -> Result<Vec<Option<[u8; 32]>>, InvalidBlock> {
+    let mut tags = vec![0u64; header.contributors.len()];
+    let mut indexed = 0usize;
+    for (i, tx) in transactions.iter().enumerate() {
+        if tx.index_entry().is_empty() {
+            continue;
+        }
+        let entry = IndexEntry::from_bytes(tx.index_entry())
+            .map_err(|_| at(InvalidReason::BadIndexEntry, i))?;
+        let k = header
+            .contributors
+            .binary_search_by(|c| c.key.cmp(tx.contributor()))
+            .map_err(|_| InvalidBlock::from(InvalidReason::ContributorMismatch))?;
+        tags[k] += entry.padded_len() as u64;
+        indexed += 1;
+    }
+    let mut digests = vec![None; header.contributors.len()];
+    if index_filter.is_empty() {
+        // No filter: the block's records are found by exhaustive search.
+        return Ok(digests);
+    }
+    let bad = || InvalidBlock::from(InvalidReason::BadIndexFilter);
+    if indexed == 0 {
+        return Err(bad());
+    }
+    let filter = BlockFilter::from_bytes(index_filter).map_err(|_| bad())?;
+    if filter.entry_count() != indexed {
+        return Err(bad());
+    }
+    let mut segments = filter.segments();
+    for (k, &t) in tags.iter().enumerate() {
+        if t == 0 {
+            continue;
+        }
+        let segment = segments.next().ok_or_else(bad)?;
+        if segment.key_count() as u64 != t {
+            return Err(bad());
+        }
+        digests[k] = Some(segment.digest());
+    }
+    if segments.next().is_some() {
+        return Err(bad());
+    }
+    Ok(digests)
 }
 
 /// Digest of a secure-index filter's bytes (zero for none).
@@ -597,9 +718,23 @@ impl Block {
         if contributor_signatures.len() != header.contributors.len() {
             return Err(InvalidReason::BadContributorSignature.into());
         }
-        for (c, sig) in header.contributors.iter().zip(&contributor_signatures) {
+        if index_filter_digest(&index_filter) != header.index_filter_digest {
+            return Err(InvalidReason::BadIndexFilter.into());
+        }
+        let segments = check_index(&header, &kept, &index_filter)?;
+        let draft = header.draft_hash();
+        for ((c, sig), segment) in header
+            .contributors
+            .iter()
+            .zip(&contributor_signatures)
+            .zip(&segments)
+        {
             c.key
-                .verify(domain::BLOCK_SIG, hash.as_byte_array(), sig)
+                .verify(
+                    domain::CONTRIBUTION_SIG,
+                    &contribution_hash(&draft, segment.as_ref()),
+                    sig,
+                )
                 .map_err(|_| InvalidBlock::from(InvalidReason::BadContributorSignature))?;
             let vrf = genesis
                 .member(&c.key)
@@ -607,9 +742,6 @@ impl Block {
                 .ok_or(InvalidReason::UnknownContributor)?;
             vrf.verify(&input, &c.ticket)
                 .map_err(|_| InvalidBlock::from(InvalidReason::BadContributorTicket))?;
-        }
-        if index_filter_digest(&index_filter) != header.index_filter_digest {
-            return Err(InvalidReason::BadIndexFilter.into());
         }
         let seed = election::next_seed(&tip.seed, &miner_output);
         Ok(CheckedBlock {
@@ -630,15 +762,18 @@ impl Block {
 /// Builds a block: the miner's side of AssembleBlock, then SignBlock by every contributor.
 ///
 /// ```text
-/// let draft = BlockDraft::assemble(...);      // miner
-/// let sig = draft.sign_as_contributor(&node); // each contributor, after checking the draft
-/// let block = draft.finish(&miner, sigs)?;    // miner
+/// let draft = BlockDraft::assemble(...);                // miner
+/// let segment = contributor_segment(...)?;              // each contributor, after checking
+/// let sig = draft.sign_contribution(&node, segment);    //   the draft (None: not indexed)
+/// let block = draft.finish_indexed(&miner, sigs, segments)?;   // miner
 /// ```
+///
+/// The draft's header carries no filter digest; [`BlockDraft::finish_indexed`] joins the
+/// contributors' segments into the block's filter and only then fixes the block hash.
 #[derive(Debug, Clone)]
 pub struct BlockDraft {
     header: BlockHeader,
     transactions: Vec<Transaction>,
-    index_filter: Vec<u8>,
 }
 
 /// Assembling a block failed.
@@ -657,6 +792,16 @@ pub enum AssembleError {
     /// Too many transactions.
     #[error("too many transactions for one block")]
     TooManyTransactions,
+    /// Segments were given, but none from this contributor of indexed records.
+    #[error("no filter segment from contributor {0}")]
+    MissingSegment(VerifyKey),
+    /// A segment does not fit its contributor's indexed records in the draft (or comes from a
+    /// node without any).
+    #[error("the filter segment of {0} does not fit its records")]
+    BadSegment(VerifyKey),
+    /// The segments cannot be joined into one filter.
+    #[error("the filter cannot be joined: {0}")]
+    Filter(FilterError),
 }
 
 impl BlockDraft {
@@ -676,7 +821,6 @@ impl BlockDraft {
         timestamp_ms: u64,
         transactions: Vec<Transaction>,
         tickets: &[Contributor],
-        index_filter: Vec<u8>,
         parent_qc: QuorumCertificate,
         timeout_cert: Option<TimeoutCertificate>,
     ) -> Result<Self, AssembleError> {
@@ -716,7 +860,7 @@ impl BlockDraft {
             merkle_left,
             merkle_right,
             tx_count: transactions.len() as u32,
-            index_filter_digest: index_filter_digest(&index_filter),
+            index_filter_digest: [0; 32],
             timestamp_ms: timestamp_ms.max(tip.timestamp_ms),
             miner: miner.verify_key(),
             miner_ticket: miner_vrf.prove(&election::ticket_input(
@@ -731,11 +875,10 @@ impl BlockDraft {
         Ok(Self {
             header,
             transactions,
-            index_filter,
         })
     }
 
-    /// The draft's header (contributors check it before signing).
+    /// The draft's header (contributors check it before signing); its filter digest is zero.
     pub fn header(&self) -> &BlockHeader {
         &self.header
     }
@@ -745,17 +888,46 @@ impl BlockDraft {
         &self.transactions
     }
 
-    /// The block hash contributors sign.
+    /// The draft hash contributors sign ([`BlockHeader::draft_hash`]).
     pub fn hash(&self) -> BlockHash {
         self.header.hash()
     }
 
-    /// A contributor's signature over the draft (SignBlock).
-    pub fn sign_as_contributor(&self, contributor: &Identity) -> Signature {
-        contributor.sign(domain::BLOCK_SIG, self.hash().as_byte_array())
+    /// Positions (in block order) of the transactions that carry an index entry: what a
+    /// SignBlock request tells contributors so they can place their records in the filter.
+    pub fn indexed_positions(&self) -> Vec<u32> {
+        self.transactions
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.index_entry().is_empty())
+            .map(|(i, _)| i as u32)
+            .collect()
     }
 
-    /// Finishes the block with the miner's signature and the contributors' signatures (by key).
+    /// The Merkle leaves of the transactions that carry an index entry, in block order.
+    pub fn indexed_leaves(&self) -> Vec<[u8; 32]> {
+        self.transactions
+            .iter()
+            .filter(|t| !t.index_entry().is_empty())
+            .map(|t| tx_leaf(&t.id(), t.signature()))
+            .collect()
+    }
+
+    /// A contributor's signature over the draft without a filter segment (SignBlock).
+    pub fn sign_as_contributor(&self, contributor: &Identity) -> Signature {
+        self.sign_contribution(contributor, None)
+    }
+
+    /// A contributor's signature over the draft and the filter segment it supplies (SignBlock).
+    pub fn sign_contribution(
+        &self,
+        contributor: &Identity,
+        segment: Option<&FilterSegment>,
+    ) -> Signature {
+        sign_contribution(contributor, &self.hash(), segment)
+    }
+
+    /// Finishes the block without a filter (its records are then found by exhaustive search).
     ///
     /// # Errors
     /// [`AssembleError::MissingSignature`] when a contributor has not signed.
@@ -764,9 +936,28 @@ impl BlockDraft {
         miner: &Identity,
         signatures: &[(VerifyKey, Signature)],
     ) -> Result<Block, AssembleError> {
-        let hash = self.hash();
-        let contributor_signatures = self
-            .header
+        self.finish_indexed(miner, signatures, Vec::new())
+    }
+
+    /// Finishes the block: joins the contributors' filter segments (by key) into the block's
+    /// filter, in contributor order, fixes the filter digest, and adds the miner's signature
+    /// and the contributors' signatures (by key). With no segment at all the block has no
+    /// filter; otherwise every contributor of indexed records must have supplied one that fits.
+    ///
+    /// # Errors
+    /// [`AssembleError::MissingSignature`], [`AssembleError::MissingSegment`],
+    /// [`AssembleError::BadSegment`].
+    pub fn finish_indexed(
+        self,
+        miner: &Identity,
+        signatures: &[(VerifyKey, Signature)],
+        segments: Vec<(VerifyKey, FilterSegment)>,
+    ) -> Result<Block, AssembleError> {
+        let BlockDraft {
+            mut header,
+            transactions,
+        } = self;
+        let contributor_signatures = header
             .contributors
             .iter()
             .map(|c| {
@@ -777,14 +968,75 @@ impl BlockDraft {
                     .ok_or(AssembleError::MissingSignature(c.key))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let index_filter = if segments.is_empty() {
+            Vec::new()
+        } else {
+            let mut tags = vec![0usize; header.contributors.len()];
+            let mut indexed = 0usize;
+            for tx in &transactions {
+                if tx.index_entry().is_empty() {
+                    continue;
+                }
+                indexed += 1;
+                let k = header
+                    .contributors
+                    .binary_search_by(|c| c.key.cmp(tx.contributor()))
+                    .map_err(|_| AssembleError::MissingTicket(*tx.contributor()))?;
+                let len = IndexEntry::from_bytes(tx.index_entry())
+                    .map_err(|_| AssembleError::BadSegment(*tx.contributor()))?
+                    .padded_len();
+                tags[k] += len;
+            }
+            let mut ordered = Vec::new();
+            for (c, &t) in header.contributors.iter().zip(&tags) {
+                let found = segments.iter().find(|(k, _)| *k == c.key);
+                match (found, t) {
+                    (None, 0) => {}
+                    (None, _) => return Err(AssembleError::MissingSegment(c.key)),
+                    (Some((k, s)), t) => {
+                        if t == 0 || s.key_count() != t || s.entry_count() != indexed {
+                            return Err(AssembleError::BadSegment(*k));
+                        }
+                        ordered.push(s.clone());
+                    }
+                }
+            }
+            if let Some((k, _)) = segments.iter().find(|(k, _)| {
+                header
+                    .contributors
+                    .binary_search_by(|c| c.key.cmp(k))
+                    .is_err()
+            }) {
+                return Err(AssembleError::BadSegment(*k));
+            }
+            BlockFilter::from_segments(indexed, ordered)
+                .map_err(AssembleError::Filter)?
+                .to_bytes()
+        };
+        header.index_filter_digest = index_filter_digest(&index_filter);
+        let hash = header.hash();
         Ok(Block {
             miner_signature: miner.sign(domain::BLOCK_SIG, hash.as_byte_array()),
-            header: self.header,
+            header,
             contributor_signatures,
-            transactions: self.transactions,
-            index_filter: self.index_filter,
+            transactions,
+            index_filter,
         })
     }
+}
+
+/// A contributor's SignBlock signature: over [`contribution_hash`] of the draft hash and the
+/// digest of the segment it supplies, under [`domain::CONTRIBUTION_SIG`].
+pub fn sign_contribution(
+    contributor: &Identity,
+    draft: &BlockHash,
+    segment: Option<&FilterSegment>,
+) -> Signature {
+    let digest = segment.map(FilterSegment::digest);
+    contributor.sign(
+        domain::CONTRIBUTION_SIG,
+        &contribution_hash(draft, digest.as_ref()),
+    )
 }
 
 /// A contributor's election ticket for the block after `tip` (sent with its transactions).
@@ -806,6 +1058,8 @@ pub fn contributor_ticket(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::genesis::tests::network;
     use crate::seal::NetworkKey;
@@ -882,7 +1136,6 @@ pub(crate) mod tests {
             5_000,
             txs,
             &tickets,
-            vec![],
             qc,
             None,
         )
@@ -908,6 +1161,92 @@ pub(crate) mod tests {
     ) -> Block {
         let (d, m) = draft(n, tip, round, txs, qc);
         sign_all(n, d, m)
+    }
+
+    /// An indexed record contributed by node `who`: the transaction, its indexed record and
+    /// the trapdoors of its entry (keywords `type:Observation` and `code:test|<code>`).
+    pub(crate) fn indexed_tx(
+        n: &mut Net,
+        who: usize,
+        nonce: u64,
+        code: &str,
+    ) -> (Transaction, IndexedRecord, Vec<Trapdoor>) {
+        use crate::index::{IndexKey, Keyword};
+        let patient = n.ids[5].public();
+        let fhir = format!(
+            r#"{{"resourceType":"Observation","status":"final","code":{{"coding":[{{"system":"test","code":"{code}"}}]}}}}"#
+        );
+        let sealed = crate::seal::seal_record(
+            fhir.as_bytes(),
+            &patient,
+            &[n.ids[who].public()],
+            &mut n.rng,
+        )
+        .unwrap();
+        let key = IndexKey::for_patient(&n.ids[5]);
+        let kws: Vec<Keyword> = ["type:Observation".to_string(), format!("code:test|{code}")]
+            .iter()
+            .map(|k| k.parse().unwrap())
+            .collect();
+        let trapdoors = key.trapdoors(kws.iter());
+        let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut n.rng).unwrap();
+        let record = IndexedRecord {
+            record_id: sealed.record_id(),
+            entry: entry.clone(),
+        };
+        let body = TxBody::record_added(
+            sealed,
+            crate::access::record_class(fhir.as_bytes()).unwrap(),
+        );
+        let tx = Transaction::create(
+            &n.ids[who],
+            1_000 + nonce,
+            nonce,
+            &body,
+            entry.to_bytes(),
+            &n.net,
+            &mut n.rng,
+        )
+        .unwrap();
+        (tx, record, trapdoors)
+    }
+
+    type Material = HashMap<[u8; 32], (IndexedRecord, Vec<Trapdoor>)>;
+
+    /// Every contributor builds its segment and signs; the miner joins them.
+    pub(crate) fn sign_all_indexed(
+        n: &mut Net,
+        draft: BlockDraft,
+        m: usize,
+        mat: &Material,
+    ) -> Block {
+        let leaves = draft.indexed_leaves();
+        let mut sigs = Vec::new();
+        let mut segments = Vec::new();
+        for c in draft.header().contributors.clone() {
+            let id = n.ids.iter().find(|i| i.verify_key() == c.key).unwrap();
+            let mine: HashMap<&[u8; 32], &(IndexedRecord, Vec<Trapdoor>)> = draft
+                .transactions()
+                .iter()
+                .filter(|t| *t.contributor() == c.key)
+                .filter_map(|t| {
+                    let leaf = tx_leaf(&t.id(), t.signature());
+                    mat.get_key_value(&leaf)
+                })
+                .collect();
+            let seg = contributor_segment(
+                draft.header().merkle_root(),
+                &leaves,
+                |l| mine.get(l).map(|m| (&m.0, m.1.as_slice())),
+                &mut n.rng,
+            )
+            .unwrap();
+            sigs.push((c.key, draft.sign_contribution(id, seg.as_ref())));
+            if let Some(seg) = seg {
+                segments.push((c.key, seg));
+            }
+        }
+        draft.finish_indexed(&n.ids[m], &sigs, segments).unwrap()
     }
 
     pub(crate) fn certify(n: &Net, b: &CheckedBlock) -> QuorumCertificate {
@@ -1025,7 +1364,6 @@ pub(crate) mod tests {
             1,
             vec![],
             &[],
-            vec![],
             QuorumCertificate::empty(),
             None,
         )
@@ -1058,7 +1396,6 @@ pub(crate) mod tests {
             1,
             vec![tx.clone()],
             &[],
-            vec![],
             QuorumCertificate::empty(),
             None,
         )
@@ -1080,7 +1417,6 @@ pub(crate) mod tests {
             1,
             vec![tx],
             &[ticket],
-            vec![],
             QuorumCertificate::empty(),
             None,
         )
@@ -1194,5 +1530,229 @@ pub(crate) mod tests {
             swapped.verify(&n.genesis).unwrap_err(),
             EvidenceError::HeaderMismatch
         );
+    }
+
+    /// A block of indexed records from two contributors and a plain transaction: its filter
+    /// is joined from both segments and finds every record; the block validates.
+    fn indexed_block(n: &mut Net) -> (Block, Vec<(IndexedRecord, crate::index::Query)>) {
+        use crate::index::{IndexKey, Keyword};
+        let tip = ChainTip::genesis(&n.genesis);
+        let mut mat = Material::new();
+        let mut txs = Vec::new();
+        let mut probes = Vec::new();
+        for (i, (who, code)) in [(0, "a"), (1, "b"), (0, "c"), (1, "a")]
+            .into_iter()
+            .enumerate()
+        {
+            let (tx, rec, tds) = indexed_tx(n, who, i as u64 + 1, code);
+            let q = IndexKey::for_patient(&n.ids[5])
+                .query(&[format!("code:test|{code}").parse::<Keyword>().unwrap()])
+                .unwrap();
+            probes.push((rec.clone(), q));
+            mat.insert(tx_leaf(&tx.id(), tx.signature()), (rec, tds));
+            txs.push(tx);
+        }
+        txs.push(log_tx(n, 2, 9));
+        let (d, m) = draft(n, &tip, 1, txs, QuorumCertificate::empty());
+        assert_eq!(d.indexed_positions(), vec![0, 1, 2, 3]);
+        (sign_all_indexed(n, d, m, &mat), probes)
+    }
+
+    #[test]
+    fn contributors_segments_make_a_filter_that_finds_every_record() {
+        use crate::index::{search, BlockIndex};
+        let mut n = net();
+        let (b, probes) = indexed_block(&mut n);
+        assert!(!b.index_filter.is_empty());
+        let filter = BlockFilter::from_bytes(&b.index_filter).unwrap();
+        assert_eq!(filter.segment_count(), 2);
+        assert_eq!(filter.entry_count(), 4);
+        assert_ne!(b.header.hash(), b.header.draft_hash());
+        let tip = ChainTip::genesis(&n.genesis);
+        let checked = b.clone().validate(&n.genesis, &tip, &mut NoRules).unwrap();
+        let records: Vec<IndexedRecord> = probes.iter().map(|(r, _)| r.clone()).collect();
+        let index = BlockIndex::from_parts(
+            BlockContext::from(checked.header().merkle_root()),
+            filter,
+            records,
+        )
+        .unwrap();
+        for (i, (rec, q)) in probes.iter().enumerate() {
+            let found = search(q, [&index]);
+            let want = if i == 0 || i == 3 { 2 } else { 1 }; // code "a" is in two records
+            assert_eq!(found.hits.len(), want, "probe {i}");
+            assert!(found.hits.iter().any(|h| h.record_id == rec.record_id));
+        }
+    }
+
+    #[test]
+    fn a_filter_cannot_be_stripped_swapped_or_altered() {
+        let mut n = net();
+        let (b, _) = indexed_block(&mut n);
+        let tip = ChainTip::genesis(&n.genesis);
+        let m = n
+            .ids
+            .iter()
+            .position(|i| i.verify_key() == b.header.miner)
+            .unwrap();
+        let resign = |n: &Net, mut b: Block| {
+            b.header.index_filter_digest = index_filter_digest(&b.index_filter);
+            b.miner_signature = n.ids[m].sign(domain::BLOCK_SIG, b.header.hash().as_byte_array());
+            b
+        };
+        let reason = |b: Block| {
+            b.validate(&n.genesis, &tip, &mut NoRules)
+                .unwrap_err()
+                .reason
+        };
+        // Stripped by the miner: the contributors signed their segments' digests.
+        let mut stripped = b.clone();
+        stripped.index_filter.clear();
+        assert_eq!(
+            reason(resign(&n, stripped)),
+            InvalidReason::BadContributorSignature
+        );
+        // Altered without a new digest.
+        let mut flipped = b.clone();
+        let last = flipped.index_filter.len() - 1;
+        flipped.index_filter[last - 3] ^= 0x10;
+        assert_eq!(reason(flipped.clone()), InvalidReason::BadIndexFilter);
+        // Altered with a new digest and miner signature: a contributor's segment no longer
+        // matches its signature.
+        assert_eq!(
+            reason(resign(&n, flipped)),
+            InvalidReason::BadContributorSignature
+        );
+        // Segments in the other order.
+        let filter = BlockFilter::from_bytes(&b.index_filter).unwrap();
+        let mut segs: Vec<FilterSegment> = filter.segments().collect();
+        segs.reverse();
+        let mut swapped = b.clone();
+        swapped.index_filter = BlockFilter::from_segments(4, segs).unwrap().to_bytes();
+        assert_eq!(
+            reason(resign(&n, swapped)),
+            InvalidReason::BadContributorSignature
+        );
+        // One segment dropped.
+        let segs: Vec<FilterSegment> = filter.segments().take(1).collect();
+        let mut short = b.clone();
+        short.index_filter = BlockFilter::from_segments(4, segs).unwrap().to_bytes();
+        assert_eq!(reason(resign(&n, short)), InvalidReason::BadIndexFilter);
+        // Garbage that does not decode.
+        let mut garbage = b.clone();
+        garbage.index_filter = vec![1, 0, 0, 0];
+        assert_eq!(reason(resign(&n, garbage)), InvalidReason::BadIndexFilter);
+        // The original still validates.
+        assert!(b.validate(&n.genesis, &tip, &mut NoRules).is_ok());
+    }
+
+    #[test]
+    fn malformed_entries_and_pointless_filters_are_rejected() {
+        let mut n = net();
+        let tip = ChainTip::genesis(&n.genesis);
+        // A record transaction whose entry does not decode.
+        let (_, rec, _) = indexed_tx(&mut n, 0, 1, "a");
+        let sealed = crate::seal::seal_record(
+            br#"{"resourceType":"Observation","status":"final"}"#,
+            &n.ids[5].public(),
+            &[],
+            &mut n.rng,
+        )
+        .unwrap();
+        let body = TxBody::record_added(
+            sealed,
+            crate::access::record_class(br#"{"resourceType":"Observation"}"#).unwrap(),
+        );
+        let mut bad_entry = rec.entry.to_bytes();
+        bad_entry[0] ^= 0xff;
+        let tx =
+            Transaction::create(&n.ids[0], 1, 1, &body, bad_entry, &n.net, &mut n.rng).unwrap();
+        let b = build(&mut n, &tip, 1, vec![tx], QuorumCertificate::empty());
+        let err = b.validate(&n.genesis, &tip, &mut NoRules).unwrap_err();
+        assert_eq!(err.reason, InvalidReason::BadIndexEntry);
+        assert_eq!(err.tx_index, Some(0));
+        // A filter on a block with no indexed record.
+        let (mut b, _) = indexed_block(&mut n);
+        let filter = b.index_filter.clone();
+        let log = log_tx(&mut n, 0, 1);
+        let plain = build(&mut n, &tip, 1, vec![log], QuorumCertificate::empty());
+        b = plain;
+        b.index_filter = filter;
+        b.header.index_filter_digest = index_filter_digest(&b.index_filter);
+        let m = n
+            .ids
+            .iter()
+            .position(|i| i.verify_key() == b.header.miner)
+            .unwrap();
+        b.miner_signature = n.ids[m].sign(domain::BLOCK_SIG, b.header.hash().as_byte_array());
+        let err = b.validate(&n.genesis, &tip, &mut NoRules).unwrap_err();
+        assert!(matches!(
+            err.reason,
+            InvalidReason::BadIndexFilter | InvalidReason::BadContributorSignature
+        ));
+    }
+
+    #[test]
+    fn finishing_checks_the_segments() {
+        let mut n = net();
+        let tip = ChainTip::genesis(&n.genesis);
+        let (t0, r0, d0) = indexed_tx(&mut n, 0, 1, "a");
+        let (t1, r1, d1) = indexed_tx(&mut n, 1, 2, "b");
+        let (d, m) = draft(&n, &tip, 1, vec![t0, t1], QuorumCertificate::empty());
+        let leaves = d.indexed_leaves();
+        let seg = |n: &mut Net, r: &IndexedRecord, t: &[Trapdoor], pos: usize| {
+            contributor_segment(
+                d.header().merkle_root(),
+                &leaves,
+                |l| (*l == leaves[pos]).then_some((r, t)),
+                &mut n.rng,
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let s0 = seg(&mut n, &r0, &d0, 0);
+        let s1 = seg(&mut n, &r1, &d1, 1);
+        let sigs: Vec<(VerifyKey, Signature)> = [(0, &s0), (1, &s1)]
+            .iter()
+            .map(|(i, s)| {
+                (
+                    n.ids[*i].verify_key(),
+                    d.sign_contribution(&n.ids[*i], Some(s)),
+                )
+            })
+            .collect();
+        let k0 = n.ids[0].verify_key();
+        let k1 = n.ids[1].verify_key();
+        assert_eq!(
+            d.clone()
+                .finish_indexed(&n.ids[m], &sigs, vec![(k0, s0.clone())])
+                .unwrap_err(),
+            AssembleError::MissingSegment(k1)
+        );
+        let k2 = n.ids[2].verify_key();
+        assert_eq!(
+            d.clone()
+                .finish_indexed(
+                    &n.ids[m],
+                    &sigs,
+                    vec![(k0, s0.clone()), (k1, s1.clone()), (k2, s1.clone())]
+                )
+                .unwrap_err(),
+            AssembleError::BadSegment(k2)
+        );
+        // A trapdoor that is not in the entry cannot make a segment.
+        assert!(matches!(
+            contributor_segment(
+                d.header().merkle_root(),
+                &leaves,
+                |l| (*l == leaves[0]).then_some((&r0, d1.as_slice())),
+                &mut n.rng,
+            ),
+            Err(FilterError::TrapdoorNotInEntry { .. })
+        ));
+        let b = d
+            .finish_indexed(&n.ids[m], &sigs, vec![(k1, s1), (k0, s0)])
+            .unwrap();
+        assert!(b.validate(&n.genesis, &tip, &mut NoRules).is_ok());
     }
 }

@@ -460,6 +460,18 @@ impl Decode for u64 {
     }
 }
 
+impl Encode for u32 {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        out.put_u32(*self);
+    }
+}
+
+impl Decode for u32 {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.u32()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("decode_merkle_proof", decode_merkle_proof),
     ("decode_index_entry", decode_index_entry),
     ("decode_block_filter", decode_block_filter),
+    ("decode_filter_segment", decode_filter_segment),
     ("decode_credential", decode_credential),
 ];
 
@@ -381,10 +382,22 @@ pub fn decode_index_entry(data: &[u8]) {
     }
 }
 
-/// A block's secure-index filter.
+/// A block's secure-index filter, and its segments.
 pub fn decode_block_filter(data: &[u8]) {
     if let Some(f) = round_trip::<crate::index::BlockFilter>(data) {
         let _ = (f.digest(), f.entry_count());
+        for s in f.segments() {
+            let _ = (s.digest(), s.key_count());
+        }
+    }
+}
+
+/// One contributor's filter segment (sent in a SignBlock response), joined into a filter.
+pub fn decode_filter_segment(data: &[u8]) {
+    if let Some(s) = round_trip::<crate::index::FilterSegment>(data) {
+        let _ = s.digest();
+        let n = s.entry_count();
+        let _ = crate::index::BlockFilter::from_segments(n, vec![s]).map(|f| f.to_bytes());
     }
 }
 

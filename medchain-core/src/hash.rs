@@ -82,6 +82,16 @@ pub mod domain {
     pub const VOTE_SIG: &str = "medchain/v1/vote-signature";
     /// A validator's round timeout.
     pub const TIMEOUT_SIG: &str = "medchain/v1/timeout-signature";
+    /// What a contributor signs for its part of a block: the draft hash bound to its filter
+    /// segment's digest.
+    pub const BLOCK_CONTRIBUTION: &str = "medchain/v1/block-contribution";
+    /// Signatures by contributors over a [`BLOCK_CONTRIBUTION`] hash.
+    pub const CONTRIBUTION_SIG: &str = "medchain/v1/contribution-signature";
+    /// Digest of one party's secure-index filter segment.
+    pub const INDEX_SEGMENT: &str = "medchain/v1/index-segment";
+    /// Signatures a node makes over a draft hash only to seed its own filter-segment
+    /// randomness (never sent).
+    pub const FILTER_SEED_SIG: &str = "medchain/v1/filter-seed";
 }
 
 /// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.

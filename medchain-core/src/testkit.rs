@@ -5,12 +5,18 @@
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use std::collections::HashMap;
+
 use crate::block::{
-    contributor_ticket, Block, BlockDraft, ChainTip, CheckedBlock, Contributor, InvalidBlock,
+    contributor_segment, contributor_ticket, tx_leaf, Block, BlockDraft, ChainTip, CheckedBlock,
+    Contributor, InvalidBlock,
 };
 use crate::chain::CommitProof;
 use crate::election::{self, VrfSecret};
+use crate::encoding::Encode;
 use crate::genesis::{Genesis, Member, Quorum, Timing};
+use crate::hash::RecordId;
+use crate::index::{FilterSegment, IndexEntry, IndexedRecord, Trapdoor};
 use crate::keys::{Identity, Signature, VerifyKey};
 use crate::ledger::{rules_over, BlockEffects, StateView};
 use crate::seal::NetworkKey;
@@ -31,6 +37,8 @@ pub struct TestNet {
     tip: ChainTip,
     parent_qc: QuorumCertificate,
     nonce: u64,
+    /// Index material of the indexed transactions made by [`TestNet::indexed_tx`], by leaf.
+    indexing: HashMap<[u8; 32], (IndexedRecord, Vec<Trapdoor>)>,
     /// The time blocks are stamped with; advanced by one second per block.
     pub now_ms: u64,
 }
@@ -97,6 +105,7 @@ impl TestNet {
             tip,
             parent_qc: QuorumCertificate::empty(),
             nonce: 0,
+            indexing: HashMap::new(),
             now_ms,
         }
     }
@@ -124,6 +133,29 @@ impl TestNet {
         .unwrap_or_else(|e| panic!("test transaction: {e}"))
     }
 
+    /// Signs a record transaction from node `node` with the index entry of `record_id` built
+    /// from `trapdoors`, and keeps the trapdoors so that the block that takes it carries a
+    /// secure-index filter (as the consensus node does).
+    ///
+    /// # Panics
+    /// If the body or the trapdoors are invalid (a test bug).
+    pub fn indexed_tx(
+        &mut self,
+        node: usize,
+        body: &TxBody,
+        record_id: RecordId,
+        trapdoors: Vec<Trapdoor>,
+    ) -> Transaction {
+        let entry = IndexEntry::build(&record_id, &trapdoors, &mut self.rng)
+            .unwrap_or_else(|e| panic!("test index entry: {e}"));
+        let tx = self.tx(node, body, entry.to_bytes());
+        self.indexing.insert(
+            tx_leaf(&tx.id(), tx.signature()),
+            (IndexedRecord { record_id, entry }, trapdoors),
+        );
+        tx
+    }
+
     fn index_of(&self, key: &VerifyKey) -> usize {
         self.nodes
             .iter()
@@ -132,7 +164,7 @@ impl TestNet {
     }
 
     fn draft(
-        &self,
+        &mut self,
         tip: &ChainTip,
         round: u64,
         txs: Vec<Transaction>,
@@ -157,18 +189,50 @@ impl TestNet {
             self.now_ms,
             txs,
             &tickets,
-            Vec::new(),
             qc,
             None,
         )
         .map_err(|_| InvalidBlock::from(crate::vote::InvalidReason::Malformed))?;
+        // Each contributor's filter segment, when the index material of every indexed
+        // transaction is known; otherwise the block has no filter.
+        let leaves = draft.indexed_leaves();
+        let complete = leaves.iter().all(|l| self.indexing.contains_key(l));
+        let mut segments: Vec<(VerifyKey, FilterSegment)> = Vec::new();
+        if complete && !leaves.is_empty() {
+            for c in &draft.header().contributors {
+                let mine: HashMap<[u8; 32], &(IndexedRecord, Vec<Trapdoor>)> = draft
+                    .transactions()
+                    .iter()
+                    .filter(|t| *t.contributor() == c.key)
+                    .map(|t| tx_leaf(&t.id(), t.signature()))
+                    .filter_map(|l| self.indexing.get(&l).map(|m| (l, m)))
+                    .collect();
+                let segment = contributor_segment(
+                    draft.header().merkle_root(),
+                    &leaves,
+                    |l| mine.get(l).map(|m| (&m.0, m.1.as_slice())),
+                    &mut self.rng,
+                )
+                .map_err(|_| InvalidBlock::from(crate::vote::InvalidReason::BadIndexFilter))?;
+                if let Some(segment) = segment {
+                    segments.push((c.key, segment));
+                }
+            }
+        }
         let sigs: Vec<(VerifyKey, Signature)> = self
             .nodes
             .iter()
-            .map(|n| (n.verify_key(), draft.sign_as_contributor(n)))
+            .map(|n| {
+                let k = n.verify_key();
+                let seg = segments.iter().find(|(s, _)| *s == k).map(|(_, s)| s);
+                (k, draft.sign_contribution(n, seg))
+            })
             .collect();
+        for l in &leaves {
+            self.indexing.remove(l);
+        }
         draft
-            .finish(&self.nodes[miner], &sigs)
+            .finish_indexed(&self.nodes[miner], &sigs, segments)
             .map_err(|_| InvalidBlock::from(crate::vote::InvalidReason::BadContributorSignature))
     }
 
@@ -193,7 +257,8 @@ impl TestNet {
     ) -> Result<(CheckedBlock, BlockEffects, CommitProof), InvalidBlock> {
         self.now_ms += 1000;
         let round = self.tip.round + 1;
-        let block = self.draft(&self.tip, round, txs, self.parent_qc.clone())?;
+        let parent = self.tip.clone();
+        let block = self.draft(&parent, round, txs, self.parent_qc.clone())?;
         let mut rules = rules_over(state, &self.genesis, &self.network);
         let checked = block.validate(&self.genesis, &self.tip, &mut rules)?;
         let effects = rules.into_effects();

@@ -67,11 +67,13 @@ pub enum InvalidReason {
     BadIndexFilter = 19,
     /// The block holds more transactions than genesis allows.
     TooManyTransactions = 20,
+    /// A transaction's secure-index entry does not decode.
+    BadIndexEntry = 21,
 }
 
 impl InvalidReason {
     /// All reasons, in code order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::Malformed,
         Self::WrongChain,
         Self::WrongHeight,
@@ -92,6 +94,7 @@ impl InvalidReason {
         Self::RuleViolation,
         Self::BadIndexFilter,
         Self::TooManyTransactions,
+        Self::BadIndexEntry,
     ];
 
     /// The stable wire code.
@@ -137,6 +140,7 @@ impl InvalidReason {
             Self::RuleViolation => "a transaction breaks a ledger rule",
             Self::BadIndexFilter => "the secure-index filter is malformed or does not match",
             Self::TooManyTransactions => "the block holds too many transactions",
+            Self::BadIndexEntry => "a transaction's secure-index entry is malformed",
         }
     }
 }

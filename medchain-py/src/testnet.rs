@@ -5,8 +5,7 @@ use std::sync::Mutex;
 
 use medchain_core::access::record_class;
 use medchain_core::consent::{deidentify, Consent as CoreConsent, ConsentId, StudyKey};
-use medchain_core::encoding::Encode;
-use medchain_core::index::{extract_keywords, IndexEntry, IndexKey};
+use medchain_core::index::{extract_keywords, IndexKey};
 use medchain_core::seal::seal_record;
 use medchain_core::testkit::TestNet;
 use medchain_core::tx::{Transaction, TxBody};
@@ -153,11 +152,12 @@ impl LocalNetwork {
                 extract_keywords(&value).map_err(|e| Error::new(Kind::NotFhir, e.to_string()))?;
             let key = IndexKey::for_patient(patient).for_writer(&hospital.id());
             let trapdoors = key.trapdoors(keywords.iter());
-            let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)
-                .map_err(|e| Error::new(Kind::InvalidArgument, e.to_string()))?;
-            let id = sealed.record_id().to_string();
+            let record_id = sealed.record_id();
+            let id = record_id.to_string();
             let body = TxBody::record_added(sealed, record_class(&bytes)?);
-            let tx = s.net.tx(w, &body, entry.to_bytes());
+            // The local network keeps the trapdoors until the block is made, so the block
+            // carries a secure-index filter (as the consensus node does).
+            let tx = s.net.indexed_tx(w, &body, record_id, trapdoors);
             s.pending.push(tx);
             Ok(id)
         })

@@ -548,19 +548,36 @@ impl<S: PersistentStore> Ledger<S> {
         Ok(summary)
     }
 
-    /// Searches the secure index of the blocks from `from_height` on.
+    /// Searches the secure index of the blocks from `from_height` on; the hits in block
+    /// order. See [`search_report`](Self::search_report).
+    ///
+    /// # Errors
+    /// As [`search_report`](Self::search_report).
+    pub fn search(&self, query: &Query, from_height: u64) -> Result<Vec<SearchHit>, LedgerError> {
+        Ok(self.search_report(query, from_height)?.hits)
+    }
+
+    /// Searches the secure index of the blocks from `from_height` on, and reports what the
+    /// search did.
     ///
     /// Each block's `index_filter` is read as a [`BlockFilter`] keyed by the block's Merkle root
     /// ([`BlockContext`]), over the block's `RecordAdded` transactions that carry an index entry,
-    /// in block order (a record's position is its rank among them). Blocks without a filter are
-    /// skipped. Provisional: it follows the secure-index module's API; block assembly does not
-    /// yet build filters.
+    /// in block order (a record's position is its rank among them): about one PRF per block,
+    /// plus the candidates the filter names. Blocks the consensus node assembles carry such a
+    /// filter (their contributors build it, `docs/secure-index.md` §10); a block without one
+    /// (assembled without index material) is searched exhaustively, one PRF per record and
+    /// keyword — correct, only slower.
     ///
     /// # Errors
     /// Store errors; [`StoreError::Corrupt`] for a filter or entry that does not decode or fit;
     /// [`LedgerError::Transaction`] for a body that does not open.
-    pub fn search(&self, query: &Query, from_height: u64) -> Result<Vec<SearchHit>, LedgerError> {
-        let mut hits = Vec::new();
+    pub fn search_report(
+        &self,
+        query: &Query,
+        from_height: u64,
+    ) -> Result<LedgerSearch, LedgerError> {
+        let mut report = LedgerSearch::default();
+        let hits = &mut report.hits;
         for block in self.blocks_from(from_height) {
             let block = block?;
             let bad =
@@ -582,8 +599,10 @@ impl<S: PersistentStore> Ledger<S> {
             if records.is_empty() {
                 continue;
             }
+            report.indexed_blocks += 1;
             let context = BlockContext::from(block.header.merkle_root());
             let found = if block.index_filter.is_empty() {
+                report.exhaustive_blocks += 1;
                 // A block assembled without a filter: every entry is tested (one PRF per
                 // record and keyword) — correct, only slower.
                 let unfiltered = Unfiltered {
@@ -592,13 +611,18 @@ impl<S: PersistentStore> Ledger<S> {
                         .map_err(|_| bad("too many index entries"))?,
                     records: &records,
                 };
-                search_exhaustive(query, [&unfiltered]).hits
+                let found = search_exhaustive(query, [&unfiltered]);
+                report.prf_evaluations += found.stats.prf_evaluations;
+                found.hits
             } else {
                 let filter = BlockFilter::from_bytes(&block.index_filter)
                     .map_err(|_| bad("the index filter does not decode"))?;
                 let index = BlockIndex::from_parts(context, filter, records)
                     .map_err(|_| bad("the index filter does not fit its entries"))?;
-                search(query, [&index]).hits
+                let found = search(query, [&index]);
+                report.blocks_skipped += found.stats.blocks_skipped;
+                report.prf_evaluations += found.stats.prf_evaluations;
+                found.hits
             };
             for hit in found {
                 hits.push(SearchHit {
@@ -607,8 +631,24 @@ impl<S: PersistentStore> Ledger<S> {
                 });
             }
         }
-        Ok(hits)
+        Ok(report)
     }
+}
+
+/// What [`Ledger::search_report`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LedgerSearch {
+    /// The hits, in block order.
+    pub hits: Vec<SearchHit>,
+    /// Blocks that hold indexed records (the others are passed over without a PRF).
+    pub indexed_blocks: u64,
+    /// Of those, blocks their filter ruled out with one PRF per query term.
+    pub blocks_skipped: u64,
+    /// Of those, blocks without a filter, searched record by record.
+    pub exhaustive_blocks: u64,
+    /// HMAC-SHA256 evaluations in all.
+    pub prf_evaluations: u64,
 }
 
 /// The committed blocks of a ledger, read one at a time ([`Ledger::blocks_from`]).

@@ -35,7 +35,8 @@ mod sqlite;
 pub use common::SCHEMA_VERSION;
 pub use error::{LedgerError, StoreError};
 pub use ledger::{
-    AnyStore, Blocks, Ledger, ParallelVerifier, PersistentStore, SearchHit, StoredRecord,
+    AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
+    StoredRecord,
 };
 #[cfg(feature = "postgres")]
 pub use pg::PostgresStore;

@@ -337,3 +337,82 @@ fn open_refuses_a_tampered_head_and_verify_catches_a_tampered_block() {
     );
     assert!(err.to_string().contains("height 1"), "{err}");
 }
+
+#[test]
+fn search_takes_the_filter_path_and_falls_back_for_filterless_blocks() {
+    use medchain_core::access::record_class;
+    use medchain_core::encoding::Encode;
+    use medchain_core::index::{IndexEntry, IndexKey, Keyword};
+    use medchain_core::seal::seal_record;
+    use medchain_core::tx::TxBody;
+    let dir = tmp();
+    let path = dir.path().join("search.db");
+    let mut s = story(21);
+    let key = network_key(&mut s.net);
+    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+    let writer = IndexKey::for_patient(&s.patient).for_writer(&s.net.nodes[4].id());
+    let a1c = Keyword::code("http://loinc.org", "4548-4").expect("keyword");
+    let mut ids = Vec::new();
+    // Block 1: records from two nodes with their index material: the block gets a filter.
+    let mut txs = Vec::new();
+    for node in [4, 5, 4] {
+        let payload = observation(&format!("from node {node}"));
+        let sealed = seal_record(
+            &payload,
+            &s.patient.public(),
+            &[s.net.nodes[node].public()],
+            &mut s.net.rng,
+        )
+        .expect("seal");
+        let body = TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+        let writer = IndexKey::for_patient(&s.patient).for_writer(&s.net.nodes[node].id());
+        let trapdoors = writer.trapdoors([&a1c]);
+        txs.push(s.net.indexed_tx(node, &body, sealed.record_id(), trapdoors));
+        ids.push((sealed.record_id(), node));
+    }
+    commit(&mut ledger, &mut s.net, txs);
+    // Block 2: an indexed record whose trapdoors its node no longer has: no filter.
+    let payload = observation("no material");
+    let holder = s.net.nodes[4].public();
+    let sealed =
+        seal_record(&payload, &s.patient.public(), &[holder], &mut s.net.rng).expect("seal");
+    let entry = IndexEntry::build(
+        &sealed.record_id(),
+        &writer.trapdoors([&a1c]),
+        &mut s.net.rng,
+    )
+    .expect("entry");
+    let body = TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+    let tx = s.net.tx(4, &body, entry.to_bytes());
+    commit(&mut ledger, &mut s.net, vec![tx]);
+    let b1 = ledger.store().block(1).expect("read").expect("block 1");
+    let b2 = ledger.store().block(2).expect("read").expect("block 2");
+    assert!(!b1.index_filter.is_empty());
+    assert!(b2.index_filter.is_empty());
+
+    let query = writer.query(&[a1c]).expect("query");
+    let found = ledger.search_report(&query, 1).expect("search");
+    let hits: Vec<_> = found.hits.iter().map(|h| (h.height, h.record_id)).collect();
+    let want: Vec<_> = ids
+        .iter()
+        .filter(|(_, node)| *node == 4)
+        .map(|(id, _)| (1, *id))
+        .chain([(2, sealed.record_id())])
+        .collect();
+    assert_eq!(
+        hits, want,
+        "exactly node 4's records under node 4's writer key"
+    );
+    assert_eq!(found.indexed_blocks, 2);
+    assert_eq!(found.exhaustive_blocks, 1);
+    assert_eq!(found.blocks_skipped, 0);
+    // A keyword no record holds: the filter rules block 1 out.
+    let absent = writer
+        .query(&[Keyword::code("http://loinc.org", "0000-0").expect("keyword")])
+        .expect("query");
+    let none = ledger.search_report(&absent, 1).expect("search");
+    assert!(none.hits.is_empty());
+    assert_eq!(none.blocks_skipped, 1);
+    assert_eq!(ledger.search(&query, 2).expect("search").len(), 1);
+    ledger.verify(|_| {}).expect("verifies");
+}

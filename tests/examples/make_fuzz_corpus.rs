@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use medchain_core::encoding::Encode;
+use medchain_core::encoding::{Decode, Encode};
 use medchain_core::fuzzing::{fuzz_identity, fuzz_network_key, FUZZ_BACKUP_PASSWORD, TARGETS};
 use medchain_core::hash::{domain, RecordId};
 use medchain_core::keys::{BackupParams, Identity};
@@ -300,6 +300,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.add_record(rid, &key.trapdoors(kw.iter()), &mut rng)?;
         let index = builder.finish(BlockContext::from_byte_array([9; 32]), &mut rng)?;
         add("decode_block_filter", "filter", index.filter().to_bytes());
+
+        // A block whose filter its two contributors built, and the SignBlock messages.
+        let mut records = Vec::new();
+        for (node, code) in [(4usize, "4548-4"), (0, "2345-7")] {
+            let payload = format!(
+                r#"{{"resourceType":"Observation","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"{code}"}}]}}}}"#
+            );
+            let sealed = medchain_core::seal::seal_record(
+                payload.as_bytes(),
+                &me.public(),
+                &[tn.nodes[node].public()],
+                &mut rng,
+            )?;
+            let body = TxBody::record_added(
+                sealed.clone(),
+                medchain_core::access::record_class(payload.as_bytes())?,
+            );
+            let trapdoors = key.trapdoors(&[Keyword::code("http://loinc.org", code)?]);
+            records.push(tn.indexed_tx(node, &body, sealed.record_id(), trapdoors));
+        }
+        let (b2, _, _) = tn.next_block(&state, records)?;
+        add("decode_block", "indexed-block-2", b2.block().to_bytes());
+        let filter = medchain_core::index::BlockFilter::from_bytes(&b2.block().index_filter)?;
+        let segment = filter.segments().next().ok_or("no segment")?;
+        add("decode_filter_segment", "segment", segment.to_bytes());
+        add(
+            "decode_block_filter",
+            "two-segments",
+            b2.block().index_filter.clone(),
+        );
+        let leaves: Vec<[u8; 32]> = b2
+            .block()
+            .transactions
+            .iter()
+            .map(|t| medchain_core::block::tx_leaf(&t.id(), t.signature()))
+            .collect();
+        add(
+            "decode_message",
+            "sign-request",
+            Message::SignRequest {
+                round: b2.header().round,
+                header: b2.header().clone(),
+                leaves,
+                indexed: vec![0, 1],
+            }
+            .to_bytes(),
+        );
+        add(
+            "decode_message",
+            "sign-response",
+            Message::SignResponse {
+                round: b2.header().round,
+                block: b2.header().draft_hash(),
+                segment: Some(segment),
+                signature: b2.block().contributor_signatures[0],
+            }
+            .to_bytes(),
+        );
     }
 
     let mut total = 0;

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
+use medchain_core::access::record_class;
 use medchain_core::block::{
     contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxRules, TxVerifier,
 };
@@ -34,10 +35,15 @@ use medchain_core::election::VrfSecret;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
 use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::index::{
+    extract_keywords, search, BlockContext, BlockFilter, BlockIndex, FilterSegment, IndexEntry,
+    IndexKey, IndexedRecord, Keyword, Query,
+};
 use medchain_core::keys::{Identity, Signature, VerifyKey};
 use medchain_core::protocol::{
-    Evidence, Message, Node, NodeConfig, Output, Recipient, SafetyState,
+    Evidence, IndexMaterial, Message, Node, NodeConfig, Output, Recipient, SafetyState,
 };
+use medchain_core::seal::seal_record;
 use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
 use medchain_core::vote::{InvalidReason, Vote};
@@ -69,11 +75,13 @@ pub enum Behaviour {
     WithholdTickets,
     /// Sends random bytes and bit-flipped copies of its messages.
     Malformed,
+    /// As contributor, returns a corrupted secure-index filter segment, or none at all.
+    BadSegments,
 }
 
 impl Behaviour {
     /// Every behaviour.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Silent,
         Self::EquivocatingMiner,
         Self::ForgeVotes,
@@ -82,6 +90,7 @@ impl Behaviour {
         Self::WithholdSignatures,
         Self::WithholdTickets,
         Self::Malformed,
+        Self::BadSegments,
     ];
 }
 
@@ -280,6 +289,8 @@ pub struct Report {
     pub committed_txs: usize,
     /// Transactions submitted.
     pub submitted_txs: usize,
+    /// Transactions submitted to honest nodes (each must be committed).
+    pub honest_txs: usize,
     /// Equivocation evidence emitted by honest nodes.
     pub evidence: usize,
     /// Messages honest nodes dropped, by reason.
@@ -290,6 +301,8 @@ pub struct Report {
     pub max_round: u64,
     /// Committed blocks with a timeout certificate (a miner was replaced).
     pub tc_blocks: usize,
+    /// Committed blocks with a secure-index filter (each checked to find its records).
+    pub filtered_blocks: usize,
 }
 
 /// A property did not hold.
@@ -372,6 +385,50 @@ pub fn access_tx(
     Transaction::create(who, now_ms, nonce, &body, vec![], net, rng).expect("valid transaction")
 }
 
+/// An indexed record contributed by `who`: a small FHIR Observation for the simulation's
+/// patient, sealed for the patient and `who`, with its index entry under the patient's writer
+/// key for `who`. Returns the transaction, its index material, and a probe (record id and a
+/// query for its code).
+pub fn record_tx(
+    who: &Identity,
+    net: &NetworkKey,
+    nonce: u64,
+    now_ms: u64,
+    rng: &mut ChaCha20Rng,
+) -> (Transaction, IndexMaterial, (RecordId, Query)) {
+    let patient = identity(0x0070_6174_6965_6e74, 0);
+    let code = format!("{}-{}", 1000 + nonce % 37, nonce % 10);
+    let fhir = serde_json::json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "effectiveDateTime": "2024-03-05"
+    });
+    let bytes = serde_json::to_vec(&fhir).expect("json");
+    let sealed =
+        seal_record(&bytes, &patient.public(), &[who.public()], rng).expect("sealable record");
+    let keywords = extract_keywords(&fhir).expect("keywords");
+    let key = IndexKey::for_patient(&patient).for_writer(&who.id());
+    let trapdoors = key.trapdoors(keywords.iter());
+    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, rng).expect("entry");
+    let record_id = sealed.record_id();
+    let probe_kw: Keyword = format!("code:http://loinc.org|{code}")
+        .parse()
+        .expect("keyword");
+    let query = key.query(&[probe_kw]).expect("query");
+    let body = TxBody::record_added(sealed, record_class(&bytes).expect("class"));
+    let tx = Transaction::create(who, now_ms, nonce, &body, entry.to_bytes(), net, rng)
+        .expect("valid transaction");
+    (
+        tx,
+        IndexMaterial {
+            record_id,
+            trapdoors,
+        },
+        (record_id, query),
+    )
+}
+
 enum Event {
     Deliver {
         from: usize,
@@ -418,7 +475,7 @@ struct Durable {
     blocks: Vec<Block>,
     proof: Option<CommitProof>,
     safety: SafetyState,
-    outbox: Vec<Transaction>,
+    outbox: Vec<(Transaction, Option<IndexMaterial>)>,
 }
 
 /// A factory for each node's transaction verifier (the default is serial).
@@ -438,6 +495,8 @@ struct Sim {
     now: u64,
     seq: u64,
     submitted: HashMap<TxId, (Signature, bool)>,
+    /// For each indexed record submitted: its id and a query for one of its keywords.
+    probes: HashMap<TxId, (RecordId, Query)>,
     honest_txs: HashSet<TxId>,
     honest_done: Vec<usize>,
     committed_at: HashMap<TxId, u64>,
@@ -473,6 +532,7 @@ impl Sim {
             now: 0,
             seq: 0,
             submitted: HashMap::new(),
+            probes: HashMap::new(),
             honest_txs: HashSet::new(),
             honest_done: vec![0; n],
             committed_at: HashMap::new(),
@@ -608,7 +668,7 @@ impl Sim {
                     d.blocks.push(block.block().clone());
                     d.proof = Some(proof);
                     let ids: HashSet<TxId> = block.tx_ids().iter().copied().collect();
-                    d.outbox.retain(|t| !ids.contains(&t.id()));
+                    d.outbox.retain(|(t, _)| !ids.contains(&t.id()));
                     self.heights[i] = height;
                 }
                 Output::Dropped { reason, from } => {
@@ -686,11 +746,78 @@ impl Sim {
                 }
                 self.report.committed_txs += 1;
             }
+            self.check_index(height, block);
         } else {
             self.fail(
                 "safety",
                 format!("node {i} committed height {height} with a gap below"),
             );
+        }
+    }
+
+    /// Validity of the secure index: a block mined by an honest node that holds indexed records
+    /// carries a filter, and a search through that filter finds each of them by its keyword.
+    fn check_index(&mut self, height: u64, block: &Block) {
+        let mut records = Vec::new();
+        let mut probes = Vec::new();
+        for tx in &block.transactions {
+            if tx.index_entry().is_empty() {
+                continue;
+            }
+            let Some((record_id, query)) = self.probes.get(&tx.id()) else {
+                return self.fail(
+                    "validity",
+                    format!("block {height}: an unknown indexed record"),
+                );
+            };
+            let Ok(entry) = IndexEntry::from_bytes(tx.index_entry()) else {
+                return self.fail(
+                    "validity",
+                    format!("block {height}: an entry does not decode"),
+                );
+            };
+            records.push(IndexedRecord {
+                record_id: *record_id,
+                entry,
+            });
+            probes.push((*record_id, query.clone()));
+        }
+        if records.is_empty() {
+            return;
+        }
+        let miner_honest = self
+            .keys
+            .iter()
+            .position(|k| *k == block.header.miner)
+            .is_some_and(|m| self.honest(m));
+        if block.index_filter.is_empty() {
+            if miner_honest {
+                self.fail(
+                    "validity",
+                    format!("block {height} holds indexed records but no filter"),
+                );
+            }
+            return;
+        }
+        self.report.filtered_blocks += 1;
+        let context = BlockContext::from(block.header.merkle_root());
+        let index = BlockFilter::from_bytes(&block.index_filter)
+            .ok()
+            .and_then(|f| BlockIndex::from_parts(context, f, records).ok());
+        let Some(index) = index else {
+            return self.fail(
+                "validity",
+                format!("block {height}: the filter does not fit"),
+            );
+        };
+        for (record_id, query) in probes {
+            let found = search(&query, [&index]);
+            if !found.hits.iter().any(|h| h.record_id == record_id) {
+                return self.fail(
+                    "validity",
+                    format!("block {height}: the filter hides record {record_id}"),
+                );
+            }
         }
     }
 
@@ -776,6 +903,35 @@ impl Sim {
             }
             (Behaviour::WithholdSignatures, Some(Message::SignResponse { .. })) => {}
             (
+                Behaviour::BadSegments,
+                Some(Message::SignResponse {
+                    round,
+                    block,
+                    segment: Some(segment),
+                    signature,
+                }),
+            ) => {
+                // Either drop the segment or flip a bit in its slots (after its 17-byte head).
+                let mut enc = segment.to_bytes();
+                let segment = if self.rng.next_u32() % 2 == 0 {
+                    None
+                } else {
+                    let k = 17 + self.rng.next_u32() as usize % (enc.len() - 17);
+                    enc[k] ^= 1 << (self.rng.next_u32() % 8);
+                    FilterSegment::from_bytes(&enc).ok()
+                };
+                let bad = Message::SignResponse {
+                    round: *round,
+                    block: *block,
+                    segment,
+                    signature: *signature,
+                };
+                let bb = Rc::new(bad.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bb.clone());
+                }
+            }
+            (
                 Behaviour::WithholdTickets,
                 Some(Message::Contribution {
                     round,
@@ -856,7 +1012,6 @@ impl Sim {
             block.header.timestamp_ms + 1,
             own,
             &tickets,
-            Vec::new(),
             block.header.parent_qc.clone(),
             block.header.timeout_cert.clone(),
         )
@@ -885,18 +1040,30 @@ impl Sim {
         };
         self.nonce += 1;
         let now = self.clock(who);
-        let tx = access_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+        // One transaction in three adds an indexed record, so blocks carry filters.
+        let (tx, material) = if self.nonce % 3 == 0 {
+            let (tx, material, probe) =
+                record_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+            self.probes.insert(tx.id(), probe);
+            (tx, Some(material))
+        } else {
+            let tx = access_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+            (tx, None)
+        };
         let id = tx.id();
         let honest = self.honest(who);
         self.submitted.insert(id, (*tx.signature(), honest));
         self.report.submitted_txs += 1;
         if honest {
             self.honest_txs.insert(id);
+            self.report.honest_txs += 1;
         }
         self.submits_left -= 1;
-        self.durable[who].outbox.push(tx.clone());
+        self.durable[who]
+            .outbox
+            .push((tx.clone(), material.clone()));
         if let Some(node) = self.nodes[who].as_mut() {
-            if let Err(e) = node.submit(tx, now) {
+            if let Err(e) = node.submit_indexed(tx, material, now) {
                 self.fail(
                     "validity",
                     format!("node {who} refused a valid transaction: {e}"),
@@ -915,7 +1082,7 @@ impl Sim {
         let now = self.clock(i);
         match Node::restore(self.config(i), blocks, proof, safety, now) {
             Ok(mut node) => {
-                let _ = node.submit_batch(outbox, now);
+                let _ = node.submit_batch_indexed(outbox, now);
                 self.honest_done[i] = node
                     .committed_blocks()
                     .iter()

@@ -514,6 +514,17 @@ impl FilterSegment {
         self.segment.key_count as usize
     }
 
+    /// How many records the block it was built for has (positions are below this).
+    pub fn entry_count(&self) -> usize {
+        self.entry_count as usize
+    }
+
+    /// The digest a contributor signs with its block signature:
+    /// `tagged_hash(INDEX_SEGMENT, encoding)`.
+    pub fn digest(&self) -> [u8; 32] {
+        tagged_hash(domain::INDEX_SEGMENT, &self.to_bytes())
+    }
+
     /// Length of the canonical encoding.
     pub fn encoded_len(&self) -> usize {
         1 + 4 + 8 + 4 + self.segment.data.len()
@@ -607,6 +618,14 @@ impl BlockFilter {
     /// How many segments (indexing parties) it has.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The segments as their parties sent them, in filter order.
+    pub fn segments(&self) -> impl ExactSizeIterator<Item = FilterSegment> + '_ {
+        self.segments.iter().map(|s| FilterSegment {
+            entry_count: self.entry_count,
+            segment: s.clone(),
+        })
     }
 
     /// Length of the canonical encoding.

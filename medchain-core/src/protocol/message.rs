@@ -8,6 +8,7 @@ use crate::block::{Block, BlockHeader, Contributor, MAX_BLOCK_TXS};
 use crate::chain::CommitProof;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::BlockHash;
+use crate::index::FilterSegment;
 use crate::keys::Signature;
 use crate::tx::Transaction;
 use crate::vote::{QuorumCertificate, Timeout, TimeoutCertificate, Vote};
@@ -68,23 +69,30 @@ pub enum Message {
         /// The node's transactions (all contributed by it).
         transactions: Vec<Transaction>,
     },
-    /// Tag 2. The miner asks a contributor to sign a draft (SignBlock): the header and the
-    /// Merkle leaves of all its transactions, so the contributor can check its own are in it.
+    /// Tag 2. The miner asks a contributor to sign a draft (SignBlock): the header, the
+    /// Merkle leaves of all its transactions, so the contributor can check its own are in it,
+    /// and the positions of the transactions that carry a secure-index entry, so it can place
+    /// its records in the block's filter.
     SignRequest {
         /// The round.
         round: u64,
-        /// The draft's header.
+        /// The draft's header (its filter digest is zero).
         header: BlockHeader,
         /// The Merkle leaf of every transaction, in block order.
         leaves: Vec<[u8; 32]>,
+        /// Positions (in block order, strictly ascending) of the indexed transactions.
+        indexed: Vec<u32>,
     },
-    /// Tag 3. A contributor's signature over a draft's hash.
+    /// Tag 3. A contributor's signature over a draft's hash and its filter segment.
     SignResponse {
         /// The round.
         round: u64,
         /// The draft's hash.
         block: BlockHash,
-        /// The contributor's block signature.
+        /// The contributor's filter segment over its indexed records in the draft (none when
+        /// it has none there).
+        segment: Option<FilterSegment>,
+        /// The contributor's signature over `contribution_hash(block, segment digest)`.
         signature: Signature,
     },
     /// Tag 4. A proposed block.
@@ -183,18 +191,22 @@ impl Encode for Message {
                 round,
                 header,
                 leaves,
+                indexed,
             } => {
                 out.put_u64(*round);
                 header.encode_to(out);
                 out.put_list(leaves);
+                out.put_list(indexed);
             }
             Self::SignResponse {
                 round,
                 block,
+                segment,
                 signature,
             } => {
                 out.put_u64(*round);
                 block.encode_to(out);
+                out.put_option(segment.as_ref());
                 signature.encode_to(out);
             }
             Self::Proposal { block } => block.encode_to(out),
@@ -245,10 +257,12 @@ impl Decode for Message {
                 round: r.u64()?,
                 header: BlockHeader::decode_from(r)?,
                 leaves: r.list("draft leaves", MAX_BLOCK_TXS, 32)?,
+                indexed: r.sorted_list("indexed positions", MAX_BLOCK_TXS, 4, |p: &u32| *p)?,
             },
             3 => Self::SignResponse {
                 round: r.u64()?,
                 block: BlockHash::decode_from(r)?,
+                segment: r.option("filter segment")?,
                 signature: Signature::decode_from(r)?,
             },
             4 => Self::Proposal {

@@ -42,6 +42,6 @@ mod tests;
 pub use crate::block::{SerialVerifier, TxVerifier};
 pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION};
 pub use node::{
-    DropReason, Evidence, Node, NodeConfig, NodeError, Output, ProposalEquivocation, Recipient,
-    RestoreError, SafetyState, SubmitError,
+    DropReason, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output, ProposalEquivocation,
+    Recipient, RestoreError, SafetyState, SubmitError,
 };

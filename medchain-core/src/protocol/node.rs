@@ -10,19 +10,24 @@ use std::fmt;
 use thiserror::Error;
 
 use super::message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
 use crate::block::{
-    contributor_ticket, tx_leaf, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock,
-    Contributor, InvalidBlock, SerialVerifier, TxRules, TxVerifier,
+    contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf, Block,
+    BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor, InvalidBlock, SerialVerifier,
+    TxRules, TxVerifier,
 };
 use crate::chain::{CommitProof, CommitProofError};
 use crate::election::{self, ElectionError, VrfSecret};
 use crate::encoding::{Decode, DecodeError, Encode};
 use crate::genesis::Genesis;
-use crate::hash::{domain, BlockHash, TxId};
+use crate::hash::{domain, tagged_hash, BlockHash, MerkleRoot, RecordId, TxId};
+use crate::index::{FilterError, FilterSegment, IndexEntry, IndexedRecord, Trapdoor};
 use crate::keys::{Identity, Signature, VerifyKey};
 use crate::ledger::{rules_over, BlockEffects, LedgerState, Overlay};
 use crate::seal::NetworkKey;
-use crate::tx::{Transaction, TxError, VerifiedTx};
+use crate::tx::{Transaction, TxBody, TxError, VerifiedTx};
 use crate::vote::{
     EquivocationEvidence, EvidenceError, InvalidReason, QuorumCertificate, Timeout,
     TimeoutCertificate, Vote, VoteError,
@@ -163,6 +168,36 @@ pub enum SubmitError {
     /// consent permits, a revocation by someone else, ...).
     #[error("transaction breaks a ledger rule: {0}")]
     Rejected(InvalidReason),
+    /// The transaction carries a secure-index entry but was submitted without its
+    /// [`IndexMaterial`] (use [`Node::submit_indexed`]): the node could not place the record
+    /// in a block's filter.
+    #[error("an indexed transaction needs its index material (Node::submit_indexed)")]
+    MissingIndexMaterial,
+    /// The index material does not fit the transaction: the entry does not decode, a trapdoor
+    /// does not match it, the record id is not the body's, or the transaction has no entry.
+    #[error("the index material does not fit the transaction: {0}")]
+    BadIndexMaterial(&'static str),
+}
+
+/// What a node needs to place one of its records in a block's secure-index filter: the
+/// record's id and the trapdoors its index entry was built from (the writer's, see
+/// `docs/secure-index.md` §10). Held only while the transaction is pending; the trapdoors are
+/// zeroized on drop and never printed.
+#[derive(Clone)]
+pub struct IndexMaterial {
+    /// The record the entry indexes (the `RecordAdded` body's record id).
+    pub record_id: RecordId,
+    /// The trapdoors the entry was built from.
+    pub trapdoors: Vec<Trapdoor>,
+}
+
+impl fmt::Debug for IndexMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexMaterial")
+            .field("record_id", &self.record_id)
+            .field("trapdoors", &self.trapdoors.len())
+            .finish()
+    }
 }
 
 /// Why a received message was dropped.
@@ -217,6 +252,9 @@ pub enum DropReason {
     /// A contributor's block signature does not verify.
     #[error("the contributor's block signature does not verify")]
     BadContributorSignature,
+    /// A contributor's filter segment is missing, superfluous, or does not fit its records.
+    #[error("the contributor's filter segment does not fit its records")]
+    BadFilterSegment,
     /// The message is for a round or height this node has left behind.
     #[error("the message is stale")]
     Stale,
@@ -333,6 +371,12 @@ enum Phase {
         hash: BlockHash,
         waiting: BTreeSet<VerifyKey>,
         sigs: Vec<(VerifyKey, Signature)>,
+        /// Filter segments received, by contributor.
+        segments: Vec<(VerifyKey, FilterSegment)>,
+        /// Padded entry tags each contributor's indexed records have in the draft.
+        tags: BTreeMap<VerifyKey, usize>,
+        /// Indexed transactions in the draft.
+        indexed: usize,
         deadline: u64,
     },
     /// Proposed (or gave up).
@@ -484,6 +528,8 @@ pub struct Node {
     mempool_order: Vec<TxId>,
     mempool: HashMap<TxId, VerifiedTx>,
     verified: HashMap<TxId, VerifiedTx>,
+    /// Index material of this node's pending indexed transactions.
+    indexing: HashMap<TxId, (IndexedRecord, Vec<Trapdoor>)>,
 
     mining: Option<Mining>,
     gather: Option<Gather>,
@@ -576,6 +622,7 @@ impl Node {
             mempool_order: Vec::new(),
             mempool: HashMap::new(),
             verified: HashMap::new(),
+            indexing: HashMap::new(),
             mining: None,
             gather: None,
             sync_until: None,
@@ -766,24 +813,57 @@ impl Node {
     ///
     /// # Errors
     /// A [`SubmitError`].
+    ///
+    /// A transaction that carries a secure-index entry must come through
+    /// [`submit_indexed`](Self::submit_indexed) instead.
     pub fn submit(&mut self, tx: Transaction, now_ms: u64) -> Result<TxId, SubmitError> {
         self.submit_batch(vec![tx], now_ms)
             .pop()
             .unwrap_or(Err(SubmitError::BadSignature))
     }
 
+    /// Submits a transaction with the material that places its record in the secure-index
+    /// filter of the block that takes it (the node builds its filter segment when it signs that
+    /// block). `material` is `None` for a transaction without an index entry.
+    ///
+    /// # Errors
+    /// A [`SubmitError`]; [`SubmitError::BadIndexMaterial`] when the material does not fit.
+    pub fn submit_indexed(
+        &mut self,
+        tx: Transaction,
+        material: Option<IndexMaterial>,
+        now_ms: u64,
+    ) -> Result<TxId, SubmitError> {
+        self.submit_batch_indexed(vec![(tx, material)], now_ms)
+            .pop()
+            .unwrap_or(Err(SubmitError::BadSignature))
+    }
+
     /// Submits many transactions at once, so the application's [`TxVerifier`] can check their
-    /// signatures in parallel. One result per transaction, in order.
+    /// signatures in parallel. One result per transaction, in order. Indexed transactions need
+    /// [`submit_batch_indexed`](Self::submit_batch_indexed).
     pub fn submit_batch(
         &mut self,
         txs: Vec<Transaction>,
         now_ms: u64,
     ) -> Vec<Result<TxId, SubmitError>> {
+        self.submit_batch_indexed(txs.into_iter().map(|t| (t, None)).collect(), now_ms)
+    }
+
+    /// [`submit_batch`](Self::submit_batch) with each transaction's [`IndexMaterial`] (`None`
+    /// for a transaction without an index entry).
+    pub fn submit_batch_indexed(
+        &mut self,
+        txs: Vec<(Transaction, Option<IndexMaterial>)>,
+        now_ms: u64,
+    ) -> Vec<Result<TxId, SubmitError>> {
         let mut results: Vec<Option<Result<TxId, SubmitError>>> = vec![None; txs.len()];
         let mut to_verify = Vec::new();
+        let mut materials = Vec::new();
         let mut at = Vec::new();
-        for (i, tx) in txs.into_iter().enumerate() {
+        for (i, (tx, material)) in txs.into_iter().enumerate() {
             let id = tx.id();
+            let indexed = check_material(&tx, material);
             let early = if *tx.contributor() != self.me {
                 Some(SubmitError::ForeignContributor(*tx.contributor()))
             } else if self.committed_ids.contains(&id) {
@@ -791,13 +871,14 @@ impl Node {
             } else if self.mempool.contains_key(&id) {
                 Some(SubmitError::Duplicate(id))
             } else {
-                None
+                indexed.as_ref().err().cloned()
             };
             match (early, results.get_mut(i)) {
                 (Some(e), Some(slot)) => *slot = Some(Err(e)),
                 _ => {
                     at.push(i);
                     to_verify.push(tx);
+                    materials.push(indexed.ok().flatten());
                 }
             }
         }
@@ -809,8 +890,8 @@ impl Node {
         };
         let mut added = false;
         if verdicts.len() == n {
-            for (i, verdict) in at.into_iter().zip(verdicts) {
-                let r = self.admit(verdict);
+            for ((i, verdict), material) in at.into_iter().zip(verdicts).zip(materials) {
+                let r = self.admit(verdict, material);
                 added |= r.is_ok();
                 if let Some(slot) = results.get_mut(i) {
                     *slot = Some(r);
@@ -826,11 +907,22 @@ impl Node {
             .collect()
     }
 
-    fn admit(&mut self, verdict: Result<VerifiedTx, TxError>) -> Result<TxId, SubmitError> {
+    fn admit(
+        &mut self,
+        verdict: Result<VerifiedTx, TxError>,
+        material: Option<(IndexedRecord, Vec<Trapdoor>)>,
+    ) -> Result<TxId, SubmitError> {
         let v = verdict.map_err(|_| SubmitError::BadSignature)?;
         let id = v.id();
         if let Some(net) = &self.network {
-            v.open_body(net).map_err(SubmitError::BadBody)?;
+            let body = v.open_body(net).map_err(SubmitError::BadBody)?;
+            if let (Some((record, _)), TxBody::RecordAdded { record_id, .. }) = (&material, &body) {
+                if *record_id != record.record_id {
+                    return Err(SubmitError::BadIndexMaterial(
+                        "the record id is not the transaction's",
+                    ));
+                }
+            }
         }
         if self.mempool.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
@@ -844,7 +936,45 @@ impl Node {
         self.mempool_order.push(id);
         self.verified.insert(id, v.clone());
         self.mempool.insert(id, v);
+        if let Some(m) = material {
+            self.indexing.insert(id, m);
+        }
         Ok(id)
+    }
+
+    /// This node's pending indexed records by Merkle leaf.
+    fn indexing_by_leaf(&self) -> HashMap<[u8; 32], &(IndexedRecord, Vec<Trapdoor>)> {
+        self.indexing
+            .iter()
+            .filter_map(|(id, m)| {
+                self.mempool
+                    .get(id)
+                    .map(|v| (tx_leaf(id, v.signature()), m))
+            })
+            .collect()
+    }
+
+    /// This node's filter segment for a draft: over its records among `indexed_leaves`, with
+    /// randomness derived from its own key and the draft (deterministic, unpredictable to
+    /// others).
+    fn own_segment(
+        &self,
+        merkle_root: MerkleRoot,
+        draft: &BlockHash,
+        indexed_leaves: &[[u8; 32]],
+    ) -> Result<Option<FilterSegment>, FilterError> {
+        let by_leaf = self.indexing_by_leaf();
+        let seed = self
+            .identity
+            .sign(domain::FILTER_SEED_SIG, draft.as_byte_array());
+        let mut rng =
+            ChaCha20Rng::from_seed(tagged_hash(domain::FILTER_SEED_SIG, seed.as_byte_array()));
+        contributor_segment(
+            merkle_root,
+            indexed_leaves,
+            |leaf| by_leaf.get(leaf).copied().map(|m| (&m.0, m.1.as_slice())),
+            &mut rng,
+        )
     }
 
     /// Handles an encoded [`Message`] from the member node `from` (authenticated by the
@@ -874,12 +1004,14 @@ impl Node {
                 round,
                 header,
                 leaves,
-            } => self.on_sign_request(from, round, header, &leaves),
+                indexed,
+            } => self.on_sign_request(from, round, header, &leaves, &indexed),
             Message::SignResponse {
                 round,
                 block,
+                segment,
                 signature,
-            } => self.on_sign_response(from, round, block, signature, now_ms),
+            } => self.on_sign_response(from, round, block, segment, signature, now_ms),
             Message::Proposal { block } => {
                 self.accept_block(from, block, now_ms, Via::Proposal);
             }
@@ -1318,6 +1450,7 @@ impl Node {
             self.committed_ids.insert(*id);
             self.verified.remove(id);
             self.mempool.remove(id);
+            self.indexing.remove(id);
         }
         self.committed_index.insert(b.hash(), b.header().height);
         self.committed_tip = b.tip();
@@ -1328,6 +1461,7 @@ impl Node {
     fn prune(&mut self) {
         let mempool = &self.mempool;
         self.mempool_order.retain(|id| mempool.contains_key(id));
+        self.indexing.retain(|id, _| mempool.contains_key(id));
         let head = self.committed_tip.clone();
         let mut blocks: Vec<(u64, BlockHash, BlockHash)> = self
             .tree
@@ -1712,6 +1846,7 @@ impl Node {
         round: u64,
         header: BlockHeader,
         leaves: &[[u8; 32]],
+        indexed: &[u32],
     ) {
         let Some(g) = &self.gather else {
             return self.drop_msg(from, DropReason::Unexpected);
@@ -1751,11 +1886,57 @@ impl Node {
         if let Err(why) = check {
             return self.drop_msg(from, DropReason::BadDraft(why));
         }
+        // The secure index: the draft carries no filter yet, the positions name every indexed
+        // transaction, and this node's own transactions are listed exactly when they carry an
+        // entry (the node holds material for each of its indexed transactions).
+        if header.index_filter_digest != [0; 32] {
+            return self.drop_msg(from, DropReason::BadDraft("the draft already has a filter"));
+        }
+        let by_leaf = self.indexing_by_leaf();
+        let listed: HashSet<u32> = indexed.iter().copied().collect();
+        let mut indexed_leaves = Vec::with_capacity(indexed.len());
+        for &p in indexed {
+            match leaves.get(p as usize) {
+                Some(l) => indexed_leaves.push(*l),
+                None => {
+                    return self.drop_msg(
+                        from,
+                        DropReason::BadDraft("an indexed position is outside the draft"),
+                    )
+                }
+            }
+        }
+        let mut sent_set: HashSet<&[u8; 32]> = HashSet::new();
+        if let Some(g) = &self.gather {
+            if let Some(sent) = &g.sent {
+                sent_set.extend(sent.iter());
+            }
+        }
+        let mislisted = leaves.iter().enumerate().any(|(p, l)| {
+            sent_set.contains(l) && by_leaf.contains_key(l) != listed.contains(&(p as u32))
+        });
+        drop(by_leaf);
+        if mislisted {
+            return self.drop_msg(
+                from,
+                DropReason::BadDraft("the indexed positions misstate this node's records"),
+            );
+        }
         let block = header.hash();
-        let signature = self.identity.sign(domain::BLOCK_SIG, block.as_byte_array());
+        let segment = match self.own_segment(header.merkle_root(), &block, &indexed_leaves) {
+            Ok(s) => s,
+            Err(_) => {
+                return self.drop_msg(
+                    from,
+                    DropReason::BadDraft("this node's filter segment cannot be built"),
+                )
+            }
+        };
+        let signature = sign_contribution(&self.identity, &block, segment.as_ref());
         let msg = Message::SignResponse {
             round,
             block,
+            segment,
             signature,
         };
         self.send(Recipient::Node(from), &msg);
@@ -1791,6 +1972,16 @@ impl Node {
         }
         if transactions.iter().any(|t| *t.contributor() != from) {
             return self.drop_msg(from, DropReason::ForeignTransaction);
+        }
+        // An index entry that does not decode would make the block invalid.
+        if let Some(e) = transactions.iter().find_map(|t| {
+            if t.index_entry().is_empty() {
+                None
+            } else {
+                IndexEntry::from_bytes(t.index_entry()).err()
+            }
+        }) {
+            return self.drop_msg(from, DropReason::BadTransaction(TxError::Decode(e)));
         }
         let input =
             election::ticket_input(&self.genesis.hash(), m.parent.height + 1, &m.parent.seed);
@@ -1925,6 +2116,7 @@ impl Node {
                     kept.push(tx);
                 } else {
                     self.mempool.remove(&tx.id());
+                    self.indexing.remove(&tx.id());
                 }
             }
             if rules.finish().is_err() {
@@ -1943,7 +2135,6 @@ impl Node {
             now,
             txs,
             &tickets,
-            Vec::new(),
             m.parent_qc.clone(),
             m.tc.clone(),
         ) {
@@ -1953,6 +2144,7 @@ impl Node {
                 return;
             }
         };
+        let round = m.round;
         let hash = draft.hash();
         let me = self.me;
         let others: BTreeSet<VerifyKey> = draft
@@ -1962,13 +2154,37 @@ impl Node {
             .map(|c| c.key)
             .filter(|k| *k != me)
             .collect();
+        // What each contributor's filter segment must cover.
+        let mut tags: BTreeMap<VerifyKey, usize> = BTreeMap::new();
+        let mut indexed = 0usize;
+        for t in draft.transactions() {
+            if let Ok(e) = IndexEntry::from_bytes(t.index_entry()) {
+                *tags.entry(*t.contributor()).or_default() += e.padded_len();
+                indexed += 1;
+            }
+        }
         let mut sigs = Vec::new();
+        let mut segments = Vec::new();
         if draft.header().contributors.iter().any(|c| c.key == me) {
-            sigs.push((me, draft.sign_as_contributor(&self.identity)));
+            let own =
+                self.own_segment(draft.header().merkle_root(), &hash, &draft.indexed_leaves());
+            let Ok(own) = own else {
+                // Cannot happen for material checked at submission; give the round up.
+                if let Some(m) = &mut self.mining {
+                    m.phase = Phase::Done;
+                }
+                return;
+            };
+            sigs.push((me, draft.sign_contribution(&self.identity, own.as_ref())));
+            if let Some(seg) = own {
+                segments.push((me, seg));
+            }
         }
         if others.is_empty() {
-            m.phase = Phase::Done;
-            return self.propose(draft, &sigs, now);
+            if let Some(m) = &mut self.mining {
+                m.phase = Phase::Done;
+            }
+            return self.propose(draft, &sigs, segments, now);
         }
         let leaves: Vec<[u8; 32]> = draft
             .transactions()
@@ -1976,16 +2192,22 @@ impl Node {
             .map(|t| tx_leaf(&t.id(), t.signature()))
             .collect();
         let msg = Message::SignRequest {
-            round: m.round,
+            round,
             header: draft.header().clone(),
             leaves,
+            indexed: draft.indexed_positions(),
         };
+        let deadline = now.saturating_add(self.sign_timeout_ms);
+        let Some(m) = &mut self.mining else { return };
         m.phase = Phase::Signing {
             draft,
             hash,
             waiting: others.clone(),
             sigs,
-            deadline: now.saturating_add(self.sign_timeout_ms),
+            segments,
+            tags,
+            indexed,
+            deadline,
         };
         let bytes = msg.to_bytes();
         for k in others {
@@ -2001,6 +2223,7 @@ impl Node {
         from: VerifyKey,
         round: u64,
         block: BlockHash,
+        segment: Option<FilterSegment>,
         signature: Signature,
         now: u64,
     ) {
@@ -2011,6 +2234,9 @@ impl Node {
             hash,
             waiting,
             sigs,
+            segments,
+            tags,
+            indexed,
             ..
         } = &mut m.phase
         else {
@@ -2019,18 +2245,39 @@ impl Node {
         if m.round != round || *hash != block || !waiting.contains(&from) {
             return self.drop_msg(from, DropReason::Stale);
         }
+        let expected = tags.get(&from).copied().unwrap_or(0);
+        let fits = match &segment {
+            None => expected == 0,
+            Some(s) => expected > 0 && s.key_count() == expected && s.entry_count() == *indexed,
+        };
+        if !fits {
+            return self.drop_msg(from, DropReason::BadFilterSegment);
+        }
+        let digest = segment.as_ref().map(FilterSegment::digest);
         if from
-            .verify(domain::BLOCK_SIG, block.as_byte_array(), &signature)
+            .verify(
+                domain::CONTRIBUTION_SIG,
+                &contribution_hash(&block, digest.as_ref()),
+                &signature,
+            )
             .is_err()
         {
             return self.drop_msg(from, DropReason::BadContributorSignature);
         }
         waiting.remove(&from);
         sigs.push((from, signature));
+        if let Some(seg) = segment {
+            segments.push((from, seg));
+        }
         if waiting.is_empty() {
-            if let Phase::Signing { draft, sigs, .. } = std::mem::replace(&mut m.phase, Phase::Done)
+            if let Phase::Signing {
+                draft,
+                sigs,
+                segments,
+                ..
+            } = std::mem::replace(&mut m.phase, Phase::Done)
             {
-                self.propose(draft, &sigs, now);
+                self.propose(draft, &sigs, segments, now);
             }
         }
     }
@@ -2080,8 +2327,14 @@ impl Node {
         self.assemble(now);
     }
 
-    fn propose(&mut self, draft: BlockDraft, sigs: &[(VerifyKey, Signature)], now: u64) {
-        let Ok(block) = draft.finish(&self.identity, sigs) else {
+    fn propose(
+        &mut self,
+        draft: BlockDraft,
+        sigs: &[(VerifyKey, Signature)],
+        segments: Vec<(VerifyKey, FilterSegment)>,
+        now: u64,
+    ) {
+        let Ok(block) = draft.finish_indexed(&self.identity, sigs, segments) else {
             return;
         };
         let msg = Message::Proposal { block };
@@ -2195,5 +2448,37 @@ impl Node {
             self.request_sync(Recipient::Node(from), now);
         }
         self.try_start_mining(now);
+    }
+}
+
+/// Checks a submission's index material against its transaction: `Ok(None)` for a
+/// transaction without an entry and no material.
+fn check_material(
+    tx: &Transaction,
+    material: Option<IndexMaterial>,
+) -> Result<Option<(IndexedRecord, Vec<Trapdoor>)>, SubmitError> {
+    match (tx.index_entry().is_empty(), material) {
+        (true, None) => Ok(None),
+        (true, Some(_)) => Err(SubmitError::BadIndexMaterial(
+            "the transaction carries no index entry",
+        )),
+        (false, None) => Err(SubmitError::MissingIndexMaterial),
+        (false, Some(m)) => {
+            let entry = IndexEntry::from_bytes(tx.index_entry())
+                .map_err(|_| SubmitError::BadIndexMaterial("the index entry does not decode"))?;
+            if m.trapdoors.is_empty() {
+                return Err(SubmitError::BadIndexMaterial("no trapdoor is given"));
+            }
+            if !m.trapdoors.iter().all(|t| entry.matches(&m.record_id, t)) {
+                return Err(SubmitError::BadIndexMaterial(
+                    "a trapdoor does not match the entry for that record",
+                ));
+            }
+            let record = IndexedRecord {
+                record_id: m.record_id,
+                entry,
+            };
+            Ok(Some((record, m.trapdoors)))
+        }
     }
 }

@@ -318,7 +318,6 @@ fn hostile_messages_are_dropped_with_a_reason() {
         tip.timestamp_ms,
         vec![],
         &[],
-        vec![],
         QuorumCertificate::empty(),
         None,
     )
@@ -332,6 +331,7 @@ fn hostile_messages_are_dropped_with_a_reason() {
         &Message::SignResponse {
             round: 1,
             block: head,
+            segment: None,
             signature: Signature::from_byte_array([0; 64]),
         }
         .to_bytes(),
@@ -435,7 +435,6 @@ fn conflicting_votes_yield_evidence() {
             ptip.timestamp_ms + ts,
             vec![],
             &[],
-            vec![],
             cert.qc.clone(),
             tc,
         )
@@ -573,10 +572,12 @@ fn messages_round_trip_and_reject_bad_framing() {
             round: 3,
             header: block.header.clone(),
             leaves: vec![[1; 32]],
+            indexed: vec![0],
         },
         Message::SignResponse {
             round: 3,
             block: h,
+            segment: Some(test_segment(&ids[0])),
             signature: Signature::from_byte_array([2; 64]),
         },
         Message::Proposal {
@@ -640,4 +641,154 @@ fn a_faulty_verifier_cannot_smuggle_a_transaction() {
         .validate_with(&n.genesis, &tip, &mut NoRules, &mut liar)
         .unwrap_err();
     assert_eq!(err.reason, InvalidReason::BadTransaction);
+}
+
+/// A real one-record filter segment.
+fn test_segment(patient: &Identity) -> crate::index::FilterSegment {
+    use crate::index::{BlockContext, FilterSegment, IndexEntry, IndexKey, IndexedRecord, Keyword};
+    use rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let key = IndexKey::for_patient(patient);
+    let kw: Keyword = "type:Observation".parse().unwrap();
+    let trapdoors = key.trapdoors([&kw]);
+    let record_id = crate::hash::RecordId::from_byte_array([4; 32]);
+    let entry = IndexEntry::build(&record_id, &trapdoors, &mut rng).unwrap();
+    let record = IndexedRecord { record_id, entry };
+    FilterSegment::build(
+        &BlockContext::from_byte_array([3; 32]),
+        1,
+        [(0, &record, trapdoors.as_slice())],
+        &mut rng,
+    )
+    .unwrap()
+}
+
+#[test]
+fn indexed_records_commit_in_blocks_whose_filters_find_them() {
+    use crate::block::tests::indexed_tx;
+    use crate::index::{search, BlockContext, BlockFilter, BlockIndex, IndexEntry, IndexKey};
+    let (mut c, mut n) = Cluster::new();
+    let mut probes = Vec::new();
+    let mut ids = Vec::new();
+    // Four nodes each add records (two with a shared code), plus plain transactions.
+    for (i, who) in [0usize, 1, 2, 3, 0, 4].into_iter().enumerate() {
+        let code = if i % 2 == 0 { "shared" } else { "own" };
+        let (tx, record, trapdoors) = indexed_tx(&mut n, who, 200 + i as u64, code);
+        let material = IndexMaterial {
+            record_id: record.record_id,
+            trapdoors,
+        };
+        let now = c.now;
+        let id = c.nodes[who]
+            .submit_indexed(tx, Some(material), now)
+            .unwrap();
+        ids.push(id);
+        probes.push((record.record_id, code));
+    }
+    ids.push(submit(&mut c, &mut n, 5, 300));
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3, 4, 5])));
+    c.assert_agree();
+    assert!(c.dropped.is_empty(), "{:?}", c.dropped);
+    // Every block with indexed records has a filter; a search through it finds each record.
+    let key = IndexKey::for_patient(&n.ids[5]);
+    let mut found = 0;
+    for b in c.nodes[5].committed_blocks() {
+        let block = b.block();
+        let records: Vec<crate::index::IndexedRecord> = block
+            .transactions
+            .iter()
+            .filter(|t| !t.index_entry().is_empty())
+            .map(|t| {
+                let entry = IndexEntry::from_bytes(t.index_entry()).unwrap();
+                let body = t.open_body(&n.net).unwrap();
+                let crate::tx::TxBody::RecordAdded { record_id, .. } = body else {
+                    panic!("an entry on a non-record transaction")
+                };
+                crate::index::IndexedRecord { record_id, entry }
+            })
+            .collect();
+        if records.is_empty() {
+            assert!(block.index_filter.is_empty());
+            continue;
+        }
+        let filter = BlockFilter::from_bytes(&block.index_filter).unwrap();
+        let index = BlockIndex::from_parts(
+            BlockContext::from(block.header.merkle_root()),
+            filter,
+            records.clone(),
+        )
+        .unwrap();
+        for r in &records {
+            let (_, code) = probes.iter().find(|(id, _)| *id == r.record_id).unwrap();
+            let q = key
+                .query(&[format!("code:test|{code}").parse().unwrap()])
+                .unwrap();
+            let result = search(&q, [&index]);
+            assert!(result.hits.iter().any(|h| h.record_id == r.record_id));
+            found += 1;
+        }
+    }
+    assert_eq!(found, 6);
+}
+
+#[test]
+fn indexed_submissions_need_fitting_material() {
+    use crate::block::tests::indexed_tx;
+    let (mut c, mut n) = Cluster::new();
+    let (tx, record, trapdoors) = indexed_tx(&mut n, 0, 1, "x");
+    // Without material the node could not place the record in a filter.
+    assert_eq!(
+        c.nodes[0].submit(tx.clone(), 0),
+        Err(SubmitError::MissingIndexMaterial)
+    );
+    // Material for another record id, or trapdoors of another key, does not fit.
+    let (_, other, other_trapdoors) = indexed_tx(&mut n, 0, 2, "x");
+    let wrong_id = IndexMaterial {
+        record_id: other.record_id,
+        trapdoors: trapdoors.clone(),
+    };
+    assert!(matches!(
+        c.nodes[0].submit_indexed(tx.clone(), Some(wrong_id), 0),
+        Err(SubmitError::BadIndexMaterial(_))
+    ));
+    let foreign_key = crate::index::IndexKey::for_patient(&n.ids[0])
+        .trapdoors([&"type:Observation".parse().unwrap()]);
+    let wrong_key = IndexMaterial {
+        record_id: record.record_id,
+        trapdoors: foreign_key,
+    };
+    assert!(matches!(
+        c.nodes[0].submit_indexed(tx.clone(), Some(wrong_key), 0),
+        Err(SubmitError::BadIndexMaterial(_))
+    ));
+    let none = IndexMaterial {
+        record_id: record.record_id,
+        trapdoors: Vec::new(),
+    };
+    assert!(matches!(
+        c.nodes[0].submit_indexed(tx.clone(), Some(none), 0),
+        Err(SubmitError::BadIndexMaterial(_))
+    ));
+    // Material for a transaction without an entry.
+    let plain = log_tx(&mut n, 0, 3);
+    let stray = IndexMaterial {
+        record_id: other.record_id,
+        trapdoors: other_trapdoors,
+    };
+    assert!(matches!(
+        c.nodes[0].submit_indexed(plain, Some(stray), 0),
+        Err(SubmitError::BadIndexMaterial(_))
+    ));
+    assert_eq!(c.nodes[0].mempool_len(), 0);
+    // The fitting material is accepted; its Debug shows no trapdoor.
+    let good = IndexMaterial {
+        record_id: record.record_id,
+        trapdoors,
+    };
+    assert!(!format!("{good:?}").contains("key"));
+    assert!(c.nodes[0].submit_indexed(tx, Some(good), 0).is_ok());
+    assert_eq!(
+        SubmitError::MissingIndexMaterial.to_string(),
+        "an indexed transaction needs its index material (Node::submit_indexed)"
+    );
 }

@@ -7,6 +7,8 @@ use super::LedgerStore;
 use crate::access::record_class;
 use crate::chain::verify_chain;
 use crate::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+use crate::encoding::Encode;
+use crate::index::{IndexEntry, IndexKey, Keyword};
 use crate::keys::Identity;
 use crate::ledger::{AuditKind, StateView};
 use crate::seal::seal_record;
@@ -86,10 +88,16 @@ pub fn append_read_back_and_state<S: LedgerStore>(mut store: S) {
         ),
         "seal",
     );
+    let trapdoors = IndexKey::for_patient(&patient)
+        .trapdoors([&unwrap("type:Observation".parse::<Keyword>(), "keyword")]);
+    let entry = unwrap(
+        IndexEntry::build(&sealed.record_id(), &trapdoors, &mut net.rng),
+        "index entry",
+    );
     let rec = net.tx(
         4,
         &TxBody::record_added(sealed.clone(), unwrap(record_class(OBS), "class")),
-        vec![1, 2, 3],
+        entry.to_bytes(),
     );
     let consent = Consent {
         patient: patient.public(),
