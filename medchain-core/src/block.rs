@@ -38,8 +38,10 @@ use crate::merkle;
 use crate::tx::{Transaction, TxError, VerifiedTx};
 use crate::vote::{InvalidReason, QuorumCertificate, TimeoutCertificate, MAX_CERT_VOTES};
 
-/// Format version of [`BlockHeader`].
-pub const BLOCK_VERSION: u8 = 1;
+/// Format version of [`BlockHeader`]. Version 2: contributors sign their contribution (the
+/// draft hash bound to their secure-index filter segment) instead of the block hash; blocks of
+/// version 1 are refused with a typed decode error.
+pub const BLOCK_VERSION: u8 = 2;
 
 /// Largest encoded secure-index filter (bytes).
 pub const MAX_INDEX_FILTER: usize = 4 * 1024 * 1024;

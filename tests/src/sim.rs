@@ -967,7 +967,7 @@ impl Sim {
                     let mut v = vec![0u8; len];
                     self.rng.fill_bytes(&mut v);
                     if v.len() > 2 && self.rng.next_u32() % 2 == 0 {
-                        v[0] = 1;
+                        v[0] = medchain_core::protocol::MESSAGE_VERSION;
                         v[1] %= 9;
                     }
                     v

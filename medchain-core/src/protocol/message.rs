@@ -13,8 +13,9 @@ use crate::keys::Signature;
 use crate::tx::Transaction;
 use crate::vote::{QuorumCertificate, Timeout, TimeoutCertificate, Vote};
 
-/// Format version of [`Message`].
-pub const MESSAGE_VERSION: u8 = 1;
+/// Format version of [`Message`]. Version 2: `SignRequest` names the indexed positions and
+/// `SignResponse` carries the contributor's filter segment.
+pub const MESSAGE_VERSION: u8 = 2;
 
 /// Most blocks one sync response may carry (committed and pending together).
 pub const MAX_SYNC_BLOCKS: usize = 64;

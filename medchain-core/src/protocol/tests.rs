@@ -611,7 +611,7 @@ fn messages_round_trip_and_reject_bad_framing() {
         trailing.push(0);
         assert!(Message::from_bytes(&trailing).is_err());
         let mut version = bytes.clone();
-        version[0] = 2;
+        version[0] = 1;
         assert!(Message::from_bytes(&version).is_err());
     }
     assert!(Message::from_bytes(&[1, 9]).is_err());
