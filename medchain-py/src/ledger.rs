@@ -29,6 +29,10 @@ pub fn vk_hex(k: &VerifyKey) -> String {
 }
 
 /// The native ledger handle. The Python class `medchain.Ledger` wraps it.
+/// What a search did, as Python receives it: (indexed blocks, blocks skipped by their filters,
+/// blocks searched exhaustively, PRF evaluations).
+type SearchCounts = (u64, u64, u64, u64);
+
 #[pyclass(frozen, module = "medchain._medchain")]
 pub struct NativeLedger {
     inner: Mutex<CoreLedger>,
@@ -439,7 +443,7 @@ impl NativeLedger {
         resource_type: Option<String>,
         year: Option<u16>,
         from_height: u64,
-    ) -> Result<Vec<(u64, String)>> {
+    ) -> Result<(Vec<(u64, String)>, SearchCounts)> {
         let key = index_key
             .downcast::<IndexKey>()
             .map_err(|_| wrong_type(index_key, "index_key", "an IndexKey"))?;
@@ -455,12 +459,20 @@ impl NativeLedger {
             .inner
             .query(&keywords)
             .map_err(|e| Error::new(Kind::InvalidArgument, e.to_string()))?;
-        let hits =
-            py.allow_threads(|| guard(|| Ok(self.lock()?.search(&query, from_height)?)))?;
-        Ok(hits
+        let found =
+            py.allow_threads(|| guard(|| Ok(self.lock()?.search_report(&query, from_height)?)))?;
+        let stats = (
+            found.indexed_blocks,
+            found.blocks_skipped,
+            found.exhaustive_blocks,
+            found.prf_evaluations,
+        );
+        let hits = found
+            .hits
             .into_iter()
             .map(|h| (h.height, h.record_id.to_string()))
-            .collect())
+            .collect();
+        Ok((hits, stats))
     }
 
     /// Builds the columns of a research dataset (see `medchain.Ledger.research_dataset`), with

@@ -174,6 +174,25 @@ def test_search(ledger: Ledger, demo: DemoNetwork) -> None:
     assert ledger.search(code=("http://loinc.org", "4548-4"), index_key=other) == []
 
 
+def test_search_uses_the_block_filters(ledger: Ledger, demo: DemoNetwork) -> None:
+    # The local network builds each block's secure-index filter from the writers' trapdoors
+    # (as the consensus node does), so no block is searched record by record.
+    p = demo.patients[0]
+    hits = ledger.search(code=("http://loinc.org", "4548-4"), patient=p, writer=demo.holder)
+    assert isinstance(hits, medchain.SearchResults) and isinstance(hits, list)
+    stats = hits.stats
+    assert isinstance(stats, medchain.SearchStats)
+    assert stats.indexed_blocks >= 1
+    assert stats.exhaustive_blocks == 0
+    assert stats.prf_evaluations >= stats.indexed_blocks
+    assert 0 <= stats.blocks_skipped <= stats.indexed_blocks
+    # A code no record holds: no hit, and every block it passes is either ruled out by its
+    # filter or (rarely, a filter false positive) checked and found empty.
+    absent = ledger.search(code=("http://loinc.org", "0000-0"), patient=p, writer=demo.holder)
+    assert absent == [] and absent.stats.exhaustive_blocks == 0
+    assert absent.stats.blocks_skipped >= absent.stats.indexed_blocks - 2
+
+
 def test_search_bad_input(ledger: Ledger, demo: DemoNetwork) -> None:
     p = demo.patients[0]
     with pytest.raises(medchain.InvalidArgument):

@@ -152,7 +152,7 @@ class NativeLedger:
         resource_type: Optional[str] = None,
         year: Optional[int] = None,
         from_height: int = 1,
-    ) -> List[Tuple[int, str]]: ...
+    ) -> Tuple[List[Tuple[int, str]], Tuple[int, int, int, int]]: ...
     def research_columns(
         self,
         holder: Identity,

@@ -21,6 +21,8 @@ __all__ = [
     "Ledger",
     "RecordEntry",
     "SearchHit",
+    "SearchResults",
+    "SearchStats",
     "StoredRecord",
     "Transaction",
     "VerifyProgress",
@@ -106,6 +108,29 @@ class SearchHit:
 
     height: int
     record_id: str
+
+
+@dataclass(frozen=True)
+class SearchStats:
+    """What a search did: blocks holding indexed records, how many of them their secure-index
+    filters ruled out (one PRF per query term each), how many had no filter and were searched
+    record by record, and the HMAC-SHA256 evaluations in all."""
+
+    indexed_blocks: int
+    blocks_skipped: int
+    exhaustive_blocks: int
+    prf_evaluations: int
+
+
+class SearchResults(List[SearchHit]):
+    """The hits of a search, in block order (a list of :class:`SearchHit`), with what the
+    search did as :attr:`stats`."""
+
+    stats: SearchStats
+
+    def __init__(self, hits: List[SearchHit], stats: SearchStats) -> None:
+        super().__init__(hits)
+        self.stats = stats
 
 
 @dataclass(frozen=True)
@@ -359,8 +384,9 @@ class Ledger:
         patient: Optional[Identity] = None,
         writer: Optional[PartyLike] = None,
         from_height: int = 1,
-    ) -> List[SearchHit]:
-        """Encrypted keyword search (GIL released). Keywords: ``code=(system, code)`` (or
+    ) -> SearchResults:
+        """Encrypted keyword search (GIL released); the hits, with ``.stats`` (a
+        :class:`SearchStats`). Keywords: ``code=(system, code)`` (or
         ``keyword="system|code"`` / a tuple), ``resource_type=`` (or a bare name) and
         ``year=`` (or an int); several keywords must all match. The key: ``index_key`` (a
         writer key) or ``patient`` (the patient's identity) with ``writer`` (the institution
@@ -391,8 +417,10 @@ class Ledger:
             isinstance(code, tuple) and len(code) == 2 and all(isinstance(x, str) for x in code)
         ):
             raise WrongType("code must be a (system, code) tuple of str")
-        hits = self._n.search(index_key, code=code, resource_type=resource_type, year=year, from_height=from_height)
-        return [SearchHit(h, r) for h, r in hits]
+        hits, stats = self._n.search(
+            index_key, code=code, resource_type=resource_type, year=year, from_height=from_height
+        )
+        return SearchResults([SearchHit(h, r) for h, r in hits], SearchStats(*stats))
 
     # -- research ------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ __all__ = [
     "Ledger",
     "RecordEntry",
     "SearchHit",
+    "SearchResults",
+    "SearchStats",
     "StoredRecord",
     "Transaction",
     "VerifyProgress",
@@ -65,6 +67,17 @@ class StoredRecord:
 class SearchHit:
     height: int
     record_id: str
+
+@dataclass(frozen=True)
+class SearchStats:
+    indexed_blocks: int
+    blocks_skipped: int
+    exhaustive_blocks: int
+    prf_evaluations: int
+
+class SearchResults(List[SearchHit]):
+    stats: SearchStats
+    def __init__(self, hits: List[SearchHit], stats: SearchStats) -> None: ...
 
 @dataclass(frozen=True)
 class VerifyProgress:
@@ -128,7 +141,7 @@ class Ledger:
         patient: Optional[Identity] = None,
         writer: Optional[PartyLike] = None,
         from_height: int = 1,
-    ) -> List[SearchHit]: ...
+    ) -> SearchResults: ...
     @overload
     def research_dataset(
         self,
