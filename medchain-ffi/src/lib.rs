@@ -31,6 +31,9 @@ pub mod light;
 pub mod store;
 pub mod wallet;
 
+#[cfg(test)]
+mod tests;
+
 pub use audit::{AuditAction, AuditRecord};
 pub use consent::{
     CodedConcept, ConsentAction, ConsentDraft, ConsentRule, EmergencyAccess, Grantee, PurposeOfUse,
