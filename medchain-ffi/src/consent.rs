@@ -126,22 +126,31 @@ pub struct ConsentRule {
     /// Permit or deny.
     pub effect: RuleEffect,
     /// Who (any of; empty: anyone).
+    #[uniffi(default = [])]
     pub grantees: Vec<Grantee>,
     /// What (any of).
+    #[uniffi(default = [])]
     pub actions: Vec<ConsentAction>,
     /// Why (any of).
+    #[uniffi(default = [])]
     pub purposes: Vec<PurposeOfUse>,
     /// FHIR resource types (`Observation`, ...), any of.
+    #[uniffi(default = [])]
     pub resource_types: Vec<String>,
     /// Codes in the record, any of.
+    #[uniffi(default = [])]
     pub codes: Vec<CodedConcept>,
     /// When the rule starts to apply (milliseconds since the Unix epoch).
+    #[uniffi(default = None)]
     pub start_ms: Option<u64>,
     /// When it stops.
+    #[uniffi(default = None)]
     pub end_ms: Option<u64>,
     /// Only records dated on or after this instant.
+    #[uniffi(default = None)]
     pub data_start_ms: Option<u64>,
     /// Only records dated on or before this instant.
+    #[uniffi(default = None)]
     pub data_end_ms: Option<u64>,
 }
 
@@ -153,12 +162,16 @@ pub struct ConsentDraft {
     /// When the patient made it (milliseconds since the Unix epoch).
     pub issued_ms: u64,
     /// When the consent starts to be in force.
+    #[uniffi(default = None)]
     pub start_ms: Option<u64>,
     /// When it ends.
+    #[uniffi(default = None)]
     pub end_ms: Option<u64>,
     /// The standing emergency preference this consent states, if any.
+    #[uniffi(default = None)]
     pub emergency: Option<EmergencyAccess>,
     /// The rules.
+    #[uniffi(default = [])]
     pub rules: Vec<ConsentRule>,
 }
 

@@ -47,6 +47,9 @@ pub const OBSERVATION: &str = r#"{"resourceType":"Observation","status":"final",
 /// A diagnosis.
 pub const CONDITION: &str = r#"{"resourceType":"Condition","recordedDate":"2026-09-12","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}}"#;
 
+/// When the fixture consent was issued.
+pub const CONSENT_ISSUED_MS: u64 = 1_790_000_000_000;
+
 /// The fixture files, by name.
 pub type Files = BTreeMap<String, Vec<u8>>;
 
@@ -128,7 +131,8 @@ pub fn build() -> Result<Files, String> {
     let consent = wallet
         .sign_consent(ConsentDraft {
             summary: "Dr. Ruiz may read my lab results for my treatment".into(),
-            issued_ms: c.net.now_ms,
+            // Fixed, so that the Kotlin tests sign the very consent the chain committed.
+            issued_ms: CONSENT_ISSUED_MS,
             start_ms: None,
             end_ms: None,
             emergency: None,
