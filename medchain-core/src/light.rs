@@ -22,6 +22,10 @@
 //! expects (the id its node reported when the transaction was submitted, or the `tx_id` of an
 //! audit entry). A node can also withhold transactions: a proof shows presence, never absence.
 //!
+//! A node makes the proof with [`InclusionProof::new`] from a committed block and its commit
+//! proof: the one `protocol::Node` outputs with the block, or one read off the stored chain by
+//! [`commit_proof_from_successors`].
+//!
 //! Wire format (version 1): `u8 version || transaction || merkle proof || block header ||
 //! commit proof`, each in its canonical encoding (`docs/encoding.md`); decoding is strict.
 
@@ -233,6 +237,38 @@ impl InclusionProof {
     }
 }
 
+/// The commit proof of `block` read off the chain that follows it: its child (which must be in
+/// the next round) and the child's quorum certificate, which the grandchild carries as its
+/// `parent_qc`. This is how a node makes an [`InclusionProof`] for any stored block, not only
+/// for its head (whose proof `protocol::Node` hands out with the block). The certificate is not
+/// checked here; [`InclusionProof::verify`] checks it.
+///
+/// # Errors
+/// [`CommitProofError::NotAChild`] if the headers are not consecutive blocks of one chain,
+/// [`CommitProofError::NotConsecutive`] if the child is not in the next round (after a timeout
+/// the block was committed only through a later descendant: a header chain, which this proof
+/// format does not carry).
+pub fn commit_proof_from_successors(
+    block: &BlockHeader,
+    child: &BlockHeader,
+    grandchild: &BlockHeader,
+) -> Result<CommitProof, CommitProofError> {
+    let child_hash = child.hash();
+    if child.prev != block.hash() || grandchild.prev != child_hash {
+        return Err(CommitProofError::NotAChild);
+    }
+    if child.round != block.round + 1 {
+        return Err(CommitProofError::NotConsecutive);
+    }
+    if grandchild.parent_qc.block() != Some(child_hash) {
+        return Err(CommitProofError::NotAChild);
+    }
+    Ok(CommitProof {
+        child: child.clone(),
+        child_qc: grandchild.parent_qc.clone(),
+    })
+}
+
 impl Encode for InclusionProof {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(INCLUSION_PROOF_VERSION);
@@ -317,6 +353,40 @@ mod tests {
             InclusionProof::new(b, 0, blocks[1].1.clone()),
             Err(MakeProofError::CommitProof(CommitProofError::NotAChild))
         ));
+    }
+
+    #[test]
+    fn commit_proofs_read_off_the_stored_chain() {
+        let mut net = TestNet::new(13, 4, 0);
+        let mut state = LedgerState::new();
+        let patient = Identity::generate(&mut net.rng);
+        let mut blocks = Vec::new();
+        for _ in 0..3 {
+            let tx = record_tx(&mut net, &patient);
+            let (block, effects, _) = net.next_block(&state, vec![tx]).unwrap();
+            state.commit(effects).unwrap();
+            blocks.push(block);
+        }
+        let h: Vec<&BlockHeader> = blocks.iter().map(CheckedBlock::header).collect();
+        let commit = commit_proof_from_successors(h[0], h[1], h[2]).unwrap();
+        let p = InclusionProof::new(&blocks[0], 0, commit).unwrap();
+        assert_eq!(p.verify(&net.genesis).unwrap().height, 1);
+        assert_eq!(
+            commit_proof_from_successors(h[0], h[2], h[1]),
+            Err(CommitProofError::NotAChild)
+        );
+        assert_eq!(
+            commit_proof_from_successors(h[1], h[0], h[2]),
+            Err(CommitProofError::NotAChild)
+        );
+        let mut late = h[1].clone();
+        late.round += 1;
+        let mut g = h[2].clone();
+        g.prev = late.hash();
+        assert_eq!(
+            commit_proof_from_successors(h[0], &late, &g),
+            Err(CommitProofError::NotConsecutive)
+        );
     }
 
     #[test]
