@@ -6,7 +6,7 @@
 //! Kotlin they are `WalletException`, `ProofException` and `StoreException` (sealed classes,
 //! one subclass per variant); in Swift `WalletError`, `ProofError`, `StoreError`.
 //!
-//! No panic crosses the boundary: every exported function runs inside [`guard`], which turns a
+//! No panic crosses the boundary: every exported function runs inside `guard`, which turns a
 //! panic (a bug) into the `Internal` variant. Messages never carry secrets or health data: they
 //! name what was wrong with an input, never its content.
 
