@@ -73,10 +73,10 @@ step "Kotlin tests on the JVM (Maven, JNA, JUnit 5)"
 kotlin="$here/kotlin"
 rm -rf "$kotlin/target/surefire-reports"
 set +e
-mvn -B -q -Dstyle.color=never -f "$kotlin/pom.xml" test \
+mvn -B -q -f "$kotlin/pom.xml" test \
     -Duniffi.generated="$out/kotlin" \
     -Dnative.dir="$target/release" \
-    -Dfixtures.dir="$out/fixtures" 2>&1 | tee "$out/maven.log"
+    -Dfixtures.dir="$out/fixtures" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' | tee "$out/maven.log"
 rc=${PIPESTATUS[0]}
 set -e
 reports=("$kotlin"/target/surefire-reports/TEST-*.xml)
