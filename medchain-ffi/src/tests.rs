@@ -135,7 +135,13 @@ fn create_open_restore_backup_and_passwords() {
         Wallet::open(s.clone(), "pw one".into()).unwrap_err(),
         WalletError::WrongPassword
     );
-    Wallet::open(s, "pw new".into()).unwrap();
+    Wallet::open(s.clone(), "pw new".into()).unwrap();
+    wallet::delete_wallet(s.clone()).unwrap();
+    assert!(s.keys().unwrap().is_empty());
+    assert_eq!(
+        Wallet::open(s, "pw new".into()).unwrap_err(),
+        WalletError::NoWallet
+    );
     // Debug shows the short id only.
     assert_eq!(
         format!("{w:?}"),

@@ -88,6 +88,21 @@ pub fn wallet_exists(store: Arc<dyn WalletStore>) -> Result<bool, WalletError> {
     guard(|| Ok(store.get(KEY_BACKUP.into())?.is_some()))
 }
 
+/// Deletes the wallet from `store` (its encrypted backup, public identity and pinned genesis):
+/// "sign out" on this phone. Without a copy of the backup elsewhere, the identity is gone.
+///
+/// # Errors
+/// [`WalletError::Store`].
+#[uniffi::export]
+pub fn delete_wallet(store: Arc<dyn WalletStore>) -> Result<(), WalletError> {
+    guard(|| {
+        for key in [KEY_BACKUP, KEY_PUBLIC, KEY_GENESIS] {
+            store.delete(key.into())?;
+        }
+        Ok(())
+    })
+}
+
 /// A record opened on the phone.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct OpenedRecord {

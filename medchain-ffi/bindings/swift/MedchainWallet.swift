@@ -4646,6 +4646,19 @@ public func decodeAuditEntries(entries: Data)throws  -> [AuditRecord]  {
 })
 }
 /**
+ * Deletes the wallet from `store` (its encrypted backup, public identity and pinned genesis):
+ * "sign out" on this phone. Without a copy of the backup elsewhere, the identity is gone.
+ *
+ * # Errors
+ * [`WalletError::Store`].
+ */
+public func deleteWallet(store: WalletStore)throws   {try rustCallWithError(FfiConverterTypeWalletError_lift) {
+    uniffi_medchain_ffi_fn_func_delete_wallet(
+        FfiConverterTypeWalletStore_lower(store),$0
+    )
+}
+}
+/**
  * Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature:
  * what a node, or a second device, does before submitting it.
  *
@@ -4722,6 +4735,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_medchain_ffi_checksum_func_decode_audit_entries() != 551) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_medchain_ffi_checksum_func_delete_wallet() != 10750) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 43989) {

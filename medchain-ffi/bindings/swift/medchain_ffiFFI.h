@@ -450,6 +450,11 @@ RustBuffer uniffi_medchain_ffi_fn_method_walletstore_keys(void*_Nonnull ptr, Rus
 RustBuffer uniffi_medchain_ffi_fn_func_decode_audit_entries(RustBuffer entries, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
+void uniffi_medchain_ffi_fn_func_delete_wallet(void*_Nonnull store, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
 RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, RustCallStatus *_Nonnull out_status
@@ -760,6 +765,12 @@ void ffi_medchain_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus 
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
 uint16_t uniffi_medchain_ffi_checksum_func_decode_audit_entries(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
+uint16_t uniffi_medchain_ffi_checksum_func_delete_wallet(void
     
 );
 #endif

@@ -109,6 +109,18 @@ class WalletTest {
     }
 
     @Test
+    fun `deleting the wallet leaves the store empty`() {
+        val store = MapStore()
+        val wallet = Wallet.create(store, "pw")
+        wallet.trustNetwork(bytes("genesis.bin"), text("genesis.hash"))
+        assertEquals(3, store.map.size)
+        deleteWallet(store)
+        assertTrue(store.map.isEmpty())
+        assertFalse(walletExists(store))
+        assertThrows<WalletException.NoWallet> { Wallet.open(store, "pw") }
+    }
+
+    @Test
     fun `a wrong password is a typed error`() {
         val store = newInMemoryWalletStore()
         Wallet.create(store, "right")
