@@ -36,6 +36,7 @@ pub mod hash;
 pub mod index;
 pub mod keys;
 pub mod ledger;
+pub mod light;
 pub mod merkle;
 pub mod protocol;
 pub mod seal;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The mobile bindings' test command: builds libmedchain_ffi (release), generates the Kotlin,
+# Swift and Python bindings in library mode, checks the committed Swift bindings are up to date,
+# writes the fixture chain, runs the Kotlin tests on the JVM (Maven: kotlin-maven-plugin, JNA,
+# JUnit 5; at least 20 must run and pass) and the pytest smoke test of the Python bindings.
+# Exits non-zero on any failure.
+#
+#   medchain-ffi/scripts/test.sh                  (from anywhere; uses $CARGO_TARGET_DIR or ./target)
+#   medchain-ffi/scripts/test.sh --update-swift   (regenerate medchain-ffi/bindings/swift, then test)
+#
+# Needs: cargo, a JDK (17+) and Maven (3.8+) on PATH, python3. Installs nothing by hand: cargo
+# fetches what Cargo.lock pins, Maven what pom.xml pins (into ~/.m2), and if python3 has no
+# pytest a virtual environment in the target directory gets one.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+update_swift=0
+for arg in "$@"; do
+    case "$arg" in
+        --update-swift) update_swift=1 ;;
+        *) echo "usage: $0 [--update-swift]" >&2; exit 2 ;;
+    esac
+done
+
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+out="$target/medchain-ffi-test"
+lib="$target/release/libmedchain_ffi.so"
+started=$SECONDS
+step() { printf '\n== %s (%ds)\n' "$1" $((SECONDS - started)); }
+
+rm -rf "$out"
+mkdir -p "$out"
+
+step "build libmedchain_ffi (release cdylib)"
+cargo build --locked --release -q -p medchain-ffi --lib
+test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }
+
+step "generate the bindings in library mode (Kotlin, Swift, Python)"
+cargo build --locked --release -q -p medchain-ffi --features cli --bin uniffi-bindgen
+bindgen="$target/release/uniffi-bindgen"
+for lang in kotlin swift python; do
+    # Run from the crate so library mode finds uniffi.toml through cargo metadata.
+    (cd "$here" && "$bindgen" generate --library "$lib" --language "$lang" --no-format \
+        --out-dir "$out/$lang" > "$out/bindgen-$lang.log")
+done
+test -f "$out/kotlin/org/medchain/wallet/medchain_ffi.kt"
+test -f "$out/python/medchain_ffi.py"
+
+step "the committed Swift bindings are up to date"
+committed="$here/bindings/swift"
+if [ "$update_swift" = 1 ]; then
+    rm -rf "$committed"
+    mkdir -p "$committed"
+    cp "$out/swift/"* "$committed/"
+    echo "updated $committed"
+fi
+if ! diff -ru "$committed" "$out/swift" > "$out/swift.diff"; then
+    head -n 40 "$out/swift.diff" >&2
+    echo "medchain-ffi/bindings/swift is out of date with the Rust API." >&2
+    echo "Regenerate it with: medchain-ffi/scripts/test.sh --update-swift (and commit the result)" >&2
+    exit 1
+fi
+echo "swift bindings match ($(ls "$committed" | tr '\n' ' '))"
+
+step "fixture chain (core TestNet: real blocks, votes, sealed records)"
+cargo run --locked --release -q -p medchain-ffi --example make-fixtures -- "$out/fixtures"
+
+step "Kotlin tests on the JVM (Maven, JNA, JUnit 5)"
+kotlin="$here/kotlin"
+rm -rf "$kotlin/target/surefire-reports"
+set +e
+mvn -B -q -f "$kotlin/pom.xml" test \
+    -Duniffi.generated="$out/kotlin" \
+    -Dnative.dir="$target/release" \
+    -Dfixtures.dir="$out/fixtures" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' | tee "$out/maven.log"
+rc=${PIPESTATUS[0]}
+set -e
+reports=("$kotlin"/target/surefire-reports/TEST-*.xml)
+if [ ! -e "${reports[0]}" ]; then
+    echo "Maven ran no test (exit $rc): see $out/maven.log" >&2
+    exit 1
+fi
+read -r tests failures errors skipped < <(python3 - "${reports[@]}" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+t = f = e = s = 0
+for path in sys.argv[1:]:
+    r = ET.parse(path).getroot()
+    t += int(r.get("tests", 0)); f += int(r.get("failures", 0))
+    e += int(r.get("errors", 0)); s += int(r.get("skipped", 0))
+print(t, f, e, s)
+PY
+)
+passed=$((tests - failures - errors - skipped))
+echo "Kotlin: $passed passed, $((failures + errors)) failed, $skipped skipped"
+if [ "$rc" -ne 0 ] || [ $((failures + errors)) -ne 0 ]; then
+    echo "the Kotlin tests failed (maven exit $rc)" >&2
+    exit 1
+fi
+if [ "$passed" -lt 20 ]; then
+    echo "only $passed Kotlin tests passed (>= 20 required)" >&2
+    exit 1
+fi
+
+step "pytest smoke test of the Python bindings"
+cp "$lib" "$out/python/"
+py=python3
+if ! "$py" -c "import pytest" 2>/dev/null; then
+    "$py" -m venv "$target/medchain-ffi-venv"
+    py="$target/medchain-ffi-venv/bin/python"
+    "$py" -m pip install --quiet --disable-pip-version-check "pytest==8.3.3"
+fi
+set +e
+(cd "$out" && PYTHONPATH="$out/python" MEDCHAIN_FIXTURES="$out/fixtures" \
+    "$py" -m pytest -q -p no:cacheprovider "$here/python/tests" 2>&1 | tee "$out/pytest.log")
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
+if [ "$rc" -ne 0 ]; then echo "pytest failed (exit $rc)" >&2; exit "$rc"; fi
+
+printf '\nmedchain-ffi: bindings generated, Swift up to date, Kotlin and Python tests passed (%ds)\n' \
+    $((SECONDS - started))
