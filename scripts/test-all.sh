@@ -3,7 +3,9 @@
 # doctests, the fuzz-corpus replay, the consensus simulator over 1,000 seeds, the store
 # conformance suite on SQLite and on a real PostgreSQL 15, crash and plaintext tests), the
 # clinic example end to end, the Python package (its own venv: wheel, mypy stubtest, pytest),
-# and checks that the benchmarks build.
+# the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
+# generated Python bindings, the committed Swift bindings checked up to date), and checks that
+# the benchmarks build.
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
@@ -32,6 +34,9 @@ MEDCHAIN_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-exam
 
 step "the Python package: wheel, stubtest, pytest, example figure, benchmarks"
 medchain-py/scripts/test.sh
+
+step "the mobile bindings: Kotlin on the JVM, Python smoke test, Swift bindings up to date"
+medchain-ffi/scripts/test.sh
 
 step "benchmarks build"
 cargo bench --locked --workspace --all-features --no-run
