@@ -51,6 +51,8 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("decode_block_filter", decode_block_filter),
     ("decode_filter_segment", decode_filter_segment),
     ("decode_credential", decode_credential),
+    ("decode_inclusion_proof", decode_inclusion_proof),
+    ("decode_audit_entry", decode_audit_entry),
 ];
 
 /// The password [`restore_backup`] tries. Seed backups in the corpus are made with it.
@@ -398,6 +400,23 @@ pub fn decode_filter_segment(data: &[u8]) {
         let _ = s.digest();
         let n = s.entry_count();
         let _ = crate::index::BlockFilter::from_segments(n, vec![s]).map(|f| f.to_bytes());
+    }
+}
+
+/// A light-client inclusion proof (what a wallet receives from a node), verified against the
+/// fuzz test network's genesis.
+pub fn decode_inclusion_proof(data: &[u8]) {
+    if let Some(p) = round_trip::<crate::light::InclusionProof>(data) {
+        let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
+        let _ = p.verify(&net.genesis);
+    }
+}
+
+/// An audit entry in its stored form (what a wallet decodes from a node's audit trail), and
+/// its FHIR AuditEvent.
+pub fn decode_audit_entry(data: &[u8]) {
+    if let Some(e) = round_trip::<crate::ledger::AuditEntry>(data) {
+        let _ = crate::access::audit_event(&e);
     }
 }
 

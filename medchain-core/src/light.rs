@@ -10,10 +10,16 @@
 //! 2. the transaction's contributor signature verifies strictly, and its leaf
 //!    `SHA-256(0x00 || tx id || signature)` is in the header's Merkle root at a position of a
 //!    tree of exactly `header.tx_count` leaves;
-//! 3. the commit proof's child extends *this* header (its `prev` is the header's hash, so any
-//!    change to the header is caught here) in the next round;
-//! 4. the child's quorum certificate holds valid votes from a quorum of distinct validators of
+//! 3. the header chain that follows (empty for a block committed by its own certified child)
+//!    links by hash from the block to a descendant `D` of the same chain;
+//! 4. the commit proof's child extends `D` (its `prev` is `D`'s hash, so any change to a header
+//!    is caught here) in the next round, which commits `D` and with it every ancestor of `D`;
+//! 5. the child's quorum certificate holds valid votes from a quorum of distinct validators of
 //!    the genesis trusted set.
+//!
+//! Under the two-chain rule a block whose child is not in the next round (a timeout came in
+//! between) is committed only when a later descendant is; its proof then carries the headers up
+//! to the first descendant committed directly ([`commit_path`] finds them on a stored chain).
 //!
 //! What it proves and what it does not: the transaction with this id was committed at this
 //! height, and its clear envelope (kind, contributor, timestamp) is as shown. The body is
@@ -23,11 +29,13 @@
 //! audit entry). A node can also withhold transactions: a proof shows presence, never absence.
 //!
 //! A node makes the proof with [`InclusionProof::new`] from a committed block and its commit
-//! proof: the one `protocol::Node` outputs with the block, or one read off the stored chain by
-//! [`commit_proof_from_successors`].
+//! proof (the one `protocol::Node` outputs with the block, or one read off the stored chain by
+//! [`commit_proof_from_successors`]), or with [`InclusionProof::with_descendants`] and what
+//! [`commit_path`] reads off the stored chain for any committed block.
 //!
-//! Wire format (version 1): `u8 version || transaction || merkle proof || block header ||
-//! commit proof`, each in its canonical encoding (`docs/encoding.md`); decoding is strict.
+//! Wire format (version 2): `u8 version || transaction || merkle proof || block header ||
+//! u32 n || n × descendant header || commit proof`, each in its canonical encoding
+//! (`docs/encoding.md`), `n ≤` [`MAX_PROOF_DESCENDANTS`]; decoding is strict.
 
 use thiserror::Error;
 
@@ -41,8 +49,15 @@ use crate::merkle::{self, MerkleError, MerkleProof};
 use crate::tx::{Transaction, TxKind};
 use crate::vote::VoteError;
 
-/// Format version of [`InclusionProof`].
-pub const INCLUSION_PROOF_VERSION: u8 = 1;
+/// Format version of [`InclusionProof`]. Version 2 added the descendant header chain.
+pub const INCLUSION_PROOF_VERSION: u8 = 2;
+
+/// Most descendant headers one proof carries (a chain of blocks each followed by a timeout
+/// longer than this is not provable in one proof; the protocol's pacemaker makes it unlikely).
+pub const MAX_PROOF_DESCENDANTS: usize = 64;
+
+/// Smallest encoded block header: bounds the descendant list before allocation.
+const MIN_HEADER_LEN: usize = 200;
 
 /// A self-contained proof that a transaction is in a committed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +68,10 @@ pub struct InclusionProof {
     pub merkle: MerkleProof,
     /// The header of the block holding it.
     pub header: BlockHeader,
-    /// The proof that the block is committed.
+    /// Headers of the descendants up to the first one committed directly, in height order
+    /// (empty when the block's own child is in the next round).
+    pub descendants: Vec<BlockHeader>,
+    /// The proof that the last of `descendants` (or the block itself) is committed.
     pub commit: CommitProof,
 }
 
@@ -72,6 +90,12 @@ pub enum MakeProofError {
     /// The commit proof is not for this block.
     #[error("the commit proof does not prove this block: {0}")]
     CommitProof(#[from] CommitProofError),
+    /// More descendant headers than one proof carries.
+    #[error("more than {max} descendant headers")]
+    TooManyDescendants {
+        /// The limit.
+        max: usize,
+    },
     /// The Merkle tree could not be built.
     #[error("merkle proof: {0}")]
     Merkle(#[from] MerkleError),
@@ -97,6 +121,9 @@ pub enum InclusionError {
     /// The certified child is not in the round after the block's.
     #[error("the commit proof's child is not in the next round")]
     NotConsecutive,
+    /// The descendant headers do not link by hash from the block, or leave its chain.
+    #[error("the descendant headers do not form a chain from the block")]
+    BrokenHeaderChain,
     /// A vote comes from a key outside the genesis trusted set.
     #[error("a vote comes from {0}, which is not a trusted validator")]
     UntrustedVoter(VerifyKey),
@@ -171,6 +198,36 @@ impl InclusionProof {
         index: usize,
         commit: CommitProof,
     ) -> Result<Self, MakeProofError> {
+        Self::with_descendants(block, index, Vec::new(), commit)
+    }
+
+    /// The proof for the transaction at `index` of a committed `block` that was committed
+    /// through a descendant: the `descendants` headers (height order, from the block's child up
+    /// to the first descendant committed directly) and that descendant's commit proof, as
+    /// [`commit_path`] reads them off a stored chain.
+    ///
+    /// # Errors
+    /// [`MakeProofError::NoSuchTransaction`], [`MakeProofError::TooManyDescendants`], or
+    /// [`MakeProofError::CommitProof`] if the headers do not link or `commit` does not prove
+    /// the last of them.
+    pub fn with_descendants(
+        block: &CheckedBlock,
+        index: usize,
+        descendants: Vec<BlockHeader>,
+        commit: CommitProof,
+    ) -> Result<Self, MakeProofError> {
+        if descendants.len() > MAX_PROOF_DESCENDANTS {
+            return Err(MakeProofError::TooManyDescendants {
+                max: MAX_PROOF_DESCENDANTS,
+            });
+        }
+        let mut last = block.header().clone();
+        for d in &descendants {
+            if d.prev != last.hash() {
+                return Err(CommitProofError::NotAChild.into());
+            }
+            last = d.clone();
+        }
         let txs = &block.block().transactions;
         let mut tx = txs
             .get(index)
@@ -179,10 +236,10 @@ impl InclusionProof {
                 index,
                 count: txs.len(),
             })?;
-        if commit.child.prev != block.hash() {
+        if commit.child.prev != last.hash() {
             return Err(CommitProofError::NotAChild.into());
         }
-        if commit.child.round != block.header().round + 1 {
+        if commit.child.round != last.round + 1 {
             return Err(CommitProofError::NotConsecutive.into());
         }
         let leaves: Vec<[u8; 32]> = txs
@@ -195,6 +252,7 @@ impl InclusionProof {
             tx,
             merkle,
             header: block.header().clone(),
+            descendants,
             commit,
         })
     }
@@ -222,8 +280,15 @@ impl InclusionProof {
             return Err(InclusionError::NotInBlock);
         }
         let block_hash = self.header.hash();
-        self.commit
-            .verify(genesis, &block_hash, self.header.round)?;
+        let (mut last_hash, mut last) = (block_hash, &self.header);
+        for d in &self.descendants {
+            if d.prev != last_hash || d.chain != last.chain || d.height != last.height + 1 {
+                return Err(InclusionError::BrokenHeaderChain);
+            }
+            last_hash = d.hash();
+            last = d;
+        }
+        self.commit.verify(genesis, &last_hash, last.round)?;
         Ok(CommittedTx {
             tx_id: verified.id(),
             kind: self.tx.kind(),
@@ -246,8 +311,8 @@ impl InclusionProof {
 /// # Errors
 /// [`CommitProofError::NotAChild`] if the headers are not consecutive blocks of one chain,
 /// [`CommitProofError::NotConsecutive`] if the child is not in the next round (after a timeout
-/// the block was committed only through a later descendant: a header chain, which this proof
-/// format does not carry).
+/// the block was committed only through a later descendant: use [`commit_path`], which finds
+/// the header chain to it).
 pub fn commit_proof_from_successors(
     block: &BlockHeader,
     child: &BlockHeader,
@@ -269,12 +334,58 @@ pub fn commit_proof_from_successors(
     })
 }
 
+/// Where the commit proof of `headers[0]` lies on a stored chain: `headers` are consecutive
+/// stored headers from the block on (height order), `head_proof` the commit proof of the last
+/// of them when it is the store's head. Returns the descendant headers up to the first block
+/// committed directly (its child in the next round, certified by the grandchild's
+/// `parent_qc`, or by `head_proof` for the head) and that block's commit proof, ready for
+/// [`InclusionProof::with_descendants`]. The certificates are not checked here;
+/// [`InclusionProof::verify`] checks them.
+///
+/// # Errors
+/// [`CommitProofError::NotAChild`] if the headers do not link by hash, or
+/// [`CommitProofError::NotConsecutive`] if no block among them (within
+/// [`MAX_PROOF_DESCENDANTS`]) is shown committed directly.
+pub fn commit_path(
+    headers: &[BlockHeader],
+    head_proof: Option<&CommitProof>,
+) -> Result<(Vec<BlockHeader>, CommitProof), CommitProofError> {
+    let hashes: Vec<BlockHash> = headers.iter().map(BlockHeader::hash).collect();
+    for (i, h) in headers.iter().enumerate().skip(1) {
+        if h.prev != hashes[i - 1] {
+            return Err(CommitProofError::NotAChild);
+        }
+    }
+    for k in 0..headers.len().min(MAX_PROOF_DESCENDANTS + 1) {
+        let descendants = || headers[1..=k].to_vec();
+        if let (Some(child), Some(grandchild)) = (headers.get(k + 1), headers.get(k + 2)) {
+            if child.round == headers[k].round + 1
+                && grandchild.parent_qc.block() == Some(hashes[k + 1])
+            {
+                let commit = CommitProof {
+                    child: child.clone(),
+                    child_qc: grandchild.parent_qc.clone(),
+                };
+                return Ok((descendants(), commit));
+            }
+        } else if k + 1 == headers.len() {
+            if let Some(p) = head_proof {
+                if p.child.prev == hashes[k] && p.child.round == headers[k].round + 1 {
+                    return Ok((descendants(), p.clone()));
+                }
+            }
+        }
+    }
+    Err(CommitProofError::NotConsecutive)
+}
+
 impl Encode for InclusionProof {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(INCLUSION_PROOF_VERSION);
         self.tx.encode_to(out);
         self.merkle.encode_to(out);
         self.header.encode_to(out);
+        out.put_list(&self.descendants);
         self.commit.encode_to(out);
     }
 }
@@ -286,6 +397,7 @@ impl Decode for InclusionProof {
             tx: Transaction::decode_from(r)?,
             merkle: MerkleProof::decode_from(r)?,
             header: BlockHeader::decode_from(r)?,
+            descendants: r.list("descendant headers", MAX_PROOF_DESCENDANTS, MIN_HEADER_LEN)?,
             commit: CommitProof::decode_from(r)?,
         })
     }
@@ -463,4 +575,55 @@ mod tests {
     }
 
     use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn commit_path_finds_the_direct_commit_and_refuses_broken_chains() {
+        let (net, blocks) = chain();
+        let h: Vec<BlockHeader> = blocks.iter().map(|(b, _)| b.header().clone()).collect();
+        // The head: proven by its own commit proof, no descendants.
+        let head_proof = &blocks[1].1;
+        let (d, c) = commit_path(&h[1..], Some(head_proof)).unwrap();
+        assert!(d.is_empty());
+        assert_eq!(&c, head_proof);
+        // Without the head proof nothing shows the last block committed.
+        assert_eq!(
+            commit_path(&h[1..], None).unwrap_err(),
+            CommitProofError::NotConsecutive
+        );
+        assert_eq!(
+            commit_path(&[], None).unwrap_err(),
+            CommitProofError::NotConsecutive
+        );
+        // Headers that do not link.
+        assert_eq!(
+            commit_path(&[h[1].clone(), h[0].clone()], Some(head_proof)).unwrap_err(),
+            CommitProofError::NotAChild
+        );
+        // A proof's descendant list is bounded when decoded and when made.
+        let (b, c) = &blocks[0];
+        let p = InclusionProof::new(b, 0, c.clone()).unwrap();
+        let mut long = p.clone();
+        long.descendants = vec![p.header.clone(); MAX_PROOF_DESCENDANTS + 1];
+        assert!(InclusionProof::from_bytes(&long.to_bytes()).is_err());
+        assert!(matches!(
+            InclusionProof::with_descendants(
+                b,
+                0,
+                vec![p.header.clone(); MAX_PROOF_DESCENDANTS + 1],
+                c.clone()
+            ),
+            Err(MakeProofError::TooManyDescendants { .. })
+        ));
+        // A descendant that is not the block's child.
+        assert!(matches!(
+            InclusionProof::with_descendants(b, 0, vec![p.header.clone()], c.clone()),
+            Err(MakeProofError::CommitProof(CommitProofError::NotAChild))
+        ));
+        let mut forged = p;
+        forged.descendants.push(forged.header.clone());
+        assert_eq!(
+            forged.verify(&net.genesis).unwrap_err(),
+            InclusionError::BrokenHeaderChain
+        );
+    }
 }

@@ -133,6 +133,9 @@ pub enum ProofError {
     /// The certified child is not in the round after the block's.
     #[error("the commit proof's child is not in the next round")]
     NotConsecutive,
+    /// The descendant headers of a block committed through a later block do not link by hash.
+    #[error("the descendant headers do not form a chain from the block")]
+    BrokenHeaderChain,
     /// A vote comes from a key outside the genesis trusted set.
     #[error("vote from {voter}, which is not a trusted validator")]
     UntrustedVoter {
@@ -334,6 +337,7 @@ impl From<InclusionError> for ProofError {
             InclusionError::NotInBlock => Self::NotInBlock,
             InclusionError::HeaderNotCertified => Self::HeaderNotCertified,
             InclusionError::NotConsecutive => Self::NotConsecutive,
+            InclusionError::BrokenHeaderChain => Self::BrokenHeaderChain,
             InclusionError::UntrustedVoter(k) => Self::UntrustedVoter {
                 voter: k.to_string(),
             },

@@ -3,10 +3,12 @@
 //! The app pins the network's genesis (its canonical bytes, and ideally the genesis hash
 //! shipped inside the app) and fetches, for a transaction it cares about, an inclusion proof
 //! from any node: the core's `InclusionProof` (`medchain_core::light`), made by the node with
-//! `InclusionProof::new(block, index, commit_proof)`. [`TrustedNetwork::verify_inclusion`]
-//! checks it with nothing but the genesis: the transaction's signature, its Merkle path to the
-//! header's root, that a quorum of the genesis validators certified the block's child in the
-//! next round (two-chain commit), and that this child extends exactly this header.
+//! `InclusionProof::new(block, index, commit_proof)` or, for a block committed through a later
+//! descendant, `InclusionProof::with_descendants` with what `light::commit_path` finds.
+//! [`TrustedNetwork::verify_inclusion`] checks it with nothing but the genesis: the
+//! transaction's signature, its Merkle path to the header's root, that the descendant headers
+//! (if any) link by hash from this header, and that a quorum of the genesis validators
+//! certified the last one's child in the next round (two-chain commit).
 //!
 //! It trusts the genesis (its validator set and quorum), and nothing a node says. It cannot see
 //! inside the transaction (the body is encrypted under the network key), so the app compares

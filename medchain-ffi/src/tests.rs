@@ -520,6 +520,18 @@ fn light_client_accepts_real_proofs_and_types_every_failure() {
         w.verify_inclusion(file("proof-no-quorum.bin")).unwrap_err(),
         ProofError::NoQuorum { have: 1, need: 3 }
     );
+    // A descendant header that does not link to the block (the header chain of a block
+    // committed through a later descendant).
+    {
+        use medchain_core::encoding::{Decode, Encode};
+        use medchain_core::light::InclusionProof;
+        let mut p = InclusionProof::from_bytes(&file("proof-record.bin")).unwrap();
+        p.descendants.push(p.header.clone());
+        assert_eq!(
+            w.verify_inclusion(p.to_bytes()).unwrap_err(),
+            ProofError::BrokenHeaderChain
+        );
+    }
     let other = TrustedNetwork::new(file("genesis-other.bin"), None).unwrap();
     assert_eq!(
         other

@@ -239,6 +239,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (b1, _, proof) = tn.next_block(&state, vec![tx.clone()])?;
         add("decode_block", "block-1", b1.block().to_bytes());
         add("decode_commit_proof", "proof-1", proof.to_bytes());
+        let inclusion = medchain_core::light::InclusionProof::new(&b1, 0, proof.clone())?;
+        add(
+            "decode_inclusion_proof",
+            "proof-1-tx-0",
+            inclusion.to_bytes(),
+        );
+        let audit = medchain_core::ledger::AuditEntry {
+            kind: medchain_core::ledger::AuditKind::Accessed,
+            record_id: RecordId::from_byte_array([3; 32]),
+            patient: me.verify_key(),
+            actor: hospital.public(),
+            purpose: "ETREAT".into(),
+            consent_id: None,
+            emergency: true,
+            at_ms: 1_700_000_000_000,
+            node: tn.nodes[0].verify_key(),
+            tx_id: tx.id(),
+            height: 1,
+        };
+        add("decode_audit_entry", "emergency-access", audit.to_bytes());
         let vote = Vote::cast(&tn.nodes[0], b1.header().prev, b1.hash(), Ok(()), 5);
         add("decode_vote", "vote", vote.to_bytes());
         add(

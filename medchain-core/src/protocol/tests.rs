@@ -792,3 +792,66 @@ fn indexed_submissions_need_fitting_material() {
         "an indexed transaction needs its index material (Node::submit_indexed)"
     );
 }
+
+#[test]
+fn light_client_proves_every_committed_transaction_even_across_timeouts() {
+    use crate::light::{commit_path, InclusionError, InclusionProof};
+    let (mut c, mut n) = Cluster::new();
+    // Phases with one validator down each: an elected miner that is down times its round out,
+    // so some blocks are committed only through a later descendant.
+    let mut nonce = 500;
+    let mut all = Vec::new();
+    for down in [None, Some(0), Some(1), Some(2), Some(3), None] {
+        for (i, d) in c.down.iter_mut().enumerate() {
+            *d = Some(i) == down;
+        }
+        let up: Vec<usize> = (0..6).filter(|&i| Some(i) != down).collect();
+        let ids: Vec<_> = up
+            .iter()
+            .map(|&i| {
+                nonce += 1;
+                submit(&mut c, &mut n, i, nonce)
+            })
+            .collect();
+        assert!(c.run(120_000, |c| c.all_committed(&ids, &up)));
+        all.extend(ids);
+    }
+    c.assert_agree();
+    let node = &c.nodes[5];
+    let blocks = node.committed_blocks();
+    let headers: Vec<_> = blocks.iter().map(|b| b.header().clone()).collect();
+    let mut proven = 0;
+    let mut through_descendants = 0;
+    for (i, b) in blocks.iter().enumerate() {
+        let (descendants, commit) = commit_path(&headers[i..], node.head_proof()).unwrap();
+        if !descendants.is_empty() {
+            through_descendants += 1;
+        }
+        for t in 0..b.tx_ids().len() {
+            let p = InclusionProof::with_descendants(b, t, descendants.clone(), commit.clone())
+                .unwrap();
+            let p = InclusionProof::from_bytes(&p.to_bytes()).unwrap();
+            let done = p.verify(&n.genesis).unwrap();
+            assert_eq!(done.tx_id, b.tx_ids()[t]);
+            assert_eq!(done.height, b.header().height);
+            proven += 1;
+            if !p.descendants.is_empty() {
+                // A broken link in the header chain is caught.
+                let mut broken = p.clone();
+                broken.descendants[0].timestamp_ms += 1;
+                assert!(matches!(
+                    broken.verify(&n.genesis),
+                    Err(InclusionError::BrokenHeaderChain | InclusionError::HeaderNotCertified)
+                ));
+                let mut cut = p.clone();
+                cut.descendants.pop();
+                assert!(cut.verify(&n.genesis).is_err());
+            }
+        }
+    }
+    assert_eq!(proven, all.len());
+    assert!(
+        through_descendants > 0,
+        "no block was committed through a descendant: the scenario needs a timeout"
+    );
+}

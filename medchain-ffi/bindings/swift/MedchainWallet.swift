@@ -3380,6 +3380,10 @@ public enum ProofError: Swift.Error {
      */
     case NotConsecutive
     /**
+     * The descendant headers of a block committed through a later block do not link by hash.
+     */
+    case BrokenHeaderChain
+    /**
      * A vote comes from a key outside the genesis trusted set.
      */
     case UntrustedVoter(
@@ -3456,21 +3460,22 @@ public struct FfiConverterTypeProofError: FfiConverterRustBuffer {
         case 6: return .NotInBlock
         case 7: return .HeaderNotCertified
         case 8: return .NotConsecutive
-        case 9: return .UntrustedVoter(
+        case 9: return .BrokenHeaderChain
+        case 10: return .UntrustedVoter(
             voter: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .BadVoteSignature(
+        case 11: return .BadVoteSignature(
             voter: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .NoQuorum(
+        case 12: return .NoQuorum(
             have: try FfiConverterUInt32.read(from: &buf), 
             need: try FfiConverterUInt32.read(from: &buf)
             )
-        case 12: return .MixedVotes
-        case 13: return .Store(
+        case 13: return .MixedVotes
+        case 14: return .Store(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .Internal(
+        case 15: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -3521,33 +3526,37 @@ public struct FfiConverterTypeProofError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(8))
         
         
-        case let .UntrustedVoter(voter):
+        case .BrokenHeaderChain:
             writeInt(&buf, Int32(9))
-            FfiConverterString.write(voter, into: &buf)
-            
         
-        case let .BadVoteSignature(voter):
+        
+        case let .UntrustedVoter(voter):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(voter, into: &buf)
             
         
-        case let .NoQuorum(have,need):
+        case let .BadVoteSignature(voter):
             writeInt(&buf, Int32(11))
+            FfiConverterString.write(voter, into: &buf)
+            
+        
+        case let .NoQuorum(have,need):
+            writeInt(&buf, Int32(12))
             FfiConverterUInt32.write(have, into: &buf)
             FfiConverterUInt32.write(need, into: &buf)
             
         
         case .MixedVotes:
-            writeInt(&buf, Int32(12))
+            writeInt(&buf, Int32(13))
         
         
         case let .Store(reason):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Internal(reason):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(15))
             FfiConverterString.write(reason, into: &buf)
             
         }
