@@ -330,50 +330,90 @@ pub fn contributor_segment<'a, R: RngCore + CryptoRng>(
     .map(Some)
 }
 
+/// How a block's indexed records fall to its contributors: the padded tags of each
+/// contributor's index entries (in header order) and how many transactions carry an entry.
+/// The miner, the contributors' segments and validation all measure a segment against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexTags {
+    /// Per contributor, in `header.contributors` order: its entries' padded tags.
+    pub per_contributor: Vec<usize>,
+    /// Transactions that carry an index entry.
+    pub indexed: usize,
+}
+
+impl IndexTags {
+    /// Decodes every index entry of `transactions` and adds its padded tags to its contributor.
+    /// On failure, the position of the transaction at fault and why: `BadIndexEntry` (the entry
+    /// does not decode) or `ContributorMismatch` (its contributor is not listed).
+    fn of(
+        contributors: &[Contributor],
+        transactions: &[Transaction],
+    ) -> Result<Self, (usize, InvalidReason)> {
+        let mut per_contributor = vec![0usize; contributors.len()];
+        let mut indexed = 0usize;
+        for (i, tx) in transactions.iter().enumerate() {
+            if tx.index_entry().is_empty() {
+                continue;
+            }
+            let entry = IndexEntry::from_bytes(tx.index_entry())
+                .map_err(|_| (i, InvalidReason::BadIndexEntry))?;
+            let k = contributors
+                .binary_search_by(|c| c.key.cmp(tx.contributor()))
+                .map_err(|_| (i, InvalidReason::ContributorMismatch))?;
+            per_contributor[k] += entry.padded_len();
+            indexed += 1;
+        }
+        Ok(Self {
+            per_contributor,
+            indexed,
+        })
+    }
+
+    /// Whether contributor `k` (its position in the header) supplied the right segment: none
+    /// when it has no indexed record, otherwise one over exactly its records' tags in a block of
+    /// `indexed` records.
+    pub fn fits(&self, k: usize, segment: Option<&FilterSegment>) -> bool {
+        match (self.per_contributor.get(k).copied().unwrap_or(0), segment) {
+            (0, None) => true,
+            (tags, Some(s)) => tags > 0 && s.key_count() == tags && s.entry_count() == self.indexed,
+            _ => false,
+        }
+    }
+}
+
 /// The secure index of a block's transactions: every index entry decodes, and the filter
 /// (when there is one) has exactly one segment per contributor with indexed records, in
-/// contributor order, each covering as many keys as that contributor's entries have padded
-/// tags. Returns each contributor's segment digest (`None` for a contributor with no segment).
+/// contributor order, each fitting that contributor's records ([`IndexTags::fits`]). Returns
+/// each contributor's segment digest (`None` for a contributor with no segment).
 fn check_index(
     header: &BlockHeader,
     transactions: &[Transaction],
     index_filter: &[u8],
 ) -> Result<Vec<Option<[u8; 32]>>, InvalidBlock> {
-    let mut tags = vec![0u64; header.contributors.len()];
-    let mut indexed = 0usize;
-    for (i, tx) in transactions.iter().enumerate() {
-        if tx.index_entry().is_empty() {
-            continue;
-        }
-        let entry = IndexEntry::from_bytes(tx.index_entry())
-            .map_err(|_| at(InvalidReason::BadIndexEntry, i))?;
-        let k = header
-            .contributors
-            .binary_search_by(|c| c.key.cmp(tx.contributor()))
-            .map_err(|_| InvalidBlock::from(InvalidReason::ContributorMismatch))?;
-        tags[k] += entry.padded_len() as u64;
-        indexed += 1;
-    }
+    let tags = IndexTags::of(&header.contributors, transactions).map_err(|(i, r)| match r {
+        InvalidReason::BadIndexEntry => at(r, i),
+        _ => InvalidBlock::from(r),
+    })?;
     let mut digests = vec![None; header.contributors.len()];
     if index_filter.is_empty() {
         // No filter: the block's records are found by exhaustive search.
         return Ok(digests);
     }
     let bad = || InvalidBlock::from(InvalidReason::BadIndexFilter);
-    if indexed == 0 {
+    if tags.indexed == 0 {
         return Err(bad());
     }
     let filter = BlockFilter::from_bytes(index_filter).map_err(|_| bad())?;
-    if filter.entry_count() != indexed {
+    if filter.entry_count() != tags.indexed {
         return Err(bad());
     }
     let mut segments = filter.segments();
-    for (k, &t) in tags.iter().enumerate() {
+    for (k, &t) in tags.per_contributor.iter().enumerate() {
         if t == 0 {
             continue;
         }
         let segment = segments.next().ok_or_else(bad)?;
-        if segment.key_count() as u64 != t {
+        if !tags.fits(k, Some(&segment)) {
             return Err(bad());
         }
         digests[k] = Some(segment.digest());
@@ -776,6 +816,9 @@ impl Block {
 pub struct BlockDraft {
     header: BlockHeader,
     transactions: Vec<Transaction>,
+    /// `None` when an index entry does not decode (such a draft can only be finished without
+    /// a filter, and validators reject it).
+    index_tags: Option<IndexTags>,
 }
 
 /// Assembling a block failed.
@@ -794,6 +837,9 @@ pub enum AssembleError {
     /// Too many transactions.
     #[error("too many transactions for one block")]
     TooManyTransactions,
+    /// Segments were given, but an index entry of the draft does not decode.
+    #[error("an index entry of the draft does not decode")]
+    BadIndexEntry,
     /// Segments were given, but none from this contributor of indexed records.
     #[error("no filter segment from contributor {0}")]
     MissingSegment(VerifyKey),
@@ -874,10 +920,18 @@ impl BlockDraft {
             parent_qc,
             timeout_cert,
         };
+        let index_tags = IndexTags::of(&header.contributors, &transactions).ok();
         Ok(Self {
             header,
             transactions,
+            index_tags,
         })
+    }
+
+    /// How the draft's indexed records fall to its contributors (`None` if an index entry does
+    /// not decode): what each contributor's segment must cover.
+    pub fn index_tags(&self) -> Option<&IndexTags> {
+        self.index_tags.as_ref()
     }
 
     /// The draft's header (contributors check it before signing); its filter digest is zero.
@@ -958,6 +1012,7 @@ impl BlockDraft {
         let BlockDraft {
             mut header,
             transactions,
+            index_tags,
         } = self;
         let contributor_signatures = header
             .contributors
@@ -973,35 +1028,20 @@ impl BlockDraft {
         let index_filter = if segments.is_empty() {
             Vec::new()
         } else {
-            let mut tags = vec![0usize; header.contributors.len()];
-            let mut indexed = 0usize;
-            for tx in &transactions {
-                if tx.index_entry().is_empty() {
-                    continue;
-                }
-                indexed += 1;
-                let k = header
-                    .contributors
-                    .binary_search_by(|c| c.key.cmp(tx.contributor()))
-                    .map_err(|_| AssembleError::MissingTicket(*tx.contributor()))?;
-                let len = IndexEntry::from_bytes(tx.index_entry())
-                    .map_err(|_| AssembleError::BadSegment(*tx.contributor()))?
-                    .padded_len();
-                tags[k] += len;
-            }
+            let tags = index_tags.as_ref().ok_or(AssembleError::BadIndexEntry)?;
             let mut ordered = Vec::new();
-            for (c, &t) in header.contributors.iter().zip(&tags) {
-                let found = segments.iter().find(|(k, _)| *k == c.key);
-                match (found, t) {
-                    (None, 0) => {}
-                    (None, _) => return Err(AssembleError::MissingSegment(c.key)),
-                    (Some((k, s)), t) => {
-                        if t == 0 || s.key_count() != t || s.entry_count() != indexed {
-                            return Err(AssembleError::BadSegment(*k));
-                        }
-                        ordered.push(s.clone());
-                    }
+            for (k, c) in header.contributors.iter().enumerate() {
+                let found = segments
+                    .iter()
+                    .find(|(key, _)| *key == c.key)
+                    .map(|(_, s)| s);
+                if !tags.fits(k, found) {
+                    return Err(match found {
+                        None => AssembleError::MissingSegment(c.key),
+                        Some(_) => AssembleError::BadSegment(c.key),
+                    });
                 }
+                ordered.extend(found.cloned());
             }
             if let Some((k, _)) = segments.iter().find(|(k, _)| {
                 header
@@ -1011,7 +1051,7 @@ impl BlockDraft {
             }) {
                 return Err(AssembleError::BadSegment(*k));
             }
-            BlockFilter::from_segments(indexed, ordered)
+            BlockFilter::from_segments(tags.indexed, ordered)
                 .map_err(AssembleError::Filter)?
                 .to_bytes()
         };

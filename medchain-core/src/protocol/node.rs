@@ -191,6 +191,13 @@ pub struct IndexMaterial {
     pub trapdoors: Vec<Trapdoor>,
 }
 
+/// A pending indexed transaction's material, checked against its entry at admission.
+struct Indexing {
+    id: TxId,
+    record: IndexedRecord,
+    trapdoors: Vec<Trapdoor>,
+}
+
 impl fmt::Debug for IndexMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IndexMaterial")
@@ -373,10 +380,6 @@ enum Phase {
         sigs: Vec<(VerifyKey, Signature)>,
         /// Filter segments received, by contributor.
         segments: Vec<(VerifyKey, FilterSegment)>,
-        /// Padded entry tags each contributor's indexed records have in the draft.
-        tags: BTreeMap<VerifyKey, usize>,
-        /// Indexed transactions in the draft.
-        indexed: usize,
         deadline: u64,
     },
     /// Proposed (or gave up).
@@ -528,8 +531,9 @@ pub struct Node {
     mempool_order: Vec<TxId>,
     mempool: HashMap<TxId, VerifiedTx>,
     verified: HashMap<TxId, VerifiedTx>,
-    /// Index material of this node's pending indexed transactions.
-    indexing: HashMap<TxId, (IndexedRecord, Vec<Trapdoor>)>,
+    /// Index material of this node's pending indexed transactions, by Merkle leaf (computed
+    /// once, at admission: SignBlock names transactions by leaf).
+    indexing: HashMap<[u8; 32], Indexing>,
 
     mining: Option<Mining>,
     gather: Option<Gather>,
@@ -933,25 +937,20 @@ impl Node {
         if self.mempool.len() >= self.max_mempool {
             return Err(SubmitError::MempoolFull(self.mempool.len()));
         }
+        if let Some((record, trapdoors)) = material {
+            self.indexing.insert(
+                tx_leaf(&id, v.signature()),
+                Indexing {
+                    id,
+                    record,
+                    trapdoors,
+                },
+            );
+        }
         self.mempool_order.push(id);
         self.verified.insert(id, v.clone());
         self.mempool.insert(id, v);
-        if let Some(m) = material {
-            self.indexing.insert(id, m);
-        }
         Ok(id)
-    }
-
-    /// This node's pending indexed records by Merkle leaf.
-    fn indexing_by_leaf(&self) -> HashMap<[u8; 32], &(IndexedRecord, Vec<Trapdoor>)> {
-        self.indexing
-            .iter()
-            .filter_map(|(id, m)| {
-                self.mempool
-                    .get(id)
-                    .map(|v| (tx_leaf(id, v.signature()), m))
-            })
-            .collect()
     }
 
     /// This node's filter segment for a draft: over its records among `indexed_leaves`, with
@@ -963,7 +962,6 @@ impl Node {
         draft: &BlockHash,
         indexed_leaves: &[[u8; 32]],
     ) -> Result<Option<FilterSegment>, FilterError> {
-        let by_leaf = self.indexing_by_leaf();
         let seed = self
             .identity
             .sign(domain::FILTER_SEED_SIG, draft.as_byte_array());
@@ -972,7 +970,11 @@ impl Node {
         contributor_segment(
             merkle_root,
             indexed_leaves,
-            |leaf| by_leaf.get(leaf).copied().map(|m| (&m.0, m.1.as_slice())),
+            |leaf| {
+                self.indexing
+                    .get(leaf)
+                    .map(|m| (&m.record, m.trapdoors.as_slice()))
+            },
             &mut rng,
         )
     }
@@ -1450,7 +1452,6 @@ impl Node {
             self.committed_ids.insert(*id);
             self.verified.remove(id);
             self.mempool.remove(id);
-            self.indexing.remove(id);
         }
         self.committed_index.insert(b.hash(), b.header().height);
         self.committed_tip = b.tip();
@@ -1461,7 +1462,7 @@ impl Node {
     fn prune(&mut self) {
         let mempool = &self.mempool;
         self.mempool_order.retain(|id| mempool.contains_key(id));
-        self.indexing.retain(|id, _| mempool.contains_key(id));
+        self.indexing.retain(|_, m| mempool.contains_key(&m.id));
         let head = self.committed_tip.clone();
         let mut blocks: Vec<(u64, BlockHash, BlockHash)> = self
             .tree
@@ -1879,49 +1880,33 @@ impl Node {
                 Err("a contributed transaction is missing")
             } else if !sent.iter().any(|l| present.contains(l)) {
                 Err("no contributed transaction is included")
+            } else if header.index_filter_digest != [0; 32] {
+                Err("the draft already has a filter")
+            } else if indexed.iter().any(|&p| p as usize >= leaves.len()) {
+                Err("an indexed position is outside the draft")
             } else {
-                Ok(())
+                // This node's own transactions are listed as indexed exactly when they carry an
+                // entry (it holds material for each of its indexed transactions).
+                let mine: HashSet<&[u8; 32]> = sent.iter().collect();
+                let listed: HashSet<u32> = indexed.iter().copied().collect();
+                let mislisted = leaves.iter().enumerate().any(|(p, l)| {
+                    mine.contains(l)
+                        && self.indexing.contains_key(l) != listed.contains(&(p as u32))
+                });
+                if mislisted {
+                    Err("the indexed positions misstate this node's records")
+                } else {
+                    Ok(())
+                }
             }
         };
         if let Err(why) = check {
             return self.drop_msg(from, DropReason::BadDraft(why));
         }
-        // The secure index: the draft carries no filter yet, the positions name every indexed
-        // transaction, and this node's own transactions are listed exactly when they carry an
-        // entry (the node holds material for each of its indexed transactions).
-        if header.index_filter_digest != [0; 32] {
-            return self.drop_msg(from, DropReason::BadDraft("the draft already has a filter"));
-        }
-        let by_leaf = self.indexing_by_leaf();
-        let listed: HashSet<u32> = indexed.iter().copied().collect();
-        let mut indexed_leaves = Vec::with_capacity(indexed.len());
-        for &p in indexed {
-            match leaves.get(p as usize) {
-                Some(l) => indexed_leaves.push(*l),
-                None => {
-                    return self.drop_msg(
-                        from,
-                        DropReason::BadDraft("an indexed position is outside the draft"),
-                    )
-                }
-            }
-        }
-        let mut sent_set: HashSet<&[u8; 32]> = HashSet::new();
-        if let Some(g) = &self.gather {
-            if let Some(sent) = &g.sent {
-                sent_set.extend(sent.iter());
-            }
-        }
-        let mislisted = leaves.iter().enumerate().any(|(p, l)| {
-            sent_set.contains(l) && by_leaf.contains_key(l) != listed.contains(&(p as u32))
-        });
-        drop(by_leaf);
-        if mislisted {
-            return self.drop_msg(
-                from,
-                DropReason::BadDraft("the indexed positions misstate this node's records"),
-            );
-        }
+        let indexed_leaves: Vec<[u8; 32]> = indexed
+            .iter()
+            .filter_map(|&p| leaves.get(p as usize).copied())
+            .collect();
         let block = header.hash();
         let segment = match self.own_segment(header.merkle_root(), &block, &indexed_leaves) {
             Ok(s) => s,
@@ -2116,7 +2101,7 @@ impl Node {
                     kept.push(tx);
                 } else {
                     self.mempool.remove(&tx.id());
-                    self.indexing.remove(&tx.id());
+                    self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
                 }
             }
             if rules.finish().is_err() {
@@ -2154,15 +2139,6 @@ impl Node {
             .map(|c| c.key)
             .filter(|k| *k != me)
             .collect();
-        // What each contributor's filter segment must cover.
-        let mut tags: BTreeMap<VerifyKey, usize> = BTreeMap::new();
-        let mut indexed = 0usize;
-        for t in draft.transactions() {
-            if let Ok(e) = IndexEntry::from_bytes(t.index_entry()) {
-                *tags.entry(*t.contributor()).or_default() += e.padded_len();
-                indexed += 1;
-            }
-        }
         let mut sigs = Vec::new();
         let mut segments = Vec::new();
         if draft.header().contributors.iter().any(|c| c.key == me) {
@@ -2205,8 +2181,6 @@ impl Node {
             waiting: others.clone(),
             sigs,
             segments,
-            tags,
-            indexed,
             deadline,
         };
         let bytes = msg.to_bytes();
@@ -2231,12 +2205,11 @@ impl Node {
             return self.drop_msg(from, DropReason::Unexpected);
         };
         let Phase::Signing {
+            draft,
             hash,
             waiting,
             sigs,
             segments,
-            tags,
-            indexed,
             ..
         } = &mut m.phase
         else {
@@ -2245,10 +2218,13 @@ impl Node {
         if m.round != round || *hash != block || !waiting.contains(&from) {
             return self.drop_msg(from, DropReason::Stale);
         }
-        let expected = tags.get(&from).copied().unwrap_or(0);
-        let fits = match &segment {
-            None => expected == 0,
-            Some(s) => expected > 0 && s.key_count() == expected && s.entry_count() == *indexed,
+        let position = draft
+            .header()
+            .contributors
+            .binary_search_by(|c| c.key.cmp(&from));
+        let fits = match (position, draft.index_tags()) {
+            (Ok(k), Some(tags)) => tags.fits(k, segment.as_ref()),
+            _ => false,
         };
         if !fits {
             return self.drop_msg(from, DropReason::BadFilterSegment);
