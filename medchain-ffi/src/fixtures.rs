@@ -76,6 +76,39 @@ impl Chain {
         Ok(())
     }
 
+    /// Node 0 (the record's holder) releases the key of `record` to `reader` under the
+    /// patient's consents, and the key release and its access log are committed in one block.
+    fn release(
+        &mut self,
+        record: &SealedRecord,
+        patient: &medchain_core::keys::VerifyKey,
+        reader: &PublicIdentity,
+        credential: Option<Credential>,
+        purpose: Purpose,
+        emergency: bool,
+    ) -> Result<(), String> {
+        let height = self.state.height();
+        let consents = self.state.consents_of(patient);
+        let release = release_key(
+            &self.net.nodes[0],
+            record,
+            reader,
+            credential,
+            purpose,
+            emergency,
+            &consents,
+            self.net.now_ms,
+            height,
+            &mut self.net.rng,
+        )
+        .map_err(|e| fail("release")(e.to_string()))?;
+        let txs = vec![
+            self.net.tx(0, &release.key_shared, Vec::new()),
+            self.net.tx(0, &release.access_logged, Vec::new()),
+        ];
+        self.commit(txs)
+    }
+
     fn proof(&self, block: usize, index: usize) -> Result<InclusionProof, String> {
         let (b, c) = &self.blocks[block];
         InclusionProof::new(b, index, c.clone()).map_err(|e| format!("fixture proof: {e}"))
@@ -161,28 +194,15 @@ pub fn build() -> Result<Files, String> {
 
     // Block 3: the doctor reads under the consent.
     let patient_key = patient.sign;
-    let height = c.state.height();
-    let consents = c.state.consents_of(&patient_key);
     let now = c.net.now_ms;
-    let holder = &c.net.nodes[0];
-    let release = release_key(
-        holder,
+    c.release(
         &mine,
+        &patient_key,
         &doctor.public(),
         None,
         Purpose::Treat,
         false,
-        &consents,
-        now,
-        height,
-        &mut c.net.rng,
-    )
-    .map_err(|e| fail("release")(e.to_string()))?;
-    let txs = vec![
-        c.net.tx(0, &release.key_shared, Vec::new()),
-        c.net.tx(0, &release.access_logged, Vec::new()),
-    ];
-    c.commit(txs)?;
+    )?;
 
     // Block 4: break-glass by an emergency physician of institution 4.
     let institution = &c.net.nodes[4];
@@ -194,28 +214,14 @@ pub fn build() -> Result<Files, String> {
         },
         now + 365 * 24 * 3600 * 1000,
     );
-    let height = c.state.height();
-    let consents = c.state.consents_of(&patient_key);
-    let now = c.net.now_ms;
-    let holder = &c.net.nodes[0];
-    let release = release_key(
-        holder,
+    c.release(
         &mine,
+        &patient_key,
         &er_doctor.public(),
         Some(credential),
         Purpose::EmergencyTreat,
         true,
-        &consents,
-        now,
-        height,
-        &mut c.net.rng,
-    )
-    .map_err(|e| fail("emergency release")(e.to_string()))?;
-    let txs = vec![
-        c.net.tx(0, &release.key_shared, Vec::new()),
-        c.net.tx(0, &release.access_logged, Vec::new()),
-    ];
-    c.commit(txs)?;
+    )?;
 
     // Block 5: the patient erases the second record.
     let erasure = wallet
