@@ -14,7 +14,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use medchain_core::access::{audit_event, record_class, release_key, AccessError};
+use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
     deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
     StudyKey,
@@ -215,6 +215,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         &institutions[0].id,
     )?;
     let mut ledger = Ledger::create_sqlite(&path, &genesis, own_key)?;
+    let chain = genesis.chain_id();
     // The operator's key file: the network key under a passphrase (Argon2id + AES-256-GCM).
     let key_path = PathBuf::from(format!("{}.key", path.display()));
     std::fs::write(
@@ -254,6 +255,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let day = 86_400_000;
     let ruiz_cred = Credential::issue(
         &institutions[0].id,
+        &chain,
         dr_ruiz.verify_key(),
         Role::Clinician {
             institution: institutions[0].id.verify_key(),
@@ -262,6 +264,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let okafor_cred = Credential::issue(
         &institutions[1].id,
+        &chain,
         dr_okafor.verify_key(),
         Role::Clinician {
             institution: institutions[1].id.verify_key(),
@@ -270,6 +273,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let _chen_cred = Credential::issue(
         &institutions[4].id,
+        &chain,
         dr_chen.verify_key(),
         Role::Researcher {
             institution: institutions[4].id.verify_key(),
@@ -293,6 +297,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .map_or((Vec::new(), None), |(e, m)| (e.clone(), Some(m.clone())));
             let tx = Transaction::create(
                 &institutions[node].id,
+                &chain,
                 net.now_ms,
                 nonce,
                 body,
@@ -410,14 +415,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &consent.grant_body(&alice)?,
+        &consent.grant_body(&alice, &chain)?,
         None,
         &mut pending
     )?;
     submit!(
         &mut net,
         2,
-        &bob_consent.grant_body(&bob)?,
+        &bob_consent.grant_body(&bob, &chain)?,
         None,
         &mut pending
     )?;
@@ -439,17 +444,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         "the blocks' secure-index filters (built by the contributing hospitals when they signed) did the work: {} indexed block(s), {} ruled out, {} searched record by record, {} PRF evaluation(s)",
         found.indexed_blocks, found.blocks_skipped, found.exhaustive_blocks, found.prf_evaluations
     ));
-    let consents = ledger.consents_of(&alice.verify_key())?;
     let release = release_key(
         &institutions[0].id,
         &a1c,
-        &dr_ruiz.public(),
-        Some(ruiz_cred.clone()),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred.clone()),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
         &mut OsRng,
     )?;
     submit_all(
@@ -479,13 +483,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     match release_key(
         &institutions[2].id,
         &hiv,
-        &dr_ruiz.public(),
-        Some(ruiz_cred.clone()),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred.clone()),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
         &mut OsRng,
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
@@ -494,17 +498,16 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(7, "Emergency: Bob arrives unconscious at City General");
-    let bob_consents = ledger.consents_of(&bob.verify_key())?;
     let er = release_key(
         &institutions[2].id,
         &allergy,
-        &dr_okafor.public(),
-        Some(okafor_cred),
-        Purpose::EmergencyTreat,
-        true,
-        &bob_consents,
+        ReleaseRequest {
+            grantee: dr_okafor.public(),
+            credential: Some(okafor_cred),
+            purpose: Purpose::EmergencyTreat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
         &mut OsRng,
     )?;
     submit_all(
@@ -603,22 +606,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &Consent::revoke_body(&alice, &consent.id()),
+        &Consent::revoke_body(&alice, &chain, &consent.id()),
         None,
         &mut pending
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
-    let consents = ledger.consents_of(&alice.verify_key())?;
     match release_key(
         &institutions[0].id,
         &a1c,
-        &dr_ruiz.public(),
-        Some(ruiz_cred),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
         &mut OsRng,
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),

@@ -22,7 +22,7 @@ use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
 use medchain_core::encoding::Encode;
 use medchain_core::fhir;
-use medchain_core::hash::{domain, tagged_hash_parts};
+use medchain_core::hash::{domain, tagged_hash_parts, ChainId};
 use medchain_core::keys::Identity;
 use medchain_core::seal::{seal_record, NetworkKey};
 use medchain_core::tx::{RecordClass, Transaction, TxBody};
@@ -340,8 +340,10 @@ fn bench_tx_verify(rng: &mut ChaCha20Rng) {
         },
     );
     let index_entry = vec![0x5a; 160];
+    let chain = ChainId::from_byte_array([7; 32]);
     let tx = Transaction::create(
         &hospital,
+        &chain,
         1_700_000_000_000,
         1,
         &body,
@@ -354,11 +356,13 @@ fn bench_tx_verify(rng: &mut ChaCha20Rng) {
     let vk = *hospital.verify_key().as_dalek();
     let key_bytes = vk.to_bytes();
     let msg = [0x42u8; 32];
-    let sig =
-        ed25519_dalek::Signature::from_bytes(hospital.sign(domain::TX_SIG, &msg).as_byte_array());
+    let sig = ed25519_dalek::Signature::from_bytes(
+        hospital.sign(&chain, domain::TX_SIG, &msg).as_byte_array(),
+    );
     // Raw strict verification signs the framed message, like ours.
     let mut framed = vec![domain::TX_SIG.len() as u8];
     framed.extend_from_slice(domain::TX_SIG.as_bytes());
+    framed.extend_from_slice(chain.as_byte_array());
     framed.extend_from_slice(&msg);
     vk.verify_strict(&framed, &sig).expect("raw verifies");
 

@@ -183,7 +183,7 @@ pub fn decode_tx_body(data: &[u8]) {
     let Some(body) = round_trip::<TxBody>(data) else {
         return;
     };
-    let _ = body.check();
+    let _ = body.check(&fuzz_chain());
 }
 
 /// A [`KeyEnvelope`]: round trip, then an attempt to unwrap it as a network key for
@@ -318,12 +318,21 @@ pub fn identity_text(data: &[u8]) {
 }
 
 /// A consensus [`crate::protocol::Message`]: decoding never panics and an accepted message
-/// re-encodes to exactly the input.
+/// re-encodes to exactly the input; a node of the fuzz test network handles it (from a member,
+/// at the first and at the last instant) without panicking, whatever numbers it carries.
 pub fn decode_message(data: &[u8]) {
     let Some(msg) = round_trip::<crate::protocol::Message>(data) else {
         return;
     };
     let _ = msg.name();
+    let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
+    let config = crate::protocol::NodeConfig::new(net.genesis.clone(), net.nodes[0].duplicate());
+    if let Ok(mut node) = crate::protocol::Node::new(config, net.genesis.created_at_ms) {
+        let from = net.nodes[1].verify_key();
+        node.handle_message(from, data, net.genesis.created_at_ms);
+        node.handle_message(from, data, u64::MAX);
+        node.handle_timeout(u64::MAX);
+    }
 }
 
 /// A block: decode, round-trip, hash, and validate against the fuzz test network's genesis
@@ -426,6 +435,16 @@ pub fn decode_credential(data: &[u8]) {
         let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
         let _ = c.verify(&net.genesis, &c.holder, 0);
     }
+}
+
+/// The chain id of the fuzz test network: what the corpus's signed bodies are signed for.
+pub fn fuzz_chain() -> crate::hash::ChainId {
+    static CHAIN: std::sync::OnceLock<crate::hash::ChainId> = std::sync::OnceLock::new();
+    *CHAIN.get_or_init(|| {
+        crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1)
+            .genesis
+            .chain_id()
+    })
 }
 
 /// The seed of the test network the fuzz targets validate against (the corpus generator uses

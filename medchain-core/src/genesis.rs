@@ -11,11 +11,11 @@ use thiserror::Error;
 
 use crate::election::{genesis_seed, ElectionSeed, VrfPublicKey};
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{domain, tagged_hash, BlockHash};
+use crate::hash::{domain, tagged_hash, BlockHash, ChainId};
 use crate::keys::{PublicIdentity, VerifyKey};
 
-/// Format version of [`Genesis`].
-pub const GENESIS_VERSION: u8 = 1;
+/// Format version of [`Genesis`]. Version 2: `timing.max_tx_age_ms`.
+pub const GENESIS_VERSION: u8 = 2;
 
 /// Most members a network may have.
 pub const MAX_MEMBERS: usize = 1024;
@@ -81,16 +81,24 @@ pub struct Timing {
     /// How long a validator waits in a round before it times out and the next-ranked miner
     /// takes over.
     pub round_timeout_ms: u64,
-    /// How far ahead of a node's clock a block's timestamp may be.
+    /// How far ahead of a node's clock a block's timestamp may be, and how far ahead of its
+    /// block's timestamp a transaction's may be.
     pub max_clock_skew_ms: u64,
+    /// How far behind its block's timestamp a transaction's timestamp may be: a transaction
+    /// pending longer is refused (`BadTimestamp`) and must be signed again. Ledger rules judge
+    /// every transaction at its block's time, so this bounds only the *claimed* time an audit
+    /// entry shows next to the block time.
+    pub max_tx_age_ms: u64,
 }
 
 impl Timing {
-    /// Defaults for a hospital network on a LAN/WAN: gather 500 ms, round timeout 4 s, skew 30 s.
+    /// Defaults for a hospital network on a LAN/WAN: gather 500 ms, round timeout 4 s, skew 30 s,
+    /// transactions at most 10 minutes older than their block.
     pub const DEFAULT: Self = Self {
         gather_ms: 500,
         round_timeout_ms: 4_000,
         max_clock_skew_ms: 30_000,
+        max_tx_age_ms: 600_000,
     };
 }
 
@@ -193,7 +201,11 @@ impl Genesis {
                 denominator: quorum.denominator,
             });
         }
-        if timing.gather_ms == 0 || timing.round_timeout_ms == 0 || max_block_txs == 0 {
+        if timing.gather_ms == 0
+            || timing.round_timeout_ms == 0
+            || timing.max_tx_age_ms == 0
+            || max_block_txs == 0
+        {
             return Err(GenesisError::BadTiming);
         }
         let validators: Vec<VerifyKey> = members
@@ -222,6 +234,11 @@ impl Genesis {
     /// The genesis hash: the chain id, and the hash of block 0.
     pub fn hash(&self) -> BlockHash {
         self.hash
+    }
+
+    /// The chain id every signature of this network binds: the genesis hash.
+    pub fn chain_id(&self) -> ChainId {
+        ChainId::from_byte_array(self.hash.to_byte_array())
     }
 
     /// The election seed of block 0.
@@ -277,6 +294,7 @@ impl Encode for Genesis {
         out.put_u64(self.timing.gather_ms);
         out.put_u64(self.timing.round_timeout_ms);
         out.put_u64(self.timing.max_clock_skew_ms);
+        out.put_u64(self.timing.max_tx_age_ms);
         out.put_u32(self.max_block_txs);
     }
 }
@@ -298,6 +316,7 @@ impl Decode for Genesis {
             gather_ms: r.u64()?,
             round_timeout_ms: r.u64()?,
             max_clock_skew_ms: r.u64()?,
+            max_tx_age_ms: r.u64()?,
         };
         let max_block_txs = r.u32()?;
         Self::new(

@@ -29,6 +29,10 @@ pub enum WalletError {
     /// The store already holds a wallet; creating another would overwrite its keys.
     #[error("this store already holds a wallet")]
     WalletExists,
+    /// No network is pinned: every signature binds the network it is for, so pin the
+    /// network's genesis (`Wallet::trust_network`) before signing.
+    #[error("no trusted network: pin the network's genesis before signing")]
+    NoTrustedNetwork,
     /// The password is wrong, or the backup was altered.
     #[error("wrong password, or the backup is damaged")]
     WrongPassword,

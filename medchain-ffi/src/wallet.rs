@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use medchain_core::consent::{consent_from_fhir, Consent, ConsentId};
 use medchain_core::encoding::{Decode, Encode};
-use medchain_core::hash::{domain, RecordId};
+use medchain_core::hash::{domain, ChainId, RecordId};
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity};
 use medchain_core::seal::SealedRecord;
 use medchain_core::tx::{PatientSignature, TxBody};
@@ -183,8 +183,21 @@ impl Wallet {
     }
 
     fn sign_consent_core(&self, consent: &Consent) -> Result<SignedRequest, WalletError> {
-        let body = consent.grant_body(&self.identity)?;
+        let body = consent.grant_body(&self.identity, &self.chain()?)?;
         Ok(grant_request(consent, &body))
+    }
+
+    /// The chain id every signature of this wallet binds: the pinned network's.
+    fn chain(&self) -> Result<ChainId, WalletError> {
+        match self.network() {
+            Ok(net) => Ok(net.chain_id()),
+            Err(ProofError::NoTrustedNetwork) => Err(WalletError::NoTrustedNetwork),
+            Err(ProofError::Store { reason }) => Err(WalletError::Store { reason }),
+            Err(other) => Err(WalletError::Malformed {
+                what: "pinned genesis".into(),
+                reason: other.to_string(),
+            }),
+        }
     }
 
     /// The trusted network from the store.
@@ -373,7 +386,7 @@ impl Wallet {
     pub fn sign_revocation(&self, consent_id: String) -> Result<SignedRequest, WalletError> {
         guard(|| {
             let id: ConsentId = hex_id("a consent id", &consent_id)?;
-            let body = Consent::revoke_body(&self.identity, &id);
+            let body = Consent::revoke_body(&self.identity, &self.chain()?, &id);
             Ok(SignedRequest {
                 kind: RequestKind::ConsentRevocation,
                 subject_id: id.to_string(),
@@ -395,6 +408,7 @@ impl Wallet {
                 record_id: id,
                 patient: PatientSignature::sign(
                     &self.identity,
+                    &self.chain()?,
                     domain::ERASURE_SIG,
                     id.as_byte_array(),
                 ),

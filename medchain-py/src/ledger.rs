@@ -83,13 +83,18 @@ fn audit_dict<'py>(py: Python<'py>, a: &AuditEntry) -> Result<Bound<'py, PyDict>
     d.set_item("consent_id", a.consent_id.map(|c| c.to_string()))?;
     d.set_item("emergency", a.emergency)?;
     d.set_item("at_ms", a.at_ms)?;
+    d.set_item("claimed_at_ms", a.claimed_at_ms)?;
     d.set_item("node", vk_hex(&a.node))?;
     d.set_item("tx_id", a.tx_id.to_string())?;
     d.set_item("height", a.height)?;
     Ok(d)
 }
 
-fn body_dict<'py>(py: Python<'py>, body: &TxBody) -> Result<Bound<'py, PyDict>> {
+fn body_dict<'py>(
+    py: Python<'py>,
+    body: &TxBody,
+    chain: &medchain_core::hash::ChainId,
+) -> Result<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     match body {
         TxBody::RecordAdded {
@@ -107,7 +112,7 @@ fn body_dict<'py>(py: Python<'py>, body: &TxBody) -> Result<Bound<'py, PyDict>> 
         }
         TxBody::ConsentGranted { document, patient } => {
             d.set_item("patient", patient.patient.to_text())?;
-            if let Ok(c) = CoreConsent::from_grant(document, patient) {
+            if let Ok(c) = CoreConsent::from_grant(chain, document, patient) {
                 d.set_item("consent_id", c.id().to_string())?;
                 d.set_item("summary", c.summary)?;
             }
@@ -178,7 +183,7 @@ fn block_dict<'py>(py: Python<'py>, b: &Block, network: &CoreNetworkKey) -> Resu
             .map_err(Error::from)
             .and_then(|v| v.open_body(network).map_err(Error::from));
         match body {
-            Ok(body) => t.set_item("body", body_dict(py, &body)?)?,
+            Ok(body) => t.set_item("body", body_dict(py, &body, &b.header.chain_id())?)?,
             Err(e) if e.kind == Kind::InvalidSignature => {
                 return Err(Error::new(
                     Kind::TamperedLedger,

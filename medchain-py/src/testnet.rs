@@ -175,10 +175,13 @@ impl LocalNetwork {
             .downcast::<Consent>()
             .map_err(|_| wrong_type(consent, "consent", "a Consent"))?;
         let patient = identity_arg(patient, "patient")?;
-        let body = consent.get().inner.grant_body(&patient.get().inner)?;
         let id = consent.get().inner.id().to_string();
         self.with(|s| {
             let n = Self::node_index(s, node)?;
+            let body = consent
+                .get()
+                .inner
+                .grant_body(&patient.get().inner, &s.net.genesis.chain_id())?;
             let tx = s.net.tx(n, &body, Vec::new());
             s.pending.push(tx);
             Ok(id)
@@ -193,9 +196,10 @@ impl LocalNetwork {
             .parse()
             .map_err(|_| Error::new(Kind::Decode, "a consent id is 64 hexadecimal characters"))?;
         let patient = identity_arg(patient, "patient")?;
-        let body = CoreConsent::revoke_body(&patient.get().inner, &id);
         self.with(|s| {
             let n = Self::node_index(s, node)?;
+            let body =
+                CoreConsent::revoke_body(&patient.get().inner, &s.net.genesis.chain_id(), &id);
             let tx = s.net.tx(n, &body, Vec::new());
             s.pending.push(tx);
             Ok(())

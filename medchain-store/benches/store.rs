@@ -251,10 +251,14 @@ fn raw_verify_rate() -> f64 {
             m
         })
         .collect();
-    let sigs: Vec<_> = msgs.iter().map(|m| id.sign("medchain/bench", m)).collect();
+    let chain = medchain_core::hash::ChainId::from_byte_array([1; 32]);
+    let sigs: Vec<_> = msgs
+        .iter()
+        .map(|m| id.sign(&chain, "medchain/bench", m))
+        .collect();
     let t = Instant::now();
     for (m, s) in msgs.iter().zip(&sigs) {
-        vk.verify("medchain/bench", m, s).expect("verify");
+        vk.verify(&chain, "medchain/bench", m, s).expect("verify");
     }
     msgs.len() as f64 / t.elapsed().as_secs_f64()
 }

@@ -422,6 +422,17 @@ impl<S: PersistentStore> Ledger<S> {
         Ok(checked)
     }
 
+    /// What a key holder judges a release against: the stored state, genesis and the network
+    /// key (pass it to `medchain_core::access::release_key`, which runs the validators' rules
+    /// before it wraps any key).
+    pub fn view(&self) -> medchain_core::access::LedgerView<'_> {
+        medchain_core::access::LedgerView {
+            state: &self.store,
+            genesis: &self.genesis,
+            network: &self.network,
+        }
+    }
+
     /// The committed blocks from `height` up to the head, read one at a time.
     pub fn blocks_from(&self, height: u64) -> Blocks<'_, S> {
         Blocks {

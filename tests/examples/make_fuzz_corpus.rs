@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let mut rng = ChaCha20Rng::seed_from_u64(0x6d65_6463_6861_696e);
     let me = fuzz_identity();
+    let chain = medchain_core::fuzzing::fuzz_chain();
     let net = fuzz_network_key();
     let hospital = Identity::generate(&mut rng);
     let mut files: Vec<(&str, String, Vec<u8>)> = Vec::new();
@@ -69,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "consent-granted",
             TxBody::ConsentGranted {
-                patient: PatientSignature::sign(&me, domain::CONSENT_SIG, &consent_doc),
+                patient: PatientSignature::sign(&me, &chain, domain::CONSENT_SIG, &consent_doc),
                 document: consent_doc.clone(),
             },
         ),
@@ -79,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 consent_id,
                 patient: PatientSignature::sign(
                     &me,
+                    &chain,
                     domain::REVOKE_SIG,
                     &revocation_message(&consent_id),
                 ),
@@ -110,7 +112,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "record-erased",
             TxBody::RecordErased {
                 record_id: RecordId::from_byte_array(rid.to_byte_array()),
-                patient: PatientSignature::sign(&me, domain::ERASURE_SIG, rid.as_byte_array()),
+                patient: PatientSignature::sign(
+                    &me,
+                    &chain,
+                    domain::ERASURE_SIG,
+                    rid.as_byte_array(),
+                ),
             },
         ),
     ];
@@ -123,6 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let tx = Transaction::create(
             &me,
+            &chain,
             1_700_000_000_000 + i as u64,
             i as u64 + 1,
             body,
@@ -233,7 +241,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             emergency: Some(medchain_core::consent::EmergencyPreference::Allow),
             provisions: vec![],
         };
-        let body = grant.grant_body(&me)?;
+        let body = grant.grant_body(&me, &tn.genesis.chain_id())?;
         let tx = tn.tx(4, &body, vec![]);
         let state = LedgerState::new();
         let (b1, _, proof) = tn.next_block(&state, vec![tx.clone()])?;
@@ -254,12 +262,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             consent_id: None,
             emergency: true,
             at_ms: 1_700_000_000_000,
+            claimed_at_ms: 1_699_999_999_000,
             node: tn.nodes[0].verify_key(),
             tx_id: tx.id(),
             height: 1,
         };
         add("decode_audit_entry", "emergency-access", audit.to_bytes());
-        let vote = Vote::cast(&tn.nodes[0], b1.header().prev, b1.hash(), Ok(()), 5);
+        let vote = Vote::cast(
+            &tn.nodes[0],
+            &tn.genesis.chain_id(),
+            b1.header().prev,
+            b1.hash(),
+            Ok(()),
+            5,
+        );
         add("decode_vote", "vote", vote.to_bytes());
         add(
             "decode_message",
@@ -293,6 +309,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         add("decode_consent", "consent", c.to_bytes());
         let cred = Credential::issue(
             &tn.nodes[0],
+            &tn.genesis.chain_id(),
             me.verify_key(),
             Role::Clinician {
                 institution: tn.nodes[0].verify_key(),

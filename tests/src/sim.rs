@@ -28,13 +28,13 @@ use std::rc::Rc;
 
 use medchain_core::access::record_class;
 use medchain_core::block::{
-    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxRules, TxVerifier,
+    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules, TxVerifier,
 };
 use medchain_core::chain::{verify_chain, CommitProof};
 use medchain_core::election::VrfSecret;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
-use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::hash::{BlockHash, ChainId, RecordId, TxId};
 use medchain_core::index::{
     extract_keywords, search, BlockContext, BlockFilter, BlockIndex, FilterSegment, IndexEntry,
     IndexKey, IndexedRecord, Keyword, Query,
@@ -170,6 +170,7 @@ impl Scenario {
                 gather_ms: 30,
                 round_timeout_ms: 400,
                 max_clock_skew_ms: 30_000,
+                max_tx_age_ms: 600_000,
             },
             max_block_txs: 1_000,
         }
@@ -369,6 +370,7 @@ pub fn network(s: &Scenario) -> (Genesis, Vec<VerifyKey>, NetworkKey) {
 /// A cheap transaction contributed by `who` (an access log entry).
 pub fn access_tx(
     who: &Identity,
+    chain: &ChainId,
     net: &NetworkKey,
     nonce: u64,
     now_ms: u64,
@@ -382,7 +384,8 @@ pub fn access_tx(
         emergency: false,
         accessed_at_ms: now_ms,
     };
-    Transaction::create(who, now_ms, nonce, &body, vec![], net, rng).expect("valid transaction")
+    Transaction::create(who, chain, now_ms, nonce, &body, vec![], net, rng)
+        .expect("valid transaction")
 }
 
 /// An indexed record contributed by `who`: a small FHIR Observation for the simulation's
@@ -391,6 +394,7 @@ pub fn access_tx(
 /// query for its code).
 pub fn record_tx(
     who: &Identity,
+    chain: &ChainId,
     net: &NetworkKey,
     nonce: u64,
     now_ms: u64,
@@ -417,7 +421,7 @@ pub fn record_tx(
         .expect("keyword");
     let query = key.query(&[probe_kw]).expect("query");
     let body = TxBody::record_added(sealed, record_class(&bytes).expect("class"));
-    let tx = Transaction::create(who, now_ms, nonce, &body, entry.to_bytes(), net, rng)
+    let tx = Transaction::create(who, chain, now_ms, nonce, &body, entry.to_bytes(), net, rng)
         .expect("valid transaction");
     (
         tx,
@@ -878,6 +882,7 @@ impl Sim {
             (Behaviour::UntrustedVotes, Some(Message::Vote { vote })) => {
                 let fake = Vote::cast(
                     &self.outsider,
+                    &self.genesis.chain_id(),
                     vote.previous_block,
                     vote.voting_for_block,
                     Ok(()),
@@ -1042,12 +1047,25 @@ impl Sim {
         let now = self.clock(who);
         // One transaction in three adds an indexed record, so blocks carry filters.
         let (tx, material) = if self.nonce % 3 == 0 {
-            let (tx, material, probe) =
-                record_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+            let (tx, material, probe) = record_tx(
+                &self.ids[who],
+                &self.genesis.chain_id(),
+                &self.net,
+                self.nonce,
+                now,
+                &mut self.rng,
+            );
             self.probes.insert(tx.id(), probe);
             (tx, Some(material))
         } else {
-            let tx = access_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+            let tx = access_tx(
+                &self.ids[who],
+                &self.genesis.chain_id(),
+                &self.net,
+                self.nonce,
+                now,
+                &mut self.rng,
+            );
             (tx, None)
         };
         let id = tx.id();
@@ -1257,7 +1275,7 @@ impl Sim {
 struct NoReplay(HashSet<TxId>);
 
 impl TxRules for NoReplay {
-    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+    fn check(&mut self, _ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         if self.0.insert(tx.id()) {
             Ok(())
         } else {
@@ -1317,6 +1335,7 @@ pub fn throughput(
         gather_ms: 5,
         round_timeout_ms: 10_000,
         max_clock_skew_ms: 30_000,
+        max_tx_age_ms: 600_000,
     };
     let (genesis, keys, net) = network(&s);
     let ids: Vec<Identity> = (0..validators).map(|i| identity(s.seed, i)).collect();
@@ -1324,7 +1343,14 @@ pub fn throughput(
     let mut per_node: Vec<Vec<Transaction>> = vec![Vec::new(); validators];
     for k in 0..total {
         let who = k % validators;
-        per_node[who].push(access_tx(&ids[who], &net, k as u64, EPOCH_MS, &mut rng));
+        per_node[who].push(access_tx(
+            &ids[who],
+            &genesis.chain_id(),
+            &net,
+            k as u64,
+            EPOCH_MS,
+            &mut rng,
+        ));
     }
     let mut nodes: Vec<Node> = (0..validators)
         .map(|i| {

@@ -14,9 +14,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::block::{
-    contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf, Block,
-    BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor, InvalidBlock, SerialVerifier,
-    TxRules, TxVerifier,
+    contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf,
+    tx_time_fits, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor,
+    InvalidBlock, SerialVerifier, TxContext, TxRules, TxVerifier,
 };
 use crate::chain::{CommitProof, CommitProofError};
 use crate::election::{self, ElectionError, VrfSecret};
@@ -155,6 +155,10 @@ pub enum SubmitError {
     /// The body does not open under the network key or fails its checks.
     #[error("transaction body is invalid: {0}")]
     BadBody(TxError),
+    /// The transaction is for another network, or lacks its payload
+    /// ([`Transaction::check_fresh`]).
+    #[error("transaction is not acceptable here: {0}")]
+    NotFresh(TxError),
     /// The transaction is already pending or in an uncommitted block.
     #[error("transaction {0} is already pending")]
     Duplicate(TxId),
@@ -319,7 +323,7 @@ impl ProposalEquivocation {
         }
         for (h, s) in [(a, &self.first_signature), (b, &self.second_signature)] {
             miner
-                .verify(domain::BLOCK_SIG, h.as_byte_array(), s)
+                .verify(&genesis.chain_id(), domain::BLOCK_SIG, h.as_byte_array(), s)
                 .map_err(|_| VoteError::BadSignature(miner))?;
         }
         Ok(miner)
@@ -422,7 +426,7 @@ struct ReplayGuard<'a> {
 }
 
 impl TxRules for ReplayGuard<'_> {
-    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+    fn check(&mut self, _ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         let id = tx.id();
         if self.committed.contains(&id) || self.ancestors.contains(&id) {
             Err(InvalidReason::DuplicateTransaction)
@@ -870,6 +874,8 @@ impl Node {
             let indexed = check_material(&tx, material);
             let early = if *tx.contributor() != self.me {
                 Some(SubmitError::ForeignContributor(*tx.contributor()))
+            } else if let Err(e) = tx.check_fresh(&self.genesis.chain_id()) {
+                Some(SubmitError::NotFresh(e))
             } else if self.committed_ids.contains(&id) {
                 Some(SubmitError::AlreadyCommitted(id))
             } else if self.mempool.contains_key(&id) {
@@ -962,9 +968,11 @@ impl Node {
         draft: &BlockHash,
         indexed_leaves: &[[u8; 32]],
     ) -> Result<Option<FilterSegment>, FilterError> {
-        let seed = self
-            .identity
-            .sign(domain::FILTER_SEED_SIG, draft.as_byte_array());
+        let seed = self.identity.sign(
+            &self.genesis.chain_id(),
+            domain::FILTER_SEED_SIG,
+            draft.as_byte_array(),
+        );
         let mut rng =
             ChaCha20Rng::from_seed(tagged_hash(domain::FILTER_SEED_SIG, seed.as_byte_array()));
         contributor_segment(
@@ -1247,7 +1255,12 @@ impl Node {
         let (timeout, cert) = match &self.my_timeout {
             Some((t, c)) if t.round == round => (t.clone(), c.clone()),
             _ => {
-                let t = Timeout::sign(&self.identity, round, self.high_qc_round());
+                let t = Timeout::sign(
+                    &self.identity,
+                    &self.genesis.chain_id(),
+                    round,
+                    self.high_qc_round(),
+                );
                 let c = self.high_qc.clone();
                 self.highest_voted_round = self.highest_voted_round.max(round);
                 self.my_timeout = Some((t.clone(), c.clone()));
@@ -1306,7 +1319,7 @@ impl Node {
         if self.last_tc.as_ref().and_then(|t| t.round()) < Some(r) {
             self.last_tc = Some(tc);
         }
-        self.enter_round(r + 1, now);
+        self.enter_round(r.saturating_add(1), now);
     }
 
     fn on_timeout_msg(
@@ -1333,7 +1346,9 @@ impl Node {
         if let Some(tc) = last_tc {
             let r = tc.round().unwrap_or(0);
             let known = self.last_tc.as_ref().and_then(|t| t.round()) >= Some(r);
-            if !known && r + 1 > self.round {
+            // `r` is attacker-chosen until the certificate verifies: compare without
+            // arithmetic (`r + 1 > round` would overflow on `u64::MAX`).
+            if !known && r >= self.round {
                 if let Err(e) = tc.verify(&self.genesis, r) {
                     return self.drop_msg(from, DropReason::BadCertificate(e));
                 }
@@ -1383,7 +1398,7 @@ impl Node {
             let to = from.map_or(Recipient::All, Recipient::Node);
             self.request_sync(to, now);
         }
-        self.enter_round(round + 1, now);
+        self.enter_round(round.saturating_add(1), now);
     }
 
     /// Commits `hash`'s parent if `hash` is certified, known, and one round after its parent.
@@ -1605,7 +1620,14 @@ impl Node {
                     && round > self.invalid_voted_round
                 {
                     self.invalid_voted_round = round;
-                    let vote = Vote::cast(&self.identity, parent.hash, hash, Err(reason), now);
+                    let vote = Vote::cast(
+                        &self.identity,
+                        &self.genesis.chain_id(),
+                        parent.hash,
+                        hash,
+                        Err(reason),
+                        now,
+                    );
                     self.send(Recipient::All, &Message::Vote { vote });
                 }
                 return false;
@@ -1681,7 +1703,14 @@ impl Node {
             return;
         }
         self.highest_voted_round = header.round;
-        let vote = Vote::cast(&self.identity, header.prev, hash, Ok(()), now);
+        let vote = Vote::cast(
+            &self.identity,
+            &self.genesis.chain_id(),
+            header.prev,
+            hash,
+            Ok(()),
+            now,
+        );
         self.send(Recipient::All, &Message::Vote { vote: vote.clone() });
         self.add_vote(vote, header, now);
     }
@@ -1917,7 +1946,12 @@ impl Node {
                 )
             }
         };
-        let signature = sign_contribution(&self.identity, &block, segment.as_ref());
+        let signature = sign_contribution(
+            &self.identity,
+            &self.genesis.chain_id(),
+            &block,
+            segment.as_ref(),
+        );
         let msg = Message::SignResponse {
             round,
             block,
@@ -1957,6 +1991,15 @@ impl Node {
         }
         if transactions.iter().any(|t| *t.contributor() != from) {
             return self.drop_msg(from, DropReason::ForeignTransaction);
+        }
+        // A transaction for another network or without its payload would make the block
+        // invalid.
+        let chain = self.genesis.chain_id();
+        if let Some(e) = transactions
+            .iter()
+            .find_map(|t| t.check_fresh(&chain).err())
+        {
+            return self.drop_msg(from, DropReason::BadTransaction(e));
         }
         // An index entry that does not decode would make the block invalid.
         if let Some(e) = transactions.iter().find_map(|t| {
@@ -2079,29 +2122,56 @@ impl Node {
             txs.extend(t.iter().cloned());
         }
         txs.truncate(cap);
+        // The block's time, as `BlockDraft::assemble` sets it: a transaction whose claimed time
+        // no longer fits it (pending longer than `max_tx_age_ms`) is refused and leaves the
+        // mempool; its maker must sign it again.
+        let ctx = TxContext {
+            height: m.parent.height + 1,
+            block_time_ms: now.max(m.parent.timestamp_ms),
+        };
+        txs.retain(|tx| {
+            let fits = tx_time_fits(&self.genesis, ctx.block_time_ms, tx.timestamp_ms());
+            if !fits {
+                self.mempool.remove(&tx.id());
+                self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
+            }
+            fits
+        });
         // With the network key, leave out what the ledger rules would reject (a consent revoked
         // since submission, a key release no consent permits), so one stale transaction cannot
-        // make every miner's block invalid.
+        // make every miner's block invalid. The rules see the transactions in phase order, as
+        // validators will.
         if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
             let layers: Vec<&BlockEffects> =
                 chain.iter().filter_map(|h| self.effects.get(h)).collect();
             let overlay = Overlay::new(ledger, layers);
             let mut rules = rules_over(&overlay, &self.genesis, network);
+            let mut refused = HashSet::new();
+            for phase in [0u8, 1] {
+                for tx in txs.iter().filter(|t| t.kind().phase() == phase) {
+                    let ok = match self
+                        .verified
+                        .get(&tx.id())
+                        .or_else(|| self.mempool.get(&tx.id()))
+                    {
+                        Some(v) if v.signature() == tx.signature() => rules.check(&ctx, v).is_ok(),
+                        _ => tx
+                            .clone()
+                            .verify()
+                            .is_ok_and(|v| rules.check(&ctx, &v).is_ok()),
+                    };
+                    if !ok {
+                        refused.insert(tx.id());
+                    }
+                }
+            }
             let mut kept = Vec::with_capacity(txs.len());
             for tx in txs {
-                let ok = match self
-                    .verified
-                    .get(&tx.id())
-                    .or_else(|| self.mempool.get(&tx.id()))
-                {
-                    Some(v) if v.signature() == tx.signature() => rules.check(v).is_ok(),
-                    _ => tx.clone().verify().is_ok_and(|v| rules.check(&v).is_ok()),
-                };
-                if ok {
-                    kept.push(tx);
-                } else {
+                if refused.contains(&tx.id()) {
                     self.mempool.remove(&tx.id());
                     self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
+                } else {
+                    kept.push(tx);
                 }
             }
             if rules.finish().is_err() {
@@ -2232,6 +2302,7 @@ impl Node {
         let digest = segment.as_ref().map(FilterSegment::digest);
         if from
             .verify(
+                &self.genesis.chain_id(),
                 domain::CONTRIBUTION_SIG,
                 &contribution_hash(&block, digest.as_ref()),
                 &signature,

@@ -110,22 +110,32 @@ pub fn append_read_back_and_state<S: LedgerStore>(mut store: S) {
             .action(Action::Read)
             .purpose(Purpose::Treat)],
     };
-    let grant = net.tx(5, &unwrap(consent.grant_body(&patient), "grant"), vec![]);
+    let grant = net.tx(
+        5,
+        &unwrap(
+            consent.grant_body(&patient, &net.genesis.chain_id()),
+            "grant",
+        ),
+        vec![],
+    );
     let (b1, e1, p1) = unwrap(net.next_block(&store, vec![rec.clone(), grant]), "block 1");
     unwrap(store.append(&b1, &e1, Some(&p1)), "append block 1");
 
-    let consents = unwrap(store.consents_of(&patient.verify_key()), "consents_of");
     let release = unwrap(
         crate::access::release_key(
             &net.nodes[4],
             &sealed,
-            &doctor.public(),
-            None,
-            Purpose::Treat,
-            false,
-            &consents,
+            crate::access::ReleaseRequest {
+                grantee: doctor.public(),
+                credential: None,
+                purpose: Purpose::Treat,
+            },
+            crate::access::LedgerView {
+                state: &store,
+                genesis: &net.genesis,
+                network: &net.network,
+            },
             net.now_ms,
-            2,
             &mut net.rng,
         ),
         "release",
@@ -277,6 +287,7 @@ pub fn erasure_prunes_and_chain_still_verifies<S: LedgerStore>(mut store: S) {
         record_id: sealed.record_id(),
         patient: PatientSignature::sign(
             &patient,
+            &net.genesis.chain_id(),
             crate::hash::domain::ERASURE_SIG,
             sealed.record_id().as_byte_array(),
         ),

@@ -1,7 +1,7 @@
 //! Helpers shared by the store tests.
 #![allow(dead_code, missing_docs)]
 
-use medchain_core::access::{record_class, release_key};
+use medchain_core::access::{record_class, release_key, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use medchain_core::hash::domain;
 use medchain_core::keys::Identity;
@@ -94,23 +94,24 @@ pub fn small_chain<S: PersistentStore>(
 ) -> SealedRecord {
     let (sealed, rec) = record_tx(&mut s.net, &s.patient, &observation(note));
     let consent = consent_for(&s.patient, &s.doctor, s.net.now_ms);
-    let grant = s
-        .net
-        .tx(5, &consent.grant_body(&s.patient).expect("grant"), vec![]);
+    let grant = s.net.tx(
+        5,
+        &consent
+            .grant_body(&s.patient, &s.net.genesis.chain_id())
+            .expect("grant"),
+        vec![],
+    );
     commit(ledger, &mut s.net, vec![rec, grant]);
-    let consents = ledger
-        .consents_of(&s.patient.verify_key())
-        .expect("consents");
     let release = release_key(
         &s.net.nodes[4],
         &sealed,
-        &s.doctor.public(),
-        None,
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: s.doctor.public(),
+            credential: None,
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         s.net.now_ms,
-        ledger.height() + 1,
         &mut s.net.rng,
     )
     .expect("release");
@@ -126,6 +127,7 @@ pub fn erase_tx(net: &mut TestNet, patient: &Identity, sealed: &SealedRecord) ->
         record_id: sealed.record_id(),
         patient: PatientSignature::sign(
             patient,
+            &net.genesis.chain_id(),
             domain::ERASURE_SIG,
             sealed.record_id().as_byte_array(),
         ),
