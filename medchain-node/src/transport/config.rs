@@ -42,7 +42,8 @@ impl TransportConfig {
 ///
 /// Memory held for one peer is at most `send_queue_bytes` (what we still have to send it) +
 /// `inbound_bytes_per_peer` (what it sent that the user has not consumed) + `max_message_len`
-/// (one message being reassembled) + two 64 KiB record buffers.
+/// (one message being reassembled) + about 400 KiB of fixed buffers (a socket buffer, a
+/// ciphertext and a plaintext buffer of one Noise message each way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

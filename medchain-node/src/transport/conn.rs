@@ -19,6 +19,9 @@ use super::metrics::{DisconnectReason, DropReason, Metrics};
 use super::wire::{self, Frame, FrameError, Reassembler, MAX_NOISE_MESSAGE};
 use super::Inbound;
 
+/// Socket buffer of each direction: one full Noise message and its length.
+const BUFFER: usize = MAX_NOISE_MESSAGE + 2;
+
 /// Closes a connection once, with the first reason given.
 #[derive(Debug)]
 pub(crate) struct Closer {
@@ -102,7 +105,7 @@ pub(crate) async fn write_loop(
     mut queue: mpsc::Receiver<Bytes>,
     queued_bytes: Arc<AtomicUsize>,
 ) {
-    let mut w = BufWriter::with_capacity(128 * 1024, half);
+    let mut w = BufWriter::with_capacity(BUFFER, half);
     let mut writer = FrameWriter {
         session: &ctx.session,
         nonce: 1,
@@ -242,7 +245,7 @@ pub(crate) async fn read_loop(
     quota: Quota,
     inbound: mpsc::UnboundedSender<Inbound>,
 ) {
-    let mut r = BufReader::with_capacity(128 * 1024, half);
+    let mut r = BufReader::with_capacity(BUFFER, half);
     let mut cipher = vec![0u8; MAX_NOISE_MESSAGE];
     let mut plain = vec![0u8; MAX_NOISE_MESSAGE];
     let mut reassembler = Reassembler::new(ctx.limits.max_message_len);

@@ -623,9 +623,12 @@ async fn dial_loop(shared: Arc<Shared>, key: VerifyKey, addr: SocketAddr, guard:
             }
         }
         let delay = if first {
-            // Spread the first dials so that two members starting together rarely both dial.
-            let nanos = u64::try_from(limits.backoff_initial.as_nanos()).unwrap_or(u64::MAX);
-            Duration::from_nanos(uniform_up_to(nanos))
+            // Spread the first dials, and let the member whose connection wins the tie-break
+            // (the smaller key) dial first: two members starting together then rarely both
+            // dial, and no message is lost to a connection closed by the tie-break.
+            let initial = u64::try_from(limits.backoff_initial.as_nanos()).unwrap_or(u64::MAX);
+            let head_start = if shared.keys.key() > key { initial } else { 0 };
+            Duration::from_nanos(head_start.saturating_add(uniform_up_to(initial)))
         } else {
             backoff(&limits, attempt)
         };
