@@ -795,3 +795,45 @@ async fn configurations_outside_genesis_are_refused() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_peer_is_disconnected_by_the_write_timeout() {
+    let (genesis, ids) = network(16, 2);
+    // A transport whose queue is large enough never to fill here, with a short write timeout.
+    let mut config = TransportConfig::new(loopback());
+    config.limits = test_limits();
+    config.limits.send_queue_bytes = 64 << 20;
+    config.limits.write_timeout = Duration::from_millis(300);
+    let (t, _incoming) = Transport::start(config, ids[0].clone(), &genesis)
+        .await
+        .expect("starts");
+    let _stalled = RawPeer::connect(
+        t.local_addr(),
+        &genesis,
+        &ids[1].x25519_secret_for_transport(),
+        Auth::As {
+            signer: &ids[1],
+            claimed: ids[1].verify_key(),
+        },
+    )
+    .await
+    .expect("connects");
+    wait_until("connected", || t.connected_peers().len() == 1).await;
+    // 1 MiB messages until the kernel's buffers are full and a write stalls (bounded: 48 MiB).
+    let message = vec![3u8; 1 << 20];
+    for _ in 0..48 {
+        if t.metrics().disconnects(DisconnectReason::WriteTimeout) == 1 {
+            break;
+        }
+        t.send(Recipient::All, message.clone())
+            .expect("under the cap");
+        sleep(Duration::from_millis(20)).await;
+    }
+    wait_until("the write timeout", || {
+        t.metrics().disconnects(DisconnectReason::WriteTimeout) == 1
+    })
+    .await;
+    assert_eq!(t.metrics().disconnects(DisconnectReason::SlowPeer), 0);
+    wait_until("the peer is removed", || t.connected_peers().is_empty()).await;
+    t.shutdown().await;
+}

@@ -64,7 +64,8 @@ pub struct Limits {
     pub max_pending_handshakes: usize,
     /// Time for the whole handshake, authentication included.
     pub handshake_timeout: Duration,
-    /// Time for one write to the socket before the peer is disconnected.
+    /// How long writing one Noise message (at most 64 KiB) to the socket may take before the
+    /// peer is disconnected: a stalled peer is dropped, a slow link that keeps moving is not.
     pub write_timeout: Duration,
     /// A keepalive is sent after this long without writing.
     pub keepalive_interval: Duration,

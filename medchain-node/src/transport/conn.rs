@@ -111,11 +111,12 @@ pub(crate) async fn write_loop(
         nonce: 1,
         plain: Vec::with_capacity(wire::MAX_FRAME),
         cipher: vec![0u8; MAX_NOISE_MESSAGE],
+        stall: ctx.limits.write_timeout,
     };
     let keepalive = ctx.limits.keepalive_interval;
     let mut next_keepalive = Instant::now() + keepalive;
     let reason = loop {
-        tokio::select! {
+        let written = tokio::select! {
             biased;
             () = ctx.closer.closed() => break None,
             message = queue.recv() => {
@@ -125,32 +126,26 @@ pub(crate) async fn write_loop(
                 let written = tokio::select! {
                     biased;
                     () = ctx.closer.closed() => break None,
-                    written = timeout(
-                        ctx.limits.write_timeout,
-                        writer.write_message(&mut w, &message, flush),
-                    ) => written,
+                    written = writer.write_message(&mut w, &message, flush) => written,
                 };
                 queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                match written {
-                    Ok(Ok(())) => ctx.metrics.sent(len),
-                    Ok(Err(_)) => break Some(DisconnectReason::Io),
-                    Err(_) => break Some(DisconnectReason::WriteTimeout),
+                if written.is_ok() {
+                    ctx.metrics.sent(len);
                 }
-                next_keepalive = Instant::now() + keepalive;
+                written
             }
-            () = sleep_until(next_keepalive) => {
-                let written = tokio::select! {
-                    biased;
-                    () = ctx.closer.closed() => break None,
-                    written = timeout(ctx.limits.write_timeout, writer.write_keepalive(&mut w)) => written,
-                };
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break Some(DisconnectReason::Io),
-                    Err(_) => break Some(DisconnectReason::WriteTimeout),
-                }
-                next_keepalive = Instant::now() + keepalive;
+            () = sleep_until(next_keepalive) => tokio::select! {
+                biased;
+                () = ctx.closer.closed() => break None,
+                written = writer.write_keepalive(&mut w) => written,
+            },
+        };
+        match written {
+            Ok(()) => next_keepalive = Instant::now() + keepalive,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                break Some(DisconnectReason::WriteTimeout)
             }
+            Err(_) => break Some(DisconnectReason::Io),
         }
     };
     if let Some(reason) = reason {
@@ -171,6 +166,18 @@ struct FrameWriter<'a> {
     nonce: u64,
     plain: Vec<u8>,
     cipher: Vec<u8>,
+    /// How long one socket write may make no progress.
+    stall: Duration,
+}
+
+/// `io` within `limit`, or a `TimedOut` error.
+async fn within<T>(
+    limit: Duration,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    timeout(limit, io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 impl FrameWriter<'_> {
@@ -184,7 +191,9 @@ impl FrameWriter<'_> {
         let n = seal_frame(self.session, self.nonce, &self.plain, &mut self.cipher)
             .map_err(|_| std::io::Error::other("Noise encryption failed"))?;
         self.nonce += 1;
-        write_noise(w, &self.cipher[..n]).await
+        // The limit is per Noise message (64 KiB), so a large message on a slow link is fine
+        // as long as it keeps moving.
+        within(self.stall, write_noise(w, &self.cipher[..n])).await
     }
 
     async fn write_message(
@@ -199,14 +208,14 @@ impl FrameWriter<'_> {
             self.write_frame(w, &frame).await?;
         }
         if flush {
-            w.flush().await?;
+            within(self.stall, w.flush()).await?;
         }
         Ok(())
     }
 
     async fn write_keepalive(&mut self, w: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
         self.write_frame(w, &Frame::Keepalive).await?;
-        w.flush().await
+        within(self.stall, w.flush()).await
     }
 }
 
