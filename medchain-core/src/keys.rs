@@ -478,6 +478,16 @@ impl Identity {
         &self.signing
     }
 
+    /// The raw X25519 static secret, for the peer transport only.
+    ///
+    /// `medchain-node`'s transport runs the Noise handshake (`snow`) with this key as the
+    /// node's static key, and that library takes the secret as bytes. Nothing else should call
+    /// this: every other use of the agreement key goes through this type (key unwrapping,
+    /// record opening). The bytes come back zeroizing; never log or store them.
+    pub fn x25519_secret_for_transport(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.agreement.to_bytes())
+    }
+
     /// Encrypts both secret keys under `password` (Argon2id + AES-256-GCM).
     ///
     /// # Errors
@@ -705,6 +715,14 @@ mod tests {
     }
 
     const NET: ChainId = ChainId::from_byte_array([1; 32]);
+
+    #[test]
+    fn transport_secret_is_the_agreement_key() {
+        let id = Identity::generate(&mut rng());
+        let secret = id.x25519_secret_for_transport();
+        let public = XPublicKey::from(&StaticSecret::from(*secret));
+        assert_eq!(public.to_bytes(), id.public().agree.to_byte_array());
+    }
 
     #[test]
     fn sign_verify_is_domain_separated_and_network_bound() {

@@ -13,6 +13,7 @@ use medchain_core::hash::{domain, RecordId};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::seal::seal_record;
 use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
+use medchain_node::transport::wire::Frame;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -395,6 +396,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             .to_bytes(),
         );
+    }
+
+    // The transport's frame decoder (medchain_node::fuzzing::decode_frames): decrypted
+    // frames as `len u16 || frame`.
+    let mut frames: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+    let message_frames = |message: &[u8]| -> Vec<Vec<u8>> {
+        medchain_node::transport::wire::fragments(message)
+            .expect("small message")
+            .map(|f| f.to_vec())
+            .collect()
+    };
+    let vote_sized = vec![0x42u8; 200];
+    let two_frames: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    frames.push(("keepalive", vec![Frame::Keepalive.to_vec()]));
+    frames.push(("empty-message", message_frames(&[])));
+    frames.push((
+        "keepalive-then-vote-sized",
+        [vec![Frame::Keepalive.to_vec()], message_frames(&vote_sized)].concat(),
+    ));
+    frames.push(("two-frame-message", message_frames(&two_frames)));
+    frames.push((
+        "auth-frame",
+        vec![Frame::Auth {
+            key: me.verify_key(),
+            signature: me.sign(&chain, medchain_node::transport::wire::AUTH_LABEL, b"seed"),
+        }
+        .to_vec()],
+    ));
+    for (name, list) in frames {
+        assert!(medchain_node::fuzzing::TARGETS
+            .iter()
+            .any(|(t, _)| *t == "decode_frames"));
+        let mut bytes = Vec::new();
+        for frame in list {
+            bytes.extend_from_slice(&u16::try_from(frame.len())?.to_be_bytes());
+            bytes.extend_from_slice(&frame);
+        }
+        files.push(("decode_frames", name.to_owned(), bytes));
     }
 
     let mut total = 0;
