@@ -50,7 +50,8 @@ pub struct Columns {
     pub value: Vec<Option<f64>>,
     /// Unit of the value.
     pub unit: Vec<Option<String>>,
-    /// Textual value (valueString, valueCodeableConcept code).
+    /// Coded value: the code of `valueCodeableConcept` (never free text: `valueString` is not
+    /// released).
     pub value_text: Vec<Option<String>>,
     /// Year of the clinical date.
     pub effective_year: Vec<Option<i32>>,
@@ -105,11 +106,7 @@ impl Columns {
             .and_then(|q| q.get("unit").or_else(|| q.get("code")))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let value_text = r
-            .get("valueString")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| first_coding(r.get("valueCodeableConcept")).1);
+        let value_text = first_coding(r.get("valueCodeableConcept")).1;
         let effective = [
             "effectiveDateTime",
             "effectiveInstant",
