@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
     deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
-    StudyKey,
+    ReleaseClock, StudyKey,
 };
 use medchain_core::credential::{Credential, Role};
 use medchain_core::election::VrfSecret;
@@ -548,6 +548,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     // ------------------------------------------------------------------------------------
     chapter(8, "Dr. Chen builds a de-identified diabetes dataset");
     let study = StudyKey::derive(&institutions[2].id, "northgate-dm2-2026");
+    // The 90-or-older rule is applied at the chain's time, not at a time the releaser picks.
+    let clock = ReleaseClock::at_tip(ledger.tip());
     let mut rows = 0;
     for (patient, records) in [
         (&alice, vec![(&a1c, 0usize)]),
@@ -577,11 +579,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 continue;
             }
             let opened = rec.open(&institutions[holder].id)?;
-            let row = deidentify(
-                &serde_json::from_slice(opened.payload())?,
-                &study,
-                net.now_ms,
-            )?;
+            let row = deidentify(&serde_json::from_slice(opened.payload())?, &study, &clock)?;
             say(format!("row: {}", row));
             rows += 1;
             let log = TxBody::AccessLogged {

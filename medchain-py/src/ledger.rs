@@ -482,8 +482,9 @@ impl NativeLedger {
 
     /// Builds the columns of a research dataset (see `medchain.Ledger.research_dataset`), with
     /// the GIL released. Returns (columns, stats).
-    #[pyo3(signature = (holder, researcher, *, topic = None, institution = None, study = "study", now_ms = None))]
-    #[allow(clippy::too_many_arguments)]
+    /// Consents are evaluated at the host's clock and de-identification uses the ledger's
+    /// release clock: the caller picks neither.
+    #[pyo3(signature = (holder, researcher, *, topic = None, institution = None, study = "study"))]
     fn research_columns(
         &self,
         py: Python<'_>,
@@ -492,7 +493,6 @@ impl NativeLedger {
         topic: Option<String>,
         institution: Option<&Bound<'_, PyAny>>,
         study: &str,
-        now_ms: Option<&Bound<'_, PyAny>>,
     ) -> Result<(PyObject, PyObject)> {
         let holder = identity_arg(holder, "holder")?;
         let researcher: CorePublic = public_arg(researcher, "researcher")?;
@@ -503,10 +503,7 @@ impl NativeLedger {
         if study.trim().is_empty() {
             return Err(Error::new(Kind::InvalidArgument, "the study id is empty"));
         }
-        let now = now_ms
-            .map(|n| u64_arg(n, "now_ms"))
-            .transpose()?
-            .unwrap_or_else(crate::convert::now_ms);
+        let now = crate::convert::now_ms();
         let holder_id = &holder.get().inner;
         let (columns, stats) = py.allow_threads(|| {
             guard(|| {

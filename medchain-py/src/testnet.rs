@@ -4,7 +4,9 @@
 use std::sync::Mutex;
 
 use medchain_core::access::record_class;
-use medchain_core::consent::{deidentify, Consent as CoreConsent, ConsentId, StudyKey};
+use medchain_core::consent::{
+    deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
+};
 use medchain_core::index::{extract_keywords, IndexKey};
 use medchain_core::seal::seal_record;
 use medchain_core::testkit::TestNet;
@@ -253,6 +255,7 @@ pub fn _synthetic_dataset_columns(
     }
     let releaser = medchain_core::keys::Identity::generate(&mut OsRng);
     let study = StudyKey::derive(&releaser, study);
+    let clock = ReleaseClock::at_tip(TestNet::new(0, 1, 0).tip());
     let cols = py.allow_threads(|| {
         guard(|| {
             let mut cols = Columns::default();
@@ -277,7 +280,7 @@ pub fn _synthetic_dataset_columns(
                         "subject": {"reference": pid}, "authoredOn": "2026-01-10",
                         "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"}]}}),
                 };
-                let clean = deidentify(&r, &study, 1_790_000_000_000)?;
+                let clean = deidentify(&r, &study, &clock)?;
                 cols.push(study.pseudonym(&pid), &clean);
             }
             Ok(cols)

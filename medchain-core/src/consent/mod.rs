@@ -24,7 +24,7 @@ mod deid;
 mod fhir_io;
 mod search;
 
-pub use deid::{deidentify, DeidError, StudyKey};
+pub use deid::{deidentify, supported_resource_types, DeidError, ReleaseClock, StudyKey};
 pub use fhir_io::{consent_from_fhir, consent_to_fhir, ConsentFhirError};
 pub use search::{search_grants, SearchDelegationError, DEFAULT_CODE_SYSTEMS};
 

@@ -161,7 +161,6 @@ class NativeLedger:
         topic: Optional[str] = None,
         institution: Optional[_Party] = None,
         study: str = "study",
-        now_ms: Optional[int] = None,
     ) -> Tuple[Dict[str, List[Any]], Dict[str, int]]: ...
 
 @final
