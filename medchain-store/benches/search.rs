@@ -75,7 +75,7 @@ fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStor
                 let payload = format!(
                     r#"{{"resourceType":"Observation","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"note":[{{"text":"r{i}"}}]}}"#
                 );
-                let sealed = seal_record(payload.as_bytes(), &patient.public(), &[holder.clone()], &mut net.rng)
+                let sealed = seal_record(payload.as_bytes(), &patient.public(), &[holder], &mut net.rng)
                     .expect("seal");
                 let kws = [
                     keyword("type:Observation"),
@@ -159,6 +159,7 @@ fn postgres_copy(url: &str, from: &Ledger<medchain_store::SqliteStore>, records:
     use medchain_core::block::ChainTip;
     use medchain_core::chain::CommitProof;
     use medchain_core::ledger::rules_over;
+    use medchain_core::store::LedgerStore;
     use medchain_store::{ParallelVerifier, PostgresStore};
     // The proof that block h is committed: its child's header and the child's certificate
     // (carried by the grandchild, or by the head's proof).
@@ -197,8 +198,10 @@ fn postgres_copy(url: &str, from: &Ledger<medchain_store::SqliteStore>, records:
                 c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             });
             let store = PostgresStore::create(url, &schema, &copy_key(&mut net)).expect("create");
-            let mut to =
-                Ledger::with_store(store, Some(&net.genesis), copy_key(&mut net)).expect("ledger");
+            let mut to = {
+                let key = copy_key(&mut net);
+                Ledger::with_store(store, Some(&net.genesis), key).expect("ledger")
+            };
             // Each block validated once with the ledger rules over an in-memory state, then
             // appended without a second validation.
             let mut state = LedgerState::new();

@@ -262,7 +262,8 @@ impl Reads<'_> {
     }
 
     fn stored_head(&self) -> Result<Option<StoredHead>, StoreError> {
-        let row: Option<(i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = self
+        type HeadRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+        let row: Option<HeadRow> = self
             .conn
             .prepare_cached("SELECT height, proof, state, counts, tag FROM head WHERE id = 1")?
             .query_row([], |r| {
