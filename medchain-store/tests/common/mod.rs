@@ -1,6 +1,8 @@
 //! Helpers shared by the store tests.
 #![allow(dead_code, missing_docs)]
 
+pub mod attacks;
+
 use medchain_core::access::{record_class, release_key, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use medchain_core::hash::domain;
