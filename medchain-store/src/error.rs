@@ -97,6 +97,47 @@ impl std::error::Error for BackendError {
     }
 }
 
+/// A PostgreSQL connection's TLS settings were refused, or its TLS handshake failed.
+/// Messages name options and files, never passwords or stored data.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// `sslmode` has a value this crate does not support (`allow`, `prefer`, unknown).
+    #[error("sslmode={0} is not supported (use disable, require, verify-ca or verify-full)")]
+    UnsupportedMode(String),
+    /// An option this crate does not support: client certificates, CRLs, `sslnegotiation`, ...
+    #[error("the connection option {0} is not supported")]
+    UnsupportedOption(String),
+    /// An option is given more than once.
+    #[error("the connection option {0} is given more than once")]
+    DuplicateOption(&'static str),
+    /// TLS is asked for without `sslrootcert`: the server could not be authenticated.
+    #[error("sslmode={0} needs sslrootcert (a PEM file of the root certificates to trust)")]
+    MissingRootCert(&'static str),
+    /// `sslrootcert` is given but TLS is not asked for.
+    #[error("sslrootcert is given without sslmode=require, verify-ca or verify-full")]
+    RootCertWithoutTls,
+    /// The root certificate file cannot be read or holds no usable certificate.
+    #[error("the root certificate file {path} cannot be used: {reason}")]
+    RootCert {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// An `ssl*` option in a `key=value` connection string: TLS options are read from the URL
+    /// form only.
+    #[error("TLS options ({0}) are read from a postgresql:// URL only")]
+    NotAUrl(String),
+    /// A URL option is not valid percent-encoded UTF-8.
+    #[error("a connection option is not valid percent-encoded UTF-8")]
+    BadEncoding,
+    /// The TLS handshake failed: the server declined TLS, or its certificate is not trusted or
+    /// does not name the host. Nothing was sent in plain text after the refusal.
+    #[error("TLS to PostgreSQL failed: {0}")]
+    Handshake(String),
+}
+
 /// A store operation failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -167,9 +208,9 @@ pub enum StoreError {
     /// PostgreSQL failed (the message carries the server's code and message, never row data).
     #[error("PostgreSQL: {0}")]
     Postgres(#[source] BackendError),
-    /// The TLS configuration for PostgreSQL could not be used.
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// A PostgreSQL connection's TLS settings were refused, or its TLS handshake failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// File-system I/O failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -2,7 +2,8 @@
 //!
 //! * [`SqliteStore`]: the embedded default — one SQLite file in WAL mode.
 //! * `PostgresStore` (cargo feature `postgres`): a hospital server's PostgreSQL database,
-//!   one schema per store.
+//!   one schema per store, over plain TCP or TLS (rustls; `sslmode=verify-full` and
+//!   `sslrootcert` in the URL).
 //!
 //! Both implement [`medchain_core::store::LedgerStore`] and pass its conformance suite. Every
 //! [`LedgerStore::append`](medchain_core::store::LedgerStore::append) is one database
@@ -30,17 +31,21 @@ mod error;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+mod pg_tls;
 mod rows;
 mod sqlite;
 
 pub use common::SCHEMA_VERSION;
-pub use error::{BackendError, Corruption, LedgerError, StoreError};
+pub use error::{BackendError, Corruption, LedgerError, StoreError, TlsError};
 pub use ledger::{
     AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
     StoredRecord,
 };
 #[cfg(feature = "postgres")]
 pub use pg::PostgresStore;
+#[cfg(feature = "postgres")]
+pub use pg_tls::PgTlsMode;
 pub use rows::StateAudit;
 pub use sqlite::{wal_path, SqliteStore, APPLICATION_ID};
 

@@ -18,7 +18,7 @@ use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, StateError, S
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
-use postgres::{Client, GenericClient, IsolationLevel, NoTls};
+use postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::common::{
     array32, assemble, check_block_count, check_counts, check_next, check_version, i64_of,
@@ -27,6 +27,7 @@ use crate::common::{
 };
 use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
+use crate::pg_tls::{PgTarget, PgTlsMode};
 use crate::rows::{
     advance, audit_entry, block_rows, check_block, check_commitment, consent_state, filter_row,
     indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
@@ -81,6 +82,7 @@ pub struct PostgresStore {
     key: StateKey,
     genesis: Option<Genesis>,
     height: u64,
+    tls: PgTlsMode,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -88,6 +90,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("schema", &self.schema)
             .field("height", &self.height)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -108,13 +111,14 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
-fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
+fn connect(url: &str, schema: &str) -> Result<(Client, PgTlsMode), StoreError> {
     check_schema_name(schema)?;
-    let mut client = Client::connect(url, NoTls)?;
+    let target = PgTarget::parse(url)?;
+    let mut client = target.connect()?;
     client.batch_execute(&format!(
         "SET search_path TO {schema}; SET synchronous_commit TO on;"
     ))?;
-    Ok(client)
+    Ok((client, target.mode()))
 }
 
 fn tip_from_row(row: &postgres::Row) -> Result<ChainTip, StoreError> {
@@ -287,7 +291,9 @@ impl PostgresStore {
     /// [`StoreError::AlreadyExists`] if the schema exists; PostgreSQL errors.
     pub fn create(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
         check_schema_name(schema)?;
-        let mut client = Client::connect(url, NoTls)?;
+        let target = PgTarget::parse(url)?;
+        let mut client = target.connect()?;
+        client.batch_execute("SET synchronous_commit TO on")?;
         let exists = client
             .query_opt(
                 "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
@@ -319,6 +325,7 @@ impl PostgresStore {
             key,
             genesis: None,
             height: 0,
+            tls: target.mode(),
         })
     }
 
@@ -330,7 +337,7 @@ impl PostgresStore {
     /// [`StoreError::WrongKey`], [`StoreError::HeadInvalid`], [`StoreError::Corrupt`],
     /// PostgreSQL errors.
     pub fn open(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
-        let mut client = connect(url, schema)?;
+        let (mut client, tls) = connect(url, schema)?;
         let tables: i64 = client
             .query_one(
                 "SELECT count(*) FROM information_schema.tables
@@ -372,7 +379,14 @@ impl PostgresStore {
             key,
             genesis,
             height,
+            tls,
         })
+    }
+
+    /// How this store's connection is protected: TLS with the server's chain (and name)
+    /// verified, or plain TCP (see `docs/storage.md`, "TLS to PostgreSQL").
+    pub fn tls_mode(&self) -> PgTlsMode {
+        self.tls
     }
 
     /// Drops the schema and everything in it (tests, decommissioning).
