@@ -9,7 +9,13 @@
 //! ```
 //! Environment: MEDCHAIN_SEARCH_SIZES (record counts, default `100000,1000000`),
 //! MEDCHAIN_SEARCH_CACHE (directory of the generated ledgers, default
-//! `target/medchain-search-cache`; a ledger is generated once and reused).
+//! `target/medchain-search-cache`; a ledger is generated once and reused, its generation time
+//! kept in its `.complete` marker), MEDCHAIN_SEARCH_RUNS (timed searches per query after the
+//! first, default 200), MEDCHAIN_SEARCH_QUERIES (`one,many,none`, default all three).
+//!
+//! Per size, backend and query it prints the first search after opening (cold: it also loads
+//! what the ledger caches), then the median (p50) and 99th percentile (p99) of the timed runs,
+//! the hits, the blocks read and skipped, the index rows read and the PRFs.
 //!
 //! The generator assembles 1,000-record blocks with the testkit (no consensus): every record is
 //! a sealed FHIR Observation with an index entry for three keywords — its resource type, one
@@ -52,11 +58,23 @@ fn world() -> (TestNet, Identity) {
     (net, patient)
 }
 
+/// The generation time a `.complete` marker records, if it does.
+fn generation_seconds(done: &Path) -> Option<f64> {
+    std::fs::read_to_string(done)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("seconds=")?.trim().parse().ok())
+}
+
 /// Generates (or reuses) a SQLite ledger of `records` records at `path`.
 fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStore> {
     let done = path.with_extension("complete");
     let (mut net, patient) = world();
     if done.exists() {
+        match generation_seconds(&done) {
+            Some(s) => eprintln!("{records} records: cached ledger (generated in {s:.0} s)"),
+            None => eprintln!("{records} records: cached ledger (generation time not recorded)"),
+        }
         return Ledger::open_sqlite(path, copy_key(&mut net)).expect("open cached ledger");
     }
     let _ = std::fs::remove_file(path);
@@ -100,42 +118,78 @@ fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStor
         }
     }
     drop(ledger);
-    std::fs::write(&done, b"complete\n").expect("marker");
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("{records} records: generated in {seconds:.0} s");
+    std::fs::write(&done, format!("complete\nseconds={seconds:.1}\n")).expect("marker");
     Ledger::open_sqlite(path, copy_key(&mut net)).expect("reopen")
 }
 
-fn median_ms<S: PersistentStore>(
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The first search's time, p50 and p99 of `runs` more, in ms, and the last report.
+fn timed<S: PersistentStore>(
     ledger: &Ledger<S>,
     query: &Query,
-) -> (f64, medchain_store::LedgerSearch) {
-    let mut times = Vec::new();
-    let mut last = None;
-    for _ in 0..15 {
+    runs: usize,
+) -> (f64, f64, f64, medchain_store::LedgerSearch) {
+    let once = || {
         let t = Instant::now();
         let r = ledger.search_report(query, 1).expect("search");
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        last = Some(r);
+        (t.elapsed().as_secs_f64() * 1e3, r)
+    };
+    let (first, mut last) = once();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (ms, r) = once();
+        times.push(ms);
+        last = r;
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    (times[times.len() / 2], last.expect("ran"))
+    let pct = |p: f64| {
+        times
+            .get(((times.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (first, pct(0.50), pct(0.99), last)
 }
 
 fn report<S: PersistentStore>(backend: &str, records: u64, bytes: Option<u64>, ledger: &Ledger<S>) {
     let (_, patient) = world();
     let index = IndexKey::for_patient(&patient);
     let size = bytes.map_or("-".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
-    for (what, kw) in [
+    let runs = env_or("MEDCHAIN_SEARCH_RUNS", 200usize);
+    let wanted =
+        std::env::var("MEDCHAIN_SEARCH_QUERIES").unwrap_or_else(|_| "one,many,none".into());
+    for (name, what, kw) in [
         (
+            "one",
             "one record (unique code)",
             format!("code:bench|u{}", records / 2),
         ),
-        ("N/1000 records (shared code)", "code:bench|c7".to_string()),
-        ("no record (absent code)", "code:bench|absent".to_string()),
+        (
+            "many",
+            "N/1000 records (shared code)",
+            "code:bench|c7".to_string(),
+        ),
+        (
+            "none",
+            "no record (absent code)",
+            "code:bench|absent".to_string(),
+        ),
     ] {
+        if !wanted.split(',').any(|w| w.trim() == name) {
+            continue;
+        }
         let query = Query::keyword(index.trapdoor(&keyword(&kw)));
-        let (ms, r) = median_ms(ledger, &query);
+        let (first, p50, p99, r) = timed(ledger, &query, runs);
         println!(
-            "{backend:10} {records:>9} records {size:>8}  {what:30} {ms:8.2} ms  hits {:>5}  blocks {:>5}  skipped {:>5}  rows read {:>5}  PRFs {:>6}",
+            "{backend:8} {records:>8} records {size:>8}  {what:28}  first {first:8.2} ms  p50 {p50:7.2} ms  p99 {p99:7.2} ms  hits {:>5}  blocks {:>5}  skipped {:>5}  rows read {:>5}  PRFs {:>6}",
             r.hits.len(),
             r.indexed_blocks,
             r.blocks_skipped,
@@ -227,7 +281,19 @@ fn postgres_copy(url: &str, from: &Ledger<medchain_store::SqliteStore>, records:
             to
         }
     };
-    report("postgres", records, None, &ledger);
+    let bytes = postgres::Client::connect(url, postgres::NoTls)
+        .and_then(|mut c| {
+            c.query_one(
+                "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind = 'r'",
+                &[&schema],
+            )
+        })
+        .ok()
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .and_then(|b| u64::try_from(b).ok());
+    report("postgres", records, bytes, &ledger);
 }
 
 fn main() {

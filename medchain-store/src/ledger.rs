@@ -1,9 +1,11 @@
 //! The [`Ledger`] API for embedders: open a store, append committed blocks after validating
 //! them, read records, consents and the audit trail, search, and verify the whole chain.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use medchain_core::block::{Block, ChainTip, CheckedBlock, TxVerifier};
 use medchain_core::chain::{ChainError, ChainSummary, CommitProof, Progress};
@@ -64,6 +66,23 @@ pub trait PersistentStore: LedgerStore<Error = StoreError> + private::Sealed {
     /// # Errors
     /// [`StoreError::Corrupt`] with [`Corruption::CommitmentMismatch`]; backend errors.
     fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError>;
+
+    /// The index rows at `(height, position)`, in the order asked (`None` where there is
+    /// none): what a search reads for its candidates, in one round trip where the backend has
+    /// round trips.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a row that does not open under its identity; backend errors.
+    fn indexed_records(&self, at: &[(u64, u32)]) -> Result<Vec<Option<IndexedRecord>>, StoreError>;
+
+    /// Whether each record is erased, in the order asked: an erasure row, opened under its
+    /// identity, names it. Only the (small) erasures table is read, in one round trip where
+    /// the backend has round trips.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an erasure row that does not open under its identity or
+    /// names another record; backend errors.
+    fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError>;
 }
 
 macro_rules! persistent {
@@ -82,6 +101,15 @@ macro_rules! persistent {
             }
             fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
                 <$t>::check_state_commitment(self, audit)
+            }
+            fn indexed_records(
+                &self,
+                at: &[(u64, u32)],
+            ) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
+                <$t>::indexed_records(self, at)
+            }
+            fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
+                <$t>::erased_records(self, ids)
             }
         }
     };
@@ -191,6 +219,12 @@ impl PersistentStore for AnyStore {
     fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
         each!(self, s => s.check_state_commitment(audit))
     }
+    fn indexed_records(&self, at: &[(u64, u32)]) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
+        each!(self, s => s.indexed_records(at))
+    }
+    fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
+        each!(self, s => s.erased_records(ids))
+    }
 }
 
 /// A record as the ledger holds it: its entry and, unless erased, its sealed form (which only
@@ -275,6 +309,40 @@ pub struct Ledger<S: PersistentStore = AnyStore> {
     genesis: Genesis,
     network: NetworkKey,
     tip: ChainTip,
+    filters: Mutex<FilterCache>,
+}
+
+/// Most bytes of block filters a ledger keeps in memory by default (see
+/// [`Ledger::set_filter_cache_limit`]): about 6 million records indexed under three keywords.
+pub const DEFAULT_FILTER_CACHE_BYTES: usize = 256 << 20;
+
+/// Blocks searched together: the candidates of this many blocks are read in one call.
+const BLOCKS_PER_READ: usize = 1024;
+
+/// The block filters read so far. A committed block's filter never changes (the store is
+/// append-only), so a search reads each filter once; later searches read only the filters of
+/// blocks appended since.
+#[derive(Debug)]
+struct FilterCache {
+    /// The filter rows of the blocks `1..=through` that hold indexed records, by height.
+    rows: Vec<IndexFilterRow>,
+    /// Every filter up to this height is in `rows`.
+    through: u64,
+    /// The encoded size of the filters held.
+    bytes: usize,
+    /// The cache grows no further than this.
+    limit: usize,
+}
+
+impl FilterCache {
+    fn new(limit: usize) -> Self {
+        Self {
+            rows: Vec::new(),
+            through: 0,
+            bytes: 0,
+            limit,
+        }
+    }
 }
 
 impl<S: PersistentStore> std::fmt::Debug for Ledger<S> {
@@ -399,6 +467,7 @@ impl<S: PersistentStore> Ledger<S> {
             genesis,
             network,
             tip,
+            filters: Mutex::new(FilterCache::new(DEFAULT_FILTER_CACHE_BYTES)),
         })
     }
 
@@ -726,72 +795,161 @@ impl<S: PersistentStore> Ledger<S> {
     ) -> Result<LedgerSearch, LedgerError> {
         const PAGE: usize = 256;
         let mut report = LedgerSearch::default();
-        let mut from = from_height.max(1);
-        loop {
-            let page = self.store.index_filters(from, PAGE)?;
-            let full = page.len() == PAGE;
+        let from = from_height.max(1);
+        let mut cache = self.filter_cache()?;
+        // Filters of blocks appended since the last search join the cache while it has room.
+        while cache.through < self.tip.height && cache.bytes < cache.limit {
+            let page = self.store.index_filters(cache.through + 1, PAGE)?;
+            let end = page.len() < PAGE;
             for row in page {
-                from = row.height + 1;
-                if row.height > self.tip.height {
-                    return Ok(report);
+                if row.height > self.tip.height || cache.bytes >= cache.limit {
+                    break;
                 }
-                self.search_block(query, row, &mut report)?;
+                cache.through = row.height;
+                cache.bytes += row.filter.as_ref().map_or(0, BlockFilter::encoded_len);
+                cache.rows.push(row);
             }
-            if !full {
-                return Ok(report);
+            if end && cache.bytes < cache.limit {
+                cache.through = self.tip.height;
             }
         }
+        let start = cache.rows.partition_point(|r| r.height < from);
+        for chunk in cache.rows[start..].chunks(BLOCKS_PER_READ) {
+            self.search_blocks(query, chunk, &mut report)?;
+        }
+        // Past the cache's limit: the remaining filters are read page by page, every time.
+        let mut next = from.max(cache.through + 1);
+        drop(cache);
+        while next <= self.tip.height {
+            let mut page = self.store.index_filters(next, PAGE)?;
+            let end = page.len() < PAGE;
+            page.retain(|r| r.height <= self.tip.height);
+            let Some(last) = page.last() else { break };
+            next = last.height + 1;
+            self.search_blocks(query, &page, &mut report)?;
+            if end {
+                break;
+            }
+        }
+        Ok(report)
     }
 
-    fn search_block(
+    /// Sets how many bytes of block filters this ledger keeps in memory for
+    /// [`search_report`](Self::search_report) (default [`DEFAULT_FILTER_CACHE_BYTES`]; filters
+    /// take about 2 % of a ledger of records indexed under three keywords each, 44 KB per
+    /// 1,000-record block). Filters past the limit are read from the store on every search;
+    /// `0` keeps none. Lowering the limit empties the cache.
+    ///
+    /// # Errors
+    /// [`StoreError::Poisoned`] if a search panicked while holding the cache.
+    pub fn set_filter_cache_limit(&self, bytes: usize) -> Result<(), StoreError> {
+        let mut cache = self.filter_cache()?;
+        if bytes < cache.bytes {
+            *cache = FilterCache::new(bytes);
+        } else {
+            cache.limit = bytes;
+        }
+        Ok(())
+    }
+
+    fn filter_cache(&self) -> Result<MutexGuard<'_, FilterCache>, StoreError> {
+        self.filters.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Searches `rows` (blocks in height order) in four steps, each one pass over the blocks:
+    /// the filters name the candidates (no store read); the candidates' index rows are read
+    /// in one call; the query is checked against them; the hits' records are checked for
+    /// erasure in one call.
+    fn search_blocks(
         &self,
         query: &Query,
-        row: IndexFilterRow,
+        rows: &[IndexFilterRow],
         report: &mut LedgerSearch,
     ) -> Result<(), LedgerError> {
-        let height = row.height;
-        let count = row.entry_count as usize;
-        report.indexed_blocks += 1;
-        let exhaustive = row.filter.is_none();
-        let filter = match row.filter {
-            Some(f) => f,
-            None => BlockFilter::from_segments(count, Vec::new())
-                .map_err(|_| StoreError::corrupt(format!("block {height}: too many entries")))?,
-        };
-        let mut block = Candidates {
-            context: row.context,
-            filter: &filter,
-            count,
-            loaded: HashMap::new(),
-            asked: RefCell::new(Vec::new()),
-        };
-        let outcome = if exhaustive {
-            report.exhaustive_blocks += 1;
-            block.load(&self.store, height, 0..count)?;
-            search_exhaustive(query, [&block])
-        } else {
-            // First pass: the filter names the candidates; then only those rows are read.
-            let first = search(query, [&block]);
-            let asked = block.asked.take();
-            if asked.is_empty() {
-                first
+        let mut blocks = Vec::with_capacity(rows.len());
+        for row in rows {
+            let count = row.entry_count as usize;
+            let filter = match &row.filter {
+                Some(f) => Cow::Borrowed(f),
+                None => {
+                    Cow::Owned(BlockFilter::from_segments(count, Vec::new()).map_err(|_| {
+                        StoreError::corrupt(format!("block {}: too many entries", row.height))
+                    })?)
+                }
+            };
+            blocks.push(Candidates {
+                height: row.height,
+                context: row.context,
+                filter,
+                count,
+                loaded: HashMap::new(),
+                asked: RefCell::new(Vec::new()),
+            });
+        }
+        // 1. The candidates: the positions the filter names (or all, without a filter).
+        let mut first = Vec::with_capacity(blocks.len());
+        for (block, row) in blocks.iter().zip(rows) {
+            report.indexed_blocks += 1;
+            if row.filter.is_none() {
+                report.exhaustive_blocks += 1;
+                block.asked.borrow_mut().extend(0..block.count);
+                first.push(None);
             } else {
-                block.load(&self.store, height, asked)?;
-                search(query, [&block])
+                first.push(Some(search(query, [block])));
             }
-        };
-        report.blocks_skipped += outcome.stats.blocks_skipped;
-        report.prf_evaluations += outcome.stats.prf_evaluations;
-        report.candidates_read += block.loaded.len() as u64;
-        for hit in outcome.hits {
-            let record =
-                StateView::record(&self.store, &hit.record_id).map_err(LedgerError::State)?;
-            match record {
-                Some(r) if !r.erased => report.hits.push(SearchHit {
-                    height,
-                    record_id: hit.record_id,
-                }),
-                _ => report.erased_skipped += 1,
+        }
+        // 2. Their index rows, in one read.
+        for block in &blocks {
+            let mut asked = block.asked.borrow_mut();
+            asked.sort_unstable();
+            asked.dedup();
+        }
+        let at: Vec<(u64, u32)> = blocks
+            .iter()
+            .flat_map(|b| {
+                let asked = b.asked.borrow();
+                asked
+                    .iter()
+                    .map(|&p| (b.height, u32::try_from(p).unwrap_or(u32::MAX)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut read = self.store.indexed_records(&at)?.into_iter();
+        for block in &mut blocks {
+            for p in block.asked.take() {
+                let record = read.next().flatten().ok_or_else(|| {
+                    StoreError::corrupt(format!(
+                        "block {}: an index entry is missing",
+                        block.height
+                    ))
+                })?;
+                block.loaded.insert(p, record);
+            }
+        }
+        // 3. The query checked against the entries read.
+        let mut hits = Vec::new();
+        for (block, first) in blocks.iter().zip(first) {
+            let outcome = match first {
+                None => search_exhaustive(query, [block]),
+                Some(first) if block.loaded.is_empty() => first,
+                Some(_) => search(query, [block]),
+            };
+            report.blocks_skipped += outcome.stats.blocks_skipped;
+            report.prf_evaluations += outcome.stats.prf_evaluations;
+            report.candidates_read += block.loaded.len() as u64;
+            hits.extend(outcome.hits.into_iter().map(|h| SearchHit {
+                height: block.height,
+                record_id: h.record_id,
+            }));
+        }
+        // 4. Erased records left out, in one read.
+        let ids: Vec<RecordId> = hits.iter().map(|h| h.record_id).collect();
+        let erased = self.store.erased_records(&ids)?;
+        for (hit, erased) in hits.into_iter().zip(erased) {
+            if erased {
+                report.erased_skipped += 1;
+            } else {
+                report.hits.push(hit);
             }
         }
         Ok(())
@@ -801,33 +959,12 @@ impl<S: PersistentStore> Ledger<S> {
 /// A block as search sees it through the store's index rows: its filter, and the entries of
 /// the positions loaded so far; every other position asked for is noted (the candidates).
 struct Candidates<'f> {
+    height: u64,
     context: BlockContext,
-    filter: &'f BlockFilter,
+    filter: Cow<'f, BlockFilter>,
     count: usize,
     loaded: HashMap<usize, IndexedRecord>,
     asked: RefCell<Vec<usize>>,
-}
-
-impl Candidates<'_> {
-    fn load<S: PersistentStore>(
-        &mut self,
-        store: &S,
-        height: u64,
-        positions: impl IntoIterator<Item = usize>,
-    ) -> Result<(), StoreError> {
-        for p in positions {
-            let record = u32::try_from(p)
-                .ok()
-                .map(|pos| store.indexed_record(height, pos))
-                .transpose()?
-                .flatten()
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!("block {height}: an index entry is missing"))
-                })?;
-            self.loaded.insert(p, record);
-        }
-        Ok(())
-    }
 }
 
 impl SearchableBlock for Candidates<'_> {
@@ -835,7 +972,7 @@ impl SearchableBlock for Candidates<'_> {
         &self.context
     }
     fn filter(&self) -> &BlockFilter {
-        self.filter
+        &self.filter
     }
     fn record_count(&self) -> usize {
         self.count

@@ -40,7 +40,7 @@ pub use common::SCHEMA_VERSION;
 pub use error::{BackendError, Corruption, LedgerError, StoreError, TlsError};
 pub use ledger::{
     AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
-    StoredRecord,
+    StoredRecord, DEFAULT_FILTER_CACHE_BYTES,
 };
 #[cfg(feature = "postgres")]
 pub use pg::PostgresStore;

@@ -3,6 +3,7 @@
 //! The same schema in spirit as [`SqliteStore`](crate::SqliteStore): `BYTEA` for blobs,
 //! `BIGINT` for integers, one schema per store so several stores (and tests) share a database.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use medchain_core::block::{Block, ChainTip, CheckedBlock};
@@ -29,8 +30,8 @@ use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
 use crate::pg_tls::{PgTarget, PgTlsMode};
 use crate::rows::{
-    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, filter_row,
-    indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
+    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, erased,
+    filter_row, indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
 };
 
 const SCHEMA: &str = r"
@@ -465,6 +466,63 @@ impl PostgresStore {
             out.push((m, s));
         }
         Ok(out)
+    }
+
+    /// See [`PersistentStore::indexed_records`](crate::PersistentStore::indexed_records): one
+    /// query for all of them.
+    pub(crate) fn indexed_records(
+        &self,
+        at: &[(u64, u32)],
+    ) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
+        let mut seqs = Vec::with_capacity(at.len());
+        for &(height, position) in at {
+            seqs.push(match seq_of(height, position as usize) {
+                Ok(seq) => Some(i64_of(seq, "row number")?),
+                Err(_) => None,
+            });
+        }
+        let wanted: Vec<i64> = seqs.iter().flatten().copied().collect();
+        let rows = self.lock()?.query(
+            "SELECT seq, entry, sealed FROM index_entries WHERE seq = ANY($1)",
+            &[&wanted],
+        )?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let raw = raw_row(r, Table::IndexEntries, 0)?;
+            let seq = raw.0;
+            found.insert(
+                seq,
+                indexed_record(&self.open_raw(Table::IndexEntries, raw)?)?,
+            );
+        }
+        Ok(seqs
+            .iter()
+            .map(|s| s.and_then(|s| found.get(&s).cloned()))
+            .collect())
+    }
+
+    /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records): one
+    /// query for all of them.
+    pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<[u8; 32]> = ids
+            .iter()
+            .map(|id| self.key.lookup(Lookup::Record, id.as_byte_array()))
+            .collect();
+        let params: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let rows = self.lock()?.query(
+            "SELECT seq, rkey, sealed FROM erasures WHERE rkey = ANY($1)",
+            &[&params],
+        )?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let raw = raw_row(r, Table::Erasures, 0)?;
+            let tag = raw.1[0];
+            found.insert(tag, self.open_raw(Table::Erasures, raw)?);
+        }
+        ids.iter()
+            .zip(&keys)
+            .map(|(id, k)| erased(id, found.get(k)))
+            .collect()
     }
 
     fn record_row(

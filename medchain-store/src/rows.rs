@@ -402,13 +402,19 @@ pub(crate) fn indexed_record(row: &Row) -> Result<IndexedRecord, StoreError> {
 /// A record entry from its row and, if erased, its erasure row.
 pub(crate) fn record_entry(row: &Row, erasure: Option<&Row>) -> Result<RecordEntry, StoreError> {
     let mut entry = RecordEntry::from_bytes(&row.secret)?;
-    if let Some(e) = erasure {
-        if e.secret[..] != entry.record_id.as_byte_array()[..] {
-            return Err(StoreError::corrupt("an erasure row names another record"));
-        }
-        entry.erased = true;
-    }
+    entry.erased = erased(&entry.record_id, erasure)?;
     Ok(entry)
+}
+
+/// Whether record `id` is erased: its erasure row (found under the record's lookup tag and
+/// opened under its identity), if any, must name it.
+pub(crate) fn erased(id: &RecordId, erasure: Option<&Row>) -> Result<bool, StoreError> {
+    match erasure {
+        Some(e) if e.secret[..] != id.as_byte_array()[..] => {
+            Err(StoreError::corrupt("an erasure row names another record"))
+        }
+        e => Ok(e.is_some()),
+    }
 }
 
 /// A consent state from its row and, if revoked, its revocation row.

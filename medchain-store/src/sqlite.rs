@@ -33,8 +33,8 @@ use crate::common::{
 use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
 use crate::rows::{
-    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, filter_row,
-    indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
+    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, erased,
+    filter_row, indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
 };
 
 /// `PRAGMA application_id` of a medchain store: ASCII "MDCH".
@@ -948,6 +948,38 @@ impl LedgerStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// See [`PersistentStore::indexed_records`](crate::PersistentStore::indexed_records): one
+    /// prepared point read each (no round trips in SQLite).
+    pub(crate) fn indexed_records(
+        &self,
+        at: &[(u64, u32)],
+    ) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
+        at.iter()
+            .map(|&(height, position)| self.indexed_record(height, position))
+            .collect()
+    }
+
+    /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records).
+    pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, sealed FROM erasures WHERE rkey = ?1")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = self.key.lookup(Lookup::Record, id.as_byte_array());
+            let row: Option<(i64, Vec<u8>)> = stmt
+                .query_row([&key[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let erasure = row
+                .map(|(seq, sealed)| {
+                    self.open_raw(Table::Erasures, (seq, vec![key], Vec::new(), Some(sealed)))
+                })
+                .transpose()?;
+            out.push(erased(id, erasure.as_ref())?);
+        }
+        Ok(out)
+    }
+
     /// One committed transaction by id.
     ///
     /// # Errors

@@ -171,3 +171,16 @@ fn erased_records_are_not_searchable() {
     assert_eq!(found.erased_skipped, 1);
     ledger.verify(|_| {}).expect("verifies");
 }
+
+#[test]
+fn search_spans_blocks_appends_and_cache_limits_and_refuses_a_moved_erasure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("l.db");
+    let mut s = story(38);
+    let key = network_key(&mut s.net);
+    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+    attacks::search_across_blocks_and_appends(&mut ledger, &mut s);
+    drop(ledger);
+    let key = network_key(&mut s.net);
+    attacks::move_an_erasure_to_another_record(&mut File { path, _dir: dir }, key, &s.patient);
+}

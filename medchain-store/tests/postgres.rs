@@ -190,3 +190,25 @@ fn postgres_refuses_rolled_back_moved_deleted_rows_and_stripped_payloads() {
     let (mut a, mut sc) = pg_scene(&url, 47);
     attacks::strip_a_payload(&mut a, &mut sc, false);
 }
+
+#[test]
+fn postgres_search_spans_blocks_appends_and_cache_limits_and_refuses_a_moved_erasure() {
+    let Some(url) = pg_url("postgres_search_spans_blocks_appends_and_cache_limits") else {
+        return;
+    };
+    let schema = unique_schema("search");
+    let mut s = story(48);
+    let key = network_key(&mut s.net);
+    let store = PostgresStore::create(&url, &schema, &key).expect("create");
+    let mut ledger = Ledger::with_store(store, Some(&s.net.genesis), key).expect("ledger");
+    common::attacks::search_across_blocks_and_appends(&mut ledger, &mut s);
+    drop(ledger);
+    let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let mut admin = Schema {
+        url,
+        schema,
+        client,
+    };
+    let key = network_key(&mut s.net);
+    common::attacks::move_an_erasure_to_another_record(&mut admin, key, &s.patient);
+}

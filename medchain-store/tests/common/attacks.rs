@@ -256,3 +256,120 @@ pub fn strip_a_payload<A: Admin>(admin: &mut A, sc: &mut Scene, flag: bool) {
         assert!(err.to_string().contains("no erasure explains"), "{err}");
     }
 }
+
+/// Records of `s.patient` indexed under one keyword: blocks 1 (three records) and 2 (two), a
+/// search, the same search without a filter cache and with a cache that holds one block's
+/// filter, block 3 (one more record) appended after the cache is filled and found, the first
+/// record erased in block 4 and left out. Returns the six records in ledger order.
+pub fn search_across_blocks_and_appends<S: PersistentStore>(
+    ledger: &mut Ledger<S>,
+    s: &mut Story,
+) -> Vec<SealedRecord> {
+    use medchain_core::access::record_class;
+    use medchain_core::index::{IndexKey, Keyword, Query};
+    use medchain_core::seal::seal_record;
+    use medchain_core::tx::TxBody;
+    let index = IndexKey::for_patient(&s.patient);
+    let kw: Keyword = "type:Observation".parse().expect("keyword");
+    let mut records = Vec::new();
+    let block =
+        |ledger: &mut Ledger<S>, s: &mut Story, records: &mut Vec<SealedRecord>, n: usize| {
+            let mut txs = Vec::new();
+            for i in 0..n {
+                let payload = observation(&format!("search {i}"));
+                let holder = s.net.nodes[4].public();
+                let sealed = seal_record(&payload, &s.patient.public(), &[holder], &mut s.net.rng)
+                    .expect("seal");
+                let body =
+                    TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+                txs.push(
+                    s.net
+                        .indexed_tx(4, &body, sealed.record_id(), index.trapdoors([&kw])),
+                );
+                records.push(sealed);
+            }
+            commit(ledger, &mut s.net, txs);
+        };
+    block(ledger, s, &mut records, 3);
+    block(ledger, s, &mut records, 2);
+    let query = Query::keyword(index.trapdoor(&kw));
+    let ids = |found: &medchain_store::LedgerSearch| -> Vec<_> {
+        found.hits.iter().map(|h| (h.height, h.record_id)).collect()
+    };
+    let want = |records: &[SealedRecord], skip: usize| -> Vec<_> {
+        records
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, r)| {
+                (
+                    if i < 3 {
+                        1
+                    } else if i < 5 {
+                        2
+                    } else {
+                        3
+                    },
+                    r.record_id(),
+                )
+            })
+            .collect()
+    };
+    let found = ledger.search_report(&query, 1).expect("search");
+    assert_eq!(ids(&found), want(&records, 0));
+    assert_eq!(found.indexed_blocks, 2);
+    assert_eq!(found.candidates_read, 5);
+    // The cache filled by that search gives the same answer as no cache and a partial one.
+    for limit in [0, 1] {
+        ledger.set_filter_cache_limit(limit).expect("limit");
+        let again = ledger.search_report(&query, 1).expect("search");
+        assert_eq!(ids(&again), want(&records, 0), "cache limit {limit}");
+        assert_eq!(again.candidates_read, 5);
+    }
+    ledger
+        .set_filter_cache_limit(medchain_store::DEFAULT_FILTER_CACHE_BYTES)
+        .expect("limit");
+    assert_eq!(
+        ids(&ledger.search_report(&query, 1).expect("search")),
+        want(&records, 0)
+    );
+    // A block appended after the cache is filled is searched too.
+    block(ledger, s, &mut records, 1);
+    let found = ledger.search_report(&query, 1).expect("search");
+    assert_eq!(ids(&found), want(&records, 0));
+    assert_eq!(found.indexed_blocks, 3);
+    let from3 = ledger.search_report(&query, 3).expect("search");
+    assert_eq!(ids(&from3), want(&records, 5));
+    // An erased record is left out, counted.
+    let erase = erase_tx(&mut s.net, &s.patient, &records[0]);
+    commit(ledger, &mut s.net, vec![erase]);
+    let found = ledger.search_report(&query, 1).expect("search");
+    assert_eq!(ids(&found), want(&records, 1));
+    assert_eq!(found.erased_skipped, 1);
+    ledger.verify(|_| {}).expect("verifies");
+    records
+}
+
+/// After [`search_across_blocks_and_appends`]: the erasure row of its first record moved
+/// under the lookup tag of a record that is not erased. The row no longer opens under its
+/// identity, so the search that meets it is refused as corrupt: it neither drops the other
+/// record nor returns the erased one.
+pub fn move_an_erasure_to_another_record<A: Admin>(
+    admin: &mut A,
+    key: NetworkKey,
+    patient: &Identity,
+) {
+    use medchain_core::index::{IndexKey, Keyword, Query};
+    admin.exec(
+        "UPDATE {s}erasures SET rkey = (SELECT r.rkey FROM {s}records r \
+         WHERE r.rkey NOT IN (SELECT rkey FROM {s}erasures) ORDER BY r.seq LIMIT 1)",
+        None,
+    );
+    let ledger = admin
+        .reopen(key)
+        .expect("the row counts still match: open succeeds");
+    let kw: Keyword = "type:Observation".parse().expect("keyword");
+    let query = Query::keyword(IndexKey::for_patient(patient).trapdoor(&kw));
+    let c = corruption(ledger.search_report(&query, 1));
+    assert_eq!(c, Corruption::Row { table: "erasures" });
+}
