@@ -296,8 +296,7 @@ pub(crate) fn classify(message: &str) -> (IssueCode, Option<&'static str>) {
     if let Some(code) = exact {
         return (code, None);
     }
-    if let Some(rest) = message.strip_prefix("expected an array, found ") {
-        let _ = rest;
+    if message.starts_with("expected an array, found ") {
         return (C::NotAnArray, None);
     }
     if let Some(rest) = message.strip_prefix("expected ") {

@@ -151,12 +151,16 @@ impl Report {
             .issues
             .iter()
             .map(|i| {
-                json!({
+                let mut issue = json!({
                     "severity": i.severity.code(),
                     "code": i.code.fhir_issue_type(),
                     "details": {"text": i.message()},
-                    "expression": [i.path],
-                })
+                });
+                // A problem with the whole document (not JSON, ...) has no element path.
+                if !i.path.is_empty() {
+                    issue["expression"] = json!([i.path]);
+                }
+                issue
             })
             .collect();
         if self.dropped > 0 {
@@ -410,6 +414,11 @@ mod tests {
         assert_eq!(clean["issue"][0]["severity"], "information");
         let bytes = serde_json::to_vec(&clean).unwrap();
         assert!(validate(&bytes, &Options::default()).is_valid());
+        // A whole-document problem has no expression (an empty string is not FHIR).
+        let not_json = validate(b"{", &Options::default()).operation_outcome();
+        assert!(not_json["issue"][0].get("expression").is_none());
+        let bytes = serde_json::to_vec(&not_json).unwrap();
+        assert!(validate(&bytes, &Options::default()).issues().is_empty());
         // Nothing of the input is in the outcome.
         let text = oo.to_string();
         assert!(!text.contains("1970-02-30x") && !text.contains("\"F\""));

@@ -419,123 +419,142 @@ const US_CORE: &[UsCore] = &[
     ms("Procedure", "performed[x]"),
 ];
 
-/// Checks nesting depth and object sizes before anything walks the tree recursively.
-pub(crate) fn check_limits(root: &Json, resource_type: &str) -> Option<Issue> {
-    fn walk(v: &Json, depth: usize, path: &mut Vec<String>) -> Option<Issue> {
-        let here = |code, path: &[String]| Some(Issue::error(code, path.concat()));
-        match v {
-            Json::Object(members) => {
-                if depth >= MAX_DEPTH {
-                    return here(IssueCode::TooDeep, path);
-                }
-                if members.len() > MAX_MEMBERS {
-                    return here(IssueCode::TooManyMembers, path);
-                }
-                for (k, child) in members {
-                    if matches!(child, Json::Object(_) | Json::Array(_)) {
-                        path.push(format!(".{k}"));
-                        let found = walk(child, depth + 1, path);
-                        path.pop();
-                        if found.is_some() {
-                            return found;
-                        }
-                    }
-                }
-                None
-            }
-            Json::Array(items) => {
-                if depth >= MAX_DEPTH {
-                    return here(IssueCode::TooDeep, path);
-                }
-                for (i, child) in items.iter().enumerate() {
-                    if matches!(child, Json::Object(_) | Json::Array(_)) {
-                        path.push(format!("[{i}]"));
-                        let found = walk(child, depth + 1, path);
-                        path.pop();
-                        if found.is_some() {
-                            return found;
-                        }
-                    }
-                }
-                None
-            }
-            _ => None,
-        }
-    }
-    walk(root, 0, &mut vec![resource_type.to_owned()])
+/// One step of a path: an object member or an array position. Paths are rendered only when an
+/// issue needs one, so walking the tree allocates nothing.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-/// `Extension.url` is a `uri` (1..1): no whitespace. The structural validator reads it as a
-/// plain string, so it is checked here, for every extension and modifier extension.
-fn check_extension_urls(v: &Json, path: &str, out: &mut Vec<Issue>) {
+fn render(base: &str, segs: &[Seg<'_>]) -> String {
+    let mut out = String::with_capacity(base.len() + segs.len() * 12);
+    out.push_str(base);
+    for seg in segs {
+        match seg {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Visits every object and array below `v` (pre-order) with the path to it; `f` returns
+/// `false` to stop. Recursion is bounded by [`check_limits`], which runs first.
+fn walk<'a>(
+    v: &'a Json,
+    segs: &mut Vec<Seg<'a>>,
+    f: &mut dyn FnMut(&'a Json, &[Seg<'a>]) -> bool,
+) -> bool {
+    if !f(v, segs) {
+        return false;
+    }
     match v {
         Json::Object(members) => {
             for (k, child) in members {
-                if let (true, Json::Array(items)) =
-                    (k == "extension" || k == "modifierExtension", child)
-                {
-                    for (i, ext) in items.iter().enumerate() {
-                        if let Some(Json::String(url)) = ext.get("url") {
-                            if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                                out.push(
-                                    Issue::error(
-                                        IssueCode::InvalidFormat,
-                                        format!("{path}.{k}[{i}].url"),
-                                    )
-                                    .expecting("uri"),
-                                );
-                            }
-                        }
-                    }
-                }
                 if matches!(child, Json::Object(_) | Json::Array(_)) {
-                    check_extension_urls(
-                        child,
-                        &format!("{path}.{}", k.trim_start_matches('_')),
-                        out,
-                    );
+                    segs.push(Seg::Key(k));
+                    let go_on = walk(child, segs, f);
+                    segs.pop();
+                    if !go_on {
+                        return false;
+                    }
                 }
             }
         }
         Json::Array(items) => {
             for (i, child) in items.iter().enumerate() {
-                check_extension_urls(child, &format!("{path}[{i}]"), out);
+                if matches!(child, Json::Object(_) | Json::Array(_)) {
+                    segs.push(Seg::Index(i));
+                    let go_on = walk(child, segs, f);
+                    segs.pop();
+                    if !go_on {
+                        return false;
+                    }
+                }
             }
         }
         _ => {}
     }
+    true
+}
+
+/// Checks nesting depth and object sizes before anything walks the tree recursively. (This
+/// walk is recursive too, but stops at [`MAX_DEPTH`].)
+pub(crate) fn check_limits(root: &Json, resource_type: &str) -> Option<Issue> {
+    fn go<'a>(v: &'a Json, segs: &mut Vec<Seg<'a>>) -> Option<IssueCode> {
+        fn child<'a>(c: &'a Json, seg: Seg<'a>, segs: &mut Vec<Seg<'a>>) -> Option<IssueCode> {
+            if !matches!(c, Json::Object(_) | Json::Array(_)) {
+                return None;
+            }
+            segs.push(seg);
+            let found = go(c, segs);
+            if found.is_none() {
+                segs.pop();
+            }
+            found
+        }
+        if segs.len() >= MAX_DEPTH {
+            return Some(IssueCode::TooDeep);
+        }
+        match v {
+            Json::Object(m) if m.len() > MAX_MEMBERS => Some(IssueCode::TooManyMembers),
+            Json::Object(m) => m.iter().find_map(|(k, c)| child(c, Seg::Key(k), segs)),
+            Json::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| child(c, Seg::Index(i), segs)),
+            _ => None,
+        }
+    }
+    let mut segs = Vec::new();
+    go(root, &mut segs).map(|code| Issue::error(code, render(resource_type, &segs)))
+}
+
+/// `Extension.url` is a `uri` (1..1): no whitespace. The structural validator reads it as a
+/// plain string, so it is checked here, for every extension and modifier extension.
+fn check_extension_urls(root: &Json, base: &str, out: &mut Vec<Issue>) {
+    walk(root, &mut Vec::new(), &mut |v, segs| {
+        for (k, child) in v.as_object().unwrap_or_default() {
+            let Json::Array(items) = child else { continue };
+            if k != "extension" && k != "modifierExtension" {
+                continue;
+            }
+            for (i, ext) in items.iter().enumerate() {
+                if let Some(Json::String(url)) = ext.get("url") {
+                    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        let p = format!("{}.{k}[{i}].url", render(base, segs));
+                        out.push(Issue::error(IssueCode::InvalidFormat, p).expecting("uri"));
+                    }
+                }
+            }
+        }
+        true
+    });
 }
 
 /// Every resource in the document, with its path: the root, contained resources, Bundle
 /// entries, and any other resource position.
 fn resources<'a>(root: &'a Json, root_path: &str) -> Vec<(String, &'a [(String, Json)])> {
-    fn walk<'a>(v: &'a Json, path: &str, out: &mut Vec<(String, &'a [(String, Json)])>) {
-        match v {
-            Json::Object(members) => {
-                if members
-                    .iter()
-                    .any(|(k, v)| k == "resourceType" && v.as_str().is_some())
-                {
-                    out.push((path.to_owned(), members));
-                }
-                for (k, child) in members {
-                    if matches!(child, Json::Object(_) | Json::Array(_)) {
-                        walk(child, &format!("{path}.{k}"), out);
-                    }
-                }
-            }
-            Json::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    if matches!(child, Json::Object(_) | Json::Array(_)) {
-                        walk(child, &format!("{path}[{i}]"), out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    walk(root, root_path, &mut out);
+    walk(root, &mut Vec::new(), &mut |v, segs| {
+        if let Json::Object(members) = v {
+            if members
+                .iter()
+                .any(|(k, v)| k == "resourceType" && v.as_str().is_some())
+            {
+                out.push((render(root_path, segs), members.as_slice()));
+            }
+        }
+        true
+    });
     out
 }
 
@@ -617,10 +636,8 @@ fn check_code(b: &Binding, v: &Json, path: &str, out: &mut Vec<Issue>) {
     let bad = |p: String| Issue::error(IssueCode::CodeNotInValueSet, p).expecting(b.value_set);
     match (b.system, v) {
         // A malformed value is the structural validator's to report.
-        (None, Json::String(code)) => {
-            if !b.codes.contains(&code.as_str()) {
-                out.push(bad(path.to_owned()));
-            }
+        (None, Json::String(code)) if !b.codes.contains(&code.as_str()) => {
+            out.push(bad(path.to_owned()));
         }
         (Some(system), Json::Object(_)) => {
             let codings = match v.get("coding") {
@@ -672,27 +689,12 @@ fn check_us_core(rt: &str, members: &[(String, Json)], path: &str, out: &mut Vec
 /// Every `reference` string below `v` (Reference.reference), with its path; nested resources'
 /// references included.
 fn references<'a>(v: &'a Json, path: &str, out: &mut Vec<(String, &'a str)>) {
-    match v {
-        Json::Object(members) => {
-            for (k, child) in members {
-                match child {
-                    Json::String(s) if k == "reference" => {
-                        out.push((format!("{path}.reference"), s.as_str()));
-                    }
-                    Json::Object(_) | Json::Array(_) => {
-                        references(child, &format!("{path}.{k}"), out);
-                    }
-                    _ => {}
-                }
-            }
+    walk(v, &mut Vec::new(), &mut |node, segs| {
+        if let Some(Json::String(r)) = node.as_object().and_then(|m| get(m, "reference")) {
+            out.push((format!("{}.reference", render(path, segs)), r.as_str()));
         }
-        Json::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                references(child, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
+        true
+    });
 }
 
 /// `#id` references must name a contained resource of the resource (`#` alone is the
