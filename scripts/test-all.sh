@@ -2,7 +2,9 @@
 # Runs every test of medchain: formatting, lints, the Rust test suite (unit, integration,
 # doctests, the fuzz-corpus replay, the consensus simulator over 1,000 seeds, the store
 # conformance suite on SQLite and on a real PostgreSQL 15, crash and plaintext tests), the
-# clinic example end to end, the Python package (its own venv: wheel, mypy stubtest, pytest),
+# clinic example end to end, the synthetic US Core FHIR corpus (a pinned PyPI generator in its
+# own venv; every Bundle and resource validated, sealed and opened), the Python package (its
+# own venv: wheel, mypy stubtest, pytest),
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
 # generated Python bindings, the committed Swift bindings checked up to date), and checks that
 # the benchmarks build.
@@ -31,6 +33,9 @@ trap 'rm -rf "$tmp"' EXIT
 cargo run --locked --release -q -p medchain-examples --bin clinic -- "$tmp/clinic-ledger.sqlite" > "$tmp/clinic.out"
 tail -n 3 "$tmp/clinic.out"
 MEDCHAIN_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- verify "$tmp/clinic-ledger.sqlite" 2>/dev/null
+
+step "FHIR validation: synthetic US Core corpus (carebundle, pinned) validated, sealed and opened"
+scripts/fhir-corpus.sh
 
 step "the Python package: wheel, stubtest, pytest, example figure, benchmarks"
 medchain-py/scripts/test.sh

@@ -27,8 +27,9 @@ use medchain_core::hash::TxId;
 use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::protocol::{IndexMaterial, Node, NodeConfig};
-use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
+use medchain_fhir::{seal_validated, Options};
 use medchain_store::Ledger;
 use rand_core::OsRng;
 
@@ -98,19 +99,23 @@ fn say(line: impl AsRef<str>) {
 /// filter (the record id and the writer's trapdoors).
 type Indexed = (Vec<u8>, IndexMaterial);
 
-/// A record as its contributing hospital prepares it: sealed for the patient and itself, its
-/// secure-index entry written with the patient's writer key.
+/// A record as its contributing hospital prepares it: validated against the network's FHIR
+/// profile, sealed for the patient and itself, its secure-index entry written with the
+/// patient's writer key.
 fn prepare_record(
     fhir: &str,
     patient: &Identity,
     hospital: &Institution,
+    options: &Options,
 ) -> Result<(SealedRecord, TxBody, Option<Indexed>), Box<dyn Error>> {
-    let sealed = seal_record(
+    let sealed = seal_validated(
         fhir.as_bytes(),
+        options,
         &patient.public(),
         &[hospital.id.public()],
         &mut OsRng,
-    )?;
+    )?
+    .record;
     let keywords = extract_keywords(&serde_json::from_str(fhir)?)?;
     // At enrolment the patient's wallet handed the hospital a writer key for its records.
     let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
@@ -185,6 +190,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     say(format!("genesis {} — {} trusted validators, {} members, quorum {} of {}, tolerates {} faulty validator(s)",
         &genesis.hash().to_string()[..16], genesis.validators().len(), genesis.members.len(),
         genesis.quorum_size(), genesis.validators().len(), genesis.fault_tolerance()));
+    // Writers validate every record against the network's FHIR profile before sealing it.
+    let fhir_options = Options::for_genesis(&genesis);
+    say(format!(
+        "FHIR profile chosen at genesis: {} (records are validated before sealing)",
+        genesis.fhir_profile().name()
+    ));
     // The founder wraps the network key for every node (X25519 + HKDF + AES-GCM).
     let mut nodes = Vec::new();
     for inst in &institutions {
@@ -346,15 +357,16 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(3, "Hospitals add FHIR records");
-    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0])?;
+    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0])?;
+    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2])?;
+    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (allergy, body, entry) = prepare_record(BOB_ALLERGY, &bob, &institutions[2])?;
+    let (allergy, body, entry) =
+        prepare_record(BOB_ALLERGY, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2])?;
+    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
     say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
     say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");

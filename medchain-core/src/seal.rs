@@ -299,6 +299,10 @@ fn record_aad(
 /// Seals a FHIR R4 resource for its patient and the given extra readers (for example the
 /// contributing institution).
 ///
+/// This checks only that the payload is a JSON object naming an R4 resource type. Writers seal
+/// through `medchain_fhir::seal_validated`, which first validates the resource against the
+/// network's FHIR profile and seals nothing invalid (`docs/fhir.md`).
+///
 /// # Errors
 /// [`SealError::NotFhir`] if the payload is not a FHIR R4 resource,
 /// [`SealError::NonContributory`] for an unusable reader key, [`SealError::TooManyReaders`].

@@ -355,12 +355,15 @@ impl Wallet {
         })
     }
 
-    /// Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+    /// Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+    /// JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+    /// a patient signs nothing malformed.
     ///
     /// # Errors
-    /// [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-    /// a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-    /// another identity.
+    /// [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+    /// JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+    /// medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+    /// identity.
     pub fn sign_fhir_consent(&self, fhir_json: String) -> Result<SignedRequest, WalletError> {
         guard(|| {
             if fhir_json.len() > 256 * 1024 {
@@ -374,6 +377,7 @@ impl Wallet {
                     what: "FHIR Consent".into(),
                     reason: format!("invalid JSON at line {}, column {}", e.line(), e.column()),
                 })?;
+            medchain_fhir::check(fhir_json.as_bytes(), &medchain_fhir::Options::default())?;
             let consent = consent_from_fhir(&v)?;
             self.sign_consent_core(&consent)
         })

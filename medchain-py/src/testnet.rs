@@ -8,7 +8,6 @@ use medchain_core::consent::{
     deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
 };
 use medchain_core::index::{extract_keywords, IndexKey};
-use medchain_core::seal::seal_record;
 use medchain_core::testkit::TestNet;
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::Ledger as CoreLedger;
@@ -149,7 +148,15 @@ impl LocalNetwork {
         self.with(|s| {
             let w = Self::node_index(s, writer)?;
             let hospital = &s.net.nodes[w];
-            let sealed = seal_record(&bytes, &patient.public(), &[hospital.public()], &mut OsRng)?;
+            let options = medchain_fhir::Options::for_genesis(&s.net.genesis);
+            let sealed = medchain_fhir::seal_validated(
+                &bytes,
+                &options,
+                &patient.public(),
+                &[hospital.public()],
+                &mut OsRng,
+            )?
+            .record;
             let keywords =
                 extract_keywords(&value).map_err(|e| Error::new(Kind::NotFhir, e.to_string()))?;
             let key = IndexKey::for_patient(patient).for_writer(&hospital.id());

@@ -779,12 +779,15 @@ public protocol WalletProtocol: AnyObject, Sendable {
     func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64) throws  -> SignedRequest
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
     func signFhirConsent(fhirJson: String) throws  -> SignedRequest
     
@@ -1054,12 +1057,15 @@ open func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64)thro
 }
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
 open func signFhirConsent(fhirJson: String)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
@@ -4189,6 +4195,16 @@ public enum WalletError: Swift.Error {
          */reason: String
     )
     /**
+     * FHIR R4 JSON that fails validation (structure, required bindings): nothing was signed.
+     * Each issue reads `error at Consent.provision.type: the code is not in the required
+     * value set ...`; none quotes the input.
+     */
+    case InvalidFhir(
+        /**
+         * The problems, errors first.
+         */issues: [String]
+    )
+    /**
      * A signed request does not verify.
      */
     case BadSignature
@@ -4250,12 +4266,15 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
         case 11: return .NotFhir(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .BadSignature
-        case 13: return .ForeignAuditEntry
-        case 14: return .Store(
+        case 12: return .InvalidFhir(
+            issues: try FfiConverterSequenceString.read(from: &buf)
+            )
+        case 13: return .BadSignature
+        case 14: return .ForeignAuditEntry
+        case 15: return .Store(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Internal(
+        case 16: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4320,21 +4339,26 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .BadSignature:
+        case let .InvalidFhir(issues):
             writeInt(&buf, Int32(12))
+            FfiConverterSequenceString.write(issues, into: &buf)
+            
         
-        
-        case .ForeignAuditEntry:
+        case .BadSignature:
             writeInt(&buf, Int32(13))
         
         
-        case let .Store(reason):
+        case .ForeignAuditEntry:
             writeInt(&buf, Int32(14))
+        
+        
+        case let .Store(reason):
+            writeInt(&buf, Int32(15))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Internal(reason):
-            writeInt(&buf, Int32(15))
+            writeInt(&buf, Int32(16))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -4797,7 +4821,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_medchain_ffi_checksum_method_wallet_sign_emergency_preference() != 49173) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 33948) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 28092) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_wallet_sign_revocation() != 26936) {

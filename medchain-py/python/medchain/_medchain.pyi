@@ -61,7 +61,14 @@ class SealedRecord:
     def reader_count(self) -> int: ...
     def open(self, identity: Identity) -> Dict[str, Any]: ...
 
-def seal(fhir: _Json, patient: _Party, readers: Optional[Sequence[_Party]] = None) -> SealedRecord: ...
+def seal(
+    fhir: _Json,
+    patient: _Party,
+    readers: Optional[Sequence[_Party]] = None,
+    *,
+    profile: str = "r4",
+    lenient: bool = False,
+) -> SealedRecord: ...
 
 @final
 class Consent:

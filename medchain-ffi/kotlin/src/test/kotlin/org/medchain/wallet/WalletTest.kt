@@ -205,6 +205,13 @@ class WalletTest {
         assertThrows<WalletException.BadSignature> { other.signFhirConsent(fhir) }
         assertThrows<WalletException.Malformed> { wallet.signFhirConsent("{not json") }
         assertThrows<WalletException.InvalidConsent> { wallet.signFhirConsent("""{"resourceType":"Patient"}""") }
+        // Not valid FHIR R4: refused with the paths of the problems, nothing signed.
+        val invalid = assertThrows<WalletException.InvalidFhir> {
+            wallet.signFhirConsent("""{"resourceType":"Consent","status":"approved","colour":"red"}""")
+        }
+        assertTrue(invalid.issues.contains("error at Consent.colour: unknown element"), invalid.issues.toString())
+        assertTrue(invalid.issues.any { it.startsWith("error at Consent.status: the code is not in") })
+        assertTrue(invalid.issues.none { it.contains("approved") })
     }
 
     @Test
