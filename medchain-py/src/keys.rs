@@ -57,7 +57,7 @@ impl Identity {
     ) -> Result<Self> {
         let data = bytes_arg(data, "data")?;
         let password = secret_arg(password, "password")?;
-        let inner = py.allow_threads(|| CoreIdentity::restore_backup(&data, &password))?;
+        let inner = py.detach(|| CoreIdentity::restore_backup(&data, &password))?;
         Ok(Self { inner })
     }
 
@@ -74,7 +74,7 @@ impl Identity {
         if password.is_empty() {
             return Err(Error::new(Kind::InvalidArgument, "the password is empty"));
         }
-        let bytes = py.allow_threads(|| {
+        let bytes = py.detach(|| {
             self.inner
                 .export_backup(&password, params(fast), &mut OsRng)
         })?;
@@ -149,10 +149,10 @@ impl PublicIdentity {
 
 /// A public identity from an `Identity`, a `PublicIdentity` or its text.
 pub fn public_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<CorePublic> {
-    if let Ok(p) = obj.downcast::<PublicIdentity>() {
+    if let Ok(p) = obj.cast::<PublicIdentity>() {
         return Ok(p.get().inner);
     }
-    if let Ok(i) = obj.downcast::<Identity>() {
+    if let Ok(i) = obj.cast::<Identity>() {
         return Ok(i.get().inner.public());
     }
     if let Ok(s) = obj.extract::<String>() {
@@ -170,7 +170,7 @@ pub fn identity_arg<'a, 'py>(
     obj: &'a Bound<'py, PyAny>,
     what: &str,
 ) -> Result<&'a Bound<'py, Identity>> {
-    obj.downcast::<Identity>()
+    obj.cast::<Identity>()
         .map_err(|_| wrong_type(obj, what, "an Identity"))
 }
 
@@ -209,7 +209,7 @@ impl NetworkKey {
     ) -> Result<Self> {
         let data = bytes_arg(data, "data")?;
         let passphrase = secret_arg(passphrase, "passphrase")?;
-        let inner = py.allow_threads(|| CoreNetworkKey::import_protected(&data, &passphrase))?;
+        let inner = py.detach(|| CoreNetworkKey::import_protected(&data, &passphrase))?;
         Ok(Self { inner })
     }
 
@@ -225,7 +225,7 @@ impl NetworkKey {
         if passphrase.is_empty() {
             return Err(Error::new(Kind::InvalidArgument, "the passphrase is empty"));
         }
-        let bytes = py.allow_threads(|| {
+        let bytes = py.detach(|| {
             self.inner
                 .export_protected(&passphrase, params(fast), &mut OsRng)
         })?;

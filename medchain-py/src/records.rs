@@ -39,10 +39,10 @@ impl SealedRecord {
     /// Decrypts the record with `identity` (the patient or a reader) and returns the FHIR
     /// resource as a dict. Raises `NotAReader` if `identity` has no envelope, `DecodeError`
     /// if the ciphertext was altered.
-    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<PyObject> {
+    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
         let identity = identity_arg(identity, "identity")?;
         let id = identity.get();
-        let value = py.allow_threads(|| -> Result<serde_json::Value> {
+        let value = py.detach(|| -> Result<serde_json::Value> {
             let opened = self.inner.open(&id.inner)?;
             serde_json::from_slice(opened.payload())
                 .map_err(|e| Error::new(Kind::NotFhir, format!("the payload is not JSON: {e}")))

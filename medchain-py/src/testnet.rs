@@ -172,7 +172,7 @@ impl LocalNetwork {
         node: usize,
     ) -> Result<String> {
         let consent = consent
-            .downcast::<Consent>()
+            .cast::<Consent>()
             .map_err(|_| wrong_type(consent, "consent", "a Consent"))?;
         let patient = identity_arg(patient, "patient")?;
         let body = consent.get().inner.grant_body(&patient.get().inner)?;
@@ -208,7 +208,7 @@ impl LocalNetwork {
     #[pyo3(signature = (*, block_size = 500))]
     fn commit(&self, py: Python<'_>, block_size: usize) -> Result<u64> {
         let block_size = block_size.max(1);
-        py.allow_threads(|| {
+        py.detach(|| {
             self.with(|s| {
                 let pending = std::mem::take(&mut s.pending);
                 let mut chunks: Vec<Vec<Transaction>> = Vec::new();
@@ -242,14 +242,14 @@ pub fn _synthetic_dataset_columns(
     py: Python<'_>,
     n: &Bound<'_, PyAny>,
     study: &str,
-) -> Result<PyObject> {
+) -> Result<Py<PyAny>> {
     let n = u64_arg(n, "n")?;
     if n > 10_000_000 {
         return Err(Error::new(Kind::InvalidArgument, "n is at most 10,000,000"));
     }
     let releaser = medchain_core::keys::Identity::generate(&mut OsRng);
     let study = StudyKey::derive(&releaser, study);
-    let cols = py.allow_threads(|| {
+    let cols = py.detach(|| {
         guard(|| {
             let mut cols = Columns::default();
             let states = ["CA", "NY", "TX", "WA", "MA"];
