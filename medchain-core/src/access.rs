@@ -10,7 +10,7 @@
 //! validators: re-evaluate the KeyShared against the consents in force (class level)
 //! ```
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -87,7 +87,7 @@ pub fn record_class(payload: &[u8]) -> Result<RecordClass, fhir::FhirError> {
 /// [`AccessError::Denied`] with the readable reason, [`AccessError::Seal`],
 /// [`AccessError::ResearchNeedsDeidentification`].
 #[allow(clippy::too_many_arguments)]
-pub fn release_key<R: RngCore + CryptoRng>(
+pub fn release_key<R: Rng + CryptoRng>(
     holder: &Identity,
     sealed: &SealedRecord,
     grantee: &PublicIdentity,

@@ -22,7 +22,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use crate::credential::Credential;
@@ -553,7 +553,7 @@ impl Transaction {
     /// # Errors
     /// [`TxError::UnexpectedIndexEntry`] if a non-record body carries an index entry,
     /// [`TxError::IndexEntryTooLarge`], or a body check failure ([`TxBody::check`]).
-    pub fn create<R: RngCore + CryptoRng>(
+    pub fn create<R: Rng + CryptoRng>(
         contributor: &Identity,
         timestamp_ms: u64,
         nonce: u64,

@@ -1,11 +1,12 @@
 //! Identities, public identities, the network key and secure-index keys.
 
+use getrandom::SysRng;
 use medchain_core::index::IndexKey as CoreIndexKey;
 use medchain_core::keys::{BackupParams, Identity as CoreIdentity, PublicIdentity as CorePublic};
 use medchain_core::seal::NetworkKey as CoreNetworkKey;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use crate::convert::{bytes_arg, secret_arg, wrong_type};
 use crate::errors::{Error, Kind, Result};
@@ -30,7 +31,11 @@ impl Identity {
     /// A copy of a core identity (through a fast in-memory backup: identities are not `Clone`).
     pub(crate) fn copy_of(id: &CoreIdentity) -> Result<Self> {
         let pw = b"in-memory copy";
-        let backup = id.export_backup(pw, BackupParams::dangerous_test_only(), &mut OsRng)?;
+        let backup = id.export_backup(
+            pw,
+            BackupParams::dangerous_test_only(),
+            &mut UnwrapErr(SysRng),
+        )?;
         Ok(Self {
             inner: CoreIdentity::restore_backup(&backup, pw)?,
         })
@@ -43,7 +48,7 @@ impl Identity {
     #[staticmethod]
     fn generate() -> Self {
         Self {
-            inner: CoreIdentity::generate(&mut OsRng),
+            inner: CoreIdentity::generate(&mut UnwrapErr(SysRng)),
         }
     }
 
@@ -76,7 +81,7 @@ impl Identity {
         }
         let bytes = py.detach(|| {
             self.inner
-                .export_backup(&password, params(fast), &mut OsRng)
+                .export_backup(&password, params(fast), &mut UnwrapErr(SysRng))
         })?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -184,8 +189,8 @@ pub struct NetworkKey {
 impl NetworkKey {
     /// A second handle on the same key (wrapped for and unwrapped by a throw-away identity).
     pub(crate) fn duplicate(key: &CoreNetworkKey) -> Result<CoreNetworkKey> {
-        let tmp = CoreIdentity::generate(&mut OsRng);
-        let envelope = key.wrap_for(&tmp.public(), &mut OsRng)?;
+        let tmp = CoreIdentity::generate(&mut UnwrapErr(SysRng));
+        let envelope = key.wrap_for(&tmp.public(), &mut UnwrapErr(SysRng))?;
         Ok(CoreNetworkKey::unwrap_from(&envelope, &tmp)?)
     }
 }
@@ -196,7 +201,7 @@ impl NetworkKey {
     #[staticmethod]
     fn generate() -> Self {
         Self {
-            inner: CoreNetworkKey::generate(&mut OsRng),
+            inner: CoreNetworkKey::generate(&mut UnwrapErr(SysRng)),
         }
     }
 
@@ -227,7 +232,7 @@ impl NetworkKey {
         }
         let bytes = py.detach(|| {
             self.inner
-                .export_protected(&passphrase, params(fast), &mut OsRng)
+                .export_protected(&passphrase, params(fast), &mut UnwrapErr(SysRng))
         })?;
         Ok(PyBytes::new(py, &bytes))
     }

@@ -1,8 +1,9 @@
 //! Sealed FHIR records.
 
+use getrandom::SysRng;
 use medchain_core::seal::{seal_record, SealedRecord as CoreSealed};
 use pyo3::prelude::*;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use crate::convert::{json_arg, value_to_py, wrong_type};
 use crate::errors::{Error, Kind, Result};
@@ -86,6 +87,6 @@ pub fn seal(
     let bytes = serde_json::to_vec(&value)
         .map_err(|e| Error::new(Kind::NotFhir, format!("fhir cannot be encoded: {e}")))?;
     Ok(SealedRecord {
-        inner: seal_record(&bytes, &patient, &list, &mut OsRng)?,
+        inner: seal_record(&bytes, &patient, &list, &mut UnwrapErr(SysRng))?,
     })
 }

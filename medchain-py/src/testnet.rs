@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use getrandom::SysRng;
 use medchain_core::access::record_class;
 use medchain_core::consent::{deidentify, Consent as CoreConsent, ConsentId, StudyKey};
 use medchain_core::index::{extract_keywords, IndexKey};
@@ -11,7 +12,7 @@ use medchain_core::testkit::TestNet;
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::Ledger as CoreLedger;
 use pyo3::prelude::*;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 use serde_json::{json, Value};
 
 use crate::consent::Consent;
@@ -147,7 +148,12 @@ impl LocalNetwork {
         self.with(|s| {
             let w = Self::node_index(s, writer)?;
             let hospital = &s.net.nodes[w];
-            let sealed = seal_record(&bytes, &patient.public(), &[hospital.public()], &mut OsRng)?;
+            let sealed = seal_record(
+                &bytes,
+                &patient.public(),
+                &[hospital.public()],
+                &mut UnwrapErr(SysRng),
+            )?;
             let keywords =
                 extract_keywords(&value).map_err(|e| Error::new(Kind::NotFhir, e.to_string()))?;
             let key = IndexKey::for_patient(patient).for_writer(&hospital.id());
@@ -247,7 +253,7 @@ pub fn _synthetic_dataset_columns(
     if n > 10_000_000 {
         return Err(Error::new(Kind::InvalidArgument, "n is at most 10,000,000"));
     }
-    let releaser = medchain_core::keys::Identity::generate(&mut OsRng);
+    let releaser = medchain_core::keys::Identity::generate(&mut UnwrapErr(SysRng));
     let study = StudyKey::derive(&releaser, study);
     let cols = py.detach(|| {
         guard(|| {

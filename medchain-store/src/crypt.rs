@@ -13,10 +13,11 @@
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
+use getrandom::SysRng;
 use hmac::{Hmac, Mac};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::seal::{NetworkKey, NetworkSealed};
-use rand_core::{OsRng, RngCore};
+use rand_core::{Rng, UnwrapErr};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -59,7 +60,7 @@ impl std::fmt::Debug for StateKey {
 }
 
 fn mac(key: &[u8], label: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     m.update(label);
     Zeroizing::new(m.finalize().into_bytes().into())
@@ -69,8 +70,10 @@ impl StateKey {
     /// A fresh state key and its sealed form (to store).
     pub(crate) fn generate(network: &NetworkKey) -> (Self, Vec<u8>) {
         let mut raw = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut *raw);
-        let sealed = network.seal(&*raw, STATE_KEY_AAD, &mut OsRng).to_bytes();
+        UnwrapErr(SysRng).fill_bytes(&mut *raw);
+        let sealed = network
+            .seal(&*raw, STATE_KEY_AAD, &mut UnwrapErr(SysRng))
+            .to_bytes();
         (Self::from_raw(&raw[..]), sealed)
     }
 
@@ -92,7 +95,7 @@ impl StateKey {
         let lookup = mac(raw, LOOKUP_LABEL);
         let seal = mac(raw, SEAL_LABEL);
         Self {
-            lookup: <Hmac<Sha256> as Mac>::new_from_slice(&*lookup)
+            lookup: <Hmac<Sha256> as KeyInit>::new_from_slice(&*lookup)
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
             cipher: Aes256Gcm::new((&*seal).into()),
         }
@@ -111,7 +114,7 @@ impl StateKey {
     /// Encrypts a row: `nonce (12) || ciphertext || tag`.
     pub(crate) fn seal(&self, table: &str, key: &[u8], plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        UnwrapErr(SysRng).fill_bytes(&mut nonce);
         let aad = aad(table, key);
         let ct = self
             .cipher
@@ -136,10 +139,12 @@ impl StateKey {
         key: &[u8],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        if sealed.len() < NONCE_LEN + 16 {
+        let Some((nonce, ct)) = sealed
+            .split_first_chunk::<NONCE_LEN>()
+            .filter(|(_, ct)| ct.len() >= 16)
+        else {
             return Err(StoreError::Corrupt(format!("a {table} row is too short")));
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        };
         let aad = aad(table, key);
         self.cipher
             .decrypt(nonce.into(), Payload { msg: ct, aad: &aad })
@@ -162,7 +167,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_are_bound_to_their_key() {
-        let net = NetworkKey::generate(&mut OsRng);
+        let net = NetworkKey::generate(&mut UnwrapErr(SysRng));
         let (k, sealed) = StateKey::generate(&net);
         let k2 = StateKey::unseal(&sealed, &net).unwrap();
         let lk = k.lookup(Lookup::Record, b"id");
@@ -175,7 +180,7 @@ mod tests {
             err.to_string(),
             "the store is corrupt: a records row does not decrypt"
         );
-        let other = NetworkKey::generate(&mut OsRng);
+        let other = NetworkKey::generate(&mut UnwrapErr(SysRng));
         let err = StateKey::unseal(&sealed, &other).unwrap_err();
         assert_eq!(err.to_string(), "the network key does not open this store");
     }

@@ -48,7 +48,7 @@ use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
 use medchain_core::vote::{InvalidReason, Vote};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 
 /// Most events one run may process (a guard against message storms).
 pub const MAX_EVENTS: u64 = 2_000_000;
