@@ -4,12 +4,14 @@
 # conformance suite on SQLite and on a real PostgreSQL 15, crash and plaintext tests), the
 # clinic example end to end, the Python package (its own venv: wheel, mypy stubtest, pytest),
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
-# generated Python bindings, the committed Swift bindings checked up to date), and checks that
-# the benchmarks build.
+# generated Python bindings, the committed Swift bindings checked up to date), checks that
+# the benchmarks build, and the MSRV (scripts/check-msrv.sh: declared rust-versions, and
+# `cargo +<msrv> check`).
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
-# server package with apt-get only if it is missing.
+# server package with apt-get only if it is missing; the MSRV toolchain is installed with
+# rustup when it can be (docs/dependencies.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "MSRV: declared rust-versions and cargo +<msrv> check"
+scripts/check-msrv.sh
 
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
