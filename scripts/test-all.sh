@@ -6,20 +6,36 @@
 # own venv; every Bundle and resource validated, sealed and opened), the Python package (its
 # own venv: wheel, mypy stubtest, pytest),
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
-# generated Python bindings, the committed Swift bindings checked up to date), and checks that
-# the benchmarks build.
+# generated Python bindings, the committed Swift bindings checked up to date), checks that
+# the benchmarks build, the dependency policy (cargo deny: licenses, bans, sources) and the
+# MSRV (scripts/check-msrv.sh: declared rust-versions, and `cargo +<msrv> check`).
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
-# server package with apt-get only if it is missing.
+# server package with apt-get only if it is missing; cargo-deny is installed at its pinned
+# version (`cargo install --locked`) when that version is not already on PATH; the MSRV
+# toolchain is installed with rustup when it can be (docs/dependencies.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
 step() { printf '\n==> %s\n' "$*"; }
 
+# The cargo-deny release the policy (deny.toml) is checked with.
+CARGO_DENY_VERSION=0.20.2
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "dependency policy: cargo deny check licenses bans sources (cargo-deny $CARGO_DENY_VERSION)"
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
+    cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
+fi
+cargo deny --locked check licenses bans sources
+
+step "MSRV: declared rust-versions and cargo +<msrv> check"
+scripts/check-msrv.sh
 
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings

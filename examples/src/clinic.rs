@@ -14,6 +14,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use getrandom::SysRng;
 use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
     deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
@@ -31,7 +32,7 @@ use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_fhir::{seal_validated, Options};
 use medchain_store::Ledger;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use cluster::Cluster;
 
@@ -113,14 +114,14 @@ fn prepare_record(
         options,
         &patient.public(),
         &[hospital.id.public()],
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?
     .record;
     let keywords = extract_keywords(&serde_json::from_str(fhir)?)?;
     // At enrolment the patient's wallet handed the hospital a writer key for its records.
     let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
     let trapdoors = writer.trapdoors(keywords.iter());
-    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)?;
+    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut UnwrapErr(SysRng))?;
     let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
     let material = IndexMaterial {
         record_id: sealed.record_id(),
@@ -161,10 +162,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     .into_iter()
     .map(|name| Institution {
         name,
-        id: Identity::generate(&mut OsRng),
+        id: Identity::generate(&mut UnwrapErr(SysRng)),
     })
     .collect();
-    let network_key = NetworkKey::generate(&mut OsRng);
+    let network_key = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let members = institutions
         .iter()
         .enumerate()
@@ -199,12 +200,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     // The founder wraps the network key for every node (X25519 + HKDF + AES-GCM).
     let mut nodes = Vec::new();
     for inst in &institutions {
-        let envelope = network_key.wrap_for(&inst.id.public(), &mut OsRng)?;
+        let envelope = network_key.wrap_for(&inst.id.public(), &mut UnwrapErr(SysRng))?;
         let key = NetworkKey::unwrap_from(&envelope, &inst.id)?;
         let restored = Identity::restore_backup(
-            &inst
-                .id
-                .export_backup(b"node-hsm", BackupParams::dangerous_test_only(), &mut OsRng)?,
+            &inst.id.export_backup(
+                b"node-hsm",
+                BackupParams::dangerous_test_only(),
+                &mut UnwrapErr(SysRng),
+            )?,
             b"node-hsm",
         )?;
         let mut cfg = NodeConfig::new(genesis.clone(), restored);
@@ -222,7 +225,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let mut net = Cluster::new(nodes, start);
     let own_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     let mut ledger = Ledger::create_sqlite(&path, &genesis, own_key)?;
@@ -234,7 +237,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         network_key.export_protected(
             DEMO_PASSPHRASE.as_bytes(),
             BackupParams::RECOMMENDED,
-            &mut OsRng,
+            &mut UnwrapErr(SysRng),
         )?,
     )?;
     say(format!(
@@ -245,12 +248,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(2, "Patients enrol");
-    let alice = Identity::generate(&mut OsRng);
-    let bob = Identity::generate(&mut OsRng);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let bob = Identity::generate(&mut UnwrapErr(SysRng));
     let backup = alice.export_backup(
         b"correct horse battery staple",
         BackupParams::RECOMMENDED,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     let alice_on_new_phone = Identity::restore_backup(&backup, b"correct horse battery staple")?;
     say(format!("Alice's wallet: {}", alice.public().to_text()));
@@ -260,9 +263,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         alice_on_new_phone.public() == alice.public()
     ));
     say(format!("Bob's wallet:   {}", bob.public().to_text()));
-    let dr_ruiz = Identity::generate(&mut OsRng);
-    let dr_okafor = Identity::generate(&mut OsRng);
-    let dr_chen = Identity::generate(&mut OsRng);
+    let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_okafor = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_chen = Identity::generate(&mut UnwrapErr(SysRng));
     let day = 86_400_000;
     let ruiz_cred = Credential::issue(
         &institutions[0].id,
@@ -314,7 +317,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 body,
                 entry,
                 &network_key,
-                &mut OsRng,
+                &mut UnwrapErr(SysRng),
             )?;
             pending.push(tx.id());
             txs.push((tx, material));
@@ -371,7 +374,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
     say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");
     commit(&mut net, &mut ledger, &mut pending)?;
-    let stranger = Identity::generate(&mut OsRng);
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
     net.inject(
         1,
         stranger.verify_key(),
@@ -466,7 +469,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -502,7 +505,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -520,7 +523,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -631,7 +634,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -643,7 +646,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         purpose: "TREAT".into(),
         consent_id: Some(consent.id().to_byte_array()),
         credential: None,
-        envelope: Some(a1c.share_with(&institutions[0].id, &dr_ruiz.public(), &mut OsRng)?),
+        envelope: Some(a1c.share_with(
+            &institutions[0].id,
+            &dr_ruiz.public(),
+            &mut UnwrapErr(SysRng),
+        )?),
     };
     let mut rogue_ids = Vec::new();
     submit!(&mut net, 0, &rogue, None, &mut rogue_ids)?;
@@ -677,7 +684,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let edited = tamper_with_block(&copy, 3)?;
     say(format!("an administrator edits one byte of block {edited} directly in a copy of the SQLite file ({})", copy.display()));
     let reopen_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     match Ledger::open_sqlite(&copy, reopen_key).and_then(|l| l.verify(|_| {})) {

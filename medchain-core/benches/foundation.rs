@@ -30,7 +30,7 @@ use medchain_core::keys::Identity;
 use medchain_core::seal::{seal_record, NetworkKey};
 use medchain_core::tx::{RecordClass, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 

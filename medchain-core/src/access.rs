@@ -12,7 +12,7 @@
 //! validators: re-evaluate both against the consents in force (class level, block time)
 //! ```
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -144,7 +144,7 @@ pub fn record_class(payload: &[u8]) -> Result<RecordClass, fhir::FhirError> {
 /// [`AccessError::ResearchNeedsDeidentification`], [`AccessError::Denied`] with the readable
 /// reason, [`AccessError::Rule`] with the rule validators would apply, [`AccessError::Seal`],
 /// [`AccessError::State`].
-pub fn release_key<R: RngCore + CryptoRng>(
+pub fn release_key<R: Rng + CryptoRng>(
     holder: &Identity,
     sealed: &SealedRecord,
     request: ReleaseRequest,

@@ -42,7 +42,7 @@ use medchain_core::fhir::{self, MAX_RESOURCE_BYTES};
 use medchain_core::genesis::{FhirProfile, Genesis};
 use medchain_core::keys::PublicIdentity;
 use medchain_core::seal::{seal_record, SealError, SealedRecord};
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -329,7 +329,7 @@ pub enum WriteError {
 /// # Errors
 /// [`WriteError::Invalid`] with the report when validation finds an error (nothing is sealed),
 /// [`WriteError::Seal`] when sealing fails.
-pub fn seal_validated<R: RngCore + CryptoRng>(
+pub fn seal_validated<R: Rng + CryptoRng>(
     payload: &[u8],
     options: &Options,
     patient: &PublicIdentity,

@@ -99,7 +99,7 @@ impl Error {
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> Self {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let class = py
                 .import("medchain.errors")
                 .and_then(|m| m.getattr(e.kind.class_name()));

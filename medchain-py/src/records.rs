@@ -1,10 +1,11 @@
 //! Sealed FHIR records.
 
+use getrandom::SysRng;
 use medchain_core::genesis::FhirProfile;
 use medchain_core::seal::SealedRecord as CoreSealed;
 use medchain_fhir::{seal_validated, Options};
 use pyo3::prelude::*;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use crate::convert::{json_arg, value_to_py, wrong_type};
 use crate::errors::{Error, Kind, Result};
@@ -41,10 +42,10 @@ impl SealedRecord {
     /// Decrypts the record with `identity` (the patient or a reader) and returns the FHIR
     /// resource as a dict. Raises `NotAReader` if `identity` has no envelope, `DecodeError`
     /// if the ciphertext was altered.
-    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<PyObject> {
+    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
         let identity = identity_arg(identity, "identity")?;
         let id = identity.get();
-        let value = py.allow_threads(|| -> Result<serde_json::Value> {
+        let value = py.detach(|| -> Result<serde_json::Value> {
             let opened = self.inner.open(&id.inner)?;
             serde_json::from_slice(opened.payload())
                 .map_err(|e| Error::new(Kind::NotFhir, format!("the payload is not JSON: {e}")))
@@ -109,6 +110,6 @@ pub fn seal(
     let bytes = serde_json::to_vec(&value)
         .map_err(|e| Error::new(Kind::NotFhir, format!("fhir cannot be encoded: {e}")))?;
     Ok(SealedRecord {
-        inner: seal_validated(&bytes, &options, &patient, &list, &mut OsRng)?.record,
+        inner: seal_validated(&bytes, &options, &patient, &list, &mut UnwrapErr(SysRng))?.record,
     })
 }

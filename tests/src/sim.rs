@@ -48,7 +48,7 @@ use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
 use medchain_core::vote::{InvalidReason, Vote};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 
 /// Most events one run may process (a guard against message storms).
 pub const MAX_EVENTS: u64 = 2_000_000;
@@ -918,7 +918,7 @@ impl Sim {
             ) => {
                 // Either drop the segment or flip a bit in its slots (after its 17-byte head).
                 let mut enc = segment.to_bytes();
-                let segment = if self.rng.next_u32() % 2 == 0 {
+                let segment = if self.rng.next_u32().is_multiple_of(2) {
                     None
                 } else {
                     let k = 17 + self.rng.next_u32() as usize % (enc.len() - 17);
@@ -967,11 +967,11 @@ impl Sim {
                 }
                 let n = self.keys.len();
                 let j = self.rng.next_u32() as usize % n;
-                let junk = if self.rng.next_u32() % 2 == 0 {
+                let junk = if self.rng.next_u32().is_multiple_of(2) {
                     let len = self.rng.next_u32() as usize % 300;
                     let mut v = vec![0u8; len];
                     self.rng.fill_bytes(&mut v);
-                    if v.len() > 2 && self.rng.next_u32() % 2 == 0 {
+                    if v.len() > 2 && self.rng.next_u32().is_multiple_of(2) {
                         v[0] = medchain_core::protocol::MESSAGE_VERSION;
                         v[1] %= 9;
                     }
@@ -1032,7 +1032,7 @@ impl Sim {
             .collect();
         let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.honest(i)).collect();
         // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
-        let pick_byz = self.rng.next_u32() % 4 == 0;
+        let pick_byz = self.rng.next_u32().is_multiple_of(4);
         let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.honest(i)).collect();
         let who = if pick_byz && !byz_up.is_empty() {
             byz_up[self.rng.next_u32() as usize % byz_up.len()]
@@ -1046,7 +1046,7 @@ impl Sim {
         self.nonce += 1;
         let now = self.clock(who);
         // One transaction in three adds an indexed record, so blocks carry filters.
-        let (tx, material) = if self.nonce % 3 == 0 {
+        let (tx, material) = if self.nonce.is_multiple_of(3) {
             let (tx, material, probe) = record_tx(
                 &self.ids[who],
                 &self.genesis.chain_id(),
