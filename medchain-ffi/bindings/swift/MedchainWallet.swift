@@ -847,12 +847,15 @@ public protocol WalletProtocol: AnyObject, Sendable {
     func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64) throws  -> SignedRequest
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
     func signFhirConsent(fhirJson: String) throws  -> SignedRequest
     
@@ -1144,12 +1147,15 @@ open func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64)thro
 }
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
 open func signFhirConsent(fhirJson: String)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
@@ -3891,6 +3897,11 @@ enum WalletError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case WalletExists
     /**
+     * No network is pinned: every signature binds the network it is for, so pin the
+     * network's genesis (`Wallet::trust_network`) before signing.
+     */
+    case NoTrustedNetwork
+    /**
      * The password is wrong, or the backup was altered.
      */
     case WrongPassword
@@ -3951,6 +3962,16 @@ enum WalletError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */reason: String
     )
     /**
+     * FHIR R4 JSON that fails validation (structure, required bindings): nothing was signed.
+     * Each issue reads `error at Consent.provision.type: the code is not in the required
+     * value set ...`; none quotes the input.
+     */
+    case InvalidFhir(
+        /**
+         * The problems, errors first.
+         */issues: [String]
+    )
+    /**
      * A signed request does not verify.
      */
     case BadSignature
@@ -4005,32 +4026,36 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
         
         case 1: return .NoWallet
         case 2: return .WalletExists
-        case 3: return .WrongPassword
-        case 4: return .WeakPassword
-        case 5: return .Malformed(
+        case 3: return .NoTrustedNetwork
+        case 4: return .WrongPassword
+        case 5: return .WeakPassword
+        case 6: return .Malformed(
             what: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 6: return .InvalidIdentity(
+        case 7: return .InvalidIdentity(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 7: return .InvalidArgument(
+        case 8: return .InvalidArgument(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .InvalidConsent(
+        case 9: return .InvalidConsent(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .NotAddressedToMe
-        case 10: return .RecordDamaged
-        case 11: return .NotFhir(
+        case 10: return .NotAddressedToMe
+        case 11: return .RecordDamaged
+        case 12: return .NotFhir(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .BadSignature
-        case 13: return .ForeignAuditEntry
-        case 14: return .Store(
+        case 13: return .InvalidFhir(
+            issues: try FfiConverterSequenceString.read(from: &buf)
+            )
+        case 14: return .BadSignature
+        case 15: return .ForeignAuditEntry
+        case 16: return .Store(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Internal(
+        case 17: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4053,63 +4078,72 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(2))
         
         
-        case .WrongPassword:
+        case .NoTrustedNetwork:
             writeInt(&buf, Int32(3))
         
         
-        case .WeakPassword:
+        case .WrongPassword:
             writeInt(&buf, Int32(4))
         
         
-        case let .Malformed(what,reason):
+        case .WeakPassword:
             writeInt(&buf, Int32(5))
+        
+        
+        case let .Malformed(what,reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(what, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .InvalidIdentity(reason):
-            writeInt(&buf, Int32(6))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .InvalidConsent(reason):
+        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .NotAddressedToMe:
+        case let .InvalidConsent(reason):
             writeInt(&buf, Int32(9))
-        
-        
-        case .RecordDamaged:
-            writeInt(&buf, Int32(10))
-        
-        
-        case let .NotFhir(reason):
-            writeInt(&buf, Int32(11))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .BadSignature:
+        case .NotAddressedToMe:
+            writeInt(&buf, Int32(10))
+        
+        
+        case .RecordDamaged:
+            writeInt(&buf, Int32(11))
+        
+        
+        case let .NotFhir(reason):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidFhir(issues):
+            writeInt(&buf, Int32(13))
+            FfiConverterSequenceString.write(issues, into: &buf)
+            
+        
+        case .BadSignature:
+            writeInt(&buf, Int32(14))
         
         
         case .ForeignAuditEntry:
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(15))
         
         
         case let .Store(reason):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(16))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Internal(reason):
-            writeInt(&buf, Int32(15))
+            writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -4426,19 +4460,21 @@ public func decodeAuditEntries(entries: Data)throws  -> [AuditRecord]  {
 })
 }
 /**
- * Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature:
- * what a node, or a second device, does before submitting it.
+ * Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature for
+ * `network`: what a node, or a second device, does before submitting it. A request signed for
+ * another network does not verify.
  *
  * # Errors
  * [`WalletError::Malformed`] for bytes that are not a request body,
- * [`WalletError::BadSignature`] if the patient's signature does not verify,
+ * [`WalletError::BadSignature`] if the patient's signature does not verify for this network,
  * [`WalletError::InvalidArgument`] for a body of another kind (records, key shares).
  */
-public func inspectSignedRequest(body: Data)throws  -> SignedRequestInfo  {
+public func inspectSignedRequest(body: Data, network: TrustedNetwork)throws  -> SignedRequestInfo  {
     return try  FfiConverterTypeSignedRequestInfo_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
         uniffiCallStatus in
     uniffi_medchain_ffi_fn_func_inspect_signed_request(
-        FfiConverterData.lower(body),uniffiCallStatus
+        FfiConverterData.lower(body),
+        FfiConverterTypeTrustedNetwork_lower(network),uniffiCallStatus
     )
 })
 }
@@ -4516,7 +4552,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_medchain_ffi_checksum_func_decode_audit_entries() != 19563) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 20546) {
+    if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 32316) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store() != 7486) {
@@ -4576,7 +4612,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_medchain_ffi_checksum_method_wallet_sign_emergency_preference() != 59389) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 21967) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 6001) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_wallet_sign_revocation() != 16942) {

@@ -451,7 +451,7 @@ RustBuffer uniffi_medchain_ffi_fn_func_decode_audit_entries(RustBuffer entries, 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
-RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, uint64_t network, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_NEW_IN_MEMORY_WALLET_STORE
