@@ -53,7 +53,9 @@ pub struct NodeConfig {
     /// a parallel one.
     pub verifier: Box<dyn TxVerifier + Send>,
     /// How long the miner waits for contributors' block signatures before it drops their
-    /// transactions and re-signs (default: genesis `gather_ms`).
+    /// transactions and re-signs (default: genesis `gather_ms`). Like the gather window, it is
+    /// backed off with the round timeout and widened after late answers (`docs/protocol.md`
+    /// §4).
     pub sign_timeout_ms: u64,
     /// How many times a miner drops silent contributors and asks again before it proposes a
     /// block of its own transactions only (default 2).
@@ -61,7 +63,8 @@ pub struct NodeConfig {
     /// Most pending transactions this node holds (default 100,000).
     pub max_mempool: usize,
     /// The round timeout doubles for every round since the last certified block, up to
-    /// `2^max_backoff_exponent` times the genesis `round_timeout_ms` (default 3).
+    /// `2^max_backoff_exponent` times the genesis `round_timeout_ms` (default 3). The miner's
+    /// gather and signature windows back off with it.
     pub max_backoff_exponent: u32,
 }
 
@@ -397,6 +400,24 @@ struct Mining {
     excluded: BTreeSet<VerifyKey>,
     attempts: u32,
     phase: Phase,
+    /// When the gather opened.
+    opened: u64,
+    /// The gather window it opened with.
+    window: u64,
+    /// How long after `opened` the last contribution taken from another node came.
+    slowest: u64,
+    /// A contribution or signature for this round came after its window had closed.
+    late: bool,
+}
+
+/// What a miner remembers of the last round it mined, to recognise contributions for it that
+/// come after it ended.
+struct LastMined {
+    round: u64,
+    parent: BlockHash,
+    /// Contributors it heard from in time (or dropped): their copies are not late.
+    heard: BTreeSet<VerifyKey>,
+    late: bool,
 }
 
 /// A contributor's view of the current gather.
@@ -536,8 +557,17 @@ pub struct Node {
     indexing: HashMap<[u8; 32], Indexing>,
 
     mining: Option<Mining>,
+    /// Widens this node's gather and signature windows as a miner: raised (up to
+    /// `max_backoff_exponent`) by each round it mined in which a contributor's answer came after
+    /// the window had closed, lowered by each one it proposed in with every answer on time and
+    /// every contribution within the first half of the gather window.
+    lateness: u32,
+    last_mined: Option<LastMined>,
     gather: Option<Gather>,
     sync_until: Option<u64>,
+    /// Turns through a certificate's signers when asking for its block (so a signer that does
+    /// not answer is not asked again and again).
+    sync_turn: usize,
     outputs: VecDeque<Output>,
 }
 
@@ -628,8 +658,11 @@ impl Node {
             verified: HashMap::new(),
             indexing: HashMap::new(),
             mining: None,
+            lateness: 0,
+            last_mined: None,
             gather: None,
             sync_until: None,
+            sync_turn: 0,
             outputs: VecDeque::new(),
         };
         node.round_deadline = now_ms.saturating_add(node.round_timeout());
@@ -1064,16 +1097,67 @@ impl Node {
         });
     }
 
-    fn round_timeout(&self) -> u64 {
+    /// The pacemaker's backoff exponent in the current round: the rounds since the highest
+    /// certificate, capped at `max_backoff_exponent`.
+    fn backoff_exponent(&self) -> u32 {
         let behind = self
             .round
             .saturating_sub(1)
             .saturating_sub(self.high_qc_round());
-        let exp = behind.min(u64::from(self.max_backoff_exponent)) as u32;
-        self.genesis
-            .timing
-            .round_timeout_ms
-            .saturating_mul(1u64 << exp)
+        // At most `max_backoff_exponent` (itself at most 16), so the cast and shifts are exact.
+        behind.min(u64::from(self.max_backoff_exponent)) as u32
+    }
+
+    /// `base` scaled by the pacemaker's backoff (`base · 2^k`).
+    fn backed_off(&self, base: u64) -> u64 {
+        base.saturating_mul(1u64 << self.backoff_exponent())
+    }
+
+    fn round_timeout(&self) -> u64 {
+        self.backed_off(self.genesis.timing.round_timeout_ms)
+    }
+
+    /// A miner's window of `base` ms: backed off with the round timeout (so that once rounds
+    /// fail it outgrows any contributor's round trip), and widened by this node's `lateness`
+    /// (so that a contributor too slow for it gets in even while every round is certified) up
+    /// to a quarter of the round timeout.
+    fn window(&self, base: u64) -> u64 {
+        let widened = base
+            .saturating_mul(1u64 << self.lateness)
+            .min(self.round_timeout() / 4);
+        self.backed_off(base).max(widened)
+    }
+
+    /// How long the miner gathers: the paper's `T` (`gather_ms`), see [`Self::window`].
+    fn gather_window(&self) -> u64 {
+        self.window(self.genesis.timing.gather_ms)
+    }
+
+    /// How long the miner waits for contributors' signatures, see [`Self::window`].
+    fn sign_window(&self) -> u64 {
+        self.window(self.sign_timeout_ms)
+    }
+
+    /// A contributor answered the round this node is mining after the window had closed: widen
+    /// the windows of the rounds it mines next (once per round).
+    fn saw_late_answer(&mut self) {
+        if let Some(m) = &mut self.mining {
+            if !m.late {
+                m.late = true;
+                self.lateness = (self.lateness + 1).min(self.max_backoff_exponent);
+            }
+        }
+    }
+
+    /// A contribution for the last round this node mined, from a node it had not heard from,
+    /// came after that round ended: likewise.
+    fn late_for_last_mined(&mut self, from: VerifyKey, round: u64, parent: BlockHash) {
+        if let Some(p) = &mut self.last_mined {
+            if p.round == round && p.parent == parent && !p.late && !p.heard.contains(&from) {
+                p.late = true;
+                self.lateness = (self.lateness + 1).min(self.max_backoff_exponent);
+            }
+        }
     }
 
     fn header_of(&self, hash: &BlockHash) -> Option<&BlockHeader> {
@@ -1120,6 +1204,14 @@ impl Node {
         Some(chain)
     }
 
+    /// Whether this node holds the block of its highest certificate (committed or in the tree).
+    fn holds_high_qc_block(&self) -> bool {
+        self.high_qc.as_ref().is_none_or(|c| {
+            let h = c.header.hash();
+            self.tree.contains_key(&h) || self.committed_index.contains_key(&h)
+        })
+    }
+
     /// Whether an uncommitted block from `parent` back to the committed head holds
     /// transactions (then a child must be proposed to commit them).
     fn uncommitted_work(&self, parent: &BlockHash) -> bool {
@@ -1140,8 +1232,13 @@ impl Node {
         false
     }
 
+    /// Whether a sync request may go out now (at most one per genesis round timeout).
+    fn may_sync(&self, now: u64) -> bool {
+        !matches!(self.sync_until, Some(t) if now < t)
+    }
+
     fn request_sync(&mut self, to: Recipient, now: u64) {
-        if matches!(self.sync_until, Some(t) if now < t) {
+        if !self.may_sync(now) {
             return;
         }
         self.sync_until = Some(now.saturating_add(self.genesis.timing.round_timeout_ms));
@@ -1152,11 +1249,10 @@ impl Node {
     }
 
     fn on_new_pending(&mut self, now: u64) {
+        let deadline = now.saturating_add(self.gather_window());
         if let Some(m) = &mut self.mining {
             if m.round == self.round && matches!(m.phase, Phase::Idle) {
-                m.phase = Phase::Gathering {
-                    deadline: now.saturating_add(self.genesis.timing.gather_ms),
-                };
+                m.phase = Phase::Gathering { deadline };
             }
         }
         self.send_contribution();
@@ -1171,8 +1267,19 @@ impl Node {
         }
         self.round = round;
         self.round_deadline = now.saturating_add(self.round_timeout());
-        if self.mining.as_ref().is_some_and(|m| m.round < round) {
-            self.mining = None;
+        if let Some(m) = self.mining.take_if(|m| m.round < round) {
+            // A round this node proposed in with every answer on time, and early in the gather
+            // window, narrows its windows.
+            if !m.late && m.slowest <= m.window / 2 && matches!(m.phase, Phase::Done) {
+                self.lateness = self.lateness.saturating_sub(1);
+            }
+            let heard = m.contributions.keys().chain(&m.excluded).copied().collect();
+            self.last_mined = Some(LastMined {
+                round: m.round,
+                parent: m.parent.hash,
+                heard,
+                late: m.late,
+            });
         }
         self.try_start_mining(now);
     }
@@ -1221,6 +1328,7 @@ impl Node {
             return;
         }
         let ticket = contributor_ticket(&self.genesis, &parent, &self.identity, &self.vrf);
+        let window = self.gather_window();
         self.mining = Some(Mining {
             round,
             parent: parent.clone(),
@@ -1231,8 +1339,12 @@ impl Node {
             gathered: HashSet::new(),
             excluded: BTreeSet::new(),
             attempts: 0,
+            opened: now,
+            window,
+            slowest: 0,
+            late: false,
             phase: Phase::Gathering {
-                deadline: now.saturating_add(self.genesis.timing.gather_ms),
+                deadline: now.saturating_add(window),
             },
         });
         let msg = Message::GatherRequest {
@@ -1373,17 +1485,43 @@ impl Node {
         if round > self.high_qc_round() {
             self.high_qc = Some(cert.clone());
         }
-        let is_new = !self.certs.contains_key(&hash);
-        if is_new && cert.header.height > self.committed_tip.height {
+        let held = self.tree.contains_key(&hash);
+        if !held && !self.committed_index.contains_key(&hash) {
+            // A certified block this node does not hold: it is behind. Ask again (rate-limited)
+            // every time the certificate is heard, not only the first time, or one lost answer
+            // would leave it behind for good while it hears only what it already knows.
+            self.sync_from_signer(&cert, from, now);
+        }
+        if !self.certs.contains_key(&hash) && cert.header.height > self.committed_tip.height {
             self.certs.insert(hash, cert);
         }
-        if self.tree.contains_key(&hash) {
+        if held {
             self.apply_commit_rule(&hash);
-        } else if is_new && !self.committed_index.contains_key(&hash) {
-            let to = from.map_or(Recipient::All, Recipient::Node);
-            self.request_sync(to, now);
         }
         self.enter_round(round + 1, now);
+    }
+
+    /// Asks a node that holds `cert`'s block for what this node misses: the certificate's
+    /// signers in turn (each validated the block to vote for it, so each is at least that far
+    /// ahead), so a silent or byzantine signer costs one rate-limited attempt, not all of them.
+    fn sync_from_signer(&mut self, cert: &CertifiedHeader, from: Option<VerifyKey>, now: u64) {
+        if !self.may_sync(now) {
+            return;
+        }
+        let me = self.me;
+        let signers: Vec<VerifyKey> = cert
+            .qc
+            .votes()
+            .iter()
+            .map(|v| v.node_pubkey)
+            .filter(|k| *k != me)
+            .collect();
+        let to = match signers.get(self.sync_turn % signers.len().max(1)) {
+            Some(k) => Recipient::Node(*k),
+            None => from.map_or(Recipient::All, Recipient::Node),
+        };
+        self.sync_turn = self.sync_turn.wrapping_add(1);
+        self.request_sync(to, now);
     }
 
     /// Commits `hash`'s parent if `hash` is certified, known, and one round after its parent.
@@ -1543,7 +1681,13 @@ impl Node {
             return false;
         }
         let Some(parent) = self.block_tip(&header.prev) else {
-            if self.orphan_count >= MAX_ORPHAN_BLOCKS {
+            let buffered = self
+                .orphans
+                .get(&header.prev)
+                .is_some_and(|bs| bs.iter().any(|b| b.hash() == hash));
+            if buffered {
+                // A duplicate: keep one copy (the request below is rate-limited).
+            } else if self.orphan_count >= MAX_ORPHAN_BLOCKS {
                 self.drop_msg(from, DropReason::BufferFull);
             } else {
                 self.orphan_count += 1;
@@ -1939,14 +2083,20 @@ impl Node {
         transactions: Vec<Transaction>,
         now: u64,
     ) {
-        let gather_ms = self.genesis.timing.gather_ms;
+        let gather_ms = self.gather_window();
         let Some(m) = &self.mining else {
+            self.late_for_last_mined(from, round, parent);
             return self.drop_msg(from, DropReason::Unexpected);
         };
         if m.round != round || m.parent.hash != parent {
+            self.late_for_last_mined(from, round, parent);
             return self.drop_msg(from, DropReason::Stale);
         }
         if !matches!(m.phase, Phase::Gathering { .. } | Phase::Idle) {
+            // For this round, after the gather closed (not a copy of one taken in time).
+            if !m.contributions.contains_key(&from) && !m.excluded.contains(&from) {
+                self.saw_late_answer();
+            }
             return self.drop_msg(from, DropReason::Stale);
         }
         if contributor.key != from {
@@ -2019,6 +2169,7 @@ impl Node {
             return;
         }
         m.contributions.insert(from, (contributor, kept));
+        m.slowest = m.slowest.max(now.saturating_sub(m.opened));
         if matches!(m.phase, Phase::Idle) {
             m.phase = Phase::Gathering {
                 deadline: now.saturating_add(gather_ms),
@@ -2173,7 +2324,7 @@ impl Node {
             leaves,
             indexed: draft.indexed_positions(),
         };
-        let deadline = now.saturating_add(self.sign_timeout_ms);
+        let deadline = now.saturating_add(self.sign_window());
         let Some(m) = &mut self.mining else { return };
         m.phase = Phase::Signing {
             draft,
@@ -2204,9 +2355,19 @@ impl Node {
         let Some(m) = &mut self.mining else {
             return self.drop_msg(from, DropReason::Unexpected);
         };
+        let current = match &m.phase {
+            Phase::Signing { hash, waiting, .. } => *hash == block && waiting.contains(&from),
+            _ => false,
+        };
+        if m.round != round || !current {
+            // A signature for this round from a contributor dropped for not signing in time.
+            if m.round == round && m.excluded.contains(&from) {
+                self.saw_late_answer();
+            }
+            return self.drop_msg(from, DropReason::Stale);
+        }
         let Phase::Signing {
             draft,
-            hash,
             waiting,
             sigs,
             segments,
@@ -2215,9 +2376,6 @@ impl Node {
         else {
             return self.drop_msg(from, DropReason::Stale);
         };
-        if m.round != round || *hash != block || !waiting.contains(&from) {
-            return self.drop_msg(from, DropReason::Stale);
-        }
         let position = draft
             .header()
             .contributors
@@ -2417,9 +2575,11 @@ impl Node {
             }
         }
         // Only a response that taught something lifts the rate limit (so that many responses
-        // to one broadcast request do not each set off another broadcast).
+        // to one broadcast request do not each set off another broadcast). One that was cut
+        // short (64 blocks, or 8 MiB) or still leaves the highest certified block missing is
+        // followed up at once, from the same peer.
         let progress = (self.committed_tip.height, self.tree.len()) != before;
-        if progress && full {
+        if progress && (full || !self.holds_high_qc_block()) {
             self.sync_until = None;
             self.request_sync(Recipient::Node(from), now);
         }
