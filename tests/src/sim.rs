@@ -15,11 +15,20 @@
 //!   signature), and is committed at one height only; the longest honest chain re-verifies with
 //!   `verify_chain` from genesis, with its head proof; evidence only ever names byzantine nodes;
 //! * **liveness** — once partitions heal, crashed nodes restart and the last transaction is
-//!   submitted, every transaction submitted to an honest node is committed by every honest node
-//!   within [`Scenario::liveness_bound_ms`] of virtual time.
+//!   submitted, every transaction submitted through an honest node, whichever it is (a validator
+//!   or a non-voting member), is committed by every honest node within
+//!   [`Scenario::liveness_bound_ms`] of virtual time. Transactions submitted through a byzantine
+//!   node carry no such guarantee (that node may never contribute or sign them,
+//!   `docs/protocol.md` §8); the validity checks cover them like any other.
 //!
 //! A failure is returned as [`SimFailure`], whose `Display` starts with `seed=<n>` so the run can
-//! be replayed with [`Scenario::random`].
+//! be replayed with [`Scenario::random`]. A liveness failure names every honest transaction
+//! still pending, the node it was submitted through, and how many honest nodes committed it.
+//!
+//! `MEDCHAIN_SIM_DEBUG=1` prints every message an honest or byzantine node drops, with the
+//! reason; `MEDCHAIN_SIM_TRACE=1` also prints every submission and every delivered message (its
+//! kind, round, parent or block) with the receiver's round, committed height, highest certified
+//! round and mempool size before and after.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -148,6 +157,9 @@ pub struct Scenario {
     pub timing: Timing,
     /// Transactions a block may hold.
     pub max_block_txs: u32,
+    /// Chance, per mille, that a submission goes through a byzantine node (when one is up)
+    /// rather than an honest one (default 250).
+    pub byzantine_submit_per_mille: u32,
 }
 
 impl Scenario {
@@ -172,6 +184,7 @@ impl Scenario {
                 max_clock_skew_ms: 30_000,
             },
             max_block_txs: 1_000,
+            byzantine_submit_per_mille: 250,
         }
     }
 
@@ -291,6 +304,13 @@ pub struct Report {
     pub submitted_txs: usize,
     /// Transactions submitted to honest nodes (each must be committed).
     pub honest_txs: usize,
+    /// Transactions submitted to honest nodes that were committed (equal to `honest_txs` in a
+    /// run that passes).
+    pub honest_committed_txs: usize,
+    /// Longest virtual time from an honest submission to its first commit (ms).
+    pub max_commit_latency_ms: u64,
+    /// The same, over transactions submitted through non-voting members only.
+    pub max_member_commit_latency_ms: u64,
     /// Equivocation evidence emitted by honest nodes.
     pub evidence: usize,
     /// Messages honest nodes dropped, by reason.
@@ -498,6 +518,8 @@ struct Sim {
     /// For each indexed record submitted: its id and a query for one of its keywords.
     probes: HashMap<TxId, (RecordId, Query)>,
     honest_txs: HashSet<TxId>,
+    /// The node each transaction was submitted through, and when.
+    via: HashMap<TxId, (usize, u64)>,
     honest_done: Vec<usize>,
     committed_at: HashMap<TxId, u64>,
     canonical: Vec<BlockHash>,
@@ -510,6 +532,7 @@ struct Sim {
     failure: Option<SimFailure>,
     verifier: Option<VerifierFactory>,
     debug: bool,
+    trace: bool,
 }
 
 impl Sim {
@@ -534,6 +557,7 @@ impl Sim {
             submitted: HashMap::new(),
             probes: HashMap::new(),
             honest_txs: HashSet::new(),
+            via: HashMap::new(),
             honest_done: vec![0; n],
             committed_at: HashMap::new(),
             canonical: Vec::new(),
@@ -549,6 +573,7 @@ impl Sim {
             failure: None,
             verifier,
             debug: std::env::var_os("MEDCHAIN_SIM_DEBUG").is_some(),
+            trace: std::env::var_os("MEDCHAIN_SIM_TRACE").is_some(),
             sc,
         };
         for i in 0..n {
@@ -745,6 +770,18 @@ impl Sim {
                     );
                 }
                 self.report.committed_txs += 1;
+                if self.honest_txs.contains(&id) {
+                    self.report.honest_committed_txs += 1;
+                    if let Some(&(who, at)) = self.via.get(&id) {
+                        let latency = self.now.saturating_sub(at);
+                        let r = &mut self.report;
+                        r.max_commit_latency_ms = r.max_commit_latency_ms.max(latency);
+                        if who >= self.sc.validators {
+                            r.max_member_commit_latency_ms =
+                                r.max_member_commit_latency_ms.max(latency);
+                        }
+                    }
+                }
             }
             self.check_index(height, block);
         } else {
@@ -1027,7 +1064,7 @@ impl Sim {
             .collect();
         let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.honest(i)).collect();
         // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
-        let pick_byz = self.rng.next_u32() % 4 == 0;
+        let pick_byz = self.rng.next_u32() % 1000 < self.sc.byzantine_submit_per_mille;
         let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.honest(i)).collect();
         let who = if pick_byz && !byz_up.is_empty() {
             byz_up[self.rng.next_u32() as usize % byz_up.len()]
@@ -1051,7 +1088,11 @@ impl Sim {
             (tx, None)
         };
         let id = tx.id();
+        if self.trace {
+            eprintln!("t={} submit {id} through node {who}", self.now);
+        }
         let honest = self.honest(who);
+        self.via.insert(id, (who, self.now));
         self.submitted.insert(id, (*tx.signature(), honest));
         self.report.submitted_txs += 1;
         if honest {
@@ -1162,7 +1203,18 @@ impl Sim {
                     {
                         self.seen_votes[to].push(bytes.clone());
                     }
-                    node.handle_message(key, &bytes, now);
+                    if self.trace {
+                        let before = node_state(node);
+                        node.handle_message(key, &bytes, now);
+                        eprintln!(
+                            "t={} {from}->{to} {} {before} -> {}",
+                            self.now,
+                            describe(&bytes),
+                            node_state(node)
+                        );
+                    } else {
+                        node.handle_message(key, &bytes, now);
+                    }
                     self.flush(to);
                 }
                 Event::Timer { node } => {
@@ -1193,6 +1245,7 @@ impl Sim {
         self.report.end_ms = self.now;
         if !self.done() {
             let total = self.honest_txs.len();
+            let pending = self.pending_honest_txs();
             let lag: Vec<String> = (0..self.keys.len())
                 .filter(|&i| self.honest(i))
                 .map(|i| {
@@ -1209,15 +1262,44 @@ impl Sim {
                 property: "liveness",
                 detail: format!(
                     "not every honest transaction committed everywhere {} ms after the last \
-                     disturbance ({:?}); {}",
+                     disturbance ({:?}); {}; pending: {}",
                     self.sc.liveness_bound_ms,
                     self.sc,
-                    lag.join("; ")
+                    lag.join("; "),
+                    pending.join("; ")
                 ),
             });
         }
         self.final_checks()?;
         Ok(self.report)
+    }
+
+    /// The honest transactions some honest node has not committed: each with the node it was
+    /// submitted through and how many honest nodes committed it.
+    fn pending_honest_txs(&self) -> Vec<String> {
+        let honest: Vec<usize> = (0..self.keys.len()).filter(|&i| self.honest(i)).collect();
+        let mut ids: Vec<&TxId> = self.honest_txs.iter().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let done = honest
+                    .iter()
+                    .filter(|&&i| self.nodes[i].as_ref().is_some_and(|n| n.is_committed(id)))
+                    .count();
+                (done < honest.len()).then(|| {
+                    let who = self.via.get(id).map_or(usize::MAX, |v| v.0);
+                    let role = if who < self.sc.validators {
+                        "validator"
+                    } else {
+                        "member"
+                    };
+                    format!(
+                        "tx {id} through node {who} ({role}) committed by {done}/{} honest nodes",
+                        honest.len()
+                    )
+                })
+            })
+            .collect()
     }
 
     fn final_checks(&mut self) -> Result<(), SimFailure> {
@@ -1250,6 +1332,69 @@ impl Sim {
         }
         let _ = NoRules;
         Ok(())
+    }
+}
+
+/// A node's state for traces: round, committed height, highest certified round, mempool size.
+fn node_state(n: &Node) -> String {
+    format!(
+        "[round {} height {} qc {} pending {}]",
+        n.current_round(),
+        n.committed_height(),
+        n.high_qc_round(),
+        n.mempool_len()
+    )
+}
+
+/// A one-line summary of an encoded message for traces.
+fn describe(bytes: &[u8]) -> String {
+    let short = |h: &BlockHash| h.to_string().chars().take(8).collect::<String>();
+    match Message::from_bytes(bytes) {
+        Ok(Message::GatherRequest { round, parent }) => {
+            format!("gather-request round {round} parent {}", short(&parent))
+        }
+        Ok(Message::Contribution {
+            round,
+            parent,
+            transactions,
+            ..
+        }) => format!(
+            "contribution round {round} parent {} txs {}",
+            short(&parent),
+            transactions.len()
+        ),
+        Ok(Message::SignRequest { round, header, .. }) => {
+            format!("sign-request round {round} draft {}", short(&header.hash()))
+        }
+        Ok(Message::SignResponse { round, block, .. }) => {
+            format!("sign-response round {round} draft {}", short(&block))
+        }
+        Ok(Message::Proposal { block }) => format!(
+            "proposal round {} height {} block {} txs {}",
+            block.header.round,
+            block.header.height,
+            short(&block.hash()),
+            block.transactions.len()
+        ),
+        Ok(Message::Vote { vote }) => format!("vote for {}", short(&vote.voting_for_block)),
+        Ok(Message::Timeout { timeout, .. }) => format!(
+            "timeout round {} qc round {}",
+            timeout.round, timeout.high_qc_round
+        ),
+        Ok(Message::SyncRequest { from_height }) => format!("sync-request from {from_height}"),
+        Ok(Message::SyncResponse {
+            blocks,
+            pending,
+            high_qc,
+            ..
+        }) => format!(
+            "sync-response blocks {} pending {} qc round {:?}",
+            blocks.len(),
+            pending.len(),
+            high_qc.map(|c| c.header.round)
+        ),
+        Ok(m) => m.name().to_string(),
+        Err(e) => format!("undecodable ({e})"),
     }
 }
 
