@@ -367,6 +367,15 @@ pub enum Output {
     },
     /// Evidence of equivocation.
     Evidence(Evidence),
+    /// One of this node's own pending transactions was dropped from its mempool: the ledger
+    /// rules reject it on top of the chain it would have extended (an access log for an
+    /// unknown record, a key release no consent permits, ...). It is not gathered again.
+    Refused {
+        /// The transaction.
+        id: TxId,
+        /// The rule it breaks.
+        reason: InvalidReason,
+    },
 }
 
 /// The miner's progress in its round.
@@ -1947,13 +1956,69 @@ impl Node {
         self.send_contribution();
     }
 
-    /// Sends this node's pending transactions to the miner of the open gather (once a round).
+    /// With the network key: splits `txs`, in block order, into those the ledger rules accept
+    /// on top of `chain` (the uncommitted blocks from the committed head to the parent, oldest
+    /// first) and those they reject, with the reason. An emergency key release without its
+    /// access log is held back (in neither list) until both come together. Without the key,
+    /// every transaction is kept.
+    fn rule_check(
+        &self,
+        chain: &[BlockHash],
+        txs: Vec<Transaction>,
+    ) -> (Vec<Transaction>, Vec<(Transaction, InvalidReason)>) {
+        let (Some(ledger), Some(network)) = (&self.ledger, &self.network) else {
+            return (txs, Vec::new());
+        };
+        let layers: Vec<&BlockEffects> = chain.iter().filter_map(|h| self.effects.get(h)).collect();
+        let overlay = Overlay::new(ledger, layers);
+        let mut rules = rules_over(&overlay, &self.genesis, network);
+        let mut kept = Vec::with_capacity(txs.len());
+        let mut rejected = Vec::new();
+        for tx in txs {
+            let verdict = match self
+                .verified
+                .get(&tx.id())
+                .or_else(|| self.mempool.get(&tx.id()))
+            {
+                Some(v) if v.signature() == tx.signature() => rules.check(v),
+                _ => match tx.clone().verify() {
+                    Ok(v) => rules.check(&v),
+                    Err(_) => Err(InvalidReason::BadTransaction),
+                },
+            };
+            match verdict {
+                Ok(()) => kept.push(tx),
+                Err(reason) => rejected.push((tx, reason)),
+            }
+        }
+        if rules.finish().is_err() {
+            kept.retain(|t| t.kind() != crate::tx::TxKind::KeyShared);
+        }
+        (kept, rejected)
+    }
+
+    /// Drops this node's own transactions among `rejected` from its mempool and reports each
+    /// with [`Output::Refused`] (others' are theirs to refuse).
+    fn refuse_own(&mut self, rejected: Vec<(Transaction, InvalidReason)>) {
+        for (tx, reason) in rejected {
+            let id = tx.id();
+            if self.mempool.remove(&id).is_some() {
+                self.indexing.remove(&tx_leaf(&id, tx.signature()));
+                self.outputs.push_back(Output::Refused { id, reason });
+            }
+        }
+    }
+
+    /// Sends this node's pending transactions to the miner of the open gather (once a round),
+    /// less those the ledger rules reject on top of the miner's parent: those it refuses, so a
+    /// draft that leaves them out (as the miner must) is one it signs.
     fn send_contribution(&mut self) {
         let Some(g) = &self.gather else { return };
         if g.sent.is_some() || g.round < self.round {
             return;
         }
-        let Some(skip) = self.ancestor_ids(&g.parent) else {
+        let parent = g.parent;
+        let Some(skip) = self.ancestor_ids(&parent) else {
             return;
         };
         let cap = self.genesis.max_block_txs as usize;
@@ -1965,23 +2030,25 @@ impl Node {
             .take(cap)
             .map(|v| (**v).clone())
             .collect();
+        let chain = self.ancestor_chain(&parent).unwrap_or_default();
+        let (txs, rejected) = self.rule_check(&chain, txs);
+        self.refuse_own(rejected);
+        let Some(g) = &mut self.gather else { return };
         if txs.is_empty() {
             return;
         }
-        let leaves = txs
-            .iter()
-            .map(|t| tx_leaf(&t.id(), t.signature()))
-            .collect();
+        g.sent = Some(
+            txs.iter()
+                .map(|t| tx_leaf(&t.id(), t.signature()))
+                .collect(),
+        );
         let msg = Message::Contribution {
             round: g.round,
-            parent: g.parent,
+            parent,
             contributor: g.ticket.clone(),
             transactions: txs,
         };
         let miner = g.miner;
-        if let Some(g) = &mut self.gather {
-            g.sent = Some(leaves);
-        }
         self.send(Recipient::Node(miner), &msg);
     }
 
@@ -2233,35 +2300,9 @@ impl Node {
         // With the network key, leave out what the ledger rules would reject (a consent revoked
         // since submission, a key release no consent permits), so one stale transaction cannot
         // make every miner's block invalid.
-        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
-            let layers: Vec<&BlockEffects> =
-                chain.iter().filter_map(|h| self.effects.get(h)).collect();
-            let overlay = Overlay::new(ledger, layers);
-            let mut rules = rules_over(&overlay, &self.genesis, network);
-            let mut kept = Vec::with_capacity(txs.len());
-            for tx in txs {
-                let ok = match self
-                    .verified
-                    .get(&tx.id())
-                    .or_else(|| self.mempool.get(&tx.id()))
-                {
-                    Some(v) if v.signature() == tx.signature() => rules.check(v).is_ok(),
-                    _ => tx.clone().verify().is_ok_and(|v| rules.check(&v).is_ok()),
-                };
-                if ok {
-                    kept.push(tx);
-                } else {
-                    self.mempool.remove(&tx.id());
-                    self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
-                }
-            }
-            if rules.finish().is_err() {
-                // An emergency key release without its access log: hold back key releases
-                // until both come together.
-                kept.retain(|t| t.kind() != crate::tx::TxKind::KeyShared);
-            }
-            txs = kept;
-        }
+        let (txs, rejected) = self.rule_check(&chain, txs);
+        self.refuse_own(rejected);
+        let Some(m) = &mut self.mining else { return };
         let draft = match BlockDraft::assemble(
             &self.genesis,
             &m.parent,

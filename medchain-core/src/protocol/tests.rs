@@ -36,6 +36,8 @@ struct Cluster {
     dropped: Vec<(usize, DropReason)>,
     evidence: Vec<Evidence>,
     committed: Vec<Vec<BlockHash>>,
+    /// Own transactions each node refused (ledger rules).
+    refused: Vec<(usize, crate::hash::TxId, InvalidReason)>,
 }
 
 fn ids_again() -> Vec<Identity> {
@@ -43,14 +45,33 @@ fn ids_again() -> Vec<Identity> {
     crate::genesis::tests::network(4, 2, 42).1
 }
 
+/// The network key of `net()` (drawn first from its seed): rebuild the same one.
+fn network_key_again() -> crate::seal::NetworkKey {
+    use rand_chacha::rand_core::SeedableRng;
+    crate::seal::NetworkKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(9))
+}
+
 impl Cluster {
     fn new() -> (Self, crate::block::tests::Net) {
+        Self::build(false)
+    }
+
+    /// Every node holds the network key, so it keeps the ledger and applies its rules.
+    fn with_network_key() -> (Self, crate::block::tests::Net) {
+        Self::build(true)
+    }
+
+    fn build(network: bool) -> (Self, crate::block::tests::Net) {
         let n = net();
         let ids = ids_again();
         let start = n.genesis.created_at_ms;
         let nodes: Vec<Node> = ids
             .into_iter()
-            .map(|id| Node::new(NodeConfig::new(n.genesis.clone(), id), start).unwrap())
+            .map(|id| {
+                let mut cfg = NodeConfig::new(n.genesis.clone(), id);
+                cfg.network = network.then(network_key_again);
+                Node::new(cfg, start).unwrap()
+            })
             .collect();
         let keys = nodes.iter().map(Node::key).collect();
         let len = nodes.len();
@@ -68,6 +89,7 @@ impl Cluster {
                 dropped: Vec::new(),
                 evidence: Vec::new(),
                 committed: vec![Vec::new(); len],
+                refused: Vec::new(),
             },
             n,
         )
@@ -102,6 +124,7 @@ impl Cluster {
                 }
                 Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
                 Output::Evidence(e) => self.evidence.push(e),
+                Output::Refused { id, reason } => self.refused.push((i, id, reason)),
             }
         }
     }
@@ -392,6 +415,55 @@ fn a_slow_member_gets_in_while_every_round_is_certified() {
         .dropped
         .iter()
         .any(|(i, r)| c.nodes[*i].is_validator() && *r == DropReason::Stale));
+}
+
+/// A record added by node `who` for patient `n.ids[5]`, sealed for the patient and `who`: valid
+/// under the ledger rules.
+fn record_tx(n: &mut crate::block::tests::Net, who: usize, nonce: u64) -> Transaction {
+    let fhir = br#"{"resourceType":"Observation","status":"final"}"#;
+    let sealed =
+        crate::seal::seal_record(fhir, &n.ids[5].public(), &[n.ids[who].public()], &mut n.rng)
+            .unwrap();
+    let body = crate::tx::TxBody::record_added(sealed, crate::access::record_class(fhir).unwrap());
+    Transaction::create(
+        &n.ids[who],
+        1_000 + nonce,
+        nonce,
+        &body,
+        vec![],
+        &n.net,
+        &mut n.rng,
+    )
+    .unwrap()
+}
+
+/// Issue #19, with the ledger rules: a member holds a valid record and an access log for a
+/// record that does not exist (the rules reject it; `submit` does not check them). Every miner
+/// left the log out of its draft, so the member refused to sign a draft that missed one of its
+/// transactions, was dropped, and in the next round the same happened: its valid record stayed
+/// pending for ever too (a validator recovers when it mines and drops its own; a member never
+/// mines). A contributor with the network key now checks its transactions against the rules on
+/// top of the miner's parent before it contributes, refuses those they reject
+/// (`Output::Refused`) and contributes the rest.
+#[test]
+fn a_members_transaction_the_rules_reject_is_refused_and_the_rest_commits() {
+    let (mut c, mut n) = Cluster::with_network_key();
+    let member = 4;
+    assert!(!c.nodes[member].is_validator());
+    let record = record_tx(&mut n, member, 1);
+    let now = c.now;
+    let good = c.nodes[member].submit(record, now).unwrap();
+    let bad = submit(&mut c, &mut n, member, 2);
+    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
+    assert!(c.run(120_000, |c| c.all_committed(&[good], &everyone)));
+    c.assert_agree();
+    assert!(c.nodes.iter().all(|node| !node.is_committed(&bad)));
+    assert_eq!(c.refused, vec![(member, bad, InvalidReason::RuleViolation)]);
+    assert_eq!(c.nodes[member].mempool_len(), 0);
+    // Never gathered again: no later contribution carries it.
+    assert!(!c.sent.iter().any(|(_, from, _, m)| *from == member
+        && matches!(m, Message::Contribution { transactions, .. }
+            if transactions.iter().any(|t| t.id() == bad))));
 }
 
 /// A transaction whose block is abandoned (its proposal reached nobody, so round 1 timed out)
