@@ -263,7 +263,7 @@ fn a_slow_member_is_not_starved_while_every_round_is_certified() {
     // Every link takes 20-44 ms each way, so a member's round trip (40-88 ms) exceeds the
     // 30 ms gather and signature windows, and 300 transactions over 15 s keep every round
     // busy and certified (so the pacemaker never backs off). A member never mines: it used to
-    // wait until the load stopped (13.7-17.8 s in these runs). Miners that see its answers
+    // wait until the load stopped (13.7-16.9 s in these runs). Miners that see its answers
     // arrive late now widen their windows (up to a quarter of the round timeout).
     for seed in 900..903 {
         let mut s = Scenario::calm(seed, 4);
