@@ -14,10 +14,11 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use medchain_core::access::{audit_event, record_class, release_key, AccessError};
+use getrandom::SysRng;
+use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
     deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
-    StudyKey,
+    ReleaseClock, StudyKey,
 };
 use medchain_core::credential::{Credential, Role};
 use medchain_core::election::VrfSecret;
@@ -27,10 +28,11 @@ use medchain_core::hash::TxId;
 use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::protocol::{IndexMaterial, Node, NodeConfig};
-use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
+use medchain_fhir::{seal_validated, Options};
 use medchain_store::Ledger;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use cluster::Cluster;
 
@@ -98,24 +100,28 @@ fn say(line: impl AsRef<str>) {
 /// filter (the record id and the writer's trapdoors).
 type Indexed = (Vec<u8>, IndexMaterial);
 
-/// A record as its contributing hospital prepares it: sealed for the patient and itself, its
-/// secure-index entry written with the patient's writer key.
+/// A record as its contributing hospital prepares it: validated against the network's FHIR
+/// profile, sealed for the patient and itself, its secure-index entry written with the
+/// patient's writer key.
 fn prepare_record(
     fhir: &str,
     patient: &Identity,
     hospital: &Institution,
+    options: &Options,
 ) -> Result<(SealedRecord, TxBody, Option<Indexed>), Box<dyn Error>> {
-    let sealed = seal_record(
+    let sealed = seal_validated(
         fhir.as_bytes(),
+        options,
         &patient.public(),
         &[hospital.id.public()],
-        &mut OsRng,
-    )?;
+        &mut UnwrapErr(SysRng),
+    )?
+    .record;
     let keywords = extract_keywords(&serde_json::from_str(fhir)?)?;
     // At enrolment the patient's wallet handed the hospital a writer key for its records.
     let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
     let trapdoors = writer.trapdoors(keywords.iter());
-    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)?;
+    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut UnwrapErr(SysRng))?;
     let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
     let material = IndexMaterial {
         record_id: sealed.record_id(),
@@ -156,10 +162,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     .into_iter()
     .map(|name| Institution {
         name,
-        id: Identity::generate(&mut OsRng),
+        id: Identity::generate(&mut UnwrapErr(SysRng)),
     })
     .collect();
-    let network_key = NetworkKey::generate(&mut OsRng);
+    let network_key = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let members = institutions
         .iter()
         .enumerate()
@@ -185,15 +191,23 @@ fn main() -> Result<(), Box<dyn Error>> {
     say(format!("genesis {} — {} trusted validators, {} members, quorum {} of {}, tolerates {} faulty validator(s)",
         &genesis.hash().to_string()[..16], genesis.validators().len(), genesis.members.len(),
         genesis.quorum_size(), genesis.validators().len(), genesis.fault_tolerance()));
+    // Writers validate every record against the network's FHIR profile before sealing it.
+    let fhir_options = Options::for_genesis(&genesis);
+    say(format!(
+        "FHIR profile chosen at genesis: {} (records are validated before sealing)",
+        genesis.fhir_profile().name()
+    ));
     // The founder wraps the network key for every node (X25519 + HKDF + AES-GCM).
     let mut nodes = Vec::new();
     for inst in &institutions {
-        let envelope = network_key.wrap_for(&inst.id.public(), &mut OsRng)?;
+        let envelope = network_key.wrap_for(&inst.id.public(), &mut UnwrapErr(SysRng))?;
         let key = NetworkKey::unwrap_from(&envelope, &inst.id)?;
         let restored = Identity::restore_backup(
-            &inst
-                .id
-                .export_backup(b"node-hsm", BackupParams::dangerous_test_only(), &mut OsRng)?,
+            &inst.id.export_backup(
+                b"node-hsm",
+                BackupParams::dangerous_test_only(),
+                &mut UnwrapErr(SysRng),
+            )?,
             b"node-hsm",
         )?;
         let mut cfg = NodeConfig::new(genesis.clone(), restored);
@@ -211,10 +225,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let mut net = Cluster::new(nodes, start);
     let own_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     let mut ledger = Ledger::create_sqlite(&path, &genesis, own_key)?;
+    let chain = genesis.chain_id();
     // The operator's key file: the network key under a passphrase (Argon2id + AES-256-GCM).
     let key_path = PathBuf::from(format!("{}.key", path.display()));
     std::fs::write(
@@ -222,7 +237,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         network_key.export_protected(
             DEMO_PASSPHRASE.as_bytes(),
             BackupParams::RECOMMENDED,
-            &mut OsRng,
+            &mut UnwrapErr(SysRng),
         )?,
     )?;
     say(format!(
@@ -233,12 +248,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(2, "Patients enrol");
-    let alice = Identity::generate(&mut OsRng);
-    let bob = Identity::generate(&mut OsRng);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let bob = Identity::generate(&mut UnwrapErr(SysRng));
     let backup = alice.export_backup(
         b"correct horse battery staple",
         BackupParams::RECOMMENDED,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     let alice_on_new_phone = Identity::restore_backup(&backup, b"correct horse battery staple")?;
     say(format!("Alice's wallet: {}", alice.public().to_text()));
@@ -248,12 +263,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         alice_on_new_phone.public() == alice.public()
     ));
     say(format!("Bob's wallet:   {}", bob.public().to_text()));
-    let dr_ruiz = Identity::generate(&mut OsRng);
-    let dr_okafor = Identity::generate(&mut OsRng);
-    let dr_chen = Identity::generate(&mut OsRng);
+    let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_okafor = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_chen = Identity::generate(&mut UnwrapErr(SysRng));
     let day = 86_400_000;
     let ruiz_cred = Credential::issue(
         &institutions[0].id,
+        &chain,
         dr_ruiz.verify_key(),
         Role::Clinician {
             institution: institutions[0].id.verify_key(),
@@ -262,6 +278,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let okafor_cred = Credential::issue(
         &institutions[1].id,
+        &chain,
         dr_okafor.verify_key(),
         Role::Clinician {
             institution: institutions[1].id.verify_key(),
@@ -270,6 +287,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let _chen_cred = Credential::issue(
         &institutions[4].id,
+        &chain,
         dr_chen.verify_key(),
         Role::Researcher {
             institution: institutions[4].id.verify_key(),
@@ -293,12 +311,13 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .map_or((Vec::new(), None), |(e, m)| (e.clone(), Some(m.clone())));
             let tx = Transaction::create(
                 &institutions[node].id,
+                &chain,
                 net.now_ms,
                 nonce,
                 body,
                 entry,
                 &network_key,
-                &mut OsRng,
+                &mut UnwrapErr(SysRng),
             )?;
             pending.push(tx.id());
             txs.push((tx, material));
@@ -341,20 +360,21 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(3, "Hospitals add FHIR records");
-    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0])?;
+    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0])?;
+    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2])?;
+    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (allergy, body, entry) = prepare_record(BOB_ALLERGY, &bob, &institutions[2])?;
+    let (allergy, body, entry) =
+        prepare_record(BOB_ALLERGY, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2])?;
+    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
     say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
     say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");
     commit(&mut net, &mut ledger, &mut pending)?;
-    let stranger = Identity::generate(&mut OsRng);
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
     net.inject(
         1,
         stranger.verify_key(),
@@ -410,14 +430,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &consent.grant_body(&alice)?,
+        &consent.grant_body(&alice, &chain)?,
         None,
         &mut pending
     )?;
     submit!(
         &mut net,
         2,
-        &bob_consent.grant_body(&bob)?,
+        &bob_consent.grant_body(&bob, &chain)?,
         None,
         &mut pending
     )?;
@@ -439,18 +459,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         "the blocks' secure-index filters (built by the contributing hospitals when they signed) did the work: {} indexed block(s), {} ruled out, {} searched record by record, {} PRF evaluation(s)",
         found.indexed_blocks, found.blocks_skipped, found.exhaustive_blocks, found.prf_evaluations
     ));
-    let consents = ledger.consents_of(&alice.verify_key())?;
     let release = release_key(
         &institutions[0].id,
         &a1c,
-        &dr_ruiz.public(),
-        Some(ruiz_cred.clone()),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred.clone()),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -479,14 +498,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     match release_key(
         &institutions[2].id,
         &hiv,
-        &dr_ruiz.public(),
-        Some(ruiz_cred.clone()),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred.clone()),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -494,18 +513,17 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(7, "Emergency: Bob arrives unconscious at City General");
-    let bob_consents = ledger.consents_of(&bob.verify_key())?;
     let er = release_key(
         &institutions[2].id,
         &allergy,
-        &dr_okafor.public(),
-        Some(okafor_cred),
-        Purpose::EmergencyTreat,
-        true,
-        &bob_consents,
+        ReleaseRequest {
+            grantee: dr_okafor.public(),
+            credential: Some(okafor_cred),
+            purpose: Purpose::EmergencyTreat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -545,6 +563,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     // ------------------------------------------------------------------------------------
     chapter(8, "Dr. Chen builds a de-identified diabetes dataset");
     let study = StudyKey::derive(&institutions[2].id, "northgate-dm2-2026");
+    // The 90-or-older rule is applied at the chain's time, not at a time the releaser picks.
+    let clock = ReleaseClock::at_tip(ledger.tip());
     let mut rows = 0;
     for (patient, records) in [
         (&alice, vec![(&a1c, 0usize)]),
@@ -574,11 +594,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 continue;
             }
             let opened = rec.open(&institutions[holder].id)?;
-            let row = deidentify(
-                &serde_json::from_slice(opened.payload())?,
-                &study,
-                net.now_ms,
-            )?;
+            let row = deidentify(&serde_json::from_slice(opened.payload())?, &study, &clock)?;
             say(format!("row: {}", row));
             rows += 1;
             let log = TxBody::AccessLogged {
@@ -603,23 +619,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &Consent::revoke_body(&alice, &consent.id()),
+        &Consent::revoke_body(&alice, &chain, &consent.id()),
         None,
         &mut pending
     )?;
     commit(&mut net, &mut ledger, &mut pending)?;
-    let consents = ledger.consents_of(&alice.verify_key())?;
     match release_key(
         &institutions[0].id,
         &a1c,
-        &dr_ruiz.public(),
-        Some(ruiz_cred),
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: dr_ruiz.public(),
+            credential: Some(ruiz_cred),
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         net.now_ms,
-        ledger.height() + 1,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -631,7 +646,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         purpose: "TREAT".into(),
         consent_id: Some(consent.id().to_byte_array()),
         credential: None,
-        envelope: Some(a1c.share_with(&institutions[0].id, &dr_ruiz.public(), &mut OsRng)?),
+        envelope: Some(a1c.share_with(
+            &institutions[0].id,
+            &dr_ruiz.public(),
+            &mut UnwrapErr(SysRng),
+        )?),
     };
     let mut rogue_ids = Vec::new();
     submit!(&mut net, 0, &rogue, None, &mut rogue_ids)?;
@@ -665,7 +684,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let edited = tamper_with_block(&copy, 3)?;
     say(format!("an administrator edits one byte of block {edited} directly in a copy of the SQLite file ({})", copy.display()));
     let reopen_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     match Ledger::open_sqlite(&copy, reopen_key).and_then(|l| l.verify(|_| {})) {

@@ -165,13 +165,23 @@ fn fixture(indexed: bool) -> Fixture {
     let c1 = b1.validate(&genesis, &tip0, &mut NoRules).unwrap();
     let votes: Vec<Vote> = ids[..VALIDATORS - 1]
         .iter()
-        .map(|id| Vote::cast(id, c1.header().prev, c1.hash(), Ok(()), 1))
+        .map(|id| {
+            Vote::cast(
+                id,
+                &genesis.chain_id(),
+                c1.header().prev,
+                c1.hash(),
+                Ok(()),
+                1,
+            )
+        })
         .collect();
     let qc = QuorumCertificate::from_votes(&votes, &c1.hash());
     let tip1 = c1.tip();
     let mut mat = Material::new();
     let patient = Identity::generate(&mut rng);
     let class = medchain_core::access::record_class(br#"{"resourceType":"Observation"}"#).unwrap();
+    let chain = genesis.chain_id();
     let txs: Vec<Transaction> = (0..TXS)
         .map(|i| {
             let who = &ids[VALIDATORS + i % CONTRIBUTORS];
@@ -199,9 +209,17 @@ fn fixture(indexed: bool) -> Fixture {
                 let trapdoors = key.trapdoors(kws.iter());
                 let entry = IndexEntry::build(&record_id, &trapdoors, &mut rng).unwrap();
                 let body = TxBody::record_added(sealed, class.clone());
-                let tx =
-                    Transaction::create(who, 1, i as u64, &body, entry.to_bytes(), &net, &mut rng)
-                        .unwrap();
+                let tx = Transaction::create(
+                    who,
+                    &chain,
+                    1,
+                    i as u64,
+                    &body,
+                    entry.to_bytes(),
+                    &net,
+                    &mut rng,
+                )
+                .unwrap();
                 mat.insert(
                     tx_leaf(&tx.id(), tx.signature()),
                     (IndexedRecord { record_id, entry }, trapdoors),
@@ -216,7 +234,8 @@ fn fixture(indexed: bool) -> Fixture {
                     emergency: false,
                     accessed_at_ms: i as u64,
                 };
-                Transaction::create(who, 1, i as u64, &body, vec![], &net, &mut rng).unwrap()
+                Transaction::create(who, &chain, 1, i as u64, &body, vec![], &net, &mut rng)
+                    .unwrap()
             }
         })
         .collect();

@@ -3,32 +3,36 @@
 //! `AuditEvent`.
 //!
 //! ```text
-//! clinician ──request──▶ key holder (patient wallet / originating institution)
+//! clinician ──request──▶ key holder (the institution that added the record)
 //!                         ├─ opens the record (sees its codes) and evaluates strictly
+//!                         ├─ runs the validators' own rule on both bodies (credential, holder,
+//!                         │  erasure, consent named, emergency log) — nothing wrapped before
 //!                         ├─ KeyShared    {record, grantee, purpose, consent, key envelope}
 //!                         └─ AccessLogged {record, accessor, purpose, consent, emergency}
-//! validators: re-evaluate the KeyShared against the consents in force (class level)
+//! validators: re-evaluate both against the consents in force (class level, block time)
 //! ```
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::consent::{
-    evaluate, AccessRequest, Action, ConsentState, Decision, DenyReason, Purpose, RecordFacts,
-};
+use crate::block::TxContext;
+use crate::consent::{evaluate, AccessRequest, Action, Decision, DenyReason, Purpose, RecordFacts};
 use crate::credential::Credential;
 use crate::fhir;
+use crate::genesis::Genesis;
 use crate::keys::{Identity, PublicIdentity};
-use crate::ledger::{AuditEntry, AuditKind};
-use crate::seal::{SealError, SealedRecord};
+use crate::ledger::{
+    rules_over, AuditEntry, AuditKind, PreviewError, RuleError, StateError, StateView,
+};
+use crate::seal::{NetworkKey, SealError, SealedRecord};
 use crate::tx::{RecordClass, TxBody};
 
 /// A key release could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum AccessError {
-    /// The patient's consent does not permit the request.
+    /// The patient's consent does not permit the request (judged with the record's codes).
     #[error("access denied: {0}")]
     Denied(DenyReason),
     /// The holder cannot open the record.
@@ -37,6 +41,22 @@ pub enum AccessError {
     /// Research receives de-identified data, never record keys.
     #[error("research access is served de-identified, not by releasing record keys")]
     ResearchNeedsDeidentification,
+    /// Validators would refuse the release (a ledger rule: credential, record holder, erased,
+    /// consent, emergency): nothing was wrapped.
+    #[error("the network would refuse this release: {0}")]
+    Rule(RuleError),
+    /// The ledger state could not be read: nothing was judged or wrapped.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<PreviewError> for AccessError {
+    fn from(e: PreviewError) -> Self {
+        match e {
+            PreviewError::Rule(r) => Self::Rule(r),
+            PreviewError::State(s) => Self::State(s),
+        }
+    }
 }
 
 /// The two transactions of a key release.
@@ -48,6 +68,37 @@ pub struct KeyRelease {
     pub access_logged: TxBody,
     /// The verdict it was made under.
     pub decision: Decision,
+}
+
+/// What a clinician asks of a record's key holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    /// Who is to read the record.
+    pub grantee: PublicIdentity,
+    /// The grantee's role credential (a role-based consent or an emergency needs one).
+    pub credential: Option<Credential>,
+    /// Why: `ETREAT` is a break-glass emergency access.
+    pub purpose: Purpose,
+}
+
+/// The ledger a key holder judges a release against: the committed state, the genesis and
+/// the network key (what a validator holds).
+#[derive(Clone, Copy)]
+pub struct LedgerView<'a> {
+    /// The committed state (a store, or an in-memory [`crate::ledger::LedgerState`]).
+    pub state: &'a dyn StateView,
+    /// The network.
+    pub genesis: &'a Genesis,
+    /// The network key.
+    pub network: &'a NetworkKey,
+}
+
+impl std::fmt::Debug for LedgerView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerView")
+            .field("height", &self.state.height())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a key holder knows of a record once opened: its type, codes and date.
@@ -76,33 +127,48 @@ pub fn record_class(payload: &[u8]) -> Result<RecordClass, fhir::FhirError> {
     })
 }
 
-/// The key holder's side: opens the record, evaluates the request strictly (with the record's
-/// codes) against the patient's consents at `now_ms` and `height`, and if permitted wraps the
-/// record key for `grantee` and writes the access log.
+/// The key holder's side of an access: judges the request, and only then wraps the record key
+/// for the grantee and writes the access log.
 ///
-/// `emergency` asks for break-glass access (purpose `ETREAT`); `credential` is the grantee's
-/// role credential (checked again by validators).
+/// In order, before any key is wrapped:
+/// 1. research is refused (it is served de-identified);
+/// 2. the request is evaluated strictly, with the record's codes, against the consents of the
+///    record's patient in `ledger` at `now_ms` (`ETREAT` asks for break-glass access);
+/// 3. the `KeyShared` and `AccessLogged` bodies are judged by exactly the ledger rule
+///    validators apply ([`crate::ledger::LedgerRules::preview`]), as if in the next block at
+///    `now_ms`: the credential against genesis, the grantee and the time; the holder is the
+///    node that added the record; the record is not erased; the consent named permits it; an
+///    emergency release has its log.
 ///
 /// # Errors
-/// [`AccessError::Denied`] with the readable reason, [`AccessError::Seal`],
-/// [`AccessError::ResearchNeedsDeidentification`].
-#[allow(clippy::too_many_arguments)]
-pub fn release_key<R: RngCore + CryptoRng>(
+/// [`AccessError::ResearchNeedsDeidentification`], [`AccessError::Denied`] with the readable
+/// reason, [`AccessError::Rule`] with the rule validators would apply, [`AccessError::Seal`],
+/// [`AccessError::State`].
+pub fn release_key<R: Rng + CryptoRng>(
     holder: &Identity,
     sealed: &SealedRecord,
-    grantee: &PublicIdentity,
-    credential: Option<Credential>,
-    purpose: Purpose,
-    emergency: bool,
-    consents: &[ConsentState],
+    request: ReleaseRequest,
+    ledger: LedgerView<'_>,
     now_ms: u64,
-    height: u64,
     rng: &mut R,
 ) -> Result<KeyRelease, AccessError> {
+    let ReleaseRequest {
+        grantee,
+        credential,
+        purpose,
+    } = request;
     if matches!(purpose, Purpose::Research { .. }) {
         return Err(AccessError::ResearchNeedsDeidentification);
     }
+    let patient = sealed.patient();
+    let mut consents = ledger.state.consents_of(&patient.sign)?;
+    consents.retain(|c| &c.consent.patient == patient && c.consent.id() == c.id);
     let facts = record_facts(holder, sealed)?;
+    let ctx = TxContext {
+        height: ledger.state.height().saturating_add(1),
+        block_time_ms: now_ms,
+    };
+    let emergency = purpose == Purpose::EmergencyTreat;
     let request = AccessRequest {
         requester: grantee.sign,
         roles: credential.iter().map(|c| c.role).collect(),
@@ -111,35 +177,47 @@ pub fn release_key<R: RngCore + CryptoRng>(
         record: facts,
         emergency,
     };
-    let decision = evaluate(&request, consents, now_ms, height);
+    let decision = evaluate(&request, &consents, now_ms, ctx.height);
     let consent_id = match &decision {
         Decision::Permit(by) => Some(by.consent.to_byte_array()),
         Decision::EmergencyPermit => None,
         Decision::Deny(reason) => return Err(AccessError::Denied(reason.clone())),
     };
-    let envelope = sealed.share_with(holder, grantee, rng)?;
+    let mut key_shared = TxBody::KeyShared {
+        record_id: sealed.record_id(),
+        grantee,
+        purpose: purpose.code().to_owned(),
+        consent_id,
+        credential,
+        envelope: None,
+    };
+    let access_logged = TxBody::AccessLogged {
+        record_id: sealed.record_id(),
+        accessor: grantee,
+        purpose: purpose.code().to_owned(),
+        consent_id,
+        emergency: consent_id.is_none(),
+        accessed_at_ms: now_ms,
+    };
+    let mut rules = rules_over(ledger.state, ledger.genesis, ledger.network);
+    let me = holder.verify_key();
+    rules.preview(&ctx, &me, &key_shared)?;
+    rules.preview(&ctx, &me, &access_logged)?;
+    rules.preview_finish().map_err(AccessError::Rule)?;
+    // Every check validators make has passed: only now does the key leave the holder.
+    let wrapped = sealed.share_with(holder, &grantee, rng)?;
+    if let TxBody::KeyShared { envelope, .. } = &mut key_shared {
+        *envelope = Some(wrapped);
+    }
     Ok(KeyRelease {
-        key_shared: TxBody::KeyShared {
-            record_id: sealed.record_id(),
-            grantee: *grantee,
-            purpose: purpose.code().to_owned(),
-            consent_id,
-            credential,
-            envelope: Some(envelope),
-        },
-        access_logged: TxBody::AccessLogged {
-            record_id: sealed.record_id(),
-            accessor: *grantee,
-            purpose: purpose.code().to_owned(),
-            consent_id,
-            emergency: consent_id.is_none(),
-            accessed_at_ms: now_ms,
-        },
+        key_shared,
+        access_logged,
         decision,
     })
 }
 
-/// An audit entry as a FHIR R4 `AuditEvent`.
+/// An audit entry as a FHIR R4 `AuditEvent`: `recorded` is the block's time (checked by the
+/// validators); the time the transaction claimed is the extension `urn:medchain:claimed-time`.
 pub fn audit_event(entry: &AuditEntry) -> Value {
     let (subtype, action) = match entry.kind {
         AuditKind::KeyShared => ("disclose", "E"),
@@ -160,7 +238,10 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
     json!({
         "resourceType": "AuditEvent",
         "id": entry.tx_id.to_string(),
-        "extension": [{"url": "urn:medchain:break-glass", "valueBoolean": entry.emergency}],
+        "extension": [
+            {"url": "urn:medchain:break-glass", "valueBoolean": entry.emergency},
+            {"url": "urn:medchain:claimed-time", "valueInstant": fhir::format_instant(entry.claimed_at_ms)}
+        ],
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
         "action": action,

@@ -11,7 +11,9 @@
 
 use thiserror::Error;
 
-use crate::block::{Block, BlockHeader, ChainTip, CheckedBlock, InvalidBlock, TxRules};
+use crate::block::{
+    Block, BlockHeader, ChainTip, CheckedBlock, InvalidBlock, SerialVerifier, TxRules,
+};
 use crate::encoding::{Decode, DecodeError, Encode, Reader};
 use crate::genesis::Genesis;
 use crate::hash::BlockHash;
@@ -55,7 +57,7 @@ impl CommitProof {
         if &self.child.prev != block || self.child.chain != genesis.hash() {
             return Err(CommitProofError::NotAChild);
         }
-        if self.child.round != round + 1 {
+        if !is_next(round, self.child.round) {
             return Err(CommitProofError::NotConsecutive);
         }
         self.child_qc.verify(genesis, block, &self.child.hash())?;
@@ -77,6 +79,11 @@ impl Decode for CommitProof {
             child_qc: QuorumCertificate::decode_from(r)?,
         })
     }
+}
+
+/// Whether `b` is `a + 1`, with no overflow on attacker-chosen numbers.
+pub(crate) fn is_next(a: u64, b: u64) -> bool {
+    a.checked_add(1) == Some(b)
 }
 
 /// Progress of a chain verification.
@@ -130,6 +137,10 @@ pub enum ChainError<E: std::error::Error + 'static> {
 
 /// Verifies a chain from genesis, block by block, in constant memory.
 ///
+/// The blocks are history (re-read from a store or a peer's archive), so payloads pruned by an
+/// erasure are accepted ([`Block::validate_history`]); `rules` that track state report pruned
+/// payloads no erasure explains (`LedgerState::unexplained_pruned`).
+///
 /// `blocks` yields the blocks from height 1 upwards; `head_proof`, if given, must prove the last
 /// block committed. `progress` is called after every block.
 ///
@@ -156,7 +167,7 @@ where
         let height = tip.height + 1;
         let block = item.map_err(|source| ChainError::Source { height, source })?;
         let checked: CheckedBlock = block
-            .validate(genesis, &tip, rules)
+            .validate_history(genesis, &tip, rules, &mut SerialVerifier)
             .map_err(|error| ChainError::InvalidBlock { height, error })?;
         count.blocks += 1;
         count.transactions += checked.tx_ids().len() as u64;

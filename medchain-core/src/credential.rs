@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
-use crate::hash::domain;
+use crate::hash::{domain, ChainId};
 use crate::keys::{Identity, Signature, VerifyKey};
 
 /// A role a party holds at an institution.
@@ -122,16 +122,22 @@ pub enum CredentialError {
 }
 
 impl Credential {
-    /// The institution `issuer` attests that `holder` has `role` (whose institution must be the
-    /// issuer's key) until `expires_ms`.
-    pub fn issue(issuer: &Identity, holder: VerifyKey, role: Role, expires_ms: u64) -> Self {
+    /// The institution `issuer` attests, on the network `chain`, that `holder` has `role` (whose
+    /// institution must be the issuer's key) until `expires_ms`.
+    pub fn issue(
+        issuer: &Identity,
+        chain: &ChainId,
+        holder: VerifyKey,
+        role: Role,
+        expires_ms: u64,
+    ) -> Self {
         let mut c = Self {
             holder,
             role,
             expires_ms,
             signature: Signature::from_byte_array([0; 64]),
         };
-        c.signature = issuer.sign(domain::CREDENTIAL_SIG, &c.signed_bytes());
+        c.signature = issuer.sign(chain, domain::CREDENTIAL_SIG, &c.signed_bytes());
         c
     }
 
@@ -163,6 +169,7 @@ impl Credential {
         }
         institution
             .verify(
+                &genesis.chain_id(),
                 domain::CREDENTIAL_SIG,
                 &self.signed_bytes(),
                 &self.signature,
@@ -207,7 +214,7 @@ mod tests {
         let role = Role::Clinician {
             institution: hospital.verify_key(),
         };
-        let c = Credential::issue(hospital, doctor.verify_key(), role, 1_000);
+        let c = Credential::issue(hospital, &g.chain_id(), doctor.verify_key(), role, 1_000);
         c.verify(&g, &doctor.verify_key(), 999).unwrap();
         assert_eq!(Credential::from_bytes(&c.to_bytes()).unwrap(), c);
         assert_eq!(
@@ -219,7 +226,7 @@ mod tests {
             Err(CredentialError::WrongHolder)
         );
         // Signed by someone other than the institution named in the role.
-        let forged = Credential::issue(&doctor, doctor.verify_key(), role, 1_000);
+        let forged = Credential::issue(&doctor, &g.chain_id(), doctor.verify_key(), role, 1_000);
         assert_eq!(
             forged.verify(&g, &doctor.verify_key(), 1),
             Err(CredentialError::BadSignature)
@@ -227,6 +234,7 @@ mod tests {
         // An institution outside the network.
         let rogue = Credential::issue(
             &doctor,
+            &g.chain_id(),
             doctor.verify_key(),
             Role::Researcher {
                 institution: doctor.verify_key(),

@@ -16,7 +16,7 @@
 
 use std::any::type_name;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{Infallible, TryCryptoRng, TryRng};
 
 use crate::encoding::{Decode, Encode};
 use crate::fhir;
@@ -79,18 +79,19 @@ impl FixedRng {
     }
 }
 
-impl RngCore for FixedRng {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for FixedRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         for byte in dest {
             if self.used == 32 {
                 self.buf = tagged_hash_parts(
@@ -103,15 +104,12 @@ impl RngCore for FixedRng {
             *byte = self.buf[self.used];
             self.used += 1;
         }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
 // Needed to call the key constructors; the keys made are public test fixtures (see above).
-impl CryptoRng for FixedRng {}
+impl TryCryptoRng for FixedRng {}
 
 /// A fixed identity whose secret is public. Seed records are sealed to it and seed envelopes
 /// addressed to it, so fuzzing reaches the decryption paths. Never use it for real data.
@@ -183,7 +181,7 @@ pub fn decode_tx_body(data: &[u8]) {
     let Some(body) = round_trip::<TxBody>(data) else {
         return;
     };
-    let _ = body.check();
+    let _ = body.check(&fuzz_chain());
 }
 
 /// A [`KeyEnvelope`]: round trip, then an attempt to unwrap it as a network key for
@@ -260,31 +258,29 @@ pub fn restore_backup(data: &[u8]) {
 /// Replays fixed bytes as "randomness" (used to re-export a backup with its own salt and nonce).
 struct ReplayRng<'a>(&'a [u8]);
 
-impl RngCore for ReplayRng<'_> {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for ReplayRng<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         let n = dest.len().min(self.0.len());
         dest[..n].copy_from_slice(&self.0[..n]);
         dest[n..].fill(0);
         self.0 = &self.0[n..];
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
 // Only replays bytes that came from the input, to reproduce it; never used to make secrets.
-impl CryptoRng for ReplayRng<'_> {}
+impl TryCryptoRng for ReplayRng<'_> {}
 
 /// A FHIR R4 resource check. An accepted resource, serialized again, must be accepted again as
 /// the same resource type.
@@ -318,12 +314,21 @@ pub fn identity_text(data: &[u8]) {
 }
 
 /// A consensus [`crate::protocol::Message`]: decoding never panics and an accepted message
-/// re-encodes to exactly the input.
+/// re-encodes to exactly the input; a node of the fuzz test network handles it (from a member,
+/// at the first and at the last instant) without panicking, whatever numbers it carries.
 pub fn decode_message(data: &[u8]) {
     let Some(msg) = round_trip::<crate::protocol::Message>(data) else {
         return;
     };
     let _ = msg.name();
+    let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
+    let config = crate::protocol::NodeConfig::new(net.genesis.clone(), net.nodes[0].duplicate());
+    if let Ok(mut node) = crate::protocol::Node::new(config, net.genesis.created_at_ms) {
+        let from = net.nodes[1].verify_key();
+        node.handle_message(from, data, net.genesis.created_at_ms);
+        node.handle_message(from, data, u64::MAX);
+        node.handle_timeout(u64::MAX);
+    }
 }
 
 /// A block: decode, round-trip, hash, and validate against the fuzz test network's genesis
@@ -426,6 +431,16 @@ pub fn decode_credential(data: &[u8]) {
         let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
         let _ = c.verify(&net.genesis, &c.holder, 0);
     }
+}
+
+/// The chain id of the fuzz test network: what the corpus's signed bodies are signed for.
+pub fn fuzz_chain() -> crate::hash::ChainId {
+    static CHAIN: std::sync::OnceLock<crate::hash::ChainId> = std::sync::OnceLock::new();
+    *CHAIN.get_or_init(|| {
+        crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1)
+            .genesis
+            .chain_id()
+    })
 }
 
 /// The seed of the test network the fuzz targets validate against (the corpus generator uses

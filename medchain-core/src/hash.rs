@@ -246,6 +246,12 @@ digest_newtype!(
     BlockHash
 );
 digest_newtype!(
+    /// The network a signature or transaction belongs to: the genesis hash
+    /// ([`crate::genesis::Genesis::chain_id`]). Every signature medchain makes binds one
+    /// (`docs/crypto.md` §2), so nothing signed for one network is valid on another.
+    ChainId
+);
+digest_newtype!(
     /// A Merkle tree root over a block's transactions.
     MerkleRoot
 );

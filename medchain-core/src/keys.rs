@@ -4,9 +4,11 @@
 //!   `Debug` shows the public id only.
 //! * [`PublicIdentity`] is both public keys; [`PartyId`] is its short printable id, and
 //!   [`PublicIdentity::to_text`] its full printable form (what a QR code carries).
-//! * Signatures are domain separated: a signature for purpose `label` is ed25519 over
-//!   `len(label) || label || message`, and verification is *strict* (no small-order public key
-//!   or `R`, canonical `S`): `ed25519_dalek::VerifyingKey::verify_strict`.
+//! * Signatures are bound to a network and a purpose: a signature for purpose `label` on the
+//!   network `chain` ([`ChainId`], the genesis hash) is ed25519 over
+//!   `len(label) || label || chain (32) || message`, so nothing signed for one network or one
+//!   message kind verifies for another. Verification is *strict* (no small-order public key or
+//!   `R`, canonical `S`): `ed25519_dalek::VerifyingKey::verify_strict`.
 //! * [`Identity::export_backup`] / [`Identity::restore_backup`] protect the secret keys with a
 //!   password: Argon2id, then AES-256-GCM.
 
@@ -16,13 +18,13 @@ use std::str::FromStr;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{domain, tagged_hash, tagged_hash_parts, ParseHexError};
+use crate::hash::{domain, tagged_hash, tagged_hash_parts, ChainId, ParseHexError};
 
 /// Signing or verifying failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -83,17 +85,18 @@ impl VerifyKey {
         &self.0
     }
 
-    /// Strictly verifies `sig` over `message` for the purpose `label`.
+    /// Strictly verifies `sig` over `message` for the purpose `label` on the network `chain`.
     ///
     /// # Errors
     /// [`SignatureError::Invalid`] when it does not verify.
     pub fn verify(
         &self,
+        chain: &ChainId,
         label: &str,
         message: &[u8],
         sig: &Signature,
     ) -> Result<(), SignatureError> {
-        let framed = frame(label, message);
+        let framed = frame(chain, label, message);
         let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
         self.0
             .verify_strict(&framed, &sig)
@@ -225,11 +228,13 @@ impl Decode for Signature {
 }
 
 /// `len(label) || label || message`: what a signature for purpose `label` signs.
-fn frame(label: &str, message: &[u8]) -> Vec<u8> {
+/// What an ed25519 signature covers: `len(label) || label || chain || message`.
+fn frame(chain: &ChainId, label: &str, message: &[u8]) -> Vec<u8> {
     debug_assert!(label.len() < 256);
-    let mut framed = Vec::with_capacity(1 + label.len() + message.len());
+    let mut framed = Vec::with_capacity(1 + label.len() + 32 + message.len());
     framed.push(label.len() as u8);
     framed.extend_from_slice(label.as_bytes());
+    framed.extend_from_slice(chain.as_byte_array());
     framed.extend_from_slice(message);
     framed
 }
@@ -390,7 +395,7 @@ pub struct Identity {
 
 impl Identity {
     /// A new identity from a cryptographic RNG.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
         let mut sign = Zeroizing::new([0u8; 32]);
         let mut agree = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *sign);
@@ -428,9 +433,19 @@ impl Identity {
         self.public.sign
     }
 
-    /// Signs `message` for the purpose `label` (one of [`crate::hash::domain`]).
-    pub fn sign(&self, label: &str, message: &[u8]) -> Signature {
-        Signature(self.signing.sign(&frame(label, message)).to_bytes())
+    /// Signs `message` for the purpose `label` (one of [`crate::hash::domain`]) on the network
+    /// `chain`.
+    pub fn sign(&self, chain: &ChainId, label: &str, message: &[u8]) -> Signature {
+        Signature(self.signing.sign(&frame(chain, label, message)).to_bytes())
+    }
+
+    /// An explicit copy of this identity's secrets, for the rare owner that must hold two (a
+    /// binding handing one to a node and keeping one for its caller). Both copies zeroize on
+    /// drop; nothing goes through a backup or a password.
+    pub fn duplicate(&self) -> Self {
+        let sign = Zeroizing::new(self.signing.to_bytes());
+        let agree = Zeroizing::new(self.agreement.to_bytes());
+        Self::from_secret_bytes(&sign, &agree)
     }
 
     /// X25519 with `their` key; `None` if the result is non-contributory (a low-order key).
@@ -463,11 +478,21 @@ impl Identity {
         &self.signing
     }
 
+    /// The raw X25519 static secret, for the peer transport only.
+    ///
+    /// `medchain-node`'s transport runs the Noise handshake (`snow`) with this key as the
+    /// node's static key, and that library takes the secret as bytes. Nothing else should call
+    /// this: every other use of the agreement key goes through this type (key unwrapping,
+    /// record opening). The bytes come back zeroizing; never log or store them.
+    pub fn x25519_secret_for_transport(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.agreement.to_bytes())
+    }
+
     /// Encrypts both secret keys under `password` (Argon2id + AES-256-GCM).
     ///
     /// # Errors
     /// [`BackupError::UnsupportedParams`] for cost parameters out of range.
-    pub fn export_backup<R: RngCore + CryptoRng>(
+    pub fn export_backup<R: Rng + CryptoRng>(
         &self,
         password: &[u8],
         params: BackupParams,
@@ -498,7 +523,7 @@ impl Identity {
 /// Encrypts `secret` under `password` (Argon2id + AES-256-GCM), bound to the purpose `label`:
 /// `version || m || t || p || salt || nonce || bytes(ciphertext)` with associated data
 /// `label || header`.
-pub(crate) fn password_seal<R: RngCore + CryptoRng>(
+pub(crate) fn password_seal<R: Rng + CryptoRng>(
     secret: &[u8],
     label: &str,
     password: &[u8],
@@ -689,21 +714,60 @@ mod tests {
         ChaCha20Rng::seed_from_u64(7)
     }
 
+    const NET: ChainId = ChainId::from_byte_array([1; 32]);
+
     #[test]
-    fn sign_verify_is_domain_separated() {
+    fn transport_secret_is_the_agreement_key() {
         let id = Identity::generate(&mut rng());
-        let sig = id.sign(domain::TX_SIG, b"hello");
+        let secret = id.x25519_secret_for_transport();
+        let public = XPublicKey::from(&StaticSecret::from(*secret));
+        assert_eq!(public.to_bytes(), id.public().agree.to_byte_array());
+    }
+
+    #[test]
+    fn sign_verify_is_domain_separated_and_network_bound() {
+        let id = Identity::generate(&mut rng());
+        let sig = id.sign(&NET, domain::TX_SIG, b"hello");
         id.verify_key()
-            .verify(domain::TX_SIG, b"hello", &sig)
+            .verify(&NET, domain::TX_SIG, b"hello", &sig)
             .unwrap();
         assert_eq!(
-            id.verify_key().verify(domain::CONSENT_SIG, b"hello", &sig),
+            id.verify_key()
+                .verify(&NET, domain::CONSENT_SIG, b"hello", &sig),
             Err(SignatureError::Invalid)
         );
         assert!(id
             .verify_key()
-            .verify(domain::TX_SIG, b"hellp", &sig)
+            .verify(&NET, domain::TX_SIG, b"hellp", &sig)
             .is_err());
+        // Attack: a signature made on another network (same key, label and message) is refused.
+        let other = ChainId::from_byte_array([2; 32]);
+        assert_eq!(
+            id.verify_key()
+                .verify(&other, domain::TX_SIG, b"hello", &sig),
+            Err(SignatureError::Invalid)
+        );
+        // The framing is exactly len(label) || label || chain || message.
+        let mut framed = vec![domain::TX_SIG.len() as u8];
+        framed.extend_from_slice(domain::TX_SIG.as_bytes());
+        framed.extend_from_slice(NET.as_byte_array());
+        framed.extend_from_slice(b"hello");
+        let raw = ed25519_dalek::Signature::from_bytes(&sig.to_byte_array());
+        id.verify_key()
+            .as_dalek()
+            .verify_strict(&framed, &raw)
+            .unwrap();
+    }
+
+    #[test]
+    fn duplicate_is_the_same_identity() {
+        let id = Identity::generate(&mut rng());
+        let copy = id.duplicate();
+        assert_eq!(copy.public(), id.public());
+        assert_eq!(
+            copy.sign(&NET, domain::TX_SIG, b"m"),
+            id.sign(&NET, domain::TX_SIG, b"m")
+        );
     }
 
     #[test]
@@ -718,11 +782,11 @@ mod tests {
         );
         // A signature with S >= l is rejected.
         let id = Identity::generate(&mut rng());
-        let mut sig = id.sign(domain::TX_SIG, b"m").to_byte_array();
+        let mut sig = id.sign(&NET, domain::TX_SIG, b"m").to_byte_array();
         sig[32..].copy_from_slice(&[0xff; 32]);
         assert!(id
             .verify_key()
-            .verify(domain::TX_SIG, b"m", &Signature::from_byte_array(sig))
+            .verify(&NET, domain::TX_SIG, b"m", &Signature::from_byte_array(sig))
             .is_err());
     }
 

@@ -7,14 +7,25 @@
 //! the same block:
 //!
 //! * no transaction is committed twice;
-//! * a record id is added once; a consent is signed by its patient and granted once; only its
-//!   patient revokes it, once;
-//! * a `KeyShared` is permitted by a consent in force ([`crate::consent::evaluate`]) for the
-//!   grantee, the purpose and the record's class, under the consent it names — or is an
-//!   emergency release that the patient's standing choice allows, which must come with an
-//!   `AccessLogged` emergency entry in the same block; research never receives keys (research
-//!   data are released de-identified, off chain, and logged);
+//! * every rule is judged at the **block's** time (checked against the validators' clocks),
+//!   never at the time a transaction claims; audit entries record the block time, with the
+//!   claimed time beside it, labelled as such;
+//! * within a block, records, grants, revocations and erasures apply before key releases and
+//!   access logs (`TxKind::phase`): a revocation takes effect from its block;
+//! * a record id is added once, with key envelopes for its patient and its contributor; a
+//!   consent is signed by its patient for this network and granted once; only its patient
+//!   revokes it, once;
+//! * a `KeyShared` comes from the node that added the record, and is permitted by a consent of
+//!   the record's patient in force ([`crate::consent::evaluate`]) for the grantee (with a
+//!   credential verified against genesis, the grantee and the block time), the purpose and the
+//!   record's class, under the consent it names — or is an emergency release that the
+//!   patient's standing choice allows, which must come with an `AccessLogged` emergency entry
+//!   of its own in the same block; research (the whole HL7 v3 research hierarchy) never
+//!   receives keys (research data are released de-identified, off chain, and logged);
+//! * an `AccessLogged` comes from the node that added the record;
 //! * an erased record receives no new keys and no new accesses; only its patient erases it.
+//!
+//! Each refusal is a [`RuleError`] locally and its coarse [`InvalidReason`] on the wire.
 //!
 //! The state lives in memory here; `medchain-store` persists it.
 
@@ -22,17 +33,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use thiserror::Error;
 
-use crate::block::{CheckedBlock, TxRules};
+use crate::block::{check_rules, tx_time_fits, CheckedBlock, TxContext, TxRules};
 use crate::consent::{
-    evaluate, AccessRequest, Action, Consent, ConsentId, ConsentState, Decision, Purpose,
-    RecordFacts,
+    evaluate, AccessRequest, Action, Consent, ConsentError, ConsentId, ConsentState, Decision,
+    DenyReason, Purpose, RecordFacts,
 };
+use crate::credential::CredentialError;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
 use crate::hash::{RecordId, TxId};
 use crate::keys::{PublicIdentity, VerifyKey};
 use crate::seal::NetworkKey;
-use crate::tx::{RecordClass, TxBody, VerifiedTx};
+use crate::tx::{RecordClass, TxBody, TxError, VerifiedTx};
 use crate::vote::InvalidReason;
 
 /// A record as the ledger knows it.
@@ -82,8 +94,12 @@ pub struct AuditEntry {
     pub consent_id: Option<ConsentId>,
     /// Whether it was a break-glass emergency access.
     pub emergency: bool,
-    /// When (milliseconds since the Unix epoch).
+    /// When: the time of the block that holds it (milliseconds since the Unix epoch), checked
+    /// against the validators' clocks.
     pub at_ms: u64,
+    /// The time the transaction claimed (an access log's access time, otherwise the
+    /// transaction's timestamp): within the genesis bounds of `at_ms`, not otherwise checked.
+    pub claimed_at_ms: u64,
     /// The node that logged it.
     pub node: VerifyKey,
     /// The transaction.
@@ -92,14 +108,15 @@ pub struct AuditEntry {
     pub height: u64,
 }
 
-/// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`].
-pub const STATE_ENTRY_VERSION: u8 = 1;
+/// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`]. Version 2: audit
+/// entries hold the block time and the claimed time.
+pub const STATE_ENTRY_VERSION: u8 = 2;
 
 /// Largest purpose code an audit entry holds (bytes).
 const MAX_AUDIT_PURPOSE: usize = 64;
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (1) | record id | patient | class | contributor | tx id | height (u64) | erased`.
+/// `version (2) | record id | patient | class | contributor | tx id | height (u64) | erased`.
 impl Encode for RecordEntry {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(STATE_ENTRY_VERSION);
@@ -156,8 +173,8 @@ impl AuditKind {
 }
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (1) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
-/// | emergency | at_ms (u64) | node | tx id | height (u64)`.
+/// `version (2) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
+/// | emergency | at_ms (u64) | claimed_at_ms (u64) | node | tx id | height (u64)`.
 impl Encode for AuditEntry {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(STATE_ENTRY_VERSION);
@@ -169,6 +186,7 @@ impl Encode for AuditEntry {
         out.put_option(self.consent_id.as_ref());
         out.put_bool(self.emergency);
         out.put_u64(self.at_ms);
+        out.put_u64(self.claimed_at_ms);
         self.node.encode_to(out);
         self.tx_id.encode_to(out);
         out.put_u64(self.height);
@@ -187,6 +205,7 @@ impl Decode for AuditEntry {
             consent_id: r.option("audit consent id")?,
             emergency: r.bool("emergency flag")?,
             at_ms: r.u64()?,
+            claimed_at_ms: r.u64()?,
             node: VerifyKey::decode_from(r)?,
             tx_id: TxId::decode_from(r)?,
             height: r.u64()?,
@@ -242,6 +261,7 @@ pub fn rules_over<'a>(
         height: view.height() + 1,
         delta: Delta::default(),
         state_error: None,
+        last_error: None,
     }
 }
 
@@ -257,6 +277,8 @@ struct Delta {
     /// Emergency key releases that still need their access log in this block.
     emergency_pending: Vec<(RecordId, VerifyKey)>,
     emergency_logged: Vec<(RecordId, VerifyKey)>,
+    /// Records whose payload (or a key release's envelope) is pruned in re-read history.
+    pruned: Vec<RecordId>,
 }
 
 /// The ledger state after the committed blocks.
@@ -268,6 +290,7 @@ pub struct LedgerState {
     consents: BTreeMap<ConsentId, ConsentState>,
     by_patient: HashMap<VerifyKey, Vec<ConsentId>>,
     audit: Vec<AuditEntry>,
+    pruned: HashSet<RecordId>,
 }
 
 /// Applying a block to the state failed.
@@ -399,7 +422,22 @@ impl LedgerState {
             }
         }
         self.audit.extend(delta.audit);
+        self.pruned.extend(delta.pruned);
         self.height = height;
+    }
+
+    /// Records whose payload or key envelope was found pruned in re-read history although the
+    /// record is not erased: a store or a peer removed ciphertext that no erasure explains.
+    /// Empty for a sound history.
+    pub fn unexplained_pruned(&self) -> Vec<RecordId> {
+        let mut out: Vec<RecordId> = self
+            .pruned
+            .iter()
+            .filter(|id| self.records.get(id).is_none_or(|r| !r.erased))
+            .copied()
+            .collect();
+        out.sort();
+        out
     }
 
     /// Applies a committed block (re-checking its rules).
@@ -420,18 +458,23 @@ impl LedgerState {
             });
         }
         let mut rules = self.rules(genesis, network);
-        for (index, tx) in block.block().transactions.iter().enumerate() {
-            let verified = tx.clone().verify().map_err(|_| LedgerError::Rule {
-                index,
-                reason: InvalidReason::BadTransaction,
-            })?;
-            rules
-                .check(&verified)
-                .map_err(|reason| LedgerError::Rule { index, reason })?;
-        }
-        rules.finish().map_err(|reason| LedgerError::Rule {
-            index: block.block().transactions.len(),
-            reason,
+        let txs = block
+            .block()
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(index, tx)| {
+                tx.clone().verify().map_err(|_| LedgerError::Rule {
+                    index,
+                    reason: InvalidReason::BadTransaction,
+                })
+            });
+        let txs = txs.collect::<Result<Vec<_>, _>>()?;
+        check_rules(&mut rules, &TxContext::of(block.header()), &txs).map_err(|e| {
+            LedgerError::Rule {
+                index: e.tx_index.unwrap_or(txs.len()),
+                reason: e.reason,
+            }
         })?;
         let delta = rules.delta;
         self.commit_delta(got, delta);
@@ -457,6 +500,88 @@ impl StateView for LedgerState {
     }
 }
 
+/// Why the ledger rules refuse a transaction: one variant per rule, for the node that made
+/// it and for logs. On the wire (in votes) every rule travels as its coarse
+/// [`InvalidReason`] ([`RuleError::reason`]); the detail stays local.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// The transaction is committed already, or appears twice in the block.
+    #[error("the transaction is committed already or repeated in the block")]
+    Duplicate,
+    /// The body does not open under the network key, or is malformed.
+    #[error("the transaction body does not open: {0}")]
+    Unreadable(TxError),
+    /// A record with this id exists.
+    #[error("a record with this id exists")]
+    RecordExists,
+    /// A new record lacks a key envelope for its patient or its contributor.
+    #[error("a new record must carry key envelopes for its patient and its contributor")]
+    MissingEnvelope,
+    /// No such record.
+    #[error("no such record")]
+    UnknownRecord,
+    /// The record was erased.
+    #[error("the record was erased")]
+    Erased,
+    /// Only the node that added a record may release its key or log accesses to it.
+    #[error("only the node that added the record may release its key or log its accesses")]
+    NotTheRecordHolder,
+    /// A consent with this id exists.
+    #[error("the consent was granted before")]
+    ConsentExists,
+    /// The consent document does not decode, is unusable, or is not signed by its patient for
+    /// this network.
+    #[error("the consent is not valid: {0}")]
+    BadConsent(ConsentError),
+    /// No such consent.
+    #[error("no such consent")]
+    UnknownConsent,
+    /// The signer is not the patient the consent or record belongs to.
+    #[error("only the patient may do this")]
+    NotThePatient,
+    /// The consent named belongs to another patient than the record.
+    #[error("the consent named belongs to another patient")]
+    ConsentOfAnotherPatient,
+    /// The consent is revoked already.
+    #[error("the consent is revoked already")]
+    AlreadyRevoked,
+    /// Research receives de-identified data, never record keys.
+    #[error("research is served de-identified, never with record keys")]
+    ResearchKeyRelease,
+    /// The grantee's credential does not hold.
+    #[error("the credential does not hold: {0}")]
+    BadCredential(CredentialError),
+    /// The patient's consents do not permit the release.
+    #[error("the patient's consent does not permit this: {0}")]
+    Denied(DenyReason),
+    /// The release names another consent than the one that permits it (or names one for an
+    /// emergency).
+    #[error("the release names another consent than the one that permits it")]
+    WrongConsent,
+    /// An emergency key release without its emergency access log in the same block (each
+    /// release needs a log of its own).
+    #[error("an emergency key release needs its own emergency access log in the same block")]
+    EmergencyNotLogged,
+    /// An access log's emergency flag does not match its purpose and consent.
+    #[error("an access log is an emergency exactly when its purpose is ETREAT without a consent")]
+    EmergencyFlagMismatch,
+    /// An access log's claimed time does not fit its block's.
+    #[error("the access time does not fit the block's time")]
+    ClaimedTimeOutOfRange,
+}
+
+impl RuleError {
+    /// The coarse wire reason validators vote with.
+    pub fn reason(&self) -> InvalidReason {
+        match self {
+            Self::Duplicate => InvalidReason::DuplicateTransaction,
+            Self::Unreadable(_) => InvalidReason::BadTransaction,
+            _ => InvalidReason::RuleViolation,
+        }
+    }
+}
+
 /// The [`TxRules`] of a ledger state for the next block.
 pub struct LedgerRules<'a> {
     state: &'a dyn StateView,
@@ -465,6 +590,7 @@ pub struct LedgerRules<'a> {
     height: u64,
     delta: Delta,
     state_error: Option<StateError>,
+    last_error: Option<RuleError>,
 }
 
 impl std::fmt::Debug for LedgerRules<'_> {
@@ -594,6 +720,31 @@ impl BlockEffects {
     }
 }
 
+/// The outcome of one rule: refused with a [`RuleError`], or the state could not be read.
+enum Refusal {
+    Rule(RuleError),
+    State(StateError),
+}
+
+impl From<RuleError> for Refusal {
+    fn from(e: RuleError) -> Self {
+        Self::Rule(e)
+    }
+}
+
+impl From<StateError> for Refusal {
+    fn from(e: StateError) -> Self {
+        Self::State(e)
+    }
+}
+
+/// Who made a transaction the rules judge, and when.
+struct Maker<'t> {
+    contributor: &'t VerifyKey,
+    tx_id: TxId,
+    claimed_ms: u64,
+}
+
 impl LedgerRules<'_> {
     /// The effects gathered so far (after the last transaction and [`TxRules::finish`]).
     pub fn into_effects(self) -> BlockEffects {
@@ -608,20 +759,48 @@ impl LedgerRules<'_> {
         self.state_error.take()
     }
 
-    fn io<T>(&mut self, r: Result<T, StateError>) -> Result<T, InvalidReason> {
-        r.map_err(|e| {
-            self.state_error = Some(e);
-            InvalidReason::RuleViolation
-        })
+    /// The rule the last refused transaction broke (the block's vote carries only its coarse
+    /// [`InvalidReason`]).
+    pub fn take_rule_error(&mut self) -> Option<RuleError> {
+        self.last_error.take()
     }
 
-    fn record(&mut self, id: &RecordId) -> Result<Option<RecordEntry>, InvalidReason> {
+    /// Judges `body`, not yet in a transaction, as if `contributor` submitted it in a block at
+    /// `ctx`, against the state and the effects gathered so far: exactly the rule validators
+    /// apply. A key holder calls it before it wraps any key (`access::release_key`).
+    ///
+    /// # Errors
+    /// The [`RuleError`]; [`PreviewError::State`] if the state could not be read.
+    pub fn preview(
+        &mut self,
+        ctx: &TxContext,
+        contributor: &VerifyKey,
+        body: &TxBody,
+    ) -> Result<(), PreviewError> {
+        let maker = Maker {
+            contributor,
+            tx_id: TxId::default(),
+            claimed_ms: ctx.block_time_ms,
+        };
+        match self.check_body(ctx, &maker, body.clone()) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Rule(e)) => Err(PreviewError::Rule(e)),
+            Err(Refusal::State(e)) => Err(PreviewError::State(e)),
+        }
+    }
+
+    /// The end-of-block rules ([`TxRules::finish`]) for previewed bodies.
+    ///
+    /// # Errors
+    /// [`RuleError::EmergencyNotLogged`].
+    pub fn preview_finish(&mut self) -> Result<(), RuleError> {
+        self.finish_rules()
+    }
+
+    fn record(&mut self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
         let found = match self.delta.records.get(id) {
             Some(r) => Some(r.clone()),
-            None => {
-                let r = self.state.record(id);
-                self.io(r)?
-            }
+            None => self.state.record(id)?,
         };
         Ok(found.map(|mut r| {
             if self.delta.erased.contains(id) {
@@ -631,13 +810,10 @@ impl LedgerRules<'_> {
         }))
     }
 
-    fn consent(&mut self, id: &ConsentId) -> Result<Option<ConsentState>, InvalidReason> {
+    fn consent(&mut self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
         let found = match self.delta.consents.iter().find(|c| &c.id == id) {
             Some(c) => Some(c.clone()),
-            None => {
-                let c = self.state.consent(id);
-                self.io(c)?
-            }
+            None => self.state.consent(id)?,
         };
         Ok(found.map(|mut c| {
             if let Some(h) = self.delta.revoked.get(id) {
@@ -647,16 +823,18 @@ impl LedgerRules<'_> {
         }))
     }
 
-    fn consents_of(&mut self, patient: &VerifyKey) -> Result<Vec<ConsentState>, InvalidReason> {
-        let all = self.state.consents_of(patient);
-        let mut all = self.io(all)?;
+    /// The consents of `patient`: only those whose document names that patient (a store that
+    /// returned another patient's consent under this key is not believed).
+    fn consents_of(&mut self, patient: &PublicIdentity) -> Result<Vec<ConsentState>, StateError> {
+        let mut all = self.state.consents_of(&patient.sign)?;
         all.extend(
             self.delta
                 .consents
                 .iter()
-                .filter(|c| &c.consent.patient.sign == patient)
+                .filter(|c| c.consent.patient.sign == patient.sign)
                 .cloned(),
         );
+        all.retain(|c| &c.consent.patient == patient && c.consent.id() == c.id);
         for c in &mut all {
             if let Some(h) = self.delta.revoked.get(&c.id) {
                 c.revoked_at = Some(*h);
@@ -665,9 +843,25 @@ impl LedgerRules<'_> {
         Ok(all)
     }
 
-    fn check_body(&mut self, tx: &VerifiedTx, body: TxBody) -> Result<(), InvalidReason> {
-        use InvalidReason::RuleViolation as No;
+    /// A record that exists, is not erased, and was added by `contributor`.
+    fn held_record(
+        &mut self,
+        id: &RecordId,
+        contributor: &VerifyKey,
+    ) -> Result<RecordEntry, Refusal> {
+        let record = self.record(id)?.ok_or(RuleError::UnknownRecord)?;
+        if record.erased {
+            return Err(RuleError::Erased.into());
+        }
+        if &record.contributor != contributor {
+            return Err(RuleError::NotTheRecordHolder.into());
+        }
+        Ok(record)
+    }
+
+    fn check_body(&mut self, ctx: &TxContext, m: &Maker<'_>, body: TxBody) -> Result<(), Refusal> {
         let height = self.height;
+        let at_ms = ctx.block_time_ms;
         match body {
             TxBody::RecordAdded {
                 record_id,
@@ -677,18 +871,25 @@ impl LedgerRules<'_> {
                 ..
             } => {
                 if self.record(&record_id)?.is_some() {
-                    return Err(No);
+                    return Err(RuleError::RecordExists.into());
                 }
-                // A new record carries key envelopes for its patient and its contributor (a
-                // pruned one, replayed after an erasure, no longer has them).
-                if let Some(sealed) = &sealed {
-                    let contributor = self.genesis.member(tx.contributor()).ok_or(No)?;
-                    let has = |k: &crate::keys::AgreementKey| {
-                        sealed.envelopes().iter().any(|e| &e.recipient == k)
-                    };
-                    if !has(&patient.agree) || !has(&contributor.identity.agree) {
-                        return Err(No);
+                match &sealed {
+                    // A new record carries key envelopes for its patient and its contributor.
+                    Some(sealed) => {
+                        let contributor = self
+                            .genesis
+                            .member(m.contributor)
+                            .ok_or(RuleError::MissingEnvelope)?;
+                        let has = |k: &crate::keys::AgreementKey| {
+                            sealed.envelopes().iter().any(|e| &e.recipient == k)
+                        };
+                        if !has(&patient.agree) || !has(&contributor.identity.agree) {
+                            return Err(RuleError::MissingEnvelope.into());
+                        }
                     }
+                    // Only history re-read from a store reaches here (`validate_history`):
+                    // a later erasure must explain it.
+                    None => self.delta.pruned.push(record_id),
                 }
                 self.delta.records.insert(
                     record_id,
@@ -696,18 +897,19 @@ impl LedgerRules<'_> {
                         record_id,
                         patient,
                         class,
-                        contributor: *tx.contributor(),
-                        tx_id: tx.id(),
+                        contributor: *m.contributor,
+                        tx_id: m.tx_id,
                         height,
                         erased: false,
                     },
                 );
             }
             TxBody::ConsentGranted { document, patient } => {
-                let consent = Consent::from_grant(&document, &patient).map_err(|_| No)?;
+                let consent = Consent::from_grant(&self.genesis.chain_id(), &document, &patient)
+                    .map_err(RuleError::BadConsent)?;
                 let state = ConsentState::new(consent);
                 if self.consent(&state.id)?.is_some() {
-                    return Err(No);
+                    return Err(RuleError::ConsentExists.into());
                 }
                 self.delta.consents.push(state);
             }
@@ -716,9 +918,12 @@ impl LedgerRules<'_> {
                 patient,
             } => {
                 let id = ConsentId::from_byte_array(consent_id);
-                let c = self.consent(&id)?.ok_or(No)?;
-                if c.consent.patient != patient.patient || c.revoked_at.is_some() {
-                    return Err(No);
+                let c = self.consent(&id)?.ok_or(RuleError::UnknownConsent)?;
+                if c.consent.patient != patient.patient {
+                    return Err(RuleError::NotThePatient.into());
+                }
+                if c.revoked_at.is_some() {
+                    return Err(RuleError::AlreadyRevoked.into());
                 }
                 self.delta.revoked.insert(id, height);
             }
@@ -728,26 +933,22 @@ impl LedgerRules<'_> {
                 purpose,
                 consent_id,
                 credential,
-                ..
+                envelope,
             } => {
-                let record = self.record(&record_id)?.ok_or(No)?;
-                if record.erased {
-                    return Err(No);
-                }
+                let record = self.held_record(&record_id, m.contributor)?;
                 let purpose = Purpose::from_code(&purpose, None);
                 if matches!(purpose, Purpose::Research { .. }) {
-                    // Research receives de-identified data, never a record key.
-                    return Err(No);
+                    return Err(RuleError::ResearchKeyRelease.into());
                 }
                 let roles = match &credential {
                     Some(c) => {
-                        c.verify(self.genesis, &grantee.sign, tx.timestamp_ms())
-                            .map_err(|_| No)?;
+                        c.verify(self.genesis, &grantee.sign, at_ms)
+                            .map_err(RuleError::BadCredential)?;
                         vec![c.role]
                     }
                     None => Vec::new(),
                 };
-                let emergency = consent_id.is_none();
+                let emergency = purpose == Purpose::EmergencyTreat && consent_id.is_none();
                 let request = AccessRequest {
                     requester: grantee.sign,
                     roles,
@@ -756,9 +957,8 @@ impl LedgerRules<'_> {
                     record: facts(&record.class),
                     emergency,
                 };
-                let consents = self.consents_of(&record.patient.sign)?;
-                let decision = evaluate(&request, &consents, tx.timestamp_ms(), height);
-                let under = match (decision, consent_id) {
+                let consents = self.consents_of(&record.patient)?;
+                let under = match (evaluate(&request, &consents, at_ms, height), consent_id) {
                     (Decision::Permit(by), Some(named)) if by.consent.to_byte_array() == named => {
                         Some(by.consent)
                     }
@@ -766,8 +966,12 @@ impl LedgerRules<'_> {
                         self.delta.emergency_pending.push((record_id, grantee.sign));
                         None
                     }
-                    _ => return Err(No),
+                    (Decision::Deny(reason), _) => return Err(RuleError::Denied(reason).into()),
+                    _ => return Err(RuleError::WrongConsent.into()),
                 };
+                if envelope.is_none() {
+                    self.delta.pruned.push(record_id);
+                }
                 self.delta.audit.push(AuditEntry {
                     kind: AuditKind::KeyShared,
                     record_id,
@@ -776,9 +980,10 @@ impl LedgerRules<'_> {
                     purpose: purpose.code().to_owned(),
                     consent_id: under,
                     emergency,
-                    at_ms: tx.timestamp_ms(),
-                    node: *tx.contributor(),
-                    tx_id: tx.id(),
+                    at_ms,
+                    claimed_at_ms: m.claimed_ms,
+                    node: *m.contributor,
+                    tx_id: m.tx_id,
                     height,
                 });
             }
@@ -790,18 +995,18 @@ impl LedgerRules<'_> {
                 emergency,
                 accessed_at_ms,
             } => {
-                let record = self.record(&record_id)?.ok_or(No)?;
-                if record.erased {
-                    return Err(No);
-                }
+                let record = self.held_record(&record_id, m.contributor)?;
                 if emergency != (purpose == "ETREAT" && consent_id.is_none()) {
-                    return Err(No);
+                    return Err(RuleError::EmergencyFlagMismatch.into());
+                }
+                if !tx_time_fits(self.genesis, at_ms, accessed_at_ms) {
+                    return Err(RuleError::ClaimedTimeOutOfRange.into());
                 }
                 let consent_id = consent_id.map(ConsentId::from_byte_array);
                 if let Some(id) = &consent_id {
-                    let c = self.consent(id)?.ok_or(No)?;
+                    let c = self.consent(id)?.ok_or(RuleError::UnknownConsent)?;
                     if c.consent.patient != record.patient {
-                        return Err(No);
+                        return Err(RuleError::ConsentOfAnotherPatient.into());
                     }
                 }
                 if emergency {
@@ -812,19 +1017,23 @@ impl LedgerRules<'_> {
                     record_id,
                     patient: record.patient.sign,
                     actor: accessor,
-                    purpose,
+                    purpose: Purpose::from_code(&purpose, None).code().to_owned(),
                     consent_id,
                     emergency,
-                    at_ms: accessed_at_ms,
-                    node: *tx.contributor(),
-                    tx_id: tx.id(),
+                    at_ms,
+                    claimed_at_ms: accessed_at_ms,
+                    node: *m.contributor,
+                    tx_id: m.tx_id,
                     height,
                 });
             }
             TxBody::RecordErased { record_id, patient } => {
-                let record = self.record(&record_id)?.ok_or(No)?;
-                if record.erased || record.patient != patient.patient {
-                    return Err(No);
+                let record = self.record(&record_id)?.ok_or(RuleError::UnknownRecord)?;
+                if record.erased {
+                    return Err(RuleError::Erased.into());
+                }
+                if record.patient != patient.patient {
+                    return Err(RuleError::NotThePatient.into());
                 }
                 self.delta.erased.insert(record_id);
                 self.delta.audit.push(AuditEntry {
@@ -835,15 +1044,56 @@ impl LedgerRules<'_> {
                     purpose: "PATRQT".into(),
                     consent_id: None,
                     emergency: false,
-                    at_ms: tx.timestamp_ms(),
-                    node: *tx.contributor(),
-                    tx_id: tx.id(),
+                    at_ms,
+                    claimed_at_ms: m.claimed_ms,
+                    node: *m.contributor,
+                    tx_id: m.tx_id,
                     height,
                 });
             }
         }
         Ok(())
     }
+
+    /// Every emergency key release of the block needs an emergency access log of its own.
+    fn finish_rules(&mut self) -> Result<(), RuleError> {
+        let mut logged = self.delta.emergency_logged.clone();
+        for pending in &self.delta.emergency_pending {
+            match logged.iter().position(|l| l == pending) {
+                Some(i) => {
+                    logged.swap_remove(i);
+                }
+                None => return Err(RuleError::EmergencyNotLogged),
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, refusal: Refusal) -> InvalidReason {
+        match refusal {
+            Refusal::Rule(e) => {
+                let reason = e.reason();
+                self.last_error = Some(e);
+                reason
+            }
+            Refusal::State(e) => {
+                self.state_error = Some(e);
+                InvalidReason::RuleViolation
+            }
+        }
+    }
+}
+
+/// A previewed body is refused, or the state could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PreviewError {
+    /// A rule refuses it.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// The ledger state could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// The facts a validator knows of a record: its class, not its codes.
@@ -861,30 +1111,31 @@ fn facts(class: &RecordClass) -> RecordFacts {
 }
 
 impl TxRules for LedgerRules<'_> {
-    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+    fn check(&mut self, ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         let id = tx.id();
-        let committed = self.state.contains_tx(&id);
-        if self.io(committed)? || !self.delta.txs.insert(id) {
-            return Err(InvalidReason::DuplicateTransaction);
+        let committed = match self.state.contains_tx(&id) {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(Refusal::State(e))),
+        };
+        if committed || !self.delta.txs.insert(id) {
+            return Err(self.refuse(RuleError::Duplicate.into()));
         }
-        let body = tx
-            .open_body(self.network)
-            .map_err(|_| InvalidReason::BadTransaction)?;
-        self.check_body(tx, body)
+        let body = match tx.open_body(self.network) {
+            Ok(b) => b,
+            Err(e) => return Err(self.refuse(RuleError::Unreadable(e).into())),
+        };
+        let maker = Maker {
+            contributor: tx.contributor(),
+            tx_id: id,
+            claimed_ms: tx.timestamp_ms(),
+        };
+        self.check_body(ctx, &maker, body)
+            .map_err(|r| self.refuse(r))
     }
 
     fn finish(&mut self) -> Result<(), InvalidReason> {
-        let logged = &self.delta.emergency_logged;
-        if self
-            .delta
-            .emergency_pending
-            .iter()
-            .all(|p| logged.contains(p))
-        {
-            Ok(())
-        } else {
-            Err(InvalidReason::RuleViolation)
-        }
+        self.finish_rules()
+            .map_err(|e| self.refuse(Refusal::Rule(e)))
     }
 }
 

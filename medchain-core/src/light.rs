@@ -40,7 +40,7 @@
 use thiserror::Error;
 
 use crate::block::{tx_leaf, BlockHeader, CheckedBlock};
-use crate::chain::{CommitProof, CommitProofError};
+use crate::chain::{is_next, CommitProof, CommitProofError};
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
 use crate::hash::{BlockHash, TxId};
@@ -239,7 +239,7 @@ impl InclusionProof {
         if commit.child.prev != last.hash() {
             return Err(CommitProofError::NotAChild.into());
         }
-        if commit.child.round != last.round + 1 {
+        if !is_next(last.round, commit.child.round) {
             return Err(CommitProofError::NotConsecutive.into());
         }
         let leaves: Vec<[u8; 32]> = txs
@@ -282,7 +282,7 @@ impl InclusionProof {
         let block_hash = self.header.hash();
         let (mut last_hash, mut last) = (block_hash, &self.header);
         for d in &self.descendants {
-            if d.prev != last_hash || d.chain != last.chain || d.height != last.height + 1 {
+            if d.prev != last_hash || d.chain != last.chain || !is_next(last.height, d.height) {
                 return Err(InclusionError::BrokenHeaderChain);
             }
             last_hash = d.hash();
@@ -322,7 +322,7 @@ pub fn commit_proof_from_successors(
     if child.prev != block.hash() || grandchild.prev != child_hash {
         return Err(CommitProofError::NotAChild);
     }
-    if child.round != block.round + 1 {
+    if !is_next(block.round, child.round) {
         return Err(CommitProofError::NotConsecutive);
     }
     if grandchild.parent_qc.block() != Some(child_hash) {
@@ -359,7 +359,7 @@ pub fn commit_path(
     for k in 0..headers.len().min(MAX_PROOF_DESCENDANTS + 1) {
         let descendants = || headers[1..=k].to_vec();
         if let (Some(child), Some(grandchild)) = (headers.get(k + 1), headers.get(k + 2)) {
-            if child.round == headers[k].round + 1
+            if is_next(headers[k].round, child.round)
                 && grandchild.parent_qc.block() == Some(hashes[k + 1])
             {
                 let commit = CommitProof {
@@ -370,7 +370,7 @@ pub fn commit_path(
             }
         } else if k + 1 == headers.len() {
             if let Some(p) = head_proof {
-                if p.child.prev == hashes[k] && p.child.round == headers[k].round + 1 {
+                if p.child.prev == hashes[k] && is_next(headers[k].round, p.child.round) {
                     return Ok((descendants(), p.clone()));
                 }
             }
@@ -540,7 +540,16 @@ mod tests {
         let votes: Vec<Vote> = outsiders
             .iter()
             .chain(std::iter::once(&net.nodes[4]))
-            .map(|n| Vote::cast(n, p.commit.child.prev, child, Ok(()), 5))
+            .map(|n| {
+                Vote::cast(
+                    n,
+                    &net.genesis.chain_id(),
+                    p.commit.child.prev,
+                    child,
+                    Ok(()),
+                    5,
+                )
+            })
             .collect();
         p.commit.child_qc = QuorumCertificate::from_votes(&votes, &child);
         assert!(matches!(
@@ -619,11 +628,25 @@ mod tests {
             InclusionProof::with_descendants(b, 0, vec![p.header.clone()], c.clone()),
             Err(MakeProofError::CommitProof(CommitProofError::NotAChild))
         ));
-        let mut forged = p;
+        let mut forged = p.clone();
         forged.descendants.push(forged.header.clone());
         assert_eq!(
             forged.verify(&net.genesis).unwrap_err(),
             InclusionError::BrokenHeaderChain
         );
+        // Issue #12.9: attacker-chosen rounds and heights at the top of their range make
+        // `round + 1` / `height + 1` overflow (a panic with overflow checks on). Refused instead.
+        let mut top = p.clone();
+        top.header.round = u64::MAX;
+        assert!(top.verify(&net.genesis).is_err());
+        let mut top = p.clone();
+        top.header.height = u64::MAX;
+        top.descendants.push(p.header.clone());
+        assert!(top.verify(&net.genesis).is_err());
+        let mut top = p;
+        top.commit.child.round = u64::MAX;
+        assert!(top.verify(&net.genesis).is_err());
+        let c = top.commit.clone();
+        assert!(c.verify(&net.genesis, &c.child.prev, u64::MAX).is_err());
     }
 }

@@ -13,8 +13,10 @@ use thiserror::Error;
 use crate::block::{Block, ChainTip, CheckedBlock};
 use crate::chain::CommitProof;
 use crate::consent::{ConsentId, ConsentState};
+use crate::encoding::Decode;
 use crate::genesis::Genesis;
 use crate::hash::{RecordId, TxId};
+use crate::index::{BlockContext, BlockFilter, IndexEntry, IndexedRecord};
 use crate::keys::VerifyKey;
 use crate::ledger::{
     AuditEntry, AuditKind, BlockEffects, LedgerState, RecordEntry, StateError, StateView,
@@ -27,6 +29,130 @@ pub struct Head {
     pub tip: ChainTip,
     /// The proof that the head is committed.
     pub proof: Option<CommitProof>,
+}
+
+/// One block's secure-index filter as a store keeps it beside the block (`docs/storage.md`):
+/// what a search reads first, before it reads any record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFilterRow {
+    /// The block's height.
+    pub height: u64,
+    /// The context the filter is keyed by (the block's Merkle root).
+    pub context: BlockContext,
+    /// The filter; `None` for a block assembled without one (its records are searched
+    /// exhaustively).
+    pub filter: Option<BlockFilter>,
+    /// How many indexed records the block holds (positions are below this).
+    pub entry_count: u32,
+}
+
+/// A block's secure index: its filter row and, per indexed record in position order, the record
+/// id and its entry. Stores write it in the same atomic append as the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockIndexRows {
+    /// The filter row.
+    pub filter: IndexFilterRow,
+    /// The indexed records, by position.
+    pub records: Vec<IndexedRecord>,
+}
+
+/// A block's index rows could not be derived from the block and its effects.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IndexRowsError {
+    /// An index entry does not decode.
+    #[error("the index entry of transaction {0} does not decode")]
+    BadEntry(usize),
+    /// An index entry sits on a transaction that adds no record in these effects.
+    #[error("transaction {0} carries an index entry but adds no record")]
+    NotARecord(usize),
+    /// The block's filter does not decode or does not fit its entries.
+    #[error("the block's index filter does not fit its entries")]
+    BadFilter,
+    /// The block holds more indexed records than a filter can cover.
+    #[error("the block holds too many indexed records")]
+    TooMany,
+}
+
+/// The secure index of a validated block, from the block and the effects its validation
+/// produced (which map each `RecordAdded` transaction to its record id): `None` when the
+/// block holds no indexed record.
+///
+/// # Errors
+/// An [`IndexRowsError`] (a block that passed validation does not produce one).
+pub fn index_rows(
+    block: &CheckedBlock,
+    effects: &BlockEffects,
+) -> Result<Option<BlockIndexRows>, IndexRowsError> {
+    let by_tx: HashMap<TxId, RecordId> =
+        effects.records().map(|r| (r.tx_id, r.record_id)).collect();
+    let mut records = Vec::new();
+    for (i, (tx, id)) in block
+        .block()
+        .transactions
+        .iter()
+        .zip(block.tx_ids())
+        .enumerate()
+    {
+        if tx.index_entry().is_empty() {
+            continue;
+        }
+        let entry =
+            IndexEntry::from_bytes(tx.index_entry()).map_err(|_| IndexRowsError::BadEntry(i))?;
+        let record_id = *by_tx.get(id).ok_or(IndexRowsError::NotARecord(i))?;
+        records.push(IndexedRecord { record_id, entry });
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let entry_count = u32::try_from(records.len()).map_err(|_| IndexRowsError::TooMany)?;
+    let raw = &block.block().index_filter;
+    let filter = if raw.is_empty() {
+        None
+    } else {
+        let f = BlockFilter::from_bytes(raw).map_err(|_| IndexRowsError::BadFilter)?;
+        f.check_entries(records.iter().map(|r| &r.entry))
+            .map_err(|_| IndexRowsError::BadFilter)?;
+        Some(f)
+    };
+    Ok(Some(BlockIndexRows {
+        filter: IndexFilterRow {
+            height: block.header().height,
+            context: BlockContext::from(block.header().merkle_root()),
+            filter,
+            entry_count,
+        },
+        records,
+    }))
+}
+
+/// Whether `effects` can be the effects of validating `block`: same height, and exactly the
+/// block's transactions, every record and audit entry made by one of them at that height.
+/// A cheap consistency check for stores that take a block and its effects from a caller that
+/// validated them (`Ledger::append_checked`); it cannot tell effects computed over another
+/// state.
+pub fn effects_match(block: &CheckedBlock, effects: &BlockEffects) -> bool {
+    let height = block.header().height;
+    if effects.height() != height {
+        return false;
+    }
+    let ids: std::collections::HashSet<&TxId> = block.tx_ids().iter().collect();
+    let mut n = 0usize;
+    for id in effects.tx_ids() {
+        if !ids.contains(id) {
+            return false;
+        }
+        n += 1;
+    }
+    n == ids.len()
+        && effects
+            .records()
+            .all(|r| r.height == height && ids.contains(&r.tx_id))
+        && effects
+            .audit()
+            .iter()
+            .all(|a| a.height == height && ids.contains(&a.tx_id))
+        && effects.consents().iter().all(|c| c.revoked_at.is_none())
 }
 
 /// A ledger store.
@@ -93,6 +219,25 @@ pub trait LedgerStore: StateView {
     /// # Errors
     /// The backend's error.
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, Self::Error>;
+
+    /// The secure-index filter rows of up to `limit` blocks at or above `from` that hold
+    /// indexed records, in height order (blocks without indexed records have none). What a
+    /// search reads first: no block, transaction or record.
+    ///
+    /// # Errors
+    /// The backend's error.
+    fn index_filters(&self, from: u64, limit: usize) -> Result<Vec<IndexFilterRow>, Self::Error>;
+
+    /// The indexed record at `position` of block `height` (what a search reads for each
+    /// candidate its filter names).
+    ///
+    /// # Errors
+    /// The backend's error.
+    fn indexed_record(
+        &self,
+        height: u64,
+        position: u32,
+    ) -> Result<Option<IndexedRecord>, Self::Error>;
 }
 
 /// The transactions whose payloads an erasure of `record` prunes: the record's own and every
@@ -126,6 +271,12 @@ pub enum MemoryStoreError {
         /// The block's height.
         got: u64,
     },
+    /// The effects are not those of the block.
+    #[error("the effects do not belong to the block")]
+    EffectsMismatch,
+    /// The block's index rows could not be derived.
+    #[error(transparent)]
+    Index(#[from] IndexRowsError),
 }
 
 /// An in-memory store (tests, light nodes, the simulator).
@@ -136,6 +287,7 @@ pub struct MemoryStore {
     tx_index: HashMap<TxId, (u64, u32)>,
     state: LedgerState,
     head: Option<Head>,
+    index: std::collections::BTreeMap<u64, BlockIndexRows>,
 }
 
 impl MemoryStore {
@@ -195,6 +347,10 @@ impl LedgerStore for MemoryStore {
         if height != have + 1 || effects.height() != height {
             return Err(MemoryStoreError::OutOfOrder { have, got: height });
         }
+        if !effects_match(block, effects) {
+            return Err(MemoryStoreError::EffectsMismatch);
+        }
+        let index = index_rows(block, effects)?;
         // Build everything first, then swap in: all or nothing.
         let mut state = self.state.clone();
         state
@@ -227,6 +383,9 @@ impl LedgerStore for MemoryStore {
             tip: block.tip(),
             proof: proof.cloned(),
         });
+        if let Some(rows) = index {
+            self.index.insert(height, rows);
+        }
         Ok(())
     }
 
@@ -270,6 +429,27 @@ impl LedgerStore for MemoryStore {
             .into_iter()
             .cloned()
             .collect())
+    }
+
+    fn index_filters(&self, from: u64, limit: usize) -> Result<Vec<IndexFilterRow>, Self::Error> {
+        Ok(self
+            .index
+            .range(from..)
+            .take(limit)
+            .map(|(_, r)| r.filter.clone())
+            .collect())
+    }
+
+    fn indexed_record(
+        &self,
+        height: u64,
+        position: u32,
+    ) -> Result<Option<IndexedRecord>, Self::Error> {
+        Ok(self
+            .index
+            .get(&height)
+            .and_then(|r| r.records.get(position as usize))
+            .cloned())
     }
 }
 

@@ -123,6 +123,7 @@ impl TestNet {
         self.nonce += 1;
         Transaction::create(
             &self.nodes[node],
+            &self.genesis.chain_id(),
             self.now_ms,
             self.nonce,
             body,
@@ -240,7 +241,16 @@ impl TestNet {
     pub fn certify(&self, block: &CheckedBlock) -> QuorumCertificate {
         let votes: Vec<Vote> = self.nodes[..self.genesis.validators().len()]
             .iter()
-            .map(|n| Vote::cast(n, block.header().prev, block.hash(), Ok(()), self.now_ms))
+            .map(|n| {
+                Vote::cast(
+                    n,
+                    &self.genesis.chain_id(),
+                    block.header().prev,
+                    block.hash(),
+                    Ok(()),
+                    self.now_ms,
+                )
+            })
             .collect();
         QuorumCertificate::from_votes(&votes, &block.hash())
     }

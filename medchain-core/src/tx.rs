@@ -4,10 +4,11 @@
 //! can read:
 //!
 //! ```text
-//! signed bytes = version (u8 = 1) || kind (u8) || contributor (32) || timestamp_ms (u64)
-//!                || nonce (u64) || body: NetworkSealed || index_entry: bytes
+//! signed bytes = version (u8 = 2) || kind (u8) || chain (32) || contributor (32)
+//!                || timestamp_ms (u64) || nonce (u64) || body: NetworkSealed
+//!                || index_entry: bytes || payload digest (32)
 //! tx id        = tagged_hash("medchain/v1/tx-id", signed bytes)
-//! signature    = ed25519(contributor, len || "medchain/v1/tx-signature" || tx id)
+//! signature    = ed25519(contributor, len || "medchain/v1/tx-signature" || chain || tx id)
 //! encoding     = signed bytes || signature (64)
 //! ```
 //!
@@ -22,17 +23,18 @@
 use std::fmt;
 use std::ops::Deref;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{domain, PayloadCommitment, RecordId, TaggedHasher, TxId};
+use crate::hash::{domain, ChainId, PayloadCommitment, RecordId, TaggedHasher, TxId};
 use crate::keys::{Identity, PublicIdentity, Signature, SignatureError, VerifyKey};
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
-/// Format version of [`Transaction`].
-pub const TX_VERSION: u8 = 1;
+/// Format version of [`Transaction`]. Version 2: the header names the chain (the genesis hash),
+/// which the id, every signature and the body's associated data bind.
+pub const TX_VERSION: u8 = 2;
 
 /// Largest secure-index entry a transaction may carry (bytes).
 pub const MAX_INDEX_ENTRY: usize = 64 * 1024;
@@ -119,6 +121,13 @@ pub enum TxError {
     /// A body field is invalid.
     #[error("invalid transaction body: {0}")]
     InvalidBody(&'static str),
+    /// The transaction was made for another network.
+    #[error("the transaction was made for another network")]
+    WrongChain,
+    /// The transaction's payload (sealed record or wrapped key) is missing: only history
+    /// re-read from a store, after an erasure, may lack it.
+    #[error("the transaction's payload is missing")]
+    MissingPayload,
 }
 
 impl From<SignatureError> for TxError {
@@ -137,18 +146,18 @@ pub struct PatientSignature {
 }
 
 impl PatientSignature {
-    /// Signs `message` for `label` as `patient`.
-    pub fn sign(patient: &Identity, label: &str, message: &[u8]) -> Self {
+    /// Signs `message` for `label` as `patient`, on the network `chain`.
+    pub fn sign(patient: &Identity, chain: &ChainId, label: &str, message: &[u8]) -> Self {
         Self {
             patient: patient.public(),
-            signature: patient.sign(label, message),
+            signature: patient.sign(chain, label, message),
         }
     }
 
-    fn verify(&self, label: &str, message: &[u8]) -> Result<(), TxError> {
+    fn verify(&self, chain: &ChainId, label: &str, message: &[u8]) -> Result<(), TxError> {
         self.patient
             .sign
-            .verify(label, message, &self.signature)
+            .verify(chain, label, message, &self.signature)
             .map_err(|_| TxError::BadPatientSignature)
     }
 }
@@ -297,21 +306,22 @@ impl TxBody {
         Ok(())
     }
 
-    /// Checks the patient signatures and field rules that need no ledger state.
+    /// Checks the patient signatures (bound to the network `chain`) and the field rules that
+    /// need no ledger state.
     ///
     /// # Errors
     /// [`TxError::BadPatientSignature`] or [`TxError::InvalidBody`].
-    pub fn check(&self) -> Result<(), TxError> {
+    pub fn check(&self, chain: &ChainId) -> Result<(), TxError> {
         match self {
             Self::ConsentGranted { document, patient } => {
-                patient.verify(domain::CONSENT_SIG, document)
+                patient.verify(chain, domain::CONSENT_SIG, document)
             }
             Self::ConsentRevoked {
                 consent_id,
                 patient,
-            } => patient.verify(domain::REVOKE_SIG, &revocation_message(consent_id)),
+            } => patient.verify(chain, domain::REVOKE_SIG, &revocation_message(consent_id)),
             Self::RecordErased { record_id, patient } => {
-                patient.verify(domain::ERASURE_SIG, record_id.as_byte_array())
+                patient.verify(chain, domain::ERASURE_SIG, record_id.as_byte_array())
             }
             Self::AccessLogged { purpose, .. } => check_purpose(purpose),
             Self::KeyShared {
@@ -515,6 +525,20 @@ impl Decode for TxBody {
 }
 
 impl TxKind {
+    /// When ledger rules see transactions of this kind within a block: phase 0 for what
+    /// changes the rules (records, consent grants and revocations, erasures), phase 1 for
+    /// accesses (key releases, access logs), so that a revocation or an erasure takes effect
+    /// from its block whatever its position in it.
+    pub fn phase(self) -> u8 {
+        match self {
+            Self::KeyShared | Self::AccessLogged => 1,
+            Self::RecordAdded
+            | Self::ConsentGranted
+            | Self::ConsentRevoked
+            | Self::RecordErased => 0,
+        }
+    }
+
     /// Whether transactions of this kind carry a prunable payload.
     pub fn has_payload(self) -> bool {
         matches!(self, Self::RecordAdded | Self::KeyShared)
@@ -525,6 +549,7 @@ impl TxKind {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
     kind: TxKind,
+    chain: ChainId,
     contributor: VerifyKey,
     timestamp_ms: u64,
     nonce: u64,
@@ -547,14 +572,16 @@ impl fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    /// Builds and signs a transaction: encrypts `body` under the network key, binds it to the
-    /// header, signs the id.
+    /// Builds and signs a transaction for the network `chain`: encrypts `body` under the
+    /// network key, binds it to the header, signs the id.
     ///
     /// # Errors
     /// [`TxError::UnexpectedIndexEntry`] if a non-record body carries an index entry,
     /// [`TxError::IndexEntryTooLarge`], or a body check failure ([`TxBody::check`]).
-    pub fn create<R: RngCore + CryptoRng>(
+    #[allow(clippy::too_many_arguments)]
+    pub fn create<R: Rng + CryptoRng>(
         contributor: &Identity,
+        chain: &ChainId,
         timestamp_ms: u64,
         nonce: u64,
         body: &TxBody,
@@ -564,8 +591,8 @@ impl Transaction {
     ) -> Result<Self, TxError> {
         let kind = body.kind();
         check_index_entry(kind, &index_entry)?;
-        body.check()?;
-        let header = header_bytes(kind, &contributor.verify_key(), timestamp_ms, nonce);
+        body.check(chain)?;
+        let header = header_bytes(kind, chain, &contributor.verify_key(), timestamp_ms, nonce);
         let plain = zeroize::Zeroizing::new(body.to_bytes());
         let sealed = network.seal(&plain, &header, rng);
         let payload = match (kind.has_payload(), body.payload_bytes()) {
@@ -578,6 +605,7 @@ impl Transaction {
         };
         let mut tx = Self {
             kind,
+            chain: *chain,
             contributor: contributor.verify_key(),
             timestamp_ms,
             nonce,
@@ -588,13 +616,18 @@ impl Transaction {
             payload,
         };
         let id = tx.id();
-        tx.signature = contributor.sign(domain::TX_SIG, id.as_byte_array());
+        tx.signature = contributor.sign(chain, domain::TX_SIG, id.as_byte_array());
         Ok(tx)
     }
 
     /// The kind.
     pub fn kind(&self) -> TxKind {
         self.kind
+    }
+
+    /// The network it was made for (validators refuse any other: `WrongChain`).
+    pub fn chain(&self) -> &ChainId {
+        &self.chain
     }
 
     /// The contributor's key.
@@ -636,6 +669,7 @@ impl Transaction {
     fn signed_bytes_to(&self, out: &mut Vec<u8>) {
         out.put_raw(&header_bytes(
             self.kind,
+            &self.chain,
             &self.contributor,
             self.timestamp_ms,
             self.nonce,
@@ -650,6 +684,7 @@ impl Transaction {
         let mut h = TaggedHasher::new(domain::TX_ID);
         h.update(&header_bytes(
             self.kind,
+            &self.chain,
             &self.contributor,
             self.timestamp_ms,
             self.nonce,
@@ -671,7 +706,13 @@ impl Transaction {
     /// [`TxError::BodyDecrypt`], [`TxError::Decode`], [`TxError::KindMismatch`],
     /// [`TxError::BadPatientSignature`], [`TxError::InvalidBody`].
     pub fn open_body(&self, network: &NetworkKey) -> Result<TxBody, TxError> {
-        let header = header_bytes(self.kind, &self.contributor, self.timestamp_ms, self.nonce);
+        let header = header_bytes(
+            self.kind,
+            &self.chain,
+            &self.contributor,
+            self.timestamp_ms,
+            self.nonce,
+        );
         let plain = network.open(&self.body, &header).map_err(|e| match e {
             SealError::Decode(d) => TxError::Decode(d),
             _ => TxError::BodyDecrypt,
@@ -689,7 +730,7 @@ impl Transaction {
                 body: body.kind(),
             });
         }
-        body.check()?;
+        body.check(&self.chain)?;
         Ok(body)
     }
     /// Strictly verifies the contributor's signature.
@@ -698,9 +739,29 @@ impl Transaction {
     /// [`TxError::BadSignature`].
     pub fn verify(self) -> Result<VerifiedTx, TxError> {
         let id = self.id();
-        self.contributor
-            .verify(domain::TX_SIG, id.as_byte_array(), &self.signature)?;
+        self.contributor.verify(
+            &self.chain,
+            domain::TX_SIG,
+            id.as_byte_array(),
+            &self.signature,
+        )?;
         Ok(VerifiedTx { tx: self, id })
+    }
+
+    /// Checks what a new transaction (submitted, gathered, or in a block not yet committed)
+    /// must satisfy beyond its signature: it is made for the network `chain`, and it carries
+    /// its payload.
+    ///
+    /// # Errors
+    /// [`TxError::WrongChain`], [`TxError::MissingPayload`].
+    pub fn check_fresh(&self, chain: &ChainId) -> Result<(), TxError> {
+        if &self.chain != chain {
+            return Err(TxError::WrongChain);
+        }
+        if self.is_pruned() {
+            return Err(TxError::MissingPayload);
+        }
+        Ok(())
     }
 
     /// Decodes and verifies in one step.
@@ -712,25 +773,30 @@ impl Transaction {
     }
 }
 
+/// Length of a transaction header: version, kind, chain, contributor, timestamp, nonce.
+const HEADER_LEN: usize = 1 + 1 + 32 + 32 + 8 + 8;
+
 fn header_bytes(
     kind: TxKind,
+    chain: &ChainId,
     contributor: &VerifyKey,
     timestamp_ms: u64,
     nonce: u64,
-) -> [u8; 1 + 1 + 32 + 8 + 8] {
-    let mut h = [0u8; 50];
+) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
     h[0] = TX_VERSION;
     h[1] = kind.code();
-    h[2..34].copy_from_slice(contributor.as_byte_array());
-    h[34..42].copy_from_slice(&timestamp_ms.to_be_bytes());
-    h[42..50].copy_from_slice(&nonce.to_be_bytes());
+    h[2..34].copy_from_slice(chain.as_byte_array());
+    h[34..66].copy_from_slice(contributor.as_byte_array());
+    h[66..74].copy_from_slice(&timestamp_ms.to_be_bytes());
+    h[74..82].copy_from_slice(&nonce.to_be_bytes());
     h
 }
 
-fn payload_aad(header: &[u8; 50]) -> [u8; 57] {
-    let mut aad = [0u8; 57];
-    aad[..50].copy_from_slice(header);
-    aad[50..].copy_from_slice(b"payload");
+fn payload_aad(header: &[u8; HEADER_LEN]) -> [u8; HEADER_LEN + 7] {
+    let mut aad = [0u8; HEADER_LEN + 7];
+    aad[..HEADER_LEN].copy_from_slice(header);
+    aad[HEADER_LEN..].copy_from_slice(b"payload");
     aad
 }
 
@@ -763,6 +829,7 @@ impl Decode for Transaction {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version("transaction", TX_VERSION)?;
         let kind = TxKind::from_code(r.u8()?)?;
+        let chain = ChainId::decode_from(r)?;
         let contributor = VerifyKey::decode_from(r)?;
         let timestamp_ms = r.u64()?;
         let nonce = r.u64()?;
@@ -790,6 +857,7 @@ impl Decode for Transaction {
         }
         Ok(Self {
             kind,
+            chain,
             contributor,
             timestamp_ms,
             nonce,
@@ -842,6 +910,8 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
+    const CHAIN: ChainId = ChainId::from_byte_array([5; 32]);
+
     const OBS: &[u8] =
         br#"{"resourceType":"Observation","status":"final","code":{"text":"glucose"}}"#;
 
@@ -870,6 +940,7 @@ mod tests {
             seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
         Transaction::create(
             &f.hospital,
+            &CHAIN,
             1_700_000_000_000,
             1,
             &TxBody::record_added(
@@ -907,6 +978,42 @@ mod tests {
     }
 
     #[test]
+    fn patient_signatures_and_ids_are_bound_to_the_network() {
+        // Attack (issue #12.7): a consent the patient signed on network A is submitted verbatim
+        // on network B.
+        let mut f = fx();
+        let doc = b"consent document".to_vec();
+        let on_a = TxBody::ConsentGranted {
+            document: doc.clone(),
+            patient: PatientSignature::sign(&f.patient, &CHAIN, domain::CONSENT_SIG, &doc),
+        };
+        let network_b = ChainId::from_byte_array([6; 32]);
+        assert_eq!(
+            Transaction::create(
+                &f.hospital,
+                &network_b,
+                1,
+                2,
+                &on_a,
+                vec![],
+                &f.net,
+                &mut f.rng
+            )
+            .unwrap_err(),
+            TxError::BadPatientSignature
+        );
+        // The same transaction fields on two networks give two ids, and a transaction's bytes
+        // with its chain swapped no longer verify.
+        let a = Transaction::create(&f.hospital, &CHAIN, 1, 2, &on_a, vec![], &f.net, &mut f.rng)
+            .unwrap();
+        let mut moved = a.clone();
+        moved.chain = network_b;
+        assert_ne!(moved.id(), a.id());
+        assert_eq!(moved.verify().unwrap_err(), TxError::BadSignature);
+        assert_eq!(a.chain(), &CHAIN);
+    }
+
+    #[test]
     fn every_byte_flip_breaks_decode_or_verify() {
         let mut f = fx();
         let tx = record_tx(&mut f);
@@ -927,9 +1034,10 @@ mod tests {
         let doc = b"consent document".to_vec();
         let good = TxBody::ConsentGranted {
             document: doc.clone(),
-            patient: PatientSignature::sign(&f.patient, domain::CONSENT_SIG, &doc),
+            patient: PatientSignature::sign(&f.patient, &CHAIN, domain::CONSENT_SIG, &doc),
         };
-        let tx = Transaction::create(&f.hospital, 1, 2, &good, vec![], &f.net, &mut f.rng).unwrap();
+        let tx = Transaction::create(&f.hospital, &CHAIN, 1, 2, &good, vec![], &f.net, &mut f.rng)
+            .unwrap();
         let v = tx.verify().unwrap();
         assert_eq!(v.open_body(&f.net).unwrap(), good);
         // Signed by the hospital instead of the patient it names.
@@ -937,11 +1045,20 @@ mod tests {
             document: doc.clone(),
             patient: PatientSignature {
                 patient: f.patient.public(),
-                signature: f.hospital.sign(domain::CONSENT_SIG, &doc),
+                signature: f.hospital.sign(&CHAIN, domain::CONSENT_SIG, &doc),
             },
         };
-        let err = Transaction::create(&f.hospital, 1, 3, &forged, vec![], &f.net, &mut f.rng)
-            .unwrap_err();
+        let err = Transaction::create(
+            &f.hospital,
+            &CHAIN,
+            1,
+            3,
+            &forged,
+            vec![],
+            &f.net,
+            &mut f.rng,
+        )
+        .unwrap_err();
         assert_eq!(err, TxError::BadPatientSignature);
         assert_eq!(
             err.to_string(),
@@ -950,15 +1067,38 @@ mod tests {
         let rid = RecordId::from_byte_array([9; 32]);
         let erase = TxBody::RecordErased {
             record_id: rid,
-            patient: PatientSignature::sign(&f.patient, domain::ERASURE_SIG, rid.as_byte_array()),
+            patient: PatientSignature::sign(
+                &f.patient,
+                &CHAIN,
+                domain::ERASURE_SIG,
+                rid.as_byte_array(),
+            ),
         };
-        assert!(Transaction::create(&f.patient, 1, 4, &erase, vec![], &f.net, &mut f.rng).is_ok());
+        assert!(
+            Transaction::create(&f.patient, &CHAIN, 1, 4, &erase, vec![], &f.net, &mut f.rng)
+                .is_ok()
+        );
         let revoke = TxBody::ConsentRevoked {
             consent_id: [7; 32],
-            patient: PatientSignature::sign(&f.patient, domain::REVOKE_SIG, b"wrong message"),
+            patient: PatientSignature::sign(
+                &f.patient,
+                &CHAIN,
+                domain::REVOKE_SIG,
+                b"wrong message",
+            ),
         };
         assert_eq!(
-            Transaction::create(&f.patient, 1, 5, &revoke, vec![], &f.net, &mut f.rng).unwrap_err(),
+            Transaction::create(
+                &f.patient,
+                &CHAIN,
+                1,
+                5,
+                &revoke,
+                vec![],
+                &f.net,
+                &mut f.rng
+            )
+            .unwrap_err(),
             TxError::BadPatientSignature
         );
     }
@@ -974,13 +1114,23 @@ mod tests {
             emergency: false,
             accessed_at_ms: 5,
         };
-        let err =
-            Transaction::create(&f.hospital, 1, 1, &body, vec![1], &f.net, &mut f.rng).unwrap_err();
+        let err = Transaction::create(
+            &f.hospital,
+            &CHAIN,
+            1,
+            1,
+            &body,
+            vec![1],
+            &f.net,
+            &mut f.rng,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "only a RecordAdded transaction may carry a secure-index entry"
         );
-        let tx = Transaction::create(&f.hospital, 1, 1, &body, vec![], &f.net, &mut f.rng).unwrap();
+        let tx = Transaction::create(&f.hospital, &CHAIN, 1, 1, &body, vec![], &f.net, &mut f.rng)
+            .unwrap();
         assert_eq!(tx.verify().unwrap().open_body(&f.net).unwrap(), body);
         let bad = TxBody::AccessLogged {
             record_id: RecordId::from_byte_array([1; 32]),
@@ -991,7 +1141,8 @@ mod tests {
             accessed_at_ms: 5,
         };
         assert_eq!(
-            Transaction::create(&f.hospital, 1, 1, &bad, vec![], &f.net, &mut f.rng).unwrap_err(),
+            Transaction::create(&f.hospital, &CHAIN, 1, 1, &bad, vec![], &f.net, &mut f.rng)
+                .unwrap_err(),
             TxError::InvalidBody("purpose must be a non-empty code")
         );
     }

@@ -2,7 +2,9 @@
 //!
 //! A [`Vote`] has exactly the paper's fields: `node_pubkey`, `signature`, `previous_block`,
 //! `voting_for_block`, `is_block_valid`, `invalid_reason`, `timestamp`. The signature covers all
-//! the others under the label `medchain/v1/vote-signature`.
+//! the others under the label `medchain/v1/vote-signature`, bound to the network's chain id
+//! (the genesis hash, [`crate::keys`]): a vote or a timeout signed on another network never
+//! verifies here, even with the same validator keys.
 //!
 //! Only keys in the genesis validator set may vote ([`Vote::verify`]). A
 //! [`QuorumCertificate`] gathers valid votes for one block from more than the genesis quorum
@@ -17,11 +19,11 @@ use thiserror::Error;
 
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
-use crate::hash::{domain, BlockHash};
+use crate::hash::{domain, BlockHash, ChainId};
 use crate::keys::{Identity, Signature, VerifyKey};
 
-/// Format version of [`Vote`] and [`Timeout`].
-pub const VOTE_VERSION: u8 = 1;
+/// Format version of [`Vote`] and [`Timeout`]. Version 2: signatures bind the chain id.
+pub const VOTE_VERSION: u8 = 2;
 
 /// Why a block is invalid. The codes are stable: they travel in votes and are logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,7 +61,8 @@ pub enum InvalidReason {
     BadContributorTicket = 15,
     /// The contributor list does not match the transactions' contributors.
     ContributorMismatch = 16,
-    /// The timestamp is before the parent's or too far in the future.
+    /// The timestamp is before the parent's or too far in the future, or a transaction's claimed
+    /// time does not fit its block's.
     BadTimestamp = 17,
     /// A transaction breaks a ledger rule (consent, erasure, ...).
     RuleViolation = 18,
@@ -69,11 +72,13 @@ pub enum InvalidReason {
     TooManyTransactions = 20,
     /// A transaction's secure-index entry does not decode.
     BadIndexEntry = 21,
+    /// A transaction lacks its payload (sealed record or wrapped key) in a new block.
+    MissingPayload = 22,
 }
 
 impl InvalidReason {
     /// All reasons, in code order.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::Malformed,
         Self::WrongChain,
         Self::WrongHeight,
@@ -95,6 +100,7 @@ impl InvalidReason {
         Self::BadIndexFilter,
         Self::TooManyTransactions,
         Self::BadIndexEntry,
+        Self::MissingPayload,
     ];
 
     /// The stable wire code.
@@ -141,6 +147,7 @@ impl InvalidReason {
             Self::BadIndexFilter => "the secure-index filter is malformed or does not match",
             Self::TooManyTransactions => "the block holds too many transactions",
             Self::BadIndexEntry => "a transaction's secure-index entry is malformed",
+            Self::MissingPayload => "a transaction lacks its payload",
         }
     }
 }
@@ -223,6 +230,7 @@ impl Vote {
     /// Casts and signs a vote: `Ok(())` for a valid block, `Err(reason)` for an invalid one.
     pub fn cast(
         voter: &Identity,
+        chain: &ChainId,
         previous_block: BlockHash,
         voting_for_block: BlockHash,
         verdict: Result<(), InvalidReason>,
@@ -237,7 +245,7 @@ impl Vote {
             invalid_reason: verdict.err(),
             timestamp,
         };
-        vote.signature = voter.sign(domain::VOTE_SIG, &vote.signed_bytes());
+        vote.signature = voter.sign(chain, domain::VOTE_SIG, &vote.signed_bytes());
         vote
     }
 
@@ -263,7 +271,12 @@ impl Vote {
             return Err(VoteError::UntrustedVoter(self.node_pubkey));
         }
         self.node_pubkey
-            .verify(domain::VOTE_SIG, &self.signed_bytes(), &self.signature)
+            .verify(
+                &genesis.chain_id(),
+                domain::VOTE_SIG,
+                &self.signed_bytes(),
+                &self.signature,
+            )
             .map_err(|_| VoteError::BadSignature(self.node_pubkey))
     }
 }
@@ -422,15 +435,15 @@ pub struct Timeout {
 }
 
 impl Timeout {
-    /// Signs a timeout.
-    pub fn sign(voter: &Identity, round: u64, high_qc_round: u64) -> Self {
+    /// Signs a timeout on the network `chain`.
+    pub fn sign(voter: &Identity, chain: &ChainId, round: u64, high_qc_round: u64) -> Self {
         let mut t = Self {
             node_pubkey: voter.verify_key(),
             round,
             high_qc_round,
             signature: Signature::from_byte_array([0; 64]),
         };
-        t.signature = voter.sign(domain::TIMEOUT_SIG, &t.signed_bytes());
+        t.signature = voter.sign(chain, domain::TIMEOUT_SIG, &t.signed_bytes());
         t
     }
 
@@ -452,7 +465,12 @@ impl Timeout {
             return Err(VoteError::UntrustedVoter(self.node_pubkey));
         }
         self.node_pubkey
-            .verify(domain::TIMEOUT_SIG, &self.signed_bytes(), &self.signature)
+            .verify(
+                &genesis.chain_id(),
+                domain::TIMEOUT_SIG,
+                &self.signed_bytes(),
+                &self.signature,
+            )
             .map_err(|_| VoteError::BadSignature(self.node_pubkey))
     }
 }
@@ -638,15 +656,22 @@ mod tests {
     #[test]
     fn vote_round_trip_and_verify() {
         let (g, ids) = network(4, 1, 7);
-        let v = Vote::cast(&ids[0], h(1), h(2), Ok(()), 99);
+        let v = Vote::cast(&ids[0], &g.chain_id(), h(1), h(2), Ok(()), 99);
         let back = Vote::from_bytes(&v.to_bytes()).unwrap();
         assert_eq!(back, v);
         back.verify(&g).unwrap();
-        let bad = Vote::cast(&ids[1], h(1), h(2), Err(InvalidReason::WrongMiner), 99);
+        let bad = Vote::cast(
+            &ids[1],
+            &g.chain_id(),
+            h(1),
+            h(2),
+            Err(InvalidReason::WrongMiner),
+            99,
+        );
         assert_eq!(bad.invalid_reason, Some(InvalidReason::WrongMiner));
         assert_eq!(Vote::from_bytes(&bad.to_bytes()).unwrap(), bad);
         // A member that is not a validator may not vote.
-        let outsider = Vote::cast(&ids[4], h(1), h(2), Ok(()), 99);
+        let outsider = Vote::cast(&ids[4], &g.chain_id(), h(1), h(2), Ok(()), 99);
         assert_eq!(
             outsider.verify(&g).unwrap_err(),
             VoteError::UntrustedVoter(ids[4].verify_key())
@@ -686,7 +711,7 @@ mod tests {
         let (g, ids) = network(4, 1, 8);
         let votes: Vec<Vote> = ids[..3]
             .iter()
-            .map(|id| Vote::cast(id, h(1), h(2), Ok(()), 1))
+            .map(|id| Vote::cast(id, &g.chain_id(), h(1), h(2), Ok(()), 1))
             .collect();
         let qc = QuorumCertificate::from_votes(&votes, &h(2));
         qc.verify(&g, &h(1), &h(2)).unwrap();
@@ -713,7 +738,16 @@ mod tests {
         // Votes against the block do not count.
         let against: Vec<Vote> = ids[..3]
             .iter()
-            .map(|id| Vote::cast(id, h(1), h(2), Err(InvalidReason::BadTransaction), 1))
+            .map(|id| {
+                Vote::cast(
+                    id,
+                    &g.chain_id(),
+                    h(1),
+                    h(2),
+                    Err(InvalidReason::BadTransaction),
+                    1,
+                )
+            })
             .collect();
         assert!(QuorumCertificate::from_votes(&against, &h(2))
             .verify(&g, &h(1), &h(2))
@@ -721,11 +755,52 @@ mod tests {
         // An untrusted voter spoils the certificate.
         let mixed: Vec<Vote> = [0usize, 1, 4]
             .iter()
-            .map(|&i| Vote::cast(&ids[i], h(1), h(2), Ok(()), 1))
+            .map(|&i| Vote::cast(&ids[i], &g.chain_id(), h(1), h(2), Ok(()), 1))
             .collect();
         assert!(matches!(
             QuorumCertificate::from_votes(&mixed, &h(2)).verify(&g, &h(1), &h(2)),
             Err(VoteError::UntrustedVoter(_))
+        ));
+    }
+
+    /// The same validator keys on a second network ("staging"), founded with another name.
+    fn sibling(g: &Genesis) -> Genesis {
+        Genesis::new(
+            "staging",
+            g.created_at_ms,
+            g.network_key_fingerprint,
+            g.members.clone(),
+            g.quorum,
+            g.timing,
+            g.max_block_txs,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn timeouts_and_votes_from_another_network_do_not_verify() {
+        // Attack (issue #12.1): a quorum of timeouts signed on a sibling network with the same
+        // validator keys is replayed here as a timeout certificate.
+        let (g, ids) = network(4, 0, 9);
+        let staging = sibling(&g);
+        assert_ne!(staging.chain_id(), g.chain_id());
+        let replayed: Vec<Timeout> = ids[..3]
+            .iter()
+            .map(|id| Timeout::sign(id, &staging.chain_id(), 5, 0))
+            .collect();
+        let tc = TimeoutCertificate::from_timeouts(&replayed, 5);
+        tc.verify(&staging, 5).unwrap();
+        assert!(matches!(tc.verify(&g, 5), Err(VoteError::BadSignature(_))));
+        // Votes and quorum certificates likewise.
+        let votes: Vec<Vote> = ids[..3]
+            .iter()
+            .map(|id| Vote::cast(id, &staging.chain_id(), h(1), h(2), Ok(()), 1))
+            .collect();
+        let qc = QuorumCertificate::from_votes(&votes, &h(2));
+        qc.verify(&staging, &h(1), &h(2)).unwrap();
+        assert!(matches!(
+            qc.verify(&g, &h(1), &h(2)),
+            Err(VoteError::BadSignature(_))
         ));
     }
 
@@ -735,7 +810,7 @@ mod tests {
         let ts: Vec<Timeout> = ids[..3]
             .iter()
             .enumerate()
-            .map(|(i, id)| Timeout::sign(id, 5, i as u64))
+            .map(|(i, id)| Timeout::sign(id, &g.chain_id(), 5, i as u64))
             .collect();
         let tc = TimeoutCertificate::from_timeouts(&ts, 5);
         tc.verify(&g, 5).unwrap();

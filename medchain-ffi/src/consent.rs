@@ -9,6 +9,8 @@
 //! body to a member node, which wraps it in a transaction (`Transaction::create`) under the
 //! network key; validators check the patient's signature again.
 
+use std::sync::Arc;
+
 use medchain_core::consent::{
     consent_to_fhir, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision,
     Purpose,
@@ -20,6 +22,7 @@ use medchain_core::keys::PublicIdentity;
 use medchain_core::tx::TxBody;
 
 use crate::error::{guard, WalletError};
+use crate::light::TrustedNetwork;
 
 /// The patient's standing choice about break-glass emergency access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -374,15 +377,19 @@ pub(crate) fn grant_request(consent: &Consent, body: &TxBody) -> SignedRequest {
 /// Largest signed request accepted by [`inspect_signed_request`].
 const MAX_REQUEST: usize = 512 * 1024;
 
-/// Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature:
-/// what a node, or a second device, does before submitting it.
+/// Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature for
+/// `network`: what a node, or a second device, does before submitting it. A request signed for
+/// another network does not verify.
 ///
 /// # Errors
 /// [`WalletError::Malformed`] for bytes that are not a request body,
-/// [`WalletError::BadSignature`] if the patient's signature does not verify,
+/// [`WalletError::BadSignature`] if the patient's signature does not verify for this network,
 /// [`WalletError::InvalidArgument`] for a body of another kind (records, key shares).
 #[uniffi::export]
-pub fn inspect_signed_request(body: Vec<u8>) -> Result<SignedRequestInfo, WalletError> {
+pub fn inspect_signed_request(
+    body: Vec<u8>,
+    network: Arc<TrustedNetwork>,
+) -> Result<SignedRequestInfo, WalletError> {
     guard(|| {
         if body.len() > MAX_REQUEST {
             return Err(WalletError::Malformed {
@@ -392,10 +399,11 @@ pub fn inspect_signed_request(body: Vec<u8>) -> Result<SignedRequestInfo, Wallet
         }
         let tx =
             TxBody::from_bytes(&body).map_err(|e| crate::error::malformed("signed request", &e))?;
-        tx.check()?;
+        let chain = network.chain_id();
+        tx.check(&chain)?;
         match tx {
             TxBody::ConsentGranted { document, patient } => {
-                let consent = Consent::from_grant(&document, &patient)?;
+                let consent = Consent::from_grant(&chain, &document, &patient)?;
                 Ok(SignedRequestInfo {
                     kind: RequestKind::ConsentGrant,
                     subject_id: consent.id().to_string(),

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use medchain_core::access::{record_class, release_key};
+use medchain_core::access::{record_class, release_key, LedgerView, ReleaseRequest};
 use medchain_core::block::CheckedBlock;
 use medchain_core::chain::CommitProof;
 use medchain_core::consent::Purpose;
@@ -81,24 +81,24 @@ impl Chain {
     fn release(
         &mut self,
         record: &SealedRecord,
-        patient: &medchain_core::keys::VerifyKey,
         reader: &PublicIdentity,
         credential: Option<Credential>,
         purpose: Purpose,
-        emergency: bool,
     ) -> Result<(), String> {
-        let height = self.state.height();
-        let consents = self.state.consents_of(patient);
         let release = release_key(
             &self.net.nodes[0],
             record,
-            reader,
-            credential,
-            purpose,
-            emergency,
-            &consents,
+            ReleaseRequest {
+                grantee: *reader,
+                credential,
+                purpose,
+            },
+            LedgerView {
+                state: &self.state,
+                genesis: &self.net.genesis,
+                network: &self.net.network,
+            },
             self.net.now_ms,
-            height,
             &mut self.net.rng,
         )
         .map_err(|e| fail("release")(e.to_string()))?;
@@ -150,6 +150,10 @@ pub fn build() -> Result<Files, String> {
         Wallet::create(store, PASSWORD.into()).map_err(|e| fail("wallet")(e.to_string()))?;
     let patient = PublicIdentity::from_text(&wallet.public_identity())
         .map_err(|e| fail("patient")(e.to_string()))?;
+    // The wallet signs for the network it pins.
+    wallet
+        .trust_network(c.net.genesis.to_bytes(), None)
+        .map_err(|e| fail("trust network")(e.to_string()))?;
     let doctor = Identity::generate(&mut c.net.rng);
     let er_doctor = Identity::generate(&mut c.net.rng);
     let other_patient = Identity::generate(&mut c.net.rng);
@@ -193,21 +197,14 @@ pub fn build() -> Result<Files, String> {
     c.commit(vec![g1, g2])?;
 
     // Block 3: the doctor reads under the consent.
-    let patient_key = patient.sign;
     let now = c.net.now_ms;
-    c.release(
-        &mine,
-        &patient_key,
-        &doctor.public(),
-        None,
-        Purpose::Treat,
-        false,
-    )?;
+    c.release(&mine, &doctor.public(), None, Purpose::Treat)?;
 
     // Block 4: break-glass by an emergency physician of institution 4.
     let institution = &c.net.nodes[4];
     let credential = Credential::issue(
         institution,
+        &c.net.genesis.chain_id(),
         er_doctor.verify_key(),
         Role::Clinician {
             institution: institution.verify_key(),
@@ -216,11 +213,9 @@ pub fn build() -> Result<Files, String> {
     );
     c.release(
         &mine,
-        &patient_key,
         &er_doctor.public(),
         Some(credential),
         Purpose::EmergencyTreat,
-        true,
     )?;
 
     // Block 5: the patient erases the second record.
@@ -257,7 +252,16 @@ pub fn build() -> Result<Files, String> {
     let votes: Vec<Vote> = outsiders
         .iter()
         .chain(&c.net.nodes[4..6])
-        .map(|n| Vote::cast(n, p.commit.child.prev, child, Ok(()), now))
+        .map(|n| {
+            Vote::cast(
+                n,
+                &c.net.genesis.chain_id(),
+                p.commit.child.prev,
+                child,
+                Ok(()),
+                now,
+            )
+        })
         .collect();
     p.commit.child_qc = QuorumCertificate::from_votes(&votes, &child);
     files.insert("proof-outsider-votes.bin".into(), p.to_bytes());
@@ -269,6 +273,20 @@ pub fn build() -> Result<Files, String> {
 
     // The network, the patient, the parties.
     files.insert("genesis.bin".into(), c.net.genesis.to_bytes());
+    // A sibling network with the same members (a staging net): signatures made for one are
+    // refused on the other.
+    let g = &c.net.genesis;
+    let staging = medchain_core::genesis::Genesis::new(
+        "staging",
+        g.created_at_ms,
+        g.network_key_fingerprint,
+        g.members.clone(),
+        g.quorum,
+        g.timing,
+        g.max_block_txs,
+    )
+    .map_err(|e| fail("staging genesis")(e.to_string()))?;
+    files.insert("genesis-staging.bin".into(), staging.to_bytes());
     files.insert(
         "genesis.hash".into(),
         c.net.genesis.hash().to_string().into_bytes(),
@@ -309,7 +327,7 @@ pub fn build() -> Result<Files, String> {
     );
     files.insert(
         "audit.bin".into(),
-        encode_audit_trail(c.state.audit_of_patient(&patient_key)),
+        encode_audit_trail(c.state.audit_of_patient(&patient.sign)),
     );
     Ok(files)
 }

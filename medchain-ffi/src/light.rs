@@ -137,6 +137,11 @@ impl TrustedNetwork {
         Ok(Self { genesis })
     }
 
+    /// The chain id the network's signatures bind.
+    pub(crate) fn chain_id(&self) -> medchain_core::hash::ChainId {
+        self.genesis.chain_id()
+    }
+
     pub(crate) fn verify(&self, proof: &[u8]) -> Result<CommittedTransaction, ProofError> {
         if proof.len() > MAX_PROOF {
             return Err(ProofError::Malformed {

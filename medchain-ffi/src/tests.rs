@@ -29,9 +29,24 @@ fn store() -> Arc<dyn WalletStore> {
     store::new_in_memory_wallet_store()
 }
 
-/// The fixture patient's wallet, restored into a fresh store.
+/// The fixture patient's wallet, restored into a fresh store, pinned to the fixture network.
 fn patient() -> Arc<Wallet> {
-    Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap()
+    let w = Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap();
+    w.trust_network(file("genesis.bin"), Some(text("genesis.hash")))
+        .unwrap();
+    w
+}
+
+/// The fixture patient's wallet pinned to the network whose genesis is `genesis`.
+fn w_on(genesis: &[u8]) -> Arc<Wallet> {
+    let w = Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap();
+    w.trust_network(genesis.to_vec(), None).unwrap();
+    w
+}
+
+/// The fixture network.
+fn network() -> Arc<TrustedNetwork> {
+    TrustedNetwork::new(file("genesis.bin"), None).unwrap()
 }
 
 fn draft(rules: Vec<ConsentRule>) -> ConsentDraft {
@@ -226,7 +241,7 @@ fn consents_are_signed_verifiable_and_accepted() {
     let signed = w.sign_consent(draft(vec![rule()])).unwrap();
     assert_eq!(signed.kind, RequestKind::ConsentGrant);
     assert_eq!(signed.subject_id.len(), 64);
-    let info = consent::inspect_signed_request(signed.body.clone()).unwrap();
+    let info = consent::inspect_signed_request(signed.body.clone(), network()).unwrap();
     assert_eq!(info.kind, RequestKind::ConsentGrant);
     assert_eq!(info.subject_id, signed.subject_id);
     assert_eq!(info.patient, w.public_identity());
@@ -245,21 +260,62 @@ fn consents_are_signed_verifiable_and_accepted() {
     let pref = w
         .sign_emergency_preference(EmergencyAccess::Refuse, 5)
         .unwrap();
-    let info = consent::inspect_signed_request(pref.body).unwrap();
+    let info = consent::inspect_signed_request(pref.body, network()).unwrap();
     assert_eq!(info.emergency, Some(EmergencyAccess::Refuse));
     assert_eq!(info.rule_count, 0);
 
     let rev = w.sign_revocation(signed.subject_id.clone()).unwrap();
-    let info = consent::inspect_signed_request(rev.body).unwrap();
+    let info = consent::inspect_signed_request(rev.body, network()).unwrap();
     assert_eq!(info.kind, RequestKind::ConsentRevocation);
     assert_eq!(info.subject_id, signed.subject_id);
 
     // Every flip of a signed body is caught (malformed, or a signature that fails).
     for bad in mutations(&signed.body) {
-        assert!(consent::inspect_signed_request(bad).is_err());
+        assert!(consent::inspect_signed_request(bad, network()).is_err());
     }
+    // Issue #12.7: a request signed for another network does not verify on this one, and a
+    // wallet pins a network before it signs anything.
+    let elsewhere = Wallet::create(store(), "x".into()).unwrap();
+    assert_eq!(
+        elsewhere.sign_consent(draft(vec![rule()])).unwrap_err(),
+        WalletError::NoTrustedNetwork
+    );
+    assert_eq!(
+        elsewhere
+            .sign_revocation(signed.subject_id.clone())
+            .unwrap_err(),
+        WalletError::NoTrustedNetwork
+    );
+    let staging = file("genesis-staging.bin");
+    elsewhere.trust_network(staging.clone(), None).unwrap();
+    let on_staging = w_on(&staging).sign_consent(draft(vec![rule()])).unwrap();
+    assert_eq!(
+        consent::inspect_signed_request(on_staging.body.clone(), network()).unwrap_err(),
+        WalletError::BadSignature
+    );
+    let staging_net = TrustedNetwork::new(staging, None).unwrap();
+    assert!(consent::inspect_signed_request(on_staging.body, staging_net.clone()).is_ok());
+    assert_eq!(
+        consent::inspect_signed_request(signed.body.clone(), staging_net).unwrap_err(),
+        WalletError::BadSignature
+    );
+    // A Consent medchain could read but that is not valid FHIR R4 is refused with its paths.
+    let mut odd: serde_json::Value =
+        serde_json::from_str(signed.fhir_json.as_deref().unwrap()).unwrap();
+    odd["colour"] = "red".into();
+    odd["status"] = "approved".into();
+    let e = w.sign_fhir_consent(odd.to_string()).unwrap_err();
+    let WalletError::InvalidFhir { issues } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(issues.contains(&"error at Consent.colour: unknown element".to_owned()));
+    assert!(issues
+        .iter()
+        .any(|i| i.starts_with("error at Consent.status: the code is not in")));
+    assert!(!e.to_string().contains("approved"));
     // Another patient's FHIR consent is not signed by this wallet.
     let other = Wallet::create(store(), "x".into()).unwrap();
+    other.trust_network(file("genesis.bin"), None).unwrap();
     let theirs = other.sign_consent(draft(vec![rule()])).unwrap();
     assert_eq!(
         w.sign_fhir_consent(theirs.fhir_json.unwrap()).unwrap_err(),
@@ -348,7 +404,7 @@ fn erasure_and_revocation_ids_are_checked() {
     let rid = text("record-erased.id");
     let req = w.request_erasure(rid.clone()).unwrap();
     assert_eq!(req.kind, RequestKind::RecordErasure);
-    let info = consent::inspect_signed_request(req.body).unwrap();
+    let info = consent::inspect_signed_request(req.body, network()).unwrap();
     assert_eq!(info.subject_id, rid);
     assert_eq!(info.patient, w.public_identity());
     for bad in ["", "00", "zz", &"0".repeat(63), &"0".repeat(65), "é"] {
@@ -472,7 +528,7 @@ fn audit_trail_decodes_with_emergencies_flagged() {
 
 #[test]
 fn light_client_accepts_real_proofs_and_types_every_failure() {
-    let w = patient();
+    let w = Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap();
     assert_eq!(
         w.verify_inclusion(file("proof-record.bin")).unwrap_err(),
         ProofError::NoTrustedNetwork

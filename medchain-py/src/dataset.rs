@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use medchain_core::consent::{
-    deidentify, evaluate, AccessRequest, Action, ConsentState, Purpose, RecordFacts, StudyKey,
+    deidentify, evaluate, AccessRequest, Action, ConsentState, Purpose, RecordFacts, ReleaseClock,
+    StudyKey,
 };
 use medchain_core::credential::Role;
 use medchain_core::fhir;
@@ -28,7 +29,9 @@ pub struct DatasetRequest<'a> {
     pub institution: VerifyKey,
     /// The research topic the consents must cover.
     pub topic: Option<String>,
-    /// The evaluation and de-identification time.
+    /// The consent evaluation time: the host's clock (never a caller's choice). The
+    /// de-identification clock is the ledger tip's time moved to this time if later
+    /// ([`ReleaseClock`]).
     pub now_ms: u64,
 }
 
@@ -47,7 +50,8 @@ pub struct Columns {
     pub value: Vec<Option<f64>>,
     /// Unit of the value.
     pub unit: Vec<Option<String>>,
-    /// Textual value (valueString, valueCodeableConcept code).
+    /// Coded value: the code of `valueCodeableConcept` (never free text: `valueString` is not
+    /// released).
     pub value_text: Vec<Option<String>>,
     /// Year of the clinical date.
     pub effective_year: Vec<Option<i32>>,
@@ -102,11 +106,7 @@ impl Columns {
             .and_then(|q| q.get("unit").or_else(|| q.get("code")))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let value_text = r
-            .get("valueString")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| first_coding(r.get("valueCodeableConcept")).1);
+        let value_text = first_coding(r.get("valueCodeableConcept")).1;
         let effective = [
             "effectiveDateTime",
             "effectiveInstant",
@@ -170,6 +170,7 @@ pub fn research_rows(
     }
     let mut bump = |k: &'static str| *stats.entry(k).or_insert(0) += 1;
     let height = ledger.height();
+    let clock = ReleaseClock::at_tip(ledger.tip()).no_earlier_than(req.now_ms);
     let mut consents: HashMap<[u8; 32], Vec<ConsentState>> = HashMap::new();
     let mut permitted_patients: HashMap<[u8; 32], bool> = HashMap::new();
     for block in ledger.blocks_from(1) {
@@ -228,7 +229,7 @@ pub fn research_rows(
                 bump("denied");
                 continue;
             }
-            let Ok(clean) = deidentify(&resource, &req.study, req.now_ms) else {
+            let Ok(clean) = deidentify(&resource, &req.study, &clock) else {
                 bump("not_readable");
                 continue;
             };

@@ -147,3 +147,48 @@ def test_synthetic_columns() -> None:
     assert cols["resource_type"][:4] == ["Patient", "Observation", "Condition", "MedicationRequest"]
     with pytest.raises(medchain.InvalidArgument):
         _synthetic_dataset_columns(10**9)
+
+
+def test_free_text_and_old_ages_never_reach_the_dataset(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """valueString is never copied (value_text holds codes only); a 95-year-old's birth year,
+    an age over 89 and day-precision dates do not survive."""
+    from medchain.testing import LocalNetwork, research_consent
+
+    net = LocalNetwork(str(tmp_path / "free-text.sqlite"), seed=3, validators=4, members=1)
+    patient = Identity.generate()
+    records = [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1931-04-02",
+         "name": [{"family": "Whitfield", "given": ["Marguerite"]}]},
+        {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://loinc.org", "code": "63512-8"}]},
+         "effectiveDateTime": "2026-01-05T10:00:00",
+         "valueString": "Lives with daughter Maria Whitfield at 12 Oak St"},
+        {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
+         "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "449868002"}],
+                                  "text": "smokes since Maria left"}},
+        {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://loinc.org", "code": "30525-0"}]},
+         "valueQuantity": {"value": 95, "unit": "Years"}},
+    ]
+    for r in records:
+        net.add_record(r, patient, writer=0)
+    net.commit()
+    net.grant(research_consent(patient, "diabetes"), patient, node=1)
+    net.commit()
+    with Ledger.open(net.location, network_key=net.network_key) as led:
+        df = led.research_dataset(Identity.generate(), topic="diabetes", holder=net.node(0),
+                                  institution=net.node(4).public)
+    assert len(df) == 4
+    text = df.to_csv()
+    for secret in ["Maria", "Whitfield", "Oak St", "daughter", "smokes", "1931", "2026-01"]:
+        assert secret not in text, secret
+    assert df["value_text"].dropna().tolist() == ["449868002"]
+    assert df["birth_year"].isna().all()
+    ages = df[df["code"] == "30525-0"]
+    assert ages["value"].tolist() == [90.0] and ages["unit"].tolist() == ["a"]
+
+
+def test_the_caller_cannot_choose_the_release_time(ledger: Ledger, demo: DemoNetwork) -> None:
+    with pytest.raises(TypeError):
+        _ds(ledger, demo, now_ms=0)

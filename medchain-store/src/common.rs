@@ -1,42 +1,24 @@
-//! What both backends share: stored forms, the head check, the shell of a block.
+//! What both backends share: stored forms, the open checks, the shell of a block.
 
-use medchain_core::block::{Block, ChainTip, NoRules};
+use medchain_core::block::{Block, ChainTip, CheckedBlock, NoRules, SerialVerifier};
 use medchain_core::chain::CommitProof;
-use medchain_core::consent::{Consent, ConsentState};
-use medchain_core::encoding::{Decode, Encode, Reader, Writer};
+use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::Genesis;
+use medchain_core::ledger::BlockEffects;
+use medchain_core::store::{effects_match, Head};
 use medchain_core::tx::Transaction;
 
-use crate::error::StoreError;
+use crate::crypt::StateKey;
+use crate::error::{Corruption, StoreError};
+use crate::rows::{Commitment, Counts, Row, Table};
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads. Version 2: append-only derived state bound
+/// to its row identity, the state commitment in the head, the secure-index tables.
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Format version of a stored consent state.
-const CONSENT_STATE_VERSION: u8 = 1;
-
-/// Most transactions a block may hold; a transaction's row number is `height << 20 | index`.
+/// Most transactions a block may hold; a transaction's row number is `height << 20 | index`,
+/// and so is a derived row's (`height << 20 | rank`).
 pub(crate) const TX_SEQ_SHIFT: u32 = 20;
-
-/// The stored form of a consent and its revocation:
-/// `version (1) | consent (canonical) | revoked_at: option u64`.
-pub(crate) fn encode_consent_state(c: &ConsentState) -> Vec<u8> {
-    let mut out = vec![CONSENT_STATE_VERSION];
-    c.consent.encode_to(&mut out);
-    out.put_option(c.revoked_at.as_ref());
-    out
-}
-
-pub(crate) fn decode_consent_state(bytes: &[u8]) -> Result<ConsentState, StoreError> {
-    let mut r = Reader::new(bytes);
-    r.version("consent state", CONSENT_STATE_VERSION)?;
-    let consent = Consent::decode_from(&mut r)?;
-    let revoked_at: Option<u64> = r.option("revocation height")?;
-    r.finish()?;
-    let mut state = ConsentState::new(consent);
-    state.revoked_at = revoked_at;
-    Ok(state)
-}
 
 /// The block without its transactions (which are stored one per row), canonically encoded.
 pub(crate) fn shell_of(block: &Block) -> Vec<u8> {
@@ -61,7 +43,7 @@ pub(crate) fn assemble(
         || block.header.height != height
         || block.header.tx_count as usize != txs.len()
     {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "block {height} has {} stored transactions, its header says {}",
             txs.len(),
             block.header.tx_count
@@ -71,9 +53,161 @@ pub(crate) fn assemble(
     Ok(block)
 }
 
+/// A stored transaction, whose payload is absent exactly when its row says it was pruned.
+pub(crate) fn stored_tx(bytes: &[u8], pruned: bool) -> Result<Transaction, StoreError> {
+    let t = Transaction::from_bytes(bytes)?;
+    if t.is_pruned() != pruned {
+        return Err(Corruption::UnexplainedPruning { count: 1 }.into());
+    }
+    Ok(t)
+}
+
+/// The head record: the head, its state commitment and the commitment's tag.
+pub(crate) struct StoredHead {
+    pub(crate) head: Head,
+    pub(crate) commitment: Commitment,
+    pub(crate) tag: Vec<u8>,
+}
+
+impl StoredHead {
+    pub(crate) fn from_parts(
+        tip: ChainTip,
+        proof: &[u8],
+        state: &[u8],
+        counts: &[u8],
+        tag: Vec<u8>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            head: Head {
+                tip,
+                proof: Some(CommitProof::from_bytes(proof)?),
+            },
+            commitment: Commitment {
+                state: array32(state, "state commitment")?,
+                counts: Counts::from_bytes(counts)?,
+            },
+            tag,
+        })
+    }
+}
+
+pub(crate) fn check_version(version: Option<i64>) -> Result<(), StoreError> {
+    match version {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::UnsupportedSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        None => Err(StoreError::NotAStore("the schema version is missing")),
+    }
+}
+
+/// The blocks are exactly `1..=head`.
+pub(crate) fn check_block_count(count: u64, max: u64, head: u64) -> Result<(), StoreError> {
+    if count != head || max != head {
+        return Err(StoreError::corrupt(format!(
+            "{count} blocks up to height {max} are stored, the head is at height {head}"
+        )));
+    }
+    Ok(())
+}
+
+/// The head's commitment verifies under the state key and counts exactly the rows `found`.
+pub(crate) fn check_counts(
+    key: &StateKey,
+    head: Option<&StoredHead>,
+    found: &Counts,
+) -> Result<(), StoreError> {
+    let empty = Counts::default();
+    let committed = match head {
+        Some(h) => {
+            key.check_head_tag(
+                h.head.tip.height,
+                &h.head.tip.hash,
+                &h.commitment.state,
+                &h.commitment.counts,
+                &h.tag,
+            )?;
+            &h.commitment.counts
+        }
+        None => &empty,
+    };
+    for table in Table::ALL {
+        if committed.of(table) != found.of(table) {
+            return Err(Corruption::RowCount {
+                table: table.name(),
+                committed: committed.of(table),
+                found: found.of(table),
+            }
+            .into());
+        }
+    }
+    if committed.pruned != found.pruned {
+        return Err(Corruption::RowCount {
+            table: "transactions (pruned)",
+            committed: committed.pruned,
+            found: found.pruned,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The block is the next one after the stored head and the effects are its own.
+pub(crate) fn check_next(
+    genesis: Option<&Genesis>,
+    head: Option<&StoredHead>,
+    block: &CheckedBlock,
+    effects: &BlockEffects,
+) -> Result<(), StoreError> {
+    let genesis = genesis.ok_or(StoreError::NotInitialised)?;
+    let (have, parent) = match head {
+        Some(h) => (h.head.tip.height, h.head.tip.hash),
+        None => (0, genesis.hash()),
+    };
+    let got = block.header().height;
+    if got != have + 1 || block.header().prev != parent || effects.height() != got {
+        return Err(StoreError::OutOfOrder { have, got });
+    }
+    if block.header().chain != genesis.hash() {
+        return Err(StoreError::WrongGenesis);
+    }
+    if !effects_match(block, effects) {
+        return Err(StoreError::EffectsMismatch);
+    }
+    Ok(())
+}
+
+/// A stored derived row, opened under the identity it is found with (filters are public and
+/// not sealed).
+pub(crate) fn open_stored(
+    key: &StateKey,
+    table: Table,
+    seq: i64,
+    tags: Vec<[u8; 32]>,
+    clear: Vec<u8>,
+    sealed: Option<Vec<u8>>,
+) -> Result<Row, StoreError> {
+    let seq = u64_of(seq, "row number")?;
+    match sealed {
+        Some(s) => key.open_row(table, seq, tags, clear, &s),
+        None if !table.sealed() => Ok(Row {
+            table,
+            seq,
+            tags,
+            clear,
+            secret: Default::default(),
+        }),
+        None => Err(Corruption::Row {
+            table: table.name(),
+        }
+        .into()),
+    }
+}
+
 /// Checks the stored head: its block validates against its stored parent (signatures,
-/// certificate, election, Merkle root), makes exactly the stored tip, and its commit proof holds
-/// against genesis.
+/// certificate, election, Merkle root; payloads pruned by an erasure are accepted, as in any
+/// re-read history), makes exactly the stored tip, and its commit proof holds against genesis.
 pub(crate) fn verify_head(
     genesis: &Genesis,
     block: Block,
@@ -82,7 +216,7 @@ pub(crate) fn verify_head(
     proof: &CommitProof,
 ) -> Result<(), StoreError> {
     let checked = block
-        .validate(genesis, parent, &mut NoRules)
+        .validate_history(genesis, parent, &mut NoRules, &mut SerialVerifier)
         .map_err(|e| StoreError::HeadInvalid(format!("the head block does not validate: {e}")))?;
     if &checked.tip() != stored {
         return Err(StoreError::HeadInvalid(
@@ -95,14 +229,14 @@ pub(crate) fn verify_head(
 }
 
 pub(crate) fn u64_of(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
+    u64::try_from(v).map_err(|_| StoreError::corrupt(format!("negative {what}")))
 }
 
 pub(crate) fn i64_of(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range")))
+    i64::try_from(v).map_err(|_| StoreError::corrupt(format!("{what} out of range")))
 }
 
 pub(crate) fn array32(v: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
     v.try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+        .map_err(|_| StoreError::corrupt(format!("{what} is not 32 bytes")))
 }

@@ -7,8 +7,95 @@ use medchain_core::block::InvalidBlock;
 use medchain_core::chain::{ChainError, CommitProofError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::ledger::StateError;
+use medchain_core::store::IndexRowsError;
 use medchain_core::tx::TxError;
 use thiserror::Error;
+
+/// What a store found wrong with its own data: each variant names the check that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// A derived-state row does not decrypt under its identity (table, sequence number, lookup
+    /// columns): it was altered, moved to another row, patient or record, or copied.
+    #[error("a {table} row does not decrypt under its identity (altered, moved or copied)")]
+    Row {
+        /// The table.
+        table: &'static str,
+    },
+    /// A row decrypts but does not say what its lookup columns claim.
+    #[error("a {table} row does not match its lookup columns")]
+    RowMismatch {
+        /// The table.
+        table: &'static str,
+    },
+    /// The head's state commitment does not verify under the state key.
+    #[error("the head's state commitment does not verify")]
+    Commitment,
+    /// A table holds another number of rows than the head's commitment counts: rows were
+    /// deleted, rolled back or added.
+    #[error("table {table} holds {found} rows, the head's commitment counts {committed}")]
+    RowCount {
+        /// The table.
+        table: &'static str,
+        /// Rows the commitment counts.
+        committed: u64,
+        /// Rows found.
+        found: u64,
+    },
+    /// The stored derived state differs from the state the blocks imply (`Ledger::verify`).
+    #[error("the stored {table} rows of block {height} differ from what the chain implies")]
+    StateMismatch {
+        /// The block.
+        height: u64,
+        /// The table.
+        table: &'static str,
+    },
+    /// The state the blocks imply does not end at the head's commitment (`Ledger::verify`).
+    #[error("the state the chain implies does not match the head's commitment")]
+    CommitmentMismatch,
+    /// Payloads are pruned although no erasure explains them (`Ledger::verify`), or a
+    /// transaction's pruned flag does not match its bytes.
+    #[error("{count} record(s) lost payloads that no erasure explains")]
+    UnexplainedPruning {
+        /// How many records.
+        count: usize,
+    },
+    /// Anything else that does not add up; the message names it (never stored bytes).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An error of the database library, kept as the source of a [`StoreError`] without exposing
+/// its type. Its message never holds row values (PostgreSQL's DETAIL, which can quote them, is
+/// left out).
+#[derive(Debug)]
+pub struct BackendError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl BackendError {
+    pub(crate) fn new(
+        message: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self { message, source }
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// A store operation failed.
 #[derive(Debug, Error)]
@@ -39,9 +126,9 @@ pub enum StoreError {
         /// The file's length.
         actual: u64,
     },
-    /// The stored data are inconsistent.
+    /// The stored data are inconsistent: rows altered, moved, deleted or rolled back.
     #[error("the store is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(Corruption),
     /// The stored head does not verify.
     #[error("the stored head does not verify: {0}")]
     HeadInvalid(String),
@@ -68,12 +155,21 @@ pub enum StoreError {
     /// Stored bytes do not decode.
     #[error("stored bytes do not decode: {0}")]
     Decode(#[from] DecodeError),
-    /// SQLite failed.
+    /// The effects handed to `append` are not those of the block.
+    #[error("the effects do not belong to the block")]
+    EffectsMismatch,
+    /// The block's secure-index rows could not be derived.
+    #[error(transparent)]
+    Index(#[from] IndexRowsError),
+    /// SQLite failed (its error is the source).
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] BackendError),
     /// PostgreSQL failed (the message carries the server's code and message, never row data).
     #[error("PostgreSQL: {0}")]
-    Postgres(String),
+    Postgres(#[source] BackendError),
+    /// The TLS configuration for PostgreSQL could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// File-system I/O failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -82,24 +178,51 @@ pub enum StoreError {
     Poisoned,
 }
 
+impl StoreError {
+    /// A corruption described in words (never stored bytes).
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        Self::Corrupt(Corruption::Other(what.into()))
+    }
+}
+
+impl From<Corruption> for StoreError {
+    fn from(c: Corruption) -> Self {
+        Self::Corrupt(c)
+    }
+}
+
 impl From<StoreError> for StateError {
     fn from(e: StoreError) -> Self {
         StateError(e.to_string())
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) {
+                return StoreError::corrupt(format!("SQLite reports {f}"));
+            }
+        }
+        // SQLite's messages name tables, columns and constraints, never values.
+        StoreError::Sqlite(BackendError::new(e.to_string(), Some(Box::new(e))))
+    }
+}
+
 #[cfg(feature = "postgres")]
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        // The server's DETAIL may quote row values; keep only the code and the message.
+        // The server's DETAIL may quote row values: keep only the code and the message, and
+        // not the error itself as the source (its Display includes the DETAIL).
         match e.as_db_error() {
-            Some(db) => StoreError::Postgres(format!(
-                "{} {}: {}",
-                db.severity(),
-                db.code().code(),
-                db.message()
+            Some(db) => StoreError::Postgres(BackendError::new(
+                format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+                None,
             )),
-            None => StoreError::Postgres(e.to_string()),
+            None => StoreError::Postgres(BackendError::new(e.to_string(), Some(Box::new(e)))),
         }
     }
 }

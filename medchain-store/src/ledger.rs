@@ -1,58 +1,95 @@
 //! The [`Ledger`] API for embedders: open a store, append committed blocks after validating
 //! them, read records, consents and the audit trail, search, and verify the whole chain.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 
-use medchain_core::block::{Block, ChainTip, CheckedBlock, NoRules, TxVerifier};
-use medchain_core::chain::{verify_chain, ChainSummary, CommitProof, Progress};
+use medchain_core::block::{Block, ChainTip, CheckedBlock, TxVerifier};
+use medchain_core::chain::{ChainError, ChainSummary, CommitProof, Progress};
 use medchain_core::consent::{ConsentId, ConsentState};
-use medchain_core::encoding::Decode;
 use medchain_core::genesis::Genesis;
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::index::{
-    search, search_exhaustive, BlockContext, BlockFilter, BlockIndex, IndexEntry, IndexedRecord,
-    Query, SearchableBlock,
+    search, search_exhaustive, BlockContext, BlockFilter, IndexEntry, IndexedRecord, Query,
+    SearchableBlock,
 };
 use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{
-    rules_over, AuditEntry, BlockEffects, RecordEntry, StateError, StateView,
+    rules_over, AuditEntry, BlockEffects, LedgerState, RecordEntry, StateError, StateView,
 };
 use medchain_core::seal::{NetworkKey, SealedRecord};
-use medchain_core::store::{Head, LedgerStore};
+use medchain_core::store::{Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::{Transaction, TxBody, TxError, VerifiedTx};
 
-use crate::error::{LedgerError, StoreError};
+use crate::error::{Corruption, LedgerError, StoreError};
+use crate::rows::StateAudit;
 use crate::sqlite::SqliteStore;
 
+mod private {
+    /// Only this crate's stores implement [`super::PersistentStore`]: its checks need the
+    /// store's state key.
+    pub trait Sealed {}
+    impl Sealed for crate::SqliteStore {}
+    #[cfg(feature = "postgres")]
+    impl Sealed for crate::PostgresStore {}
+    impl Sealed for super::AnyStore {}
+}
+
 /// A store the [`Ledger`] can run on: a [`LedgerStore`] with [`StoreError`]s that can also
-/// read one transaction by id.
-pub trait PersistentStore: LedgerStore<Error = StoreError> {
+/// read one transaction by id and check its derived state against the chain (sealed: only
+/// this crate's stores implement it).
+pub trait PersistentStore: LedgerStore<Error = StoreError> + private::Sealed {
     /// One committed transaction.
     ///
     /// # Errors
     /// The backend's error.
-    fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
-        let Some((h, i)) = self.tx_location(id)? else {
-            return Ok(None);
-        };
-        Ok(self
-            .block(h)?
-            .and_then(|b| b.transactions.into_iter().nth(i as usize)))
-    }
+    fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError>;
+
+    /// Checks that the derived rows stored for `block` are exactly those its `effects` imply
+    /// (re-derived by [`Ledger::verify`]), and advances `audit` over them.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] with [`Corruption::StateMismatch`] or [`Corruption::Row`];
+    /// backend errors.
+    fn check_block_state(
+        &self,
+        block: &CheckedBlock,
+        effects: &BlockEffects,
+        audit: &mut StateAudit,
+    ) -> Result<(), StoreError>;
+
+    /// Checks that `audit`, advanced over every block, ends at the head's state commitment.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] with [`Corruption::CommitmentMismatch`]; backend errors.
+    fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError>;
 }
 
-impl PersistentStore for SqliteStore {
-    fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
-        SqliteStore::transaction(self, id)
-    }
+macro_rules! persistent {
+    ($t:ty) => {
+        impl PersistentStore for $t {
+            fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
+                <$t>::transaction(self, id)
+            }
+            fn check_block_state(
+                &self,
+                block: &CheckedBlock,
+                effects: &BlockEffects,
+                audit: &mut StateAudit,
+            ) -> Result<(), StoreError> {
+                <$t>::check_block_state(self, block, effects, audit)
+            }
+            fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
+                <$t>::check_state_commitment(self, audit)
+            }
+        }
+    };
 }
 
+persistent!(SqliteStore);
 #[cfg(feature = "postgres")]
-impl PersistentStore for crate::pg::PostgresStore {
-    fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
-        crate::pg::PostgresStore::transaction(self, id)
-    }
-}
+persistent!(crate::pg::PostgresStore);
 
 /// Either backend, chosen at run time by [`Ledger::open`]'s location.
 #[derive(Debug)]
@@ -127,33 +164,32 @@ impl LedgerStore for AnyStore {
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, StoreError> {
         each!(self, s => s.audit_of_patient(patient))
     }
+    fn index_filters(&self, from: u64, limit: usize) -> Result<Vec<IndexFilterRow>, StoreError> {
+        each!(self, s => s.index_filters(from, limit))
+    }
+    fn indexed_record(
+        &self,
+        height: u64,
+        position: u32,
+    ) -> Result<Option<IndexedRecord>, StoreError> {
+        each!(self, s => s.indexed_record(height, position))
+    }
 }
 
 impl PersistentStore for AnyStore {
     fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
         each!(self, s => s.transaction(id))
     }
-}
-
-/// A block without a filter, for exhaustive search.
-struct Unfiltered<'a> {
-    context: BlockContext,
-    filter: BlockFilter,
-    records: &'a [IndexedRecord],
-}
-
-impl SearchableBlock for Unfiltered<'_> {
-    fn context(&self) -> &BlockContext {
-        &self.context
+    fn check_block_state(
+        &self,
+        block: &CheckedBlock,
+        effects: &BlockEffects,
+        audit: &mut StateAudit,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.check_block_state(block, effects, audit))
     }
-    fn filter(&self) -> &BlockFilter {
-        &self.filter
-    }
-    fn record_count(&self) -> usize {
-        self.records.len()
-    }
-    fn record(&self, position: usize) -> Option<(RecordId, &IndexEntry)> {
-        self.records.get(position).map(|r| (r.record_id, &r.entry))
+    fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
+        each!(self, s => s.check_state_commitment(audit))
     }
 }
 
@@ -393,7 +429,10 @@ impl<S: PersistentStore> Ledger<S> {
 
     /// Validates `block` as the next one — structure, signatures, certificate, election and
     /// every ledger rule over the stored state — checks `proof` shows it committed, and
-    /// appends it with its effects in one atomic write. Returns the checked block.
+    /// appends it with its effects in one atomic write. Returns the checked block. For blocks
+    /// from outside (a peer's archive, a backup); a node that validated the block itself hands
+    /// it over with [`append_checked`](Self::append_checked) instead, without a second
+    /// validation.
     ///
     /// # Errors
     /// [`LedgerError::State`] if the state could not be read (nothing was judged; retry),
@@ -415,11 +454,62 @@ impl<S: PersistentStore> Ledger<S> {
             return Err(LedgerError::State(e));
         }
         let checked = result.map_err(LedgerError::InvalidBlock)?;
-        proof.verify(&self.genesis, &checked.hash(), checked.header().round)?;
         let effects = rules.into_effects();
-        self.store.append(&checked, &effects, Some(proof))?;
-        self.tip = checked.tip();
+        self.append_checked(&checked, &effects, proof)?;
         Ok(checked)
+    }
+
+    /// Appends a block that the caller validated with the ledger rules over this ledger's
+    /// state (a node's `Output::Committed`: [`rules_over`] the store, or over the store with
+    /// the effects of committed ancestors laid on top), with the effects that validation
+    /// produced, in one atomic write — without validating it a second time.
+    ///
+    /// What is checked: the block extends this ledger's tip on this chain, `effects` belong to
+    /// it (same height, exactly its transactions, every record and audit entry made by one of
+    /// them; [`medchain_core::store::effects_match`]), and `proof` shows it committed. What
+    /// cannot be checked without validating again: that the effects were computed over this
+    /// ledger's state — the caller's contract. [`Ledger::verify`] re-derives every block's
+    /// effects from the chain and finds any difference.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfOrder`] (wrapped in [`LedgerError::Store`]) if the block does not
+    /// extend the tip, [`StoreError::EffectsMismatch`], [`LedgerError::CommitProof`], or a
+    /// store error (then nothing was written).
+    pub fn append_checked(
+        &mut self,
+        block: &CheckedBlock,
+        effects: &BlockEffects,
+        proof: &CommitProof,
+    ) -> Result<(), LedgerError> {
+        let header = block.header();
+        if header.prev != self.tip.hash || header.height != self.tip.height.saturating_add(1) {
+            return Err(StoreError::OutOfOrder {
+                have: self.tip.height,
+                got: header.height,
+            }
+            .into());
+        }
+        if header.chain != self.genesis.hash() {
+            return Err(StoreError::WrongGenesis.into());
+        }
+        if !medchain_core::store::effects_match(block, effects) {
+            return Err(StoreError::EffectsMismatch.into());
+        }
+        proof.verify(&self.genesis, &block.hash(), header.round)?;
+        self.store.append(block, effects, Some(proof))?;
+        self.tip = block.tip();
+        Ok(())
+    }
+
+    /// What a key holder judges a release against: the stored state, genesis and the network
+    /// key (pass it to `medchain_core::access::release_key`, which runs the validators' rules
+    /// before it wraps any key).
+    pub fn view(&self) -> medchain_core::access::LedgerView<'_> {
+        medchain_core::access::LedgerView {
+            state: &self.store,
+            genesis: &self.genesis,
+            network: &self.network,
+        }
     }
 
     /// The committed blocks from `height` up to the head, read one at a time.
@@ -442,17 +532,20 @@ impl<S: PersistentStore> Ledger<S> {
         let tx = self
             .store
             .transaction(&entry.tx_id)?
-            .ok_or_else(|| StoreError::Corrupt("a record's transaction is missing".into()))?;
+            .ok_or_else(|| StoreError::corrupt("a record's transaction is missing"))?;
         let body = tx.verify()?.open_body(&self.network)?;
         let sealed = match body {
             TxBody::RecordAdded { sealed, .. } => sealed,
             _ => {
-                return Err(StoreError::Corrupt(
-                    "a record's transaction is not a RecordAdded".into(),
+                return Err(
+                    StoreError::corrupt("a record's transaction is not a RecordAdded").into(),
                 )
-                .into())
             }
         };
+        if sealed.is_none() && !entry.erased {
+            // Only an erasure prunes a record's payload.
+            return Err(StoreError::Corrupt(Corruption::UnexplainedPruning { count: 1 }).into());
+        }
         Ok(Some(StoredRecord { entry, sealed }))
     }
 
@@ -518,34 +611,89 @@ impl<S: PersistentStore> Ledger<S> {
             .collect())
     }
 
-    /// Verifies the whole stored chain from genesis — every block's structure, signatures,
-    /// certificates, election and Merkle root, and the head's commit proof — reading one block
-    /// at a time (constant memory), and checks it ends at the stored head. `progress` is called
+    /// Verifies the whole stored chain and the state stored with it, reading one block at a
+    /// time: every block's structure, signatures, certificates, election, Merkle root and
+    /// index filter, and every ledger rule, re-applied from genesis over an in-memory
+    /// [`LedgerState`] (payloads pruned by an erasure are accepted, as history); the head's
+    /// commit proof; that the chain ends at the stored head; that the derived rows stored for
+    /// each block (records, erasures, consents, revocations, audit entries, index rows) are
+    /// exactly those the chain implies, and that they end at the head's state commitment; and
+    /// that no payload is pruned without an erasure that explains it. `progress` is called
     /// after every block.
     ///
-    /// Ledger rules (consent, erasure) were enforced when each block was appended; this checks
-    /// that the stored chain is the one the validators signed.
+    /// Memory: the in-memory state grows with the ledger (transaction ids, records, consents,
+    /// audit entries), not with the blocks' bytes.
     ///
     /// # Errors
-    /// [`LedgerError::Verify`] naming the first failing height, [`LedgerError::HeadMismatch`].
-    pub fn verify(&self, progress: impl FnMut(Progress)) -> Result<ChainSummary, LedgerError> {
+    /// [`LedgerError::Verify`] naming the first failing height, [`LedgerError::HeadMismatch`],
+    /// [`LedgerError::Store`] with [`StoreError::Corrupt`] ([`Corruption::StateMismatch`],
+    /// [`Corruption::Row`], [`Corruption::CommitmentMismatch`],
+    /// [`Corruption::UnexplainedPruning`]).
+    pub fn verify(&self, mut progress: impl FnMut(Progress)) -> Result<ChainSummary, LedgerError> {
         let head = self.store.head()?;
         let end = head.as_ref().map_or(0, |h| h.tip.height);
+        let mut state = LedgerState::new();
+        let mut audit = StateAudit::new();
+        let mut tip = ChainTip::genesis(&self.genesis);
+        let mut verifier = ParallelVerifier::new();
+        let mut count = Progress {
+            blocks: 0,
+            transactions: 0,
+            height: 0,
+        };
         let blocks = Blocks {
             store: &self.store,
             next: 1,
             end,
         };
+        for block in blocks {
+            let height = tip.height + 1;
+            let block = block.map_err(|source| ChainError::Source { height, source })?;
+            let mut rules = state.rules(&self.genesis, &self.network);
+            let checked = block
+                .validate_history(&self.genesis, &tip, &mut rules, &mut verifier)
+                .map_err(|error| ChainError::InvalidBlock { height, error })?;
+            let effects = rules.into_effects();
+            self.store
+                .check_block_state(&checked, &effects, &mut audit)?;
+            state
+                .commit(effects)
+                .map_err(|e| StoreError::corrupt(format!("block {height}: {e}")))?;
+            count.blocks += 1;
+            count.transactions += checked.tx_ids().len() as u64;
+            count.height = height;
+            tip = checked.tip();
+            progress(count);
+        }
         let proof = head.as_ref().and_then(|h| h.proof.as_ref());
-        let summary = verify_chain(&self.genesis, blocks, proof, &mut NoRules, progress)?;
-        let expected = head.map_or_else(|| ChainTip::genesis(&self.genesis), |h| h.tip);
-        if summary.tip != expected {
+        if let Some(proof) = proof {
+            proof
+                .verify(&self.genesis, &tip.hash, tip.round)
+                .map_err(ChainError::CommitProof)?;
+        }
+        let expected = head
+            .as_ref()
+            .map_or_else(|| ChainTip::genesis(&self.genesis), |h| h.tip.clone());
+        if tip != expected {
             return Err(LedgerError::HeadMismatch {
-                verified: summary.tip.height,
+                verified: tip.height,
                 head: expected.height,
             });
         }
-        Ok(summary)
+        let unexplained = state.unexplained_pruned();
+        if !unexplained.is_empty() {
+            return Err(StoreError::Corrupt(Corruption::UnexplainedPruning {
+                count: unexplained.len(),
+            })
+            .into());
+        }
+        self.store.check_state_commitment(&audit)?;
+        Ok(ChainSummary {
+            tip,
+            blocks: count.blocks,
+            transactions: count.transactions,
+            head_proven: proof.is_some(),
+        })
     }
 
     /// Searches the secure index of the blocks from `from_height` on; the hits in block
@@ -560,78 +708,146 @@ impl<S: PersistentStore> Ledger<S> {
     /// Searches the secure index of the blocks from `from_height` on, and reports what the
     /// search did.
     ///
-    /// Each block's `index_filter` is read as a [`BlockFilter`] keyed by the block's Merkle root
-    /// ([`BlockContext`]), over the block's `RecordAdded` transactions that carry an index entry,
-    /// in block order (a record's position is its rank among them): about one PRF per block,
-    /// plus the candidates the filter names. Blocks the consensus node assembles carry such a
-    /// filter (their contributors build it, `docs/secure-index.md` §10); a block without one
-    /// (assembled without index material) is searched exhaustively, one PRF per record and
-    /// keyword — correct, only slower.
+    /// It reads only the index the store keeps beside the blocks: the filter rows of the blocks
+    /// that hold indexed records (one PRF per block and query term rules most out), then, for
+    /// the candidates a filter names, their index rows (record id and entry) — never a block,
+    /// a transaction or a record body. Its cost grows with the number of blocks and
+    /// candidates, not with the ledger's bytes. A block assembled without a filter is searched
+    /// exhaustively (every entry read; one PRF per record and keyword). Erased records are
+    /// never returned (`erased_skipped` counts them).
     ///
     /// # Errors
-    /// Store errors; [`StoreError::Corrupt`] for a filter or entry that does not decode or fit;
-    /// [`LedgerError::Transaction`] for a body that does not open.
+    /// Store errors; [`StoreError::Corrupt`] if a filter names a position with no entry;
+    /// [`LedgerError::State`] if a hit's record could not be read.
     pub fn search_report(
         &self,
         query: &Query,
         from_height: u64,
     ) -> Result<LedgerSearch, LedgerError> {
+        const PAGE: usize = 256;
         let mut report = LedgerSearch::default();
-        let hits = &mut report.hits;
-        for block in self.blocks_from(from_height) {
-            let block = block?;
-            let bad =
-                |what: &str| StoreError::Corrupt(format!("block {}: {what}", block.header.height));
-            let mut records = Vec::new();
-            for tx in &block.transactions {
-                if tx.index_entry().is_empty() {
-                    continue;
+        let mut from = from_height.max(1);
+        loop {
+            let page = self.store.index_filters(from, PAGE)?;
+            let full = page.len() == PAGE;
+            for row in page {
+                from = row.height + 1;
+                if row.height > self.tip.height {
+                    return Ok(report);
                 }
-                let entry = IndexEntry::from_bytes(tx.index_entry())
-                    .map_err(|_| bad("an index entry does not decode"))?;
-                // Verified when committed; only the body is needed (no signature check per search).
-                let record_id = match tx.open_body(&self.network)? {
-                    TxBody::RecordAdded { record_id, .. } => record_id,
-                    _ => return Err(bad("an index entry on a non-record transaction").into()),
-                };
-                records.push(IndexedRecord { record_id, entry });
+                self.search_block(query, row, &mut report)?;
             }
-            if records.is_empty() {
-                continue;
-            }
-            report.indexed_blocks += 1;
-            let context = BlockContext::from(block.header.merkle_root());
-            let found = if block.index_filter.is_empty() {
-                report.exhaustive_blocks += 1;
-                // A block assembled without a filter: every entry is tested (one PRF per
-                // record and keyword) — correct, only slower.
-                let unfiltered = Unfiltered {
-                    context,
-                    filter: BlockFilter::from_segments(records.len(), Vec::new())
-                        .map_err(|_| bad("too many index entries"))?,
-                    records: &records,
-                };
-                let found = search_exhaustive(query, [&unfiltered]);
-                report.prf_evaluations += found.stats.prf_evaluations;
-                found.hits
-            } else {
-                let filter = BlockFilter::from_bytes(&block.index_filter)
-                    .map_err(|_| bad("the index filter does not decode"))?;
-                let index = BlockIndex::from_parts(context, filter, records)
-                    .map_err(|_| bad("the index filter does not fit its entries"))?;
-                let found = search(query, [&index]);
-                report.blocks_skipped += found.stats.blocks_skipped;
-                report.prf_evaluations += found.stats.prf_evaluations;
-                found.hits
-            };
-            for hit in found {
-                hits.push(SearchHit {
-                    height: block.header.height,
-                    record_id: hit.record_id,
-                });
+            if !full {
+                return Ok(report);
             }
         }
-        Ok(report)
+    }
+
+    fn search_block(
+        &self,
+        query: &Query,
+        row: IndexFilterRow,
+        report: &mut LedgerSearch,
+    ) -> Result<(), LedgerError> {
+        let height = row.height;
+        let count = row.entry_count as usize;
+        report.indexed_blocks += 1;
+        let exhaustive = row.filter.is_none();
+        let filter = match row.filter {
+            Some(f) => f,
+            None => BlockFilter::from_segments(count, Vec::new())
+                .map_err(|_| StoreError::corrupt(format!("block {height}: too many entries")))?,
+        };
+        let mut block = Candidates {
+            context: row.context,
+            filter: &filter,
+            count,
+            loaded: HashMap::new(),
+            asked: RefCell::new(Vec::new()),
+        };
+        let outcome = if exhaustive {
+            report.exhaustive_blocks += 1;
+            block.load(&self.store, height, 0..count)?;
+            search_exhaustive(query, [&block])
+        } else {
+            // First pass: the filter names the candidates; then only those rows are read.
+            let first = search(query, [&block]);
+            let asked = block.asked.take();
+            if asked.is_empty() {
+                first
+            } else {
+                block.load(&self.store, height, asked)?;
+                search(query, [&block])
+            }
+        };
+        report.blocks_skipped += outcome.stats.blocks_skipped;
+        report.prf_evaluations += outcome.stats.prf_evaluations;
+        report.candidates_read += block.loaded.len() as u64;
+        for hit in outcome.hits {
+            let record =
+                StateView::record(&self.store, &hit.record_id).map_err(LedgerError::State)?;
+            match record {
+                Some(r) if !r.erased => report.hits.push(SearchHit {
+                    height,
+                    record_id: hit.record_id,
+                }),
+                _ => report.erased_skipped += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A block as search sees it through the store's index rows: its filter, and the entries of
+/// the positions loaded so far; every other position asked for is noted (the candidates).
+struct Candidates<'f> {
+    context: BlockContext,
+    filter: &'f BlockFilter,
+    count: usize,
+    loaded: HashMap<usize, IndexedRecord>,
+    asked: RefCell<Vec<usize>>,
+}
+
+impl Candidates<'_> {
+    fn load<S: PersistentStore>(
+        &mut self,
+        store: &S,
+        height: u64,
+        positions: impl IntoIterator<Item = usize>,
+    ) -> Result<(), StoreError> {
+        for p in positions {
+            let record = u32::try_from(p)
+                .ok()
+                .map(|pos| store.indexed_record(height, pos))
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| {
+                    StoreError::corrupt(format!("block {height}: an index entry is missing"))
+                })?;
+            self.loaded.insert(p, record);
+        }
+        Ok(())
+    }
+}
+
+impl SearchableBlock for Candidates<'_> {
+    fn context(&self) -> &BlockContext {
+        &self.context
+    }
+    fn filter(&self) -> &BlockFilter {
+        self.filter
+    }
+    fn record_count(&self) -> usize {
+        self.count
+    }
+    fn record(&self, position: usize) -> Option<(RecordId, &IndexEntry)> {
+        match self.loaded.get(&position) {
+            Some(r) => Some((r.record_id, &r.entry)),
+            None => {
+                self.asked.borrow_mut().push(position);
+                None
+            }
+        }
     }
 }
 
@@ -649,6 +865,10 @@ pub struct LedgerSearch {
     pub exhaustive_blocks: u64,
     /// HMAC-SHA256 evaluations in all.
     pub prf_evaluations: u64,
+    /// Index rows read for candidates (and for blocks without a filter, every entry).
+    pub candidates_read: u64,
+    /// Hits left out because their record was erased.
+    pub erased_skipped: u64,
 }
 
 /// The committed blocks of a ledger, read one at a time ([`Ledger::blocks_from`]).
@@ -669,7 +889,7 @@ impl<S: PersistentStore> Iterator for Blocks<'_, S> {
         self.next += 1;
         Some(match self.store.block(h) {
             Ok(Some(b)) => Ok(b),
-            Ok(None) => Err(StoreError::Corrupt(format!("block {h} is missing"))),
+            Ok(None) => Err(StoreError::corrupt(format!("block {h} is missing"))),
             Err(e) => Err(e),
         })
     }

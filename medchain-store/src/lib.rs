@@ -30,16 +30,18 @@ mod error;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod pg;
+mod rows;
 mod sqlite;
 
 pub use common::SCHEMA_VERSION;
-pub use error::{LedgerError, StoreError};
+pub use error::{BackendError, Corruption, LedgerError, StoreError};
 pub use ledger::{
     AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
     StoredRecord,
 };
 #[cfg(feature = "postgres")]
 pub use pg::PostgresStore;
+pub use rows::StateAudit;
 pub use sqlite::{wal_path, SqliteStore, APPLICATION_ID};
 
 pub use medchain_core as core;

@@ -12,19 +12,25 @@ use medchain_core::election::ElectionSeed;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::Genesis;
 use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::index::IndexedRecord;
 use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, StateError, StateView};
 use medchain_core::seal::NetworkKey;
-use medchain_core::store::{erasure_targets, Head, LedgerStore};
+use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 
 use crate::common::{
-    array32, assemble, decode_consent_state, encode_consent_state, i64_of, shell_of, u64_of,
-    verify_head, SCHEMA_VERSION, TX_SEQ_SHIFT,
+    array32, assemble, check_block_count, check_counts, check_next, check_version, i64_of,
+    open_stored, shell_of, stored_tx, u64_of, verify_head, StoredHead, SCHEMA_VERSION,
+    TX_SEQ_SHIFT,
 };
 use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
+use crate::rows::{
+    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, filter_row,
+    indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
+};
 
 const SCHEMA: &str = r"
 CREATE TABLE schema_version (version BIGINT NOT NULL);
@@ -47,34 +53,24 @@ CREATE TABLE transactions (
     pruned BOOLEAN NOT NULL DEFAULT FALSE,
     bytes BYTEA NOT NULL
 );
-CREATE TABLE records (
-    key BYTEA PRIMARY KEY,
-    patient BYTEA NOT NULL,
-    height BIGINT NOT NULL REFERENCES blocks(height),
-    sealed BYTEA NOT NULL
-);
-CREATE INDEX records_by_patient ON records(patient);
-CREATE TABLE consents (
-    seq BIGSERIAL PRIMARY KEY,
-    key BYTEA NOT NULL UNIQUE,
-    patient BYTEA NOT NULL,
-    height BIGINT NOT NULL REFERENCES blocks(height),
-    sealed BYTEA NOT NULL
-);
-CREATE INDEX consents_by_patient ON consents(patient);
-CREATE TABLE audit (
-    seq BIGSERIAL PRIMARY KEY,
-    record BYTEA NOT NULL,
-    patient BYTEA NOT NULL,
-    height BIGINT NOT NULL REFERENCES blocks(height),
-    sealed BYTEA NOT NULL
-);
-CREATE INDEX audit_by_record ON audit(record);
-CREATE INDEX audit_by_patient ON audit(patient);
+CREATE INDEX transactions_pruned ON transactions(seq) WHERE pruned;
+CREATE TABLE records (seq BIGINT PRIMARY KEY, rkey BYTEA NOT NULL UNIQUE, pkey BYTEA NOT NULL, sealed BYTEA NOT NULL);
+CREATE INDEX records_by_patient ON records(pkey);
+CREATE TABLE erasures (seq BIGINT PRIMARY KEY, rkey BYTEA NOT NULL UNIQUE, sealed BYTEA NOT NULL);
+CREATE TABLE consents (seq BIGINT PRIMARY KEY, ckey BYTEA NOT NULL UNIQUE, pkey BYTEA NOT NULL, sealed BYTEA NOT NULL);
+CREATE INDEX consents_by_patient ON consents(pkey);
+CREATE TABLE revocations (seq BIGINT PRIMARY KEY, ckey BYTEA NOT NULL UNIQUE, sealed BYTEA NOT NULL);
+CREATE TABLE audit (seq BIGINT PRIMARY KEY, rkey BYTEA NOT NULL, sealed BYTEA NOT NULL);
+CREATE INDEX audit_by_record ON audit(rkey);
+CREATE TABLE index_filters (height BIGINT PRIMARY KEY REFERENCES blocks(height), filter BYTEA NOT NULL);
+CREATE TABLE index_entries (seq BIGINT PRIMARY KEY, entry BYTEA NOT NULL, sealed BYTEA NOT NULL);
 CREATE TABLE head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     height BIGINT NOT NULL REFERENCES blocks(height),
-    proof BYTEA NOT NULL
+    proof BYTEA NOT NULL,
+    state BYTEA NOT NULL CHECK (length(state) = 32),
+    counts BYTEA NOT NULL,
+    tag BYTEA NOT NULL CHECK (length(tag) = 32)
 );
 ";
 
@@ -158,18 +154,58 @@ fn tip_at(c: &mut impl GenericClient, height: u64) -> Result<Option<ChainTip>, S
     .transpose()
 }
 
-fn head_of(c: &mut impl GenericClient) -> Result<Option<Head>, StoreError> {
-    let Some(row) = c.query_opt("SELECT height, proof FROM head WHERE id = 1", &[])? else {
+fn stored_head_of(c: &mut impl GenericClient) -> Result<Option<StoredHead>, StoreError> {
+    let Some(row) = c.query_opt(
+        "SELECT height, proof, state, counts, tag FROM head WHERE id = 1",
+        &[],
+    )?
+    else {
         return Ok(None);
     };
     let height = u64_of(row.try_get(0)?, "head height")?;
     let proof: Vec<u8> = row.try_get(1)?;
+    let state: Vec<u8> = row.try_get(2)?;
+    let counts: Vec<u8> = row.try_get(3)?;
+    let tag: Vec<u8> = row.try_get(4)?;
     let tip = tip_at(c, height)?
-        .ok_or_else(|| StoreError::Corrupt(format!("the head block {height} is missing")))?;
-    Ok(Some(Head {
-        tip,
-        proof: Some(CommitProof::from_bytes(&proof)?),
-    }))
+        .ok_or_else(|| StoreError::corrupt(format!("the head block {height} is missing")))?;
+    StoredHead::from_parts(tip, &proof, &state, &counts, tag).map(Some)
+}
+
+fn head_of(c: &mut impl GenericClient) -> Result<Option<Head>, StoreError> {
+    Ok(stored_head_of(c)?.map(|h| h.head))
+}
+
+/// A derived row as stored: row number, tags, clear part, sealed part.
+type RawRow = (i64, Vec<[u8; 32]>, Vec<u8>, Option<Vec<u8>>);
+
+fn raw_row(r: &postgres::Row, table: Table, at: usize) -> Result<RawRow, StoreError> {
+    let seq: i64 = r.try_get(at)?;
+    let mut i = at + 1;
+    let mut tags = Vec::with_capacity(2);
+    for _ in table.tag_columns() {
+        let t: Vec<u8> = r.try_get(i)?;
+        // A tag of the wrong length cannot open the row; keep the row to report it.
+        tags.push(t.try_into().unwrap_or([0; 32]));
+        i += 1;
+    }
+    let clear = match table.clear_column() {
+        Some(_) => {
+            i += 1;
+            r.try_get(i - 1)?
+        }
+        None => Vec::new(),
+    };
+    let sealed = if table.sealed() {
+        Some(r.try_get(i)?)
+    } else {
+        None
+    };
+    Ok((seq, tags, clear, sealed))
+}
+
+fn count(c: &mut impl GenericClient, sql: &str) -> Result<u64, StoreError> {
+    u64_of(c.query_one(sql, &[])?.try_get(0)?, "count")
 }
 
 fn block_of(c: &mut impl GenericClient, height: u64) -> Result<Option<Block>, StoreError> {
@@ -183,58 +219,64 @@ fn block_of(c: &mut impl GenericClient, height: u64) -> Result<Option<Block>, St
     let lo = h << TX_SEQ_SHIFT;
     let hi = lo | ((1 << TX_SEQ_SHIFT) - 1);
     let rows = c.query(
-        "SELECT bytes FROM transactions WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
+        "SELECT pruned, bytes FROM transactions WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
         &[&lo, &hi],
     )?;
     let mut txs = Vec::with_capacity(rows.len());
     for r in rows {
-        let b: Vec<u8> = r.try_get(0)?;
-        txs.push(Transaction::from_bytes(&b)?);
+        let pruned: bool = r.try_get(0)?;
+        let b: Vec<u8> = r.try_get(1)?;
+        txs.push(stored_tx(&b, pruned)?);
     }
     assemble(height, &shell, txs).map(Some)
 }
 
-fn check(c: &mut impl GenericClient) -> Result<(), StoreError> {
+/// As `SqliteStore`'s open check: version, state key, blocks `1..=head`, the head's state
+/// commitment and row counts, the head block and its proof. Returns the state key.
+fn check(c: &mut impl GenericClient, network: &NetworkKey) -> Result<StateKey, StoreError> {
     let version: Option<i64> = c
         .query_opt("SELECT version FROM schema_version", &[])?
         .map(|r| r.try_get(0))
         .transpose()?;
-    match version {
-        Some(SCHEMA_VERSION) => {}
-        Some(found) => {
-            return Err(StoreError::UnsupportedSchema {
-                found,
-                supported: SCHEMA_VERSION,
-            })
-        }
-        None => return Err(StoreError::NotAStore("the schema version is missing")),
-    }
+    check_version(version)?;
+    let sealed = meta(c, "state_key")?.ok_or(StoreError::NotAStore("the state key is missing"))?;
+    let key = StateKey::unseal(&sealed, network)?;
     let genesis = genesis_of(c)?;
-    let head = head_of(c)?;
+    let head = stored_head_of(c)?;
     let row = c.query_one("SELECT count(*), max(height) FROM blocks", &[])?;
-    let count: i64 = row.try_get(0)?;
+    let n: i64 = row.try_get(0)?;
     let max: Option<i64> = row.try_get(1)?;
-    let head_height = head.as_ref().map_or(0, |h| h.tip.height);
-    let max = u64_of(max.unwrap_or(0), "height")?;
-    if u64_of(count, "count")? != head_height || max != head_height {
-        return Err(StoreError::Corrupt(format!(
-            "{count} blocks up to height {max} are stored, the head is at height {head_height}"
-        )));
+    let head_height = head.as_ref().map_or(0, |h| h.head.tip.height);
+    check_block_count(
+        u64_of(n, "count")?,
+        u64_of(max.unwrap_or(0), "height")?,
+        head_height,
+    )?;
+    let mut found = Counts::default();
+    for table in Table::ALL {
+        found.rows[table.index()] = count(c, &format!("SELECT count(*) FROM {}", table.name()))?;
     }
+    found.pruned = count(c, "SELECT count(*) FROM transactions WHERE pruned")?;
+    check_counts(&key, head.as_ref(), &found)?;
     let Some(head) = head else {
-        return Ok(());
+        return Ok(key);
     };
     let genesis = genesis.ok_or(StoreError::NotInitialised)?;
     let block = block_of(c, head_height)?
-        .ok_or_else(|| StoreError::Corrupt(format!("the head block {head_height} is missing")))?;
+        .ok_or_else(|| StoreError::corrupt(format!("the head block {head_height} is missing")))?;
     let parent = if head_height == 1 {
         ChainTip::genesis(&genesis)
     } else {
         tip_at(c, head_height - 1)?
-            .ok_or_else(|| StoreError::Corrupt("the block below the head is missing".into()))?
+            .ok_or_else(|| StoreError::corrupt("the block below the head is missing"))?
     };
-    let proof = head.proof.as_ref().ok_or(StoreError::MissingCommitProof)?;
-    verify_head(&genesis, block, &parent, &head.tip, proof)
+    let proof = head
+        .head
+        .proof
+        .as_ref()
+        .ok_or(StoreError::MissingCommitProof)?;
+    verify_head(&genesis, block, &parent, &head.head.tip, proof)?;
+    Ok(key)
 }
 
 impl PostgresStore {
@@ -318,10 +360,7 @@ impl PostgresStore {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            check(&mut tx)?;
-            let sealed = meta(&mut tx, "state_key")?
-                .ok_or(StoreError::NotAStore("the state key is missing"))?;
-            let key = StateKey::unseal(&sealed, network)?;
+            let key = check(&mut tx, network)?;
             let genesis = genesis_of(&mut tx)?;
             let height = head_of(&mut tx)?.map_or(0, |h| h.tip.height);
             tx.commit()?;
@@ -372,52 +411,123 @@ impl PostgresStore {
         .transpose()
     }
 
+    fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
+        let (seq, tags, clear, sealed) = raw;
+        open_stored(&self.key, table, seq, tags, clear, sealed)
+    }
+
+    /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
+    /// consent), joined on the first lookup column, `WHERE main.{column} = key`.
+    fn joined(
+        &self,
+        c: &mut impl GenericClient,
+        main: Table,
+        side: Table,
+        column: &str,
+        key: &[u8; 32],
+    ) -> Result<Vec<(Row, Option<Row>)>, StoreError> {
+        let [join, other] = main.tag_columns() else {
+            return Err(StoreError::corrupt("a joined table has two lookup columns"));
+        };
+        let sql = format!(
+            "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
+             LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = $1 ORDER BY m.seq",
+            main.name(),
+            side.name()
+        );
+        let mut out = Vec::new();
+        for r in c.query(&sql, &[&&key[..]])? {
+            let main_raw = raw_row(&r, main, 0)?;
+            let join_tag = main_raw.1[0];
+            let side_seq: Option<i64> = r.try_get(4)?;
+            let side_sealed: Option<Vec<u8>> = r.try_get(5)?;
+            let m = self.open_raw(main, main_raw)?;
+            let s = match (side_seq, side_sealed) {
+                (Some(seq), Some(sealed)) => {
+                    Some(self.open_raw(side, (seq, vec![join_tag], Vec::new(), Some(sealed)))?)
+                }
+                _ => None,
+            };
+            out.push((m, s));
+        }
+        Ok(out)
+    }
+
     fn record_row(
         &self,
         c: &mut impl GenericClient,
         id: &RecordId,
     ) -> Result<Option<RecordEntry>, StoreError> {
         let key = self.key.lookup(Lookup::Record, id.as_byte_array());
-        let row = c.query_opt("SELECT sealed FROM records WHERE key = $1", &[&&key[..]])?;
-        row.map(|r| {
-            let s: Vec<u8> = r.try_get(0)?;
-            Ok(RecordEntry::from_bytes(
-                &self.key.open("records", &key, &s)?,
-            )?)
-        })
-        .transpose()
+        let rows = self.joined(c, Table::Records, Table::Erasures, "rkey", &key)?;
+        rows.first()
+            .map(|(r, e)| record_entry(r, e.as_ref()))
+            .transpose()
     }
 
-    fn consent_row(
-        &self,
-        c: &mut impl GenericClient,
-        id: &ConsentId,
-    ) -> Result<Option<ConsentState>, StoreError> {
-        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-        let row = c.query_opt("SELECT sealed FROM consents WHERE key = $1", &[&&key[..]])?;
-        row.map(|r| {
-            let s: Vec<u8> = r.try_get(0)?;
-            decode_consent_state(&self.key.open("consents", &key, &s)?)
-        })
-        .transpose()
-    }
-
-    fn audit_rows(
+    fn consent_rows(
         &self,
         c: &mut impl GenericClient,
         column: &str,
         key: &[u8; 32],
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!("SELECT record, sealed FROM audit WHERE {column} = $1 ORDER BY seq");
+    ) -> Result<Vec<ConsentState>, StoreError> {
+        self.joined(c, Table::Consents, Table::Revocations, column, key)?
+            .iter()
+            .map(|(c, r)| consent_state(c, r.as_ref()))
+            .collect()
+    }
+
+    /// The audit rows of one record, with their row numbers.
+    fn audit_rows(
+        &self,
+        c: &mut impl GenericClient,
+        id: &RecordId,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let key = self.key.lookup(Lookup::AuditRecord, id.as_byte_array());
         let mut out = Vec::new();
-        for r in c.query(&sql, &[&&key[..]])? {
-            let record: Vec<u8> = r.try_get(0)?;
-            let sealed: Vec<u8> = r.try_get(1)?;
-            out.push(AuditEntry::from_bytes(
-                &self.key.open("audit", &record, &sealed)?,
-            )?);
+        for r in c.query(
+            "SELECT seq, rkey, sealed FROM audit WHERE rkey = $1 ORDER BY seq",
+            &[&&key[..]],
+        )? {
+            let raw = raw_row(&r, Table::Audit, 0)?;
+            let seq = raw.0;
+            out.push((seq, audit_entry(&self.open_raw(Table::Audit, raw)?)?));
         }
         Ok(out)
+    }
+
+    /// Every derived row block `height` wrote, opened under its identity.
+    fn stored_rows(&self, height: u64) -> Result<Vec<Row>, StoreError> {
+        let mut c = self.lock()?;
+        let mut out = Vec::new();
+        for table in Table::ALL {
+            let (lo, hi) = table.range(height)?;
+            let key = table.key_column();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {key} BETWEEN $1 AND $2 ORDER BY {key}",
+                table.columns().join(", "),
+                table.name()
+            );
+            for r in c.query(&sql, &[&lo, &hi])? {
+                out.push(self.open_raw(table, raw_row(&r, table, 0)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn check_block_state(
+        &self,
+        block: &CheckedBlock,
+        effects: &BlockEffects,
+        audit: &mut StateAudit,
+    ) -> Result<(), StoreError> {
+        let stored = self.stored_rows(block.header().height)?;
+        check_block(&self.key, block, effects, &stored, audit)
+    }
+
+    pub(crate) fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
+        let head = stored_head_of(&mut *self.lock()?)?;
+        check_commitment(head.as_ref().map(|h| &h.commitment), audit)
     }
 
     fn write_block(
@@ -430,28 +540,11 @@ impl PostgresStore {
         let height = block.header().height;
         let h = i64_of(height, "height")?;
         // Serialise writers on the head row.
-        let have: Option<i64> = tx
-            .query_opt("SELECT height FROM head WHERE id = 1 FOR UPDATE", &[])?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        let have = u64_of(have.unwrap_or(0), "head height")?;
-        if height != have + 1 || effects.height() != height {
-            return Err(StoreError::OutOfOrder { have, got: height });
-        }
+        tx.query_opt("SELECT height FROM head WHERE id = 1 FOR UPDATE", &[])?;
+        let head = stored_head_of(tx)?;
+        check_next(self.genesis.as_ref(), head.as_ref(), block, effects)?;
+        let rows = block_rows(&self.key, block, effects)?;
         let tip = block.tip();
-        let parent = match have {
-            0 => self
-                .genesis
-                .as_ref()
-                .map(|g| g.hash())
-                .ok_or(StoreError::NotInitialised)?,
-            _ => tip_at(tx, have)?
-                .map(|t| t.hash)
-                .ok_or_else(|| StoreError::Corrupt("the head block is missing".into()))?,
-        };
-        if tip.prev != parent {
-            return Err(StoreError::OutOfOrder { have, got: height });
-        }
         tx.execute(
             "INSERT INTO blocks (height, hash, prev, round, timestamp_ms, seed, tx_count, shell)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -492,97 +585,94 @@ impl PostgresStore {
                 &[&seqs, &ids, &idxs, &bytes, &h],
             )?;
         }
-        let (mut keys, mut patients, mut sealed) = (Vec::new(), Vec::new(), Vec::new());
-        for r in effects.records() {
-            let key = self.key.lookup(Lookup::Record, r.record_id.as_byte_array());
-            patients.push(
-                self.key
-                    .lookup(Lookup::Patient, r.patient.sign.as_byte_array())
-                    .to_vec(),
+        for table in Table::ALL {
+            let mine: Vec<&Row> = rows.iter().filter(|r| r.table == table).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let cols = table.columns();
+            let mut seqs: Vec<i64> = Vec::with_capacity(mine.len());
+            let mut blobs: Vec<Vec<Vec<u8>>> = vec![Vec::with_capacity(mine.len()); cols.len() - 1];
+            for row in &mine {
+                seqs.push(i64_of(row.seq, "row number")?);
+                let mut j = 0;
+                for t in &row.tags {
+                    blobs[j].push(t.to_vec());
+                    j += 1;
+                }
+                if table.clear_column().is_some() {
+                    blobs[j].push(row.clear.clone());
+                    j += 1;
+                }
+                if table.sealed() {
+                    blobs[j].push(self.key.seal_row(row));
+                }
+            }
+            let casts: Vec<String> = (1..=cols.len())
+                .map(|i| format!("${i}::{}[]", if i == 1 { "bigint" } else { "bytea" }))
+                .collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT * FROM unnest({})",
+                table.name(),
+                cols.join(", "),
+                casts.join(", ")
             );
-            sealed.push(self.key.seal("records", &key, &r.to_bytes()));
-            keys.push(key.to_vec());
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&seqs];
+            for b in &blobs {
+                params.push(b);
+            }
+            tx.execute(&sql, &params)?;
         }
-        if !keys.is_empty() {
-            tx.execute(
-                "INSERT INTO records (key, patient, height, sealed)
-                 SELECT k, p, $4, s FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS u(k, p, s)",
-                &[&keys, &patients, &sealed, &h],
-            )?;
-        }
-        for c in effects.consents() {
-            let key = self.key.lookup(Lookup::Consent, c.id.as_byte_array());
-            let patient = self
-                .key
-                .lookup(Lookup::Patient, c.consent.patient.sign.as_byte_array());
-            let s = self.key.seal("consents", &key, &encode_consent_state(c));
-            tx.execute(
-                "INSERT INTO consents (key, patient, height, sealed) VALUES ($1, $2, $3, $4)",
-                &[&&key[..], &&patient[..], &h, &s],
-            )?;
-        }
-        for id in effects.revoked() {
-            let mut c = self
-                .consent_row(tx, id)?
-                .ok_or_else(|| StoreError::Corrupt("a revoked consent is not stored".into()))?;
-            c.revoked_at = Some(height);
-            let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-            let s = self.key.seal("consents", &key, &encode_consent_state(&c));
-            tx.execute(
-                "UPDATE consents SET sealed = $2 WHERE key = $1",
-                &[&&key[..], &s],
-            )?;
-        }
-        let (mut records, mut patients, mut sealed) = (Vec::new(), Vec::new(), Vec::new());
-        for a in effects.audit() {
-            let record = self.key.lookup(Lookup::Record, a.record_id.as_byte_array());
-            patients.push(
-                self.key
-                    .lookup(Lookup::Patient, a.patient.as_byte_array())
-                    .to_vec(),
-            );
-            sealed.push(self.key.seal("audit", &record, &a.to_bytes()));
-            records.push(record.to_vec());
-        }
-        if !records.is_empty() {
-            tx.execute(
-                "INSERT INTO audit (record, patient, height, sealed)
-                 SELECT r, p, $4, s FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS u(r, p, s, o) ORDER BY o",
-                &[&records, &patients, &sealed, &h],
-            )?;
-        }
-        for rid in effects.erased() {
-            let mut rec = self
+        let mut pruned = 0u64;
+        let mut erased: Vec<&RecordId> = effects.erased().collect();
+        erased.sort();
+        for rid in erased {
+            let rec = self
                 .record_row(tx, rid)?
-                .ok_or_else(|| StoreError::Corrupt("an erased record is not stored".into()))?;
-            rec.erased = true;
-            let key = self.key.lookup(Lookup::Record, rid.as_byte_array());
-            let s = self.key.seal("records", &key, &rec.to_bytes());
-            tx.execute(
-                "UPDATE records SET sealed = $2 WHERE key = $1",
-                &[&&key[..], &s],
-            )?;
-            let audit = self.audit_rows(tx, "record", &key)?;
+                .ok_or_else(|| StoreError::corrupt("an erased record is not stored"))?;
+            let audit: Vec<AuditEntry> = self
+                .audit_rows(tx, rid)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
             for target in erasure_targets(&rec, &audit) {
                 let id = &target.as_byte_array()[..];
                 let row = tx
-                    .query_opt("SELECT bytes FROM transactions WHERE id = $1", &[&id])?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a transaction to prune is not stored".into())
-                    })?;
-                let b: Vec<u8> = row.try_get(0)?;
-                let mut t = Transaction::from_bytes(&b)?;
+                    .query_opt(
+                        "SELECT pruned, bytes FROM transactions WHERE id = $1",
+                        &[&id],
+                    )?
+                    .ok_or_else(|| StoreError::corrupt("a transaction to prune is not stored"))?;
+                let was: bool = row.try_get(0)?;
+                let b: Vec<u8> = row.try_get(1)?;
+                let mut t = stored_tx(&b, was)?;
+                if was || !t.kind().has_payload() {
+                    continue;
+                }
                 t.prune();
                 tx.execute(
                     "UPDATE transactions SET bytes = $2, pruned = TRUE WHERE id = $1",
                     &[&id, &t.to_bytes()],
                 )?;
+                pruned += 1;
             }
         }
+        let prev = head.map(|s| s.commitment).unwrap_or_default();
+        let next = advance(&self.key, &prev, block, &rows, pruned);
+        let tag = self
+            .key
+            .head_tag(height, &block.hash(), &next.state, &next.counts);
         tx.execute(
-            "INSERT INTO head (id, height, proof) VALUES (1, $1, $2)
-             ON CONFLICT (id) DO UPDATE SET height = excluded.height, proof = excluded.proof",
-            &[&h, &proof.to_bytes()],
+            "INSERT INTO head (id, height, proof, state, counts, tag) VALUES (1, $1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET height = excluded.height, proof = excluded.proof,
+                 state = excluded.state, counts = excluded.counts, tag = excluded.tag",
+            &[
+                &h,
+                &proof.to_bytes(),
+                &&next.state[..],
+                &next.counts.to_bytes(),
+                &&tag[..],
+            ],
         )?;
         Ok(())
     }
@@ -608,27 +698,21 @@ impl StateView for PostgresStore {
     }
 
     fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
-        let run = || -> Result<_, StoreError> { self.consent_row(&mut *self.lock()?, id) };
+        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
+        let run = || -> Result<_, StoreError> {
+            Ok(self
+                .consent_rows(&mut *self.lock()?, "ckey", &key)?
+                .into_iter()
+                .next())
+        };
         Ok(run()?)
     }
 
     fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
-        let pk = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        let run = || -> Result<Vec<ConsentState>, StoreError> {
-            let rows = self.lock()?.query(
-                "SELECT key, sealed FROM consents WHERE patient = $1 ORDER BY seq",
-                &[&&pk[..]],
-            )?;
-            let mut out = Vec::new();
-            for r in rows {
-                let key: Vec<u8> = r.try_get(0)?;
-                let sealed: Vec<u8> = r.try_get(1)?;
-                out.push(decode_consent_state(
-                    &self.key.open("consents", &key, &sealed)?,
-                )?);
-            }
-            Ok(out)
-        };
+        let key = self
+            .key
+            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
+        let run = || self.consent_rows(&mut *self.lock()?, "pkey", &key);
         Ok(run()?)
     }
 
@@ -709,37 +793,78 @@ impl LedgerStore for PostgresStore {
             Ok((
                 u64_of(r.try_get(0)?, "height")?,
                 u32::try_from(r.try_get::<_, i64>(1)?)
-                    .map_err(|_| StoreError::Corrupt("bad tx index".into()))?,
+                    .map_err(|_| StoreError::corrupt("bad tx index"))?,
             ))
         })
         .transpose()
     }
 
     fn records_of(&self, patient: &VerifyKey) -> Result<Vec<RecordEntry>, StoreError> {
-        let pk = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        let rows = self.lock()?.query(
-            "SELECT key, sealed FROM records WHERE patient = $1",
-            &[&&pk[..]],
-        )?;
-        let mut out = Vec::new();
-        for r in rows {
-            let key: Vec<u8> = r.try_get(0)?;
-            let sealed: Vec<u8> = r.try_get(1)?;
-            out.push(RecordEntry::from_bytes(
-                &self.key.open("records", &key, &sealed)?,
-            )?);
-        }
-        out.sort_by_key(|r| (r.height, r.record_id));
-        Ok(out)
+        let key = self
+            .key
+            .lookup(Lookup::RecordPatient, patient.as_byte_array());
+        self.joined(
+            &mut *self.lock()?,
+            Table::Records,
+            Table::Erasures,
+            "pkey",
+            &key,
+        )?
+        .iter()
+        .map(|(r, e)| record_entry(r, e.as_ref()))
+        .collect()
     }
 
     fn audit_of_record(&self, id: &RecordId) -> Result<Vec<AuditEntry>, StoreError> {
-        let key = self.key.lookup(Lookup::Record, id.as_byte_array());
-        self.audit_rows(&mut *self.lock()?, "record", &key)
+        Ok(self
+            .audit_rows(&mut *self.lock()?, id)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect())
     }
 
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, StoreError> {
-        let key = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        self.audit_rows(&mut *self.lock()?, "patient", &key)
+        let mut all = Vec::new();
+        for r in self.records_of(patient)? {
+            all.extend(self.audit_rows(&mut *self.lock()?, &r.record_id)?);
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        Ok(all.into_iter().map(|(_, a)| a).collect())
+    }
+
+    fn index_filters(&self, from: u64, limit: usize) -> Result<Vec<IndexFilterRow>, StoreError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.lock()?.query(
+            "SELECT height, filter FROM index_filters WHERE height >= $1 ORDER BY height LIMIT $2",
+            &[&from, &limit],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let clear: Vec<u8> = r.try_get(1)?;
+                filter_row(u64_of(r.try_get(0)?, "height")?, &clear)
+            })
+            .collect()
+    }
+
+    fn indexed_record(
+        &self,
+        height: u64,
+        position: u32,
+    ) -> Result<Option<IndexedRecord>, StoreError> {
+        let Ok(seq) = seq_of(height, position as usize) else {
+            return Ok(None);
+        };
+        let seq = i64_of(seq, "row number")?;
+        let row = self.lock()?.query_opt(
+            "SELECT seq, entry, sealed FROM index_entries WHERE seq = $1",
+            &[&seq],
+        )?;
+        row.map(|r| {
+            indexed_record(
+                &self.open_raw(Table::IndexEntries, raw_row(&r, Table::IndexEntries, 0)?)?,
+            )
+        })
+        .transpose()
     }
 }

@@ -14,19 +14,28 @@ use medchain_core::election::ElectionSeed;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::Genesis;
 use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::index::IndexedRecord;
 use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, StateError, StateView};
 use medchain_core::seal::NetworkKey;
-use medchain_core::store::{erasure_targets, Head, LedgerStore};
+use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction as SqlTx};
+use rusqlite::types::Value;
+use rusqlite::{
+    params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction as SqlTx,
+};
 
 use crate::common::{
-    array32, assemble, decode_consent_state, encode_consent_state, i64_of, shell_of, u64_of,
-    verify_head, SCHEMA_VERSION, TX_SEQ_SHIFT,
+    array32, assemble, check_block_count, check_counts, check_next, check_version, i64_of,
+    open_stored, shell_of, stored_tx, u64_of, verify_head, StoredHead, SCHEMA_VERSION,
+    TX_SEQ_SHIFT,
 };
 use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
+use crate::rows::{
+    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, filter_row,
+    indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
+};
 
 /// `PRAGMA application_id` of a medchain store: ASCII "MDCH".
 pub const APPLICATION_ID: i32 = 0x4D44_4348;
@@ -51,37 +60,27 @@ CREATE TABLE transactions (
     id BLOB NOT NULL UNIQUE CHECK (length(id) = 32),
     height INTEGER NOT NULL REFERENCES blocks(height),
     idx INTEGER NOT NULL,
-    pruned INTEGER NOT NULL DEFAULT 0,
+    pruned INTEGER NOT NULL DEFAULT 0 CHECK (pruned IN (0, 1)),
     bytes BLOB NOT NULL
 );
-CREATE TABLE records (
-    key BLOB PRIMARY KEY,
-    patient BLOB NOT NULL,
-    height INTEGER NOT NULL REFERENCES blocks(height),
-    sealed BLOB NOT NULL
-);
-CREATE INDEX records_by_patient ON records(patient);
-CREATE TABLE consents (
-    seq INTEGER PRIMARY KEY,
-    key BLOB NOT NULL UNIQUE,
-    patient BLOB NOT NULL,
-    height INTEGER NOT NULL REFERENCES blocks(height),
-    sealed BLOB NOT NULL
-);
-CREATE INDEX consents_by_patient ON consents(patient);
-CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY,
-    record BLOB NOT NULL,
-    patient BLOB NOT NULL,
-    height INTEGER NOT NULL REFERENCES blocks(height),
-    sealed BLOB NOT NULL
-);
-CREATE INDEX audit_by_record ON audit(record);
-CREATE INDEX audit_by_patient ON audit(patient);
+CREATE INDEX transactions_pruned ON transactions(seq) WHERE pruned = 1;
+CREATE TABLE records (seq INTEGER PRIMARY KEY, rkey BLOB NOT NULL UNIQUE, pkey BLOB NOT NULL, sealed BLOB NOT NULL);
+CREATE INDEX records_by_patient ON records(pkey);
+CREATE TABLE erasures (seq INTEGER PRIMARY KEY, rkey BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+CREATE TABLE consents (seq INTEGER PRIMARY KEY, ckey BLOB NOT NULL UNIQUE, pkey BLOB NOT NULL, sealed BLOB NOT NULL);
+CREATE INDEX consents_by_patient ON consents(pkey);
+CREATE TABLE revocations (seq INTEGER PRIMARY KEY, ckey BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+CREATE TABLE audit (seq INTEGER PRIMARY KEY, rkey BLOB NOT NULL, sealed BLOB NOT NULL);
+CREATE INDEX audit_by_record ON audit(rkey);
+CREATE TABLE index_filters (height INTEGER PRIMARY KEY REFERENCES blocks(height), filter BLOB NOT NULL);
+CREATE TABLE index_entries (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     height INTEGER NOT NULL REFERENCES blocks(height),
-    proof BLOB NOT NULL
+    proof BLOB NOT NULL,
+    state BLOB NOT NULL CHECK (length(state) = 32),
+    counts BLOB NOT NULL,
+    tag BLOB NOT NULL CHECK (length(tag) = 32)
 );
 ";
 
@@ -205,6 +204,34 @@ struct Reads<'a> {
     conn: &'a Connection,
 }
 
+/// A derived row as stored: row number, tags, clear part, sealed part.
+type RawRow = (i64, Vec<[u8; 32]>, Vec<u8>, Option<Vec<u8>>);
+
+fn raw_row(r: &rusqlite::Row<'_>, table: Table, at: usize) -> rusqlite::Result<RawRow> {
+    let seq: i64 = r.get(at)?;
+    let mut i = at + 1;
+    let mut tags = Vec::with_capacity(2);
+    for _ in table.tag_columns() {
+        let t: Vec<u8> = r.get(i)?;
+        // A tag of the wrong length cannot open the row; keep the row to report it.
+        tags.push(t.try_into().unwrap_or([0; 32]));
+        i += 1;
+    }
+    let clear = match table.clear_column() {
+        Some(_) => {
+            i += 1;
+            r.get(i - 1)?
+        }
+        None => Vec::new(),
+    };
+    let sealed = if table.sealed() {
+        Some(r.get(i)?)
+    } else {
+        None
+    };
+    Ok((seq, tags, clear, sealed))
+}
+
 impl Reads<'_> {
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
@@ -234,23 +261,27 @@ impl Reads<'_> {
             .transpose()
     }
 
-    fn head(&self) -> Result<Option<Head>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = self
+    fn stored_head(&self) -> Result<Option<StoredHead>, StoreError> {
+        type HeadRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+        let row: Option<HeadRow> = self
             .conn
-            .prepare_cached("SELECT height, proof FROM head WHERE id = 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT height, proof, state, counts, tag FROM head WHERE id = 1")?
+            .query_row([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()?;
-        let Some((height, proof)) = row else {
+        let Some((height, proof, state, counts, tag)) = row else {
             return Ok(None);
         };
         let height = u64_of(height, "head height")?;
         let tip = self
             .tip_at(height)?
-            .ok_or_else(|| StoreError::Corrupt(format!("the head block {height} is missing")))?;
-        Ok(Some(Head {
-            tip,
-            proof: Some(CommitProof::from_bytes(&proof)?),
-        }))
+            .ok_or_else(|| StoreError::corrupt(format!("the head block {height} is missing")))?;
+        StoredHead::from_parts(tip, &proof, &state, &counts, tag).map(Some)
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        Ok(self.stored_head()?.map(|h| h.head))
     }
 
     fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
@@ -268,13 +299,14 @@ impl Reads<'_> {
         let lo = h << TX_SEQ_SHIFT;
         let hi = lo | ((1 << TX_SEQ_SHIFT) - 1);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT bytes FROM transactions WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            "SELECT pruned, bytes FROM transactions WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
         )?;
         let mut rows = stmt.query([lo, hi])?;
         let mut txs = Vec::new();
         while let Some(row) = rows.next()? {
-            let bytes: Vec<u8> = row.get(0)?;
-            txs.push(Transaction::from_bytes(&bytes)?);
+            let pruned: bool = row.get(0)?;
+            let bytes: Vec<u8> = row.get(1)?;
+            txs.push(stored_tx(&bytes, pruned)?);
         }
         assemble(height, &shell, txs).map(Some)
     }
@@ -287,9 +319,15 @@ impl Reads<'_> {
         h.map_or(Ok(0), |h| u64_of(h, "head height"))
     }
 
-    /// The schema version, the genesis, the head block against its parent and its proof, and
-    /// that the blocks are exactly 1..=head.
-    fn check(&self) -> Result<(), StoreError> {
+    fn count(&self, sql: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(sql, [], |r| r.get(0))?;
+        u64_of(n, "count")
+    }
+
+    /// The schema version, the state key, the genesis, the head block against its parent and
+    /// its proof, the blocks are exactly 1..=head, and the head's state commitment: its tag and
+    /// the row counts of every table. Returns the state key.
+    fn check(&self, network: &NetworkKey) -> Result<StateKey, StoreError> {
         let has_version: bool = self.conn.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
             [],
@@ -302,45 +340,66 @@ impl Reads<'_> {
             .conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .optional()?;
-        match version {
-            Some(SCHEMA_VERSION) => {}
-            Some(found) => {
-                return Err(StoreError::UnsupportedSchema {
-                    found,
-                    supported: SCHEMA_VERSION,
-                })
-            }
-            None => return Err(StoreError::NotAStore("the schema version is missing")),
-        }
+        check_version(version)?;
+        let sealed = self
+            .meta("state_key")?
+            .ok_or(StoreError::NotAStore("the state key is missing"))?;
+        let key = StateKey::unseal(&sealed, network)?;
         let genesis = self.genesis()?;
-        let head = self.head()?;
+        let head = self.stored_head()?;
         let (count, max): (i64, Option<i64>) =
             self.conn
                 .query_row("SELECT count(*), max(height) FROM blocks", [], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
-        let head_height = head.as_ref().map_or(0, |h| h.tip.height);
-        let max = u64_of(max.unwrap_or(0), "height")?;
-        if u64_of(count, "count")? != head_height || max != head_height {
-            return Err(StoreError::Corrupt(format!(
-                "{count} blocks up to height {max} are stored, the head is at height {head_height}"
-            )));
+        let head_height = head.as_ref().map_or(0, |h| h.head.tip.height);
+        check_block_count(
+            u64_of(count, "count")?,
+            u64_of(max.unwrap_or(0), "height")?,
+            head_height,
+        )?;
+        let mut found = Counts::default();
+        for table in Table::ALL {
+            found.rows[table.index()] =
+                self.count(&format!("SELECT count(*) FROM {}", table.name()))?;
         }
+        found.pruned = self.count("SELECT count(*) FROM transactions WHERE pruned = 1")?;
         let Some(head) = head else {
-            return Ok(());
+            check_counts(&key, None, &found)?;
+            return Ok(key);
         };
+        check_counts(&key, Some(&head), &found)?;
         let genesis = genesis.ok_or(StoreError::NotInitialised)?;
-        let block = self.block(head.tip.height)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("the head block {head_height} is missing"))
+        let block = self.block(head_height)?.ok_or_else(|| {
+            StoreError::corrupt(format!("the head block {head_height} is missing"))
         })?;
-        let parent = if head.tip.height == 1 {
+        let parent = if head_height == 1 {
             ChainTip::genesis(&genesis)
         } else {
-            self.tip_at(head.tip.height - 1)?
-                .ok_or_else(|| StoreError::Corrupt("the block below the head is missing".into()))?
+            self.tip_at(head_height - 1)?
+                .ok_or_else(|| StoreError::corrupt("the block below the head is missing"))?
         };
-        let proof = head.proof.as_ref().ok_or(StoreError::MissingCommitProof)?;
-        verify_head(&genesis, block, &parent, &head.tip, proof)
+        let proof = head
+            .head
+            .proof
+            .as_ref()
+            .ok_or(StoreError::MissingCommitProof)?;
+        verify_head(&genesis, block, &parent, &head.head.tip, proof)?;
+        Ok(key)
+    }
+
+    fn raw_rows(&self, table: Table, lo: i64, hi: i64) -> Result<Vec<RawRow>, StoreError> {
+        let key = table.key_column();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {key} BETWEEN ?1 AND ?2 ORDER BY {key}",
+            table.columns().join(", "),
+            table.name()
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([lo, hi], |r| raw_row(r, table, 0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }
 
@@ -398,53 +457,34 @@ impl SqliteStore {
     }
 
     /// Opens an existing store, after checking — read-only — that it is a medchain store of a
-    /// supported version whose head verifies. A file that fails a check is not modified.
+    /// supported version whose head verifies and whose tables hold exactly the rows the head's
+    /// state commitment counts. A file that fails a check is not modified.
     ///
     /// # Errors
     /// [`StoreError::NotFound`], [`StoreError::NotAStore`], [`StoreError::Truncated`],
     /// [`StoreError::UnsupportedSchema`], [`StoreError::WrongKey`],
-    /// [`StoreError::HeadInvalid`], [`StoreError::Corrupt`], SQLite or I/O errors.
+    /// [`StoreError::HeadInvalid`], [`StoreError::Corrupt`] (a row count or the commitment
+    /// does not hold: rows deleted, added or rolled back), SQLite or I/O errors.
     pub fn open(path: impl AsRef<Path>, network: &NetworkKey) -> Result<Self, StoreError> {
         let path = path.as_ref();
         check_header(path)?;
-        {
+        let key = {
             let ro = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             let reads = Reads { conn: &ro };
-            let result = (|| {
-                ro.execute_batch("BEGIN")?;
-                reads.check()?;
-                let sealed = reads
-                    .meta("state_key")?
-                    .ok_or(StoreError::NotAStore("the state key is missing"))?;
-                StateKey::unseal(&sealed, network)?;
-                ro.execute_batch("COMMIT")?;
-                Ok::<(), StoreError>(())
-            })();
-            result.map_err(|e| match e {
-                StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                    if matches!(
-                        f.code,
-                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
-                    ) =>
-                {
-                    StoreError::Corrupt(format!("SQLite reports {}", f))
-                }
-                e => e,
-            })?;
-        }
+            ro.execute_batch("BEGIN")?;
+            let key = reads.check(network)?;
+            ro.execute_batch("COMMIT")?;
+            key
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure(&conn)?;
         let reads = Reads { conn: &conn };
-        let sealed = reads
-            .meta("state_key")?
-            .ok_or(StoreError::NotAStore("the state key is missing"))?;
-        let key = StateKey::unseal(&sealed, network)?;
         let genesis = reads.genesis()?;
         let height = reads.height()?;
         Ok(Self {
@@ -483,7 +523,7 @@ impl SqliteStore {
         if lines.len() == 1 && lines[0] == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Corrupt(format!(
+            Err(StoreError::corrupt(format!(
                 "SQLite's quick_check found {} problem(s)",
                 lines.len()
             )))
@@ -494,54 +534,102 @@ impl SqliteStore {
         Reads { conn: &self.conn }
     }
 
+    fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
+        let (seq, tags, clear, sealed) = raw;
+        open_stored(&self.key, table, seq, tags, clear, sealed)
+    }
+
+    /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
+    /// consent), joined on the first lookup column, `WHERE main.{column} = key`.
+    fn joined(
+        &self,
+        conn: &Connection,
+        main: Table,
+        side: Table,
+        column: &str,
+        key: &[u8; 32],
+    ) -> Result<Vec<(Row, Option<Row>)>, StoreError> {
+        let [join, other] = main.tag_columns() else {
+            return Err(StoreError::corrupt("a joined table has two lookup columns"));
+        };
+        let sql = format!(
+            "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
+             LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = ?1 ORDER BY m.seq",
+            main.name(),
+            side.name()
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([&key[..]])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let main_raw = raw_row(r, main, 0)?;
+            let join_tag = main_raw.1[0];
+            let side_seq: Option<i64> = r.get(4)?;
+            let side_sealed: Option<Vec<u8>> = r.get(5)?;
+            let m = self.open_raw(main, main_raw)?;
+            let s = match (side_seq, side_sealed) {
+                (Some(seq), Some(sealed)) => {
+                    Some(self.open_raw(side, (seq, vec![join_tag], Vec::new(), Some(sealed)))?)
+                }
+                _ => None,
+            };
+            out.push((m, s));
+        }
+        Ok(out)
+    }
+
     fn record_row(
         &self,
         conn: &Connection,
         id: &RecordId,
     ) -> Result<Option<RecordEntry>, StoreError> {
         let key = self.key.lookup(Lookup::Record, id.as_byte_array());
-        let sealed: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT sealed FROM records WHERE key = ?1")?
-            .query_row([&key[..]], |r| r.get(0))
-            .optional()?;
-        sealed
-            .map(|s| {
-                let plain = self.key.open("records", &key, &s)?;
-                Ok(RecordEntry::from_bytes(&plain)?)
-            })
+        let rows = self.joined(conn, Table::Records, Table::Erasures, "rkey", &key)?;
+        rows.first()
+            .map(|(r, e)| record_entry(r, e.as_ref()))
             .transpose()
     }
 
-    fn consent_row(
-        &self,
-        conn: &Connection,
-        id: &ConsentId,
-    ) -> Result<Option<ConsentState>, StoreError> {
-        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-        let sealed: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT sealed FROM consents WHERE key = ?1")?
-            .query_row([&key[..]], |r| r.get(0))
-            .optional()?;
-        sealed
-            .map(|s| decode_consent_state(&self.key.open("consents", &key, &s)?))
-            .transpose()
-    }
-
-    fn audit_rows(
+    fn consent_rows(
         &self,
         conn: &Connection,
         column: &str,
         key: &[u8; 32],
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!("SELECT record, sealed FROM audit WHERE {column} = ?1 ORDER BY seq");
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query([&key[..]])?;
+    ) -> Result<Vec<ConsentState>, StoreError> {
+        self.joined(conn, Table::Consents, Table::Revocations, column, key)?
+            .iter()
+            .map(|(c, r)| consent_state(c, r.as_ref()))
+            .collect()
+    }
+
+    /// The audit rows of one record, with their row numbers.
+    fn audit_rows(
+        &self,
+        conn: &Connection,
+        id: &RecordId,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let key = self.key.lookup(Lookup::AuditRecord, id.as_byte_array());
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, rkey, sealed FROM audit WHERE rkey = ?1 ORDER BY seq")?;
+        let raws = stmt
+            .query_map([&key[..]], |r| raw_row(r, Table::Audit, 0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter()
+            .map(|raw| {
+                let seq = raw.0;
+                Ok((seq, audit_entry(&self.open_raw(Table::Audit, raw)?)?))
+            })
+            .collect()
+    }
+
+    /// Every derived row block `height` wrote, opened under its identity.
+    fn stored_rows(&self, height: u64) -> Result<Vec<Row>, StoreError> {
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let record: Vec<u8> = row.get(0)?;
-            let sealed: Vec<u8> = row.get(1)?;
-            let plain = self.key.open("audit", &record, &sealed)?;
-            out.push(AuditEntry::from_bytes(&plain)?);
+        for table in Table::ALL {
+            let (lo, hi) = table.range(height)?;
+            for raw in self.reads().raw_rows(table, lo, hi)? {
+                out.push(self.open_raw(table, raw)?);
+            }
         }
         Ok(out)
     }
@@ -555,29 +643,12 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let height = block.header().height;
         let h = i64_of(height, "height")?;
-        let have: Option<i64> = tx
-            .query_row("SELECT height FROM head WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
-        let have = u64_of(have.unwrap_or(0), "head height")?;
-        if height != have + 1 || effects.height() != height {
-            return Err(StoreError::OutOfOrder { have, got: height });
-        }
+        let reads = self.reads_on(tx);
+        let head = reads.stored_head()?;
+        let have = head.as_ref().map_or(0, |s| s.head.tip.height);
+        check_next(self.genesis.as_ref(), head.as_ref(), block, effects)?;
+        let rows = block_rows(&self.key, block, effects)?;
         let tip = block.tip();
-        let parent = match have {
-            0 => self
-                .genesis
-                .as_ref()
-                .map(|g| g.hash())
-                .ok_or(StoreError::NotInitialised)?,
-            _ => self
-                .reads_on(tx)
-                .tip_at(have)?
-                .map(|t| t.hash)
-                .ok_or_else(|| StoreError::Corrupt("the head block is missing".into()))?,
-        };
-        if tip.prev != parent {
-            return Err(StoreError::OutOfOrder { have, got: height });
-        }
         tx.prepare_cached(
             "INSERT INTO blocks (height, hash, prev, round, timestamp_ms, seed, tx_count, shell)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -617,90 +688,82 @@ impl SqliteStore {
                 ])?;
             }
         }
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO records (key, patient, height, sealed) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for r in effects.records() {
-                let key = self.key.lookup(Lookup::Record, r.record_id.as_byte_array());
-                let patient = self
-                    .key
-                    .lookup(Lookup::Patient, r.patient.sign.as_byte_array());
-                let sealed = self.key.seal("records", &key, &r.to_bytes());
-                ins.execute(params![&key[..], &patient[..], h, sealed])?;
+        for table in Table::ALL {
+            let cols = table.columns();
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                table.name(),
+                cols.join(", "),
+                marks.join(", ")
+            );
+            let mut ins = tx.prepare_cached(&sql)?;
+            for row in rows.iter().filter(|r| r.table == table) {
+                let mut values: Vec<Value> = vec![Value::Integer(i64_of(row.seq, "row number")?)];
+                values.extend(row.tags.iter().map(|t| Value::Blob(t.to_vec())));
+                if table.clear_column().is_some() {
+                    values.push(Value::Blob(row.clear.clone()));
+                }
+                if table.sealed() {
+                    values.push(Value::Blob(self.key.seal_row(row)));
+                }
+                ins.execute(params_from_iter(values))?;
             }
         }
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO consents (key, patient, height, sealed) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for c in effects.consents() {
-                let key = self.key.lookup(Lookup::Consent, c.id.as_byte_array());
-                let patient = self
-                    .key
-                    .lookup(Lookup::Patient, c.consent.patient.sign.as_byte_array());
-                let sealed = self.key.seal("consents", &key, &encode_consent_state(c));
-                ins.execute(params![&key[..], &patient[..], h, sealed])?;
-            }
-        }
-        for id in effects.revoked() {
-            let mut c = self
-                .consent_row(tx, id)?
-                .ok_or_else(|| StoreError::Corrupt("a revoked consent is not stored".into()))?;
-            c.revoked_at = Some(height);
-            let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-            let sealed = self.key.seal("consents", &key, &encode_consent_state(&c));
-            tx.prepare_cached("UPDATE consents SET sealed = ?2 WHERE key = ?1")?
-                .execute(params![&key[..], sealed])?;
-        }
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO audit (record, patient, height, sealed) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for a in effects.audit() {
-                let record = self.key.lookup(Lookup::Record, a.record_id.as_byte_array());
-                let patient = self.key.lookup(Lookup::Patient, a.patient.as_byte_array());
-                let sealed = self.key.seal("audit", &record, &a.to_bytes());
-                ins.execute(params![&record[..], &patient[..], h, sealed])?;
-            }
-        }
-        for rid in effects.erased() {
-            let mut rec = self
+        let mut pruned = 0u64;
+        let mut erased: Vec<&RecordId> = effects.erased().collect();
+        erased.sort();
+        for rid in erased {
+            let rec = self
                 .record_row(tx, rid)?
-                .ok_or_else(|| StoreError::Corrupt("an erased record is not stored".into()))?;
-            rec.erased = true;
-            let key = self.key.lookup(Lookup::Record, rid.as_byte_array());
-            let sealed = self.key.seal("records", &key, &rec.to_bytes());
-            tx.prepare_cached("UPDATE records SET sealed = ?2 WHERE key = ?1")?
-                .execute(params![&key[..], sealed])?;
-            let audit = self.audit_rows(tx, "record", &key)?;
+                .ok_or_else(|| StoreError::corrupt("an erased record is not stored"))?;
+            let audit: Vec<AuditEntry> = self
+                .audit_rows(tx, rid)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
             for target in erasure_targets(&rec, &audit) {
-                self.prune_tx(tx, &target)?;
+                pruned += self.prune_tx(tx, &target)?;
             }
         }
+        let prev = head.map(|s| s.commitment).unwrap_or_default();
+        let next = advance(&self.key, &prev, block, &rows, pruned);
+        let tag = self
+            .key
+            .head_tag(height, &block.hash(), &next.state, &next.counts);
+        debug_assert_eq!(have + 1, height);
         tx.prepare_cached(
-            "INSERT INTO head (id, height, proof) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET height = excluded.height, proof = excluded.proof",
+            "INSERT INTO head (id, height, proof, state, counts, tag) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET height = excluded.height, proof = excluded.proof,
+                 state = excluded.state, counts = excluded.counts, tag = excluded.tag",
         )?
-        .execute(params![h, proof.to_bytes()])?;
+        .execute(params![
+            h,
+            proof.to_bytes(),
+            &next.state[..],
+            next.counts.to_bytes(),
+            &tag[..]
+        ])?;
         Ok(())
     }
 
-    fn prune_tx(&self, tx: &SqlTx<'_>, id: &TxId) -> Result<(), StoreError> {
-        let bytes: Option<Vec<u8>> = tx
-            .prepare_cached("SELECT bytes FROM transactions WHERE id = ?1")?
-            .query_row([&id.as_byte_array()[..]], |r| r.get(0))
+    /// Prunes one transaction's payload; 1 if it was not pruned before, else 0.
+    fn prune_tx(&self, tx: &SqlTx<'_>, id: &TxId) -> Result<u64, StoreError> {
+        let row: Option<(bool, Vec<u8>)> = tx
+            .prepare_cached("SELECT pruned, bytes FROM transactions WHERE id = ?1")?
+            .query_row([&id.as_byte_array()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some(bytes) = bytes else {
-            return Err(StoreError::Corrupt(
-                "a transaction to prune is not stored".into(),
-            ));
+        let Some((pruned, bytes)) = row else {
+            return Err(StoreError::corrupt("a transaction to prune is not stored"));
         };
-        let mut t = Transaction::from_bytes(&bytes)?;
+        let mut t = stored_tx(&bytes, pruned)?;
+        if !t.kind().has_payload() || pruned {
+            return Ok(0);
+        }
         t.prune();
         tx.prepare_cached("UPDATE transactions SET bytes = ?2, pruned = 1 WHERE id = ?1")?
             .execute(params![&id.as_byte_array()[..], t.to_bytes()])?;
-        Ok(())
+        Ok(1)
     }
 
     fn reads_on<'a>(&self, conn: &'a Connection) -> Reads<'a> {
@@ -726,27 +789,18 @@ impl StateView for SqliteStore {
     }
 
     fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
-        Ok(self.consent_row(&self.conn, id)?)
+        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
+        Ok(self
+            .consent_rows(&self.conn, "ckey", &key)?
+            .into_iter()
+            .next())
     }
 
     fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
-        let pk = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        let run = || -> Result<Vec<ConsentState>, StoreError> {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT key, sealed FROM consents WHERE patient = ?1 ORDER BY seq",
-            )?;
-            let mut rows = stmt.query([&pk[..]])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let key: Vec<u8> = row.get(0)?;
-                let sealed: Vec<u8> = row.get(1)?;
-                out.push(decode_consent_state(
-                    &self.key.open("consents", &key, &sealed)?,
-                )?);
-            }
-            Ok(out)
-        };
-        Ok(run()?)
+        let key = self
+            .key
+            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
+        Ok(self.consent_rows(&self.conn, "pkey", &key)?)
     }
 
     fn height(&self) -> u64 {
@@ -825,38 +879,71 @@ impl LedgerStore for SqliteStore {
         row.map(|(h, i)| {
             Ok((
                 u64_of(h, "height")?,
-                u32::try_from(i).map_err(|_| StoreError::Corrupt("bad tx index".into()))?,
+                u32::try_from(i).map_err(|_| StoreError::corrupt("bad tx index"))?,
             ))
         })
         .transpose()
     }
 
     fn records_of(&self, patient: &VerifyKey) -> Result<Vec<RecordEntry>, StoreError> {
-        let pk = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key, sealed FROM records WHERE patient = ?1")?;
-        let mut rows = stmt.query([&pk[..]])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let key: Vec<u8> = row.get(0)?;
-            let sealed: Vec<u8> = row.get(1)?;
-            out.push(RecordEntry::from_bytes(
-                &self.key.open("records", &key, &sealed)?,
-            )?);
-        }
-        out.sort_by_key(|r| (r.height, r.record_id));
-        Ok(out)
+        let key = self
+            .key
+            .lookup(Lookup::RecordPatient, patient.as_byte_array());
+        self.joined(&self.conn, Table::Records, Table::Erasures, "pkey", &key)?
+            .iter()
+            .map(|(r, e)| record_entry(r, e.as_ref()))
+            .collect()
     }
 
     fn audit_of_record(&self, id: &RecordId) -> Result<Vec<AuditEntry>, StoreError> {
-        let key = self.key.lookup(Lookup::Record, id.as_byte_array());
-        self.audit_rows(&self.conn, "record", &key)
+        Ok(self
+            .audit_rows(&self.conn, id)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect())
     }
 
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, StoreError> {
-        let key = self.key.lookup(Lookup::Patient, patient.as_byte_array());
-        self.audit_rows(&self.conn, "patient", &key)
+        let mut all = Vec::new();
+        for r in self.records_of(patient)? {
+            all.extend(self.audit_rows(&self.conn, &r.record_id)?);
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        Ok(all.into_iter().map(|(_, a)| a).collect())
+    }
+
+    fn index_filters(&self, from: u64, limit: usize) -> Result<Vec<IndexFilterRow>, StoreError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT height, filter FROM index_filters WHERE height >= ?1 ORDER BY height LIMIT ?2",
+        )?;
+        let mut rows = stmt.query([from, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let h: i64 = r.get(0)?;
+            let clear: Vec<u8> = r.get(1)?;
+            out.push(filter_row(u64_of(h, "height")?, &clear)?);
+        }
+        Ok(out)
+    }
+
+    fn indexed_record(
+        &self,
+        height: u64,
+        position: u32,
+    ) -> Result<Option<IndexedRecord>, StoreError> {
+        let Ok(seq) = seq_of(height, position as usize) else {
+            return Ok(None);
+        };
+        let seq = i64_of(seq, "row number")?;
+        let raw = self
+            .conn
+            .prepare_cached("SELECT seq, entry, sealed FROM index_entries WHERE seq = ?1")?
+            .query_row([seq], |r| raw_row(r, Table::IndexEntries, 0))
+            .optional()?;
+        raw.map(|raw| indexed_record(&self.open_raw(Table::IndexEntries, raw)?))
+            .transpose()
     }
 }
 
@@ -866,13 +953,26 @@ impl SqliteStore {
     /// # Errors
     /// SQLite errors; [`StoreError::Decode`] for bytes that do not decode.
     pub fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
-        let bytes: Option<Vec<u8>> = self
+        let row: Option<(bool, Vec<u8>)> = self
             .conn
-            .prepare_cached("SELECT bytes FROM transactions WHERE id = ?1")?
-            .query_row([&id.as_byte_array()[..]], |r| r.get(0))
+            .prepare_cached("SELECT pruned, bytes FROM transactions WHERE id = ?1")?
+            .query_row([&id.as_byte_array()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        bytes
-            .map(|b| Transaction::from_bytes(&b).map_err(StoreError::from))
-            .transpose()
+        row.map(|(pruned, b)| stored_tx(&b, pruned)).transpose()
+    }
+
+    pub(crate) fn check_block_state(
+        &self,
+        block: &CheckedBlock,
+        effects: &BlockEffects,
+        audit: &mut StateAudit,
+    ) -> Result<(), StoreError> {
+        let stored = self.stored_rows(block.header().height)?;
+        check_block(&self.key, block, effects, &stored, audit)
+    }
+
+    pub(crate) fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
+        let head = self.reads().stored_head()?;
+        check_commitment(head.as_ref().map(|h| &h.commitment), audit)
     }
 }

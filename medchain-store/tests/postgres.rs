@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use getrandom::SysRng;
 use medchain_core::ledger::AuditKind;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::LedgerStore;
-use medchain_store::{Ledger, PostgresStore, StoreError};
-use rand_core::OsRng;
+use medchain_store::{Ledger, LedgerError, PostgresStore, StoreError};
+use rand_core::UnwrapErr;
 
 #[test]
 fn postgres_store_passes_the_conformance_suite() {
@@ -19,9 +20,10 @@ fn postgres_store_passes_the_conformance_suite() {
     medchain_core::store::conformance::run_all(|| {
         let schema = unique_schema("conf");
         schemas.push(schema.clone());
-        PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut OsRng)).expect("create")
+        PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
+            .expect("create")
     });
-    assert_eq!(schemas.len(), 4);
+    assert_eq!(schemas.len(), 6);
 }
 
 #[test]
@@ -70,7 +72,8 @@ fn postgres_ledger_reopens_verifies_and_refuses_tampering() {
     drop(ledger);
 
     // Wrong key, missing schema, a schema that is not a store.
-    let err = PostgresStore::open(&url, &schema, &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    let err = PostgresStore::open(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
+        .unwrap_err();
     assert!(matches!(err, StoreError::WrongKey), "{err}");
     let err =
         PostgresStore::open(&url, "no_such_schema_xyz", &network_key(&mut s.net)).unwrap_err();
@@ -101,7 +104,7 @@ fn postgres_create_refuses_an_existing_schema() {
         return;
     };
     let schema = unique_schema("dup");
-    let k = NetworkKey::generate(&mut OsRng);
+    let k = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let a = PostgresStore::create(&url, &schema, &k).expect("create");
     let err = PostgresStore::create(&url, &schema, &k).unwrap_err();
     assert_eq!(
@@ -109,4 +112,84 @@ fn postgres_create_refuses_an_existing_schema() {
         format!("a store already exists at schema {schema}")
     );
     a.drop_schema().expect("drop");
+}
+
+/// A PostgreSQL schema tampered with plain SQL by its administrator.
+struct Schema {
+    url: String,
+    schema: String,
+    client: postgres::Client,
+}
+
+impl common::attacks::Admin for Schema {
+    type Store = PostgresStore;
+    fn exec(&mut self, sql: &str, blob: Option<&[u8]>) {
+        let sql = sql
+            .replace("{s}", &format!("{}.", self.schema))
+            .replace(":blob", "$1");
+        match blob {
+            Some(b) => self.client.execute(&sql, &[&b]).map(|_| ()),
+            None => self.client.batch_execute(&sql),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    fn bytes(&mut self, sql: &str) -> Vec<u8> {
+        let sql = sql.replace("{s}", &format!("{}.", self.schema));
+        self.client.query_one(&sql, &[]).expect("query").get(0)
+    }
+    fn reopen(&mut self, key: NetworkKey) -> Result<Ledger<PostgresStore>, LedgerError> {
+        let store = PostgresStore::open(&self.url, &self.schema, &key)?;
+        Ledger::with_store(store, None, key)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+    }
+}
+
+fn pg_scene(url: &str, seed: u64) -> (Schema, common::attacks::Scene) {
+    let schema = unique_schema("attack");
+    let mut s = story(seed);
+    let key = network_key(&mut s.net);
+    let store = PostgresStore::create(url, &schema, &key).expect("create");
+    let mut ledger = Ledger::with_store(store, Some(&s.net.genesis), key).expect("ledger");
+    let scene = common::attacks::scene(&mut ledger, seed);
+    ledger.verify(|_| {}).expect("the untouched store verifies");
+    drop(ledger);
+    let client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    (
+        Schema {
+            url: url.to_owned(),
+            schema,
+            client,
+        },
+        scene,
+    )
+}
+
+#[test]
+fn postgres_refuses_rolled_back_moved_deleted_rows_and_stripped_payloads() {
+    use common::attacks;
+    let Some(url) = pg_url("postgres_refuses_rolled_back_moved_deleted_rows_and_stripped_payloads")
+    else {
+        return;
+    };
+    let (mut a, mut sc) = pg_scene(&url, 41);
+    attacks::undo_a_revocation(&mut a, &mut sc);
+    let (mut a, mut sc) = pg_scene(&url, 42);
+    attacks::undo_a_revocation_with_an_older_head(&mut a, &mut sc);
+    let (mut a, mut sc) = pg_scene(&url, 43);
+    attacks::move_a_consent_to_another_patient(&mut a, &mut sc);
+    let (mut a, mut sc) = pg_scene(&url, 44);
+    attacks::delete_or_replace_an_audit_row(&mut a, &mut sc, true);
+    let (mut a, mut sc) = pg_scene(&url, 45);
+    attacks::delete_or_replace_an_audit_row(&mut a, &mut sc, false);
+    let (mut a, mut sc) = pg_scene(&url, 46);
+    attacks::strip_a_payload(&mut a, &mut sc, true);
+    let (mut a, mut sc) = pg_scene(&url, 47);
+    attacks::strip_a_payload(&mut a, &mut sc, false);
 }

@@ -18,11 +18,10 @@ fn main() {
     let total = blocks * block_txs as usize;
     // Raw bound: strict single verification rate on one core, in this run.
     let (genesis, _, net) = sim::network(&sim::Scenario::calm(7, validators));
-    let _ = genesis;
     let id = sim::identity(7, 0);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let sample: Vec<_> = (0..2_000)
-        .map(|k| sim::access_tx(&id, &net, k, sim::EPOCH_MS, &mut rng))
+        .map(|k| sim::access_tx(&id, &genesis.chain_id(), &net, k, sim::EPOCH_MS, &mut rng))
         .collect();
     let t = Instant::now();
     for tx in sample.iter().cloned() {

@@ -13,6 +13,7 @@ use medchain_core::hash::{domain, RecordId};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::seal::seal_record;
 use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
+use medchain_node::transport::wire::Frame;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let mut rng = ChaCha20Rng::seed_from_u64(0x6d65_6463_6861_696e);
     let me = fuzz_identity();
+    let chain = medchain_core::fuzzing::fuzz_chain();
     let net = fuzz_network_key();
     let hospital = Identity::generate(&mut rng);
     let mut files: Vec<(&str, String, Vec<u8>)> = Vec::new();
@@ -69,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "consent-granted",
             TxBody::ConsentGranted {
-                patient: PatientSignature::sign(&me, domain::CONSENT_SIG, &consent_doc),
+                patient: PatientSignature::sign(&me, &chain, domain::CONSENT_SIG, &consent_doc),
                 document: consent_doc.clone(),
             },
         ),
@@ -79,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 consent_id,
                 patient: PatientSignature::sign(
                     &me,
+                    &chain,
                     domain::REVOKE_SIG,
                     &revocation_message(&consent_id),
                 ),
@@ -110,7 +113,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "record-erased",
             TxBody::RecordErased {
                 record_id: RecordId::from_byte_array(rid.to_byte_array()),
-                patient: PatientSignature::sign(&me, domain::ERASURE_SIG, rid.as_byte_array()),
+                patient: PatientSignature::sign(
+                    &me,
+                    &chain,
+                    domain::ERASURE_SIG,
+                    rid.as_byte_array(),
+                ),
             },
         ),
     ];
@@ -123,6 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let tx = Transaction::create(
             &me,
+            &chain,
             1_700_000_000_000 + i as u64,
             i as u64 + 1,
             body,
@@ -233,7 +242,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             emergency: Some(medchain_core::consent::EmergencyPreference::Allow),
             provisions: vec![],
         };
-        let body = grant.grant_body(&me)?;
+        let body = grant.grant_body(&me, &tn.genesis.chain_id())?;
         let tx = tn.tx(4, &body, vec![]);
         let state = LedgerState::new();
         let (b1, _, proof) = tn.next_block(&state, vec![tx.clone()])?;
@@ -254,12 +263,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             consent_id: None,
             emergency: true,
             at_ms: 1_700_000_000_000,
+            claimed_at_ms: 1_699_999_999_000,
             node: tn.nodes[0].verify_key(),
             tx_id: tx.id(),
             height: 1,
         };
         add("decode_audit_entry", "emergency-access", audit.to_bytes());
-        let vote = Vote::cast(&tn.nodes[0], b1.header().prev, b1.hash(), Ok(()), 5);
+        let vote = Vote::cast(
+            &tn.nodes[0],
+            &tn.genesis.chain_id(),
+            b1.header().prev,
+            b1.hash(),
+            Ok(()),
+            5,
+        );
         add("decode_vote", "vote", vote.to_bytes());
         add(
             "decode_message",
@@ -293,6 +310,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         add("decode_consent", "consent", c.to_bytes());
         let cred = Credential::issue(
             &tn.nodes[0],
+            &tn.genesis.chain_id(),
             me.verify_key(),
             Role::Clinician {
                 institution: tn.nodes[0].verify_key(),
@@ -378,6 +396,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             .to_bytes(),
         );
+    }
+
+    // The transport's frame decoder (medchain_node::fuzzing::decode_frames): decrypted
+    // frames as `len u16 || frame`.
+    let mut frames: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+    let message_frames = |message: &[u8]| -> Vec<Vec<u8>> {
+        medchain_node::transport::wire::fragments(message)
+            .expect("small message")
+            .map(|f| f.to_vec())
+            .collect()
+    };
+    let vote_sized = vec![0x42u8; 200];
+    let two_frames: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    frames.push(("keepalive", vec![Frame::Keepalive.to_vec()]));
+    frames.push(("empty-message", message_frames(&[])));
+    frames.push((
+        "keepalive-then-vote-sized",
+        [vec![Frame::Keepalive.to_vec()], message_frames(&vote_sized)].concat(),
+    ));
+    frames.push(("two-frame-message", message_frames(&two_frames)));
+    frames.push((
+        "auth-frame",
+        vec![Frame::Auth {
+            key: me.verify_key(),
+            signature: me.sign(&chain, medchain_node::transport::wire::AUTH_LABEL, b"seed"),
+        }
+        .to_vec()],
+    ));
+    for (name, list) in frames {
+        assert!(medchain_node::fuzzing::TARGETS
+            .iter()
+            .any(|(t, _)| *t == "decode_frames"));
+        let mut bytes = Vec::new();
+        for frame in list {
+            bytes.extend_from_slice(&u16::try_from(frame.len())?.to_be_bytes());
+            bytes.extend_from_slice(&frame);
+        }
+        files.push(("decode_frames", name.to_owned(), bytes));
     }
 
     let mut total = 0;

@@ -37,13 +37,13 @@ use std::rc::Rc;
 
 use medchain_core::access::record_class;
 use medchain_core::block::{
-    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxRules, TxVerifier,
+    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules, TxVerifier,
 };
 use medchain_core::chain::{verify_chain, CommitProof};
 use medchain_core::election::VrfSecret;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
-use medchain_core::hash::{BlockHash, RecordId, TxId};
+use medchain_core::hash::{BlockHash, ChainId, RecordId, TxId};
 use medchain_core::index::{
     extract_keywords, search, BlockContext, BlockFilter, BlockIndex, FilterSegment, IndexEntry,
     IndexKey, IndexedRecord, Keyword, Query,
@@ -57,7 +57,7 @@ use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
 use medchain_core::vote::{InvalidReason, Vote};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 
 /// Most events one run may process (a guard against message storms).
 pub const MAX_EVENTS: u64 = 2_000_000;
@@ -182,6 +182,7 @@ impl Scenario {
                 gather_ms: 30,
                 round_timeout_ms: 400,
                 max_clock_skew_ms: 30_000,
+                max_tx_age_ms: 600_000,
             },
             max_block_txs: 1_000,
             byzantine_submit_per_mille: 250,
@@ -389,6 +390,7 @@ pub fn network(s: &Scenario) -> (Genesis, Vec<VerifyKey>, NetworkKey) {
 /// A cheap transaction contributed by `who` (an access log entry).
 pub fn access_tx(
     who: &Identity,
+    chain: &ChainId,
     net: &NetworkKey,
     nonce: u64,
     now_ms: u64,
@@ -402,7 +404,8 @@ pub fn access_tx(
         emergency: false,
         accessed_at_ms: now_ms,
     };
-    Transaction::create(who, now_ms, nonce, &body, vec![], net, rng).expect("valid transaction")
+    Transaction::create(who, chain, now_ms, nonce, &body, vec![], net, rng)
+        .expect("valid transaction")
 }
 
 /// An indexed record contributed by `who`: a small FHIR Observation for the simulation's
@@ -411,6 +414,7 @@ pub fn access_tx(
 /// query for its code).
 pub fn record_tx(
     who: &Identity,
+    chain: &ChainId,
     net: &NetworkKey,
     nonce: u64,
     now_ms: u64,
@@ -437,7 +441,7 @@ pub fn record_tx(
         .expect("keyword");
     let query = key.query(&[probe_kw]).expect("query");
     let body = TxBody::record_added(sealed, record_class(&bytes).expect("class"));
-    let tx = Transaction::create(who, now_ms, nonce, &body, entry.to_bytes(), net, rng)
+    let tx = Transaction::create(who, chain, now_ms, nonce, &body, entry.to_bytes(), net, rng)
         .expect("valid transaction");
     (
         tx,
@@ -915,6 +919,7 @@ impl Sim {
             (Behaviour::UntrustedVotes, Some(Message::Vote { vote })) => {
                 let fake = Vote::cast(
                     &self.outsider,
+                    &self.genesis.chain_id(),
                     vote.previous_block,
                     vote.voting_for_block,
                     Ok(()),
@@ -950,7 +955,7 @@ impl Sim {
             ) => {
                 // Either drop the segment or flip a bit in its slots (after its 17-byte head).
                 let mut enc = segment.to_bytes();
-                let segment = if self.rng.next_u32() % 2 == 0 {
+                let segment = if self.rng.next_u32().is_multiple_of(2) {
                     None
                 } else {
                     let k = 17 + self.rng.next_u32() as usize % (enc.len() - 17);
@@ -999,11 +1004,11 @@ impl Sim {
                 }
                 let n = self.keys.len();
                 let j = self.rng.next_u32() as usize % n;
-                let junk = if self.rng.next_u32() % 2 == 0 {
+                let junk = if self.rng.next_u32().is_multiple_of(2) {
                     let len = self.rng.next_u32() as usize % 300;
                     let mut v = vec![0u8; len];
                     self.rng.fill_bytes(&mut v);
-                    if v.len() > 2 && self.rng.next_u32() % 2 == 0 {
+                    if v.len() > 2 && self.rng.next_u32().is_multiple_of(2) {
                         v[0] = medchain_core::protocol::MESSAGE_VERSION;
                         v[1] %= 9;
                     }
@@ -1078,13 +1083,26 @@ impl Sim {
         self.nonce += 1;
         let now = self.clock(who);
         // One transaction in three adds an indexed record, so blocks carry filters.
-        let (tx, material) = if self.nonce % 3 == 0 {
-            let (tx, material, probe) =
-                record_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+        let (tx, material) = if self.nonce.is_multiple_of(3) {
+            let (tx, material, probe) = record_tx(
+                &self.ids[who],
+                &self.genesis.chain_id(),
+                &self.net,
+                self.nonce,
+                now,
+                &mut self.rng,
+            );
             self.probes.insert(tx.id(), probe);
             (tx, Some(material))
         } else {
-            let tx = access_tx(&self.ids[who], &self.net, self.nonce, now, &mut self.rng);
+            let tx = access_tx(
+                &self.ids[who],
+                &self.genesis.chain_id(),
+                &self.net,
+                self.nonce,
+                now,
+                &mut self.rng,
+            );
             (tx, None)
         };
         let id = tx.id();
@@ -1402,7 +1420,7 @@ fn describe(bytes: &[u8]) -> String {
 struct NoReplay(HashSet<TxId>);
 
 impl TxRules for NoReplay {
-    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+    fn check(&mut self, _ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         if self.0.insert(tx.id()) {
             Ok(())
         } else {
@@ -1462,6 +1480,7 @@ pub fn throughput(
         gather_ms: 5,
         round_timeout_ms: 10_000,
         max_clock_skew_ms: 30_000,
+        max_tx_age_ms: 600_000,
     };
     let (genesis, keys, net) = network(&s);
     let ids: Vec<Identity> = (0..validators).map(|i| identity(s.seed, i)).collect();
@@ -1469,7 +1488,14 @@ pub fn throughput(
     let mut per_node: Vec<Vec<Transaction>> = vec![Vec::new(); validators];
     for k in 0..total {
         let who = k % validators;
-        per_node[who].push(access_tx(&ids[who], &net, k as u64, EPOCH_MS, &mut rng));
+        per_node[who].push(access_tx(
+            &ids[who],
+            &genesis.chain_id(),
+            &net,
+            k as u64,
+            EPOCH_MS,
+            &mut rng,
+        ));
     }
     let mut nodes: Vec<Node> = (0..validators)
         .map(|i| {

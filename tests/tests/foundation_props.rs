@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::fhir::R4_RESOURCE_TYPES;
 use medchain_core::fuzzing::TARGETS;
-use medchain_core::hash::{domain, tagged_hash, RecordId};
+use medchain_core::hash::{domain, tagged_hash, ChainId, RecordId};
 use medchain_core::keys::{AgreementKey, Identity, PublicIdentity};
 use medchain_core::seal::{
     seal_record, KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord,
@@ -16,6 +16,9 @@ use medchain_core::tx::{
 };
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
+
+/// The network these properties sign for.
+const CHAIN: ChainId = ChainId::from_byte_array([0x42; 32]);
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::{json, Map, Value};
@@ -145,13 +148,14 @@ fn build_body(p: &BodyParams) -> (Identity, TxBody) {
             )
         }
         TxKind::ConsentGranted => TxBody::ConsentGranted {
-            patient: PatientSignature::sign(&patient, domain::CONSENT_SIG, &p.document),
+            patient: PatientSignature::sign(&patient, &CHAIN, domain::CONSENT_SIG, &p.document),
             document: p.document.clone(),
         },
         TxKind::ConsentRevoked => TxBody::ConsentRevoked {
             consent_id,
             patient: PatientSignature::sign(
                 &patient,
+                &CHAIN,
                 domain::REVOKE_SIG,
                 &revocation_message(&consent_id),
             ),
@@ -180,6 +184,7 @@ fn build_body(p: &BodyParams) -> (Identity, TxBody) {
             record_id: record.record_id(),
             patient: PatientSignature::sign(
                 &patient,
+                &CHAIN,
                 domain::ERASURE_SIG,
                 record.record_id().as_byte_array(),
             ),
@@ -225,6 +230,7 @@ fn fixed_tx() -> &'static [u8] {
         );
         Transaction::create(
             &hospital,
+            &CHAIN,
             1_700_000_000_000,
             7,
             &body,
@@ -267,8 +273,8 @@ proptest! {
         let back = TxBody::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&back, &without_payload(&body));
         prop_assert_eq!(back.to_bytes(), bytes);
-        prop_assert!(body.check().is_ok());
-        prop_assert!(back.check().is_ok());
+        prop_assert!(body.check(&CHAIN).is_ok());
+        prop_assert!(back.check(&CHAIN).is_ok());
     }
 
     #[test]
@@ -282,7 +288,7 @@ proptest! {
         let (patient, body) = build_body(&p);
         let contributor = identity(p.other);
         let index = if body.kind() == TxKind::RecordAdded { index } else { Vec::new() };
-        let tx = Transaction::create(&contributor, ts, nonce, &body, index.clone(), network_key(), &mut rng(seed)).unwrap();
+        let tx = Transaction::create(&contributor, &CHAIN, ts, nonce, &body, index.clone(), network_key(), &mut rng(seed)).unwrap();
         let bytes = tx.to_bytes();
         let back = Transaction::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&back, &tx);

@@ -2,7 +2,7 @@
 //! without cargo-fuzz (which needs nightly).
 //!
 //! Every file of every `fuzz/corpus/<target>/` directory goes through the
-//! `medchain_core::fuzzing` function of the same name, and so do a few thousand deterministic
+//! `medchain_core::fuzzing` (or `medchain_node::fuzzing`) function of the same name, and so do a few thousand deterministic
 //! mutations of it (bit flips, byte overwrites, truncations, insertions, deletions and length-field
 //! overwrites). The functions panic only on a real bug (a non-canonical round trip); any panic
 //! fails this test, names the input and saves it under `target/fuzz-failures/`.
@@ -14,14 +14,29 @@ use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use medchain_core::fuzzing::TARGETS;
-
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
+/// A fuzz entry point: the crate whose `fuzzing` module has it, its name, the function.
+type Target = (&'static str, &'static str, fn(&[u8]));
+
+/// Every fuzz entry point, from each crate's `fuzzing::TARGETS`.
+fn targets() -> Vec<Target> {
+    let core = medchain_core::fuzzing::TARGETS
+        .iter()
+        .map(|(n, f)| ("medchain_core", *n, *f));
+    let node = medchain_node::fuzzing::TARGETS
+        .iter()
+        .map(|(n, f)| ("medchain_node", *n, *f));
+    core.chain(node).collect()
+}
+
 fn target(name: &str) -> Option<fn(&[u8])> {
-    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    targets()
+        .into_iter()
+        .find(|(_, n, _)| *n == name)
+        .map(|(_, _, f)| f)
 }
 
 /// SplitMix64: a tiny deterministic generator for choosing mutations (not for secrets).
@@ -166,7 +181,7 @@ fn every_corpus_directory_has_a_target_and_every_target_a_fuzz_binary() {
     for (name, path) in &dirs {
         assert!(
             target(name).is_some(),
-            "fuzz/corpus/{name} has no medchain_core::fuzzing::{name} in TARGETS"
+            "fuzz/corpus/{name} has no fuzzing::{name} in a TARGETS list"
         );
         assert!(
             !corpus_files(path).is_empty(),
@@ -175,14 +190,14 @@ fn every_corpus_directory_has_a_target_and_every_target_a_fuzz_binary() {
     }
     let manifest = fs::read_to_string(fuzz_dir().join("Cargo.toml")).expect("fuzz/Cargo.toml");
     let mut names = BTreeSet::new();
-    for (name, _) in TARGETS {
-        assert!(names.insert(*name), "{name} is listed twice in TARGETS");
+    for (krate, name, _) in targets() {
+        assert!(names.insert(name), "{name} is listed twice in TARGETS");
         let file = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
         let src = fs::read_to_string(&file)
             .unwrap_or_else(|_| panic!("missing fuzz target {}", file.display()));
         assert!(
-            src.contains(&format!("medchain_core::fuzzing::{name}(")),
-            "{} does not call fuzzing::{name}",
+            src.contains(&format!("{krate}::fuzzing::{name}(")),
+            "{} does not call {krate}::fuzzing::{name}",
             file.display()
         );
         assert!(

@@ -18,12 +18,12 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
 use medchain_core::encoding::{Decode, Encode, Writer};
-use medchain_core::hash::{domain, tagged_hash, RecordId, TxId};
+use medchain_core::hash::{domain, tagged_hash, ChainId, RecordId, TxId};
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity, Signature};
 use medchain_core::seal::{seal_record, KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
 use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_core::{Infallible, Rng, SeedableRng, TryCryptoRng, TryRng};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -40,29 +40,27 @@ fn vector_path() -> PathBuf {
 /// Yields fixed bytes as randomness: rebuilds identities and keys from recorded secrets.
 struct Replay(Vec<u8>);
 
-impl RngCore for Replay {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for Replay {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         assert!(dest.len() <= self.0.len(), "replay RNG ran out of bytes");
         dest.copy_from_slice(&self.0[..dest.len()]);
         self.0.drain(..dest.len());
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
-impl CryptoRng for Replay {}
+impl TryCryptoRng for Replay {}
 
 fn identity_from_secrets(sign: &[u8], agree: &[u8]) -> Identity {
     Identity::generate(&mut Replay([sign, agree].concat()))
@@ -109,8 +107,9 @@ mod indep {
         hasher.finalize().into()
     }
 
-    pub fn framed(label: &str, msg: &[u8]) -> Vec<u8> {
-        [&[label.len() as u8][..], label.as_bytes(), msg].concat()
+    /// What a signature covers: `len(label) || label || chain || message` (docs/crypto.md).
+    pub fn framed(label: &str, chain: &[u8; 32], msg: &[u8]) -> Vec<u8> {
+        [&[label.len() as u8][..], label.as_bytes(), chain, msg].concat()
     }
 
     pub fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
@@ -128,7 +127,7 @@ mod indep {
     pub fn gcm_open(key: &[u8], nonce: &[u8], ct: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         Aes256Gcm::new_from_slice(key)
             .ok()?
-            .decrypt(nonce.into(), Payload { msg: ct, aad })
+            .decrypt(nonce.try_into().ok()?, Payload { msg: ct, aad })
             .ok()
     }
 
@@ -148,12 +147,18 @@ mod indep {
             .to_bytes()
     }
 
-    pub fn verify_strict(public: &[u8; 32], label: &str, msg: &[u8], sig: &[u8]) -> bool {
+    pub fn verify_strict(
+        public: &[u8; 32],
+        label: &str,
+        chain: &[u8; 32],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> bool {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&sig.try_into().expect("64 bytes"));
-        key.verify_strict(&framed(label, msg), &sig).is_ok()
+        key.verify_strict(&framed(label, chain, msg), &sig).is_ok()
     }
 
     /// Key-wrap key of a key envelope (docs/encoding.md, "Key envelope").
@@ -231,7 +236,7 @@ mod indep {
 
     /// What [`check_transaction`] finds in a transaction.
     pub struct TxParts {
-        pub header: [u8; 50],
+        pub header: [u8; 82],
         pub id: [u8; 32],
         pub body: Vec<u8>,
         pub payload_digest: [u8; 32],
@@ -243,8 +248,9 @@ mod indep {
     /// body and the payload under the network key.
     pub fn check_transaction(enc: &[u8], network_key: &[u8]) -> TxParts {
         let mut c = Cur(enc);
-        let header: [u8; 50] = c.take(50).try_into().unwrap();
-        assert_eq!(header[0], 1, "transaction version");
+        // version (1) || kind (1) || chain (32) || contributor (32) || timestamp (8) || nonce (8)
+        let header: [u8; 82] = c.take(82).try_into().unwrap();
+        assert_eq!(header[0], 2, "transaction version");
         let body_nonce = c.take(32);
         let body_ct = c.bytes();
         let index_entry = c.bytes();
@@ -261,9 +267,10 @@ mod indep {
         };
         assert!(c.0.is_empty(), "trailing bytes");
         let id = tagged("medchain/v1/tx-id", &enc[..signed_len]);
-        let contributor: [u8; 32] = header[2..34].try_into().unwrap();
+        let chain: [u8; 32] = header[2..34].try_into().unwrap();
+        let contributor: [u8; 32] = header[34..66].try_into().unwrap();
         assert!(
-            verify_strict(&contributor, "medchain/v1/tx-signature", &id, sig),
+            verify_strict(&contributor, "medchain/v1/tx-signature", &chain, &id, sig),
             "signature"
         );
         let seal_key =
@@ -362,7 +369,17 @@ fn party(name: &'static str, rng: &mut ChaCha20Rng) -> Party {
     }
 }
 
+/// The network the vectors are signed for (any 32 bytes serve; a real network's is its genesis
+/// hash).
+fn vector_chain() -> ChainId {
+    ChainId::from_byte_array(tagged_hash(
+        domain::GENESIS,
+        b"medchain test-vector network",
+    ))
+}
+
 fn generate() -> Value {
+    let chain = vector_chain();
     let mut rng = ChaCha20Rng::seed_from_u64(0x6d63_7665_6374_6f72);
     let patient = party("patient", &mut rng);
     let hospital = party("hospital", &mut rng);
@@ -409,13 +426,13 @@ fn generate() -> Value {
             "signer": "patient",
             "label": domain::CONSENT_SIG,
             "message": hex::encode(b"consent document"),
-            "signature": hex::encode(patient.id.sign(domain::CONSENT_SIG, b"consent document").as_byte_array()),
+            "signature": hex::encode(patient.id.sign(&chain, domain::CONSENT_SIG, b"consent document").as_byte_array()),
         }),
         json!({
             "signer": "hospital",
             "label": domain::TX_SIG,
             "message": hex::encode([0x42u8; 32]),
-            "signature": hex::encode(hospital.id.sign(domain::TX_SIG, &[0x42; 32]).as_byte_array()),
+            "signature": hex::encode(hospital.id.sign(&chain, domain::TX_SIG, &[0x42; 32]).as_byte_array()),
         }),
     ];
 
@@ -499,7 +516,7 @@ fn generate() -> Value {
         (
             &hospital,
             TxBody::ConsentGranted {
-                patient: PatientSignature::sign(&patient.id, domain::CONSENT_SIG, &doc),
+                patient: PatientSignature::sign(&patient.id, &chain, domain::CONSENT_SIG, &doc),
                 document: doc.clone(),
             },
             vec![],
@@ -510,6 +527,7 @@ fn generate() -> Value {
                 consent_id,
                 patient: PatientSignature::sign(
                     &patient.id,
+                    &chain,
                     domain::REVOKE_SIG,
                     &revocation_message(&consent_id),
                 ),
@@ -550,6 +568,7 @@ fn generate() -> Value {
                 record_id: rid,
                 patient: PatientSignature::sign(
                     &patient.id,
+                    &chain,
                     domain::ERASURE_SIG,
                     rid.as_byte_array(),
                 ),
@@ -563,6 +582,7 @@ fn generate() -> Value {
         .map(|(i, (who, body, index_entry))| {
             let tx = Transaction::create(
                 &who.id,
+                &chain,
                 1_700_000_000_000 + i as u64 * 1000,
                 i as u64 + 1,
                 &body,
@@ -583,7 +603,7 @@ fn generate() -> Value {
                 "nonce": tx.nonce(),
                 "index_entry": hex::encode(&index_entry),
                 "body": hex::encode(body.to_bytes()),
-                "header": hex::encode(&bytes[..50]),
+                "header": hex::encode(&bytes[..82]),
                 "encoding": hex::encode(&bytes),
                 "tx_id": tx.id().to_string(),
                 "signature": hex::encode(tx.signature().as_byte_array()),
@@ -618,8 +638,9 @@ fn generate() -> Value {
     *bad_payload.last_mut().expect("non-empty") ^= 1;
     let mut trailing = tx0.clone();
     trailing.push(0);
-    let mut version2 = tx0.clone();
-    version2[0] = 2;
+    // A version-1 transaction (before signatures bound the chain) is refused.
+    let mut version1 = tx0.clone();
+    version1[0] = 1;
     let mut bad_kind = tx0.clone();
     bad_kind[1] = 7;
     let mut small_order_key = vec![0u8; 64];
@@ -642,7 +663,7 @@ fn generate() -> Value {
         reject("transaction", &bad_sig, tx_err(&bad_sig)),
         reject("transaction", &bad_payload, tx_err(&bad_payload)),
         reject("transaction", &trailing, tx_err(&trailing)),
-        reject("transaction", &version2, tx_err(&version2)),
+        reject("transaction", &version1, tx_err(&version1)),
         reject("transaction", &bad_kind, tx_err(&bad_kind)),
         reject(
             "public_identity",
@@ -673,7 +694,8 @@ fn generate() -> Value {
                   here are test data. Randomized encodings (records, envelopes, network-sealed \
                   bodies, transactions, backups) are checked by decoding, verifying and opening, \
                   not by re-sealing.",
-        "version": 1,
+        "version": 2,
+        "chain": chain.to_string(),
         "tagged_hashes": tagged_hashes,
         "primitives": primitives(),
         "identities": identities,
@@ -775,22 +797,38 @@ fn identities_and_signatures() {
         let text = format!("mcid1{}{}", hex::encode(&enc), hex::encode(&check[..4]));
         assert_eq!(text, s(&p["text"]));
     }
+    let chain: ChainId = s(&v["chain"]).parse().unwrap();
+    assert_eq!(chain, vector_chain());
     for sig in arr(&v["signatures"]) {
         let (id, _, _) = &ids[s(&sig["signer"])];
         let (label, msg, bytes) = (s(&sig["label"]), h(&sig["message"]), h(&sig["signature"]));
         // ed25519 is deterministic: signing again gives the same bytes.
-        assert_eq!(id.sign(label, &msg).as_byte_array()[..], bytes[..]);
+        assert_eq!(id.sign(&chain, label, &msg).as_byte_array()[..], bytes[..]);
         let signature = Signature::from_byte_array(bytes.clone().try_into().unwrap());
-        id.verify_key().verify(label, &msg, &signature).unwrap();
+        id.verify_key()
+            .verify(&chain, label, &msg, &signature)
+            .unwrap();
+        let key = id.verify_key();
+        let raw = chain.as_byte_array();
         assert!(indep::verify_strict(
-            id.verify_key().as_byte_array(),
+            key.as_byte_array(),
             label,
+            raw,
             &msg,
             &bytes
         ));
         assert!(!indep::verify_strict(
-            id.verify_key().as_byte_array(),
+            key.as_byte_array(),
             "medchain/v1/other",
+            raw,
+            &msg,
+            &bytes
+        ));
+        // Bound to the network: the same signature is not valid for another chain.
+        assert!(!indep::verify_strict(
+            key.as_byte_array(),
+            label,
+            &[0; 32],
             &msg,
             &bytes
         ));
@@ -929,9 +967,10 @@ fn transactions() {
             t["payload"].as_str().map(|p| hex::decode(p).unwrap())
         );
         assert_eq!(
-            u64::from_be_bytes(parts.header[34..42].try_into().unwrap()),
+            u64::from_be_bytes(parts.header[66..74].try_into().unwrap()),
             tx.timestamp_ms()
         );
+        assert_eq!(&parts.header[2..34], tx.chain().as_byte_array());
         match &body {
             TxBody::RecordAdded { sealed, .. } => {
                 let sealed = sealed.as_ref().expect("payload present");

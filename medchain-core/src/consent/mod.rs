@@ -24,7 +24,7 @@ mod deid;
 mod fhir_io;
 mod search;
 
-pub use deid::{deidentify, DeidError, StudyKey};
+pub use deid::{deidentify, supported_resource_types, DeidError, ReleaseClock, StudyKey};
 pub use fhir_io::{consent_from_fhir, consent_to_fhir, ConsentFhirError};
 pub use search::{search_grants, SearchDelegationError, DEFAULT_CODE_SYSTEMS};
 
@@ -34,7 +34,7 @@ use thiserror::Error;
 
 use crate::credential::Role;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{digest_newtype, domain, tagged_hash};
+use crate::hash::{digest_newtype, domain, tagged_hash, ChainId};
 use crate::keys::{Identity, PublicIdentity, VerifyKey};
 use crate::tx::{revocation_message, PatientSignature, TxBody};
 
@@ -195,6 +195,21 @@ impl Decode for Action {
     }
 }
 
+/// The HL7 v3 PurposeOfUse research hierarchy: `HRESCH` (healthcare research) and its
+/// specialisations (biomedical, clinical trial, preclinical, disease-specific, population
+/// origins, translational research). Each is read as [`Purpose::Research`].
+pub const RESEARCH_CODES: &[&str] = &[
+    "HRESCH",
+    "BIORCH",
+    "CLINTRCH",
+    "CLINTRCHNPC",
+    "CLINTRCHPC",
+    "PRECLINRCH",
+    "DSRCH",
+    "POARCH",
+    "TRANSRCH",
+];
+
 /// HL7 v3 PurposeOfUse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
@@ -203,6 +218,8 @@ pub enum Purpose {
     /// `ETREAT`: emergency treatment (break-glass).
     EmergencyTreat,
     /// `HRESCH`: healthcare research, optionally on one topic (e.g. a SNOMED CT or free code).
+    /// Every code of the HL7 v3 research hierarchy ([`RESEARCH_CODES`]) reads as this purpose,
+    /// so that no research purpose ever receives a record key.
     Research {
         /// The research topic; `None` in a provision means any topic.
         topic: Option<String>,
@@ -225,13 +242,14 @@ impl Purpose {
         }
     }
 
-    /// The purpose for a code (and a research topic).
+    /// The purpose for a code (and a research topic). Every code of the research hierarchy
+    /// ([`RESEARCH_CODES`]) is [`Purpose::Research`].
     pub fn from_code(code: &str, topic: Option<String>) -> Self {
         match code {
             "TREAT" => Self::Treat,
             "ETREAT" => Self::EmergencyTreat,
-            "HRESCH" => Self::Research { topic },
             "PATRQT" => Self::PatientRequest,
+            c if RESEARCH_CODES.contains(&c) => Self::Research { topic },
             other => Self::Other(other.to_owned()),
         }
     }
@@ -585,34 +603,39 @@ impl Consent {
         ConsentId::from_byte_array(tagged_hash(domain::CONSENT_ID, &self.to_bytes()))
     }
 
-    /// The `ConsentGranted` body: the document signed by the patient.
+    /// The `ConsentGranted` body: the document signed by the patient for the network `chain`.
     ///
     /// # Errors
     /// [`ConsentError`] if the consent is unusable or `patient` is not its patient.
-    pub fn grant_body(&self, patient: &Identity) -> Result<TxBody, ConsentError> {
+    pub fn grant_body(&self, patient: &Identity, chain: &ChainId) -> Result<TxBody, ConsentError> {
         self.check()?;
         if patient.public() != self.patient {
             return Err(ConsentError::NotSignedByPatient);
         }
         let document = self.to_bytes();
         Ok(TxBody::ConsentGranted {
-            patient: PatientSignature::sign(patient, domain::CONSENT_SIG, &document),
+            patient: PatientSignature::sign(patient, chain, domain::CONSENT_SIG, &document),
             document,
         })
     }
 
-    /// Reads a consent out of a `ConsentGranted` body, checking it is signed by its patient.
+    /// Reads a consent out of a `ConsentGranted` body, checking it is signed by its patient for
+    /// the network `chain`.
     ///
     /// # Errors
     /// [`ConsentError::Decode`] or [`ConsentError::NotSignedByPatient`].
-    pub fn from_grant(document: &[u8], signature: &PatientSignature) -> Result<Self, ConsentError> {
+    pub fn from_grant(
+        chain: &ChainId,
+        document: &[u8],
+        signature: &PatientSignature,
+    ) -> Result<Self, ConsentError> {
         let consent = Self::from_bytes(document)?;
         consent.check()?;
         if signature.patient != consent.patient
             || consent
                 .patient
                 .sign
-                .verify(domain::CONSENT_SIG, document, &signature.signature)
+                .verify(chain, domain::CONSENT_SIG, document, &signature.signature)
                 .is_err()
         {
             return Err(ConsentError::NotSignedByPatient);
@@ -620,11 +643,16 @@ impl Consent {
         Ok(consent)
     }
 
-    /// The `ConsentRevoked` body for consent `id`, signed by the patient.
-    pub fn revoke_body(patient: &Identity, id: &ConsentId) -> TxBody {
+    /// The `ConsentRevoked` body for consent `id`, signed by the patient for the network `chain`.
+    pub fn revoke_body(patient: &Identity, chain: &ChainId, id: &ConsentId) -> TxBody {
         let id = id.to_byte_array();
         TxBody::ConsentRevoked {
-            patient: PatientSignature::sign(patient, domain::REVOKE_SIG, &revocation_message(&id)),
+            patient: PatientSignature::sign(
+                patient,
+                chain,
+                domain::REVOKE_SIG,
+                &revocation_message(&id),
+            ),
             consent_id: id,
         }
     }

@@ -28,6 +28,7 @@ fn world() -> World {
 
 const DAY: u64 = 86_400_000;
 const T0: u64 = 1_700_000_000_000;
+const NET: ChainId = ChainId::from_byte_array([4; 32]);
 
 fn obs(codes: &[(&str, &str)], date: Option<u64>) -> RecordFacts {
     RecordFacts {
@@ -849,32 +850,33 @@ fn encode_sign_and_reject_forgeries() {
     };
     let bytes = c.to_bytes();
     assert_eq!(Consent::from_bytes(&bytes).unwrap(), c);
-    let TxBody::ConsentGranted { document, patient } = c.grant_body(&w.patient).unwrap() else {
+    let TxBody::ConsentGranted { document, patient } = c.grant_body(&w.patient, &NET).unwrap()
+    else {
         panic!("wrong body")
     };
-    assert_eq!(Consent::from_grant(&document, &patient).unwrap(), c);
+    assert_eq!(Consent::from_grant(&NET, &document, &patient).unwrap(), c);
     // Signed by someone else.
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mallory = Identity::generate(&mut rng);
     assert_eq!(
-        c.grant_body(&mallory).unwrap_err(),
+        c.grant_body(&mallory, &NET).unwrap_err(),
         ConsentError::NotSignedByPatient
     );
-    let forged = PatientSignature::sign(&mallory, domain::CONSENT_SIG, &document);
+    let forged = PatientSignature::sign(&mallory, &NET, domain::CONSENT_SIG, &document);
     assert_eq!(
-        Consent::from_grant(&document, &forged).unwrap_err(),
+        Consent::from_grant(&NET, &document, &forged).unwrap_err(),
         ConsentError::NotSignedByPatient
     );
     // Signed over other bytes.
     let mut other = c.clone();
     other.summary = "changed".into();
     assert_eq!(
-        Consent::from_grant(&other.to_bytes(), &patient).unwrap_err(),
+        Consent::from_grant(&NET, &other.to_bytes(), &patient).unwrap_err(),
         ConsentError::NotSignedByPatient
     );
     // Malformed.
     assert!(matches!(
-        Consent::from_grant(&bytes[..bytes.len() - 3], &patient),
+        Consent::from_grant(&NET, &bytes[..bytes.len() - 3], &patient),
         Err(ConsentError::Decode(_))
     ));
     // Too deep.
@@ -899,7 +901,7 @@ fn encode_sign_and_reject_forgeries() {
     let TxBody::ConsentRevoked {
         consent_id,
         patient,
-    } = Consent::revoke_body(&w.patient, &c.id())
+    } = Consent::revoke_body(&w.patient, &NET, &c.id())
     else {
         panic!("wrong body")
     };

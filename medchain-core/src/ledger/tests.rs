@@ -1,19 +1,24 @@
 use super::*;
-use crate::access::{audit_event, record_class, release_key, AccessError};
+use crate::access::{
+    audit_event, record_class, release_key, AccessError, LedgerView, ReleaseRequest,
+};
+use crate::block::{check_rules, InvalidBlock};
 use crate::consent::{Actor, DenyReason, EmergencyPreference, Period, Provision};
 use crate::credential::{Credential, Role};
 use crate::election::VrfSecret;
 use crate::encoding::Encode;
 use crate::genesis::{Member, Quorum, Timing};
+use crate::hash::ChainId;
 use crate::keys::Identity;
 use crate::seal::seal_record;
-use crate::tx::{Transaction, TxBody};
+use crate::tx::{PatientSignature, Transaction, TxBody};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 const OBS: &[u8] = br#"{"resourceType":"Observation","status":"final","effectiveDateTime":"2026-10-01","code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"valueQuantity":{"value":6.1,"unit":"%"}}"#;
 const HIV: &[u8] = br#"{"resourceType":"Observation","status":"final","effectiveDateTime":"2026-10-02","code":{"coding":[{"system":"http://loinc.org","code":"75622-1"}]},"valueString":"negative"}"#;
 const T0: u64 = 1_790_000_000_000;
+const DAY: u64 = 86_400_000;
 
 struct Fx {
     rng: ChaCha20Rng,
@@ -68,24 +73,51 @@ fn fx() -> Fx {
 }
 
 impl Fx {
+    fn chain(&self) -> ChainId {
+        self.genesis.chain_id()
+    }
+
     fn tx(&mut self, by_clinic: bool, body: &TxBody, at: u64) -> Transaction {
         self.nonce += 1;
+        let chain = self.chain();
         let node = if by_clinic {
             &self.clinic
         } else {
             &self.hospital
         };
-        Transaction::create(node, at, self.nonce, body, vec![], &self.net, &mut self.rng).unwrap()
+        Transaction::create(
+            node,
+            &chain,
+            at,
+            self.nonce,
+            body,
+            vec![],
+            &self.net,
+            &mut self.rng,
+        )
+        .unwrap()
     }
 
-    /// Validates `txs` as the next block's transactions and commits them.
-    fn block(&mut self, txs: Vec<Transaction>) -> Result<(), InvalidReason> {
+    /// Validates `txs` as the next block's transactions (block time `T0`) and commits them.
+    fn block(&mut self, txs: Vec<Transaction>) -> Result<(), RuleError> {
+        self.block_at(T0, txs)
+    }
+
+    /// Validates `txs` as the next block's transactions at block time `time` and commits them;
+    /// a refusal names the rule.
+    fn block_at(&mut self, time: u64, txs: Vec<Transaction>) -> Result<(), RuleError> {
+        let ctx = TxContext {
+            height: self.state.height() + 1,
+            block_time_ms: time,
+        };
+        let verified: Vec<VerifiedTx> = txs.into_iter().map(|t| t.verify().unwrap()).collect();
         let effects = {
             let mut rules = self.state.rules(&self.genesis, &self.net);
-            for tx in txs {
-                rules.check(&tx.verify().unwrap())?;
+            if let Err(InvalidBlock { reason, .. }) = check_rules(&mut rules, &ctx, &verified) {
+                let rule = rules.take_rule_error().expect("a refusal names its rule");
+                assert_eq!(rule.reason(), reason);
+                return Err(rule);
             }
-            rules.finish()?;
             rules.into_effects()
         };
         self.state.commit(effects).unwrap();
@@ -107,7 +139,7 @@ impl Fx {
     }
 
     fn grant(&mut self, c: &Consent) -> ConsentId {
-        let body = c.grant_body(&self.patient).unwrap();
+        let body = c.grant_body(&self.patient, &self.chain()).unwrap();
         let tx = self.tx(false, &body, T0);
         self.block(vec![tx]).unwrap();
         c.id()
@@ -123,6 +155,98 @@ impl Fx {
             provisions,
         }
     }
+
+    /// The hospital (the record's holder) releases `sealed` to `grantee` at `now`.
+    fn release(
+        &mut self,
+        sealed: &crate::seal::SealedRecord,
+        grantee: &PublicIdentity,
+        credential: Option<Credential>,
+        purpose: Purpose,
+        now: u64,
+    ) -> Result<crate::access::KeyRelease, AccessError> {
+        release_key(
+            &self.hospital,
+            sealed,
+            ReleaseRequest {
+                grantee: *grantee,
+                credential,
+                purpose,
+            },
+            LedgerView {
+                state: &self.state,
+                genesis: &self.genesis,
+                network: &self.net,
+            },
+            now,
+            &mut self.rng,
+        )
+    }
+
+    fn clinician(&self, issuer: &Identity, holder: &Identity, expires: u64) -> Credential {
+        Credential::issue(
+            issuer,
+            &self.chain(),
+            holder.verify_key(),
+            Role::Clinician {
+                institution: issuer.verify_key(),
+            },
+            expires,
+        )
+    }
+
+    /// A key release body the hospital makes by hand (bypassing `release_key`'s checks).
+    fn raw_release(
+        &mut self,
+        sealed: &crate::seal::SealedRecord,
+        grantee: &Identity,
+        purpose: &str,
+        consent: Option<ConsentId>,
+        credential: Option<Credential>,
+    ) -> TxBody {
+        TxBody::KeyShared {
+            record_id: sealed.record_id(),
+            grantee: grantee.public(),
+            purpose: purpose.into(),
+            consent_id: consent.map(|c| c.to_byte_array()),
+            credential,
+            envelope: Some(
+                sealed
+                    .share_with(&self.hospital, &grantee.public(), &mut self.rng)
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn raw_log(
+        &self,
+        sealed: &crate::seal::SealedRecord,
+        who: &Identity,
+        purpose: &str,
+        consent: Option<ConsentId>,
+        at: u64,
+    ) -> TxBody {
+        TxBody::AccessLogged {
+            record_id: sealed.record_id(),
+            accessor: who.public(),
+            purpose: purpose.into(),
+            consent_id: consent.map(|c| c.to_byte_array()),
+            emergency: purpose == "ETREAT" && consent.is_none(),
+            accessed_at_ms: at,
+        }
+    }
+
+    fn erase_body(&self, sealed: &crate::seal::SealedRecord, by: &Identity) -> TxBody {
+        TxBody::RecordErased {
+            record_id: sealed.record_id(),
+            patient: PatientSignature::sign(
+                by,
+                &self.chain(),
+                crate::hash::domain::ERASURE_SIG,
+                sealed.record_id().as_byte_array(),
+            ),
+        }
+    }
 }
 
 #[test]
@@ -136,24 +260,14 @@ fn grant_read_audit_revoke_deny() {
     let cid = f.grant(&c);
     assert_eq!(f.state.consents_of(&f.patient.verify_key()).len(), 1);
 
-    // The hospital (a reader of the record) releases the key to the doctor.
-    let consents = f.state.consents_of(&f.patient.verify_key());
-    let release = release_key(
-        &f.hospital,
-        &sealed,
-        &f.doctor.public(),
-        None,
-        Purpose::Treat,
-        false,
-        &consents,
-        T0 + 1,
-        f.state.height() + 1,
-        &mut f.rng,
-    )
-    .unwrap();
+    // The hospital (the record's holder) releases the key to the doctor.
+    let doctor = f.doctor.public();
+    let release = f
+        .release(&sealed, &doctor, None, Purpose::Treat, T0 + 1)
+        .unwrap();
     let tx1 = f.tx(false, &release.key_shared, T0 + 1);
     let tx2 = f.tx(false, &release.access_logged, T0 + 1);
-    f.block(vec![tx1, tx2]).unwrap();
+    f.block_at(T0 + 5, vec![tx1, tx2]).unwrap();
 
     // The doctor opens the record with the shared envelope.
     let TxBody::KeyShared {
@@ -171,12 +285,15 @@ fn grant_read_audit_revoke_deny() {
         OBS
     );
 
-    // The patient sees who read what, when, why, under which consent.
+    // The patient sees who read what, when (the block's time, with the claimed time beside
+    // it), why, under which consent.
     let trail = f.state.audit_of_patient(&f.patient.verify_key());
     assert_eq!(trail.len(), 2);
-    assert!(trail
-        .iter()
-        .all(|a| a.actor == f.doctor.public() && a.consent_id == Some(cid) && !a.emergency));
+    assert!(trail.iter().all(|a| a.actor == f.doctor.public()
+        && a.consent_id == Some(cid)
+        && !a.emergency
+        && a.at_ms == T0 + 5
+        && a.claimed_at_ms == T0 + 1));
     let ev = audit_event(trail[1]);
     assert_eq!(ev["resourceType"], "AuditEvent");
     assert_eq!(ev["action"], "R");
@@ -187,44 +304,25 @@ fn grant_read_audit_revoke_deny() {
     );
 
     // Revocation: from the next block on, the release is denied by the holder and by validators.
-    let revoke = Consent::revoke_body(&f.patient, &cid);
+    let revoke = Consent::revoke_body(&f.patient, &f.chain(), &cid);
     let tx = f.tx(false, &revoke, T0 + 2);
     f.block(vec![tx]).unwrap();
     assert!(f.state.consent(&cid).unwrap().revoked_at.is_some());
-    let consents = f.state.consents_of(&f.patient.verify_key());
-    let err = release_key(
-        &f.hospital,
-        &sealed,
-        &f.doctor.public(),
-        None,
-        Purpose::Treat,
-        false,
-        &consents,
-        T0 + 3,
-        f.state.height() + 1,
-        &mut f.rng,
-    )
-    .unwrap_err();
+    let err = f
+        .release(&sealed, &doctor, None, Purpose::Treat, T0 + 3)
+        .unwrap_err();
     assert_eq!(err, AccessError::Denied(DenyReason::Revoked));
     assert_eq!(
         err.to_string(),
         "access denied: the patient revoked the consent that permitted this"
     );
     // A node that ignores the revocation cannot get its KeyShared into a block.
-    let forged = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.doctor.public(),
-        purpose: "TREAT".into(),
-        consent_id: Some(cid.to_byte_array()),
-        credential: None,
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
-    };
+    let forged = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
     let tx = f.tx(false, &forged, T0 + 3);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
+    assert_eq!(
+        f.block(vec![tx]),
+        Err(RuleError::Denied(DenyReason::Revoked))
+    );
 }
 
 #[test]
@@ -235,100 +333,91 @@ fn consent_rules_in_validation() {
     let c = f.consent(vec![Provision::permit()]);
     let doc = c.to_bytes();
     let forged = TxBody::ConsentGranted {
-        patient: crate::tx::PatientSignature {
+        patient: PatientSignature {
             patient: f.patient.public(),
-            signature: f.doctor.sign(crate::hash::domain::CONSENT_SIG, &doc),
+            signature: f
+                .doctor
+                .sign(&f.chain(), crate::hash::domain::CONSENT_SIG, &doc),
         },
         document: doc,
     };
-    let err =
-        Transaction::create(&f.hospital, T0, 99, &forged, vec![], &f.net, &mut f.rng).unwrap_err();
+    let chain = f.chain();
+    let err = Transaction::create(
+        &f.hospital,
+        &chain,
+        T0,
+        99,
+        &forged,
+        vec![],
+        &f.net,
+        &mut f.rng,
+    )
+    .unwrap_err();
     assert_eq!(err, crate::tx::TxError::BadPatientSignature);
     // Granting the same consent twice is refused.
     let cid = f.grant(&c);
-    let again = c.grant_body(&f.patient).unwrap();
+    let again = c.grant_body(&f.patient, &f.chain()).unwrap();
     let tx = f.tx(false, &again, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
+    assert_eq!(f.block(vec![tx]), Err(RuleError::ConsentExists));
     // Someone else cannot revoke it.
     let other = Identity::generate(&mut f.rng);
-    let bad = Consent::revoke_body(&other, &cid);
+    let bad = Consent::revoke_body(&other, &f.chain(), &cid);
     let tx = f.tx(false, &bad, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
+    assert_eq!(f.block(vec![tx]), Err(RuleError::NotThePatient));
     // A KeyShared naming a consent that does not permit it (wrong consent id) is refused.
-    let ks = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.doctor.public(),
-        purpose: "TREAT".into(),
-        consent_id: Some([9; 32]),
-        credential: None,
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
-    };
+    let ks = f.raw_release(
+        &sealed,
+        &f.doctor.duplicate(),
+        "TREAT",
+        Some(ConsentId::from_byte_array([9; 32])),
+        None,
+    );
     let tx = f.tx(false, &ks, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
-    // Research never receives record keys.
-    let ks = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.doctor.public(),
-        purpose: "HRESCH".into(),
-        consent_id: Some(cid.to_byte_array()),
-        credential: None,
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
-    };
-    let tx = f.tx(false, &ks, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
+    assert_eq!(f.block(vec![tx]), Err(RuleError::WrongConsent));
+    // Research never receives record keys: HRESCH and every code of its hierarchy.
+    for code in crate::consent::RESEARCH_CODES {
+        let ks = f.raw_release(&sealed, &f.doctor.duplicate(), code, Some(cid), None);
+        let tx = f.tx(false, &ks, T0);
+        assert_eq!(
+            f.block(vec![tx]),
+            Err(RuleError::ResearchKeyRelease),
+            "{code}"
+        );
+    }
     // A replayed transaction is a duplicate.
-    let body = TxBody::AccessLogged {
-        record_id: sealed.record_id(),
-        accessor: f.patient.public(),
-        purpose: "PATRQT".into(),
-        consent_id: None,
-        emergency: false,
-        accessed_at_ms: T0,
-    };
+    let body = f.raw_log(&sealed, &f.patient.duplicate(), "PATRQT", None, T0);
     let tx = f.tx(false, &body, T0);
     f.block(vec![tx.clone()]).unwrap();
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::DuplicateTransaction));
+    assert_eq!(f.block(vec![tx]), Err(RuleError::Duplicate));
+    assert_eq!(
+        RuleError::Duplicate.reason(),
+        InvalidReason::DuplicateTransaction
+    );
 }
 
 #[test]
 fn emergency_access_is_allowed_by_preference_and_always_logged() {
     let mut f = fx();
     let sealed = f.add_record(OBS);
-    let cred = Credential::issue(
-        &f.clinic,
-        f.er_doctor.verify_key(),
-        Role::Clinician {
-            institution: f.clinic.verify_key(),
-        },
-        T0 + 1000,
-    );
-    let consents = f.state.consents_of(&f.patient.verify_key());
-    let release = release_key(
-        &f.hospital,
-        &sealed,
-        &f.er_doctor.public(),
-        Some(cred.clone()),
-        Purpose::EmergencyTreat,
-        true,
-        &consents,
-        T0,
-        f.state.height() + 1,
-        &mut f.rng,
-    )
-    .unwrap();
+    let cred = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 + DAY);
+    let er = f.er_doctor.public();
+    let release = f
+        .release(
+            &sealed,
+            &er,
+            Some(cred.clone()),
+            Purpose::EmergencyTreat,
+            T0,
+        )
+        .unwrap();
     assert_eq!(release.decision, Decision::EmergencyPermit);
     // Without its emergency access log, the key release is refused.
-    let ks = f.tx(true, &release.key_shared, T0);
-    assert_eq!(f.block(vec![ks.clone()]), Err(InvalidReason::RuleViolation));
-    let log = f.tx(true, &release.access_logged, T0);
+    let ks = f.tx(false, &release.key_shared, T0);
+    assert_eq!(
+        f.block(vec![ks.clone()]),
+        Err(RuleError::EmergencyNotLogged)
+    );
+    let log = f.tx(false, &release.access_logged, T0);
     f.block(vec![ks, log]).unwrap();
     let trail = f.state.audit_of_record(&sealed.record_id());
     assert!(trail
@@ -337,51 +426,21 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
     assert_eq!(audit_event(trail[0])["extension"][0]["valueBoolean"], true);
 
     // Without a clinician credential: denied.
-    let err = release_key(
-        &f.hospital,
-        &sealed,
-        &f.er_doctor.public(),
-        None,
-        Purpose::EmergencyTreat,
-        true,
-        &consents,
-        T0,
-        9,
-        &mut f.rng,
-    )
-    .unwrap_err();
+    let err = f
+        .release(&sealed, &er, None, Purpose::EmergencyTreat, T0)
+        .unwrap_err();
     assert_eq!(err, AccessError::Denied(DenyReason::NotAClinician));
-    // An expired credential is refused by validators.
-    let old = Credential::issue(
-        &f.clinic,
-        f.er_doctor.verify_key(),
-        Role::Clinician {
-            institution: f.clinic.verify_key(),
-        },
-        T0 - 1,
+    // An expired credential is refused by validators, judged at the block's time.
+    let old = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 - 1);
+    let ks = f.raw_release(&sealed, &f.er_doctor.duplicate(), "ETREAT", None, Some(old));
+    let log = f.raw_log(&sealed, &f.er_doctor.duplicate(), "ETREAT", None, T0);
+    let (a, b) = (f.tx(false, &ks, T0), f.tx(false, &log, T0));
+    assert_eq!(
+        f.block(vec![a, b]),
+        Err(RuleError::BadCredential(
+            crate::credential::CredentialError::Expired
+        ))
     );
-    let ks = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.er_doctor.public(),
-        purpose: "ETREAT".into(),
-        consent_id: None,
-        credential: Some(old),
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.er_doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
-    };
-    let log = TxBody::AccessLogged {
-        record_id: sealed.record_id(),
-        accessor: f.er_doctor.public(),
-        purpose: "ETREAT".into(),
-        consent_id: None,
-        emergency: true,
-        accessed_at_ms: T0,
-    };
-    let (a, b) = (f.tx(true, &ks, T0), f.tx(true, &log, T0));
-    assert_eq!(f.block(vec![a, b]), Err(InvalidReason::RuleViolation));
 
     // The patient refuses emergency access: denied by the holder and by validators.
     let refuse = Consent {
@@ -389,35 +448,333 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
         ..f.consent(vec![])
     };
     f.grant(&refuse);
-    let consents = f.state.consents_of(&f.patient.verify_key());
-    let err = release_key(
-        &f.hospital,
+    let err = f
+        .release(
+            &sealed,
+            &er,
+            Some(cred.clone()),
+            Purpose::EmergencyTreat,
+            T0 + 5,
+        )
+        .unwrap_err();
+    assert_eq!(err, AccessError::Denied(DenyReason::EmergencyRefused));
+    let ks = f.raw_release(
         &sealed,
-        &f.er_doctor.public(),
-        Some(cred.clone()),
-        Purpose::EmergencyTreat,
-        true,
-        &consents,
-        T0 + 5,
-        9,
+        &f.er_doctor.duplicate(),
+        "ETREAT",
+        None,
+        Some(cred),
+    );
+    let (a, b) = (f.tx(false, &ks, T0 + 5), f.tx(false, &log, T0 + 5));
+    assert_eq!(
+        f.block(vec![a, b]),
+        Err(RuleError::Denied(DenyReason::EmergencyRefused))
+    );
+}
+
+#[test]
+fn attack_one_emergency_log_does_not_cover_two_releases() {
+    // Issue #12 (read): one emergency access log satisfied several emergency releases.
+    let mut f = fx();
+    let a = f.add_record(OBS);
+    let cred = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 + DAY);
+    let er = f.er_doctor.duplicate();
+    let ks1 = f.raw_release(&a, &er, "ETREAT", None, Some(cred.clone()));
+    let ks2 = f.raw_release(&a, &er, "ETREAT", None, Some(cred.clone()));
+    let log = f.raw_log(&a, &er, "ETREAT", None, T0);
+    let txs = vec![
+        f.tx(false, &ks1, T0),
+        f.tx(false, &ks2, T0),
+        f.tx(false, &log, T0),
+    ];
+    assert_eq!(f.block(txs), Err(RuleError::EmergencyNotLogged));
+    // With a log each, both pass.
+    let log2 = f.raw_log(&a, &er, "ETREAT", None, T0 + 1);
+    let txs = vec![
+        f.tx(false, &ks1, T0),
+        f.tx(false, &ks2, T0),
+        f.tx(false, &log, T0),
+        f.tx(false, &log2, T0),
+    ];
+    f.block(txs).unwrap();
+}
+
+#[test]
+fn attack_backdated_release_is_judged_at_the_block_time() {
+    // Issue #12.2: a key holder back-dates a release so that an expired consent still applies.
+    let mut f = fx();
+    let sealed = f.add_record(OBS);
+    let mut c = f.consent(vec![Provision::permit()
+        .actor(Actor::Party(f.doctor.verify_key()))
+        .purpose(Purpose::Treat)]);
+    c.period = Period::between(T0 - DAY, T0 + DAY);
+    let cid = f.grant(&c);
+    // The release claims a time inside the consent's period; its block comes after the end.
+    let after = T0 + DAY + 60_000;
+    let ks = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
+    let log = f.raw_log(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), T0);
+    let txs = vec![f.tx(false, &ks, T0), f.tx(false, &log, T0)];
+    assert_eq!(
+        f.block_at(after, txs),
+        Err(RuleError::Denied(DenyReason::OutOfPeriod))
+    );
+    // The holder's own check refuses it too, before wrapping anything.
+    let doctor = f.doctor.public();
+    assert_eq!(
+        f.release(&sealed, &doctor, None, Purpose::Treat, after)
+            .unwrap_err(),
+        AccessError::Denied(DenyReason::OutOfPeriod)
+    );
+    // A credential is judged at the block's time as well.
+    let cred = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 + 10);
+    let er = f.er_doctor.duplicate();
+    let ks = f.raw_release(&sealed, &er, "ETREAT", None, Some(cred));
+    let log = f.raw_log(&sealed, &er, "ETREAT", None, T0 + 20);
+    let txs = vec![f.tx(false, &ks, T0), f.tx(false, &log, T0 + 20)];
+    assert_eq!(
+        f.block_at(T0 + 20, txs),
+        Err(RuleError::BadCredential(
+            crate::credential::CredentialError::Expired
+        ))
+    );
+    // An access log may not claim a time far from its block's: the audit trail shows the
+    // block time, and the claimed time only within the genesis window.
+    let log = f.raw_log(
+        &sealed,
+        &f.patient.duplicate(),
+        "PATRQT",
+        None,
+        T0 - 30 * DAY,
+    );
+    let tx = f.tx(false, &log, T0);
+    assert_eq!(f.block(vec![tx]), Err(RuleError::ClaimedTimeOutOfRange));
+}
+
+#[test]
+fn attack_release_key_checks_credentials_before_wrapping() {
+    // Issue #12.3: `release_key` took roles from any credential it was handed.
+    let mut f = fx();
+    let sealed = f.add_record(OBS);
+    let er = f.er_doctor.public();
+    // A self-signed "clinician" credential (the attacker's own key as the institution).
+    let mallory = Identity::generate(&mut f.rng);
+    let self_signed = f.clinician(&mallory, &f.er_doctor.duplicate(), T0 + DAY);
+    assert_eq!(
+        f.release(&sealed, &er, Some(self_signed), Purpose::EmergencyTreat, T0)
+            .unwrap_err(),
+        AccessError::Rule(RuleError::BadCredential(
+            crate::credential::CredentialError::UnknownInstitution
+        ))
+    );
+    // Another doctor's real credential (readable in key-release bodies).
+    let real = f.clinician(&f.clinic.duplicate(), &f.doctor.duplicate(), T0 + DAY);
+    assert_eq!(
+        f.release(&sealed, &er, Some(real), Purpose::EmergencyTreat, T0)
+            .unwrap_err(),
+        AccessError::Rule(RuleError::BadCredential(
+            crate::credential::CredentialError::WrongHolder
+        ))
+    );
+    // An expired one.
+    let expired = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 - 1);
+    assert_eq!(
+        f.release(&sealed, &er, Some(expired), Purpose::EmergencyTreat, T0)
+            .unwrap_err(),
+        AccessError::Rule(RuleError::BadCredential(
+            crate::credential::CredentialError::Expired
+        ))
+    );
+    // A node that did not add the record may not release its key (nor log its accesses).
+    let cred = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 + DAY);
+    let ks = f.raw_release(
+        &sealed,
+        &f.er_doctor.duplicate(),
+        "ETREAT",
+        None,
+        Some(cred),
+    );
+    let log = f.raw_log(&sealed, &f.er_doctor.duplicate(), "ETREAT", None, T0);
+    let txs = vec![f.tx(true, &ks, T0), f.tx(true, &log, T0)];
+    assert_eq!(f.block(txs), Err(RuleError::NotTheRecordHolder));
+    let log = f.raw_log(&sealed, &f.doctor.duplicate(), "TREAT", None, T0);
+    let tx = f.tx(true, &log, T0);
+    assert_eq!(f.block(vec![tx]), Err(RuleError::NotTheRecordHolder));
+    // Through `release_key`: a record the clinic can open (sealed for it too) but that the
+    // hospital added is not the clinic's to release.
+    let shared = seal_record(
+        OBS,
+        &f.patient.public(),
+        &[f.hospital.public(), f.clinic.public()],
         &mut f.rng,
     )
-    .unwrap_err();
-    assert_eq!(err, AccessError::Denied(DenyReason::EmergencyRefused));
-    let ks = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.er_doctor.public(),
-        purpose: "ETREAT".into(),
-        consent_id: None,
-        credential: Some(cred),
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.er_doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
+    .unwrap();
+    let body = TxBody::record_added(shared.clone(), record_class(OBS).unwrap());
+    let tx = f.tx(false, &body, T0);
+    f.block(vec![tx]).unwrap();
+    let c = f.consent(vec![
+        Provision::permit().actor(Actor::Party(f.doctor.verify_key()))
+    ]);
+    f.grant(&c);
+    let clinic = f.clinic.duplicate();
+    let doctor = f.doctor.public();
+    assert_eq!(
+        release_key(
+            &clinic,
+            &shared,
+            ReleaseRequest {
+                grantee: doctor,
+                credential: None,
+                purpose: Purpose::Treat,
+            },
+            LedgerView {
+                state: &f.state,
+                genesis: &f.genesis,
+                network: &f.net,
+            },
+            T0,
+            &mut f.rng,
+        )
+        .unwrap_err(),
+        AccessError::Rule(RuleError::NotTheRecordHolder)
+    );
+}
+
+#[test]
+fn attack_revocation_and_erasure_apply_before_releases_in_the_same_block() {
+    // Issue #12.8: effects applied in transaction order let a key release placed before a
+    // revocation in the same block pass.
+    for revocation_first in [false, true] {
+        let mut f = fx();
+        let sealed = f.add_record(OBS);
+        let c = f.consent(vec![
+            Provision::permit().actor(Actor::Party(f.doctor.verify_key()))
+        ]);
+        let cid = f.grant(&c);
+        let ks = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
+        let log = f.raw_log(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), T0);
+        let revoke = Consent::revoke_body(&f.patient, &f.chain(), &cid);
+        let (ks, log, revoke) = (
+            f.tx(false, &ks, T0),
+            f.tx(false, &log, T0),
+            f.tx(false, &revoke, T0),
+        );
+        let txs = if revocation_first {
+            vec![revoke, ks, log]
+        } else {
+            vec![ks, log, revoke]
+        };
+        assert_eq!(
+            f.block(txs),
+            Err(RuleError::Denied(DenyReason::Revoked)),
+            "revocation first: {revocation_first}"
+        );
+        // Erasure likewise, in both orders.
+        let ks = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
+        let erase = f.erase_body(&sealed, &f.patient.duplicate());
+        let (ks, erase) = (f.tx(false, &ks, T0), f.tx(false, &erase, T0));
+        let txs = if revocation_first {
+            vec![erase, ks]
+        } else {
+            vec![ks, erase]
+        };
+        assert_eq!(f.block(txs), Err(RuleError::Erased));
+    }
+}
+
+#[test]
+fn attack_consent_of_another_patient_is_not_believed() {
+    // Issue #12.5 (the rule's part): a store that returns patient A's consent among patient
+    // B's (a row moved in the database) must not make B's record releasable.
+    struct Moved<'a> {
+        inner: &'a LedgerState,
+        foreign: ConsentState,
+    }
+    impl StateView for Moved<'_> {
+        fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
+            StateView::contains_tx(self.inner, id)
+        }
+        fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
+            StateView::record(self.inner, id)
+        }
+        fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
+            StateView::consent(self.inner, id)
+        }
+        fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
+            let mut all = StateView::consents_of(self.inner, patient)?;
+            all.push(self.foreign.clone());
+            Ok(all)
+        }
+        fn height(&self) -> u64 {
+            self.inner.height()
+        }
+    }
+    let mut f = fx();
+    let sealed = f.add_record(OBS);
+    let alice = Identity::generate(&mut f.rng);
+    let alices = Consent {
+        patient: alice.public(),
+        ..f.consent(vec![
+            Provision::permit().actor(Actor::Party(f.doctor.verify_key()))
+        ])
     };
-    let (a, b) = (f.tx(true, &ks, T0 + 5), f.tx(true, &log, T0 + 5));
-    assert_eq!(f.block(vec![a, b]), Err(InvalidReason::RuleViolation));
+    let ks = f.raw_release(
+        &sealed,
+        &f.doctor.duplicate(),
+        "TREAT",
+        Some(alices.id()),
+        None,
+    );
+    let view = Moved {
+        inner: &f.state,
+        foreign: ConsentState::new(alices.clone()),
+    };
+    let mut rules = rules_over(&view, &f.genesis, &f.net);
+    let ctx = TxContext {
+        height: 1 + view.height(),
+        block_time_ms: T0,
+    };
+    assert_eq!(
+        rules.preview(&ctx, &f.hospital.verify_key(), &ks),
+        Err(PreviewError::Rule(RuleError::Denied(DenyReason::NoConsent)))
+    );
+    let doctor = f.doctor.public();
+    assert_eq!(
+        release_key(
+            &f.hospital,
+            &sealed,
+            ReleaseRequest {
+                grantee: doctor,
+                credential: None,
+                purpose: Purpose::Treat,
+            },
+            LedgerView {
+                state: &view,
+                genesis: &f.genesis,
+                network: &f.net,
+            },
+            T0,
+            &mut f.rng,
+        )
+        .unwrap_err(),
+        AccessError::Denied(DenyReason::NoConsent)
+    );
+}
+
+#[test]
+fn pruned_history_must_be_explained_by_an_erasure() {
+    let mut f = fx();
+    let sealed = seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
+    let body = TxBody::record_added(sealed.clone(), record_class(OBS).unwrap());
+    let mut tx = f.tx(false, &body, T0);
+    tx.prune();
+    // Re-read history: the rules accept the pruned record but remember it.
+    f.block(vec![tx]).unwrap();
+    assert_eq!(f.state.unexplained_pruned(), vec![sealed.record_id()]);
+    // The patient's erasure explains it.
+    let erase = f.erase_body(&sealed, &f.patient.duplicate());
+    let tx = f.tx(false, &erase, T0);
+    f.block(vec![tx]).unwrap();
+    assert!(f.state.unexplained_pruned().is_empty());
 }
 
 #[test]
@@ -429,41 +786,22 @@ fn erasure_blocks_further_sharing_and_prunes() {
     ]);
     let cid = f.grant(&c);
     // Only the patient may erase.
-    let wrong = TxBody::RecordErased {
-        record_id: sealed.record_id(),
-        patient: crate::tx::PatientSignature::sign(
-            &f.doctor,
-            crate::hash::domain::ERASURE_SIG,
-            sealed.record_id().as_byte_array(),
-        ),
-    };
+    let wrong = f.erase_body(&sealed, &f.doctor.duplicate());
     let tx = f.tx(false, &wrong, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
-    let erase = TxBody::RecordErased {
-        record_id: sealed.record_id(),
-        patient: crate::tx::PatientSignature::sign(
-            &f.patient,
-            crate::hash::domain::ERASURE_SIG,
-            sealed.record_id().as_byte_array(),
-        ),
-    };
+    assert_eq!(f.block(vec![tx]), Err(RuleError::NotThePatient));
+    let erase = f.erase_body(&sealed, &f.patient.duplicate());
     let tx = f.tx(false, &erase, T0);
     f.block(vec![tx]).unwrap();
     assert!(f.state.record(&sealed.record_id()).unwrap().erased);
-    let ks = TxBody::KeyShared {
-        record_id: sealed.record_id(),
-        grantee: f.doctor.public(),
-        purpose: "TREAT".into(),
-        consent_id: Some(cid.to_byte_array()),
-        credential: None,
-        envelope: Some(
-            sealed
-                .share_with(&f.hospital, &f.doctor.public(), &mut f.rng)
-                .unwrap(),
-        ),
-    };
+    let ks = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
     let tx = f.tx(false, &ks, T0);
-    assert_eq!(f.block(vec![tx]), Err(InvalidReason::RuleViolation));
+    assert_eq!(f.block(vec![tx]), Err(RuleError::Erased));
+    let doctor = f.doctor.public();
+    assert_eq!(
+        f.release(&sealed, &doctor, None, Purpose::Treat, T0)
+            .unwrap_err(),
+        AccessError::Rule(RuleError::Erased)
+    );
     assert_eq!(
         f.state
             .audit_of_patient(&f.patient.verify_key())
@@ -487,68 +825,25 @@ fn role_based_consent_with_credentials() {
             "Observation".into(),
         ))]);
     f.grant(&c);
-    let consents = f.state.consents_of(&f.patient.verify_key());
-    let cred = Credential::issue(
-        &f.clinic,
-        f.doctor.verify_key(),
-        Role::Clinician {
-            institution: f.clinic.verify_key(),
-        },
-        T0 + 10,
-    );
-    let release = release_key(
-        &f.hospital,
-        &sealed,
-        &f.doctor.public(),
-        Some(cred),
-        Purpose::Treat,
-        false,
-        &consents,
-        T0,
-        f.state.height() + 1,
-        &mut f.rng,
-    )
-    .unwrap();
+    let cred = f.clinician(&f.clinic.duplicate(), &f.doctor.duplicate(), T0 + 10);
+    let doctor = f.doctor.public();
+    let release = f
+        .release(&sealed, &doctor, Some(cred), Purpose::Treat, T0)
+        .unwrap();
     let a = f.tx(false, &release.key_shared, T0);
     let b = f.tx(false, &release.access_logged, T0);
     f.block(vec![a, b]).unwrap();
     // A clinician of the other institution is denied.
-    let cred = Credential::issue(
-        &f.hospital,
-        f.er_doctor.verify_key(),
-        Role::Clinician {
-            institution: f.hospital.verify_key(),
-        },
-        T0 + 10,
-    );
-    let err = release_key(
-        &f.hospital,
-        &sealed,
-        &f.er_doctor.public(),
-        Some(cred),
-        Purpose::Treat,
-        false,
-        &consents,
-        T0,
-        9,
-        &mut f.rng,
-    )
-    .unwrap_err();
+    let cred = f.clinician(&f.hospital.duplicate(), &f.er_doctor.duplicate(), T0 + 10);
+    let er = f.er_doctor.public();
+    let err = f
+        .release(&sealed, &er, Some(cred), Purpose::Treat, T0)
+        .unwrap_err();
     assert_eq!(err, AccessError::Denied(DenyReason::NoConsent));
     // Research access goes through de-identification, not key release.
-    let err = release_key(
-        &f.hospital,
-        &sealed,
-        &f.er_doctor.public(),
-        None,
-        Purpose::Research { topic: None },
-        false,
-        &consents,
-        T0,
-        9,
-        &mut f.rng,
-    )
-    .unwrap_err();
+    let err = f
+        .release(&sealed, &er, None, Purpose::Research { topic: None }, T0)
+        .unwrap_err();
     assert_eq!(err, AccessError::ResearchNeedsDeidentification);
 }
 
@@ -558,15 +853,19 @@ fn overlay_sees_uncommitted_effects() {
     let sealed = seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
     let body = TxBody::record_added(sealed.clone(), record_class(OBS).unwrap());
     let tx = f.tx(false, &body, T0);
+    let ctx = |h| TxContext {
+        height: h,
+        block_time_ms: T0,
+    };
     // Block 1 validated, not committed.
     let effects1 = {
         let mut rules = f.state.rules(&f.genesis, &f.net);
-        rules.check(&tx.clone().verify().unwrap()).unwrap();
+        rules.check(&ctx(1), &tx.clone().verify().unwrap()).unwrap();
         rules.finish().unwrap();
         rules.into_effects()
     };
     let c = f.consent(vec![Provision::permit()]);
-    let grant = f.tx(false, &c.grant_body(&f.patient).unwrap(), T0);
+    let grant = f.tx(false, &c.grant_body(&f.patient, &f.chain()).unwrap(), T0);
     let overlay = Overlay::new(&f.state, vec![&effects1]);
     assert_eq!(overlay.height(), 1);
     assert!(overlay.record(&sealed.record_id()).unwrap().is_some());
@@ -574,10 +873,11 @@ fn overlay_sees_uncommitted_effects() {
     // Block 2 over the overlay: the same record again is refused, a consent is accepted.
     let mut rules = rules_over(&overlay, &f.genesis, &f.net);
     assert_eq!(
-        rules.check(&tx.clone().verify().unwrap()),
+        rules.check(&ctx(2), &tx.clone().verify().unwrap()),
         Err(InvalidReason::DuplicateTransaction)
     );
-    rules.check(&grant.verify().unwrap()).unwrap();
+    assert_eq!(rules.take_rule_error(), Some(RuleError::Duplicate));
+    rules.check(&ctx(2), &grant.verify().unwrap()).unwrap();
     let effects2 = rules.into_effects();
     assert_eq!(effects2.height(), 2);
     let both = Overlay::new(&f.state, vec![&effects1, &effects2]);

@@ -41,6 +41,8 @@ mod message;
 mod node;
 
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::block::{SerialVerifier, TxVerifier};

@@ -14,9 +14,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::block::{
-    contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf, Block,
-    BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor, InvalidBlock, SerialVerifier,
-    TxRules, TxVerifier,
+    contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf,
+    tx_time_fits, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor,
+    InvalidBlock, SerialVerifier, TxContext, TxRules, TxVerifier,
 };
 use crate::chain::{CommitProof, CommitProofError};
 use crate::election::{self, ElectionError, VrfSecret};
@@ -158,6 +158,10 @@ pub enum SubmitError {
     /// The body does not open under the network key or fails its checks.
     #[error("transaction body is invalid: {0}")]
     BadBody(TxError),
+    /// The transaction is for another network, or lacks its payload
+    /// ([`Transaction::check_fresh`]).
+    #[error("transaction is not acceptable here: {0}")]
+    NotFresh(TxError),
     /// The transaction is already pending or in an uncommitted block.
     #[error("transaction {0} is already pending")]
     Duplicate(TxId),
@@ -322,7 +326,7 @@ impl ProposalEquivocation {
         }
         for (h, s) in [(a, &self.first_signature), (b, &self.second_signature)] {
             miner
-                .verify(domain::BLOCK_SIG, h.as_byte_array(), s)
+                .verify(&genesis.chain_id(), domain::BLOCK_SIG, h.as_byte_array(), s)
                 .map_err(|_| VoteError::BadSignature(miner))?;
         }
         Ok(miner)
@@ -452,7 +456,7 @@ struct ReplayGuard<'a> {
 }
 
 impl TxRules for ReplayGuard<'_> {
-    fn check(&mut self, tx: &VerifiedTx) -> Result<(), InvalidReason> {
+    fn check(&mut self, _ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         let id = tx.id();
         if self.committed.contains(&id) || self.ancestors.contains(&id) {
             Err(InvalidReason::DuplicateTransaction)
@@ -912,6 +916,8 @@ impl Node {
             let indexed = check_material(&tx, material);
             let early = if *tx.contributor() != self.me {
                 Some(SubmitError::ForeignContributor(*tx.contributor()))
+            } else if let Err(e) = tx.check_fresh(&self.genesis.chain_id()) {
+                Some(SubmitError::NotFresh(e))
             } else if self.committed_ids.contains(&id) {
                 Some(SubmitError::AlreadyCommitted(id))
             } else if self.mempool.contains_key(&id) {
@@ -1004,9 +1010,11 @@ impl Node {
         draft: &BlockHash,
         indexed_leaves: &[[u8; 32]],
     ) -> Result<Option<FilterSegment>, FilterError> {
-        let seed = self
-            .identity
-            .sign(domain::FILTER_SEED_SIG, draft.as_byte_array());
+        let seed = self.identity.sign(
+            &self.genesis.chain_id(),
+            domain::FILTER_SEED_SIG,
+            draft.as_byte_array(),
+        );
         let mut rng =
             ChaCha20Rng::from_seed(tagged_hash(domain::FILTER_SEED_SIG, seed.as_byte_array()));
         contributor_segment(
@@ -1264,7 +1272,7 @@ impl Node {
                 m.phase = Phase::Gathering { deadline };
             }
         }
-        self.send_contribution();
+        self.send_contribution(now);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1368,7 +1376,12 @@ impl Node {
         let (timeout, cert) = match &self.my_timeout {
             Some((t, c)) if t.round == round => (t.clone(), c.clone()),
             _ => {
-                let t = Timeout::sign(&self.identity, round, self.high_qc_round());
+                let t = Timeout::sign(
+                    &self.identity,
+                    &self.genesis.chain_id(),
+                    round,
+                    self.high_qc_round(),
+                );
                 let c = self.high_qc.clone();
                 self.highest_voted_round = self.highest_voted_round.max(round);
                 self.my_timeout = Some((t.clone(), c.clone()));
@@ -1427,7 +1440,7 @@ impl Node {
         if self.last_tc.as_ref().and_then(|t| t.round()) < Some(r) {
             self.last_tc = Some(tc);
         }
-        self.enter_round(r + 1, now);
+        self.enter_round(r.saturating_add(1), now);
     }
 
     fn on_timeout_msg(
@@ -1454,7 +1467,9 @@ impl Node {
         if let Some(tc) = last_tc {
             let r = tc.round().unwrap_or(0);
             let known = self.last_tc.as_ref().and_then(|t| t.round()) >= Some(r);
-            if !known && r + 1 > self.round {
+            // `r` is attacker-chosen until the certificate verifies: compare without
+            // arithmetic (`r + 1 > round` would overflow on `u64::MAX`).
+            if !known && r >= self.round {
                 if let Err(e) = tc.verify(&self.genesis, r) {
                     return self.drop_msg(from, DropReason::BadCertificate(e));
                 }
@@ -1507,7 +1522,7 @@ impl Node {
         if held {
             self.apply_commit_rule(&hash);
         }
-        self.enter_round(round + 1, now);
+        self.enter_round(round.saturating_add(1), now);
     }
 
     /// Asks a node that holds `cert`'s block for what this node misses: the certificate's
@@ -1758,7 +1773,14 @@ impl Node {
                     && round > self.invalid_voted_round
                 {
                     self.invalid_voted_round = round;
-                    let vote = Vote::cast(&self.identity, parent.hash, hash, Err(reason), now);
+                    let vote = Vote::cast(
+                        &self.identity,
+                        &self.genesis.chain_id(),
+                        parent.hash,
+                        hash,
+                        Err(reason),
+                        now,
+                    );
                     self.send(Recipient::All, &Message::Vote { vote });
                 }
                 return false;
@@ -1834,7 +1856,14 @@ impl Node {
             return;
         }
         self.highest_voted_round = header.round;
-        let vote = Vote::cast(&self.identity, header.prev, hash, Ok(()), now);
+        let vote = Vote::cast(
+            &self.identity,
+            &self.genesis.chain_id(),
+            header.prev,
+            hash,
+            Ok(()),
+            now,
+        );
         self.send(Recipient::All, &Message::Vote { vote: vote.clone() });
         self.add_vote(vote, header, now);
     }
@@ -1953,46 +1982,64 @@ impl Node {
             ticket,
             sent: None,
         });
-        self.send_contribution();
+        self.send_contribution(now);
     }
 
-    /// With the network key: splits `txs`, in block order, into those the ledger rules accept
-    /// on top of `chain` (the uncommitted blocks from the committed head to the parent, oldest
-    /// first) and those they reject, with the reason. An emergency key release without its
-    /// access log is held back (in neither list) until both come together. Without the key,
-    /// every transaction is kept.
+    /// Splits `txs`, in block order, into those a block at `ctx` on top of `chain` (the
+    /// uncommitted blocks from the committed head to the parent, oldest first) may hold and
+    /// those it may not, with the reason: a transaction whose claimed time no longer fits the
+    /// block's is refused with [`InvalidReason::BadTimestamp`]; with the network key, the ledger
+    /// rules judge the rest in phase order, as validators will. An emergency key release
+    /// without its access log is held back (in neither list) until both come together.
     fn rule_check(
         &self,
+        ctx: &TxContext,
         chain: &[BlockHash],
         txs: Vec<Transaction>,
     ) -> (Vec<Transaction>, Vec<(Transaction, InvalidReason)>) {
-        let (Some(ledger), Some(network)) = (&self.ledger, &self.network) else {
-            return (txs, Vec::new());
-        };
-        let layers: Vec<&BlockEffects> = chain.iter().filter_map(|h| self.effects.get(h)).collect();
-        let overlay = Overlay::new(ledger, layers);
-        let mut rules = rules_over(&overlay, &self.genesis, network);
+        let mut verdicts: HashMap<TxId, InvalidReason> = HashMap::new();
+        for tx in &txs {
+            if !tx_time_fits(&self.genesis, ctx.block_time_ms, tx.timestamp_ms()) {
+                verdicts.insert(tx.id(), InvalidReason::BadTimestamp);
+            }
+        }
+        let mut hold_key_releases = false;
+        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
+            let layers: Vec<&BlockEffects> =
+                chain.iter().filter_map(|h| self.effects.get(h)).collect();
+            let overlay = Overlay::new(ledger, layers);
+            let mut rules = rules_over(&overlay, &self.genesis, network);
+            for phase in [0u8, 1] {
+                for tx in txs.iter().filter(|t| t.kind().phase() == phase) {
+                    if verdicts.contains_key(&tx.id()) {
+                        continue;
+                    }
+                    let verdict = match self
+                        .verified
+                        .get(&tx.id())
+                        .or_else(|| self.mempool.get(&tx.id()))
+                    {
+                        Some(v) if v.signature() == tx.signature() => rules.check(ctx, v),
+                        _ => match tx.clone().verify() {
+                            Ok(v) => rules.check(ctx, &v),
+                            Err(_) => Err(InvalidReason::BadTransaction),
+                        },
+                    };
+                    if let Err(reason) = verdict {
+                        verdicts.insert(tx.id(), reason);
+                    }
+                }
+            }
+            hold_key_releases = rules.finish().is_err();
+        }
         let mut kept = Vec::with_capacity(txs.len());
         let mut rejected = Vec::new();
         for tx in txs {
-            let verdict = match self
-                .verified
-                .get(&tx.id())
-                .or_else(|| self.mempool.get(&tx.id()))
-            {
-                Some(v) if v.signature() == tx.signature() => rules.check(v),
-                _ => match tx.clone().verify() {
-                    Ok(v) => rules.check(&v),
-                    Err(_) => Err(InvalidReason::BadTransaction),
-                },
-            };
-            match verdict {
-                Ok(()) => kept.push(tx),
-                Err(reason) => rejected.push((tx, reason)),
+            match verdicts.remove(&tx.id()) {
+                Some(reason) => rejected.push((tx, reason)),
+                None if hold_key_releases && tx.kind() == crate::tx::TxKind::KeyShared => {}
+                None => kept.push(tx),
             }
-        }
-        if rules.finish().is_err() {
-            kept.retain(|t| t.kind() != crate::tx::TxKind::KeyShared);
         }
         (kept, rejected)
     }
@@ -2012,7 +2059,7 @@ impl Node {
     /// Sends this node's pending transactions to the miner of the open gather (once a round),
     /// less those the ledger rules reject on top of the miner's parent: those it refuses, so a
     /// draft that leaves them out (as the miner must) is one it signs.
-    fn send_contribution(&mut self) {
+    fn send_contribution(&mut self, now: u64) {
         let Some(g) = &self.gather else { return };
         if g.sent.is_some() || g.round < self.round {
             return;
@@ -2031,7 +2078,14 @@ impl Node {
             .map(|v| (**v).clone())
             .collect();
         let chain = self.ancestor_chain(&parent).unwrap_or_default();
-        let (txs, rejected) = self.rule_check(&chain, txs);
+        // The earliest time the miner's block can carry: our clock, never before the parent.
+        let Some(ctx) = self.block_tip(&parent).map(|t| TxContext {
+            height: t.height + 1,
+            block_time_ms: now.max(t.timestamp_ms),
+        }) else {
+            return;
+        };
+        let (txs, rejected) = self.rule_check(&ctx, &chain, txs);
         self.refuse_own(rejected);
         let Some(g) = &mut self.gather else { return };
         if txs.is_empty() {
@@ -2128,7 +2182,12 @@ impl Node {
                 )
             }
         };
-        let signature = sign_contribution(&self.identity, &block, segment.as_ref());
+        let signature = sign_contribution(
+            &self.identity,
+            &self.genesis.chain_id(),
+            &block,
+            segment.as_ref(),
+        );
         let msg = Message::SignResponse {
             round,
             block,
@@ -2174,6 +2233,15 @@ impl Node {
         }
         if transactions.iter().any(|t| *t.contributor() != from) {
             return self.drop_msg(from, DropReason::ForeignTransaction);
+        }
+        // A transaction for another network or without its payload would make the block
+        // invalid.
+        let chain = self.genesis.chain_id();
+        if let Some(e) = transactions
+            .iter()
+            .find_map(|t| t.check_fresh(&chain).err())
+        {
+            return self.drop_msg(from, DropReason::BadTransaction(e));
         }
         // An index entry that does not decode would make the block invalid.
         if let Some(e) = transactions.iter().find_map(|t| {
@@ -2297,10 +2365,18 @@ impl Node {
             txs.extend(t.iter().cloned());
         }
         txs.truncate(cap);
+        // The block's time, as `BlockDraft::assemble` sets it: a transaction whose claimed time
+        // no longer fits it (pending longer than `max_tx_age_ms`) is refused (`rule_check`) and
+        // leaves the mempool; its maker must sign it again.
+        let ctx = TxContext {
+            height: m.parent.height + 1,
+            block_time_ms: now.max(m.parent.timestamp_ms),
+        };
         // With the network key, leave out what the ledger rules would reject (a consent revoked
         // since submission, a key release no consent permits), so one stale transaction cannot
-        // make every miner's block invalid.
-        let (txs, rejected) = self.rule_check(&chain, txs);
+        // make every miner's block invalid. The rules see the transactions in phase order, as
+        // validators will.
+        let (txs, rejected) = self.rule_check(&ctx, &chain, txs);
         self.refuse_own(rejected);
         let Some(m) = &mut self.mining else { return };
         let draft = match BlockDraft::assemble(
@@ -2431,6 +2507,7 @@ impl Node {
         let digest = segment.as_ref().map(FilterSegment::digest);
         if from
             .verify(
+                &self.genesis.chain_id(),
                 domain::CONTRIBUTION_SIG,
                 &contribution_hash(&block, digest.as_ref()),
                 &signature,

@@ -427,6 +427,7 @@ fn record_tx(n: &mut crate::block::tests::Net, who: usize, nonce: u64) -> Transa
     let body = crate::tx::TxBody::record_added(sealed, crate::access::record_class(fhir).unwrap());
     Transaction::create(
         &n.ids[who],
+        &n.genesis.chain_id(),
         1_000 + nonce,
         nonce,
         &body,
@@ -575,13 +576,13 @@ fn hostile_messages_are_dropped_with_a_reason() {
         &Message::SyncRequest { from_height: 1 }.to_bytes(),
     );
     // A forged vote (bad signature) and a vote by an untrusted key.
-    let mut forged = Vote::cast(&outsider, head, head, Ok(()), 1);
+    let mut forged = Vote::cast(&outsider, &n.genesis.chain_id(), head, head, Ok(()), 1);
     forged.node_pubkey = c.keys[2];
     feed(node, from, &Message::Vote { vote: forged }.to_bytes());
-    let untrusted = Vote::cast(&outsider, head, head, Ok(()), 1);
+    let untrusted = Vote::cast(&outsider, &n.genesis.chain_id(), head, head, Ok(()), 1);
     feed(node, from, &Message::Vote { vote: untrusted }.to_bytes());
     // A timeout claiming a certificate it does not carry.
-    let t = Timeout::sign(&ids_again()[1], 1_000, 999);
+    let t = Timeout::sign(&ids_again()[1], &n.genesis.chain_id(), 1_000, 999);
     feed(
         node,
         from,
@@ -733,7 +734,14 @@ fn conflicting_votes_yield_evidence() {
             &Message::Proposal { block: b.clone() }.to_bytes(),
             c.now,
         );
-        let vote = Vote::cast(&ids6[1], b.header.prev, b.hash(), Ok(()), 5);
+        let vote = Vote::cast(
+            &ids6[1],
+            &n.genesis.chain_id(),
+            b.header.prev,
+            b.hash(),
+            Ok(()),
+            5,
+        );
         node.handle_message(from, &Message::Vote { vote }.to_bytes(), c.now);
     }
     let mut got_votes = false;
@@ -869,10 +877,17 @@ fn messages_round_trip_and_reject_bad_framing() {
             block: block.clone(),
         },
         Message::Vote {
-            vote: Vote::cast(&ids[0], h, h, Err(InvalidReason::BadRound), 9),
+            vote: Vote::cast(
+                &ids[0],
+                &n.genesis.chain_id(),
+                h,
+                h,
+                Err(InvalidReason::BadRound),
+                9,
+            ),
         },
         Message::Timeout {
-            timeout: Timeout::sign(&ids[0], 4, 1),
+            timeout: Timeout::sign(&ids[0], &n.genesis.chain_id(), 4, 1),
             high_qc: Some(CertifiedHeader {
                 header: block.header.clone(),
                 qc: QuorumCertificate::empty(),

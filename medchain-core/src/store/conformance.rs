@@ -8,7 +8,7 @@ use crate::access::record_class;
 use crate::chain::verify_chain;
 use crate::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use crate::encoding::Encode;
-use crate::index::{IndexEntry, IndexKey, Keyword};
+use crate::index::{search, BlockIndex, IndexEntry, IndexKey, Keyword, Query};
 use crate::keys::Identity;
 use crate::ledger::{AuditKind, StateView};
 use crate::seal::seal_record;
@@ -23,6 +23,8 @@ pub fn run_all<S: LedgerStore>(mut make: impl FnMut() -> S) {
     append_read_back_and_state(make());
     out_of_order_changes_nothing(make());
     erasure_prunes_and_chain_still_verifies(make());
+    index_rows_read_back(make());
+    effects_of_another_block_are_refused(make());
 }
 
 fn unwrap<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
@@ -110,22 +112,32 @@ pub fn append_read_back_and_state<S: LedgerStore>(mut store: S) {
             .action(Action::Read)
             .purpose(Purpose::Treat)],
     };
-    let grant = net.tx(5, &unwrap(consent.grant_body(&patient), "grant"), vec![]);
+    let grant = net.tx(
+        5,
+        &unwrap(
+            consent.grant_body(&patient, &net.genesis.chain_id()),
+            "grant",
+        ),
+        vec![],
+    );
     let (b1, e1, p1) = unwrap(net.next_block(&store, vec![rec.clone(), grant]), "block 1");
     unwrap(store.append(&b1, &e1, Some(&p1)), "append block 1");
 
-    let consents = unwrap(store.consents_of(&patient.verify_key()), "consents_of");
     let release = unwrap(
         crate::access::release_key(
             &net.nodes[4],
             &sealed,
-            &doctor.public(),
-            None,
-            Purpose::Treat,
-            false,
-            &consents,
+            crate::access::ReleaseRequest {
+                grantee: doctor.public(),
+                credential: None,
+                purpose: Purpose::Treat,
+            },
+            crate::access::LedgerView {
+                state: &store,
+                genesis: &net.genesis,
+                network: &net.network,
+            },
             net.now_ms,
-            2,
             &mut net.rng,
         ),
         "release",
@@ -277,6 +289,7 @@ pub fn erasure_prunes_and_chain_still_verifies<S: LedgerStore>(mut store: S) {
         record_id: sealed.record_id(),
         patient: PatientSignature::sign(
             &patient,
+            &net.genesis.chain_id(),
             crate::hash::domain::ERASURE_SIG,
             sealed.record_id().as_byte_array(),
         ),
@@ -313,6 +326,124 @@ pub fn erasure_prunes_and_chain_still_verifies<S: LedgerStore>(mut store: S) {
         ),
         "chain verifies after erasure",
     );
+}
+
+/// A block's secure index is kept beside it: one filter row per block with indexed records and,
+/// per indexed record, its id and entry by position; a search over them finds the record.
+pub fn index_rows_read_back<S: LedgerStore>(mut store: S) {
+    let Story {
+        mut net, patient, ..
+    } = story();
+    unwrap(store.init(&net.genesis), "init");
+    let key = IndexKey::for_patient(&patient);
+    let keyword = unwrap("type:Observation".parse::<Keyword>(), "keyword");
+    let mut txs = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let sealed = unwrap(
+            seal_record(
+                OBS,
+                &patient.public(),
+                &[net.nodes[4].public()],
+                &mut net.rng,
+            ),
+            "seal",
+        );
+        let body = TxBody::record_added(sealed.clone(), unwrap(record_class(OBS), "class"));
+        // The middle record is not indexed.
+        let tx = if i == 1 {
+            net.tx(4, &body, vec![])
+        } else {
+            ids.push(sealed.record_id());
+            net.indexed_tx(4, &body, sealed.record_id(), key.trapdoors([&keyword]))
+        };
+        txs.push(tx);
+    }
+    let (b0, e0, p0) = unwrap(net.next_block(&store, vec![]), "block 1 (empty)");
+    unwrap(store.append(&b0, &e0, Some(&p0)), "append block 1");
+    let (b1, e1, p1) = unwrap(net.next_block(&store, txs), "block 2");
+    unwrap(store.append(&b1, &e1, Some(&p1)), "append block 2");
+    let expected = unwrap(super::index_rows(&b1, &e1), "index rows")
+        .unwrap_or_else(|| panic!("block 2 has indexed records"));
+    let rows = unwrap(store.index_filters(0, 10), "index_filters");
+    assert_eq!(rows, vec![expected.filter.clone()], "filter rows");
+    assert_eq!(rows[0].height, 2);
+    assert_eq!(rows[0].entry_count, 2);
+    assert!(rows[0].filter.is_some(), "block 2 was built with a filter");
+    assert!(unwrap(store.index_filters(3, 10), "index_filters").is_empty());
+    assert!(unwrap(store.index_filters(0, 0), "index_filters").is_empty());
+    for (position, id) in ids.iter().enumerate() {
+        let r = unwrap(store.indexed_record(2, position as u32), "indexed_record")
+            .unwrap_or_else(|| panic!("indexed record {position} missing"));
+        assert_eq!(&r.record_id, id, "record at position {position}");
+        assert_eq!(r, expected.records[position]);
+    }
+    assert!(unwrap(store.indexed_record(2, 2), "indexed_record").is_none());
+    assert!(unwrap(store.indexed_record(1, 0), "indexed_record").is_none());
+    let records = (0..2)
+        .map(|p| {
+            unwrap(store.indexed_record(2, p), "indexed_record")
+                .unwrap_or_else(|| panic!("record {p}"))
+        })
+        .collect();
+    let filter = rows[0].filter.clone().unwrap_or_else(|| panic!("filter"));
+    let index = unwrap(
+        BlockIndex::from_parts(rows[0].context, filter, records),
+        "block index",
+    );
+    let query = Query::keyword(key.trapdoor(&keyword));
+    let found = search(&query, [&index]);
+    assert_eq!(
+        found.hits.iter().map(|h| h.record_id).collect::<Vec<_>>(),
+        ids,
+        "search over the stored index"
+    );
+}
+
+/// Effects that are not those of the block are refused and change nothing.
+pub fn effects_of_another_block_are_refused<S: LedgerStore>(mut store: S) {
+    let Story {
+        mut net, patient, ..
+    } = story();
+    unwrap(store.init(&net.genesis), "init");
+    let sealed = unwrap(
+        seal_record(
+            OBS,
+            &patient.public(),
+            &[net.nodes[4].public()],
+            &mut net.rng,
+        ),
+        "seal",
+    );
+    let rec = net.tx(
+        4,
+        &TxBody::record_added(sealed, unwrap(record_class(OBS), "class")),
+        vec![],
+    );
+    let empty_state = crate::ledger::LedgerState::new();
+    let (with_record, record_effects, proof) = unwrap(
+        net.next_block(&empty_state, vec![rec]),
+        "block with a record",
+    );
+    // The same network (same genesis), another block at height 1: an empty one.
+    let mut twin = TestNet::new(7, 4, 2);
+    let (_, empty_effects, _) = unwrap(twin.next_block(&empty_state, vec![]), "empty block");
+    assert!(
+        store
+            .append(&with_record, &empty_effects, Some(&proof))
+            .is_err(),
+        "a block with the effects of another block must fail"
+    );
+    assert!(
+        unwrap(store.head(), "head").is_none(),
+        "a refused append changed the head"
+    );
+    assert_eq!(store.height(), 0);
+    unwrap(
+        store.append(&with_record, &record_effects, Some(&proof)),
+        "the block with its own effects",
+    );
+    assert_eq!(store.height(), 1);
 }
 
 #[cfg(test)]

@@ -433,7 +433,6 @@ class Ledger:
         institution: Optional[PartyLike] = None,
         study: Optional[str] = None,
         as_arrow: bool = False,
-        now_ms: Optional[int] = None,
     ) -> Union["pandas.DataFrame", "pyarrow.Table"]:
         """A de-identified research dataset: one row per resource, from consenting patients
         only.
@@ -445,7 +444,9 @@ class Ledger:
         HRESCH with ``topic``, role Researcher of ``institution``); only permitted records are
         de-identified (HIPAA Safe Harbor) and become rows. The ``pseudonym`` column is the
         patient's pseudonym in ``study`` (default ``topic``): stable within a study,
-        unlinkable across studies.
+        unlinkable across studies. Consents are evaluated at the current time and the
+        "90 or older" rule is applied at the ledger's release clock (the committed tip's time,
+        or now if later); the caller chooses neither.
 
         Returns a pandas DataFrame (``as_arrow=True``: a pyarrow Table) with the columns of
         :data:`DATASET_COLUMNS`; ``.attrs["medchain"]`` (pandas) or the schema metadata
@@ -456,7 +457,7 @@ class Ledger:
         if study is None:
             study = topic or "research"
         columns, stats = self._n.research_columns(
-            holder, researcher, topic=topic, institution=institution, study=study, now_ms=now_ms
+            holder, researcher, topic=topic, institution=institution, study=study
         )
         return _table(columns, stats, as_arrow)
 

@@ -152,7 +152,6 @@ class Ledger:
         institution: Optional[PartyLike] = None,
         study: Optional[str] = None,
         as_arrow: Literal[False] = False,
-        now_ms: Optional[int] = None,
     ) -> Any: ...
     @overload
     def research_dataset(
@@ -164,5 +163,4 @@ class Ledger:
         institution: Optional[PartyLike] = None,
         study: Optional[str] = None,
         as_arrow: Literal[True],
-        now_ms: Optional[int] = None,
     ) -> Any: ...

@@ -1,7 +1,9 @@
 //! Helpers shared by the store tests.
 #![allow(dead_code, missing_docs)]
 
-use medchain_core::access::{record_class, release_key};
+pub mod attacks;
+
+use medchain_core::access::{record_class, release_key, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use medchain_core::hash::domain;
 use medchain_core::keys::Identity;
@@ -94,23 +96,24 @@ pub fn small_chain<S: PersistentStore>(
 ) -> SealedRecord {
     let (sealed, rec) = record_tx(&mut s.net, &s.patient, &observation(note));
     let consent = consent_for(&s.patient, &s.doctor, s.net.now_ms);
-    let grant = s
-        .net
-        .tx(5, &consent.grant_body(&s.patient).expect("grant"), vec![]);
+    let grant = s.net.tx(
+        5,
+        &consent
+            .grant_body(&s.patient, &s.net.genesis.chain_id())
+            .expect("grant"),
+        vec![],
+    );
     commit(ledger, &mut s.net, vec![rec, grant]);
-    let consents = ledger
-        .consents_of(&s.patient.verify_key())
-        .expect("consents");
     let release = release_key(
         &s.net.nodes[4],
         &sealed,
-        &s.doctor.public(),
-        None,
-        Purpose::Treat,
-        false,
-        &consents,
+        ReleaseRequest {
+            grantee: s.doctor.public(),
+            credential: None,
+            purpose: Purpose::Treat,
+        },
+        ledger.view(),
         s.net.now_ms,
-        ledger.height() + 1,
         &mut s.net.rng,
     )
     .expect("release");
@@ -126,6 +129,7 @@ pub fn erase_tx(net: &mut TestNet, patient: &Identity, sealed: &SealedRecord) ->
         record_id: sealed.record_id(),
         patient: PatientSignature::sign(
             patient,
+            &net.genesis.chain_id(),
             domain::ERASURE_SIG,
             sealed.record_id().as_byte_array(),
         ),
@@ -152,11 +156,11 @@ pub fn pg_url(test: &str) -> Option<String> {
 
 /// A schema name no other test uses.
 pub fn unique_schema(prefix: &str) -> String {
-    use rand_core::RngCore;
+    use rand_core::Rng;
     format!(
         "{prefix}_{}_{:08x}",
         std::process::id(),
-        rand_core::OsRng.next_u32()
+        rand_core::UnwrapErr(getrandom::SysRng).next_u32()
     )
 }
 

@@ -1,0 +1,250 @@
+//! Secure-index search over a stored ledger (issue #17): one-keyword searches over a
+//! 100,000-record and a 1,000,000-record ledger in SQLite (and PostgreSQL with
+//! `--features postgres` and MEDCHAIN_PG_URL), with the number of hits, blocks and index rows
+//! read, and the file size — search time must follow hits and blocks, not bytes.
+//!
+//! ```sh
+//! cargo bench -p medchain-store --bench search
+//! scripts/with-postgres.sh cargo bench -p medchain-store --features postgres --bench search
+//! ```
+//! Environment: MEDCHAIN_SEARCH_SIZES (record counts, default `100000,1000000`),
+//! MEDCHAIN_SEARCH_CACHE (directory of the generated ledgers, default
+//! `target/medchain-search-cache`; a ledger is generated once and reused).
+//!
+//! The generator assembles 1,000-record blocks with the testkit (no consensus): every record is
+//! a sealed FHIR Observation with an index entry for three keywords — its resource type, one
+//! of 1,000 codes (`code:bench|c{i % 1000}`: N/1,000 hits), and a code of its own
+//! (`code:bench|u{i}`: one hit) — and each block carries its contributors' filter. Blocks are
+//! validated once with the ledger rules and appended with `Ledger::append_checked`.
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use medchain_core::access::record_class;
+use medchain_core::index::{IndexKey, Keyword, Query};
+use medchain_core::keys::Identity;
+use medchain_core::ledger::LedgerState;
+use medchain_core::seal::{seal_record, NetworkKey};
+use medchain_core::testkit::TestNet;
+use medchain_core::tx::TxBody;
+use medchain_store::{Ledger, PersistentStore};
+
+const SEED: u64 = 1717;
+const PER_BLOCK: usize = 1000;
+
+fn copy_key(net: &mut TestNet) -> NetworkKey {
+    let env = net
+        .network
+        .wrap_for(&net.nodes[0].public(), &mut net.rng)
+        .expect("wrap");
+    NetworkKey::unwrap_from(&env, &net.nodes[0]).expect("unwrap")
+}
+
+fn keyword(s: &str) -> Keyword {
+    s.parse().expect("keyword")
+}
+
+/// The network and patient of a generated ledger (deterministic in the seed).
+fn world() -> (TestNet, Identity) {
+    let mut net = TestNet::new(SEED, 4, 2);
+    let patient = Identity::generate(&mut net.rng);
+    (net, patient)
+}
+
+/// Generates (or reuses) a SQLite ledger of `records` records at `path`.
+fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStore> {
+    let done = path.with_extension("complete");
+    let (mut net, patient) = world();
+    if done.exists() {
+        return Ledger::open_sqlite(path, copy_key(&mut net)).expect("open cached ledger");
+    }
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(medchain_store::wal_path(path));
+    let key = copy_key(&mut net);
+    let mut ledger = Ledger::create_sqlite(path, &net.genesis, key).expect("create");
+    let index = IndexKey::for_patient(&patient);
+    let holder = net.nodes[4].public();
+    let mut state = LedgerState::new();
+    let started = Instant::now();
+    let blocks = records / PER_BLOCK as u64;
+    for b in 0..blocks {
+        let txs = (0..PER_BLOCK)
+            .map(|j| {
+                let i = b * PER_BLOCK as u64 + j as u64;
+                let payload = format!(
+                    r#"{{"resourceType":"Observation","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"note":[{{"text":"r{i}"}}]}}"#
+                );
+                let sealed = seal_record(payload.as_bytes(), &patient.public(), &[holder], &mut net.rng)
+                    .expect("seal");
+                let kws = [
+                    keyword("type:Observation"),
+                    keyword(&format!("code:bench|c{}", i % 1000)),
+                    keyword(&format!("code:bench|u{i}")),
+                ];
+                let body = TxBody::record_added(sealed.clone(), record_class(payload.as_bytes()).expect("class"));
+                net.indexed_tx(4, &body, sealed.record_id(), index.trapdoors(kws.iter()))
+            })
+            .collect();
+        let (checked, effects, proof) = net.next_block(&state, txs).expect("block");
+        ledger
+            .append_checked(&checked, &effects, &proof)
+            .expect("append");
+        state.commit(effects).expect("state");
+        if (b + 1) % 50 == 0 {
+            eprintln!(
+                "generated {} records in {:.0} s",
+                (b + 1) * PER_BLOCK as u64,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    drop(ledger);
+    std::fs::write(&done, b"complete\n").expect("marker");
+    Ledger::open_sqlite(path, copy_key(&mut net)).expect("reopen")
+}
+
+fn median_ms<S: PersistentStore>(
+    ledger: &Ledger<S>,
+    query: &Query,
+) -> (f64, medchain_store::LedgerSearch) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..15 {
+        let t = Instant::now();
+        let r = ledger.search_report(query, 1).expect("search");
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(r);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    (times[times.len() / 2], last.expect("ran"))
+}
+
+fn report<S: PersistentStore>(backend: &str, records: u64, bytes: Option<u64>, ledger: &Ledger<S>) {
+    let (_, patient) = world();
+    let index = IndexKey::for_patient(&patient);
+    let size = bytes.map_or("-".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+    for (what, kw) in [
+        (
+            "one record (unique code)",
+            format!("code:bench|u{}", records / 2),
+        ),
+        ("N/1000 records (shared code)", "code:bench|c7".to_string()),
+        ("no record (absent code)", "code:bench|absent".to_string()),
+    ] {
+        let query = Query::keyword(index.trapdoor(&keyword(&kw)));
+        let (ms, r) = median_ms(ledger, &query);
+        println!(
+            "{backend:10} {records:>9} records {size:>8}  {what:30} {ms:8.2} ms  hits {:>5}  blocks {:>5}  skipped {:>5}  rows read {:>5}  PRFs {:>6}",
+            r.hits.len(),
+            r.indexed_blocks,
+            r.blocks_skipped,
+            r.candidates_read,
+            r.prf_evaluations
+        );
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    let dir = std::env::var_os("MEDCHAIN_SEARCH_CACHE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/medchain-search-cache"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    dir
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_copy(url: &str, from: &Ledger<medchain_store::SqliteStore>, records: u64) {
+    use medchain_core::block::ChainTip;
+    use medchain_core::chain::CommitProof;
+    use medchain_core::ledger::rules_over;
+    use medchain_core::store::LedgerStore;
+    use medchain_store::{ParallelVerifier, PostgresStore};
+    // The proof that block h is committed: its child's header and the child's certificate
+    // (carried by the grandchild, or by the head's proof).
+    let head_proof = from
+        .store()
+        .head()
+        .expect("head")
+        .expect("head")
+        .proof
+        .expect("proof");
+    let header = |h: u64| from.store().block(h).expect("read").expect("block").header;
+    let proof_of = |h: u64| -> CommitProof {
+        let top = from.height();
+        if h == top {
+            head_proof.clone()
+        } else {
+            let child_qc = if h + 1 == top {
+                head_proof.child.parent_qc.clone()
+            } else {
+                header(h + 2).parent_qc
+            };
+            CommitProof {
+                child: header(h + 1),
+                child_qc,
+            }
+        }
+    };
+    let schema = format!("search_{records}");
+    let (mut net, _) = world();
+    let ledger = match PostgresStore::open(url, &schema, &copy_key(&mut net)) {
+        Ok(store) if medchain_core::ledger::StateView::height(&store) == from.height() => {
+            Ledger::with_store(store, None, copy_key(&mut net)).expect("ledger")
+        }
+        _ => {
+            let _ = postgres::Client::connect(url, postgres::NoTls).and_then(|mut c| {
+                c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            });
+            let store = PostgresStore::create(url, &schema, &copy_key(&mut net)).expect("create");
+            let mut to = {
+                let key = copy_key(&mut net);
+                Ledger::with_store(store, Some(&net.genesis), key).expect("ledger")
+            };
+            // Each block validated once with the ledger rules over an in-memory state, then
+            // appended without a second validation.
+            let mut state = LedgerState::new();
+            let mut tip = ChainTip::genesis(&net.genesis);
+            let t = Instant::now();
+            for h in 1..=from.height() {
+                let block = from.store().block(h).expect("read").expect("block");
+                let mut rules = rules_over(&state, &net.genesis, &net.network);
+                let checked = block
+                    .validate_with(&net.genesis, &tip, &mut rules, &mut ParallelVerifier::new())
+                    .expect("valid");
+                let effects = rules.into_effects();
+                let proof = proof_of(h);
+                to.append_checked(&checked, &effects, &proof)
+                    .expect("append");
+                state.commit(effects).expect("state");
+                tip = checked.tip();
+            }
+            eprintln!(
+                "copied {records} records to PostgreSQL in {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
+            to
+        }
+    };
+    report("postgres", records, None, &ledger);
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("MEDCHAIN_SEARCH_SIZES")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let dir = cache_dir();
+    for records in sizes {
+        let path = dir.join(format!("search-{records}.db"));
+        let ledger = sqlite_ledger(&path, records);
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).ok();
+        report("sqlite", records, bytes, &ledger);
+        #[cfg(feature = "postgres")]
+        if let Ok(url) = std::env::var("MEDCHAIN_PG_URL") {
+            postgres_copy(&url, &ledger, records);
+        }
+    }
+}
