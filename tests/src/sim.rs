@@ -37,7 +37,8 @@ use std::rc::Rc;
 
 use medchain_core::access::record_class;
 use medchain_core::block::{
-    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules, TxVerifier,
+    contributor_ticket, tx_time_fits, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules,
+    TxVerifier,
 };
 use medchain_core::chain::{verify_chain, CommitProof};
 use medchain_core::election::VrfSecret;
@@ -55,7 +56,7 @@ use medchain_core::protocol::{
 use medchain_core::seal::seal_record;
 use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
-use medchain_core::vote::{InvalidReason, Vote};
+use medchain_core::vote::{InvalidReason, Timeout, TimeoutCertificate, Vote};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -86,11 +87,23 @@ pub enum Behaviour {
     Malformed,
     /// As contributor, returns a corrupted secure-index filter segment, or none at all.
     BadSegments,
+    /// Replays consensus messages signed for another network with the same validator keys (a
+    /// staging net, a re-founded network; issue #12): with each vote it sends every
+    /// validator's vote for the same blocks signed on the sibling network, and with each
+    /// timeout a timeout of its own, for this network, that enters a later round through a
+    /// timeout certificate a quorum signed on the sibling network (its high-QC round 0, so a
+    /// miner could propose off genesis). Honest nodes must drop every one.
+    CrossNetwork,
+    /// Back-dates transactions so the consent rules would judge them at a time of its choosing
+    /// (issue #12): as contributor it adds one of its own transactions signed
+    /// `max_tx_age_ms` + 1 s in the past; as miner it proposes a block holding one. No such
+    /// transaction may ever commit.
+    BackDating,
 }
 
 impl Behaviour {
     /// Every behaviour.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Silent,
         Self::EquivocatingMiner,
         Self::ForgeVotes,
@@ -100,7 +113,21 @@ impl Behaviour {
         Self::WithholdTickets,
         Self::Malformed,
         Self::BadSegments,
+        Self::CrossNetwork,
+        Self::BackDating,
     ];
+
+    /// The behaviour a random scenario of `seed` gets for its draw `b` (one of the first nine):
+    /// in every other block of eight seeds, `ReplayVotes` becomes `CrossNetwork` and
+    /// `WithholdTickets` becomes `BackDating`. The draw itself is unchanged, so every seed
+    /// named in a regression test keeps the scenario it was filed with.
+    fn for_seed(seed: u64, b: Self) -> Self {
+        match b {
+            Self::ReplayVotes if (seed / 8) % 2 == 1 => Self::CrossNetwork,
+            Self::WithholdTickets if (seed / 8) % 2 == 1 => Self::BackDating,
+            b => b,
+        }
+    }
 }
 
 /// A network partition: `side` cannot talk to the others from `from_ms` until `heal_ms`.
@@ -221,8 +248,8 @@ impl Scenario {
             let mut picked: Vec<usize> = picked.into_iter().collect();
             picked.sort_unstable();
             for v in picked {
-                let b = Behaviour::ALL[rng.next_u32() as usize % Behaviour::ALL.len()];
-                s.byzantine.push((v, b));
+                let b = Behaviour::ALL[rng.next_u32() as usize % 9];
+                s.byzantine.push((v, Behaviour::for_seed(seed, b)));
             }
             faulty = s.byzantine.len();
         }
@@ -532,6 +559,10 @@ struct Sim {
     submits_left: usize,
     seen_votes: Vec<Vec<Rc<Vec<u8>>>>,
     outsider: Identity,
+    /// The sibling network `CrossNetwork` replays from: same keys, another chain id.
+    sibling: ChainId,
+    /// Transactions `BackDating` signed in the past: none may commit.
+    backdated: HashSet<TxId>,
     report: Report,
     failure: Option<SimFailure>,
     verifier: Option<VerifierFactory>,
@@ -546,7 +577,11 @@ impl Sim {
         let ids = (0..n).map(|i| identity(sc.seed, i)).collect();
         let mut rng = ChaCha20Rng::seed_from_u64(sc.seed);
         let outsider = Identity::generate(&mut rng);
+        let mut sibling = genesis.chain_id().to_byte_array();
+        sibling[0] ^= 0x5a;
         let mut sim = Self {
+            sibling: ChainId::from_byte_array(sibling),
+            backdated: HashSet::new(),
             rng,
             genesis,
             net,
@@ -757,9 +792,22 @@ impl Sim {
             if block.header.timeout_cert.is_some() {
                 self.report.tc_blocks += 1;
             }
-            // Validity: each transaction was submitted as is, and is committed once.
+            // Validity: each transaction was submitted as is, and is committed once, at a time
+            // its block's time admits (no back-dating, issue #12).
             for tx in &block.transactions {
                 let id = tx.id();
+                if self.backdated.contains(&id)
+                    || !tx_time_fits(&self.genesis, block.header.timestamp_ms, tx.timestamp_ms())
+                {
+                    self.fail(
+                        "validity",
+                        format!(
+                            "block {height} commits {id} claimed at {} under a block of {}",
+                            tx.timestamp_ms(),
+                            block.header.timestamp_ms
+                        ),
+                    );
+                }
                 match self.submitted.get(&id) {
                     Some((sig, _)) if sig == tx.signature() => {}
                     _ => self.fail(
@@ -998,6 +1046,86 @@ impl Sim {
                     self.transmit(i, j, bb.clone());
                 }
             }
+            (Behaviour::CrossNetwork, Some(Message::Vote { vote })) => {
+                let mut replayed = vec![bytes.clone()];
+                for v in 0..self.sc.validators {
+                    let foreign = Vote::cast(
+                        &self.ids[v],
+                        &self.sibling,
+                        vote.previous_block,
+                        vote.voting_for_block,
+                        Ok(()),
+                        vote.timestamp,
+                    );
+                    replayed.push(Rc::new(Message::Vote { vote: foreign }.to_bytes()));
+                }
+                for j in targets {
+                    for m in &replayed {
+                        self.transmit(i, j, m.clone());
+                    }
+                }
+            }
+            (
+                Behaviour::CrossNetwork,
+                Some(Message::Timeout {
+                    timeout, high_qc, ..
+                }),
+            ) => {
+                // A quorum's timeouts for round r + 3 signed on the sibling network, each
+                // claiming nothing certified (high-QC round 0), form that network's
+                // certificate; our own timeout for r + 4 on this network rides on it.
+                let r = timeout.round.saturating_add(3);
+                let foreign: Vec<Timeout> = (0..self.sc.validators)
+                    .map(|v| Timeout::sign(&self.ids[v], &self.sibling, r, 0))
+                    .collect();
+                let tc = TimeoutCertificate::from_timeouts(&foreign, r);
+                let own = Timeout::sign(
+                    &self.ids[i],
+                    &self.genesis.chain_id(),
+                    r + 1,
+                    timeout.high_qc_round,
+                );
+                let forged = Rc::new(
+                    Message::Timeout {
+                        timeout: own,
+                        high_qc: high_qc.clone(),
+                        last_tc: Some(tc),
+                    }
+                    .to_bytes(),
+                );
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                    self.transmit(i, j, forged.clone());
+                }
+            }
+            (
+                Behaviour::BackDating,
+                Some(Message::Contribution {
+                    round,
+                    parent,
+                    contributor,
+                    transactions,
+                }),
+            ) => {
+                let mut transactions = transactions.clone();
+                transactions.push(self.backdated_tx(i));
+                let bad = Message::Contribution {
+                    round: *round,
+                    parent: *parent,
+                    contributor: contributor.clone(),
+                    transactions,
+                };
+                let bb = Rc::new(bad.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bb.clone());
+                }
+            }
+            (Behaviour::BackDating, Some(Message::Proposal { block })) => {
+                let bad = self.backdated_block(i, block);
+                for j in targets {
+                    self.transmit(i, j, bad.clone().unwrap_or_else(|| bytes.clone()));
+                }
+            }
             (Behaviour::Malformed, _) => {
                 for j in targets {
                     self.transmit(i, j, bytes.clone());
@@ -1029,6 +1157,59 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// One of node `i`'s own transactions, signed `max_tx_age_ms` + 1 s before its clock (so no
+    /// block of now may hold it), remembered as one that must never commit.
+    fn backdated_tx(&mut self, i: usize) -> Transaction {
+        self.nonce += 1;
+        let at = self
+            .clock(i)
+            .saturating_sub(self.genesis.timing.max_tx_age_ms + 1_000);
+        let tx = access_tx(
+            &self.ids[i],
+            &self.genesis.chain_id(),
+            &self.net,
+            self.nonce,
+            at,
+            &mut self.rng,
+        );
+        self.backdated.insert(tx.id());
+        self.submitted.insert(tx.id(), (*tx.signature(), false));
+        tx
+    }
+
+    /// `block` re-assembled by its (byzantine) miner with a back-dated transaction of its own
+    /// added, signed by the miner alone (`None` if it cannot be built).
+    fn backdated_block(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
+        let tip = self.nodes[i].as_ref()?.block_tip(&block.header.prev)?;
+        let old = self.backdated_tx(i);
+        let me = &self.ids[i];
+        let vrf = VrfSecret::derive(me).ok()?;
+        let mut own: Vec<Transaction> = block
+            .transactions
+            .iter()
+            .filter(|t| *t.contributor() == me.verify_key())
+            .cloned()
+            .collect();
+        own.push(old);
+        let tickets = vec![contributor_ticket(&self.genesis, &tip, me, &vrf)];
+        let draft = BlockDraft::assemble(
+            &self.genesis,
+            &tip,
+            block.header.round,
+            me,
+            &vrf,
+            block.header.timestamp_ms,
+            own,
+            &tickets,
+            block.header.parent_qc.clone(),
+            block.header.timeout_cert.clone(),
+        )
+        .ok()?;
+        let sig = draft.sign_as_contributor(me);
+        let bad = draft.finish(me, &[(me.verify_key(), sig)]).ok()?;
+        Some(Rc::new(Message::Proposal { block: bad }.to_bytes()))
     }
 
     /// A second valid block for the same round and parent as `block`, holding only the

@@ -277,3 +277,46 @@ fn a_slow_member_is_not_starved_while_every_round_is_certified() {
         assert!(r.max_commit_latency_ms < 5_000, "{r:?}");
     }
 }
+
+#[test]
+fn messages_replayed_from_a_sibling_network_are_dropped_and_change_nothing() {
+    // Issue #12: a byzantine validator replays every validator's votes signed on a sibling
+    // network (same keys, another genesis) and rides timeouts on a sibling-network timeout
+    // certificate that claims nothing was certified. Honest nodes drop each one; the network
+    // stays safe and commits every honest transaction.
+    let mut certificates = 0;
+    let mut votes = 0;
+    for seed in 81..87 {
+        let mut s = Scenario::calm(seed, 4);
+        s.byzantine = vec![(1, Behaviour::CrossNetwork)];
+        s.loss_per_mille = 20;
+        s.txs = 8;
+        let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(r.honest_committed_txs, r.honest_txs, "{r:?}");
+        certificates += r.drops.get("BadCertificate").copied().unwrap_or(0);
+        votes += r.drops.get("BadVote").copied().unwrap_or(0);
+    }
+    assert!(votes > 0, "no replayed vote was ever sent");
+    assert!(
+        certificates > 0,
+        "no replayed timeout certificate was ever sent"
+    );
+}
+
+#[test]
+fn back_dated_transactions_never_commit() {
+    // Issue #12: a byzantine validator adds a transaction signed `max_tx_age_ms` + 1 s ago to
+    // each contribution and, as miner, proposes blocks holding one. The simulator fails the
+    // run if any committed transaction's time does not fit its block's; honest miners leave
+    // them out and honest validators refuse such a block.
+    let mut invalid_blocks = 0;
+    for seed in 91..97 {
+        let mut s = Scenario::calm(seed, 4);
+        s.byzantine = vec![(first_miner(&s), Behaviour::BackDating)];
+        s.txs = 8;
+        let r = sim::run(s).unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(r.honest_committed_txs, r.honest_txs, "{r:?}");
+        invalid_blocks += r.drops.get("InvalidBlock").copied().unwrap_or(0);
+    }
+    assert!(invalid_blocks > 0, "no back-dated block was ever proposed");
+}
