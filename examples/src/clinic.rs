@@ -202,14 +202,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     for inst in &institutions {
         let envelope = network_key.wrap_for(&inst.id.public(), &mut UnwrapErr(SysRng))?;
         let key = NetworkKey::unwrap_from(&envelope, &inst.id)?;
-        let restored = Identity::restore_backup(
-            &inst.id.export_backup(
-                b"node-hsm",
-                BackupParams::dangerous_test_only(),
-                &mut UnwrapErr(SysRng),
-            )?,
-            b"node-hsm",
-        )?;
+        // The node holds its own copy of the institution's identity (zeroized on drop).
+        let restored = inst.id.duplicate();
         let mut cfg = NodeConfig::new(genesis.clone(), restored);
         cfg.network = Some(key);
         nodes.push(Node::new(cfg, start)?);

@@ -28,17 +28,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A copy of a core identity (through a fast in-memory backup: identities are not `Clone`).
-    pub(crate) fn copy_of(id: &CoreIdentity) -> Result<Self> {
-        let pw = b"in-memory copy";
-        let backup = id.export_backup(
-            pw,
-            BackupParams::dangerous_test_only(),
-            &mut UnwrapErr(SysRng),
-        )?;
-        Ok(Self {
-            inner: CoreIdentity::restore_backup(&backup, pw)?,
-        })
+    /// An explicit, zeroizing copy of a core identity (`Identity::duplicate`: no backup, no
+    /// password).
+    pub(crate) fn copy_of(id: &CoreIdentity) -> Self {
+        Self {
+            inner: id.duplicate(),
+        }
     }
 }
 

@@ -117,7 +117,7 @@ impl LocalNetwork {
 
     /// Node `index`'s identity (validators first, then members): an institution.
     fn node(&self, index: usize) -> Result<Identity> {
-        self.with(|s| Identity::copy_of(&s.net.nodes[Self::node_index(s, index)?]))
+        self.with(|s| Ok(Identity::copy_of(&s.net.nodes[Self::node_index(s, index)?])))
     }
 
     /// How many nodes.
