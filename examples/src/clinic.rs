@@ -14,6 +14,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use getrandom::SysRng;
 use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
     deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
@@ -27,10 +28,11 @@ use medchain_core::hash::TxId;
 use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::protocol::{IndexMaterial, Node, NodeConfig};
-use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
+use medchain_fhir::{seal_validated, Options};
 use medchain_store::Ledger;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use cluster::Cluster;
 
@@ -98,24 +100,28 @@ fn say(line: impl AsRef<str>) {
 /// filter (the record id and the writer's trapdoors).
 type Indexed = (Vec<u8>, IndexMaterial);
 
-/// A record as its contributing hospital prepares it: sealed for the patient and itself, its
-/// secure-index entry written with the patient's writer key.
+/// A record as its contributing hospital prepares it: validated against the network's FHIR
+/// profile, sealed for the patient and itself, its secure-index entry written with the
+/// patient's writer key.
 fn prepare_record(
     fhir: &str,
     patient: &Identity,
     hospital: &Institution,
+    options: &Options,
 ) -> Result<(SealedRecord, TxBody, Option<Indexed>), Box<dyn Error>> {
-    let sealed = seal_record(
+    let sealed = seal_validated(
         fhir.as_bytes(),
+        options,
         &patient.public(),
         &[hospital.id.public()],
-        &mut OsRng,
-    )?;
+        &mut UnwrapErr(SysRng),
+    )?
+    .record;
     let keywords = extract_keywords(&serde_json::from_str(fhir)?)?;
     // At enrolment the patient's wallet handed the hospital a writer key for its records.
     let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
     let trapdoors = writer.trapdoors(keywords.iter());
-    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut OsRng)?;
+    let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut UnwrapErr(SysRng))?;
     let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
     let material = IndexMaterial {
         record_id: sealed.record_id(),
@@ -156,10 +162,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     .into_iter()
     .map(|name| Institution {
         name,
-        id: Identity::generate(&mut OsRng),
+        id: Identity::generate(&mut UnwrapErr(SysRng)),
     })
     .collect();
-    let network_key = NetworkKey::generate(&mut OsRng);
+    let network_key = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let members = institutions
         .iter()
         .enumerate()
@@ -185,17 +191,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     say(format!("genesis {} — {} trusted validators, {} members, quorum {} of {}, tolerates {} faulty validator(s)",
         &genesis.hash().to_string()[..16], genesis.validators().len(), genesis.members.len(),
         genesis.quorum_size(), genesis.validators().len(), genesis.fault_tolerance()));
+    // Writers validate every record against the network's FHIR profile before sealing it.
+    let fhir_options = Options::for_genesis(&genesis);
+    say(format!(
+        "FHIR profile chosen at genesis: {} (records are validated before sealing)",
+        genesis.fhir_profile().name()
+    ));
     // The founder wraps the network key for every node (X25519 + HKDF + AES-GCM).
     let mut nodes = Vec::new();
     for inst in &institutions {
-        let envelope = network_key.wrap_for(&inst.id.public(), &mut OsRng)?;
+        let envelope = network_key.wrap_for(&inst.id.public(), &mut UnwrapErr(SysRng))?;
         let key = NetworkKey::unwrap_from(&envelope, &inst.id)?;
-        let restored = Identity::restore_backup(
-            &inst
-                .id
-                .export_backup(b"node-hsm", BackupParams::dangerous_test_only(), &mut OsRng)?,
-            b"node-hsm",
-        )?;
+        // The node holds its own copy of the institution's identity (zeroized on drop).
+        let restored = inst.id.duplicate();
         let mut cfg = NodeConfig::new(genesis.clone(), restored);
         cfg.network = Some(key);
         nodes.push(Node::new(cfg, start)?);
@@ -211,7 +219,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let mut net = Cluster::new(nodes, start);
     let own_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     let mut ledger = Ledger::create_sqlite(&path, &genesis, own_key)?;
@@ -223,7 +231,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         network_key.export_protected(
             DEMO_PASSPHRASE.as_bytes(),
             BackupParams::RECOMMENDED,
-            &mut OsRng,
+            &mut UnwrapErr(SysRng),
         )?,
     )?;
     say(format!(
@@ -234,12 +242,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(2, "Patients enrol");
-    let alice = Identity::generate(&mut OsRng);
-    let bob = Identity::generate(&mut OsRng);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let bob = Identity::generate(&mut UnwrapErr(SysRng));
     let backup = alice.export_backup(
         b"correct horse battery staple",
         BackupParams::RECOMMENDED,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     let alice_on_new_phone = Identity::restore_backup(&backup, b"correct horse battery staple")?;
     say(format!("Alice's wallet: {}", alice.public().to_text()));
@@ -249,9 +257,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         alice_on_new_phone.public() == alice.public()
     ));
     say(format!("Bob's wallet:   {}", bob.public().to_text()));
-    let dr_ruiz = Identity::generate(&mut OsRng);
-    let dr_okafor = Identity::generate(&mut OsRng);
-    let dr_chen = Identity::generate(&mut OsRng);
+    let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_okafor = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_chen = Identity::generate(&mut UnwrapErr(SysRng));
     let day = 86_400_000;
     let ruiz_cred = Credential::issue(
         &institutions[0].id,
@@ -303,7 +311,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 body,
                 entry,
                 &network_key,
-                &mut OsRng,
+                &mut UnwrapErr(SysRng),
             )?;
             pending.push(tx.id());
             txs.push((tx, material));
@@ -346,20 +354,21 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // ------------------------------------------------------------------------------------
     chapter(3, "Hospitals add FHIR records");
-    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0])?;
+    let (a1c, body, entry) = prepare_record(HBA1C, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0])?;
+    let (_dm, body, entry) = prepare_record(DIABETES, &alice, &institutions[0], &fhir_options)?;
     submit!(&mut net, 0, &body, entry, &mut pending)?;
-    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2])?;
+    let (hiv, body, entry) = prepare_record(HIV_TEST, &alice, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (allergy, body, entry) = prepare_record(BOB_ALLERGY, &bob, &institutions[2])?;
+    let (allergy, body, entry) =
+        prepare_record(BOB_ALLERGY, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2])?;
+    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
     say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
     say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");
     commit(&mut net, &mut ledger, &mut pending)?;
-    let stranger = Identity::generate(&mut OsRng);
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
     net.inject(
         1,
         stranger.verify_key(),
@@ -454,7 +463,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -490,7 +499,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -508,7 +517,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     )?;
     submit_all(
         &mut net,
@@ -619,7 +628,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         ledger.view(),
         net.now_ms,
-        &mut OsRng,
+        &mut UnwrapErr(SysRng),
     ) {
         Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),
         other => return Err(format!("expected a denial, got {other:?}").into()),
@@ -631,7 +640,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         purpose: "TREAT".into(),
         consent_id: Some(consent.id().to_byte_array()),
         credential: None,
-        envelope: Some(a1c.share_with(&institutions[0].id, &dr_ruiz.public(), &mut OsRng)?),
+        envelope: Some(a1c.share_with(
+            &institutions[0].id,
+            &dr_ruiz.public(),
+            &mut UnwrapErr(SysRng),
+        )?),
     };
     let mut rogue_ids = Vec::new();
     submit!(&mut net, 0, &rogue, None, &mut rogue_ids)?;
@@ -665,7 +678,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let edited = tamper_with_block(&copy, 3)?;
     say(format!("an administrator edits one byte of block {edited} directly in a copy of the SQLite file ({})", copy.display()));
     let reopen_key = NetworkKey::unwrap_from(
-        &network_key.wrap_for(&institutions[0].id.public(), &mut OsRng)?,
+        &network_key.wrap_for(&institutions[0].id.public(), &mut UnwrapErr(SysRng))?,
         &institutions[0].id,
     )?;
     match Ledger::open_sqlite(&copy, reopen_key).and_then(|l| l.verify(|_| {})) {

@@ -16,7 +16,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use medchain_core::hash::RecordId;
 use medchain_core::index::{
     search, search_exhaustive, BlockContext, BlockFilter, BlockIndex, BlockIndexBuilder,
@@ -24,7 +24,7 @@ use medchain_core::index::{
     SearchableBlock, Trapdoor,
 };
 use medchain_core::keys::Identity;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::Sha256;
 

@@ -12,7 +12,7 @@
 //! validators: re-evaluate both against the consents in force (class level, block time)
 //! ```
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -144,7 +144,7 @@ pub fn record_class(payload: &[u8]) -> Result<RecordClass, fhir::FhirError> {
 /// [`AccessError::ResearchNeedsDeidentification`], [`AccessError::Denied`] with the readable
 /// reason, [`AccessError::Rule`] with the rule validators would apply, [`AccessError::Seal`],
 /// [`AccessError::State`].
-pub fn release_key<R: RngCore + CryptoRng>(
+pub fn release_key<R: Rng + CryptoRng>(
     holder: &Identity,
     sealed: &SealedRecord,
     request: ReleaseRequest,
@@ -216,7 +216,8 @@ pub fn release_key<R: RngCore + CryptoRng>(
     })
 }
 
-/// An audit entry as a FHIR R4 `AuditEvent`.
+/// An audit entry as a FHIR R4 `AuditEvent`: `recorded` is the block's time (checked by the
+/// validators); the time the transaction claimed is the extension `urn:medchain:claimed-time`.
 pub fn audit_event(entry: &AuditEntry) -> Value {
     let (subtype, action) = match entry.kind {
         AuditKind::KeyShared => ("disclose", "E"),
@@ -237,7 +238,10 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
     json!({
         "resourceType": "AuditEvent",
         "id": entry.tx_id.to_string(),
-        "extension": [{"url": "urn:medchain:break-glass", "valueBoolean": entry.emergency}],
+        "extension": [
+            {"url": "urn:medchain:break-glass", "valueBoolean": entry.emergency},
+            {"url": "urn:medchain:claimed-time", "valueInstant": fhir::format_instant(entry.claimed_at_ms)}
+        ],
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
         "action": action,

@@ -23,7 +23,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use crate::election::{self, ElectionSeed, ElectionTicket, VrfSecret};
@@ -312,7 +312,7 @@ pub fn contribution_hash(draft: &BlockHash, segment: Option<&[u8; 32]>) -> [u8; 
 ///
 /// # Errors
 /// A [`FilterError`] when a trapdoor does not match its entry or the segment cannot be built.
-pub fn contributor_segment<'a, R: RngCore + CryptoRng>(
+pub fn contributor_segment<'a, R: Rng + CryptoRng>(
     merkle_root: MerkleRoot,
     indexed_leaves: &[[u8; 32]],
     mut mine: impl FnMut(&[u8; 32]) -> Option<(&'a IndexedRecord, &'a [Trapdoor])>,

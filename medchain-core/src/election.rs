@@ -370,7 +370,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(11);
         for _ in 0..200 {
             let mut forged = [0u8; TICKET_LEN];
-            rand_core::RngCore::fill_bytes(&mut rng, &mut forged);
+            rand_core::Rng::fill_bytes(&mut rng, &mut forged);
             let forged = ElectionTicket::from_byte_array(forged);
             assert!(vrf.public().verify(&input, &forged).is_err());
         }

@@ -2,7 +2,9 @@
 //!
 //! A record is a FHIR R4 resource in JSON. Before a record is sealed, [`parse_resource`] checks
 //! that the bytes are a JSON object whose `resourceType` names a resource of FHIR R4 (4.0.1).
-//! Error messages never quote the input: it may be health data.
+//! Full validation (structure, required bindings, US Core, Bundles) is the writers' job, in the
+//! `medchain-fhir` crate, before they seal (`docs/fhir.md`). Error messages never quote the
+//! input: it may be health data.
 
 use serde_json::Value;
 use thiserror::Error;

@@ -16,7 +16,7 @@
 
 use std::any::type_name;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{Infallible, TryCryptoRng, TryRng};
 
 use crate::encoding::{Decode, Encode};
 use crate::fhir;
@@ -79,18 +79,19 @@ impl FixedRng {
     }
 }
 
-impl RngCore for FixedRng {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for FixedRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         for byte in dest {
             if self.used == 32 {
                 self.buf = tagged_hash_parts(
@@ -103,15 +104,12 @@ impl RngCore for FixedRng {
             *byte = self.buf[self.used];
             self.used += 1;
         }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
 // Needed to call the key constructors; the keys made are public test fixtures (see above).
-impl CryptoRng for FixedRng {}
+impl TryCryptoRng for FixedRng {}
 
 /// A fixed identity whose secret is public. Seed records are sealed to it and seed envelopes
 /// addressed to it, so fuzzing reaches the decryption paths. Never use it for real data.
@@ -260,31 +258,29 @@ pub fn restore_backup(data: &[u8]) {
 /// Replays fixed bytes as "randomness" (used to re-export a backup with its own salt and nonce).
 struct ReplayRng<'a>(&'a [u8]);
 
-impl RngCore for ReplayRng<'_> {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for ReplayRng<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         let n = dest.len().min(self.0.len());
         dest[..n].copy_from_slice(&self.0[..n]);
         dest[n..].fill(0);
         self.0 = &self.0[n..];
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
 // Only replays bytes that came from the input, to reproduce it; never used to make secrets.
-impl CryptoRng for ReplayRng<'_> {}
+impl TryCryptoRng for ReplayRng<'_> {}
 
 /// A FHIR R4 resource check. An accepted resource, serialized again, must be accepted again as
 /// the same resource type.

@@ -2,8 +2,9 @@
 //!
 //! Genesis names the chain, the member nodes (institutions that may contribute transactions)
 //! and among them the **trusted validators** that vote and mine, the fingerprint of the
-//! network-shared key, the vote quorum, and the protocol's timing. Its tagged hash
-//! (`medchain/v1/genesis`) is the chain id and the hash of block 0.
+//! network-shared key, the vote quorum, the protocol's timing, and the FHIR profile level that
+//! writers validate records against ([`FhirProfile`]). Its tagged hash (`medchain/v1/genesis`)
+//! is the chain id and the hash of block 0.
 
 use std::fmt;
 
@@ -14,7 +15,8 @@ use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, tagged_hash, BlockHash, ChainId};
 use crate::keys::{PublicIdentity, VerifyKey};
 
-/// Format version of [`Genesis`]. Version 2: `timing.max_tx_age_ms`.
+/// Format version of [`Genesis`]. Version 2 added `timing.max_tx_age_ms` and the FHIR profile
+/// byte at the end.
 pub const GENESIS_VERSION: u8 = 2;
 
 /// Most members a network may have.
@@ -102,6 +104,56 @@ impl Timing {
     };
 }
 
+/// The FHIR profile level a network's writers validate records against before sealing them
+/// (`docs/fhir.md`). Chosen once, at genesis; encoded as one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum FhirProfile {
+    /// Base FHIR R4 (4.0.1): structure, primitive formats and the required bindings medchain
+    /// relies on (tag `0`).
+    #[default]
+    BaseR4,
+    /// Base R4 plus the US Core required and must-support elements of the resources the index
+    /// and the research export read (tag `1`).
+    UsCore,
+}
+
+impl FhirProfile {
+    /// The encoding tag.
+    pub fn tag(self) -> u8 {
+        match self {
+            Self::BaseR4 => 0,
+            Self::UsCore => 1,
+        }
+    }
+
+    /// The profile of an encoding tag.
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            0 => Some(Self::BaseR4),
+            1 => Some(Self::UsCore),
+            _ => None,
+        }
+    }
+
+    /// A short name: `"r4"` or `"us-core"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BaseR4 => "r4",
+            Self::UsCore => "us-core",
+        }
+    }
+
+    /// The profile of a short name ([`FhirProfile::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "r4" => Some(Self::BaseR4),
+            "us-core" => Some(Self::UsCore),
+            _ => None,
+        }
+    }
+}
+
 /// The genesis configuration.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Genesis {
@@ -119,6 +171,7 @@ pub struct Genesis {
     pub timing: Timing,
     /// Most transactions in one block.
     pub max_block_txs: u32,
+    fhir_profile: FhirProfile,
     validators: Vec<VerifyKey>,
     hash: BlockHash,
 }
@@ -130,6 +183,7 @@ impl fmt::Debug for Genesis {
             .field("hash", &self.hash)
             .field("members", &self.members.len())
             .field("validators", &self.validators.len())
+            .field("fhir_profile", &self.fhir_profile)
             .finish_non_exhaustive()
     }
 }
@@ -167,7 +221,8 @@ pub enum GenesisError {
 }
 
 impl Genesis {
-    /// Builds and checks a genesis configuration. Members are sorted by signing key.
+    /// Builds and checks a genesis configuration. Members are sorted by signing key. The FHIR
+    /// profile is [`FhirProfile::BaseR4`]; [`Genesis::with_fhir_profile`] chooses another.
     ///
     /// # Errors
     /// A [`GenesisError`] for an unusable configuration.
@@ -224,11 +279,30 @@ impl Genesis {
             quorum,
             timing,
             max_block_txs,
+            fhir_profile: FhirProfile::BaseR4,
             validators,
             hash: BlockHash::default(),
         };
-        g.hash = BlockHash::from_byte_array(tagged_hash(domain::GENESIS, &g.to_bytes()));
+        g.rehash();
         Ok(g)
+    }
+
+    fn rehash(&mut self) {
+        self.hash = BlockHash::from_byte_array(tagged_hash(domain::GENESIS, &self.to_bytes()));
+    }
+
+    /// The same configuration with writers validating records against `profile` (a different
+    /// network: the genesis hash changes).
+    #[must_use]
+    pub fn with_fhir_profile(mut self, profile: FhirProfile) -> Self {
+        self.fhir_profile = profile;
+        self.rehash();
+        self
+    }
+
+    /// The FHIR profile level writers validate records against before sealing them.
+    pub fn fhir_profile(&self) -> FhirProfile {
+        self.fhir_profile
     }
 
     /// The genesis hash: the chain id, and the hash of block 0.
@@ -296,6 +370,7 @@ impl Encode for Genesis {
         out.put_u64(self.timing.max_clock_skew_ms);
         out.put_u64(self.timing.max_tx_age_ms);
         out.put_u32(self.max_block_txs);
+        out.put_u8(self.fhir_profile.tag());
     }
 }
 
@@ -319,6 +394,11 @@ impl Decode for Genesis {
             max_tx_age_ms: r.u64()?,
         };
         let max_block_txs = r.u32()?;
+        let tag = r.u8()?;
+        let fhir_profile = FhirProfile::from_tag(tag).ok_or(DecodeError::UnknownTag {
+            what: "FHIR profile",
+            tag: u64::from(tag),
+        })?;
         Self::new(
             chain_name,
             created_at_ms,
@@ -335,6 +415,7 @@ impl Decode for Genesis {
                 reason: "configuration is not usable",
             },
         })
+        .map(|g| g.with_fhir_profile(fhir_profile))
     }
 }
 
@@ -389,6 +470,42 @@ pub(crate) mod tests {
             assert_eq!(g.quorum_size(), q, "n={n}");
             assert_eq!(g.fault_tolerance(), f, "n={n}");
         }
+    }
+
+    #[test]
+    fn fhir_profile_is_encoded_and_changes_the_chain() {
+        let (g, _) = network(4, 0, 9);
+        assert_eq!(g.fhir_profile(), FhirProfile::BaseR4);
+        let us = g.clone().with_fhir_profile(FhirProfile::UsCore);
+        assert_ne!(us.hash(), g.hash(), "another profile is another network");
+        let bytes = us.to_bytes();
+        assert_eq!(bytes[0], GENESIS_VERSION);
+        assert_eq!(*bytes.last().unwrap(), 1);
+        let back = Genesis::from_bytes(&bytes).unwrap();
+        assert_eq!(back, us);
+        assert_eq!(back.hash(), us.hash());
+        assert_eq!(back.fhir_profile(), FhirProfile::UsCore);
+        // An unknown profile tag, a version-1 genesis (no profile byte) and a missing byte are
+        // refused.
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert_eq!(
+            Genesis::from_bytes(&bad).unwrap_err().to_string(),
+            "FHIR profile: unknown tag 2"
+        );
+        let mut v1 = bytes.clone();
+        v1[0] = 1;
+        v1.pop();
+        assert!(matches!(
+            Genesis::from_bytes(&v1),
+            Err(DecodeError::UnknownVersion { found: 1, .. })
+        ));
+        assert!(Genesis::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        for p in [FhirProfile::BaseR4, FhirProfile::UsCore] {
+            assert_eq!(FhirProfile::from_tag(p.tag()), Some(p));
+            assert_eq!(FhirProfile::from_name(p.name()), Some(p));
+        }
+        assert_eq!(FhirProfile::from_name("R4"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -395,7 +395,7 @@ pub struct Identity {
 
 impl Identity {
     /// A new identity from a cryptographic RNG.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
         let mut sign = Zeroizing::new([0u8; 32]);
         let mut agree = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *sign);
@@ -492,7 +492,7 @@ impl Identity {
     ///
     /// # Errors
     /// [`BackupError::UnsupportedParams`] for cost parameters out of range.
-    pub fn export_backup<R: RngCore + CryptoRng>(
+    pub fn export_backup<R: Rng + CryptoRng>(
         &self,
         password: &[u8],
         params: BackupParams,
@@ -523,7 +523,7 @@ impl Identity {
 /// Encrypts `secret` under `password` (Argon2id + AES-256-GCM), bound to the purpose `label`:
 /// `version || m || t || p || salt || nonce || bytes(ciphertext)` with associated data
 /// `label || header`.
-pub(crate) fn password_seal<R: RngCore + CryptoRng>(
+pub(crate) fn password_seal<R: Rng + CryptoRng>(
     secret: &[u8],
     label: &str,
     password: &[u8],

@@ -4,18 +4,19 @@
 //! Kyslyi and Pysmennyi (2017) and the Mayo Clinic design of Peterson et al. (2016).
 //!
 //! This crate does no I/O, reads no clock and starts no threads: time arrives as an argument,
-//! randomness as an `RngCore + CryptoRng`, and messages as values. Everything that is hashed or
+//! randomness as an `Rng + CryptoRng`, and messages as values. Everything that is hashed or
 //! signed goes through one canonical codec ([`encoding`], specified in `docs/encoding.md`).
 //!
 //! ```
 //! use medchain_core::keys::Identity;
 //! use medchain_core::seal::{seal_record, NetworkKey};
-//! use rand_core::OsRng;
+//! use getrandom::SysRng;
+//! use rand_core::UnwrapErr;
 //!
-//! let patient = Identity::generate(&mut OsRng);
-//! let hospital = Identity::generate(&mut OsRng);
+//! let patient = Identity::generate(&mut UnwrapErr(SysRng));
+//! let hospital = Identity::generate(&mut UnwrapErr(SysRng));
 //! let fhir = br#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"}}"#;
-//! let sealed = seal_record(fhir, &patient.public(), &[hospital.public()], &mut OsRng)?;
+//! let sealed = seal_record(fhir, &patient.public(), &[hospital.public()], &mut UnwrapErr(SysRng))?;
 //! let opened = sealed.open(&patient)?;
 //! assert_eq!(opened.payload(), fhir);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -17,10 +17,10 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -79,7 +79,7 @@ pub enum SealError {
 struct DataKey(Zeroizing<[u8; 32]>);
 
 impl DataKey {
-    fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *k);
         Self(k)
@@ -153,7 +153,7 @@ impl KeyEnvelope {
     ///
     /// # Errors
     /// [`SealError::NonContributory`] for a low-order recipient key.
-    fn wrap<R: RngCore + CryptoRng>(
+    fn wrap<R: Rng + CryptoRng>(
         secret: &[u8; 32],
         recipient: &AgreementKey,
         context: &[u8],
@@ -299,10 +299,14 @@ fn record_aad(
 /// Seals a FHIR R4 resource for its patient and the given extra readers (for example the
 /// contributing institution).
 ///
+/// This checks only that the payload is a JSON object naming an R4 resource type. Writers seal
+/// through `medchain_fhir::seal_validated`, which first validates the resource against the
+/// network's FHIR profile and seals nothing invalid (`docs/fhir.md`).
+///
 /// # Errors
 /// [`SealError::NotFhir`] if the payload is not a FHIR R4 resource,
 /// [`SealError::NonContributory`] for an unusable reader key, [`SealError::TooManyReaders`].
-pub fn seal_record<R: RngCore + CryptoRng>(
+pub fn seal_record<R: Rng + CryptoRng>(
     payload: &[u8],
     patient: &PublicIdentity,
     readers: &[PublicIdentity],
@@ -443,7 +447,7 @@ impl SealedRecord {
     /// # Errors
     /// As [`SealedRecord::open`] for the holder, and [`SealError::NonContributory`] for an
     /// unusable reader key.
-    pub fn share_with<R: RngCore + CryptoRng>(
+    pub fn share_with<R: Rng + CryptoRng>(
         &self,
         holder: &Identity,
         reader: &PublicIdentity,
@@ -517,7 +521,7 @@ const NETWORK_KEY_CONTEXT: &[u8] = b"medchain/v1/network-key";
 
 impl NetworkKey {
     /// A fresh random network key.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *k);
         Self(k)
@@ -538,7 +542,7 @@ impl NetworkKey {
     }
 
     /// Encrypts `plaintext` for every holder of the network key, bound to `aad`.
-    pub fn seal<R: RngCore + CryptoRng>(
+    pub fn seal<R: Rng + CryptoRng>(
         &self,
         plaintext: &[u8],
         aad: &[u8],
@@ -584,7 +588,7 @@ impl NetworkKey {
     ///
     /// # Errors
     /// [`SealError::NonContributory`] for an unusable node key.
-    pub fn wrap_for<R: RngCore + CryptoRng>(
+    pub fn wrap_for<R: Rng + CryptoRng>(
         &self,
         node: &PublicIdentity,
         rng: &mut R,
@@ -597,7 +601,7 @@ impl NetworkKey {
     ///
     /// # Errors
     /// [`crate::keys::BackupError::UnsupportedParams`] for cost parameters out of range.
-    pub fn export_protected<R: RngCore + CryptoRng>(
+    pub fn export_protected<R: Rng + CryptoRng>(
         &self,
         password: &[u8],
         params: crate::keys::BackupParams,

@@ -23,7 +23,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use crate::credential::Credential;
@@ -579,7 +579,7 @@ impl Transaction {
     /// [`TxError::UnexpectedIndexEntry`] if a non-record body carries an index entry,
     /// [`TxError::IndexEntryTooLarge`], or a body check failure ([`TxBody::check`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn create<R: RngCore + CryptoRng>(
+    pub fn create<R: Rng + CryptoRng>(
         contributor: &Identity,
         chain: &ChainId,
         timestamp_ms: u64,

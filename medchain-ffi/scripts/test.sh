@@ -39,12 +39,12 @@ step "build libmedchain_ffi (release cdylib)"
 cargo build --locked --release -q -p medchain-ffi --lib
 test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }
 
-step "generate the bindings in library mode (Kotlin, Swift, Python)"
+step "generate the bindings from the library (Kotlin, Swift, Python)"
 cargo build --locked --release -q -p medchain-ffi --features cli --bin uniffi-bindgen
 bindgen="$target/release/uniffi-bindgen"
 for lang in kotlin swift python; do
     # Run from the crate so library mode finds uniffi.toml through cargo metadata.
-    (cd "$here" && "$bindgen" generate --library "$lib" --language "$lang" --no-format \
+    (cd "$here" && "$bindgen" generate "$lib" --language "$lang" --no-format \
         --out-dir "$out/$lang" > "$out/bindgen-$lang.log")
 done
 test -f "$out/kotlin/org/medchain/wallet/medchain_ffi.kt"
@@ -112,7 +112,7 @@ py=python3
 if ! "$py" -c "import pytest" 2>/dev/null; then
     "$py" -m venv "$target/medchain-ffi-venv"
     py="$target/medchain-ffi-venv/bin/python"
-    "$py" -m pip install --quiet --disable-pip-version-check "pytest==8.3.3"
+    "$py" -m pip install --quiet --disable-pip-version-check "pytest==9.2.0"
 fi
 set +e
 (cd "$out" && PYTHONPATH="$out/python" MEDCHAIN_FIXTURES="$out/fixtures" \

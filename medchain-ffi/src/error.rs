@@ -18,6 +18,7 @@ use medchain_core::keys::{BackupError, IdentityTextError};
 use medchain_core::light::InclusionError;
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
+use medchain_fhir::InvalidResource;
 
 /// A wallet operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -77,6 +78,14 @@ pub enum WalletError {
     NotFhir {
         /// Why.
         reason: String,
+    },
+    /// FHIR R4 JSON that fails validation (structure, required bindings): nothing was signed.
+    /// Each issue reads `error at Consent.provision.type: the code is not in the required
+    /// value set ...`; none quotes the input.
+    #[error("not valid FHIR R4: {}", .issues.first().map_or("", String::as_str))]
+    InvalidFhir {
+        /// The problems, errors first.
+        issues: Vec<String>,
     },
     /// A signed request does not verify.
     #[error("the request's signature does not verify")]
@@ -298,6 +307,14 @@ impl From<FhirError> for WalletError {
     }
 }
 
+impl From<InvalidResource> for WalletError {
+    fn from(e: InvalidResource) -> Self {
+        Self::InvalidFhir {
+            issues: e.report.issues().iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
 impl From<ConsentError> for WalletError {
     fn from(e: ConsentError) -> Self {
         match e {
@@ -411,6 +428,20 @@ mod tests {
             .to_string(),
             "wallet store: storage failed: disk full"
         );
+        let report = medchain_fhir::check(
+            br#"{"resourceType":"Consent","status":"approved"}"#,
+            &medchain_fhir::Options::default(),
+        )
+        .unwrap_err();
+        let e = WalletError::from(report);
+        let WalletError::InvalidFhir { issues } = &e else {
+            panic!("{e}")
+        };
+        assert!(issues.contains(&"error at Consent.scope: required element missing".to_owned()));
+        assert!(e
+            .to_string()
+            .starts_with("not valid FHIR R4: error at Consent."));
+        assert!(!e.to_string().contains("approved"));
         assert_eq!(
             StoreError::from(uniffi::UnexpectedUniFFICallbackError::new("NPE")).to_string(),
             "unexpected error from the store: NPE"

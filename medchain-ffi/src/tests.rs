@@ -299,6 +299,20 @@ fn consents_are_signed_verifiable_and_accepted() {
         consent::inspect_signed_request(signed.body.clone(), staging_net).unwrap_err(),
         WalletError::BadSignature
     );
+    // A Consent medchain could read but that is not valid FHIR R4 is refused with its paths.
+    let mut odd: serde_json::Value =
+        serde_json::from_str(signed.fhir_json.as_deref().unwrap()).unwrap();
+    odd["colour"] = "red".into();
+    odd["status"] = "approved".into();
+    let e = w.sign_fhir_consent(odd.to_string()).unwrap_err();
+    let WalletError::InvalidFhir { issues } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(issues.contains(&"error at Consent.colour: unknown element".to_owned()));
+    assert!(issues
+        .iter()
+        .any(|i| i.starts_with("error at Consent.status: the code is not in")));
+    assert!(!e.to_string().contains("approved"));
     // Another patient's FHIR consent is not signed by this wallet.
     let other = Wallet::create(store(), "x".into()).unwrap();
     other.trust_network(file("genesis.bin"), None).unwrap();

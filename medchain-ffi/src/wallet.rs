@@ -15,13 +15,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use getrandom::SysRng;
 use medchain_core::consent::{consent_from_fhir, Consent, ConsentId};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::hash::{domain, ChainId, RecordId};
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity};
 use medchain_core::seal::SealedRecord;
 use medchain_core::tx::{PatientSignature, TxBody};
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 use zeroize::Zeroizing;
 
 use crate::audit::{decode_audit_trail, AuditRecord};
@@ -225,11 +226,11 @@ impl Wallet {
             if store.get(KEY_BACKUP.into())?.is_some() {
                 return Err(WalletError::WalletExists);
             }
-            let identity = Identity::generate(&mut OsRng);
+            let identity = Identity::generate(&mut UnwrapErr(SysRng));
             let backup = identity.export_backup(
                 password.as_bytes(),
                 BackupParams::RECOMMENDED,
-                &mut OsRng,
+                &mut UnwrapErr(SysRng),
             )?;
             Self::save(store.as_ref(), &identity, backup)?;
             Ok(Arc::new(Self { identity, store }))
@@ -304,7 +305,7 @@ impl Wallet {
             let backup = self.identity.export_backup(
                 new.as_bytes(),
                 BackupParams::RECOMMENDED,
-                &mut OsRng,
+                &mut UnwrapErr(SysRng),
             )?;
             Self::save(self.store.as_ref(), &self.identity, backup)
         })
@@ -355,12 +356,15 @@ impl Wallet {
         })
     }
 
-    /// Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+    /// Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+    /// JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+    /// a patient signs nothing malformed.
     ///
     /// # Errors
-    /// [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-    /// a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-    /// another identity.
+    /// [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+    /// JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+    /// medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+    /// identity.
     pub fn sign_fhir_consent(&self, fhir_json: String) -> Result<SignedRequest, WalletError> {
         guard(|| {
             if fhir_json.len() > 256 * 1024 {
@@ -374,6 +378,7 @@ impl Wallet {
                     what: "FHIR Consent".into(),
                     reason: format!("invalid JSON at line {}, column {}", e.line(), e.column()),
                 })?;
+            medchain_fhir::check(fhir_json.as_bytes(), &medchain_fhir::Options::default())?;
             let consent = consent_from_fhir(&v)?;
             self.sign_consent_core(&consent)
         })

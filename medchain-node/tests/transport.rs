@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use getrandom::SysRng;
 use medchain_core::keys::Identity;
 use medchain_core::protocol::Recipient;
 use medchain_node::transport::wire::{Frame, MAX_START_CHUNK};
 use medchain_node::transport::{
     DisconnectReason, DropReason, HandshakeFailure, SendError, Transport, TransportConfig,
 };
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 use tokio::time::{sleep, timeout, Instant};
 
 /// Waits for `count` messages on `incoming`; returns them as (sender index, bytes).
@@ -94,7 +95,7 @@ async fn four_transports_exchange_messages_pairwise_and_by_broadcast() {
         }
     }
     // Sending to a non-member or to oneself is an error, not a silent drop.
-    let outsider = Identity::generate(&mut OsRng).verify_key();
+    let outsider = Identity::generate(&mut UnwrapErr(SysRng)).verify_key();
     assert_eq!(
         nodes[0].0.send(Recipient::Node(outsider), vec![1]),
         Err(SendError::NotAPeer(outsider))
@@ -128,7 +129,7 @@ async fn lone_transport(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_not_in_genesis_is_refused_before_any_message_is_read() {
     let (genesis, ids, t, mut incoming) = lone_transport(2).await;
-    let outsider = Identity::generate(&mut OsRng);
+    let outsider = Identity::generate(&mut UnwrapErr(SysRng));
     // The outsider completes its side of Noise XX with its own static key, then tries to
     // authenticate and send a message: the transport closes before reading any of it.
     let attempt = RawPeer::connect(
@@ -224,7 +225,7 @@ async fn a_member_claiming_another_key_or_skipping_auth_is_refused() {
     .expect("the transport sends its auth before checking ours");
     assert!(lying.closed_by_peer().await);
     // Node 1's static key and claim, signed by someone else.
-    let stranger = Identity::generate(&mut OsRng);
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
     let mut forged = RawPeer::connect(
         t.local_addr(),
         &genesis,
@@ -668,7 +669,7 @@ async fn a_flooding_peer_does_not_starve_the_others() {
                 let at: Instant = sent_at.lock().unwrap()[&i];
                 latencies.push(at.elapsed());
             }
-            if consumed % 10 == 0 {
+            if consumed.is_multiple_of(10) {
                 sleep(Duration::from_millis(1)).await;
             }
         }
@@ -749,7 +750,7 @@ async fn a_dialed_address_answering_with_another_members_keys_is_refused() {
 async fn configurations_outside_genesis_are_refused() {
     use medchain_node::transport::{ConfigError, StartError};
     let (genesis, ids) = network(15, 2);
-    let outsider = Arc::new(Identity::generate(&mut OsRng));
+    let outsider = Arc::new(Identity::generate(&mut UnwrapErr(SysRng)));
     let start = |id: Arc<Identity>, config: TransportConfig| {
         let genesis = genesis.clone();
         async move { Transport::start(config, id, &genesis).await }

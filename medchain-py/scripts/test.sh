@@ -23,8 +23,8 @@ py="$tmp/venv/bin/python"
 export PATH="$tmp/venv/bin:$PATH"   # the maturin build backend runs `maturin` from PATH
 "$py" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23.1"
 "$py" -m pip install --quiet --disable-pip-version-check \
-    "maturin==1.7.4" "pytest==8.3.3" "mypy==1.13.0" "pandas==2.2.3" "pyarrow==18.0.0" \
-    "matplotlib==3.9.2" "tqdm==4.66.6"
+    "maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1" "pandas==3.1.1" "pyarrow==26.0.1" \
+    "matplotlib==3.11.2" "tqdm==4.70.1"
 
 step "build and install the wheel (pip install ./medchain-py)"
 # maturin is already in the venv: no isolated build environment to download. The Rust build

@@ -34,7 +34,7 @@ impl Consent {
     }
 
     /// The consent as a FHIR R4 Consent resource (a dict).
-    fn to_fhir(&self, py: Python<'_>) -> Result<PyObject> {
+    fn to_fhir(&self, py: Python<'_>) -> Result<Py<PyAny>> {
         value_to_py(py, &consent_to_fhir(&self.inner))
     }
 
@@ -72,7 +72,7 @@ impl Consent {
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
-            .downcast::<Consent>()
+            .cast::<Consent>()
             .is_ok_and(|o| o.get().inner.id() == self.inner.id())
     }
 
@@ -239,9 +239,9 @@ pub fn consents_arg(obj: &Bound<'_, PyAny>) -> Result<Vec<CoreState>> {
     let mut out = Vec::new();
     for item in obj.try_iter()? {
         let item = item?;
-        if let Ok(s) = item.downcast::<ConsentState>() {
+        if let Ok(s) = item.cast::<ConsentState>() {
             out.push(s.get().inner.clone());
-        } else if let Ok(c) = item.downcast::<Consent>() {
+        } else if let Ok(c) = item.cast::<Consent>() {
             out.push(CoreState::new(c.get().inner.clone()));
         } else {
             return Err(wrong_type(

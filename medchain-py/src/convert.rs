@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::errors::{Error, Kind, Result};
 
 /// A JSON value as a Python object (dict, list, str, int, float, bool, None).
-pub fn value_to_py(py: Python<'_>, v: &Value) -> Result<PyObject> {
+pub fn value_to_py(py: Python<'_>, v: &Value) -> Result<Py<PyAny>> {
     Ok(match v {
         Value::Null => py.None(),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
@@ -45,9 +45,9 @@ pub fn value_to_py(py: Python<'_>, v: &Value) -> Result<PyObject> {
 /// A JSON document given as a `dict` or as JSON text (`str` or `bytes`) read as a value.
 /// `what` names the argument in messages.
 pub fn json_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<Value> {
-    let text: String = if let Ok(s) = obj.downcast::<PyString>() {
+    let text: String = if let Ok(s) = obj.cast::<PyString>() {
         s.extract::<String>()?
-    } else if let Ok(b) = obj.downcast::<PyBytes>() {
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
         String::from_utf8(b.as_bytes().to_vec())
             .map_err(|_| Error::new(Kind::NotFhir, format!("{what} is not UTF-8 JSON")))?
     } else if obj.is_instance_of::<PyDict>() {
@@ -82,7 +82,7 @@ pub fn wrong_type(obj: &Bound<'_, PyAny>, what: &str, expected: &str) -> Error {
 
 /// Bytes from `bytes`, `bytearray` or `str` (UTF-8), for passwords and passphrases.
 pub fn secret_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<Vec<u8>> {
-    if let Ok(s) = obj.downcast::<PyString>() {
+    if let Ok(s) = obj.cast::<PyString>() {
         Ok(s.extract::<String>()?.into_bytes())
     } else if let Ok(b) = obj.extract::<Vec<u8>>() {
         if obj.is_instance_of::<PyList>() {
@@ -117,7 +117,7 @@ pub fn u64_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<u64> {
 }
 
 /// A float column value.
-pub fn float_or_none(py: Python<'_>, v: Option<f64>) -> Result<PyObject> {
+pub fn float_or_none(py: Python<'_>, v: Option<f64>) -> Result<Py<PyAny>> {
     Ok(match v {
         Some(x) => PyFloat::new(py, x).into_any().unbind(),
         None => py.None(),

@@ -12,6 +12,7 @@ use medchain_core::fhir::FhirError;
 use medchain_core::keys::{BackupError, IdentityTextError};
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
+use medchain_fhir::{InvalidResource, WriteError};
 use medchain_store::{LedgerError, StoreError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -45,6 +46,8 @@ pub enum Kind {
     InvalidArgument,
     /// `WrongType`.
     WrongType,
+    /// `InvalidFhir` (a subclass of `NotFhir`), built with the report as an OperationOutcome.
+    InvalidFhir,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             Kind::InvalidConsent => "InvalidConsent",
             Kind::InvalidArgument => "InvalidArgument",
             Kind::WrongType => "WrongType",
+            Kind::InvalidFhir => "InvalidFhir",
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct Error {
     pub kind: Kind,
     /// The message.
     pub message: String,
+    /// For [`Kind::InvalidFhir`]: the validation report as OperationOutcome JSON, the
+    /// exception's second argument.
+    pub outcome: Option<String>,
 }
 
 /// The result of native functions.
@@ -85,17 +92,22 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            outcome: None,
         }
     }
 }
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> Self {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let class = py
                 .import("medchain.errors")
                 .and_then(|m| m.getattr(e.kind.class_name()));
-            match class.and_then(|c| c.call1((e.message.clone(),))) {
+            let instance = class.and_then(|c| match &e.outcome {
+                Some(outcome) => c.call1((e.message.clone(), outcome.clone())),
+                None => c.call1((e.message.clone(),)),
+            });
+            match instance {
                 Ok(instance) => PyErr::from_value(instance),
                 // Only if the Python package is missing (the native module imported alone).
                 Err(_) => PyRuntimeError::new_err(e.message),
@@ -125,6 +137,26 @@ impl From<DecodeError> for Error {
 impl From<FhirError> for Error {
     fn from(e: FhirError) -> Self {
         Error::new(Kind::NotFhir, format!("not a FHIR R4 resource: {e}"))
+    }
+}
+
+impl From<InvalidResource> for Error {
+    fn from(e: InvalidResource) -> Self {
+        Self {
+            kind: Kind::InvalidFhir,
+            message: e.to_string(),
+            outcome: Some(e.report.operation_outcome().to_string()),
+        }
+    }
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Invalid(i) => i.into(),
+            WriteError::Seal(s) => s.into(),
+            other => Error::new(Kind::Internal, other.to_string()),
+        }
     }
 }
 

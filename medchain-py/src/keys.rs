@@ -1,11 +1,12 @@
 //! Identities, public identities, the network key and secure-index keys.
 
+use getrandom::SysRng;
 use medchain_core::index::IndexKey as CoreIndexKey;
 use medchain_core::keys::{BackupParams, Identity as CoreIdentity, PublicIdentity as CorePublic};
 use medchain_core::seal::NetworkKey as CoreNetworkKey;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use crate::convert::{bytes_arg, secret_arg, wrong_type};
 use crate::errors::{Error, Kind, Result};
@@ -27,13 +28,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A copy of a core identity (through a fast in-memory backup: identities are not `Clone`).
-    pub(crate) fn copy_of(id: &CoreIdentity) -> Result<Self> {
-        let pw = b"in-memory copy";
-        let backup = id.export_backup(pw, BackupParams::dangerous_test_only(), &mut OsRng)?;
-        Ok(Self {
-            inner: CoreIdentity::restore_backup(&backup, pw)?,
-        })
+    /// An explicit, zeroizing copy of a core identity (`Identity::duplicate`: no backup, no
+    /// password).
+    pub(crate) fn copy_of(id: &CoreIdentity) -> Self {
+        Self {
+            inner: id.duplicate(),
+        }
     }
 }
 
@@ -43,7 +43,7 @@ impl Identity {
     #[staticmethod]
     fn generate() -> Self {
         Self {
-            inner: CoreIdentity::generate(&mut OsRng),
+            inner: CoreIdentity::generate(&mut UnwrapErr(SysRng)),
         }
     }
 
@@ -57,7 +57,7 @@ impl Identity {
     ) -> Result<Self> {
         let data = bytes_arg(data, "data")?;
         let password = secret_arg(password, "password")?;
-        let inner = py.allow_threads(|| CoreIdentity::restore_backup(&data, &password))?;
+        let inner = py.detach(|| CoreIdentity::restore_backup(&data, &password))?;
         Ok(Self { inner })
     }
 
@@ -74,9 +74,9 @@ impl Identity {
         if password.is_empty() {
             return Err(Error::new(Kind::InvalidArgument, "the password is empty"));
         }
-        let bytes = py.allow_threads(|| {
+        let bytes = py.detach(|| {
             self.inner
-                .export_backup(&password, params(fast), &mut OsRng)
+                .export_backup(&password, params(fast), &mut UnwrapErr(SysRng))
         })?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -149,10 +149,10 @@ impl PublicIdentity {
 
 /// A public identity from an `Identity`, a `PublicIdentity` or its text.
 pub fn public_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<CorePublic> {
-    if let Ok(p) = obj.downcast::<PublicIdentity>() {
+    if let Ok(p) = obj.cast::<PublicIdentity>() {
         return Ok(p.get().inner);
     }
-    if let Ok(i) = obj.downcast::<Identity>() {
+    if let Ok(i) = obj.cast::<Identity>() {
         return Ok(i.get().inner.public());
     }
     if let Ok(s) = obj.extract::<String>() {
@@ -170,7 +170,7 @@ pub fn identity_arg<'a, 'py>(
     obj: &'a Bound<'py, PyAny>,
     what: &str,
 ) -> Result<&'a Bound<'py, Identity>> {
-    obj.downcast::<Identity>()
+    obj.cast::<Identity>()
         .map_err(|_| wrong_type(obj, what, "an Identity"))
 }
 
@@ -184,8 +184,8 @@ pub struct NetworkKey {
 impl NetworkKey {
     /// A second handle on the same key (wrapped for and unwrapped by a throw-away identity).
     pub(crate) fn duplicate(key: &CoreNetworkKey) -> Result<CoreNetworkKey> {
-        let tmp = CoreIdentity::generate(&mut OsRng);
-        let envelope = key.wrap_for(&tmp.public(), &mut OsRng)?;
+        let tmp = CoreIdentity::generate(&mut UnwrapErr(SysRng));
+        let envelope = key.wrap_for(&tmp.public(), &mut UnwrapErr(SysRng))?;
         Ok(CoreNetworkKey::unwrap_from(&envelope, &tmp)?)
     }
 }
@@ -196,7 +196,7 @@ impl NetworkKey {
     #[staticmethod]
     fn generate() -> Self {
         Self {
-            inner: CoreNetworkKey::generate(&mut OsRng),
+            inner: CoreNetworkKey::generate(&mut UnwrapErr(SysRng)),
         }
     }
 
@@ -209,7 +209,7 @@ impl NetworkKey {
     ) -> Result<Self> {
         let data = bytes_arg(data, "data")?;
         let passphrase = secret_arg(passphrase, "passphrase")?;
-        let inner = py.allow_threads(|| CoreNetworkKey::import_protected(&data, &passphrase))?;
+        let inner = py.detach(|| CoreNetworkKey::import_protected(&data, &passphrase))?;
         Ok(Self { inner })
     }
 
@@ -225,9 +225,9 @@ impl NetworkKey {
         if passphrase.is_empty() {
             return Err(Error::new(Kind::InvalidArgument, "the passphrase is empty"));
         }
-        let bytes = py.allow_threads(|| {
+        let bytes = py.detach(|| {
             self.inner
-                .export_protected(&passphrase, params(fast), &mut OsRng)
+                .export_protected(&passphrase, params(fast), &mut UnwrapErr(SysRng))
         })?;
         Ok(PyBytes::new(py, &bytes))
     }

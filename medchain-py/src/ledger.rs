@@ -157,7 +157,7 @@ fn body_dict<'py>(
     Ok(d)
 }
 
-fn block_dict<'py>(py: Python<'py>, b: &Block, network: &CoreNetworkKey) -> Result<PyObject> {
+fn block_dict<'py>(py: Python<'py>, b: &Block, network: &CoreNetworkKey) -> Result<Py<PyAny>> {
     let d = PyDict::new(py);
     let h = &b.header;
     d.set_item("height", h.height)?;
@@ -242,7 +242,7 @@ impl NativeLedger {
             return Err(wrong_type(location, "location", "a path or a URL"));
         };
         let key = network_key
-            .downcast::<NetworkKey>()
+            .cast::<NetworkKey>()
             .map_err(|_| wrong_type(network_key, "network_key", "a NetworkKey"))?;
         let k1 = NetworkKey::duplicate(&key.get().inner)?;
         let k2 = NetworkKey::duplicate(&key.get().inner)?;
@@ -250,7 +250,7 @@ impl NativeLedger {
             return Err(Error::new(Kind::Store, format!("no ledger at {location}")));
         }
         let loc = location.clone();
-        let ledger = py.allow_threads(|| guard(|| Ok(CoreLedger::open(&loc, k1)?)))?;
+        let ledger = py.detach(|| guard(|| Ok(CoreLedger::open(&loc, k1)?)))?;
         Ok(Self {
             inner: Mutex::new(ledger),
             network: k2,
@@ -288,7 +288,7 @@ impl NativeLedger {
     }
 
     /// The block at `height` as a dict (transactions with their opened bodies).
-    fn block(&self, py: Python<'_>, height: &Bound<'_, PyAny>) -> Result<PyObject> {
+    fn block(&self, py: Python<'_>, height: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
         let height = u64_arg(height, "height")?;
         let ledger = self.lock()?;
         if height == 0 || height > ledger.height() {
@@ -315,7 +315,7 @@ impl NativeLedger {
         &self,
         py: Python<'_>,
         record_id: &str,
-    ) -> Result<Option<(PyObject, Option<SealedRecord>)>> {
+    ) -> Result<Option<(Py<PyAny>, Option<SealedRecord>)>> {
         let id = record_id_arg(record_id)?;
         let ledger = self.lock()?;
         let Some(stored) = guard(|| Ok(ledger.get_record(&id)?))? else {
@@ -328,7 +328,7 @@ impl NativeLedger {
     }
 
     /// A patient's record entries.
-    fn records_of(&self, py: Python<'_>, patient: &Bound<'_, PyAny>) -> Result<Vec<PyObject>> {
+    fn records_of(&self, py: Python<'_>, patient: &Bound<'_, PyAny>) -> Result<Vec<Py<PyAny>>> {
         let p = public_arg(patient, "patient")?;
         let entries = guard(|| Ok(self.lock()?.records_of(&p.sign)?))?;
         entries
@@ -352,7 +352,7 @@ impl NativeLedger {
         &self,
         py: Python<'_>,
         patient: &Bound<'_, PyAny>,
-    ) -> Result<Vec<PyObject>> {
+    ) -> Result<Vec<Py<PyAny>>> {
         let p = public_arg(patient, "patient")?;
         let entries = guard(|| Ok(self.lock()?.audit_of_patient(&p.sign)?))?;
         entries
@@ -362,7 +362,7 @@ impl NativeLedger {
     }
 
     /// The audit trail of a record (dicts, oldest first).
-    fn audit_of_record(&self, py: Python<'_>, record_id: &str) -> Result<Vec<PyObject>> {
+    fn audit_of_record(&self, py: Python<'_>, record_id: &str) -> Result<Vec<Py<PyAny>>> {
         let id = record_id_arg(record_id)?;
         let entries = guard(|| Ok(self.lock()?.audit_of_record(&id)?))?;
         entries
@@ -376,14 +376,14 @@ impl NativeLedger {
         &self,
         py: Python<'_>,
         patient: &Bound<'_, PyAny>,
-    ) -> Result<Vec<PyObject>> {
+    ) -> Result<Vec<Py<PyAny>>> {
         let p = public_arg(patient, "patient")?;
         let events = guard(|| Ok(self.lock()?.audit_events_of_patient(&p.sign)?))?;
         events.iter().map(|e| value_to_py(py, e)).collect()
     }
 
     /// The audit trail of a record as FHIR R4 AuditEvent resources.
-    fn audit_events_of_record(&self, py: Python<'_>, record_id: &str) -> Result<Vec<PyObject>> {
+    fn audit_events_of_record(&self, py: Python<'_>, record_id: &str) -> Result<Vec<Py<PyAny>>> {
         let id = record_id_arg(record_id)?;
         let events = guard(|| Ok(self.lock()?.audit_events_of_record(&id)?))?;
         events.iter().map(|e| value_to_py(py, e)).collect()
@@ -396,19 +396,19 @@ impl NativeLedger {
     fn verify(
         &self,
         py: Python<'_>,
-        progress: Option<PyObject>,
+        progress: Option<Py<PyAny>>,
         interval: f64,
     ) -> PyResult<(u64, u64, bool, f64)> {
         let interval = Duration::from_secs_f64(interval.clamp(0.0, 3600.0));
         let mut callback_error: Option<PyErr> = None;
-        let result = py.allow_threads(|| {
+        let result = py.detach(|| {
             guard(|| {
                 let ledger = self.lock()?;
                 let start = Instant::now();
                 let mut last = Instant::now();
                 let mut report = |blocks: u64, txs: u64, height: u64| {
                     if let (Some(cb), None) = (&progress, &callback_error) {
-                        Python::with_gil(|py| {
+                        Python::attach(|py| {
                             if let Err(e) = cb.call1(py, (blocks, txs, height)) {
                                 callback_error = Some(e);
                             }
@@ -450,7 +450,7 @@ impl NativeLedger {
         from_height: u64,
     ) -> Result<(Vec<(u64, String)>, SearchCounts)> {
         let key = index_key
-            .downcast::<IndexKey>()
+            .cast::<IndexKey>()
             .map_err(|_| wrong_type(index_key, "index_key", "an IndexKey"))?;
         if !key.get().writer {
             return Err(Error::new(
@@ -465,7 +465,7 @@ impl NativeLedger {
             .query(&keywords)
             .map_err(|e| Error::new(Kind::InvalidArgument, e.to_string()))?;
         let found =
-            py.allow_threads(|| guard(|| Ok(self.lock()?.search_report(&query, from_height)?)))?;
+            py.detach(|| guard(|| Ok(self.lock()?.search_report(&query, from_height)?)))?;
         let stats = (
             found.indexed_blocks,
             found.blocks_skipped,
@@ -493,7 +493,7 @@ impl NativeLedger {
         topic: Option<String>,
         institution: Option<&Bound<'_, PyAny>>,
         study: &str,
-    ) -> Result<(PyObject, PyObject)> {
+    ) -> Result<(Py<PyAny>, Py<PyAny>)> {
         let holder = identity_arg(holder, "holder")?;
         let researcher: CorePublic = public_arg(researcher, "researcher")?;
         let institution = match institution {
@@ -505,7 +505,7 @@ impl NativeLedger {
         }
         let now = crate::convert::now_ms();
         let holder_id = &holder.get().inner;
-        let (columns, stats) = py.allow_threads(|| {
+        let (columns, stats) = py.detach(|| {
             guard(|| {
                 let ledger = self.lock()?;
                 let req = DatasetRequest {
@@ -533,7 +533,7 @@ impl NativeLedger {
 }
 
 /// Dataset columns as a dict of Python lists.
-pub fn columns_to_py(py: Python<'_>, c: Columns) -> Result<PyObject> {
+pub fn columns_to_py(py: Python<'_>, c: Columns) -> Result<Py<PyAny>> {
     let d = PyDict::new(py);
     d.set_item("pseudonym", c.pseudonym)?;
     d.set_item("resource_type", c.resource_type)?;

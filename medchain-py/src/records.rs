@@ -1,8 +1,11 @@
 //! Sealed FHIR records.
 
-use medchain_core::seal::{seal_record, SealedRecord as CoreSealed};
+use getrandom::SysRng;
+use medchain_core::genesis::FhirProfile;
+use medchain_core::seal::SealedRecord as CoreSealed;
+use medchain_fhir::{seal_validated, Options};
 use pyo3::prelude::*;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 use crate::convert::{json_arg, value_to_py, wrong_type};
 use crate::errors::{Error, Kind, Result};
@@ -39,10 +42,10 @@ impl SealedRecord {
     /// Decrypts the record with `identity` (the patient or a reader) and returns the FHIR
     /// resource as a dict. Raises `NotAReader` if `identity` has no envelope, `DecodeError`
     /// if the ciphertext was altered.
-    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<PyObject> {
+    fn open(&self, py: Python<'_>, identity: &Bound<'_, PyAny>) -> Result<Py<PyAny>> {
         let identity = identity_arg(identity, "identity")?;
         let id = identity.get();
-        let value = py.allow_threads(|| -> Result<serde_json::Value> {
+        let value = py.detach(|| -> Result<serde_json::Value> {
             let opened = self.inner.open(&id.inner)?;
             serde_json::from_slice(opened.payload())
                 .map_err(|e| Error::new(Kind::NotFhir, format!("the payload is not JSON: {e}")))
@@ -59,16 +62,37 @@ impl SealedRecord {
     }
 }
 
-/// Seals a FHIR R4 resource (a dict or JSON text) for `patient` and the extra `readers`
-/// (usually the contributing institution). Raises `NotFhir` for anything that is not a FHIR
-/// R4 resource.
+/// Validation options from the Python arguments (`profile`: `"r4"` or `"us-core"`).
+pub(crate) fn fhir_options(profile: &str, lenient: bool) -> Result<Options> {
+    let profile = FhirProfile::from_name(profile).ok_or_else(|| {
+        Error::new(
+            Kind::InvalidArgument,
+            "profile must be \"r4\" or \"us-core\"",
+        )
+    })?;
+    let options = Options::new(profile);
+    Ok(if lenient {
+        options.lenient_for_migration()
+    } else {
+        options
+    })
+}
+
+/// Validates a FHIR R4 resource (a dict or JSON text) against `profile` and, if it is valid,
+/// seals it for `patient` and the extra `readers` (usually the contributing institution).
+/// Raises `NotFhir` for anything that is not a FHIR R4 resource, its subclass `InvalidFhir`
+/// (with the problems as an OperationOutcome) for an invalid one: nothing is sealed then.
+/// `lenient=True` (for migrating old data only) turns validation errors into warnings.
 #[pyfunction]
-#[pyo3(signature = (fhir, patient, readers = None))]
+#[pyo3(signature = (fhir, patient, readers = None, *, profile = "r4", lenient = false))]
 pub fn seal(
     fhir: &Bound<'_, PyAny>,
     patient: &Bound<'_, PyAny>,
     readers: Option<&Bound<'_, PyAny>>,
+    profile: &str,
+    lenient: bool,
 ) -> Result<SealedRecord> {
+    let options = fhir_options(profile, lenient)?;
     let value = json_arg(fhir, "fhir")?;
     let patient = public_arg(patient, "patient")?;
     let mut list = Vec::new();
@@ -86,6 +110,6 @@ pub fn seal(
     let bytes = serde_json::to_vec(&value)
         .map_err(|e| Error::new(Kind::NotFhir, format!("fhir cannot be encoded: {e}")))?;
     Ok(SealedRecord {
-        inner: seal_record(&bytes, &patient, &list, &mut OsRng)?,
+        inner: seal_validated(&bytes, &options, &patient, &list, &mut UnwrapErr(SysRng))?.record,
     })
 }

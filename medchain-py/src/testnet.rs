@@ -3,17 +3,17 @@
 
 use std::sync::Mutex;
 
+use getrandom::SysRng;
 use medchain_core::access::record_class;
 use medchain_core::consent::{
     deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
 };
 use medchain_core::index::{extract_keywords, IndexKey};
-use medchain_core::seal::seal_record;
 use medchain_core::testkit::TestNet;
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::Ledger as CoreLedger;
 use pyo3::prelude::*;
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 use serde_json::{json, Value};
 
 use crate::consent::Consent;
@@ -117,7 +117,7 @@ impl LocalNetwork {
 
     /// Node `index`'s identity (validators first, then members): an institution.
     fn node(&self, index: usize) -> Result<Identity> {
-        self.with(|s| Identity::copy_of(&s.net.nodes[Self::node_index(s, index)?]))
+        self.with(|s| Ok(Identity::copy_of(&s.net.nodes[Self::node_index(s, index)?])))
     }
 
     /// How many nodes.
@@ -149,7 +149,15 @@ impl LocalNetwork {
         self.with(|s| {
             let w = Self::node_index(s, writer)?;
             let hospital = &s.net.nodes[w];
-            let sealed = seal_record(&bytes, &patient.public(), &[hospital.public()], &mut OsRng)?;
+            let options = medchain_fhir::Options::for_genesis(&s.net.genesis);
+            let sealed = medchain_fhir::seal_validated(
+                &bytes,
+                &options,
+                &patient.public(),
+                &[hospital.public()],
+                &mut UnwrapErr(SysRng),
+            )?
+            .record;
             let keywords =
                 extract_keywords(&value).map_err(|e| Error::new(Kind::NotFhir, e.to_string()))?;
             let key = IndexKey::for_patient(patient).for_writer(&hospital.id());
@@ -174,7 +182,7 @@ impl LocalNetwork {
         node: usize,
     ) -> Result<String> {
         let consent = consent
-            .downcast::<Consent>()
+            .cast::<Consent>()
             .map_err(|_| wrong_type(consent, "consent", "a Consent"))?;
         let patient = identity_arg(patient, "patient")?;
         let id = consent.get().inner.id().to_string();
@@ -214,7 +222,7 @@ impl LocalNetwork {
     #[pyo3(signature = (*, block_size = 500))]
     fn commit(&self, py: Python<'_>, block_size: usize) -> Result<u64> {
         let block_size = block_size.max(1);
-        py.allow_threads(|| {
+        py.detach(|| {
             self.with(|s| {
                 let pending = std::mem::take(&mut s.pending);
                 let mut chunks: Vec<Vec<Transaction>> = Vec::new();
@@ -248,15 +256,15 @@ pub fn _synthetic_dataset_columns(
     py: Python<'_>,
     n: &Bound<'_, PyAny>,
     study: &str,
-) -> Result<PyObject> {
+) -> Result<Py<PyAny>> {
     let n = u64_arg(n, "n")?;
     if n > 10_000_000 {
         return Err(Error::new(Kind::InvalidArgument, "n is at most 10,000,000"));
     }
-    let releaser = medchain_core::keys::Identity::generate(&mut OsRng);
+    let releaser = medchain_core::keys::Identity::generate(&mut UnwrapErr(SysRng));
     let study = StudyKey::derive(&releaser, study);
     let clock = ReleaseClock::at_tip(TestNet::new(0, 1, 0).tip());
-    let cols = py.allow_threads(|| {
+    let cols = py.detach(|| {
         guard(|| {
             let mut cols = Columns::default();
             let states = ["CA", "NY", "TX", "WA", "MA"];

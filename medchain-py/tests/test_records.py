@@ -101,3 +101,57 @@ def test_open_wrong_type() -> None:
     rec = seal(OBS, Identity.generate())
     with pytest.raises(medchain.WrongType):
         rec.open("me")  # type: ignore[arg-type]
+
+
+def test_invalid_fhir_is_refused_with_paths_and_nothing_is_sealed() -> None:
+    bad = dict(OBS, valueQuantity="7.9 %", effectiveDateTime="2026-13-45")
+    del bad["status"]
+    with pytest.raises(medchain.InvalidFhir) as info:
+        seal(bad, Identity.generate())
+    err = info.value
+    assert isinstance(err, medchain.NotFhir) and isinstance(err, ValueError)
+    found = {(i["path"], i["code"]) for i in err.issues}
+    assert ("Observation.status", "required") in found
+    assert ("Observation.valueQuantity", "structure") in found
+    assert ("Observation.effectiveDateTime", "value") in found
+    assert all(i["severity"] == "error" for i in err.issues)
+    assert err.operation_outcome["resourceType"] == "OperationOutcome"
+    # Neither the message nor the outcome quotes the resource.
+    assert "2026-13-45" not in str(err) and "7.9 %" not in json.dumps(err.operation_outcome)
+
+
+def test_required_binding_and_unknown_element() -> None:
+    with pytest.raises(medchain.InvalidFhir, match="Observation.status"):
+        seal(dict(OBS, status="done"), Identity.generate())
+    with pytest.raises(medchain.InvalidFhir, match="Observation.colour"):
+        seal(dict(OBS, colour="red"), Identity.generate())
+
+
+def test_us_core_profile_and_lenient_mode() -> None:
+    patient = Identity.generate()
+    # Valid base R4, but US Core asks for a category.
+    assert seal(OBS, patient, profile="r4").open(patient) == OBS
+    with pytest.raises(medchain.InvalidFhir) as info:
+        seal(OBS, patient, profile="us-core")
+    assert ("Observation.category", "required") in {(i["path"], i["code"]) for i in info.value.issues}
+    with_category = dict(
+        OBS,
+        category=[
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+    )
+    assert seal(with_category, patient, profile="us-core").open(patient) == with_category
+    # Lenient mode (migration only) seals what strict mode refuses, but never non-FHIR.
+    legacy = dict(OBS, colour="red")
+    assert seal(legacy, patient, lenient=True).open(patient) == legacy
+    with pytest.raises(medchain.NotFhir):
+        seal({"resourceType": "NotAResource"}, patient, lenient=True)
+    with pytest.raises(medchain.InvalidArgument):
+        seal(OBS, patient, profile="R5")

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use getrandom::SysRng;
 use medchain_core::access::record_class;
 use medchain_core::block::CheckedBlock;
 use medchain_core::chain::CommitProof;
@@ -20,7 +21,7 @@ use medchain_core::store::LedgerStore;
 use medchain_core::testkit::TestNet;
 use medchain_core::tx::TxBody;
 use medchain_store::{Ledger, SqliteStore, StoreError};
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 const VERIFY_SEED: u64 = 77;
 
@@ -217,7 +218,7 @@ fn build_verify_ledger(path: &std::path::Path, total: u64) {
     );
     let (b, e, p) = net.next_block(&store, vec![rec]).expect("block 1");
     store.append(&b, &e, Some(&p)).expect("append");
-    let reader = Identity::generate(&mut OsRng).public();
+    let reader = Identity::generate(&mut UnwrapErr(SysRng)).public();
     let mut done = 1u64;
     while done < total {
         let n = (total - done).min(1000);
@@ -242,7 +243,7 @@ fn build_verify_ledger(path: &std::path::Path, total: u64) {
 }
 
 fn raw_verify_rate() -> f64 {
-    let id = Identity::generate(&mut OsRng);
+    let id = Identity::generate(&mut UnwrapErr(SysRng));
     let vk = id.verify_key();
     let msgs: Vec<[u8; 32]> = (0..4000u32)
         .map(|i| {

@@ -16,11 +16,12 @@
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
+use getrandom::SysRng;
 use hmac::{Hmac, Mac};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::hash::BlockHash;
 use medchain_core::seal::{NetworkKey, NetworkSealed};
-use rand_core::{OsRng, RngCore};
+use rand_core::{Rng, UnwrapErr};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -79,7 +80,7 @@ impl std::fmt::Debug for StateKey {
 }
 
 fn hmac_key(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
@@ -93,8 +94,10 @@ impl StateKey {
     /// A fresh state key and its sealed form (to store).
     pub(crate) fn generate(network: &NetworkKey) -> (Self, Vec<u8>) {
         let mut raw = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut *raw);
-        let sealed = network.seal(&*raw, STATE_KEY_AAD, &mut OsRng).to_bytes();
+        UnwrapErr(SysRng).fill_bytes(&mut *raw);
+        let sealed = network
+            .seal(&*raw, STATE_KEY_AAD, &mut UnwrapErr(SysRng))
+            .to_bytes();
         (Self::from_raw(&raw[..]), sealed)
     }
 
@@ -137,7 +140,7 @@ impl StateKey {
     /// plaintext padded to the table's bucket.
     pub(crate) fn seal_row(&self, row: &Row) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        UnwrapErr(SysRng).fill_bytes(&mut nonce);
         let aad = row_aad(row.table, row.seq, &row.tags, &row.clear);
         let padded = pad(row.table, &row.secret);
         let ct = self
@@ -177,10 +180,11 @@ impl StateKey {
             return Err(bad());
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| bad())?;
         let aad = row_aad(table, seq, &tags, &clear);
         let padded = Zeroizing::new(
             self.cipher
-                .decrypt(nonce.into(), Payload { msg: ct, aad: &aad })
+                .decrypt((&nonce).into(), Payload { msg: ct, aad: &aad })
                 .map_err(|_| bad())?,
         );
         let secret = unpad(table, &padded).ok_or_else(bad)?;
@@ -333,7 +337,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_are_bound_to_their_identity() {
-        let net = NetworkKey::generate(&mut OsRng);
+        let net = NetworkKey::generate(&mut UnwrapErr(SysRng));
         let (k, sealed) = StateKey::generate(&net);
         let k2 = StateKey::unseal(&sealed, &net).unwrap();
         let lk = k.lookup(Lookup::Record, b"id");
@@ -367,7 +371,7 @@ mod tests {
             err.to_string(),
             "the store is corrupt: a records row does not decrypt under its identity (altered, moved or copied)"
         );
-        let other = NetworkKey::generate(&mut OsRng);
+        let other = NetworkKey::generate(&mut UnwrapErr(SysRng));
         let err = StateKey::unseal(&sealed, &other).unwrap_err();
         assert_eq!(err.to_string(), "the network key does not open this store");
     }
@@ -388,7 +392,7 @@ mod tests {
 
     #[test]
     fn head_tags_bind_every_field() {
-        let net = NetworkKey::generate(&mut OsRng);
+        let net = NetworkKey::generate(&mut UnwrapErr(SysRng));
         let (k, _) = StateKey::generate(&net);
         let h = BlockHash::from_byte_array([1; 32]);
         let counts = Counts::default();

@@ -13,7 +13,7 @@ use common::*;
 use medchain_core::store::LedgerStore;
 use medchain_core::testkit::TestNet;
 use medchain_store::{wal_path, Ledger, SqliteStore};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 const SEED: u64 = 41;
@@ -53,7 +53,7 @@ fn check_after_crash(path: &std::path::Path, committed: u64) -> u64 {
 fn sigkill_at_random_points_loses_nothing_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.db");
-    let seed = rand_core::OsRng.next_u64();
+    let seed = rand_core::UnwrapErr(getrandom::SysRng).next_u64();
     eprintln!("crash test kill-schedule seed: {seed}");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let start = Instant::now();

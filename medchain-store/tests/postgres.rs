@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use getrandom::SysRng;
 use medchain_core::ledger::AuditKind;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::LedgerStore;
 use medchain_store::{Ledger, LedgerError, PostgresStore, StoreError};
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 #[test]
 fn postgres_store_passes_the_conformance_suite() {
@@ -19,7 +20,8 @@ fn postgres_store_passes_the_conformance_suite() {
     medchain_core::store::conformance::run_all(|| {
         let schema = unique_schema("conf");
         schemas.push(schema.clone());
-        PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut OsRng)).expect("create")
+        PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
+            .expect("create")
     });
     assert_eq!(schemas.len(), 6);
 }
@@ -70,7 +72,8 @@ fn postgres_ledger_reopens_verifies_and_refuses_tampering() {
     drop(ledger);
 
     // Wrong key, missing schema, a schema that is not a store.
-    let err = PostgresStore::open(&url, &schema, &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    let err = PostgresStore::open(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
+        .unwrap_err();
     assert!(matches!(err, StoreError::WrongKey), "{err}");
     let err =
         PostgresStore::open(&url, "no_such_schema_xyz", &network_key(&mut s.net)).unwrap_err();
@@ -101,7 +104,7 @@ fn postgres_create_refuses_an_existing_schema() {
         return;
     };
     let schema = unique_schema("dup");
-    let k = NetworkKey::generate(&mut OsRng);
+    let k = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let a = PostgresStore::create(&url, &schema, &k).expect("create");
     let err = PostgresStore::create(&url, &schema, &k).unwrap_err();
     assert_eq!(

@@ -13,9 +13,10 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
+use getrandom::SysRng;
 use medchain_core::seal::NetworkKey;
 use medchain_store::{Ledger, PgTlsMode, PostgresStore, StoreError, TlsError};
-use rand_core::OsRng;
+use rand_core::UnwrapErr;
 
 struct Tls {
     /// postgresql://medchain_tls@127.0.0.1:PORT/medchain: TLS only, no ssl options yet.
@@ -128,8 +129,9 @@ fn a_ledger_is_written_and_reopened_over_verified_tls() {
             &format!("sslmode={mode}&sslrootcert={}", t.ca),
         );
         let schema = unique_schema("tls");
-        let store = PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut OsRng))
-            .unwrap_or_else(|e| panic!("{host} {mode}: {e}"));
+        let store =
+            PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
+                .unwrap_or_else(|e| panic!("{host} {mode}: {e}"));
         assert_eq!(store.tls_mode(), want);
         store.drop_schema().expect("drop");
     }
@@ -148,13 +150,13 @@ fn a_certificate_from_another_ca_is_refused_in_every_mode() {
         let reason = handshake_refused(PostgresStore::create(
             &url,
             &unique_schema("wrongca"),
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         ));
         assert!(reason.contains("certificate"), "{mode}: {reason}");
         let reason = handshake_refused(PostgresStore::open(
             &url,
             "medchain",
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         ));
         assert!(reason.contains("certificate"), "{mode}: {reason}");
     }
@@ -173,14 +175,14 @@ fn verify_full_refuses_a_certificate_for_another_name_verify_ca_does_not_check_i
     let reason = handshake_refused(PostgresStore::create(
         &url,
         &unique_schema("name"),
-        &NetworkKey::generate(&mut OsRng),
+        &NetworkKey::generate(&mut UnwrapErr(SysRng)),
     ));
     assert!(reason.contains("certificate"), "{reason}");
     let url = named(&t.url, "db.invalid", &format!("sslmode=verify-ca&{root}"));
     let store = PostgresStore::create(
         &url,
         &unique_schema("name"),
-        &NetworkKey::generate(&mut OsRng),
+        &NetworkKey::generate(&mut UnwrapErr(SysRng)),
     )
     .expect("verify-ca checks the chain only");
     assert_eq!(store.tls_mode(), PgTlsMode::VerifyCa);
@@ -198,7 +200,7 @@ fn a_tls_only_server_refuses_plain_text_and_bad_settings_connect_nowhere() {
         match PostgresStore::create(
             &url,
             &unique_schema("plain"),
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         ) {
             Err(StoreError::Postgres(e)) => {
                 let m = e.to_string();
@@ -222,7 +224,7 @@ fn a_tls_only_server_refuses_plain_text_and_bad_settings_connect_nowhere() {
         match PostgresStore::open(
             &with(&t.url, query),
             "medchain",
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         ) {
             Err(StoreError::Tls(e)) => assert_eq!(e, want, "{query}"),
             Err(e) => panic!("{query}: another error: {e}"),
@@ -274,7 +276,7 @@ fn a_server_that_declines_tls_gets_nothing_in_plain_text() {
         let reason = handshake_refused(PostgresStore::open(
             &url,
             "medchain",
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         ));
         assert!(reason.contains("does not support TLS"), "{mode}: {reason}");
     }

@@ -5,11 +5,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use getrandom::SysRng;
 use medchain_core::ledger::AuditKind;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::LedgerStore;
 use medchain_store::{Ledger, LedgerError, SqliteStore, StoreError};
-use rand_core::{OsRng, RngCore};
+use rand_core::{Rng, UnwrapErr};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
@@ -27,7 +28,7 @@ fn sqlite_store_passes_the_conformance_suite() {
         n += 1;
         SqliteStore::create(
             dir.path().join(format!("c{n}.db")),
-            &NetworkKey::generate(&mut OsRng),
+            &NetworkKey::generate(&mut UnwrapErr(SysRng)),
         )
         .expect("create")
     });
@@ -85,7 +86,7 @@ fn a_store_reopens_with_its_state_and_refuses_another_key() {
     assert_eq!(ledger.blocks_from(2).count(), 2);
     drop(ledger);
 
-    let other = NetworkKey::generate(&mut OsRng);
+    let other = NetworkKey::generate(&mut UnwrapErr(SysRng));
     let err = SqliteStore::open(&path, &other).unwrap_err();
     assert!(matches!(err, StoreError::WrongKey), "{err}");
     assert_eq!(err.to_string(), "the network key does not open this store");
@@ -129,7 +130,7 @@ fn the_ledger_rejects_invalid_blocks_and_keeps_the_store_unchanged() {
     let err = Ledger::create_sqlite(
         dir.path().join("m.db"),
         &s.net.genesis,
-        NetworkKey::generate(&mut OsRng),
+        NetworkKey::generate(&mut UnwrapErr(SysRng)),
     )
     .unwrap_err();
     assert_eq!(
@@ -209,7 +210,7 @@ fn open_refuses_foreign_files_without_touching_them() {
     // Random bytes.
     let random = dir.path().join("random.db");
     let mut junk = vec![0u8; 10_000];
-    OsRng.fill_bytes(&mut junk);
+    UnwrapErr(SysRng).fill_bytes(&mut junk);
     std::fs::write(&random, &junk).unwrap();
     let err = open_err(&random, &mut s);
     assert_eq!(
@@ -229,10 +230,12 @@ fn open_refuses_foreign_files_without_touching_them() {
         "not a medchain store: the file is a SQLite database of another application"
     );
     // create refuses to overwrite.
-    let err = SqliteStore::create(&other, &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    let err =
+        SqliteStore::create(&other, &NetworkKey::generate(&mut UnwrapErr(SysRng))).unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
     // Nothing panics on a directory either.
-    let err = SqliteStore::open(dir.path(), &NetworkKey::generate(&mut OsRng)).unwrap_err();
+    let err =
+        SqliteStore::open(dir.path(), &NetworkKey::generate(&mut UnwrapErr(SysRng))).unwrap_err();
     let _ = err.to_string();
 }
 

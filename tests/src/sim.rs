@@ -15,11 +15,20 @@
 //!   signature), and is committed at one height only; the longest honest chain re-verifies with
 //!   `verify_chain` from genesis, with its head proof; evidence only ever names byzantine nodes;
 //! * **liveness** — once partitions heal, crashed nodes restart and the last transaction is
-//!   submitted, every transaction submitted to an honest node is committed by every honest node
-//!   within [`Scenario::liveness_bound_ms`] of virtual time.
+//!   submitted, every transaction submitted through an honest node, whichever it is (a validator
+//!   or a non-voting member), is committed by every honest node within
+//!   [`Scenario::liveness_bound_ms`] of virtual time. Transactions submitted through a byzantine
+//!   node carry no such guarantee (that node may never contribute or sign them,
+//!   `docs/protocol.md` §8); the validity checks cover them like any other.
 //!
 //! A failure is returned as [`SimFailure`], whose `Display` starts with `seed=<n>` so the run can
-//! be replayed with [`Scenario::random`].
+//! be replayed with [`Scenario::random`]. A liveness failure names every honest transaction
+//! still pending, the node it was submitted through, and how many honest nodes committed it.
+//!
+//! `MEDCHAIN_SIM_DEBUG=1` prints every message an honest or byzantine node drops, with the
+//! reason; `MEDCHAIN_SIM_TRACE=1` also prints every submission and every delivered message (its
+//! kind, round, parent or block) with the receiver's round, committed height, highest certified
+//! round and mempool size before and after.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -28,7 +37,8 @@ use std::rc::Rc;
 
 use medchain_core::access::record_class;
 use medchain_core::block::{
-    contributor_ticket, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules, TxVerifier,
+    contributor_ticket, tx_time_fits, Block, BlockDraft, Contributor, NoRules, TxContext, TxRules,
+    TxVerifier,
 };
 use medchain_core::chain::{verify_chain, CommitProof};
 use medchain_core::election::VrfSecret;
@@ -46,9 +56,9 @@ use medchain_core::protocol::{
 use medchain_core::seal::seal_record;
 use medchain_core::seal::NetworkKey;
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
-use medchain_core::vote::{InvalidReason, Vote};
+use medchain_core::vote::{InvalidReason, Timeout, TimeoutCertificate, Vote};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 
 /// Most events one run may process (a guard against message storms).
 pub const MAX_EVENTS: u64 = 2_000_000;
@@ -77,11 +87,23 @@ pub enum Behaviour {
     Malformed,
     /// As contributor, returns a corrupted secure-index filter segment, or none at all.
     BadSegments,
+    /// Replays consensus messages signed for another network with the same validator keys (a
+    /// staging net, a re-founded network; issue #12): with each vote it sends every
+    /// validator's vote for the same blocks signed on the sibling network, and with each
+    /// timeout a timeout of its own, for this network, that enters a later round through a
+    /// timeout certificate a quorum signed on the sibling network (its high-QC round 0, so a
+    /// miner could propose off genesis). Honest nodes must drop every one.
+    CrossNetwork,
+    /// Back-dates transactions so the consent rules would judge them at a time of its choosing
+    /// (issue #12): as contributor it adds one of its own transactions signed
+    /// `max_tx_age_ms` + 1 s in the past; as miner it proposes a block holding one. No such
+    /// transaction may ever commit.
+    BackDating,
 }
 
 impl Behaviour {
     /// Every behaviour.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Silent,
         Self::EquivocatingMiner,
         Self::ForgeVotes,
@@ -91,7 +113,21 @@ impl Behaviour {
         Self::WithholdTickets,
         Self::Malformed,
         Self::BadSegments,
+        Self::CrossNetwork,
+        Self::BackDating,
     ];
+
+    /// The behaviour a random scenario of `seed` gets for its draw `b` (one of the first nine):
+    /// in every other block of eight seeds, `ReplayVotes` becomes `CrossNetwork` and
+    /// `WithholdTickets` becomes `BackDating`. The draw itself is unchanged, so every seed
+    /// named in a regression test keeps the scenario it was filed with.
+    fn for_seed(seed: u64, b: Self) -> Self {
+        match b {
+            Self::ReplayVotes if (seed / 8) % 2 == 1 => Self::CrossNetwork,
+            Self::WithholdTickets if (seed / 8) % 2 == 1 => Self::BackDating,
+            b => b,
+        }
+    }
 }
 
 /// A network partition: `side` cannot talk to the others from `from_ms` until `heal_ms`.
@@ -148,6 +184,9 @@ pub struct Scenario {
     pub timing: Timing,
     /// Transactions a block may hold.
     pub max_block_txs: u32,
+    /// Chance, per mille, that a submission goes through a byzantine node (when one is up)
+    /// rather than an honest one (default 250).
+    pub byzantine_submit_per_mille: u32,
 }
 
 impl Scenario {
@@ -173,6 +212,7 @@ impl Scenario {
                 max_tx_age_ms: 600_000,
             },
             max_block_txs: 1_000,
+            byzantine_submit_per_mille: 250,
         }
     }
 
@@ -208,8 +248,8 @@ impl Scenario {
             let mut picked: Vec<usize> = picked.into_iter().collect();
             picked.sort_unstable();
             for v in picked {
-                let b = Behaviour::ALL[rng.next_u32() as usize % Behaviour::ALL.len()];
-                s.byzantine.push((v, b));
+                let b = Behaviour::ALL[rng.next_u32() as usize % 9];
+                s.byzantine.push((v, Behaviour::for_seed(seed, b)));
             }
             faulty = s.byzantine.len();
         }
@@ -292,6 +332,13 @@ pub struct Report {
     pub submitted_txs: usize,
     /// Transactions submitted to honest nodes (each must be committed).
     pub honest_txs: usize,
+    /// Transactions submitted to honest nodes that were committed (equal to `honest_txs` in a
+    /// run that passes).
+    pub honest_committed_txs: usize,
+    /// Longest virtual time from an honest submission to its first commit (ms).
+    pub max_commit_latency_ms: u64,
+    /// The same, over transactions submitted through non-voting members only.
+    pub max_member_commit_latency_ms: u64,
     /// Equivocation evidence emitted by honest nodes.
     pub evidence: usize,
     /// Messages honest nodes dropped, by reason.
@@ -502,6 +549,8 @@ struct Sim {
     /// For each indexed record submitted: its id and a query for one of its keywords.
     probes: HashMap<TxId, (RecordId, Query)>,
     honest_txs: HashSet<TxId>,
+    /// The node each transaction was submitted through, and when.
+    via: HashMap<TxId, (usize, u64)>,
     honest_done: Vec<usize>,
     committed_at: HashMap<TxId, u64>,
     canonical: Vec<BlockHash>,
@@ -510,10 +559,15 @@ struct Sim {
     submits_left: usize,
     seen_votes: Vec<Vec<Rc<Vec<u8>>>>,
     outsider: Identity,
+    /// The sibling network `CrossNetwork` replays from: same keys, another chain id.
+    sibling: ChainId,
+    /// Transactions `BackDating` signed in the past: none may commit.
+    backdated: HashSet<TxId>,
     report: Report,
     failure: Option<SimFailure>,
     verifier: Option<VerifierFactory>,
     debug: bool,
+    trace: bool,
 }
 
 impl Sim {
@@ -523,7 +577,11 @@ impl Sim {
         let ids = (0..n).map(|i| identity(sc.seed, i)).collect();
         let mut rng = ChaCha20Rng::seed_from_u64(sc.seed);
         let outsider = Identity::generate(&mut rng);
+        let mut sibling = genesis.chain_id().to_byte_array();
+        sibling[0] ^= 0x5a;
         let mut sim = Self {
+            sibling: ChainId::from_byte_array(sibling),
+            backdated: HashSet::new(),
             rng,
             genesis,
             net,
@@ -538,6 +596,7 @@ impl Sim {
             submitted: HashMap::new(),
             probes: HashMap::new(),
             honest_txs: HashSet::new(),
+            via: HashMap::new(),
             honest_done: vec![0; n],
             committed_at: HashMap::new(),
             canonical: Vec::new(),
@@ -553,6 +612,7 @@ impl Sim {
             failure: None,
             verifier,
             debug: std::env::var_os("MEDCHAIN_SIM_DEBUG").is_some(),
+            trace: std::env::var_os("MEDCHAIN_SIM_TRACE").is_some(),
             sc,
         };
         for i in 0..n {
@@ -732,9 +792,22 @@ impl Sim {
             if block.header.timeout_cert.is_some() {
                 self.report.tc_blocks += 1;
             }
-            // Validity: each transaction was submitted as is, and is committed once.
+            // Validity: each transaction was submitted as is, and is committed once, at a time
+            // its block's time admits (no back-dating, issue #12).
             for tx in &block.transactions {
                 let id = tx.id();
+                if self.backdated.contains(&id)
+                    || !tx_time_fits(&self.genesis, block.header.timestamp_ms, tx.timestamp_ms())
+                {
+                    self.fail(
+                        "validity",
+                        format!(
+                            "block {height} commits {id} claimed at {} under a block of {}",
+                            tx.timestamp_ms(),
+                            block.header.timestamp_ms
+                        ),
+                    );
+                }
                 match self.submitted.get(&id) {
                     Some((sig, _)) if sig == tx.signature() => {}
                     _ => self.fail(
@@ -749,6 +822,18 @@ impl Sim {
                     );
                 }
                 self.report.committed_txs += 1;
+                if self.honest_txs.contains(&id) {
+                    self.report.honest_committed_txs += 1;
+                    if let Some(&(who, at)) = self.via.get(&id) {
+                        let latency = self.now.saturating_sub(at);
+                        let r = &mut self.report;
+                        r.max_commit_latency_ms = r.max_commit_latency_ms.max(latency);
+                        if who >= self.sc.validators {
+                            r.max_member_commit_latency_ms =
+                                r.max_member_commit_latency_ms.max(latency);
+                        }
+                    }
+                }
             }
             self.check_index(height, block);
         } else {
@@ -918,7 +1003,7 @@ impl Sim {
             ) => {
                 // Either drop the segment or flip a bit in its slots (after its 17-byte head).
                 let mut enc = segment.to_bytes();
-                let segment = if self.rng.next_u32() % 2 == 0 {
+                let segment = if self.rng.next_u32().is_multiple_of(2) {
                     None
                 } else {
                     let k = 17 + self.rng.next_u32() as usize % (enc.len() - 17);
@@ -961,17 +1046,97 @@ impl Sim {
                     self.transmit(i, j, bb.clone());
                 }
             }
+            (Behaviour::CrossNetwork, Some(Message::Vote { vote })) => {
+                let mut replayed = vec![bytes.clone()];
+                for v in 0..self.sc.validators {
+                    let foreign = Vote::cast(
+                        &self.ids[v],
+                        &self.sibling,
+                        vote.previous_block,
+                        vote.voting_for_block,
+                        Ok(()),
+                        vote.timestamp,
+                    );
+                    replayed.push(Rc::new(Message::Vote { vote: foreign }.to_bytes()));
+                }
+                for j in targets {
+                    for m in &replayed {
+                        self.transmit(i, j, m.clone());
+                    }
+                }
+            }
+            (
+                Behaviour::CrossNetwork,
+                Some(Message::Timeout {
+                    timeout, high_qc, ..
+                }),
+            ) => {
+                // A quorum's timeouts for round r + 3 signed on the sibling network, each
+                // claiming nothing certified (high-QC round 0), form that network's
+                // certificate; our own timeout for r + 4 on this network rides on it.
+                let r = timeout.round.saturating_add(3);
+                let foreign: Vec<Timeout> = (0..self.sc.validators)
+                    .map(|v| Timeout::sign(&self.ids[v], &self.sibling, r, 0))
+                    .collect();
+                let tc = TimeoutCertificate::from_timeouts(&foreign, r);
+                let own = Timeout::sign(
+                    &self.ids[i],
+                    &self.genesis.chain_id(),
+                    r + 1,
+                    timeout.high_qc_round,
+                );
+                let forged = Rc::new(
+                    Message::Timeout {
+                        timeout: own,
+                        high_qc: high_qc.clone(),
+                        last_tc: Some(tc),
+                    }
+                    .to_bytes(),
+                );
+                for j in targets {
+                    self.transmit(i, j, bytes.clone());
+                    self.transmit(i, j, forged.clone());
+                }
+            }
+            (
+                Behaviour::BackDating,
+                Some(Message::Contribution {
+                    round,
+                    parent,
+                    contributor,
+                    transactions,
+                }),
+            ) => {
+                let mut transactions = transactions.clone();
+                transactions.push(self.backdated_tx(i));
+                let bad = Message::Contribution {
+                    round: *round,
+                    parent: *parent,
+                    contributor: contributor.clone(),
+                    transactions,
+                };
+                let bb = Rc::new(bad.to_bytes());
+                for j in targets {
+                    self.transmit(i, j, bb.clone());
+                }
+            }
+            (Behaviour::BackDating, Some(Message::Proposal { block })) => {
+                let bad = self.backdated_block(i, block);
+                for j in targets {
+                    self.transmit(i, j, bad.clone().unwrap_or_else(|| bytes.clone()));
+                }
+            }
             (Behaviour::Malformed, _) => {
                 for j in targets {
                     self.transmit(i, j, bytes.clone());
                 }
                 let n = self.keys.len();
                 let j = self.rng.next_u32() as usize % n;
-                let junk = if self.rng.next_u32() % 2 == 0 {
+                let junk = if self.rng.next_u32().is_multiple_of(2) {
                     let len = self.rng.next_u32() as usize % 300;
                     let mut v = vec![0u8; len];
                     self.rng.fill_bytes(&mut v);
-                    if v.len() > 2 && self.rng.next_u32() % 2 == 0 {
+                    if v.len() > 2 && self.rng.next_u32().is_multiple_of(2) {
                         v[0] = medchain_core::protocol::MESSAGE_VERSION;
                         v[1] %= 9;
                     }
@@ -992,6 +1157,59 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// One of node `i`'s own transactions, signed `max_tx_age_ms` + 1 s before its clock (so no
+    /// block of now may hold it), remembered as one that must never commit.
+    fn backdated_tx(&mut self, i: usize) -> Transaction {
+        self.nonce += 1;
+        let at = self
+            .clock(i)
+            .saturating_sub(self.genesis.timing.max_tx_age_ms + 1_000);
+        let tx = access_tx(
+            &self.ids[i],
+            &self.genesis.chain_id(),
+            &self.net,
+            self.nonce,
+            at,
+            &mut self.rng,
+        );
+        self.backdated.insert(tx.id());
+        self.submitted.insert(tx.id(), (*tx.signature(), false));
+        tx
+    }
+
+    /// `block` re-assembled by its (byzantine) miner with a back-dated transaction of its own
+    /// added, signed by the miner alone (`None` if it cannot be built).
+    fn backdated_block(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
+        let tip = self.nodes[i].as_ref()?.block_tip(&block.header.prev)?;
+        let old = self.backdated_tx(i);
+        let me = &self.ids[i];
+        let vrf = VrfSecret::derive(me).ok()?;
+        let mut own: Vec<Transaction> = block
+            .transactions
+            .iter()
+            .filter(|t| *t.contributor() == me.verify_key())
+            .cloned()
+            .collect();
+        own.push(old);
+        let tickets = vec![contributor_ticket(&self.genesis, &tip, me, &vrf)];
+        let draft = BlockDraft::assemble(
+            &self.genesis,
+            &tip,
+            block.header.round,
+            me,
+            &vrf,
+            block.header.timestamp_ms,
+            own,
+            &tickets,
+            block.header.parent_qc.clone(),
+            block.header.timeout_cert.clone(),
+        )
+        .ok()?;
+        let sig = draft.sign_as_contributor(me);
+        let bad = draft.finish(me, &[(me.verify_key(), sig)]).ok()?;
+        Some(Rc::new(Message::Proposal { block: bad }.to_bytes()))
     }
 
     /// A second valid block for the same round and parent as `block`, holding only the
@@ -1032,7 +1250,7 @@ impl Sim {
             .collect();
         let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.honest(i)).collect();
         // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
-        let pick_byz = self.rng.next_u32() % 4 == 0;
+        let pick_byz = self.rng.next_u32() % 1000 < self.sc.byzantine_submit_per_mille;
         let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.honest(i)).collect();
         let who = if pick_byz && !byz_up.is_empty() {
             byz_up[self.rng.next_u32() as usize % byz_up.len()]
@@ -1046,7 +1264,7 @@ impl Sim {
         self.nonce += 1;
         let now = self.clock(who);
         // One transaction in three adds an indexed record, so blocks carry filters.
-        let (tx, material) = if self.nonce % 3 == 0 {
+        let (tx, material) = if self.nonce.is_multiple_of(3) {
             let (tx, material, probe) = record_tx(
                 &self.ids[who],
                 &self.genesis.chain_id(),
@@ -1069,7 +1287,11 @@ impl Sim {
             (tx, None)
         };
         let id = tx.id();
+        if self.trace {
+            eprintln!("t={} submit {id} through node {who}", self.now);
+        }
         let honest = self.honest(who);
+        self.via.insert(id, (who, self.now));
         self.submitted.insert(id, (*tx.signature(), honest));
         self.report.submitted_txs += 1;
         if honest {
@@ -1180,7 +1402,18 @@ impl Sim {
                     {
                         self.seen_votes[to].push(bytes.clone());
                     }
-                    node.handle_message(key, &bytes, now);
+                    if self.trace {
+                        let before = node_state(node);
+                        node.handle_message(key, &bytes, now);
+                        eprintln!(
+                            "t={} {from}->{to} {} {before} -> {}",
+                            self.now,
+                            describe(&bytes),
+                            node_state(node)
+                        );
+                    } else {
+                        node.handle_message(key, &bytes, now);
+                    }
                     self.flush(to);
                 }
                 Event::Timer { node } => {
@@ -1211,6 +1444,7 @@ impl Sim {
         self.report.end_ms = self.now;
         if !self.done() {
             let total = self.honest_txs.len();
+            let pending = self.pending_honest_txs();
             let lag: Vec<String> = (0..self.keys.len())
                 .filter(|&i| self.honest(i))
                 .map(|i| {
@@ -1227,15 +1461,44 @@ impl Sim {
                 property: "liveness",
                 detail: format!(
                     "not every honest transaction committed everywhere {} ms after the last \
-                     disturbance ({:?}); {}",
+                     disturbance ({:?}); {}; pending: {}",
                     self.sc.liveness_bound_ms,
                     self.sc,
-                    lag.join("; ")
+                    lag.join("; "),
+                    pending.join("; ")
                 ),
             });
         }
         self.final_checks()?;
         Ok(self.report)
+    }
+
+    /// The honest transactions some honest node has not committed: each with the node it was
+    /// submitted through and how many honest nodes committed it.
+    fn pending_honest_txs(&self) -> Vec<String> {
+        let honest: Vec<usize> = (0..self.keys.len()).filter(|&i| self.honest(i)).collect();
+        let mut ids: Vec<&TxId> = self.honest_txs.iter().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let done = honest
+                    .iter()
+                    .filter(|&&i| self.nodes[i].as_ref().is_some_and(|n| n.is_committed(id)))
+                    .count();
+                (done < honest.len()).then(|| {
+                    let who = self.via.get(id).map_or(usize::MAX, |v| v.0);
+                    let role = if who < self.sc.validators {
+                        "validator"
+                    } else {
+                        "member"
+                    };
+                    format!(
+                        "tx {id} through node {who} ({role}) committed by {done}/{} honest nodes",
+                        honest.len()
+                    )
+                })
+            })
+            .collect()
     }
 
     fn final_checks(&mut self) -> Result<(), SimFailure> {
@@ -1268,6 +1531,69 @@ impl Sim {
         }
         let _ = NoRules;
         Ok(())
+    }
+}
+
+/// A node's state for traces: round, committed height, highest certified round, mempool size.
+fn node_state(n: &Node) -> String {
+    format!(
+        "[round {} height {} qc {} pending {}]",
+        n.current_round(),
+        n.committed_height(),
+        n.high_qc_round(),
+        n.mempool_len()
+    )
+}
+
+/// A one-line summary of an encoded message for traces.
+fn describe(bytes: &[u8]) -> String {
+    let short = |h: &BlockHash| h.to_string().chars().take(8).collect::<String>();
+    match Message::from_bytes(bytes) {
+        Ok(Message::GatherRequest { round, parent }) => {
+            format!("gather-request round {round} parent {}", short(&parent))
+        }
+        Ok(Message::Contribution {
+            round,
+            parent,
+            transactions,
+            ..
+        }) => format!(
+            "contribution round {round} parent {} txs {}",
+            short(&parent),
+            transactions.len()
+        ),
+        Ok(Message::SignRequest { round, header, .. }) => {
+            format!("sign-request round {round} draft {}", short(&header.hash()))
+        }
+        Ok(Message::SignResponse { round, block, .. }) => {
+            format!("sign-response round {round} draft {}", short(&block))
+        }
+        Ok(Message::Proposal { block }) => format!(
+            "proposal round {} height {} block {} txs {}",
+            block.header.round,
+            block.header.height,
+            short(&block.hash()),
+            block.transactions.len()
+        ),
+        Ok(Message::Vote { vote }) => format!("vote for {}", short(&vote.voting_for_block)),
+        Ok(Message::Timeout { timeout, .. }) => format!(
+            "timeout round {} qc round {}",
+            timeout.round, timeout.high_qc_round
+        ),
+        Ok(Message::SyncRequest { from_height }) => format!("sync-request from {from_height}"),
+        Ok(Message::SyncResponse {
+            blocks,
+            pending,
+            high_qc,
+            ..
+        }) => format!(
+            "sync-response blocks {} pending {} qc round {:?}",
+            blocks.len(),
+            pending.len(),
+            high_qc.map(|c| c.header.round)
+        ),
+        Ok(m) => m.name().to_string(),
+        Err(e) => format!("undecodable ({e})"),
     }
 }
 

@@ -13,7 +13,7 @@ use medchain_core::index::{
 };
 use medchain_core::keys::{BackupParams, Identity};
 use proptest::prelude::*;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -23,7 +23,7 @@ use medchain_core::keys::{BackupParams, Identity, PublicIdentity, Signature};
 use medchain_core::seal::{seal_record, KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
 use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_core::{Infallible, Rng, SeedableRng, TryCryptoRng, TryRng};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -40,29 +40,27 @@ fn vector_path() -> PathBuf {
 /// Yields fixed bytes as randomness: rebuilds identities and keys from recorded secrets.
 struct Replay(Vec<u8>);
 
-impl RngCore for Replay {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for Replay {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_le_bytes(b)
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         assert!(dest.len() <= self.0.len(), "replay RNG ran out of bytes");
         dest.copy_from_slice(&self.0[..dest.len()]);
         self.0.drain(..dest.len());
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
         Ok(())
     }
 }
 
-impl CryptoRng for Replay {}
+impl TryCryptoRng for Replay {}
 
 fn identity_from_secrets(sign: &[u8], agree: &[u8]) -> Identity {
     Identity::generate(&mut Replay([sign, agree].concat()))
@@ -129,7 +127,7 @@ mod indep {
     pub fn gcm_open(key: &[u8], nonce: &[u8], ct: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         Aes256Gcm::new_from_slice(key)
             .ok()?
-            .decrypt(nonce.into(), Payload { msg: ct, aad })
+            .decrypt(nonce.try_into().ok()?, Payload { msg: ct, aad })
             .ok()
     }
 

@@ -47,7 +47,7 @@ mod tests;
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use thiserror::Error;
@@ -100,7 +100,7 @@ impl StudyKey {
 
     /// The pseudonym of an identifier: 32 hex digits of `HMAC-SHA256(key, study || 0 || value)`.
     pub fn pseudonym(&self, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&*self.key)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&*self.key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(self.study.as_bytes());
         mac.update(&[0]);

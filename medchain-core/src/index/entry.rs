@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use super::keys::{Tag, Trapdoor, TAG_LEN};
@@ -69,7 +69,7 @@ impl IndexEntry {
     /// # Errors
     /// [`EntryError::TooManyKeywords`] above [`MAX_ENTRY_TAGS`], [`EntryError::RepeatingRng`]
     /// if `rng` is broken.
-    pub fn build<R: RngCore + CryptoRng>(
+    pub fn build<R: Rng + CryptoRng>(
         record_id: &RecordId,
         trapdoors: &[Trapdoor],
         rng: &mut R,
@@ -185,6 +185,7 @@ mod tests {
     use crate::keys::Identity;
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
+    use rand_core::{Infallible, TryCryptoRng, TryRng};
 
     fn setup() -> (ChaCha20Rng, IndexKey) {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
@@ -265,22 +266,20 @@ mod tests {
 
     /// An RNG that always returns the same bytes.
     struct Stuck;
-    impl RngCore for Stuck {
-        fn next_u32(&mut self) -> u32 {
-            0
+    impl TryRng for Stuck {
+        type Error = Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            Ok(0)
         }
-        fn next_u64(&mut self) -> u64 {
-            0
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            Ok(0)
         }
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            dest.fill(0);
-        }
-        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
             dest.fill(0);
             Ok(())
         }
     }
-    impl CryptoRng for Stuck {}
+    impl TryCryptoRng for Stuck {}
 
     #[test]
     fn broken_rng_is_an_error_not_a_hang() {

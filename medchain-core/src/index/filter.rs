@@ -46,7 +46,7 @@
 
 use std::fmt;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -155,7 +155,7 @@ impl FilterKey {
         }
     }
 
-    fn random<R: RngCore>(rng: &mut R) -> Self {
+    fn random<R: Rng>(rng: &mut R) -> Self {
         Self {
             a: rng.next_u64(),
             b: rng.next_u64(),
@@ -269,7 +269,7 @@ impl Segment {
     }
 
     /// Builds a segment over `keys` (each with its position) plus `dummies` random keys.
-    fn construct<R: RngCore + CryptoRng>(
+    fn construct<R: Rng + CryptoRng>(
         keys: &[KeyedPosition],
         dummies: usize,
         entry_count: u32,
@@ -465,7 +465,7 @@ impl FilterSegment {
     /// [`FilterError::EmptySegment`], [`FilterError::TooManyEntries`],
     /// [`FilterError::PositionOutOfRange`], [`FilterError::DuplicatePosition`],
     /// [`FilterError::TrapdoorNotInEntry`], [`FilterError::ConstructionFailed`].
-    pub fn build<'a, R: RngCore + CryptoRng>(
+    pub fn build<'a, R: Rng + CryptoRng>(
         context: &BlockContext,
         entry_count: usize,
         records: impl IntoIterator<Item = (usize, &'a IndexedRecord, &'a [Trapdoor])>,
@@ -865,7 +865,7 @@ impl BlockIndexBuilder {
     ///
     /// # Errors
     /// [`FilterError::TooManyEntries`], [`FilterError::Entry`].
-    pub fn add_record<R: RngCore + CryptoRng>(
+    pub fn add_record<R: Rng + CryptoRng>(
         &mut self,
         record_id: RecordId,
         trapdoors: &[Trapdoor],
@@ -910,7 +910,7 @@ impl BlockIndexBuilder {
     ///
     /// # Errors
     /// [`FilterError::ConstructionFailed`] (negligible unless the RNG is broken).
-    pub fn finish<R: RngCore + CryptoRng>(
+    pub fn finish<R: Rng + CryptoRng>(
         self,
         context: BlockContext,
         rng: &mut R,

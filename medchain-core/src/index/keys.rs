@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, Rng};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -177,7 +177,7 @@ pub struct NetworkIndexKey {
 
 impl NetworkIndexKey {
     /// A fresh key (made once, at network genesis).
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *key);
         Self { key }

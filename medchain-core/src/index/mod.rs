@@ -23,9 +23,10 @@
 //!     extract_keywords, search, BlockContext, BlockIndexBuilder, IndexKey, Keyword,
 //! };
 //! use medchain_core::keys::Identity;
-//! use rand_core::OsRng;
+//! use getrandom::SysRng;
+//! use rand_core::UnwrapErr;
 //!
-//! let patient = Identity::generate(&mut OsRng);
+//! let patient = Identity::generate(&mut UnwrapErr(SysRng));
 //! let key = IndexKey::for_patient(&patient);
 //! let resource = serde_json::json!({
 //!     "resourceType": "Observation",
@@ -36,8 +37,8 @@
 //!
 //! let mut block = BlockIndexBuilder::new();
 //! let record = RecordId::from_byte_array([7; 32]);
-//! block.add_record(record, &key.trapdoors(&keywords), &mut OsRng)?;
-//! let index = block.finish(BlockContext::from_byte_array([1; 32]), &mut OsRng)?;
+//! block.add_record(record, &key.trapdoors(&keywords), &mut UnwrapErr(SysRng))?;
+//! let index = block.finish(BlockContext::from_byte_array([1; 32]), &mut UnwrapErr(SysRng))?;
 //!
 //! let query = key.query(&["code:http://loinc.org|4548-4".parse::<Keyword>()?])?;
 //! let found = search(&query, [&index]);

@@ -10,7 +10,6 @@
 
 use std::fmt;
 
-use sha2::digest::generic_array::GenericArray;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The SHA-256 initial hash value (FIPS 180-4, 5.3.3).
@@ -26,7 +25,7 @@ const IV: [u32; 8] = [
 ];
 
 fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-    sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    sha2::block_api::compress256(state, std::slice::from_ref(block));
 }
 
 fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
@@ -123,7 +122,7 @@ pub(crate) fn frame(label: &str) -> ([u8; 1], &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     use sha2::Sha256;
 
     fn reference(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {

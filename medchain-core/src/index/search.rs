@@ -362,7 +362,7 @@ mod tests {
     use super::*;
     use crate::index::{BlockIndexBuilder, IndexKey, IndexedRecord, Keyword};
     use crate::keys::Identity;
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use rand_chacha::rand_core::{Rng, SeedableRng};
     use rand_chacha::ChaCha20Rng;
     use std::collections::BTreeSet;
 

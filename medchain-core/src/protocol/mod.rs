@@ -4,8 +4,8 @@
 //! embedding application feeds it submitted transactions ([`Node::submit`]), received bytes
 //! ([`Node::handle_message`]) and the passage of time ([`Node::handle_timeout`], asking
 //! [`Node::next_deadline`] when to call it), and drains [`Output`]s with [`Node::poll_output`]:
-//! bytes to send, committed blocks with their proof, dropped messages with a typed reason, and
-//! equivocation evidence.
+//! bytes to send, committed blocks with their proof, dropped messages with a typed reason,
+//! equivocation evidence, and its own transactions the ledger rules refuse.
 //!
 //! The protocol (written up in `docs/protocol.md`) is a two-chain, round-based BFT in the style
 //! of DiemBFT v4 / Jolteon carrying the paper's algorithm. In every round:
@@ -14,7 +14,9 @@
 //!    where `H` is the highest certified block it knows;
 //! 2. **gather** — the miner asks every node for its pending transactions
 //!    ([`Message::GatherRequest`]); each node answers once per round with its transactions and
-//!    its election ticket ([`Message::Contribution`]) until the deadline `T = start + gather_ms`;
+//!    its election ticket ([`Message::Contribution`]) until the deadline `T = start + window`
+//!    (`gather_ms`, backed off with the round timeout and widened after late answers, so that a
+//!    slow contributor, such as a member that never mines, gets in);
 //! 3. **AssembleBlock** — the miner drafts a block, leaving out transactions already in the
 //!    chain or in uncommitted ancestors;
 //! 4. **SignBlock** — every contributor checks its transactions are in the draft and signs
@@ -27,8 +29,10 @@
 //!    a quorum of signed timeouts makes a timeout certificate and the next-ranked miner takes
 //!    over.
 //!
-//! A node that is behind asks for blocks ([`Message::SyncRequest`]) and validates whatever it
-//! gets from its own committed tip; nothing a peer sends is trusted.
+//! A node that is behind asks for blocks ([`Message::SyncRequest`]), again each time it hears a
+//! certificate for a block it lacks (at most once per round timeout, from the certificate's
+//! signers in turn), and validates whatever it gets from its own committed tip; nothing a peer
+//! sends is trusted.
 //!
 //! Malformed or hostile input never panics the node and never changes what it has committed:
 //! the message is dropped and an [`Output::Dropped`] names the [`DropReason`].

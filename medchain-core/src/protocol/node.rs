@@ -53,7 +53,9 @@ pub struct NodeConfig {
     /// a parallel one.
     pub verifier: Box<dyn TxVerifier + Send>,
     /// How long the miner waits for contributors' block signatures before it drops their
-    /// transactions and re-signs (default: genesis `gather_ms`).
+    /// transactions and re-signs (default: genesis `gather_ms`). Like the gather window, it is
+    /// backed off with the round timeout and widened after late answers (`docs/protocol.md`
+    /// §4).
     pub sign_timeout_ms: u64,
     /// How many times a miner drops silent contributors and asks again before it proposes a
     /// block of its own transactions only (default 2).
@@ -61,7 +63,8 @@ pub struct NodeConfig {
     /// Most pending transactions this node holds (default 100,000).
     pub max_mempool: usize,
     /// The round timeout doubles for every round since the last certified block, up to
-    /// `2^max_backoff_exponent` times the genesis `round_timeout_ms` (default 3).
+    /// `2^max_backoff_exponent` times the genesis `round_timeout_ms` (default 3). The miner's
+    /// gather and signature windows back off with it.
     pub max_backoff_exponent: u32,
 }
 
@@ -368,6 +371,15 @@ pub enum Output {
     },
     /// Evidence of equivocation.
     Evidence(Evidence),
+    /// One of this node's own pending transactions was dropped from its mempool: the ledger
+    /// rules reject it on top of the chain it would have extended (an access log for an
+    /// unknown record, a key release no consent permits, ...). It is not gathered again.
+    Refused {
+        /// The transaction.
+        id: TxId,
+        /// The rule it breaks.
+        reason: InvalidReason,
+    },
 }
 
 /// The miner's progress in its round.
@@ -401,6 +413,24 @@ struct Mining {
     excluded: BTreeSet<VerifyKey>,
     attempts: u32,
     phase: Phase,
+    /// When the gather opened.
+    opened: u64,
+    /// The gather window it opened with.
+    window: u64,
+    /// How long after `opened` the last contribution taken from another node came.
+    slowest: u64,
+    /// A contribution or signature for this round came after its window had closed.
+    late: bool,
+}
+
+/// What a miner remembers of the last round it mined, to recognise contributions for it that
+/// come after it ended.
+struct LastMined {
+    round: u64,
+    parent: BlockHash,
+    /// Contributors it heard from in time (or dropped): their copies are not late.
+    heard: BTreeSet<VerifyKey>,
+    late: bool,
 }
 
 /// A contributor's view of the current gather.
@@ -540,8 +570,17 @@ pub struct Node {
     indexing: HashMap<[u8; 32], Indexing>,
 
     mining: Option<Mining>,
+    /// Widens this node's gather and signature windows as a miner: raised (up to
+    /// `max_backoff_exponent`) by each round it mined in which a contributor's answer came after
+    /// the window had closed, lowered by each one it proposed in with every answer on time and
+    /// every contribution within the first half of the gather window.
+    lateness: u32,
+    last_mined: Option<LastMined>,
     gather: Option<Gather>,
     sync_until: Option<u64>,
+    /// Turns through a certificate's signers when asking for its block (so a signer that does
+    /// not answer is not asked again and again).
+    sync_turn: usize,
     outputs: VecDeque<Output>,
 }
 
@@ -632,8 +671,11 @@ impl Node {
             verified: HashMap::new(),
             indexing: HashMap::new(),
             mining: None,
+            lateness: 0,
+            last_mined: None,
             gather: None,
             sync_until: None,
+            sync_turn: 0,
             outputs: VecDeque::new(),
         };
         node.round_deadline = now_ms.saturating_add(node.round_timeout());
@@ -1072,16 +1114,67 @@ impl Node {
         });
     }
 
-    fn round_timeout(&self) -> u64 {
+    /// The pacemaker's backoff exponent in the current round: the rounds since the highest
+    /// certificate, capped at `max_backoff_exponent`.
+    fn backoff_exponent(&self) -> u32 {
         let behind = self
             .round
             .saturating_sub(1)
             .saturating_sub(self.high_qc_round());
-        let exp = behind.min(u64::from(self.max_backoff_exponent)) as u32;
-        self.genesis
-            .timing
-            .round_timeout_ms
-            .saturating_mul(1u64 << exp)
+        // At most `max_backoff_exponent` (itself at most 16), so the cast and shifts are exact.
+        behind.min(u64::from(self.max_backoff_exponent)) as u32
+    }
+
+    /// `base` scaled by the pacemaker's backoff (`base · 2^k`).
+    fn backed_off(&self, base: u64) -> u64 {
+        base.saturating_mul(1u64 << self.backoff_exponent())
+    }
+
+    fn round_timeout(&self) -> u64 {
+        self.backed_off(self.genesis.timing.round_timeout_ms)
+    }
+
+    /// A miner's window of `base` ms: backed off with the round timeout (so that once rounds
+    /// fail it outgrows any contributor's round trip), and widened by this node's `lateness`
+    /// (so that a contributor too slow for it gets in even while every round is certified) up
+    /// to a quarter of the round timeout.
+    fn window(&self, base: u64) -> u64 {
+        let widened = base
+            .saturating_mul(1u64 << self.lateness)
+            .min(self.round_timeout() / 4);
+        self.backed_off(base).max(widened)
+    }
+
+    /// How long the miner gathers: the paper's `T` (`gather_ms`), see [`Self::window`].
+    fn gather_window(&self) -> u64 {
+        self.window(self.genesis.timing.gather_ms)
+    }
+
+    /// How long the miner waits for contributors' signatures, see [`Self::window`].
+    fn sign_window(&self) -> u64 {
+        self.window(self.sign_timeout_ms)
+    }
+
+    /// A contributor answered the round this node is mining after the window had closed: widen
+    /// the windows of the rounds it mines next (once per round).
+    fn saw_late_answer(&mut self) {
+        if let Some(m) = &mut self.mining {
+            if !m.late {
+                m.late = true;
+                self.lateness = (self.lateness + 1).min(self.max_backoff_exponent);
+            }
+        }
+    }
+
+    /// A contribution for the last round this node mined, from a node it had not heard from,
+    /// came after that round ended: likewise.
+    fn late_for_last_mined(&mut self, from: VerifyKey, round: u64, parent: BlockHash) {
+        if let Some(p) = &mut self.last_mined {
+            if p.round == round && p.parent == parent && !p.late && !p.heard.contains(&from) {
+                p.late = true;
+                self.lateness = (self.lateness + 1).min(self.max_backoff_exponent);
+            }
+        }
     }
 
     fn header_of(&self, hash: &BlockHash) -> Option<&BlockHeader> {
@@ -1128,6 +1221,14 @@ impl Node {
         Some(chain)
     }
 
+    /// Whether this node holds the block of its highest certificate (committed or in the tree).
+    fn holds_high_qc_block(&self) -> bool {
+        self.high_qc.as_ref().is_none_or(|c| {
+            let h = c.header.hash();
+            self.tree.contains_key(&h) || self.committed_index.contains_key(&h)
+        })
+    }
+
     /// Whether an uncommitted block from `parent` back to the committed head holds
     /// transactions (then a child must be proposed to commit them).
     fn uncommitted_work(&self, parent: &BlockHash) -> bool {
@@ -1148,8 +1249,13 @@ impl Node {
         false
     }
 
+    /// Whether a sync request may go out now (at most one per genesis round timeout).
+    fn may_sync(&self, now: u64) -> bool {
+        !matches!(self.sync_until, Some(t) if now < t)
+    }
+
     fn request_sync(&mut self, to: Recipient, now: u64) {
-        if matches!(self.sync_until, Some(t) if now < t) {
+        if !self.may_sync(now) {
             return;
         }
         self.sync_until = Some(now.saturating_add(self.genesis.timing.round_timeout_ms));
@@ -1160,14 +1266,13 @@ impl Node {
     }
 
     fn on_new_pending(&mut self, now: u64) {
+        let deadline = now.saturating_add(self.gather_window());
         if let Some(m) = &mut self.mining {
             if m.round == self.round && matches!(m.phase, Phase::Idle) {
-                m.phase = Phase::Gathering {
-                    deadline: now.saturating_add(self.genesis.timing.gather_ms),
-                };
+                m.phase = Phase::Gathering { deadline };
             }
         }
-        self.send_contribution();
+        self.send_contribution(now);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1179,8 +1284,19 @@ impl Node {
         }
         self.round = round;
         self.round_deadline = now.saturating_add(self.round_timeout());
-        if self.mining.as_ref().is_some_and(|m| m.round < round) {
-            self.mining = None;
+        if let Some(m) = self.mining.take_if(|m| m.round < round) {
+            // A round this node proposed in with every answer on time, and early in the gather
+            // window, narrows its windows.
+            if !m.late && m.slowest <= m.window / 2 && matches!(m.phase, Phase::Done) {
+                self.lateness = self.lateness.saturating_sub(1);
+            }
+            let heard = m.contributions.keys().chain(&m.excluded).copied().collect();
+            self.last_mined = Some(LastMined {
+                round: m.round,
+                parent: m.parent.hash,
+                heard,
+                late: m.late,
+            });
         }
         self.try_start_mining(now);
     }
@@ -1229,6 +1345,7 @@ impl Node {
             return;
         }
         let ticket = contributor_ticket(&self.genesis, &parent, &self.identity, &self.vrf);
+        let window = self.gather_window();
         self.mining = Some(Mining {
             round,
             parent: parent.clone(),
@@ -1239,8 +1356,12 @@ impl Node {
             gathered: HashSet::new(),
             excluded: BTreeSet::new(),
             attempts: 0,
+            opened: now,
+            window,
+            slowest: 0,
+            late: false,
             phase: Phase::Gathering {
-                deadline: now.saturating_add(self.genesis.timing.gather_ms),
+                deadline: now.saturating_add(window),
             },
         });
         let msg = Message::GatherRequest {
@@ -1388,17 +1509,43 @@ impl Node {
         if round > self.high_qc_round() {
             self.high_qc = Some(cert.clone());
         }
-        let is_new = !self.certs.contains_key(&hash);
-        if is_new && cert.header.height > self.committed_tip.height {
+        let held = self.tree.contains_key(&hash);
+        if !held && !self.committed_index.contains_key(&hash) {
+            // A certified block this node does not hold: it is behind. Ask again (rate-limited)
+            // every time the certificate is heard, not only the first time, or one lost answer
+            // would leave it behind for good while it hears only what it already knows.
+            self.sync_from_signer(&cert, from, now);
+        }
+        if !self.certs.contains_key(&hash) && cert.header.height > self.committed_tip.height {
             self.certs.insert(hash, cert);
         }
-        if self.tree.contains_key(&hash) {
+        if held {
             self.apply_commit_rule(&hash);
-        } else if is_new && !self.committed_index.contains_key(&hash) {
-            let to = from.map_or(Recipient::All, Recipient::Node);
-            self.request_sync(to, now);
         }
         self.enter_round(round.saturating_add(1), now);
+    }
+
+    /// Asks a node that holds `cert`'s block for what this node misses: the certificate's
+    /// signers in turn (each validated the block to vote for it, so each is at least that far
+    /// ahead), so a silent or byzantine signer costs one rate-limited attempt, not all of them.
+    fn sync_from_signer(&mut self, cert: &CertifiedHeader, from: Option<VerifyKey>, now: u64) {
+        if !self.may_sync(now) {
+            return;
+        }
+        let me = self.me;
+        let signers: Vec<VerifyKey> = cert
+            .qc
+            .votes()
+            .iter()
+            .map(|v| v.node_pubkey)
+            .filter(|k| *k != me)
+            .collect();
+        let to = match signers.get(self.sync_turn % signers.len().max(1)) {
+            Some(k) => Recipient::Node(*k),
+            None => from.map_or(Recipient::All, Recipient::Node),
+        };
+        self.sync_turn = self.sync_turn.wrapping_add(1);
+        self.request_sync(to, now);
     }
 
     /// Commits `hash`'s parent if `hash` is certified, known, and one round after its parent.
@@ -1558,7 +1705,13 @@ impl Node {
             return false;
         }
         let Some(parent) = self.block_tip(&header.prev) else {
-            if self.orphan_count >= MAX_ORPHAN_BLOCKS {
+            let buffered = self
+                .orphans
+                .get(&header.prev)
+                .is_some_and(|bs| bs.iter().any(|b| b.hash() == hash));
+            if buffered {
+                // A duplicate: keep one copy (the request below is rate-limited).
+            } else if self.orphan_count >= MAX_ORPHAN_BLOCKS {
                 self.drop_msg(from, DropReason::BufferFull);
             } else {
                 self.orphan_count += 1;
@@ -1829,16 +1982,90 @@ impl Node {
             ticket,
             sent: None,
         });
-        self.send_contribution();
+        self.send_contribution(now);
     }
 
-    /// Sends this node's pending transactions to the miner of the open gather (once a round).
-    fn send_contribution(&mut self) {
+    /// Splits `txs`, in block order, into those a block at `ctx` on top of `chain` (the
+    /// uncommitted blocks from the committed head to the parent, oldest first) may hold and
+    /// those it may not, with the reason: a transaction whose claimed time no longer fits the
+    /// block's is refused with [`InvalidReason::BadTimestamp`]; with the network key, the ledger
+    /// rules judge the rest in phase order, as validators will. An emergency key release
+    /// without its access log is held back (in neither list) until both come together.
+    fn rule_check(
+        &self,
+        ctx: &TxContext,
+        chain: &[BlockHash],
+        txs: Vec<Transaction>,
+    ) -> (Vec<Transaction>, Vec<(Transaction, InvalidReason)>) {
+        let mut verdicts: HashMap<TxId, InvalidReason> = HashMap::new();
+        for tx in &txs {
+            if !tx_time_fits(&self.genesis, ctx.block_time_ms, tx.timestamp_ms()) {
+                verdicts.insert(tx.id(), InvalidReason::BadTimestamp);
+            }
+        }
+        let mut hold_key_releases = false;
+        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
+            let layers: Vec<&BlockEffects> =
+                chain.iter().filter_map(|h| self.effects.get(h)).collect();
+            let overlay = Overlay::new(ledger, layers);
+            let mut rules = rules_over(&overlay, &self.genesis, network);
+            for phase in [0u8, 1] {
+                for tx in txs.iter().filter(|t| t.kind().phase() == phase) {
+                    if verdicts.contains_key(&tx.id()) {
+                        continue;
+                    }
+                    let verdict = match self
+                        .verified
+                        .get(&tx.id())
+                        .or_else(|| self.mempool.get(&tx.id()))
+                    {
+                        Some(v) if v.signature() == tx.signature() => rules.check(ctx, v),
+                        _ => match tx.clone().verify() {
+                            Ok(v) => rules.check(ctx, &v),
+                            Err(_) => Err(InvalidReason::BadTransaction),
+                        },
+                    };
+                    if let Err(reason) = verdict {
+                        verdicts.insert(tx.id(), reason);
+                    }
+                }
+            }
+            hold_key_releases = rules.finish().is_err();
+        }
+        let mut kept = Vec::with_capacity(txs.len());
+        let mut rejected = Vec::new();
+        for tx in txs {
+            match verdicts.remove(&tx.id()) {
+                Some(reason) => rejected.push((tx, reason)),
+                None if hold_key_releases && tx.kind() == crate::tx::TxKind::KeyShared => {}
+                None => kept.push(tx),
+            }
+        }
+        (kept, rejected)
+    }
+
+    /// Drops this node's own transactions among `rejected` from its mempool and reports each
+    /// with [`Output::Refused`] (others' are theirs to refuse).
+    fn refuse_own(&mut self, rejected: Vec<(Transaction, InvalidReason)>) {
+        for (tx, reason) in rejected {
+            let id = tx.id();
+            if self.mempool.remove(&id).is_some() {
+                self.indexing.remove(&tx_leaf(&id, tx.signature()));
+                self.outputs.push_back(Output::Refused { id, reason });
+            }
+        }
+    }
+
+    /// Sends this node's pending transactions to the miner of the open gather (once a round),
+    /// less those the ledger rules reject on top of the miner's parent: those it refuses, so a
+    /// draft that leaves them out (as the miner must) is one it signs.
+    fn send_contribution(&mut self, now: u64) {
         let Some(g) = &self.gather else { return };
         if g.sent.is_some() || g.round < self.round {
             return;
         }
-        let Some(skip) = self.ancestor_ids(&g.parent) else {
+        let parent = g.parent;
+        let Some(skip) = self.ancestor_ids(&parent) else {
             return;
         };
         let cap = self.genesis.max_block_txs as usize;
@@ -1850,23 +2077,32 @@ impl Node {
             .take(cap)
             .map(|v| (**v).clone())
             .collect();
+        let chain = self.ancestor_chain(&parent).unwrap_or_default();
+        // The earliest time the miner's block can carry: our clock, never before the parent.
+        let Some(ctx) = self.block_tip(&parent).map(|t| TxContext {
+            height: t.height + 1,
+            block_time_ms: now.max(t.timestamp_ms),
+        }) else {
+            return;
+        };
+        let (txs, rejected) = self.rule_check(&ctx, &chain, txs);
+        self.refuse_own(rejected);
+        let Some(g) = &mut self.gather else { return };
         if txs.is_empty() {
             return;
         }
-        let leaves = txs
-            .iter()
-            .map(|t| tx_leaf(&t.id(), t.signature()))
-            .collect();
+        g.sent = Some(
+            txs.iter()
+                .map(|t| tx_leaf(&t.id(), t.signature()))
+                .collect(),
+        );
         let msg = Message::Contribution {
             round: g.round,
-            parent: g.parent,
+            parent,
             contributor: g.ticket.clone(),
             transactions: txs,
         };
         let miner = g.miner;
-        if let Some(g) = &mut self.gather {
-            g.sent = Some(leaves);
-        }
         self.send(Recipient::Node(miner), &msg);
     }
 
@@ -1973,14 +2209,20 @@ impl Node {
         transactions: Vec<Transaction>,
         now: u64,
     ) {
-        let gather_ms = self.genesis.timing.gather_ms;
+        let gather_ms = self.gather_window();
         let Some(m) = &self.mining else {
+            self.late_for_last_mined(from, round, parent);
             return self.drop_msg(from, DropReason::Unexpected);
         };
         if m.round != round || m.parent.hash != parent {
+            self.late_for_last_mined(from, round, parent);
             return self.drop_msg(from, DropReason::Stale);
         }
         if !matches!(m.phase, Phase::Gathering { .. } | Phase::Idle) {
+            // For this round, after the gather closed (not a copy of one taken in time).
+            if !m.contributions.contains_key(&from) && !m.excluded.contains(&from) {
+                self.saw_late_answer();
+            }
             return self.drop_msg(from, DropReason::Stale);
         }
         if contributor.key != from {
@@ -2062,6 +2304,7 @@ impl Node {
             return;
         }
         m.contributions.insert(from, (contributor, kept));
+        m.slowest = m.slowest.max(now.saturating_sub(m.opened));
         if matches!(m.phase, Phase::Idle) {
             m.phase = Phase::Gathering {
                 deadline: now.saturating_add(gather_ms),
@@ -2123,64 +2366,19 @@ impl Node {
         }
         txs.truncate(cap);
         // The block's time, as `BlockDraft::assemble` sets it: a transaction whose claimed time
-        // no longer fits it (pending longer than `max_tx_age_ms`) is refused and leaves the
-        // mempool; its maker must sign it again.
+        // no longer fits it (pending longer than `max_tx_age_ms`) is refused (`rule_check`) and
+        // leaves the mempool; its maker must sign it again.
         let ctx = TxContext {
             height: m.parent.height + 1,
             block_time_ms: now.max(m.parent.timestamp_ms),
         };
-        txs.retain(|tx| {
-            let fits = tx_time_fits(&self.genesis, ctx.block_time_ms, tx.timestamp_ms());
-            if !fits {
-                self.mempool.remove(&tx.id());
-                self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
-            }
-            fits
-        });
         // With the network key, leave out what the ledger rules would reject (a consent revoked
         // since submission, a key release no consent permits), so one stale transaction cannot
         // make every miner's block invalid. The rules see the transactions in phase order, as
         // validators will.
-        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
-            let layers: Vec<&BlockEffects> =
-                chain.iter().filter_map(|h| self.effects.get(h)).collect();
-            let overlay = Overlay::new(ledger, layers);
-            let mut rules = rules_over(&overlay, &self.genesis, network);
-            let mut refused = HashSet::new();
-            for phase in [0u8, 1] {
-                for tx in txs.iter().filter(|t| t.kind().phase() == phase) {
-                    let ok = match self
-                        .verified
-                        .get(&tx.id())
-                        .or_else(|| self.mempool.get(&tx.id()))
-                    {
-                        Some(v) if v.signature() == tx.signature() => rules.check(&ctx, v).is_ok(),
-                        _ => tx
-                            .clone()
-                            .verify()
-                            .is_ok_and(|v| rules.check(&ctx, &v).is_ok()),
-                    };
-                    if !ok {
-                        refused.insert(tx.id());
-                    }
-                }
-            }
-            let mut kept = Vec::with_capacity(txs.len());
-            for tx in txs {
-                if refused.contains(&tx.id()) {
-                    self.mempool.remove(&tx.id());
-                    self.indexing.remove(&tx_leaf(&tx.id(), tx.signature()));
-                } else {
-                    kept.push(tx);
-                }
-            }
-            if rules.finish().is_err() {
-                // An emergency key release without its access log: hold back key releases
-                // until both come together.
-                kept.retain(|t| t.kind() != crate::tx::TxKind::KeyShared);
-            }
-            txs = kept;
-        }
+        let (txs, rejected) = self.rule_check(&ctx, &chain, txs);
+        self.refuse_own(rejected);
+        let Some(m) = &mut self.mining else { return };
         let draft = match BlockDraft::assemble(
             &self.genesis,
             &m.parent,
@@ -2243,7 +2441,7 @@ impl Node {
             leaves,
             indexed: draft.indexed_positions(),
         };
-        let deadline = now.saturating_add(self.sign_timeout_ms);
+        let deadline = now.saturating_add(self.sign_window());
         let Some(m) = &mut self.mining else { return };
         m.phase = Phase::Signing {
             draft,
@@ -2274,9 +2472,19 @@ impl Node {
         let Some(m) = &mut self.mining else {
             return self.drop_msg(from, DropReason::Unexpected);
         };
+        let current = match &m.phase {
+            Phase::Signing { hash, waiting, .. } => *hash == block && waiting.contains(&from),
+            _ => false,
+        };
+        if m.round != round || !current {
+            // A signature for this round from a contributor dropped for not signing in time.
+            if m.round == round && m.excluded.contains(&from) {
+                self.saw_late_answer();
+            }
+            return self.drop_msg(from, DropReason::Stale);
+        }
         let Phase::Signing {
             draft,
-            hash,
             waiting,
             sigs,
             segments,
@@ -2285,9 +2493,6 @@ impl Node {
         else {
             return self.drop_msg(from, DropReason::Stale);
         };
-        if m.round != round || *hash != block || !waiting.contains(&from) {
-            return self.drop_msg(from, DropReason::Stale);
-        }
         let position = draft
             .header()
             .contributors
@@ -2488,9 +2693,11 @@ impl Node {
             }
         }
         // Only a response that taught something lifts the rate limit (so that many responses
-        // to one broadcast request do not each set off another broadcast).
+        // to one broadcast request do not each set off another broadcast). One that was cut
+        // short (64 blocks, or 8 MiB) or still leaves the highest certified block missing is
+        // followed up at once, from the same peer.
         let progress = (self.committed_tip.height, self.tree.len()) != before;
-        if progress && full {
+        if progress && (full || !self.holds_high_qc_block()) {
             self.sync_until = None;
             self.request_sync(Recipient::Node(from), now);
         }

@@ -1,10 +1,11 @@
 //! Unit tests of the node state machine, on a tiny in-process network with instant delivery.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use super::*;
 use crate::block::tests::log_tx;
-use crate::block::{tests::net, ChainTip, NoRules};
+use crate::block::{tests::net, ChainTip, CheckedBlock, NoRules};
 use crate::chain::verify_chain;
 use crate::encoding::{Decode, Encode};
 use crate::hash::BlockHash;
@@ -12,16 +13,31 @@ use crate::keys::{Identity, Signature, VerifyKey};
 use crate::tx::Transaction;
 use crate::vote::{InvalidReason, QuorumCertificate, Timeout, Vote, VoteError};
 
+/// Decides whether the network loses a message (`from`, `to`, the message).
+type LossFilter = Box<dyn FnMut(usize, usize, &Message) -> bool>;
+
+/// A message in flight: (delivery time, sequence, from, to, bytes), earliest first.
+type InFlight = Reverse<(u64, u64, usize, usize, Vec<u8>)>;
+
 struct Cluster {
     nodes: Vec<Node>,
     keys: Vec<VerifyKey>,
     /// Nodes that neither send nor receive.
     down: Vec<bool>,
-    queue: VecDeque<(usize, usize, Vec<u8>)>,
+    queue: BinaryHeap<InFlight>,
+    seq: u64,
+    /// One-way delay of each link (ms, by sender and receiver; 0 by default).
+    delay: Vec<Vec<u64>>,
+    /// Messages the network loses (none by default).
+    lose: Option<LossFilter>,
+    /// Every message sent: (time, from, to, message).
+    sent: Vec<(u64, usize, Recipient, Message)>,
     now: u64,
     dropped: Vec<(usize, DropReason)>,
     evidence: Vec<Evidence>,
     committed: Vec<Vec<BlockHash>>,
+    /// Own transactions each node refused (ledger rules).
+    refused: Vec<(usize, crate::hash::TxId, InvalidReason)>,
 }
 
 fn ids_again() -> Vec<Identity> {
@@ -29,14 +45,33 @@ fn ids_again() -> Vec<Identity> {
     crate::genesis::tests::network(4, 2, 42).1
 }
 
+/// The network key of `net()` (drawn first from its seed): rebuild the same one.
+fn network_key_again() -> crate::seal::NetworkKey {
+    use rand_chacha::rand_core::SeedableRng;
+    crate::seal::NetworkKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(9))
+}
+
 impl Cluster {
     fn new() -> (Self, crate::block::tests::Net) {
+        Self::build(false)
+    }
+
+    /// Every node holds the network key, so it keeps the ledger and applies its rules.
+    fn with_network_key() -> (Self, crate::block::tests::Net) {
+        Self::build(true)
+    }
+
+    fn build(network: bool) -> (Self, crate::block::tests::Net) {
         let n = net();
         let ids = ids_again();
         let start = n.genesis.created_at_ms;
         let nodes: Vec<Node> = ids
             .into_iter()
-            .map(|id| Node::new(NodeConfig::new(n.genesis.clone(), id), start).unwrap())
+            .map(|id| {
+                let mut cfg = NodeConfig::new(n.genesis.clone(), id);
+                cfg.network = network.then(network_key_again);
+                Node::new(cfg, start).unwrap()
+            })
             .collect();
         let keys = nodes.iter().map(Node::key).collect();
         let len = nodes.len();
@@ -45,11 +80,16 @@ impl Cluster {
                 nodes,
                 keys,
                 down: vec![false; len],
-                queue: VecDeque::new(),
+                queue: BinaryHeap::new(),
+                seq: 0,
+                delay: vec![vec![0; len]; len],
+                lose: None,
+                sent: Vec::new(),
                 now: start,
                 dropped: Vec::new(),
                 evidence: Vec::new(),
                 committed: vec![Vec::new(); len],
+                refused: Vec::new(),
             },
             n,
         )
@@ -62,15 +102,21 @@ impl Cluster {
                     if self.down[i] {
                         continue;
                     }
+                    let msg = Message::from_bytes(&bytes).unwrap();
                     for j in 0..self.nodes.len() {
                         let hit = match to {
                             Recipient::All => j != i,
                             Recipient::Node(k) => self.keys[j] == k,
                         };
-                        if hit {
-                            self.queue.push_back((i, j, bytes.clone()));
+                        let lost = hit && self.lose.as_mut().is_some_and(|f| f(i, j, &msg));
+                        if hit && !lost {
+                            self.seq += 1;
+                            let at = self.now + self.delay[i][j];
+                            self.queue
+                                .push(Reverse((at, self.seq, i, j, bytes.clone())));
                         }
                     }
+                    self.sent.push((self.now, i, to, msg));
                 }
                 Output::Committed { block, proof } => {
                     assert!(proof.child.height >= block.header().height);
@@ -78,11 +124,13 @@ impl Cluster {
                 }
                 Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
                 Output::Evidence(e) => self.evidence.push(e),
+                Output::Refused { id, reason } => self.refused.push((i, id, reason)),
             }
         }
     }
 
-    /// Delivers messages and fires timers until `done` holds or `limit_ms` of virtual time pass.
+    /// Delivers messages and fires timers until `done` holds or `limit_ms` of virtual time pass
+    /// (then the clock stands at the end of that time).
     fn run(&mut self, limit_ms: u64, done: impl Fn(&Self) -> bool) -> bool {
         let end = self.now + limit_ms;
         loop {
@@ -92,18 +140,25 @@ impl Cluster {
             if done(self) {
                 return true;
             }
-            if let Some((from, to, bytes)) = self.queue.pop_front() {
-                if !self.down[to] {
-                    let key = self.keys[from];
-                    self.nodes[to].handle_message(key, &bytes, self.now);
-                    self.drain(to);
+            let next_msg = self.queue.peek().map(|Reverse((at, ..))| *at);
+            if next_msg.is_some_and(|at| at <= self.now) {
+                if let Some(Reverse((_, _, from, to, bytes))) = self.queue.pop() {
+                    if !self.down[to] {
+                        let key = self.keys[from];
+                        self.nodes[to].handle_message(key, &bytes, self.now);
+                        self.drain(to);
+                    }
                 }
                 continue;
             }
-            let next = (0..self.nodes.len())
+            let next_timer = (0..self.nodes.len())
                 .filter(|&i| !self.down[i])
                 .filter_map(|i| self.nodes[i].next_deadline())
                 .min();
+            let next = match (next_msg, next_timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
@@ -113,7 +168,11 @@ impl Cluster {
                         }
                     }
                 }
-                _ => return done(self),
+                _ => {
+                    // Nothing happens before the end: the time passes all the same.
+                    self.now = self.now.max(end);
+                    return done(self);
+                }
             }
         }
     }
@@ -258,6 +317,233 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
     assert!(err
         .to_string()
         .starts_with("stored block at height 1 is invalid: invalid block:"));
+}
+
+/// The block committed everywhere that holds `id` (as node 0 sees it).
+fn block_holding(c: &Cluster, id: &crate::hash::TxId) -> CheckedBlock {
+    c.nodes[0]
+        .committed_blocks()
+        .iter()
+        .find(|b| b.tx_ids().contains(id))
+        .cloned()
+        .expect("committed")
+}
+
+/// Issue #19: a non-voting member whose round trip to every miner (1.2 s) exceeds the gather
+/// window and the signature wait (500 ms each) misses them: its contribution or its signature
+/// comes too late, the miner drops it and, with nothing else to propose, lets the round time
+/// out. The windows were fixed, so it missed them in every round for ever. They now back off
+/// with the pacemaker (`gather_ms · 2^k`, `k` rounds since the last certificate), so the
+/// member's pending transaction, gathered again each round, gets in once they outgrow its
+/// round trip.
+#[test]
+fn a_slow_members_transaction_is_gathered_again_until_it_commits() {
+    let (mut c, mut n) = Cluster::new();
+    let member = 5;
+    assert!(!c.nodes[member].is_validator());
+    for j in 0..c.nodes.len() {
+        if j != member {
+            c.delay[member][j] = 600;
+            c.delay[j][member] = 600;
+        }
+    }
+    let id = submit(&mut c, &mut n, member, 600);
+    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
+    assert!(c.run(300_000, |c| c.all_committed(&[id], &everyone)));
+    c.assert_agree();
+    // The failure happened first: rounds timed out without it ...
+    let block = block_holding(&c, &id);
+    assert!(block.header().round >= 3, "round {}", block.header().round);
+    assert!(block.header().timeout_cert.is_some());
+    // ... while it answered every round's gather: it was gathered again, round after round.
+    let rounds: BTreeSet<u64> = c
+        .sent
+        .iter()
+        .filter_map(|(_, from, _, m)| match m {
+            Message::Contribution { round, .. } if *from == member => Some(*round),
+            _ => None,
+        })
+        .collect();
+    assert!(rounds.len() >= 2, "{rounds:?}");
+    assert!(rounds.contains(&block.header().round));
+    assert!(c
+        .dropped
+        .iter()
+        .any(|(i, r)| c.nodes[*i].is_validator() && *r == DropReason::Stale));
+}
+
+/// Issue #19, under load: every validator always has a transaction pending, so every round is
+/// certified and the pacemaker never backs off; a member's round trip (600 ms) exceeds the
+/// 500 ms windows. Its contribution reaches each miner after the gather closed, so it used to
+/// wait as long as the load lasted. A miner that sees an answer for its round come late widens
+/// the windows of the rounds it mines next (up to a quarter of the round timeout), so the
+/// member's transaction commits while the load goes on, without a single timeout.
+#[test]
+fn a_slow_member_gets_in_while_every_round_is_certified() {
+    let (mut c, mut n) = Cluster::new();
+    let member = 5;
+    for j in 0..c.nodes.len() {
+        if j != member {
+            c.delay[member][j] = 300;
+            c.delay[j][member] = 300;
+        }
+    }
+    let id = submit(&mut c, &mut n, member, 900);
+    let mut nonce = 1_000;
+    let mut committed_at = None;
+    for _ in 0..100 {
+        for v in 0..4 {
+            nonce += 1;
+            submit(&mut c, &mut n, v, nonce);
+        }
+        c.run(400, |_| false);
+        if committed_at.is_none() && c.nodes[0].is_committed(&id) {
+            committed_at = Some(nonce);
+        }
+    }
+    assert!(
+        committed_at.is_some(),
+        "the member's transaction waited for the load to end"
+    );
+    let block = block_holding(&c, &id);
+    assert!(c.nodes[0]
+        .committed_blocks()
+        .iter()
+        .all(|b| b.header().timeout_cert.is_none() || b.header().height > block.header().height));
+    assert!(c.nodes[0].mempool_len() > 0, "the load was still going on");
+    assert!(c
+        .dropped
+        .iter()
+        .any(|(i, r)| c.nodes[*i].is_validator() && *r == DropReason::Stale));
+}
+
+/// A record added by node `who` for patient `n.ids[5]`, sealed for the patient and `who`: valid
+/// under the ledger rules.
+fn record_tx(n: &mut crate::block::tests::Net, who: usize, nonce: u64) -> Transaction {
+    let fhir = br#"{"resourceType":"Observation","status":"final"}"#;
+    let sealed =
+        crate::seal::seal_record(fhir, &n.ids[5].public(), &[n.ids[who].public()], &mut n.rng)
+            .unwrap();
+    let body = crate::tx::TxBody::record_added(sealed, crate::access::record_class(fhir).unwrap());
+    Transaction::create(
+        &n.ids[who],
+        &n.genesis.chain_id(),
+        1_000 + nonce,
+        nonce,
+        &body,
+        vec![],
+        &n.net,
+        &mut n.rng,
+    )
+    .unwrap()
+}
+
+/// Issue #19, with the ledger rules: a member holds a valid record and an access log for a
+/// record that does not exist (the rules reject it; `submit` does not check them). Every miner
+/// left the log out of its draft, so the member refused to sign a draft that missed one of its
+/// transactions, was dropped, and in the next round the same happened: its valid record stayed
+/// pending for ever too (a validator recovers when it mines and drops its own; a member never
+/// mines). A contributor with the network key now checks its transactions against the rules on
+/// top of the miner's parent before it contributes, refuses those they reject
+/// (`Output::Refused`) and contributes the rest.
+#[test]
+fn a_members_transaction_the_rules_reject_is_refused_and_the_rest_commits() {
+    let (mut c, mut n) = Cluster::with_network_key();
+    let member = 4;
+    assert!(!c.nodes[member].is_validator());
+    let record = record_tx(&mut n, member, 1);
+    let now = c.now;
+    let good = c.nodes[member].submit(record, now).unwrap();
+    let bad = submit(&mut c, &mut n, member, 2);
+    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
+    assert!(c.run(120_000, |c| c.all_committed(&[good], &everyone)));
+    c.assert_agree();
+    assert!(c.nodes.iter().all(|node| !node.is_committed(&bad)));
+    assert_eq!(c.refused, vec![(member, bad, InvalidReason::RuleViolation)]);
+    assert_eq!(c.nodes[member].mempool_len(), 0);
+    // Never gathered again: no later contribution carries it.
+    assert!(!c.sent.iter().any(|(_, from, _, m)| *from == member
+        && matches!(m, Message::Contribution { transactions, .. }
+            if transactions.iter().any(|t| t.id() == bad))));
+}
+
+/// A transaction whose block is abandoned (its proposal reached nobody, so round 1 timed out)
+/// stays pending at the member that submitted it and is gathered again by a later miner.
+#[test]
+fn a_transaction_in_an_abandoned_block_is_gathered_again() {
+    let (mut c, mut n) = Cluster::new();
+    let member = 4;
+    let id = submit(&mut c, &mut n, member, 800);
+    c.lose = Some(Box::new(
+        |_, _, m| matches!(m, Message::Proposal { block } if block.header.round == 1),
+    ));
+    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
+    assert!(c.run(120_000, |c| c.all_committed(&[id], &everyone)));
+    c.assert_agree();
+    let abandoned = c.sent.iter().any(|(_, _, _, m)| {
+        matches!(m, Message::Proposal { block }
+            if block.header.round == 1 && block.transactions.iter().any(|t| t.id() == id))
+    });
+    assert!(abandoned, "the round-1 block held the transaction");
+    assert!(block_holding(&c, &id).header().round >= 2);
+}
+
+/// Issue #19: a node that fell behind catches up even when the answer to its first sync request
+/// is lost and all it hears afterwards is a certificate it already knows (idle validators'
+/// timeouts; here it hears no gather request either). It used to ask only the first time it
+/// heard the certificate, so it stayed behind for good. It now asks again every time, at most
+/// once per round timeout, and asks one of the certificate's signers (which hold the block),
+/// in turn.
+#[test]
+fn a_lagging_node_that_hears_only_known_certificates_catches_up() {
+    let (mut c, mut n) = Cluster::new();
+    let member = 5;
+    c.down[member] = true;
+    let ids: Vec<_> = (0..4)
+        .map(|i| submit(&mut c, &mut n, i, 700 + i as u64))
+        .collect();
+    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    let height = c.nodes[0].committed_height();
+    assert!(height >= 1);
+    assert_eq!(c.nodes[member].committed_height(), 0);
+    c.down[member] = false;
+    let mut answers_lost = 0;
+    c.lose = Some(Box::new(move |_, to, m| {
+        to == member
+            && match m {
+                Message::GatherRequest { .. } => true,
+                Message::SyncResponse { .. } if answers_lost == 0 => {
+                    answers_lost += 1;
+                    true
+                }
+                _ => false,
+            }
+    }));
+    let start = c.now;
+    assert!(c.run(200_000, |c| c.nodes[member].committed_height() >= height));
+    c.assert_agree();
+    let requests: Vec<(u64, Recipient)> = c
+        .sent
+        .iter()
+        .filter(|(t, from, _, m)| {
+            *t >= start && *from == member && matches!(m, Message::SyncRequest { .. })
+        })
+        .map(|(t, _, to, _)| (*t, *to))
+        .collect();
+    assert!(requests.len() >= 2, "{requests:?}");
+    let pause = n.genesis.timing.round_timeout_ms;
+    assert!(requests[1].0 - requests[0].0 >= pause, "rate-limited");
+    for (_, to) in &requests {
+        match to {
+            Recipient::Node(k) => assert!(n.genesis.is_validator(k) && *k != c.keys[member]),
+            Recipient::All => panic!("asked everyone instead of a node that is ahead"),
+        }
+    }
+    let first = requests[0].1;
+    assert_ne!(
+        first, requests[1].1,
+        "the second request tries another signer"
+    );
 }
 
 #[test]

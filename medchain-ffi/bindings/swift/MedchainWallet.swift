@@ -39,6 +39,52 @@ fileprivate extension ForeignBytes {
     init(bufferPointer: UnsafeBufferPointer<UInt8>) {
         self.init(len: Int32(bufferPointer.count), data: bufferPointer.baseAddress)
     }
+
+    init(rawBufferPointer: UnsafeRawBufferPointer) {
+        self.init(
+            len: Int32(rawBufferPointer.count),
+            data: rawBufferPointer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        )
+    }
+}
+
+// Converter for `&[u8]` / `[ByRef] bytes` arguments.
+//
+// Conforms to `FfiConverter` so the compiler enforces the full converter
+// method set. Only the scope-bound `lower(_:_body:)` overload is sound —
+// zero-copy byte buffers only flow foreign -> Rust, and only in argument
+// position. The four protocol-witness methods (`lift`, `lower`, `read`,
+// `write`) `fatalError` at runtime if anyone reaches them.
+//
+// The scope-bound `lower` takes a closure because the `ForeignBytes`
+// pointer is only guaranteed valid for the duration of
+// `Data.withUnsafeBytes`. Callers must run the full FFI call inside
+// the closure body.
+fileprivate enum FfiConverterByRefBytes: FfiConverter {
+    typealias SwiftType = Data
+    typealias FfiType = ForeignBytes
+
+    static func lower<R>(_ value: Data, _ body: (ForeignBytes) throws -> R) rethrows -> R {
+        return try value.withUnsafeBytes { rawBuf in
+            try body(ForeignBytes(rawBufferPointer: rawBuf))
+        }
+    }
+
+    static func lower(_ value: Data) -> ForeignBytes {
+        fatalError("ByRef bytes cannot use the plain lower: returning ForeignBytes escapes the Data.withUnsafeBytes scope. Use the scope-bound lower(_:_body:) overload instead.")
+    }
+
+    static func lift(_ value: ForeignBytes) throws -> Data {
+        fatalError("ByRef bytes cannot be lifted: zero-copy &[u8] only flows foreign->Rust")
+    }
+
+    static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        fatalError("ByRef bytes cannot be read from a buffer: zero-copy &[u8] is only supported in argument position, not nested in records/options/etc.")
+    }
+
+    static func write(_ value: Data, into buf: inout [UInt8]) {
+        fatalError("ByRef bytes cannot be written to a buffer: zero-copy &[u8] is only supported in argument position, not nested in records/options/etc.")
+    }
 }
 
 // For every type used in the interface, we provide helper methods for conveniently
@@ -352,19 +398,29 @@ private func uniffiTraitInterfaceCallWithError<T, E>(
         callStatus.pointee.errorBuf = FfiConverterString.lower(String(describing: error))
     }
 }
+// Initial value and increment amount for handles. 
+// These ensure that SWIFT handles always have the lowest bit set
+fileprivate let UNIFFI_HANDLEMAP_INITIAL: UInt64 = 1
+fileprivate let UNIFFI_HANDLEMAP_DELTA: UInt64 = 2
+
 fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
     // All mutation happens with this lock held, which is why we implement @unchecked Sendable.
     private let lock = NSLock()
     private var map: [UInt64: T] = [:]
-    private var currentHandle: UInt64 = 1
+    private var currentHandle: UInt64 = UNIFFI_HANDLEMAP_INITIAL
 
     func insert(obj: T) -> UInt64 {
         lock.withLock {
-            let handle = currentHandle
-            currentHandle += 1
-            map[handle] = obj
-            return handle
+            return doInsert(obj)
         }
+    }
+
+    // Low-level insert function, this assumes `lock` is held.
+    private func doInsert(_ obj: T) -> UInt64 {
+        let handle = currentHandle
+        currentHandle += UNIFFI_HANDLEMAP_DELTA
+        map[handle] = obj
+        return handle
     }
 
      func get(handle: UInt64) throws -> T {
@@ -373,6 +429,15 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
                 throw UniffiInternalError.unexpectedStaleHandle
             }
             return obj
+        }
+    }
+
+     func clone(handle: UInt64) throws -> UInt64 {
+        try lock.withLock {
+            guard let obj = map[handle] else {
+                throw UniffiInternalError.unexpectedStaleHandle
+            }
+            return doInsert(obj)
         }
     }
 
@@ -474,7 +539,11 @@ fileprivate struct FfiConverterString: FfiConverter {
             return String()
         }
         let bytes = UnsafeBufferPointer<UInt8>(start: value.data!, count: Int(value.len))
-        return String(bytes: bytes, encoding: String.Encoding.utf8)!
+        // Use Swift's native UTF-8 decoder; `String(bytes:encoding:.utf8)` goes
+        // through Foundation's NSString and silently strips a leading U+FEFF BOM.
+        // Invalid UTF-8 substitutes U+FFFD instead of trapping (unreachable
+        // given Rust's `String` invariant).
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     public static func lower(_ value: String) -> RustBuffer {
@@ -490,7 +559,8 @@ fileprivate struct FfiConverterString: FfiConverter {
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> String {
         let len: Int32 = try readInt(&buf)
-        return String(bytes: try readBytes(&buf, count: Int(len)), encoding: String.Encoding.utf8)!
+        // See `lift` above for why we avoid Foundation's NSString-backed decoder here.
+        return String(decoding: try readBytes(&buf, count: Int(len)), as: UTF8.self)
     }
 
     public static func write(_ value: String, into buf: inout [UInt8]) {
@@ -548,13 +618,13 @@ public protocol TrustedNetworkProtocol: AnyObject, Sendable {
  * A network pinned by its genesis: the light client's only trust anchor.
  */
 open class TrustedNetwork: TrustedNetworkProtocol, @unchecked Sendable {
-    fileprivate let pointer: UnsafeMutableRawPointer!
+    fileprivate let handle: UInt64
 
-    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoPointer {
+    public struct NoHandle {
         public init() {}
     }
 
@@ -564,27 +634,27 @@ open class TrustedNetwork: TrustedNetworkProtocol, @unchecked Sendable {
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
-        self.pointer = pointer
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
     }
 
     // This constructor can be used to instantiate a fake object.
-    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
     //
     // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noPointer: NoPointer) {
-        self.pointer = nil
+    public init(noHandle: NoHandle) {
+        self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
-        return try! rustCall { uniffi_medchain_ffi_fn_clone_trustednetwork(self.pointer, $0) }
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_medchain_ffi_fn_clone_trustednetwork(self.handle, $0) }
     }
     /**
      * Pins a network by its genesis bytes; with `expected_hash` (hex), refuses any other
@@ -594,22 +664,24 @@ open class TrustedNetwork: TrustedNetworkProtocol, @unchecked Sendable {
      * [`ProofError::Malformed`], [`ProofError::GenesisMismatch`].
      */
 public convenience init(genesis: Data, expectedHash: String?)throws  {
-    let pointer =
+    let handle =
         try rustCallWithError(FfiConverterTypeProofError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_constructor_trustednetwork_new(
         FfiConverterData.lower(genesis),
-        FfiConverterOptionString.lower(expectedHash),$0
+        FfiConverterOptionString.lower(expectedHash),uniffiCallStatus
     )
 }
-    self.init(unsafeFromRawPointer: pointer)
+    self.init(unsafeFromHandle: handle)
 }
 
     deinit {
-        guard let pointer = pointer else {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
             return
         }
 
-        try! rustCall { uniffi_medchain_ffi_fn_free_trustednetwork(pointer, $0) }
+        try! rustCall { uniffi_medchain_ffi_fn_free_trustednetwork(handle, $0) }
     }
 
     
@@ -620,7 +692,9 @@ public convenience init(genesis: Data, expectedHash: String?)throws  {
      */
 open func info() -> NetworkInfo  {
     return try!  FfiConverterTypeNetworkInfo_lift(try! rustCall() {
-    uniffi_medchain_ffi_fn_method_trustednetwork_info(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_trustednetwork_info(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -637,13 +711,16 @@ open func info() -> NetworkInfo  {
      */
 open func verifyInclusion(proof: Data)throws  -> CommittedTransaction  {
     return try  FfiConverterTypeCommittedTransaction_lift(try rustCallWithError(FfiConverterTypeProofError_lift) {
-    uniffi_medchain_ffi_fn_method_trustednetwork_verify_inclusion(self.uniffiClonePointer(),
-        FfiConverterData.lower(proof),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_trustednetwork_verify_inclusion(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(proof),uniffiCallStatus
     )
 })
 }
     
 
+    
 }
 
 
@@ -651,33 +728,24 @@ open func verifyInclusion(proof: Data)throws  -> CommittedTransaction  {
 @_documentation(visibility: private)
 #endif
 public struct FfiConverterTypeTrustedNetwork: FfiConverter {
-
-    typealias FfiType = UnsafeMutableRawPointer
+    typealias FfiType = UInt64
     typealias SwiftType = TrustedNetwork
 
-    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> TrustedNetwork {
-        return TrustedNetwork(unsafeFromRawPointer: pointer)
+    public static func lift(_ handle: UInt64) throws -> TrustedNetwork {
+        return TrustedNetwork(unsafeFromHandle: handle)
     }
 
-    public static func lower(_ value: TrustedNetwork) -> UnsafeMutableRawPointer {
-        return value.uniffiClonePointer()
+    public static func lower(_ value: TrustedNetwork) -> UInt64 {
+        return value.uniffiCloneHandle()
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TrustedNetwork {
-        let v: UInt64 = try readInt(&buf)
-        // The Rust code won't compile if a pointer won't fit in a UInt64.
-        // We have to go via `UInt` because that's the thing that's the size of a pointer.
-        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
-        if (ptr == nil) {
-            throw UniffiInternalError.unexpectedNullPointer
-        }
-        return try lift(ptr!)
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
     }
 
     public static func write(_ value: TrustedNetwork, into buf: inout [UInt8]) {
-        // This fiddling is because `Int` is the thing that's the same size as a pointer.
-        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
-        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+        writeInt(&buf, lower(value))
     }
 }
 
@@ -685,14 +753,14 @@ public struct FfiConverterTypeTrustedNetwork: FfiConverter {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeTrustedNetwork_lift(_ pointer: UnsafeMutableRawPointer) throws -> TrustedNetwork {
-    return try FfiConverterTypeTrustedNetwork.lift(pointer)
+public func FfiConverterTypeTrustedNetwork_lift(_ handle: UInt64) throws -> TrustedNetwork {
+    return try FfiConverterTypeTrustedNetwork.lift(handle)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeTrustedNetwork_lower(_ value: TrustedNetwork) -> UnsafeMutableRawPointer {
+public func FfiConverterTypeTrustedNetwork_lower(_ value: TrustedNetwork) -> UInt64 {
     return FfiConverterTypeTrustedNetwork.lower(value)
 }
 
@@ -779,12 +847,15 @@ public protocol WalletProtocol: AnyObject, Sendable {
     func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64) throws  -> SignedRequest
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
     func signFhirConsent(fhirJson: String) throws  -> SignedRequest
     
@@ -827,13 +898,13 @@ public protocol WalletProtocol: AnyObject, Sendable {
  * The patient's wallet: holds the identity, signs requests, opens records, checks proofs.
  */
 open class Wallet: WalletProtocol, @unchecked Sendable {
-    fileprivate let pointer: UnsafeMutableRawPointer!
+    fileprivate let handle: UInt64
 
-    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoPointer {
+    public struct NoHandle {
         public init() {}
     }
 
@@ -843,36 +914,37 @@ open class Wallet: WalletProtocol, @unchecked Sendable {
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
-        self.pointer = pointer
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
     }
 
     // This constructor can be used to instantiate a fake object.
-    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
     //
     // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noPointer: NoPointer) {
-        self.pointer = nil
+    public init(noHandle: NoHandle) {
+        self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
-        return try! rustCall { uniffi_medchain_ffi_fn_clone_wallet(self.pointer, $0) }
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_medchain_ffi_fn_clone_wallet(self.handle, $0) }
     }
     // No primary constructor declared for this class.
 
     deinit {
-        guard let pointer = pointer else {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
             return
         }
 
-        try! rustCall { uniffi_medchain_ffi_fn_free_wallet(pointer, $0) }
+        try! rustCall { uniffi_medchain_ffi_fn_free_wallet(handle, $0) }
     }
 
     
@@ -886,9 +958,10 @@ open class Wallet: WalletProtocol, @unchecked Sendable {
      */
 public static func create(store: WalletStore, password: String)throws  -> Wallet  {
     return try  FfiConverterTypeWallet_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_constructor_wallet_create(
         FfiConverterTypeWalletStore_lower(store),
-        FfiConverterString.lower(password),$0
+        FfiConverterString.lower(password),uniffiCallStatus
     )
 })
 }
@@ -902,9 +975,10 @@ public static func create(store: WalletStore, password: String)throws  -> Wallet
      */
 public static func `open`(store: WalletStore, password: String)throws  -> Wallet  {
     return try  FfiConverterTypeWallet_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_constructor_wallet_open(
         FfiConverterTypeWalletStore_lower(store),
-        FfiConverterString.lower(password),$0
+        FfiConverterString.lower(password),uniffiCallStatus
     )
 })
 }
@@ -919,10 +993,11 @@ public static func `open`(store: WalletStore, password: String)throws  -> Wallet
      */
 public static func restore(store: WalletStore, backup: Data, password: String)throws  -> Wallet  {
     return try  FfiConverterTypeWallet_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_constructor_wallet_restore(
         FfiConverterTypeWalletStore_lower(store),
         FfiConverterData.lower(backup),
-        FfiConverterString.lower(password),$0
+        FfiConverterString.lower(password),uniffiCallStatus
     )
 })
 }
@@ -937,7 +1012,9 @@ public static func restore(store: WalletStore, backup: Data, password: String)th
      */
 open func backup()throws  -> Data  {
     return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_backup(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_backup(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -950,9 +1027,11 @@ open func backup()throws  -> Data  {
      * [`WalletError::WeakPassword`], [`WalletError::Store`].
      */
 open func changePassword(oldPassword: String, newPassword: String)throws   {try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_change_password(self.uniffiClonePointer(),
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_change_password(
+            self.uniffiCloneHandle(),
         FfiConverterString.lower(oldPassword),
-        FfiConverterString.lower(newPassword),$0
+        FfiConverterString.lower(newPassword),uniffiCallStatus
     )
 }
 }
@@ -962,7 +1041,9 @@ open func changePassword(oldPassword: String, newPassword: String)throws   {try 
      */
 open func identityInfo() -> PublicIdentityInfo  {
     return try!  FfiConverterTypePublicIdentityInfo_lift(try! rustCall() {
-    uniffi_medchain_ffi_fn_method_wallet_identity_info(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_identity_info(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -977,8 +1058,10 @@ open func identityInfo() -> PublicIdentityInfo  {
      */
 open func openRecord(sealed: Data)throws  -> OpenedRecord  {
     return try  FfiConverterTypeOpenedRecord_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_open_record(self.uniffiClonePointer(),
-        FfiConverterData.lower(sealed),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_open_record(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(sealed),uniffiCallStatus
     )
 })
 }
@@ -988,7 +1071,9 @@ open func openRecord(sealed: Data)throws  -> OpenedRecord  {
      */
 open func publicIdentity() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
-    uniffi_medchain_ffi_fn_method_wallet_public_identity(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_public_identity(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -1002,8 +1087,10 @@ open func publicIdentity() -> String  {
      */
 open func readAuditTrail(entries: Data)throws  -> [AuditRecord]  {
     return try  FfiConverterSequenceTypeAuditRecord.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_read_audit_trail(self.uniffiClonePointer(),
-        FfiConverterData.lower(entries),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_read_audit_trail(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(entries),uniffiCallStatus
     )
 })
 }
@@ -1017,8 +1104,10 @@ open func readAuditTrail(entries: Data)throws  -> [AuditRecord]  {
      */
 open func requestErasure(recordId: String)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_request_erasure(self.uniffiClonePointer(),
-        FfiConverterString.lower(recordId),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_request_erasure(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(recordId),uniffiCallStatus
     )
 })
 }
@@ -1032,8 +1121,10 @@ open func requestErasure(recordId: String)throws  -> SignedRequest  {
      */
 open func signConsent(draft: ConsentDraft)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_sign_consent(self.uniffiClonePointer(),
-        FfiConverterTypeConsentDraft_lower(draft),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_sign_consent(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeConsentDraft_lower(draft),uniffiCallStatus
     )
 })
 }
@@ -1046,25 +1137,32 @@ open func signConsent(draft: ConsentDraft)throws  -> SignedRequest  {
      */
 open func signEmergencyPreference(access: EmergencyAccess, issuedMs: UInt64)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_sign_emergency_preference(self.uniffiClonePointer(),
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_sign_emergency_preference(
+            self.uniffiCloneHandle(),
         FfiConverterTypeEmergencyAccess_lower(access),
-        FfiConverterUInt64.lower(issuedMs),$0
+        FfiConverterUInt64.lower(issuedMs),uniffiCallStatus
     )
 })
 }
     
     /**
-     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet).
+     * Signs a consent given as FHIR R4 `Consent` JSON (its patient must be this wallet). The
+     * JSON is validated first (base R4 structure and the required bindings, `docs/fhir.md`):
+     * a patient signs nothing malformed.
      *
      * # Errors
-     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidConsent`] for
-     * a Consent medchain cannot represent, [`WalletError::BadSignature`] if its patient is
-     * another identity.
+     * [`WalletError::Malformed`] for text that is not JSON, [`WalletError::InvalidFhir`] for
+     * JSON that is not a valid FHIR R4 resource, [`WalletError::InvalidConsent`] for a Consent
+     * medchain cannot represent, [`WalletError::BadSignature`] if its patient is another
+     * identity.
      */
 open func signFhirConsent(fhirJson: String)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_sign_fhir_consent(self.uniffiClonePointer(),
-        FfiConverterString.lower(fhirJson),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_sign_fhir_consent(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(fhirJson),uniffiCallStatus
     )
 })
 }
@@ -1077,8 +1175,10 @@ open func signFhirConsent(fhirJson: String)throws  -> SignedRequest  {
      */
 open func signRevocation(consentId: String)throws  -> SignedRequest  {
     return try  FfiConverterTypeSignedRequest_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_sign_revocation(self.uniffiClonePointer(),
-        FfiConverterString.lower(consentId),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_sign_revocation(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(consentId),uniffiCallStatus
     )
 })
 }
@@ -1092,9 +1192,11 @@ open func signRevocation(consentId: String)throws  -> SignedRequest  {
      */
 open func trustNetwork(genesis: Data, expectedHash: String?)throws  -> NetworkInfo  {
     return try  FfiConverterTypeNetworkInfo_lift(try rustCallWithError(FfiConverterTypeProofError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_trust_network(self.uniffiClonePointer(),
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_trust_network(
+            self.uniffiCloneHandle(),
         FfiConverterData.lower(genesis),
-        FfiConverterOptionString.lower(expectedHash),$0
+        FfiConverterOptionString.lower(expectedHash),uniffiCallStatus
     )
 })
 }
@@ -1107,7 +1209,9 @@ open func trustNetwork(genesis: Data, expectedHash: String?)throws  -> NetworkIn
      */
 open func trustedNetwork()throws  -> TrustedNetwork  {
     return try  FfiConverterTypeTrustedNetwork_lift(try rustCallWithError(FfiConverterTypeProofError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_trusted_network(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_trusted_network(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -1121,13 +1225,16 @@ open func trustedNetwork()throws  -> TrustedNetwork  {
      */
 open func verifyInclusion(proof: Data)throws  -> CommittedTransaction  {
     return try  FfiConverterTypeCommittedTransaction_lift(try rustCallWithError(FfiConverterTypeProofError_lift) {
-    uniffi_medchain_ffi_fn_method_wallet_verify_inclusion(self.uniffiClonePointer(),
-        FfiConverterData.lower(proof),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_verify_inclusion(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(proof),uniffiCallStatus
     )
 })
 }
     
 
+    
 }
 
 
@@ -1135,33 +1242,24 @@ open func verifyInclusion(proof: Data)throws  -> CommittedTransaction  {
 @_documentation(visibility: private)
 #endif
 public struct FfiConverterTypeWallet: FfiConverter {
-
-    typealias FfiType = UnsafeMutableRawPointer
+    typealias FfiType = UInt64
     typealias SwiftType = Wallet
 
-    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> Wallet {
-        return Wallet(unsafeFromRawPointer: pointer)
+    public static func lift(_ handle: UInt64) throws -> Wallet {
+        return Wallet(unsafeFromHandle: handle)
     }
 
-    public static func lower(_ value: Wallet) -> UnsafeMutableRawPointer {
-        return value.uniffiClonePointer()
+    public static func lower(_ value: Wallet) -> UInt64 {
+        return value.uniffiCloneHandle()
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Wallet {
-        let v: UInt64 = try readInt(&buf)
-        // The Rust code won't compile if a pointer won't fit in a UInt64.
-        // We have to go via `UInt` because that's the thing that's the size of a pointer.
-        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
-        if (ptr == nil) {
-            throw UniffiInternalError.unexpectedNullPointer
-        }
-        return try lift(ptr!)
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
     }
 
     public static func write(_ value: Wallet, into buf: inout [UInt8]) {
-        // This fiddling is because `Int` is the thing that's the same size as a pointer.
-        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
-        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+        writeInt(&buf, lower(value))
     }
 }
 
@@ -1169,14 +1267,14 @@ public struct FfiConverterTypeWallet: FfiConverter {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeWallet_lift(_ pointer: UnsafeMutableRawPointer) throws -> Wallet {
-    return try FfiConverterTypeWallet.lift(pointer)
+public func FfiConverterTypeWallet_lift(_ handle: UInt64) throws -> Wallet {
+    return try FfiConverterTypeWallet.lift(handle)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeWallet_lower(_ value: Wallet) -> UnsafeMutableRawPointer {
+public func FfiConverterTypeWallet_lower(_ value: Wallet) -> UInt64 {
     return FfiConverterTypeWallet.lower(value)
 }
 
@@ -1233,13 +1331,13 @@ public protocol WalletStore: AnyObject, Sendable {
  * must be thread-safe (the wallet may be called from several threads).
  */
 open class WalletStoreImpl: WalletStore, @unchecked Sendable {
-    fileprivate let pointer: UnsafeMutableRawPointer!
+    fileprivate let handle: UInt64
 
-    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoPointer {
+    public struct NoHandle {
         public init() {}
     }
 
@@ -1249,36 +1347,37 @@ open class WalletStoreImpl: WalletStore, @unchecked Sendable {
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
-        self.pointer = pointer
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
     }
 
     // This constructor can be used to instantiate a fake object.
-    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
     //
     // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noPointer: NoPointer) {
-        self.pointer = nil
+    public init(noHandle: NoHandle) {
+        self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
-        return try! rustCall { uniffi_medchain_ffi_fn_clone_walletstore(self.pointer, $0) }
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_medchain_ffi_fn_clone_walletstore(self.handle, $0) }
     }
     // No primary constructor declared for this class.
 
     deinit {
-        guard let pointer = pointer else {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
             return
         }
 
-        try! rustCall { uniffi_medchain_ffi_fn_free_walletstore(pointer, $0) }
+        try! rustCall { uniffi_medchain_ffi_fn_free_walletstore(handle, $0) }
     }
 
     
@@ -1292,8 +1391,10 @@ open class WalletStoreImpl: WalletStore, @unchecked Sendable {
      */
 open func get(key: String)throws  -> Data?  {
     return try  FfiConverterOptionData.lift(try rustCallWithError(FfiConverterTypeStoreError_lift) {
-    uniffi_medchain_ffi_fn_method_walletstore_get(self.uniffiClonePointer(),
-        FfiConverterString.lower(key),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_walletstore_get(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),uniffiCallStatus
     )
 })
 }
@@ -1305,9 +1406,11 @@ open func get(key: String)throws  -> Data?  {
      * A [`StoreError`] if the storage cannot be written.
      */
 open func put(key: String, value: Data)throws   {try rustCallWithError(FfiConverterTypeStoreError_lift) {
-    uniffi_medchain_ffi_fn_method_walletstore_put(self.uniffiClonePointer(),
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_walletstore_put(
+            self.uniffiCloneHandle(),
         FfiConverterString.lower(key),
-        FfiConverterData.lower(value),$0
+        FfiConverterData.lower(value),uniffiCallStatus
     )
 }
 }
@@ -1319,8 +1422,10 @@ open func put(key: String, value: Data)throws   {try rustCallWithError(FfiConver
      * A [`StoreError`] if the storage cannot be written.
      */
 open func delete(key: String)throws   {try rustCallWithError(FfiConverterTypeStoreError_lift) {
-    uniffi_medchain_ffi_fn_method_walletstore_delete(self.uniffiClonePointer(),
-        FfiConverterString.lower(key),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_walletstore_delete(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),uniffiCallStatus
     )
 }
 }
@@ -1333,13 +1438,17 @@ open func delete(key: String)throws   {try rustCallWithError(FfiConverterTypeSto
      */
 open func keys()throws  -> [String]  {
     return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeStoreError_lift) {
-    uniffi_medchain_ffi_fn_method_walletstore_keys(self.uniffiClonePointer(),$0
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_walletstore_keys(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
     
 
+    
 }
+
 
 
 // Put the implementation in a struct so we don't pollute the top-level namespace
@@ -1348,9 +1457,22 @@ fileprivate struct UniffiCallbackInterfaceWalletStore {
     // Create the VTable using a series of closures.
     // Swift automatically converts these into C callback functions.
     //
-    // This creates 1-element array, since this seems to be the only way to construct a const
-    // pointer that we can pass to the Rust code.
-    static let vtable: [UniffiVTableCallbackInterfaceWalletStore] = [UniffiVTableCallbackInterfaceWalletStore(
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceWalletStore = UniffiVTableCallbackInterfaceWalletStore(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeWalletStore.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface WalletStore: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeWalletStore.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface WalletStore: handle missing in uniffiClone")
+            }
+        },
         get: { (
             uniffiHandle: UInt64,
             key: RustBuffer,
@@ -1450,20 +1572,25 @@ fileprivate struct UniffiCallbackInterfaceWalletStore {
                 writeReturn: writeReturn,
                 lowerError: FfiConverterTypeStoreError_lower
             )
-        },
-        uniffiFree: { (uniffiHandle: UInt64) -> () in
-            let result = try? FfiConverterTypeWalletStore.handleMap.remove(handle: uniffiHandle)
-            if result == nil {
-                print("Uniffi callback interface WalletStore: handle missing in uniffiFree")
-            }
         }
-    )]
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceWalletStore> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceWalletStore>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
 }
 
 private func uniffiCallbackInitWalletStore() {
-    uniffi_medchain_ffi_fn_init_callback_vtable_walletstore(UniffiCallbackInterfaceWalletStore.vtable)
+    uniffi_medchain_ffi_fn_init_callback_vtable_walletstore(UniffiCallbackInterfaceWalletStore.vtablePtr)
 }
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -1471,35 +1598,37 @@ private func uniffiCallbackInitWalletStore() {
 public struct FfiConverterTypeWalletStore: FfiConverter {
     fileprivate static let handleMap = UniffiHandleMap<WalletStore>()
 
-    typealias FfiType = UnsafeMutableRawPointer
+    typealias FfiType = UInt64
     typealias SwiftType = WalletStore
 
-    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> WalletStore {
-        return WalletStoreImpl(unsafeFromRawPointer: pointer)
+    public static func lift(_ handle: UInt64) throws -> WalletStore {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return WalletStoreImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
     }
 
-    public static func lower(_ value: WalletStore) -> UnsafeMutableRawPointer {
-        guard let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: handleMap.insert(obj: value))) else {
-            fatalError("Cast to UnsafeMutableRawPointer failed")
-        }
-        return ptr
+    public static func lower(_ value: WalletStore) -> UInt64 {
+         if let rustImpl = value as? WalletStoreImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WalletStore {
-        let v: UInt64 = try readInt(&buf)
-        // The Rust code won't compile if a pointer won't fit in a UInt64.
-        // We have to go via `UInt` because that's the thing that's the size of a pointer.
-        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
-        if (ptr == nil) {
-            throw UniffiInternalError.unexpectedNullPointer
-        }
-        return try lift(ptr!)
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
     }
 
     public static func write(_ value: WalletStore, into buf: inout [UInt8]) {
-        // This fiddling is because `Int` is the thing that's the same size as a pointer.
-        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
-        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+        writeInt(&buf, lower(value))
     }
 }
 
@@ -1507,14 +1636,14 @@ public struct FfiConverterTypeWalletStore: FfiConverter {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeWalletStore_lift(_ pointer: UnsafeMutableRawPointer) throws -> WalletStore {
-    return try FfiConverterTypeWalletStore.lift(pointer)
+public func FfiConverterTypeWalletStore_lift(_ handle: UInt64) throws -> WalletStore {
+    return try FfiConverterTypeWalletStore.lift(handle)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeWalletStore_lower(_ value: WalletStore) -> UnsafeMutableRawPointer {
+public func FfiConverterTypeWalletStore_lower(_ value: WalletStore) -> UInt64 {
     return FfiConverterTypeWalletStore.lower(value)
 }
 
@@ -1524,7 +1653,7 @@ public func FfiConverterTypeWalletStore_lower(_ value: WalletStore) -> UnsafeMut
 /**
  * One line of the patient's audit trail.
  */
-public struct AuditRecord {
+public struct AuditRecord: Equatable, Hashable {
     /**
      * What happened.
      */
@@ -1626,71 +1755,15 @@ public struct AuditRecord {
         self.height = height
         self.fhirAuditEvent = fhirAuditEvent
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension AuditRecord: Sendable {}
 #endif
-
-
-extension AuditRecord: Equatable, Hashable {
-    public static func ==(lhs: AuditRecord, rhs: AuditRecord) -> Bool {
-        if lhs.action != rhs.action {
-            return false
-        }
-        if lhs.recordId != rhs.recordId {
-            return false
-        }
-        if lhs.actor != rhs.actor {
-            return false
-        }
-        if lhs.actorPartyId != rhs.actorPartyId {
-            return false
-        }
-        if lhs.purpose != rhs.purpose {
-            return false
-        }
-        if lhs.consentId != rhs.consentId {
-            return false
-        }
-        if lhs.emergency != rhs.emergency {
-            return false
-        }
-        if lhs.atMs != rhs.atMs {
-            return false
-        }
-        if lhs.loggedBy != rhs.loggedBy {
-            return false
-        }
-        if lhs.txId != rhs.txId {
-            return false
-        }
-        if lhs.height != rhs.height {
-            return false
-        }
-        if lhs.fhirAuditEvent != rhs.fhirAuditEvent {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(action)
-        hasher.combine(recordId)
-        hasher.combine(actor)
-        hasher.combine(actorPartyId)
-        hasher.combine(purpose)
-        hasher.combine(consentId)
-        hasher.combine(emergency)
-        hasher.combine(atMs)
-        hasher.combine(loggedBy)
-        hasher.combine(txId)
-        hasher.combine(height)
-        hasher.combine(fhirAuditEvent)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -1749,7 +1822,7 @@ public func FfiConverterTypeAuditRecord_lower(_ value: AuditRecord) -> RustBuffe
 /**
  * A coded concept (`system`, `code`), e.g. LOINC `4548-4`.
  */
-public struct CodedConcept {
+public struct CodedConcept: Equatable, Hashable {
     /**
      * Code system URI.
      */
@@ -1771,31 +1844,15 @@ public struct CodedConcept {
         self.system = system
         self.code = code
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension CodedConcept: Sendable {}
 #endif
-
-
-extension CodedConcept: Equatable, Hashable {
-    public static func ==(lhs: CodedConcept, rhs: CodedConcept) -> Bool {
-        if lhs.system != rhs.system {
-            return false
-        }
-        if lhs.code != rhs.code {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(system)
-        hasher.combine(code)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -1834,7 +1891,7 @@ public func FfiConverterTypeCodedConcept_lower(_ value: CodedConcept) -> RustBuf
 /**
  * What a verified inclusion proof establishes.
  */
-public struct CommittedTransaction {
+public struct CommittedTransaction: Equatable, Hashable {
     /**
      * The transaction's id (hex).
      */
@@ -1912,59 +1969,15 @@ public struct CommittedTransaction {
         self.round = round
         self.blockTimestampMs = blockTimestampMs
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension CommittedTransaction: Sendable {}
 #endif
-
-
-extension CommittedTransaction: Equatable, Hashable {
-    public static func ==(lhs: CommittedTransaction, rhs: CommittedTransaction) -> Bool {
-        if lhs.txId != rhs.txId {
-            return false
-        }
-        if lhs.kind != rhs.kind {
-            return false
-        }
-        if lhs.contributor != rhs.contributor {
-            return false
-        }
-        if lhs.contributorName != rhs.contributorName {
-            return false
-        }
-        if lhs.timestampMs != rhs.timestampMs {
-            return false
-        }
-        if lhs.blockHash != rhs.blockHash {
-            return false
-        }
-        if lhs.height != rhs.height {
-            return false
-        }
-        if lhs.round != rhs.round {
-            return false
-        }
-        if lhs.blockTimestampMs != rhs.blockTimestampMs {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(txId)
-        hasher.combine(kind)
-        hasher.combine(contributor)
-        hasher.combine(contributorName)
-        hasher.combine(timestampMs)
-        hasher.combine(blockHash)
-        hasher.combine(height)
-        hasher.combine(round)
-        hasher.combine(blockTimestampMs)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2017,7 +2030,7 @@ public func FfiConverterTypeCommittedTransaction_lower(_ value: CommittedTransac
 /**
  * A consent as the app builds it.
  */
-public struct ConsentDraft {
+public struct ConsentDraft: Equatable, Hashable {
     /**
      * A short human-readable statement (at most 256 bytes).
      */
@@ -2071,47 +2084,15 @@ public struct ConsentDraft {
         self.emergency = emergency
         self.rules = rules
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension ConsentDraft: Sendable {}
 #endif
-
-
-extension ConsentDraft: Equatable, Hashable {
-    public static func ==(lhs: ConsentDraft, rhs: ConsentDraft) -> Bool {
-        if lhs.summary != rhs.summary {
-            return false
-        }
-        if lhs.issuedMs != rhs.issuedMs {
-            return false
-        }
-        if lhs.startMs != rhs.startMs {
-            return false
-        }
-        if lhs.endMs != rhs.endMs {
-            return false
-        }
-        if lhs.emergency != rhs.emergency {
-            return false
-        }
-        if lhs.rules != rhs.rules {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(summary)
-        hasher.combine(issuedMs)
-        hasher.combine(startMs)
-        hasher.combine(endMs)
-        hasher.combine(emergency)
-        hasher.combine(rules)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2158,7 +2139,7 @@ public func FfiConverterTypeConsentDraft_lower(_ value: ConsentDraft) -> RustBuf
 /**
  * One rule of a consent. Empty lists match anything.
  */
-public struct ConsentRule {
+public struct ConsentRule: Equatable, Hashable {
     /**
      * Permit or deny.
      */
@@ -2244,63 +2225,15 @@ public struct ConsentRule {
         self.dataStartMs = dataStartMs
         self.dataEndMs = dataEndMs
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension ConsentRule: Sendable {}
 #endif
-
-
-extension ConsentRule: Equatable, Hashable {
-    public static func ==(lhs: ConsentRule, rhs: ConsentRule) -> Bool {
-        if lhs.effect != rhs.effect {
-            return false
-        }
-        if lhs.grantees != rhs.grantees {
-            return false
-        }
-        if lhs.actions != rhs.actions {
-            return false
-        }
-        if lhs.purposes != rhs.purposes {
-            return false
-        }
-        if lhs.resourceTypes != rhs.resourceTypes {
-            return false
-        }
-        if lhs.codes != rhs.codes {
-            return false
-        }
-        if lhs.startMs != rhs.startMs {
-            return false
-        }
-        if lhs.endMs != rhs.endMs {
-            return false
-        }
-        if lhs.dataStartMs != rhs.dataStartMs {
-            return false
-        }
-        if lhs.dataEndMs != rhs.dataEndMs {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(effect)
-        hasher.combine(grantees)
-        hasher.combine(actions)
-        hasher.combine(purposes)
-        hasher.combine(resourceTypes)
-        hasher.combine(codes)
-        hasher.combine(startMs)
-        hasher.combine(endMs)
-        hasher.combine(dataStartMs)
-        hasher.combine(dataEndMs)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2355,7 +2288,7 @@ public func FfiConverterTypeConsentRule_lower(_ value: ConsentRule) -> RustBuffe
 /**
  * The trusted network, as its genesis describes it.
  */
-public struct NetworkInfo {
+public struct NetworkInfo: Equatable, Hashable {
     /**
      * The chain's name.
      */
@@ -2401,43 +2334,15 @@ public struct NetworkInfo {
         self.validators = validators
         self.quorum = quorum
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension NetworkInfo: Sendable {}
 #endif
-
-
-extension NetworkInfo: Equatable, Hashable {
-    public static func ==(lhs: NetworkInfo, rhs: NetworkInfo) -> Bool {
-        if lhs.chainName != rhs.chainName {
-            return false
-        }
-        if lhs.genesisHash != rhs.genesisHash {
-            return false
-        }
-        if lhs.members != rhs.members {
-            return false
-        }
-        if lhs.validators != rhs.validators {
-            return false
-        }
-        if lhs.quorum != rhs.quorum {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(chainName)
-        hasher.combine(genesisHash)
-        hasher.combine(members)
-        hasher.combine(validators)
-        hasher.combine(quorum)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2482,7 +2387,7 @@ public func FfiConverterTypeNetworkInfo_lower(_ value: NetworkInfo) -> RustBuffe
 /**
  * A record opened on the phone.
  */
-public struct OpenedRecord {
+public struct OpenedRecord: Equatable, Hashable {
     /**
      * The record's id (hex).
      */
@@ -2528,43 +2433,15 @@ public struct OpenedRecord {
         self.resourceType = resourceType
         self.fhirJson = fhirJson
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension OpenedRecord: Sendable {}
 #endif
-
-
-extension OpenedRecord: Equatable, Hashable {
-    public static func ==(lhs: OpenedRecord, rhs: OpenedRecord) -> Bool {
-        if lhs.recordId != rhs.recordId {
-            return false
-        }
-        if lhs.patient != rhs.patient {
-            return false
-        }
-        if lhs.isMine != rhs.isMine {
-            return false
-        }
-        if lhs.resourceType != rhs.resourceType {
-            return false
-        }
-        if lhs.fhirJson != rhs.fhirJson {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(recordId)
-        hasher.combine(patient)
-        hasher.combine(isMine)
-        hasher.combine(resourceType)
-        hasher.combine(fhirJson)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2609,7 +2486,7 @@ public func FfiConverterTypeOpenedRecord_lower(_ value: OpenedRecord) -> RustBuf
 /**
  * A printable identity, parsed.
  */
-public struct PublicIdentityInfo {
+public struct PublicIdentityInfo: Equatable, Hashable {
     /**
      * The printable form (`mcid1…`, what a QR code carries), normalized.
      */
@@ -2639,35 +2516,15 @@ public struct PublicIdentityInfo {
         self.partyId = partyId
         self.signingKey = signingKey
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension PublicIdentityInfo: Sendable {}
 #endif
-
-
-extension PublicIdentityInfo: Equatable, Hashable {
-    public static func ==(lhs: PublicIdentityInfo, rhs: PublicIdentityInfo) -> Bool {
-        if lhs.text != rhs.text {
-            return false
-        }
-        if lhs.partyId != rhs.partyId {
-            return false
-        }
-        if lhs.signingKey != rhs.signingKey {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(text)
-        hasher.combine(partyId)
-        hasher.combine(signingKey)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2708,7 +2565,7 @@ public func FfiConverterTypePublicIdentityInfo_lower(_ value: PublicIdentityInfo
 /**
  * A request signed by the patient, ready for the app to submit to a member node.
  */
-public struct SignedRequest {
+public struct SignedRequest: Equatable, Hashable {
     /**
      * What it does.
      */
@@ -2746,39 +2603,15 @@ public struct SignedRequest {
         self.body = body
         self.fhirJson = fhirJson
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension SignedRequest: Sendable {}
 #endif
-
-
-extension SignedRequest: Equatable, Hashable {
-    public static func ==(lhs: SignedRequest, rhs: SignedRequest) -> Bool {
-        if lhs.kind != rhs.kind {
-            return false
-        }
-        if lhs.subjectId != rhs.subjectId {
-            return false
-        }
-        if lhs.body != rhs.body {
-            return false
-        }
-        if lhs.fhirJson != rhs.fhirJson {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(kind)
-        hasher.combine(subjectId)
-        hasher.combine(body)
-        hasher.combine(fhirJson)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2821,7 +2654,7 @@ public func FfiConverterTypeSignedRequest_lower(_ value: SignedRequest) -> RustB
 /**
  * What a signed request says, after its patient signature was checked.
  */
-public struct SignedRequestInfo {
+public struct SignedRequestInfo: Equatable, Hashable {
     /**
      * What it does.
      */
@@ -2875,47 +2708,15 @@ public struct SignedRequestInfo {
         self.emergency = emergency
         self.ruleCount = ruleCount
     }
+
+    
+
+    
 }
 
 #if compiler(>=6)
 extension SignedRequestInfo: Sendable {}
 #endif
-
-
-extension SignedRequestInfo: Equatable, Hashable {
-    public static func ==(lhs: SignedRequestInfo, rhs: SignedRequestInfo) -> Bool {
-        if lhs.kind != rhs.kind {
-            return false
-        }
-        if lhs.subjectId != rhs.subjectId {
-            return false
-        }
-        if lhs.patient != rhs.patient {
-            return false
-        }
-        if lhs.summary != rhs.summary {
-            return false
-        }
-        if lhs.emergency != rhs.emergency {
-            return false
-        }
-        if lhs.ruleCount != rhs.ruleCount {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(kind)
-        hasher.combine(subjectId)
-        hasher.combine(patient)
-        hasher.combine(summary)
-        hasher.combine(emergency)
-        hasher.combine(ruleCount)
-    }
-}
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -2958,13 +2759,12 @@ public func FfiConverterTypeSignedRequestInfo_lower(_ value: SignedRequestInfo) 
     return FfiConverterTypeSignedRequestInfo.lower(value)
 }
 
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+
 /**
  * What happened to a record.
  */
 
-public enum AuditAction {
+public enum AuditAction: Equatable, Hashable {
     
     /**
      * The record's key was released to a reader.
@@ -2978,8 +2778,12 @@ public enum AuditAction {
      * The record was erased at the patient's request.
      */
     case erased
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension AuditAction: Sendable {}
@@ -3040,20 +2844,12 @@ public func FfiConverterTypeAuditAction_lower(_ value: AuditAction) -> RustBuffe
 }
 
 
-extension AuditAction: Equatable, Hashable {}
 
-
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * What a grantee may do.
  */
 
-public enum ConsentAction {
+public enum ConsentAction: Equatable, Hashable {
     
     /**
      * Read (decrypt) a record.
@@ -3067,8 +2863,12 @@ public enum ConsentAction {
      * Use records, de-identified, for research.
      */
     case researchUse
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension ConsentAction: Sendable {}
@@ -3129,20 +2929,12 @@ public func FfiConverterTypeConsentAction_lower(_ value: ConsentAction) -> RustB
 }
 
 
-extension ConsentAction: Equatable, Hashable {}
 
-
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * The patient's standing choice about break-glass emergency access.
  */
 
-public enum EmergencyAccess {
+public enum EmergencyAccess: Equatable, Hashable {
     
     /**
      * Credentialed clinicians of member institutions may read in an emergency (always logged
@@ -3153,8 +2945,12 @@ public enum EmergencyAccess {
      * No emergency access.
      */
     case refuse
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension EmergencyAccess: Sendable {}
@@ -3209,20 +3005,12 @@ public func FfiConverterTypeEmergencyAccess_lower(_ value: EmergencyAccess) -> R
 }
 
 
-extension EmergencyAccess: Equatable, Hashable {}
 
-
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * Who a rule is about.
  */
 
-public enum Grantee {
+public enum Grantee: Equatable, Hashable {
     
     /**
      * One party, by its printable identity (`mcid1…`, what its QR code shows).
@@ -3249,8 +3037,12 @@ public enum Grantee {
          * The institution, or `None` for any.
          */institution: String?
     )
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension Grantee: Sendable {}
@@ -3317,18 +3109,12 @@ public func FfiConverterTypeGrantee_lower(_ value: Grantee) -> RustBuffer {
 }
 
 
-extension Grantee: Equatable, Hashable {}
-
-
-
-
-
-
 
 /**
  * A light-client check failed. Each way a proof can fail has its own variant.
  */
-public enum ProofError: Swift.Error {
+public 
+enum ProofError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
 
     
     
@@ -3430,8 +3216,21 @@ public enum ProofError: Swift.Error {
          * What failed.
          */reason: String
     )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
 }
 
+#if compiler(>=6)
+extension ProofError: Sendable {}
+#endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -3579,27 +3378,11 @@ public func FfiConverterTypeProofError_lower(_ value: ProofError) -> RustBuffer 
 }
 
 
-extension ProofError: Equatable, Hashable {}
-
-
-
-
-extension ProofError: Foundation.LocalizedError {
-    public var errorDescription: String? {
-        String(reflecting: self)
-    }
-}
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * Why (HL7 v3 PurposeOfUse).
  */
 
-public enum PurposeOfUse {
+public enum PurposeOfUse: Equatable, Hashable {
     
     /**
      * `TREAT`.
@@ -3629,8 +3412,12 @@ public enum PurposeOfUse {
          * The code.
          */code: String
     )
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension PurposeOfUse: Sendable {}
@@ -3707,20 +3494,12 @@ public func FfiConverterTypePurposeOfUse_lower(_ value: PurposeOfUse) -> RustBuf
 }
 
 
-extension PurposeOfUse: Equatable, Hashable {}
 
-
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * What a signed request does.
  */
 
-public enum RequestKind {
+public enum RequestKind: Equatable, Hashable {
     
     /**
      * A consent is granted (`ConsentGranted`).
@@ -3734,8 +3513,12 @@ public enum RequestKind {
      * A record is to be erased (`RecordErased`).
      */
     case recordErasure
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension RequestKind: Sendable {}
@@ -3796,20 +3579,12 @@ public func FfiConverterTypeRequestKind_lower(_ value: RequestKind) -> RustBuffe
 }
 
 
-extension RequestKind: Equatable, Hashable {}
 
-
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * Whether a rule permits or denies. Deny overrides permit.
  */
 
-public enum RuleEffect {
+public enum RuleEffect: Equatable, Hashable {
     
     /**
      * The rule permits what it matches.
@@ -3819,8 +3594,12 @@ public enum RuleEffect {
      * The rule denies what it matches.
      */
     case deny
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension RuleEffect: Sendable {}
@@ -3875,18 +3654,12 @@ public func FfiConverterTypeRuleEffect_lower(_ value: RuleEffect) -> RustBuffer 
 }
 
 
-extension RuleEffect: Equatable, Hashable {}
-
-
-
-
-
-
 
 /**
  * The app's [`crate::WalletStore`] failed. A Kotlin or Swift store throws these.
  */
-public enum StoreError: Swift.Error {
+public 
+enum StoreError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
 
     
     
@@ -3906,8 +3679,21 @@ public enum StoreError: Swift.Error {
          * What the foreign code threw.
          */reason: String
     )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
 }
 
+#if compiler(>=6)
+extension StoreError: Sendable {}
+#endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -3969,27 +3755,11 @@ public func FfiConverterTypeStoreError_lower(_ value: StoreError) -> RustBuffer 
 }
 
 
-extension StoreError: Equatable, Hashable {}
-
-
-
-
-extension StoreError: Foundation.LocalizedError {
-    public var errorDescription: String? {
-        String(reflecting: self)
-    }
-}
-
-
-
-
-// Note that we don't yet support `indirect` for enums.
-// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
  * A transaction kind, as its clear envelope shows it.
  */
 
-public enum TransactionKind {
+public enum TransactionKind: Equatable, Hashable {
     
     /**
      * A sealed record was added.
@@ -4019,8 +3789,12 @@ public enum TransactionKind {
      * A kind this version does not know.
      */
     case other
-}
 
+
+
+
+
+}
 
 #if compiler(>=6)
 extension TransactionKind: Sendable {}
@@ -4105,18 +3879,12 @@ public func FfiConverterTypeTransactionKind_lower(_ value: TransactionKind) -> R
 }
 
 
-extension TransactionKind: Equatable, Hashable {}
-
-
-
-
-
-
 
 /**
  * A wallet operation failed.
  */
-public enum WalletError: Swift.Error {
+public 
+enum WalletError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
 
     
     
@@ -4128,6 +3896,11 @@ public enum WalletError: Swift.Error {
      * The store already holds a wallet; creating another would overwrite its keys.
      */
     case WalletExists
+    /**
+     * No network is pinned: every signature binds the network it is for, so pin the
+     * network's genesis (`Wallet::trust_network`) before signing.
+     */
+    case NoTrustedNetwork
     /**
      * The password is wrong, or the backup was altered.
      */
@@ -4189,6 +3962,16 @@ public enum WalletError: Swift.Error {
          */reason: String
     )
     /**
+     * FHIR R4 JSON that fails validation (structure, required bindings): nothing was signed.
+     * Each issue reads `error at Consent.provision.type: the code is not in the required
+     * value set ...`; none quotes the input.
+     */
+    case InvalidFhir(
+        /**
+         * The problems, errors first.
+         */issues: [String]
+    )
+    /**
      * A signed request does not verify.
      */
     case BadSignature
@@ -4212,8 +3995,21 @@ public enum WalletError: Swift.Error {
          * What failed.
          */reason: String
     )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
 }
 
+#if compiler(>=6)
+extension WalletError: Sendable {}
+#endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -4230,32 +4026,36 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
         
         case 1: return .NoWallet
         case 2: return .WalletExists
-        case 3: return .WrongPassword
-        case 4: return .WeakPassword
-        case 5: return .Malformed(
+        case 3: return .NoTrustedNetwork
+        case 4: return .WrongPassword
+        case 5: return .WeakPassword
+        case 6: return .Malformed(
             what: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 6: return .InvalidIdentity(
+        case 7: return .InvalidIdentity(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 7: return .InvalidArgument(
+        case 8: return .InvalidArgument(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .InvalidConsent(
+        case 9: return .InvalidConsent(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .NotAddressedToMe
-        case 10: return .RecordDamaged
-        case 11: return .NotFhir(
+        case 10: return .NotAddressedToMe
+        case 11: return .RecordDamaged
+        case 12: return .NotFhir(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .BadSignature
-        case 13: return .ForeignAuditEntry
-        case 14: return .Store(
+        case 13: return .InvalidFhir(
+            issues: try FfiConverterSequenceString.read(from: &buf)
+            )
+        case 14: return .BadSignature
+        case 15: return .ForeignAuditEntry
+        case 16: return .Store(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Internal(
+        case 17: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4278,63 +4078,72 @@ public struct FfiConverterTypeWalletError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(2))
         
         
-        case .WrongPassword:
+        case .NoTrustedNetwork:
             writeInt(&buf, Int32(3))
         
         
-        case .WeakPassword:
+        case .WrongPassword:
             writeInt(&buf, Int32(4))
         
         
-        case let .Malformed(what,reason):
+        case .WeakPassword:
             writeInt(&buf, Int32(5))
+        
+        
+        case let .Malformed(what,reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(what, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .InvalidIdentity(reason):
-            writeInt(&buf, Int32(6))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .InvalidConsent(reason):
+        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .NotAddressedToMe:
+        case let .InvalidConsent(reason):
             writeInt(&buf, Int32(9))
-        
-        
-        case .RecordDamaged:
-            writeInt(&buf, Int32(10))
-        
-        
-        case let .NotFhir(reason):
-            writeInt(&buf, Int32(11))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .BadSignature:
+        case .NotAddressedToMe:
+            writeInt(&buf, Int32(10))
+        
+        
+        case .RecordDamaged:
+            writeInt(&buf, Int32(11))
+        
+        
+        case let .NotFhir(reason):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidFhir(issues):
+            writeInt(&buf, Int32(13))
+            FfiConverterSequenceString.write(issues, into: &buf)
+            
+        
+        case .BadSignature:
+            writeInt(&buf, Int32(14))
         
         
         case .ForeignAuditEntry:
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(15))
         
         
         case let .Store(reason):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(16))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Internal(reason):
-            writeInt(&buf, Int32(15))
+            writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -4355,21 +4164,6 @@ public func FfiConverterTypeWalletError_lift(_ buf: RustBuffer) throws -> Wallet
 public func FfiConverterTypeWalletError_lower(_ value: WalletError) -> RustBuffer {
     return FfiConverterTypeWalletError.lower(value)
 }
-
-
-extension WalletError: Equatable, Hashable {}
-
-
-
-
-extension WalletError: Foundation.LocalizedError {
-    public var errorDescription: String? {
-        String(reflecting: self)
-    }
-}
-
-
-
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -4642,6 +4436,16 @@ fileprivate struct FfiConverterSequenceTypePurposeOfUse: FfiConverterRustBuffer 
     }
 }
 /**
+ * The version of this library (the crate version).
+ */
+public func medchainFfiVersion() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_func_medchain_ffi_version(uniffiCallStatus
+    )
+})
+}
+/**
  * Decodes an audit trail without checking whose it is (for a caregiver's or an auditor's app).
  *
  * # Errors
@@ -4649,8 +4453,38 @@ fileprivate struct FfiConverterSequenceTypePurposeOfUse: FfiConverterRustBuffer 
  */
 public func decodeAuditEntries(entries: Data)throws  -> [AuditRecord]  {
     return try  FfiConverterSequenceTypeAuditRecord.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_func_decode_audit_entries(
-        FfiConverterData.lower(entries),$0
+        FfiConverterData.lower(entries),uniffiCallStatus
+    )
+})
+}
+/**
+ * Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature for
+ * `network`: what a node, or a second device, does before submitting it. A request signed for
+ * another network does not verify.
+ *
+ * # Errors
+ * [`WalletError::Malformed`] for bytes that are not a request body,
+ * [`WalletError::BadSignature`] if the patient's signature does not verify for this network,
+ * [`WalletError::InvalidArgument`] for a body of another kind (records, key shares).
+ */
+public func inspectSignedRequest(body: Data, network: TrustedNetwork)throws  -> SignedRequestInfo  {
+    return try  FfiConverterTypeSignedRequestInfo_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_func_inspect_signed_request(
+        FfiConverterData.lower(body),
+        FfiConverterTypeTrustedNetwork_lower(network),uniffiCallStatus
+    )
+})
+}
+/**
+ * A new, empty in-memory store (the default [`WalletStore`]).
+ */
+public func newInMemoryWalletStore() -> WalletStore  {
+    return try!  FfiConverterTypeWalletStore_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_func_new_in_memory_wallet_store(uniffiCallStatus
     )
 })
 }
@@ -4662,44 +4496,11 @@ public func decodeAuditEntries(entries: Data)throws  -> [AuditRecord]  {
  * [`WalletError::Store`].
  */
 public func deleteWallet(store: WalletStore)throws   {try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_func_delete_wallet(
-        FfiConverterTypeWalletStore_lower(store),$0
+        FfiConverterTypeWalletStore_lower(store),uniffiCallStatus
     )
 }
-}
-/**
- * Decodes a signed request (a [`SignedRequest::body`]) and checks its patient signature:
- * what a node, or a second device, does before submitting it.
- *
- * # Errors
- * [`WalletError::Malformed`] for bytes that are not a request body,
- * [`WalletError::BadSignature`] if the patient's signature does not verify,
- * [`WalletError::InvalidArgument`] for a body of another kind (records, key shares).
- */
-public func inspectSignedRequest(body: Data)throws  -> SignedRequestInfo  {
-    return try  FfiConverterTypeSignedRequestInfo_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
-    uniffi_medchain_ffi_fn_func_inspect_signed_request(
-        FfiConverterData.lower(body),$0
-    )
-})
-}
-/**
- * The version of this library (the crate version).
- */
-public func medchainFfiVersion() -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
-    uniffi_medchain_ffi_fn_func_medchain_ffi_version($0
-    )
-})
-}
-/**
- * A new, empty in-memory store (the default [`WalletStore`]).
- */
-public func newInMemoryWalletStore() -> WalletStore  {
-    return try!  FfiConverterTypeWalletStore_lift(try! rustCall() {
-    uniffi_medchain_ffi_fn_func_new_in_memory_wallet_store($0
-    )
-})
 }
 /**
  * Parses a printable identity (`mcid1…`), checking its checksum and keys.
@@ -4709,8 +4510,9 @@ public func newInMemoryWalletStore() -> WalletStore  {
  */
 public func parsePublicIdentity(text: String)throws  -> PublicIdentityInfo  {
     return try  FfiConverterTypePublicIdentityInfo_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_func_parse_public_identity(
-        FfiConverterString.lower(text),$0
+        FfiConverterString.lower(text),uniffiCallStatus
     )
 })
 }
@@ -4722,8 +4524,9 @@ public func parsePublicIdentity(text: String)throws  -> PublicIdentityInfo  {
  */
 public func walletExists(store: WalletStore)throws  -> Bool  {
     return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
     uniffi_medchain_ffi_fn_func_wallet_exists(
-        FfiConverterTypeWalletStore_lower(store),$0
+        FfiConverterTypeWalletStore_lower(store),uniffiCallStatus
     )
 })
 }
@@ -4737,103 +4540,103 @@ private enum InitializationResult {
 // the code inside is only computed once.
 private let initializationResult: InitializationResult = {
     // Get the bindings contract version from our ComponentInterface
-    let bindings_contract_version = 29
+    let bindings_contract_version = 30
     // Get the scaffolding contract version by calling the into the dylib
     let scaffolding_contract_version = ffi_medchain_ffi_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_decode_audit_entries() != 551) {
+    if (uniffi_medchain_ffi_checksum_func_medchain_ffi_version() != 46488) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_delete_wallet() != 10750) {
+    if (uniffi_medchain_ffi_checksum_func_decode_audit_entries() != 19563) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 43989) {
+    if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 32316) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_medchain_ffi_version() != 12329) {
+    if (uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store() != 7486) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store() != 35382) {
+    if (uniffi_medchain_ffi_checksum_func_delete_wallet() != 20996) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_parse_public_identity() != 26601) {
+    if (uniffi_medchain_ffi_checksum_func_parse_public_identity() != 36405) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_func_wallet_exists() != 24554) {
+    if (uniffi_medchain_ffi_checksum_func_wallet_exists() != 6933) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_trustednetwork_info() != 24944) {
+    if (uniffi_medchain_ffi_checksum_method_trustednetwork_info() != 46137) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_trustednetwork_verify_inclusion() != 32563) {
+    if (uniffi_medchain_ffi_checksum_method_trustednetwork_verify_inclusion() != 43098) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_backup() != 27058) {
+    if (uniffi_medchain_ffi_checksum_method_walletstore_get() != 43894) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_change_password() != 46394) {
+    if (uniffi_medchain_ffi_checksum_method_walletstore_put() != 64164) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_identity_info() != 48174) {
+    if (uniffi_medchain_ffi_checksum_method_walletstore_delete() != 62886) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_open_record() != 51099) {
+    if (uniffi_medchain_ffi_checksum_method_walletstore_keys() != 44418) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_public_identity() != 50496) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_backup() != 47115) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_read_audit_trail() != 33196) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_change_password() != 65525) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_request_erasure() != 59985) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_identity_info() != 23558) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_consent() != 61907) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_open_record() != 52063) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_emergency_preference() != 49173) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_public_identity() != 23866) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 33948) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_read_audit_trail() != 31423) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_sign_revocation() != 26936) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_request_erasure() != 21884) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_trust_network() != 26088) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_consent() != 49426) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_trusted_network() != 13905) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_emergency_preference() != 59389) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_wallet_verify_inclusion() != 48892) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_fhir_consent() != 6001) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_walletstore_get() != 48962) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_revocation() != 16942) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_walletstore_put() != 63232) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_trust_network() != 31656) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_walletstore_delete() != 44319) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_trusted_network() != 59406) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_method_walletstore_keys() != 21754) {
+    if (uniffi_medchain_ffi_checksum_method_wallet_verify_inclusion() != 25643) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_constructor_trustednetwork_new() != 49907) {
+    if (uniffi_medchain_ffi_checksum_constructor_trustednetwork_new() != 10149) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_constructor_wallet_create() != 44665) {
+    if (uniffi_medchain_ffi_checksum_constructor_wallet_create() != 9629) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_constructor_wallet_open() != 59406) {
+    if (uniffi_medchain_ffi_checksum_constructor_wallet_open() != 31763) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_medchain_ffi_checksum_constructor_wallet_restore() != 22133) {
+    if (uniffi_medchain_ffi_checksum_constructor_wallet_restore() != 18848) {
         return InitializationResult.apiChecksumMismatch
     }
 

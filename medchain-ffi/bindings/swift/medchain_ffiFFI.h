@@ -50,9 +50,9 @@ typedef void (*UniffiRustFutureContinuationCallback)(uint64_t, int8_t
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_FREE
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_FREE
-typedef void (*UniffiForeignFutureFree)(uint64_t
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_DROPPED_CALLBACK
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_DROPPED_CALLBACK
+typedef void (*UniffiForeignFutureDroppedCallback)(uint64_t
     );
 
 #endif
@@ -62,192 +62,184 @@ typedef void (*UniffiCallbackInterfaceFree)(uint64_t
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE
-typedef struct UniffiForeignFuture {
-    uint64_t handle;
-    UniffiForeignFutureFree _Nonnull free;
-} UniffiForeignFuture;
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLONE
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLONE
+typedef uint64_t (*UniffiCallbackInterfaceClone)(uint64_t
+    );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U8
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U8
-typedef struct UniffiForeignFutureStructU8 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_DROPPED_CALLBACK_STRUCT
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_DROPPED_CALLBACK_STRUCT
+typedef struct UniffiForeignFutureDroppedCallbackStruct {
+    uint64_t handle;
+    UniffiForeignFutureDroppedCallback _Nonnull free;
+} UniffiForeignFutureDroppedCallbackStruct;
+
+#endif
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U8
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U8
+typedef struct UniffiForeignFutureResultU8 {
     uint8_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructU8;
+} UniffiForeignFutureResultU8;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U8
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U8
-typedef void (*UniffiForeignFutureCompleteU8)(uint64_t, UniffiForeignFutureStructU8
+typedef void (*UniffiForeignFutureCompleteU8)(uint64_t, UniffiForeignFutureResultU8
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I8
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I8
-typedef struct UniffiForeignFutureStructI8 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I8
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I8
+typedef struct UniffiForeignFutureResultI8 {
     int8_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructI8;
+} UniffiForeignFutureResultI8;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I8
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I8
-typedef void (*UniffiForeignFutureCompleteI8)(uint64_t, UniffiForeignFutureStructI8
+typedef void (*UniffiForeignFutureCompleteI8)(uint64_t, UniffiForeignFutureResultI8
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U16
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U16
-typedef struct UniffiForeignFutureStructU16 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U16
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U16
+typedef struct UniffiForeignFutureResultU16 {
     uint16_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructU16;
+} UniffiForeignFutureResultU16;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U16
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U16
-typedef void (*UniffiForeignFutureCompleteU16)(uint64_t, UniffiForeignFutureStructU16
+typedef void (*UniffiForeignFutureCompleteU16)(uint64_t, UniffiForeignFutureResultU16
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I16
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I16
-typedef struct UniffiForeignFutureStructI16 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I16
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I16
+typedef struct UniffiForeignFutureResultI16 {
     int16_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructI16;
+} UniffiForeignFutureResultI16;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I16
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I16
-typedef void (*UniffiForeignFutureCompleteI16)(uint64_t, UniffiForeignFutureStructI16
+typedef void (*UniffiForeignFutureCompleteI16)(uint64_t, UniffiForeignFutureResultI16
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U32
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U32
-typedef struct UniffiForeignFutureStructU32 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U32
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U32
+typedef struct UniffiForeignFutureResultU32 {
     uint32_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructU32;
+} UniffiForeignFutureResultU32;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U32
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U32
-typedef void (*UniffiForeignFutureCompleteU32)(uint64_t, UniffiForeignFutureStructU32
+typedef void (*UniffiForeignFutureCompleteU32)(uint64_t, UniffiForeignFutureResultU32
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I32
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I32
-typedef struct UniffiForeignFutureStructI32 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I32
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I32
+typedef struct UniffiForeignFutureResultI32 {
     int32_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructI32;
+} UniffiForeignFutureResultI32;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I32
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I32
-typedef void (*UniffiForeignFutureCompleteI32)(uint64_t, UniffiForeignFutureStructI32
+typedef void (*UniffiForeignFutureCompleteI32)(uint64_t, UniffiForeignFutureResultI32
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U64
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_U64
-typedef struct UniffiForeignFutureStructU64 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U64
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_U64
+typedef struct UniffiForeignFutureResultU64 {
     uint64_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructU64;
+} UniffiForeignFutureResultU64;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U64
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_U64
-typedef void (*UniffiForeignFutureCompleteU64)(uint64_t, UniffiForeignFutureStructU64
+typedef void (*UniffiForeignFutureCompleteU64)(uint64_t, UniffiForeignFutureResultU64
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I64
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_I64
-typedef struct UniffiForeignFutureStructI64 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I64
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_I64
+typedef struct UniffiForeignFutureResultI64 {
     int64_t returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructI64;
+} UniffiForeignFutureResultI64;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I64
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_I64
-typedef void (*UniffiForeignFutureCompleteI64)(uint64_t, UniffiForeignFutureStructI64
+typedef void (*UniffiForeignFutureCompleteI64)(uint64_t, UniffiForeignFutureResultI64
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_F32
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_F32
-typedef struct UniffiForeignFutureStructF32 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_F32
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_F32
+typedef struct UniffiForeignFutureResultF32 {
     float returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructF32;
+} UniffiForeignFutureResultF32;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_F32
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_F32
-typedef void (*UniffiForeignFutureCompleteF32)(uint64_t, UniffiForeignFutureStructF32
+typedef void (*UniffiForeignFutureCompleteF32)(uint64_t, UniffiForeignFutureResultF32
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_F64
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_F64
-typedef struct UniffiForeignFutureStructF64 {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_F64
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_F64
+typedef struct UniffiForeignFutureResultF64 {
     double returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructF64;
+} UniffiForeignFutureResultF64;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_F64
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_F64
-typedef void (*UniffiForeignFutureCompleteF64)(uint64_t, UniffiForeignFutureStructF64
+typedef void (*UniffiForeignFutureCompleteF64)(uint64_t, UniffiForeignFutureResultF64
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_POINTER
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_POINTER
-typedef struct UniffiForeignFutureStructPointer {
-    void*_Nonnull returnValue;
-    RustCallStatus callStatus;
-} UniffiForeignFutureStructPointer;
-
-#endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_POINTER
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_POINTER
-typedef void (*UniffiForeignFutureCompletePointer)(uint64_t, UniffiForeignFutureStructPointer
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_RUST_BUFFER
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_RUST_BUFFER
-typedef struct UniffiForeignFutureStructRustBuffer {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_RUST_BUFFER
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_RUST_BUFFER
+typedef struct UniffiForeignFutureResultRustBuffer {
     RustBuffer returnValue;
     RustCallStatus callStatus;
-} UniffiForeignFutureStructRustBuffer;
+} UniffiForeignFutureResultRustBuffer;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_RUST_BUFFER
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_RUST_BUFFER
-typedef void (*UniffiForeignFutureCompleteRustBuffer)(uint64_t, UniffiForeignFutureStructRustBuffer
+typedef void (*UniffiForeignFutureCompleteRustBuffer)(uint64_t, UniffiForeignFutureResultRustBuffer
     );
 
 #endif
-#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_VOID
-#define UNIFFI_FFIDEF_FOREIGN_FUTURE_STRUCT_VOID
-typedef struct UniffiForeignFutureStructVoid {
+#ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_VOID
+#define UNIFFI_FFIDEF_FOREIGN_FUTURE_RESULT_VOID
+typedef struct UniffiForeignFutureResultVoid {
     RustCallStatus callStatus;
-} UniffiForeignFutureStructVoid;
+} UniffiForeignFutureResultVoid;
 
 #endif
 #ifndef UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FOREIGN_FUTURE_COMPLETE_VOID
-typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureStructVoid
+typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureResultVoid
     );
 
 #endif
@@ -282,142 +274,48 @@ typedef void (*UniffiCallbackInterfaceWalletStoreMethod3)(uint64_t, RustBuffer* 
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WALLET_STORE
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_WALLET_STORE
 typedef struct UniffiVTableCallbackInterfaceWalletStore {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceWalletStoreMethod0 _Nonnull get;
     UniffiCallbackInterfaceWalletStoreMethod1 _Nonnull put;
     UniffiCallbackInterfaceWalletStoreMethod2 _Nonnull delete;
     UniffiCallbackInterfaceWalletStoreMethod3 _Nonnull keys;
-    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
 } UniffiVTableCallbackInterfaceWalletStore;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_TRUSTEDNETWORK
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_TRUSTEDNETWORK
-void*_Nonnull uniffi_medchain_ffi_fn_clone_trustednetwork(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_medchain_ffi_fn_clone_trustednetwork(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_TRUSTEDNETWORK
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_TRUSTEDNETWORK
-void uniffi_medchain_ffi_fn_free_trustednetwork(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+void uniffi_medchain_ffi_fn_free_trustednetwork(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_TRUSTEDNETWORK_NEW
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_TRUSTEDNETWORK_NEW
-void*_Nonnull uniffi_medchain_ffi_fn_constructor_trustednetwork_new(RustBuffer genesis, RustBuffer expected_hash, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_medchain_ffi_fn_constructor_trustednetwork_new(RustBuffer genesis, RustBuffer expected_hash, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_TRUSTEDNETWORK_INFO
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_TRUSTEDNETWORK_INFO
-RustBuffer uniffi_medchain_ffi_fn_method_trustednetwork_info(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_medchain_ffi_fn_method_trustednetwork_info(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_TRUSTEDNETWORK_VERIFY_INCLUSION
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_TRUSTEDNETWORK_VERIFY_INCLUSION
-RustBuffer uniffi_medchain_ffi_fn_method_trustednetwork_verify_inclusion(void*_Nonnull ptr, RustBuffer proof, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLET
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLET
-void*_Nonnull uniffi_medchain_ffi_fn_clone_wallet(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLET
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLET
-void uniffi_medchain_ffi_fn_free_wallet(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_CREATE
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_CREATE
-void*_Nonnull uniffi_medchain_ffi_fn_constructor_wallet_create(void*_Nonnull store, RustBuffer password, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_OPEN
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_OPEN
-void*_Nonnull uniffi_medchain_ffi_fn_constructor_wallet_open(void*_Nonnull store, RustBuffer password, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_RESTORE
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_RESTORE
-void*_Nonnull uniffi_medchain_ffi_fn_constructor_wallet_restore(void*_Nonnull store, RustBuffer backup, RustBuffer password, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_backup(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_CHANGE_PASSWORD
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_CHANGE_PASSWORD
-void uniffi_medchain_ffi_fn_method_wallet_change_password(void*_Nonnull ptr, RustBuffer old_password, RustBuffer new_password, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_identity_info(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_OPEN_RECORD
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_OPEN_RECORD
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_open_record(void*_Nonnull ptr, RustBuffer sealed, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PUBLIC_IDENTITY
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PUBLIC_IDENTITY
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_public_identity(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_READ_AUDIT_TRAIL
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_READ_AUDIT_TRAIL
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_read_audit_trail(void*_Nonnull ptr, RustBuffer entries, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_REQUEST_ERASURE
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_REQUEST_ERASURE
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_request_erasure(void*_Nonnull ptr, RustBuffer record_id, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_CONSENT
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_CONSENT
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_consent(void*_Nonnull ptr, RustBuffer draft, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_EMERGENCY_PREFERENCE
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_EMERGENCY_PREFERENCE
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_emergency_preference(void*_Nonnull ptr, RustBuffer access, uint64_t issued_ms, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_FHIR_CONSENT
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_FHIR_CONSENT
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_fhir_consent(void*_Nonnull ptr, RustBuffer fhir_json, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_REVOCATION
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_REVOCATION
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_revocation(void*_Nonnull ptr, RustBuffer consent_id, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUST_NETWORK
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUST_NETWORK
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_trust_network(void*_Nonnull ptr, RustBuffer genesis, RustBuffer expected_hash, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUSTED_NETWORK
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUSTED_NETWORK
-void*_Nonnull uniffi_medchain_ffi_fn_method_wallet_trusted_network(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_VERIFY_INCLUSION
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_VERIFY_INCLUSION
-RustBuffer uniffi_medchain_ffi_fn_method_wallet_verify_inclusion(void*_Nonnull ptr, RustBuffer proof, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_medchain_ffi_fn_method_trustednetwork_verify_inclusion(uint64_t ptr, RustBuffer proof, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLETSTORE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLETSTORE
-void*_Nonnull uniffi_medchain_ffi_fn_clone_walletstore(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_medchain_ffi_fn_clone_walletstore(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLETSTORE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLETSTORE
-void uniffi_medchain_ffi_fn_free_walletstore(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+void uniffi_medchain_ffi_fn_free_walletstore(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_INIT_CALLBACK_VTABLE_WALLETSTORE
@@ -427,37 +325,117 @@ void uniffi_medchain_ffi_fn_init_callback_vtable_walletstore(const UniffiVTableC
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_GET
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_GET
-RustBuffer uniffi_medchain_ffi_fn_method_walletstore_get(void*_Nonnull ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_medchain_ffi_fn_method_walletstore_get(uint64_t ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_PUT
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_PUT
-void uniffi_medchain_ffi_fn_method_walletstore_put(void*_Nonnull ptr, RustBuffer key, RustBuffer value, RustCallStatus *_Nonnull out_status
+void uniffi_medchain_ffi_fn_method_walletstore_put(uint64_t ptr, RustBuffer key, RustBuffer value, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_DELETE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_DELETE
-void uniffi_medchain_ffi_fn_method_walletstore_delete(void*_Nonnull ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
+void uniffi_medchain_ffi_fn_method_walletstore_delete(uint64_t ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_KEYS
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLETSTORE_KEYS
-RustBuffer uniffi_medchain_ffi_fn_method_walletstore_keys(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_medchain_ffi_fn_method_walletstore_keys(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DECODE_AUDIT_ENTRIES
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DECODE_AUDIT_ENTRIES
-RustBuffer uniffi_medchain_ffi_fn_func_decode_audit_entries(RustBuffer entries, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CLONE_WALLET
+uint64_t uniffi_medchain_ffi_fn_clone_wallet(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
-void uniffi_medchain_ffi_fn_func_delete_wallet(void*_Nonnull store, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FREE_WALLET
+void uniffi_medchain_ffi_fn_free_wallet(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
-RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_CREATE
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_CREATE
+uint64_t uniffi_medchain_ffi_fn_constructor_wallet_create(uint64_t store, RustBuffer password, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_OPEN
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_OPEN
+uint64_t uniffi_medchain_ffi_fn_constructor_wallet_open(uint64_t store, RustBuffer password, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_RESTORE
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_CONSTRUCTOR_WALLET_RESTORE
+uint64_t uniffi_medchain_ffi_fn_constructor_wallet_restore(uint64_t store, RustBuffer backup, RustBuffer password, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_backup(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_CHANGE_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_CHANGE_PASSWORD
+void uniffi_medchain_ffi_fn_method_wallet_change_password(uint64_t ptr, RustBuffer old_password, RustBuffer new_password, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_identity_info(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_OPEN_RECORD
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_OPEN_RECORD
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_open_record(uint64_t ptr, RustBuffer sealed, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PUBLIC_IDENTITY
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PUBLIC_IDENTITY
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_public_identity(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_READ_AUDIT_TRAIL
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_READ_AUDIT_TRAIL
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_read_audit_trail(uint64_t ptr, RustBuffer entries, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_REQUEST_ERASURE
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_REQUEST_ERASURE
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_request_erasure(uint64_t ptr, RustBuffer record_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_CONSENT
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_CONSENT
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_consent(uint64_t ptr, RustBuffer draft, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_EMERGENCY_PREFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_EMERGENCY_PREFERENCE
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_emergency_preference(uint64_t ptr, RustBuffer access, uint64_t issued_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_FHIR_CONSENT
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_FHIR_CONSENT
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_fhir_consent(uint64_t ptr, RustBuffer fhir_json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_REVOCATION
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_REVOCATION
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_revocation(uint64_t ptr, RustBuffer consent_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUST_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUST_NETWORK
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_trust_network(uint64_t ptr, RustBuffer genesis, RustBuffer expected_hash, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUSTED_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_TRUSTED_NETWORK
+uint64_t uniffi_medchain_ffi_fn_method_wallet_trusted_network(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_VERIFY_INCLUSION
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_VERIFY_INCLUSION
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_verify_inclusion(uint64_t ptr, RustBuffer proof, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_MEDCHAIN_FFI_VERSION
@@ -466,10 +444,25 @@ RustBuffer uniffi_medchain_ffi_fn_func_medchain_ffi_version(RustCallStatus *_Non
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DECODE_AUDIT_ENTRIES
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DECODE_AUDIT_ENTRIES
+RustBuffer uniffi_medchain_ffi_fn_func_decode_audit_entries(RustBuffer entries, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
+RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, uint64_t network, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_NEW_IN_MEMORY_WALLET_STORE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_NEW_IN_MEMORY_WALLET_STORE
-void*_Nonnull uniffi_medchain_ffi_fn_func_new_in_memory_wallet_store(RustCallStatus *_Nonnull out_status
+uint64_t uniffi_medchain_ffi_fn_func_new_in_memory_wallet_store(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_DELETE_WALLET
+void uniffi_medchain_ffi_fn_func_delete_wallet(uint64_t store, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_PARSE_PUBLIC_IDENTITY
@@ -479,7 +472,7 @@ RustBuffer uniffi_medchain_ffi_fn_func_parse_public_identity(RustBuffer text, Ru
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_WALLET_EXISTS
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_WALLET_EXISTS
-int8_t uniffi_medchain_ffi_fn_func_wallet_exists(void*_Nonnull store, RustCallStatus *_Nonnull out_status
+int8_t uniffi_medchain_ffi_fn_func_wallet_exists(uint64_t store, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUSTBUFFER_ALLOC
@@ -702,26 +695,6 @@ void ffi_medchain_ffi_rust_future_free_f64(uint64_t handle
 double ffi_medchain_ffi_rust_future_complete_f64(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_POLL_POINTER
-#define UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_POLL_POINTER
-void ffi_medchain_ffi_rust_future_poll_pointer(uint64_t handle, UniffiRustFutureContinuationCallback _Nonnull callback, uint64_t callback_data
-);
-#endif
-#ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_CANCEL_POINTER
-#define UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_CANCEL_POINTER
-void ffi_medchain_ffi_rust_future_cancel_pointer(uint64_t handle
-);
-#endif
-#ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_FREE_POINTER
-#define UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_FREE_POINTER
-void ffi_medchain_ffi_rust_future_free_pointer(uint64_t handle
-);
-#endif
-#ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_COMPLETE_POINTER
-#define UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_COMPLETE_POINTER
-void*_Nonnull ffi_medchain_ffi_rust_future_complete_pointer(uint64_t handle, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_POLL_RUST_BUFFER
 #define UNIFFI_FFIDEF_FFI_MEDCHAIN_FFI_RUST_FUTURE_POLL_RUST_BUFFER
 void ffi_medchain_ffi_rust_future_poll_rust_buffer(uint64_t handle, UniffiRustFutureContinuationCallback _Nonnull callback, uint64_t callback_data
@@ -762,15 +735,15 @@ void ffi_medchain_ffi_rust_future_free_void(uint64_t handle
 void ffi_medchain_ffi_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
-uint16_t uniffi_medchain_ffi_checksum_func_decode_audit_entries(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_MEDCHAIN_FFI_VERSION
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_MEDCHAIN_FFI_VERSION
+uint16_t uniffi_medchain_ffi_checksum_func_medchain_ffi_version(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
-uint16_t uniffi_medchain_ffi_checksum_func_delete_wallet(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DECODE_AUDIT_ENTRIES
+uint16_t uniffi_medchain_ffi_checksum_func_decode_audit_entries(void
     
 );
 #endif
@@ -780,15 +753,15 @@ uint16_t uniffi_medchain_ffi_checksum_func_inspect_signed_request(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_MEDCHAIN_FFI_VERSION
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_MEDCHAIN_FFI_VERSION
-uint16_t uniffi_medchain_ffi_checksum_func_medchain_ffi_version(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_NEW_IN_MEMORY_WALLET_STORE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_NEW_IN_MEMORY_WALLET_STORE
 uint16_t uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_DELETE_WALLET
+uint16_t uniffi_medchain_ffi_checksum_func_delete_wallet(void
     
 );
 #endif
@@ -813,6 +786,30 @@ uint16_t uniffi_medchain_ffi_checksum_method_trustednetwork_info(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_TRUSTEDNETWORK_VERIFY_INCLUSION
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_TRUSTEDNETWORK_VERIFY_INCLUSION
 uint16_t uniffi_medchain_ffi_checksum_method_trustednetwork_verify_inclusion(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_GET
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_GET
+uint16_t uniffi_medchain_ffi_checksum_method_walletstore_get(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_PUT
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_PUT
+uint16_t uniffi_medchain_ffi_checksum_method_walletstore_put(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_DELETE
+uint16_t uniffi_medchain_ffi_checksum_method_walletstore_delete(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
+uint16_t uniffi_medchain_ffi_checksum_method_walletstore_keys(void
     
 );
 #endif
@@ -897,30 +894,6 @@ uint16_t uniffi_medchain_ffi_checksum_method_wallet_trusted_network(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_VERIFY_INCLUSION
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_VERIFY_INCLUSION
 uint16_t uniffi_medchain_ffi_checksum_method_wallet_verify_inclusion(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_GET
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_GET
-uint16_t uniffi_medchain_ffi_checksum_method_walletstore_get(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_PUT
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_PUT
-uint16_t uniffi_medchain_ffi_checksum_method_walletstore_put(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_DELETE
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_DELETE
-uint16_t uniffi_medchain_ffi_checksum_method_walletstore_delete(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
-#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
-uint16_t uniffi_medchain_ffi_checksum_method_walletstore_keys(void
     
 );
 #endif

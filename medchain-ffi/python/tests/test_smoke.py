@@ -78,11 +78,16 @@ def test_consent_and_erasure_are_signed(wallet: m.Wallet) -> None:
         rules=[rule],
     )
     signed = wallet.sign_consent(draft)
-    info = m.inspect_signed_request(signed.body)
+    network = m.TrustedNetwork(data("genesis.bin"), None)
+    info = m.inspect_signed_request(signed.body, network)
     assert info.kind == m.RequestKind.CONSENT_GRANT
     assert info.subject_id == signed.subject_id
     erase = wallet.request_erasure(text("record-erased.id"))
-    assert m.inspect_signed_request(erase.body).kind == m.RequestKind.RECORD_ERASURE
+    assert m.inspect_signed_request(erase.body, network).kind == m.RequestKind.RECORD_ERASURE
+    # Signed for this network: another network's genesis does not verify it.
+    staging = m.TrustedNetwork(data("genesis-staging.bin"), None)
+    with pytest.raises(m.WalletError.BadSignature):
+        m.inspect_signed_request(signed.body, staging)
 
 
 def test_open_record(wallet: m.Wallet) -> None:

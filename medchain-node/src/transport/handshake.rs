@@ -160,7 +160,8 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let params: snow::params::NoiseParams = wire::NOISE_PARAMS.parse().map_err(noise)?;
     let builder = snow::Builder::new(params)
         .local_private_key(&local.secret[..])
-        .prologue(&local.prologue);
+        .and_then(|b| b.prologue(&local.prologue))
+        .map_err(noise)?;
     let mut hs = if initiator {
         builder.build_initiator()
     } else {

@@ -54,7 +54,7 @@ use bytes::Bytes;
 use medchain_core::genesis::Genesis;
 use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::protocol::Recipient;
-use rand_core::{OsRng, RngCore};
+use rand_core::{Rng, UnwrapErr};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -602,7 +602,7 @@ fn backoff(limits: &Limits, attempt: u32) -> Duration {
 
 /// A uniform draw from `0..=max` (jitter only: the slight modulo bias does not matter).
 fn uniform_up_to(max: u64) -> u64 {
-    OsRng.next_u64() % max.saturating_add(1).max(1)
+    UnwrapErr(getrandom::SysRng).next_u64() % max.saturating_add(1).max(1)
 }
 
 async fn dial_loop(shared: Arc<Shared>, key: VerifyKey, addr: SocketAddr, guard: mpsc::Sender<()>) {

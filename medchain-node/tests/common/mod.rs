@@ -147,8 +147,8 @@ impl RawPeer {
         let prologue = wire::prologue(&hash);
         let mut hs = snow::Builder::new(wire::NOISE_PARAMS.parse().expect("params"))
             .local_private_key(static_secret)
-            .prologue(&prologue)
-            .build_initiator()
+            .and_then(|b| b.prologue(&prologue))
+            .and_then(|b| b.build_initiator())
             .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 65_535];
         let mut payload = vec![0u8; 65_535];

@@ -2,6 +2,23 @@
 from os import PathLike
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, final
 
+__all__ = [
+    "Identity",
+    "PublicIdentity",
+    "NetworkKey",
+    "IndexKey",
+    "SealedRecord",
+    "Consent",
+    "ConsentState",
+    "Decision",
+    "NativeLedger",
+    "LocalNetwork",
+    "seal",
+    "evaluate",
+    "_synthetic_dataset_columns",
+    "__version__",
+]
+
 __version__: str
 
 _Party = Union[Identity, PublicIdentity, str]
@@ -30,7 +47,7 @@ class PublicIdentity:
     def text(self) -> str: ...
     @property
     def id(self) -> str: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -61,7 +78,14 @@ class SealedRecord:
     def reader_count(self) -> int: ...
     def open(self, identity: Identity) -> Dict[str, Any]: ...
 
-def seal(fhir: _Json, patient: _Party, readers: Optional[Sequence[_Party]] = None) -> SealedRecord: ...
+def seal(
+    fhir: _Json,
+    patient: _Party,
+    readers: Optional[Sequence[_Party]] = None,
+    *,
+    profile: str = "r4",
+    lenient: bool = False,
+) -> SealedRecord: ...
 
 @final
 class Consent:
@@ -78,7 +102,7 @@ class Consent:
     def issued_ms(self) -> int: ...
     @property
     def provision_count(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -165,9 +189,9 @@ class NativeLedger:
 
 @final
 class LocalNetwork:
-    def __init__(
-        self, location: Union[str, PathLike[str]], *, seed: int = 7, validators: int = 4, members: int = 1
-    ) -> None: ...
+    def __new__(
+        cls, location: Union[str, PathLike[str]], *, seed: int = 7, validators: int = 4, members: int = 1
+    ) -> LocalNetwork: ...
     @property
     def location(self) -> str: ...
     @property

@@ -6,6 +6,9 @@ of these classes by name. Catch :class:`MedchainError` to catch them all.
 
 from __future__ import annotations
 
+import json
+from typing import Any, Dict, List, Optional
+
 __all__ = [
     "MedchainError",
     "InvalidSignature",
@@ -14,6 +17,7 @@ __all__ = [
     "DecodeError",
     "WrongPassword",
     "NotFhir",
+    "InvalidFhir",
     "StoreError",
     "WrongNetworkKey",
     "NotAReader",
@@ -49,6 +53,42 @@ class WrongPassword(MedchainError):
 
 class NotFhir(MedchainError, ValueError):
     """The input is not a FHIR R4 resource (or not JSON at all)."""
+
+
+class InvalidFhir(NotFhir):
+    """The input is a FHIR R4 resource that fails validation: nothing was sealed.
+
+    ``operation_outcome`` is the FHIR R4 OperationOutcome of the problems (a dict), and
+    ``issues`` its issues as ``{"severity", "code", "path", "message"}`` dicts. Paths are FHIRPath
+    (``Observation.valueQuantity.value``); no message quotes the resource.
+    """
+
+    def __init__(self, message: str, operation_outcome: Optional[str] = None) -> None:
+        super().__init__(message)
+        self._operation_outcome: Dict[str, Any] = (
+            json.loads(operation_outcome)
+            if operation_outcome is not None
+            else {"resourceType": "OperationOutcome", "issue": []}
+        )
+
+    @property
+    def operation_outcome(self) -> Dict[str, Any]:
+        """The problems as a FHIR R4 OperationOutcome (a dict)."""
+        return self._operation_outcome
+
+    @property
+    def issues(self) -> List[Dict[str, str]]:
+        """The problems, errors first."""
+        return [
+            {
+                "severity": i["severity"],
+                "code": i["code"],
+                "path": (i.get("expression") or [""])[0],
+                "message": i.get("details", {}).get("text", ""),
+            }
+            for i in self._operation_outcome.get("issue", [])
+            if i.get("severity") in ("error", "warning")
+        ]
 
 
 class StoreError(MedchainError):

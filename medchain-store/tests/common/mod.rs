@@ -156,11 +156,11 @@ pub fn pg_url(test: &str) -> Option<String> {
 
 /// A schema name no other test uses.
 pub fn unique_schema(prefix: &str) -> String {
-    use rand_core::RngCore;
+    use rand_core::Rng;
     format!(
         "{prefix}_{}_{:08x}",
         std::process::id(),
-        rand_core::OsRng.next_u32()
+        rand_core::UnwrapErr(getrandom::SysRng).next_u32()
     )
 }
 

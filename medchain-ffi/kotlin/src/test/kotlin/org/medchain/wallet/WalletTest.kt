@@ -29,8 +29,14 @@ class WalletTest {
 
     private val password get() = text("patient.password")
 
-    /** The fixture patient's wallet, restored into a fresh in-memory store. */
-    private fun patient(): Wallet = Wallet.restore(newInMemoryWalletStore(), bytes("patient.backup"), password)
+    /** The fixture patient's wallet, restored into a fresh in-memory store (no network pinned). */
+    private fun restored(): Wallet = Wallet.restore(newInMemoryWalletStore(), bytes("patient.backup"), password)
+
+    /** The fixture patient's wallet, pinned to the fixture network: every signature binds it. */
+    private fun patient(): Wallet = restored().also { it.trustNetwork(bytes("genesis.bin"), text("genesis.hash")) }
+
+    /** The fixture network. */
+    private fun network(): TrustedNetwork = TrustedNetwork(bytes("genesis.bin"), null)
 
     /** A wallet whose store is a Kotlin map: the foreign trait implemented in Kotlin. */
     class MapStore : WalletStore {
@@ -183,7 +189,7 @@ class WalletTest {
         val signed = wallet.signConsent(draft(rule(text("doctor.id"))))
         assertEquals(RequestKind.CONSENT_GRANT, signed.kind)
         assertEquals(64, signed.subjectId.length)
-        val info = inspectSignedRequest(signed.body)
+        val info = inspectSignedRequest(signed.body, network())
         assertEquals(RequestKind.CONSENT_GRANT, info.kind)
         assertEquals(signed.subjectId, info.subjectId)
         assertEquals(wallet.publicIdentity(), info.patient)
@@ -201,10 +207,17 @@ class WalletTest {
         assertTrue(fhir.contains(wallet.publicIdentity()))
         assertEquals(signed.subjectId, wallet.signFhirConsent(fhir).subjectId)
         // Another patient's consent is not this wallet's to sign.
-        val other = Wallet.create(newInMemoryWalletStore(), "x")
+        val other = Wallet.create(newInMemoryWalletStore(), "x").also { it.trustNetwork(bytes("genesis.bin"), null) }
         assertThrows<WalletException.BadSignature> { other.signFhirConsent(fhir) }
         assertThrows<WalletException.Malformed> { wallet.signFhirConsent("{not json") }
         assertThrows<WalletException.InvalidConsent> { wallet.signFhirConsent("""{"resourceType":"Patient"}""") }
+        // Not valid FHIR R4: refused with the paths of the problems, nothing signed.
+        val invalid = assertThrows<WalletException.InvalidFhir> {
+            wallet.signFhirConsent("""{"resourceType":"Consent","status":"approved","colour":"red"}""")
+        }
+        assertTrue(invalid.issues.contains("error at Consent.colour: unknown element"), invalid.issues.toString())
+        assertTrue(invalid.issues.any { it.startsWith("error at Consent.status: the code is not in") })
+        assertTrue(invalid.issues.none { it.contains("approved") })
     }
 
     @Test
@@ -212,7 +225,7 @@ class WalletTest {
         val wallet = patient()
         val rev = wallet.signRevocation(text("consent.id"))
         assertEquals(RequestKind.CONSENT_REVOCATION, rev.kind)
-        val info = inspectSignedRequest(rev.body)
+        val info = inspectSignedRequest(rev.body, network())
         assertEquals(RequestKind.CONSENT_REVOCATION, info.kind)
         assertEquals(text("consent.id"), info.subjectId)
         assertNull(rev.fhirJson)
@@ -226,7 +239,7 @@ class WalletTest {
         val wallet = patient()
         for (choice in EmergencyAccess.values()) {
             val signed = wallet.signEmergencyPreference(choice, 1_790_000_000_000uL)
-            val info = inspectSignedRequest(signed.body)
+            val info = inspectSignedRequest(signed.body, network())
             assertEquals(choice, info.emergency)
             assertEquals(0u, info.ruleCount)
             assertTrue(signed.fhirJson!!.contains(if (choice == EmergencyAccess.ALLOW) "\"allow\"" else "\"refuse\""))
@@ -256,10 +269,27 @@ class WalletTest {
     }
 
     @Test
+    fun `signatures bind the pinned network`() {
+        // A wallet signs nothing before it pins a network.
+        val unpinned = restored()
+        assertThrows<WalletException.NoTrustedNetwork> { unpinned.signConsent(draft(rule(text("doctor.id")))) }
+        assertThrows<WalletException.NoTrustedNetwork> { unpinned.signRevocation(text("consent.id")) }
+        assertThrows<WalletException.NoTrustedNetwork> { unpinned.requestErasure(text("record-erased.id")) }
+        // A consent signed for a sibling network (same members) does not verify on ours, and back.
+        val staging = TrustedNetwork(bytes("genesis-staging.bin"), null)
+        val onStaging = restored().also { it.trustNetwork(bytes("genesis-staging.bin"), null) }
+            .signConsent(draft(rule(text("doctor.id"))))
+        assertThrows<WalletException.BadSignature> { inspectSignedRequest(onStaging.body, network()) }
+        assertEquals(RequestKind.CONSENT_GRANT, inspectSignedRequest(onStaging.body, staging).kind)
+        val onOurs = patient().signConsent(draft(rule(text("doctor.id"))))
+        assertThrows<WalletException.BadSignature> { inspectSignedRequest(onOurs.body, staging) }
+    }
+
+    @Test
     fun `tampered signed requests do not verify`() {
         val signed = patient().signConsent(draft(rule(text("doctor.id"))))
         for (bad in mutations(signed.body)) {
-            assertThrows<WalletException> { inspectSignedRequest(bad) }
+            assertThrows<WalletException> { inspectSignedRequest(bad, network()) }
         }
     }
 
@@ -302,7 +332,7 @@ class WalletTest {
         val wallet = patient()
         val req = wallet.requestErasure(text("record-erased.id"))
         assertEquals(RequestKind.RECORD_ERASURE, req.kind)
-        val info = inspectSignedRequest(req.body)
+        val info = inspectSignedRequest(req.body, network())
         assertEquals(text("record-erased.id"), info.subjectId)
         assertEquals(wallet.publicIdentity(), info.patient)
         assertThrows<WalletException.InvalidArgument> { wallet.requestErasure("not hex") }
@@ -310,7 +340,7 @@ class WalletTest {
 
     // --- light client ---------------------------------------------------------------------------
 
-    private fun trusting(): Wallet = patient().also { it.trustNetwork(bytes("genesis.bin"), text("genesis.hash")) }
+    private fun trusting(): Wallet = patient()
 
     @Test
     fun `a committed record is proven with the genesis alone`() {
@@ -348,11 +378,11 @@ class WalletTest {
 
     @Test
     fun `another network, a wrong pin and no pin are typed errors`() {
-        assertThrows<ProofException.NoTrustedNetwork> { patient().verifyInclusion(bytes("proof-record.bin")) }
+        assertThrows<ProofException.NoTrustedNetwork> { restored().verifyInclusion(bytes("proof-record.bin")) }
         val other = TrustedNetwork(bytes("genesis-other.bin"), null)
         assertThrows<ProofException.WrongNetwork> { other.verifyInclusion(bytes("proof-record.bin")) }
         assertThrows<ProofException.GenesisMismatch> { TrustedNetwork(bytes("genesis-other.bin"), text("genesis.hash")) }
-        assertThrows<ProofException.GenesisMismatch> { patient().trustNetwork(bytes("genesis-other.bin"), text("genesis.hash")) }
+        assertThrows<ProofException.GenesisMismatch> { restored().trustNetwork(bytes("genesis-other.bin"), text("genesis.hash")) }
         assertThrows<ProofException.Malformed> { TrustedNetwork(bytes("genesis.bin"), "not a hash") }
     }
 
@@ -455,7 +485,7 @@ class WalletTest {
             val junk = rnd.nextBytes(rnd.nextInt(0, 600))
             runCatching { wallet.openRecord(junk) }.exceptionOrNull()?.let { assertTrue(it is WalletException, it.toString()) }
             runCatching { wallet.readAuditTrail(junk) }.exceptionOrNull()?.let { assertTrue(it is WalletException, it.toString()) }
-            runCatching { inspectSignedRequest(junk) }.exceptionOrNull()?.let { assertTrue(it is WalletException, it.toString()) }
+            runCatching { inspectSignedRequest(junk, network()) }.exceptionOrNull()?.let { assertTrue(it is WalletException, it.toString()) }
             runCatching { wallet.verifyInclusion(junk) }.exceptionOrNull()?.let { assertTrue(it is ProofException, it.toString()) }
             runCatching { TrustedNetwork(junk, null) }.exceptionOrNull()?.let { assertTrue(it is ProofException, it.toString()) }
             runCatching { Wallet.restore(newInMemoryWalletStore(), junk, "pw") }.exceptionOrNull()?.let { assertTrue(it is WalletException, it.toString()) }

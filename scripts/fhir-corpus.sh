@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The synthetic US Core corpus step: generates FHIR R4 transaction Bundles with carebundle (a
+# third-party generator on PyPI, US Core 6.1.0; pinned below with its dependencies) in a fresh
+# virtual environment, then validates every Bundle (also re-wrapped as a collection Bundle) and
+# every resource of the bulk (ndjson) export under the US Core profile level, and seals and
+# opens each one: zero errors required (medchain-fhir/examples/validate_corpus.rs).
+#
+#   scripts/fhir-corpus.sh            (from anywhere; uses $CARGO_TARGET_DIR or ./target)
+#
+# Environment: PYTHON (default python3, >= 3.10), MEDCHAIN_FHIR_CORPUS_COUNT (patients per
+# profile, default 8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+count="${MEDCHAIN_FHIR_CORPUS_COUNT:-8}"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/medchain-fhir-corpus.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+started=$SECONDS
+
+"$PYTHON" -m venv "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "carebundle==0.5.0" "numpy==2.4.6" "pydantic==2.14.4" "pydantic-core==2.50.5" \
+    "annotated-types==0.8.0" "typing-inspection==0.4.5" "typing-extensions==4.16.0"
+gen() { "$tmp/venv/bin/carebundle" generate "$@" > "$tmp/gen.log" 2>&1 || { cat "$tmp/gen.log" >&2; return 1; }; }
+for profile in healthy hypertension type2_diabetes ckd_stage3 anaemia; do
+    gen --profile "$profile" --count "$count" --seed 18 --sex mixed --out "$tmp/corpus/$profile"
+done
+gen --profile mixed --count "$((count * 2))" --seed 1812 --sex mixed --age-range 30-80 --out "$tmp/corpus/mixed"
+gen --profile mixed --count "$count" --seed 7 --sex mixed --out "$tmp/corpus/bulk" --format ndjson
+echo "corpus generated in $((SECONDS - started)) s: $(find "$tmp/corpus" -type f | wc -l) files, $(du -sh "$tmp/corpus" | cut -f1)"
+
+cargo run --locked --release -q -p medchain-fhir --example validate_corpus -- --profile us-core "$tmp/corpus"
+echo "fhir corpus step: $((SECONDS - started)) s"
