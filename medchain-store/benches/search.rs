@@ -15,7 +15,11 @@
 //!
 //! Per size, backend and query it prints the first search after opening (cold: it also loads
 //! what the ledger caches), then the median (p50) and 99th percentile (p99) of the timed runs,
-//! the hits, the blocks read and skipped, the index rows read and the PRFs.
+//! the hits, the blocks read and skipped, the index rows read and the PRFs. Beside them, the
+//! raw crypto bound of the same query measured in the same run: the same filter and entry
+//! checks (`medchain_core::index::search`) over the ledger's filters and the query's candidate
+//! entries held in memory (no store read, no row decryption, no erasure lookup), its median
+//! over the same number of runs, and the ratio p50 / bound.
 //!
 //! The generator assembles 1,000-record blocks with the testkit (no consensus): every record is
 //! a sealed FHIR Observation with an index entry for three keywords — its resource type, one
@@ -24,11 +28,15 @@
 //! validated once with the ledger rules and appended with `Ledger::append_checked`.
 #![allow(missing_docs)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use medchain_core::access::record_class;
-use medchain_core::index::{IndexKey, Keyword, Query};
+use medchain_core::index::{
+    search, BlockContext, BlockFilter, IndexKey, IndexedRecord, Keyword, Query, SearchableBlock,
+};
 use medchain_core::keys::Identity;
 use medchain_core::ledger::LedgerState;
 use medchain_core::seal::{seal_record, NetworkKey};
@@ -159,6 +167,101 @@ fn timed<S: PersistentStore>(
     (first, pct(0.50), pct(0.99), last)
 }
 
+/// A block held in memory for the raw bound: its filter and the entries of the positions
+/// loaded; other positions asked for are noted (the candidates).
+struct MemBlock {
+    height: u64,
+    context: BlockContext,
+    filter: BlockFilter,
+    count: usize,
+    entries: HashMap<usize, IndexedRecord>,
+    asked: RefCell<Vec<usize>>,
+}
+
+impl SearchableBlock for MemBlock {
+    fn context(&self) -> &BlockContext {
+        &self.context
+    }
+    fn filter(&self) -> &BlockFilter {
+        &self.filter
+    }
+    fn record_count(&self) -> usize {
+        self.count
+    }
+    fn record(
+        &self,
+        position: usize,
+    ) -> Option<(
+        medchain_core::hash::RecordId,
+        &medchain_core::index::IndexEntry,
+    )> {
+        match self.entries.get(&position) {
+            Some(r) => Some((r.record_id, &r.entry)),
+            None => {
+                self.asked.borrow_mut().push(position);
+                None
+            }
+        }
+    }
+}
+
+/// Every block's filter, in memory.
+fn mem_blocks<S: PersistentStore>(ledger: &Ledger<S>) -> Vec<MemBlock> {
+    let mut blocks = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = ledger.store().index_filters(from, 4096).expect("filters");
+        let Some(last) = page.last() else { break };
+        from = last.height + 1;
+        for row in page {
+            blocks.push(MemBlock {
+                height: row.height,
+                context: row.context,
+                filter: row.filter.expect("the bench's blocks carry filters"),
+                count: row.entry_count as usize,
+                entries: HashMap::new(),
+                asked: RefCell::new(Vec::new()),
+            });
+        }
+    }
+    blocks
+}
+
+/// The raw crypto bound of `query`, in ms (median of `runs`): its candidates' entries are
+/// loaded into `blocks` first (once, untimed), then only the in-memory search is timed.
+fn bound_ms<S: PersistentStore>(
+    ledger: &Ledger<S>,
+    blocks: &mut [MemBlock],
+    query: &Query,
+    runs: usize,
+) -> f64 {
+    for b in blocks.iter_mut() {
+        b.entries.clear();
+    }
+    let _ = search(query, blocks.iter());
+    for b in blocks.iter_mut() {
+        for p in b.asked.take() {
+            let r = ledger
+                .store()
+                .indexed_record(b.height, u32::try_from(p).expect("position"))
+                .expect("read")
+                .expect("entry");
+            b.entries.insert(p, r);
+        }
+    }
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let out = search(query, blocks.iter());
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            std::hint::black_box(out);
+            ms
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
 fn report<S: PersistentStore>(backend: &str, records: u64, bytes: Option<u64>, ledger: &Ledger<S>) {
     let (_, patient) = world();
     let index = IndexKey::for_patient(&patient);
@@ -166,6 +269,7 @@ fn report<S: PersistentStore>(backend: &str, records: u64, bytes: Option<u64>, l
     let runs = env_or("MEDCHAIN_SEARCH_RUNS", 200usize);
     let wanted =
         std::env::var("MEDCHAIN_SEARCH_QUERIES").unwrap_or_else(|_| "one,many,none".into());
+    let mut blocks = mem_blocks(ledger);
     for (name, what, kw) in [
         (
             "one",
@@ -188,8 +292,10 @@ fn report<S: PersistentStore>(backend: &str, records: u64, bytes: Option<u64>, l
         }
         let query = Query::keyword(index.trapdoor(&keyword(&kw)));
         let (first, p50, p99, r) = timed(ledger, &query, runs);
+        let bound = bound_ms(ledger, &mut blocks, &query, runs);
         println!(
-            "{backend:8} {records:>8} records {size:>8}  {what:28}  first {first:8.2} ms  p50 {p50:7.2} ms  p99 {p99:7.2} ms  hits {:>5}  blocks {:>5}  skipped {:>5}  rows read {:>5}  PRFs {:>6}",
+            "{backend:8} {records:>8} records {size:>8}  {what:28}  first {first:8.2} ms  p50 {p50:7.2} ms  p99 {p99:7.2} ms  bound {bound:7.3} ms  p50/bound {:6.1}  hits {:>5}  blocks {:>5}  skipped {:>5}  rows read {:>5}  PRFs {:>6}",
+            p50 / bound,
             r.hits.len(),
             r.indexed_blocks,
             r.blocks_skipped,
