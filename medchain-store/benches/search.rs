@@ -9,7 +9,8 @@
 //! ```
 //! Environment: MEDCHAIN_SEARCH_SIZES (record counts, default `100000,1000000`),
 //! MEDCHAIN_SEARCH_CACHE (directory of the generated ledgers, default
-//! `target/medchain-search-cache`; a ledger is generated once and reused, its generation time
+//! `target/medchain-search-cache`; a ledger is generated once and reused (again if it no longer
+//! opens, e.g. cached by a build with another encoding), its generation time
 //! kept in its `.complete` marker), MEDCHAIN_SEARCH_RUNS (timed searches per query after the
 //! first, default 200), MEDCHAIN_SEARCH_QUERIES (`one,many,none`, default all three).
 //!
@@ -77,14 +78,28 @@ fn generation_seconds(done: &Path) -> Option<f64> {
 /// Generates (or reuses) a SQLite ledger of `records` records at `path`.
 fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStore> {
     let done = path.with_extension("complete");
-    let (mut net, patient) = world();
     if done.exists() {
-        match generation_seconds(&done) {
-            Some(s) => eprintln!("{records} records: cached ledger (generated in {s:.0} s)"),
-            None => eprintln!("{records} records: cached ledger (generation time not recorded)"),
+        let (mut net, _) = world();
+        match Ledger::open_sqlite(path, copy_key(&mut net)) {
+            Ok(ledger) => {
+                match generation_seconds(&done) {
+                    Some(s) => {
+                        eprintln!("{records} records: cached ledger (generated in {s:.0} s)")
+                    }
+                    None => {
+                        eprintln!("{records} records: cached ledger (generation time not recorded)")
+                    }
+                }
+                return ledger;
+            }
+            // A ledger cached by an older build (another encoding) is generated again.
+            Err(e) => {
+                eprintln!("{records} records: cached ledger does not open ({e}); regenerating")
+            }
         }
-        return Ledger::open_sqlite(path, copy_key(&mut net)).expect("open cached ledger");
+        let _ = std::fs::remove_file(&done);
     }
+    let (mut net, patient) = world();
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(medchain_store::wal_path(path));
     let key = copy_key(&mut net);
