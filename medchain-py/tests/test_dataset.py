@@ -161,7 +161,7 @@ def test_free_text_and_old_ages_never_reach_the_dataset(tmp_path) -> None:  # ty
          "name": [{"family": "Whitfield", "given": ["Marguerite"]}]},
         {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
          "code": {"coding": [{"system": "http://loinc.org", "code": "63512-8"}]},
-         "effectiveDateTime": "2026-01-05T10:00:00",
+         "effectiveDateTime": "2026-01-05T10:00:00+01:00",
          "valueString": "Lives with daughter Maria Whitfield at 12 Oak St"},
         {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
          "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
