@@ -27,6 +27,7 @@ pub mod audit;
 pub mod consent;
 pub mod enrol;
 pub mod error;
+#[cfg(any(test, feature = "fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
 pub mod light;
