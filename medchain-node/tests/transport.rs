@@ -669,7 +669,7 @@ async fn a_flooding_peer_does_not_starve_the_others() {
                 let at: Instant = sent_at.lock().unwrap()[&i];
                 latencies.push(at.elapsed());
             }
-            if consumed % 10 == 0 {
+            if consumed.is_multiple_of(10) {
                 sleep(Duration::from_millis(1)).await;
             }
         }
