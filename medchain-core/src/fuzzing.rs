@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("decode_credential", decode_credential),
     ("decode_inclusion_proof", decode_inclusion_proof),
     ("decode_audit_entry", decode_audit_entry),
+    ("decode_sealed_writer_key", decode_sealed_writer_key),
 ];
 
 /// The password [`restore_backup`] tries. Seed backups in the corpus are made with it.
@@ -430,6 +431,24 @@ pub fn decode_credential(data: &[u8]) {
     if let Some(c) = round_trip::<crate::credential::Credential>(data) {
         let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
         let _ = c.verify(&net.genesis, &c.holder, 0);
+    }
+}
+
+/// A patient's sealed writer index key (an enrolment): round trip, the public checks on
+/// [`fuzz_chain`], then an import as [`fuzz_identity`] (the writer the seeds are sealed to) for
+/// the patient it names.
+pub fn decode_sealed_writer_key(data: &[u8]) {
+    let Some(s) = round_trip::<crate::index::SealedWriterKey>(data) else {
+        return;
+    };
+    let chain = fuzz_chain();
+    let _ = s.verify(&chain);
+    let patient = *s.patient();
+    if let (Ok(key), Ok(kw)) = (
+        s.import(&fuzz_identity(), &chain, &patient),
+        crate::index::Keyword::resource_type("Observation"),
+    ) {
+        let _ = key.trapdoor(&kw);
     }
 }
 

@@ -92,6 +92,11 @@ pub mod domain {
     /// Signatures a node makes over a draft hash only to seed its own filter-segment
     /// randomness (never sent).
     pub const FILTER_SEED_SIG: &str = "medchain/v1/filter-seed";
+    /// Key-wrap context prefix of a patient's writer index key sealed to a writer (enrolment);
+    /// followed by the chain, the patient's and the writer's public identities.
+    pub const WRITER_KEY_WRAP: &str = "medchain/v1/writer-index-key";
+    /// Signatures by a patient over a writer index key sealed to a writer (enrolment).
+    pub const WRITER_KEY_SIG: &str = "medchain/v1/writer-key-signature";
 }
 
 /// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.

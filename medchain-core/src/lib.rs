@@ -30,6 +30,7 @@ pub mod credential;
 pub mod election;
 pub mod encoding;
 pub mod fhir;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod genesis;
@@ -42,6 +43,7 @@ pub mod merkle;
 pub mod protocol;
 pub mod seal;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;
 pub mod tx;

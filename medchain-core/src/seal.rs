@@ -153,7 +153,7 @@ impl KeyEnvelope {
     ///
     /// # Errors
     /// [`SealError::NonContributory`] for a low-order recipient key.
-    fn wrap<R: Rng + CryptoRng>(
+    pub(crate) fn wrap<R: Rng + CryptoRng>(
         secret: &[u8; 32],
         recipient: &AgreementKey,
         context: &[u8],
@@ -190,7 +190,7 @@ impl KeyEnvelope {
     }
 
     /// Unwraps the secret with the recipient's identity.
-    fn unwrap(
+    pub(crate) fn unwrap(
         &self,
         identity: &Identity,
         context: &[u8],

@@ -453,4 +453,5 @@ impl LedgerStore for MemoryStore {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;

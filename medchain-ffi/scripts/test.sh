@@ -67,7 +67,7 @@ fi
 echo "swift bindings match ($(ls "$committed" | tr '\n' ' '))"
 
 step "fixture chain (core TestNet: real blocks, votes, sealed records)"
-cargo run --locked --release -q -p medchain-ffi --example make-fixtures -- "$out/fixtures"
+cargo run --locked --release -q -p medchain-ffi --features fixtures --example make-fixtures -- "$out/fixtures"
 
 step "Kotlin tests on the JVM (Maven, JNA, JUnit 5)"
 kotlin="$here/kotlin"

@@ -14,6 +14,7 @@ use medchain_core::chain::CommitProofError;
 use medchain_core::consent::{ConsentError, ConsentFhirError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
+use medchain_core::index::WriterKeyError;
 use medchain_core::keys::{BackupError, IdentityTextError};
 use medchain_core::light::InclusionError;
 use medchain_core::seal::SealError;
@@ -242,6 +243,22 @@ pub(crate) fn malformed(what: &str, e: &DecodeError) -> WalletError {
     WalletError::Malformed {
         what: what.to_owned(),
         reason: e.to_string(),
+    }
+}
+
+impl From<WriterKeyError> for WalletError {
+    fn from(e: WriterKeyError) -> Self {
+        match e {
+            WriterKeyError::Decode(d) => malformed("sealed writer key", &d),
+            // Sealed on another network: its signature does not verify on this one.
+            WriterKeyError::BadSignature | WriterKeyError::WrongChain => Self::BadSignature,
+            WriterKeyError::NonContributory => Self::InvalidIdentity {
+                reason: e.to_string(),
+            },
+            other => Self::InvalidArgument {
+                reason: other.to_string(),
+            },
+        }
     }
 }
 

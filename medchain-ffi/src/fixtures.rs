@@ -2,7 +2,7 @@
 //! deterministic `TestNet` (validated blocks, real votes, commit proofs), with a patient whose
 //! wallet is made by this crate. Not part of the wallet API (not exported through uniffi).
 //!
-//! `cargo run -p medchain-ffi --example make-fixtures -- <dir>` writes the files of
+//! `cargo run -p medchain-ffi --features fixtures --example make-fixtures -- <dir>` writes the files of
 //! [`build`] into `<dir>`; the Rust tests use [`build`] directly.
 //!
 //! The chain, block by block (validators 0–3, member institutions 4–5; node 0 contributes):

@@ -10,6 +10,7 @@
 //! | consents (grant, revoke, emergency preference) signed from plain records, FHIR export | [`consent`] |
 //! | records addressed to the patient, opened on the phone | [`Wallet::open_record`] |
 //! | erasure requests | [`Wallet::request_erasure`] |
+//! | enrolment at a hospital: the writer index key sealed to it | [`Wallet::export_writer_key`], [`enrol`] |
 //! | the audit trail (who read what, when, why; emergencies flagged) | [`audit`] |
 //! | a light client: inclusion proof + header + quorum of votes against the pinned genesis | [`light`] |
 //! | storage the app owns ([`WalletStore`], a foreign trait) and [`InMemoryWalletStore`] | [`store`] |
@@ -24,7 +25,9 @@ uniffi::setup_scaffolding!();
 
 pub mod audit;
 pub mod consent;
+pub mod enrol;
 pub mod error;
+#[cfg(any(test, feature = "fixtures"))]
 #[doc(hidden)]
 pub mod fixtures;
 pub mod light;
@@ -39,6 +42,7 @@ pub use consent::{
     CodedConcept, ConsentAction, ConsentDraft, ConsentRule, EmergencyAccess, Grantee, PurposeOfUse,
     RequestKind, RuleEffect, SignedRequest, SignedRequestInfo,
 };
+pub use enrol::{inspect_writer_key, WriterKeyInfo};
 pub use error::{ProofError, StoreError, WalletError};
 pub use light::{CommittedTransaction, NetworkInfo, TransactionKind, TrustedNetwork};
 pub use medchain_core as core;

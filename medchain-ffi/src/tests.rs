@@ -420,6 +420,62 @@ fn erasure_and_revocation_ids_are_checked() {
 }
 
 #[test]
+fn enrolment_seals_the_patients_writer_key_to_the_hospital() {
+    use medchain_core::encoding::Decode;
+    use medchain_core::index::{IndexKey, Keyword, SealedWriterKey};
+    use medchain_core::keys::{Identity, PublicIdentity};
+    use rand_chacha::rand_core::SeedableRng;
+
+    let hospital = Identity::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(14));
+    let hospital_text = hospital.public().to_text();
+    // Nothing is signed before a network is pinned.
+    let unpinned = Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap();
+    assert_eq!(
+        unpinned.export_writer_key(hospital_text.clone()),
+        Err(WalletError::NoTrustedNetwork)
+    );
+    let w = patient();
+    let sealed = w.export_writer_key(hospital_text.clone()).unwrap();
+    let info = enrol::inspect_writer_key(sealed.clone(), network()).unwrap();
+    assert_eq!(info.patient, w.public_identity());
+    assert_eq!(info.hospital, hospital_text);
+    // The hospital opens it and gets exactly the patient's writer key for it.
+    let chain = network().chain_id();
+    let patient_public = PublicIdentity::from_text(&w.public_identity()).unwrap();
+    let key = SealedWriterKey::from_bytes(&sealed)
+        .unwrap()
+        .import(&hospital, &chain, &patient_public)
+        .unwrap();
+    let me = Identity::restore_backup(&file("patient.backup"), PASSWORD.as_bytes()).unwrap();
+    let kw: Vec<Keyword> = vec!["type:Observation".parse().unwrap()];
+    assert_eq!(
+        key.trapdoors(&kw),
+        IndexKey::for_patient(&me)
+            .for_writer(&hospital.id())
+            .trapdoors(&kw)
+    );
+    // Sealed on the pinned network only: a sibling network refuses it.
+    let staging = TrustedNetwork::new(file("genesis-staging.bin"), None).unwrap();
+    assert_eq!(
+        enrol::inspect_writer_key(sealed.clone(), staging),
+        Err(WalletError::BadSignature)
+    );
+    for bad in mutations(&sealed) {
+        assert!(enrol::inspect_writer_key(bad, network()).is_err());
+    }
+    assert!(matches!(
+        enrol::inspect_writer_key(vec![2; 337], network()),
+        Err(WalletError::Malformed { .. })
+    ));
+    for bad in ["", "mcid1bad", &"x".repeat(2000)] {
+        assert!(matches!(
+            w.export_writer_key(bad.into()),
+            Err(WalletError::InvalidIdentity { .. })
+        ));
+    }
+}
+
+#[test]
 fn records_open_for_their_patient_only() {
     let w = patient();
     let r = w.open_record(file("record-mine.sealed")).unwrap();

@@ -19,6 +19,7 @@ use getrandom::SysRng;
 use medchain_core::consent::{consent_from_fhir, Consent, ConsentId};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::hash::{domain, ChainId, RecordId};
+use medchain_core::index::SealedWriterKey;
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity};
 use medchain_core::seal::SealedRecord;
 use medchain_core::tx::{PatientSignature, TxBody};
@@ -424,6 +425,31 @@ impl Wallet {
                 body: body.to_bytes(),
                 fhir_json: None,
             })
+        })
+    }
+
+    /// Enrols this patient at a hospital: seals the patient's writer index key for `hospital`
+    /// (its printable identity, `mcid1…`) to the hospital, signed for the pinned network. The
+    /// hospital imports it with its own identity and indexes this patient's records with it;
+    /// it learns that key only (it cannot search what other hospitals wrote). See
+    /// [`crate::enrol`].
+    ///
+    /// # Errors
+    /// [`WalletError::NoTrustedNetwork`] before [`Wallet::trust_network`],
+    /// [`WalletError::InvalidIdentity`] for a hospital identity that does not parse or cannot
+    /// receive sealed keys.
+    pub fn export_writer_key(&self, hospital: String) -> Result<Vec<u8>, WalletError> {
+        guard(|| {
+            let chain = self.chain()?;
+            if hospital.len() > 1024 {
+                return Err(WalletError::InvalidIdentity {
+                    reason: "far too long".into(),
+                });
+            }
+            let hospital = PublicIdentity::from_text(&hospital)?;
+            let sealed =
+                SealedWriterKey::export(&self.identity, &chain, &hospital, &mut UnwrapErr(SysRng))?;
+            Ok(sealed.to_bytes())
         })
     }
 

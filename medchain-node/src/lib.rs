@@ -12,5 +12,6 @@
 
 pub mod transport;
 
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,6 +9,7 @@ use medchain_core::access::AccessError;
 use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
+use medchain_core::index::WriterKeyError;
 use medchain_core::keys::{BackupError, IdentityTextError};
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
@@ -193,6 +194,18 @@ impl From<SealError> for Error {
             SealError::Decode(_) => Kind::Decode,
             SealError::NonContributory | SealError::TooManyReaders { .. } => Kind::InvalidArgument,
             _ => Kind::Internal,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<WriterKeyError> for Error {
+    fn from(e: WriterKeyError) -> Self {
+        let kind = match e {
+            WriterKeyError::Decode(_) | WriterKeyError::Decrypt => Kind::Decode,
+            WriterKeyError::BadSignature => Kind::InvalidSignature,
+            WriterKeyError::WrongWriter => Kind::NotAReader,
+            _ => Kind::InvalidArgument,
         };
         Error::new(kind, e.to_string())
     }

@@ -1,7 +1,9 @@
 //! Identities, public identities, the network key and secure-index keys.
 
 use getrandom::SysRng;
-use medchain_core::index::IndexKey as CoreIndexKey;
+use medchain_core::encoding::{Decode, Encode};
+use medchain_core::hash::ChainId;
+use medchain_core::index::{IndexKey as CoreIndexKey, SealedWriterKey};
 use medchain_core::keys::{BackupParams, Identity as CoreIdentity, PublicIdentity as CorePublic};
 use medchain_core::seal::NetworkKey as CoreNetworkKey;
 use pyo3::prelude::*;
@@ -165,6 +167,16 @@ pub fn public_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<CorePublic> {
     ))
 }
 
+/// A chain id argument: 64 hex digits.
+fn chain_arg(obj: &Bound<'_, PyAny>) -> Result<ChainId> {
+    let s: String = obj
+        .extract()
+        .map_err(|_| wrong_type(obj, "chain_id", "a str of 64 hex digits"))?;
+    s.trim()
+        .parse()
+        .map_err(|e| Error::new(Kind::Decode, format!("chain_id: {e}")))
+}
+
 /// An `Identity` argument.
 pub fn identity_arg<'a, 'py>(
     obj: &'a Bound<'py, PyAny>,
@@ -275,6 +287,50 @@ impl IndexKey {
         let writer = public_arg(writer, "writer")?;
         Ok(Self {
             inner: self.inner.for_writer(&writer.id()),
+            writer: true,
+        })
+    }
+
+    /// Enrolment, the patient's side: the patient's index key for `writer` (an institution),
+    /// sealed to the writer's public identity on the network `chain_id` (hex, `Ledger.chain_id`)
+    /// and signed by the patient. Give the bytes to the writer (`import_writer_key`).
+    #[staticmethod]
+    fn export_writer_key<'py>(
+        py: Python<'py>,
+        patient: &Bound<'py, PyAny>,
+        writer: &Bound<'py, PyAny>,
+        chain_id: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let patient = identity_arg(patient, "patient")?;
+        let writer = public_arg(writer, "writer")?;
+        let chain = chain_arg(chain_id)?;
+        let sealed = SealedWriterKey::export(
+            &patient.get().inner,
+            &chain,
+            &writer,
+            &mut UnwrapErr(SysRng),
+        )?;
+        Ok(PyBytes::new(py, &sealed.to_bytes()))
+    }
+
+    /// Enrolment, the writer's side: checks that `data` (from `export_writer_key`) was sealed
+    /// on `chain_id` to `writer` (this institution's `Identity`) by `patient` (their
+    /// signature), and opens it: the writer key that indexes and finds this patient's records
+    /// written by `writer`, without the patient's identity.
+    #[staticmethod]
+    fn import_writer_key(
+        data: &Bound<'_, PyAny>,
+        writer: &Bound<'_, PyAny>,
+        patient: &Bound<'_, PyAny>,
+        chain_id: &Bound<'_, PyAny>,
+    ) -> Result<Self> {
+        let data = bytes_arg(data, "data")?;
+        let writer = identity_arg(writer, "writer")?;
+        let patient = public_arg(patient, "patient")?;
+        let chain = chain_arg(chain_id)?;
+        let sealed = SealedWriterKey::from_bytes(&data)?;
+        Ok(Self {
+            inner: sealed.import(&writer.get().inner, &chain, &patient)?,
             writer: true,
         })
     }

@@ -276,6 +276,12 @@ impl NativeLedger {
         Ok(self.lock()?.genesis().chain_name.clone())
     }
 
+    /// The chain id (hex): the genesis hash, which every signature on this network binds.
+    #[getter]
+    fn chain_id(&self) -> Result<String> {
+        Ok(self.lock()?.genesis().chain_id().to_string())
+    }
+
     /// The member institutions: (name, public identity text, validator).
     fn members(&self) -> Result<Vec<(String, String, bool)>> {
         Ok(self

@@ -436,6 +436,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         files.push(("decode_frames", name.to_owned(), bytes));
     }
 
+    // An enrolment: a patient's writer index key sealed to the fuzzing identity on the fuzz
+    // chain (own RNG, so the seeds above stay as they were).
+    let mut enrol_rng = ChaCha20Rng::seed_from_u64(14);
+    let patient = Identity::generate(&mut enrol_rng);
+    let sealed = medchain_core::index::SealedWriterKey::export(
+        &patient,
+        &chain,
+        &me.public(),
+        &mut enrol_rng,
+    )?;
+    assert!(TARGETS
+        .iter()
+        .any(|(t, _)| *t == "decode_sealed_writer_key"));
+    files.push((
+        "decode_sealed_writer_key",
+        "enrolment-for-fuzz-identity".to_owned(),
+        sealed.to_bytes(),
+    ));
+
     let mut total = 0;
     for (target, name, bytes) in &files {
         let dir = root.join(target);

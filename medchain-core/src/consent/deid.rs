@@ -118,9 +118,16 @@ impl StudyKey {
 /// year through that the chain's time would have removed.
 ///
 /// ```
-/// # use medchain_core::{consent::ReleaseClock, testkit::TestNet};
-/// let net = TestNet::new(1, 1, 0);
-/// let clock = ReleaseClock::at_tip(net.tip());
+/// # use medchain_core::{block::ChainTip, consent::ReleaseClock, election::ElectionSeed, hash::BlockHash};
+/// let tip = ChainTip {
+///     hash: BlockHash::default(),
+///     prev: BlockHash::default(),
+///     height: 12,
+///     round: 12,
+///     timestamp_ms: 1_790_000_000_000,
+///     seed: ElectionSeed::default(),
+/// };
+/// let clock = ReleaseClock::at_tip(&tip);
 /// assert_eq!(clock.no_earlier_than(0), clock, "never earlier");
 /// assert!(clock.no_earlier_than(clock.time_ms() + 1).time_ms() > clock.time_ms());
 /// ```

@@ -62,6 +62,16 @@ impl IndexKey {
         }
     }
 
+    /// An index key from its 32 secret bytes (an unwrapped writer key).
+    pub(super) fn from_secret(key: Zeroizing<[u8; 32]>) -> Self {
+        Self { key }
+    }
+
+    /// The 32 secret bytes (to wrap a writer key for its writer).
+    pub(super) fn secret(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// The sub-key for the records that one writer (a contributing institution) indexes under
     /// this key: `PRF(index key, INDEX_WRITER_KEY || writer's 16-byte party id)`.
     ///

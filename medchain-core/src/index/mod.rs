@@ -16,6 +16,9 @@
 //!   rarer keyword's work.
 //! * A [`SearchGrant`] delegates search over keyword classes or single keywords; a consent
 //!   carries it.
+//! * A [`SealedWriterKey`] is a patient's enrolment at a hospital: the patient's writer sub-key
+//!   for that hospital, sealed to it and signed by the patient, so the hospital can index the
+//!   patient's records without the patient's identity.
 //!
 //! ```
 //! use medchain_core::hash::RecordId;
@@ -46,6 +49,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod enrol;
 mod entry;
 mod filter;
 mod keys;
@@ -53,6 +57,9 @@ mod keywords;
 mod prf;
 mod search;
 
+pub use enrol::{
+    SealedWriterKey, WriterKeyError, SEALED_WRITER_KEY_LEN, SEALED_WRITER_KEY_VERSION,
+};
 pub use entry::{bucket_for, EntryError, IndexEntry, IndexedRecord, ENTRY_BUCKETS, MAX_ENTRY_TAGS};
 pub use filter::{
     BlockContext, BlockFilter, BlockIndex, BlockIndexBuilder, BlockIndexError, FilterDigest,

@@ -792,6 +792,20 @@ public protocol WalletProtocol: AnyObject, Sendable {
     func changePassword(oldPassword: String, newPassword: String) throws 
     
     /**
+     * Enrols this patient at a hospital: seals the patient's writer index key for `hospital`
+     * (its printable identity, `mcid1…`) to the hospital, signed for the pinned network. The
+     * hospital imports it with its own identity and indexes this patient's records with it;
+     * it learns that key only (it cannot search what other hospitals wrote). See
+     * [`crate::enrol`].
+     *
+     * # Errors
+     * [`WalletError::NoTrustedNetwork`] before [`Wallet::trust_network`],
+     * [`WalletError::InvalidIdentity`] for a hospital identity that does not parse or cannot
+     * receive sealed keys.
+     */
+    func exportWriterKey(hospital: String) throws  -> Data
+    
+    /**
      * The public identity, parsed.
      */
     func identityInfo()  -> PublicIdentityInfo
@@ -1034,6 +1048,28 @@ open func changePassword(oldPassword: String, newPassword: String)throws   {try 
         FfiConverterString.lower(newPassword),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Enrols this patient at a hospital: seals the patient's writer index key for `hospital`
+     * (its printable identity, `mcid1…`) to the hospital, signed for the pinned network. The
+     * hospital imports it with its own identity and indexes this patient's records with it;
+     * it learns that key only (it cannot search what other hospitals wrote). See
+     * [`crate::enrol`].
+     *
+     * # Errors
+     * [`WalletError::NoTrustedNetwork`] before [`Wallet::trust_network`],
+     * [`WalletError::InvalidIdentity`] for a hospital identity that does not parse or cannot
+     * receive sealed keys.
+     */
+open func exportWriterKey(hospital: String)throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_export_writer_key(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(hospital),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -2761,6 +2797,75 @@ public func FfiConverterTypeSignedRequestInfo_lower(_ value: SignedRequestInfo) 
 
 
 /**
+ * What a sealed writer key says, once its patient signature is checked.
+ */
+public struct WriterKeyInfo: Equatable, Hashable {
+    /**
+     * The patient who sealed it (printable identity).
+     */
+    public var patient: String
+    /**
+     * The hospital it is sealed to (printable identity).
+     */
+    public var hospital: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The patient who sealed it (printable identity).
+         */patient: String, 
+        /**
+         * The hospital it is sealed to (printable identity).
+         */hospital: String) {
+        self.patient = patient
+        self.hospital = hospital
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension WriterKeyInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWriterKeyInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WriterKeyInfo {
+        return
+            try WriterKeyInfo(
+                patient: FfiConverterString.read(from: &buf), 
+                hospital: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: WriterKeyInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.patient, into: &buf)
+        FfiConverterString.write(value.hospital, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWriterKeyInfo_lift(_ buf: RustBuffer) throws -> WriterKeyInfo {
+    return try FfiConverterTypeWriterKeyInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWriterKeyInfo_lower(_ value: WriterKeyInfo) -> RustBuffer {
+    return FfiConverterTypeWriterKeyInfo.lower(value)
+}
+
+
+/**
  * What happened to a record.
  */
 
@@ -4479,6 +4584,24 @@ public func inspectSignedRequest(body: Data, network: TrustedNetwork)throws  -> 
 })
 }
 /**
+ * Decodes a sealed writer key ([`crate::Wallet::export_writer_key`] output) and checks it was
+ * signed by its patient for `network`.
+ *
+ * # Errors
+ * [`WalletError::Malformed`] for bytes that are not a sealed writer key,
+ * [`WalletError::BadSignature`] if the patient's signature does not verify for this network
+ * (one sealed on another network does not).
+ */
+public func inspectWriterKey(sealed: Data, network: TrustedNetwork)throws  -> WriterKeyInfo  {
+    return try  FfiConverterTypeWriterKeyInfo_lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_func_inspect_writer_key(
+        FfiConverterData.lower(sealed),
+        FfiConverterTypeTrustedNetwork_lower(network),uniffiCallStatus
+    )
+})
+}
+/**
  * A new, empty in-memory store (the default [`WalletStore`]).
  */
 public func newInMemoryWalletStore() -> WalletStore  {
@@ -4555,6 +4678,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_medchain_ffi_checksum_func_inspect_signed_request() != 32316) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_medchain_ffi_checksum_func_inspect_writer_key() != 33497) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store() != 7486) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4589,6 +4715,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_wallet_change_password() != 65525) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_medchain_ffi_checksum_method_wallet_export_writer_key() != 11928) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_wallet_identity_info() != 23558) {

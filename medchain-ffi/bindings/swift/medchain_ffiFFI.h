@@ -378,6 +378,11 @@ RustBuffer uniffi_medchain_ffi_fn_method_wallet_backup(uint64_t ptr, RustCallSta
 void uniffi_medchain_ffi_fn_method_wallet_change_password(uint64_t ptr, RustBuffer old_password, RustBuffer new_password, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_EXPORT_WRITER_KEY
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_EXPORT_WRITER_KEY
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_export_writer_key(uint64_t ptr, RustBuffer hospital, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_IDENTITY_INFO
 RustBuffer uniffi_medchain_ffi_fn_method_wallet_identity_info(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -452,6 +457,11 @@ RustBuffer uniffi_medchain_ffi_fn_func_decode_audit_entries(RustBuffer entries, 
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_SIGNED_REQUEST
 RustBuffer uniffi_medchain_ffi_fn_func_inspect_signed_request(RustBuffer body, uint64_t network, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_WRITER_KEY
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_INSPECT_WRITER_KEY
+RustBuffer uniffi_medchain_ffi_fn_func_inspect_writer_key(RustBuffer sealed, uint64_t network, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_FUNC_NEW_IN_MEMORY_WALLET_STORE
@@ -753,6 +763,12 @@ uint16_t uniffi_medchain_ffi_checksum_func_inspect_signed_request(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_INSPECT_WRITER_KEY
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_INSPECT_WRITER_KEY
+uint16_t uniffi_medchain_ffi_checksum_func_inspect_writer_key(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_NEW_IN_MEMORY_WALLET_STORE
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_FUNC_NEW_IN_MEMORY_WALLET_STORE
 uint16_t uniffi_medchain_ffi_checksum_func_new_in_memory_wallet_store(void
@@ -822,6 +838,12 @@ uint16_t uniffi_medchain_ffi_checksum_method_wallet_backup(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_CHANGE_PASSWORD
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_CHANGE_PASSWORD
 uint16_t uniffi_medchain_ffi_checksum_method_wallet_change_password(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_EXPORT_WRITER_KEY
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_EXPORT_WRITER_KEY
+uint16_t uniffi_medchain_ffi_checksum_method_wallet_export_writer_key(void
     
 );
 #endif

@@ -270,6 +270,11 @@ class Ledger:
         """The chain's name (from genesis)."""
         return self._n.chain_name
 
+    @property
+    def chain_id(self) -> str:
+        """The chain id (hex): the genesis hash, which every signature on this network binds."""
+        return self._n.chain_id
+
     def members(self) -> List[Tuple[str, PublicIdentity, bool]]:
         """The network's member institutions: (name, public identity, is validator)."""
         return [(n, PublicIdentity.from_text(t), v) for n, t, v in self._n.members()]

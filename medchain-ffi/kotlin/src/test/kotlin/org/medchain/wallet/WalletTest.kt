@@ -293,6 +293,31 @@ class WalletTest {
         }
     }
 
+    // --- enrolment ------------------------------------------------------------------------------
+
+    @Test
+    fun `the wallet enrols at a hospital with its writer index key sealed to it`() {
+        val hospital = text("institution.id")
+        // A wallet signs nothing before it pins a network.
+        assertThrows<WalletException.NoTrustedNetwork> { restored().exportWriterKey(hospital) }
+        val wallet = patient()
+        val sealed = wallet.exportWriterKey(hospital)
+        assertEquals(337, sealed.size)
+        val info = inspectWriterKey(sealed, network())
+        assertEquals(wallet.publicIdentity(), info.patient)
+        assertEquals(parsePublicIdentity(hospital).text, info.hospital)
+        // Fresh randomness each time: two enrolments differ, both verify.
+        assertFalse(sealed.contentEquals(wallet.exportWriterKey(hospital)))
+        // Bound to the pinned network: a sibling network refuses it.
+        assertThrows<WalletException.BadSignature> {
+            inspectWriterKey(sealed, TrustedNetwork(bytes("genesis-staging.bin"), null))
+        }
+        for (bad in mutations(sealed)) {
+            assertThrows<WalletException> { inspectWriterKey(bad, network()) }
+        }
+        assertThrows<WalletException.InvalidIdentity> { wallet.exportWriterKey("mcid1bad") }
+    }
+
     // --- records --------------------------------------------------------------------------------
 
     @Test
