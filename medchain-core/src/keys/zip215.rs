@@ -295,8 +295,12 @@ mod tests {
         let key = RawKey::new(&mut rng, t8());
         let vk = VerifyKey::from_byte_array(key.bytes()).unwrap();
         let r_bytes = (t8() * Scalar::from(2u8)).compress().to_bytes();
-        let sig = key.sign_with_r(Scalar::ZERO, r_bytes, b"case 2");
-        assert_case("case 2", &vk, b"case 2", &sig, true, false);
+        // Over several messages: the cofactorless residue -(R + [k]T) varies with k mod 8.
+        for i in 0..8u8 {
+            let msg = [b'2', i];
+            let sig = key.sign_with_r(Scalar::ZERO, r_bytes, &msg);
+            assert_case("case 2", &vk, &msg, &sig, true, false);
+        }
     }
 
     #[test]
