@@ -86,7 +86,9 @@ impl VerifyKey {
         self.0.as_bytes()
     }
 
-    /// The dalek key, for batch and low-level use.
+    /// The dalek key, for low-level use (protocols built on the same key, such as the VRF).
+    /// Signatures are checked with [`VerifyKey::verify`] or [`verify_batch`] (ZIP-215), not with
+    /// this key's own `verify_strict`.
     pub fn as_dalek(&self) -> &VerifyingKey {
         &self.0
     }
