@@ -7,8 +7,12 @@
 //! * Signatures are bound to a network and a purpose: a signature for purpose `label` on the
 //!   network `chain` ([`ChainId`], the genesis hash) is ed25519 over
 //!   `len(label) || label || chain (32) || message`, so nothing signed for one network or one
-//!   message kind verifies for another. Verification is *strict* (no small-order public key or
-//!   `R`, canonical `S`): `ed25519_dalek::VerifyingKey::verify_strict`.
+//!   message kind verifies for another.
+//! * Validity is **ZIP-215** (docs/adr/0005-signature-validity.md): canonical `S`, `R` decoded as
+//!   given, the cofactored equation `[8][S]B = [8]R + [8][k]A`. [`VerifyKey::verify`] checks one
+//!   signature, [`verify_batch`] many at once, and both give exactly the same verdict on every
+//!   input. Keys are still checked strictly when decoded: no small-order point, no non-canonical
+//!   encoding.
 //! * [`Identity::export_backup`] / [`Identity::restore_backup`] protect the secret keys with a
 //!   password: Argon2id, then AES-256-GCM.
 
@@ -26,11 +30,13 @@ use zeroize::Zeroizing;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, tagged_hash, tagged_hash_parts, ChainId, ParseHexError};
 
+mod zip215;
+
 /// Signing or verifying failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum SignatureError {
-    /// The signature does not verify (strictly) under the key for this purpose and message.
+    /// The signature does not verify (ZIP-215) under the key for this purpose and message.
     #[error("signature does not verify")]
     Invalid,
 }
@@ -80,12 +86,16 @@ impl VerifyKey {
         self.0.as_bytes()
     }
 
-    /// The dalek key, for batch and low-level use.
+    /// The dalek key, for low-level use (protocols built on the same key, such as the VRF).
+    /// Signatures are checked with [`VerifyKey::verify`] or [`verify_batch`] (ZIP-215), not with
+    /// this key's own `verify_strict`.
     pub fn as_dalek(&self) -> &VerifyingKey {
         &self.0
     }
 
-    /// Strictly verifies `sig` over `message` for the purpose `label` on the network `chain`.
+    /// Verifies `sig` over `message` for the purpose `label` on the network `chain`, under
+    /// medchain's rule (ZIP-215: canonical `S`, cofactored equation; see the module docs). The
+    /// verdict is exactly that of [`verify_batch`] for this one signature.
     ///
     /// # Errors
     /// [`SignatureError::Invalid`] when it does not verify.
@@ -96,12 +106,177 @@ impl VerifyKey {
         message: &[u8],
         sig: &Signature,
     ) -> Result<(), SignatureError> {
-        let framed = frame(chain, label, message);
-        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
-        self.0
-            .verify_strict(&framed, &sig)
-            .map_err(|_| SignatureError::Invalid)
+        let item = SignedMessage {
+            key: self,
+            chain,
+            label,
+            message,
+            signature: sig,
+        };
+        match item.parse() {
+            Some(p) if zip215::holds(&p) => Ok(()),
+            _ => Err(SignatureError::Invalid),
+        }
     }
+}
+
+/// One signature to check with [`verify_batch`]: the same five things [`VerifyKey::verify`]
+/// takes. `Debug` shows the key, the label and the message length, never the message.
+#[derive(Clone, Copy)]
+pub struct SignedMessage<'a> {
+    /// The signer's key.
+    pub key: &'a VerifyKey,
+    /// The network the signature is bound to.
+    pub chain: &'a ChainId,
+    /// The purpose (one of [`crate::hash::domain`]).
+    pub label: &'a str,
+    /// The message, unframed.
+    pub message: &'a [u8],
+    /// The signature.
+    pub signature: &'a Signature,
+}
+
+impl SignedMessage<'_> {
+    /// `None` when the signature cannot hold (non-canonical `S`, `R` not a point).
+    fn parse(&self) -> Option<zip215::Parsed> {
+        let label_len = [label_len(self.label)];
+        zip215::parse(
+            self.key.as_byte_array(),
+            self.key.0.to_edwards(),
+            &[
+                &label_len,
+                self.label.as_bytes(),
+                self.chain.as_byte_array(),
+                self.message,
+            ],
+            self.signature.as_byte_array(),
+        )
+    }
+}
+
+impl fmt::Debug for SignedMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedMessage")
+            .field("key", self.key)
+            .field("label", &self.label)
+            .field("message_len", &self.message.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch of signatures did not all verify.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// These signatures (positions in the batch, ascending) do not verify; every other one does.
+    #[error("{} of {total} signatures do not verify", invalid.len())]
+    Invalid {
+        /// Positions of the signatures that do not verify, ascending, never empty.
+        invalid: Vec<usize>,
+        /// How many signatures the batch held.
+        total: usize,
+    },
+}
+
+/// Domain of the hash that seeds [`verify_batch`]'s coefficients.
+const BATCH_COEFFICIENTS: &str = "medchain/v1/batch-coefficients";
+
+/// Verifies many signatures at once, with the verdict of [`VerifyKey::verify`] on each: `Ok` when
+/// every one verifies, otherwise the exact positions of those that do not (found by checking
+/// each one alone after the batch equation fails).
+///
+/// The 128-bit batch coefficients come from ChaCha20 seeded with SHA-256 over every input (a
+/// Fiat–Shamir derivation, like ed25519-dalek's own batch), so the call is deterministic and needs
+/// no RNG; [`verify_batch_with_rng`] takes the caller's. A batch in which every signature is
+/// valid passes for any coefficients; one holding an invalid signature passes the batch equation
+/// with probability at most 2⁻¹²⁸ (docs/adr/0005-signature-validity.md).
+///
+/// # Errors
+/// [`BatchError::Invalid`] naming the signatures that do not verify.
+///
+/// # Example
+/// ```
+/// use medchain_core::hash::{domain, ChainId};
+/// use medchain_core::keys::{verify_batch, BatchError, Identity, SignedMessage};
+///
+/// let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+/// let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+/// let chain = ChainId::from_byte_array([7; 32]);
+/// let (ka, kb) = (alice.verify_key(), bob.verify_key());
+/// let sa = alice.sign(&chain, domain::TX_SIG, b"one");
+/// let sb = bob.sign(&chain, domain::TX_SIG, b"two");
+/// let item = |key, message, signature| SignedMessage {
+///     key, chain: &chain, label: domain::TX_SIG, message, signature,
+/// };
+/// assert_eq!(verify_batch(&[item(&ka, b"one", &sa), item(&kb, b"two", &sb)]), Ok(()));
+/// // Bob's signature does not cover "one": the batch names position 1.
+/// let err = verify_batch(&[item(&ka, b"one", &sa), item(&kb, b"one", &sb)]).unwrap_err();
+/// assert!(matches!(err, BatchError::Invalid { ref invalid, total: 2 } if invalid == &[1]));
+/// ```
+pub fn verify_batch(items: &[SignedMessage<'_>]) -> Result<(), BatchError> {
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut h, BATCH_COEFFICIENTS.as_bytes());
+    for it in items {
+        sha2::Digest::update(&mut h, it.key.as_byte_array());
+        sha2::Digest::update(&mut h, it.signature.as_byte_array());
+        sha2::Digest::update(&mut h, [label_len(it.label)]);
+        sha2::Digest::update(&mut h, it.label.as_bytes());
+        sha2::Digest::update(&mut h, it.chain.as_byte_array());
+        sha2::Digest::update(&mut h, (it.message.len() as u64).to_be_bytes());
+        sha2::Digest::update(&mut h, it.message);
+    }
+    let seed: [u8; 32] = sha2::Digest::finalize(h).into();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed);
+    verify_batch_with_rng(items, &mut rng)
+}
+
+/// [`verify_batch`] with the batch coefficients drawn from `rng` (16 bytes per signature). The
+/// verdict is the same for every RNG except with probability at most 2⁻¹²⁸ per batch holding an
+/// invalid signature; a weak RNG weakens only that bound, never the verdict on valid batches.
+///
+/// # Errors
+/// [`BatchError::Invalid`] naming the signatures that do not verify.
+pub fn verify_batch_with_rng<R: Rng + CryptoRng + ?Sized>(
+    items: &[SignedMessage<'_>],
+    rng: &mut R,
+) -> Result<(), BatchError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    let mut invalid = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.parse() {
+            Some(p) => {
+                parsed.push(p);
+                positions.push(i);
+            }
+            None => invalid.push(i),
+        }
+    }
+    if !zip215::batch_holds(&parsed, rng) {
+        // Fallback: pinpoint the bad ones, each checked alone (the verdict of `verify`).
+        invalid.extend(
+            parsed
+                .iter()
+                .zip(&positions)
+                .filter(|(p, _)| !zip215::holds(p))
+                .map(|(_, &i)| i),
+        );
+        invalid.sort_unstable();
+    }
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(BatchError::Invalid {
+            invalid,
+            total: items.len(),
+        })
+    }
+}
+
+/// The one-byte label length of the framing (labels are short constants).
+fn label_len(label: &str) -> u8 {
+    debug_assert!(label.len() < 256);
+    label.len() as u8
 }
 
 impl PartialOrd for VerifyKey {
@@ -230,9 +405,8 @@ impl Decode for Signature {
 /// `len(label) || label || message`: what a signature for purpose `label` signs.
 /// What an ed25519 signature covers: `len(label) || label || chain || message`.
 fn frame(chain: &ChainId, label: &str, message: &[u8]) -> Vec<u8> {
-    debug_assert!(label.len() < 256);
     let mut framed = Vec::with_capacity(1 + label.len() + 32 + message.len());
-    framed.push(label.len() as u8);
+    framed.push(label_len(label));
     framed.extend_from_slice(label.as_bytes());
     framed.extend_from_slice(chain.as_byte_array());
     framed.extend_from_slice(message);
