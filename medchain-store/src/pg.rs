@@ -30,8 +30,8 @@ use crate::crypt::{Lookup, StateKey};
 use crate::error::StoreError;
 use crate::pg_tls::{PgTarget, PgTlsMode};
 use crate::rows::{
-    advance, audit_entry, block_rows, check_block, check_commitment, consent_state, erased,
-    filter_row, indexed_record, record_entry, seq_of, Counts, Row, StateAudit, Table,
+    self, advance, audit_entry, block_rows, check_block, check_commitment, consent_state, erased,
+    filter_row, indexed_record, record_entry, seq_of, Counts, RawRow, Row, StateAudit, Table,
 };
 
 const SCHEMA: &str = r"
@@ -182,31 +182,9 @@ fn head_of(c: &mut impl GenericClient) -> Result<Option<Head>, StoreError> {
 }
 
 /// A derived row as stored: row number, tags, clear part, sealed part.
-type RawRow = (i64, Vec<[u8; 32]>, Vec<u8>, Option<Vec<u8>>);
-
 fn raw_row(r: &postgres::Row, table: Table, at: usize) -> Result<RawRow, StoreError> {
     let seq: i64 = r.try_get(at)?;
-    let mut i = at + 1;
-    let mut tags = Vec::with_capacity(2);
-    for _ in table.tag_columns() {
-        let t: Vec<u8> = r.try_get(i)?;
-        // A tag of the wrong length cannot open the row; keep the row to report it.
-        tags.push(t.try_into().unwrap_or([0; 32]));
-        i += 1;
-    }
-    let clear = match table.clear_column() {
-        Some(_) => {
-            i += 1;
-            r.try_get(i - 1)?
-        }
-        None => Vec::new(),
-    };
-    let sealed = if table.sealed() {
-        Some(r.try_get(i)?)
-    } else {
-        None
-    };
-    Ok((seq, tags, clear, sealed))
+    Ok(rows::raw_row(table, at, seq, |i| r.try_get(i))?)
 }
 
 fn count(c: &mut impl GenericClient, sql: &str) -> Result<u64, StoreError> {

@@ -501,3 +501,38 @@ pub(crate) fn check_commitment(
         Err(Corruption::CommitmentMismatch.into())
     }
 }
+
+/// A stored row before it is opened: `seq`, its lookup tags, its clear column and its sealed
+/// column (if the table has one).
+pub(crate) type RawRow = (i64, Vec<[u8; 32]>, Vec<u8>, Option<Vec<u8>>);
+
+/// Reads a row of `table` whose `seq` (column `at`) is `seq`: its tag columns, clear column and
+/// sealed column follow in that order and are fetched by `bytes(column)`. Shared by the SQLite
+/// and PostgreSQL backends, which differ only in how a column is read.
+pub(crate) fn raw_row<E>(
+    table: Table,
+    at: usize,
+    seq: i64,
+    mut bytes: impl FnMut(usize) -> Result<Vec<u8>, E>,
+) -> Result<RawRow, E> {
+    let mut i = at + 1;
+    let mut tags = Vec::with_capacity(2);
+    for _ in table.tag_columns() {
+        // A tag of the wrong length cannot open the row; keep the row to report it.
+        tags.push(bytes(i)?.try_into().unwrap_or([0; 32]));
+        i += 1;
+    }
+    let clear = match table.clear_column() {
+        Some(_) => {
+            i += 1;
+            bytes(i - 1)?
+        }
+        None => Vec::new(),
+    };
+    let sealed = if table.sealed() {
+        Some(bytes(i)?)
+    } else {
+        None
+    };
+    Ok((seq, tags, clear, sealed))
+}
