@@ -1182,8 +1182,28 @@ impl Sim {
     /// `block` re-assembled by its (byzantine) miner with a back-dated transaction of its own
     /// added, signed by the miner alone (`None` if it cannot be built).
     fn backdated_block(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
-        let tip = self.nodes[i].as_ref()?.block_tip(&block.header.prev)?;
+        self.nodes[i].as_ref()?.block_tip(&block.header.prev)?;
         let old = self.backdated_tx(i);
+        self.reassemble(i, block, block.header.timestamp_ms, Some(old))
+    }
+
+    /// A second valid block for the same round and parent as `block`, holding only the
+    /// miner's own transactions and a later timestamp.
+    fn twin(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
+        self.reassemble(i, block, block.header.timestamp_ms + 1, None)
+    }
+
+    /// A block for the same round and parent as `block`, holding only miner `i`'s own
+    /// transactions (and `extra`), at `timestamp_ms`, signed by the miner alone.
+    fn reassemble(
+        &self,
+        i: usize,
+        block: &Block,
+        timestamp_ms: u64,
+        extra: Option<Transaction>,
+    ) -> Option<Rc<Vec<u8>>> {
+        let node = self.nodes[i].as_ref()?;
+        let tip = node.block_tip(&block.header.prev)?;
         let me = &self.ids[i];
         let vrf = VrfSecret::derive(me).ok()?;
         let mut own: Vec<Transaction> = block
@@ -1192,7 +1212,7 @@ impl Sim {
             .filter(|t| *t.contributor() == me.verify_key())
             .cloned()
             .collect();
-        own.push(old);
+        own.extend(extra);
         let tickets = vec![contributor_ticket(&self.genesis, &tip, me, &vrf)];
         let draft = BlockDraft::assemble(
             &self.genesis,
@@ -1200,39 +1220,7 @@ impl Sim {
             block.header.round,
             me,
             &vrf,
-            block.header.timestamp_ms,
-            own,
-            &tickets,
-            block.header.parent_qc.clone(),
-            block.header.timeout_cert.clone(),
-        )
-        .ok()?;
-        let sig = draft.sign_as_contributor(me);
-        let bad = draft.finish(me, &[(me.verify_key(), sig)]).ok()?;
-        Some(Rc::new(Message::Proposal { block: bad }.to_bytes()))
-    }
-
-    /// A second valid block for the same round and parent as `block`, holding only the
-    /// miner's own transactions and a later timestamp.
-    fn twin(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
-        let node = self.nodes[i].as_ref()?;
-        let tip = node.block_tip(&block.header.prev)?;
-        let me = &self.ids[i];
-        let vrf = VrfSecret::derive(me).ok()?;
-        let own: Vec<Transaction> = block
-            .transactions
-            .iter()
-            .filter(|t| *t.contributor() == me.verify_key())
-            .cloned()
-            .collect();
-        let tickets = vec![contributor_ticket(&self.genesis, &tip, me, &vrf)];
-        let draft = BlockDraft::assemble(
-            &self.genesis,
-            &tip,
-            block.header.round,
-            me,
-            &vrf,
-            block.header.timestamp_ms + 1,
+            timestamp_ms,
             own,
             &tickets,
             block.header.parent_qc.clone(),
