@@ -12,7 +12,7 @@
 use thiserror::Error;
 
 use crate::block::{
-    Block, BlockHeader, ChainTip, CheckedBlock, InvalidBlock, SerialVerifier, TxRules,
+    BatchVerifier, Block, BlockHeader, ChainTip, CheckedBlock, InvalidBlock, TxRules,
 };
 use crate::encoding::{Decode, DecodeError, Encode, Reader};
 use crate::genesis::Genesis;
@@ -167,7 +167,7 @@ where
         let height = tip.height + 1;
         let block = item.map_err(|source| ChainError::Source { height, source })?;
         let checked: CheckedBlock = block
-            .validate_history(genesis, &tip, rules, &mut SerialVerifier)
+            .validate_history(genesis, &tip, rules, &mut BatchVerifier)
             .map_err(|error| ChainError::InvalidBlock { height, error })?;
         count.blocks += 1;
         count.transactions += checked.tx_ids().len() as u64;

@@ -29,7 +29,10 @@ use thiserror::Error;
 use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, ChainId, PayloadCommitment, RecordId, TaggedHasher, TxId};
-use crate::keys::{Identity, PublicIdentity, Signature, SignatureError, VerifyKey};
+use crate::keys::{
+    verify_batch, BatchError, Identity, PublicIdentity, Signature, SignatureError, SignedMessage,
+    VerifyKey,
+};
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
 /// Format version of [`Transaction`]. Version 2: the header names the chain (the genesis hash),
@@ -733,7 +736,8 @@ impl Transaction {
         body.check(&self.chain)?;
         Ok(body)
     }
-    /// Strictly verifies the contributor's signature.
+    /// Verifies the contributor's signature under the network's one signature rule (ZIP-215,
+    /// docs/adr/0005-signature-validity.md).
     ///
     /// # Errors
     /// [`TxError::BadSignature`].
@@ -746,6 +750,45 @@ impl Transaction {
             &self.signature,
         )?;
         Ok(VerifiedTx { tx: self, id })
+    }
+
+    /// Verifies many transactions' signatures in one batch ([`crate::keys::verify_batch`]),
+    /// with exactly the verdict [`Transaction::verify`] gives each: one result per input, in
+    /// input order. ZIP-215 makes the batch and the single equation agree on every input
+    /// (ADR 0005), so this is the fast path of [`crate::block::TxVerifier`]; when the batch
+    /// fails, the transactions it names are verified alone for their exact error.
+    ///
+    pub fn verify_batch(txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
+        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        let items: Vec<SignedMessage<'_>> = txs
+            .iter()
+            .zip(&ids)
+            .map(|(tx, id)| SignedMessage {
+                key: &tx.contributor,
+                chain: &tx.chain,
+                label: domain::TX_SIG,
+                message: id.as_byte_array(),
+                signature: &tx.signature,
+            })
+            .collect();
+        let invalid = match verify_batch(&items) {
+            Ok(()) => Vec::new(),
+            Err(BatchError::Invalid { invalid, .. }) => invalid,
+        };
+        drop(items);
+        let mut bad = invalid.into_iter().peekable();
+        txs.into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(|(i, (tx, id))| {
+                if bad.next_if_eq(&i).is_some() {
+                    // Named by the batch: its own verdict, with its own error.
+                    tx.verify()
+                } else {
+                    Ok(VerifiedTx { tx, id })
+                }
+            })
+            .collect()
     }
 
     /// Checks what a new transaction (submitted, gathered, or in a block not yet committed)
@@ -955,6 +998,92 @@ mod tests {
             &mut f.rng,
         )
         .unwrap()
+    }
+
+    /// How a transaction in a batch is spoiled, if at all.
+    #[derive(Debug, Clone, Copy)]
+    enum Spoil {
+        None,
+        /// A bit of the signature flipped.
+        Signature(u8),
+        /// Signed for another network.
+        Chain,
+        /// Another contributor's key in the header.
+        Contributor,
+        /// The timestamp changed after signing.
+        Timestamp,
+    }
+
+    fn spoil(tx: &mut Transaction, how: Spoil, other: &Identity) {
+        match how {
+            Spoil::None => {}
+            Spoil::Signature(bit) => {
+                let mut b = *tx.signature.as_byte_array();
+                b[usize::from(bit) % 64] ^= 1 << (bit % 8);
+                tx.signature = Signature::from_byte_array(b);
+            }
+            Spoil::Chain => tx.chain = ChainId::from_byte_array([6; 32]),
+            Spoil::Contributor => tx.contributor = other.verify_key(),
+            Spoil::Timestamp => tx.timestamp_ms += 1,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// The batch gives every transaction exactly the verdict `verify` gives it alone, for
+        /// any mix of valid and spoiled transactions in any position.
+        #[test]
+        fn batch_verdicts_are_the_single_verdicts(
+            spoils in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::strategy::Just(Spoil::None),
+                    1 => proptest::strategy::Strategy::prop_map(
+                        proptest::prelude::any::<u8>(),
+                        Spoil::Signature,
+                    ),
+                    1 => proptest::strategy::Just(Spoil::Chain),
+                    1 => proptest::strategy::Just(Spoil::Contributor),
+                    1 => proptest::strategy::Just(Spoil::Timestamp),
+                ],
+                0..12,
+            )
+        ) {
+            let mut f = fx();
+            let other = Identity::generate(&mut f.rng);
+            let txs: Vec<Transaction> = spoils
+                .iter()
+                .map(|&how| {
+                    let mut tx = record_tx(&mut f);
+                    spoil(&mut tx, how, &other);
+                    tx
+                })
+                .collect();
+            let singles: Vec<_> = txs.iter().cloned().map(Transaction::verify).collect();
+            let batch = Transaction::verify_batch(txs);
+            proptest::prop_assert_eq!(batch.len(), singles.len());
+            for (b, s) in batch.iter().zip(&singles) {
+                match (b, s) {
+                    (Ok(b), Ok(s)) => proptest::prop_assert_eq!(b.id(), s.id()),
+                    (Err(b), Err(s)) => proptest::prop_assert_eq!(b, s),
+                    _ => proptest::prop_assert!(false, "batch {:?} != single {:?}", b, s),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_names_exactly_the_bad_transactions() {
+        let mut f = fx();
+        let other = Identity::generate(&mut f.rng);
+        let mut txs: Vec<Transaction> = (0..6).map(|_| record_tx(&mut f)).collect();
+        spoil(&mut txs[1], Spoil::Signature(9), &other);
+        spoil(&mut txs[4], Spoil::Contributor, &other);
+        let verdicts = Transaction::verify_batch(txs.clone());
+        let bad: Vec<usize> = (0..6).filter(|&i| verdicts[i].is_err()).collect();
+        assert_eq!(bad, [1, 4]);
+        assert_eq!(verdicts[1].as_ref().unwrap_err(), &TxError::BadSignature);
+        assert_eq!(verdicts[0].as_ref().unwrap().id(), txs[0].id());
+        assert!(Transaction::verify_batch(Vec::new()).is_empty());
     }
 
     #[test]

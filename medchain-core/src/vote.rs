@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::genesis::Genesis;
 use crate::hash::{domain, BlockHash, ChainId};
-use crate::keys::{Identity, Signature, VerifyKey};
+use crate::keys::{verify_batch, BatchError, Identity, Signature, SignedMessage, VerifyKey};
 
 /// Format version of [`Vote`] and [`Timeout`]. Version 2: signatures bind the chain id.
 pub const VOTE_VERSION: u8 = 2;
@@ -267,9 +267,7 @@ impl Vote {
     /// # Errors
     /// [`VoteError::UntrustedVoter`] or [`VoteError::BadSignature`].
     pub fn verify(&self, genesis: &Genesis) -> Result<(), VoteError> {
-        if !genesis.is_validator(&self.node_pubkey) {
-            return Err(VoteError::UntrustedVoter(self.node_pubkey));
-        }
+        trusted(genesis, &self.node_pubkey)?;
         self.node_pubkey
             .verify(
                 &genesis.chain_id(),
@@ -386,16 +384,75 @@ impl QuorumCertificate {
             // `from_votes` and decoding keep the set strictly ascending; anything else is forged.
             return Err(VoteError::MixedVotes);
         }
-        for vote in &self.votes {
-            if !vote.is_block_valid
-                || &vote.voting_for_block != block
-                || &vote.previous_block != previous
-            {
-                return Err(VoteError::MixedVotes);
-            }
-            vote.verify(genesis)?;
-        }
+        let signed: Vec<Vec<u8>> = self.votes.iter().map(Vote::signed_bytes).collect();
+        verify_in_order(
+            genesis,
+            domain::VOTE_SIG,
+            self.votes.iter().zip(&signed).map(|(vote, bytes)| {
+                let fits = vote.is_block_valid
+                    && &vote.voting_for_block == block
+                    && &vote.previous_block == previous;
+                let check = if fits {
+                    trusted(genesis, &vote.node_pubkey)
+                } else {
+                    Err(VoteError::MixedVotes)
+                };
+                (check, &vote.node_pubkey, bytes.as_slice(), &vote.signature)
+            }),
+        )
+    }
+}
+
+/// A validator's vote or timeout counts only if genesis trusts its key.
+fn trusted(genesis: &Genesis, key: &VerifyKey) -> Result<(), VoteError> {
+    if genesis.is_validator(key) {
         Ok(())
+    } else {
+        Err(VoteError::UntrustedVoter(*key))
+    }
+}
+
+/// Checks a certificate's entries with exactly the verdict of checking them one by one in order
+/// (each entry's structural check, then its signature; the first failure is the error), but
+/// with the signatures verified in one ZIP-215 batch ([`verify_batch`]): the signatures before
+/// the first structural failure are batched, and the first bad one among them wins.
+fn verify_in_order<'a>(
+    genesis: &Genesis,
+    label: &str,
+    entries: impl Iterator<
+        Item = (
+            Result<(), VoteError>,
+            &'a VerifyKey,
+            &'a [u8],
+            &'a Signature,
+        ),
+    >,
+) -> Result<(), VoteError> {
+    let chain = genesis.chain_id();
+    let mut items = Vec::new();
+    let mut structural = Ok(());
+    for (check, key, message, signature) in entries {
+        if let Err(e) = check {
+            structural = Err(e);
+            break;
+        }
+        items.push(SignedMessage {
+            key,
+            chain: &chain,
+            label,
+            message,
+            signature,
+        });
+    }
+    match verify_batch(&items) {
+        Ok(()) => structural,
+        Err(BatchError::Invalid { invalid, .. }) => {
+            match invalid.first().and_then(|&i| items.get(i)) {
+                Some(bad) => Err(VoteError::BadSignature(*bad.key)),
+                // `invalid` is never empty and names positions of `items`; refuse regardless.
+                None => structural.and(Err(VoteError::MixedVotes)),
+            }
+        }
     }
 }
 
@@ -461,9 +518,7 @@ impl Timeout {
     /// # Errors
     /// [`VoteError::UntrustedVoter`] or [`VoteError::BadSignature`].
     pub fn verify(&self, genesis: &Genesis) -> Result<(), VoteError> {
-        if !genesis.is_validator(&self.node_pubkey) {
-            return Err(VoteError::UntrustedVoter(self.node_pubkey));
-        }
+        trusted(genesis, &self.node_pubkey)?;
         self.node_pubkey
             .verify(
                 &genesis.chain_id(),
@@ -552,13 +607,19 @@ impl TimeoutCertificate {
         {
             return Err(VoteError::MixedVotes);
         }
-        for t in &self.timeouts {
-            if t.round != round {
-                return Err(VoteError::MixedRounds);
-            }
-            t.verify(genesis)?;
-        }
-        Ok(())
+        let signed: Vec<_> = self.timeouts.iter().map(Timeout::signed_bytes).collect();
+        verify_in_order(
+            genesis,
+            domain::TIMEOUT_SIG,
+            self.timeouts.iter().zip(&signed).map(|(t, bytes)| {
+                let check = if t.round == round {
+                    trusted(genesis, &t.node_pubkey)
+                } else {
+                    Err(VoteError::MixedRounds)
+                };
+                (check, &t.node_pubkey, bytes.as_slice(), &t.signature)
+            }),
+        )
     }
 }
 
@@ -761,6 +822,75 @@ mod tests {
             QuorumCertificate::from_votes(&mixed, &h(2)).verify(&g, &h(1), &h(2)),
             Err(VoteError::UntrustedVoter(_))
         ));
+    }
+
+    /// The reference for the batched certificate check: each entry in order, structure then
+    /// signature, the first failure wins.
+    fn one_by_one(
+        qc: &QuorumCertificate,
+        g: &Genesis,
+        prev: &BlockHash,
+        block: &BlockHash,
+    ) -> Result<(), VoteError> {
+        for vote in &qc.votes {
+            if !vote.is_block_valid
+                || &vote.voting_for_block != block
+                || &vote.previous_block != prev
+            {
+                return Err(VoteError::MixedVotes);
+            }
+            vote.verify(g)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn batched_certificates_fail_exactly_as_one_by_one() {
+        let (g, ids) = network(7, 1, 9);
+        let mut votes: Vec<Vote> = ids[..7]
+            .iter()
+            .map(|id| Vote::cast(id, &g.chain_id(), h(1), h(2), Ok(()), 1))
+            .collect();
+        votes.sort_by_key(|v| v.node_pubkey);
+        let outsider = ids[7].verify_key();
+        // Spoil up to two entries in every way and every position pair.
+        type Spoiler = fn(&mut Vote, VerifyKey);
+        let spoilers: [Spoiler; 4] = [
+            |v, _| v.timestamp += 1,                                  // bad signature
+            |v, _| v.voting_for_block = h(9),                         // mixed
+            |v, k| v.node_pubkey = k, // untrusted (also breaks ordering rarely)
+            |v, _| v.signature = Signature::from_byte_array([0; 64]), // not a signature
+        ];
+        let mut compared = 0;
+        for a in 0..votes.len() {
+            for b in a..votes.len() {
+                for (sa, sb) in [(0, 1), (1, 0), (0, 3), (2, 0), (3, 1), (0, 0)] {
+                    let mut spoiled = votes.clone();
+                    spoilers[sa](&mut spoiled[a], outsider);
+                    spoilers[sb](&mut spoiled[b], outsider);
+                    let qc = QuorumCertificate { votes: spoiled };
+                    if qc
+                        .votes
+                        .windows(2)
+                        .any(|w| w[0].node_pubkey >= w[1].node_pubkey)
+                    {
+                        continue; // refused before any signature, by both
+                    }
+                    let batched = qc.verify(&g, &h(1), &h(2));
+                    assert!(batched.is_err());
+                    assert_eq!(
+                        batched,
+                        one_by_one(&qc, &g, &h(1), &h(2)),
+                        "spoiled {a}/{sa}, {b}/{sb}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 100, "{compared}");
+        QuorumCertificate { votes }
+            .verify(&g, &h(1), &h(2))
+            .unwrap();
     }
 
     /// The same validator keys on a second network ("staging"), founded with another name.

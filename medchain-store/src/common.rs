@@ -1,6 +1,6 @@
 //! What both backends share: stored forms, the open checks, the shell of a block.
 
-use medchain_core::block::{Block, ChainTip, CheckedBlock, NoRules, SerialVerifier};
+use medchain_core::block::{BatchVerifier, Block, ChainTip, CheckedBlock, NoRules};
 use medchain_core::chain::CommitProof;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::Genesis;
@@ -216,7 +216,7 @@ pub(crate) fn verify_head(
     proof: &CommitProof,
 ) -> Result<(), StoreError> {
     let checked = block
-        .validate_history(genesis, parent, &mut NoRules, &mut SerialVerifier)
+        .validate_history(genesis, parent, &mut NoRules, &mut BatchVerifier)
         .map_err(|e| StoreError::HeadInvalid(format!("the head block does not validate: {e}")))?;
     if &checked.tip() != stored {
         return Err(StoreError::HeadInvalid(

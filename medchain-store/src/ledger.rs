@@ -246,8 +246,9 @@ pub struct SearchHit {
     pub record_id: RecordId,
 }
 
-/// Verifies transaction signatures on a few threads (strict ed25519, one call per transaction:
-/// the [`TxVerifier`] contract).
+/// Verifies transaction signatures on a few threads, one ZIP-215 batch per thread
+/// ([`Transaction::verify_batch`]: the verdicts of single verification, the [`TxVerifier`]
+/// contract).
 #[derive(Debug, Clone, Copy)]
 pub struct ParallelVerifier {
     threads: usize,
@@ -262,6 +263,15 @@ impl ParallelVerifier {
     }
 }
 
+impl ParallelVerifier {
+    /// Exactly `threads` threads per call (at least one); small calls stay on the caller's.
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+        }
+    }
+}
+
 impl Default for ParallelVerifier {
     fn default() -> Self {
         Self::new()
@@ -271,7 +281,7 @@ impl Default for ParallelVerifier {
 impl TxVerifier for ParallelVerifier {
     fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
         if self.threads <= 1 || txs.len() < 64 {
-            return txs.into_iter().map(Transaction::verify).collect();
+            return Transaction::verify_batch(txs);
         }
         let per = txs.len().div_ceil(self.threads);
         let mut chunks: Vec<Vec<Transaction>> = Vec::new();
@@ -286,9 +296,7 @@ impl TxVerifier for ParallelVerifier {
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .into_iter()
-                .map(|c| {
-                    s.spawn(move || c.into_iter().map(Transaction::verify).collect::<Vec<_>>())
-                })
+                .map(|c| s.spawn(move || Transaction::verify_batch(c)))
                 .collect();
             let mut out = Vec::new();
             for h in handles {

@@ -1,6 +1,7 @@
 //! Committed transactions per second in the simulator: 4 validators, 1,000-transaction blocks,
-//! every node validating everything, transaction signatures checked on 2 threads per node
-//! (outside the core), against the raw strict-verify bound measured in the same run.
+//! every node validating everything, transaction signatures checked in ZIP-215 batches on 1 or 2
+//! threads per node (the store's `ParallelVerifier`, outside the core), against the raw
+//! single-verification bound measured in the same run.
 //!
 //! Run: `cargo bench -p medchain-tests --bench consensus_sim`.
 
@@ -9,7 +10,8 @@
 use std::time::Instant;
 
 use medchain_core::block::TxVerifier;
-use medchain_tests::sim::{self, ThreadedVerifier};
+use medchain_store::ParallelVerifier;
+use medchain_tests::sim;
 
 fn main() {
     let validators = 4;
@@ -37,7 +39,9 @@ fn main() {
             validators,
             total,
             block_txs,
-            Box::new(move || Box::new(ThreadedVerifier { threads }) as Box<dyn TxVerifier + Send>),
+            Box::new(move || {
+                Box::new(ParallelVerifier::with_threads(threads)) as Box<dyn TxVerifier + Send>
+            }),
         );
         println!(
             "consensus-sim/{name}: {} transactions in {} blocks committed by {validators} nodes in \

@@ -45,7 +45,7 @@ mod security_tests;
 #[cfg(test)]
 mod tests;
 
-pub use crate::block::{SerialVerifier, TxVerifier};
+pub use crate::block::{BatchVerifier, SerialVerifier, TxVerifier};
 pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION};
 pub use node::{
     DropReason, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output, ProposalEquivocation,

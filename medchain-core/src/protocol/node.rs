@@ -15,8 +15,8 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::block::{
     contribution_hash, contributor_segment, contributor_ticket, sign_contribution, tx_leaf,
-    tx_time_fits, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock, Contributor,
-    InvalidBlock, SerialVerifier, TxContext, TxRules, TxVerifier,
+    tx_time_fits, BatchVerifier, Block, BlockDraft, BlockHeader, ChainTip, CheckedBlock,
+    Contributor, InvalidBlock, TxContext, TxRules, TxVerifier,
 };
 use crate::chain::{CommitProof, CommitProofError};
 use crate::election::{self, ElectionError, VrfSecret};
@@ -49,8 +49,8 @@ pub struct NodeConfig {
     /// The network-shared key: when present, [`Node::submit`] also checks that a transaction's
     /// body opens and passes its stateless checks.
     pub network: Option<NetworkKey>,
-    /// Checks transaction signatures (default [`SerialVerifier`]); the application may supply
-    /// a parallel one.
+    /// Checks transaction signatures (default [`BatchVerifier`]: all of a block's signatures in
+    /// one batch); the application may supply a parallel one.
     pub verifier: Box<dyn TxVerifier + Send>,
     /// How long the miner waits for contributors' block signatures before it drops their
     /// transactions and re-signs (default: genesis `gather_ms`). Like the gather window, it is
@@ -76,7 +76,7 @@ impl NodeConfig {
             genesis,
             identity,
             network: None,
-            verifier: Box::new(SerialVerifier),
+            verifier: Box::new(BatchVerifier),
             sign_timeout_ms,
             max_sign_retries: 2,
             max_mempool: 100_000,
