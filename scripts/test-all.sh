@@ -7,9 +7,10 @@
 # own venv; every Bundle and resource validated, sealed and opened), the Python package (its
 # own venv: wheel, mypy stubtest, pytest),
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
-# generated Python bindings, the committed Swift bindings checked up to date), checks that
-# the benchmarks build, the dependency policy (cargo deny: licenses, bans, sources) and the
-# MSRV (scripts/check-msrv.sh: declared rust-versions, and `cargo +<msrv> check`).
+# generated Python bindings, the committed Swift bindings checked up to date), the dependency
+# policy (cargo deny: licenses, bans, sources) and the MSRV (scripts/check-msrv.sh: declared
+# rust-versions, and `cargo +<msrv> check` of the libraries and binaries). The benchmarks are
+# compiled and type-checked by clippy (`--all-targets`); they are run by hand (README, "Benchmarks").
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
@@ -38,7 +39,7 @@ cargo deny --locked check licenses bans sources
 step "MSRV: declared rust-versions and cargo +<msrv> check"
 scripts/check-msrv.sh
 
-step "cargo clippy (all targets, all features, warnings are errors)"
+step "cargo clippy (all targets, benches included, all features, warnings are errors)"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (workspace, with PostgreSQL)"
@@ -71,9 +72,6 @@ medchain-py/scripts/test.sh
 
 step "the mobile bindings: Kotlin on the JVM, Python smoke test, Swift bindings up to date"
 medchain-ffi/scripts/test.sh
-
-step "benchmarks build"
-cargo bench --locked --workspace --all-features --no-run
 
 echo
 echo "all checks passed"

@@ -26,7 +26,7 @@ use medchain_core::block::{
 use medchain_core::election::{self, VrfSecret};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
-use medchain_core::hash::{domain, RecordId};
+use medchain_core::hash::{domain, ChainId, RecordId};
 use medchain_core::index::{
     BlockFilter, FilterSegment, IndexEntry, IndexKey, IndexedRecord, Keyword, Trapdoor,
 };
@@ -41,9 +41,11 @@ const TXS: usize = 1_000;
 const VALIDATORS: usize = 4;
 const CONTRIBUTORS: usize = 4;
 
-fn framed(label: &str, msg: &[u8]) -> Vec<u8> {
+/// What ed25519 signs for medchain: `len(label) || label || chain || message`.
+fn framed(chain: &ChainId, label: &str, msg: &[u8]) -> Vec<u8> {
     let mut v = vec![label.len() as u8];
     v.extend_from_slice(label.as_bytes());
+    v.extend_from_slice(chain.as_byte_array());
     v.extend_from_slice(msg);
     v
 }
@@ -256,17 +258,18 @@ fn fixture(indexed: bool) -> Fixture {
     let mut segment_digests = filter
         .iter()
         .flat_map(|f| f.segments().map(|s| s.digest()).collect::<Vec<_>>());
+    let chain = genesis.chain_id();
     let mut sigs = Vec::new();
     for tx in &block.transactions {
         sigs.push((
             *tx.contributor(),
-            framed(domain::TX_SIG, tx.id().as_byte_array()),
+            framed(&chain, domain::TX_SIG, tx.id().as_byte_array()),
             *tx.signature(),
         ));
     }
     sigs.push((
         block.header.miner,
-        framed(domain::BLOCK_SIG, hash.as_byte_array()),
+        framed(&chain, domain::BLOCK_SIG, hash.as_byte_array()),
         block.miner_signature,
     ));
     for (c, s) in block
@@ -283,6 +286,7 @@ fn fixture(indexed: bool) -> Fixture {
         sigs.push((
             c.key,
             framed(
+                &chain,
                 domain::CONTRIBUTION_SIG,
                 &contribution_hash(&draft_hash, digest.as_ref()),
             ),
@@ -292,7 +296,7 @@ fn fixture(indexed: bool) -> Fixture {
     for v in qc.votes() {
         sigs.push((
             v.node_pubkey,
-            framed(domain::VOTE_SIG, &v.signed_bytes()),
+            framed(&chain, domain::VOTE_SIG, &v.signed_bytes()),
             v.signature,
         ));
     }

@@ -35,13 +35,17 @@ step() { printf '\n== %s (%ds)\n' "$1" $((SECONDS - started)); }
 rm -rf "$out"
 mkdir -p "$out"
 
-step "build libmedchain_ffi (release cdylib)"
+step "build the tools: the bindgen CLI and the fixture writer (one build, features cli + fixtures)"
+cargo build --locked --release -q -p medchain-ffi --features cli,fixtures \
+    --bin uniffi-bindgen --example make-fixtures
+bindgen="$target/release/uniffi-bindgen"
+
+step "build libmedchain_ffi (release cdylib: the product build, neither feature)"
+# After the tools, so that the library in target/release is this build, not the tools'.
 cargo build --locked --release -q -p medchain-ffi --lib
 test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }
 
 step "generate the bindings from the library (Kotlin, Swift, Python)"
-cargo build --locked --release -q -p medchain-ffi --features cli --bin uniffi-bindgen
-bindgen="$target/release/uniffi-bindgen"
 for lang in kotlin swift python; do
     # Run from the crate so library mode finds uniffi.toml through cargo metadata.
     (cd "$here" && "$bindgen" generate "$lib" --language "$lang" --no-format \
@@ -67,7 +71,7 @@ fi
 echo "swift bindings match ($(ls "$committed" | tr '\n' ' '))"
 
 step "fixture chain (core TestNet: real blocks, votes, sealed records)"
-cargo run --locked --release -q -p medchain-ffi --features fixtures --example make-fixtures -- "$out/fixtures"
+"$target/release/examples/make-fixtures" "$out/fixtures"
 
 step "Kotlin tests on the JVM (Maven, JNA, JUnit 5)"
 kotlin="$here/kotlin"
