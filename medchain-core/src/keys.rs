@@ -41,6 +41,15 @@ pub enum SignatureError {
     Invalid,
 }
 
+/// Slots of the per-thread cache of decoded keys (direct-mapped by two key bytes).
+const DECODED_SLOTS: usize = 64;
+
+thread_local! {
+    /// Keys this thread decoded and checked, by their bytes ([`VerifyKey::from_byte_array`]).
+    static DECODED: std::cell::RefCell<[Option<VerifyKey>; DECODED_SLOTS]> =
+        const { std::cell::RefCell::new([None; DECODED_SLOTS]) };
+}
+
 /// An ed25519 public key, checked to be a valid point of large order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct VerifyKey(VerifyingKey);
@@ -51,6 +60,23 @@ impl VerifyKey {
     /// # Errors
     /// [`DecodeError::InvalidValue`] if the bytes are not a point or the point has small order.
     pub fn from_byte_array(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        // A network has few members and each signs many transactions, votes and blocks:
+        // decompressing the same key again is most of the cost of decoding it. A small cache of
+        // keys this thread has already checked (by their exact bytes) answers those; only keys
+        // that passed every check below are cached, so the verdict is the same either way.
+        let slot = usize::from(bytes[0] ^ bytes[31]) % DECODED_SLOTS;
+        if let Some(key) =
+            DECODED.with(|c| c.borrow()[slot].filter(|k| k.as_byte_array() == &bytes))
+        {
+            return Ok(key);
+        }
+        let key = Self::check(bytes)?;
+        DECODED.with(|c| c.borrow_mut()[slot] = Some(key));
+        Ok(key)
+    }
+
+    /// The checks of [`VerifyKey::from_byte_array`], uncached.
+    fn check(bytes: [u8; 32]) -> Result<Self, DecodeError> {
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| DecodeError::InvalidValue {
             what: "ed25519 public key",
             reason: "not a curve point",
@@ -931,6 +957,39 @@ mod tests {
             .as_dalek()
             .verify_strict(&framed, &raw)
             .unwrap();
+    }
+
+    #[test]
+    fn the_decoded_key_cache_gives_the_uncached_verdict() {
+        let mut r = rng();
+        let mut inputs: Vec<[u8; 32]> = (0..200)
+            .map(|_| Identity::generate(&mut r).verify_key().to_byte_array())
+            .collect();
+        // Random bytes (about half are not points), a small-order point, a non-canonical
+        // encoding, and valid keys with a byte flipped, all sharing cache slots with the keys.
+        for i in 0..200u8 {
+            let mut b = [0u8; 32];
+            r.fill_bytes(&mut b);
+            inputs.push(b);
+            let mut flipped = inputs[usize::from(i)];
+            flipped[7] ^= 1 << (i % 8);
+            inputs.push(flipped);
+        }
+        inputs.push([0; 32]);
+        let mut non_canonical = [0xff; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        inputs.push(non_canonical);
+        for round in 0..3 {
+            for b in &inputs {
+                let cached = VerifyKey::from_byte_array(*b);
+                let uncached = VerifyKey::check(*b);
+                assert_eq!(cached, uncached, "round {round}");
+                if let Ok(k) = cached {
+                    assert_eq!(k.as_byte_array(), b);
+                }
+            }
+        }
     }
 
     #[test]
