@@ -30,7 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hospital = Identity::generate(&mut rng);
     let mut files: Vec<(&str, String, Vec<u8>)> = Vec::new();
     let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {
-        assert!(TARGETS.iter().any(|(t, _)| *t == target), "{target}");
+        assert!(
+            TARGETS
+                .iter()
+                .chain(medchain_fhir::fuzzing::TARGETS)
+                .any(|(t, _)| *t == target),
+            "{target}"
+        );
         files.push((target, name.to_owned(), bytes));
     };
 
@@ -206,6 +212,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "unknown-type",
         br#"{"resourceType":"Secret"}"#.to_vec(),
     );
+    // The FHIR validator: the same resources, and one of each kind of defect it reports.
+    for (name, json) in [
+        ("observation", OBSERVATION),
+        ("patient", PATIENT),
+        ("bundle", BUNDLE),
+        (
+            "observation-broken",
+            r#"{"resourceType":"Observation","code":{"text":"x"},"subject":7,
+               "effectiveDateTime":"2026-13-45","valueQuantity":"high","unknownElement":true}"#,
+        ),
+        (
+            "transaction-bundle",
+            r#"{"resourceType":"Bundle","type":"transaction","entry":[
+               {"fullUrl":"urn:uuid:8f7c3d2e-1b4a-4c5d-9e6f-7a8b9c0d1e2f",
+                "resource":{"resourceType":"Patient","gender":"female","birthDate":"1985-07"},
+                "request":{"method":"POST","url":"Patient"}},
+               {"fullUrl":"urn:uuid:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                "resource":{"resourceType":"Condition",
+                 "subject":{"reference":"urn:uuid:8f7c3d2e-1b4a-4c5d-9e6f-7a8b9c0d1e2f"},
+                 "code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}},
+                "request":{"method":"POST","url":"Condition"}}]}"#,
+        ),
+        (
+            "primitive-extension",
+            r#"{"resourceType":"Patient","birthDate":"1990-01-01","_birthDate":{"extension":[
+               {"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                "valueDateTime":"1990-01-01T08:30:00+01:00"}]}}"#,
+        ),
+    ] {
+        add("validate_fhir", name, json.as_bytes().to_vec());
+    }
+    add("validate_fhir", "deep", "[".repeat(300).into_bytes());
     let text = me.public().to_text();
     add("identity_text", "fuzz-identity", text.clone().into_bytes());
     add(

@@ -2,7 +2,7 @@
 //! without cargo-fuzz (which needs nightly).
 //!
 //! Every file of every `fuzz/corpus/<target>/` directory goes through the
-//! `medchain_core::fuzzing` (or `medchain_node::fuzzing`) function of the same name, and so do a few thousand deterministic
+//! `medchain_core::fuzzing` (or `medchain_node::fuzzing`, `medchain_fhir::fuzzing`) function of the same name, and so do a few thousand deterministic
 //! mutations of it (bit flips, byte overwrites, truncations, insertions, deletions and length-field
 //! overwrites). The functions panic only on a real bug (a non-canonical round trip); any panic
 //! fails this test, names the input and saves it under `target/fuzz-failures/`.
@@ -29,7 +29,10 @@ fn targets() -> Vec<Target> {
     let node = medchain_node::fuzzing::TARGETS
         .iter()
         .map(|(n, f)| ("medchain_node", *n, *f));
-    core.chain(node).collect()
+    let fhir = medchain_fhir::fuzzing::TARGETS
+        .iter()
+        .map(|(n, f)| ("medchain_fhir", *n, *f));
+    core.chain(node).chain(fhir).collect()
 }
 
 fn target(name: &str) -> Option<fn(&[u8])> {
