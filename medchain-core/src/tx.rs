@@ -30,6 +30,7 @@ use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, ChainId, PayloadCommitment, RecordId, TaggedHasher, TxId};
 use crate::keys::{Identity, PublicIdentity, Signature, SignatureError, VerifyKey};
+use crate::research::ReleaseLog;
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
 /// Format version of [`Transaction`]. Version 2: the header names the chain (the genesis hash),
@@ -58,6 +59,9 @@ pub enum TxKind {
     AccessLogged = 5,
     /// A record is crypto-shredded at the patient's request.
     RecordErased = 6,
+    /// A research dataset was released: one log per release, naming no patient
+    /// ([`crate::research::ReleaseLog`]).
+    ResearchReleased = 7,
 }
 
 impl TxKind {
@@ -78,6 +82,7 @@ impl TxKind {
             4 => Self::KeyShared,
             5 => Self::AccessLogged,
             6 => Self::RecordErased,
+            7 => Self::ResearchReleased,
             _ => {
                 return Err(DecodeError::UnknownTag {
                     what: "transaction kind",
@@ -255,6 +260,9 @@ pub enum TxBody {
         /// The patient's signature over the record id (label `medchain/v1/erasure-signature`).
         patient: PatientSignature,
     },
+    /// A research release: the researcher's signed request, a commitment to the released set,
+    /// counts rounded at random to tens, the release time (`crate::research`).
+    ResearchReleased(Box<ReleaseLog>),
 }
 
 const MAX_PURPOSE: usize = 64;
@@ -280,6 +288,7 @@ impl TxBody {
             Self::KeyShared { .. } => TxKind::KeyShared,
             Self::AccessLogged { .. } => TxKind::AccessLogged,
             Self::RecordErased { .. } => TxKind::RecordErased,
+            Self::ResearchReleased(_) => TxKind::ResearchReleased,
         }
     }
 
@@ -324,6 +333,7 @@ impl TxBody {
                 patient.verify(chain, domain::ERASURE_SIG, record_id.as_byte_array())
             }
             Self::AccessLogged { purpose, .. } => check_purpose(purpose),
+            Self::ResearchReleased(log) => log.check(chain),
             Self::KeyShared {
                 grantee,
                 purpose,
@@ -477,6 +487,7 @@ impl Encode for TxBody {
                 record_id.encode_to(out);
                 patient.encode_to(out);
             }
+            Self::ResearchReleased(log) => log.encode_to(out),
         }
     }
 }
@@ -520,6 +531,9 @@ impl Decode for TxBody {
                 record_id: RecordId::decode_from(r)?,
                 patient: PatientSignature::decode_from(r)?,
             },
+            TxKind::ResearchReleased => {
+                Self::ResearchReleased(Box::new(ReleaseLog::decode_from(r)?))
+            }
         })
     }
 }
@@ -527,11 +541,11 @@ impl Decode for TxBody {
 impl TxKind {
     /// When ledger rules see transactions of this kind within a block: phase 0 for what
     /// changes the rules (records, consent grants and revocations, erasures), phase 1 for
-    /// accesses (key releases, access logs), so that a revocation or an erasure takes effect
+    /// accesses (key releases, access logs, research releases), so that a revocation or an erasure takes effect
     /// from its block whatever its position in it.
     pub fn phase(self) -> u8 {
         match self {
-            Self::KeyShared | Self::AccessLogged => 1,
+            Self::KeyShared | Self::AccessLogged | Self::ResearchReleased => 1,
             Self::RecordAdded
             | Self::ConsentGranted
             | Self::ConsentRevoked
