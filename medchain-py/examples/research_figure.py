@@ -65,9 +65,9 @@ def main() -> int:
             with medchain.Ledger.open(demo.location, network_key=demo.network_key) as led:
                 df = led.research_dataset(demo.request(study="figure"), releaser=demo.holder)
         source = "local demo network, 200 synthetic patients"
-    summary = df.attrs["medchain"]
-    print(f"dataset from {source}: {summary['rows']} rows, {summary['patients']} patients "
-          f"(study {summary['study']}, topic {summary['topic']})")
+    release = df.attrs["medchain"]
+    print(f"dataset from {source}: {release['rows']} rows, {release['patients']} patients "
+          f"(study {release['study']}, topic {release['topic']})")
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     names = sorted(kinds)
@@ -81,7 +81,7 @@ def main() -> int:
     if groups:
         right.boxplot([g for _, g in groups])
         right.set_xticks(range(1, len(groups) + 1), [f"{d}s" for d, _ in groups])
-    right.set_title(f"HbA1c by birth decade ({summary['topic']} study, de-identified)")
+    right.set_title(f"HbA1c by birth decade ({release['topic']} study, de-identified)")
     right.set_ylabel("HbA1c (%)")
     right.set_xlabel("birth decade")
     fig.tight_layout()
