@@ -14,9 +14,16 @@ fn clinic(dir: &Path) -> String {
         .arg(&ledger)
         .output()
         .expect("run the clinic example");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let story = String::from_utf8_lossy(&out.stdout);
-    assert!(story.contains("one ResearchReleased for the whole dataset"), "{story}");
+    assert!(
+        story.contains("one ResearchReleased for the whole dataset"),
+        "{story}"
+    );
     ledger.display().to_string()
 }
 
@@ -39,14 +46,21 @@ fn the_cli_releases_by_the_one_policy_and_refuses_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger = clinic(dir.path());
     let out = research(&ledger, &format!("{ledger}.request"), dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = std::fs::read_to_string(dir.path().join("rows.ndjson")).expect("rows");
     // Alice revoked after the example's release: the programme's 12 patients, two rows each.
     assert_eq!(rows.lines().count(), 24);
     for line in rows.lines() {
         let row: serde_json::Value = serde_json::from_str(line).expect("json");
         assert_eq!(row["pseudonym"].as_str().map(str::len), Some(32));
-        assert!(!line.contains("dm-") && !line.contains("Hemoglobin"), "{line}");
+        assert!(
+            !line.contains("dm-") && !line.contains("Hemoglobin"),
+            "{line}"
+        );
     }
     let log = std::fs::read(dir.path().join("release.log")).expect("log");
     match TxBody::from_bytes(&log).expect("a transaction body") {
@@ -64,7 +78,9 @@ fn the_cli_releases_by_the_one_policy_and_refuses_bad_input() {
     std::fs::write(&forged_path, forged).expect("write");
     let out = research(&ledger, &forged_path.display().to_string(), dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("REFUSED: the research request is not valid"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("REFUSED: the research request is not valid")
+    );
     assert!(!dir.path().join("rows.ndjson").exists());
     // Bytes that are not a request: a usage error, nothing written.
     let out = research(&ledger, &format!("{ledger}.key"), dir.path());

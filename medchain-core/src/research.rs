@@ -331,7 +331,7 @@ impl ReleaseLog {
     /// [`TxError::InvalidBody`].
     pub fn check(&self, chain: &ChainId) -> Result<(), TxError> {
         self.request.verify_signature(chain)?;
-        let rounded = |n: u64| n >= COUNT_BASE && n % COUNT_BASE == 0;
+        let rounded = |n: u64| n >= COUNT_BASE && n.is_multiple_of(COUNT_BASE);
         if !rounded(self.patients) || !rounded(self.rows) {
             return Err(TxError::InvalidBody(
                 "release counts are multiples of ten, at least ten",
@@ -713,7 +713,7 @@ impl<'a> ReleaseBuilder<'a> {
         }
         // The leaves are keyed hashes of the record ids: sorting by them orders the rows by the
         // release's private key, whatever order the records came in.
-        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        kept.sort_by_key(|a| a.0);
         let leaves: Vec<[u8; 32]> = kept.iter().map(|(l, _)| *l).collect();
         let patients = kept
             .iter()

@@ -21,8 +21,8 @@ use crate::convert::{float_or_none, u64_arg, value_to_py, wrong_type};
 use crate::dataset::Columns;
 use crate::errors::{guard, Error, Kind, Result};
 use crate::keys::{identity_arg, public_arg, IndexKey, NetworkKey};
-use crate::research::ResearchRequest;
 use crate::records::SealedRecord;
+use crate::research::ResearchRequest;
 
 /// Hex of a verify key.
 pub fn vk_hex(k: &VerifyKey) -> String {
@@ -158,7 +158,10 @@ fn body_dict<'py>(
             d.set_item("purpose", &study.purpose)?;
             d.set_item("topic", study.topic.as_deref())?;
             d.set_item("researcher", log.request.researcher.to_text())?;
-            d.set_item("institution", vk_hex(log.request.credential.role.institution()))?;
+            d.set_item(
+                "institution",
+                vk_hex(log.request.credential.role.institution()),
+            )?;
             d.set_item("commitment", log.commitment.to_string())?;
             d.set_item("patients", log.patients)?;
             d.set_item("rows", log.rows)?;

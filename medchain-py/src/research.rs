@@ -111,10 +111,7 @@ impl Credential {
     }
 }
 
-fn class_args(
-    resource_types: Vec<String>,
-    codes: Vec<(String, String)>,
-) -> Result<Vec<DataClass>> {
+fn class_args(resource_types: Vec<String>, codes: Vec<(String, String)>) -> Result<Vec<DataClass>> {
     let mut classes: Vec<DataClass> = resource_types
         .into_iter()
         .map(DataClass::ResourceType)

@@ -8,9 +8,9 @@ use medchain_core::access::record_class;
 use medchain_core::consent::{
     deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
 };
+use medchain_core::encoding::Decode;
 use medchain_core::index::{extract_keywords, IndexKey};
 use medchain_core::testkit::TestNet;
-use medchain_core::encoding::Decode;
 use medchain_core::tx::{Transaction, TxBody, TxKind};
 use medchain_store::Ledger as CoreLedger;
 use pyo3::prelude::*;

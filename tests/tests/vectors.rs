@@ -985,7 +985,11 @@ fn transactions() {
         .iter()
         .map(|t| t["kind_code"].as_u64().unwrap())
         .collect();
-    assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7], "one transaction of every kind");
+    assert_eq!(
+        codes,
+        [1, 2, 3, 4, 5, 6, 7],
+        "one transaction of every kind"
+    );
     for t in txs {
         let enc = h(&t["encoding"]);
         let tx = Transaction::from_bytes(&enc).unwrap();
