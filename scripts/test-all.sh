@@ -63,6 +63,10 @@ trap 'rm -rf "$tmp"' EXIT
 cargo run --locked --release -q -p medchain-examples --bin clinic -- "$tmp/clinic-ledger.sqlite" > "$tmp/clinic.out"
 tail -n 3 "$tmp/clinic.out"
 MEDCHAIN_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- verify "$tmp/clinic-ledger.sqlite" 2>/dev/null
+MEDCHAIN_PASSPHRASE=clinic-demo MEDCHAIN_RELEASER_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- \
+    research "$tmp/clinic-ledger.sqlite" --releaser "$tmp/clinic-ledger.sqlite.st-marys.id" \
+    --request "$tmp/clinic-ledger.sqlite.request" --out "$tmp/rows.ndjson" --log "$tmp/release.log"
+test "$(wc -l < "$tmp/rows.ndjson")" -eq 24
 
 step "FHIR validation: synthetic US Core corpus (carebundle, pinned) validated, sealed and opened"
 scripts/fhir-corpus.sh

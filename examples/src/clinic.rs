@@ -2,8 +2,9 @@
 //!
 //! Three hospitals and a research institute run the protocol in process; patients enrol; FHIR
 //! records are added; a clinician finds and reads a record under the patient's consent; an
-//! emergency read happens and is audited; a researcher receives a de-identified dataset; the
-//! patient revokes; someone tampers with the stored chain and verification catches it.
+//! emergency read happens and is audited; a researcher receives a de-identified dataset,
+//! released under the one research policy and logged once on chain; the patient revokes;
+//! someone tampers with the stored chain and verification catches it.
 //!
 //! Run: `cargo run --release -p medchain-examples --bin clinic [LEDGER_PATH]`
 //! (default `clinic-ledger.sqlite` in the current directory; an existing file is replaced).
@@ -17,8 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use getrandom::SysRng;
 use medchain_core::access::{audit_event, record_class, release_key, AccessError, ReleaseRequest};
 use medchain_core::consent::{
-    deidentify, Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
-    ReleaseClock, StudyKey,
+    Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, Purpose,
 };
 use medchain_core::credential::{Credential, Role};
 use medchain_core::election::VrfSecret;
@@ -28,10 +28,11 @@ use medchain_core::hash::TxId;
 use medchain_core::index::{extract_keywords, IndexEntry, IndexKey, Keyword};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::protocol::{IndexMaterial, Node, NodeConfig};
+use medchain_core::research::{ResearchError, ResearchRequest, Study};
 use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody};
 use medchain_fhir::{seal_validated, Options};
-use medchain_store::Ledger;
+use medchain_store::{Ledger, LedgerError};
 use rand_core::UnwrapErr;
 
 use cluster::Cluster;
@@ -58,6 +59,33 @@ const BOB_HBA1C: &str = r#"{"resourceType":"Observation","status":"final","subje
  "effectiveDateTime":"2026-08-20",
  "code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},
  "valueQuantity":{"value":6.4,"unit":"%"}}"#;
+
+/// St. Mary's diabetes clinic: HbA1c results of the patients who joined its research
+/// programme (a type 2 diabetes diagnosis each, and consent to diabetes research).
+fn cohort_hba1c(i: usize) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/dm-{i}"}},
+ "effectiveDateTime":"2026-0{}-1{}T08:00:00Z",
+ "code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}}]}},
+ "valueQuantity":{{"value":{}.{},"unit":"%"}}}}"#,
+        1 + i % 9,
+        i % 10,
+        6 + i % 4,
+        (i * 7) % 10
+    )
+}
+
+fn cohort_diabetes(i: usize) -> String {
+    format!(
+        r#"{{"resourceType":"Condition","subject":{{"reference":"Patient/dm-{i}"}},"recordedDate":"202{}-05-0{}",
+ "code":{{"coding":[{{"system":"http://snomed.info/sct","code":"44054006","display":"Diabetes mellitus type 2"}}]}}}}"#,
+        i % 6,
+        1 + i % 9
+    )
+}
+
+/// Patients of St. Mary's diabetes programme besides Alice.
+const COHORT: usize = 12;
 
 struct Institution {
     name: &'static str,
@@ -144,6 +172,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         ".tampered",
         ".tampered-wal",
         ".tampered-shm",
+        ".st-marys.id",
+        ".request",
     ] {
         let p = PathBuf::from(format!("{}{suffix}", path.display()));
         let _ = std::fs::remove_file(p);
@@ -279,7 +309,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
         start + 365 * day,
     );
-    let _chen_cred = Credential::issue(
+    let chen_cred = Credential::issue(
         &institutions[4].id,
         &chain,
         dr_chen.verify_key(),
@@ -363,9 +393,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (allergy, body, entry) =
         prepare_record(BOB_ALLERGY, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
-    let (bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2], &fhir_options)?;
+    let (_bob_a1c, body, entry) = prepare_record(BOB_HBA1C, &bob, &institutions[2], &fhir_options)?;
     submit!(&mut net, 2, &body, entry, &mut pending)?;
+    let cohort: Vec<Identity> = (0..COHORT)
+        .map(|_| Identity::generate(&mut UnwrapErr(SysRng)))
+        .collect();
+    for (i, p) in cohort.iter().enumerate() {
+        for fhir in [cohort_hba1c(i), cohort_diabetes(i)] {
+            let (_, body, entry) = prepare_record(&fhir, p, &institutions[0], &fhir_options)?;
+            submit!(&mut net, 0, &body, entry, &mut pending)?;
+        }
+    }
     say("St. Mary's adds Alice's HbA1c and diabetes diagnosis; Riverside adds her HIV test and Bob's allergy and HbA1c");
+    say(format!("St. Mary's diabetes programme adds an HbA1c and a diagnosis for each of {COHORT} more patients"));
     say("each record is sealed (AES-256-GCM, fresh key) for the patient and its hospital; only a salted commitment and an encrypted index entry are visible");
     commit(&mut net, &mut ledger, &mut pending)?;
     let stranger = Identity::generate(&mut UnwrapErr(SysRng));
@@ -435,6 +475,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         None,
         &mut pending
     )?;
+    for p in &cohort {
+        let c = Consent {
+            patient: p.public(),
+            issued_ms: net.now_ms,
+            summary: "my data may be used for diabetes research".into(),
+            period: Period::default(),
+            emergency: None,
+            provisions: vec![Provision::permit()
+                .actor(Actor::AnyResearcher)
+                .action(Action::ResearchUse)
+                .purpose(Purpose::Research {
+                    topic: Some("diabetes".into()),
+                })],
+        };
+        submit!(&mut net, 0, &c.grant_body(p, &chain)?, None, &mut pending)?;
+    }
+    say(format!(
+        "Bob and the {COHORT} patients of the programme consent to diabetes research"
+    ));
     commit(&mut net, &mut ledger, &mut pending)?;
 
     // ------------------------------------------------------------------------------------
@@ -555,58 +614,95 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // ------------------------------------------------------------------------------------
-    chapter(8, "Dr. Chen builds a de-identified diabetes dataset");
-    let study = StudyKey::derive(&institutions[2].id, "northgate-dm2-2026");
-    // The 90-or-older rule is applied at the chain's time, not at a time the releaser picks.
-    let clock = ReleaseClock::at_tip(ledger.tip());
-    let mut rows = 0;
-    for (patient, records) in [
-        (&alice, vec![(&a1c, 0usize)]),
-        (&bob, vec![(&bob_a1c, 2usize)]),
-    ] {
-        let consents = ledger.consents_of(&patient.verify_key())?;
-        let req = medchain_core::consent::AccessRequest {
-            requester: dr_chen.verify_key(),
-            roles: vec![Role::Researcher {
-                institution: institutions[4].id.verify_key(),
-            }],
-            action: Action::ResearchUse,
-            purpose: Purpose::Research {
-                topic: Some("diabetes".into()),
+    chapter(8, "Dr. Chen receives a de-identified diabetes dataset");
+    // What the study needs, and nothing else: HbA1c results and type 2 diabetes diagnoses.
+    let study = Study {
+        id: "northgate-dm2-2026".into(),
+        purpose: "HRESCH".into(),
+        topic: Some("diabetes".into()),
+        classes: vec![
+            DataClass::Code {
+                system: "http://loinc.org".into(),
+                code: "4548-4".into(),
             },
-            record: medchain_core::consent::RecordFacts {
-                resource_type: "Observation".into(),
-                codes: None,
-                date_ms: None,
+            DataClass::Code {
+                system: "http://snomed.info/sct".into(),
+                code: "44054006".into(),
             },
-            emergency: false,
-        };
-        let decision =
-            medchain_core::consent::evaluate(&req, &consents, net.now_ms, ledger.height());
-        for (rec, holder) in records {
-            if !decision.is_permit() {
-                continue;
-            }
-            let opened = rec.open(&institutions[holder].id)?;
-            let row = deidentify(&serde_json::from_slice(opened.payload())?, &study, &clock)?;
-            say(format!("row: {}", row));
-            rows += 1;
-            let log = TxBody::AccessLogged {
-                record_id: rec.record_id(),
-                accessor: dr_chen.public(),
-                purpose: "HRESCH".into(),
-                consent_id: match &decision {
-                    medchain_core::consent::Decision::Permit(p) => Some(p.consent.to_byte_array()),
-                    _ => None,
-                },
-                emergency: false,
-                accessed_at_ms: net.now_ms,
-            };
-            submit!(&mut net, holder, &log, None, &mut pending)?;
-        }
+        ],
+        longitudinal: false,
+    };
+    // A researcher role Dr. Chen attests himself is refused before any record is opened.
+    let self_made = Credential::issue(
+        &dr_chen,
+        &chain,
+        dr_chen.verify_key(),
+        Role::Researcher {
+            institution: institutions[4].id.verify_key(),
+        },
+        start + 365 * day,
+    );
+    let forged = ResearchRequest::sign(&dr_chen, &chain, study.clone(), self_made)?;
+    match ledger.research_release(&institutions[0].id, &forged) {
+        Err(e) => say(format!(
+            "with a credential he signed himself: refused ({e})"
+        )),
+        Ok(_) => return Err("a self-issued credential was accepted".into()),
     }
+    // Dr. Chen signs his request with the credential Northgate issued him.
+    let request = ResearchRequest::sign(&dr_chen, &chain, study, chen_cred)?;
+    match ledger.research_release(&institutions[2].id, &request) {
+        Err(LedgerError::Research(ResearchError::TooFewPatients)) => say(
+            "Riverside holds Bob's HbA1c only: a cell of fewer than 11 patients, so it releases nothing",
+        ),
+        other => return Err(format!("expected small-cell suppression, got {other:?}").into()),
+    }
+    // St. Mary's releases: consent checked per record, de-identified, small cells suppressed,
+    // rows in an order only the release's private key determines, pseudonyms of this release.
+    let release = ledger.research_release(&institutions[0].id, &request)?;
+    say(format!(
+        "St. Mary's releases {} rows of {} patients (consents judged and ages capped at {})",
+        release.rows.len(),
+        release.patients,
+        medchain_core::fhir::format_instant(release.clock.time_ms())
+    ));
+    for row in release.rows.iter().take(2) {
+        say(format!(
+            "row: patient {}… {}",
+            &row.pseudonym[..8],
+            row.resource
+        ));
+    }
+    // The release is logged once, from St. Mary's node, before the rows leave.
+    net.now_ms = net.now_ms.max(now_ms());
+    submit!(&mut net, 0, &release.log_body(), None, &mut pending)?;
     commit(&mut net, &mut ledger, &mut pending)?;
-    say(format!("{rows} de-identified row(s): names, dates below the year and identifiers are gone; subjects are study pseudonyms"));
+    let log = release.log();
+    say(format!(
+        "on chain, one ResearchReleased for the whole dataset: study {}, Dr. Chen's signed request and credential, commitment {}…, about {} patients and {} rows (rounded at random to tens) — no record, no patient",
+        log.request.study.id,
+        &log.commitment.to_string()[..12],
+        log.patients,
+        log.rows
+    ));
+    let mine = release
+        .inclusion(&a1c.record_id())
+        .ok_or("Alice's HbA1c should be in the release")?;
+    say(format!(
+        "Alice's audit trail lists no study; her wallet asks St. Mary's whether her HbA1c was used and checks the answer against the commitment: {}",
+        mine.verify(&log.commitment, &a1c.record_id())
+    ));
+    // For `medchain research` on this ledger: St. Mary's identity (under the demo passphrase)
+    // and Dr. Chen's signed request.
+    std::fs::write(
+        format!("{}.st-marys.id", path.display()),
+        institutions[0].id.export_backup(
+            DEMO_PASSPHRASE.as_bytes(),
+            BackupParams::RECOMMENDED,
+            &mut UnwrapErr(SysRng),
+        )?,
+    )?;
+    std::fs::write(format!("{}.request", path.display()), request.to_bytes())?;
 
     // ------------------------------------------------------------------------------------
     chapter(9, "Alice revokes her consent");
@@ -690,5 +786,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         path.display()
     );
     println!("   MEDCHAIN_PASSPHRASE={DEMO_PASSPHRASE} cargo run --release -p medchain-examples --bin medchain -- verify {}", path.display());
+    println!("and release Dr. Chen's study again from St. Mary's copy of it with:");
+    println!("   MEDCHAIN_PASSPHRASE={DEMO_PASSPHRASE} MEDCHAIN_RELEASER_PASSPHRASE={DEMO_PASSPHRASE} cargo run --release -p medchain-examples --bin medchain -- research {0} --releaser {0}.st-marys.id --request {0}.request", path.display());
     Ok(())
 }

@@ -4,22 +4,34 @@
 //! medchain verify  LEDGER            verify the whole chain (signatures, certificates, rules)
 //! medchain inspect LEDGER [HEIGHT]   the network, the head, and the blocks (or one block)
 //! medchain audit   LEDGER IDENTITY   a patient's audit trail (mcid1… identity); --json for FHIR
+//! medchain research LEDGER --releaser FILE --request FILE [--out FILE] [--log FILE]
+//!                                    a de-identified research release (below)
 //! ```
 //!
 //! The ledger's network key comes from `LEDGER.key` (or `--key FILE`), a file protected by a
 //! passphrase read from `MEDCHAIN_PASSPHRASE`. Exit status: 0 on success, 1 when verification
-//! fails, 2 on a usage or I/O error.
+//! fails or a release is refused, 2 on a usage or I/O error.
+//!
+//! `research` runs the one research policy (`medchain_store::Ledger::research_release`) as the
+//! releasing institution: its identity comes from an identity backup (`--releaser`, passphrase
+//! from `MEDCHAIN_RELEASER_PASSPHRASE`), the researcher's signed request from `--request` (the
+//! canonical bytes of a `ResearchRequest`). The rows go to `--out` (default: standard output)
+//! as NDJSON, one `{"pseudonym", "resource"}` object per line; the release log — the
+//! `ResearchReleased` body the institution's node submits before the rows leave — goes to
+//! `--log` (default `LEDGER.release.log`). The release time and key are the library's choice.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use medchain_core::chain::Progress;
-use medchain_core::keys::PublicIdentity;
+use medchain_core::encoding::{Decode, Encode};
+use medchain_core::keys::{Identity, PublicIdentity};
+use medchain_core::research::ResearchRequest;
 use medchain_core::seal::NetworkKey;
 use medchain_store::Ledger;
 
-const USAGE: &str = "usage: medchain (verify LEDGER | inspect LEDGER [HEIGHT] | audit LEDGER IDENTITY [--json]) [--key FILE]";
+const USAGE: &str = "usage: medchain (verify LEDGER | inspect LEDGER [HEIGHT] | audit LEDGER IDENTITY [--json] | research LEDGER --releaser FILE --request FILE [--out FILE] [--log FILE]) [--key FILE]";
 
 struct Args {
     command: String,
@@ -27,16 +39,30 @@ struct Args {
     rest: Vec<String>,
     key: Option<PathBuf>,
     json: bool,
+    releaser: Option<PathBuf>,
+    request: Option<PathBuf>,
+    out: Option<PathBuf>,
+    log: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args, String> {
     let mut words = Vec::new();
     let mut key = None;
     let mut json = false;
+    let (mut releaser, mut request, mut out, mut log) = (None, None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(w) = it.next() {
+        let mut file = |flag: &str| -> Result<Option<PathBuf>, String> {
+            Ok(Some(PathBuf::from(
+                it.next().ok_or(format!("{flag} needs a file"))?,
+            )))
+        };
         match w.as_str() {
-            "--key" => key = Some(PathBuf::from(it.next().ok_or("--key needs a file")?)),
+            "--key" => key = file("--key")?,
+            "--releaser" => releaser = file("--releaser")?,
+            "--request" => request = file("--request")?,
+            "--out" => out = file("--out")?,
+            "--log" => log = file("--log")?,
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => words.push(w),
@@ -53,6 +79,10 @@ fn parse() -> Result<Args, String> {
         rest: words,
         key,
         json,
+        releaser,
+        request,
+        out,
+        log,
     })
 }
 
@@ -203,8 +233,70 @@ fn run(args: &Args) -> Result<bool, String> {
             }
             Ok(true)
         }
+        "research" => research(args, &ledger),
         other => Err(format!("unknown command {other}\n{USAGE}")),
     }
+}
+
+/// `medchain research`: the releasing institution runs the one research policy.
+fn research(args: &Args, ledger: &Ledger<medchain_store::SqliteStore>) -> Result<bool, String> {
+    let read = |flag: &str, path: &Option<PathBuf>| -> Result<(PathBuf, Vec<u8>), String> {
+        let path = path
+            .clone()
+            .ok_or(format!("research needs {flag} FILE\n{USAGE}"))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok((path, bytes))
+    };
+    let (path, backup) = read("--releaser", &args.releaser)?;
+    let pass = std::env::var("MEDCHAIN_RELEASER_PASSPHRASE")
+        .map_err(|_| "set MEDCHAIN_RELEASER_PASSPHRASE to the releaser backup's passphrase")?;
+    let releaser = Identity::restore_backup(&backup, pass.as_bytes())
+        .map_err(|e| format!("releaser {}: {e}", path.display()))?;
+    let (path, bytes) = read("--request", &args.request)?;
+    let request = ResearchRequest::from_bytes(&bytes)
+        .map_err(|e| format!("request {}: {e}", path.display()))?;
+    let release = match ledger.research_release(&releaser, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("REFUSED: {e}");
+            return Ok(false);
+        }
+    };
+    let mut ndjson = Vec::new();
+    for row in &release.rows {
+        let line = serde_json::json!({"pseudonym": row.pseudonym, "resource": row.resource});
+        serde_json::to_writer(&mut ndjson, &line).map_err(|e| e.to_string())?;
+        ndjson.push(b'\n');
+    }
+    match &args.out {
+        Some(p) => {
+            std::fs::write(p, &ndjson).map_err(|e| format!("cannot write {}: {e}", p.display()))?
+        }
+        None => std::io::stdout()
+            .write_all(&ndjson)
+            .map_err(|e| e.to_string())?,
+    }
+    let log_path = args
+        .log
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.release.log", args.ledger.display())));
+    std::fs::write(&log_path, release.log_body().to_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let log = release.log();
+    eprintln!(
+        "released study {} to {}: {} rows of {} patients at {}; release log {} (commitment {}, shown as about {} patients and {} rows): submit it from the releaser's node before the rows leave",
+        log.request.study.id,
+        log.request.researcher.to_text(),
+        release.rows.len(),
+        release.patients,
+        medchain_core::fhir::format_instant(release.clock.time_ms()),
+        log_path.display(),
+        log.commitment,
+        log.patients,
+        log.rows
+    );
+    Ok(true)
 }
 
 fn main() -> ExitCode {

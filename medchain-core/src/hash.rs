@@ -97,6 +97,12 @@ pub mod domain {
     pub const WRITER_KEY_WRAP: &str = "medchain/v1/writer-index-key";
     /// Signatures by a patient over a writer index key sealed to a writer (enrolment).
     pub const WRITER_KEY_SIG: &str = "medchain/v1/writer-key-signature";
+    /// A researcher's signature over a research request (study, researcher, credential).
+    pub const RESEARCH_REQUEST_SIG: &str = "medchain/v1/research-request-signature";
+    /// A research release's commitment: its Merkle root and exact counts.
+    pub const RESEARCH_RELEASE: &str = "medchain/v1/research-release";
+    /// Keys a research release derives from its private secret (leaf salts, pseudonyms).
+    pub const RESEARCH_RELEASE_KEY: &str = "medchain/v1/research-release-key";
 }
 
 /// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.

@@ -21,8 +21,14 @@
 //!   record's class, under the consent it names — or is an emergency release that the
 //!   patient's standing choice allows, which must come with an `AccessLogged` emergency entry
 //!   of its own in the same block; research (the whole HL7 v3 research hierarchy) never
-//!   receives keys (research data are released de-identified, off chain, and logged);
-//! * an `AccessLogged` comes from the node that added the record;
+//!   receives keys (research data are released de-identified, off chain, and logged once per
+//!   release);
+//! * an `AccessLogged` comes from the node that added the record, and never has a research
+//!   purpose: research is logged once per release;
+//! * a `ResearchReleased` log (`crate::research`) presents the researcher's signed request and
+//!   a researcher credential checked like a clinician's (a member institution issued it for
+//!   this network to that researcher, not expired at the block's time); its release time fits
+//!   the block's;
 //! * an erased record receives no new keys and no new accesses; only its patient erases it.
 //!
 //! Each refusal is a [`RuleError`] locally and its coarse [`InvalidReason`] on the wire.
@@ -569,6 +575,13 @@ pub enum RuleError {
     /// An access log's claimed time does not fit its block's.
     #[error("the access time does not fit the block's time")]
     ClaimedTimeOutOfRange,
+    /// A research release presents a credential of another role than researcher.
+    #[error("a research release needs a researcher credential")]
+    NotAResearcher,
+    /// Research is logged once per release (`ResearchReleased`), never per record: a
+    /// per-record log would tell every member who is in which study.
+    #[error("research is logged once per release, never per record")]
+    ResearchLoggedPerRecord,
 }
 
 impl RuleError {
@@ -996,6 +1009,9 @@ impl LedgerRules<'_> {
                 accessed_at_ms,
             } => {
                 let record = self.held_record(&record_id, m.contributor)?;
+                if matches!(Purpose::from_code(&purpose, None), Purpose::Research { .. }) {
+                    return Err(RuleError::ResearchLoggedPerRecord.into());
+                }
                 if emergency != (purpose == "ETREAT" && consent_id.is_none()) {
                     return Err(RuleError::EmergencyFlagMismatch.into());
                 }
@@ -1026,6 +1042,22 @@ impl LedgerRules<'_> {
                     tx_id: m.tx_id,
                     height,
                 });
+            }
+            TxBody::ResearchReleased(log) => {
+                // The researcher is credentialed like a clinician: a member institution issued
+                // the credential, for this network, to the researcher who signed the request,
+                // and it has not expired at the block's time.
+                let request = &log.request;
+                request
+                    .credential
+                    .verify(self.genesis, &request.researcher.sign, at_ms)
+                    .map_err(RuleError::BadCredential)?;
+                if !request.credential.role.is_researcher() {
+                    return Err(RuleError::NotAResearcher.into());
+                }
+                if !tx_time_fits(self.genesis, at_ms, log.released_at_ms) {
+                    return Err(RuleError::ClaimedTimeOutOfRange.into());
+                }
             }
             TxBody::RecordErased { record_id, patient } => {
                 let record = self.record(&record_id)?.ok_or(RuleError::UnknownRecord)?;

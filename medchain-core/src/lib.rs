@@ -41,6 +41,7 @@ pub mod ledger;
 pub mod light;
 pub mod merkle;
 pub mod protocol;
+pub mod research;
 pub mod seal;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]

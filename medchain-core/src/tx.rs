@@ -33,6 +33,7 @@ use crate::keys::{
     verify_batch, BatchError, Identity, PublicIdentity, Signature, SignatureError, SignedMessage,
     VerifyKey,
 };
+use crate::research::ReleaseLog;
 use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
 /// Format version of [`Transaction`]. Version 2: the header names the chain (the genesis hash),
@@ -61,6 +62,9 @@ pub enum TxKind {
     AccessLogged = 5,
     /// A record is crypto-shredded at the patient's request.
     RecordErased = 6,
+    /// A research dataset was released: one log per release, naming no patient
+    /// ([`crate::research::ReleaseLog`]).
+    ResearchReleased = 7,
 }
 
 impl TxKind {
@@ -81,6 +85,7 @@ impl TxKind {
             4 => Self::KeyShared,
             5 => Self::AccessLogged,
             6 => Self::RecordErased,
+            7 => Self::ResearchReleased,
             _ => {
                 return Err(DecodeError::UnknownTag {
                     what: "transaction kind",
@@ -258,6 +263,9 @@ pub enum TxBody {
         /// The patient's signature over the record id (label `medchain/v1/erasure-signature`).
         patient: PatientSignature,
     },
+    /// A research release: the researcher's signed request, a commitment to the released set,
+    /// counts rounded at random to tens, the release time (`crate::research`).
+    ResearchReleased(Box<ReleaseLog>),
 }
 
 const MAX_PURPOSE: usize = 64;
@@ -283,6 +291,7 @@ impl TxBody {
             Self::KeyShared { .. } => TxKind::KeyShared,
             Self::AccessLogged { .. } => TxKind::AccessLogged,
             Self::RecordErased { .. } => TxKind::RecordErased,
+            Self::ResearchReleased(_) => TxKind::ResearchReleased,
         }
     }
 
@@ -327,6 +336,7 @@ impl TxBody {
                 patient.verify(chain, domain::ERASURE_SIG, record_id.as_byte_array())
             }
             Self::AccessLogged { purpose, .. } => check_purpose(purpose),
+            Self::ResearchReleased(log) => log.check(chain),
             Self::KeyShared {
                 grantee,
                 purpose,
@@ -480,6 +490,7 @@ impl Encode for TxBody {
                 record_id.encode_to(out);
                 patient.encode_to(out);
             }
+            Self::ResearchReleased(log) => log.encode_to(out),
         }
     }
 }
@@ -523,6 +534,9 @@ impl Decode for TxBody {
                 record_id: RecordId::decode_from(r)?,
                 patient: PatientSignature::decode_from(r)?,
             },
+            TxKind::ResearchReleased => {
+                Self::ResearchReleased(Box::new(ReleaseLog::decode_from(r)?))
+            }
         })
     }
 }
@@ -530,11 +544,11 @@ impl Decode for TxBody {
 impl TxKind {
     /// When ledger rules see transactions of this kind within a block: phase 0 for what
     /// changes the rules (records, consent grants and revocations, erasures), phase 1 for
-    /// accesses (key releases, access logs), so that a revocation or an erasure takes effect
+    /// accesses (key releases, access logs, research releases), so that a revocation or an erasure takes effect
     /// from its block whatever its position in it.
     pub fn phase(self) -> u8 {
         match self {
-            Self::KeyShared | Self::AccessLogged => 1,
+            Self::KeyShared | Self::AccessLogged | Self::ResearchReleased => 1,
             Self::RecordAdded
             | Self::ConsentGranted
             | Self::ConsentRevoked

@@ -6,12 +6,13 @@
 Left panel: the clinic ledger as every node sees it (verified first): its transactions by
 kind, read from the chain without decrypting any record.
 
-Right panel: a de-identified diabetes dataset. Building one needs the identity of the
-institution that holds the records' keys. With ``--holder-backup FILE`` (an encrypted
-identity backup, password from ``--holder-password``) the dataset comes from the clinic ledger
-itself. The clinic example keeps its institutions' keys in memory only, so by default the
-dataset comes from a local demo network with a synthetic population, whose holder identity
-this script knows; the printed summary says which one was used.
+Right panel: a de-identified diabetes dataset, released by the one research policy
+(``Ledger.research_release``). A release needs the identity of the member institution that
+added the records and a researcher's signed request. With ``--releaser FILE`` (an encrypted
+identity backup, password from ``--releaser-password``) and ``--request FILE`` (the clinic
+example writes ``LEDGER.st-marys.id`` and ``LEDGER.request``) the dataset comes from the clinic
+ledger itself; otherwise from a local demo network with a synthetic population. The printed
+summary says which one was used.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ def main() -> int:
     ap.add_argument("ledger", nargs="?", default="clinic-ledger.sqlite")
     ap.add_argument("--key-file", default=None, help="default: LEDGER.key")
     ap.add_argument("--passphrase", default=os.environ.get("MEDCHAIN_PASSPHRASE", "clinic-demo"))
-    ap.add_argument("--holder-backup", default=None)
-    ap.add_argument("--holder-password", default=None)
-    ap.add_argument("--topic", default="diabetes")
+    ap.add_argument("--releaser", default=None, help="the releasing institution's identity backup")
+    ap.add_argument("--releaser-password", default=None)
+    ap.add_argument("--request", default=None, help="the researcher's signed request")
     ap.add_argument("--out", default="research-figure.png")
     args = ap.parse_args()
 
@@ -48,13 +49,13 @@ def main() -> int:
         kinds = collections.Counter(t.kind for t in clinic.transactions())
         print(f"clinic ledger {args.ledger}: {summary.blocks} blocks, {summary.transactions} "
               f"transactions, verified in {summary.seconds * 1e3:.1f} ms")
-        if args.holder_backup:
-            holder = medchain.Identity.restore_backup(
-                Path(args.holder_backup).read_bytes(), args.holder_password or ""
+        if args.releaser and args.request:
+            releaser = medchain.Identity.restore_backup(
+                Path(args.releaser).read_bytes(), args.releaser_password or ""
             )
-            researcher = medchain.Identity.generate()
-            df = clinic.research_dataset(researcher, topic=args.topic, holder=holder)
-            source = f"clinic ledger (holder {holder.public_text[:16]}…)"
+            request = medchain.ResearchRequest.from_bytes(Path(args.request).read_bytes())
+            df = clinic.research_dataset(request, releaser=releaser)
+            source = f"clinic ledger (released by {releaser.public_text[:16]}…)"
         else:
             df = None
             source = ""
@@ -62,12 +63,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             demo = build_demo_network(os.path.join(tmp, "demo.sqlite"), patients=200, records_per_patient=6)
             with medchain.Ledger.open(demo.location, network_key=demo.network_key) as led:
-                df = led.research_dataset(demo.researcher, topic=args.topic, holder=demo.holder,
-                                          institution=demo.institution)
-        source = "local demo network, 200 synthetic patients (the clinic's holder keys are not saved)"
-    stats = df.attrs["medchain"]
-    print(f"dataset from {source}: {len(df)} rows, {df['pseudonym'].nunique()} patients; "
-          f"{stats['denied']} records refused by consent")
+                df = led.research_dataset(demo.request(study="figure"), releaser=demo.holder)
+        source = "local demo network, 200 synthetic patients"
+    release = df.attrs["medchain"]
+    print(f"dataset from {source}: {release['rows']} rows, {release['patients']} patients "
+          f"(study {release['study']}, topic {release['topic']})")
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     names = sorted(kinds)
@@ -81,7 +81,7 @@ def main() -> int:
     if groups:
         right.boxplot([g for _, g in groups])
         right.set_xticks(range(1, len(groups) + 1), [f"{d}s" for d, _ in groups])
-    right.set_title(f"HbA1c by birth decade ({args.topic} study, de-identified)")
+    right.set_title(f"HbA1c by birth decade ({release['topic']} study, de-identified)")
     right.set_ylabel("HbA1c (%)")
     right.set_xlabel("birth decade")
     fig.tight_layout()

@@ -11,6 +11,7 @@ use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
 use medchain_core::index::WriterKeyError;
 use medchain_core::keys::{BackupError, IdentityTextError};
+use medchain_core::research::ResearchError;
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
 use medchain_fhir::{InvalidResource, WriteError};
@@ -274,9 +275,20 @@ impl From<LedgerError> for Error {
             LedgerError::Transaction(_) => Kind::TamperedLedger,
             LedgerError::InvalidBlock(_) | LedgerError::CommitProof(_) => Kind::InvalidArgument,
             LedgerError::NoPostgres | LedgerError::State(_) => Kind::Store,
+            LedgerError::Research(r) => research_kind(r),
             _ => Kind::Store,
         };
         Error::new(kind, e.to_string())
+    }
+}
+
+/// A refused research release: the researcher's signature is `InvalidSignature`; a credential
+/// or a releaser that does not hold, or cells too small to release, are `ConsentDenied`.
+fn research_kind(e: &ResearchError) -> Kind {
+    match e {
+        ResearchError::Request(_) => Kind::InvalidSignature,
+        ResearchError::State(_) => Kind::Store,
+        _ => Kind::ConsentDenied,
     }
 }
 

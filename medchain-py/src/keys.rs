@@ -168,7 +168,7 @@ pub fn public_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<CorePublic> {
 }
 
 /// A chain id argument: 64 hex digits.
-fn chain_arg(obj: &Bound<'_, PyAny>) -> Result<ChainId> {
+pub fn chain_arg(obj: &Bound<'_, PyAny>) -> Result<ChainId> {
     let s: String = obj
         .extract()
         .map_err(|_| wrong_type(obj, "chain_id", "a str of 64 hex digits"))?;

@@ -1,27 +1,28 @@
-//! The ledger: open, blocks, records, consents, audit, verification, search, datasets.
+//! The ledger: open, blocks, records, consents, audit, verification, search, research releases.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use medchain_core::block::Block;
-use medchain_core::consent::{Consent as CoreConsent, StudyKey};
+use medchain_core::consent::Consent as CoreConsent;
+use medchain_core::encoding::Encode;
 use medchain_core::hash::RecordId;
 use medchain_core::index::Keyword;
-use medchain_core::keys::{PublicIdentity as CorePublic, VerifyKey};
+use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{AuditEntry, RecordEntry};
 use medchain_core::seal::NetworkKey as CoreNetworkKey;
 use medchain_core::tx::TxBody;
 use medchain_store::Ledger as CoreLedger;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::consent::ConsentState;
 use crate::convert::{float_or_none, u64_arg, value_to_py, wrong_type};
-use crate::dataset::{research_rows, Columns, DatasetRequest};
+use crate::dataset::Columns;
 use crate::errors::{guard, Error, Kind, Result};
 use crate::keys::{identity_arg, public_arg, IndexKey, NetworkKey};
 use crate::records::SealedRecord;
+use crate::research::ResearchRequest;
 
 /// Hex of a verify key.
 pub fn vk_hex(k: &VerifyKey) -> String {
@@ -150,6 +151,21 @@ fn body_dict<'py>(
         }
         TxBody::RecordErased { record_id, .. } => {
             d.set_item("record_id", record_id.to_string())?;
+        }
+        TxBody::ResearchReleased(log) => {
+            let study = &log.request.study;
+            d.set_item("study", &study.id)?;
+            d.set_item("purpose", &study.purpose)?;
+            d.set_item("topic", study.topic.as_deref())?;
+            d.set_item("researcher", log.request.researcher.to_text())?;
+            d.set_item(
+                "institution",
+                vk_hex(log.request.credential.role.institution()),
+            )?;
+            d.set_item("commitment", log.commitment.to_string())?;
+            d.set_item("patients", log.patients)?;
+            d.set_item("rows", log.rows)?;
+            d.set_item("released_at_ms", log.released_at_ms)?;
         }
         #[allow(unreachable_patterns)]
         _ => {}
@@ -486,50 +502,50 @@ impl NativeLedger {
         Ok((hits, stats))
     }
 
-    /// Builds the columns of a research dataset (see `medchain.Ledger.research_dataset`), with
-    /// the GIL released. Returns (columns, stats).
-    /// Consents are evaluated at the host's clock and de-identification uses the ledger's
-    /// release clock: the caller picks neither.
-    #[pyo3(signature = (holder, researcher, *, topic = None, institution = None, study = "study"))]
-    fn research_columns(
+    /// A research release by `releaser` (a member institution's `Identity`) for the
+    /// researcher's signed `request` (see `medchain.Ledger.research_release`), with the GIL
+    /// released: `medchain_store::Ledger::research_release`, the one research policy. The
+    /// release time and the release's private key are the library's choice. Returns (columns,
+    /// summary, log): the rows as typed columns, what the release says of itself, and the
+    /// `ResearchReleased` body (canonical bytes) the releaser's node submits.
+    fn research_release(
         &self,
         py: Python<'_>,
-        holder: &Bound<'_, PyAny>,
-        researcher: &Bound<'_, PyAny>,
-        topic: Option<String>,
-        institution: Option<&Bound<'_, PyAny>>,
-        study: &str,
-    ) -> Result<(Py<PyAny>, Py<PyAny>)> {
-        let holder = identity_arg(holder, "holder")?;
-        let researcher: CorePublic = public_arg(researcher, "researcher")?;
-        let institution = match institution {
-            Some(i) => public_arg(i, "institution")?,
-            None => researcher,
-        };
-        if study.trim().is_empty() {
-            return Err(Error::new(Kind::InvalidArgument, "the study id is empty"));
-        }
-        let now = crate::convert::now_ms();
-        let holder_id = &holder.get().inner;
-        let (columns, stats) = py.detach(|| {
+        request: &Bound<'_, PyAny>,
+        releaser: &Bound<'_, PyAny>,
+    ) -> Result<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+        let request = request
+            .cast::<ResearchRequest>()
+            .map_err(|_| wrong_type(request, "request", "a ResearchRequest"))?;
+        let releaser = identity_arg(releaser, "releaser")?;
+        let (request, releaser) = (&request.get().inner, &releaser.get().inner);
+        let (columns, release) = py.detach(|| {
             guard(|| {
-                let ledger = self.lock()?;
-                let req = DatasetRequest {
-                    holder: holder_id,
-                    study: StudyKey::derive(holder_id, study),
-                    researcher: researcher.sign,
-                    institution: institution.sign,
-                    topic,
-                    now_ms: now,
-                };
-                research_rows(&ledger, &self.network, &req)
+                let release = self.lock()?.research_release(releaser, request)?;
+                let mut columns = Columns::default();
+                for row in &release.rows {
+                    columns.push(row.pseudonym.clone(), &row.resource);
+                }
+                Ok((columns, release))
             })
         })?;
-        let stats_dict = PyDict::new(py);
-        for (k, v) in &stats {
-            stats_dict.set_item(k, v)?;
-        }
-        Ok((columns_to_py(py, columns)?, stats_dict.into_any().unbind()))
+        let log = release.log();
+        let study = &log.request.study;
+        let summary = PyDict::new(py);
+        summary.set_item("study", &study.id)?;
+        summary.set_item("purpose", &study.purpose)?;
+        summary.set_item("topic", study.topic.as_deref())?;
+        summary.set_item("longitudinal", study.longitudinal)?;
+        summary.set_item("patients", release.patients)?;
+        summary.set_item("rows", release.rows.len())?;
+        summary.set_item("released_at_ms", release.clock.time_ms())?;
+        summary.set_item("commitment", log.commitment.to_string())?;
+        let body = PyBytes::new(py, &release.log_body().to_bytes());
+        Ok((
+            columns_to_py(py, columns)?,
+            summary.into_any().unbind(),
+            body.into_any().unbind(),
+        ))
     }
 
     fn __repr__(&self) -> String {
@@ -558,6 +574,3 @@ pub fn columns_to_py(py: Python<'_>, c: Columns) -> Result<Py<PyAny>> {
     d.set_item("state", c.state)?;
     Ok(d.into_any().unbind())
 }
-
-/// Counts for a dataset's stats dict.
-pub type Stats = HashMap<&'static str, u64>;

@@ -12,6 +12,7 @@ mod errors;
 mod keys;
 mod ledger;
 mod records;
+mod research;
 mod testnet;
 
 use pyo3::prelude::*;
@@ -27,6 +28,8 @@ fn _medchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consent::Consent>()?;
     m.add_class::<consent::ConsentState>()?;
     m.add_class::<consent::Decision>()?;
+    m.add_class::<research::Credential>()?;
+    m.add_class::<research::ResearchRequest>()?;
     m.add_class::<ledger::NativeLedger>()?;
     m.add_class::<testnet::LocalNetwork>()?;
     m.add_function(wrap_pyfunction!(records::seal, m)?)?;

@@ -8,16 +8,17 @@ use medchain_core::access::record_class;
 use medchain_core::consent::{
     deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
 };
+use medchain_core::encoding::Decode;
 use medchain_core::index::{extract_keywords, IndexKey};
 use medchain_core::testkit::TestNet;
-use medchain_core::tx::{Transaction, TxBody};
+use medchain_core::tx::{Transaction, TxBody, TxKind};
 use medchain_store::Ledger as CoreLedger;
 use pyo3::prelude::*;
 use rand_core::UnwrapErr;
 use serde_json::{json, Value};
 
 use crate::consent::Consent;
-use crate::convert::{json_arg, u64_arg, wrong_type};
+use crate::convert::{bytes_arg, json_arg, u64_arg, wrong_type};
 use crate::dataset::Columns;
 use crate::errors::{guard, Error, Kind, Result};
 use crate::keys::{identity_arg, Identity, NetworkKey};
@@ -31,7 +32,8 @@ struct State {
 
 /// A local test network of `validators` validator nodes and `members` member nodes, writing
 /// committed blocks to a new ledger at `location`. Transactions are queued by `add_record`,
-/// `grant`, `revoke` and `log_access` and committed together by `commit`.
+/// `grant`, `revoke` and `log_release` and committed together by `commit`. Blocks are stamped
+/// from the host's clock (as a live network's are), one second apart at least.
 #[pyclass(frozen, module = "medchain._medchain")]
 pub struct LocalNetwork {
     state: Mutex<State>,
@@ -84,7 +86,8 @@ impl LocalNetwork {
             ));
         }
         let state = guard(|| {
-            let net = TestNet::new(seed, validators, members);
+            let mut net = TestNet::new(seed, validators, members);
+            net.now_ms = net.now_ms.max(crate::convert::now_ms());
             let key = NetworkKey::duplicate(&net.network)?;
             let ledger = CoreLedger::create(&location, &net.genesis, key)?;
             Ok(State {
@@ -113,6 +116,12 @@ impl LocalNetwork {
                 inner: NetworkKey::duplicate(&s.net.network)?,
             })
         })
+    }
+
+    /// The chain id (hex): the genesis hash, which every signature on this network binds.
+    #[getter]
+    fn chain_id(&self) -> Result<String> {
+        self.with(|s| Ok(s.net.genesis.chain_id().to_string()))
     }
 
     /// Node `index`'s identity (validators first, then members): an institution.
@@ -210,6 +219,28 @@ impl LocalNetwork {
             let n = Self::node_index(s, node)?;
             let body =
                 CoreConsent::revoke_body(&patient.get().inner, &s.net.genesis.chain_id(), &id);
+            let tx = s.net.tx(n, &body, Vec::new());
+            s.pending.push(tx);
+            Ok(())
+        })
+    }
+
+    /// Queues a research release's log (`ResearchRelease.log`, the canonical `ResearchReleased`
+    /// body) from node `node`, the releasing institution.
+    #[pyo3(signature = (log, *, node = 0))]
+    fn log_release(&self, log: &Bound<'_, PyAny>, node: usize) -> Result<()> {
+        let body = TxBody::from_bytes(&bytes_arg(log, "log")?)?;
+        if body.kind() != TxKind::ResearchReleased {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                "log must be a research release's log (ResearchRelease.log)",
+            ));
+        }
+        self.with(|s| {
+            let n = Self::node_index(s, node)?;
+            // Stamped with the host's clock, as the release time is.
+            s.net.now_ms = s.net.now_ms.max(crate::convert::now_ms());
+            body.check(&s.net.genesis.chain_id())?;
             let tx = s.net.tx(n, &body, Vec::new());
             s.pending.push(tx);
             Ok(())

@@ -17,7 +17,7 @@ from medchain.testing import DemoNetwork, build_demo_network
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoNetwork:
     path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
-    return build_demo_network(str(path), patients=12, records_per_patient=4)
+    return build_demo_network(str(path), patients=30, records_per_patient=4)
 
 
 @pytest.fixture()

@@ -39,6 +39,24 @@ def test_clinic_audit_trail(clinic: Path) -> None:
         assert events[0]["resourceType"] == "AuditEvent"
         kinds = {t.kind for t in l.transactions()}
         assert {"RecordAdded", "ConsentGranted", "ConsentRevoked", "KeyShared"} <= kinds
+        # Research is logged once per release, never per record.
+        assert all(t.body["purpose"] != "HRESCH" for t in logged)
+        released = [t for t in l.transactions() if t.kind == "ResearchReleased"]
+        assert len(released) == 1 and released[0].body["study"] == "northgate-dm2-2026"
+
+
+def test_clinic_research_release_again(clinic: Path) -> None:
+    """The clinic left St. Mary's identity backup and Dr. Chen's signed request: Python runs the
+    same release policy as the example and the CLI. Alice revoked after the first release, so
+    the programme's 12 patients remain."""
+    releaser = medchain.Identity.restore_backup(Path(f"{clinic}.st-marys.id").read_bytes(), "clinic-demo")
+    request = medchain.ResearchRequest.from_bytes(Path(f"{clinic}.request").read_bytes())
+    assert request.study == "northgate-dm2-2026" and request.topic == "diabetes"
+    with _open(clinic) as l:
+        release = l.research_release(request, releaser=releaser)
+    assert (release.patients, release.rows) == (12, 24)
+    df = release.to_pandas()
+    assert set(df["code"]) == {"4548-4", "44054006"}
 
 
 def test_clinic_tampered_copy(clinic: Path) -> None:

@@ -7,6 +7,7 @@ use medchain_core::block::InvalidBlock;
 use medchain_core::chain::{ChainError, CommitProofError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::ledger::StateError;
+use medchain_core::research::ResearchError;
 use medchain_core::store::IndexRowsError;
 use medchain_core::tx::TxError;
 use thiserror::Error;
@@ -304,4 +305,7 @@ pub enum LedgerError {
     /// A location string names a backend this build lacks.
     #[error("this build has no PostgreSQL support (enable the `postgres` feature)")]
     NoPostgres,
+    /// A research release was refused; nothing was released.
+    #[error(transparent)]
+    Research(#[from] ResearchError),
 }

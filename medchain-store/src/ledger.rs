@@ -1,28 +1,34 @@
 //! The [`Ledger`] API for embedders: open a store, append committed blocks after validating
-//! them, read records, consents and the audit trail, search, and verify the whole chain.
+//! them, read records, consents and the audit trail, search, release research data, and
+//! verify the whole chain.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use getrandom::SysRng;
+use rand_core::UnwrapErr;
 
 use medchain_core::block::{Block, ChainTip, CheckedBlock, TxVerifier};
 use medchain_core::chain::{ChainError, ChainSummary, CommitProof, Progress};
-use medchain_core::consent::{ConsentId, ConsentState};
+use medchain_core::consent::{ConsentId, ConsentState, ReleaseClock};
 use medchain_core::genesis::Genesis;
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::index::{
     search, search_exhaustive, BlockContext, BlockFilter, IndexEntry, IndexedRecord, Query,
     SearchableBlock,
 };
-use medchain_core::keys::VerifyKey;
+use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::ledger::{
     rules_over, AuditEntry, BlockEffects, LedgerState, RecordEntry, StateError, StateView,
 };
+use medchain_core::research::{ReleaseBuilder, ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::store::{Head, IndexFilterRow, LedgerStore};
-use medchain_core::tx::{Transaction, TxBody, TxError, VerifiedTx};
+use medchain_core::tx::{Transaction, TxBody, TxError, TxKind, VerifiedTx};
 
 use crate::error::{Corruption, LedgerError, StoreError};
 use crate::rows::StateAudit;
@@ -587,6 +593,50 @@ impl<S: PersistentStore> Ledger<S> {
             genesis: &self.genesis,
             network: &self.network,
         }
+    }
+
+    /// A research release by `releaser` (a member institution) for the researcher's signed
+    /// `request`: the one implementation of the research policy
+    /// ([`medchain_core::research`]), over the records `releaser` added to this ledger. The
+    /// library fixes what the caller must not choose: the release time is the committed tip's
+    /// time, moved to the host's clock if that is later (consents are evaluated and the
+    /// 90-or-older rule applied at it), and the release's private key (row order, pseudonym
+    /// salts, commitment salts, count rounding) comes from the operating system's generator.
+    ///
+    /// Submit [`ResearchRelease::log_body`](medchain_core::research::ResearchRelease::log_body)
+    /// from the releaser's node, and hand the rows to the researcher once it is committed.
+    ///
+    /// # Errors
+    /// [`LedgerError::Research`] (the releaser is not a member, the request or credential does
+    /// not hold, no cell has 11 patients), store errors, [`LedgerError::Transaction`] for a
+    /// stored transaction that does not verify.
+    pub fn research_release(
+        &self,
+        releaser: &Identity,
+        request: &ResearchRequest,
+    ) -> Result<ResearchRelease, LedgerError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let clock = ReleaseClock::at_tip(&self.tip).no_earlier_than(now);
+        let mut rng = UnwrapErr(SysRng);
+        let mut builder = ReleaseBuilder::new(releaser, request, self.view(), clock, &mut rng)?;
+        let me = releaser.verify_key();
+        for block in self.blocks_from(1) {
+            for tx in block?.transactions {
+                if tx.kind() != TxKind::RecordAdded || tx.contributor() != &me {
+                    continue;
+                }
+                if let TxBody::RecordAdded {
+                    sealed: Some(sealed),
+                    ..
+                } = tx.verify()?.open_body(&self.network)?
+                {
+                    builder.offer(&sealed)?;
+                }
+            }
+        }
+        Ok(builder.finish(&mut rng)?)
     }
 
     /// The committed blocks from `height` up to the head, read one at a time.

@@ -17,9 +17,12 @@ use std::sync::OnceLock;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
+use medchain_core::consent::DataClass;
+use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::{Decode, Encode, Writer};
 use medchain_core::hash::{domain, tagged_hash, ChainId, RecordId, TxId};
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity, Signature};
+use medchain_core::research::{ReleaseCommitment, ReleaseLog, ResearchRequest, Study};
 use medchain_core::seal::{seal_record, KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
 use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
@@ -324,6 +327,9 @@ const LABELS: &[&str] = &[
     domain::REVOKE_SIG,
     domain::ERASURE_SIG,
     domain::CREDENTIAL_SIG,
+    domain::RESEARCH_REQUEST_SIG,
+    domain::RESEARCH_RELEASE,
+    domain::RESEARCH_RELEASE_KEY,
 ];
 
 fn enc_of(f: impl FnOnce(&mut Vec<u8>)) -> String {
@@ -575,6 +581,47 @@ fn generate() -> Value {
             },
             vec![],
         ),
+        (
+            &hospital,
+            TxBody::ResearchReleased(Box::new(ReleaseLog {
+                // The doctor as a researcher, credentialed by the hospital.
+                request: ResearchRequest::sign(
+                    &doctor.id,
+                    &chain,
+                    Study {
+                        id: "example-study".into(),
+                        purpose: "HRESCH".into(),
+                        topic: Some("diabetes".into()),
+                        classes: vec![
+                            DataClass::ResourceType("Condition".into()),
+                            DataClass::Code {
+                                system: "http://loinc.org".into(),
+                                code: "4548-4".into(),
+                            },
+                        ],
+                        longitudinal: false,
+                    },
+                    Credential::issue(
+                        &hospital.id,
+                        &chain,
+                        doctor.id.verify_key(),
+                        Role::Researcher {
+                            institution: hospital.id.verify_key(),
+                        },
+                        1_800_000_000_000,
+                    ),
+                )
+                .expect("request"),
+                commitment: ReleaseCommitment::from_byte_array(tagged_hash(
+                    domain::RESEARCH_RELEASE,
+                    b"example",
+                )),
+                patients: 20,
+                rows: 40,
+                released_at_ms: 1_700_000_006_000,
+            })),
+            vec![],
+        ),
     ];
     let transactions: Vec<Value> = bodies
         .into_iter()
@@ -642,7 +689,7 @@ fn generate() -> Value {
     let mut version1 = tx0.clone();
     version1[0] = 1;
     let mut bad_kind = tx0.clone();
-    bad_kind[1] = 7;
+    bad_kind[1] = 8;
     let mut small_order_key = vec![0u8; 64];
     small_order_key[0] = 1;
     let mut no_envelopes = rec_bytes.clone();
@@ -938,7 +985,11 @@ fn transactions() {
         .iter()
         .map(|t| t["kind_code"].as_u64().unwrap())
         .collect();
-    assert_eq!(codes, [1, 2, 3, 4, 5, 6], "one transaction of every kind");
+    assert_eq!(
+        codes,
+        [1, 2, 3, 4, 5, 6, 7],
+        "one transaction of every kind"
+    );
     for t in txs {
         let enc = h(&t["encoding"]);
         let tx = Transaction::from_bytes(&enc).unwrap();

@@ -1,7 +1,7 @@
 """medchain: sealed FHIR records on a permissioned blockchain, from Python.
 
 Identities and sealed records, the ledger (verify, iterate, search, audit), consents, and
-de-identified research datasets as pandas DataFrames or pyarrow Tables. See ``docs/python.md``.
+de-identified research releases as pandas DataFrames or pyarrow Tables. See ``docs/python.md``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from . import errors
 from ._medchain import (
     Consent,
     ConsentState,
+    Credential,
     Decision,
     Identity,
     IndexKey,
     NetworkKey,
     PublicIdentity,
+    ResearchRequest,
     SealedRecord,
     __version__,
     evaluate,
@@ -40,6 +42,7 @@ from .ledger import (
     Block,
     Ledger,
     RecordEntry,
+    ResearchRelease,
     SearchHit,
     SearchResults,
     SearchStats,
@@ -54,6 +57,7 @@ __all__ = [
     "Consent",
     "ConsentDenied",
     "ConsentState",
+    "Credential",
     "DecodeError",
     "Decision",
     "Identity",
@@ -69,6 +73,8 @@ __all__ = [
     "NotFhir",
     "PublicIdentity",
     "RecordEntry",
+    "ResearchRelease",
+    "ResearchRequest",
     "SealedRecord",
     "SearchHit",
     "SearchResults",

@@ -1,15 +1,23 @@
-"""The ledger: open, iterate, verify, search, audit, and build research datasets."""
+"""The ledger: open, iterate, verify, search, audit, and release research datasets."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _medchain
-from ._medchain import ConsentState, Identity, IndexKey, NetworkKey, PublicIdentity, SealedRecord
+from ._medchain import (
+    ConsentState,
+    Identity,
+    IndexKey,
+    NetworkKey,
+    PublicIdentity,
+    ResearchRequest,
+    SealedRecord,
+)
 from .errors import InvalidArgument, StoreError, WrongType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +28,7 @@ __all__ = [
     "Block",
     "Ledger",
     "RecordEntry",
+    "ResearchRelease",
     "SearchHit",
     "SearchResults",
     "SearchStats",
@@ -134,6 +143,53 @@ class SearchResults(List[SearchHit]):
 
 
 @dataclass(frozen=True)
+class ResearchRelease:
+    """A research release (:meth:`Ledger.research_release`): de-identified rows for the
+    researcher and the log for the chain.
+
+    ``log`` is the ``ResearchReleased`` transaction body (canonical bytes) the releasing
+    institution's node submits; hand the rows over once it is committed. ``patients`` and
+    ``rows`` count what was released (nothing about who was left out); ``commitment`` binds
+    the released records (the log carries it); ``released_at_ms`` is the time the library
+    chose (consents judged and ages capped at it). Pseudonyms are this release's own unless
+    the study is ``longitudinal``.
+    """
+
+    study: str
+    purpose: str
+    topic: Optional[str]
+    longitudinal: bool
+    patients: int
+    rows: int
+    released_at_ms: int
+    commitment: str
+    log: bytes = field(repr=False)
+    columns: Dict[str, List[Any]] = field(repr=False)
+
+    @property
+    def summary(self) -> Dict[str, Any]:
+        """What the release says of itself (``DataFrame.attrs["medchain"]``)."""
+        return {
+            "study": self.study,
+            "purpose": self.purpose,
+            "topic": self.topic,
+            "longitudinal": self.longitudinal,
+            "patients": self.patients,
+            "rows": self.rows,
+            "released_at_ms": self.released_at_ms,
+            "commitment": self.commitment,
+        }
+
+    def to_pandas(self) -> "pandas.DataFrame":
+        """The rows as a typed pandas DataFrame (:data:`DATASET_COLUMNS`)."""
+        return _table(self.columns, self.summary, False)
+
+    def to_arrow(self) -> "pyarrow.Table":
+        """The rows as a pyarrow Table (:data:`DATASET_COLUMNS`)."""
+        return _table(self.columns, self.summary, True)
+
+
+@dataclass(frozen=True)
 class VerifyProgress:
     """Progress of a verification (cumulative)."""
 
@@ -192,7 +248,7 @@ class Ledger:
         ledger = Ledger.open("clinic.sqlite", "clinic.sqlite.key", "clinic-demo")
         ledger = Ledger.open("clinic.sqlite", network_key=key)
 
-    Long operations (verification, search, datasets) release the GIL.
+    Long operations (verification, search, research releases) release the GIL.
     """
 
     __slots__ = ("_native",)
@@ -429,45 +485,38 @@ class Ledger:
 
     # -- research ------------------------------------------------------------------------
 
-    def research_dataset(
-        self,
-        researcher: PartyLike,
-        *,
-        topic: Optional[str],
-        holder: Identity,
-        institution: Optional[PartyLike] = None,
-        study: Optional[str] = None,
-        as_arrow: bool = False,
-    ) -> Union["pandas.DataFrame", "pyarrow.Table"]:
-        """A de-identified research dataset: one row per resource, from consenting patients
-        only.
+    def research_release(self, request: ResearchRequest, *, releaser: Identity) -> ResearchRelease:
+        """A de-identified research release, by the one research policy of the core
+        (``medchain_store::Ledger::research_release``); the GIL is released.
 
-        ``holder`` is the identity that can open the records and releases the data (the
-        contributing institution, or a patient for their own records); nothing leaves it
-        before the consent check. For every record the holder can open, the patient's
-        consents on the ledger are evaluated for ``researcher`` (action ResearchUse, purpose
-        HRESCH with ``topic``, role Researcher of ``institution``); only permitted records are
-        de-identified (HIPAA Safe Harbor) and become rows. The ``pseudonym`` column is the
-        patient's pseudonym in ``study`` (default ``topic``): stable within a study,
-        unlinkable across studies. Consents are evaluated at the current time and the
-        "90 or older" rule is applied at the ledger's release clock (the committed tip's time,
-        or now if later); the caller chooses neither.
+        ``releaser`` is the member institution that added the records (its ``Identity`` opens
+        them; it never leaves the process); ``request`` the researcher's signed
+        :class:`ResearchRequest` (study, credential). The researcher's credential must be
+        issued by a member institution to the researcher who signed, for this network, and not
+        expired; only records the releaser added and the study needs, whose patients' consents
+        permit this research (judged with the records' codes and dates), are de-identified;
+        cells (resource type and code) of fewer than 11 patients are suppressed; rows come in
+        an order only the release's private key determines. The release time and key are the
+        library's choice, not the caller's.
 
-        Returns a pandas DataFrame (``as_arrow=True``: a pyarrow Table) with the columns of
-        :data:`DATASET_COLUMNS`; ``.attrs["medchain"]`` (pandas) or the schema metadata
-        (arrow) holds the counts (records, rows, denied, not_readable, ...).
+        Raises ``ConsentDenied`` (credential, releaser, too few patients), ``InvalidSignature``
+        (a request not signed by its researcher for this network), ``WrongType``.
         """
-        if topic is not None and not isinstance(topic, str):
-            raise WrongType(f"topic must be a str or None, not {type(topic).__name__}")
-        if study is None:
-            study = topic or "research"
-        columns, stats = self._n.research_columns(
-            holder, researcher, topic=topic, institution=institution, study=study
-        )
-        return _table(columns, stats, as_arrow)
+        columns, summary, log = self._n.research_release(request, releaser)
+        return ResearchRelease(log=log, columns=columns, **summary)
+
+    def research_dataset(
+        self, request: ResearchRequest, *, releaser: Identity, as_arrow: bool = False
+    ) -> Union["pandas.DataFrame", "pyarrow.Table"]:
+        """:meth:`research_release` as a pandas DataFrame (``as_arrow=True``: a pyarrow
+        Table) with the columns of :data:`DATASET_COLUMNS`; ``.attrs["medchain"]`` (pandas) or
+        the schema metadata (arrow) holds :attr:`ResearchRelease.summary`. The release's log
+        is not kept: use :meth:`research_release` to submit it."""
+        release = self.research_release(request, releaser=releaser)
+        return release.to_arrow() if as_arrow else release.to_pandas()
 
 
-def _table(columns: Dict[str, list], stats: Dict[str, int], as_arrow: bool) -> Any:
+def _table(columns: Dict[str, List[Any]], summary: Dict[str, Any], as_arrow: bool) -> Any:
     if as_arrow:
         import json
 
@@ -483,7 +532,7 @@ def _table(columns: Dict[str, list], stats: Dict[str, int], as_arrow: bool) -> A
                 fields.append(pa.field(name, pa.dictionary(pa.int32(), pa.string())))
             else:
                 fields.append(pa.field(name, types.get(dtype, pa.string())))
-        schema = pa.schema(fields, metadata={"medchain": json.dumps(stats)})
+        schema = pa.schema(fields, metadata={"medchain": json.dumps(summary)})
         arrays = []
         for f in fields:
             if pa.types.is_dictionary(f.type):
@@ -495,5 +544,5 @@ def _table(columns: Dict[str, list], stats: Dict[str, int], as_arrow: bool) -> A
 
     data = {name: pd.array(columns[name], dtype=dtype) for name, dtype in DATASET_COLUMNS.items()}
     frame = pd.DataFrame(data)
-    frame.attrs["medchain"] = dict(stats)
+    frame.attrs["medchain"] = dict(summary)
     return frame

@@ -3,12 +3,21 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union, overload
 
 from . import _medchain
-from ._medchain import ConsentState, Identity, IndexKey, NetworkKey, PublicIdentity, SealedRecord
+from ._medchain import (
+    ConsentState,
+    Identity,
+    IndexKey,
+    NetworkKey,
+    PublicIdentity,
+    ResearchRequest,
+    SealedRecord,
+)
 
 __all__ = [
     "Block",
     "Ledger",
     "RecordEntry",
+    "ResearchRelease",
     "SearchHit",
     "SearchResults",
     "SearchStats",
@@ -80,6 +89,23 @@ class SearchResults(List[SearchHit]):
     def __init__(self, hits: List[SearchHit], stats: SearchStats) -> None: ...
 
 @dataclass(frozen=True)
+class ResearchRelease:
+    study: str
+    purpose: str
+    topic: Optional[str]
+    longitudinal: bool
+    patients: int
+    rows: int
+    released_at_ms: int
+    commitment: str
+    log: bytes
+    columns: Dict[str, List[Any]]
+    @property
+    def summary(self) -> Dict[str, Any]: ...
+    def to_pandas(self) -> Any: ...
+    def to_arrow(self) -> Any: ...
+
+@dataclass(frozen=True)
 class VerifyProgress:
     blocks: int
     transactions: int
@@ -144,25 +170,12 @@ class Ledger:
         writer: Optional[PartyLike] = None,
         from_height: int = 1,
     ) -> SearchResults: ...
+    def research_release(self, request: ResearchRequest, *, releaser: Identity) -> ResearchRelease: ...
     @overload
     def research_dataset(
-        self,
-        researcher: PartyLike,
-        *,
-        topic: Optional[str],
-        holder: Identity,
-        institution: Optional[PartyLike] = None,
-        study: Optional[str] = None,
-        as_arrow: Literal[False] = False,
+        self, request: ResearchRequest, *, releaser: Identity, as_arrow: Literal[False] = False
     ) -> Any: ...
     @overload
     def research_dataset(
-        self,
-        researcher: PartyLike,
-        *,
-        topic: Optional[str],
-        holder: Identity,
-        institution: Optional[PartyLike] = None,
-        study: Optional[str] = None,
-        as_arrow: Literal[True],
+        self, request: ResearchRequest, *, releaser: Identity, as_arrow: Literal[True]
     ) -> Any: ...

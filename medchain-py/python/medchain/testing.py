@@ -7,16 +7,23 @@ seed. It is not a production node; real networks run the Rust node.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._medchain import Consent, Identity, LocalNetwork, NetworkKey, PublicIdentity
+from ._medchain import Consent, Credential, Identity, LocalNetwork, NetworkKey, PublicIdentity, ResearchRequest
 
 __all__ = ["LocalNetwork", "DemoNetwork", "build_demo_network", "research_consent"]
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+#: Type 2 diabetes (most demo patients) and essential hypertension (every tenth, from the
+#: fifth: a small cell that releases suppress).
+DIABETES = "44054006"
+HYPERTENSION = "38341003"
+#: What the demo's study asks for.
+DEMO_RESOURCE_TYPES = ("Patient", "Observation", "Condition", "MedicationRequest")
 STATES = ["CA", "NY", "TX", "WA", "MA", "IL", "OH"]
 
 
@@ -56,15 +63,40 @@ def research_consent(patient: Identity, topic: Optional[str], *, summary: str = 
 
 @dataclass
 class DemoNetwork:
-    """A synthetic population on a local network (see :func:`build_demo_network`)."""
+    """A synthetic population on a local network (see :func:`build_demo_network`).
+
+    ``holder`` (node 0) added every record and releases research data; ``researcher`` holds
+    ``credential``, a researcher credential issued by node 4 (``institution``)."""
 
     network: LocalNetwork
     holder: Identity
     researcher: Identity
     institution: PublicIdentity
+    credential: Credential
     patients: List[Identity]
     consenting: List[bool]
     record_ids: List[str] = field(default_factory=list)
+
+    def request(
+        self,
+        *,
+        study: str = "demo-study",
+        topic: Optional[str] = "diabetes",
+        resource_types: Sequence[str] = DEMO_RESOURCE_TYPES,
+        codes: Sequence[Tuple[str, str]] = (),
+        longitudinal: bool = False,
+    ) -> ResearchRequest:
+        """The researcher's signed request for a study of the demo's data."""
+        return ResearchRequest.sign(
+            self.researcher,
+            self.credential,
+            chain_id=self.network.chain_id,
+            study=study,
+            topic=topic,
+            resource_types=list(resource_types),
+            codes=list(codes),
+            longitudinal=longitudinal,
+        )
 
     @property
     def location(self) -> str:
@@ -111,7 +143,7 @@ def patient_resources(i: int, rng: random.Random, records: int) -> List[Dict[str
                     "resourceType": "Condition",
                     "subject": {"reference": pid},
                     "recordedDate": f"{year}-03-01",
-                    "code": {"coding": [{"system": SNOMED, "code": rng.choice(["44054006", "38341003"])}]},
+                    "code": {"coding": [{"system": SNOMED, "code": HYPERTENSION if i % 10 == 4 else DIABETES}]},
                 }
             )
         else:
@@ -131,7 +163,7 @@ def patient_resources(i: int, rng: random.Random, records: int) -> List[Dict[str
 def build_demo_network(
     location: str,
     *,
-    patients: int = 12,
+    patients: int = 30,
     records_per_patient: int = 4,
     consent_every: int = 2,
     topic: str = "diabetes",
@@ -142,12 +174,16 @@ def build_demo_network(
     resource and ``records_per_patient`` records each, sealed for the patient and node 0, the
     holder). Every ``consent_every``-th patient (0, k, 2k, ...) grants a ``topic`` research
     consent; with four or more patients, patient 1 grants one and revokes it. Node 4 is the
-    researcher's institution (a member)."""
+    researcher's institution (a member): it issues the researcher's credential (a year).
+    Blocks are stamped with the host's clock."""
     rng = random.Random(seed)
     net = LocalNetwork(location, seed=seed, validators=4, members=1)
     holder = net.node(0)
-    institution = net.node(4).public
+    institution = net.node(4)
     researcher = Identity.generate()
+    credential = Credential.issue(
+        institution, researcher, chain_id=net.chain_id, expires_ms=int(time.time() * 1000) + 365 * 86_400_000
+    )
     people = [Identity.generate() for _ in range(patients)]
     consenting = [consent_every > 0 and i % consent_every == 0 for i in range(patients)]
     ids: List[str] = []
@@ -165,4 +201,4 @@ def build_demo_network(
     if revoked is not None:
         net.revoke(revoked, people[1], node=2)
         net.commit()
-    return DemoNetwork(net, holder, researcher, institution, people, consenting, ids)
+    return DemoNetwork(net, holder, researcher, institution.public, credential, people, consenting, ids)
