@@ -54,7 +54,12 @@ pub fn record_tx(
 ) -> (SealedRecord, Transaction) {
     let holder = net.nodes[4].public();
     let sealed = seal_record(payload, &patient.public(), &[holder], &mut net.rng).expect("seal");
-    let class = record_class(payload).expect("class");
+    let class = record_class(
+        payload,
+        &medchain_core::consent::ConsentTagKey::for_patient(patient),
+        &mut net.rng,
+    )
+    .expect("class");
     let tx = net.tx(4, &TxBody::record_added(sealed.clone(), class), vec![]);
     (sealed, tx)
 }
