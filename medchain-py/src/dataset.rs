@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use medchain_core::consent::{
-    deidentify, evaluate, AccessRequest, Action, ConsentState, Purpose, RecordFacts, ReleaseClock,
-    StudyKey,
+    deidentify, evaluate, AccessRequest, Action, ConsentState, Purpose, RecordDate, RecordFacts,
+    ReleaseClock, StudyKey,
 };
 use medchain_core::credential::Role;
 use medchain_core::fhir;
@@ -181,7 +181,10 @@ pub fn research_rows(
             }
             let body = tx.verify()?.open_body(network)?;
             let TxBody::RecordAdded {
-                patient, sealed, ..
+                patient,
+                sealed,
+                class,
+                ..
             } = body
             else {
                 continue;
@@ -221,7 +224,10 @@ pub fn research_rows(
                         .unwrap_or("")
                         .to_owned(),
                     codes: Some(fhir::codings(&resource)),
-                    date_ms: fhir::clinical_date_ms(&resource),
+                    // Consents on chain name codes blinded: the record's class carries them
+                    // blinded under the same patient key.
+                    code_tags: Some(class.code_tags.clone()),
+                    date: RecordDate::exact(fhir::clinical_date_ms(&resource)),
                 },
                 emergency: false,
             };
