@@ -939,6 +939,32 @@ mod tests {
     }
 
     #[test]
+    fn attack_a_record_with_dirty_padding_does_not_open() {
+        // A sealer hides bytes in the padding (or lies about the length): readers refuse it.
+        let (mut rng, patient, _, _) = setup();
+        let good = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        let key = good.data_key(&patient, &[]).unwrap();
+        let aad = record_aad(&good.record_id, &good.patient, &good.commitment);
+        let plain = good.open(&patient).unwrap().plaintext.to_vec();
+        for tamper in [
+            |p: &mut Vec<u8>| *p.last_mut().unwrap() = 1,
+            |p: &mut Vec<u8>| p[SALT_LEN..SALT_LEN + 4].copy_from_slice(&5000u32.to_be_bytes()),
+        ] {
+            let mut bad = plain.clone();
+            tamper(&mut bad);
+            let mut forged = good.clone();
+            forged.ciphertext = key
+                .cipher()
+                .encrypt((&good.nonce).into(), Payload { msg: &bad, aad: &aad })
+                .unwrap();
+            assert!(matches!(
+                forged.open(&patient),
+                Err(SealError::Decode(_))
+            ));
+        }
+    }
+
+    #[test]
     fn sealed_records_have_bucket_lengths_only() {
         let (mut rng, patient, _, _) = setup();
         let sealed = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();

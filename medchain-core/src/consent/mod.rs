@@ -17,6 +17,10 @@
 //!    provision); else any applicable permit gives Permit (naming them); else Deny (no consent
 //!    permits — the default is deny).
 //!
+//! On chain a consent is **blinded** ([`Consent::blind`]): its codes are [`CodeTag`]s under the
+//! patient's [`ConsentTagKey`], matched against the tags in a record's class, and it carries no
+//! summary. A refusal reaches the requester as a generic [`Denial`]; its detail is the patient's.
+//!
 //! See `docs/consent.md` for the model, the evaluation order, emergency access, erasure and the
 //! threat model.
 

@@ -1439,3 +1439,26 @@ fn denials_tell_the_requester_nothing_of_the_consent() {
     assert_eq!(by.consent, on_chain.id);
     assert!(denial.detail().to_string().ends_with("provision 1.1"));
 }
+
+#[test]
+fn a_blinded_consent_round_trips_through_fhir_and_bytes() {
+    let w = world();
+    let blinded = schizophrenia_consent(&w).blind(&ConsentTagKey::for_patient(&w.patient));
+    assert_eq!(Consent::from_bytes(&blinded.to_bytes()).unwrap(), blinded);
+    let fhir = consent_to_fhir(&blinded);
+    let text = fhir.to_string();
+    assert!(text.contains("urn:medchain:code-tag") && !text.contains("F20.9"));
+    assert_eq!(consent_from_fhir(&fhir).unwrap(), blinded);
+    // A tag that is not 32 hex digits is refused.
+    let bad = text.replace(
+        &ConsentTagKey::for_patient(&w.patient)
+            .tag(ICD10, "F20.9")
+            .to_string(),
+        "not-hex",
+    );
+    assert!(consent_from_fhir(&serde_json::from_str(&bad).unwrap()).is_err());
+    // Search grants are made from the clear copy only.
+    let genesis = crate::genesis::tests::network(2, 0, 1).0;
+    let err = search_grants(&blinded, &w.patient, &w.doctor, &[], &genesis, &[], T0).unwrap_err();
+    assert_eq!(err, SearchDelegationError::Blinded);
+}

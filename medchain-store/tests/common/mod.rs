@@ -64,11 +64,13 @@ pub fn record_tx(
     (sealed, tx)
 }
 
+/// A consent as it goes on chain: no code and no summary, so the patient's copy is the blinded one
+/// and its id is the on-chain id (`Consent::granted_id`).
 pub fn consent_for(patient: &Identity, doctor: &Identity, now_ms: u64) -> Consent {
     Consent {
         patient: patient.public(),
         issued_ms: now_ms,
-        summary: "Dr. may read".into(),
+        summary: String::new(),
         period: Period::default(),
         emergency: None,
         provisions: vec![Provision::permit()
