@@ -150,7 +150,11 @@ fn prepare_record(
     let writer = IndexKey::for_patient(patient).for_writer(&hospital.id.id());
     let trapdoors = writer.trapdoors(keywords.iter());
     let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut UnwrapErr(SysRng))?;
-    let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes())?);
+    // With the writer key came the patient's consent tag key: the record's codes go on chain
+    // blinded under it, so validators can match them against the patient's blinded consents.
+    let tag_key = medchain_core::consent::ConsentTagKey::for_patient(patient);
+    let class = record_class(fhir.as_bytes(), &tag_key, &mut UnwrapErr(SysRng))?;
+    let body = TxBody::record_added(sealed.clone(), class);
     let material = IndexMaterial {
         record_id: sealed.record_id(),
         trapdoors,
@@ -445,10 +449,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let fhir_consent = medchain_core::consent::consent_to_fhir(&consent);
     say(format!(
         "as FHIR R4: Consent/{}… scope {}",
-        &consent.id().to_string()[..12],
+        &consent.granted_id(&alice).to_string()[..12],
         fhir_consent["scope"]["coding"][0]["code"]
     ));
-    say(format!("\"{}\"", consent.summary));
+    say(format!(
+        "\"{}\" (Alice's own copy: on chain the consent has no summary and its HIV code is blinded)",
+        consent.summary
+    ));
     let bob_consent = Consent {
         patient: bob.public(),
         issued_ms: net.now_ms,
@@ -560,7 +567,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         net.now_ms,
         &mut UnwrapErr(SysRng),
     ) {
-        Err(AccessError::Denied(reason)) => say(format!("Riverside refuses: {reason}")),
+        Err(AccessError::Denied(denial)) => {
+            say(format!("Riverside refuses Dr. Ruiz: {denial}"));
+            say(format!("Alice's audit view says why: {}", denial.detail()));
+        }
         other => return Err(format!("expected a denial, got {other:?}").into()),
     }
 
@@ -726,7 +736,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         net.now_ms,
         &mut UnwrapErr(SysRng),
     ) {
-        Err(AccessError::Denied(reason)) => say(format!("Dr. Ruiz asks again: {reason}")),
+        Err(AccessError::Denied(denial)) => say(format!(
+            "Dr. Ruiz asks again: {denial} (Alice's audit view: {})",
+            denial.detail()
+        )),
         other => return Err(format!("expected a denial, got {other:?}").into()),
     }
     // A careless node releases the key anyway: the network's consent rules keep it out.

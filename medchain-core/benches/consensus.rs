@@ -184,7 +184,12 @@ fn fixture(indexed: bool) -> Fixture {
     let tip1 = c1.tip();
     let mut mat = Material::new();
     let patient = Identity::generate(&mut rng);
-    let class = medchain_core::access::record_class(br#"{"resourceType":"Observation"}"#).unwrap();
+    let class = medchain_core::access::record_class(
+        br#"{"resourceType":"Observation"}"#,
+        &medchain_core::consent::ConsentTagKey::for_patient(&patient),
+        &mut rng,
+    )
+    .unwrap();
     let chain = genesis.chain_id();
     let txs: Vec<Transaction> = (0..TXS)
         .map(|i| {

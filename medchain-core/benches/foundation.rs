@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
+use medchain_core::consent::ConsentTagKey;
 use medchain_core::encoding::Encode;
 use medchain_core::fhir;
 use medchain_core::hash::{domain, tagged_hash_parts, ChainId};
@@ -371,7 +372,10 @@ fn bench_tx_verify(rng: &mut ChaCha20Rng) {
         record,
         RecordClass {
             resource_type: "Bundle".into(),
-            month: 202_401,
+            year: 2024,
+            code_tags: ConsentTagKey::for_patient(&patient)
+                .record_tags(&[], rng)
+                .expect("tags"),
         },
     );
     let index_entry = vec![0x5a; 160];

@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::block::TxContext;
-use crate::consent::{evaluate, AccessRequest, Action, Decision, DenyReason, Purpose, RecordFacts};
+use crate::consent::{
+    evaluate, AccessRequest, Action, CodeTagError, ConsentTagKey, Decision, Denial, Purpose,
+    RecordDate, RecordFacts,
+};
 use crate::credential::Credential;
 use crate::fhir;
 use crate::genesis::Genesis;
@@ -32,9 +35,11 @@ use crate::tx::{RecordClass, TxBody};
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum AccessError {
-    /// The patient's consent does not permit the request (judged with the record's codes).
+    /// The patient's consent does not permit the request (judged with the record's codes and
+    /// exact date). Its message is generic, fit for the requester; the detail
+    /// ([`Denial::detail`]) is for the patient's own audit view ([`denial_audit_event`]).
     #[error("access denied: {0}")]
-    Denied(DenyReason),
+    Denied(Denial),
     /// The holder cannot open the record.
     #[error("the key holder cannot open the record: {0}")]
     Seal(#[from] SealError),
@@ -101,29 +106,62 @@ impl std::fmt::Debug for LedgerView<'_> {
     }
 }
 
-/// What a key holder knows of a record once opened: its type, codes and date.
+/// What a key holder knows of a record once opened: its type, its codes (in clear, and blinded
+/// as its on-chain `class` carries them) and its exact date.
 ///
 /// # Errors
 /// [`AccessError::Seal`] if the holder cannot open the record.
-pub fn record_facts(holder: &Identity, sealed: &SealedRecord) -> Result<RecordFacts, AccessError> {
+pub fn record_facts(
+    holder: &Identity,
+    sealed: &SealedRecord,
+    class: &RecordClass,
+) -> Result<RecordFacts, AccessError> {
     let opened = sealed.open(holder)?;
     let resource = opened.resource().map_err(SealError::from)?;
     Ok(RecordFacts {
         resource_type: resource.resource_type().to_owned(),
         codes: Some(fhir::codings(resource.json())),
-        date_ms: fhir::clinical_date_ms(resource.json()),
+        code_tags: Some(class.code_tags.clone()),
+        date: RecordDate::exact(fhir::clinical_date_ms(resource.json())),
     })
 }
 
-/// The record class that goes on chain for a resource (its type and month).
+/// A record class could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ClassError {
+    /// The payload is not a FHIR R4 resource.
+    #[error(transparent)]
+    NotFhir(#[from] fhir::FhirError),
+    /// The record holds more codes than a class can carry blinded.
+    #[error(transparent)]
+    Codes(#[from] CodeTagError),
+}
+
+/// The record class that goes on chain for a resource: its type, the year of its clinical date
+/// (none for a type that withholds it, [`RecordClass::withholds_date`]), and every code it holds
+/// blinded under its patient's consent tag `key` (which the writer received at enrolment),
+/// padded with random tags to a bucket.
 ///
 /// # Errors
-/// [`fhir::FhirError`] if the payload is not a FHIR R4 resource.
-pub fn record_class(payload: &[u8]) -> Result<RecordClass, fhir::FhirError> {
+/// [`ClassError::NotFhir`] if the payload is not a FHIR R4 resource, [`ClassError::Codes`] if it
+/// holds more codes than `consent::MAX_CODE_TAGS`.
+pub fn record_class<R: Rng + CryptoRng>(
+    payload: &[u8],
+    key: &ConsentTagKey,
+    rng: &mut R,
+) -> Result<RecordClass, ClassError> {
     let r = fhir::parse_resource(payload)?;
+    let resource_type = r.resource_type().to_owned();
+    let year = if RecordClass::withholds_date(&resource_type) {
+        0
+    } else {
+        fhir::clinical_date_ms(r.json()).map_or(0, |ms| u16::try_from(fhir::year(ms)).unwrap_or(0))
+    };
     Ok(RecordClass {
-        resource_type: r.resource_type().to_owned(),
-        month: fhir::clinical_date_ms(r.json()).map_or(0, fhir::year_month),
+        resource_type,
+        year: if year > 9999 { 0 } else { year },
+        code_tags: key.record_tags(&fhir::codings(r.json()), rng)?,
     })
 }
 
@@ -163,7 +201,14 @@ pub fn release_key<R: Rng + CryptoRng>(
     let patient = sealed.patient();
     let mut consents = ledger.state.consents_of(&patient.sign)?;
     consents.retain(|c| &c.consent.patient == patient && c.consent.id() == c.id);
-    let facts = record_facts(holder, sealed)?;
+    let entry = ledger
+        .state
+        .record(&sealed.record_id())?
+        .ok_or(AccessError::Rule(RuleError::UnknownRecord))?;
+    if entry.patient != *patient {
+        return Err(AccessError::Rule(RuleError::UnknownRecord));
+    }
+    let facts = record_facts(holder, sealed, &entry.class)?;
     let ctx = TxContext {
         height: ledger.state.height().saturating_add(1),
         block_time_ms: now_ms,
@@ -181,7 +226,7 @@ pub fn release_key<R: Rng + CryptoRng>(
     let consent_id = match &decision {
         Decision::Permit(by) => Some(by.consent.to_byte_array()),
         Decision::EmergencyPermit => None,
-        Decision::Deny(reason) => return Err(AccessError::Denied(reason.clone())),
+        Decision::Deny(reason) => return Err(AccessError::Denied(Denial::new(reason.clone()))),
     };
     let mut key_shared = TxBody::KeyShared {
         record_id: sealed.record_id(),
@@ -213,6 +258,41 @@ pub fn release_key<R: Rng + CryptoRng>(
         key_shared,
         access_logged,
         decision,
+    })
+}
+
+/// A refused request as a FHIR R4 `AuditEvent` for the **patient's own audit view**: who asked
+/// for which record, when and why, and the full reason ([`Denial::detail`]: the consent and
+/// provision that denied, or that the consent was revoked or expired) in `outcomeDesc`, with
+/// `outcome` `4` (minor failure). The requester is told only the generic [`Denial`] message.
+/// Nothing of it goes on chain, where every member would read it: the key holder hands it to
+/// the patient.
+pub fn denial_audit_event(
+    record: &crate::hash::RecordId,
+    requester: &PublicIdentity,
+    purpose: &Purpose,
+    at_ms: u64,
+    denial: &Denial,
+) -> Value {
+    let purpose = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose.code()}]}]);
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+        "action": "R",
+        "recorded": fhir::format_instant(at_ms),
+        "outcome": "4",
+        "outcomeDesc": denial.detail().to_string(),
+        "purposeOfEvent": purpose,
+        "agent": [{
+            "who": {"identifier": {"system": "urn:medchain:identity", "value": requester.to_text()}},
+            "requestor": true,
+            "purposeOfUse": purpose
+        }],
+        "entity": [{
+            "what": {"identifier": {"system": "urn:medchain:record", "value": record.to_string()}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}
+        }]
     })
 }
 

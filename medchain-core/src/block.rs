@@ -1382,7 +1382,12 @@ pub(crate) mod tests {
         };
         let body = TxBody::record_added(
             sealed,
-            crate::access::record_class(fhir.as_bytes()).unwrap(),
+            crate::access::record_class(
+                fhir.as_bytes(),
+                &crate::consent::ConsentTagKey::for_patient(&n.ids[5]),
+                &mut n.rng,
+            )
+            .unwrap(),
         );
         let tx = Transaction::create(
             &n.ids[who],
@@ -1910,7 +1915,12 @@ pub(crate) mod tests {
         .unwrap();
         let body = TxBody::record_added(
             sealed,
-            crate::access::record_class(br#"{"resourceType":"Observation"}"#).unwrap(),
+            crate::access::record_class(
+                br#"{"resourceType":"Observation"}"#,
+                &crate::consent::ConsentTagKey::for_patient(&n.ids[5]),
+                &mut n.rng,
+            )
+            .unwrap(),
         );
         let mut bad_entry = rec.entry.to_bytes();
         bad_entry[0] ^= 0xff;
@@ -2023,7 +2033,13 @@ pub(crate) mod tests {
         let sealed =
             crate::seal::seal_record(fhir, &n.ids[5].public(), &[n.ids[who].public()], &mut n.rng)
                 .unwrap();
-        let body = TxBody::record_added(sealed, crate::access::record_class(fhir).unwrap());
+        let class = crate::access::record_class(
+            fhir,
+            &crate::consent::ConsentTagKey::for_patient(&n.ids[5]),
+            &mut n.rng,
+        )
+        .unwrap();
+        let body = TxBody::record_added(sealed, class);
         Transaction::create(
             &n.ids[who],
             chain,

@@ -103,6 +103,13 @@ pub mod domain {
     pub const RESEARCH_RELEASE: &str = "medchain/v1/research-release";
     /// Keys a research release derives from its private secret (leaf salts, pseudonyms).
     pub const RESEARCH_RELEASE_KEY: &str = "medchain/v1/research-release-key";
+    /// `Identity::derive_secret` label of a patient's consent tag key (blinded consent codes).
+    pub const CONSENT_TAG_KEY: &str = "medchain/v1/consent-tag-key";
+    /// PRF prefix: a patient's consent tag key and a (system, code) pair to the code's tag.
+    pub const CONSENT_CODE_TAG: &str = "medchain/v1/consent-code-tag";
+    /// Key-wrap context prefix of a patient's consent tag key sealed to a writer (enrolment);
+    /// followed by the chain, the patient's and the writer's public identities.
+    pub const CONSENT_TAG_KEY_WRAP: &str = "medchain/v1/consent-tag-key-wrap";
 }
 
 /// `SHA-256(len(label) || label || data)`: the tagged hash every digest here uses.

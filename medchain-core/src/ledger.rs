@@ -42,7 +42,7 @@ use thiserror::Error;
 use crate::block::{check_rules, tx_time_fits, CheckedBlock, TxContext, TxRules};
 use crate::consent::{
     evaluate, AccessRequest, Action, Consent, ConsentError, ConsentId, ConsentState, Decision,
-    DenyReason, Purpose, RecordFacts,
+    Denial, Purpose, RecordDate, RecordFacts,
 };
 use crate::credential::CredentialError;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
@@ -115,14 +115,15 @@ pub struct AuditEntry {
 }
 
 /// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`]. Version 2: audit
-/// entries hold the block time and the claimed time.
-pub const STATE_ENTRY_VERSION: u8 = 2;
+/// entries hold the block time and the claimed time. Version 3: a record's class holds its year
+/// and blinded code tags.
+pub const STATE_ENTRY_VERSION: u8 = 3;
 
 /// Largest purpose code an audit entry holds (bytes).
 const MAX_AUDIT_PURPOSE: usize = 64;
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (2) | record id | patient | class | contributor | tx id | height (u64) | erased`.
+/// `version (3) | record id | patient | class | contributor | tx id | height (u64) | erased`.
 impl Encode for RecordEntry {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(STATE_ENTRY_VERSION);
@@ -179,7 +180,7 @@ impl AuditKind {
 }
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (2) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
+/// `version (3) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
 /// | emergency | at_ms (u64) | claimed_at_ms (u64) | node | tx id | height (u64)`.
 impl Encode for AuditEntry {
     fn encode_to(&self, out: &mut Vec<u8>) {
@@ -558,9 +559,10 @@ pub enum RuleError {
     /// The grantee's credential does not hold.
     #[error("the credential does not hold: {0}")]
     BadCredential(CredentialError),
-    /// The patient's consents do not permit the release.
-    #[error("the patient's consent does not permit this: {0}")]
-    Denied(DenyReason),
+    /// The patient's consents do not permit the release. Generic for whoever reads it; the
+    /// detail ([`Denial::detail`]) is for the patient's own audit view.
+    #[error("{0}")]
+    Denied(Denial),
     /// The release names another consent than the one that permits it (or names one for an
     /// emergency).
     #[error("the release names another consent than the one that permits it")]
@@ -967,7 +969,7 @@ impl LedgerRules<'_> {
                     roles,
                     action: Action::Read,
                     purpose: purpose.clone(),
-                    record: facts(&record.class),
+                    record: class_facts(&record.class),
                     emergency,
                 };
                 let consents = self.consents_of(&record.patient)?;
@@ -979,7 +981,9 @@ impl LedgerRules<'_> {
                         self.delta.emergency_pending.push((record_id, grantee.sign));
                         None
                     }
-                    (Decision::Deny(reason), _) => return Err(RuleError::Denied(reason).into()),
+                    (Decision::Deny(reason), _) => {
+                        return Err(RuleError::Denied(Denial::new(reason)).into())
+                    }
                     _ => return Err(RuleError::WrongConsent.into()),
                 };
                 if envelope.is_none() {
@@ -1128,17 +1132,33 @@ pub enum PreviewError {
     State(#[from] StateError),
 }
 
-/// The facts a validator knows of a record: its class, not its codes.
-fn facts(class: &RecordClass) -> RecordFacts {
-    let date_ms = (class.month != 0).then(|| {
-        let y = class.month / 100;
-        let m = class.month % 100;
-        crate::fhir::parse_datetime_ms(&format!("{y:04}-{m:02}")).unwrap_or(0)
-    });
+/// The facts every member knows of a record from its class: its type, its blinded codes and the
+/// year of its date — not its codes, not its exact date. The key holder adds the exact date
+/// (`access::release_key`).
+pub fn class_facts(class: &RecordClass) -> RecordFacts {
+    let date = if class.year == 0 {
+        if RecordClass::withholds_date(&class.resource_type) {
+            RecordDate::Unknown
+        } else {
+            RecordDate::Undated
+        }
+    } else {
+        let first = crate::fhir::parse_datetime_ms(&format!("{:04}", class.year));
+        let next = crate::fhir::parse_datetime_ms(&format!("{:04}", class.year + 1));
+        match (first, next) {
+            (Some(first_ms), Some(next_ms)) => RecordDate::Within {
+                first_ms,
+                last_ms: next_ms - 1,
+            },
+            // A year before 1970 or after 9998: the evaluator cannot bound it.
+            _ => RecordDate::Unknown,
+        }
+    };
     RecordFacts {
         resource_type: class.resource_type.clone(),
         codes: None,
-        date_ms,
+        code_tags: Some(class.code_tags.clone()),
+        date,
     }
 }
 

@@ -410,7 +410,7 @@ mod tests {
     use crate::ledger::LedgerState;
     use crate::seal::seal_record;
     use crate::testkit::TestNet;
-    use crate::tx::{RecordClass, TxBody};
+    use crate::tx::TxBody;
     use crate::vote::{QuorumCertificate, Vote};
 
     const OBS: &[u8] =
@@ -419,10 +419,12 @@ mod tests {
     fn record_tx(net: &mut TestNet, patient: &Identity) -> Transaction {
         let node = net.nodes[0].public();
         let sealed = seal_record(OBS, &patient.public(), &[node], &mut net.rng).unwrap();
-        let class = RecordClass {
-            resource_type: "Observation".into(),
-            month: 0,
-        };
+        let class = crate::access::record_class(
+            OBS,
+            &crate::consent::ConsentTagKey::for_patient(patient),
+            &mut net.rng,
+        )
+        .unwrap();
         net.tx(0, &TxBody::record_added(sealed, class), Vec::new())
     }
 

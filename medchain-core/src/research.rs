@@ -37,8 +37,8 @@ use zeroize::Zeroizing;
 use crate::access::LedgerView;
 use crate::block::TxContext;
 use crate::consent::{
-    deidentify, evaluate, AccessRequest, Action, ConsentState, DataClass, Purpose, RecordFacts,
-    ReleaseClock, StudyKey, RESEARCH_CODES,
+    deidentify, evaluate, AccessRequest, Action, ConsentState, DataClass, Purpose, RecordDate,
+    RecordFacts, ReleaseClock, StudyKey, RESEARCH_CODES,
 };
 use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
@@ -162,6 +162,10 @@ impl Study {
                 .codes
                 .as_ref()
                 .is_some_and(|cs| cs.iter().any(|(s, k)| s == system && k == code)),
+            DataClass::Blinded(tag) => facts
+                .code_tags
+                .as_ref()
+                .is_some_and(|tags| tags.contains(tag)),
         })
     }
 }
@@ -636,7 +640,10 @@ impl<'a> ReleaseBuilder<'a> {
         let facts = RecordFacts {
             resource_type: resource.resource_type().to_owned(),
             codes: Some(fhir::codings(resource.json())),
-            date_ms: fhir::clinical_date_ms(resource.json()),
+            // Consents on chain name codes blinded: the record's class carries its codes
+            // blinded under the same patient key.
+            code_tags: Some(entry.class.code_tags.clone()),
+            date: RecordDate::exact(fhir::clinical_date_ms(resource.json())),
         };
         if !self.request.study.wants(&facts) {
             return Ok(false);

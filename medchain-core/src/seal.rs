@@ -32,11 +32,69 @@ use crate::fhir::{self, FhirError};
 use crate::hash::{domain, tagged_hash, tagged_hash_parts, PayloadCommitment, RecordId};
 use crate::keys::{AgreementKey, Identity, PublicIdentity};
 
-/// Format version of [`SealedRecord`].
-pub const SEALED_RECORD_VERSION: u8 = 1;
+/// Format version of [`SealedRecord`]. Version 2: the payload is padded to a size bucket
+/// ([`padded_len`] with [`RECORD_PAD_FLOOR`]) inside the encryption.
+pub const SEALED_RECORD_VERSION: u8 = 2;
 
-/// Largest sealed ciphertext accepted (the FHIR limit plus salt and tag).
-pub const MAX_CIPHERTEXT: usize = fhir::MAX_RESOURCE_BYTES + 32 + 16;
+/// The smallest padded record: every record of up to this many bytes (less 4) has one length.
+pub const RECORD_PAD_FLOOR: usize = 4096;
+
+/// Largest sealed ciphertext accepted (the FHIR limit, padded, plus salt and tag).
+pub const MAX_CIPHERTEXT: usize =
+    padded_len(fhir::MAX_RESOURCE_BYTES + 4, RECORD_PAD_FLOOR) + SALT_LEN + TAG_LEN;
+
+/// The padded length of a message of `len` bytes: `floor` for anything up to `floor`, and above
+/// it Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files and communication
+/// with PURBs", PETS 2019): with `E = ⌊log₂ L⌋` and `S = ⌊log₂ E⌋ + 1`, `L` rounded up to a
+/// multiple of `2^(E−S)`. The overhead above the floor is at most 12% (6.25% from 4 KiB up), and
+/// a padded length tells at most `O(log log L)` bits about the length. `floor` must be a power
+/// of two (then the padded lengths are exactly the fixed points of this function).
+pub const fn padded_len(len: usize, floor: usize) -> usize {
+    if len <= floor {
+        return floor;
+    }
+    let e = usize::BITS - 1 - len.leading_zeros();
+    let s = u32::BITS - e.leading_zeros();
+    let mask = (1usize << (e - s)) - 1;
+    (len + mask) & !mask
+}
+
+/// Pads `content` to a size bucket: `u32 len || content || zeros`, `padded_len(4 + len, floor)`
+/// bytes in all. Zeroized on drop (it may hold a record).
+pub fn pad(content: &[u8], floor: usize) -> Zeroizing<Vec<u8>> {
+    let total = padded_len(4 + content.len(), floor);
+    let mut out = Zeroizing::new(Vec::with_capacity(total));
+    out.put_u32(content.len() as u32);
+    out.extend_from_slice(content);
+    out.resize(total, 0);
+    out
+}
+
+/// The content of a [`pad`]ded message, checking that it is canonical: its length is the
+/// padded length of its content, and the padding is zeros.
+///
+/// # Errors
+/// [`DecodeError::NonCanonical`] for any other padding, [`DecodeError::UnexpectedEnd`] for a
+/// length prefix beyond the message.
+pub fn unpad<'a>(
+    padded: &'a [u8],
+    floor: usize,
+    what: &'static str,
+) -> Result<&'a [u8], DecodeError> {
+    let mut r = Reader::new(padded);
+    let len = r.u32()? as usize;
+    if len > padded.len() - 4 {
+        return Err(DecodeError::UnexpectedEnd {
+            needed: len,
+            remaining: padded.len() - 4,
+        });
+    }
+    let (content, padding) = padded[4..].split_at(len);
+    if padded.len() != padded_len(4 + len, floor) || padding.iter().any(|&b| b != 0) {
+        return Err(DecodeError::NonCanonical { what });
+    }
+    Ok(content)
+}
 
 /// Most key envelopes one record or message may carry.
 pub const MAX_ENVELOPES: usize = 64;
@@ -248,13 +306,15 @@ impl fmt::Debug for SealedRecord {
 
 /// A record opened by one of its readers. Zeroizes its plaintext on drop; `Debug` hides it.
 pub struct OpenedRecord {
+    /// `salt || u32 len || payload || zero padding`, checked.
     plaintext: Zeroizing<Vec<u8>>,
+    len: usize,
 }
 
 impl OpenedRecord {
     /// The FHIR JSON payload.
     pub fn payload(&self) -> &[u8] {
-        &self.plaintext[SALT_LEN..]
+        &self.plaintext[SALT_LEN + 4..SALT_LEN + 4 + self.len]
     }
 
     /// The payload parsed as a FHIR resource.
@@ -326,11 +386,16 @@ pub fn seal_record<R: Rng + CryptoRng>(
     let key = DataKey::generate(rng);
 
     // Encrypted in place: one buffer (with room for the tag) goes from plaintext to ciphertext,
-    // so there is no second copy of the payload and nothing left to zeroize afterwards.
-    let mut buf = Zeroizing::new(Vec::with_capacity(SALT_LEN + payload.len() + TAG_LEN));
+    // so there is no second copy of the payload and nothing left to zeroize afterwards. The
+    // payload is padded to its size bucket inside the encryption, so the ciphertext's length
+    // tells only the bucket.
+    let padded = padded_len(4 + payload.len(), RECORD_PAD_FLOOR);
+    let mut buf = Zeroizing::new(Vec::with_capacity(SALT_LEN + padded + TAG_LEN));
     buf.resize(SALT_LEN, 0);
     rng.fill_bytes(&mut buf[..SALT_LEN]);
+    buf.put_u32(payload.len() as u32);
     buf.extend_from_slice(payload);
+    buf.resize(SALT_LEN + padded, 0);
     let commitment = commitment(&buf[..SALT_LEN], payload);
     let aad = record_aad(&record_id, patient, &commitment);
     key.cipher()
@@ -376,7 +441,7 @@ impl SealedRecord {
         &self.envelopes
     }
 
-    /// Size of the ciphertext (payload + 32-byte salt + 16-byte tag).
+    /// Size of the ciphertext (the padded payload + 32-byte salt + 16-byte tag).
     pub fn ciphertext_len(&self) -> usize {
         self.ciphertext.len()
     }
@@ -430,7 +495,11 @@ impl SealedRecord {
         if plaintext.len() < SALT_LEN {
             return Err(SealError::Decrypt);
         }
-        let expected = commitment(&plaintext[..SALT_LEN], &plaintext[SALT_LEN..]);
+        let len = unpad(&plaintext[SALT_LEN..], RECORD_PAD_FLOOR, "record padding")?.len();
+        let expected = commitment(
+            &plaintext[..SALT_LEN],
+            &plaintext[SALT_LEN + 4..SALT_LEN + 4 + len],
+        );
         if !bool::from(
             expected
                 .as_byte_array()
@@ -438,7 +507,7 @@ impl SealedRecord {
         ) {
             return Err(SealError::CommitmentMismatch);
         }
-        Ok(OpenedRecord { plaintext })
+        Ok(OpenedRecord { plaintext, len })
     }
 
     /// Re-wraps the record's data key for a new reader. `holder` must already be a reader (the
@@ -478,10 +547,16 @@ impl Decode for SealedRecord {
         let commitment = PayloadCommitment::decode_from(r)?;
         let nonce = r.array()?;
         let ciphertext = r.bytes("record ciphertext", MAX_CIPHERTEXT)?;
-        if ciphertext.len() < SALT_LEN + TAG_LEN {
+        if ciphertext.len() < SALT_LEN + RECORD_PAD_FLOOR + TAG_LEN {
             return Err(DecodeError::InvalidValue {
                 what: "record ciphertext",
-                reason: "shorter than salt and tag",
+                reason: "shorter than salt, smallest padded payload and tag",
+            });
+        }
+        let padded = ciphertext.len() - SALT_LEN - TAG_LEN;
+        if padded_len(padded, RECORD_PAD_FLOOR) != padded {
+            return Err(DecodeError::NonCanonical {
+                what: "record ciphertext length (not a padding bucket)",
             });
         }
         let envelopes: Vec<KeyEnvelope> =
@@ -820,5 +895,92 @@ mod tests {
             NetworkSealed::from_bytes(&sealed.to_bytes()).unwrap(),
             sealed
         );
+    }
+    #[test]
+    fn padding_buckets_are_fixed_points_with_bounded_overhead() {
+        assert_eq!(padded_len(1, RECORD_PAD_FLOOR), RECORD_PAD_FLOOR);
+        assert_eq!(
+            padded_len(RECORD_PAD_FLOOR, RECORD_PAD_FLOOR),
+            RECORD_PAD_FLOOR
+        );
+        assert_eq!(
+            padded_len(RECORD_PAD_FLOOR + 1, RECORD_PAD_FLOOR),
+            4096 + 256
+        );
+        let mut len = 1usize;
+        while len < MAX_CIPHERTEXT {
+            for l in [len, len + 1, len * 3 / 2 + 7] {
+                let p = padded_len(l, RECORD_PAD_FLOOR);
+                assert!(p >= l);
+                assert_eq!(padded_len(p, RECORD_PAD_FLOOR), p, "{l}");
+                if l > RECORD_PAD_FLOOR {
+                    assert!((p - l) * 100 <= l * 7, "{l} -> {p}");
+                }
+            }
+            len = len * 2 + 1;
+        }
+        // A padded message round-trips, and only its canonical form is accepted.
+        let padded = pad(b"abc", 512);
+        assert_eq!(padded.len(), 512);
+        assert_eq!(unpad(&padded, 512, "t").unwrap(), b"abc");
+        let mut dirty = padded.to_vec();
+        dirty[100] = 1;
+        assert_eq!(
+            unpad(&dirty, 512, "t").unwrap_err(),
+            DecodeError::NonCanonical { what: "t" }
+        );
+        assert!(unpad(&padded[..511], 512, "t").is_err());
+        let mut huge = padded.to_vec();
+        huge[..4].copy_from_slice(&600u32.to_be_bytes());
+        assert!(matches!(
+            unpad(&huge, 512, "t"),
+            Err(DecodeError::UnexpectedEnd { .. })
+        ));
+    }
+
+    #[test]
+    fn attack_a_record_with_dirty_padding_does_not_open() {
+        // A sealer hides bytes in the padding (or lies about the length): readers refuse it.
+        let (mut rng, patient, _, _) = setup();
+        let good = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        let key = good.data_key(&patient, &[]).unwrap();
+        let aad = record_aad(&good.record_id, &good.patient, &good.commitment);
+        let plain = good.open(&patient).unwrap().plaintext.to_vec();
+        for tamper in [
+            |p: &mut Vec<u8>| *p.last_mut().unwrap() = 1,
+            |p: &mut Vec<u8>| p[SALT_LEN..SALT_LEN + 4].copy_from_slice(&5000u32.to_be_bytes()),
+        ] {
+            let mut bad = plain.clone();
+            tamper(&mut bad);
+            let mut forged = good.clone();
+            forged.ciphertext = key
+                .cipher()
+                .encrypt((&good.nonce).into(), Payload { msg: &bad, aad: &aad })
+                .unwrap();
+            assert!(matches!(
+                forged.open(&patient),
+                Err(SealError::Decode(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn sealed_records_have_bucket_lengths_only() {
+        let (mut rng, patient, _, _) = setup();
+        let sealed = seal_record(OBS, &patient.public(), &[], &mut rng).unwrap();
+        assert_eq!(
+            sealed.ciphertext_len(),
+            SALT_LEN + RECORD_PAD_FLOOR + TAG_LEN
+        );
+        // A ciphertext whose length is not a bucket is refused when decoded.
+        let mut odd = sealed.clone();
+        odd.ciphertext.push(0);
+        assert!(matches!(
+            SealedRecord::from_bytes(&odd.to_bytes()),
+            Err(DecodeError::NonCanonical { .. })
+        ));
+        let mut short = sealed.clone();
+        short.ciphertext.truncate(200);
+        assert!(SealedRecord::from_bytes(&short.to_bytes()).is_err());
     }
 }

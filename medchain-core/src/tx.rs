@@ -4,7 +4,7 @@
 //! can read:
 //!
 //! ```text
-//! signed bytes = version (u8 = 2) || kind (u8) || chain (32) || contributor (32)
+//! signed bytes = version (u8 = 3) || kind (u8) || chain (32) || contributor (32)
 //!                || timestamp_ms (u64) || nonce (u64) || body: NetworkSealed
 //!                || index_entry: bytes || payload digest (32)
 //! tx id        = tagged_hash("medchain/v1/tx-id", signed bytes)
@@ -12,9 +12,11 @@
 //! encoding     = signed bytes || signature (64)
 //! ```
 //!
-//! The body ([`TxBody`], one variant per [`TxKind`]) is encrypted under the network key with
+//! The body ([`TxBody`], one variant per [`TxKind`]) is padded to a fixed width
+//! ([`BODY_PAD_FLOOR`], or a size bucket above it) and encrypted under the network key with
 //! the header as associated data; sensitive parts inside it (the record, its data keys) are
-//! encrypted again to their readers. The secure-index entry travels outside the body because it
+//! encrypted again to their readers, and the record is padded to a size bucket inside its own
+//! encryption. The secure-index entry travels outside the body because it
 //! is opaque by construction and searchers must read it without the network key.
 //!
 //! Decoding gives a [`Transaction`]; only [`Transaction::verify`] (strict ed25519) gives a
@@ -26,6 +28,7 @@ use std::ops::Deref;
 use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
+use crate::consent::{CodeTag, CODE_TAG_BUCKETS, CODE_TAG_LEN, MAX_CODE_TAGS};
 use crate::credential::Credential;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, ChainId, PayloadCommitment, RecordId, TaggedHasher, TxId};
@@ -34,11 +37,19 @@ use crate::keys::{
     VerifyKey,
 };
 use crate::research::ReleaseLog;
-use crate::seal::{KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
+use crate::seal::{pad, unpad, KeyEnvelope, NetworkKey, NetworkSealed, SealError, SealedRecord};
 
 /// Format version of [`Transaction`]. Version 2: the header names the chain (the genesis hash),
-/// which the id, every signature and the body's associated data bind.
-pub const TX_VERSION: u8 = 2;
+/// which the id, every signature and the body's associated data bind. Version 3: the body is
+/// padded to a fixed width ([`BODY_PAD_FLOOR`]) or, for longer bodies, a size bucket, before it
+/// is sealed.
+pub const TX_VERSION: u8 = 3;
+
+/// The width every transaction body up to this size (less 4) is padded to: every body of kinds
+/// other than `ConsentGranted` fits, so their sealed bodies have one length whatever their
+/// purpose, emergency flag, consent, credential or resource type. Longer bodies (consents,
+/// records with many codes) are padded to Padmé buckets (`seal::padded_len`).
+pub const BODY_PAD_FLOOR: usize = 512;
 
 /// Largest secure-index entry a transaction may carry (bytes).
 pub const MAX_INDEX_ENTRY: usize = 64 * 1024;
@@ -205,7 +216,7 @@ pub enum TxBody {
         /// The salted payload commitment.
         commitment: PayloadCommitment,
         /// What every network member may know of the record, so that block validation can
-        /// enforce consent by data class: its resource type and month.
+        /// enforce consent by data class: its resource type, year and blinded codes.
         class: RecordClass,
         /// The sealed record (payload; `None` once pruned).
         sealed: Option<SealedRecord>,
@@ -361,12 +372,7 @@ impl TxBody {
                 class,
                 sealed,
             } => {
-                if !crate::fhir::is_r4_resource_type(&class.resource_type) {
-                    return Err(TxError::InvalidBody("unknown FHIR resource type"));
-                }
-                if class.month != 0 && !(1..=12).contains(&(class.month % 100)) {
-                    return Err(TxError::InvalidBody("record month must be yyyymm"));
-                }
+                class.check()?;
                 if let Some(s) = sealed {
                     if s.record_id() != *record_id
                         || s.patient() != patient
@@ -395,21 +401,72 @@ fn check_purpose(purpose: &str) -> Result<(), TxError> {
     }
 }
 
-/// What every network member may know of a record: its FHIR resource type and the month it is
-/// dated (`yyyymm`, 0 when undated). Validators use it to enforce consent by data class; the
-/// codes inside the record stay private to its readers (see `docs/consent.md`).
+/// What every network member may know of a record, so that validators can enforce consent by
+/// data class: its FHIR resource type, the **year** of its clinical date (none for the resource
+/// types whose date would be a person's birth date, [`RecordClass::withholds_date`]), and its
+/// codes **blinded** under the patient's consent tag key, padded with random tags to a bucket
+/// (`consent::CODE_TAG_BUCKETS`). The codes themselves stay private to the record's readers
+/// (see `docs/consent.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordClass {
     /// FHIR R4 resource type, e.g. `Observation`.
     pub resource_type: String,
-    /// `yyyymm` of the record's clinical date, 0 if none.
-    pub month: u32,
+    /// The year of the record's clinical date; 0 if it has none or its type withholds it.
+    pub year: u16,
+    /// The record's codes blinded under its patient's consent tag key, with random padding
+    /// tags, strictly ascending; as many as a bucket of `consent::CODE_TAG_BUCKETS`.
+    pub code_tags: Vec<CodeTag>,
+}
+
+/// Resource types whose class carries no date: the date [`crate::fhir::clinical_date_ms`]
+/// finds for them is a person's birth date.
+pub const DATELESS_CLASSES: &[&str] = &["Patient", "Person", "Practitioner", "RelatedPerson"];
+
+impl RecordClass {
+    /// Whether records of `resource_type` carry no date in their class (a Patient's birth date
+    /// is nobody's business but its readers').
+    pub fn withholds_date(resource_type: &str) -> bool {
+        DATELESS_CLASSES.contains(&resource_type)
+    }
+
+    /// Checks the class: a FHIR R4 resource type; a year of 4 digits at most, and none for a
+    /// type that withholds its date; tags strictly ascending, as many as a bucket.
+    ///
+    /// # Errors
+    /// [`TxError::InvalidBody`].
+    pub fn check(&self) -> Result<(), TxError> {
+        if !crate::fhir::is_r4_resource_type(&self.resource_type) {
+            return Err(TxError::InvalidBody("unknown FHIR resource type"));
+        }
+        if self.year > 9999 {
+            return Err(TxError::InvalidBody(
+                "record year must have at most 4 digits",
+            ));
+        }
+        if self.year != 0 && Self::withholds_date(&self.resource_type) {
+            return Err(TxError::InvalidBody(
+                "the class of a Patient, Person, Practitioner or RelatedPerson carries no date",
+            ));
+        }
+        if !CODE_TAG_BUCKETS.contains(&self.code_tags.len()) {
+            return Err(TxError::InvalidBody(
+                "a record class carries a bucket's number of code tags",
+            ));
+        }
+        if self.code_tags.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(TxError::InvalidBody(
+                "a record class's code tags are strictly ascending",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Encode for RecordClass {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_bytes(self.resource_type.as_bytes());
-        out.put_u32(self.month);
+        out.put_u16(self.year);
+        out.put_list(&self.code_tags);
     }
 }
 
@@ -417,7 +474,8 @@ impl Decode for RecordClass {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             resource_type: r.string("resource type", 64)?,
-            month: r.u32()?,
+            year: r.u16()?,
+            code_tags: r.sorted_list("record code tags", MAX_CODE_TAGS, CODE_TAG_LEN, |t| *t)?,
         })
     }
 }
@@ -610,7 +668,7 @@ impl Transaction {
         check_index_entry(kind, &index_entry)?;
         body.check(chain)?;
         let header = header_bytes(kind, chain, &contributor.verify_key(), timestamp_ms, nonce);
-        let plain = zeroize::Zeroizing::new(body.to_bytes());
+        let plain = pad(&zeroize::Zeroizing::new(body.to_bytes()), BODY_PAD_FLOOR);
         let sealed = network.seal(&plain, &header, rng);
         let payload = match (kind.has_payload(), body.payload_bytes()) {
             (true, Some(bytes)) => {
@@ -734,7 +792,8 @@ impl Transaction {
             SealError::Decode(d) => TxError::Decode(d),
             _ => TxError::BodyDecrypt,
         })?;
-        let mut body = TxBody::from_bytes(&plain)?;
+        let mut body =
+            TxBody::from_bytes(unpad(&plain, BODY_PAD_FLOOR, "transaction body padding")?)?;
         if let Some(payload) = &self.payload {
             let bytes = network
                 .open(payload, &payload_aad(&header))
@@ -1002,10 +1061,12 @@ mod tests {
             1,
             &TxBody::record_added(
                 record,
-                RecordClass {
-                    resource_type: "Observation".into(),
-                    month: 202611,
-                },
+                crate::access::record_class(
+                    OBS,
+                    &crate::consent::ConsentTagKey::for_patient(&f.patient),
+                    &mut f.rng,
+                )
+                .unwrap(),
             ),
             vec![1, 2, 3],
             &f.net,
@@ -1333,5 +1394,142 @@ mod tests {
         let tx = record_tx(&mut f);
         let dbg = format!("{tx:?}");
         assert!(dbg.contains("RecordAdded") && !dbg.contains("glucose"));
+    }
+    /// Every byte an outsider sees of `body` sealed in a transaction: its encoding's length.
+    fn wire_len(f: &mut Fx, body: &TxBody) -> usize {
+        Transaction::create(&f.hospital, &CHAIN, 1, 1, body, vec![], &f.net, &mut f.rng)
+            .unwrap()
+            .to_bytes()
+            .len()
+    }
+
+    #[test]
+    fn access_log_and_key_release_lengths_tell_nothing_of_purpose_or_emergency() {
+        let mut f = fx();
+        let record_id = RecordId::from_byte_array([1; 32]);
+        let accessor = f.hospital.public();
+        let mut lens = std::collections::BTreeSet::new();
+        for (purpose, consent, emergency) in [
+            ("TREAT", Some([7; 32]), false),
+            ("ETREAT", None, true),
+            ("PATRQT", None, false),
+            ("HRESCH", Some([7; 32]), false),
+            ("CLINTRCHNPC", Some([7; 32]), false),
+            (
+                "A-PURPOSE-CODE-OF-SIXTY-FOUR-BYTES-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                None,
+                false,
+            ),
+        ] {
+            let body = TxBody::AccessLogged {
+                record_id,
+                accessor,
+                purpose: purpose.into(),
+                consent_id: consent,
+                emergency,
+                accessed_at_ms: 5,
+            };
+            lens.insert(wire_len(&mut f, &body));
+        }
+        assert_eq!(lens.len(), 1, "access-log lengths differ: {lens:?}");
+        // Key releases: with or without a consent, with or without a credential.
+        let institution = Identity::generate(&mut f.rng);
+        let credential = Credential::issue(
+            &institution,
+            &CHAIN,
+            f.patient.verify_key(),
+            crate::credential::Role::Clinician {
+                institution: institution.verify_key(),
+            },
+            u64::MAX,
+        );
+        let sealed =
+            seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
+        let grantee = f.patient.public();
+        let envelope = sealed
+            .share_with(&f.hospital, &grantee, &mut f.rng)
+            .unwrap();
+        let mut lens = std::collections::BTreeSet::new();
+        for (purpose, consent, credential) in [
+            ("TREAT", Some([7; 32]), None),
+            ("ETREAT", None, Some(credential.clone())),
+            ("TREAT", Some([7; 32]), Some(credential)),
+        ] {
+            let body = TxBody::KeyShared {
+                record_id: sealed.record_id(),
+                grantee,
+                purpose: purpose.into(),
+                consent_id: consent,
+                credential,
+                envelope: Some(envelope.clone()),
+            };
+            lens.insert(wire_len(&mut f, &body));
+        }
+        assert_eq!(lens.len(), 1, "key-release lengths differ: {lens:?}");
+    }
+
+    #[test]
+    fn record_lengths_tell_nothing_of_the_resource_type() {
+        let mut f = fx();
+        let key = crate::consent::ConsentTagKey::for_patient(&f.patient);
+        let resources: [&[u8]; 5] = [
+            br#"{"resourceType":"Patient","birthDate":"1985-07-14","gender":"female","name":[{"family":"Ruiz","given":["Ana"]}],"address":[{"city":"Springfield","state":"IL"}]}"#,
+            br#"{"resourceType":"Condition","code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10","code":"F20.9"}]},"recordedDate":"2026-09-14","clinicalStatus":{"coding":[{"code":"active"}]}}"#,
+            br#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2026-10-01","valueQuantity":{"value":6.1,"unit":"%"}}"#,
+            br#"{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},"period":{"start":"2024-03-15T08:00:00Z","end":"2024-03-19T11:00:00Z"}}"#,
+            br#"{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975"}]},"authoredOn":"2026-10-01"}"#,
+        ];
+        let mut sealed_lens = std::collections::BTreeSet::new();
+        let mut wire_lens = std::collections::BTreeSet::new();
+        for r in resources {
+            let sealed =
+                seal_record(r, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
+            sealed_lens.insert(sealed.ciphertext_len());
+            let class = crate::access::record_class(r, &key, &mut f.rng).unwrap();
+            wire_lens.insert(wire_len(&mut f, &TxBody::record_added(sealed, class)));
+        }
+        assert_eq!(
+            sealed_lens.len(),
+            1,
+            "ciphertext lengths differ: {sealed_lens:?}"
+        );
+        assert_eq!(
+            wire_lens.len(),
+            1,
+            "transaction lengths differ: {wire_lens:?}"
+        );
+    }
+
+    #[test]
+    fn bodies_are_padded_canonically() {
+        let mut f = fx();
+        let tx = record_tx(&mut f);
+        // A body sealed without its padding, or with non-zero padding, does not open.
+        let header = header_bytes(
+            tx.kind,
+            &tx.chain,
+            &tx.contributor,
+            tx.timestamp_ms,
+            tx.nonce,
+        );
+        let body = tx.open_body(&f.net).unwrap();
+        let mut bare = tx.clone();
+        bare.body = f.net.seal(&body.to_bytes(), &header, &mut f.rng);
+        assert!(matches!(bare.open_body(&f.net), Err(TxError::Decode(_))));
+        let mut padded = pad(&body.to_bytes(), BODY_PAD_FLOOR).to_vec();
+        *padded.last_mut().unwrap() = 1;
+        let mut dirty = tx.clone();
+        dirty.body = f.net.seal(&padded, &header, &mut f.rng);
+        assert_eq!(
+            dirty.open_body(&f.net).unwrap_err(),
+            TxError::Decode(DecodeError::NonCanonical {
+                what: "transaction body padding"
+            })
+        );
+        let mut longer = pad(&body.to_bytes(), BODY_PAD_FLOOR).to_vec();
+        longer.resize(BODY_PAD_FLOOR * 2, 0);
+        let mut long = tx.clone();
+        long.body = f.net.seal(&longer, &header, &mut f.rng);
+        assert!(long.open_body(&f.net).is_err());
     }
 }

@@ -211,7 +211,8 @@ pub struct SignedRequestInfo {
     pub subject_id: String,
     /// The patient who signed it (printable identity).
     pub patient: String,
-    /// For a grant: the consent's summary.
+    /// For a grant: the consent's summary. Always `None` since consents go on chain blinded,
+    /// without the patient's words (the app keeps them: [`SignedRequest::fhir_json`]).
     pub summary: Option<String>,
     /// For a grant: the emergency preference it states.
     pub emergency: Option<EmergencyAccess>,
@@ -364,11 +365,19 @@ pub(crate) fn build_consent(
     }
 }
 
-/// The signed request for a consent grant.
+/// The signed request for a consent grant: its subject is the id the consent gets on chain (the
+/// consent blinded by the wallet, `Consent::grant_body`); the FHIR JSON is the patient's clear
+/// copy, which the app keeps (the chain holds no summary and no code in clear).
 pub(crate) fn grant_request(consent: &Consent, body: &TxBody) -> SignedRequest {
+    let subject_id = match body {
+        TxBody::ConsentGranted { document, .. } => {
+            Consent::from_bytes(document).map_or_else(|_| consent.id(), |c| c.id())
+        }
+        _ => consent.id(),
+    };
     SignedRequest {
         kind: RequestKind::ConsentGrant,
-        subject_id: consent.id().to_string(),
+        subject_id: subject_id.to_string(),
         body: body.to_bytes(),
         fhir_json: Some(consent_to_fhir(consent).to_string()),
     }
@@ -408,7 +417,7 @@ pub fn inspect_signed_request(
                     kind: RequestKind::ConsentGrant,
                     subject_id: consent.id().to_string(),
                     patient: consent.patient.to_text(),
-                    summary: Some(consent.summary.clone()),
+                    summary: None,
                     emergency: consent.emergency.map(Into::into),
                     rule_count: u32::try_from(consent.provisions.len()).unwrap_or(u32::MAX),
                 })

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use medchain_core::access::{record_class, release_key, LedgerView, ReleaseRequest};
 use medchain_core::block::CheckedBlock;
 use medchain_core::chain::CommitProof;
-use medchain_core::consent::Purpose;
+use medchain_core::consent::{ConsentTagKey, Purpose};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::{Decode, Encode};
+use medchain_core::index::SealedWriterKey;
 use medchain_core::keys::{Identity, PublicIdentity};
 use medchain_core::ledger::LedgerState;
 use medchain_core::light::InclusionProof;
@@ -114,15 +115,18 @@ impl Chain {
         InclusionProof::new(b, index, c.clone()).map_err(|e| format!("fixture proof: {e}"))
     }
 
+    /// A record node 0 writes for `patient`, its codes blinded under the patient's tag `key`.
     fn record(
         &mut self,
         payload: &str,
         patient: &PublicIdentity,
+        key: &ConsentTagKey,
     ) -> Result<(SealedRecord, Transaction), String> {
         let node = self.net.nodes[0].public();
         let sealed = seal_record(payload.as_bytes(), patient, &[node], &mut self.net.rng)
             .map_err(|e| fail("seal")(e.to_string()))?;
-        let class = record_class(payload.as_bytes()).map_err(|e| fail("class")(e.to_string()))?;
+        let class = record_class(payload.as_bytes(), key, &mut self.net.rng)
+            .map_err(|e| fail("class")(e.to_string()))?;
         let tx = self
             .net
             .tx(0, &TxBody::record_added(sealed.clone(), class), Vec::new());
@@ -158,10 +162,20 @@ pub fn build() -> Result<Files, String> {
     let er_doctor = Identity::generate(&mut c.net.rng);
     let other_patient = Identity::generate(&mut c.net.rng);
 
+    // Enrolment: the wallet seals its keys to node 0, which writes the patient's records.
+    let enrolment = wallet
+        .export_writer_key(c.net.nodes[0].public().to_text())
+        .map_err(|e| fail("enrolment")(e.to_string()))?;
+    let tag_key = SealedWriterKey::from_bytes(&enrolment)
+        .map_err(|e| fail("enrolment")(e.to_string()))?
+        .import_tag_key(&c.net.nodes[0], &c.net.genesis.chain_id(), &patient)
+        .map_err(|e| fail("enrolment")(e.to_string()))?;
+    let other_key = ConsentTagKey::for_patient(&other_patient);
+
     // Block 1: records.
-    let (mine, t1) = c.record(OBSERVATION, &patient)?;
-    let (erased, t2) = c.record(CONDITION, &patient)?;
-    let (foreign, t3) = c.record(OBSERVATION, &other_patient.public())?;
+    let (mine, t1) = c.record(OBSERVATION, &patient, &tag_key)?;
+    let (erased, t2) = c.record(CONDITION, &patient, &tag_key)?;
+    let (foreign, t3) = c.record(OBSERVATION, &other_patient.public(), &other_key)?;
     c.commit(vec![t1, t2, t3])?;
 
     // Block 2: the wallet's consent and emergency preference.

@@ -236,6 +236,37 @@ fn public_identity_round_trips_and_bad_text_is_typed() {
 }
 
 #[test]
+fn a_signed_consent_carries_no_readable_code_or_summary() {
+    // Issue #20: "not my schizophrenia records" must not be readable by every member.
+    let w = patient();
+    let mut deny = rule();
+    deny.effect = RuleEffect::Deny;
+    deny.resource_types = vec![];
+    deny.codes = vec![CodedConcept {
+        system: "http://hl7.org/fhir/sid/icd-10".into(),
+        code: "F20.9".into(),
+    }];
+    let mut d = draft(vec![rule(), deny]);
+    d.summary = "not my schizophrenia records".into();
+    let signed = w.sign_consent(d).unwrap();
+    for secret in [&b"F20.9"[..], b"icd-10", b"schizophrenia"] {
+        assert!(
+            !signed.body.windows(secret.len()).any(|x| x == secret),
+            "{} in the signed body",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    // The app keeps the clear copy (FHIR) to show the patient.
+    let fhir = signed.fhir_json.clone().unwrap();
+    assert!(fhir.contains("F20.9") && fhir.contains("schizophrenia"));
+    // What a node sees when it inspects the request: no summary, and the on-chain id.
+    let info = consent::inspect_signed_request(signed.body.clone(), network()).unwrap();
+    assert_eq!(info.summary, None);
+    assert_eq!(info.subject_id, signed.subject_id);
+    assert_eq!(info.rule_count, 2);
+}
+
+#[test]
 fn consents_are_signed_verifiable_and_accepted() {
     let w = patient();
     let signed = w.sign_consent(draft(vec![rule()])).unwrap();
@@ -465,6 +496,13 @@ fn enrolment_seals_the_patients_writer_key_to_the_hospital() {
     }
     assert!(matches!(
         enrol::inspect_writer_key(vec![2; 337], network()),
+        Err(WalletError::Malformed { .. })
+    ));
+    assert!(matches!(
+        enrol::inspect_writer_key(
+            vec![1; medchain_core::index::SEALED_WRITER_KEY_LEN],
+            network()
+        ),
         Err(WalletError::Malformed { .. })
     ));
     for bad in ["", "mcid1bad", &"x".repeat(2000)] {

@@ -3,7 +3,7 @@
 use medchain_core::consent::{
     consent_from_fhir, consent_to_fhir, evaluate as core_evaluate, AccessRequest, Action,
     Consent as CoreConsent, ConsentState as CoreState, Decision as CoreDecision, Purpose,
-    RecordFacts,
+    RecordDate, RecordFacts,
 };
 use medchain_core::credential::Role;
 use pyo3::prelude::*;
@@ -312,7 +312,8 @@ pub fn evaluate(
         record: RecordFacts {
             resource_type: resource_type.to_owned(),
             codes,
-            date_ms,
+            code_tags: None,
+            date: RecordDate::exact(date_ms),
         },
         emergency,
     };

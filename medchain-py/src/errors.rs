@@ -5,7 +5,7 @@
 //! exception looks the class up by name in `medchain.errors`, so the hierarchy is defined in
 //! Python only.
 
-use medchain_core::access::AccessError;
+use medchain_core::access::{AccessError, ClassError};
 use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
@@ -142,6 +142,15 @@ impl From<FhirError> for Error {
     }
 }
 
+impl From<ClassError> for Error {
+    fn from(e: ClassError) -> Self {
+        match e {
+            ClassError::NotFhir(f) => f.into(),
+            other => Error::new(Kind::InvalidArgument, other.to_string()),
+        }
+    }
+}
+
 impl From<InvalidResource> for Error {
     fn from(e: InvalidResource) -> Self {
         Self {
@@ -244,7 +253,8 @@ impl From<ConsentFhirError> for Error {
 impl From<AccessError> for Error {
     fn from(e: AccessError) -> Self {
         match e {
-            AccessError::Denied(reason) => Error::new(Kind::ConsentDenied, reason.to_string()),
+            // Generic: the requester learns no consent, provision or code.
+            AccessError::Denied(denial) => Error::new(Kind::ConsentDenied, denial.to_string()),
             other => Error::new(Kind::Internal, other.to_string()),
         }
     }

@@ -66,7 +66,7 @@ fn entry_dict<'py>(py: Python<'py>, e: &RecordEntry) -> Result<Bound<'py, PyDict
     d.set_item("record_id", e.record_id.to_string())?;
     d.set_item("patient", e.patient.to_text())?;
     d.set_item("resource_type", &e.class.resource_type)?;
-    d.set_item("month", e.class.month)?;
+    d.set_item("year", e.class.year)?;
     d.set_item("contributor", vk_hex(&e.contributor))?;
     d.set_item("tx_id", e.tx_id.to_string())?;
     d.set_item("height", e.height)?;
@@ -108,7 +108,7 @@ fn body_dict<'py>(
             d.set_item("record_id", record_id.to_string())?;
             d.set_item("patient", patient.to_text())?;
             d.set_item("resource_type", &class.resource_type)?;
-            d.set_item("month", class.month)?;
+            d.set_item("year", class.year)?;
             d.set_item("erased", sealed.is_none())?;
         }
         TxBody::ConsentGranted { document, patient } => {

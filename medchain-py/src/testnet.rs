@@ -173,7 +173,13 @@ impl LocalNetwork {
             let trapdoors = key.trapdoors(keywords.iter());
             let record_id = sealed.record_id();
             let id = record_id.to_string();
-            let body = TxBody::record_added(sealed, record_class(&bytes)?);
+            // The hospital holds the patient's consent tag key from enrolment.
+            let class = record_class(
+                &bytes,
+                &medchain_core::consent::ConsentTagKey::for_patient(patient),
+                &mut UnwrapErr(SysRng),
+            )?;
+            let body = TxBody::record_added(sealed, class);
             // The local network keeps the trapdoors until the block is made, so the block
             // carries a secure-index filter (as the consensus node does).
             let tx = s.net.indexed_tx(w, &body, record_id, trapdoors);
@@ -194,7 +200,12 @@ impl LocalNetwork {
             .cast::<Consent>()
             .map_err(|_| wrong_type(consent, "consent", "a Consent"))?;
         let patient = identity_arg(patient, "patient")?;
-        let id = consent.get().inner.id().to_string();
+        // The id it gets on chain: the consent blinded under the patient's tag key.
+        let id = consent
+            .get()
+            .inner
+            .granted_id(&patient.get().inner)
+            .to_string();
         self.with(|s| {
             let n = Self::node_index(s, node)?;
             let body = consent

@@ -123,7 +123,8 @@ fn sqlite_ledger(path: &Path, records: u64) -> Ledger<medchain_store::SqliteStor
                     keyword(&format!("code:bench|c{}", i % 1000)),
                     keyword(&format!("code:bench|u{i}")),
                 ];
-                let body = TxBody::record_added(sealed.clone(), record_class(payload.as_bytes()).expect("class"));
+                let class = record_class(payload.as_bytes(), &medchain_core::consent::ConsentTagKey::for_patient(&patient), &mut net.rng).expect("class");
+                let body = TxBody::record_added(sealed.clone(), class);
                 net.indexed_tx(4, &body, sealed.record_id(), index.trapdoors(kws.iter()))
             })
             .collect();

@@ -69,7 +69,8 @@ fn build_record_blocks(net: &mut TestNet, blocks: u64, per_block: usize) -> Vec<
                 );
                 let sealed = seal_record(payload.as_bytes(), &patient.public(), &[holder], &mut net.rng)
                     .expect("seal");
-                net.tx(4, &TxBody::record_added(sealed, record_class(payload.as_bytes()).expect("class")), vec![])
+                let class = record_class(payload.as_bytes(), &medchain_core::consent::ConsentTagKey::for_patient(&patient), &mut net.rng).expect("class");
+                net.tx(4, &TxBody::record_added(sealed, class), vec![])
             })
             .collect();
         let built = net.next_block(&shadow, txs).expect("block");
@@ -211,11 +212,13 @@ fn build_verify_ledger(path: &std::path::Path, total: u64) {
         &mut net.rng,
     )
     .expect("seal");
-    let rec = net.tx(
-        4,
-        &TxBody::record_added(sealed.clone(), record_class(payload).expect("class")),
-        vec![],
-    );
+    let class = record_class(
+        payload,
+        &medchain_core::consent::ConsentTagKey::for_patient(&patient),
+        &mut net.rng,
+    )
+    .expect("class");
+    let rec = net.tx(4, &TxBody::record_added(sealed.clone(), class), vec![]);
     let (b, e, p) = net.next_block(&store, vec![rec]).expect("block 1");
     store.append(&b, &e, Some(&p)).expect("append");
     let reader = Identity::generate(&mut UnwrapErr(SysRng)).public();

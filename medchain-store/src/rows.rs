@@ -77,12 +77,14 @@ impl Table {
         usize::from(self.code() - 1)
     }
 
-    /// The padded plaintext width of a row (with its 4-byte length): every record entry
-    /// (≤ 246 bytes) and every audit entry (≤ 324 bytes) fits its table's width, so all rows of
-    /// those tables have one length; consents grow in powers of two from 1 KiB.
+    /// The padded plaintext width of a row (with its 4-byte length): every record entry with up
+    /// to 16 code tags (≤ 500 bytes: its class holds a resource type, a year and its blinded
+    /// codes) and every audit entry (≤ 324 bytes) fits its table's width, so all rows of those
+    /// tables have one length (a record with more than 16 codes takes the next power of two);
+    /// consents grow in powers of two from 1 KiB.
     pub(crate) fn min_width(self) -> usize {
         match self {
-            Self::Records => 256,
+            Self::Records => 512,
             Self::Audit => 384,
             Self::Consents => 1024,
             Self::Erasures | Self::Revocations | Self::IndexEntries => 64,

@@ -154,7 +154,13 @@ fn erased_records_are_not_searchable() {
         &mut s.net.rng,
     )
     .expect("seal");
-    let body = TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+    let class = record_class(
+        &payload,
+        &medchain_core::consent::ConsentTagKey::for_patient(&s.patient),
+        &mut s.net.rng,
+    )
+    .expect("class");
+    let body = TxBody::record_added(sealed.clone(), class);
     let tx = s
         .net
         .indexed_tx(4, &body, sealed.record_id(), index.trapdoors([&kw]));

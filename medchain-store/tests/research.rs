@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use medchain_core::access::record_class;
-use medchain_core::consent::{Action, Actor, Consent, DataClass, Period, Provision, Purpose};
+use medchain_core::consent::{
+    Action, Actor, Consent, ConsentTagKey, DataClass, Period, Provision, Purpose,
+};
 use medchain_core::credential::{Credential, CredentialError, Role};
 use medchain_core::keys::Identity;
 use medchain_core::ledger::RuleError;
@@ -52,7 +54,12 @@ fn record(net: &mut TestNet, patient: &Identity, fhir: &str) -> (SealedRecord, T
         seal_record(fhir.as_bytes(), &patient.public(), &[holder], &mut net.rng).expect("seal");
     let body = TxBody::record_added(
         sealed.clone(),
-        record_class(fhir.as_bytes()).expect("class"),
+        record_class(
+            fhir.as_bytes(),
+            &ConsentTagKey::for_patient(patient),
+            &mut net.rng,
+        )
+        .expect("class"),
     );
     let tx = net.tx(HOLDER, &body, vec![]);
     (sealed, tx)

@@ -367,7 +367,13 @@ fn search_takes_the_filter_path_and_falls_back_for_filterless_blocks() {
             &mut s.net.rng,
         )
         .expect("seal");
-        let body = TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+        let class = record_class(
+            &payload,
+            &medchain_core::consent::ConsentTagKey::for_patient(&s.patient),
+            &mut s.net.rng,
+        )
+        .expect("class");
+        let body = TxBody::record_added(sealed.clone(), class);
         let writer = IndexKey::for_patient(&s.patient).for_writer(&s.net.nodes[node].id());
         let trapdoors = writer.trapdoors([&a1c]);
         txs.push(s.net.indexed_tx(node, &body, sealed.record_id(), trapdoors));
@@ -385,7 +391,13 @@ fn search_takes_the_filter_path_and_falls_back_for_filterless_blocks() {
         &mut s.net.rng,
     )
     .expect("entry");
-    let body = TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+    let class = record_class(
+        &payload,
+        &medchain_core::consent::ConsentTagKey::for_patient(&s.patient),
+        &mut s.net.rng,
+    )
+    .expect("class");
+    let body = TxBody::record_added(sealed.clone(), class);
     let tx = s.net.tx(4, &body, entry.to_bytes());
     commit(&mut ledger, &mut s.net, vec![tx]);
     let b1 = ledger.store().block(1).expect("read").expect("block 1");

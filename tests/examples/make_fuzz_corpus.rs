@@ -12,7 +12,7 @@ use medchain_core::fuzzing::{fuzz_identity, fuzz_network_key, FUZZ_BACKUP_PASSWO
 use medchain_core::hash::{domain, RecordId};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::seal::seal_record;
-use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
+use medchain_core::tx::{revocation_message, PatientSignature, Transaction, TxBody};
 use medchain_node::transport::wire::Frame;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -68,10 +68,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "record-added",
             TxBody::record_added(
                 record.clone(),
-                RecordClass {
-                    resource_type: "Observation".into(),
-                    month: 202_311,
-                },
+                medchain_core::access::record_class(
+                    OBSERVATION.as_bytes(),
+                    &medchain_core::consent::ConsentTagKey::for_patient(&me),
+                    &mut rng,
+                )?,
             ),
         ),
         (
@@ -391,7 +392,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
             let body = TxBody::record_added(
                 sealed.clone(),
-                medchain_core::access::record_class(payload.as_bytes())?,
+                medchain_core::access::record_class(
+                    payload.as_bytes(),
+                    &medchain_core::consent::ConsentTagKey::for_patient(&me),
+                    &mut rng,
+                )?,
             );
             let trapdoors = key.trapdoors(&[Keyword::code("http://loinc.org", code)?]);
             records.push(tn.indexed_tx(node, &body, sealed.record_id(), trapdoors));

@@ -41,6 +41,7 @@ use medchain_core::block::{
     TxVerifier,
 };
 use medchain_core::chain::{verify_chain, CommitProof};
+use medchain_core::consent::ConsentTagKey;
 use medchain_core::election::VrfSecret;
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::{Genesis, Member, Quorum, Timing};
@@ -467,7 +468,11 @@ pub fn record_tx(
         .parse()
         .expect("keyword");
     let query = key.query(&[probe_kw]).expect("query");
-    let body = TxBody::record_added(sealed, record_class(&bytes).expect("class"));
+    // Padding tags from their own stream, so the simulator's draws stay as they were.
+    let mut tag_rng = ChaCha20Rng::seed_from_u64(nonce);
+    let class =
+        record_class(&bytes, &ConsentTagKey::for_patient(&patient), &mut tag_rng).expect("class");
+    let body = TxBody::record_added(sealed, class);
     let tx = Transaction::create(who, chain, now_ms, nonce, &body, entry.to_bytes(), net, rng)
         .expect("valid transaction");
     (

@@ -79,7 +79,7 @@ struct BodyParams {
     consent: Option<[u8; 32]>,
     emergency: bool,
     at_ms: u64,
-    month: u32,
+    year: u16,
 }
 
 fn body_params() -> impl Strategy<Value = BodyParams> {
@@ -92,10 +92,7 @@ fn body_params() -> impl Strategy<Value = BodyParams> {
         (
             any::<bool>(),
             any::<u64>(),
-            prop_oneof![
-                Just(0u32),
-                (1900u32..2200, 1u32..=12).prop_map(|(y, m)| y * 100 + m)
-            ],
+            prop_oneof![Just(0u16), 1900u16..2200],
         ),
     )
         .prop_map(
@@ -105,7 +102,7 @@ fn body_params() -> impl Strategy<Value = BodyParams> {
                 document,
                 purpose,
                 consent,
-                (emergency, at_ms, month),
+                (emergency, at_ms, year),
             )| {
                 BodyParams {
                     kind,
@@ -118,7 +115,7 @@ fn body_params() -> impl Strategy<Value = BodyParams> {
                     consent,
                     emergency,
                     at_ms,
-                    month,
+                    year,
                 }
             },
         )
@@ -139,11 +136,18 @@ fn build_body(p: &BodyParams) -> (Identity, TxBody) {
             let rt = medchain_core::fhir::parse_resource(&p.payload)
                 .expect("FHIR")
                 .resource_type();
+            let tag_key = medchain_core::consent::ConsentTagKey::for_patient(&patient);
+            let class = medchain_core::access::record_class(&p.payload, &tag_key, &mut r)
+                .expect("FHIR payload has a class");
             TxBody::record_added(
                 record,
                 RecordClass {
-                    resource_type: rt.into(),
-                    month: p.month,
+                    year: if RecordClass::withholds_date(rt) {
+                        0
+                    } else {
+                        p.year
+                    },
+                    ..class
                 },
             )
         }
@@ -221,13 +225,13 @@ fn fixed_tx() -> &'static [u8] {
         let patient = identity(1);
         let hospital = identity(2);
         let record = seal_record(OBS, &patient.public(), &[hospital.public()], &mut r).unwrap();
-        let body = TxBody::record_added(
-            record,
-            RecordClass {
-                resource_type: "Observation".into(),
-                month: 202_401,
-            },
-        );
+        let class = medchain_core::access::record_class(
+            OBS,
+            &medchain_core::consent::ConsentTagKey::for_patient(&patient),
+            &mut r,
+        )
+        .unwrap();
+        let body = TxBody::record_added(record, class);
         Transaction::create(
             &hospital,
             &CHAIN,
@@ -468,7 +472,7 @@ fn body_strategy_covers_every_kind() {
             consent: None,
             emergency: true,
             at_ms: 4,
-            month: 202_402,
+            year: 2024,
         };
         let (_, body) = build_body(&p);
         assert_eq!(body.kind().code(), kind);

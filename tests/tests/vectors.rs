@@ -17,14 +17,14 @@ use std::sync::OnceLock;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
-use medchain_core::consent::DataClass;
+use medchain_core::consent::{ConsentTagKey, DataClass};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::{Decode, Encode, Writer};
 use medchain_core::hash::{domain, tagged_hash, ChainId, RecordId, TxId};
 use medchain_core::keys::{BackupParams, Identity, PublicIdentity, Signature};
 use medchain_core::research::{ReleaseCommitment, ReleaseLog, ResearchRequest, Study};
 use medchain_core::seal::{seal_record, KeyEnvelope, NetworkKey, NetworkSealed, SealedRecord};
-use medchain_core::tx::{revocation_message, PatientSignature, RecordClass, Transaction, TxBody};
+use medchain_core::tx::{revocation_message, PatientSignature, Transaction, TxBody};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Infallible, Rng, SeedableRng, TryCryptoRng, TryRng};
 use serde_json::{json, Value};
@@ -123,6 +123,19 @@ mod indep {
         out
     }
 
+    /// HMAC-SHA256 (RFC 2104) over SHA-256, written out.
+    pub fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+        let pad = |b: u8| -> Vec<u8> {
+            let mut k = [b; 64];
+            for (x, y) in k.iter_mut().zip(key) {
+                *x ^= y;
+            }
+            k.to_vec()
+        };
+        let inner = Sha256::digest([pad(0x36), msg.to_vec()].concat());
+        Sha256::digest([pad(0x5c), inner.to_vec()].concat()).into()
+    }
+
     pub fn label_info(label: &str) -> Vec<u8> {
         [&[label.len() as u8][..], label.as_bytes()].concat()
     }
@@ -204,7 +217,7 @@ mod indep {
     /// `(data key, salt, payload, record aad)`, checking the commitment.
     pub fn open_record(enc: &[u8], secret: &[u8; 32]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         let mut c = Cur(enc);
-        assert_eq!(c.take(1), [1], "sealed record version");
+        assert_eq!(c.take(1), [2], "sealed record version");
         let record_id = c.take(32);
         let patient = c.take(64);
         let commitment = c.take(32);
@@ -221,20 +234,45 @@ mod indep {
         let data_key = unwrap_envelope(env, secret, record_id).expect("envelope opens");
         let aad = [
             b"medchain/v1/record-aad".as_slice(),
-            &[1],
+            &[2],
             record_id,
             patient,
             commitment,
         ]
         .concat();
         let pt = gcm_open(&data_key, nonce, ct, &aad).expect("record decrypts");
-        let (salt, payload) = pt.split_at(32);
+        let (salt, padded) = pt.split_at(32);
+        let payload = unpad(padded, 4096);
         assert_eq!(
-            tagged("medchain/v1/payload-commitment", pt.as_slice()),
+            tagged(
+                "medchain/v1/payload-commitment",
+                &[salt, payload.as_slice()].concat()
+            ),
             commitment,
             "payload commitment"
         );
-        (data_key, salt.to_vec(), payload.to_vec(), aad)
+        (data_key, salt.to_vec(), payload, aad)
+    }
+
+    /// Padmé above `floor` (docs/encoding.md §5): `L` rounded up to a multiple of
+    /// `2^(E - S)` with `E = floor(log2 L)`, `S = floor(log2 E) + 1`.
+    pub fn padded_len(len: usize, floor: usize) -> usize {
+        if len <= floor {
+            return floor;
+        }
+        let e = (usize::BITS - 1 - len.leading_zeros()) as usize;
+        let s = (usize::BITS - e.leading_zeros()) as usize;
+        let step = 1usize << (e - s);
+        len.div_ceil(step) * step
+    }
+
+    /// `u32 len || content || zeros`, checked to be exactly `padded_len(4 + len, floor)` bytes
+    /// with zero padding: returns the content.
+    pub fn unpad(padded: &[u8], floor: usize) -> Vec<u8> {
+        let len = u32::from_be_bytes(padded[..4].try_into().unwrap()) as usize;
+        assert_eq!(padded.len(), padded_len(4 + len, floor), "padded width");
+        assert!(padded[4 + len..].iter().all(|&b| b == 0), "zero padding");
+        padded[4..4 + len].to_vec()
     }
 
     /// What [`check_transaction`] finds in a transaction.
@@ -253,7 +291,7 @@ mod indep {
         let mut c = Cur(enc);
         // version (1) || kind (1) || chain (32) || contributor (32) || timestamp (8) || nonce (8)
         let header: [u8; 82] = c.take(82).try_into().unwrap();
-        assert_eq!(header[0], 2, "transaction version");
+        assert_eq!(header[0], 3, "transaction version");
         let body_nonce = c.take(32);
         let body_ct = c.bytes();
         let index_entry = c.bytes();
@@ -278,8 +316,10 @@ mod indep {
         );
         let seal_key =
             |nonce: &[u8]| hkdf32(nonce, network_key, &label_info("medchain/v1/network-seal"));
-        let body =
-            gcm_open(&seal_key(body_nonce), &[0u8; 12], body_ct, &header).expect("body decrypts");
+        let body = unpad(
+            &gcm_open(&seal_key(body_nonce), &[0u8; 12], body_ct, &header).expect("body decrypts"),
+            512,
+        );
         let payload = payload.map(|(nonce, ct)| {
             let mut framed = nonce.to_vec();
             framed.extend_from_slice(&(ct.len() as u32).to_be_bytes());
@@ -442,12 +482,38 @@ fn generate() -> Value {
         }),
     ];
 
-    let derived = vec![json!({
-        "identity": "patient",
-        "label": domain::INDEX_KEY,
-        "context": hex::encode(b"example"),
-        "secret": hex::encode(*patient.id.derive_secret(domain::INDEX_KEY, b"example")),
-    })];
+    let derived = vec![
+        json!({
+            "identity": "patient",
+            "label": domain::INDEX_KEY,
+            "context": hex::encode(b"example"),
+            "secret": hex::encode(*patient.id.derive_secret(domain::INDEX_KEY, b"example")),
+        }),
+        json!({
+            "identity": "patient",
+            "label": domain::CONSENT_TAG_KEY,
+            "context": hex::encode(b"patient"),
+            "secret": hex::encode(*patient.id.derive_secret(domain::CONSENT_TAG_KEY, b"patient")),
+        }),
+    ];
+
+    // Blinded consent codes: the patient's tag of a (system, code) pair.
+    let tag_key = ConsentTagKey::for_patient(&patient.id);
+    let consent_tags: Vec<Value> = [
+        ("http://hl7.org/fhir/sid/icd-10", "F20.9"),
+        ("http://loinc.org", "4548-4"),
+        ("", ""),
+    ]
+    .iter()
+    .map(|(system, code)| {
+        json!({
+            "identity": "patient",
+            "system": system,
+            "code": code,
+            "tag": tag_key.tag(system, code).to_string(),
+        })
+    })
+    .collect();
 
     // Network-sealed messages.
     let network_sealed: Vec<Value> = [(&b"hello nodes"[..], &b""[..]), (b"", b"header")]
@@ -512,10 +578,8 @@ fn generate() -> Value {
             &hospital,
             TxBody::record_added(
                 record.clone(),
-                RecordClass {
-                    resource_type: "Observation".into(),
-                    month: 202_311,
-                },
+                medchain_core::access::record_class(OBSERVATION.as_bytes(), &tag_key, &mut rng)
+                    .expect("class"),
             ),
             (0u8..40).collect(),
         ),
@@ -748,6 +812,7 @@ fn generate() -> Value {
         "identities": identities,
         "signatures": signatures,
         "derived_secrets": derived,
+        "consent_tags": consent_tags,
         "network_key": {
             "key": hex::encode(net_bytes),
             "fingerprint": hex::encode(net.fingerprint()),
@@ -879,6 +944,35 @@ fn identities_and_signatures() {
             &msg,
             &bytes
         ));
+    }
+    for t in arr(&v["consent_tags"]) {
+        let (id, sign, _) = &ids[s(&t["identity"])];
+        let key = ConsentTagKey::for_patient(id);
+        assert_eq!(
+            key.tag(s(&t["system"]), s(&t["code"])).to_string(),
+            s(&t["tag"])
+        );
+        // Independently: HMAC-SHA256(key, u8 len || label || u32 len || system || u32 len ||
+        // code), cut to 16 bytes, the key derived as any identity secret.
+        let info = [
+            indep::label_info(domain::CONSENT_TAG_KEY),
+            b"patient".to_vec(),
+        ]
+        .concat();
+        let k = indep::hkdf32(b"medchain/v1/identity-derive", sign, &info);
+        let (system, code) = (s(&t["system"]).as_bytes(), s(&t["code"]).as_bytes());
+        let msg = [
+            indep::label_info("medchain/v1/consent-code-tag"),
+            (system.len() as u32).to_be_bytes().to_vec(),
+            system.to_vec(),
+            (code.len() as u32).to_be_bytes().to_vec(),
+            code.to_vec(),
+        ]
+        .concat();
+        assert_eq!(
+            hex::encode(&indep::hmac_sha256(&k, &msg)[..16]),
+            s(&t["tag"])
+        );
     }
     for d in arr(&v["derived_secrets"]) {
         let (id, sign, _) = &ids[s(&d["identity"])];

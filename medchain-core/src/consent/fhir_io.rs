@@ -26,8 +26,8 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use super::{
-    Action, Actor, Consent, DataClass, EmergencyPreference, Period, Provision, ProvisionType,
-    Purpose,
+    Action, Actor, CodeTag, Consent, DataClass, EmergencyPreference, Period, Provision,
+    ProvisionType, Purpose, CODE_TAG_LEN,
 };
 use crate::credential::Role;
 use crate::fhir::{format_instant, parse_datetime_ms};
@@ -46,6 +46,15 @@ const SYS_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
 const EXT_TOPIC: &str = "urn:medchain:research-topic";
 const EXT_EMERGENCY: &str = "urn:medchain:emergency-access";
 const EXT_SUMMARY: &str = "urn:medchain:summary";
+/// The system of a blinded code (`DataClass::Blinded`): the code is the tag in hex.
+const SYS_CODE_TAG: &str = "urn:medchain:code-tag";
+
+fn code_tag(hex_tag: &str) -> Result<CodeTag, ConsentFhirError> {
+    let mut b = [0u8; CODE_TAG_LEN];
+    hex::decode_to_slice(hex_tag, &mut b)
+        .map_err(|_| ConsentFhirError::Unsupported("a blinded code is not 32 hex digits"))?;
+    Ok(CodeTag::from_byte_array(b))
+}
 
 /// A FHIR Consent could not be read as a medchain consent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -163,7 +172,7 @@ fn provision_json(p: &Provision) -> Value {
         .iter()
         .filter_map(|c| match c {
             DataClass::ResourceType(t) => Some(coding(SYS_RESOURCE_TYPES, t)),
-            DataClass::Code { .. } => None,
+            DataClass::Code { .. } | DataClass::Blinded(_) => None,
         })
         .collect();
     if !types.is_empty() {
@@ -174,6 +183,7 @@ fn provision_json(p: &Provision) -> Value {
         .iter()
         .filter_map(|c| match c {
             DataClass::Code { system, code } => Some(concept(system, code)),
+            DataClass::Blinded(tag) => Some(concept(SYS_CODE_TAG, &tag.to_string())),
             DataClass::ResourceType(_) => None,
         })
         .collect();
@@ -404,6 +414,10 @@ fn parse_provision(v: &Value, depth: usize) -> Result<Provision, ConsentFhirErro
         .flatten()
     {
         for (system, code, _) in codings_of(c) {
+            if system == SYS_CODE_TAG {
+                p.classes.push(DataClass::Blinded(code_tag(code)?));
+                continue;
+            }
             p.classes.push(DataClass::Code {
                 system: system.to_owned(),
                 code: code.to_owned(),

@@ -17,13 +17,21 @@
 //!    provision); else any applicable permit gives Permit (naming them); else Deny (no consent
 //!    permits — the default is deny).
 //!
+//! On chain a consent is **blinded** ([`Consent::blind`]): its codes are [`CodeTag`]s under the
+//! patient's [`ConsentTagKey`], matched against the tags in a record's class, and it carries no
+//! summary. A refusal reaches the requester as a generic [`Denial`]; its detail is the patient's.
+//!
 //! See `docs/consent.md` for the model, the evaluation order, emergency access, erasure and the
 //! threat model.
 
+mod blind;
 mod deid;
 mod fhir_io;
 mod search;
 
+pub use blind::{
+    tag_bucket, CodeTag, CodeTagError, ConsentTagKey, CODE_TAG_BUCKETS, CODE_TAG_LEN, MAX_CODE_TAGS,
+};
 pub use deid::{deidentify, supported_resource_types, DeidError, ReleaseClock, StudyKey};
 pub use fhir_io::{consent_from_fhir, consent_to_fhir, ConsentFhirError};
 pub use search::{search_grants, SearchDelegationError, DEFAULT_CODE_SYSTEMS};
@@ -38,8 +46,9 @@ use crate::hash::{digest_newtype, domain, tagged_hash, ChainId};
 use crate::keys::{Identity, PublicIdentity, VerifyKey};
 use crate::tx::{revocation_message, PatientSignature, TxBody};
 
-/// Format version of [`Consent`].
-pub const CONSENT_VERSION: u8 = 1;
+/// Format version of [`Consent`]. Version 2: a data class may be a blinded code
+/// ([`DataClass::Blinded`]); on chain every code is blinded and the summary is empty.
+pub const CONSENT_VERSION: u8 = 2;
 
 /// Deepest provision nesting accepted.
 pub const MAX_DEPTH: usize = 8;
@@ -306,18 +315,23 @@ impl Decode for Purpose {
     }
 }
 
-/// A class of data: a FHIR resource type, or a code anywhere in the resource.
+/// A class of data: a FHIR resource type, or a code anywhere in the resource (in clear in the
+/// patient's own copy, blinded on chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataClass {
     /// A FHIR resource type, e.g. `Observation`.
     ResourceType(String),
-    /// A coded concept (`system`, `code`), e.g. LOINC `4548-4`.
+    /// A coded concept (`system`, `code`), e.g. LOINC `4548-4`: the patient's clear form. Never
+    /// on chain ([`Consent::grant_body`] blinds it, [`Consent::from_grant`] refuses it).
     Code {
         /// Code system URI.
         system: String,
         /// Code.
         code: String,
     },
+    /// A coded concept blinded under the patient's [`ConsentTagKey`]: the on-chain form of
+    /// [`DataClass::Code`]. It matches a record whose class carries the same tag.
+    Blinded(CodeTag),
 }
 
 impl Encode for DataClass {
@@ -332,6 +346,10 @@ impl Encode for DataClass {
                 out.put_bytes(system.as_bytes());
                 out.put_bytes(code.as_bytes());
             }
+            Self::Blinded(tag) => {
+                out.put_u8(3);
+                tag.encode_to(out);
+            }
         }
     }
 }
@@ -344,6 +362,7 @@ impl Decode for DataClass {
                 system: r.string("code system", MAX_TEXT)?,
                 code: r.string("code", MAX_TEXT)?,
             }),
+            3 => Ok(Self::Blinded(CodeTag::decode_from(r)?)),
             tag => Err(DecodeError::UnknownTag {
                 what: "data class",
                 tag: tag.into(),
@@ -571,6 +590,10 @@ pub enum ConsentError {
     /// The consent's summary is too long.
     #[error("the consent summary is longer than {MAX_TEXT} bytes")]
     SummaryTooLong,
+    /// A consent on chain carries a readable code or summary: every member would read it.
+    /// [`Consent::grant_body`] blinds the codes and leaves the summary with the patient.
+    #[error("a consent on chain must carry no readable code and no summary")]
+    NotBlinded,
 }
 
 impl Consent {
@@ -603,7 +626,57 @@ impl Consent {
         ConsentId::from_byte_array(tagged_hash(domain::CONSENT_ID, &self.to_bytes()))
     }
 
-    /// The `ConsentGranted` body: the document signed by the patient for the network `chain`.
+    /// The consent as it goes on chain: every [`DataClass::Code`] replaced by its
+    /// [`DataClass::Blinded`] tag under the patient's `key`, and no summary (the patient's own
+    /// words stay in the patient's copy). Everything else — actors, actions, purposes (research
+    /// topics included), resource types, periods, the emergency preference and the provision
+    /// tree — is kept as it is: validators need it.
+    pub fn blind(&self, key: &ConsentTagKey) -> Consent {
+        fn walk(p: &Provision, key: &ConsentTagKey) -> Provision {
+            Provision {
+                classes: p
+                    .classes
+                    .iter()
+                    .map(|c| match c {
+                        DataClass::Code { system, code } => {
+                            DataClass::Blinded(key.tag(system, code))
+                        }
+                        other => other.clone(),
+                    })
+                    .collect(),
+                provisions: p.provisions.iter().map(|c| walk(c, key)).collect(),
+                ..p.clone()
+            }
+        }
+        Consent {
+            summary: String::new(),
+            provisions: self.provisions.iter().map(|p| walk(p, key)).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the consent is in its on-chain form: no summary and no clear code.
+    pub fn is_blinded(&self) -> bool {
+        fn clear(ps: &[Provision]) -> bool {
+            ps.iter().any(|p| {
+                p.classes
+                    .iter()
+                    .any(|c| matches!(c, DataClass::Code { .. }))
+                    || clear(&p.provisions)
+            })
+        }
+        self.summary.is_empty() && !clear(&self.provisions)
+    }
+
+    /// The id the consent gets on chain, once [`Consent::grant_body`] blinded it for its
+    /// patient: `patient` derives the blinding key. (The id of the clear consent itself,
+    /// [`Consent::id`], is not the on-chain one unless the consent has no code and no summary.)
+    pub fn granted_id(&self, patient: &Identity) -> ConsentId {
+        self.blind(&ConsentTagKey::for_patient(patient)).id()
+    }
+
+    /// The `ConsentGranted` body: the consent blinded under the patient's consent tag key
+    /// ([`Consent::blind`]), signed by the patient for the network `chain`.
     ///
     /// # Errors
     /// [`ConsentError`] if the consent is unusable or `patient` is not its patient.
@@ -612,7 +685,7 @@ impl Consent {
         if patient.public() != self.patient {
             return Err(ConsentError::NotSignedByPatient);
         }
-        let document = self.to_bytes();
+        let document = self.blind(&ConsentTagKey::for_patient(patient)).to_bytes();
         Ok(TxBody::ConsentGranted {
             patient: PatientSignature::sign(patient, chain, domain::CONSENT_SIG, &document),
             document,
@@ -620,10 +693,11 @@ impl Consent {
     }
 
     /// Reads a consent out of a `ConsentGranted` body, checking it is signed by its patient for
-    /// the network `chain`.
+    /// the network `chain` and carries no readable code or summary.
     ///
     /// # Errors
-    /// [`ConsentError::Decode`] or [`ConsentError::NotSignedByPatient`].
+    /// [`ConsentError::Decode`], [`ConsentError::NotBlinded`] or
+    /// [`ConsentError::NotSignedByPatient`].
     pub fn from_grant(
         chain: &ChainId,
         document: &[u8],
@@ -631,6 +705,9 @@ impl Consent {
     ) -> Result<Self, ConsentError> {
         let consent = Self::from_bytes(document)?;
         consent.check()?;
+        if !consent.is_blinded() {
+            return Err(ConsentError::NotBlinded);
+        }
         if signature.patient != consent.patient
             || consent
                 .patient
@@ -717,11 +794,60 @@ impl Decode for Consent {
 pub struct RecordFacts {
     /// FHIR resource type.
     pub resource_type: String,
-    /// Codes in the record; `None` when the evaluator cannot see them (a validator sees only
-    /// the network-visible class, see `docs/consent.md`).
+    /// Codes in the record, in clear; `None` when the evaluator cannot see them (a validator
+    /// sees only the network-visible class, see `docs/consent.md`). Matched against clear
+    /// [`DataClass::Code`]s (a patient's own copy of a consent).
     pub codes: Option<Vec<(String, String)>>,
-    /// The record's clinical date (milliseconds since the Unix epoch), if any.
-    pub date_ms: Option<u64>,
+    /// The record's blinded codes (its class's tags, under its patient's [`ConsentTagKey`]);
+    /// `None` when unknown. Matched against [`DataClass::Blinded`] codes (consents on chain).
+    pub code_tags: Option<Vec<CodeTag>>,
+    /// What is known of the record's clinical date.
+    pub date: RecordDate,
+}
+
+/// What an evaluator knows of a record's clinical date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordDate {
+    /// The record has no clinical date: a data period never matches it.
+    Undated,
+    /// The exact date (milliseconds since the Unix epoch): what a reader of the record knows.
+    At(u64),
+    /// Somewhere in `[first_ms, last_ms]`: what a validator knows from a record class's year.
+    Within {
+        /// Earliest possible instant.
+        first_ms: u64,
+        /// Latest possible instant.
+        last_ms: u64,
+    },
+    /// Not known (a validator, for a record class that withholds its date, such as a
+    /// Patient's).
+    Unknown,
+}
+
+impl RecordDate {
+    /// `At(ms)` for `Some(ms)`, `Undated` for `None`.
+    pub fn exact(ms: Option<u64>) -> Self {
+        ms.map_or(Self::Undated, Self::At)
+    }
+
+    fn within(self, period: &Period) -> Match {
+        match self {
+            Self::Undated => Match::No,
+            Self::At(t) => Match::of(period.contains(t)),
+            Self::Within { first_ms, last_ms } => {
+                if period.contains(first_ms) && period.contains(last_ms) {
+                    Match::Yes
+                } else if period.start_ms.is_some_and(|s| last_ms < s)
+                    || period.end_ms.is_some_and(|e| first_ms > e)
+                {
+                    Match::No
+                } else {
+                    Match::Maybe
+                }
+            }
+            Self::Unknown => Match::Maybe,
+        }
+    }
 }
 
 /// A request to act on a patient's record.
@@ -782,6 +908,47 @@ impl fmt::Display for ProvisionRef {
             &self.consent.to_string()[..12],
             path.join(".")
         )
+    }
+}
+
+/// A refusal as the requester may learn it: generic. `Display` never names the consent, the
+/// provision or a code that matched ("not my HIV results" would tell the requester what the
+/// patient hides), nor whether a consent was revoked or expired; it names only what concerns
+/// the request itself (an emergency request by a non-clinician, or without `ETREAT`). The
+/// [`DenyReason`] is kept for the patient's own audit view ([`Denial::detail`]); `Debug` does
+/// not show it either, so it does not reach logs by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Denial(DenyReason);
+
+impl Denial {
+    /// The sentence a requester is told for every refusal that comes from the patient's
+    /// consents.
+    pub const GENERIC: &'static str = "the patient's consent does not permit this request";
+
+    /// Wraps a reason.
+    pub fn new(reason: DenyReason) -> Self {
+        Self(reason)
+    }
+
+    /// The full reason — which consent and provision, revoked or expired — for the patient's
+    /// own audit view (`access::denial_audit_event`), never for the requester.
+    pub fn detail(&self) -> &DenyReason {
+        &self.0
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            DenyReason::NotAClinician | DenyReason::EmergencyPurpose => self.0.fmt(f),
+            _ => f.write_str(Self::GENERIC),
+        }
+    }
+}
+
+impl fmt::Debug for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Denial({self})")
     }
 }
 
@@ -880,6 +1047,10 @@ fn class_match(classes: &[DataClass], rec: &RecordFacts) -> Match {
                 Some(codes) => Match::of(codes.iter().any(|(s, c)| s == system && c == code)),
                 None => Match::Maybe,
             },
+            DataClass::Blinded(tag) => match &rec.code_tags {
+                Some(tags) => Match::of(tags.contains(tag)),
+                None => Match::Maybe,
+            },
         };
         if m == Match::Yes {
             return Match::Yes;
@@ -907,12 +1078,11 @@ fn provision_match(p: &Provision, req: &AccessRequest, now_ms: u64) -> Match {
     let actions = p.actions.is_empty() || p.actions.contains(&req.action);
     let purposes = p.purposes.is_empty() || p.purposes.iter().any(|x| x.covers(&req.purpose));
     let period = p.period.is_none_or(|per| per.contains(now_ms));
-    let data = match (p.data_period, req.record.date_ms) {
-        (None, _) => true,
-        (Some(per), Some(d)) => per.contains(d),
-        (Some(_), None) => false,
-    };
-    Match::of(actors && actions && purposes && period && data)
+    let data = p
+        .data_period
+        .map_or(Match::Yes, |per| req.record.date.within(&per));
+    Match::of(actors && actions && purposes && period)
+        .and(data)
         .and(class_match(&p.classes, &req.record))
 }
 
@@ -947,10 +1117,12 @@ fn walk(
 /// Evaluates a request against a patient's consents at time `now_ms` and chain height `height`.
 ///
 /// Pure and deterministic: every node reaches the same verdict. Consents revoked at or below
-/// `height` are out of force. Where the record's codes are unknown (`codes: None`), a provision
-/// that depends on a code counts as matching for a permit and as not matching for a deny, so a
-/// validator rejects only what certainly is not permitted; the key holder, who sees the codes,
-/// evaluates strictly.
+/// `height` are out of force. Where the record's codes or date are not known well enough to
+/// decide (`codes`/`code_tags: None`, a date known only to its year or withheld), a provision
+/// that depends on them counts as matching for a permit and as not matching for a deny, so a
+/// validator rejects only what certainly is not permitted; the key holder, who sees the exact
+/// date, evaluates strictly. Blinded codes are matched exactly by validators and key holders
+/// alike: both compare the record class's tags.
 pub fn evaluate(
     req: &AccessRequest,
     consents: &[ConsentState],

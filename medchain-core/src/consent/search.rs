@@ -56,13 +56,26 @@ pub enum SearchDelegationError {
     /// The grant is too large.
     #[error("the search grant is too large: {0}")]
     Grant(#[from] GrantError),
+    /// The consent holds blinded codes (its on-chain form): grants are made from the patient's
+    /// clear copy, which names the codes a trapdoor is for.
+    #[error(
+        "search grants are made from the patient's clear copy of the consent, not its blinded on-chain form"
+    )]
+    Blinded,
 }
 
-fn keyword_of(class: &DataClass) -> Result<Keyword, KeywordError> {
+fn keyword_of(class: &DataClass) -> Result<Keyword, SearchDelegationError> {
     match class {
-        DataClass::ResourceType(t) => Keyword::resource_type(t),
-        DataClass::Code { system, code } => Keyword::code(system, code),
+        DataClass::ResourceType(t) => Ok(Keyword::resource_type(t)?),
+        DataClass::Code { system, code } => Ok(Keyword::code(system, code)?),
+        DataClass::Blinded(_) => Err(SearchDelegationError::Blinded),
     }
+}
+
+fn has_blinded(ps: &[Provision]) -> bool {
+    ps.iter().any(|p| {
+        p.classes.iter().any(|c| matches!(c, DataClass::Blinded(_))) || has_blinded(&p.provisions)
+    })
 }
 
 /// What the deny provisions that apply to a grantee take away from a search grant.
@@ -113,6 +126,8 @@ fn collect_denied(
                     DataClass::Code { system, code } => {
                         out.codes.push((system.clone(), code.clone()));
                     }
+                    // Refused before (`has_blinded`); a deny nobody can read covers all.
+                    DataClass::Blinded(_) => out.everything = true,
                 }
             }
         }
@@ -145,6 +160,9 @@ pub fn search_grants(
 ) -> Result<Vec<(PartyId, SearchGrant)>, SearchDelegationError> {
     if patient.public() != consent.patient {
         return Err(SearchDelegationError::NotThePatient);
+    }
+    if has_blinded(&consent.provisions) {
+        return Err(SearchDelegationError::Blinded);
     }
     let roles = credentials
         .iter()

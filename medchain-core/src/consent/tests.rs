@@ -39,7 +39,8 @@ fn obs(codes: &[(&str, &str)], date: Option<u64>) -> RecordFacts {
                 .map(|(s, c)| ((*s).into(), (*c).into()))
                 .collect(),
         ),
-        date_ms: date,
+        code_tags: None,
+        date: RecordDate::exact(date),
     }
 }
 
@@ -854,7 +855,12 @@ fn encode_sign_and_reject_forgeries() {
     else {
         panic!("wrong body")
     };
-    assert_eq!(Consent::from_grant(&NET, &document, &patient).unwrap(), c);
+    let blinded = c.blind(&ConsentTagKey::for_patient(&w.patient));
+    assert_eq!(
+        Consent::from_grant(&NET, &document, &patient).unwrap(),
+        blinded
+    );
+    assert_eq!(c.granted_id(&w.patient), blinded.id());
     // Signed by someone else.
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mallory = Identity::generate(&mut rng);
@@ -868,8 +874,8 @@ fn encode_sign_and_reject_forgeries() {
         ConsentError::NotSignedByPatient
     );
     // Signed over other bytes.
-    let mut other = c.clone();
-    other.summary = "changed".into();
+    let mut other = blinded.clone();
+    other.issued_ms += 1;
     assert_eq!(
         Consent::from_grant(&NET, &other.to_bytes(), &patient).unwrap_err(),
         ConsentError::NotSignedByPatient
@@ -1099,7 +1105,8 @@ proptest! {
             record: RecordFacts {
                 resource_type: if rtype { "Observation".into() } else { "Condition".into() },
                 codes: Some(if hiv { vec![(HIV.0.into(), HIV.1.into())] } else { vec![] }),
-                date_ms: Some(T0),
+                code_tags: None,
+                date: RecordDate::At(T0),
             },
             emergency: false,
         };
@@ -1122,4 +1129,336 @@ proptest! {
         prop_assert_eq!(Consent::from_bytes(&c.to_bytes()).unwrap(), c.clone());
         prop_assert_eq!(consent_from_fhir(&consent_to_fhir(&c)).unwrap(), c);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blinded codes (issue #20: what the chain broadcasts)
+// ---------------------------------------------------------------------------------------------
+
+const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
+
+/// "Dr X may read for treatment, but not my schizophrenia records": what a member must not read.
+fn schizophrenia_consent(w: &World) -> Consent {
+    Consent {
+        summary: "not my schizophrenia records (F20.9)".into(),
+        ..consent(
+            w,
+            vec![Provision::permit()
+                .actor(Actor::Party(w.doctor))
+                .purpose(Purpose::Treat)
+                .nest(Provision::deny().class(DataClass::Code {
+                    system: ICD10.into(),
+                    code: "F20.9".into(),
+                }))],
+        )
+    }
+}
+
+/// The facts a validator has of a record of `w.patient` holding `codes`: the class tags a
+/// writer holding the patient's tag key made, no clear code, the year only.
+fn validator_view(key: &ConsentTagKey, codes: &[(&str, &str)]) -> RecordFacts {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let codes: Vec<(String, String)> = codes
+        .iter()
+        .map(|(s, c)| ((*s).into(), (*c).into()))
+        .collect();
+    RecordFacts {
+        resource_type: "Condition".into(),
+        codes: None,
+        code_tags: Some(key.record_tags(&codes, &mut rng).unwrap()),
+        date: RecordDate::Within {
+            first_ms: T0 - DAY,
+            last_ms: T0 + DAY,
+        },
+    }
+}
+
+#[test]
+fn a_member_reading_the_chain_cannot_read_consent_codes_or_summary() {
+    let w = world();
+    let c = schizophrenia_consent(&w);
+    let TxBody::ConsentGranted { document, patient } = c.grant_body(&w.patient, &NET).unwrap()
+    else {
+        panic!("wrong body")
+    };
+    // Everything a member decrypts: the document and the signature.
+    let mut seen = document.clone();
+    patient.encode_to(&mut seen);
+    for secret in [
+        &b"F20.9"[..],
+        b"F20",
+        ICD10.as_bytes(),
+        b"icd-10",
+        b"schizophrenia",
+    ] {
+        assert!(
+            !seen.windows(secret.len()).any(|x| x == secret),
+            "{} readable on chain",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    let on_chain = Consent::from_grant(&NET, &document, &patient).unwrap();
+    assert!(on_chain.is_blinded() && on_chain.summary.is_empty());
+    // A member with a dictionary of codes but not the patient's key (its own, another
+    // patient's) finds no tag: the tags are the patient's PRF.
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let member = ConsentTagKey::for_patient(&Identity::generate(&mut rng));
+    let DataClass::Blinded(tag) = &on_chain.provisions[0].provisions[0].classes[0] else {
+        panic!("the code is not blinded")
+    };
+    for code in ["F20.9", "F20.0", "B20", "Z21", "F32.9"] {
+        assert_ne!(member.tag(ICD10, code), *tag);
+    }
+    // The patient (and a hospital the patient enrolled at) can confirm it.
+    assert_eq!(
+        ConsentTagKey::for_patient(&w.patient).tag(ICD10, "F20.9"),
+        *tag
+    );
+}
+
+#[test]
+fn a_blinded_deny_still_denies_at_the_validator() {
+    let w = world();
+    let key = ConsentTagKey::for_patient(&w.patient);
+    let on_chain = st(schizophrenia_consent(&w).blind(&key));
+    let ask = |record| req(&w, w.doctor, vec![], Action::Read, Purpose::Treat, record);
+    // A record holding F20.9 among other codes: denied by the nested deny, exactly.
+    let d = evaluate(
+        &ask(validator_view(&key, &[(ICD10, "F20.9"), (LOINC, "4548-4")])),
+        std::slice::from_ref(&on_chain),
+        T0,
+        1,
+    );
+    assert!(matches!(d, Decision::Deny(DenyReason::DeniedBy(ref r)) if r.path == vec![0, 0]));
+    // Another record of the same patient: permitted.
+    let d = evaluate(
+        &ask(validator_view(&key, &[(ICD10, "J45.909")])),
+        std::slice::from_ref(&on_chain),
+        T0,
+        1,
+    );
+    assert!(d.is_permit(), "{d:?}");
+    // The key holder (clear codes and the class's tags) reaches the same verdicts.
+    let holder = RecordFacts {
+        codes: Some(vec![(ICD10.into(), "F20.9".into())]),
+        ..validator_view(&key, &[(ICD10, "F20.9")])
+    };
+    assert!(!evaluate(&ask(holder), &[on_chain], T0, 1).is_permit());
+}
+
+#[test]
+fn attack_tags_of_another_patient_match_nothing() {
+    // Mallory copies the blinded deny of Alice's consent into her own (or a writer tags Alice's
+    // record with Mallory's key): tags are per patient, so neither matches Alice's F20.9.
+    let w = world();
+    let alice = ConsentTagKey::for_patient(&w.patient);
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    let mallory = ConsentTagKey::for_patient(&Identity::generate(&mut rng));
+    assert_ne!(alice.tag(ICD10, "F20.9"), mallory.tag(ICD10, "F20.9"));
+    let foreign = st(schizophrenia_consent(&w).blind(&mallory));
+    let d = evaluate(
+        &req(
+            &w,
+            w.doctor,
+            vec![],
+            Action::Read,
+            Purpose::Treat,
+            validator_view(&alice, &[(ICD10, "F20.9")]),
+        ),
+        &[foreign],
+        T0,
+        1,
+    );
+    // The foreign tag is not Alice's F20.9: the permit applies (Alice's own deny is what
+    // protects her, and only her key makes it).
+    assert!(d.is_permit());
+}
+
+#[test]
+fn attack_plaintext_codes_or_summary_on_chain_are_refused() {
+    let w = world();
+    let c = schizophrenia_consent(&w);
+    // A wallet (or a forger holding the patient's key) signs the clear consent itself.
+    let clear = c.to_bytes();
+    let sig = PatientSignature::sign(&w.patient, &NET, domain::CONSENT_SIG, &clear);
+    let err = Consent::from_grant(&NET, &clear, &sig).unwrap_err();
+    assert_eq!(err, ConsentError::NotBlinded);
+    assert_eq!(
+        err.to_string(),
+        "a consent on chain must carry no readable code and no summary"
+    );
+    // Blinded codes but the summary slipped back in.
+    let key = ConsentTagKey::for_patient(&w.patient);
+    let with_summary = Consent {
+        summary: "F20.9".into(),
+        ..c.blind(&key)
+    };
+    let doc = with_summary.to_bytes();
+    let sig = PatientSignature::sign(&w.patient, &NET, domain::CONSENT_SIG, &doc);
+    assert_eq!(
+        Consent::from_grant(&NET, &doc, &sig).unwrap_err(),
+        ConsentError::NotBlinded
+    );
+    // One clear code next to blinded ones, deep in the tree.
+    let mut mixed = c.blind(&key);
+    mixed.provisions[0].provisions[0]
+        .classes
+        .push(DataClass::Code {
+            system: ICD10.into(),
+            code: "F20.9".into(),
+        });
+    let doc = mixed.to_bytes();
+    let sig = PatientSignature::sign(&w.patient, &NET, domain::CONSENT_SIG, &doc);
+    assert_eq!(
+        Consent::from_grant(&NET, &doc, &sig).unwrap_err(),
+        ConsentError::NotBlinded
+    );
+}
+
+#[test]
+fn a_year_bounds_the_validators_data_period_check() {
+    let w = world();
+    let y2024 = crate::fhir::parse_datetime_ms("2024").unwrap();
+    let y2025 = crate::fhir::parse_datetime_ms("2025").unwrap();
+    let march = Period::between(
+        crate::fhir::parse_datetime_ms("2024-03-01").unwrap(),
+        crate::fhir::parse_datetime_ms("2024-03-31").unwrap(),
+    );
+    let whole_year = Period::between(y2024, y2025 - 1);
+    let facts = |date| RecordFacts {
+        date,
+        ..obs(&[], None)
+    };
+    let in_2024 = RecordDate::Within {
+        first_ms: y2024,
+        last_ms: y2025 - 1,
+    };
+    let permit = |p: Period| {
+        st(consent(
+            &w,
+            vec![Provision::permit()
+                .actor(Actor::Party(w.doctor))
+                .data_within(p)],
+        ))
+    };
+    let deny = |p: Period| {
+        st(consent(
+            &w,
+            vec![
+                Provision::permit().actor(Actor::Party(w.doctor)),
+                Provision::deny().data_within(p),
+            ],
+        ))
+    };
+    let verdict = |cs: ConsentState, date| {
+        evaluate(
+            &req(
+                &w,
+                w.doctor,
+                vec![],
+                Action::Read,
+                Purpose::Treat,
+                facts(date),
+            ),
+            &[cs],
+            T0,
+            1,
+        )
+        .is_permit()
+    };
+    // A permit for March 2024 may cover a record of 2024 (the key holder decides), never one of
+    // 2023; a permit for all of 2024 certainly covers it.
+    assert!(verdict(permit(march), in_2024));
+    assert!(!verdict(
+        permit(march),
+        RecordDate::Within {
+            first_ms: y2024 - 365 * DAY,
+            last_ms: y2024 - 1
+        }
+    ));
+    assert!(verdict(permit(whole_year), in_2024));
+    // A deny for March 2024 is left to the key holder; a deny for all of 2024 is enforced.
+    assert!(verdict(deny(march), in_2024));
+    assert!(!verdict(deny(whole_year), in_2024));
+    // The key holder, with the exact date, is strict both ways.
+    let in_march = RecordDate::At(crate::fhir::parse_datetime_ms("2024-03-15").unwrap());
+    let in_may = RecordDate::At(crate::fhir::parse_datetime_ms("2024-05-15").unwrap());
+    assert!(!verdict(deny(march), in_march));
+    assert!(verdict(deny(march), in_may));
+    assert!(!verdict(permit(march), in_may));
+    // A withheld date (a Patient's class) may be in any period; an undated record is in none.
+    assert!(verdict(permit(march), RecordDate::Unknown));
+    assert!(verdict(deny(march), RecordDate::Unknown));
+    assert!(!verdict(permit(march), RecordDate::Undated));
+}
+
+#[test]
+fn denials_tell_the_requester_nothing_of_the_consent() {
+    let w = world();
+    let key = ConsentTagKey::for_patient(&w.patient);
+    let on_chain = st(schizophrenia_consent(&w).blind(&key));
+    let d = evaluate(
+        &req(
+            &w,
+            w.doctor,
+            vec![],
+            Action::Read,
+            Purpose::Treat,
+            validator_view(&key, &[(ICD10, "F20.9")]),
+        ),
+        std::slice::from_ref(&on_chain),
+        T0,
+        1,
+    );
+    let Decision::Deny(reason) = d else {
+        panic!("not denied")
+    };
+    let denial = Denial::new(reason.clone());
+    // The requester's view: generic, whatever the reason.
+    for r in [
+        reason.clone(),
+        DenyReason::NoConsent,
+        DenyReason::Revoked,
+        DenyReason::OutOfPeriod,
+        DenyReason::EmergencyRefused,
+    ] {
+        let told = Denial::new(r).to_string();
+        assert_eq!(told, Denial::GENERIC);
+    }
+    let dbg = format!("{denial:?}");
+    assert!(!dbg.contains("provision") && !dbg.contains(&on_chain.id.to_string()[..12]));
+    // What concerns the request itself is said.
+    assert_eq!(
+        Denial::new(DenyReason::NotAClinician).to_string(),
+        "emergency access needs a clinician credential from a member institution"
+    );
+    // The patient's view: which consent, which provision.
+    let DenyReason::DeniedBy(by) = denial.detail() else {
+        panic!("detail lost")
+    };
+    assert_eq!(by.consent, on_chain.id);
+    assert!(denial.detail().to_string().ends_with("provision 1.1"));
+}
+
+#[test]
+fn a_blinded_consent_round_trips_through_fhir_and_bytes() {
+    let w = world();
+    let blinded = schizophrenia_consent(&w).blind(&ConsentTagKey::for_patient(&w.patient));
+    assert_eq!(Consent::from_bytes(&blinded.to_bytes()).unwrap(), blinded);
+    let fhir = consent_to_fhir(&blinded);
+    let text = fhir.to_string();
+    assert!(text.contains("urn:medchain:code-tag") && !text.contains("F20.9"));
+    assert_eq!(consent_from_fhir(&fhir).unwrap(), blinded);
+    // A tag that is not 32 hex digits is refused.
+    let bad = text.replace(
+        &ConsentTagKey::for_patient(&w.patient)
+            .tag(ICD10, "F20.9")
+            .to_string(),
+        "not-hex",
+    );
+    assert!(consent_from_fhir(&serde_json::from_str(&bad).unwrap()).is_err());
+    // Search grants are made from the clear copy only.
+    let genesis = crate::genesis::tests::network(2, 0, 1).0;
+    let err = search_grants(&blinded, &w.patient, &w.doctor, &[], &genesis, &[], T0).unwrap_err();
+    assert_eq!(err, SearchDelegationError::Blinded);
 }

@@ -1,4 +1,5 @@
-//! Enrolment: a patient hands a writer (a hospital) its writer index key, sealed to it.
+//! Enrolment: a patient hands a writer (a hospital) its writer index key and the patient's
+//! consent tag key, sealed to it.
 //!
 //! A hospital indexes a patient's records under the patient's writer sub-key for that hospital,
 //! [`IndexKey::for_writer`] of the patient's key, which only the patient can derive. At
@@ -7,12 +8,21 @@
 //! identity ([`SealedWriterKey::import`]) and gets an [`IndexKey`] whose trapdoors are exactly
 //! those of `IndexKey::for_patient(patient).for_writer(hospital)`.
 //!
+//! The same enrolment carries the patient's [`ConsentTagKey`] ([`SealedWriterKey::import_tag_key`]),
+//! with which the hospital blinds the codes of the records it writes for the patient
+//! (`access::record_class`), so that validators can match them against the patient's blinded
+//! consent codes. Unlike the writer key it is one key per patient, the same at every hospital:
+//! a consent's tag must equal the tag of the same code in a record, whoever wrote it.
+//!
 //! ```text
-//! SealedWriterKey = 0x01 | chain [32] | patient: PublicIdentity [64] | writer: PublicIdentity [64]
-//!                 | envelope: KeyEnvelope [112] | signature [64]                    (337 bytes)
-//! envelope  = KeyEnvelope of K_writer for writer.agree, context =
-//!             u8 len || "medchain/v1/writer-index-key" || chain || patient || writer
-//! signature = patient's ed25519 over WRITER_KEY_SIG, chain, and every byte before it
+//! SealedWriterKey = 0x02 | chain [32] | patient: PublicIdentity [64] | writer: PublicIdentity [64]
+//!                 | envelope: KeyEnvelope [112] | tag_envelope: KeyEnvelope [112]
+//!                 | signature [64]                                                  (449 bytes)
+//! envelope     = KeyEnvelope of K_writer for writer.agree, context =
+//!                u8 len || "medchain/v1/writer-index-key" || chain || patient || writer
+//! tag_envelope = KeyEnvelope of the consent tag key for writer.agree, context =
+//!                u8 len || "medchain/v1/consent-tag-key-wrap" || chain || patient || writer
+//! signature    = patient's ed25519 over WRITER_KEY_SIG, chain, and every byte before it
 //! ```
 //!
 //! The envelope's context binds the key to its network, its patient, its writer and its
@@ -30,16 +40,17 @@ use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
 use super::keys::IndexKey;
+use crate::consent::ConsentTagKey;
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::{domain, ChainId};
 use crate::keys::{Identity, PublicIdentity, Signature, SignatureError};
 use crate::seal::{KeyEnvelope, SealError};
 
-/// Format version of [`SealedWriterKey`].
-pub const SEALED_WRITER_KEY_VERSION: u8 = 1;
+/// Format version of [`SealedWriterKey`]. Version 2 carries the patient's consent tag key.
+pub const SEALED_WRITER_KEY_VERSION: u8 = 2;
 
 /// Encoded size of a [`SealedWriterKey`].
-pub const SEALED_WRITER_KEY_LEN: usize = 1 + 32 + 64 + 64 + crate::seal::KEY_ENVELOPE_LEN + 64;
+pub const SEALED_WRITER_KEY_LEN: usize = 1 + 32 + 64 + 64 + 2 * crate::seal::KEY_ENVELOPE_LEN + 64;
 
 /// A sealed writer index key was refused, or could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -93,12 +104,18 @@ pub struct SealedWriterKey {
     patient: PublicIdentity,
     writer: PublicIdentity,
     envelope: KeyEnvelope,
+    tag_envelope: KeyEnvelope,
     signature: Signature,
 }
 
 /// The key-wrap context: label, chain, patient, writer (fixed lengths after the label).
-fn context(chain: &ChainId, patient: &PublicIdentity, writer: &PublicIdentity) -> Vec<u8> {
-    let label = domain::WRITER_KEY_WRAP.as_bytes();
+fn context(
+    label: &str,
+    chain: &ChainId,
+    patient: &PublicIdentity,
+    writer: &PublicIdentity,
+) -> Vec<u8> {
+    let label = label.as_bytes();
     let mut out = Vec::with_capacity(1 + label.len() + 32 + 128);
     out.put_u8(label.len() as u8);
     out.put_raw(label);
@@ -121,11 +138,18 @@ impl SealedWriterKey {
         rng: &mut R,
     ) -> Result<Self, WriterKeyError> {
         let key = IndexKey::for_patient(patient).for_writer(&writer.id());
+        let tag_key = ConsentTagKey::for_patient(patient);
         let public = patient.public();
         let envelope = KeyEnvelope::wrap(
             key.secret(),
             &writer.agree,
-            &context(chain, &public, writer),
+            &context(domain::WRITER_KEY_WRAP, chain, &public, writer),
+            rng,
+        )?;
+        let tag_envelope = KeyEnvelope::wrap(
+            tag_key.secret(),
+            &writer.agree,
+            &context(domain::CONSENT_TAG_KEY_WRAP, chain, &public, writer),
             rng,
         )?;
         let mut sealed = Self {
@@ -133,6 +157,7 @@ impl SealedWriterKey {
             patient: public,
             writer: *writer,
             envelope,
+            tag_envelope,
             signature: Signature::from_byte_array([0; 64]),
         };
         sealed.signature = patient.sign(chain, domain::WRITER_KEY_SIG, &sealed.signed_bytes());
@@ -153,6 +178,51 @@ impl SealedWriterKey {
         chain: &ChainId,
         patient: &PublicIdentity,
     ) -> Result<IndexKey, WriterKeyError> {
+        self.check_for(writer, chain, patient)?;
+        let secret = self.envelope.unwrap(
+            writer,
+            &context(
+                domain::WRITER_KEY_WRAP,
+                &self.chain,
+                &self.patient,
+                &self.writer,
+            ),
+        )?;
+        Ok(IndexKey::from_secret(secret))
+    }
+
+    /// The writer's side, for the patient's consent tag key: the same checks as
+    /// [`SealedWriterKey::import`], then opens the tag key, equal to
+    /// `ConsentTagKey::for_patient(patient)`. The writer blinds the codes of the records it
+    /// writes for the patient with it (`access::record_class`).
+    ///
+    /// # Errors
+    /// As [`SealedWriterKey::import`].
+    pub fn import_tag_key(
+        &self,
+        writer: &Identity,
+        chain: &ChainId,
+        patient: &PublicIdentity,
+    ) -> Result<ConsentTagKey, WriterKeyError> {
+        self.check_for(writer, chain, patient)?;
+        let secret = self.tag_envelope.unwrap(
+            writer,
+            &context(
+                domain::CONSENT_TAG_KEY_WRAP,
+                &self.chain,
+                &self.patient,
+                &self.writer,
+            ),
+        )?;
+        Ok(ConsentTagKey::from_secret(secret))
+    }
+
+    fn check_for(
+        &self,
+        writer: &Identity,
+        chain: &ChainId,
+        patient: &PublicIdentity,
+    ) -> Result<(), WriterKeyError> {
         if self.chain != *chain {
             return Err(WriterKeyError::WrongChain);
         }
@@ -162,11 +232,7 @@ impl SealedWriterKey {
         if self.patient != *patient {
             return Err(WriterKeyError::WrongPatient);
         }
-        self.verify(chain)?;
-        let secret = self
-            .envelope
-            .unwrap(writer, &context(&self.chain, &self.patient, &self.writer))?;
-        Ok(IndexKey::from_secret(secret))
+        self.verify(chain)
     }
 
     /// Checks what anyone can check: that it was sealed on `chain` and signed by the patient
@@ -210,6 +276,7 @@ impl SealedWriterKey {
         self.patient.encode_to(&mut out);
         self.writer.encode_to(&mut out);
         self.envelope.encode_to(&mut out);
+        self.tag_envelope.encode_to(&mut out);
         out
     }
 }
@@ -237,7 +304,8 @@ impl Decode for SealedWriterKey {
         let patient = PublicIdentity::decode_from(r)?;
         let writer = PublicIdentity::decode_from(r)?;
         let envelope = KeyEnvelope::decode_from(r)?;
-        if envelope.recipient != writer.agree {
+        let tag_envelope = KeyEnvelope::decode_from(r)?;
+        if envelope.recipient != writer.agree || tag_envelope.recipient != writer.agree {
             return Err(DecodeError::InvalidValue {
                 what: "sealed writer key",
                 reason: "the envelope is not addressed to the writer",
@@ -249,6 +317,7 @@ impl Decode for SealedWriterKey {
             patient,
             writer,
             envelope,
+            tag_envelope,
             signature,
         })
     }
@@ -347,6 +416,7 @@ mod tests {
         let mut moved = s.clone();
         moved.writer = other.public();
         moved.envelope.recipient = other.public().agree;
+        moved.tag_envelope.recipient = other.public().agree;
         let moved = SealedWriterKey::from_bytes(&moved.to_bytes()).unwrap();
         assert_eq!(
             moved
@@ -432,7 +502,12 @@ mod tests {
                 .for_writer(&p.hospital.id())
                 .secret(),
             &p.hospital.public().agree,
-            &context(&p.chain, &p.patient.public(), &p.hospital.public()),
+            &context(
+                domain::WRITER_KEY_WRAP,
+                &p.chain,
+                &p.patient.public(),
+                &p.hospital.public(),
+            ),
             &mut p.rng,
         )
         .unwrap();
@@ -471,7 +546,11 @@ mod tests {
                 t[i] ^= bit;
                 let outcome = SealedWriterKey::from_bytes(&t)
                     .map_err(WriterKeyError::from)
-                    .and_then(|s| s.import(&p.hospital, &p.chain, &patient).map(|_| ()));
+                    .and_then(|s| {
+                        s.import(&p.hospital, &p.chain, &patient)?;
+                        s.import_tag_key(&p.hospital, &p.chain, &patient)
+                            .map(|_| ())
+                    });
                 assert!(
                     outcome.is_err(),
                     "flip of bit {bit:#x} at byte {i} accepted"
@@ -506,7 +585,7 @@ mod tests {
     fn unknown_versions_and_misaddressed_envelopes_are_decode_errors() {
         let mut p = parties();
         let bytes = sealed(&mut p).to_bytes();
-        for v in [0u8, 2, 0xff] {
+        for v in [0u8, 1, 3, 0xff] {
             let mut t = bytes.clone();
             t[0] = v;
             let err = WriterKeyError::from(SealedWriterKey::from_bytes(&t).unwrap_err());
@@ -531,6 +610,46 @@ mod tests {
             SealedWriterKey::from_bytes(&t),
             Err(DecodeError::InvalidValue { .. })
         ));
+    }
+
+    #[test]
+    fn the_tag_key_is_the_patients_and_stays_in_its_envelope() {
+        let mut p = parties();
+        let s = sealed(&mut p);
+        let patient = p.patient.public();
+        let key = s.import_tag_key(&p.hospital, &p.chain, &patient).unwrap();
+        let own = ConsentTagKey::for_patient(&p.patient);
+        let icd = "http://hl7.org/fhir/sid/icd-10";
+        assert_eq!(key.tag(icd, "F20.9"), own.tag(icd, "F20.9"));
+        // The same key at every hospital: a consent's tags match whoever wrote the record.
+        let clinic = Identity::generate(&mut p.rng);
+        let at_clinic = SealedWriterKey::export(&p.patient, &p.chain, &clinic.public(), &mut p.rng)
+            .unwrap()
+            .import_tag_key(&clinic, &p.chain, &patient)
+            .unwrap();
+        assert_eq!(at_clinic.tag(icd, "F20.9"), own.tag(icd, "F20.9"));
+        // The two envelopes are bound to their purposes: swapped (and signed again by the
+        // patient), neither opens.
+        let mut swapped = s.clone();
+        std::mem::swap(&mut swapped.envelope, &mut swapped.tag_envelope);
+        swapped.signature =
+            p.patient
+                .sign(&p.chain, domain::WRITER_KEY_SIG, &swapped.signed_bytes());
+        assert_eq!(
+            swapped
+                .import_tag_key(&p.hospital, &p.chain, &patient)
+                .unwrap_err(),
+            WriterKeyError::Decrypt
+        );
+        assert_eq!(
+            swapped.import(&p.hospital, &p.chain, &patient).unwrap_err(),
+            WriterKeyError::Decrypt
+        );
+        // Another hospital cannot take it out.
+        assert_eq!(
+            s.import_tag_key(&clinic, &p.chain, &patient).unwrap_err(),
+            WriterKeyError::WrongWriter
+        );
     }
 
     #[test]

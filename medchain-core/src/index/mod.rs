@@ -54,7 +54,7 @@ mod entry;
 mod filter;
 mod keys;
 mod keywords;
-mod prf;
+pub(crate) mod prf;
 mod search;
 
 pub use enrol::{

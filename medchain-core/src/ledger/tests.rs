@@ -3,7 +3,9 @@ use crate::access::{
     audit_event, record_class, release_key, AccessError, LedgerView, ReleaseRequest,
 };
 use crate::block::{check_rules, InvalidBlock};
-use crate::consent::{Actor, DenyReason, EmergencyPreference, Period, Provision};
+use crate::consent::{
+    Actor, ConsentTagKey, Denial, DenyReason, EmergencyPreference, Period, Provision,
+};
 use crate::credential::{Credential, Role};
 use crate::election::VrfSecret;
 use crate::encoding::Encode;
@@ -124,6 +126,16 @@ impl Fx {
         Ok(())
     }
 
+    /// The class the hospital (enrolled: it holds the patient's tag key) writes for `payload`.
+    fn class(&mut self, payload: &[u8]) -> crate::tx::RecordClass {
+        record_class(
+            payload,
+            &ConsentTagKey::for_patient(&self.patient),
+            &mut self.rng,
+        )
+        .unwrap()
+    }
+
     fn add_record(&mut self, payload: &[u8]) -> crate::seal::SealedRecord {
         let sealed = seal_record(
             payload,
@@ -132,7 +144,8 @@ impl Fx {
             &mut self.rng,
         )
         .unwrap();
-        let body = TxBody::record_added(sealed.clone(), record_class(payload).unwrap());
+        let class = self.class(payload);
+        let body = TxBody::record_added(sealed.clone(), class);
         let tx = self.tx(false, &body, T0);
         self.block(vec![tx]).unwrap();
         sealed
@@ -142,7 +155,7 @@ impl Fx {
         let body = c.grant_body(&self.patient, &self.chain()).unwrap();
         let tx = self.tx(false, &body, T0);
         self.block(vec![tx]).unwrap();
-        c.id()
+        c.granted_id(&self.patient)
     }
 
     fn consent(&self, provisions: Vec<Provision>) -> Consent {
@@ -311,17 +324,18 @@ fn grant_read_audit_revoke_deny() {
     let err = f
         .release(&sealed, &doctor, None, Purpose::Treat, T0 + 3)
         .unwrap_err();
-    assert_eq!(err, AccessError::Denied(DenyReason::Revoked));
+    assert_eq!(err, AccessError::Denied(Denial::new(DenyReason::Revoked)));
+    // The requester is told nothing of the revocation; the detail is the patient's.
     assert_eq!(
         err.to_string(),
-        "access denied: the patient revoked the consent that permitted this"
+        "access denied: the patient's consent does not permit this request"
     );
     // A node that ignores the revocation cannot get its KeyShared into a block.
     let forged = f.raw_release(&sealed, &f.doctor.duplicate(), "TREAT", Some(cid), None);
     let tx = f.tx(false, &forged, T0 + 3);
     assert_eq!(
         f.block(vec![tx]),
-        Err(RuleError::Denied(DenyReason::Revoked))
+        Err(RuleError::Denied(Denial::new(DenyReason::Revoked)))
     );
 }
 
@@ -429,7 +443,10 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
     let err = f
         .release(&sealed, &er, None, Purpose::EmergencyTreat, T0)
         .unwrap_err();
-    assert_eq!(err, AccessError::Denied(DenyReason::NotAClinician));
+    assert_eq!(
+        err,
+        AccessError::Denied(Denial::new(DenyReason::NotAClinician))
+    );
     // An expired credential is refused by validators, judged at the block's time.
     let old = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 - 1);
     let ks = f.raw_release(&sealed, &f.er_doctor.duplicate(), "ETREAT", None, Some(old));
@@ -457,7 +474,10 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
             T0 + 5,
         )
         .unwrap_err();
-    assert_eq!(err, AccessError::Denied(DenyReason::EmergencyRefused));
+    assert_eq!(
+        err,
+        AccessError::Denied(Denial::new(DenyReason::EmergencyRefused))
+    );
     let ks = f.raw_release(
         &sealed,
         &f.er_doctor.duplicate(),
@@ -468,7 +488,7 @@ fn emergency_access_is_allowed_by_preference_and_always_logged() {
     let (a, b) = (f.tx(false, &ks, T0 + 5), f.tx(false, &log, T0 + 5));
     assert_eq!(
         f.block(vec![a, b]),
-        Err(RuleError::Denied(DenyReason::EmergencyRefused))
+        Err(RuleError::Denied(Denial::new(DenyReason::EmergencyRefused)))
     );
 }
 
@@ -516,14 +536,14 @@ fn attack_backdated_release_is_judged_at_the_block_time() {
     let txs = vec![f.tx(false, &ks, T0), f.tx(false, &log, T0)];
     assert_eq!(
         f.block_at(after, txs),
-        Err(RuleError::Denied(DenyReason::OutOfPeriod))
+        Err(RuleError::Denied(Denial::new(DenyReason::OutOfPeriod)))
     );
     // The holder's own check refuses it too, before wrapping anything.
     let doctor = f.doctor.public();
     assert_eq!(
         f.release(&sealed, &doctor, None, Purpose::Treat, after)
             .unwrap_err(),
-        AccessError::Denied(DenyReason::OutOfPeriod)
+        AccessError::Denied(Denial::new(DenyReason::OutOfPeriod))
     );
     // A credential is judged at the block's time as well.
     let cred = f.clinician(&f.clinic.duplicate(), &f.er_doctor.duplicate(), T0 + 10);
@@ -608,7 +628,7 @@ fn attack_release_key_checks_credentials_before_wrapping() {
         &mut f.rng,
     )
     .unwrap();
-    let body = TxBody::record_added(shared.clone(), record_class(OBS).unwrap());
+    let body = TxBody::record_added(shared.clone(), f.class(OBS));
     let tx = f.tx(false, &body, T0);
     f.block(vec![tx]).unwrap();
     let c = f.consent(vec![
@@ -665,7 +685,7 @@ fn attack_revocation_and_erasure_apply_before_releases_in_the_same_block() {
         };
         assert_eq!(
             f.block(txs),
-            Err(RuleError::Denied(DenyReason::Revoked)),
+            Err(RuleError::Denied(Denial::new(DenyReason::Revoked))),
             "revocation first: {revocation_first}"
         );
         // Erasure likewise, in both orders.
@@ -735,7 +755,9 @@ fn attack_consent_of_another_patient_is_not_believed() {
     };
     assert_eq!(
         rules.preview(&ctx, &f.hospital.verify_key(), &ks),
-        Err(PreviewError::Rule(RuleError::Denied(DenyReason::NoConsent)))
+        Err(PreviewError::Rule(RuleError::Denied(Denial::new(
+            DenyReason::NoConsent
+        ))))
     );
     let doctor = f.doctor.public();
     assert_eq!(
@@ -756,7 +778,7 @@ fn attack_consent_of_another_patient_is_not_believed() {
             &mut f.rng,
         )
         .unwrap_err(),
-        AccessError::Denied(DenyReason::NoConsent)
+        AccessError::Denied(Denial::new(DenyReason::NoConsent))
     );
 }
 
@@ -764,7 +786,7 @@ fn attack_consent_of_another_patient_is_not_believed() {
 fn pruned_history_must_be_explained_by_an_erasure() {
     let mut f = fx();
     let sealed = seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
-    let body = TxBody::record_added(sealed.clone(), record_class(OBS).unwrap());
+    let body = TxBody::record_added(sealed.clone(), f.class(OBS));
     let mut tx = f.tx(false, &body, T0);
     tx.prune();
     // Re-read history: the rules accept the pruned record but remember it.
@@ -839,7 +861,7 @@ fn role_based_consent_with_credentials() {
     let err = f
         .release(&sealed, &er, Some(cred), Purpose::Treat, T0)
         .unwrap_err();
-    assert_eq!(err, AccessError::Denied(DenyReason::NoConsent));
+    assert_eq!(err, AccessError::Denied(Denial::new(DenyReason::NoConsent)));
     // Research access goes through de-identification, not key release.
     let err = f
         .release(&sealed, &er, None, Purpose::Research { topic: None }, T0)
@@ -851,7 +873,7 @@ fn role_based_consent_with_credentials() {
 fn overlay_sees_uncommitted_effects() {
     let mut f = fx();
     let sealed = seal_record(OBS, &f.patient.public(), &[f.hospital.public()], &mut f.rng).unwrap();
-    let body = TxBody::record_added(sealed.clone(), record_class(OBS).unwrap());
+    let body = TxBody::record_added(sealed.clone(), f.class(OBS));
     let tx = f.tx(false, &body, T0);
     let ctx = |h| TxContext {
         height: h,
@@ -888,4 +910,155 @@ fn overlay_sees_uncommitted_effects() {
     f.state.commit(effects1).unwrap();
     f.state.commit(effects2).unwrap();
     assert_eq!(f.state.consents_of(&f.patient.verify_key()).len(), 1);
+}
+
+const F20: &[u8] = br#"{"resourceType":"Condition","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10","code":"F20.9"}]},"recordedDate":"2026-09-14"}"#;
+
+/// Dr. Ruiz may read for treatment, except ICD-10 F20.9.
+fn f20_consent(f: &Fx) -> Consent {
+    f.consent(vec![Provision::permit()
+        .actor(Actor::Party(f.doctor.verify_key()))
+        .purpose(Purpose::Treat)
+        .nest(Provision::deny().class(crate::consent::DataClass::Code {
+            system: "http://hl7.org/fhir/sid/icd-10".into(),
+            code: "F20.9".into(),
+        }))])
+}
+
+#[test]
+fn a_blinded_code_deny_is_enforced_by_validators_too() {
+    let mut f = fx();
+    let f20 = f.add_record(F20);
+    let other = f.add_record(OBS);
+    let c = f20_consent(&f);
+    let cid = f.grant(&c);
+    let doctor = f.doctor.public();
+    // The holder refuses the F20.9 record and releases the other.
+    assert!(matches!(
+        f.release(&f20, &doctor, None, Purpose::Treat, T0),
+        Err(AccessError::Denied(_))
+    ));
+    let ok = f
+        .release(&other, &doctor, None, Purpose::Treat, T0)
+        .unwrap();
+    let txs = vec![
+        f.tx(false, &ok.key_shared, T0),
+        f.tx(false, &ok.access_logged, T0),
+    ];
+    f.block(txs).unwrap();
+    // A holder that skips its own check: validators see only tags, and refuse it all the same
+    // (before blinding, a code deny was the key holder's alone to enforce).
+    let forced = f.raw_release(&f20, &f.doctor.duplicate(), "TREAT", Some(cid), None);
+    let tx = f.tx(false, &forced, T0);
+    let err = f.block(vec![tx]).unwrap_err();
+    let RuleError::Denied(denial) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(denial.detail(), DenyReason::DeniedBy(by) if by.consent == cid));
+    assert_eq!(
+        err.to_string(),
+        "the patient's consent does not permit this request"
+    );
+}
+
+#[test]
+fn a_refused_requester_learns_a_generic_denial_and_the_patient_the_detail() {
+    let mut f = fx();
+    let f20 = f.add_record(F20);
+    let cid = f.grant(&f20_consent(&f));
+    let doctor = f.doctor.public();
+    let err = f
+        .release(&f20, &doctor, None, Purpose::Treat, T0)
+        .unwrap_err();
+    // The requester's side: no consent, no provision, no code.
+    let told = err.to_string();
+    assert_eq!(
+        told,
+        "access denied: the patient's consent does not permit this request"
+    );
+    let dbg = format!("{err:?}");
+    for detail in ["provision", "F20", &cid.to_string()[..12]] {
+        assert!(!told.contains(detail) && !dbg.contains(detail), "{detail}");
+    }
+    // The patient's side: the audit event the holder hands the patient names the consent and
+    // the provision (1.1, the nested deny).
+    let AccessError::Denied(denial) = &err else {
+        panic!()
+    };
+    let ev =
+        crate::access::denial_audit_event(&f20.record_id(), &doctor, &Purpose::Treat, T0, denial);
+    assert_eq!(ev["outcome"], "4");
+    let desc = ev["outcomeDesc"].as_str().unwrap();
+    assert!(
+        desc.starts_with(&format!("denied by consent {}", &cid.to_string()[..12]))
+            && desc.ends_with("provision 1.1"),
+        "{desc}"
+    );
+    assert_eq!(
+        ev["agent"][0]["who"]["identifier"]["value"],
+        doctor.to_text()
+    );
+}
+
+#[test]
+fn record_classes_carry_no_birth_month_no_admission_month_and_no_code() {
+    let mut f = fx();
+    let patient = br#"{"resourceType":"Patient","birthDate":"1985-07-14","gender":"female"}"#;
+    let encounter = br#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},"period":{"start":"2024-03-15T08:00:00Z"}}"#;
+    let p = f.class(patient);
+    assert_eq!((p.resource_type.as_str(), p.year), ("Patient", 0));
+    let bytes = p.to_bytes();
+    for leak in [
+        &b"1985"[..],
+        &198_507u32.to_be_bytes(),
+        &1985u16.to_be_bytes(),
+    ] {
+        assert!(!bytes.windows(leak.len()).any(|w| w == leak), "{leak:?}");
+    }
+    let e = f.class(encounter);
+    assert_eq!(e.year, 2024);
+    assert!(!e
+        .to_bytes()
+        .windows(4)
+        .any(|w| w == 202_403u32.to_be_bytes()));
+    let c = f.class(F20);
+    assert_eq!(c.year, 2026);
+    assert_eq!(c.code_tags.len(), crate::consent::CODE_TAG_BUCKETS[0]);
+    let bytes = c.to_bytes();
+    assert!(!bytes.windows(5).any(|w| w == b"F20.9") && !bytes.windows(6).any(|w| w == b"icd-10"));
+    // Attack: a writer slips the birth year back into a Patient's class; validators refuse it
+    // (the body check), as they refuse tags out of order or a count that is not a bucket.
+    let sealed = seal_record(
+        patient,
+        &f.patient.public(),
+        &[f.hospital.public()],
+        &mut f.rng,
+    )
+    .unwrap();
+    let chain = f.chain();
+    let mut attempts = Vec::new();
+    attempts.push(crate::tx::RecordClass {
+        year: 1985,
+        ..p.clone()
+    });
+    let mut unsorted = p.clone();
+    unsorted.code_tags.reverse();
+    attempts.push(unsorted);
+    let mut short = p.clone();
+    short.code_tags.pop();
+    attempts.push(short);
+    for class in attempts {
+        let err = Transaction::create(
+            &f.hospital,
+            &chain,
+            T0,
+            500,
+            &TxBody::record_added(sealed.clone(), class),
+            vec![],
+            &f.net,
+            &mut f.rng,
+        )
+        .unwrap_err();
+        assert!(matches!(err, crate::tx::TxError::InvalidBody(_)), "{err:?}");
+    }
 }

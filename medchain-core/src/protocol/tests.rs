@@ -424,7 +424,13 @@ fn record_tx(n: &mut crate::block::tests::Net, who: usize, nonce: u64) -> Transa
     let sealed =
         crate::seal::seal_record(fhir, &n.ids[5].public(), &[n.ids[who].public()], &mut n.rng)
             .unwrap();
-    let body = crate::tx::TxBody::record_added(sealed, crate::access::record_class(fhir).unwrap());
+    let class = crate::access::record_class(
+        fhir,
+        &crate::consent::ConsentTagKey::for_patient(&n.ids[5]),
+        &mut n.rng,
+    )
+    .unwrap();
+    let body = crate::tx::TxBody::record_added(sealed, class);
     Transaction::create(
         &n.ids[who],
         &n.genesis.chain_id(),

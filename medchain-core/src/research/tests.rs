@@ -1,7 +1,7 @@
 use super::*;
 use crate::access::record_class;
 use crate::block::{check_rules, ChainTip, InvalidBlock};
-use crate::consent::{Actor, Consent, ConsentId, Period, Provision};
+use crate::consent::{Actor, Consent, ConsentId, ConsentTagKey, Period, Provision};
 use crate::credential::{CredentialError, Role};
 use crate::election::{ElectionSeed, VrfSecret};
 use crate::genesis::{Genesis, Member, Quorum, Timing};
@@ -177,7 +177,14 @@ impl Net {
             &mut self.rng,
         )
         .unwrap();
-        let body = TxBody::record_added(sealed.clone(), record_class(fhir.as_bytes()).unwrap());
+        // The writing hospital is enrolled: it holds the patient's consent tag key.
+        let class = record_class(
+            fhir.as_bytes(),
+            &ConsentTagKey::for_patient(&self.patients[p]),
+            &mut self.rng,
+        )
+        .unwrap();
+        let body = TxBody::record_added(sealed.clone(), class);
         self.block(vec![(who, body)]).unwrap();
         sealed
     }
@@ -204,7 +211,7 @@ impl Net {
         };
         let body = c.grant_body(&self.patients[p], &self.chain()).unwrap();
         self.block(vec![(Who::Hospital, body)]).unwrap();
-        c.id()
+        c.granted_id(&self.patients[p])
     }
 
     fn revoke(&mut self, p: usize, id: &ConsentId) {

@@ -6,7 +6,7 @@
 use super::LedgerStore;
 use crate::access::record_class;
 use crate::chain::verify_chain;
-use crate::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+use crate::consent::{Action, Actor, Consent, ConsentTagKey, Period, Provision, Purpose};
 use crate::encoding::Encode;
 use crate::index::{search, BlockIndex, IndexEntry, IndexKey, Keyword, Query};
 use crate::keys::Identity;
@@ -96,9 +96,13 @@ pub fn append_read_back_and_state<S: LedgerStore>(mut store: S) {
         IndexEntry::build(&sealed.record_id(), &trapdoors, &mut net.rng),
         "index entry",
     );
+    let class = unwrap(
+        record_class(OBS, &ConsentTagKey::for_patient(&patient), &mut net.rng),
+        "class",
+    );
     let rec = net.tx(
         4,
-        &TxBody::record_added(sealed.clone(), unwrap(record_class(OBS), "class")),
+        &TxBody::record_added(sealed.clone(), class),
         entry.to_bytes(),
     );
     let consent = Consent {
@@ -190,10 +194,13 @@ pub fn append_read_back_and_state<S: LedgerStore>(mut store: S) {
     );
     let cs = unwrap(store.consents_of(&patient.verify_key()), "consents_of");
     assert_eq!(cs.len(), 1);
-    assert_eq!(cs[0].id, consent.id());
+    // The store holds the consent as it went on chain: blinded, its id the blinded one's.
+    let consent_id = consent.granted_id(&patient);
+    assert_eq!(cs[0].id, consent_id);
+    assert!(cs[0].consent.is_blinded());
     assert_eq!(
-        unwrap(store.consent(&consent.id()), "consent").map(|c| c.id),
-        Some(consent.id())
+        unwrap(store.consent(&consent_id), "consent").map(|c| c.id),
+        Some(consent_id)
     );
     let trail = unwrap(
         store.audit_of_patient(&patient.verify_key()),
@@ -278,11 +285,11 @@ pub fn erasure_prunes_and_chain_still_verifies<S: LedgerStore>(mut store: S) {
         ),
         "seal",
     );
-    let rec = net.tx(
-        4,
-        &TxBody::record_added(sealed.clone(), unwrap(record_class(OBS), "class")),
-        vec![],
+    let class = unwrap(
+        record_class(OBS, &ConsentTagKey::for_patient(&patient), &mut net.rng),
+        "class",
     );
+    let rec = net.tx(4, &TxBody::record_added(sealed.clone(), class), vec![]);
     let (b1, e1, p1) = unwrap(net.next_block(&store, vec![rec.clone()]), "block 1");
     unwrap(store.append(&b1, &e1, Some(&p1)), "append block 1");
     let erase = TxBody::RecordErased {
@@ -349,7 +356,13 @@ pub fn index_rows_read_back<S: LedgerStore>(mut store: S) {
             ),
             "seal",
         );
-        let body = TxBody::record_added(sealed.clone(), unwrap(record_class(OBS), "class"));
+        let body = TxBody::record_added(
+            sealed.clone(),
+            unwrap(
+                record_class(OBS, &ConsentTagKey::for_patient(&patient), &mut net.rng),
+                "class",
+            ),
+        );
         // The middle record is not indexed.
         let tx = if i == 1 {
             net.tx(4, &body, vec![])
@@ -415,11 +428,11 @@ pub fn effects_of_another_block_are_refused<S: LedgerStore>(mut store: S) {
         ),
         "seal",
     );
-    let rec = net.tx(
-        4,
-        &TxBody::record_added(sealed, unwrap(record_class(OBS), "class")),
-        vec![],
+    let class = unwrap(
+        record_class(OBS, &ConsentTagKey::for_patient(&patient), &mut net.rng),
+        "class",
     );
+    let rec = net.tx(4, &TxBody::record_added(sealed, class), vec![]);
     let empty_state = crate::ledger::LedgerState::new();
     let (with_record, record_effects, proof) = unwrap(
         net.next_block(&empty_state, vec![rec]),

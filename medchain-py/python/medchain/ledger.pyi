@@ -61,7 +61,7 @@ class RecordEntry:
     record_id: str
     patient: str
     resource_type: str
-    month: int
+    year: int
     contributor: str
     tx_id: str
     height: int

@@ -69,7 +69,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 &[net.nodes[4].public()],
                 &mut net.rng,
             )?;
-            let body = TxBody::record_added(sealed, record_class(payload.as_bytes())?);
+            let class = record_class(
+                payload.as_bytes(),
+                &medchain_core::consent::ConsentTagKey::for_patient(&patient),
+                &mut net.rng,
+            )?;
+            let body = TxBody::record_added(sealed, class);
             txs.push(net.tx(4, &body, Vec::new()));
         }
         let (block, effects, proof) = net.next_block(&shadow, txs)?;

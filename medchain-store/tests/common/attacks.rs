@@ -280,8 +280,13 @@ pub fn search_across_blocks_and_appends<S: PersistentStore>(
                 let holder = s.net.nodes[4].public();
                 let sealed = seal_record(&payload, &s.patient.public(), &[holder], &mut s.net.rng)
                     .expect("seal");
-                let body =
-                    TxBody::record_added(sealed.clone(), record_class(&payload).expect("class"));
+                let class = record_class(
+                    &payload,
+                    &medchain_core::consent::ConsentTagKey::for_patient(&s.patient),
+                    &mut s.net.rng,
+                )
+                .expect("class");
+                let body = TxBody::record_added(sealed.clone(), class);
                 txs.push(
                     s.net
                         .indexed_tx(4, &body, sealed.record_id(), index.trapdoors([&kw])),

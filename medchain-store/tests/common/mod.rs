@@ -54,16 +54,23 @@ pub fn record_tx(
 ) -> (SealedRecord, Transaction) {
     let holder = net.nodes[4].public();
     let sealed = seal_record(payload, &patient.public(), &[holder], &mut net.rng).expect("seal");
-    let class = record_class(payload).expect("class");
+    let class = record_class(
+        payload,
+        &medchain_core::consent::ConsentTagKey::for_patient(patient),
+        &mut net.rng,
+    )
+    .expect("class");
     let tx = net.tx(4, &TxBody::record_added(sealed.clone(), class), vec![]);
     (sealed, tx)
 }
 
+/// A consent as it goes on chain: no code and no summary, so the patient's copy is the blinded one
+/// and its id is the on-chain id (`Consent::granted_id`).
 pub fn consent_for(patient: &Identity, doctor: &Identity, now_ms: u64) -> Consent {
     Consent {
         patient: patient.public(),
         issued_ms: now_ms,
-        summary: "Dr. may read".into(),
+        summary: String::new(),
         period: Period::default(),
         emergency: None,
         provisions: vec![Provision::permit()

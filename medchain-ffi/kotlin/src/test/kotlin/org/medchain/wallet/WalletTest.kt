@@ -302,7 +302,7 @@ class WalletTest {
         assertThrows<WalletException.NoTrustedNetwork> { restored().exportWriterKey(hospital) }
         val wallet = patient()
         val sealed = wallet.exportWriterKey(hospital)
-        assertEquals(337, sealed.size)
+        assertEquals(449, sealed.size)
         val info = inspectWriterKey(sealed, network())
         assertEquals(wallet.publicIdentity(), info.patient)
         assertEquals(parsePublicIdentity(hospital).text, info.hospital)
