@@ -2704,7 +2704,8 @@ public struct SignedRequestInfo: Equatable, Hashable {
      */
     public var patient: String
     /**
-     * For a grant: the consent's summary.
+     * For a grant: the consent's summary. Always `None` since consents go on chain blinded,
+     * without the patient's words (the app keeps them: [`SignedRequest::fhir_json`]).
      */
     public var summary: String?
     /**
@@ -2729,7 +2730,8 @@ public struct SignedRequestInfo: Equatable, Hashable {
          * The patient who signed it (printable identity).
          */patient: String, 
         /**
-         * For a grant: the consent's summary.
+         * For a grant: the consent's summary. Always `None` since consents go on chain blinded,
+         * without the patient's words (the app keeps them: [`SignedRequest::fhir_json`]).
          */summary: String?, 
         /**
          * For a grant: the emergency preference it states.
