@@ -683,8 +683,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             row.resource
         ));
     }
-    // The release is logged once, from St. Mary's node, before the rows leave.
-    net.now_ms = net.now_ms.max(now_ms());
+    // The release is logged once, from St. Mary's node, before the rows leave. The log
+    // carries the release time (the host's clock when it is past the chain's tip); a block may
+    // hold it if the log is at most `max_clock_skew_ms` ahead of the block. The network's
+    // virtual clock only moves when the host clock is further ahead than that: a jump past a
+    // round timeout would make the next commit step cover several blocks, and this example's
+    // driver appends one committed block per step.
+    let skew = Timing::DEFAULT.max_clock_skew_ms;
+    if release.clock.time_ms() > net.now_ms.saturating_add(skew / 2) {
+        net.now_ms = release.clock.time_ms();
+    }
     submit!(&mut net, 0, &release.log_body(), None, &mut pending)?;
     commit(&mut net, &mut ledger, &mut pending)?;
     let log = release.log();
@@ -719,7 +727,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &Consent::revoke_body(&alice, &chain, &consent.id()),
+        &Consent::revoke_body(&alice, &chain, &consent.granted_id(&alice)),
         None,
         &mut pending
     )?;
@@ -747,7 +755,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         record_id: a1c.record_id(),
         grantee: dr_ruiz.public(),
         purpose: "TREAT".into(),
-        consent_id: Some(consent.id().to_byte_array()),
+        consent_id: Some(consent.granted_id(&alice).to_byte_array()),
         credential: None,
         envelope: Some(a1c.share_with(
             &institutions[0].id,
