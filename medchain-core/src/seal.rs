@@ -955,12 +955,15 @@ mod tests {
             let mut forged = good.clone();
             forged.ciphertext = key
                 .cipher()
-                .encrypt((&good.nonce).into(), Payload { msg: &bad, aad: &aad })
+                .encrypt(
+                    (&good.nonce).into(),
+                    Payload {
+                        msg: &bad,
+                        aad: &aad,
+                    },
+                )
                 .unwrap();
-            assert!(matches!(
-                forged.open(&patient),
-                Err(SealError::Decode(_))
-            ));
+            assert!(matches!(forged.open(&patient), Err(SealError::Decode(_))));
         }
     }
 
