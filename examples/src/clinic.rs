@@ -624,7 +624,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     submit!(
         &mut net,
         0,
-        &Consent::revoke_body(&alice, &chain, &consent.id()),
+        &Consent::revoke_body(&alice, &chain, &consent.granted_id(&alice)),
         None,
         &mut pending
     )?;
@@ -652,7 +652,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         record_id: a1c.record_id(),
         grantee: dr_ruiz.public(),
         purpose: "TREAT".into(),
-        consent_id: Some(consent.id().to_byte_array()),
+        consent_id: Some(consent.granted_id(&alice).to_byte_array()),
         credential: None,
         envelope: Some(a1c.share_with(
             &institutions[0].id,
