@@ -65,8 +65,8 @@ def test_enrolment_attacks_are_refused(ledger: Ledger, demo: DemoNetwork) -> Non
         IndexKey.import_writer_key(sealed[:-1], demo.holder, p, chain)
     with pytest.raises(medchain.DecodeError, match="trailing byte"):
         IndexKey.import_writer_key(sealed + b"\0", demo.holder, p, chain)
-    with pytest.raises(medchain.DecodeError, match="unknown format version 2"):
-        IndexKey.import_writer_key(b"\x02" + sealed[1:], demo.holder, p, chain)
+    with pytest.raises(medchain.DecodeError, match="unknown format version 3"):
+        IndexKey.import_writer_key(b"\x03" + sealed[1:], demo.holder, p, chain)
 
 
 def test_enrolment_bad_arguments(ledger: Ledger, demo: DemoNetwork) -> None:
