@@ -10,8 +10,9 @@ use medchain_core::access::{
 };
 use medchain_core::block::CheckedBlock;
 use medchain_core::chain::CommitProof;
+use medchain_core::election::{ElectionError, VrfSecret};
 use medchain_core::encoding::Encode;
-use medchain_core::genesis::Genesis;
+use medchain_core::genesis::{Genesis, GenesisError, Member, Quorum, Timing};
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::index::{
     extract_keywords, EntryError, IndexEntry, KeywordError, SealedWriterKey, WriterKeyError,
@@ -30,6 +31,51 @@ use medchain_fhir::{seal_validated, Options, WriteError};
 use medchain_store::{Ledger, LedgerError, SqliteStore};
 use rand_core::UnwrapErr;
 use thiserror::Error;
+
+/// Why a genesis could not be written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FoundError {
+    /// A member's VRF key could not be derived from its identity.
+    #[error("a member's VRF key: {0}")]
+    Vrf(#[from] ElectionError),
+    /// The genesis breaks a rule (names too long, duplicate or weak member keys, ...).
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+}
+
+/// The genesis of a new network whose members (all validators) are `members`, by name and
+/// identity, under the network key `network` (only its fingerprint is written), created at
+/// `now_ms`, with the default quorum (two thirds), timing and block size. The founder
+/// publishes it and wraps the network key to each member (`NetworkKey::wrap_for`).
+///
+/// # Errors
+/// [`FoundError`].
+pub fn genesis_of(
+    name: &str,
+    members: &[(&str, &Identity)],
+    network: &NetworkKey,
+    now_ms: u64,
+) -> Result<Genesis, FoundError> {
+    let mut entries = Vec::with_capacity(members.len());
+    for (member, id) in members {
+        entries.push(Member {
+            name: (*member).into(),
+            identity: id.public(),
+            vrf: VrfSecret::derive(id)?.public(),
+            validator: true,
+        });
+    }
+    Ok(Genesis::new(
+        name,
+        now_ms,
+        network.fingerprint(),
+        entries,
+        Quorum::TWO_THIRDS,
+        Timing::DEFAULT,
+        10_000,
+    )?)
+}
 
 /// What this member does in consensus, as its genesis entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

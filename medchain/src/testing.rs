@@ -6,8 +6,6 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use getrandom::SysRng;
-use medchain_core::election::VrfSecret;
-use medchain_core::genesis::{Genesis, GenesisError, Member, Quorum, Timing};
 use medchain_core::hash::TxId;
 use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::protocol::Recipient;
@@ -15,18 +13,15 @@ use medchain_core::seal::{NetworkKey, SealError};
 use rand_core::UnwrapErr;
 use thiserror::Error;
 
-use crate::host::{Event, Host, HostError};
+use crate::host::{genesis_of, Event, FoundError, Host, HostError};
 
 /// Why a cluster could not be founded or driven.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ClusterError {
     /// The genesis could not be built.
-    #[error("genesis: {0}")]
-    Genesis(#[from] GenesisError),
-    /// A member's VRF key could not be derived.
-    #[error("vrf: {0}")]
-    Vrf(#[from] medchain_core::election::ElectionError),
+    #[error(transparent)]
+    Found(#[from] FoundError),
     /// The network key could not be handed to a member.
     #[error("network key: {0}")]
     Seal(#[from] SealError),
@@ -57,24 +52,8 @@ impl LocalCluster {
         let network = NetworkKey::generate(&mut rng);
         let identities: Vec<Identity> =
             names.iter().map(|_| Identity::generate(&mut rng)).collect();
-        let mut members = Vec::with_capacity(names.len());
-        for (name, id) in names.iter().zip(&identities) {
-            members.push(Member {
-                name: (*name).into(),
-                identity: id.public(),
-                vrf: VrfSecret::derive(id)?.public(),
-                validator: true,
-            });
-        }
-        let genesis = Genesis::new(
-            "local-cluster",
-            now_ms,
-            network.fingerprint(),
-            members,
-            Quorum::TWO_THIRDS,
-            Timing::DEFAULT,
-            10_000,
-        )?;
+        let named: Vec<(&str, &Identity)> = names.iter().copied().zip(&identities).collect();
+        let genesis = genesis_of("local-cluster", &named, &network, now_ms)?;
         let mut hosts = Vec::with_capacity(names.len());
         for (i, id) in identities.into_iter().enumerate() {
             // What a founder does: wrap the network key to each member's public identity.
