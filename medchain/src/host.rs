@@ -420,8 +420,9 @@ impl Host {
         )
     }
 
-    /// Submits bodies as one batch (they reach the miner together); all or none are queued
-    /// only as far as the node's own checks go: the first refusal is returned.
+    /// Submits bodies as one batch (they reach the miner together). The first refusal is
+    /// returned; a body of the batch the node accepted stays queued (the ledger rules then
+    /// refuse what cannot commit alone, such as a key release without its access log).
     fn submit_batch(
         &mut self,
         items: Vec<(&TxBody, Vec<u8>, Option<IndexMaterial>)>,
@@ -578,7 +579,6 @@ impl Host {
 
     /// A research release by this member for the researcher's signed `request`: the one
     /// research policy ([`Ledger::research_release`]). Submit its `log_body` with
-    /// [`submit_patient_signed`](Self::submit_patient_signed)'s sibling
     /// [`submit_body`](Self::submit_body) and hand the rows over once it is committed.
     ///
     /// # Errors
