@@ -904,6 +904,36 @@ pub enum BackupError {
     Kdf,
 }
 
+impl From<&Identity> for PublicIdentity {
+    fn from(identity: &Identity) -> Self {
+        identity.public()
+    }
+}
+
+impl From<&Identity> for VerifyKey {
+    fn from(identity: &Identity) -> Self {
+        identity.verify_key()
+    }
+}
+
+impl From<PublicIdentity> for VerifyKey {
+    fn from(public: PublicIdentity) -> Self {
+        public.sign
+    }
+}
+
+impl From<&PublicIdentity> for PartyId {
+    fn from(public: &PublicIdentity) -> Self {
+        public.id()
+    }
+}
+
+impl AsRef<VerifyKey> for PublicIdentity {
+    fn as_ref(&self) -> &VerifyKey {
+        &self.sign
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -602,6 +602,13 @@ impl NetworkKey {
         Self(k)
     }
 
+    /// An explicit copy of this key, for the rare owner that must hold two (a host handing one
+    /// to its node and one to its ledger). Both copies zeroize on drop; nothing goes through a
+    /// wrapping or a password.
+    pub fn duplicate(&self) -> Self {
+        Self(Zeroizing::new(*self.0))
+    }
+
     /// The key's public fingerprint (recorded in genesis).
     pub fn fingerprint(&self) -> [u8; 32] {
         tagged_hash(domain::NETWORK_KEY_FINGERPRINT, &*self.0)

@@ -582,6 +582,11 @@ pub struct Node {
     /// not answer is not asked again and again).
     sync_turn: usize,
     outputs: VecDeque<Output>,
+    /// The ledger effects of committed blocks whose [`Output::Committed`] is still queued.
+    committed_effects: HashMap<BlockHash, BlockEffects>,
+    /// The effects of the block of the last [`Output::Committed`] polled (see
+    /// [`Node::take_committed_effects`]).
+    last_effects: Option<(BlockHash, BlockEffects)>,
 }
 
 impl fmt::Debug for Node {
@@ -677,6 +682,8 @@ impl Node {
             sync_until: None,
             sync_turn: 0,
             outputs: VecDeque::new(),
+            committed_effects: HashMap::new(),
+            last_effects: None,
         };
         node.round_deadline = now_ms.saturating_add(node.round_timeout());
         Ok(node)
@@ -831,7 +838,33 @@ impl Node {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if let Some(Output::Committed { block, .. }) = &out {
+            let hash = block.hash();
+            self.last_effects = self.committed_effects.remove(&hash).map(|e| (hash, e));
+        }
+        out
+    }
+
+    /// The ledger effects of the block of the [`Output::Committed`] just polled, as this node
+    /// computed them when it validated the block over its committed state (only a node with
+    /// the network key computes them). A store that holds exactly the blocks this node
+    /// committed appends the block with them without validating it a second time
+    /// (`medchain_store::Ledger::append_checked`). `None` once taken, for another block, or
+    /// when the node has none; then validate the block again.
+    pub fn take_committed_effects(&mut self, block: &BlockHash) -> Option<BlockEffects> {
+        match self.last_effects.take() {
+            Some((hash, effects)) if hash == *block => Some(effects),
+            other => {
+                self.last_effects = other;
+                None
+            }
+        }
+    }
+
+    /// This node's identity (the member it runs as).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// When [`Node::handle_timeout`] should next be called (`None`: only on input).
@@ -1600,7 +1633,14 @@ impl Node {
     fn append_committed(&mut self, b: CheckedBlock) {
         if let (Some(ledger), Some(network)) = (&mut self.ledger, &self.network) {
             let done = match self.effects.remove(&b.hash()) {
-                Some(e) => ledger.commit(e).is_ok(),
+                Some(e) => {
+                    let kept = e.clone();
+                    let done = ledger.commit(e).is_ok();
+                    if done {
+                        self.committed_effects.insert(b.hash(), kept);
+                    }
+                    done
+                }
                 None => false,
             };
             if !done {

@@ -38,6 +38,8 @@ struct Cluster {
     committed: Vec<Vec<BlockHash>>,
     /// Own transactions each node refused (ledger rules).
     refused: Vec<(usize, crate::hash::TxId, InvalidReason)>,
+    /// Committed blocks each node reported with their ledger effects.
+    with_effects: Vec<usize>,
 }
 
 fn ids_again() -> Vec<Identity> {
@@ -90,6 +92,7 @@ impl Cluster {
                 evidence: Vec::new(),
                 committed: vec![Vec::new(); len],
                 refused: Vec::new(),
+                with_effects: vec![0; len],
             },
             n,
         )
@@ -120,6 +123,14 @@ impl Cluster {
                 }
                 Output::Committed { block, proof } => {
                     assert!(proof.child.height >= block.header().height);
+                    if let Some(e) = self.nodes[i].take_committed_effects(&block.hash()) {
+                        assert!(crate::store::effects_match(&block, &e));
+                        // Taken once.
+                        assert!(self.nodes[i]
+                            .take_committed_effects(&block.hash())
+                            .is_none());
+                        self.with_effects[i] += 1;
+                    }
                     self.committed[i].push(block.hash());
                 }
                 Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
@@ -471,6 +482,25 @@ fn a_members_transaction_the_rules_reject_is_refused_and_the_rest_commits() {
     assert!(!c.sent.iter().any(|(_, from, _, m)| *from == member
         && matches!(m, Message::Contribution { transactions, .. }
             if transactions.iter().any(|t| t.id() == bad))));
+}
+
+/// A node with the network key hands every committed block's ledger effects to its host (one
+/// validation); a node without it has none to hand.
+#[test]
+fn committed_blocks_come_with_their_effects_when_the_node_holds_the_network_key() {
+    for keyed in [false, true] {
+        let (mut c, mut n) = Cluster::build(keyed);
+        let record = record_tx(&mut n, 0, 1);
+        let now = c.now;
+        let id = c.nodes[0].submit(record, now).unwrap();
+        let everyone: Vec<usize> = (0..c.nodes.len()).collect();
+        assert!(c.run(120_000, |c| c.all_committed(&[id], &everyone)));
+        for i in everyone {
+            assert!(!c.committed[i].is_empty());
+            let expected = if keyed { c.committed[i].len() } else { 0 };
+            assert_eq!(c.with_effects[i], expected, "node {i}, keyed {keyed}");
+        }
+    }
 }
 
 /// A transaction whose block is abandoned (its proposal reached nobody, so round 1 timed out)

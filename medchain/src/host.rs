@@ -1,0 +1,600 @@
+//! The [`Host`]: one member's node, ledger and keys, driven by the embedding application.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::Path;
+
+use getrandom::SysRng;
+use medchain_core::access::{
+    record_class, release_key, AccessError, ClassError, KeyRelease, ReleaseRequest,
+};
+use medchain_core::block::CheckedBlock;
+use medchain_core::chain::CommitProof;
+use medchain_core::election::{ElectionError, VrfSecret};
+use medchain_core::encoding::Encode;
+use medchain_core::genesis::{Genesis, GenesisError, Member, Quorum, Timing};
+use medchain_core::hash::{RecordId, TxId};
+use medchain_core::index::{
+    extract_keywords, EntryError, IndexEntry, KeywordError, SealedWriterKey, WriterKeyError,
+};
+use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
+use medchain_core::ledger::{AuditEntry, RecordEntry};
+use medchain_core::protocol::{
+    DropReason, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output, Recipient,
+    SubmitError,
+};
+use medchain_core::research::{ResearchRelease, ResearchRequest};
+use medchain_core::seal::{NetworkKey, SealedRecord};
+use medchain_core::tx::{Transaction, TxBody, TxError};
+use medchain_core::vote::InvalidReason;
+use medchain_fhir::{seal_validated, Options, WriteError};
+use medchain_store::{Ledger, LedgerError, SqliteStore};
+use rand_core::UnwrapErr;
+use thiserror::Error;
+
+/// Why a genesis could not be written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FoundError {
+    /// A member's VRF key could not be derived from its identity.
+    #[error("a member's VRF key: {0}")]
+    Vrf(#[from] ElectionError),
+    /// The genesis breaks a rule (names too long, duplicate or weak member keys, ...).
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+}
+
+/// The genesis of a new network whose members (all validators) are `members`, by name and
+/// identity, under the network key `network` (only its fingerprint is written), created at
+/// `now_ms`, with the default quorum (two thirds), timing and block size. The founder
+/// publishes it and wraps the network key to each member (`NetworkKey::wrap_for`).
+///
+/// # Errors
+/// [`FoundError`].
+pub fn genesis_of(
+    name: &str,
+    members: &[(&str, &Identity)],
+    network: &NetworkKey,
+    now_ms: u64,
+) -> Result<Genesis, FoundError> {
+    let mut entries = Vec::with_capacity(members.len());
+    for (member, id) in members {
+        entries.push(Member {
+            name: (*member).into(),
+            identity: id.public(),
+            vrf: VrfSecret::derive(id)?.public(),
+            validator: true,
+        });
+    }
+    Ok(Genesis::new(
+        name,
+        now_ms,
+        network.fingerprint(),
+        entries,
+        Quorum::TWO_THIRDS,
+        Timing::DEFAULT,
+        10_000,
+    )?)
+}
+
+/// What this member does in consensus, as its genesis entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetworkRole {
+    /// A trusted validator: votes on blocks and mines in its turn.
+    Validator,
+    /// A member that contributes transactions and follows the chain, but does not vote.
+    Member,
+}
+
+/// Bytes for the transport to carry to other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// To whom: every other member, or one.
+    pub to: Recipient,
+    /// The encoded protocol message (opaque to the transport).
+    pub bytes: Vec<u8>,
+}
+
+/// Something the application may want to know about.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A block is committed and appended to this host's ledger.
+    Committed {
+        /// Its height.
+        height: u64,
+        /// Its transactions.
+        txs: Vec<TxId>,
+    },
+    /// One of this host's own transactions was refused by the ledger rules on top of the chain
+    /// (it will not commit).
+    Refused {
+        /// The transaction.
+        id: TxId,
+        /// The rule it breaks.
+        reason: InvalidReason,
+    },
+    /// A received message was dropped (malformed, hostile or stale); nothing changed.
+    Dropped {
+        /// The member that sent it.
+        from: VerifyKey,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Evidence that a member equivocated.
+    Evidence(Evidence),
+}
+
+/// Why a host could not be set up.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The identity is not a member of the genesis, or its VRF key does not match.
+    #[error("the identity cannot run a node of this network: {0}")]
+    Node(#[from] NodeError),
+    /// The ledger could not be created, opened or written (or its network key is not the
+    /// genesis's).
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
+/// Why a submission was refused before it reached the network. Nothing was queued.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SubmitTxError {
+    /// The transaction could not be built (its body breaks a stateless rule).
+    #[error("the transaction could not be built: {0}")]
+    Build(#[from] TxError),
+    /// The node refused it.
+    #[error("the node refused the transaction: {0}")]
+    Node(#[from] SubmitError),
+}
+
+/// Why a record could not be added. Nothing was submitted.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The FHIR resource does not pass the network's profile, or could not be sealed.
+    #[error(transparent)]
+    Fhir(#[from] WriteError),
+    /// The patient's enrolment does not open for this host (wrong patient, chain or writer,
+    /// bad signature).
+    #[error("the patient's enrolment does not hold: {0}")]
+    Enrolment(#[from] WriterKeyError),
+    /// The record's network-visible class could not be derived.
+    #[error("the record cannot be classified: {0}")]
+    Class(#[from] ClassError),
+    /// The record's search keywords could not be extracted.
+    #[error("the record's keywords cannot be extracted: {0}")]
+    Keywords(#[from] KeywordError),
+    /// The secure-index entry could not be built.
+    #[error("the secure-index entry cannot be built: {0}")]
+    Index(#[from] EntryError),
+    /// The transaction was refused.
+    #[error(transparent)]
+    Submit(#[from] SubmitTxError),
+}
+
+/// Why a key release was refused. No key was wrapped and nothing was submitted.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The local check (exactly what validators check) refuses it, or the record cannot be
+    /// opened by this host.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The release's transactions were refused.
+    #[error(transparent)]
+    Submit(#[from] SubmitTxError),
+}
+
+/// A record to add: FHIR R4 JSON for a patient who enrolled at this hospital.
+pub struct RecordDraft<'a> {
+    /// The FHIR resource (JSON bytes), validated against the genesis profile before sealing.
+    pub fhir: &'a [u8],
+    /// What the patient's wallet handed this hospital at enrolment: the writer index key and
+    /// the consent tag key, sealed to this hospital. The record is classified with the tag key
+    /// (so validators can match it against the patient's blinded consents) and indexed with the
+    /// writer key.
+    pub enrolment: &'a SealedWriterKey,
+    /// Who else may open the record from the start (the hospital itself always can).
+    pub readers: &'a [PublicIdentity],
+}
+
+/// A record submitted by [`Host::add_record`].
+#[derive(Debug, Clone)]
+pub struct RecordReceipt {
+    /// The record.
+    pub record_id: RecordId,
+    /// Its `RecordAdded` transaction.
+    pub tx_id: TxId,
+    /// The sealed record (keep it to release its key later).
+    pub sealed: SealedRecord,
+}
+
+/// A key release submitted by [`Host::release`].
+#[derive(Debug, Clone)]
+pub struct ReleaseReceipt {
+    /// The `KeyShared` transaction.
+    pub key_shared: TxId,
+    /// The `AccessLogged` transaction (it commits in the same block).
+    pub access_logged: TxId,
+    /// The release (its `key_shared` body holds the envelope for the grantee).
+    pub release: KeyRelease,
+}
+
+/// One member's node, its persistent ledger and its keys, as one sans-I/O object: the
+/// application moves bytes and time ([`handle_message`](Self::handle_message),
+/// [`handle_timeout`](Self::handle_timeout), [`poll_timeout`](Self::poll_timeout),
+/// [`poll_transmit`](Self::poll_transmit)) and reads [`poll_event`](Self::poll_event); the host
+/// signs and nonces its submissions and appends every committed block to its ledger with the
+/// effects the node computed when it validated it (one validation).
+///
+/// The node always holds the network key: every transaction and block is judged by the
+/// consent rules (there is no mode that skips them).
+pub struct Host {
+    node: Node,
+    ledger: Ledger<SqliteStore>,
+    network: NetworkKey,
+    fhir: Options,
+    nonce: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("member", &self.node.key())
+            .field("height", &self.ledger.height())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Creates the ledger file at `path` for `genesis` and starts this member's node on it. The
+    /// identity and the network key are moved in (the host keeps them; they zeroize on drop).
+    ///
+    /// # Errors
+    /// [`HostError::Ledger`] (the file exists, the key is not the genesis's, a store error),
+    /// [`HostError::Node`] (the identity is not a member).
+    pub fn create(
+        path: impl AsRef<Path>,
+        genesis: &Genesis,
+        identity: Identity,
+        network: NetworkKey,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        let ledger = Ledger::create_sqlite(path, genesis, network.duplicate())?;
+        let mut config = NodeConfig::new(genesis.clone(), identity);
+        config.network = Some(network.duplicate());
+        let node = Node::new(config, now_ms)?;
+        let mut host = Self {
+            node,
+            ledger,
+            network,
+            fhir: Options::for_genesis(genesis),
+            nonce: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        host.drain()?;
+        Ok(host)
+    }
+
+    /// This member's signing key (how peers and the genesis name it).
+    pub fn key(&self) -> VerifyKey {
+        self.node.key()
+    }
+
+    /// This member's public identity.
+    pub fn public(&self) -> PublicIdentity {
+        self.node.identity().public()
+    }
+
+    /// This member's identity (to sign credentials it issues, or open records sealed to it).
+    pub fn identity(&self) -> &Identity {
+        self.node.identity()
+    }
+
+    /// Validator or member, as the genesis says.
+    pub fn role(&self) -> NetworkRole {
+        if self.node.is_validator() {
+            NetworkRole::Validator
+        } else {
+            NetworkRole::Member
+        }
+    }
+
+    /// The network's genesis.
+    pub fn genesis(&self) -> &Genesis {
+        self.ledger.genesis()
+    }
+
+    /// The persistent ledger (committed blocks, records, consents, audit).
+    pub fn ledger(&self) -> &Ledger<SqliteStore> {
+        &self.ledger
+    }
+
+    /// Whether `id` is committed.
+    pub fn is_committed(&self, id: &TxId) -> bool {
+        self.node.is_committed(id)
+    }
+
+    /// Handles bytes received from the member `from` (authenticated by the transport).
+    /// Malformed or hostile bytes are dropped ([`Event::Dropped`]) and change nothing.
+    ///
+    /// # Errors
+    /// [`HostError::Ledger`] if a committed block could not be written (stop the host: its
+    /// ledger is behind its node).
+    pub fn handle_message(
+        &mut self,
+        from: VerifyKey,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), HostError> {
+        self.node.handle_message(from, bytes, now_ms);
+        self.drain()
+    }
+
+    /// Lets time pass: call at (or after) [`poll_timeout`](Self::poll_timeout).
+    ///
+    /// # Errors
+    /// As [`handle_message`](Self::handle_message).
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), HostError> {
+        self.node.handle_timeout(now_ms);
+        self.drain()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called (`None`: only on
+    /// input).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.node.next_deadline()
+    }
+
+    /// The next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Moves the node's outputs into transmits and events, appending commits to the ledger.
+    fn drain(&mut self) -> Result<(), HostError> {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Send { to, bytes } => self.transmits.push_back(Transmit { to, bytes }),
+                Output::Committed { block, proof } => self.append(&block, &proof)?,
+                Output::Dropped { from, reason } => {
+                    self.events.push_back(Event::Dropped { from, reason });
+                }
+                Output::Evidence(e) => self.events.push_back(Event::Evidence(e)),
+                Output::Refused { id, reason } => {
+                    self.events.push_back(Event::Refused { id, reason });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, block: &CheckedBlock, proof: &CommitProof) -> Result<(), HostError> {
+        match self.node.take_committed_effects(&block.hash()) {
+            Some(effects) => self.ledger.append_checked(block, &effects, proof)?,
+            // The node has no effects for it (it validated the block before a restore):
+            // the ledger validates it once.
+            None => {
+                self.ledger
+                    .append_committed(block.clone().into_block(), proof)?;
+            }
+        }
+        self.events.push_back(Event::Committed {
+            height: block.header().height,
+            txs: block.tx_ids().to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Builds one transaction contributed by this host (signed, sealed under the network key,
+    /// with a fresh nonce).
+    fn build(
+        &mut self,
+        body: &TxBody,
+        entry: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<Transaction, TxError> {
+        self.nonce = self.nonce.wrapping_add(1);
+        Transaction::create(
+            self.node.identity(),
+            &self.ledger.genesis().chain_id(),
+            now_ms,
+            self.nonce,
+            body,
+            entry,
+            &self.network,
+            &mut UnwrapErr(SysRng),
+        )
+    }
+
+    /// Submits bodies as one batch (they reach the miner together). The first refusal is
+    /// returned; a body of the batch the node accepted stays queued (the ledger rules then
+    /// refuse what cannot commit alone, such as a key release without its access log).
+    fn submit_batch(
+        &mut self,
+        items: Vec<(&TxBody, Vec<u8>, Option<IndexMaterial>)>,
+        now_ms: u64,
+    ) -> Result<Vec<TxId>, SubmitTxError> {
+        let mut txs = Vec::with_capacity(items.len());
+        for (body, entry, material) in items {
+            txs.push((self.build(body, entry, now_ms)?, material));
+        }
+        let results = self.node.submit_batch_indexed(txs, now_ms);
+        let ids = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        self.drain_infallible();
+        Ok(ids)
+    }
+
+    /// Drains after a submission: a submission commits nothing, so no ledger write happens.
+    fn drain_infallible(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Send { to, bytes } => self.transmits.push_back(Transmit { to, bytes }),
+                Output::Refused { id, reason } => {
+                    self.events.push_back(Event::Refused { id, reason });
+                }
+                Output::Dropped { from, reason } => {
+                    self.events.push_back(Event::Dropped { from, reason });
+                }
+                Output::Evidence(e) => self.events.push_back(Event::Evidence(e)),
+                // A commit is only ever produced by a message or a timeout.
+                _ => {}
+            }
+        }
+    }
+
+    /// Submits a body signed by someone else (a patient's consent grant, revocation or erasure
+    /// request, as the wallet produced it): this host contributes it to the network.
+    ///
+    /// # Errors
+    /// [`SubmitTxError`]; nothing was queued.
+    pub fn submit_patient_signed(
+        &mut self,
+        body: &TxBody,
+        now_ms: u64,
+    ) -> Result<TxId, SubmitTxError> {
+        let ids = self.submit_batch(vec![(body, Vec::new(), None)], now_ms)?;
+        ids.into_iter()
+            .next()
+            .ok_or(SubmitTxError::Node(SubmitError::BadSignature))
+    }
+
+    /// Adds a FHIR record for an enrolled patient: validates it against the genesis profile,
+    /// seals it for the patient, this hospital and `readers`, classifies it under the patient's
+    /// consent tag key, indexes it under the patient's writer key, and submits it.
+    ///
+    /// # Errors
+    /// [`RecordError`]; nothing was submitted.
+    pub fn add_record(
+        &mut self,
+        draft: RecordDraft<'_>,
+        now_ms: u64,
+    ) -> Result<RecordReceipt, RecordError> {
+        let chain = self.ledger.genesis().chain_id();
+        let patient = *draft.enrolment.patient();
+        let identity = self.node.identity();
+        let writer_key = draft.enrolment.import(identity, &chain, &patient)?;
+        let tag_key = draft.enrolment.import_tag_key(identity, &chain, &patient)?;
+        let mut readers = vec![identity.public()];
+        readers.extend(
+            draft
+                .readers
+                .iter()
+                .copied()
+                .filter(|r| *r != identity.public()),
+        );
+        let mut rng = UnwrapErr(SysRng);
+        let sealed = seal_validated(draft.fhir, &self.fhir, &patient, &readers, &mut rng)?.record;
+        let json: serde_json::Value =
+            serde_json::from_slice(draft.fhir).map_err(|_| KeywordError::NotAnObject)?;
+        let keywords = extract_keywords(&json)?;
+        let trapdoors = writer_key.trapdoors(keywords.iter());
+        let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut rng)?;
+        let class = record_class(draft.fhir, &tag_key, &mut rng)?;
+        let record_id = sealed.record_id();
+        let body = TxBody::record_added(sealed.clone(), class);
+        let material = IndexMaterial {
+            record_id,
+            trapdoors,
+        };
+        let ids = self.submit_batch(vec![(&body, entry.to_bytes(), Some(material))], now_ms)?;
+        let tx_id = ids
+            .into_iter()
+            .next()
+            .ok_or(SubmitTxError::Node(SubmitError::BadSignature))?;
+        Ok(RecordReceipt {
+            record_id,
+            tx_id,
+            sealed,
+        })
+    }
+
+    /// Releases `sealed`'s key to `request.grantee`: judges the request locally over the
+    /// committed ledger, exactly as validators will (consent, credential, record holder,
+    /// erasure), before any key is wrapped; then submits the `KeyShared` and its `AccessLogged`
+    /// together.
+    ///
+    /// # Errors
+    /// [`ReleaseError::Access`] (refused: nothing wrapped, nothing submitted),
+    /// [`ReleaseError::Submit`].
+    pub fn release(
+        &mut self,
+        sealed: &SealedRecord,
+        request: ReleaseRequest,
+        now_ms: u64,
+    ) -> Result<ReleaseReceipt, ReleaseError> {
+        let release = release_key(
+            self.node.identity(),
+            sealed,
+            request,
+            self.ledger.view(),
+            now_ms,
+            &mut UnwrapErr(SysRng),
+        )?;
+        let ids = self.submit_batch(
+            vec![
+                (&release.key_shared, Vec::new(), None),
+                (&release.access_logged, Vec::new(), None),
+            ],
+            now_ms,
+        )?;
+        let (Some(key_shared), Some(access_logged)) = (ids.first(), ids.get(1)) else {
+            return Err(SubmitTxError::Node(SubmitError::BadSignature).into());
+        };
+        Ok(ReleaseReceipt {
+            key_shared: *key_shared,
+            access_logged: *access_logged,
+            release,
+        })
+    }
+
+    /// The committed records of `patient`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn records_of(&self, patient: &VerifyKey) -> Result<Vec<RecordEntry>, LedgerError> {
+        self.ledger.records_of(patient)
+    }
+
+    /// The committed audit trail of `patient`'s records (key releases, reads, erasures).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn audit_trail(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, LedgerError> {
+        self.ledger.audit_of_patient(patient)
+    }
+
+    /// A research release by this member for the researcher's signed `request`: the one
+    /// research policy ([`Ledger::research_release`]). Submit its `log_body` with
+    /// [`submit_body`](Self::submit_body) and hand the rows over once it is committed.
+    ///
+    /// # Errors
+    /// As [`Ledger::research_release`].
+    pub fn research_release(
+        &self,
+        request: &ResearchRequest,
+    ) -> Result<ResearchRelease, LedgerError> {
+        self.ledger.research_release(self.node.identity(), request)
+    }
+
+    /// Submits a body this host produced itself (a research release's log, an access log).
+    ///
+    /// # Errors
+    /// [`SubmitTxError`]; nothing was queued.
+    pub fn submit_body(&mut self, body: &TxBody, now_ms: u64) -> Result<TxId, SubmitTxError> {
+        self.submit_patient_signed(body, now_ms)
+    }
+}

@@ -1,0 +1,308 @@
+//! A 3-hospital network of `Host`s in memory: founding, a record, a patient's grant, a key
+//! release with its access log, the audit trail; and what is refused.
+
+#![cfg(feature = "testing")]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use getrandom::SysRng;
+use medchain::testing::LocalCluster;
+use medchain::{Event, Host, NetworkRole, RecordDraft, RecordError, ReleaseError, SubmitTxError};
+use medchain_core::access::{AccessError, ReleaseRequest};
+use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+use medchain_core::credential::{Credential, Role};
+use medchain_core::index::SealedWriterKey;
+use medchain_core::keys::Identity;
+use medchain_core::ledger::AuditKind;
+use medchain_core::protocol::DropReason;
+use medchain_core::tx::TxBody;
+use rand_core::UnwrapErr;
+
+const HBA1C: &[u8] =
+    br#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},
+ "effectiveDateTime":"2026-10-14T09:30:00Z",
+ "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}]},
+ "valueQuantity":{"value":7.9,"unit":"%"}}"#;
+
+const STEPS: usize = 20_000;
+const DAY: u64 = 86_400_000;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn found(dir: &tempfile::TempDir) -> LocalCluster {
+    LocalCluster::found(
+        dir.path(),
+        &["St. Mary's", "City General", "Riverside"],
+        now(),
+    )
+    .expect("founding")
+}
+
+fn enrol(net: &LocalCluster, patient: &Identity, hospital: usize) -> SealedWriterKey {
+    let chain = net.host(hospital).genesis().chain_id();
+    SealedWriterKey::export(
+        patient,
+        &chain,
+        &net.host(hospital).public(),
+        &mut UnwrapErr(SysRng),
+    )
+    .expect("enrolment")
+}
+
+fn credential(host: &Host, doctor: &Identity, at: u64) -> Credential {
+    Credential::issue(
+        host.identity(),
+        &host.genesis().chain_id(),
+        doctor.verify_key(),
+        Role::Clinician {
+            institution: host.key(),
+        },
+        at + 365 * DAY,
+    )
+}
+
+#[test]
+fn a_record_is_added_granted_released_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    assert!(net
+        .hosts()
+        .iter()
+        .all(|h| h.role() == NetworkRole::Validator));
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
+
+    // 1. St. Mary's adds Alice's HbA1c (she enrolled there: it holds her writer key).
+    let enrolment = enrol(&net, &alice, 0);
+    let t = net.now_ms();
+    let receipt = net
+        .host_mut(0)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .expect("record");
+    net.pump(0);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    for h in net.hosts() {
+        let records = h.records_of(&alice.verify_key()).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].record_id, receipt.record_id);
+        assert_eq!(h.ledger().height(), net.host(0).ledger().height());
+    }
+
+    // 2. Alice's wallet signs a consent for Dr. Ruiz; City General contributes it.
+    let chain = net.host(0).genesis().chain_id();
+    let consent = Consent {
+        patient: alice.public(),
+        issued_ms: net.now_ms(),
+        summary: "Dr. Ruiz may read my results for my treatment".into(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit()
+            .actor(Actor::Party(dr_ruiz.verify_key()))
+            .action(Action::Read)
+            .purpose(Purpose::Treat)],
+    };
+    let grant = consent.grant_body(&alice, &chain).expect("grant body");
+    let t = net.now_ms();
+    let grant_id = net.host_mut(1).submit_patient_signed(&grant, t).unwrap();
+    net.pump(1);
+    assert!(net.run_until_committed(&[grant_id], STEPS).unwrap());
+
+    // 3. St. Mary's releases the key to Dr. Ruiz; the release and its access log commit.
+    let cred = credential(net.host(0), &dr_ruiz, net.now_ms());
+    let t = net.now_ms();
+    let released = net
+        .host_mut(0)
+        .release(
+            &receipt.sealed,
+            ReleaseRequest {
+                grantee: dr_ruiz.public(),
+                credential: Some(cred),
+                purpose: Purpose::Treat,
+            },
+            t,
+        )
+        .expect("release");
+    net.pump(0);
+    assert!(net
+        .run_until_committed(&[released.key_shared, released.access_logged], STEPS)
+        .unwrap());
+
+    // Dr. Ruiz opens the record with the envelope the release carries.
+    let TxBody::KeyShared {
+        envelope: Some(envelope),
+        ..
+    } = &released.release.key_shared
+    else {
+        panic!("a key release carries an envelope");
+    };
+    let opened = receipt
+        .sealed
+        .open_with(&dr_ruiz, std::slice::from_ref(envelope))
+        .expect("the grantee opens the record");
+    let obs: serde_json::Value = serde_json::from_slice(opened.payload()).unwrap();
+    assert_eq!(obs["valueQuantity"]["value"], 7.9);
+
+    // 4. Every hospital's audit trail shows the release and the access.
+    for h in net.hosts() {
+        let trail = h.audit_trail(&alice.verify_key()).unwrap();
+        assert!(trail
+            .iter()
+            .any(|e| e.kind == AuditKind::KeyShared && e.actor == dr_ruiz.public()));
+        assert!(trail
+            .iter()
+            .any(|e| e.kind == AuditKind::Accessed && e.actor == dr_ruiz.public()));
+        assert!(trail.iter().all(|e| e.record_id == receipt.record_id));
+    }
+    // What each host appended without validating twice re-derives from the chain.
+    for h in net.hosts() {
+        let summary = h.ledger().verify(|_| {}).expect("the ledger verifies");
+        assert_eq!(summary.blocks, h.ledger().height());
+    }
+    // Committed events were reported for the three transactions by every host.
+    let events = net.take_events();
+    for id in [receipt.tx_id, grant_id, released.key_shared] {
+        let hosts = events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Committed { txs, .. } if txs.contains(&id)))
+            .count();
+        assert_eq!(hosts, 3);
+    }
+}
+
+#[test]
+fn a_release_without_consent_is_refused_locally_and_nothing_is_submitted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
+    let enrolment = enrol(&net, &alice, 0);
+    let t = net.now_ms();
+    let receipt = net
+        .host_mut(0)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .unwrap();
+    net.pump(0);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    let height = net.host(0).ledger().height();
+    let cred = credential(net.host(0), &stranger, net.now_ms());
+    let t = net.now_ms();
+    let refused = net.host_mut(0).release(
+        &receipt.sealed,
+        ReleaseRequest {
+            grantee: stranger.public(),
+            credential: Some(cred),
+            purpose: Purpose::Treat,
+        },
+        t,
+    );
+    assert!(
+        matches!(refused, Err(ReleaseError::Access(AccessError::Denied(_)))),
+        "{refused:?}"
+    );
+    // Research is never served by releasing keys.
+    let t = net.now_ms();
+    let research = net.host_mut(0).release(
+        &receipt.sealed,
+        ReleaseRequest {
+            grantee: stranger.public(),
+            credential: None,
+            purpose: Purpose::Research { topic: None },
+        },
+        t,
+    );
+    assert!(matches!(
+        research,
+        Err(ReleaseError::Access(
+            AccessError::ResearchNeedsDeidentification
+        ))
+    ));
+    net.pump(0);
+    net.run_until_committed(&[], STEPS).unwrap();
+    assert_eq!(net.host(0).ledger().height(), height);
+    assert!(net
+        .host(0)
+        .audit_trail(&alice.verify_key())
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_record_that_breaks_the_profile_or_the_enrolment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let t = net.now_ms();
+    // Not FHIR.
+    let enrolment = enrol(&net, &alice, 0);
+    let bad = net.host_mut(0).add_record(
+        RecordDraft {
+            fhir: br#"{"resourceType":"Observation","status":"no-such-status"}"#,
+            enrolment: &enrolment,
+            readers: &[],
+        },
+        t,
+    );
+    assert!(matches!(bad, Err(RecordError::Fhir(_))), "{bad:?}");
+    // An enrolment sealed to another hospital does not open here.
+    let elsewhere = enrol(&net, &alice, 1);
+    let bad = net.host_mut(0).add_record(
+        RecordDraft {
+            fhir: HBA1C,
+            enrolment: &elsewhere,
+            readers: &[],
+        },
+        t,
+    );
+    assert!(matches!(bad, Err(RecordError::Enrolment(_))), "{bad:?}");
+    // A body signed by nobody's wallet that breaks a stateless rule is refused at submission.
+    let other_chain = medchain_core::hash::ChainId::from_byte_array([7; 32]);
+    let consent = Consent {
+        patient: alice.public(),
+        issued_ms: t,
+        summary: String::new(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit().purpose(Purpose::Treat)],
+    };
+    let foreign = consent.grant_body(&alice, &other_chain).unwrap();
+    let refused = net.host_mut(0).submit_patient_signed(&foreign, t);
+    assert!(
+        matches!(refused, Err(SubmitTxError::Build(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn hostile_bytes_are_dropped_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    let member = net.host(1).key();
+    let outsider = Identity::generate(&mut UnwrapErr(SysRng)).verify_key();
+    net.inject(0, member, vec![0xff; 64]);
+    net.inject(0, outsider, vec![1, 2, 3]);
+    net.deliver_all(10).unwrap();
+    let events = net.take_events();
+    assert!(events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Dropped { from, reason: DropReason::Malformed(_) } if *from == member)));
+    assert!(events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Dropped { from, reason: DropReason::UnknownSender } if *from == outsider)));
+    assert_eq!(net.host(0).ledger().height(), 0);
+}
