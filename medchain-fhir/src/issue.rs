@@ -101,6 +101,21 @@ pub enum IssueCode {
 }
 
 impl IssueCode {
+    /// The payload cannot be read, or is too costly to read (not JSON, not a known resource
+    /// type, past the size, nesting or member limits): an error even in lenient mode.
+    pub fn unreadable(self) -> bool {
+        matches!(
+            self,
+            Self::TooLarge
+                | Self::NotJson
+                | Self::NotAnObject
+                | Self::MissingResourceType
+                | Self::UnknownResourceType
+                | Self::TooDeep
+                | Self::TooManyMembers
+        )
+    }
+
     /// The fixed message (never input).
     pub fn message(self) -> &'static str {
         match self {

@@ -211,16 +211,7 @@ pub fn validate(bytes: &[u8], options: &Options) -> Report {
     let mut report = validate_strict(bytes, options.profile);
     if options.lenient {
         for issue in &mut report.issues {
-            if !matches!(
-                issue.code,
-                IssueCode::TooLarge
-                    | IssueCode::NotJson
-                    | IssueCode::NotAnObject
-                    | IssueCode::MissingResourceType
-                    | IssueCode::UnknownResourceType
-                    | IssueCode::TooDeep
-                    | IssueCode::TooManyMembers
-            ) {
+            if !issue.code.unreadable() {
                 issue.severity = Severity::Warning;
             }
         }
