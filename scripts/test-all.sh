@@ -32,7 +32,11 @@ cargo fmt --all -- --check
 step "dependency policy: cargo deny check licenses bans sources (cargo-deny $CARGO_DENY_VERSION)"
 if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
     echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
-    cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
+    # A tool run once over Cargo.lock: built without its release profile's fat LTO and single
+    # codegen unit (2 min 48 s instead of 6 min 30 s on 2 cores; the check takes 4 s either way).
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
 fi
 cargo deny --locked check licenses bans sources
 

@@ -184,6 +184,21 @@ pub trait LedgerStore: StateView {
         proof: Option<&CommitProof>,
     ) -> Result<(), Self::Error>;
 
+    /// Appends consecutive blocks, oldest first, each with its effects, and the commit proof
+    /// of the last one, in **one** atomic write: all of them or none. One commit step of the
+    /// protocol can commit several blocks at once (a block and its uncommitted ancestors); the
+    /// proof then exists for the highest only, and the others are proven by being its
+    /// ancestors (each block names its parent's hash). The stored head's proof is `proof`.
+    ///
+    /// # Errors
+    /// The backend's error (a block out of order, effects of another block, an empty list);
+    /// nothing is written then.
+    fn append_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), Self::Error>;
+
     /// The head (`None` when only genesis is stored).
     ///
     /// # Errors
@@ -280,7 +295,7 @@ pub enum MemoryStoreError {
 }
 
 /// An in-memory store (tests, light nodes, the simulator).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     genesis: Option<Genesis>,
     blocks: Vec<Block>,
@@ -386,6 +401,25 @@ impl LedgerStore for MemoryStore {
         if let Some(rows) = index {
             self.index.insert(height, rows);
         }
+        Ok(())
+    }
+
+    fn append_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), Self::Error> {
+        let have = self.blocks.len() as u64;
+        let Some((&(last, last_effects), earlier)) = blocks.split_last() else {
+            return Err(MemoryStoreError::OutOfOrder { have, got: have });
+        };
+        // Every block into a copy, then swap in: all or nothing.
+        let mut next = self.clone();
+        for (block, effects) in earlier {
+            next.append(block, effects, None)?;
+        }
+        next.append(last, last_effects, Some(proof))?;
+        *self = next;
         Ok(())
     }
 

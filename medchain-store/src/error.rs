@@ -194,6 +194,9 @@ pub enum StoreError {
     /// A committed block must come with its commit proof.
     #[error("a block is appended without its commit proof")]
     MissingCommitProof,
+    /// An append of consecutive blocks names no block.
+    #[error("an append names no block")]
+    NoBlocks,
     /// Stored bytes do not decode.
     #[error("stored bytes do not decode: {0}")]
     Decode(#[from] DecodeError),

@@ -23,7 +23,7 @@ use medchain_core::index::{
 };
 use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::ledger::{
-    rules_over, AuditEntry, BlockEffects, LedgerState, RecordEntry, StateError, StateView,
+    rules_over, AuditEntry, BlockEffects, LedgerState, Overlay, RecordEntry, StateError, StateView,
 };
 use medchain_core::research::{ReleaseBuilder, ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, SealedRecord};
@@ -179,6 +179,13 @@ impl LedgerStore for AnyStore {
         proof: Option<&CommitProof>,
     ) -> Result<(), StoreError> {
         each!(self, s => s.append(block, effects, proof))
+    }
+    fn append_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.append_chain(blocks, proof))
     }
     fn head(&self) -> Result<Option<Head>, StoreError> {
         each!(self, s => s.head())
@@ -526,19 +533,47 @@ impl<S: PersistentStore> Ledger<S> {
         block: Block,
         proof: &CommitProof,
     ) -> Result<CheckedBlock, LedgerError> {
-        let mut rules = rules_over(&self.store, &self.genesis, &self.network);
-        let result = block.validate_with(
-            &self.genesis,
-            &self.tip,
-            &mut rules,
-            &mut ParallelVerifier::new(),
-        );
-        if let Some(e) = rules.take_state_error() {
-            return Err(LedgerError::State(e));
+        let mut checked = self.append_committed_chain(vec![block], proof)?;
+        checked.pop().ok_or_else(|| StoreError::NoBlocks.into())
+    }
+
+    /// Validates blocks that one commit step committed (consecutive, oldest first) — each
+    /// over the stored state with the effects of the ones before it laid on top — checks that
+    /// `proof` shows the last one committed (the others are its ancestors), and appends them
+    /// all in one atomic write. Returns the checked blocks. For a node that has no effects to
+    /// hand over (it validated the blocks before a restart); see
+    /// [`append_committed`](Self::append_committed).
+    ///
+    /// # Errors
+    /// As [`append_committed`](Self::append_committed), for the first block that fails;
+    /// [`StoreError::NoBlocks`] for an empty list. Nothing is written then.
+    pub fn append_committed_chain(
+        &mut self,
+        blocks: Vec<Block>,
+        proof: &CommitProof,
+    ) -> Result<Vec<CheckedBlock>, LedgerError> {
+        let mut checked = Vec::with_capacity(blocks.len());
+        let mut effects: Vec<BlockEffects> = Vec::with_capacity(blocks.len());
+        let mut tip = self.tip.clone();
+        for block in blocks {
+            let overlay = Overlay::new(&self.store, effects.iter().collect());
+            let mut rules = rules_over(&overlay, &self.genesis, &self.network);
+            let result = block.validate_with(
+                &self.genesis,
+                &tip,
+                &mut rules,
+                &mut ParallelVerifier::new(),
+            );
+            if let Some(e) = rules.take_state_error() {
+                return Err(LedgerError::State(e));
+            }
+            let block = result.map_err(LedgerError::InvalidBlock)?;
+            effects.push(rules.into_effects());
+            tip = block.tip();
+            checked.push(block);
         }
-        let checked = result.map_err(LedgerError::InvalidBlock)?;
-        let effects = rules.into_effects();
-        self.append_checked(&checked, &effects, proof)?;
+        let pairs: Vec<_> = checked.iter().zip(&effects).collect();
+        self.append_checked_chain(&pairs, proof)?;
         Ok(checked)
     }
 
@@ -564,23 +599,51 @@ impl<S: PersistentStore> Ledger<S> {
         effects: &BlockEffects,
         proof: &CommitProof,
     ) -> Result<(), LedgerError> {
-        let header = block.header();
-        if header.prev != self.tip.hash || header.height != self.tip.height.saturating_add(1) {
-            return Err(StoreError::OutOfOrder {
-                have: self.tip.height,
-                got: header.height,
+        self.append_checked_chain(&[(block, effects)], proof)
+    }
+
+    /// Appends the blocks one commit step committed — consecutive, oldest first, each with
+    /// the effects its validation produced (a node's run of `Output::Committed` outputs) — in
+    /// one atomic write, without validating them again. `proof` is the step's: it proves the
+    /// last block committed, and the others are its ancestors (each names its parent's hash).
+    /// A crash leaves all of them or none.
+    ///
+    /// Checked for each block as [`append_checked`](Self::append_checked) checks one: it
+    /// extends the previous one (the first, this ledger's tip), on this chain, with its own
+    /// effects; then `proof` against the last.
+    ///
+    /// # Errors
+    /// As [`append_checked`](Self::append_checked), for the first block that fails;
+    /// [`StoreError::NoBlocks`] for an empty list. Nothing is written then.
+    pub fn append_checked_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), LedgerError> {
+        let Some(&(last, _)) = blocks.last() else {
+            return Err(StoreError::NoBlocks.into());
+        };
+        let mut tip = self.tip.clone();
+        for (block, effects) in blocks {
+            let header = block.header();
+            if header.prev != tip.hash || header.height != tip.height.saturating_add(1) {
+                return Err(StoreError::OutOfOrder {
+                    have: tip.height,
+                    got: header.height,
+                }
+                .into());
             }
-            .into());
+            if header.chain != self.genesis.hash() {
+                return Err(StoreError::WrongGenesis.into());
+            }
+            if !medchain_core::store::effects_match(block, effects) {
+                return Err(StoreError::EffectsMismatch.into());
+            }
+            tip = block.tip();
         }
-        if header.chain != self.genesis.hash() {
-            return Err(StoreError::WrongGenesis.into());
-        }
-        if !medchain_core::store::effects_match(block, effects) {
-            return Err(StoreError::EffectsMismatch.into());
-        }
-        proof.verify(&self.genesis, &block.hash(), header.round)?;
-        self.store.append(block, effects, Some(proof))?;
-        self.tip = block.tip();
+        proof.verify(&self.genesis, &last.hash(), last.header().round)?;
+        self.store.append_chain(blocks, proof)?;
+        self.tip = tip;
         Ok(())
     }
 

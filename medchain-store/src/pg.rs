@@ -813,16 +813,31 @@ impl LedgerStore for PostgresStore {
         proof: Option<&CommitProof>,
     ) -> Result<(), StoreError> {
         let proof = proof.ok_or(StoreError::MissingCommitProof)?;
+        self.append_chain(&[(block, effects)], proof)
+    }
+
+    fn append_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), StoreError> {
+        let Some(&(last, _)) = blocks.last() else {
+            return Err(StoreError::NoBlocks);
+        };
         if self.genesis.is_none() {
             return Err(StoreError::NotInitialised);
         }
         {
             let mut c = self.lock()?;
             let mut tx = c.transaction()?;
-            self.write_block(&mut tx, block, effects, proof)?;
+            // Each block checks it extends the head the previous one wrote (same
+            // transaction); the head row ends as the last block's, with the step's proof.
+            for (block, effects) in blocks {
+                self.write_block(&mut tx, block, effects, proof)?;
+            }
             tx.commit()?;
         }
-        self.height = block.header().height;
+        self.height = last.header().height;
         Ok(())
     }
 

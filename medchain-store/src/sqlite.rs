@@ -825,14 +825,29 @@ impl LedgerStore for SqliteStore {
         proof: Option<&CommitProof>,
     ) -> Result<(), StoreError> {
         let proof = proof.ok_or(StoreError::MissingCommitProof)?;
+        self.append_chain(&[(block, effects)], proof)
+    }
+
+    fn append_chain(
+        &mut self,
+        blocks: &[(&CheckedBlock, &BlockEffects)],
+        proof: &CommitProof,
+    ) -> Result<(), StoreError> {
+        let Some(&(last, _)) = blocks.last() else {
+            return Err(StoreError::NoBlocks);
+        };
         if self.genesis.is_none() {
             return Err(StoreError::NotInitialised);
         }
         let tx = SqlTx::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
-        self.write_block(&tx, block, effects, proof)?;
+        // Each block checks it extends the head the previous one wrote (same transaction);
+        // the head row each rewrites ends as the last block's, with the step's proof.
+        for (block, effects) in blocks {
+            self.write_block(&tx, block, effects, proof)?;
+        }
         tx.commit()?;
-        self.height = block.header().height;
-        if effects.erased().next().is_some() {
+        self.height = last.header().height;
+        if blocks.iter().any(|(_, e)| e.erased().next().is_some()) {
             // Old page images of the pruned payloads may sit in the WAL: fold it in and
             // truncate it (secure_delete zeroes the freed space in the main file).
             self.checkpoint()?;

@@ -431,3 +431,77 @@ fn search_takes_the_filter_path_and_falls_back_for_filterless_blocks() {
     assert_eq!(ledger.search(&query, 2).expect("search").len(), 1);
     ledger.verify(|_| {}).expect("verifies");
 }
+
+/// One commit step can commit a block and its uncommitted ancestor; the node then has a proof
+/// for the highest only. Both go into the ledger in one write, each judged over the one before.
+#[test]
+fn one_commit_step_of_two_blocks_appends_in_one_write() {
+    use medchain_core::vote::InvalidReason;
+    let dir = tmp();
+    // Two copies of one deterministic network: the same genesis, record and first block.
+    let mut a = story(21);
+    let mut b = story(21);
+    let (_, rec) = record_tx(&mut a.net, &a.patient, &observation("step"));
+    let (_, rec_b) = record_tx(&mut b.net, &b.patient, &observation("step"));
+    assert_eq!(rec.id(), rec_b.id());
+    let empty = medchain_core::ledger::LedgerState::new();
+    let (b1, e1, p1) = b.net.next_block(&empty, vec![rec_b]).expect("block 1");
+    let mut after_b1 = medchain_core::ledger::LedgerState::new();
+    after_b1.commit(e1.clone()).expect("state");
+    let (b2, e2, p2) = b.net.next_block(&after_b1, vec![]).expect("block 2");
+    // The attack's chain: block 1, then a block 2 holding block 1's record again (testkit
+    // builds it over the empty state, where the duplicate does not show).
+    let (a1, _, _) = a
+        .net
+        .next_block(&empty, vec![rec.clone()])
+        .expect("block 1 (a)");
+    assert_eq!(a1.hash(), b1.hash());
+    let (dup, _, p_dup) = a.net.next_block(&empty, vec![rec]).expect("block 2 (a)");
+
+    let key = network_key(&mut b.net);
+    let path = dir.path().join("l.db");
+    let mut ledger = Ledger::create_sqlite(&path, &b.net.genesis, key).expect("create");
+    // Validated by the ledger: block 2 is judged over block 1's effects, and refused.
+    let err = ledger
+        .append_committed_chain(vec![a1.into_block(), dup.into_block()], &p_dup)
+        .expect_err("a duplicate across the step must be refused");
+    assert!(
+        matches!(&err, LedgerError::InvalidBlock(e) if e.reason == InvalidReason::DuplicateTransaction),
+        "{err}"
+    );
+    assert_eq!(ledger.height(), 0, "a refused step wrote a block");
+    // Handed over with effects: the proof must be the step's last block's.
+    let err = ledger
+        .append_checked_chain(&[(&b1, &e1), (&b2, &e2)], &p1)
+        .expect_err("the first block's proof does not prove the second");
+    assert!(matches!(err, LedgerError::CommitProof(_)), "{err}");
+    assert!(matches!(
+        ledger.append_checked_chain(&[], &p2),
+        Err(LedgerError::Store(StoreError::NoBlocks))
+    ));
+    assert!(
+        ledger.append_checked_chain(&[(&b2, &e2)], &p2).is_err(),
+        "block 2 without block 1 must be refused"
+    );
+    assert_eq!(ledger.height(), 0);
+    ledger
+        .append_checked_chain(&[(&b1, &e1), (&b2, &e2)], &p2)
+        .expect("the step");
+    assert_eq!(ledger.tip(), &b2.tip());
+    drop(ledger);
+    let ledger = Ledger::open_sqlite(&path, network_key(&mut b.net)).expect("reopen");
+    assert_eq!(ledger.height(), 2);
+    let summary = ledger.verify(|_| {}).expect("verify");
+    assert!(summary.head_proven);
+    assert_eq!(summary.transactions, 1);
+
+    // The same step validated by the ledger (a node without effects for it).
+    let path = dir.path().join("m.db");
+    let key = network_key(&mut b.net);
+    let mut ledger = Ledger::create_sqlite(&path, &b.net.genesis, key).expect("create");
+    let checked = ledger
+        .append_committed_chain(vec![b1.clone().into_block(), b2.clone().into_block()], &p2)
+        .expect("the step, validated");
+    assert_eq!(checked.len(), 2);
+    assert_eq!(ledger.tip(), &b2.tip());
+}

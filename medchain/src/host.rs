@@ -18,7 +18,7 @@ use medchain_core::index::{
     extract_keywords, EntryError, IndexEntry, KeywordError, SealedWriterKey, WriterKeyError,
 };
 use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
-use medchain_core::ledger::{AuditEntry, RecordEntry};
+use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry};
 use medchain_core::protocol::{
     DropReason, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output, Recipient,
     SubmitError,
@@ -239,6 +239,8 @@ pub struct Host {
     network: NetworkKey,
     fhir: Options,
     nonce: u64,
+    /// The blocks of the commit step being handed over (see [`Host::drain`]).
+    step: Vec<(CheckedBlock, Option<BlockEffects>)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -276,6 +278,7 @@ impl Host {
             network,
             fhir: Options::for_genesis(genesis),
             nonce: 0,
+            step: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -368,7 +371,17 @@ impl Host {
         while let Some(out) = self.node.poll_output() {
             match out {
                 Output::Send { to, bytes } => self.transmits.push_back(Transmit { to, bytes }),
-                Output::Committed { block, proof } => self.append(&block, &proof)?,
+                Output::Committed { block, proof } => {
+                    let effects = self.node.take_committed_effects(&block.hash());
+                    // One commit step can commit a block and its uncommitted ancestors: the
+                    // node hands them over oldest first, each with the proof of the step's
+                    // highest block. They go to the ledger together, in one write.
+                    let last_of_step = proof.child.prev == block.hash();
+                    self.step.push((block, effects));
+                    if last_of_step {
+                        self.append_step(&proof)?;
+                    }
+                }
                 Output::Dropped { from, reason } => {
                     self.events.push_back(Event::Dropped { from, reason });
                 }
@@ -382,20 +395,28 @@ impl Host {
         Ok(())
     }
 
-    fn append(&mut self, block: &CheckedBlock, proof: &CommitProof) -> Result<(), HostError> {
-        match self.node.take_committed_effects(&block.hash()) {
-            Some(effects) => self.ledger.append_checked(block, &effects, proof)?,
-            // The node has no effects for it (it validated the block before a restore):
-            // the ledger validates it once.
+    /// Appends the blocks of one commit step (see [`Host::drain`]) in one atomic write: with
+    /// the effects the node computed when it validated them, or — when it has none for one of
+    /// them (it validated them before a restart) — validated once by the ledger.
+    fn append_step(&mut self, proof: &CommitProof) -> Result<(), HostError> {
+        let step = std::mem::take(&mut self.step);
+        let with_effects: Option<Vec<(&CheckedBlock, &BlockEffects)>> = step
+            .iter()
+            .map(|(b, e)| e.as_ref().map(|e| (b, e)))
+            .collect();
+        match with_effects {
+            Some(pairs) => self.ledger.append_checked_chain(&pairs, proof)?,
             None => {
-                self.ledger
-                    .append_committed(block.clone().into_block(), proof)?;
+                let blocks = step.iter().map(|(b, _)| b.block().clone()).collect();
+                self.ledger.append_committed_chain(blocks, proof)?;
             }
         }
-        self.events.push_back(Event::Committed {
-            height: block.header().height,
-            txs: block.tx_ids().to_vec(),
-        });
+        for (block, _) in step {
+            self.events.push_back(Event::Committed {
+                height: block.header().height,
+                txs: block.tx_ids().to_vec(),
+            });
+        }
         Ok(())
     }
 

@@ -25,6 +25,7 @@ pub fn run_all<S: LedgerStore>(mut make: impl FnMut() -> S) {
     erasure_prunes_and_chain_still_verifies(make());
     index_rows_read_back(make());
     effects_of_another_block_are_refused(make());
+    a_commit_step_of_several_blocks_is_one_write(make());
 }
 
 fn unwrap<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
@@ -457,6 +458,70 @@ pub fn effects_of_another_block_are_refused<S: LedgerStore>(mut store: S) {
         "the block with its own effects",
     );
     assert_eq!(store.height(), 1);
+}
+
+/// One commit step's blocks append in one write with the last one's proof: all of them, or —
+/// when any of them is out of order or comes with another block's effects — none.
+pub fn a_commit_step_of_several_blocks_is_one_write<S: LedgerStore>(mut store: S) {
+    let mut net = TestNet::new(5, 4, 0);
+    unwrap(store.init(&net.genesis), "init");
+    let mut shadow = crate::ledger::LedgerState::new();
+    let mut built = Vec::new();
+    for h in 1..=3 {
+        let (b, e, p) = unwrap(net.next_block(&shadow, vec![]), "block");
+        unwrap(shadow.commit(e.clone()), "shadow");
+        built.push((b, e, p));
+        assert_eq!(built.len(), h);
+    }
+    let [(b1, e1, _), (b2, e2, p2), (b3, e3, p3)] = &built[..] else {
+        panic!("three blocks were built");
+    };
+    assert!(
+        store.append_chain(&[], p2).is_err(),
+        "an append of no block must fail"
+    );
+    let refused: [&[(&crate::block::CheckedBlock, &crate::ledger::BlockEffects)]; 3] = [
+        // The second block carries the first one's effects.
+        &[(b1, e1), (b2, e1)],
+        // A gap: block 3 after block 1.
+        &[(b1, e1), (b3, e3)],
+        // The same block twice.
+        &[(b1, e1), (b1, e1)],
+    ];
+    for chain in refused {
+        assert!(
+            store.append_chain(chain, p2).is_err(),
+            "a broken chain must be refused"
+        );
+        assert_eq!(store.height(), 0, "a refused chain append wrote a block");
+        assert!(
+            unwrap(store.head(), "head").is_none(),
+            "a refused chain append changed the head"
+        );
+        assert!(
+            unwrap(store.block(1), "block 1").is_none(),
+            "a refused chain append left its first block"
+        );
+    }
+    unwrap(
+        store.append_chain(&[(b1, e1), (b2, e2)], p2),
+        "blocks 1 and 2 in one step",
+    );
+    assert_eq!(store.height(), 2);
+    let head = unwrap(store.head(), "head").unwrap_or_else(|| panic!("no head"));
+    assert_eq!(head.tip, b2.tip(), "the head is the step's last block");
+    assert_eq!(
+        head.proof.as_ref(),
+        Some(p2),
+        "the head keeps the step's proof"
+    );
+    for (h, b) in [(1, b1), (2, b2)] {
+        let stored = unwrap(store.block(h), "block").unwrap_or_else(|| panic!("block {h}"));
+        assert_eq!(stored.hash(), b.hash(), "block {h} reads back");
+    }
+    // The next step appends on top, one block with its own proof.
+    unwrap(store.append_chain(&[(b3, e3)], p3), "block 3");
+    assert_eq!(store.height(), 3);
 }
 
 #[cfg(test)]
