@@ -16,6 +16,9 @@ use crate::rows::{Commitment, Counts, Row, Table};
 /// to its row identity, the state commitment in the head, the secure-index tables.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// The `meta` key under which a store keeps its node's durable state (`Ledger::save_durable_state`).
+pub(crate) const NODE_STATE_KEY: &str = "node_safety";
+
 /// Most transactions a block may hold; a transaction's row number is `height << 20 | index`,
 /// and so is a derived row's (`height << 20 | rank`).
 pub(crate) const TX_SEQ_SHIFT: u32 = 20;

@@ -15,6 +15,7 @@ use rand_core::UnwrapErr;
 use medchain_core::block::{Block, ChainTip, CheckedBlock, TxVerifier};
 use medchain_core::chain::{ChainError, ChainSummary, CommitProof, Progress};
 use medchain_core::consent::{ConsentId, ConsentState, ReleaseClock};
+use medchain_core::encoding::{Decode, Encode};
 use medchain_core::genesis::Genesis;
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::index::{
@@ -25,6 +26,7 @@ use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::ledger::{
     rules_over, AuditEntry, BlockEffects, LedgerState, Overlay, RecordEntry, StateError, StateView,
 };
+use medchain_core::protocol::DurableState;
 use medchain_core::research::{ReleaseBuilder, ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::store::{Head, IndexFilterRow, LedgerStore};
@@ -89,6 +91,19 @@ pub trait PersistentStore: LedgerStore<Error = StoreError> + private::Sealed {
     /// [`StoreError::Corrupt`] for an erasure row that does not open under its identity or
     /// names another record; backend errors.
     fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError>;
+
+    /// The node state kept beside the chain (a validator's encoded
+    /// [`DurableState`](medchain_core::protocol::DurableState)), if any was saved.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces the node state kept beside the chain; durable when it returns.
+    ///
+    /// # Errors
+    /// Backend errors (then the previous state is kept).
+    fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
 }
 
 macro_rules! persistent {
@@ -116,6 +131,12 @@ macro_rules! persistent {
             }
             fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
                 <$t>::erased_records(self, ids)
+            }
+            fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+                <$t>::node_state(self)
+            }
+            fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+                <$t>::save_node_state(self, bytes)
             }
         }
     };
@@ -237,6 +258,12 @@ impl PersistentStore for AnyStore {
     }
     fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
         each!(self, s => s.erased_records(ids))
+    }
+    fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.node_state())
+    }
+    fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        each!(self, s => s.save_node_state(bytes))
     }
 }
 
@@ -645,6 +672,31 @@ impl<S: PersistentStore> Ledger<S> {
         self.store.append_chain(blocks, proof)?;
         self.tip = tip;
         Ok(())
+    }
+
+    /// What this member's validator saved beside the chain (`None` before its first vote):
+    /// its safety state and its certified, uncommitted blocks — what it needs after a restart
+    /// so that it never votes twice in a round and can extend its own certificate.
+    ///
+    /// # Errors
+    /// [`StoreError::Decode`] if the stored bytes do not decode; store errors.
+    pub fn durable_state(&self) -> Result<Option<DurableState>, LedgerError> {
+        let Some(bytes) = self.store.node_state()? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            DurableState::from_bytes(&bytes).map_err(StoreError::Decode)?,
+        ))
+    }
+
+    /// Saves the validator's durable state beside the chain, replacing the previous one;
+    /// durable when it returns. Call it before sending any message produced with it
+    /// (`medchain::Host` does).
+    ///
+    /// # Errors
+    /// Store errors (then the previous state is kept: send nothing).
+    pub fn save_durable_state(&mut self, state: &DurableState) -> Result<(), LedgerError> {
+        Ok(self.store.save_node_state(&state.to_bytes())?)
     }
 
     /// What a key holder judges a release against: the stored state, genesis and the network

@@ -479,6 +479,22 @@ impl PostgresStore {
             .collect())
     }
 
+    /// See [`PersistentStore::node_state`](crate::PersistentStore::node_state).
+    pub(crate) fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        meta(&mut *self.lock()?, crate::common::NODE_STATE_KEY)
+    }
+
+    /// See [`PersistentStore::save_node_state`](crate::PersistentStore::save_node_state): one
+    /// statement in its own (committed) transaction.
+    pub(crate) fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&crate::common::NODE_STATE_KEY, &bytes],
+        )?;
+        Ok(())
+    }
+
     /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records): one
     /// query for all of them.
     pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {

@@ -952,6 +952,23 @@ impl SqliteStore {
             .collect()
     }
 
+    /// See [`PersistentStore::node_state`](crate::PersistentStore::node_state).
+    pub(crate) fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reads().meta(crate::common::NODE_STATE_KEY)
+    }
+
+    /// See [`PersistentStore::save_node_state`](crate::PersistentStore::save_node_state): one
+    /// statement, durable when it returns (`synchronous = FULL`).
+    pub(crate) fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![crate::common::NODE_STATE_KEY, bytes])?;
+        Ok(())
+    }
+
     /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records).
     pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
         let mut stmt = self

@@ -23,7 +23,7 @@ fn postgres_store_passes_the_conformance_suite() {
         PostgresStore::create(&url, &schema, &NetworkKey::generate(&mut UnwrapErr(SysRng)))
             .expect("create")
     });
-    assert_eq!(schemas.len(), 6);
+    assert_eq!(schemas.len(), 7);
 }
 
 #[test]
@@ -214,4 +214,34 @@ fn postgres_search_spans_blocks_appends_and_cache_limits_and_refuses_a_moved_era
     };
     let key = network_key(&mut s.net);
     common::attacks::move_an_erasure_to_another_record(&mut admin, key, &s.patient);
+}
+
+#[test]
+fn postgres_keeps_the_durable_node_state() {
+    use medchain_core::protocol::{DurableState, SafetyState};
+    let Some(url) = pg_url("postgres_keeps_the_durable_node_state") else {
+        return;
+    };
+    let schema = unique_schema("durable");
+    let mut s = story(24);
+    let key = network_key(&mut s.net);
+    let state = DurableState {
+        safety: SafetyState {
+            highest_voted_round: 7,
+            high_qc: None,
+        },
+        pending: Vec::new(),
+    };
+    {
+        let store = PostgresStore::create(&url, &schema, &key).expect("create");
+        let mut ledger = Ledger::with_store(store, Some(&s.net.genesis), key).expect("ledger");
+        assert_eq!(ledger.durable_state().expect("read"), None);
+        ledger
+            .save_durable_state(&DurableState::default())
+            .expect("save");
+        ledger.save_durable_state(&state).expect("replace");
+    }
+    let store = PostgresStore::open(&url, &schema, &network_key(&mut s.net)).expect("open");
+    let ledger = Ledger::with_store(store, None, network_key(&mut s.net)).expect("ledger");
+    assert_eq!(ledger.durable_state().expect("read"), Some(state));
 }

@@ -505,3 +505,53 @@ fn one_commit_step_of_two_blocks_appends_in_one_write() {
     assert_eq!(checked.len(), 2);
     assert_eq!(ledger.tip(), &b2.tip());
 }
+
+/// A validator's durable state is kept beside the chain, survives a reopen, and bytes that do
+/// not decode are an error, never a silent fresh state (that would let it vote twice).
+#[test]
+fn the_durable_node_state_is_kept_and_checked() {
+    use medchain_core::protocol::{DurableState, SafetyState};
+    let dir = tmp();
+    let path = dir.path().join("l.db");
+    let mut s = story(23);
+    let key = network_key(&mut s.net);
+    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
+    assert_eq!(ledger.durable_state().expect("read"), None);
+    let empty = medchain_core::ledger::LedgerState::new();
+    let (b1, _, _) = s.net.next_block(&empty, vec![]).expect("block");
+    let state = DurableState {
+        safety: SafetyState {
+            highest_voted_round: 42,
+            high_qc: None,
+        },
+        pending: vec![b1.into_block()],
+    };
+    ledger.save_durable_state(&state).expect("save");
+    let newer = DurableState {
+        safety: SafetyState {
+            highest_voted_round: 43,
+            high_qc: None,
+        },
+        pending: state.pending.clone(),
+    };
+    ledger.save_durable_state(&newer).expect("save again");
+    drop(ledger);
+    let ledger = Ledger::open_sqlite(&path, network_key(&mut s.net)).expect("reopen");
+    assert_eq!(ledger.durable_state().expect("read"), Some(newer));
+    // The stored state is not part of the chain: verify still holds.
+    assert!(ledger.verify(|_| {}).is_ok());
+    drop(ledger);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE meta SET value = x'ff00' WHERE key = 'node_safety'",
+            [],
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open_sqlite(&path, network_key(&mut s.net)).expect("reopen");
+    assert!(matches!(
+        ledger.durable_state(),
+        Err(LedgerError::Store(StoreError::Decode(_)))
+    ));
+}

@@ -20,16 +20,17 @@ use medchain_core::index::{
 use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry};
 use medchain_core::protocol::{
-    DropReason, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output, Recipient,
-    SubmitError,
+    DropReason, DurableState, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output,
+    Recipient, RestoreError, SubmitError,
 };
 use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, SealedRecord};
+use medchain_core::store::LedgerStore;
 use medchain_core::tx::{Transaction, TxBody, TxError};
 use medchain_core::vote::InvalidReason;
 use medchain_fhir::{seal_validated, Options, WriteError};
 use medchain_store::{Ledger, LedgerError, SqliteStore};
-use rand_core::UnwrapErr;
+use rand_core::{Rng, UnwrapErr};
 use thiserror::Error;
 
 /// Why a genesis could not be written.
@@ -137,6 +138,10 @@ pub enum HostError {
     /// genesis's).
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// The node could not resume from the ledger (a stored block or the head's proof does not
+    /// validate).
+    #[error("the node cannot resume from its ledger: {0}")]
+    Restore(#[from] RestoreError),
 }
 
 /// Why a submission was refused before it reached the network. Nothing was queued.
@@ -149,6 +154,10 @@ pub enum SubmitTxError {
     /// The node refused it.
     #[error("the node refused the transaction: {0}")]
     Node(#[from] SubmitError),
+    /// The node's safety state could not be saved: the transaction is queued, but nothing the
+    /// submission produced is sent (stop the host).
+    #[error("the node's safety state could not be saved: {0}")]
+    Ledger(#[from] LedgerError),
 }
 
 /// Why a record could not be added. Nothing was submitted.
@@ -241,6 +250,8 @@ pub struct Host {
     nonce: u64,
     /// The blocks of the commit step being handed over (see [`Host::drain`]).
     step: Vec<(CheckedBlock, Option<BlockEffects>)>,
+    /// The durable state last saved to the ledger.
+    saved: DurableState,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -272,13 +283,64 @@ impl Host {
         let mut config = NodeConfig::new(genesis.clone(), identity);
         config.network = Some(network.duplicate());
         let node = Node::new(config, now_ms)?;
+        Self::with(node, ledger, network, DurableState::default(), now_ms)
+    }
+
+    /// Reopens the ledger file at `path` (created by [`create`](Self::create)) and resumes this
+    /// member's node on it after a stop or a crash: the committed blocks are validated again
+    /// from genesis (the node rebuilds its state from them; the cost grows with the ledger),
+    /// the head's commit proof is checked, and the validator's saved safety state is restored,
+    /// so that it never votes twice in a round it voted in before the stop. The node then asks
+    /// its peers for the blocks it missed.
+    ///
+    /// # Errors
+    /// [`HostError::Ledger`] (not a ledger, another network key, a corrupt or unreadable
+    /// store), [`HostError::Node`] (the identity is not a member), [`HostError::Restore`].
+    pub fn open(
+        path: impl AsRef<Path>,
+        identity: Identity,
+        network: NetworkKey,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        let ledger = Ledger::open_sqlite(path, network.duplicate())?;
+        let blocks = ledger
+            .blocks_from(1)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LedgerError::from)?;
+        let proof = LedgerStore::head(ledger.store())
+            .map_err(LedgerError::from)?
+            .and_then(|h| h.proof);
+        let saved = ledger.durable_state()?.unwrap_or_default();
+        let mut config = NodeConfig::new(ledger.genesis().clone(), identity);
+        config.network = Some(network.duplicate());
+        let node = Node::restore(config, blocks, proof, saved.safety.clone(), now_ms).map_err(
+            |e| match e {
+                RestoreError::Config(e) => HostError::Node(e),
+                e => HostError::Restore(e),
+            },
+        )?;
+        Self::with(node, ledger, network, saved, now_ms)
+    }
+
+    fn with(
+        mut node: Node,
+        ledger: Ledger<SqliteStore>,
+        network: NetworkKey,
+        saved: DurableState,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        node.resume_pending(saved.pending.clone(), now_ms);
+        let fhir = Options::for_genesis(ledger.genesis());
         let mut host = Self {
             node,
             ledger,
             network,
-            fhir: Options::for_genesis(genesis),
-            nonce: 0,
+            fhir,
+            // Transaction ids bind the nonce: a random start keeps a reopened host's ids apart
+            // from the ones it made before.
+            nonce: UnwrapErr(SysRng).next_u64(),
             step: Vec::new(),
+            saved,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -338,7 +400,7 @@ impl Host {
         now_ms: u64,
     ) -> Result<(), HostError> {
         self.node.handle_message(from, bytes, now_ms);
-        self.drain()
+        Ok(self.drain()?)
     }
 
     /// Lets time pass: call at (or after) [`poll_timeout`](Self::poll_timeout).
@@ -347,7 +409,7 @@ impl Host {
     /// As [`handle_message`](Self::handle_message).
     pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), HostError> {
         self.node.handle_timeout(now_ms);
-        self.drain()
+        Ok(self.drain()?)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called (`None`: only on
@@ -366,11 +428,14 @@ impl Host {
         self.events.pop_front()
     }
 
-    /// Moves the node's outputs into transmits and events, appending commits to the ledger.
-    fn drain(&mut self) -> Result<(), HostError> {
+    /// Moves the node's outputs into transmits and events, appending each commit step to the
+    /// ledger; then saves the node's safety state if it changed, before any message produced
+    /// here becomes sendable (a vote must never leave before the round it is in is durable).
+    fn drain(&mut self) -> Result<(), LedgerError> {
+        let mut sends = Vec::new();
         while let Some(out) = self.node.poll_output() {
             match out {
-                Output::Send { to, bytes } => self.transmits.push_back(Transmit { to, bytes }),
+                Output::Send { to, bytes } => sends.push(Transmit { to, bytes }),
                 Output::Committed { block, proof } => {
                     let effects = self.node.take_committed_effects(&block.hash());
                     // One commit step can commit a block and its uncommitted ancestors: the
@@ -392,13 +457,20 @@ impl Host {
                 _ => {}
             }
         }
+        let durable = self.node.durable_state();
+        if durable != self.saved {
+            // On failure the messages are dropped: nothing leaves that the state does not cover.
+            self.ledger.save_durable_state(&durable)?;
+            self.saved = durable;
+        }
+        self.transmits.extend(sends);
         Ok(())
     }
 
     /// Appends the blocks of one commit step (see [`Host::drain`]) in one atomic write: with
     /// the effects the node computed when it validated them, or — when it has none for one of
     /// them (it validated them before a restart) — validated once by the ledger.
-    fn append_step(&mut self, proof: &CommitProof) -> Result<(), HostError> {
+    fn append_step(&mut self, proof: &CommitProof) -> Result<(), LedgerError> {
         let step = std::mem::take(&mut self.step);
         let with_effects: Option<Vec<(&CheckedBlock, &BlockEffects)>> = step
             .iter()
@@ -455,26 +527,8 @@ impl Host {
         }
         let results = self.node.submit_batch_indexed(txs, now_ms);
         let ids = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        self.drain_infallible();
+        self.drain()?;
         Ok(ids)
-    }
-
-    /// Drains after a submission: a submission commits nothing, so no ledger write happens.
-    fn drain_infallible(&mut self) {
-        while let Some(out) = self.node.poll_output() {
-            match out {
-                Output::Send { to, bytes } => self.transmits.push_back(Transmit { to, bytes }),
-                Output::Refused { id, reason } => {
-                    self.events.push_back(Event::Refused { id, reason });
-                }
-                Output::Dropped { from, reason } => {
-                    self.events.push_back(Event::Dropped { from, reason });
-                }
-                Output::Evidence(e) => self.events.push_back(Event::Evidence(e)),
-                // A commit is only ever produced by a message or a timeout.
-                _ => {}
-            }
-        }
     }
 
     /// Submits a body signed by someone else (a patient's consent grant, revocation or erasure

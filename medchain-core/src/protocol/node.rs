@@ -109,6 +109,60 @@ pub struct SafetyState {
     pub high_qc: Option<CertifiedHeader>,
 }
 
+/// Format version of an encoded [`SafetyState`] and [`DurableState`].
+pub const SAFETY_STATE_VERSION: u8 = 1;
+
+/// Everything a validator keeps durable beside its committed blocks
+/// ([`Node::durable_state`]): its [`SafetyState`], and the uncommitted blocks from its committed
+/// head to the block of its highest certificate. A quorum voted for that block, but in a
+/// one-member network (or with every other member down) no one else may hold it: without it a
+/// restarted node could never extend its own certificate. Save it before sending any message
+/// produced by the same call; give it back with [`Node::restore`] and
+/// [`Node::resume_pending`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DurableState {
+    /// The voting state.
+    pub safety: SafetyState,
+    /// The certified, uncommitted blocks, oldest first.
+    pub pending: Vec<Block>,
+}
+
+impl Encode for DurableState {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        use crate::encoding::Writer;
+        self.safety.encode_to(out);
+        out.put_list(&self.pending);
+    }
+}
+
+impl Decode for DurableState {
+    fn decode_from(r: &mut crate::encoding::Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            safety: SafetyState::decode_from(r)?,
+            pending: r.list("durable pending blocks", MAX_SYNC_BLOCKS, 1)?,
+        })
+    }
+}
+
+impl Encode for SafetyState {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        use crate::encoding::Writer;
+        out.put_u8(SAFETY_STATE_VERSION);
+        out.put_u64(self.highest_voted_round);
+        out.put_option(self.high_qc.as_ref());
+    }
+}
+
+impl Decode for SafetyState {
+    fn decode_from(r: &mut crate::encoding::Reader<'_>) -> Result<Self, DecodeError> {
+        r.version("safety state", SAFETY_STATE_VERSION)?;
+        Ok(Self {
+            highest_voted_round: r.u64()?,
+            high_qc: r.option("safety state certificate")?,
+        })
+    }
+}
+
 /// A node could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -834,6 +888,43 @@ impl Node {
         } else {
             self.tree.get(hash).map(CheckedBlock::tip)
         }
+    }
+
+    /// What this node must keep durable beside its committed blocks ([`DurableState`]).
+    pub fn durable_state(&self) -> DurableState {
+        DurableState {
+            safety: self.safety_state(),
+            pending: self.certified_pending_blocks(),
+        }
+    }
+
+    /// The uncommitted blocks from the committed head to the block of this node's highest
+    /// certificate, oldest first (empty when that block is committed or not held).
+    fn certified_pending_blocks(&self) -> Vec<Block> {
+        let Some(c) = &self.high_qc else {
+            return Vec::new();
+        };
+        self.ancestor_chain(&c.header.hash())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| self.tree.get(h))
+            .map(|b| b.block().clone())
+            .collect()
+    }
+
+    /// Gives a node made by [`Node::restore`] the certified, uncommitted blocks it saved
+    /// before it stopped ([`DurableState::pending`]), oldest first. Each is validated as a
+    /// block received by sync (over the committed state and the ones before it; never voted
+    /// on again); the first that does not validate, and those after it, are dropped
+    /// ([`Output::Dropped`] naming this node). Then the node mines if it is its turn.
+    pub fn resume_pending(&mut self, blocks: Vec<Block>, now_ms: u64) {
+        let me = self.me;
+        for b in blocks {
+            if !self.accept_block(me, b, now_ms, Via::Sync) {
+                break;
+            }
+        }
+        self.try_start_mining(now_ms);
     }
 
     /// The next output, if any.
