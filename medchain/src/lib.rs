@@ -11,7 +11,11 @@
 //!   own transactions refused by the ledger rules with their typed reason, dropped messages).
 //!
 //! Committed blocks are written to the ledger inside the host, with the effects the node
-//! computed when it validated them (one validation). The host signs and nonces what it
+//! computed when it validated them (one validation), one commit step per atomic write (a step
+//! can commit a block and its uncommitted ancestors). Before any message of a call can be sent,
+//! the host saves what the node must not forget across a crash (its voting state and its
+//! certified, uncommitted blocks) in the same ledger file; [`Host::open`] resumes from that file
+//! after a stop or a crash, never voting twice in a round it voted in. The host signs and nonces what it
 //! submits. Domain operations: [`Host::add_record`] (FHIR JSON validated against the network's
 //! profile, sealed, classified and indexed for an enrolled patient),
 //! [`Host::submit_patient_signed`] (what a patient's wallet signed: consents, revocations,
