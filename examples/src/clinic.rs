@@ -17,8 +17,8 @@ use getrandom::SysRng;
 use medchain::testing::LocalCluster;
 use medchain::{
     AccessError, Action, Actor, Consent, Event, Host, Identity, Ledger, LedgerError, NetworkKey,
-    Provision, Purpose, RecordDraft, RecordReceipt, ReleaseError, ReleaseRequest,
-    SealedWriterKey, TxBody,
+    Provision, Purpose, RecordDraft, RecordReceipt, ReleaseError, ReleaseRequest, SealedWriterKey,
+    TxBody,
 };
 use medchain_core::access::audit_event;
 use medchain_core::consent::{DataClass, EmergencyPreference, Period};
@@ -658,14 +658,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     // the release time (the host's clock when it is past the chain's tip); a block may hold it
     // if the log is at most `max_clock_skew_ms` ahead of the block.
     //
+    //
     // WORKAROUND (until the host appends a commit step that covers several blocks): the
-    // network's virtual clock only moves when the host clock is further ahead than half the
-    // skew window. A jump past a round timeout would make the next commit step cover several
-    // blocks, each reported with the highest block's proof only, which the host's ledger
-    // refuses (`MissingCommitProof` / `NotAChild`). Once that is fixed, advance the clock to
-    // the release time unconditionally.
+    // network's virtual clock only jumps when the log could not fit a block otherwise (the
+    // host clock is more than the skew window ahead of it). A jump past a round timeout makes
+    // the next commit step cover several blocks, each reported with the highest block's proof
+    // only, which the hosts' ledgers refuse (`MissingCommitProof` / `NotAChild`). Once that is
+    // fixed, advance the clock to the release time unconditionally.
     let skew = Timing::DEFAULT.max_clock_skew_ms;
-    if release.clock.time_ms() > net.now_ms().saturating_add(skew / 2) {
+    if release.clock.time_ms() > net.now_ms().saturating_add(skew) {
         net.advance_clock(release.clock.time_ms());
     }
     let now = net.now_ms();

@@ -38,7 +38,12 @@ impl Peer for Host {
         Host::key(self)
     }
 
-    fn handle_message(&mut self, from: VerifyKey, bytes: &[u8], now_ms: u64) -> Result<(), HostError> {
+    fn handle_message(
+        &mut self,
+        from: VerifyKey,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), HostError> {
         Host::handle_message(self, from, bytes, now_ms)
     }
 

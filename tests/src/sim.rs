@@ -847,7 +847,14 @@ impl World {
         }
     }
 
-    fn send_from(&mut self, wire: &mut Wire<'_>, i: usize, node: &Node, to: Recipient, bytes: Vec<u8>) {
+    fn send_from(
+        &mut self,
+        wire: &mut Wire<'_>,
+        i: usize,
+        node: &Node,
+        to: Recipient,
+        bytes: Vec<u8>,
+    ) {
         let behaviour = self.sc.behaviour(i);
         let bytes = Bytes::from(bytes);
         let targets = self.targets(i, to);
@@ -1187,7 +1194,6 @@ impl World {
     }
 }
 
-
 impl Policy<Node> for World {
     /// Sends a node's message, applying its byzantine behaviour if it has one.
     fn route(&mut self, wire: &mut Wire<'_>, i: usize, node: &Node, to: Recipient, bytes: Vec<u8>) {
@@ -1370,7 +1376,9 @@ impl Sim {
                 self.nodes.replace(i, node);
                 self.nodes.start(i, &mut self.w);
             }
-            Err(e) => self.w.fail("safety", format!("node {i} cannot restore: {e}")),
+            Err(e) => self
+                .w
+                .fail("safety", format!("node {i} cannot restore: {e}")),
         }
     }
 
@@ -1476,16 +1484,16 @@ impl Sim {
     /// The honest transactions some honest node has not committed: each with the node it was
     /// submitted through and how many honest nodes committed it.
     fn pending_honest_txs(&self) -> Vec<String> {
-        let honest: Vec<usize> = (0..self.w.keys.len()).filter(|&i| self.w.honest(i)).collect();
+        let honest: Vec<usize> = (0..self.w.keys.len())
+            .filter(|&i| self.w.honest(i))
+            .collect();
         let mut ids: Vec<&TxId> = self.w.honest_txs.iter().collect();
         ids.sort_unstable();
         ids.into_iter()
             .filter_map(|id| {
                 let done = honest
                     .iter()
-                    .filter(|&&i| {
-                        self.nodes.is_running(i) && self.nodes.peer(i).is_committed(id)
-                    })
+                    .filter(|&&i| self.nodes.is_running(i) && self.nodes.peer(i).is_committed(id))
                     .count();
                 (done < honest.len()).then(|| {
                     let who = self.w.via.get(id).map_or(usize::MAX, |v| v.0);

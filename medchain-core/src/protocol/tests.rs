@@ -252,7 +252,9 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
     c.assert_agree();
 
     // Restart validator 2 from its committed blocks and safety state.
-    let blocks: Vec<_> = c.net.peer(2)
+    let blocks: Vec<_> = c
+        .net
+        .peer(2)
         .committed_blocks()
         .iter()
         .map(|b| b.block().clone())
@@ -268,7 +270,10 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
         c.now(),
     )
     .unwrap();
-    assert_eq!(restored.committed_height(), c.net.peer(2).committed_height());
+    assert_eq!(
+        restored.committed_height(),
+        c.net.peer(2).committed_height()
+    );
     assert!(restored.current_round() > restored.high_qc_round());
     c.net.replace(2, restored);
     c.net.start(2, &mut c.w);
@@ -302,7 +307,8 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
 
 /// The block committed everywhere that holds `id` (as node 0 sees it).
 fn block_holding(c: &Cluster, id: &crate::hash::TxId) -> CheckedBlock {
-    c.net.peer(0)
+    c.net
+        .peer(0)
         .committed_blocks()
         .iter()
         .find(|b| b.tx_ids().contains(id))
@@ -337,15 +343,14 @@ fn a_slow_members_transaction_is_gathered_again_until_it_commits() {
     assert!(block.header().round >= 3, "round {}", block.header().round);
     assert!(block.header().timeout_cert.is_some());
     // ... while it answered every round's gather: it was gathered again, round after round.
-    let rounds: BTreeSet<u64> = c
-        .w
-        .sent
-        .iter()
-        .filter_map(|(_, from, _, m)| match m {
-            Message::Contribution { round, .. } if *from == member => Some(*round),
-            _ => None,
-        })
-        .collect();
+    let rounds: BTreeSet<u64> =
+        c.w.sent
+            .iter()
+            .filter_map(|(_, from, _, m)| match m {
+                Message::Contribution { round, .. } if *from == member => Some(*round),
+                _ => None,
+            })
+            .collect();
     assert!(rounds.len() >= 2, "{rounds:?}");
     assert!(rounds.contains(&block.header().round));
     assert!(c
@@ -389,11 +394,16 @@ fn a_slow_member_gets_in_while_every_round_is_certified() {
         "the member's transaction waited for the load to end"
     );
     let block = block_holding(&c, &id);
-    assert!(c.net.peer(0)
+    assert!(c
+        .net
+        .peer(0)
         .committed_blocks()
         .iter()
         .all(|b| b.header().timeout_cert.is_none() || b.header().height > block.header().height));
-    assert!(c.net.peer(0).mempool_len() > 0, "the load was still going on");
+    assert!(
+        c.net.peer(0).mempool_len() > 0,
+        "the load was still going on"
+    );
     assert!(c
         .w
         .dropped
@@ -449,7 +459,10 @@ fn a_members_transaction_the_rules_reject_is_refused_and_the_rest_commits() {
     assert!(c.run(120_000, |net| all_committed(net, &[good], &everyone)));
     c.assert_agree();
     assert!(c.net.peers().iter().all(|node| !node.is_committed(&bad)));
-    assert_eq!(c.w.refused, vec![(member, bad, InvalidReason::RuleViolation)]);
+    assert_eq!(
+        c.w.refused,
+        vec![(member, bad, InvalidReason::RuleViolation)]
+    );
     assert_eq!(c.net.peer(member).mempool_len(), 0);
     // Never gathered again: no later contribution carries it.
     assert!(!c.w.sent.iter().any(|(_, from, _, m)| *from == member
@@ -531,15 +544,14 @@ fn a_lagging_node_that_hears_only_known_certificates_catches_up() {
     let start = c.now();
     assert!(c.run(200_000, |net| net.peer(member).committed_height() >= height));
     c.assert_agree();
-    let requests: Vec<(u64, Recipient)> = c
-        .w
-        .sent
-        .iter()
-        .filter(|(t, from, _, m)| {
-            *t >= start && *from == member && matches!(m, Message::SyncRequest { .. })
-        })
-        .map(|(t, _, to, _)| (*t, *to))
-        .collect();
+    let requests: Vec<(u64, Recipient)> =
+        c.w.sent
+            .iter()
+            .filter(|(t, from, _, m)| {
+                *t >= start && *from == member && matches!(m, Message::SyncRequest { .. })
+            })
+            .map(|(t, _, to, _)| (*t, *to))
+            .collect();
     assert!(requests.len() >= 2, "{requests:?}");
     let pause = n.genesis.timing.round_timeout_ms;
     assert!(requests[1].0 - requests[0].0 >= pause, "rate-limited");
@@ -990,7 +1002,9 @@ fn indexed_records_commit_in_blocks_whose_filters_find_them() {
             trapdoors,
         };
         let now = c.now();
-        let id = c.net.peer_mut(who)
+        let id = c
+            .net
+            .peer_mut(who)
             .submit_indexed(tx, Some(material), now)
             .unwrap();
         ids.push(id);
@@ -1059,7 +1073,9 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: trapdoors.clone(),
     };
     assert!(matches!(
-        c.net.peer_mut(0).submit_indexed(tx.clone(), Some(wrong_id), 0),
+        c.net
+            .peer_mut(0)
+            .submit_indexed(tx.clone(), Some(wrong_id), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
     let foreign_key = crate::index::IndexKey::for_patient(&n.ids[0])
@@ -1069,7 +1085,9 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: foreign_key,
     };
     assert!(matches!(
-        c.net.peer_mut(0).submit_indexed(tx.clone(), Some(wrong_key), 0),
+        c.net
+            .peer_mut(0)
+            .submit_indexed(tx.clone(), Some(wrong_key), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
     let none = IndexMaterial {

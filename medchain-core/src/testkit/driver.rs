@@ -83,7 +83,12 @@ impl Peer for Node {
         Node::key(self)
     }
 
-    fn handle_message(&mut self, from: VerifyKey, bytes: &[u8], now_ms: u64) -> Result<(), Infallible> {
+    fn handle_message(
+        &mut self,
+        from: VerifyKey,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), Infallible> {
         Node::handle_message(self, from, bytes, now_ms);
         Ok(())
     }
@@ -120,7 +125,14 @@ pub enum Source {
 pub trait Policy<P: Peer> {
     /// Routes one transmit of peer `from` (`sender`): queue zero or more deliveries with
     /// [`Wire::send`]. The default delivers it to every addressee now, in order.
-    fn route(&mut self, wire: &mut Wire<'_>, from: usize, sender: &P, to: Recipient, bytes: Vec<u8>) {
+    fn route(
+        &mut self,
+        wire: &mut Wire<'_>,
+        from: usize,
+        sender: &P,
+        to: Recipient,
+        bytes: Vec<u8>,
+    ) {
         let _ = sender;
         let bytes: Bytes = bytes.into();
         for j in wire.targets(from, to) {

@@ -60,7 +60,10 @@ impl Peer for Toy {
             return Err("bad input".into());
         }
         self.got.push((from, bytes.to_vec(), now_ms));
-        self.out.push_back(Polled::Event(format!("got {}", String::from_utf8_lossy(bytes))));
+        self.out.push_back(Polled::Event(format!(
+            "got {}",
+            String::from_utf8_lossy(bytes)
+        )));
         let answer: &[u8] = match bytes {
             b"ping" => b"pong",
             b"pong" => b"ping",
@@ -233,7 +236,11 @@ fn timeouts_fire_at_their_deadline_and_stale_timers_are_skipped() {
     assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 1 });
     assert_eq!(d.peer(1).timeouts, vec![50, 80]);
     assert_eq!(d.peer(0).timeouts, vec![60]);
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::Skipped, "the stale timer at 100");
+    assert_eq!(
+        d.step(&mut Instant).unwrap(),
+        Step::Skipped,
+        "the stale timer at 100"
+    );
     assert_eq!(d.peer(0).timeouts, vec![60]);
     assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 1 });
     assert_eq!(d.peer(1).timeouts, vec![50, 80, 110]);
@@ -291,7 +298,8 @@ fn runs_are_bounded_in_steps_and_in_time() {
     // A time bound: what is due by then runs, and the clock stands at the bound.
     let now = d.now_ms();
     assert_eq!(
-        d.run_until(&mut log, now + 52, 1_000, |_, _| false).unwrap(),
+        d.run_until(&mut log, now + 52, 1_000, |_, _| false)
+            .unwrap(),
         Stop::Quiet
     );
     assert_eq!(d.now_ms(), now + 52);
