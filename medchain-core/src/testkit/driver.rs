@@ -507,7 +507,10 @@ impl<P: Peer> Driver<P> {
                     return Ok(Step::Skipped);
                 }
                 let key = match from {
-                    Source::Peer(i) => self.keys[i],
+                    Source::Peer(i) => match self.keys.get(i) {
+                        Some(k) => *k,
+                        None => return Ok(Step::Skipped),
+                    },
                     Source::Outside(k) => k,
                 };
                 peer.handle_message(key, &bytes, now)?;

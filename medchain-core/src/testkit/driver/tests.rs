@@ -338,3 +338,29 @@ fn outside_senders_wake_ups_and_errors() {
     assert_eq!(d.step(&mut Instant), Err("bad input".to_string()));
     assert_eq!(d.step(&mut Instant).unwrap(), Step::Idle);
 }
+
+/// Routes every transmit to a peer that does not exist, and from one.
+struct Astray;
+
+impl Policy<Toy> for Astray {
+    fn route(&mut self, wire: &mut Wire<'_>, from: usize, _: &Toy, _: Recipient, bytes: Vec<u8>) {
+        let bytes = Bytes::from(bytes);
+        wire.send(from, 9, bytes.clone(), 0);
+        wire.send(9, 0, bytes, 0);
+    }
+}
+
+#[test]
+fn deliveries_to_or_from_peers_that_do_not_exist_are_skipped() {
+    let mut d = Driver::new(toys(2), 0);
+    d.peer_mut(1).broadcast(b"x");
+    d.flush(1, &mut Astray);
+    assert_eq!(d.step(&mut Astray).unwrap(), Step::Skipped);
+    assert_eq!(d.step(&mut Astray).unwrap(), Step::Skipped);
+    assert_eq!(d.step(&mut Astray).unwrap(), Step::Idle);
+    assert!(d.peer(0).got.is_empty());
+    // Stopping or starting a peer that does not exist changes nothing.
+    d.stop(9);
+    d.start(9, &mut Astray);
+    assert!(!d.is_running(9));
+}
