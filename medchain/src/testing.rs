@@ -151,11 +151,6 @@ impl LocalCluster {
         self.net.peers()
     }
 
-    /// Takes the hosts back (to close their ledgers), ending the cluster.
-    pub fn into_hosts(self) -> Vec<Host> {
-        self.net.into_peers()
-    }
-
     /// Delivers `bytes` to host `to` as if the member `from` had sent them.
     pub fn inject(&mut self, to: usize, from: VerifyKey, bytes: Vec<u8>) {
         self.net.inject(to, from, bytes);
