@@ -306,3 +306,64 @@ fn hostile_bytes_are_dropped_and_change_nothing() {
         && matches!(e, Event::Dropped { from, reason: DropReason::UnknownSender } if *from == outsider)));
     assert_eq!(net.host(0).ledger().height(), 0);
 }
+
+#[test]
+fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only_moves_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rng = &mut UnwrapErr(SysRng);
+    let start = now();
+    let ids: Vec<Identity> = (0..4).map(|_| Identity::generate(rng)).collect();
+    let network = medchain::NetworkKey::generate(rng);
+    let named: Vec<(&str, &Identity)> = ["a", "b", "c", "d"].into_iter().zip(&ids).collect();
+    let mut genesis = medchain::genesis_of("caller", &named, &network, start).unwrap();
+    // The fourth member does not vote.
+    genesis.members[3].validator = false;
+    let genesis = medchain_core::genesis::Genesis::new(
+        "caller",
+        start,
+        network.fingerprint(),
+        genesis.members.clone(),
+        genesis.quorum,
+        genesis.timing,
+        genesis.max_block_txs,
+    )
+    .unwrap();
+    let mut hosts = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let key =
+            medchain::NetworkKey::unwrap_from(&network.wrap_for(&id.public(), rng).unwrap(), &id)
+                .unwrap();
+        let path = dir.path().join(format!("{i}.sqlite"));
+        hosts.push(Host::create(path, &genesis, id, key, start).unwrap());
+    }
+    let mut net = LocalCluster::new(hosts, start);
+    assert_eq!(net.host(3).role(), NetworkRole::Member);
+    // Time passes exactly as asked, and the clock never goes back.
+    net.run_for(5_000, STEPS).unwrap();
+    assert_eq!(net.now_ms(), start + 5_000);
+    net.advance_clock(start);
+    assert_eq!(net.now_ms(), start + 5_000);
+    net.advance_clock(start + 6_000);
+    assert_eq!(net.now_ms(), start + 6_000);
+    // The member contributes a record; every host commits it.
+    let alice = Identity::generate(rng);
+    let enrolment = enrol(&net, &alice, 3);
+    let t = net.now_ms();
+    let receipt = net
+        .host_mut(3)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .expect("record");
+    net.pump(3);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    assert!(net
+        .hosts()
+        .iter()
+        .all(|h| h.records_of(&alice.verify_key()).unwrap().len() == 1));
+}
