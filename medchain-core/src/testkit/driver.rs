@@ -165,9 +165,9 @@ pub trait Policy<P: Peer> {
 
 /// The default [`Policy`]: instant, in-order, lossless delivery; events ignored.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Instant;
+pub struct InOrder;
 
-impl<P: Peer> Policy<P> for Instant {}
+impl<P: Peer> Policy<P> for InOrder {}
 
 /// A queued item.
 #[derive(Debug, Clone)]

@@ -212,8 +212,8 @@ fn the_default_policy_delivers_everything_now_in_order() {
     let mut d = Driver::new(toys(2), 7);
     d.peer_mut(1).broadcast(b"x");
     d.peer_mut(1).broadcast(b"y");
-    d.flush_all(&mut Instant);
-    assert_eq!(d.run(&mut Instant, 10, |_, _| false).unwrap(), Stop::Quiet);
+    d.flush_all(&mut InOrder);
+    assert_eq!(d.run(&mut InOrder, 10, |_, _| false).unwrap(), Stop::Quiet);
     let got: Vec<&[u8]> = d.peer(0).got.iter().map(|g| g.1.as_slice()).collect();
     assert_eq!(got, vec![&b"x"[..], &b"y"[..]]);
     assert_eq!(d.now_ms(), 7);
@@ -226,27 +226,27 @@ fn timeouts_fire_at_their_deadline_and_stale_timers_are_skipped() {
     peers[1].deadline = Some(50);
     peers[1].period = Some(30);
     let mut d = Driver::new(peers, 0);
-    d.flush_all(&mut Instant);
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 1 });
+    d.flush_all(&mut InOrder);
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::TimedOut { peer: 1 });
     assert_eq!(d.now_ms(), 50);
     // Peer 0's deadline moves earlier: its timer at 100 becomes stale.
     d.peer_mut(0).deadline = Some(60);
-    d.flush(0, &mut Instant);
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 0 });
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 1 });
+    d.flush(0, &mut InOrder);
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::TimedOut { peer: 0 });
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::TimedOut { peer: 1 });
     assert_eq!(d.peer(1).timeouts, vec![50, 80]);
     assert_eq!(d.peer(0).timeouts, vec![60]);
     assert_eq!(
-        d.step(&mut Instant).unwrap(),
+        d.step(&mut InOrder).unwrap(),
         Step::Skipped,
         "the stale timer at 100"
     );
     assert_eq!(d.peer(0).timeouts, vec![60]);
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::TimedOut { peer: 1 });
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::TimedOut { peer: 1 });
     assert_eq!(d.peer(1).timeouts, vec![50, 80, 110]);
     // A deadline in the past fires now, not in the past.
     d.peer_mut(0).deadline = Some(1);
-    d.flush(0, &mut Instant);
+    d.flush(0, &mut InOrder);
     assert_eq!(d.next_at(), Some(d.now_ms()));
 }
 
@@ -319,7 +319,7 @@ fn outside_senders_wake_ups_and_errors() {
     d.schedule(20, 7);
     d.inject(1, stranger, b"ping".to_vec());
     assert_eq!(
-        d.step(&mut Instant).unwrap(),
+        d.step(&mut InOrder).unwrap(),
         Step::Delivered {
             from: Source::Outside(stranger),
             to: 1
@@ -327,7 +327,7 @@ fn outside_senders_wake_ups_and_errors() {
     );
     // The answer goes to nobody (no peer has that key).
     assert_eq!(d.queued(), 1);
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::Woke(7));
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::Woke(7));
     assert_eq!(d.now_ms(), 20);
     // The clock only moves forward.
     d.advance_clock(10);
@@ -335,8 +335,8 @@ fn outside_senders_wake_ups_and_errors() {
     d.advance_clock(1_000);
     assert_eq!(d.now_ms(), 1_000);
     d.inject(0, stranger, b"bad".to_vec());
-    assert_eq!(d.step(&mut Instant), Err("bad input".to_string()));
-    assert_eq!(d.step(&mut Instant).unwrap(), Step::Idle);
+    assert_eq!(d.step(&mut InOrder), Err("bad input".to_string()));
+    assert_eq!(d.step(&mut InOrder).unwrap(), Step::Idle);
 }
 
 /// Routes every transmit to a peer that does not exist, and from one.
