@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use getrandom::SysRng;
 use medchain::testing::LocalCluster;
-use medchain::{Event, Host, NetworkRole, RecordDraft, RecordError, ReleaseError, SubmitTxError};
+use medchain::{
+    Event, Host, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError, SubmitTxError,
+};
 use medchain_core::access::{AccessError, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use medchain_core::credential::{Credential, Role};
@@ -53,6 +55,26 @@ fn enrol(net: &LocalCluster, patient: &Identity, hospital: usize) -> SealedWrite
     .expect("enrolment")
 }
 
+/// Hospital `at` adds `patient`'s HbA1c (she enrols there first); every host commits it.
+fn add_hba1c(net: &mut LocalCluster, patient: &Identity, at: usize) -> RecordReceipt {
+    let enrolment = enrol(net, patient, at);
+    let t = net.now_ms();
+    let receipt = net
+        .host_mut(at)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .expect("record");
+    net.pump(at);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    receipt
+}
+
 fn credential(host: &Host, doctor: &Identity, at: u64) -> Credential {
     Credential::issue(
         host.identity(),
@@ -77,21 +99,7 @@ fn a_record_is_added_granted_released_and_audited() {
     let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
 
     // 1. St. Mary's adds Alice's HbA1c (she enrolled there: it holds her writer key).
-    let enrolment = enrol(&net, &alice, 0);
-    let t = net.now_ms();
-    let receipt = net
-        .host_mut(0)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .expect("record");
-    net.pump(0);
-    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    let receipt = add_hba1c(&mut net, &alice, 0);
     for h in net.hosts() {
         let records = h.records_of(&alice.verify_key()).unwrap();
         assert_eq!(records.len(), 1);
@@ -186,21 +194,7 @@ fn a_release_without_consent_is_refused_locally_and_nothing_is_submitted() {
     let mut net = found(&dir);
     let alice = Identity::generate(&mut UnwrapErr(SysRng));
     let stranger = Identity::generate(&mut UnwrapErr(SysRng));
-    let enrolment = enrol(&net, &alice, 0);
-    let t = net.now_ms();
-    let receipt = net
-        .host_mut(0)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .unwrap();
-    net.pump(0);
-    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    let receipt = add_hba1c(&mut net, &alice, 0);
     let height = net.host(0).ledger().height();
     let cred = credential(net.host(0), &stranger, net.now_ms());
     let t = net.now_ms();
@@ -349,23 +343,9 @@ fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only
     assert_eq!(net.now_ms(), start + 6_000);
     // The member contributes a record; every host commits it.
     let alice = Identity::generate(rng);
-    let enrolment = enrol(&net, &alice, 3);
-    let t = net.now_ms();
-    let receipt = net
-        .host_mut(3)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .expect("record");
-    net.pump(3);
-    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
-    assert!(net
-        .hosts()
-        .iter()
-        .all(|h| h.records_of(&alice.verify_key()).unwrap().len() == 1));
+    let receipt = add_hba1c(&mut net, &alice, 3);
+    assert!(net.hosts().iter().all(|h| {
+        let records = h.records_of(&alice.verify_key()).unwrap();
+        records.len() == 1 && records[0].record_id == receipt.record_id
+    }));
 }
