@@ -2,6 +2,8 @@
 //! certified blocks with commit proofs. Used by the store conformance suite, benchmarks,
 //! examples and tests; not part of the stable API.
 
+pub mod driver;
+
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 

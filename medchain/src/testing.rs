@@ -1,15 +1,15 @@
-//! An in-memory network of [`Host`]s for tests and demos (cargo feature `testing`): every
-//! message is delivered at once and in order, and virtual time jumps to the next deadline when
-//! nothing is in flight. Never part of a production build.
+//! An in-memory network of [`Host`]s for tests and demos (cargo feature `testing`): the one
+//! driver of the workspace (`medchain_core::testkit::driver`) over hosts, with instant,
+//! in-order delivery; virtual time jumps to the next deadline when nothing is in flight. Never
+//! part of a production build.
 
-use std::collections::VecDeque;
 use std::path::Path;
 
 use getrandom::SysRng;
 use medchain_core::hash::TxId;
 use medchain_core::keys::{Identity, VerifyKey};
-use medchain_core::protocol::Recipient;
 use medchain_core::seal::{NetworkKey, SealError};
+use medchain_core::testkit::driver::{Driver, Peer, Policy, Polled, Stop};
 use rand_core::UnwrapErr;
 use thiserror::Error;
 
@@ -30,14 +30,57 @@ pub enum ClusterError {
     Host(#[from] HostError),
 }
 
+impl Peer for Host {
+    type Event = Event;
+    type Error = HostError;
+
+    fn key(&self) -> VerifyKey {
+        Host::key(self)
+    }
+
+    fn handle_message(
+        &mut self,
+        from: VerifyKey,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), HostError> {
+        Host::handle_message(self, from, bytes, now_ms)
+    }
+
+    fn handle_timeout(&mut self, now_ms: u64) -> Result<(), HostError> {
+        Host::handle_timeout(self, now_ms)
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        Host::poll_timeout(self)
+    }
+
+    fn poll_output(&mut self) -> Option<Polled<Event>> {
+        if let Some(t) = self.poll_transmit() {
+            return Some(Polled::Transmit {
+                to: t.to,
+                bytes: t.bytes,
+            });
+        }
+        self.poll_event().map(Polled::Event)
+    }
+}
+
+/// The cluster's policy: instant, in-order delivery; every host's events kept, by host index.
+#[derive(Debug, Default)]
+struct EventLog(Vec<(usize, Event)>);
+
+impl Policy<Host> for EventLog {
+    fn event(&mut self, _: u64, i: usize, _: &mut Host, event: Event) {
+        self.0.push((i, event));
+    }
+}
+
 /// N hosts and the wire between them.
 #[derive(Debug)]
 pub struct LocalCluster {
-    hosts: Vec<Host>,
-    keys: Vec<VerifyKey>,
-    wire: VecDeque<(usize, VerifyKey, Vec<u8>)>,
-    now_ms: u64,
-    events: Vec<(usize, Event)>,
+    net: Driver<Host>,
+    events: EventLog,
 }
 
 impl LocalCluster {
@@ -62,23 +105,29 @@ impl LocalCluster {
             let path = dir.join(format!("member-{i}.sqlite"));
             hosts.push(Host::create(path, &genesis, id, key, now_ms)?);
         }
-        let keys = hosts.iter().map(Host::key).collect();
+        Ok(Self::new(hosts, now_ms))
+    }
+
+    /// A cluster of hosts the caller set up (any genesis, validators and members), at virtual
+    /// time `now_ms`.
+    pub fn new(hosts: Vec<Host>, now_ms: u64) -> Self {
         let mut cluster = Self {
-            hosts,
-            keys,
-            wire: VecDeque::new(),
-            now_ms,
-            events: Vec::new(),
+            net: Driver::new(hosts, now_ms),
+            events: EventLog::default(),
         };
-        for i in 0..cluster.hosts.len() {
-            cluster.pump(i);
-        }
-        Ok(cluster)
+        cluster.net.flush_all(&mut cluster.events);
+        cluster
     }
 
     /// The virtual time (milliseconds since the Unix epoch).
     pub fn now_ms(&self) -> u64 {
-        self.now_ms
+        self.net.now_ms()
+    }
+
+    /// Moves the virtual clock forward to `to_ms` at once (never backwards); deadlines it
+    /// passes fire at the next steps, at the new time.
+    pub fn advance_clock(&mut self, to_ms: u64) {
+        self.net.advance_clock(to_ms);
     }
 
     /// Host `i`.
@@ -86,7 +135,7 @@ impl LocalCluster {
     /// # Panics
     /// If `i` is out of range.
     pub fn host(&self, i: usize) -> &Host {
-        &self.hosts[i]
+        self.net.peer(i)
     }
 
     /// Host `i`, to submit through it. Call [`pump`](Self::pump) or a `run_*` method after.
@@ -94,75 +143,38 @@ impl LocalCluster {
     /// # Panics
     /// If `i` is out of range.
     pub fn host_mut(&mut self, i: usize) -> &mut Host {
-        &mut self.hosts[i]
+        self.net.peer_mut(i)
     }
 
     /// The hosts.
     pub fn hosts(&self) -> &[Host] {
-        &self.hosts
+        self.net.peers()
     }
 
     /// Delivers `bytes` to host `to` as if the member `from` had sent them.
     pub fn inject(&mut self, to: usize, from: VerifyKey, bytes: Vec<u8>) {
-        self.wire.push_back((to, from, bytes));
+        self.net.inject(to, from, bytes);
     }
 
     /// Events reported so far, by host index, taken.
     pub fn take_events(&mut self) -> Vec<(usize, Event)> {
-        std::mem::take(&mut self.events)
+        std::mem::take(&mut self.events.0)
     }
 
     /// Moves host `i`'s transmits onto the wire and its events into the log.
     pub fn pump(&mut self, i: usize) {
-        let Some(host) = self.hosts.get_mut(i) else {
-            return;
-        };
-        let from = host.key();
-        while let Some(t) = host.poll_transmit() {
-            match t.to {
-                Recipient::All => {
-                    for j in (0..self.keys.len()).filter(|j| *j != i) {
-                        self.wire.push_back((j, from, t.bytes.clone()));
-                    }
-                }
-                Recipient::Node(k) => {
-                    if let Some(j) = self.keys.iter().position(|x| *x == k) {
-                        self.wire.push_back((j, from, t.bytes));
-                    }
-                }
-            }
-        }
-        while let Some(e) = host.poll_event() {
-            self.events.push((i, e));
-        }
+        self.net.flush(i, &mut self.events);
     }
 
-    /// One step: delivers one message if any is in flight, else advances virtual time to the
-    /// next deadline and fires it. Returns `false` when nothing is left to do.
+    /// One step: delivers the next message in flight, or advances virtual time to the next
+    /// deadline and fires it. Returns `false` when nothing is left to do.
     ///
     /// # Errors
     /// [`ClusterError::Host`] if a host could not write its ledger.
     pub fn step(&mut self) -> Result<bool, ClusterError> {
-        if let Some((to, from, bytes)) = self.wire.pop_front() {
-            if let Some(h) = self.hosts.get_mut(to) {
-                h.handle_message(from, &bytes, self.now_ms)?;
-                self.pump(to);
-            }
-            return Ok(true);
-        }
-        let Some(next) = self.hosts.iter().filter_map(Host::poll_timeout).min() else {
-            return Ok(false);
-        };
-        self.now_ms = self.now_ms.max(next);
-        for i in 0..self.hosts.len() {
-            if let Some(h) = self.hosts.get_mut(i) {
-                if h.poll_timeout().is_some_and(|d| d <= self.now_ms) {
-                    h.handle_timeout(self.now_ms)?;
-                    self.pump(i);
-                }
-            }
-        }
-        Ok(true)
+        let idle = self.net.next_at().is_none();
+        self.net.step(&mut self.events)?;
+        Ok(!idle)
     }
 
     /// Runs until every host has committed every transaction in `ids`, in at most `max_steps`
@@ -175,34 +187,36 @@ impl LocalCluster {
         ids: &[TxId],
         max_steps: usize,
     ) -> Result<bool, ClusterError> {
-        for _ in 0..max_steps {
-            if self.all_committed(ids) {
-                return Ok(true);
-            }
-            if !self.step()? {
-                break;
-            }
-        }
-        Ok(self.all_committed(ids))
+        let done = |net: &Driver<Host>, _: &EventLog| {
+            net.peers()
+                .iter()
+                .all(|h| ids.iter().all(|id| h.is_committed(id)))
+        };
+        let stop = self.net.run(&mut self.events, steps(max_steps), done)?;
+        Ok(stop == Stop::Done)
     }
 
-    /// Delivers everything in flight (no time passes), in at most `max_steps` deliveries.
+    /// Lets `duration_ms` of virtual time pass, handling what falls due, in at most `max_steps`
+    /// steps.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn run_for(&mut self, duration_ms: u64, max_steps: usize) -> Result<(), ClusterError> {
+        let until = self.now_ms().saturating_add(duration_ms);
+        self.net
+            .run_until(&mut self.events, until, steps(max_steps), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Delivers everything in flight (no time passes), in at most `max_steps` steps.
     ///
     /// # Errors
     /// As [`step`](Self::step).
     pub fn deliver_all(&mut self, max_steps: usize) -> Result<(), ClusterError> {
-        for _ in 0..max_steps {
-            if self.wire.is_empty() {
-                break;
-            }
-            self.step()?;
-        }
-        Ok(())
+        self.run_for(0, max_steps)
     }
+}
 
-    fn all_committed(&self, ids: &[TxId]) -> bool {
-        self.hosts
-            .iter()
-            .all(|h| ids.iter().all(|id| h.is_committed(id)))
-    }
+fn steps(max_steps: usize) -> u64 {
+    u64::try_from(max_steps).unwrap_or(u64::MAX)
 }

@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use getrandom::SysRng;
 use medchain::testing::LocalCluster;
-use medchain::{Event, Host, NetworkRole, RecordDraft, RecordError, ReleaseError, SubmitTxError};
+use medchain::{
+    Event, Host, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError, SubmitTxError,
+};
 use medchain_core::access::{AccessError, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
 use medchain_core::credential::{Credential, Role};
@@ -53,6 +55,26 @@ fn enrol(net: &LocalCluster, patient: &Identity, hospital: usize) -> SealedWrite
     .expect("enrolment")
 }
 
+/// Hospital `at` adds `patient`'s HbA1c (she enrols there first); every host commits it.
+fn add_hba1c(net: &mut LocalCluster, patient: &Identity, at: usize) -> RecordReceipt {
+    let enrolment = enrol(net, patient, at);
+    let t = net.now_ms();
+    let receipt = net
+        .host_mut(at)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .expect("record");
+    net.pump(at);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    receipt
+}
+
 fn credential(host: &Host, doctor: &Identity, at: u64) -> Credential {
     Credential::issue(
         host.identity(),
@@ -77,21 +99,7 @@ fn a_record_is_added_granted_released_and_audited() {
     let dr_ruiz = Identity::generate(&mut UnwrapErr(SysRng));
 
     // 1. St. Mary's adds Alice's HbA1c (she enrolled there: it holds her writer key).
-    let enrolment = enrol(&net, &alice, 0);
-    let t = net.now_ms();
-    let receipt = net
-        .host_mut(0)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .expect("record");
-    net.pump(0);
-    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    let receipt = add_hba1c(&mut net, &alice, 0);
     for h in net.hosts() {
         let records = h.records_of(&alice.verify_key()).unwrap();
         assert_eq!(records.len(), 1);
@@ -186,21 +194,7 @@ fn a_release_without_consent_is_refused_locally_and_nothing_is_submitted() {
     let mut net = found(&dir);
     let alice = Identity::generate(&mut UnwrapErr(SysRng));
     let stranger = Identity::generate(&mut UnwrapErr(SysRng));
-    let enrolment = enrol(&net, &alice, 0);
-    let t = net.now_ms();
-    let receipt = net
-        .host_mut(0)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .unwrap();
-    net.pump(0);
-    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    let receipt = add_hba1c(&mut net, &alice, 0);
     let height = net.host(0).ledger().height();
     let cred = credential(net.host(0), &stranger, net.now_ms());
     let t = net.now_ms();
@@ -305,4 +299,53 @@ fn hostile_bytes_are_dropped_and_change_nothing() {
     assert!(events.iter().any(|(i, e)| *i == 0
         && matches!(e, Event::Dropped { from, reason: DropReason::UnknownSender } if *from == outsider)));
     assert_eq!(net.host(0).ledger().height(), 0);
+}
+
+#[test]
+fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only_moves_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rng = &mut UnwrapErr(SysRng);
+    let start = now();
+    let ids: Vec<Identity> = (0..4).map(|_| Identity::generate(rng)).collect();
+    let network = medchain::NetworkKey::generate(rng);
+    let named: Vec<(&str, &Identity)> = ["a", "b", "c", "d"].into_iter().zip(&ids).collect();
+    let mut genesis = medchain::genesis_of("caller", &named, &network, start).unwrap();
+    // The fourth member does not vote.
+    for m in &mut genesis.members {
+        m.validator = m.identity != ids[3].public();
+    }
+    let genesis = medchain_core::genesis::Genesis::new(
+        "caller",
+        start,
+        network.fingerprint(),
+        genesis.members.clone(),
+        genesis.quorum,
+        genesis.timing,
+        genesis.max_block_txs,
+    )
+    .unwrap();
+    let mut hosts = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let key =
+            medchain::NetworkKey::unwrap_from(&network.wrap_for(&id.public(), rng).unwrap(), &id)
+                .unwrap();
+        let path = dir.path().join(format!("{i}.sqlite"));
+        hosts.push(Host::create(path, &genesis, id, key, start).unwrap());
+    }
+    let mut net = LocalCluster::new(hosts, start);
+    assert_eq!(net.host(3).role(), NetworkRole::Member);
+    // Time passes exactly as asked, and the clock never goes back.
+    net.run_for(5_000, STEPS).unwrap();
+    assert_eq!(net.now_ms(), start + 5_000);
+    net.advance_clock(start);
+    assert_eq!(net.now_ms(), start + 5_000);
+    net.advance_clock(start + 6_000);
+    assert_eq!(net.now_ms(), start + 6_000);
+    // The member contributes a record; every host commits it.
+    let alice = Identity::generate(rng);
+    let receipt = add_hba1c(&mut net, &alice, 3);
+    assert!(net.hosts().iter().all(|h| {
+        let records = h.records_of(&alice.verify_key()).unwrap();
+        records.len() == 1 && records[0].record_id == receipt.record_id
+    }));
 }

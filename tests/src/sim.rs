@@ -30,10 +30,8 @@
 //! kind, round, parent or block) with the receiver's round, committed height, highest certified
 //! round and mempool size before and after.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::rc::Rc;
 
 use medchain_core::access::record_class;
 use medchain_core::block::{
@@ -56,6 +54,7 @@ use medchain_core::protocol::{
 };
 use medchain_core::seal::seal_record;
 use medchain_core::seal::NetworkKey;
+use medchain_core::testkit::driver::{Bytes, Driver, Item, Policy, Source, Step, Wire};
 use medchain_core::tx::{Transaction, TxBody, VerifiedTx};
 use medchain_core::vote::{InvalidReason, Timeout, TimeoutCertificate, Vote};
 use rand_chacha::ChaCha20Rng;
@@ -485,44 +484,29 @@ pub fn record_tx(
     )
 }
 
-enum Event {
-    Deliver {
-        from: usize,
-        to: usize,
-        bytes: Rc<Vec<u8>>,
-    },
-    Timer {
-        node: usize,
-    },
+/// What the simulator schedules for itself among the network's deliveries and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
     Submit,
-    Crash {
-        node: usize,
-    },
-    Restart {
-        node: usize,
-    },
+    Crash(usize),
+    Restart(usize),
 }
 
-struct Queued {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
+impl Wake {
+    fn token(self) -> u64 {
+        match self {
+            Self::Submit => 0,
+            Self::Crash(i) => 1 + 2 * i as u64,
+            Self::Restart(i) => 2 + 2 * i as u64,
+        }
+    }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+    fn from_token(t: u64) -> Self {
+        match t {
+            0 => Self::Submit,
+            t if t % 2 == 1 => Self::Crash(((t - 1) / 2) as usize),
+            t => Self::Restart(((t - 2) / 2) as usize),
+        }
     }
 }
 
@@ -537,19 +521,20 @@ struct Durable {
 /// A factory for each node's transaction verifier (the default is serial).
 pub type VerifierFactory = Box<dyn Fn() -> Box<dyn TxVerifier + Send>>;
 
-struct Sim {
+/// The simulated world around the nodes: the network's faults, the byzantine behaviours, the
+/// clients, what each node persisted, and the checks. The one driver
+/// (`medchain_core::testkit::driver`) runs the nodes and asks it, as its [`Policy`], where
+/// each message goes.
+struct World {
     sc: Scenario,
     rng: ChaCha20Rng,
     genesis: Genesis,
     net: NetworkKey,
     keys: Vec<VerifyKey>,
     ids: Vec<Identity>,
-    nodes: Vec<Option<Node>>,
     durable: Vec<Durable>,
-    armed: Vec<Option<u64>>,
-    queue: BinaryHeap<Reverse<Queued>>,
+    /// Virtual time since [`EPOCH_MS`] (the driver's clock minus it).
     now: u64,
-    seq: u64,
     submitted: HashMap<TxId, (Signature, bool)>,
     /// For each indexed record submitted: its id and a query for one of its keywords.
     probes: HashMap<TxId, (RecordId, Query)>,
@@ -562,7 +547,7 @@ struct Sim {
     heights: Vec<u64>,
     nonce: u64,
     submits_left: usize,
-    seen_votes: Vec<Vec<Rc<Vec<u8>>>>,
+    seen_votes: Vec<Vec<Bytes>>,
     outsider: Identity,
     /// The sibling network `CrossNetwork` replays from: same keys, another chain id.
     sibling: ChainId,
@@ -573,6 +558,13 @@ struct Sim {
     verifier: Option<VerifierFactory>,
     debug: bool,
     trace: bool,
+    /// The receiver's state before a traced delivery.
+    traced: String,
+}
+
+struct Sim {
+    nodes: Driver<Node>,
+    w: World,
 }
 
 impl Sim {
@@ -584,7 +576,7 @@ impl Sim {
         let outsider = Identity::generate(&mut rng);
         let mut sibling = genesis.chain_id().to_byte_array();
         sibling[0] ^= 0x5a;
-        let mut sim = Self {
+        let w = World {
             sibling: ChainId::from_byte_array(sibling),
             backdated: HashSet::new(),
             rng,
@@ -592,12 +584,8 @@ impl Sim {
             net,
             keys,
             ids,
-            nodes: Vec::new(),
             durable: (0..n).map(|_| Durable::default()).collect(),
-            armed: vec![None; n],
-            queue: BinaryHeap::new(),
             now: 0,
-            seq: 0,
             submitted: HashMap::new(),
             probes: HashMap::new(),
             honest_txs: HashSet::new(),
@@ -618,26 +606,34 @@ impl Sim {
             verifier,
             debug: std::env::var_os("MEDCHAIN_SIM_DEBUG").is_some(),
             trace: std::env::var_os("MEDCHAIN_SIM_TRACE").is_some(),
+            traced: String::new(),
             sc,
         };
-        for i in 0..n {
-            let node = Node::new(sim.config(i), EPOCH_MS).expect("node");
-            sim.nodes.push(Some(node));
+        let nodes = (0..n)
+            .map(|i| Node::new(w.config(i), EPOCH_MS).expect("node"))
+            .collect();
+        let mut sim = Self {
+            nodes: Driver::new(nodes, EPOCH_MS),
+            w,
+        };
+        for _ in 0..sim.w.sc.txs {
+            let at = sim.w.rng.next_u64() % sim.w.sc.submit_window_ms.max(1);
+            sim.schedule(at, Wake::Submit);
         }
-        for _ in 0..sim.sc.txs {
-            let at = sim.rng.next_u64() % sim.sc.submit_window_ms.max(1);
-            sim.push(at, Event::Submit);
+        for c in sim.w.sc.crashes.clone() {
+            sim.schedule(c.at_ms, Wake::Crash(c.node));
+            sim.schedule(c.restart_ms, Wake::Restart(c.node));
         }
-        for c in sim.sc.crashes.clone() {
-            sim.push(c.at_ms, Event::Crash { node: c.node });
-            sim.push(c.restart_ms, Event::Restart { node: c.node });
-        }
-        for i in 0..n {
-            sim.flush(i);
-        }
+        sim.nodes.flush_all(&mut sim.w);
         sim
     }
 
+    fn schedule(&mut self, at: u64, wake: Wake) {
+        self.nodes.schedule(EPOCH_MS + at, wake.token());
+    }
+}
+
+impl World {
     fn config(&self, i: usize) -> NodeConfig {
         let mut cfg = NodeConfig::new(self.genesis.clone(), identity(self.sc.seed, i));
         if let Some(f) = &self.verifier {
@@ -648,15 +644,6 @@ impl Sim {
 
     fn clock(&self, _i: usize) -> u64 {
         EPOCH_MS + self.now
-    }
-
-    fn push(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            event,
-        }));
     }
 
     fn honest(&self, i: usize) -> bool {
@@ -683,7 +670,7 @@ impl Sim {
     }
 
     /// Puts a message on the wire from `from` to `to`.
-    fn transmit(&mut self, from: usize, to: usize, bytes: Rc<Vec<u8>>) {
+    fn transmit(&mut self, wire: &mut Wire<'_>, from: usize, to: usize, bytes: Bytes) {
         if from == to || self.cut(from, to) {
             return;
         }
@@ -698,14 +685,7 @@ impl Sim {
         for _ in 0..copies {
             let (lo, hi) = self.sc.delay_ms;
             let d = lo + self.rng.next_u64() % (hi - lo + 1);
-            self.push(
-                self.now + d,
-                Event::Deliver {
-                    from,
-                    to,
-                    bytes: bytes.clone(),
-                },
-            );
+            wire.send(from, to, bytes.clone(), d);
         }
     }
 
@@ -713,69 +693,6 @@ impl Sim {
         match to {
             Recipient::All => (0..self.keys.len()).filter(|&j| j != from).collect(),
             Recipient::Node(k) => self.keys.iter().position(|x| *x == k).into_iter().collect(),
-        }
-    }
-
-    /// Drains a node's outputs, applying its byzantine behaviour to what it sends, and re-arms
-    /// its timer.
-    fn flush(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].as_mut().and_then(Node::poll_output) {
-            match out {
-                Output::Send { to, bytes } => self.send_from(i, to, bytes),
-                Output::Committed { block, proof } => {
-                    let height = block.header().height;
-                    let hash = block.hash();
-                    if self.honest(i) {
-                        self.check_commit(i, height, hash, block.block());
-                        for id in block.tx_ids() {
-                            if self.honest_txs.contains(id) {
-                                self.honest_done[i] += 1;
-                            }
-                        }
-                    }
-                    let d = &mut self.durable[i];
-                    d.blocks.push(block.block().clone());
-                    d.proof = Some(proof);
-                    let ids: HashSet<TxId> = block.tx_ids().iter().copied().collect();
-                    d.outbox.retain(|(t, _)| !ids.contains(&t.id()));
-                    self.heights[i] = height;
-                }
-                Output::Dropped { reason, from } => {
-                    if self.debug {
-                        eprintln!("t={} node {i} dropped from {from}: {reason}", self.now);
-                    }
-                    if self.honest(i) {
-                        let name = format!("{reason:?}");
-                        let name = name
-                            .split(|c: char| !c.is_alphanumeric())
-                            .next()
-                            .unwrap_or("")
-                            .to_string();
-                        *self.report.drops.entry(name).or_default() += 1;
-                    }
-                }
-                Output::Evidence(ev) if self.honest(i) => {
-                    self.check_evidence(&ev);
-                    self.report.evidence += 1;
-                }
-                _ => {}
-            }
-        }
-        if let Some(node) = &self.nodes[i] {
-            self.durable[i].safety = node.safety_state();
-            if self.honest(i) {
-                self.report.max_round = self.report.max_round.max(node.current_round());
-            }
-            let d = node.next_deadline();
-            if let Some(t) = d {
-                let at = t.saturating_sub(EPOCH_MS).max(self.now);
-                if self.armed[i] != Some(at) {
-                    self.armed[i] = Some(at);
-                    self.push(at, Event::Timer { node: i });
-                }
-            } else {
-                self.armed[i] = None;
-            }
         }
     }
 
@@ -930,13 +847,20 @@ impl Sim {
         }
     }
 
-    fn send_from(&mut self, i: usize, to: Recipient, bytes: Vec<u8>) {
+    fn send_from(
+        &mut self,
+        wire: &mut Wire<'_>,
+        i: usize,
+        node: &Node,
+        to: Recipient,
+        bytes: Vec<u8>,
+    ) {
         let behaviour = self.sc.behaviour(i);
-        let bytes = Rc::new(bytes);
+        let bytes = Bytes::from(bytes);
         let targets = self.targets(i, to);
         let Some(b) = behaviour else {
             for j in targets {
-                self.transmit(i, j, bytes.clone());
+                self.transmit(wire, i, j, bytes.clone());
             }
             return;
         };
@@ -946,16 +870,16 @@ impl Sim {
             (Behaviour::EquivocatingMiner, Some(Message::Proposal { block })) => {
                 // One half gets the twin, the other the original, and the node between the
                 // halves gets both (so an honest node can prove the equivocation).
-                let other = self.twin(i, block);
+                let other = self.twin(node, i, block);
                 let half = targets.len() / 2;
                 for (k, j) in targets.into_iter().enumerate() {
                     match &other {
-                        Some(o) if k < half => self.transmit(i, j, o.clone()),
+                        Some(o) if k < half => self.transmit(wire, i, j, o.clone()),
                         Some(o) if k == half => {
-                            self.transmit(i, j, bytes.clone());
-                            self.transmit(i, j, o.clone());
+                            self.transmit(wire, i, j, bytes.clone());
+                            self.transmit(wire, i, j, o.clone());
                         }
-                        _ => self.transmit(i, j, bytes.clone()),
+                        _ => self.transmit(wire, i, j, bytes.clone()),
                     }
                 }
             }
@@ -963,10 +887,10 @@ impl Sim {
                 let mut forged = vote.clone();
                 let victim = (i + 1) % self.sc.validators;
                 forged.node_pubkey = self.keys[victim];
-                let fb = Rc::new(Message::Vote { vote: forged }.to_bytes());
+                let fb = Bytes::from(Message::Vote { vote: forged }.to_bytes());
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
-                    self.transmit(i, j, fb.clone());
+                    self.transmit(wire, i, j, bytes.clone());
+                    self.transmit(wire, i, j, fb.clone());
                 }
             }
             (Behaviour::UntrustedVotes, Some(Message::Vote { vote })) => {
@@ -978,21 +902,21 @@ impl Sim {
                     Ok(()),
                     vote.timestamp,
                 );
-                let fb = Rc::new(Message::Vote { vote: fake }.to_bytes());
+                let fb = Bytes::from(Message::Vote { vote: fake }.to_bytes());
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
-                    self.transmit(i, j, fb.clone());
+                    self.transmit(wire, i, j, bytes.clone());
+                    self.transmit(wire, i, j, fb.clone());
                 }
             }
             (Behaviour::ReplayVotes, _) => {
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
+                    self.transmit(wire, i, j, bytes.clone());
                 }
                 let seen = self.seen_votes[i].len();
                 if seen > 0 {
                     let old = self.seen_votes[i][self.rng.next_u32() as usize % seen].clone();
                     for j in self.targets(i, Recipient::All) {
-                        self.transmit(i, j, old.clone());
+                        self.transmit(wire, i, j, old.clone());
                     }
                 }
             }
@@ -1021,9 +945,9 @@ impl Sim {
                     segment,
                     signature: *signature,
                 };
-                let bb = Rc::new(bad.to_bytes());
+                let bb = Bytes::from(bad.to_bytes());
                 for j in targets {
-                    self.transmit(i, j, bb.clone());
+                    self.transmit(wire, i, j, bb.clone());
                 }
             }
             (
@@ -1046,9 +970,9 @@ impl Sim {
                     },
                     transactions: transactions.clone(),
                 };
-                let bb = Rc::new(bad.to_bytes());
+                let bb = Bytes::from(bad.to_bytes());
                 for j in targets {
-                    self.transmit(i, j, bb.clone());
+                    self.transmit(wire, i, j, bb.clone());
                 }
             }
             (Behaviour::CrossNetwork, Some(Message::Vote { vote })) => {
@@ -1062,11 +986,11 @@ impl Sim {
                         Ok(()),
                         vote.timestamp,
                     );
-                    replayed.push(Rc::new(Message::Vote { vote: foreign }.to_bytes()));
+                    replayed.push(Bytes::from(Message::Vote { vote: foreign }.to_bytes()));
                 }
                 for j in targets {
                     for m in &replayed {
-                        self.transmit(i, j, m.clone());
+                        self.transmit(wire, i, j, m.clone());
                     }
                 }
             }
@@ -1090,7 +1014,7 @@ impl Sim {
                     r + 1,
                     timeout.high_qc_round,
                 );
-                let forged = Rc::new(
+                let forged = Bytes::from(
                     Message::Timeout {
                         timeout: own,
                         high_qc: high_qc.clone(),
@@ -1099,8 +1023,8 @@ impl Sim {
                     .to_bytes(),
                 );
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
-                    self.transmit(i, j, forged.clone());
+                    self.transmit(wire, i, j, bytes.clone());
+                    self.transmit(wire, i, j, forged.clone());
                 }
             }
             (
@@ -1120,20 +1044,20 @@ impl Sim {
                     contributor: contributor.clone(),
                     transactions,
                 };
-                let bb = Rc::new(bad.to_bytes());
+                let bb = Bytes::from(bad.to_bytes());
                 for j in targets {
-                    self.transmit(i, j, bb.clone());
+                    self.transmit(wire, i, j, bb.clone());
                 }
             }
             (Behaviour::BackDating, Some(Message::Proposal { block })) => {
-                let bad = self.backdated_block(i, block);
+                let bad = self.backdated_block(node, i, block);
                 for j in targets {
-                    self.transmit(i, j, bad.clone().unwrap_or_else(|| bytes.clone()));
+                    self.transmit(wire, i, j, bad.clone().unwrap_or_else(|| bytes.clone()));
                 }
             }
             (Behaviour::Malformed, _) => {
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
+                    self.transmit(wire, i, j, bytes.clone());
                 }
                 let n = self.keys.len();
                 let j = self.rng.next_u32() as usize % n;
@@ -1147,18 +1071,18 @@ impl Sim {
                     }
                     v
                 } else {
-                    let mut v = (*bytes).clone();
+                    let mut v = bytes.to_vec();
                     if !v.is_empty() {
                         let k = self.rng.next_u32() as usize % v.len();
                         v[k] ^= 1 << (self.rng.next_u32() % 8);
                     }
                     v
                 };
-                self.transmit(i, j, Rc::new(junk));
+                self.transmit(wire, i, j, Bytes::from(junk));
             }
             _ => {
                 for j in targets {
-                    self.transmit(i, j, bytes.clone());
+                    self.transmit(wire, i, j, bytes.clone());
                 }
             }
         }
@@ -1186,28 +1110,28 @@ impl Sim {
 
     /// `block` re-assembled by its (byzantine) miner with a back-dated transaction of its own
     /// added, signed by the miner alone (`None` if it cannot be built).
-    fn backdated_block(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
-        self.nodes[i].as_ref()?.block_tip(&block.header.prev)?;
+    fn backdated_block(&mut self, node: &Node, i: usize, block: &Block) -> Option<Bytes> {
+        node.block_tip(&block.header.prev)?;
         let old = self.backdated_tx(i);
-        self.reassemble(i, block, block.header.timestamp_ms, Some(old))
+        self.reassemble(node, i, block, block.header.timestamp_ms, Some(old))
     }
 
     /// A second valid block for the same round and parent as `block`, holding only the
     /// miner's own transactions and a later timestamp.
-    fn twin(&mut self, i: usize, block: &Block) -> Option<Rc<Vec<u8>>> {
-        self.reassemble(i, block, block.header.timestamp_ms + 1, None)
+    fn twin(&mut self, node: &Node, i: usize, block: &Block) -> Option<Bytes> {
+        self.reassemble(node, i, block, block.header.timestamp_ms + 1, None)
     }
 
     /// A block for the same round and parent as `block`, holding only miner `i`'s own
     /// transactions (and `extra`), at `timestamp_ms`, signed by the miner alone.
     fn reassemble(
         &self,
+        node: &Node,
         i: usize,
         block: &Block,
         timestamp_ms: u64,
         extra: Option<Transaction>,
-    ) -> Option<Rc<Vec<u8>>> {
-        let node = self.nodes[i].as_ref()?;
+    ) -> Option<Bytes> {
         let tip = node.block_tip(&block.header.prev)?;
         let me = &self.ids[i];
         let vrf = VrfSecret::derive(me).ok()?;
@@ -1234,264 +1158,7 @@ impl Sim {
         .ok()?;
         let sig = draft.sign_as_contributor(me);
         let twin = draft.finish(me, &[(me.verify_key(), sig)]).ok()?;
-        Some(Rc::new(Message::Proposal { block: twin }.to_bytes()))
-    }
-
-    fn submit(&mut self) {
-        let up: Vec<usize> = (0..self.keys.len())
-            .filter(|&i| self.nodes[i].is_some())
-            .collect();
-        let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.honest(i)).collect();
-        // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
-        let pick_byz = self.rng.next_u32() % 1000 < self.sc.byzantine_submit_per_mille;
-        let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.honest(i)).collect();
-        let who = if pick_byz && !byz_up.is_empty() {
-            byz_up[self.rng.next_u32() as usize % byz_up.len()]
-        } else if !honest_up.is_empty() {
-            honest_up[self.rng.next_u32() as usize % honest_up.len()]
-        } else {
-            let at = self.now + 50;
-            self.push(at, Event::Submit);
-            return;
-        };
-        self.nonce += 1;
-        let now = self.clock(who);
-        // One transaction in three adds an indexed record, so blocks carry filters.
-        let (tx, material) = if self.nonce.is_multiple_of(3) {
-            let (tx, material, probe) = record_tx(
-                &self.ids[who],
-                &self.genesis.chain_id(),
-                &self.net,
-                self.nonce,
-                now,
-                &mut self.rng,
-            );
-            self.probes.insert(tx.id(), probe);
-            (tx, Some(material))
-        } else {
-            let tx = access_tx(
-                &self.ids[who],
-                &self.genesis.chain_id(),
-                &self.net,
-                self.nonce,
-                now,
-                &mut self.rng,
-            );
-            (tx, None)
-        };
-        let id = tx.id();
-        if self.trace {
-            eprintln!("t={} submit {id} through node {who}", self.now);
-        }
-        let honest = self.honest(who);
-        self.via.insert(id, (who, self.now));
-        self.submitted.insert(id, (*tx.signature(), honest));
-        self.report.submitted_txs += 1;
-        if honest {
-            self.honest_txs.insert(id);
-            self.report.honest_txs += 1;
-        }
-        self.submits_left -= 1;
-        self.durable[who]
-            .outbox
-            .push((tx.clone(), material.clone()));
-        if let Some(node) = self.nodes[who].as_mut() {
-            if let Err(e) = node.submit_indexed(tx, material, now) {
-                self.fail(
-                    "validity",
-                    format!("node {who} refused a valid transaction: {e}"),
-                );
-            }
-        }
-        self.flush(who);
-    }
-
-    fn restart(&mut self, i: usize) {
-        let d = &self.durable[i];
-        let blocks = d.blocks.clone();
-        let proof = d.proof.clone();
-        let safety = d.safety.clone();
-        let outbox = d.outbox.clone();
-        let now = self.clock(i);
-        match Node::restore(self.config(i), blocks, proof, safety, now) {
-            Ok(mut node) => {
-                let _ = node.submit_batch_indexed(outbox, now);
-                self.honest_done[i] = node
-                    .committed_blocks()
-                    .iter()
-                    .flat_map(|b| b.tx_ids())
-                    .filter(|id| self.honest_txs.contains(id))
-                    .count();
-                self.nodes[i] = Some(node);
-                self.armed[i] = None;
-                self.flush(i);
-            }
-            Err(e) => self.fail("safety", format!("node {i} cannot restore: {e}")),
-        }
-    }
-
-    fn done(&self) -> bool {
-        if self.submits_left > 0 || self.now < self.sc.settle_ms() {
-            return false;
-        }
-        let total = self.honest_txs.len();
-        (0..self.keys.len())
-            .filter(|&i| self.honest(i))
-            .all(|i| self.nodes[i].is_some() && self.honest_done[i] >= total)
-    }
-
-    fn run(mut self) -> Result<Report, SimFailure> {
-        let deadline = self.sc.settle_ms() + self.sc.liveness_bound_ms;
-        let mut events = 0u64;
-        while let Some(Reverse(q)) = self.queue.pop() {
-            if self.failure.is_some() {
-                break;
-            }
-            events += 1;
-            if events > MAX_EVENTS || self.queue.len() > MAX_EVENTS as usize / 10 {
-                let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-                for Reverse(q) in self.queue.iter() {
-                    let k = match &q.event {
-                        Event::Deliver { from, to, bytes } => {
-                            format!("deliver {from}->{to} tag {:?}", bytes.get(1).copied())
-                        }
-                        Event::Timer { node } => format!("timer {node}"),
-                        _ => "other".into(),
-                    };
-                    *kinds.entry(k).or_default() += 1;
-                }
-                let mut top: Vec<(usize, String)> =
-                    kinds.into_iter().map(|(k, v)| (v, k)).collect();
-                top.sort_unstable_by(|a, b| b.cmp(a));
-                top.truncate(6);
-                self.fail(
-                    "liveness",
-                    format!(
-                        "more than {MAX_EVENTS} events by virtual time {} ms (queue {}): {top:?}",
-                        self.now,
-                        self.queue.len()
-                    ),
-                );
-                break;
-            }
-            self.now = q.at;
-            if self.now > deadline {
-                break;
-            }
-            match q.event {
-                Event::Deliver { from, to, bytes } => {
-                    if self.cut(from, to) {
-                        continue;
-                    }
-                    let key = self.keys[from];
-                    let now = self.clock(to);
-                    let Some(node) = self.nodes[to].as_mut() else {
-                        continue;
-                    };
-                    self.report.delivered += 1;
-                    if self.sc.behaviour(to) == Some(Behaviour::ReplayVotes)
-                        && bytes.get(1) == Some(&5)
-                        && self.seen_votes[to].len() < 64
-                    {
-                        self.seen_votes[to].push(bytes.clone());
-                    }
-                    if self.trace {
-                        let before = node_state(node);
-                        node.handle_message(key, &bytes, now);
-                        eprintln!(
-                            "t={} {from}->{to} {} {before} -> {}",
-                            self.now,
-                            describe(&bytes),
-                            node_state(node)
-                        );
-                    } else {
-                        node.handle_message(key, &bytes, now);
-                    }
-                    self.flush(to);
-                }
-                Event::Timer { node } => {
-                    if self.armed[node] != Some(q.at) {
-                        continue;
-                    }
-                    self.armed[node] = None;
-                    let now = self.clock(node);
-                    if let Some(n) = self.nodes[node].as_mut() {
-                        n.handle_timeout(now);
-                    }
-                    self.flush(node);
-                }
-                Event::Submit => self.submit(),
-                Event::Crash { node } => {
-                    self.nodes[node] = None;
-                    self.armed[node] = None;
-                }
-                Event::Restart { node } => self.restart(node),
-            }
-            if self.done() {
-                break;
-            }
-        }
-        if let Some(f) = self.failure.take() {
-            return Err(f);
-        }
-        self.report.end_ms = self.now;
-        if !self.done() {
-            let total = self.honest_txs.len();
-            let pending = self.pending_honest_txs();
-            let lag: Vec<String> = (0..self.keys.len())
-                .filter(|&i| self.honest(i))
-                .map(|i| {
-                    format!(
-                        "node {i}: {}/{total} txs, height {}, round {}",
-                        self.honest_done[i],
-                        self.heights[i],
-                        self.nodes[i].as_ref().map_or(0, Node::current_round)
-                    )
-                })
-                .collect();
-            return Err(SimFailure {
-                seed: self.sc.seed,
-                property: "liveness",
-                detail: format!(
-                    "not every honest transaction committed everywhere {} ms after the last \
-                     disturbance ({:?}); {}; pending: {}",
-                    self.sc.liveness_bound_ms,
-                    self.sc,
-                    lag.join("; "),
-                    pending.join("; ")
-                ),
-            });
-        }
-        self.final_checks()?;
-        Ok(self.report)
-    }
-
-    /// The honest transactions some honest node has not committed: each with the node it was
-    /// submitted through and how many honest nodes committed it.
-    fn pending_honest_txs(&self) -> Vec<String> {
-        let honest: Vec<usize> = (0..self.keys.len()).filter(|&i| self.honest(i)).collect();
-        let mut ids: Vec<&TxId> = self.honest_txs.iter().collect();
-        ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|id| {
-                let done = honest
-                    .iter()
-                    .filter(|&&i| self.nodes[i].as_ref().is_some_and(|n| n.is_committed(id)))
-                    .count();
-                (done < honest.len()).then(|| {
-                    let who = self.via.get(id).map_or(usize::MAX, |v| v.0);
-                    let role = if who < self.sc.validators {
-                        "validator"
-                    } else {
-                        "member"
-                    };
-                    format!(
-                        "tx {id} through node {who} ({role}) committed by {done}/{} honest nodes",
-                        honest.len()
-                    )
-                })
-            })
-            .collect()
+        Some(Bytes::from(Message::Proposal { block: twin }.to_bytes()))
     }
 
     fn final_checks(&mut self) -> Result<(), SimFailure> {
@@ -1524,6 +1191,332 @@ impl Sim {
         }
         let _ = NoRules;
         Ok(())
+    }
+}
+
+impl Policy<Node> for World {
+    /// Sends a node's message, applying its byzantine behaviour if it has one.
+    fn route(&mut self, wire: &mut Wire<'_>, i: usize, node: &Node, to: Recipient, bytes: Vec<u8>) {
+        self.send_from(wire, i, node, to, bytes);
+    }
+
+    fn admit(&mut self, _: u64, from: Source, to: usize, bytes: &Bytes, node: &Node) -> bool {
+        let Source::Peer(from) = from else {
+            return true;
+        };
+        if self.cut(from, to) {
+            return false;
+        }
+        self.report.delivered += 1;
+        if self.sc.behaviour(to) == Some(Behaviour::ReplayVotes)
+            && bytes.get(1) == Some(&5)
+            && self.seen_votes[to].len() < 64
+        {
+            self.seen_votes[to].push(bytes.clone());
+        }
+        if self.trace {
+            self.traced = node_state(node);
+        }
+        true
+    }
+
+    fn delivered(&mut self, _: u64, from: Source, to: usize, bytes: &Bytes, node: &Node) {
+        if self.trace {
+            let from = match from {
+                Source::Peer(i) => i.to_string(),
+                Source::Outside(k) => k.to_string(),
+            };
+            eprintln!(
+                "t={} {from}->{to} {} {} -> {}",
+                self.now,
+                describe(bytes),
+                self.traced,
+                node_state(node)
+            );
+        }
+    }
+
+    fn event(&mut self, _: u64, i: usize, _: &mut Node, out: Output) {
+        match out {
+            Output::Committed { block, proof } => {
+                let height = block.header().height;
+                let hash = block.hash();
+                if self.honest(i) {
+                    self.check_commit(i, height, hash, block.block());
+                    for id in block.tx_ids() {
+                        if self.honest_txs.contains(id) {
+                            self.honest_done[i] += 1;
+                        }
+                    }
+                }
+                let d = &mut self.durable[i];
+                d.blocks.push(block.block().clone());
+                d.proof = Some(proof);
+                let ids: HashSet<TxId> = block.tx_ids().iter().copied().collect();
+                d.outbox.retain(|(t, _)| !ids.contains(&t.id()));
+                self.heights[i] = height;
+            }
+            Output::Dropped { reason, from } => {
+                if self.debug {
+                    eprintln!("t={} node {i} dropped from {from}: {reason}", self.now);
+                }
+                if self.honest(i) {
+                    let name = format!("{reason:?}");
+                    let name = name
+                        .split(|c: char| !c.is_alphanumeric())
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    *self.report.drops.entry(name).or_default() += 1;
+                }
+            }
+            Output::Evidence(ev) if self.honest(i) => {
+                self.check_evidence(&ev);
+                self.report.evidence += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Persists the node's safety state (what a restart resumes from).
+    fn drained(&mut self, _: u64, i: usize, node: &Node) {
+        self.durable[i].safety = node.safety_state();
+        if self.honest(i) {
+            self.report.max_round = self.report.max_round.max(node.current_round());
+        }
+    }
+}
+
+impl Sim {
+    fn submit(&mut self) {
+        let up: Vec<usize> = (0..self.w.keys.len())
+            .filter(|&i| self.nodes.is_running(i))
+            .collect();
+        let honest_up: Vec<usize> = up.iter().copied().filter(|&i| self.w.honest(i)).collect();
+        // Mostly honest nodes; now and then a byzantine contributor, so withholding shows.
+        let pick_byz = self.w.rng.next_u32() % 1000 < self.w.sc.byzantine_submit_per_mille;
+        let byz_up: Vec<usize> = up.iter().copied().filter(|&i| !self.w.honest(i)).collect();
+        let who = if pick_byz && !byz_up.is_empty() {
+            byz_up[self.w.rng.next_u32() as usize % byz_up.len()]
+        } else if !honest_up.is_empty() {
+            honest_up[self.w.rng.next_u32() as usize % honest_up.len()]
+        } else {
+            let at = self.w.now + 50;
+            self.schedule(at, Wake::Submit);
+            return;
+        };
+        self.w.nonce += 1;
+        let now = self.w.clock(who);
+        // One transaction in three adds an indexed record, so blocks carry filters.
+        let (tx, material) = if self.w.nonce.is_multiple_of(3) {
+            let (tx, material, probe) = record_tx(
+                &self.w.ids[who],
+                &self.w.genesis.chain_id(),
+                &self.w.net,
+                self.w.nonce,
+                now,
+                &mut self.w.rng,
+            );
+            self.w.probes.insert(tx.id(), probe);
+            (tx, Some(material))
+        } else {
+            let tx = access_tx(
+                &self.w.ids[who],
+                &self.w.genesis.chain_id(),
+                &self.w.net,
+                self.w.nonce,
+                now,
+                &mut self.w.rng,
+            );
+            (tx, None)
+        };
+        let id = tx.id();
+        if self.w.trace {
+            eprintln!("t={} submit {id} through node {who}", self.w.now);
+        }
+        let honest = self.w.honest(who);
+        self.w.via.insert(id, (who, self.w.now));
+        self.w.submitted.insert(id, (*tx.signature(), honest));
+        self.w.report.submitted_txs += 1;
+        if honest {
+            self.w.honest_txs.insert(id);
+            self.w.report.honest_txs += 1;
+        }
+        self.w.submits_left -= 1;
+        self.w.durable[who]
+            .outbox
+            .push((tx.clone(), material.clone()));
+        if self.nodes.is_running(who) {
+            if let Err(e) = self.nodes.peer_mut(who).submit_indexed(tx, material, now) {
+                self.w.fail(
+                    "validity",
+                    format!("node {who} refused a valid transaction: {e}"),
+                );
+            }
+        }
+        self.nodes.flush(who, &mut self.w);
+    }
+
+    fn restart(&mut self, i: usize) {
+        let d = &self.w.durable[i];
+        let blocks = d.blocks.clone();
+        let proof = d.proof.clone();
+        let safety = d.safety.clone();
+        let outbox = d.outbox.clone();
+        let now = self.w.clock(i);
+        match Node::restore(self.w.config(i), blocks, proof, safety, now) {
+            Ok(mut node) => {
+                let _ = node.submit_batch_indexed(outbox, now);
+                self.w.honest_done[i] = node
+                    .committed_blocks()
+                    .iter()
+                    .flat_map(|b| b.tx_ids())
+                    .filter(|id| self.w.honest_txs.contains(id))
+                    .count();
+                self.nodes.replace(i, node);
+                self.nodes.start(i, &mut self.w);
+            }
+            Err(e) => self
+                .w
+                .fail("safety", format!("node {i} cannot restore: {e}")),
+        }
+    }
+
+    fn done(&self) -> bool {
+        if self.w.submits_left > 0 || self.w.now < self.w.sc.settle_ms() {
+            return false;
+        }
+        let total = self.w.honest_txs.len();
+        (0..self.w.keys.len())
+            .filter(|&i| self.w.honest(i))
+            .all(|i| self.nodes.is_running(i) && self.w.honest_done[i] >= total)
+    }
+
+    fn run(mut self) -> Result<Report, SimFailure> {
+        let deadline = self.w.sc.settle_ms() + self.w.sc.liveness_bound_ms;
+        let mut events = 0u64;
+        while let Some(at) = self.nodes.next_at() {
+            if self.w.failure.is_some() {
+                break;
+            }
+            events += 1;
+            // What is queued besides this event.
+            let queued = self.nodes.queued() - 1;
+            if events > MAX_EVENTS || queued > MAX_EVENTS as usize / 10 {
+                let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+                for (_, item) in self.nodes.in_flight() {
+                    let k = match item {
+                        Item::Deliver { from, to, bytes } => {
+                            format!("deliver {from:?}->{to} tag {:?}", bytes.get(1).copied())
+                        }
+                        Item::Timer { peer } => format!("timer {peer}"),
+                        Item::Wake(_) => "other".into(),
+                    };
+                    *kinds.entry(k).or_default() += 1;
+                }
+                let mut top: Vec<(usize, String)> =
+                    kinds.into_iter().map(|(k, v)| (v, k)).collect();
+                top.sort_unstable_by(|a, b| b.cmp(a));
+                top.truncate(6);
+                let now = self.w.now;
+                self.w.fail(
+                    "liveness",
+                    format!(
+                        "more than {MAX_EVENTS} events by virtual time {now} ms (queue {queued}): {top:?}"
+                    ),
+                );
+                break;
+            }
+            self.w.now = at - EPOCH_MS;
+            if self.w.now > deadline {
+                break;
+            }
+            match self.nodes.step(&mut self.w) {
+                // A delivery the network lost on the way or to a crashed node, a stale timer.
+                Ok(Step::Skipped | Step::Idle) => continue,
+                Ok(Step::Woke(token)) => match Wake::from_token(token) {
+                    Wake::Submit => self.submit(),
+                    Wake::Crash(node) => self.nodes.stop(node),
+                    Wake::Restart(node) => self.restart(node),
+                },
+                Ok(Step::Delivered { .. } | Step::TimedOut { .. }) => {}
+                Err(e) => match e {},
+            }
+            if self.done() {
+                break;
+            }
+        }
+        if let Some(f) = self.w.failure.take() {
+            return Err(f);
+        }
+        self.w.report.end_ms = self.w.now;
+        if !self.done() {
+            let total = self.w.honest_txs.len();
+            let pending = self.pending_honest_txs();
+            let lag: Vec<String> = (0..self.w.keys.len())
+                .filter(|&i| self.w.honest(i))
+                .map(|i| {
+                    format!(
+                        "node {i}: {}/{total} txs, height {}, round {}",
+                        self.w.honest_done[i],
+                        self.w.heights[i],
+                        self.round(i)
+                    )
+                })
+                .collect();
+            return Err(SimFailure {
+                seed: self.w.sc.seed,
+                property: "liveness",
+                detail: format!(
+                    "not every honest transaction committed everywhere {} ms after the last \
+                     disturbance ({:?}); {}; pending: {}",
+                    self.w.sc.liveness_bound_ms,
+                    self.w.sc,
+                    lag.join("; "),
+                    pending.join("; ")
+                ),
+            });
+        }
+        self.w.final_checks()?;
+        Ok(self.w.report)
+    }
+
+    /// The honest transactions some honest node has not committed: each with the node it was
+    /// submitted through and how many honest nodes committed it.
+    fn pending_honest_txs(&self) -> Vec<String> {
+        let honest: Vec<usize> = (0..self.w.keys.len())
+            .filter(|&i| self.w.honest(i))
+            .collect();
+        let mut ids: Vec<&TxId> = self.w.honest_txs.iter().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let done = honest
+                    .iter()
+                    .filter(|&&i| self.nodes.is_running(i) && self.nodes.peer(i).is_committed(id))
+                    .count();
+                (done < honest.len()).then(|| {
+                    let who = self.w.via.get(id).map_or(usize::MAX, |v| v.0);
+                    let role = if who < self.w.sc.validators {
+                        "validator"
+                    } else {
+                        "member"
+                    };
+                    format!(
+                        "tx {id} through node {who} ({role}) committed by {done}/{} honest nodes",
+                        honest.len()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn round(&self, i: usize) -> u64 {
+        if self.nodes.is_running(i) {
+            self.nodes.peer(i).current_round()
+        } else {
+            0
+        }
     }
 }
 
@@ -1656,7 +1649,7 @@ pub fn throughput(
         max_clock_skew_ms: 30_000,
         max_tx_age_ms: 600_000,
     };
-    let (genesis, keys, net) = network(&s);
+    let (genesis, _, net) = network(&s);
     let ids: Vec<Identity> = (0..validators).map(|i| identity(s.seed, i)).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(99);
     let mut per_node: Vec<Vec<Transaction>> = vec![Vec::new(); validators];
@@ -1671,7 +1664,7 @@ pub fn throughput(
             &mut rng,
         ));
     }
-    let mut nodes: Vec<Node> = (0..validators)
+    let nodes: Vec<Node> = (0..validators)
         .map(|i| {
             let mut cfg = NodeConfig::new(genesis.clone(), identity(s.seed, i));
             cfg.verifier = verifier();
@@ -1679,81 +1672,24 @@ pub fn throughput(
         })
         .collect();
     let started = std::time::Instant::now();
-    let mut queue: BinaryHeap<Reverse<(u64, u64, usize, usize)>> = BinaryHeap::new();
-    let mut payloads: HashMap<u64, Rc<Vec<u8>>> = HashMap::new();
-    let mut seq = 0u64;
-    let mut now = 0u64;
-    let mut done = vec![0usize; validators];
-    let mut blocks = 0u64;
+    let mut net = Driver::new(nodes, EPOCH_MS);
     for (i, txs) in per_node.into_iter().enumerate() {
-        for r in nodes[i].submit_batch(txs, EPOCH_MS) {
+        for r in net.peer_mut(i).submit_batch(txs, EPOCH_MS) {
             r.expect("valid transaction");
         }
     }
-    let mut outbox: Vec<(usize, Recipient, Vec<u8>)> = Vec::new();
-    let drain = |i: usize,
-                 node: &mut Node,
-                 outbox: &mut Vec<(usize, Recipient, Vec<u8>)>,
-                 done: &mut Vec<usize>,
-                 blocks: &mut u64| {
-        while let Some(o) = node.poll_output() {
-            match o {
-                Output::Send { to, bytes } => outbox.push((i, to, bytes)),
-                Output::Committed { block, .. } => {
-                    done[i] += block.tx_ids().len();
-                    if i == 0 {
-                        *blocks += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
+    let mut counted = Committed {
+        done: vec![0; validators],
+        blocks: 0,
     };
+    net.flush_all(&mut counted);
     let limit = 600_000;
-    while done.iter().any(|&d| d < total) && now < limit {
-        for (i, node) in nodes.iter_mut().enumerate() {
-            drain(i, node, &mut outbox, &mut done, &mut blocks);
-        }
-        for (from, to, bytes) in outbox.drain(..) {
-            let bytes = Rc::new(bytes);
-            let targets: Vec<usize> = match to {
-                Recipient::All => (0..validators).filter(|&j| j != from).collect(),
-                Recipient::Node(k) => keys.iter().position(|x| *x == k).into_iter().collect(),
-            };
-            for j in targets {
-                seq += 1;
-                payloads.insert(seq, bytes.clone());
-                queue.push(Reverse((now + 1, seq, from, j)));
-            }
-        }
-        let next_msg = queue.peek().map(|Reverse((t, ..))| *t);
-        let next_timer = nodes
-            .iter()
-            .filter_map(Node::next_deadline)
-            .min()
-            .map(|t| t.saturating_sub(EPOCH_MS));
-        let next = match (next_msg, next_timer) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(limit),
-        };
-        now = now.max(next);
-        while let Some(Reverse((t, k, from, to))) = queue.peek().copied() {
-            if t > now {
-                break;
-            }
-            queue.pop();
-            if let Some(bytes) = payloads.remove(&k) {
-                nodes[to].handle_message(keys[from], &bytes, EPOCH_MS + now);
-                drain(to, &mut nodes[to], &mut outbox, &mut done, &mut blocks);
-            }
-        }
-        for (i, node) in nodes.iter_mut().enumerate() {
-            if node.next_deadline().is_some_and(|d| d <= EPOCH_MS + now) {
-                node.handle_timeout(EPOCH_MS + now);
-                drain(i, node, &mut outbox, &mut done, &mut blocks);
-            }
-        }
-    }
+    net.run_until(&mut counted, EPOCH_MS + limit, u64::MAX, |_, c| {
+        c.done.iter().all(|&d| d >= total)
+    })
+    .unwrap_or_else(|e| match e {});
+    let Committed { done, blocks } = counted;
+    let now = net.now_ms() - EPOCH_MS;
     assert!(
         done.iter().all(|&d| d >= total),
         "throughput run did not commit everything: {done:?}"
@@ -1763,5 +1699,29 @@ pub fn throughput(
         blocks,
         wall: started.elapsed(),
         virtual_ms: now,
+    }
+}
+
+/// The throughput run's network: every message takes 1 ms; committed transactions are counted.
+struct Committed {
+    done: Vec<usize>,
+    blocks: u64,
+}
+
+impl Policy<Node> for Committed {
+    fn route(&mut self, wire: &mut Wire<'_>, from: usize, _: &Node, to: Recipient, bytes: Vec<u8>) {
+        let bytes = Bytes::from(bytes);
+        for j in wire.targets(from, to) {
+            wire.send(from, j, bytes.clone(), 1);
+        }
+    }
+
+    fn event(&mut self, _: u64, i: usize, _: &mut Node, out: Output) {
+        if let Output::Committed { block, .. } = out {
+            self.done[i] += block.tx_ids().len();
+            if i == 0 {
+                self.blocks += 1;
+            }
+        }
     }
 }

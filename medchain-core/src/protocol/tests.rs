@@ -1,7 +1,7 @@
-//! Unit tests of the node state machine, on a tiny in-process network with instant delivery.
+//! Unit tests of the node state machine, on a small in-process network run by the one driver
+//! (`testkit::driver`): instant delivery unless a test delays or loses messages.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 
 use super::*;
 use crate::block::tests::log_tx;
@@ -10,29 +10,25 @@ use crate::chain::verify_chain;
 use crate::encoding::{Decode, Encode};
 use crate::hash::BlockHash;
 use crate::keys::{Identity, Signature, VerifyKey};
+use crate::testkit::driver::{Bytes, Driver, Policy, Stop, Wire};
 use crate::tx::Transaction;
 use crate::vote::{InvalidReason, QuorumCertificate, Timeout, Vote, VoteError};
 
 /// Decides whether the network loses a message (`from`, `to`, the message).
 type LossFilter = Box<dyn FnMut(usize, usize, &Message) -> bool>;
 
-/// A message in flight: (delivery time, sequence, from, to, bytes), earliest first.
-type InFlight = Reverse<(u64, u64, usize, usize, Vec<u8>)>;
+/// Most steps one [`Cluster::run`] may take.
+const MAX_STEPS: u64 = 5_000_000;
 
-struct Cluster {
-    nodes: Vec<Node>,
-    keys: Vec<VerifyKey>,
-    /// Nodes that neither send nor receive.
-    down: Vec<bool>,
-    queue: BinaryHeap<InFlight>,
-    seq: u64,
+/// The tests' network (a driver [`Policy`]): per-link delays and losses, and a record of what
+/// the nodes sent and reported.
+struct Watch {
     /// One-way delay of each link (ms, by sender and receiver; 0 by default).
     delay: Vec<Vec<u64>>,
     /// Messages the network loses (none by default).
     lose: Option<LossFilter>,
     /// Every message sent: (time, from, to, message).
     sent: Vec<(u64, usize, Recipient, Message)>,
-    now: u64,
     dropped: Vec<(usize, DropReason)>,
     evidence: Vec<Evidence>,
     committed: Vec<Vec<BlockHash>>,
@@ -40,6 +36,45 @@ struct Cluster {
     refused: Vec<(usize, crate::hash::TxId, InvalidReason)>,
     /// Committed blocks each node reported with their ledger effects.
     with_effects: Vec<usize>,
+}
+
+impl Policy<Node> for Watch {
+    fn route(&mut self, wire: &mut Wire<'_>, i: usize, _: &Node, to: Recipient, bytes: Vec<u8>) {
+        let msg = Message::from_bytes(&bytes).unwrap();
+        let bytes = Bytes::from(bytes);
+        for j in wire.targets(i, to) {
+            if !self.lose.as_mut().is_some_and(|f| f(i, j, &msg)) {
+                wire.send(i, j, bytes.clone(), self.delay[i][j]);
+            }
+        }
+        self.sent.push((wire.now_ms(), i, to, msg));
+    }
+
+    fn event(&mut self, _: u64, i: usize, node: &mut Node, out: Output) {
+        match out {
+            Output::Committed { block, proof } => {
+                assert!(proof.child.height >= block.header().height);
+                if let Some(e) = node.take_committed_effects(&block.hash()) {
+                    assert!(crate::store::effects_match(&block, &e));
+                    // Taken once.
+                    assert!(node.take_committed_effects(&block.hash()).is_none());
+                    self.with_effects[i] += 1;
+                }
+                self.committed[i].push(block.hash());
+            }
+            Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
+            Output::Evidence(e) => self.evidence.push(e),
+            Output::Refused { id, reason } => self.refused.push((i, id, reason)),
+            Output::Send { .. } => unreachable!("the driver routes sends"),
+        }
+    }
+}
+
+struct Cluster {
+    /// The nodes (a stopped one is down: it neither sends nor receives).
+    net: Driver<Node>,
+    keys: Vec<VerifyKey>,
+    w: Watch,
 }
 
 fn ids_again() -> Vec<Identity> {
@@ -51,6 +86,12 @@ fn ids_again() -> Vec<Identity> {
 fn network_key_again() -> crate::seal::NetworkKey {
     use rand_chacha::rand_core::SeedableRng;
     crate::seal::NetworkKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(9))
+}
+
+/// Whether every node in `who` has committed every transaction in `ids`.
+fn all_committed(net: &Driver<Node>, ids: &[crate::hash::TxId], who: &[usize]) -> bool {
+    who.iter()
+        .all(|&i| ids.iter().all(|id| net.peer(i).is_committed(id)))
 }
 
 impl Cluster {
@@ -79,123 +120,51 @@ impl Cluster {
         let len = nodes.len();
         (
             Self {
-                nodes,
+                net: Driver::new(nodes, start),
                 keys,
-                down: vec![false; len],
-                queue: BinaryHeap::new(),
-                seq: 0,
-                delay: vec![vec![0; len]; len],
-                lose: None,
-                sent: Vec::new(),
-                now: start,
-                dropped: Vec::new(),
-                evidence: Vec::new(),
-                committed: vec![Vec::new(); len],
-                refused: Vec::new(),
-                with_effects: vec![0; len],
+                w: Watch {
+                    delay: vec![vec![0; len]; len],
+                    lose: None,
+                    sent: Vec::new(),
+                    dropped: Vec::new(),
+                    evidence: Vec::new(),
+                    committed: vec![Vec::new(); len],
+                    refused: Vec::new(),
+                    with_effects: vec![0; len],
+                },
             },
             n,
         )
     }
 
-    fn drain(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].poll_output() {
-            match out {
-                Output::Send { to, bytes } => {
-                    if self.down[i] {
-                        continue;
-                    }
-                    let msg = Message::from_bytes(&bytes).unwrap();
-                    for j in 0..self.nodes.len() {
-                        let hit = match to {
-                            Recipient::All => j != i,
-                            Recipient::Node(k) => self.keys[j] == k,
-                        };
-                        let lost = hit && self.lose.as_mut().is_some_and(|f| f(i, j, &msg));
-                        if hit && !lost {
-                            self.seq += 1;
-                            let at = self.now + self.delay[i][j];
-                            self.queue
-                                .push(Reverse((at, self.seq, i, j, bytes.clone())));
-                        }
-                    }
-                    self.sent.push((self.now, i, to, msg));
-                }
-                Output::Committed { block, proof } => {
-                    assert!(proof.child.height >= block.header().height);
-                    if let Some(e) = self.nodes[i].take_committed_effects(&block.hash()) {
-                        assert!(crate::store::effects_match(&block, &e));
-                        // Taken once.
-                        assert!(self.nodes[i]
-                            .take_committed_effects(&block.hash())
-                            .is_none());
-                        self.with_effects[i] += 1;
-                    }
-                    self.committed[i].push(block.hash());
-                }
-                Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
-                Output::Evidence(e) => self.evidence.push(e),
-                Output::Refused { id, reason } => self.refused.push((i, id, reason)),
-            }
+    fn now(&self) -> u64 {
+        self.net.now_ms()
+    }
+
+    /// Takes node `i` off the network (it keeps its state and its clock stops) or back on.
+    fn set_down(&mut self, i: usize, down: bool) {
+        if down {
+            self.net.stop(i);
+        } else if !self.net.is_running(i) {
+            self.net.start(i, &mut self.w);
         }
     }
 
     /// Delivers messages and fires timers until `done` holds or `limit_ms` of virtual time pass
     /// (then the clock stands at the end of that time).
-    fn run(&mut self, limit_ms: u64, done: impl Fn(&Self) -> bool) -> bool {
-        let end = self.now + limit_ms;
-        loop {
-            for i in 0..self.nodes.len() {
-                self.drain(i);
-            }
-            if done(self) {
-                return true;
-            }
-            let next_msg = self.queue.peek().map(|Reverse((at, ..))| *at);
-            if next_msg.is_some_and(|at| at <= self.now) {
-                if let Some(Reverse((_, _, from, to, bytes))) = self.queue.pop() {
-                    if !self.down[to] {
-                        let key = self.keys[from];
-                        self.nodes[to].handle_message(key, &bytes, self.now);
-                        self.drain(to);
-                    }
-                }
-                continue;
-            }
-            let next_timer = (0..self.nodes.len())
-                .filter(|&i| !self.down[i])
-                .filter_map(|i| self.nodes[i].next_deadline())
-                .min();
-            let next = match (next_msg, next_timer) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            match next {
-                Some(t) if t <= end => {
-                    self.now = self.now.max(t);
-                    for i in 0..self.nodes.len() {
-                        if !self.down[i] && self.nodes[i].next_deadline() <= Some(self.now) {
-                            self.nodes[i].handle_timeout(self.now);
-                        }
-                    }
-                }
-                _ => {
-                    // Nothing happens before the end: the time passes all the same.
-                    self.now = self.now.max(end);
-                    return done(self);
-                }
-            }
-        }
-    }
-
-    fn all_committed(&self, ids: &[crate::hash::TxId], who: &[usize]) -> bool {
-        who.iter()
-            .all(|&i| ids.iter().all(|id| self.nodes[i].is_committed(id)))
+    fn run(&mut self, limit_ms: u64, done: impl Fn(&Driver<Node>) -> bool) -> bool {
+        self.net.flush_all(&mut self.w);
+        let end = self.now() + limit_ms;
+        let stop = self
+            .net
+            .run_until(&mut self.w, end, MAX_STEPS, |net, _| done(net))
+            .unwrap_or_else(|e| match e {});
+        stop == Stop::Done
     }
 
     fn assert_agree(&self) {
-        for a in &self.committed {
-            for b in &self.committed {
+        for a in &self.w.committed {
+            for b in &self.w.committed {
                 for (x, y) in a.iter().zip(b) {
                     assert_eq!(x, y, "two nodes committed different blocks at one height");
                 }
@@ -211,8 +180,8 @@ fn submit(
     nonce: u64,
 ) -> crate::hash::TxId {
     let tx = log_tx(n, who, nonce);
-    let now = c.now;
-    c.nodes[who].submit(tx, now).unwrap()
+    let now = c.now();
+    c.net.peer_mut(who).submit(tx, now).unwrap()
 }
 
 #[test]
@@ -221,12 +190,12 @@ fn happy_path_commits_everywhere_and_verifies() {
     let ids: Vec<_> = (0..6)
         .map(|i| submit(&mut c, &mut n, i, 100 + i as u64))
         .collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3, 4, 5])));
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3, 4, 5])));
     c.assert_agree();
-    for node in &c.nodes {
+    for node in c.net.peers() {
         assert_eq!(node.mempool_len(), 0);
     }
-    let node = &c.nodes[4];
+    let node = c.net.peer(4);
     let blocks: Vec<_> = node
         .committed_blocks()
         .iter()
@@ -243,7 +212,7 @@ fn happy_path_commits_everywhere_and_verifies() {
         .map(|b| b.header().contributors.len())
         .sum();
     assert!(contributors >= 6);
-    assert!(c.dropped.is_empty(), "{:?}", c.dropped);
+    assert!(c.w.dropped.is_empty(), "{:?}", c.w.dropped);
 }
 
 #[test]
@@ -252,15 +221,15 @@ fn silent_miner_is_replaced_by_the_next_ranked() {
     // The first-ranked miner of round 1 never speaks.
     let tip = ChainTip::genesis(&n.genesis);
     let m = crate::block::tests::miner_for(&n, &tip, 0);
-    c.down[m] = true;
+    c.set_down(m, true);
     let who: Vec<usize> = (0..6).filter(|&i| i != m).collect();
     let ids: Vec<_> = who
         .iter()
         .map(|&i| submit(&mut c, &mut n, i, 200 + i as u64))
         .collect();
-    assert!(c.run(120_000, |c| c.all_committed(&ids, &who)));
+    assert!(c.run(120_000, |net| all_committed(net, &ids, &who)));
     c.assert_agree();
-    let first = &c.nodes[who[0]].committed_blocks()[0];
+    let first = &c.net.peer(who[0]).committed_blocks()[0];
     assert!(first.header().round >= 2, "round 1 had a silent miner");
     assert!(first.header().timeout_cert.is_some());
     assert_ne!(first.header().miner, c.keys[m]);
@@ -269,45 +238,51 @@ fn silent_miner_is_replaced_by_the_next_ranked() {
 #[test]
 fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
     let (mut c, mut n) = Cluster::new();
-    c.down[5] = true; // a non-validator member is away
+    c.set_down(5, true); // a non-validator member is away
     let ids: Vec<_> = (0..4)
         .map(|i| submit(&mut c, &mut n, i, 300 + i as u64))
         .collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
-    assert_eq!(c.nodes[5].committed_height(), 0);
-    c.down[5] = false;
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3])));
+    assert_eq!(c.net.peer(5).committed_height(), 0);
+    c.set_down(5, false);
     // New work brings it news; it syncs and validates what it missed.
     let more = vec![submit(&mut c, &mut n, 1, 400)];
     let all: Vec<_> = ids.iter().chain(&more).copied().collect();
-    assert!(c.run(60_000, |c| c.all_committed(&all, &[0, 1, 2, 3, 5])));
+    assert!(c.run(60_000, |net| all_committed(net, &all, &[0, 1, 2, 3, 5])));
     c.assert_agree();
 
     // Restart validator 2 from its committed blocks and safety state.
-    let blocks: Vec<_> = c.nodes[2]
+    let blocks: Vec<_> = c
+        .net
+        .peer(2)
         .committed_blocks()
         .iter()
         .map(|b| b.block().clone())
         .collect();
-    let proof = c.nodes[2].head_proof().cloned();
-    let safety = c.nodes[2].safety_state();
+    let proof = c.net.peer(2).head_proof().cloned();
+    let safety = c.net.peer(2).safety_state();
     let id = ids_again().swap_remove(2);
     let restored = Node::restore(
         NodeConfig::new(n.genesis.clone(), id),
         blocks.clone(),
         proof.clone(),
         safety.clone(),
-        c.now,
+        c.now(),
     )
     .unwrap();
-    assert_eq!(restored.committed_height(), c.nodes[2].committed_height());
+    assert_eq!(
+        restored.committed_height(),
+        c.net.peer(2).committed_height()
+    );
     assert!(restored.current_round() > restored.high_qc_round());
-    c.nodes[2] = restored;
-    c.committed[2].clear();
+    c.net.replace(2, restored);
+    c.net.start(2, &mut c.w);
+    c.w.committed[2].clear();
     let extra = vec![
         submit(&mut c, &mut n, 0, 500),
         submit(&mut c, &mut n, 2, 501),
     ];
-    assert!(c.run(60_000, |c| c.all_committed(&extra, &[0, 1, 2, 3])));
+    assert!(c.run(60_000, |net| all_committed(net, &extra, &[0, 1, 2, 3])));
 
     // A tampered store is refused.
     let mut bad = blocks;
@@ -332,7 +307,8 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
 
 /// The block committed everywhere that holds `id` (as node 0 sees it).
 fn block_holding(c: &Cluster, id: &crate::hash::TxId) -> CheckedBlock {
-    c.nodes[0]
+    c.net
+        .peer(0)
         .committed_blocks()
         .iter()
         .find(|b| b.tx_ids().contains(id))
@@ -351,36 +327,37 @@ fn block_holding(c: &Cluster, id: &crate::hash::TxId) -> CheckedBlock {
 fn a_slow_members_transaction_is_gathered_again_until_it_commits() {
     let (mut c, mut n) = Cluster::new();
     let member = 5;
-    assert!(!c.nodes[member].is_validator());
-    for j in 0..c.nodes.len() {
+    assert!(!c.net.peer(member).is_validator());
+    for j in 0..c.net.peers().len() {
         if j != member {
-            c.delay[member][j] = 600;
-            c.delay[j][member] = 600;
+            c.w.delay[member][j] = 600;
+            c.w.delay[j][member] = 600;
         }
     }
     let id = submit(&mut c, &mut n, member, 600);
-    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
-    assert!(c.run(300_000, |c| c.all_committed(&[id], &everyone)));
+    let everyone: Vec<usize> = (0..c.net.peers().len()).collect();
+    assert!(c.run(300_000, |net| all_committed(net, &[id], &everyone)));
     c.assert_agree();
     // The failure happened first: rounds timed out without it ...
     let block = block_holding(&c, &id);
     assert!(block.header().round >= 3, "round {}", block.header().round);
     assert!(block.header().timeout_cert.is_some());
     // ... while it answered every round's gather: it was gathered again, round after round.
-    let rounds: BTreeSet<u64> = c
-        .sent
-        .iter()
-        .filter_map(|(_, from, _, m)| match m {
-            Message::Contribution { round, .. } if *from == member => Some(*round),
-            _ => None,
-        })
-        .collect();
+    let rounds: BTreeSet<u64> =
+        c.w.sent
+            .iter()
+            .filter_map(|(_, from, _, m)| match m {
+                Message::Contribution { round, .. } if *from == member => Some(*round),
+                _ => None,
+            })
+            .collect();
     assert!(rounds.len() >= 2, "{rounds:?}");
     assert!(rounds.contains(&block.header().round));
     assert!(c
+        .w
         .dropped
         .iter()
-        .any(|(i, r)| c.nodes[*i].is_validator() && *r == DropReason::Stale));
+        .any(|(i, r)| c.net.peer(*i).is_validator() && *r == DropReason::Stale));
 }
 
 /// Issue #19, under load: every validator always has a transaction pending, so every round is
@@ -393,10 +370,10 @@ fn a_slow_members_transaction_is_gathered_again_until_it_commits() {
 fn a_slow_member_gets_in_while_every_round_is_certified() {
     let (mut c, mut n) = Cluster::new();
     let member = 5;
-    for j in 0..c.nodes.len() {
+    for j in 0..c.net.peers().len() {
         if j != member {
-            c.delay[member][j] = 300;
-            c.delay[j][member] = 300;
+            c.w.delay[member][j] = 300;
+            c.w.delay[j][member] = 300;
         }
     }
     let id = submit(&mut c, &mut n, member, 900);
@@ -408,7 +385,7 @@ fn a_slow_member_gets_in_while_every_round_is_certified() {
             submit(&mut c, &mut n, v, nonce);
         }
         c.run(400, |_| false);
-        if committed_at.is_none() && c.nodes[0].is_committed(&id) {
+        if committed_at.is_none() && c.net.peer(0).is_committed(&id) {
             committed_at = Some(nonce);
         }
     }
@@ -417,15 +394,21 @@ fn a_slow_member_gets_in_while_every_round_is_certified() {
         "the member's transaction waited for the load to end"
     );
     let block = block_holding(&c, &id);
-    assert!(c.nodes[0]
+    assert!(c
+        .net
+        .peer(0)
         .committed_blocks()
         .iter()
         .all(|b| b.header().timeout_cert.is_none() || b.header().height > block.header().height));
-    assert!(c.nodes[0].mempool_len() > 0, "the load was still going on");
+    assert!(
+        c.net.peer(0).mempool_len() > 0,
+        "the load was still going on"
+    );
     assert!(c
+        .w
         .dropped
         .iter()
-        .any(|(i, r)| c.nodes[*i].is_validator() && *r == DropReason::Stale));
+        .any(|(i, r)| c.net.peer(*i).is_validator() && *r == DropReason::Stale));
 }
 
 /// A record added by node `who` for patient `n.ids[5]`, sealed for the patient and `who`: valid
@@ -467,19 +450,22 @@ fn record_tx(n: &mut crate::block::tests::Net, who: usize, nonce: u64) -> Transa
 fn a_members_transaction_the_rules_reject_is_refused_and_the_rest_commits() {
     let (mut c, mut n) = Cluster::with_network_key();
     let member = 4;
-    assert!(!c.nodes[member].is_validator());
+    assert!(!c.net.peer(member).is_validator());
     let record = record_tx(&mut n, member, 1);
-    let now = c.now;
-    let good = c.nodes[member].submit(record, now).unwrap();
+    let now = c.now();
+    let good = c.net.peer_mut(member).submit(record, now).unwrap();
     let bad = submit(&mut c, &mut n, member, 2);
-    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
-    assert!(c.run(120_000, |c| c.all_committed(&[good], &everyone)));
+    let everyone: Vec<usize> = (0..c.net.peers().len()).collect();
+    assert!(c.run(120_000, |net| all_committed(net, &[good], &everyone)));
     c.assert_agree();
-    assert!(c.nodes.iter().all(|node| !node.is_committed(&bad)));
-    assert_eq!(c.refused, vec![(member, bad, InvalidReason::RuleViolation)]);
-    assert_eq!(c.nodes[member].mempool_len(), 0);
+    assert!(c.net.peers().iter().all(|node| !node.is_committed(&bad)));
+    assert_eq!(
+        c.w.refused,
+        vec![(member, bad, InvalidReason::RuleViolation)]
+    );
+    assert_eq!(c.net.peer(member).mempool_len(), 0);
     // Never gathered again: no later contribution carries it.
-    assert!(!c.sent.iter().any(|(_, from, _, m)| *from == member
+    assert!(!c.w.sent.iter().any(|(_, from, _, m)| *from == member
         && matches!(m, Message::Contribution { transactions, .. }
             if transactions.iter().any(|t| t.id() == bad))));
 }
@@ -491,14 +477,14 @@ fn committed_blocks_come_with_their_effects_when_the_node_holds_the_network_key(
     for keyed in [false, true] {
         let (mut c, mut n) = Cluster::build(keyed);
         let record = record_tx(&mut n, 0, 1);
-        let now = c.now;
-        let id = c.nodes[0].submit(record, now).unwrap();
-        let everyone: Vec<usize> = (0..c.nodes.len()).collect();
-        assert!(c.run(120_000, |c| c.all_committed(&[id], &everyone)));
+        let now = c.now();
+        let id = c.net.peer_mut(0).submit(record, now).unwrap();
+        let everyone: Vec<usize> = (0..c.net.peers().len()).collect();
+        assert!(c.run(120_000, |net| all_committed(net, &[id], &everyone)));
         for i in everyone {
-            assert!(!c.committed[i].is_empty());
-            let expected = if keyed { c.committed[i].len() } else { 0 };
-            assert_eq!(c.with_effects[i], expected, "node {i}, keyed {keyed}");
+            assert!(!c.w.committed[i].is_empty());
+            let expected = if keyed { c.w.committed[i].len() } else { 0 };
+            assert_eq!(c.w.with_effects[i], expected, "node {i}, keyed {keyed}");
         }
     }
 }
@@ -510,13 +496,13 @@ fn a_transaction_in_an_abandoned_block_is_gathered_again() {
     let (mut c, mut n) = Cluster::new();
     let member = 4;
     let id = submit(&mut c, &mut n, member, 800);
-    c.lose = Some(Box::new(
+    c.w.lose = Some(Box::new(
         |_, _, m| matches!(m, Message::Proposal { block } if block.header.round == 1),
     ));
-    let everyone: Vec<usize> = (0..c.nodes.len()).collect();
-    assert!(c.run(120_000, |c| c.all_committed(&[id], &everyone)));
+    let everyone: Vec<usize> = (0..c.net.peers().len()).collect();
+    assert!(c.run(120_000, |net| all_committed(net, &[id], &everyone)));
     c.assert_agree();
-    let abandoned = c.sent.iter().any(|(_, _, _, m)| {
+    let abandoned = c.w.sent.iter().any(|(_, _, _, m)| {
         matches!(m, Message::Proposal { block }
             if block.header.round == 1 && block.transactions.iter().any(|t| t.id() == id))
     });
@@ -534,17 +520,17 @@ fn a_transaction_in_an_abandoned_block_is_gathered_again() {
 fn a_lagging_node_that_hears_only_known_certificates_catches_up() {
     let (mut c, mut n) = Cluster::new();
     let member = 5;
-    c.down[member] = true;
+    c.set_down(member, true);
     let ids: Vec<_> = (0..4)
         .map(|i| submit(&mut c, &mut n, i, 700 + i as u64))
         .collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
-    let height = c.nodes[0].committed_height();
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3])));
+    let height = c.net.peer(0).committed_height();
     assert!(height >= 1);
-    assert_eq!(c.nodes[member].committed_height(), 0);
-    c.down[member] = false;
+    assert_eq!(c.net.peer(member).committed_height(), 0);
+    c.set_down(member, false);
     let mut answers_lost = 0;
-    c.lose = Some(Box::new(move |_, to, m| {
+    c.w.lose = Some(Box::new(move |_, to, m| {
         to == member
             && match m {
                 Message::GatherRequest { .. } => true,
@@ -555,17 +541,17 @@ fn a_lagging_node_that_hears_only_known_certificates_catches_up() {
                 _ => false,
             }
     }));
-    let start = c.now;
-    assert!(c.run(200_000, |c| c.nodes[member].committed_height() >= height));
+    let start = c.now();
+    assert!(c.run(200_000, |net| net.peer(member).committed_height() >= height));
     c.assert_agree();
-    let requests: Vec<(u64, Recipient)> = c
-        .sent
-        .iter()
-        .filter(|(t, from, _, m)| {
-            *t >= start && *from == member && matches!(m, Message::SyncRequest { .. })
-        })
-        .map(|(t, _, to, _)| (*t, *to))
-        .collect();
+    let requests: Vec<(u64, Recipient)> =
+        c.w.sent
+            .iter()
+            .filter(|(t, from, _, m)| {
+                *t >= start && *from == member && matches!(m, Message::SyncRequest { .. })
+            })
+            .map(|(t, _, to, _)| (*t, *to))
+            .collect();
     assert!(requests.len() >= 2, "{requests:?}");
     let pause = n.genesis.timing.round_timeout_ms;
     assert!(requests[1].0 - requests[0].0 >= pause, "rate-limited");
@@ -588,8 +574,8 @@ fn hostile_messages_are_dropped_with_a_reason() {
     let ids: Vec<_> = (0..4)
         .map(|i| submit(&mut c, &mut n, i, 600 + i as u64))
         .collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
-    let node = &mut c.nodes[0];
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3])));
+    let node = c.net.peer_mut(0);
     let head = node.committed_head();
     let height = node.committed_height();
     let from = c.keys[1];
@@ -697,7 +683,7 @@ fn random_bytes_never_panic_or_change_commits() {
     let ids: Vec<_> = (0..2)
         .map(|i| submit(&mut c, &mut n, i, 700 + i as u64))
         .collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3])));
     let valid = Message::SyncRequest { from_height: 1 }.to_bytes();
     let mut rng_state = 7u64;
     let mut next = || {
@@ -706,7 +692,7 @@ fn random_bytes_never_panic_or_change_commits() {
             .wrapping_add(1442695040888963407);
         (rng_state >> 33) as u8
     };
-    let node = &mut c.nodes[3];
+    let node = c.net.peer_mut(3);
     let head = node.committed_head();
     for len in 0..400usize {
         let mut bytes: Vec<u8> = (0..len).map(|_| next()).collect();
@@ -727,9 +713,10 @@ fn random_bytes_never_panic_or_change_commits() {
 fn conflicting_votes_yield_evidence() {
     let (mut c, mut n) = Cluster::new();
     let ids: Vec<_> = (0..1).map(|i| submit(&mut c, &mut n, i, 800)).collect();
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3])));
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3])));
     // Two valid blocks for the same slot above node 0's head, voted for by validator 1.
-    let node = &mut c.nodes[0];
+    let now = c.now();
+    let node = c.net.peer_mut(0);
     let tip = node.block_tip(&node.committed_head()).unwrap();
     let _ = tip;
     // Build on the node's highest certified block, in its current round.
@@ -768,7 +755,7 @@ fn conflicting_votes_yield_evidence() {
         node.handle_message(
             from,
             &Message::Proposal { block: b.clone() }.to_bytes(),
-            c.now,
+            now,
         );
         let vote = Vote::cast(
             &ids6[1],
@@ -778,7 +765,7 @@ fn conflicting_votes_yield_evidence() {
             Ok(()),
             5,
         );
-        node.handle_message(from, &Message::Vote { vote }.to_bytes(), c.now);
+        node.handle_message(from, &Message::Vote { vote }.to_bytes(), now);
     }
     let mut got_votes = false;
     let mut got_proposals = false;
@@ -808,24 +795,24 @@ fn submit_checks_and_messages() {
     raw[r_byte] ^= 1;
     let forged = Transaction::from_bytes(&raw).unwrap();
     assert_eq!(
-        c.nodes[0].submit(forged.clone(), 0),
+        c.net.peer_mut(0).submit(forged.clone(), 0),
         Err(SubmitError::BadSignature)
     );
-    let id = c.nodes[0].submit(tx.clone(), 0).unwrap();
+    let id = c.net.peer_mut(0).submit(tx.clone(), 0).unwrap();
     // Same id, other signature: the pending one wins.
     assert_eq!(
-        c.nodes[0].submit(forged, 0),
+        c.net.peer_mut(0).submit(forged, 0),
         Err(SubmitError::Duplicate(id))
     );
     assert_eq!(
-        c.nodes[0].submit(tx.clone(), 0),
+        c.net.peer_mut(0).submit(tx.clone(), 0),
         Err(SubmitError::Duplicate(id))
     );
     assert_eq!(
-        c.nodes[1].submit(tx.clone(), 0),
+        c.net.peer_mut(1).submit(tx.clone(), 0),
         Err(SubmitError::ForeignContributor(c.keys[0]))
     );
-    assert_eq!(c.nodes[0].mempool_len(), 1);
+    assert_eq!(c.net.peer(0).mempool_len(), 1);
     // With the network key the body must open.
     let ids = ids_again();
     let mut cfg = NodeConfig::new(n.genesis.clone(), ids.into_iter().next().unwrap());
@@ -835,9 +822,9 @@ fn submit_checks_and_messages() {
         strict.submit(tx.clone(), 0),
         Err(SubmitError::BadBody(_))
     ));
-    assert!(c.run(60_000, |c| c.nodes[0].is_committed(&id)));
+    assert!(c.run(60_000, |net| net.peer(0).is_committed(&id)));
     assert_eq!(
-        c.nodes[0].submit(tx, 0),
+        c.net.peer_mut(0).submit(tx, 0),
         Err(SubmitError::AlreadyCommitted(id))
     );
     assert_eq!(
@@ -1014,21 +1001,23 @@ fn indexed_records_commit_in_blocks_whose_filters_find_them() {
             record_id: record.record_id,
             trapdoors,
         };
-        let now = c.now;
-        let id = c.nodes[who]
+        let now = c.now();
+        let id = c
+            .net
+            .peer_mut(who)
             .submit_indexed(tx, Some(material), now)
             .unwrap();
         ids.push(id);
         probes.push((record.record_id, code));
     }
     ids.push(submit(&mut c, &mut n, 5, 300));
-    assert!(c.run(60_000, |c| c.all_committed(&ids, &[0, 1, 2, 3, 4, 5])));
+    assert!(c.run(60_000, |net| all_committed(net, &ids, &[0, 1, 2, 3, 4, 5])));
     c.assert_agree();
-    assert!(c.dropped.is_empty(), "{:?}", c.dropped);
+    assert!(c.w.dropped.is_empty(), "{:?}", c.w.dropped);
     // Every block with indexed records has a filter; a search through it finds each record.
     let key = IndexKey::for_patient(&n.ids[5]);
     let mut found = 0;
-    for b in c.nodes[5].committed_blocks() {
+    for b in c.net.peer(5).committed_blocks() {
         let block = b.block();
         let records: Vec<crate::index::IndexedRecord> = block
             .transactions
@@ -1074,7 +1063,7 @@ fn indexed_submissions_need_fitting_material() {
     let (tx, record, trapdoors) = indexed_tx(&mut n, 0, 1, "x");
     // Without material the node could not place the record in a filter.
     assert_eq!(
-        c.nodes[0].submit(tx.clone(), 0),
+        c.net.peer_mut(0).submit(tx.clone(), 0),
         Err(SubmitError::MissingIndexMaterial)
     );
     // Material for another record id, or trapdoors of another key, does not fit.
@@ -1084,7 +1073,9 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: trapdoors.clone(),
     };
     assert!(matches!(
-        c.nodes[0].submit_indexed(tx.clone(), Some(wrong_id), 0),
+        c.net
+            .peer_mut(0)
+            .submit_indexed(tx.clone(), Some(wrong_id), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
     let foreign_key = crate::index::IndexKey::for_patient(&n.ids[0])
@@ -1094,7 +1085,9 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: foreign_key,
     };
     assert!(matches!(
-        c.nodes[0].submit_indexed(tx.clone(), Some(wrong_key), 0),
+        c.net
+            .peer_mut(0)
+            .submit_indexed(tx.clone(), Some(wrong_key), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
     let none = IndexMaterial {
@@ -1102,7 +1095,7 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: Vec::new(),
     };
     assert!(matches!(
-        c.nodes[0].submit_indexed(tx.clone(), Some(none), 0),
+        c.net.peer_mut(0).submit_indexed(tx.clone(), Some(none), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
     // Material for a transaction without an entry.
@@ -1112,17 +1105,17 @@ fn indexed_submissions_need_fitting_material() {
         trapdoors: other_trapdoors,
     };
     assert!(matches!(
-        c.nodes[0].submit_indexed(plain, Some(stray), 0),
+        c.net.peer_mut(0).submit_indexed(plain, Some(stray), 0),
         Err(SubmitError::BadIndexMaterial(_))
     ));
-    assert_eq!(c.nodes[0].mempool_len(), 0);
+    assert_eq!(c.net.peer(0).mempool_len(), 0);
     // The fitting material is accepted; its Debug shows no trapdoor.
     let good = IndexMaterial {
         record_id: record.record_id,
         trapdoors,
     };
     assert!(!format!("{good:?}").contains("key"));
-    assert!(c.nodes[0].submit_indexed(tx, Some(good), 0).is_ok());
+    assert!(c.net.peer_mut(0).submit_indexed(tx, Some(good), 0).is_ok());
     assert_eq!(
         SubmitError::MissingIndexMaterial.to_string(),
         "an indexed transaction needs its index material (Node::submit_indexed)"
@@ -1138,8 +1131,8 @@ fn light_client_proves_every_committed_transaction_even_across_timeouts() {
     let mut nonce = 500;
     let mut all = Vec::new();
     for down in [None, Some(0), Some(1), Some(2), Some(3), None] {
-        for (i, d) in c.down.iter_mut().enumerate() {
-            *d = Some(i) == down;
+        for i in 0..6 {
+            c.set_down(i, Some(i) == down);
         }
         let up: Vec<usize> = (0..6).filter(|&i| Some(i) != down).collect();
         let ids: Vec<_> = up
@@ -1149,11 +1142,11 @@ fn light_client_proves_every_committed_transaction_even_across_timeouts() {
                 submit(&mut c, &mut n, i, nonce)
             })
             .collect();
-        assert!(c.run(120_000, |c| c.all_committed(&ids, &up)));
+        assert!(c.run(120_000, |net| all_committed(net, &ids, &up)));
         all.extend(ids);
     }
     c.assert_agree();
-    let node = &c.nodes[5];
+    let node = c.net.peer(5);
     let blocks = node.committed_blocks();
     let headers: Vec<_> = blocks.iter().map(|b| b.header().clone()).collect();
     let mut proven = 0;
