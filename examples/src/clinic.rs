@@ -659,16 +659,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     // if the log is at most `max_clock_skew_ms` ahead of the block.
     //
     //
-    // WORKAROUND (until the host appends a commit step that covers several blocks): the
-    // network's virtual clock only jumps when the log could not fit a block otherwise (the
-    // host clock is more than the skew window ahead of it). A jump past a round timeout makes
-    // the next commit step cover several blocks, each reported with the highest block's proof
-    // only, which the hosts' ledgers refuse (`MissingCommitProof` / `NotAChild`). Once that is
-    // fixed, advance the clock to the release time unconditionally.
-    let skew = Timing::DEFAULT.max_clock_skew_ms;
-    if release.clock.time_ms() > net.now_ms().saturating_add(skew) {
-        net.advance_clock(release.clock.time_ms());
-    }
+    // The network's virtual clock moves to the release time (a jump past round timeouts: the
+    // next commit step may cover several blocks, which each host appends in one write).
+    net.advance_clock(release.clock.time_ms());
     let now = net.now_ms();
     let log_id = net.host_mut(0).submit_body(&release.log_body(), now)?;
     net.pump(0);

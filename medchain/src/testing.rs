@@ -151,6 +151,24 @@ impl LocalCluster {
         self.net.peers()
     }
 
+    /// Stops host `i`, as a crash would: it neither receives, sends nor times out (messages
+    /// for it are lost) until [`restart`](Self::restart).
+    pub fn stop(&mut self, i: usize) {
+        self.net.stop(i);
+    }
+
+    /// Puts `host` in place of host `i` and starts it (a restart: typically [`Host::open`] on
+    /// host `i`'s ledger file); returns the old host, whose unsaved state is lost when it is
+    /// dropped, as in a crash.
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn restart(&mut self, i: usize, host: Host) -> Host {
+        let old = self.net.replace(i, host);
+        self.net.start(i, &mut self.events);
+        old
+    }
+
     /// Delivers `bytes` to host `to` as if the member `from` had sent them.
     pub fn inject(&mut self, to: usize, from: VerifyKey, bytes: Vec<u8>) {
         self.net.inject(to, from, bytes);

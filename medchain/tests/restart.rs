@@ -177,3 +177,150 @@ fn a_forged_pending_block_in_the_saved_state_is_dropped_on_reopen() {
     );
     assert!(host.ledger().verify(|_| {}).is_ok());
 }
+
+/// Four hospitals on the in-process driver, each with a kept copy of its identity.
+#[cfg(feature = "testing")]
+struct Four {
+    net: medchain::testing::LocalCluster,
+    ids: Vec<Identity>,
+    network: NetworkKey,
+    paths: Vec<std::path::PathBuf>,
+    genesis: medchain::Genesis,
+}
+
+#[cfg(feature = "testing")]
+fn four(dir: &tempfile::TempDir) -> Four {
+    let mut rng = UnwrapErr(SysRng);
+    let network = NetworkKey::generate(&mut rng);
+    let ids: Vec<Identity> = (0..4).map(|_| Identity::generate(&mut rng)).collect();
+    let names = ["St. Mary's", "City General", "Riverside", "Northgate"];
+    let named: Vec<(&str, &Identity)> = names.iter().copied().zip(&ids).collect();
+    let start = now();
+    let genesis = genesis_of("four", &named, &network, start).unwrap();
+    let paths: Vec<_> = (0..4)
+        .map(|i| dir.path().join(format!("member-{i}.sqlite")))
+        .collect();
+    let hosts = ids
+        .iter()
+        .zip(&paths)
+        .map(|(id, p)| Host::create(p, &genesis, id.duplicate(), network.duplicate(), start))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    Four {
+        net: medchain::testing::LocalCluster::new(hosts, start),
+        ids,
+        network,
+        paths,
+        genesis,
+    }
+}
+
+#[cfg(feature = "testing")]
+fn add(f: &mut Four, at: usize, patient: &Identity) -> medchain_core::hash::TxId {
+    let enrolment = SealedWriterKey::export(
+        patient,
+        &f.genesis.chain_id(),
+        &f.net.host(at).public(),
+        &mut UnwrapErr(SysRng),
+    )
+    .unwrap();
+    let t = f.net.now_ms();
+    let receipt = f
+        .net
+        .host_mut(at)
+        .add_record(
+            RecordDraft {
+                fhir: HBA1C,
+                enrolment: &enrolment,
+                readers: &[],
+            },
+            t,
+        )
+        .unwrap();
+    f.net.pump(at);
+    receipt.tx_id
+}
+
+/// Every host's ledger: the same chain, and it verifies.
+#[cfg(feature = "testing")]
+fn same_verified_chains(f: &Four) -> Vec<u64> {
+    let tip = f.net.host(0).ledger().tip().clone();
+    for h in f.net.hosts() {
+        assert_eq!(h.ledger().tip(), &tip);
+        assert!(h.ledger().verify(|_| {}).unwrap().head_proven);
+    }
+    f.net
+        .host(0)
+        .ledger()
+        .blocks_from(1)
+        .map(|b| b.unwrap().header.round)
+        .collect()
+}
+
+/// A virtual clock that jumps past round timeouts at every phase of a commit makes commit
+/// steps that cover several blocks (a block, then its child after a skipped round): every host
+/// appends each such step in one write, and the chains agree.
+#[cfg(feature = "testing")]
+#[test]
+fn commit_steps_of_several_blocks_reach_every_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = four(&dir);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    for phase in 0..12 {
+        let id = add(&mut f, phase % 4, &alice);
+        for _ in 0..phase * 3 {
+            f.net.step().unwrap();
+        }
+        // Past several round timeouts, within the transactions' ten-minute age limit.
+        let jump = f.net.now_ms() + 120_000;
+        f.net.advance_clock(jump);
+        assert!(
+            f.net.run_until_committed(&[id], 50_000).unwrap(),
+            "phase {phase}"
+        );
+    }
+    let rounds = same_verified_chains(&f);
+    assert!(
+        rounds.windows(2).any(|w| w[1] > w[0] + 1),
+        "some block's child came after a skipped round (its commit step covered two blocks): {rounds:?}"
+    );
+}
+
+/// A hospital's process dies (its unsaved state is lost), the others go on, and it reopens its
+/// ledger, catches up and takes part again.
+#[cfg(feature = "testing")]
+#[test]
+fn a_hospital_restarts_from_its_ledger_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = four(&dir);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let first = add(&mut f, 0, &alice);
+    assert!(f.net.run_until_committed(&[first], 50_000).unwrap());
+
+    f.net.stop(3);
+    let second = add(&mut f, 1, &alice);
+    let ok = |f: &Four| (0..3).all(|i| f.net.host(i).is_committed(&second));
+    for _ in 0..50_000 {
+        if ok(&f) {
+            break;
+        }
+        f.net.step().unwrap();
+    }
+    assert!(ok(&f), "three of four validators commit without the fourth");
+    assert!(!f.net.host(3).is_committed(&second));
+
+    let t = f.net.now_ms();
+    let reopened =
+        Host::open(&f.paths[3], f.ids[3].duplicate(), f.network.duplicate(), t).expect("reopen");
+    drop(f.net.restart(3, reopened));
+    let third = add(&mut f, 3, &alice);
+    assert!(
+        f.net.run_until_committed(&[second, third], 50_000).unwrap(),
+        "the restarted hospital catches up and its own record commits"
+    );
+    same_verified_chains(&f);
+    assert_eq!(
+        f.net.host(3).records_of(&alice.verify_key()).unwrap().len(),
+        3
+    );
+}
