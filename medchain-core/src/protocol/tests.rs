@@ -135,7 +135,7 @@ impl Cluster {
                 }
                 Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
                 Output::Evidence(e) => self.evidence.push(e),
-                Output::Refused { id, reason } => self.refused.push((i, id, reason)),
+                Output::Refused { id, reason } => self.refused.push((i, id, reason.reason())),
             }
         }
     }
