@@ -103,8 +103,7 @@ impl Error {
         }
     }
 
-    /// A refusal by the ledger rules (`ConsentDenied`, with the rule's name): `message` says
-    /// what was refused; the rule's own message follows it unless `message` has it already.
+    /// A refusal by the ledger rules: `ConsentDenied` with `message` and the rule's name.
     pub fn rule(rule: &RuleError, message: impl Into<String>) -> Self {
         Self {
             rule: Some(rule.name()),
