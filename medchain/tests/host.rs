@@ -319,9 +319,26 @@ fn hostile_bytes_are_dropped_and_change_nothing() {
     assert_eq!(net.host(0).ledger().height(), 0);
 }
 
+/// Runs the cluster until some host reports `Event::Refused` for `id`: that host and the rule.
+fn refusal_of(net: &mut LocalCluster, id: medchain_core::hash::TxId) -> (usize, RuleError) {
+    for _ in 0..STEPS {
+        let found = net.take_events().into_iter().find_map(|(i, e)| match e {
+            Event::Refused { id: r, reason } if r == id => Some((i, reason)),
+            _ => None,
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        if !net.step().unwrap() {
+            break;
+        }
+    }
+    panic!("the transaction was not refused");
+}
+
 /// An own transaction the ledger rules refuse comes back as `Event::Refused` naming the rule
-/// (here: a revocation of a consent that was never granted), with the coarse wire code the
-/// validators would vote; it never commits.
+/// (here: a revocation of a consent that was never granted; a transaction stamped too long
+/// before the block), with the coarse wire code the validators would vote; it never commits.
 #[test]
 fn an_own_transaction_the_rules_refuse_is_reported_with_its_named_rule() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -333,20 +350,32 @@ fn an_own_transaction_the_rules_refuse_is_reported_with_its_named_rule() {
     let t = net.now_ms();
     let id = net.host_mut(1).submit_patient_signed(&body, t).unwrap();
     net.pump(1);
-    let mut refused = None;
-    for _ in 0..STEPS {
-        refused = net.take_events().into_iter().find_map(|(i, e)| match e {
-            Event::Refused { id: r, reason } if r == id => Some((i, reason)),
-            _ => None,
-        });
-        if refused.is_some() || !net.step().unwrap() {
-            break;
-        }
-    }
-    let (host, rule) = refused.expect("the revocation is refused");
+    let (host, rule) = refusal_of(&mut net, id);
     assert_eq!(host, 1, "only the contributing host reports it");
     assert_eq!(rule, RuleError::UnknownConsent);
     assert_eq!(rule.name(), "unknown_consent");
     assert_eq!(rule.reason(), InvalidReason::RuleViolation);
+    assert!(net.hosts().iter().all(|h| !h.is_committed(&id)));
+
+    // A valid grant stamped a day before the block that would hold it.
+    let consent = Consent {
+        patient: alice.public(),
+        issued_ms: net.now_ms(),
+        summary: String::new(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit().purpose(Purpose::Treat)],
+    };
+    let grant = consent.grant_body(&alice, &chain).unwrap();
+    let stale = net.now_ms() - DAY;
+    let id = net
+        .host_mut(2)
+        .submit_patient_signed(&grant, stale)
+        .unwrap();
+    net.pump(2);
+    let (host, rule) = refusal_of(&mut net, id);
+    assert_eq!(host, 2);
+    assert_eq!(rule, RuleError::StaleTimestamp);
+    assert_eq!(rule.reason(), InvalidReason::BadTimestamp);
     assert!(net.hosts().iter().all(|h| !h.is_committed(&id)));
 }
