@@ -250,10 +250,60 @@ pub trait StateView {
     fn height(&self) -> u64;
 }
 
-/// The ledger state could not be read (I/O). Not a verdict on the block.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("ledger state could not be read: {0}")]
-pub struct StateError(pub String);
+/// The ledger state could not be read (I/O). Not a verdict on the block. The store's own
+/// error, when there is one, is kept as the [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
+pub struct StateError {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StateError {
+    /// A failure described in words (never stored bytes or health data).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by the store's `error`, kept as the source; the message is its
+    /// `Display`.
+    pub fn caused_by(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: error.to_string(),
+            source: Some(std::sync::Arc::new(error)),
+        }
+    }
+
+    /// What failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ledger state could not be read: {}", self.message)
+    }
+}
+
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Two state errors are equal when they say the same (their sources are not compared).
+impl PartialEq for StateError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for StateError {}
 
 /// The rules for validating the block after `view`'s height, over any state view.
 pub fn rules_over<'a>(
@@ -508,8 +558,10 @@ impl StateView for LedgerState {
 }
 
 /// Why the ledger rules refuse a transaction: one variant per rule, for the node that made
-/// it and for logs. On the wire (in votes) every rule travels as its coarse
-/// [`InvalidReason`] ([`RuleError::reason`]); the detail stays local.
+/// it, its embedder and logs ([`RuleError::name`] is a stable name for each rule). On the
+/// wire (in votes) every rule travels as its coarse [`InvalidReason`] ([`RuleError::reason`]);
+/// the detail stays local. Like every error here, a rule's message is generic: it names no
+/// record content, consent provision or code ([`Denial`] is the same for every deny).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum RuleError {
@@ -584,6 +636,14 @@ pub enum RuleError {
     /// per-record log would tell every member who is in which study.
     #[error("research is logged once per release, never per record")]
     ResearchLoggedPerRecord,
+    /// The transaction's time no longer fits the time of the block it would go into (it was
+    /// pending longer than genesis allows): its maker must sign it again. A block rule that the
+    /// node applies to its own pending transactions.
+    #[error("the transaction's time does not fit the block's time")]
+    StaleTimestamp,
+    /// The transaction's signature does not verify.
+    #[error("the transaction does not verify: {0}")]
+    Unverified(TxError),
 }
 
 impl RuleError {
@@ -591,8 +651,41 @@ impl RuleError {
     pub fn reason(&self) -> InvalidReason {
         match self {
             Self::Duplicate => InvalidReason::DuplicateTransaction,
-            Self::Unreadable(_) => InvalidReason::BadTransaction,
+            Self::Unreadable(_) | Self::Unverified(_) => InvalidReason::BadTransaction,
+            Self::StaleTimestamp => InvalidReason::BadTimestamp,
             _ => InvalidReason::RuleViolation,
+        }
+    }
+
+    /// The rule's stable name (`snake_case`, e.g. `"not_the_patient"`), for bindings and logs:
+    /// the same in every language, and as generic as the message (a consent denial is
+    /// `"denied"`, whatever the provision that denied it).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::Unreadable(_) => "unreadable",
+            Self::RecordExists => "record_exists",
+            Self::MissingEnvelope => "missing_envelope",
+            Self::UnknownRecord => "unknown_record",
+            Self::Erased => "erased",
+            Self::NotTheRecordHolder => "not_the_record_holder",
+            Self::ConsentExists => "consent_exists",
+            Self::BadConsent(_) => "bad_consent",
+            Self::UnknownConsent => "unknown_consent",
+            Self::NotThePatient => "not_the_patient",
+            Self::ConsentOfAnotherPatient => "consent_of_another_patient",
+            Self::AlreadyRevoked => "already_revoked",
+            Self::ResearchKeyRelease => "research_key_release",
+            Self::BadCredential(_) => "bad_credential",
+            Self::Denied(_) => "denied",
+            Self::WrongConsent => "wrong_consent",
+            Self::EmergencyNotLogged => "emergency_not_logged",
+            Self::EmergencyFlagMismatch => "emergency_flag_mismatch",
+            Self::ClaimedTimeOutOfRange => "claimed_time_out_of_range",
+            Self::NotAResearcher => "not_a_researcher",
+            Self::ResearchLoggedPerRecord => "research_logged_per_record",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::Unverified(_) => "unverified",
         }
     }
 }

@@ -11,6 +11,7 @@ use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
 use medchain_core::index::WriterKeyError;
 use medchain_core::keys::{BackupError, IdentityTextError};
+use medchain_core::ledger::RuleError;
 use medchain_core::research::ResearchError;
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
@@ -83,6 +84,9 @@ pub struct Error {
     /// For [`Kind::InvalidFhir`]: the validation report as OperationOutcome JSON, the
     /// exception's second argument.
     pub outcome: Option<String>,
+    /// For [`Kind::ConsentDenied`] raised by a ledger rule: the rule's name
+    /// ([`RuleError::name`], generic), the exception's `rule` attribute.
+    pub rule: Option<&'static str>,
 }
 
 /// The result of native functions.
@@ -95,6 +99,15 @@ impl Error {
             kind,
             message: message.into(),
             outcome: None,
+            rule: None,
+        }
+    }
+
+    /// A refusal by the ledger rules: `ConsentDenied` with `message` and the rule's name.
+    pub fn rule(rule: &RuleError, message: impl Into<String>) -> Self {
+        Self {
+            rule: Some(rule.name()),
+            ..Self::new(Kind::ConsentDenied, message)
         }
     }
 }
@@ -105,9 +118,10 @@ impl From<Error> for PyErr {
             let class = py
                 .import("medchain.errors")
                 .and_then(|m| m.getattr(e.kind.class_name()));
-            let instance = class.and_then(|c| match &e.outcome {
-                Some(outcome) => c.call1((e.message.clone(), outcome.clone())),
-                None => c.call1((e.message.clone(),)),
+            let instance = class.and_then(|c| match (&e.outcome, e.rule) {
+                (Some(outcome), _) => c.call1((e.message.clone(), outcome.clone())),
+                (None, Some(rule)) => c.call1((e.message.clone(), rule)),
+                (None, None) => c.call1((e.message.clone(),)),
             });
             match instance {
                 Ok(instance) => PyErr::from_value(instance),
@@ -154,9 +168,8 @@ impl From<ClassError> for Error {
 impl From<InvalidResource> for Error {
     fn from(e: InvalidResource) -> Self {
         Self {
-            kind: Kind::InvalidFhir,
-            message: e.to_string(),
             outcome: Some(e.report.operation_outcome().to_string()),
+            ..Self::new(Kind::InvalidFhir, e.to_string())
         }
     }
 }
@@ -252,10 +265,13 @@ impl From<ConsentFhirError> for Error {
 
 impl From<AccessError> for Error {
     fn from(e: AccessError) -> Self {
-        match e {
+        match &e {
             // Generic: the requester learns no consent, provision or code.
-            AccessError::Denied(denial) => Error::new(Kind::ConsentDenied, denial.to_string()),
-            other => Error::new(Kind::Internal, other.to_string()),
+            AccessError::Denied(denial) => {
+                Error::rule(&RuleError::Denied(denial.clone()), denial.to_string())
+            }
+            AccessError::Rule(rule) => Error::rule(rule, e.to_string()),
+            _ => Error::new(Kind::Internal, e.to_string()),
         }
     }
 }
@@ -285,6 +301,9 @@ impl From<LedgerError> for Error {
             LedgerError::Transaction(_) => Kind::TamperedLedger,
             LedgerError::InvalidBlock(_) | LedgerError::CommitProof(_) => Kind::InvalidArgument,
             LedgerError::NoPostgres | LedgerError::State(_) => Kind::Store,
+            LedgerError::Research(ResearchError::Rule(rule)) => {
+                return Error::rule(rule, e.to_string())
+            }
             LedgerError::Research(r) => research_kind(r),
             _ => Kind::Store,
         };

@@ -100,8 +100,10 @@ def test_revoked_and_non_consenting_excluded(ledger: Ledger, demo: DemoNetwork) 
 
 
 def test_other_topic_releases_nothing(ledger: Ledger, demo: DemoNetwork) -> None:
-    with pytest.raises(medchain.ConsentDenied, match="at least 11"):
+    with pytest.raises(medchain.ConsentDenied, match="at least 11") as refusal:
         _ds(ledger, demo, topic="oncology")
+    # The research policy refused it, not a ledger rule.
+    assert refusal.value.rule is None
 
 
 def test_arrow(ledger: Ledger, demo: DemoNetwork) -> None:
@@ -141,11 +143,13 @@ def test_attack_credentials_that_do_not_hold(ledger: Ledger, demo: DemoNetwork) 
     chain = demo.network.chain_id
     later = int(time.time() * 1000) + YEAR_MS
 
-    def refused(cred: Credential, match: str) -> None:
+    def refused(cred: Credential, match: str, rule: str = "bad_credential") -> None:
         request = ResearchRequest.sign(demo.researcher, cred, chain_id=chain, study="s", topic="diabetes",
                                        resource_types=["Observation"])
-        with pytest.raises(medchain.ConsentDenied, match=match):
+        with pytest.raises(medchain.ConsentDenied, match=match) as refusal:
             ledger.research_release(request, releaser=demo.holder)
+        # The rule that refused it is named (generic, as the message is).
+        assert refusal.value.rule == rule
 
     # Self-issued: the researcher attests its own role.
     refused(Credential.issue(demo.researcher, demo.researcher, chain_id=chain, expires_ms=later),
@@ -161,7 +165,7 @@ def test_attack_credentials_that_do_not_hold(ledger: Ledger, demo: DemoNetwork) 
             "another holder")
     # A clinician's role.
     refused(Credential.issue(demo.network.node(4), demo.researcher, chain_id=chain, expires_ms=later,
-                             role="clinician"), "researcher credential")
+                             role="clinician"), "researcher credential", rule="not_a_researcher")
 
 
 def test_attack_requests_that_do_not_hold(ledger: Ledger, demo: DemoNetwork) -> None:

@@ -1,13 +1,16 @@
 //! Errors of the stores and of the [`Ledger`](crate::Ledger) API.
 //!
 //! Messages name what failed and the numbers involved; they never contain stored bytes, record
-//! contents, keys or identities.
+//! contents, keys or identities. Every error that wraps another keeps it as its
+//! [`source`](std::error::Error::source), down to the database library's own error (inside an
+//! opaque [`BackendError`]: no SQLite or PostgreSQL type is part of this crate's API).
 
 use medchain_core::block::InvalidBlock;
 use medchain_core::chain::{ChainError, CommitProofError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::ledger::StateError;
 use medchain_core::research::ResearchError;
+use medchain_core::seal::SealError;
 use medchain_core::store::IndexRowsError;
 use medchain_core::tx::TxError;
 use thiserror::Error;
@@ -170,7 +173,7 @@ pub enum StoreError {
     },
     /// The stored data are inconsistent: rows altered, moved, deleted or rolled back.
     #[error("the store is corrupt: {0}")]
-    Corrupt(Corruption),
+    Corrupt(#[source] Corruption),
     /// The stored head does not verify.
     #[error("the stored head does not verify: {0}")]
     HeadInvalid(String),
@@ -238,13 +241,32 @@ impl From<Corruption> for StoreError {
 
 impl From<StoreError> for StateError {
     fn from(e: StoreError) -> Self {
-        StateError(e.to_string())
+        StateError::caused_by(e)
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+mod sealed {
+    /// An error of a database library this crate uses. Sealed and unnameable outside the
+    /// crate: which libraries (and which versions) is not part of the public API, so their
+    /// types appear in no public signature.
+    pub trait DbError: std::error::Error + Send + Sync + 'static {
+        /// The store error it becomes (the library's error kept as the source where its
+        /// message is safe to show).
+        fn into_store_error(self) -> super::StoreError;
+    }
+}
+
+/// The conversion `?` uses inside the crate; the bound's trait is sealed, so only the
+/// database libraries' own errors meet it.
+impl<E: sealed::DbError> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        e.into_store_error()
+    }
+}
+
+impl sealed::DbError for rusqlite::Error {
+    fn into_store_error(self) -> StoreError {
+        if let rusqlite::Error::SqliteFailure(f, _) = &self {
             if matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
@@ -253,21 +275,21 @@ impl From<rusqlite::Error> for StoreError {
             }
         }
         // SQLite's messages name tables, columns and constraints, never values.
-        StoreError::Sqlite(BackendError::new(e.to_string(), Some(Box::new(e))))
+        StoreError::Sqlite(BackendError::new(self.to_string(), Some(Box::new(self))))
     }
 }
 
 #[cfg(feature = "postgres")]
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
+impl sealed::DbError for postgres::Error {
+    fn into_store_error(self) -> StoreError {
         // The server's DETAIL may quote row values: keep only the code and the message, and
         // not the error itself as the source (its Display includes the DETAIL).
-        match e.as_db_error() {
+        match self.as_db_error() {
             Some(db) => StoreError::Postgres(BackendError::new(
                 format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
                 None,
             )),
-            None => StoreError::Postgres(BackendError::new(e.to_string(), Some(Box::new(e)))),
+            None => StoreError::Postgres(BackendError::new(self.to_string(), Some(Box::new(self)))),
         }
     }
 }
@@ -281,10 +303,10 @@ pub enum LedgerError {
     Store(#[from] StoreError),
     /// The ledger state could not be read while validating; the block was not judged.
     #[error("the block could not be validated: {0}")]
-    State(StateError),
+    State(#[source] StateError),
     /// The block is invalid.
     #[error("the block is rejected: {0}")]
-    InvalidBlock(InvalidBlock),
+    InvalidBlock(#[source] InvalidBlock),
     /// The block's commit proof does not hold.
     #[error("the block's commit proof does not hold: {0}")]
     CommitProof(#[from] CommitProofError),
@@ -311,4 +333,80 @@ pub enum LedgerError {
     /// A research release was refused; nothing was released.
     #[error(transparent)]
     Research(#[from] ResearchError),
+    /// A record could not be opened for a reader ([`Ledger::open_for`](crate::Ledger::open_for)).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Why a record could not be opened for a reader
+/// ([`Ledger::open_for`](crate::Ledger::open_for)). Nothing was decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No such record.
+    #[error("no such record")]
+    UnknownRecord,
+    /// The patient erased the record: its payload and released keys are pruned.
+    #[error("the record was erased")]
+    Erased,
+    /// The record's key was never released to this reader by a committed `KeyShared` (a
+    /// release to another reader does not open it).
+    #[error("the record's key was not released to this reader")]
+    NotShared,
+    /// The released envelope does not open the record for this reader.
+    #[error("the released key does not open the record for this reader: {0}")]
+    Seal(#[source] SealError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn chain<'a>(
+        e: &'a (dyn std::error::Error + 'static),
+    ) -> Vec<&'a (dyn std::error::Error + 'static)> {
+        let mut out = vec![e];
+        let mut at = e;
+        while let Some(next) = at.source() {
+            out.push(next);
+            at = next;
+        }
+        out
+    }
+
+    #[test]
+    fn the_database_error_stays_reachable_through_every_layer() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let db = conn.execute("SELECT * FROM no_such_table", []).unwrap_err();
+        let store = StoreError::from(db);
+        assert!(matches!(store, StoreError::Sqlite(_)), "{store:?}");
+        assert!(store.to_string().starts_with("SQLite: no such table"));
+
+        // A store error met while validating: LedgerError -> StateError -> StoreError ->
+        // BackendError -> rusqlite::Error (-> SQLite's own code).
+        let ledger = LedgerError::State(StateError::from(store));
+        let links = chain(&ledger);
+        assert!(links.len() >= 5, "{links:?}");
+        assert!(links[1].downcast_ref::<StateError>().is_some());
+        assert!(links[2].downcast_ref::<StoreError>().is_some());
+        assert!(links[3].downcast_ref::<BackendError>().is_some());
+        assert!(links[4].downcast_ref::<rusqlite::Error>().is_some());
+
+        // Through `LedgerError::Store` (transparent) the backend error is the first source.
+        let db = conn.execute("SELECT * FROM no_such_table", []).unwrap_err();
+        let ledger = LedgerError::from(StoreError::from(db));
+        let links = chain(&ledger);
+        assert!(links
+            .iter()
+            .any(|e| e.downcast_ref::<rusqlite::Error>().is_some()));
+    }
+
+    #[test]
+    fn a_corruption_is_the_source_of_its_store_error() {
+        let e = StoreError::from(Corruption::Commitment);
+        let source = e.source().and_then(|s| s.downcast_ref::<Corruption>());
+        assert_eq!(source, Some(&Corruption::Commitment));
+    }
 }

@@ -34,10 +34,11 @@ mod pg;
 #[cfg(feature = "postgres")]
 mod pg_tls;
 mod rows;
+mod shared;
 mod sqlite;
 
 pub use common::SCHEMA_VERSION;
-pub use error::{BackendError, Corruption, LedgerError, StoreError, TlsError};
+pub use error::{BackendError, Corruption, LedgerError, OpenError, StoreError, TlsError};
 pub use ledger::{
     AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
     StoredRecord, DEFAULT_FILTER_CACHE_BYTES,
@@ -47,6 +48,7 @@ pub use pg::PostgresStore;
 #[cfg(feature = "postgres")]
 pub use pg_tls::PgTlsMode;
 pub use rows::StateAudit;
+pub use shared::SharedRecord;
 pub use sqlite::{wal_path, SqliteStore, APPLICATION_ID};
 
 pub use medchain_core as core;

@@ -18,18 +18,17 @@ use medchain_core::index::{
     extract_keywords, EntryError, IndexEntry, KeywordError, SealedWriterKey, WriterKeyError,
 };
 use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
-use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry};
+use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, RuleError};
 use medchain_core::protocol::{
     DropReason, DurableState, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output,
     Recipient, RestoreError, SubmitError,
 };
 use medchain_core::research::{ResearchRelease, ResearchRequest};
-use medchain_core::seal::{NetworkKey, SealedRecord};
+use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
 use medchain_core::store::LedgerStore;
 use medchain_core::tx::{Transaction, TxBody, TxError};
-use medchain_core::vote::InvalidReason;
 use medchain_fhir::{seal_validated, Options, WriteError};
-use medchain_store::{Ledger, LedgerError, SqliteStore};
+use medchain_store::{Ledger, LedgerError, SharedRecord, SqliteStore};
 use rand_core::{Rng, UnwrapErr};
 use thiserror::Error;
 
@@ -113,8 +112,9 @@ pub enum Event {
     Refused {
         /// The transaction.
         id: TxId,
-        /// The rule it breaks.
-        reason: InvalidReason,
+        /// The rule it breaks, named ([`RuleError::name`]); its coarse wire code (what
+        /// validators vote) is [`RuleError::reason`].
+        reason: RuleError,
     },
     /// A received message was dropped (malformed, hostile or stale); nothing changed.
     Dropped {
@@ -671,5 +671,33 @@ impl Host {
     /// [`SubmitTxError`]; nothing was queued.
     pub fn submit_body(&mut self, body: &TxBody, now_ms: u64) -> Result<TxId, SubmitTxError> {
         self.submit_patient_signed(body, now_ms)
+    }
+
+    /// The committed records whose key was released to `reader` (a committed `KeyShared` to
+    /// it) and that are not erased: [`Ledger::records_shared_with`]. A release made before
+    /// its consent was revoked stays listed, with the revocation's height
+    /// ([`SharedRecord::consent_revoked_at`]).
+    ///
+    /// # Errors
+    /// As [`Ledger::records_shared_with`].
+    pub fn records_shared_with(
+        &self,
+        reader: &PublicIdentity,
+    ) -> Result<Vec<SharedRecord>, LedgerError> {
+        self.ledger.records_shared_with(reader)
+    }
+
+    /// Opens `record` for `reader` with the key released to it by a committed `KeyShared`:
+    /// [`Ledger::open_for`].
+    ///
+    /// # Errors
+    /// As [`Ledger::open_for`] ([`medchain_store::OpenError`] in [`LedgerError::Open`]: not
+    /// released to this reader, erased, unknown).
+    pub fn open_for(
+        &self,
+        reader: &Identity,
+        record: &RecordId,
+    ) -> Result<OpenedRecord, LedgerError> {
+        self.ledger.open_for(reader, record)
     }
 }

@@ -8,7 +8,8 @@
 //! - bytes from a member's authenticated connection go to [`Host::handle_message`];
 //! - at [`Host::poll_timeout`], call [`Host::handle_timeout`];
 //! - send what [`Host::poll_transmit`] yields; read [`Host::poll_event`] (committed blocks,
-//!   own transactions refused by the ledger rules with their typed reason, dropped messages).
+//!   own transactions refused by the ledger rules with the [`RuleError`] naming the rule,
+//!   dropped messages).
 //!
 //! Committed blocks are written to the ledger inside the host, with the effects the node
 //! computed when it validated them (one validation), one commit step per atomic write (a step
@@ -20,8 +21,9 @@
 //! profile, sealed, classified and indexed for an enrolled patient),
 //! [`Host::submit_patient_signed`] (what a patient's wallet signed: consents, revocations,
 //! erasures), [`Host::release`] (a record key for a reader, judged locally exactly as
-//! validators judge it before any key is wrapped), [`Host::records_of`],
-//! [`Host::audit_trail`], [`Host::research_release`].
+//! validators judge it before any key is wrapped), [`Host::records_shared_with`] and
+//! [`Host::open_for`] (what a reader received, opened with its released key),
+//! [`Host::records_of`], [`Host::audit_trail`], [`Host::research_release`].
 //!
 //! # Quick start
 //!
@@ -74,7 +76,8 @@ pub use medchain_core::consent::{Action, Actor, Consent, Provision, Purpose};
 pub use medchain_core::genesis::Genesis;
 pub use medchain_core::index::SealedWriterKey;
 pub use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
+pub use medchain_core::ledger::RuleError;
 pub use medchain_core::protocol::{DropReason, Recipient};
 pub use medchain_core::seal::{NetworkKey, SealedRecord};
 pub use medchain_core::tx::TxBody;
-pub use medchain_store::{Ledger, LedgerError};
+pub use medchain_store::{Ledger, LedgerError, OpenError, SharedRecord};

@@ -8,16 +8,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use getrandom::SysRng;
 use medchain::testing::LocalCluster;
 use medchain::{
-    Event, Host, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError, SubmitTxError,
+    Event, Host, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError, RuleError,
+    SubmitTxError,
 };
 use medchain_core::access::{AccessError, ReleaseRequest};
-use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
+use medchain_core::consent::{Action, Actor, Consent, ConsentId, Period, Provision, Purpose};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::index::SealedWriterKey;
 use medchain_core::keys::Identity;
 use medchain_core::ledger::AuditKind;
 use medchain_core::protocol::DropReason;
-use medchain_core::tx::TxBody;
+use medchain_core::vote::InvalidReason;
 use rand_core::UnwrapErr;
 
 const HBA1C: &[u8] =
@@ -146,20 +147,30 @@ fn a_record_is_added_granted_released_and_audited() {
         .run_until_committed(&[released.key_shared, released.access_logged], STEPS)
         .unwrap());
 
-    // Dr. Ruiz opens the record with the envelope the release carries.
-    let TxBody::KeyShared {
-        envelope: Some(envelope),
-        ..
-    } = &released.release.key_shared
-    else {
-        panic!("a key release carries an envelope");
-    };
-    let opened = receipt
-        .sealed
-        .open_with(&dr_ruiz, std::slice::from_ref(envelope))
-        .expect("the grantee opens the record");
-    let obs: serde_json::Value = serde_json::from_slice(opened.payload()).unwrap();
-    assert_eq!(obs["valueQuantity"]["value"], 7.9);
+    // Dr. Ruiz finds what was released to him, on any hospital's ledger, and opens it with
+    // the released key.
+    for h in net.hosts() {
+        let shared = h.records_shared_with(&dr_ruiz.public()).unwrap();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].record.record_id, receipt.record_id);
+        assert_eq!(shared[0].key_shared, released.key_shared);
+        let opened = h
+            .open_for(&dr_ruiz, &receipt.record_id)
+            .expect("the grantee opens the record");
+        let obs: serde_json::Value = serde_json::from_slice(opened.payload()).unwrap();
+        assert_eq!(obs["valueQuantity"]["value"], 7.9);
+    }
+    // Nothing was released to the patient's other contacts.
+    let stranger = Identity::generate(&mut UnwrapErr(SysRng));
+    assert!(net
+        .host(1)
+        .records_shared_with(&stranger.public())
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        net.host(1).open_for(&stranger, &receipt.record_id),
+        Err(medchain::LedgerError::Open(medchain::OpenError::NotShared))
+    ));
 
     // 4. Every hospital's audit trail shows the release and the access.
     for h in net.hosts() {
@@ -348,4 +359,65 @@ fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only
         let records = h.records_of(&alice.verify_key()).unwrap();
         records.len() == 1 && records[0].record_id == receipt.record_id
     }));
+}
+
+/// Runs the cluster until some host reports `Event::Refused` for `id`: that host and the rule.
+fn refusal_of(net: &mut LocalCluster, id: medchain_core::hash::TxId) -> (usize, RuleError) {
+    for _ in 0..STEPS {
+        let found = net.take_events().into_iter().find_map(|(i, e)| match e {
+            Event::Refused { id: r, reason } if r == id => Some((i, reason)),
+            _ => None,
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        if !net.step().unwrap() {
+            break;
+        }
+    }
+    panic!("the transaction was not refused");
+}
+
+/// An own transaction the ledger rules refuse comes back as `Event::Refused` naming the rule
+/// (here: a revocation of a consent that was never granted; a transaction stamped too long
+/// before the block), with the coarse wire code the validators would vote; it never commits.
+#[test]
+fn an_own_transaction_the_rules_refuse_is_reported_with_its_named_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let chain = net.host(0).genesis().chain_id();
+    let never_granted: ConsentId = "ab".repeat(32).parse().expect("a consent id");
+    let body = Consent::revoke_body(&alice, &chain, &never_granted);
+    let t = net.now_ms();
+    let id = net.host_mut(1).submit_patient_signed(&body, t).unwrap();
+    net.pump(1);
+    let (host, rule) = refusal_of(&mut net, id);
+    assert_eq!(host, 1, "only the contributing host reports it");
+    assert_eq!(rule, RuleError::UnknownConsent);
+    assert_eq!(rule.name(), "unknown_consent");
+    assert_eq!(rule.reason(), InvalidReason::RuleViolation);
+    assert!(net.hosts().iter().all(|h| !h.is_committed(&id)));
+
+    // A valid grant stamped a day before the block that would hold it.
+    let consent = Consent {
+        patient: alice.public(),
+        issued_ms: net.now_ms(),
+        summary: String::new(),
+        period: Period::default(),
+        emergency: None,
+        provisions: vec![Provision::permit().purpose(Purpose::Treat)],
+    };
+    let grant = consent.grant_body(&alice, &chain).unwrap();
+    let stale = net.now_ms() - DAY;
+    let id = net
+        .host_mut(2)
+        .submit_patient_signed(&grant, stale)
+        .unwrap();
+    net.pump(2);
+    let (host, rule) = refusal_of(&mut net, id);
+    assert_eq!(host, 2);
+    assert_eq!(rule, RuleError::StaleTimestamp);
+    assert_eq!(rule.reason(), InvalidReason::BadTimestamp);
+    assert!(net.hosts().iter().all(|h| !h.is_committed(&id)));
 }

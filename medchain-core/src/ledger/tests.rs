@@ -1062,3 +1062,57 @@ fn record_classes_carry_no_birth_month_no_admission_month_and_no_code() {
         assert!(matches!(err, crate::tx::TxError::InvalidBody(_)), "{err:?}");
     }
 }
+
+/// Every rule has its own stable name; the wire keeps only the coarse reason.
+#[test]
+fn every_rule_is_named_and_keeps_its_coarse_wire_reason() {
+    use crate::consent::DenyReason;
+    use crate::credential::CredentialError;
+    let all = [
+        RuleError::Duplicate,
+        RuleError::Unreadable(TxError::BodyDecrypt),
+        RuleError::RecordExists,
+        RuleError::MissingEnvelope,
+        RuleError::UnknownRecord,
+        RuleError::Erased,
+        RuleError::NotTheRecordHolder,
+        RuleError::ConsentExists,
+        RuleError::BadConsent(ConsentError::NotSignedByPatient),
+        RuleError::UnknownConsent,
+        RuleError::NotThePatient,
+        RuleError::ConsentOfAnotherPatient,
+        RuleError::AlreadyRevoked,
+        RuleError::ResearchKeyRelease,
+        RuleError::BadCredential(CredentialError::Expired),
+        RuleError::Denied(Denial::new(DenyReason::Revoked)),
+        RuleError::WrongConsent,
+        RuleError::EmergencyNotLogged,
+        RuleError::EmergencyFlagMismatch,
+        RuleError::ClaimedTimeOutOfRange,
+        RuleError::NotAResearcher,
+        RuleError::ResearchLoggedPerRecord,
+        RuleError::StaleTimestamp,
+        RuleError::Unverified(TxError::BadSignature),
+    ];
+    let names: HashSet<&str> = all.iter().map(RuleError::name).collect();
+    assert_eq!(names.len(), all.len(), "two rules share a name");
+    for rule in &all {
+        let name = rule.name();
+        assert!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name}"
+        );
+        let expected = match rule {
+            RuleError::Duplicate => InvalidReason::DuplicateTransaction,
+            RuleError::Unreadable(_) | RuleError::Unverified(_) => InvalidReason::BadTransaction,
+            RuleError::StaleTimestamp => InvalidReason::BadTimestamp,
+            _ => InvalidReason::RuleViolation,
+        };
+        assert_eq!(rule.reason(), expected, "{name}");
+    }
+    // A denial is named generically: neither its name nor its message says which provision.
+    let revoked = RuleError::Denied(Denial::new(DenyReason::Revoked));
+    let no_consent = RuleError::Denied(Denial::new(DenyReason::NoConsent));
+    assert_eq!(revoked.name(), no_consent.name());
+    assert_eq!(revoked.to_string(), no_consent.to_string());
+}

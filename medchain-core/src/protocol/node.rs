@@ -25,7 +25,7 @@ use crate::genesis::Genesis;
 use crate::hash::{domain, tagged_hash, BlockHash, MerkleRoot, RecordId, TxId};
 use crate::index::{FilterError, FilterSegment, IndexEntry, IndexedRecord, Trapdoor};
 use crate::keys::{Identity, Signature, VerifyKey};
-use crate::ledger::{rules_over, BlockEffects, LedgerState, Overlay};
+use crate::ledger::{rules_over, BlockEffects, LedgerState, Overlay, RuleError};
 use crate::seal::NetworkKey;
 use crate::tx::{Transaction, TxBody, TxError, VerifiedTx};
 use crate::vote::{
@@ -226,9 +226,10 @@ pub enum SubmitError {
     #[error("the mempool is full ({0} transactions)")]
     MempoolFull(usize),
     /// The transaction breaks a ledger rule against the committed state (a key release no
-    /// consent permits, a revocation by someone else, ...).
+    /// consent permits, a revocation by someone else, ...): the rule, named locally; its
+    /// coarse wire code is [`RuleError::reason`].
     #[error("transaction breaks a ledger rule: {0}")]
-    Rejected(InvalidReason),
+    Rejected(RuleError),
     /// The transaction carries a secure-index entry but was submitted without its
     /// [`IndexMaterial`] (use [`Node::submit_indexed`]): the node could not place the record
     /// in a block's filter.
@@ -427,12 +428,14 @@ pub enum Output {
     Evidence(Evidence),
     /// One of this node's own pending transactions was dropped from its mempool: the ledger
     /// rules reject it on top of the chain it would have extended (an access log for an
-    /// unknown record, a key release no consent permits, ...). It is not gathered again.
+    /// unknown record, a key release no consent permits, ...), or its time no longer fits
+    /// the block's. It is not gathered again.
     Refused {
         /// The transaction.
         id: TxId,
-        /// The rule it breaks.
-        reason: InvalidReason,
+        /// The rule it breaks, named (validators would vote its coarse wire code,
+        /// [`RuleError::reason`]).
+        reason: RuleError,
     },
 }
 
@@ -2119,19 +2122,22 @@ impl Node {
     /// Splits `txs`, in block order, into those a block at `ctx` on top of `chain` (the
     /// uncommitted blocks from the committed head to the parent, oldest first) may hold and
     /// those it may not, with the reason: a transaction whose claimed time no longer fits the
-    /// block's is refused with [`InvalidReason::BadTimestamp`]; with the network key, the ledger
+    /// block's is refused with [`RuleError::StaleTimestamp`]; with the network key, the ledger
     /// rules judge the rest in phase order, as validators will. An emergency key release
-    /// without its access log is held back (in neither list) until both come together.
+    /// without its access log is held back (in neither list) until both come together; so is
+    /// a transaction the rules could not judge because the state could not be read (it is
+    /// judged again next round, not refused).
     fn rule_check(
         &self,
         ctx: &TxContext,
         chain: &[BlockHash],
         txs: Vec<Transaction>,
-    ) -> (Vec<Transaction>, Vec<(Transaction, InvalidReason)>) {
-        let mut verdicts: HashMap<TxId, InvalidReason> = HashMap::new();
+    ) -> (Vec<Transaction>, Vec<(Transaction, RuleError)>) {
+        let mut verdicts: HashMap<TxId, RuleError> = HashMap::new();
+        let mut unjudged: HashSet<TxId> = HashSet::new();
         for tx in &txs {
             if !tx_time_fits(&self.genesis, ctx.block_time_ms, tx.timestamp_ms()) {
-                verdicts.insert(tx.id(), InvalidReason::BadTimestamp);
+                verdicts.insert(tx.id(), RuleError::StaleTimestamp);
             }
         }
         let mut hold_key_releases = false;
@@ -2153,11 +2159,22 @@ impl Node {
                         Some(v) if v.signature() == tx.signature() => rules.check(ctx, v),
                         _ => match tx.clone().verify() {
                             Ok(v) => rules.check(ctx, &v),
-                            Err(_) => Err(InvalidReason::BadTransaction),
+                            Err(e) => {
+                                verdicts.insert(tx.id(), RuleError::Unverified(e));
+                                continue;
+                            }
                         },
                     };
-                    if let Err(reason) = verdict {
-                        verdicts.insert(tx.id(), reason);
+                    if verdict.is_err() {
+                        match rules.take_rule_error() {
+                            Some(rule) => {
+                                verdicts.insert(tx.id(), rule);
+                            }
+                            None => {
+                                rules.take_state_error();
+                                unjudged.insert(tx.id());
+                            }
+                        }
                     }
                 }
             }
@@ -2168,6 +2185,7 @@ impl Node {
         for tx in txs {
             match verdicts.remove(&tx.id()) {
                 Some(reason) => rejected.push((tx, reason)),
+                None if unjudged.contains(&tx.id()) => {}
                 None if hold_key_releases && tx.kind() == crate::tx::TxKind::KeyShared => {}
                 None => kept.push(tx),
             }
@@ -2177,7 +2195,7 @@ impl Node {
 
     /// Drops this node's own transactions among `rejected` from its mempool and reports each
     /// with [`Output::Refused`] (others' are theirs to refuse).
-    fn refuse_own(&mut self, rejected: Vec<(Transaction, InvalidReason)>) {
+    fn refuse_own(&mut self, rejected: Vec<(Transaction, RuleError)>) {
         for (tx, reason) in rejected {
             let id = tx.id();
             if self.mempool.remove(&id).is_some() {

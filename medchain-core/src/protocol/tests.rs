@@ -64,7 +64,7 @@ impl Policy<Node> for Watch {
             }
             Output::Dropped { reason, .. } => self.dropped.push((i, reason)),
             Output::Evidence(e) => self.evidence.push(e),
-            Output::Refused { id, reason } => self.refused.push((i, id, reason)),
+            Output::Refused { id, reason } => self.refused.push((i, id, reason.reason())),
             Output::Send { .. } => unreachable!("the driver routes sends"),
         }
     }

@@ -36,7 +36,22 @@ class InvalidSignature(MedchainError):
 
 
 class ConsentDenied(MedchainError):
-    """The patient's consent does not permit the request (or the ledger rules refused it)."""
+    """The patient's consent does not permit the request (or the ledger rules refused it).
+
+    ``rule`` names the ledger rule that refused it when one did (``"denied"`` for a consent
+    denial, ``"bad_credential"``, ``"not_a_researcher"``, ``"erased"``, ...; the names of
+    ``medchain_core::ledger::RuleError::name``), else ``None``. Like the message, it is generic:
+    it never says which consent or provision matched.
+    """
+
+    def __init__(self, message: str, rule: Optional[str] = None) -> None:
+        super().__init__(message)
+        self._rule = rule
+
+    @property
+    def rule(self) -> Optional[str]:
+        """The name of the ledger rule that refused the request, if one did."""
+        return self._rule
 
 
 class TamperedLedger(MedchainError):
