@@ -323,7 +323,8 @@ pub fn decode_message(data: &[u8]) {
     };
     let _ = msg.name();
     let net = crate::testkit::TestNet::new(FUZZ_NET_SEED, 4, 1);
-    let config = crate::protocol::NodeConfig::new(net.genesis.clone(), net.nodes[0].duplicate());
+    let config =
+        crate::protocol::NodeConfig::consensus_only(net.genesis.clone(), net.nodes[0].duplicate());
     if let Ok(mut node) = crate::protocol::Node::new(config, net.genesis.created_at_ms) {
         let from = net.nodes[1].verify_key();
         node.handle_message(from, data, net.genesis.created_at_ms);

@@ -280,8 +280,7 @@ impl Host {
         now_ms: u64,
     ) -> Result<Self, HostError> {
         let ledger = Ledger::create_sqlite(path, genesis, network.duplicate())?;
-        let mut config = NodeConfig::new(genesis.clone(), identity);
-        config.network = Some(network.duplicate());
+        let config = NodeConfig::new(genesis.clone(), identity, network.duplicate());
         let node = Node::new(config, now_ms)?;
         Self::with(node, ledger, network, DurableState::default(), now_ms)
     }
@@ -311,8 +310,7 @@ impl Host {
             .map_err(LedgerError::from)?
             .and_then(|h| h.proof);
         let saved = ledger.durable_state()?.unwrap_or_default();
-        let mut config = NodeConfig::new(ledger.genesis().clone(), identity);
-        config.network = Some(network.duplicate());
+        let config = NodeConfig::new(ledger.genesis().clone(), identity, network.duplicate());
         let node = Node::restore(config, blocks, proof, saved.safety.clone(), now_ms).map_err(
             |e| match e {
                 RestoreError::Config(e) => HostError::Node(e),

@@ -635,7 +635,7 @@ impl Sim {
 
 impl World {
     fn config(&self, i: usize) -> NodeConfig {
-        let mut cfg = NodeConfig::new(self.genesis.clone(), identity(self.sc.seed, i));
+        let mut cfg = NodeConfig::consensus_only(self.genesis.clone(), identity(self.sc.seed, i));
         if let Some(f) = &self.verifier {
             cfg.verifier = f();
         }
@@ -1666,7 +1666,7 @@ pub fn throughput(
     }
     let nodes: Vec<Node> = (0..validators)
         .map(|i| {
-            let mut cfg = NodeConfig::new(genesis.clone(), identity(s.seed, i));
+            let mut cfg = NodeConfig::consensus_only(genesis.clone(), identity(s.seed, i));
             cfg.verifier = verifier();
             Node::new(cfg, EPOCH_MS).expect("node")
         })

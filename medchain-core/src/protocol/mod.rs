@@ -48,6 +48,7 @@ mod tests;
 pub use crate::block::{BatchVerifier, SerialVerifier, TxVerifier};
 pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION};
 pub use node::{
-    DropReason, DurableState, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output,
-    ProposalEquivocation, Recipient, RestoreError, SafetyState, SubmitError, SAFETY_STATE_VERSION,
+    DropReason, DurableState, Evidence, IndexMaterial, Judging, Node, NodeConfig, NodeError,
+    Output, ProposalEquivocation, Recipient, RestoreError, SafetyState, SubmitError,
+    SAFETY_STATE_VERSION,
 };

@@ -46,9 +46,9 @@ pub struct NodeConfig {
     pub genesis: Genesis,
     /// This node's identity (a member of `genesis`).
     pub identity: Identity,
-    /// The network-shared key: when present, [`Node::submit`] also checks that a transaction's
-    /// body opens and passes its stateless checks.
-    pub network: Option<NetworkKey>,
+    /// What the node judges blocks and transactions by: the ledger rules under the network
+    /// key ([`NodeConfig::new`]), or consensus only ([`NodeConfig::consensus_only`]).
+    pub judging: Judging,
     /// Checks transaction signatures (default [`BatchVerifier`]: all of a block's signatures in
     /// one batch); the application may supply a parallel one.
     pub verifier: Box<dyn TxVerifier + Send>,
@@ -68,14 +68,38 @@ pub struct NodeConfig {
     pub max_backoff_exponent: u32,
 }
 
+/// What a node judges blocks and transactions by.
+#[non_exhaustive]
+pub enum Judging {
+    /// Every ledger rule (consent, erasure, key releases, research logs, duplicates...), under
+    /// the network key that opens transaction bodies: what every member of a network runs.
+    LedgerRules(NetworkKey),
+    /// Consensus only: structure, signatures, elections, certificates and replays; no ledger
+    /// rules, and transaction bodies are never opened. For consensus tests and simulations. A
+    /// validator set up this way votes for blocks that break patients' consents: never run one
+    /// in a network.
+    ConsensusOnly,
+}
+
 impl NodeConfig {
-    /// A configuration with the defaults above.
-    pub fn new(genesis: Genesis, identity: Identity) -> Self {
+    /// A member's configuration with the defaults above: it judges by the ledger rules under
+    /// `network`, the network key.
+    pub fn new(genesis: Genesis, identity: Identity, network: NetworkKey) -> Self {
+        Self::with(genesis, identity, Judging::LedgerRules(network))
+    }
+
+    /// A configuration that judges by consensus only ([`Judging::ConsensusOnly`]): for
+    /// consensus tests and simulations, never for a member of a network.
+    pub fn consensus_only(genesis: Genesis, identity: Identity) -> Self {
+        Self::with(genesis, identity, Judging::ConsensusOnly)
+    }
+
+    fn with(genesis: Genesis, identity: Identity, judging: Judging) -> Self {
         let sign_timeout_ms = genesis.timing.gather_ms;
         Self {
             genesis,
             identity,
-            network: None,
+            judging,
             verifier: Box::new(BatchVerifier),
             sign_timeout_ms,
             max_sign_retries: 2,
@@ -90,6 +114,10 @@ impl fmt::Debug for NodeConfig {
         f.debug_struct("NodeConfig")
             .field("genesis", &self.genesis)
             .field("identity", &self.identity)
+            .field(
+                "ledger_rules",
+                &matches!(self.judging, Judging::LedgerRules(_)),
+            )
             .field("sign_timeout_ms", &self.sign_timeout_ms)
             .field("max_sign_retries", &self.max_sign_retries)
             .field("max_mempool", &self.max_mempool)
@@ -672,13 +700,17 @@ impl Node {
         let NodeConfig {
             genesis,
             identity,
-            network,
+            judging,
             verifier,
             sign_timeout_ms,
             max_sign_retries,
             max_mempool,
             max_backoff_exponent,
         } = config;
+        let network = match judging {
+            Judging::LedgerRules(key) => Some(key),
+            Judging::ConsensusOnly => None,
+        };
         let me = identity.verify_key();
         let member = genesis.member(&me).ok_or(NodeError::NotAMember)?;
         let vrf = VrfSecret::derive(&identity)?;

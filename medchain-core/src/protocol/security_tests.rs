@@ -41,7 +41,7 @@ fn timeouts_replayed_from_another_network_do_not_move_a_node() {
     tc.verify(&staging, 40).unwrap();
     let from = ids[1].verify_key();
     let me = ids.remove(0);
-    let mut node = Node::new(NodeConfig::new(g.clone(), me), now).unwrap();
+    let mut node = Node::new(NodeConfig::consensus_only(g.clone(), me), now).unwrap();
     drops(&mut node);
     let before = node.current_round();
     let msg = Message::Timeout {
@@ -84,7 +84,7 @@ fn hostile_rounds_at_the_top_of_the_range_do_not_panic() {
         .collect();
     let mut tc = TimeoutCertificate::from_timeouts(&forged, u64::MAX);
     let me = ids.remove(0);
-    let mut node = Node::new(NodeConfig::new(g.clone(), me), now).unwrap();
+    let mut node = Node::new(NodeConfig::consensus_only(g.clone(), me), now).unwrap();
     let msg = Message::Timeout {
         timeout: forged[0].clone(),
         high_qc: None,

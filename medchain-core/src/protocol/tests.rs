@@ -111,8 +111,10 @@ impl Cluster {
         let nodes: Vec<Node> = ids
             .into_iter()
             .map(|id| {
-                let mut cfg = NodeConfig::new(n.genesis.clone(), id);
-                cfg.network = network.then(network_key_again);
+                let cfg = match network.then(network_key_again) {
+                    Some(key) => NodeConfig::new(n.genesis.clone(), id, key),
+                    None => NodeConfig::consensus_only(n.genesis.clone(), id),
+                };
                 Node::new(cfg, start).unwrap()
             })
             .collect();
@@ -263,7 +265,7 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
     let safety = c.net.peer(2).safety_state();
     let id = ids_again().swap_remove(2);
     let restored = Node::restore(
-        NodeConfig::new(n.genesis.clone(), id),
+        NodeConfig::consensus_only(n.genesis.clone(), id),
         blocks.clone(),
         proof.clone(),
         safety.clone(),
@@ -289,7 +291,7 @@ fn a_node_that_was_away_catches_up_and_a_restart_resumes() {
     bad[0].header.timestamp_ms += 1;
     let id = ids_again().swap_remove(2);
     let err = Node::restore(
-        NodeConfig::new(n.genesis.clone(), id),
+        NodeConfig::consensus_only(n.genesis.clone(), id),
         bad,
         proof,
         safety,
@@ -815,8 +817,11 @@ fn submit_checks_and_messages() {
     assert_eq!(c.net.peer(0).mempool_len(), 1);
     // With the network key the body must open.
     let ids = ids_again();
-    let mut cfg = NodeConfig::new(n.genesis.clone(), ids.into_iter().next().unwrap());
-    cfg.network = Some(crate::seal::NetworkKey::generate(&mut n.rng));
+    let cfg = NodeConfig::new(
+        n.genesis.clone(),
+        ids.into_iter().next().unwrap(),
+        crate::seal::NetworkKey::generate(&mut n.rng),
+    );
     let mut strict = Node::new(cfg, 0).unwrap();
     assert!(matches!(
         strict.submit(tx.clone(), 0),
@@ -836,7 +841,7 @@ fn submit_checks_and_messages() {
         "the mempool is full (3 transactions)"
     );
     let outsider = Identity::generate(&mut n.rng);
-    let err = Node::new(NodeConfig::new(n.genesis.clone(), outsider), 0).unwrap_err();
+    let err = Node::new(NodeConfig::consensus_only(n.genesis.clone(), outsider), 0).unwrap_err();
     assert_eq!(err, NodeError::NotAMember);
     assert_eq!(
         err.to_string(),
