@@ -3,7 +3,7 @@
 
 #![cfg(feature = "testing")]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
 use getrandom::SysRng;
 use medchain::testing::LocalCluster;
@@ -21,20 +21,10 @@ use medchain_core::protocol::DropReason;
 use medchain_core::vote::InvalidReason;
 use rand_core::UnwrapErr;
 
-const HBA1C: &[u8] =
-    br#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},
- "effectiveDateTime":"2026-10-14T09:30:00Z",
- "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}]},
- "valueQuantity":{"value":7.9,"unit":"%"}}"#;
+use common::{add_hba1c_to, enrolment_at, now, HBA1C};
 
 const STEPS: usize = 20_000;
 const DAY: u64 = 86_400_000;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn found(dir: &tempfile::TempDir) -> LocalCluster {
     LocalCluster::found(
@@ -46,31 +36,13 @@ fn found(dir: &tempfile::TempDir) -> LocalCluster {
 }
 
 fn enrol(net: &LocalCluster, patient: &Identity, hospital: usize) -> SealedWriterKey {
-    let chain = net.host(hospital).genesis().chain_id();
-    SealedWriterKey::export(
-        patient,
-        &chain,
-        &net.host(hospital).public(),
-        &mut UnwrapErr(SysRng),
-    )
-    .expect("enrolment")
+    enrolment_at(net.host(hospital), patient)
 }
 
 /// Hospital `at` adds `patient`'s HbA1c (she enrols there first); every host commits it.
 fn add_hba1c(net: &mut LocalCluster, patient: &Identity, at: usize) -> RecordReceipt {
-    let enrolment = enrol(net, patient, at);
     let t = net.now_ms();
-    let receipt = net
-        .host_mut(at)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .expect("record");
+    let receipt = add_hba1c_to(net.host_mut(at), patient, t);
     net.pump(at);
     assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
     receipt

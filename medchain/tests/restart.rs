@@ -1,29 +1,18 @@
 //! A host stops and reopens its ledger: the node resumes from the stored chain and the
 //! validator's saved safety state, and keeps committing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use getrandom::SysRng;
-use medchain::{genesis_of, Host, HostError, RecordDraft};
-use medchain_core::index::SealedWriterKey;
+use medchain::{genesis_of, Host, HostError};
 use medchain_core::keys::Identity;
 use medchain_core::seal::NetworkKey;
 use rand_core::UnwrapErr;
 
-const HBA1C: &[u8] =
-    br#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},
- "effectiveDateTime":"2026-10-14T09:30:00Z",
- "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c"}]},
- "valueQuantity":{"value":7.9,"unit":"%"}}"#;
+mod common;
+
+use common::{add_hba1c_to, now};
 
 /// At most this many deadlines are fired while waiting for a commit.
 const MAX_TIMEOUTS: usize = 200;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// A one-validator network commits on its own: fire its deadlines (its messages have no one
 /// to go to) until `done`, and return the virtual time reached.
@@ -46,8 +35,21 @@ fn run_alone(host: &mut Host, mut t: u64, done: impl Fn(&Host) -> bool) -> u64 {
     t
 }
 
-#[test]
-fn a_host_reopens_its_ledger_and_resumes_committing() {
+/// A one-member network whose host has committed Alice's HbA1c.
+struct Solo {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    host: Host,
+    /// A copy of the host's identity, to reopen it.
+    kept: Identity,
+    network: NetworkKey,
+    alice: Identity,
+    first: medchain::RecordReceipt,
+    /// The virtual time reached.
+    t: u64,
+}
+
+fn solo() -> Solo {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("st-marys.sqlite");
     let mut rng = UnwrapErr(SysRng);
@@ -58,19 +60,33 @@ fn a_host_reopens_its_ledger_and_resumes_committing() {
     let genesis = genesis_of("solo", &[("St. Mary's", &identity)], &network, start).unwrap();
     let mut host = Host::create(&path, &genesis, identity, network.duplicate(), start).unwrap();
     let alice = Identity::generate(&mut rng);
-    let enrolment =
-        SealedWriterKey::export(&alice, &genesis.chain_id(), &host.public(), &mut rng).unwrap();
-    let first = host
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            start,
-        )
-        .unwrap();
+    let first = add_hba1c_to(&mut host, &alice, start);
     let t = run_alone(&mut host, start, |h| h.is_committed(&first.tx_id));
+    Solo {
+        _dir: dir,
+        path,
+        host,
+        kept,
+        network,
+        alice,
+        first,
+        t,
+    }
+}
+
+#[test]
+fn a_host_reopens_its_ledger_and_resumes_committing() {
+    let Solo {
+        _dir,
+        path,
+        host,
+        kept,
+        network,
+        alice,
+        first,
+        t,
+    } = solo();
+    let mut rng = UnwrapErr(SysRng);
     let height = host.ledger().height();
     let saved = host
         .ledger()
@@ -102,16 +118,7 @@ fn a_host_reopens_its_ledger_and_resumes_committing() {
     assert_eq!(host.records_of(&alice.verify_key()).unwrap().len(), 1);
     assert_eq!(host.ledger().durable_state().unwrap(), Some(saved));
 
-    let second = host
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .unwrap();
+    let second = add_hba1c_to(&mut host, &alice, t);
     run_alone(&mut host, t, |h| h.is_committed(&second.tx_id));
     assert!(host.ledger().height() > height);
     assert_eq!(host.records_of(&alice.verify_key()).unwrap().len(), 2);
@@ -127,29 +134,15 @@ fn a_host_reopens_its_ledger_and_resumes_committing() {
 
 #[test]
 fn a_forged_pending_block_in_the_saved_state_is_dropped_on_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("st-marys.sqlite");
-    let mut rng = UnwrapErr(SysRng);
-    let identity = Identity::generate(&mut rng);
-    let kept = identity.duplicate();
-    let network = NetworkKey::generate(&mut rng);
-    let start = now();
-    let genesis = genesis_of("solo", &[("St. Mary's", &identity)], &network, start).unwrap();
-    let mut host = Host::create(&path, &genesis, identity, network.duplicate(), start).unwrap();
-    let alice = Identity::generate(&mut rng);
-    let enrolment =
-        SealedWriterKey::export(&alice, &genesis.chain_id(), &host.public(), &mut rng).unwrap();
-    let receipt = host
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            start,
-        )
-        .unwrap();
-    let t = run_alone(&mut host, start, |h| h.is_committed(&receipt.tx_id));
+    let Solo {
+        _dir,
+        path,
+        host,
+        kept,
+        network,
+        t,
+        ..
+    } = solo();
     let height = host.ledger().height();
     drop(host);
 
@@ -185,7 +178,6 @@ struct Four {
     ids: Vec<Identity>,
     network: NetworkKey,
     paths: Vec<std::path::PathBuf>,
-    genesis: medchain::Genesis,
 }
 
 #[cfg(feature = "testing")]
@@ -211,32 +203,13 @@ fn four(dir: &tempfile::TempDir) -> Four {
         ids,
         network,
         paths,
-        genesis,
     }
 }
 
 #[cfg(feature = "testing")]
 fn add(f: &mut Four, at: usize, patient: &Identity) -> medchain_core::hash::TxId {
-    let enrolment = SealedWriterKey::export(
-        patient,
-        &f.genesis.chain_id(),
-        &f.net.host(at).public(),
-        &mut UnwrapErr(SysRng),
-    )
-    .unwrap();
     let t = f.net.now_ms();
-    let receipt = f
-        .net
-        .host_mut(at)
-        .add_record(
-            RecordDraft {
-                fhir: HBA1C,
-                enrolment: &enrolment,
-                readers: &[],
-            },
-            t,
-        )
-        .unwrap();
+    let receipt = add_hba1c_to(f.net.host_mut(at), patient, t);
     f.net.pump(at);
     receipt.tx_id
 }
