@@ -5,6 +5,8 @@
 //! exception looks the class up by name in `medchain.errors`, so the hierarchy is defined in
 //! Python only.
 
+use medchain::testing::ClusterError;
+use medchain::{HostError, RecordError, SubmitTxError};
 use medchain_core::access::{AccessError, ClassError};
 use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
 use medchain_core::encoding::DecodeError;
@@ -12,6 +14,7 @@ use medchain_core::fhir::FhirError;
 use medchain_core::index::WriterKeyError;
 use medchain_core::keys::{BackupError, IdentityTextError};
 use medchain_core::ledger::RuleError;
+use medchain_core::protocol::SubmitError;
 use medchain_core::research::ResearchError;
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
@@ -231,6 +234,52 @@ impl From<WriterKeyError> for Error {
             _ => Kind::InvalidArgument,
         };
         Error::new(kind, e.to_string())
+    }
+}
+
+impl From<RecordError> for Error {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Fhir(e) => e.into(),
+            RecordError::Enrolment(e) => e.into(),
+            RecordError::Class(e) => e.into(),
+            RecordError::Keywords(e) => Error::new(Kind::NotFhir, e.to_string()),
+            RecordError::Submit(e) => e.into(),
+            e => Error::new(Kind::Internal, e.to_string()),
+        }
+    }
+}
+
+impl From<SubmitTxError> for Error {
+    fn from(e: SubmitTxError) -> Self {
+        match e {
+            SubmitTxError::Build(e) => e.into(),
+            SubmitTxError::Node(SubmitError::Rejected(rule)) => {
+                let message = format!("the transaction breaks a ledger rule: {rule}");
+                Error::rule(&rule, message)
+            }
+            SubmitTxError::Node(SubmitError::BadBody(e) | SubmitError::NotFresh(e)) => e.into(),
+            SubmitTxError::Ledger(e) => e.into(),
+            e => Error::new(Kind::Internal, e.to_string()),
+        }
+    }
+}
+
+impl From<HostError> for Error {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Ledger(e) => e.into(),
+            e => Error::new(Kind::Internal, e.to_string()),
+        }
+    }
+}
+
+impl From<ClusterError> for Error {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Host(e) => e.into(),
+            e => Error::new(Kind::Internal, e.to_string()),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 """A local test network that writes a real ledger, and a synthetic population.
 
-For tests, demos, notebooks and benchmarks: every node runs in this process with keys from a
-seed. It is not a production node; real networks run the Rust node.
+For tests, demos, notebooks and benchmarks: every node is a real consensus node
+(``medchain::Host``) running in this process, with keys from a seed, on an in-memory wire. It
+is not a production deployment; real networks run the Rust node.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._medchain import Consent, Credential, Identity, LocalNetwork, NetworkKey, PublicIdentity, ResearchRequest
+from ._medchain import Consent, Credential, Identity, IndexKey, LocalNetwork, NetworkKey, PublicIdentity, ResearchRequest
 
 __all__ = ["LocalNetwork", "DemoNetwork", "build_demo_network", "research_consent"]
 
@@ -172,7 +173,7 @@ def build_demo_network(
 ) -> DemoNetwork:
     """Creates a ledger at ``location`` with ``patients`` synthetic patients (a Patient
     resource and ``records_per_patient`` records each, sealed for the patient and node 0, the
-    holder). Every ``consent_every``-th patient (0, k, 2k, ...) grants a ``topic`` research
+    holder, which adds them with each patient's enrolment). Every ``consent_every``-th patient (0, k, 2k, ...) grants a ``topic`` research
     consent; with four or more patients, patient 1 grants one and revokes it. Node 4 is the
     researcher's institution (a member): it issues the researcher's credential (a year).
     Blocks are stamped with the host's clock."""
@@ -188,8 +189,11 @@ def build_demo_network(
     consenting = [consent_every > 0 and i % consent_every == 0 for i in range(patients)]
     ids: List[str] = []
     for i, p in enumerate(people):
+        # Enrolment: the patient's wallet seals its writer index key to the holder, which then
+        # indexes and classifies the patient's records without the patient's identity.
+        enrolment = IndexKey.export_writer_key(p, holder.public, net.chain_id)
         for r in patient_resources(i, rng, records_per_patient):
-            ids.append(net.add_record(r, p, writer=0))
+            ids.append(net.add_record(r, p.public, writer=0, enrolment=enrolment))
     net.commit(block_size=block_size)
     revoked: Optional[str] = None
     for i, p in enumerate(people):
