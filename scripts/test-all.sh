@@ -57,8 +57,10 @@ step "consensus simulator: a rotating window of 200 seeds outside the default ra
 sim_day=$(( $(date -u +%s) / 86400 ))
 sim_first=${MEDCHAIN_SIM_WINDOW:-$(( 1000000 + 200 * (sim_day % 20000) ))}
 echo "seeds ${sim_first}..$(( sim_first + 199 ))"
+# `--workspace --all-features` as in the step above, so the test binary it built is reused (with
+# `-p medchain-tests` alone the features resolve differently and part of the graph is rebuilt).
 MEDCHAIN_SIM_FIRST=$sim_first MEDCHAIN_SIM_SEEDS=200 \
-    cargo test --locked -p medchain-tests --test consensus_sim \
+    cargo test --locked --workspace --all-features --test consensus_sim \
     safety_validity_liveness_over_many_seeds -- --nocapture
 
 step "the clinic example (the main job), end to end"
