@@ -8,12 +8,12 @@ use getrandom::SysRng;
 use medchain_core::access::{
     record_class, release_key, AccessError, ClassError, KeyRelease, ReleaseRequest,
 };
-use medchain_core::block::CheckedBlock;
+use medchain_core::block::{Block, CheckedBlock};
 use medchain_core::chain::CommitProof;
 use medchain_core::election::{ElectionError, VrfSecret};
 use medchain_core::encoding::Encode;
 use medchain_core::genesis::{Genesis, GenesisError, Member, Quorum, Timing};
-use medchain_core::hash::{RecordId, TxId};
+use medchain_core::hash::{BlockHash, RecordId, TxId};
 use medchain_core::index::{
     extract_keywords, EntryError, IndexEntry, KeywordError, SealedWriterKey, WriterKeyError,
 };
@@ -21,7 +21,7 @@ use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, RuleError};
 use medchain_core::protocol::{
     DropReason, DurableState, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output,
-    Recipient, RestoreError, SubmitError,
+    Recipient, RestoreError, SafetyState, SubmitError,
 };
 use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
@@ -250,8 +250,8 @@ pub struct Host {
     nonce: u64,
     /// The blocks of the commit step being handed over (see [`Host::drain`]).
     step: Vec<(CheckedBlock, Option<BlockEffects>)>,
-    /// The durable state last saved to the ledger.
-    saved: DurableState,
+    /// The durable state last saved to the ledger: its safety state and its blocks' hashes.
+    saved: (SafetyState, Vec<BlockHash>),
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -327,7 +327,9 @@ impl Host {
         saved: DurableState,
         now_ms: u64,
     ) -> Result<Self, HostError> {
-        node.resume_pending(saved.pending.clone(), now_ms);
+        let hashes = saved.pending.iter().map(Block::hash).collect();
+        node.resume_pending(saved.pending, now_ms);
+        let saved = (saved.safety, hashes);
         let fhir = Options::for_genesis(ledger.genesis());
         let mut host = Self {
             node,
@@ -455,11 +457,13 @@ impl Host {
                 _ => {}
             }
         }
-        let durable = self.node.durable_state();
-        if durable != self.saved {
+        // Compared by safety state and block hashes: the blocks are copied only when it changed.
+        let safety = self.node.safety_state();
+        let pending = self.node.durable_pending_hashes();
+        if safety != self.saved.0 || pending != self.saved.1 {
             // On failure the messages are dropped: nothing leaves that the state does not cover.
-            self.ledger.save_durable_state(&durable)?;
-            self.saved = durable;
+            self.ledger.save_durable_state(&self.node.durable_state())?;
+            self.saved = (safety, pending);
         }
         self.transmits.extend(sends);
         Ok(())

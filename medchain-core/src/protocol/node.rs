@@ -933,14 +933,19 @@ impl Node {
         }
     }
 
+    /// The hashes of [`DurableState::pending`], oldest first: a cheap way to tell whether the
+    /// durable state changed without copying its blocks.
+    pub fn durable_pending_hashes(&self) -> Vec<BlockHash> {
+        self.high_qc
+            .as_ref()
+            .and_then(|c| self.ancestor_chain(&c.header.hash()))
+            .unwrap_or_default()
+    }
+
     /// The uncommitted blocks from the committed head to the block of this node's highest
     /// certificate, oldest first (empty when that block is committed or not held).
     fn certified_pending_blocks(&self) -> Vec<Block> {
-        let Some(c) = &self.high_qc else {
-            return Vec::new();
-        };
-        self.ancestor_chain(&c.header.hash())
-            .unwrap_or_default()
+        self.durable_pending_hashes()
             .iter()
             .filter_map(|h| self.tree.get(h))
             .map(|b| b.block().clone())
