@@ -8,7 +8,8 @@
 #   scripts/fhir-corpus.sh            (from anywhere; uses $CARGO_TARGET_DIR or ./target)
 #
 # Environment: PYTHON (default python3, >= 3.10), MEDCHAIN_FHIR_CORPUS_COUNT (patients per
-# profile, default 8).
+# profile, default 8), MEDCHAIN_PROFILE (default release; `dev` takes the validator from the
+# workspace's dev-profile build, all features, as scripts/test-all.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -29,5 +30,12 @@ gen --profile mixed --count "$((count * 2))" --seed 1812 --sex mixed --age-range
 gen --profile mixed --count "$count" --seed 7 --sex mixed --out "$tmp/corpus/bulk" --format ndjson
 echo "corpus generated in $((SECONDS - started)) s: $(find "$tmp/corpus" -type f | wc -l) files, $(du -sh "$tmp/corpus" | cut -f1)"
 
-cargo run --locked --release -q -p medchain-fhir --example validate_corpus -- --profile us-core "$tmp/corpus"
+if [ "${MEDCHAIN_PROFILE:-release}" = release ]; then
+    cargo run --locked --release -q -p medchain-fhir --example validate_corpus -- --profile us-core "$tmp/corpus"
+else
+    # The workspace's features, so the build scripts/test-all.sh already made is reused.
+    cargo build --locked -q --profile "$MEDCHAIN_PROFILE" --workspace --all-features --bins --examples
+    case "$MEDCHAIN_PROFILE" in dev | test) dir=debug ;; bench) dir=release ;; *) dir="$MEDCHAIN_PROFILE" ;; esac
+    "${CARGO_TARGET_DIR:-target}/$dir/examples/validate_corpus" --profile us-core "$tmp/corpus"
+fi
 echo "fhir corpus step: $((SECONDS - started)) s"

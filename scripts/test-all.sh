@@ -9,8 +9,17 @@
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
 # generated Python bindings, the committed Swift bindings checked up to date), the dependency
 # policy (cargo deny: licenses, bans, sources) and the MSRV (scripts/check-msrv.sh: declared
-# rust-versions, and `cargo +<msrv> check` of the libraries and binaries). The benchmarks are
-# compiled and type-checked by clippy (`--all-targets`); they are run by hand (README, "Benchmarks").
+# rust-versions; clippy's incompatible_msrv lint; `scripts/check-msrv.sh --toolchain` adds a
+# `cargo +<msrv> check`, by hand). The benchmarks are compiled and type-checked by clippy
+# (`--all-targets`); they are run by hand in release (README, "Benchmarks").
+#
+# One build of the graph serves every step: the test profile is the dev profile (Cargo.toml), so
+# clippy's build scripts and proc macros are the tests', and the clinic, the operator's CLI, the
+# FHIR corpus validator, the Python wheel and the mobile library come out of the tests' build
+# with the workspace's features (MEDCHAIN_PROFILE=dev below) instead of three more release
+# builds. The
+# release builds are the README's commands and the benchmarks'. Budget: under 40 minutes from a
+# cold target directory on 2 cores (CI's limit is 90).
 #
 # Installs nothing by hand: cargo fetches what Cargo.lock pins; scripts/with-postgres.sh starts
 # (and afterwards stops) a throw-away PostgreSQL cluster on a loopback port, installing the
@@ -40,10 +49,12 @@ if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]
 fi
 cargo deny --locked check licenses bans sources
 
-step "MSRV: declared rust-versions and cargo +<msrv> check"
+step "MSRV: declared rust-versions (the code itself: clippy's incompatible_msrv, next step)"
 scripts/check-msrv.sh
 
 step "cargo clippy (all targets, benches included, all features, warnings are errors)"
+# The dev profile, which the test profile inherits unchanged (Cargo.toml): its build scripts and
+# proc macros are the ones `cargo test` uses next.
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 step "cargo test (workspace, with PostgreSQL)"
@@ -63,13 +74,20 @@ MEDCHAIN_SIM_FIRST=$sim_first MEDCHAIN_SIM_SEEDS=200 \
     cargo test --locked --workspace --all-features --test consensus_sim \
     safety_validity_liveness_over_many_seeds -- --nocapture
 
+# From here on the binaries, examples and libraries come from the build above (the dev profile,
+# which the test profile inherits unchanged; the workspace's features; target/debug): this build
+# is a no-op after `cargo test`.
+export MEDCHAIN_PROFILE=dev
+cargo build --locked -q --workspace --all-features --bins --examples
+bin="${CARGO_TARGET_DIR:-target}/debug"
+
 step "the clinic example (the main job), end to end"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cargo run --locked --release -q -p medchain-examples --bin clinic -- "$tmp/clinic-ledger.sqlite" > "$tmp/clinic.out"
+"$bin/clinic" "$tmp/clinic-ledger.sqlite" > "$tmp/clinic.out"
 tail -n 3 "$tmp/clinic.out"
-MEDCHAIN_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- verify "$tmp/clinic-ledger.sqlite" 2>/dev/null
-MEDCHAIN_PASSPHRASE=clinic-demo MEDCHAIN_RELEASER_PASSPHRASE=clinic-demo cargo run --locked --release -q -p medchain-examples --bin medchain -- \
+MEDCHAIN_PASSPHRASE=clinic-demo "$bin/medchain" verify "$tmp/clinic-ledger.sqlite" 2>/dev/null
+MEDCHAIN_PASSPHRASE=clinic-demo MEDCHAIN_RELEASER_PASSPHRASE=clinic-demo "$bin/medchain" \
     research "$tmp/clinic-ledger.sqlite" --releaser "$tmp/clinic-ledger.sqlite.st-marys.id" \
     --request "$tmp/clinic-ledger.sqlite.request" --out "$tmp/rows.ndjson" --log "$tmp/release.log"
 test "$(wc -l < "$tmp/rows.ndjson")" -eq 24
@@ -77,8 +95,8 @@ test "$(wc -l < "$tmp/rows.ndjson")" -eq 24
 step "FHIR validation: synthetic US Core corpus (carebundle, pinned) validated, sealed and opened"
 scripts/fhir-corpus.sh
 
-step "the Python package: wheel, stubtest, pytest, example figure, benchmarks"
-medchain-py/scripts/test.sh
+step "the Python package: wheel, stubtest, pytest, example figure, benchmarks (smoke size)"
+MEDCHAIN_PY_BENCH_ARGS="--patients 300 --rows 20000 --repeat 1" medchain-py/scripts/test.sh
 
 step "the mobile bindings: Kotlin on the JVM, Python smoke test, Swift bindings up to date"
 medchain-ffi/scripts/test.sh

@@ -11,6 +11,11 @@
 # Needs: cargo, a JDK (17+) and Maven (3.8+) on PATH, python3. Installs nothing by hand: cargo
 # fetches what Cargo.lock pins, Maven what pom.xml pins (into ~/.m2), and if python3 has no
 # pytest a virtual environment in the target directory gets one.
+#
+# Environment: MEDCHAIN_PROFILE (default release) is the cargo profile of the library and the
+# tools. `dev` (as scripts/test-all.sh runs it) takes them from the workspace's dev-profile
+# build (all features), whose library also carries the fixtures code; the product library's dependency set is
+# then checked with `cargo tree` (no test helpers in it) instead of being built a second time.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,22 +33,40 @@ done
 target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 out="$target/medchain-ffi-test"
-lib="$target/release/libmedchain_ffi.so"
+profile="${MEDCHAIN_PROFILE:-release}"
+case "$profile" in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; *) profile_dir="$profile" ;; esac
+native="$target/$profile_dir"
+lib="$native/libmedchain_ffi.so"
 started=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$1" $((SECONDS - started)); }
 
 rm -rf "$out"
 mkdir -p "$out"
 
-step "build the tools: the bindgen CLI and the fixture writer (one build, features cli + fixtures)"
-cargo build --locked --release -q -p medchain-ffi --features cli,fixtures \
-    --bin uniffi-bindgen --example make-fixtures
-bindgen="$target/release/uniffi-bindgen"
+if [ "$profile" = release ]; then
+    step "build the tools: the bindgen CLI and the fixture writer (one build, features cli + fixtures)"
+    cargo build --locked --release -q -p medchain-ffi --features cli,fixtures \
+        --bin uniffi-bindgen --example make-fixtures
 
-step "build libmedchain_ffi (release cdylib: the product build, neither feature)"
-# After the tools, so that the library in target/release is this build, not the tools'.
-cargo build --locked --release -q -p medchain-ffi --lib
+    step "build libmedchain_ffi (release cdylib: the product build, neither feature)"
+    # After the tools, so that the library in target/release is this build, not the tools'.
+    cargo build --locked --release -q -p medchain-ffi --lib
+else
+    step "the tools and the library from the workspace's $profile-profile build (all features)"
+    cargo build --locked -q --profile "$profile" --workspace --all-features --bins --examples
+fi
+bindgen="$native/uniffi-bindgen"
 test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }
+
+step "the product library links no test helper (cargo tree, neither feature)"
+# What an app links: medchain-ffi without features must not turn on medchain-core's testkit.
+features="$(cargo tree --locked -q -p medchain-ffi -e normal -f '{p} [{f}]' --prefix none)"
+grep -q '^medchain-core ' <<< "$features" || { echo "cargo tree lists no medchain-core" >&2; exit 1; }
+if grep -E '^medchain-core .*\[.*testkit.*\]' <<< "$features" > /dev/null; then
+    echo "medchain-ffi's library build enables medchain-core/testkit" >&2
+    exit 1
+fi
+echo "medchain-ffi (no features): no testkit in its dependency graph"
 
 step "generate the bindings from the library (Kotlin, Swift, Python)"
 for lang in kotlin swift python; do
@@ -71,7 +94,7 @@ fi
 echo "swift bindings match ($(ls "$committed" | tr '\n' ' '))"
 
 step "fixture chain (core TestNet: real blocks, votes, sealed records)"
-"$target/release/examples/make-fixtures" "$out/fixtures"
+"$native/examples/make-fixtures" "$out/fixtures"
 
 step "Kotlin tests on the JVM (Maven, JNA, JUnit 5)"
 kotlin="$here/kotlin"
@@ -79,7 +102,7 @@ rm -rf "$kotlin/target/surefire-reports"
 set +e
 mvn -B -q -f "$kotlin/pom.xml" test \
     -Duniffi.generated="$out/kotlin" \
-    -Dnative.dir="$target/release" \
+    -Dnative.dir="$native" \
     -Dfixtures.dir="$out/fixtures" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' | tee "$out/maven.log"
 rc=${PIPESTATUS[0]}
 set -e

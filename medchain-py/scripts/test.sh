@@ -5,7 +5,11 @@
 #
 #   medchain-py/scripts/test.sh            (from anywhere; uses $CARGO_TARGET_DIR or ./target)
 #
-# Environment: PYTHON (default python3, >= 3.9), MEDCHAIN_PY_BENCH=0 skips the benchmarks.
+# Environment: PYTHON (default python3, >= 3.9), MEDCHAIN_PY_BENCH=0 skips the benchmarks,
+# MEDCHAIN_PY_BENCH_ARGS passes arguments to benchmarks/bench.py (sizes), MEDCHAIN_PROFILE
+# (default release) is the cargo profile of the wheel and of the clinic and CLI binaries: `dev`
+# (as scripts/test-all.sh runs it) takes the binaries from the workspace's dev-profile build (all
+# features) and builds the wheel in that profile, sharing its dependencies.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +20,17 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/medchain-py-test.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 started=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$1" $((SECONDS - started)); }
+profile="${MEDCHAIN_PROFILE:-release}"
+case "$profile" in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; *) profile_dir="$profile" ;; esac
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# The clinic and the operator's CLI, in the chosen profile.
+if [ "$profile" = release ]; then
+    cargo build --quiet --release --locked -p medchain-examples --bin clinic --bin medchain
+else
+    # The workspace's features, so the build scripts/test-all.sh already made is reused.
+    cargo build --quiet --profile "$profile" --locked --workspace --all-features --bins --examples
+fi
 
 step "virtual environment"
 "$PYTHON" -m venv "$tmp/venv"
@@ -29,11 +44,15 @@ export PATH="$tmp/venv/bin:$PATH"   # the maturin build backend runs `maturin` f
 step "build and install the wheel (pip install ./medchain-py)"
 # maturin is already in the venv: no isolated build environment to download. The Rust build
 # uses the workspace target dir (or $CARGO_TARGET_DIR), shared with cargo.
-"$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$here"
+# (`cargo rustc --profile test`, which maturin runs, would build a test harness: the test profile
+# is the dev profile's settings anyway.)
+maturin_profile="$profile"; [ "$profile" = test ] && maturin_profile=dev
+MATURIN_PEP517_ARGS="--profile $maturin_profile" \
+    "$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$here"
 "$py" -c "import medchain, sys; print('medchain', medchain.__version__, 'on Python', sys.version.split()[0])"
 
 step "clinic example ledger"
-cargo run --quiet --release --locked -p medchain-examples --bin clinic -- "$tmp/clinic.sqlite" > "$tmp/clinic.log"
+"$target/$profile_dir/clinic" "$tmp/clinic.sqlite" > "$tmp/clinic.log"
 test -f "$tmp/clinic.sqlite" && test -f "$tmp/clinic.sqlite.key"
 
 step "stubtest"
@@ -59,9 +78,8 @@ test -s "$tmp/figure.png" || { echo "the example wrote no PNG" >&2; exit 1; }
 
 if [ "${MEDCHAIN_PY_BENCH:-1}" != 0 ]; then
     step "benchmarks"
-    target="${CARGO_TARGET_DIR:-$root/target}"
-    cargo build --quiet --release --locked -p medchain-examples --bin medchain
-    (cd "$tmp" && "$py" "$here/benchmarks/bench.py" --cli "$target/release/medchain")
+    # shellcheck disable=SC2086 # MEDCHAIN_PY_BENCH_ARGS is a list of arguments
+    (cd "$tmp" && "$py" "$here/benchmarks/bench.py" --cli "$target/$profile_dir/medchain" ${MEDCHAIN_PY_BENCH_ARGS:-})
 fi
 
 step "all Python checks passed ($passed tests)"
