@@ -34,7 +34,7 @@ if [ "${MEDCHAIN_PROFILE:-release}" = release ]; then
     cargo run --locked --release -q -p medchain-fhir --example validate_corpus -- --profile us-core "$tmp/corpus"
 else
     # The workspace's features, so the build scripts/test-all.sh already made is reused.
-    cargo build --locked -q --profile "$MEDCHAIN_PROFILE" --workspace --all-features --bins --examples
+    cargo build --locked -q --profile "$MEDCHAIN_PROFILE" --workspace --all-features --lib --bins --examples
     case "$MEDCHAIN_PROFILE" in dev | test) dir=debug ;; bench) dir=release ;; *) dir="$MEDCHAIN_PROFILE" ;; esac
     "${CARGO_TARGET_DIR:-target}/$dir/examples/validate_corpus" --profile us-core "$tmp/corpus"
 fi

@@ -78,7 +78,7 @@ MEDCHAIN_SIM_FIRST=$sim_first MEDCHAIN_SIM_SEEDS=200 \
 # which the test profile inherits unchanged; the workspace's features; target/debug): this build
 # is a no-op after `cargo test`.
 export MEDCHAIN_PROFILE=dev
-cargo build --locked -q --workspace --all-features --bins --examples
+cargo build --locked -q --workspace --all-features --lib --bins --examples
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 step "the clinic example (the main job), end to end"

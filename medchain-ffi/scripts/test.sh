@@ -53,7 +53,7 @@ if [ "$profile" = release ]; then
     cargo build --locked --release -q -p medchain-ffi --lib
 else
     step "the tools and the library from the workspace's $profile-profile build (all features)"
-    cargo build --locked -q --profile "$profile" --workspace --all-features --bins --examples
+    cargo build --locked -q --profile "$profile" --workspace --all-features --lib --bins --examples
 fi
 bindgen="$native/uniffi-bindgen"
 test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }

@@ -29,7 +29,7 @@ if [ "$profile" = release ]; then
     cargo build --quiet --release --locked -p medchain-examples --bin clinic --bin medchain
 else
     # The workspace's features, so the build scripts/test-all.sh already made is reused.
-    cargo build --quiet --profile "$profile" --locked --workspace --all-features --bins --examples
+    cargo build --quiet --profile "$profile" --locked --workspace --all-features --lib --bins --examples
 fi
 
 step "virtual environment"
