@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use getrandom::SysRng;
-use medchain::testing::LocalCluster;
 use medchain::{
-    AccessError, Action, Actor, Consent, Event, Host, Identity, Ledger, LedgerError, NetworkKey,
-    Provision, Purpose, RecordDraft, RecordReceipt, ReleaseError, ReleaseRequest, SealedWriterKey,
-    TxBody,
+    AccessError, Action, Actor, Consent, Event, Host, Identity, Ledger, LedgerError, MemoryNetwork,
+    NetworkKey, Provision, Purpose, RecordDraft, RecordReceipt, ReleaseError, ReleaseRequest,
+    SealedWriterKey, TxBody,
 };
 use medchain_core::access::audit_event;
 use medchain_core::consent::{DataClass, EmergencyPreference, Period};
@@ -120,7 +119,7 @@ const STEPS: usize = 200_000;
 
 /// Runs the network until every member has committed `pending`, then tells what St. Mary's
 /// ledger gained.
-fn commit(net: &mut LocalCluster, pending: &mut Vec<TxId>) -> Result<(), Box<dyn Error>> {
+fn commit(net: &mut MemoryNetwork, pending: &mut Vec<TxId>) -> Result<(), Box<dyn Error>> {
     if !net.run_until_committed(pending, STEPS)? {
         return Err("the network did not commit in time".into());
     }
@@ -153,7 +152,7 @@ fn commit(net: &mut LocalCluster, pending: &mut Vec<TxId>) -> Result<(), Box<dyn
 
 /// Adds a FHIR record at hospital `at` for a patient enrolled there; returns its receipt.
 fn add_record(
-    net: &mut LocalCluster,
+    net: &mut MemoryNetwork,
     at: usize,
     fhir: &str,
     enrolment: &SealedWriterKey,
@@ -175,7 +174,7 @@ fn add_record(
 
 /// Hospital `at` contributes a body the patient's wallet signed (a consent, a revocation).
 fn submit_signed(
-    net: &mut LocalCluster,
+    net: &mut MemoryNetwork,
     at: usize,
     body: &TxBody,
     pending: &mut Vec<TxId>,
@@ -291,7 +290,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ));
         hosts.push(host);
     }
-    let mut net = LocalCluster::new(hosts, start);
+    let mut net = MemoryNetwork::new(hosts, start);
     let chain = genesis.chain_id();
     // The operator's key file: the network key under a passphrase (Argon2id + AES-256-GCM).
     let key_path = PathBuf::from(format!("{}.key", path.display()));

@@ -2,7 +2,8 @@
 //! certified blocks with commit proofs. Used by the store conformance suite, benchmarks,
 //! examples and tests; not part of the stable API.
 
-pub mod driver;
+/// The in-process driver, at its old path (it is `crate::protocol::driver`, part of the API).
+pub use crate::protocol::driver;
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

@@ -5,7 +5,7 @@
 //! exception looks the class up by name in `medchain.errors`, so the hierarchy is defined in
 //! Python only.
 
-use medchain::testing::ClusterError;
+use medchain::MemoryNetworkError;
 use medchain::{HostError, RecordError, SubmitTxError};
 use medchain_core::access::{AccessError, ClassError};
 use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
@@ -274,10 +274,10 @@ impl From<HostError> for Error {
     }
 }
 
-impl From<ClusterError> for Error {
-    fn from(e: ClusterError) -> Self {
+impl From<MemoryNetworkError> for Error {
+    fn from(e: MemoryNetworkError) -> Self {
         match e {
-            ClusterError::Host(e) => e.into(),
+            MemoryNetworkError::Host(e) => e.into(),
             e => Error::new(Kind::Internal, e.to_string()),
         }
     }

@@ -1,12 +1,12 @@
 //! A local, single-process test network of real consensus nodes (`medchain::Host`s driven by
-//! `medchain::testing::LocalCluster`) whose committed chain is also written to a ledger at a
+//! `medchain::MemoryNetwork`) whose committed chain is also written to a ledger at a
 //! location of the caller's choosing: for tests, demos, notebooks and benchmarks. Not a
 //! production node.
 
 use std::sync::Mutex;
 
 use getrandom::SysRng;
-use medchain::testing::LocalCluster;
+use medchain::MemoryNetwork;
 use medchain::{Event, Host, RecordDraft, RuleError, SubmitTxError};
 use medchain_core::consent::{
     deidentify, Consent as CoreConsent, ConsentId, ReleaseClock, StudyKey,
@@ -44,7 +44,7 @@ const MAX_COMMIT_STEPS: usize = 2_000_000;
 const MAX_BLOCK_TXS: u32 = 10_000;
 
 struct State {
-    cluster: LocalCluster,
+    cluster: MemoryNetwork,
     /// The ledger at `location`: every block the nodes commit, appended (and validated) as a
     /// follower appends a peer's blocks.
     archive: CoreLedger,
@@ -441,7 +441,7 @@ fn found(location: &str, seed: u64, validators: usize, members: usize) -> Result
         hosts.push(Host::create(path, &genesis, id, network.duplicate(), now)?);
     }
     Ok(State {
-        cluster: LocalCluster::new(hosts, now),
+        cluster: MemoryNetwork::new(hosts, now),
         archive,
         network,
         pending: Vec::new(),

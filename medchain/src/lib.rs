@@ -25,51 +25,56 @@
 //! [`Host::open_for`] (what a reader received, opened with its released key),
 //! [`Host::records_of`], [`Host::audit_trail`], [`Host::research_release`].
 //!
+//! [`MemoryNetwork`] wires several members' hosts in one process (demos, the clinic example, an
+//! application's own tests); in production each member runs its host in its own process and
+//! moves the bytes over the peer transport (`medchain-node`).
+//!
 //! # Quick start
 //!
-//! A one-hospital network (a sole validator commits alone), a patient who enrols, a record, the
-//! patient's consent for her doctor, the doctor's key release and the audit trail:
+//! Three hospitals found a network; Alice enrols at St. Mary's, which adds her HbA1c; her wallet
+//! signs a consent for her doctor at City General; St. Mary's releases the record's key to the
+//! doctor, who opens it from City General's copy of the chain; the audit trail shows the read:
 //!
 //! ```
-//! use medchain::{Actor, Consent, Host, Identity, NetworkKey, Provision, Purpose, RecordDraft, ReleaseRequest, SealedWriterKey};
+//! use medchain::{Actor, Consent, Identity, MemoryNetwork, Provision, Purpose, RecordDraft, ReleaseRequest, SealedWriterKey};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let dir = tempfile::tempdir()?;
-//! # let (now, rng) = (1_790_000_000_000, &mut rand_core::UnwrapErr(getrandom::SysRng));
+//! # let (dir, rng) = (tempfile::tempdir()?, &mut rand_core::UnwrapErr(getrandom::SysRng));
 //! # const OBSERVATION: &[u8] = br#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/alice"},"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"valueQuantity":{"value":7.9,"unit":"%"}}"#;
-//! // 1. Found the network: its genesis names the member and the network key's fingerprint.
-//! let (hospital, network) = (Identity::generate(rng), NetworkKey::generate(rng));
-//! let genesis = medchain::genesis_of("clinic", &[("St. Mary's", &hospital)], &network, now)?;
-//! let mut host = Host::create(dir.path().join("ledger.sqlite"), &genesis, hospital, network, now)?;
-//! // 2. A patient enrols: her wallet seals her writer keys to the hospital.
+//! // 1. Three hospitals found a network (fresh identities, a network key, a ledger each).
+//! let mut net = MemoryNetwork::found(dir.path(), &["St. Mary's", "City General", "Northgate"], 1_790_000_000_000)?;
+//! let (chain, now) = (net.host(0).genesis().chain_id(), net.now_ms());
+//! // 2. Alice enrols at St. Mary's: her wallet seals her writer keys to the hospital.
 //! let (alice, doctor) = (Identity::generate(rng), Identity::generate(rng));
-//! let enrolment = SealedWriterKey::export(&alice, &genesis.chain_id(), &host.public(), rng)?;
-//! // 3. The hospital adds a FHIR Observation.
-//! let record = host.add_record(RecordDraft { fhir: OBSERVATION, enrolment: &enrolment, readers: &[] }, now)?;
-//! // 4. Alice's wallet signs a consent for her doctor; the hospital submits it.
+//! let enrolment = SealedWriterKey::export(&alice, &chain, &net.host(0).public(), rng)?;
+//! // 3. St. Mary's adds a FHIR Observation (validated, sealed, indexed).
+//! let record = net.host_mut(0).add_record(RecordDraft { fhir: OBSERVATION, enrolment: &enrolment, readers: &[] }, now)?;
+//! // 4. Alice's wallet signs a consent for her doctor's treatment; City General submits it.
 //! let permit = Provision::permit().actor(Actor::Party(doctor.verify_key())).purpose(Purpose::Treat);
 //! let consent = Consent { patient: alice.public(), issued_ms: now, summary: String::new(), period: Default::default(), emergency: None, provisions: vec![permit] };
-//! let grant = host.submit_patient_signed(&consent.grant_body(&alice, &genesis.chain_id())?, now)?;
-//! // The application's loop: here time passes and nothing arrives (a sole validator).
-//! let mut run = |host: &mut Host, id| -> Result<bool, medchain::HostError> {
-//!     for _ in 0..1_000 { match host.poll_timeout() { _ if host.is_committed(&id) => break, Some(t) => host.handle_timeout(t)?, None => break } }
-//!     Ok(host.is_committed(&id)) };
-//! assert!(run(&mut host, record.tx_id)? && run(&mut host, grant)?);
-//! // 5. The doctor asks; the hospital checks the consent and releases the key.
-//! let request = ReleaseRequest { grantee: doctor.public(), credential: None, purpose: Purpose::Treat };
-//! let released = host.release(&record.sealed, request, now)?;
-//! assert!(run(&mut host, released.access_logged)?);
-//! // 6. The audit trail shows who received the key, when and why.
-//! assert_eq!(host.audit_trail(&alice.verify_key())?.len(), 2);
+//! let grant = net.host_mut(1).submit_patient_signed(&consent.grant_body(&alice, &chain)?, now)?;
+//! assert!(net.run_until_committed(&[record.tx_id, grant], 10_000)?);
+//! // 5. St. Mary's checks the consent as validators will, and releases the key to the doctor.
+//! let (request, now) = (ReleaseRequest { grantee: doctor.public(), credential: None, purpose: Purpose::Treat }, net.now_ms());
+//! let released = net.host_mut(0).release(&record.sealed, request, now)?;
+//! assert!(net.run_until_committed(&[released.access_logged], 10_000)?);
+//! // 6. The doctor opens the record from City General's ledger; every ledger shows the read.
+//! assert_eq!(net.host(1).open_for(&doctor, &record.record_id)?.payload(), OBSERVATION);
+//! assert_eq!(net.host(2).audit_trail(&alice.verify_key())?.len(), 2);
 //! # Ok(()) }
 //! ```
 mod host;
-#[cfg(feature = "testing")]
-pub mod testing;
+mod memory;
 
 pub use host::{
     genesis_of, Event, FoundError, Host, HostError, NetworkRole, RecordDraft, RecordError,
     RecordReceipt, ReleaseError, ReleaseReceipt, SubmitTxError, Transmit,
 };
+pub use memory::{MemoryNetwork, MemoryNetworkError};
+
+/// The README's Rust quick start, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use medchain_core::access::{AccessError, ReleaseRequest};
 pub use medchain_core::consent::{Action, Actor, Consent, Provision, Purpose};

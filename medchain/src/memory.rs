@@ -1,24 +1,28 @@
-//! An in-memory network of [`Host`]s for tests and demos (cargo feature `testing`): the one
-//! driver of the workspace (`medchain_core::testkit::driver`) over hosts, with instant,
-//! in-order delivery; virtual time jumps to the next deadline when nothing is in flight. Never
-//! part of a production build.
+//! [`MemoryNetwork`]: several members' [`Host`]s in one process, wired in memory.
+//!
+//! The one driver of the workspace ([`medchain_core::protocol::driver`]) over hosts, with
+//! instant, in-order delivery; virtual time jumps to the next deadline when nothing is in flight.
+//! It is what libp2p's `MemoryTransport` is to a swarm: the quick start, the clinic example,
+//! demos, Python's `LocalNetwork` and an application's own integration tests run real members
+//! (real consensus, real SQLite ledgers) without sockets. A hospital in production runs one
+//! member per process and moves its host's bytes over the peer transport (`medchain-node`).
 
 use std::path::Path;
 
 use getrandom::SysRng;
 use medchain_core::hash::TxId;
 use medchain_core::keys::{Identity, VerifyKey};
+use medchain_core::protocol::driver::{Driver, Peer, Policy, Polled, Stop};
 use medchain_core::seal::{NetworkKey, SealError};
-use medchain_core::testkit::driver::{Driver, Peer, Policy, Polled, Stop};
 use rand_core::UnwrapErr;
 use thiserror::Error;
 
 use crate::host::{genesis_of, Event, FoundError, Host, HostError};
 
-/// Why a cluster could not be founded or driven.
+/// Why a memory network could not be founded or driven.
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum ClusterError {
+pub enum MemoryNetworkError {
     /// The genesis could not be built.
     #[error(transparent)]
     Found(#[from] FoundError),
@@ -66,7 +70,7 @@ impl Peer for Host {
     }
 }
 
-/// The cluster's policy: instant, in-order delivery; every host's events kept, by host index.
+/// The network's policy: instant, in-order delivery; every host's events kept, by host index.
 #[derive(Debug, Default)]
 struct EventLog(Vec<(usize, Event)>);
 
@@ -76,27 +80,31 @@ impl Policy<Host> for EventLog {
     }
 }
 
-/// N hosts and the wire between them.
+/// Several members' hosts and the wire between them, in one process: what one host transmits is
+/// delivered to its recipients at once, in order; when nothing is in flight, virtual time moves
+/// to the earliest deadline. Drive it with [`run_until_committed`](Self::run_until_committed),
+/// [`run_for`](Self::run_for) or [`step`](Self::step); submit through
+/// [`host_mut`](Self::host_mut).
 #[derive(Debug)]
-pub struct LocalCluster {
+pub struct MemoryNetwork {
     net: Driver<Host>,
     events: EventLog,
 }
 
-impl LocalCluster {
+impl MemoryNetwork {
     /// Founds a network of `names.len()` validators at `now_ms` (fresh identities, a fresh
     /// network key handed to each member wrapped to its identity), each with a SQLite ledger in
     /// `dir`.
     ///
     /// # Errors
-    /// [`ClusterError`].
-    pub fn found(dir: &Path, names: &[&str], now_ms: u64) -> Result<Self, ClusterError> {
+    /// [`MemoryNetworkError`].
+    pub fn found(dir: &Path, names: &[&str], now_ms: u64) -> Result<Self, MemoryNetworkError> {
         let mut rng = UnwrapErr(SysRng);
         let network = NetworkKey::generate(&mut rng);
         let identities: Vec<Identity> =
             names.iter().map(|_| Identity::generate(&mut rng)).collect();
         let named: Vec<(&str, &Identity)> = names.iter().copied().zip(&identities).collect();
-        let genesis = genesis_of("local-cluster", &named, &network, now_ms)?;
+        let genesis = genesis_of("memory-network", &named, &network, now_ms)?;
         let mut hosts = Vec::with_capacity(names.len());
         for (i, id) in identities.into_iter().enumerate() {
             // What a founder does: wrap the network key to each member's public identity.
@@ -108,7 +116,7 @@ impl LocalCluster {
         Ok(Self::new(hosts, now_ms))
     }
 
-    /// A cluster of hosts the caller set up (any genesis, validators and members), at virtual
+    /// A network of hosts the caller set up (any genesis, validators and members), at virtual
     /// time `now_ms`.
     pub fn new(hosts: Vec<Host>, now_ms: u64) -> Self {
         let mut cluster = Self {
@@ -188,8 +196,8 @@ impl LocalCluster {
     /// deadline and fires it. Returns `false` when nothing is left to do.
     ///
     /// # Errors
-    /// [`ClusterError::Host`] if a host could not write its ledger.
-    pub fn step(&mut self) -> Result<bool, ClusterError> {
+    /// [`MemoryNetworkError::Host`] if a host could not write its ledger.
+    pub fn step(&mut self) -> Result<bool, MemoryNetworkError> {
         let idle = self.net.next_at().is_none();
         self.net.step(&mut self.events)?;
         Ok(!idle)
@@ -204,7 +212,7 @@ impl LocalCluster {
         &mut self,
         ids: &[TxId],
         max_steps: usize,
-    ) -> Result<bool, ClusterError> {
+    ) -> Result<bool, MemoryNetworkError> {
         let done = |net: &Driver<Host>, _: &EventLog| {
             net.peers()
                 .iter()
@@ -219,7 +227,11 @@ impl LocalCluster {
     ///
     /// # Errors
     /// As [`step`](Self::step).
-    pub fn run_for(&mut self, duration_ms: u64, max_steps: usize) -> Result<(), ClusterError> {
+    pub fn run_for(
+        &mut self,
+        duration_ms: u64,
+        max_steps: usize,
+    ) -> Result<(), MemoryNetworkError> {
         let until = self.now_ms().saturating_add(duration_ms);
         self.net
             .run_until(&mut self.events, until, steps(max_steps), |_, _| false)?;
@@ -230,7 +242,7 @@ impl LocalCluster {
     ///
     /// # Errors
     /// As [`step`](Self::step).
-    pub fn deliver_all(&mut self, max_steps: usize) -> Result<(), ClusterError> {
+    pub fn deliver_all(&mut self, max_steps: usize) -> Result<(), MemoryNetworkError> {
         self.run_for(0, max_steps)
     }
 }

@@ -1,15 +1,12 @@
 //! A 3-hospital network of `Host`s in memory: founding, a record, a patient's grant, a key
 //! release with its access log, the audit trail; and what is refused.
 
-#![cfg(feature = "testing")]
-
 mod common;
 
 use getrandom::SysRng;
-use medchain::testing::LocalCluster;
 use medchain::{
-    Event, Host, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError, RuleError,
-    SubmitTxError,
+    Event, Host, MemoryNetwork, NetworkRole, RecordDraft, RecordError, RecordReceipt, ReleaseError,
+    RuleError, SubmitTxError,
 };
 use medchain_core::access::{AccessError, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, ConsentId, Period, Provision, Purpose};
@@ -26,8 +23,8 @@ use common::{add_hba1c_to, enrolment_at, now, HBA1C};
 const STEPS: usize = 20_000;
 const DAY: u64 = 86_400_000;
 
-fn found(dir: &tempfile::TempDir) -> LocalCluster {
-    LocalCluster::found(
+fn found(dir: &tempfile::TempDir) -> MemoryNetwork {
+    MemoryNetwork::found(
         dir.path(),
         &["St. Mary's", "City General", "Riverside"],
         now(),
@@ -35,12 +32,12 @@ fn found(dir: &tempfile::TempDir) -> LocalCluster {
     .expect("founding")
 }
 
-fn enrol(net: &LocalCluster, patient: &Identity, hospital: usize) -> SealedWriterKey {
+fn enrol(net: &MemoryNetwork, patient: &Identity, hospital: usize) -> SealedWriterKey {
     enrolment_at(net.host(hospital), patient)
 }
 
 /// Hospital `at` adds `patient`'s HbA1c (she enrols there first); every host commits it.
-fn add_hba1c(net: &mut LocalCluster, patient: &Identity, at: usize) -> RecordReceipt {
+fn add_hba1c(net: &mut MemoryNetwork, patient: &Identity, at: usize) -> RecordReceipt {
     let t = net.now_ms();
     let receipt = add_hba1c_to(net.host_mut(at), patient, t);
     net.pump(at);
@@ -315,7 +312,7 @@ fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only
         let path = dir.path().join(format!("{i}.sqlite"));
         hosts.push(Host::create(path, &genesis, id, key, start).unwrap());
     }
-    let mut net = LocalCluster::new(hosts, start);
+    let mut net = MemoryNetwork::new(hosts, start);
     assert_eq!(net.host(3).role(), NetworkRole::Member);
     // Time passes exactly as asked, and the clock never goes back.
     net.run_for(5_000, STEPS).unwrap();
@@ -334,7 +331,7 @@ fn a_cluster_of_hosts_the_caller_set_up_runs_with_a_member_and_a_clock_that_only
 }
 
 /// Runs the cluster until some host reports `Event::Refused` for `id`: that host and the rule.
-fn refusal_of(net: &mut LocalCluster, id: medchain_core::hash::TxId) -> (usize, RuleError) {
+fn refusal_of(net: &mut MemoryNetwork, id: medchain_core::hash::TxId) -> (usize, RuleError) {
     for _ in 0..STEPS {
         let found = net.take_events().into_iter().find_map(|(i, e)| match e {
             Event::Refused { id: r, reason } if r == id => Some((i, reason)),

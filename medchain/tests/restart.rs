@@ -172,15 +172,13 @@ fn a_forged_pending_block_in_the_saved_state_is_dropped_on_reopen() {
 }
 
 /// Four hospitals on the in-process driver, each with a kept copy of its identity.
-#[cfg(feature = "testing")]
 struct Four {
-    net: medchain::testing::LocalCluster,
+    net: medchain::MemoryNetwork,
     ids: Vec<Identity>,
     network: NetworkKey,
     paths: Vec<std::path::PathBuf>,
 }
 
-#[cfg(feature = "testing")]
 fn four(dir: &tempfile::TempDir) -> Four {
     let mut rng = UnwrapErr(SysRng);
     let network = NetworkKey::generate(&mut rng);
@@ -199,14 +197,13 @@ fn four(dir: &tempfile::TempDir) -> Four {
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     Four {
-        net: medchain::testing::LocalCluster::new(hosts, start),
+        net: medchain::MemoryNetwork::new(hosts, start),
         ids,
         network,
         paths,
     }
 }
 
-#[cfg(feature = "testing")]
 fn add(f: &mut Four, at: usize, patient: &Identity) -> medchain_core::hash::TxId {
     let t = f.net.now_ms();
     let receipt = add_hba1c_to(f.net.host_mut(at), patient, t);
@@ -215,7 +212,6 @@ fn add(f: &mut Four, at: usize, patient: &Identity) -> medchain_core::hash::TxId
 }
 
 /// Every host's ledger: the same chain, and it verifies.
-#[cfg(feature = "testing")]
 fn same_verified_chains(f: &Four) -> Vec<u64> {
     let tip = f.net.host(0).ledger().tip().clone();
     for h in f.net.hosts() {
@@ -233,7 +229,6 @@ fn same_verified_chains(f: &Four) -> Vec<u64> {
 /// A virtual clock that jumps past round timeouts at every phase of a commit makes commit
 /// steps that cover several blocks (a block, then its child after a skipped round): every host
 /// appends each such step in one write, and the chains agree.
-#[cfg(feature = "testing")]
 #[test]
 fn commit_steps_of_several_blocks_reach_every_ledger() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -261,7 +256,6 @@ fn commit_steps_of_several_blocks_reach_every_ledger() {
 
 /// A hospital's process dies (its unsaved state is lost), the others go on, and it reopens its
 /// ledger, catches up and takes part again.
-#[cfg(feature = "testing")]
 #[test]
 fn a_hospital_restarts_from_its_ledger_and_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,10 @@
 //! The one in-process driver of sans-I/O peers: a message-delivery and virtual-time loop written
 //! once, generic over what it drives ([`Peer`]: implemented here for [`Node`], and by the
-//! `medchain` crate for its `Host`), with the network's behaviour left to a [`Policy`].
+//! `medchain` crate for its `Host`), with the network's behaviour left to a [`Policy`]. It is
+//! what wires several members that share one process (`medchain::MemoryNetwork`: demos, the
+//! clinic example, an application's own tests; libp2p's `MemoryTransport` plays the same part)
+//! and what the deterministic simulator and the protocol tests run on. Like the rest of the
+//! protocol it does no I/O and reads no clock: virtual time is what its queue says.
 //!
 //! Everything that happens is an item in one queue ordered by (virtual time, sequence number):
 //! deliveries, each peer's next timeout and the caller's own wake-ups

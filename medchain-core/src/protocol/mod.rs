@@ -37,6 +37,7 @@
 //! Malformed or hostile input never panics the node and never changes what it has committed:
 //! the message is dropped and an [`Output::Dropped`] names the [`DropReason`].
 
+pub mod driver;
 mod message;
 mod node;
 
