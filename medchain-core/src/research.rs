@@ -45,7 +45,7 @@ use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::fhir;
 use crate::hash::{digest_newtype, domain, tagged_hash_parts, ChainId, MerkleRoot, RecordId};
 use crate::keys::{Identity, PublicIdentity, Signature, VerifyKey};
-use crate::ledger::{rules_over, PreviewError, RuleError, StateError};
+use crate::ledger::{rules_over, PreviewError, RecordEntry, RuleError, StateError};
 use crate::merkle::{self, MerkleProof, MerkleTree};
 use crate::seal::SealedRecord;
 use crate::tx::{TxBody, TxError};
@@ -459,6 +459,63 @@ struct Candidate {
     resource: Value,
 }
 
+/// Fewer records than this per extra thread are judged on the caller's thread.
+const MIN_RECORDS_PER_THREAD: usize = 32;
+
+/// What judging one record needs besides the ledger state, shared by the threads of
+/// [`ReleaseBuilder::offer_all`].
+struct Judge<'j> {
+    releaser: &'j Identity,
+    request: &'j ResearchRequest,
+    clock: ReleaseClock,
+    height: u64,
+    study_key: &'j StudyKey,
+    consents: &'j HashMap<VerifyKey, Vec<ConsentState>>,
+}
+
+impl Judge<'_> {
+    /// The record as a row, if the releaser can open it, the study needs it, its patient's
+    /// consents permit this research and it can be de-identified (its entry was checked).
+    fn take(&self, sealed: &SealedRecord, entry: &RecordEntry) -> Option<Candidate> {
+        let opened = sealed.open(self.releaser).ok()?;
+        let resource = opened.resource().ok()?;
+        let facts = RecordFacts {
+            resource_type: resource.resource_type().to_owned(),
+            codes: Some(fhir::codings(resource.json())),
+            // Consents on chain name codes blinded: the record's class carries its codes
+            // blinded under the same patient key.
+            code_tags: Some(entry.class.code_tags.clone()),
+            date: RecordDate::exact(fhir::clinical_date_ms(resource.json())),
+        };
+        if !self.request.study.wants(&facts) {
+            return None;
+        }
+        let patient = entry.patient;
+        let consents = self
+            .consents
+            .get(&patient.sign)
+            .map_or(&[][..], Vec::as_slice);
+        let ask = AccessRequest {
+            requester: self.request.researcher.sign,
+            roles: vec![self.request.credential.role],
+            action: Action::ResearchUse,
+            purpose: self.request.study.purpose_of_use(),
+            record: facts,
+            emergency: false,
+        };
+        if !evaluate(&ask, consents, self.clock.time_ms(), self.height).is_permit() {
+            return None;
+        }
+        let clean = deidentify(resource.json(), self.study_key, &self.clock).ok()?;
+        Some(Candidate {
+            record: sealed.record_id(),
+            patient: patient.sign,
+            pseudonym: self.study_key.pseudonym(&patient.to_text()),
+            resource: clean,
+        })
+    }
+}
+
 /// HMAC-SHA256 under a release's secret, for one purpose.
 fn derive(secret: &[u8; 32], purpose: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
@@ -618,68 +675,84 @@ impl<'a> ReleaseBuilder<'a> {
     /// # Errors
     /// [`ResearchError::State`] if the ledger state could not be read.
     pub fn offer(&mut self, sealed: &SealedRecord) -> Result<bool, ResearchError> {
-        let id = sealed.record_id();
-        if !self.seen.insert(id) {
-            return Ok(false);
+        Ok(self.offer_all(std::slice::from_ref(sealed), 1)? == 1)
+    }
+
+    /// Offers many records, judged as [`offer`](Self::offer) judges each, on up to `threads`
+    /// threads: what needs the ledger state (the record's entry, its patient's consents) is read
+    /// first on the caller's thread; opening, consent evaluation and de-identification, the
+    /// bulk of the cost, then run on the threads (`std::thread::scope`; one thread, or a batch
+    /// too small to share, stays on the caller's). The result does not depend on `threads`.
+    /// Returns how many records were taken.
+    ///
+    /// # Errors
+    /// [`ResearchError::State`] if the ledger state could not be read.
+    pub fn offer_all(
+        &mut self,
+        records: &[SealedRecord],
+        threads: usize,
+    ) -> Result<usize, ResearchError> {
+        // On the caller's thread: the ledger state (a store connection need not be shared).
+        let mut ready: Vec<(&SealedRecord, RecordEntry)> = Vec::with_capacity(records.len());
+        for sealed in records {
+            let id = sealed.record_id();
+            if !self.seen.insert(id) {
+                continue;
+            }
+            let Some(entry) = self.ledger.state.record(&id)? else {
+                continue;
+            };
+            if entry.erased
+                || entry.contributor != self.releaser.verify_key()
+                || &entry.patient != sealed.patient()
+            {
+                continue;
+            }
+            let patient = entry.patient;
+            if !self.consents.contains_key(&patient.sign) {
+                // As validators take them: only consents whose document names this patient.
+                let mut states = self.ledger.state.consents_of(&patient.sign)?;
+                states.retain(|c| c.consent.patient == patient && c.consent.id() == c.id);
+                self.consents.insert(patient.sign, states);
+            }
+            ready.push((sealed, entry));
         }
-        let Some(entry) = self.ledger.state.record(&id)? else {
-            return Ok(false);
+        let judge = Judge {
+            releaser: self.releaser,
+            request: self.request,
+            clock: self.clock,
+            height: self.height,
+            study_key: &self.study_key,
+            consents: &self.consents,
         };
-        if entry.erased
-            || entry.contributor != self.releaser.verify_key()
-            || &entry.patient != sealed.patient()
-        {
-            return Ok(false);
-        }
-        let Ok(opened) = sealed.open(self.releaser) else {
-            return Ok(false);
+        let threads = threads.clamp(1, ready.len().div_ceil(MIN_RECORDS_PER_THREAD).max(1));
+        let taken: Vec<Candidate> = if threads == 1 {
+            ready.iter().filter_map(|(s, e)| judge.take(s, e)).collect()
+        } else {
+            let per = ready.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let judge = &judge;
+                let workers: Vec<_> = ready
+                    .chunks(per)
+                    .map(|chunk| {
+                        scope.spawn(move || {
+                            chunk
+                                .iter()
+                                .filter_map(|(s, e)| judge.take(s, e))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                // A worker that panicked takes nothing: a smaller release, never a wrong one.
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_default())
+                    .collect()
+            })
         };
-        let Ok(resource) = opened.resource() else {
-            return Ok(false);
-        };
-        let facts = RecordFacts {
-            resource_type: resource.resource_type().to_owned(),
-            codes: Some(fhir::codings(resource.json())),
-            // Consents on chain name codes blinded: the record's class carries its codes
-            // blinded under the same patient key.
-            code_tags: Some(entry.class.code_tags.clone()),
-            date: RecordDate::exact(fhir::clinical_date_ms(resource.json())),
-        };
-        if !self.request.study.wants(&facts) {
-            return Ok(false);
-        }
-        let patient = entry.patient;
-        if !self.consents.contains_key(&patient.sign) {
-            // As validators take them: only consents whose document names this patient.
-            let mut states = self.ledger.state.consents_of(&patient.sign)?;
-            states.retain(|c| c.consent.patient == patient && c.consent.id() == c.id);
-            self.consents.insert(patient.sign, states);
-        }
-        let consents = self
-            .consents
-            .get(&patient.sign)
-            .map_or(&[][..], Vec::as_slice);
-        let ask = AccessRequest {
-            requester: self.request.researcher.sign,
-            roles: vec![self.request.credential.role],
-            action: Action::ResearchUse,
-            purpose: self.request.study.purpose_of_use(),
-            record: facts,
-            emergency: false,
-        };
-        if !evaluate(&ask, consents, self.clock.time_ms(), self.height).is_permit() {
-            return Ok(false);
-        }
-        let Ok(clean) = deidentify(resource.json(), &self.study_key, &self.clock) else {
-            return Ok(false);
-        };
-        self.candidates.push(Candidate {
-            record: id,
-            patient: patient.sign,
-            pseudonym: self.study_key.pseudonym(&patient.to_text()),
-            resource: clean,
-        });
-        Ok(true)
+        let n = taken.len();
+        self.candidates.extend(taken);
+        Ok(n)
     }
 
     /// Suppresses every cell (resource type and main code) with fewer than

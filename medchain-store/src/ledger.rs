@@ -364,6 +364,9 @@ pub struct Ledger<S: PersistentStore = AnyStore> {
 /// [`Ledger::set_filter_cache_limit`]): about 6 million records indexed under three keywords.
 pub const DEFAULT_FILTER_CACHE_BYTES: usize = 256 << 20;
 
+/// Records a research release verifies and judges together (bounded memory, both cores busy).
+const RESEARCH_CHUNK: usize = 4096;
+
 /// Blocks searched together: the candidates of this many blocks are read in one call.
 const BLOCKS_PER_READ: usize = 1024;
 
@@ -737,20 +740,37 @@ impl<S: PersistentStore> Ledger<S> {
         let mut rng = UnwrapErr(SysRng);
         let mut builder = ReleaseBuilder::new(releaser, request, self.view(), clock, &mut rng)?;
         let me = releaser.verify_key();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut verifier = ParallelVerifier::with_threads(threads);
+        // The releaser's records, a few thousand at a time: their signatures verified in
+        // batches on every core, then opened and judged on every core (`offer_all`).
+        let mut mine: Vec<Transaction> = Vec::new();
+        let mut offer =
+            |mine: Vec<Transaction>, builder: &mut ReleaseBuilder<'_>| -> Result<(), LedgerError> {
+                let mut sealed = Vec::with_capacity(mine.len());
+                for verified in verifier.verify_all(mine) {
+                    if let TxBody::RecordAdded {
+                        sealed: Some(record),
+                        ..
+                    } = verified?.open_body(&self.network)?
+                    {
+                        sealed.push(record);
+                    }
+                }
+                builder.offer_all(&sealed, threads)?;
+                Ok(())
+            };
         for block in self.blocks_from(1) {
             for tx in block?.transactions {
-                if tx.kind() != TxKind::RecordAdded || tx.contributor() != &me {
-                    continue;
-                }
-                if let TxBody::RecordAdded {
-                    sealed: Some(sealed),
-                    ..
-                } = tx.verify()?.open_body(&self.network)?
-                {
-                    builder.offer(&sealed)?;
+                if tx.kind() == TxKind::RecordAdded && tx.contributor() == &me {
+                    mine.push(tx);
                 }
             }
+            if mine.len() >= RESEARCH_CHUNK {
+                offer(std::mem::take(&mut mine), &mut builder)?;
+            }
         }
+        offer(mine, &mut builder)?;
         Ok(builder.finish(&mut rng)?)
     }
 

@@ -414,6 +414,48 @@ fn releases_consenting_patients_strictly_and_de_identified() {
 }
 
 #[test]
+fn offering_on_several_threads_releases_exactly_what_one_thread_releases() {
+    let mut f = net(9);
+    let mut records = population(&mut f, 40);
+    // A revoked consent, a record the clinic added, and records offered twice: the threads
+    // must skip the same ones.
+    let revoker = f.patient();
+    let cid = f.consent(revoker, "diabetes", vec![]);
+    records.push(f.record(revoker, &hba1c(901), Who::Hospital));
+    f.revoke(revoker, &cid);
+    records.push(f.record(0, &hba1c(903), Who::Clinic));
+    let again = records[..5].to_vec();
+    records.extend(again);
+    f.now = T0 + 2 * DAY;
+    let request = f.request(diabetes_study(false));
+    let by = |threads: usize| {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut builder =
+            ReleaseBuilder::new(&f.hospital, &request, f.view(), clock(f.now), &mut rng).unwrap();
+        let taken = builder.offer_all(&records, threads).unwrap();
+        (taken, builder.finish(&mut rng).unwrap())
+    };
+    let (taken, one) = by(1);
+    assert_eq!(
+        taken, 80,
+        "40 patients' HbA1c and diagnosis, nothing else, each once"
+    );
+    for threads in [2, 3, 16] {
+        let (n, several) = by(threads);
+        assert_eq!(n, taken);
+        assert!(several.rows == one.rows, "{threads} threads: other rows");
+        assert_eq!(several.log_body(), one.log_body());
+    }
+    // One at a time, through `offer`, is the same release again.
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut builder =
+        ReleaseBuilder::new(&f.hospital, &request, f.view(), clock(f.now), &mut rng).unwrap();
+    let offered = records.iter().filter(|r| builder.offer(r).unwrap()).count();
+    assert_eq!(offered, taken);
+    assert!(builder.finish(&mut rng).unwrap().rows == one.rows);
+}
+
+#[test]
 fn small_cells_are_suppressed() {
     let mut f = net(2);
     let mut records = population(&mut f, 11);

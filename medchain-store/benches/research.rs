@@ -1,0 +1,182 @@
+//! Research export (harness = false): one `Ledger::research_release` over a stored SQLite
+//! ledger of `MEDCHAIN_BENCH_PATIENTS` consenting patients (default 5,000), each with an HbA1c
+//! and a diabetes diagnosis written by one member, so every record is the releaser's and every
+//! one is opened, consent-checked and de-identified. Prints records per second next to the raw
+//! cryptographic bound measured in the same run: per record the releaser verifies one ed25519
+//! signature (strict single verification) and unwraps one record key (X25519 + HKDF + AES-GCM,
+//! `SealedRecord::open`), so one core cannot do better than 1 / (verify + open); the bound for
+//! the machine is that times its cores.
+//!
+//! `cargo bench -p medchain-store --bench research`
+#![allow(missing_docs)]
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use medchain_core::access::record_class;
+use medchain_core::consent::{
+    Action, Actor, Consent, ConsentTagKey, DataClass, Period, Provision, Purpose,
+};
+use medchain_core::credential::{Credential, Role};
+use medchain_core::keys::Identity;
+use medchain_core::research::{ResearchRequest, Study};
+use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::testkit::TestNet;
+use medchain_core::tx::{Transaction, TxBody};
+use medchain_store::Ledger;
+
+/// A member (not a validator) holds the records; another member is the research institute.
+const HOLDER: usize = 4;
+const INSTITUTE: usize = 5;
+const DIAGNOSIS: &str = r#"{"resourceType":"Condition","recordedDate":"2025-11-20","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}}"#;
+
+fn hba1c(i: usize) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/mrn-{i}"}},"effectiveDateTime":"2026-05-02","code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"valueQuantity":{{"value":{}.5,"unit":"%"}}}}"#,
+        5 + i % 4
+    )
+}
+
+fn record(net: &mut TestNet, patient: &Identity, fhir: &str) -> (SealedRecord, Transaction) {
+    let holder = net.nodes[HOLDER].public();
+    let sealed =
+        seal_record(fhir.as_bytes(), &patient.public(), &[holder], &mut net.rng).expect("seal");
+    let class = record_class(
+        fhir.as_bytes(),
+        &ConsentTagKey::for_patient(patient),
+        &mut net.rng,
+    )
+    .expect("class");
+    let tx = net.tx(HOLDER, &TxBody::record_added(sealed.clone(), class), vec![]);
+    (sealed, tx)
+}
+
+fn main() {
+    let patients: usize = std::env::var("MEDCHAIN_BENCH_PATIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = TestNet::new(41, 4, 2);
+    net.now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let env = net
+        .network
+        .wrap_for(&net.nodes[0].public(), &mut net.rng)
+        .expect("wrap");
+    let key = NetworkKey::unwrap_from(&env, &net.nodes[0]).expect("unwrap");
+    let mut ledger =
+        Ledger::create_sqlite(dir.path().join("research.db"), &net.genesis, key).expect("create");
+    let built = Instant::now();
+    let mut sample = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..patients {
+        let p = Identity::generate(&mut net.rng);
+        let (obs, t1) = record(&mut net, &p, &hba1c(i));
+        let (_, t2) = record(&mut net, &p, DIAGNOSIS);
+        let consent = Consent {
+            patient: p.public(),
+            issued_ms: net.now_ms,
+            summary: String::new(),
+            period: Period::default(),
+            emergency: None,
+            provisions: vec![Provision::permit()
+                .actor(Actor::AnyResearcher)
+                .action(Action::ResearchUse)
+                .purpose(Purpose::Research {
+                    topic: Some("diabetes".into()),
+                })],
+        };
+        let grant = net.tx(
+            0,
+            &consent
+                .grant_body(&p, &net.genesis.chain_id())
+                .expect("grant"),
+            vec![],
+        );
+        if sample.len() < 1_000 {
+            sample.push((obs, t1.clone()));
+        }
+        pending.extend([t1, t2, grant]);
+        if pending.len() >= 999 || i + 1 == patients {
+            let (b, _, proof) = net
+                .next_block(ledger.store(), std::mem::take(&mut pending))
+                .expect("block");
+            ledger
+                .append_committed(b.into_block(), &proof)
+                .expect("append");
+        }
+    }
+    let records = patients * 2;
+    println!(
+        "ledger: {patients} patients, {records} records of the releaser, {} blocks (built in {:.1} s)",
+        ledger.height(),
+        built.elapsed().as_secs_f64()
+    );
+
+    // The raw bound, in this run: one strict verification and one key unwrap per record.
+    let holder = &net.nodes[HOLDER];
+    let t = Instant::now();
+    for (_, tx) in &sample {
+        std::hint::black_box(tx.clone().verify().expect("verify"));
+    }
+    let verify_s = t.elapsed().as_secs_f64() / sample.len() as f64;
+    let t = Instant::now();
+    for (sealed, _) in &sample {
+        std::hint::black_box(sealed.open(holder).expect("open"));
+    }
+    let open_s = t.elapsed().as_secs_f64() / sample.len() as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_core = 1.0 / (verify_s + open_s);
+    println!(
+        "bound: verify {:.1} µs + open {:.1} µs per record = {per_core:.0} records/s per core, {:.0} on {cores} core(s)",
+        verify_s * 1e6,
+        open_s * 1e6,
+        per_core * cores as f64
+    );
+
+    let researcher = Identity::generate(&mut net.rng);
+    let institute = &net.nodes[INSTITUTE];
+    let credential = Credential::issue(
+        institute,
+        &net.genesis.chain_id(),
+        researcher.verify_key(),
+        Role::Researcher {
+            institution: institute.verify_key(),
+        },
+        net.now_ms + 86_400_000,
+    );
+    let study = Study {
+        id: "dm2-bench".into(),
+        purpose: "HRESCH".into(),
+        topic: Some("diabetes".into()),
+        classes: vec![
+            DataClass::Code {
+                system: "http://loinc.org".into(),
+                code: "4548-4".into(),
+            },
+            DataClass::ResourceType("Condition".into()),
+        ],
+        longitudinal: false,
+    };
+    let request = ResearchRequest::sign(&researcher, &net.genesis.chain_id(), study, credential)
+        .expect("request");
+    let mut best = f64::INFINITY;
+    let mut rows = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let release = ledger
+            .research_release(holder, &request)
+            .expect("research release");
+        best = best.min(t.elapsed().as_secs_f64());
+        rows = release.rows.len();
+    }
+    assert_eq!(rows, records, "every record is released");
+    let rate = records as f64 / best;
+    println!(
+        "research_release: {records} records opened, consent-checked and de-identified in {:.3} s = {rate:.0} records/s; ratio to the {cores}-core bound {:.2}, to one core's {:.2}",
+        best,
+        rate / (per_core * cores as f64),
+        rate / per_core
+    );
+}
