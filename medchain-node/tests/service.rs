@@ -2,11 +2,12 @@
 //! `Service::start` from the files `local-net` writes, driven through its client API; restarted
 //! on the same ledger; and refused when its ledger belongs to another network.
 
+mod support;
+
 use std::time::Duration;
 
 use getrandom::SysRng;
-use medchain::{Actor, Consent, Identity, Provision, Purpose};
-use medchain_core::encoding::{Decode, Encode};
+use medchain_core::encoding::Decode;
 use medchain_core::genesis::Timing;
 use medchain_core::keys::BackupParams;
 use medchain_core::light::InclusionProof;
@@ -16,6 +17,7 @@ use medchain_node::keyfile;
 use medchain_node::localnet::{write_local_net, LocalNet, LocalNetSpec};
 use medchain_node::service::{now_ms, Service, ServiceConfig, StartError};
 use rand_core::UnwrapErr;
+use support::grant;
 
 fn one_member(dir: &std::path::Path) -> LocalNet {
     let spec = LocalNetSpec {
@@ -41,24 +43,6 @@ fn service_config(net: &LocalNet) -> ServiceConfig {
     let pass =
         keyfile::read_passphrase(config.passphrase_file.as_deref(), "", false).expect("passphrase");
     config.service_config(pass.as_bytes()).expect("files load")
-}
-
-fn grant(net: &LocalNet) -> Vec<u8> {
-    let rng = &mut UnwrapErr(SysRng);
-    let (patient, doctor) = (Identity::generate(rng), Identity::generate(rng));
-    Consent {
-        patient: patient.public(),
-        issued_ms: now_ms(),
-        summary: String::new(),
-        period: Default::default(),
-        emergency: None,
-        provisions: vec![Provision::permit()
-            .actor(Actor::Party(doctor.verify_key()))
-            .purpose(Purpose::Treat)],
-    }
-    .grant_body(&patient, &net.genesis.chain_id())
-    .expect("grant")
-    .to_bytes()
 }
 
 async fn committed(api: &ApiClient, id: &str) -> u64 {
@@ -92,7 +76,7 @@ async fn one_member_commits_serves_blocks_and_restarts_on_its_ledger() {
     let net = one_member(dir.path());
     let service = Service::start(service_config(&net)).await.expect("starts");
     let api = ApiClient::new(service.api_addr());
-    let body = grant(&net);
+    let body = grant(&net.genesis);
     let submitted = api.submit(&body).await.expect("accepted");
     assert_eq!(submitted.status, "pending");
     let height = committed(&api, &submitted.id).await;
@@ -157,7 +141,7 @@ async fn one_member_commits_serves_blocks_and_restarts_on_its_ledger() {
         (again.status.as_str(), again.height),
         ("committed", Some(height))
     );
-    let next = api.submit(&grant(&net)).await.expect("accepted");
+    let next = api.submit(&grant(&net.genesis)).await.expect("accepted");
     assert!(committed(&api, &next.id).await > height);
     service.shutdown().await.expect("clean stop");
 }
