@@ -1,15 +1,27 @@
 //! # medchain-node
 //!
 //! The I/O half of a medchain node, the way quinn sits on quinn-proto: every protocol rule stays
-//! sans-I/O in `medchain-core`; this crate moves bytes and time.
+//! sans-I/O in `medchain-core` and `medchain::Host`; this crate moves bytes and time.
 //!
 //! * [`transport`]: the peer transport between genesis members — TCP, the Noise XX handshake
 //!   pinned to the genesis keys, bounded queues, reconnect with backoff, counters by reason
 //!   (`docs/adr/0003-peer-transport.md`).
+//! * [`service`]: a member's [`medchain::Host`] driven over the transport on its own thread,
+//!   with the timers it asks for, and the client API ([`api`], HTTP/JSON on loopback;
+//!   [`prom`] for `/metrics`); [`client`] speaks to that API.
+//! * [`config`] (`node.toml`), [`keyfile`] (identity backups, public identity files, the
+//!   genesis and the wrapped network key), [`localnet`] (N nodes on loopback for demos and
+//!   tests): what the daemon `medchaind` reads and writes.
 //!
-//! The host that drives `medchain_core::protocol::Node` over it, the daemon `medchaind`, and the
-//! client API come later (issue #15).
+//! The operator's guide: `docs/node.md`.
 
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod keyfile;
+pub mod localnet;
+pub mod prom;
+pub mod service;
 pub mod transport;
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -1,0 +1,480 @@
+//! `medchaind`: the node a member institution runs (`docs/node.md`).
+//!
+//! ```text
+//! medchaind keygen --name NAME --out DIR            a new identity: DIR/identity.backup, DIR/identity.pub
+//! medchaind genesis --validator FILE… --out DIR     a genesis from public identity files; prints its hash
+//! medchaind run --config node.toml                  runs the node until SIGTERM or Ctrl-C
+//! medchaind status [--config node.toml | --api ADDR] [--json]
+//! medchaind local-net --nodes N --dir DIR [--start] N nodes on loopback, for demos and tests
+//! ```
+//!
+//! Passphrases come from `--passphrase-file` (or the configuration's `passphrase_file`), else
+//! from `MEDCHAIND_PASSPHRASE`, else from a prompt on the terminal. Exit status: 0 on success,
+//! 1 when the node stopped on an error or a request failed, 2 on a usage, configuration or key
+//! file error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use getrandom::SysRng;
+use medchain_core::encoding::Encode;
+use medchain_core::genesis::{FhirProfile, Timing};
+use medchain_core::keys::BackupParams;
+use medchain_node::client::ApiClient;
+use medchain_node::config::{LogFormat, NodeConfig, DEFAULT_API};
+use medchain_node::keyfile::{self, GenesisSpec, PublicIdentityFile};
+use medchain_node::localnet::{self, LocalNetSpec};
+use medchain_node::service::{now_ms, Service};
+use rand_core::UnwrapErr;
+
+#[derive(Parser)]
+#[command(
+    name = "medchaind",
+    version,
+    about = "The medchain node: keys, genesis, run, status, a local network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generates a member identity: DIR/identity.backup (Argon2id) and DIR/identity.pub.
+    Keygen {
+        /// The member's name in genesis.
+        #[arg(long)]
+        name: String,
+        /// The directory to write into (created; existing files are never replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the new passphrase from this file instead of MEDCHAIND_PASSPHRASE or a prompt.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Builds a genesis from the members' public identity files and wraps a fresh network key
+    /// to each member: DIR/genesis.bin and DIR/<member>.network.key. Prints the genesis hash.
+    Genesis {
+        /// A validator's identity.pub (repeat for each).
+        #[arg(long = "validator", value_name = "FILE", required = true)]
+        validators: Vec<PathBuf>,
+        /// A non-voting member's identity.pub (repeat for each).
+        #[arg(long = "member", value_name = "FILE")]
+        members: Vec<PathBuf>,
+        /// The chain's name.
+        #[arg(long, default_value = "medchain")]
+        chain_name: String,
+        /// How long a miner gathers transactions, in milliseconds.
+        #[arg(long, default_value_t = Timing::DEFAULT.gather_ms)]
+        gather_ms: u64,
+        /// How long a validator waits in a round before the next-ranked miner takes over.
+        #[arg(long, default_value_t = Timing::DEFAULT.round_timeout_ms)]
+        round_timeout_ms: u64,
+        /// Most transactions in one block.
+        #[arg(long, default_value_t = 10_000)]
+        max_block_txs: u32,
+        /// The FHIR profile writers validate against: r4 or us-core.
+        #[arg(long, default_value = "r4")]
+        fhir_profile: String,
+        /// The directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Runs a node until SIGTERM or Ctrl-C.
+    Run {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides the configuration's log format.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Asks a running node for its status.
+    Status {
+        /// Reads the API address from this configuration file.
+        #[arg(long, conflicts_with = "api")]
+        config: Option<PathBuf>,
+        /// The API address (default 127.0.0.1:7700).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+        /// Prints the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes keys, a genesis and configurations for N nodes on loopback (and starts them).
+    LocalNet {
+        /// How many nodes (all validators).
+        #[arg(long)]
+        nodes: usize,
+        /// The directory to write into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node i listens on BASE+2(i-1) and serves its API on the next port (default: free
+        /// ports).
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// How long a miner gathers transactions, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        gather_ms: u64,
+        /// The round timeout, in milliseconds.
+        #[arg(long, default_value_t = 2_000)]
+        round_timeout_ms: u64,
+        /// Starts the nodes (logs in DIR/node-i/node.log) and stops them on SIGTERM or Ctrl-C.
+        #[arg(long)]
+        start: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// A failure and the exit status it gives.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 2,
+        message: e.to_string(),
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 1,
+        message: e.to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen {
+            name,
+            out,
+            passphrase_file,
+        } => keygen(&name, &out, passphrase_file.as_deref()),
+        Command::Genesis {
+            validators,
+            members,
+            chain_name,
+            gather_ms,
+            round_timeout_ms,
+            max_block_txs,
+            fhir_profile,
+            out,
+        } => genesis(
+            &validators,
+            &members,
+            GenesisArgs {
+                chain_name,
+                gather_ms,
+                round_timeout_ms,
+                max_block_txs,
+                fhir_profile,
+            },
+            &out,
+        ),
+        Command::Run { config, log_format } => run(&config, log_format),
+        Command::Status { config, api, json } => status(config.as_deref(), api, json),
+        Command::LocalNet {
+            nodes,
+            dir,
+            base_port,
+            gather_ms,
+            round_timeout_ms,
+            start,
+        } => local_net(nodes, &dir, base_port, gather_ms, round_timeout_ms, start),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("medchaind: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn keygen(name: &str, out: &Path, passphrase_file: Option<&Path>) -> Result<(), Failure> {
+    let passphrase = keyfile::read_passphrase(
+        passphrase_file,
+        "Passphrase for the new identity backup: ",
+        true,
+    )
+    .map_err(usage)?;
+    let (identity, _) = keyfile::keygen(
+        out,
+        name,
+        passphrase.as_bytes(),
+        BackupParams::RECOMMENDED,
+        &mut UnwrapErr(SysRng),
+    )
+    .map_err(usage)?;
+    println!("identity  {}", identity.public().to_text());
+    println!("key       {}", identity.verify_key());
+    println!("wrote     {}", out.join("identity.backup").display());
+    println!(
+        "          {} (send this one to the network's founder)",
+        out.join("identity.pub").display()
+    );
+    Ok(())
+}
+
+struct GenesisArgs {
+    chain_name: String,
+    gather_ms: u64,
+    round_timeout_ms: u64,
+    max_block_txs: u32,
+    fhir_profile: String,
+}
+
+fn genesis(
+    validators: &[PathBuf],
+    members: &[PathBuf],
+    args: GenesisArgs,
+    out: &Path,
+) -> Result<(), Failure> {
+    let fhir_profile = FhirProfile::from_name(&args.fhir_profile).ok_or_else(|| {
+        usage(format!(
+            "unknown FHIR profile {:?} (r4, us-core)",
+            args.fhir_profile
+        ))
+    })?;
+    let mut entries = Vec::new();
+    for (paths, validator) in [(validators, true), (members, false)] {
+        for path in paths {
+            entries.push((PublicIdentityFile::load(path).map_err(usage)?, validator));
+        }
+    }
+    let spec = GenesisSpec {
+        chain_name: args.chain_name,
+        created_at_ms: now_ms(),
+        timing: Timing {
+            gather_ms: args.gather_ms,
+            round_timeout_ms: args.round_timeout_ms,
+            ..Timing::DEFAULT
+        },
+        max_block_txs: args.max_block_txs,
+        fhir_profile,
+    };
+    let founded = keyfile::found(&spec, &entries, &mut UnwrapErr(SysRng)).map_err(usage)?;
+    std::fs::create_dir_all(out).map_err(usage)?;
+    keyfile::write_new(&out.join("genesis.bin"), &founded.genesis.to_bytes(), false)
+        .map_err(usage)?;
+    for (name, envelope) in &founded.envelopes {
+        let path = out.join(format!("{}.network.key", keyfile::file_stem(name)));
+        keyfile::write_new(&path, &envelope.to_bytes(), true).map_err(usage)?;
+        println!("member    {name}: {}", path.display());
+    }
+    println!("genesis   {}", founded.genesis.hash());
+    println!("          compare this hash with every member out of band before starting");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, level: tracing::Level) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("medchaind")
+        .enable_all()
+        .build()
+        .map_err(failed)
+}
+
+fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> Result<(), Failure> {
+    let config = NodeConfig::load(config_path).map_err(usage)?;
+    let format = match log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => config.log.format,
+    };
+    init_logging(format, config.log_level().map_err(usage)?);
+    let passphrase = keyfile::read_passphrase(
+        config.passphrase_file.as_deref(),
+        "Passphrase for the identity backup: ",
+        false,
+    )
+    .map_err(usage)?;
+    let service_config = config
+        .service_config(passphrase.as_bytes())
+        .map_err(usage)?;
+    drop(passphrase);
+    runtime()?.block_on(async move {
+        let mut service = Service::start(service_config).await.map_err(usage)?;
+        let by_signal = tokio::select! {
+            () = stop_signal() => true,
+            () = service.stopped() => false,
+        };
+        if by_signal {
+            tracing::info!("stop requested: finishing the current step");
+        }
+        service.shutdown().await.map_err(failed)
+    })
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn status(config: Option<&Path>, api: Option<SocketAddr>, json: bool) -> Result<(), Failure> {
+    let addr = match (config, api) {
+        (Some(path), _) => NodeConfig::load(path).map_err(usage)?.api,
+        (None, Some(addr)) => addr,
+        (None, None) => DEFAULT_API.parse().map_err(usage)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let s = rt.block_on(ApiClient::new(addr).status()).map_err(failed)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).map_err(failed)?);
+        return Ok(());
+    }
+    println!("member   {} ({}), key {}", s.name, s.role, s.member);
+    println!("network  {}, genesis {}", s.chain, s.genesis);
+    println!("height   {}, head {}", s.height, s.head);
+    println!("peers    {}/{} connected", s.peers_connected, s.peers_total);
+    println!("pending  {} submitted here", s.pending_submissions);
+    println!(
+        "uptime   {} s{}",
+        s.uptime_seconds,
+        if s.running { "" } else { " (stopped)" }
+    );
+    Ok(())
+}
+
+fn local_net(
+    nodes: usize,
+    dir: &Path,
+    base_port: Option<u16>,
+    gather_ms: u64,
+    round_timeout_ms: u64,
+    start: bool,
+) -> Result<(), Failure> {
+    let spec = LocalNetSpec {
+        nodes,
+        dir: dir.to_path_buf(),
+        base_port,
+        timing: Timing {
+            gather_ms,
+            round_timeout_ms,
+            ..Timing::DEFAULT
+        },
+        max_block_txs: 10_000,
+        backup: BackupParams::RECOMMENDED,
+        created_at_ms: now_ms(),
+    };
+    let net = localnet::write_local_net(&spec, &mut UnwrapErr(SysRng)).map_err(usage)?;
+    println!("genesis  {}", net.genesis.hash());
+    for node in &net.nodes {
+        println!(
+            "{}   p2p {}  api {}  {}",
+            node.name,
+            node.listen,
+            node.api,
+            node.config.display()
+        );
+    }
+    if !start {
+        println!(
+            "start each node with: medchaind run --config {}",
+            dir.join("node-1").join("node.toml").display()
+        );
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(failed)?;
+    let mut children: Vec<Child> = Vec::new();
+    for node in &net.nodes {
+        let log = std::fs::File::create(node.dir.join("node.log")).map_err(failed)?;
+        let child = std::process::Command::new(&exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                stop_children(&mut children);
+                return Err(failed(format!("cannot start {}: {e}", node.name)));
+            }
+        }
+    }
+    println!(
+        "started {} nodes (logs: {}/node-*/node.log); SIGTERM or Ctrl-C stops them",
+        children.len(),
+        dir.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    rt.block_on(stop_signal());
+    stop_children(&mut children);
+    Ok(())
+}
+
+/// Asks each child to stop (SIGTERM), waits up to 15 seconds, then kills what is left.
+fn stop_children(children: &mut [Child]) {
+    for child in children.iter() {
+        terminate(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for child in children.iter_mut() {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+#[cfg(unix)]
+fn terminate(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+}
+
+#[cfg(not(unix))]
+fn terminate(_: &Child) {}

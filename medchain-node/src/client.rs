@@ -1,0 +1,242 @@
+//! A small client for a node's API (`medchaind status`, tests, the benchmark): one HTTP/1.1
+//! request per connection with hyper's own connection API, bounded by a timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tokio::net::TcpStream;
+
+use crate::api::{BlockView, ErrorBody, ProofView, StatusView, SubmitRequest, TxStatusView};
+
+/// A request to the API failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The node did not answer in time.
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
+    /// The connection or the HTTP exchange failed.
+    #[error("{addr}: {message}")]
+    Http {
+        /// The node's API address.
+        addr: SocketAddr,
+        /// What failed.
+        message: String,
+    },
+    /// The node answered with an error.
+    #[error("{status}: {} ({})", .body.error.message, .body.error.code)]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error's body.
+        body: ErrorBody,
+    },
+    /// The answer is not the JSON expected.
+    #[error("unexpected answer ({status}): {message}")]
+    Unexpected {
+        /// The HTTP status.
+        status: u16,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A node's API at an address.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiClient {
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// A client for the API at `addr`, with a 10-second timeout per request.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The same client with another per-request timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// One request: its status and body.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`], [`ClientError::Http`].
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| ClientError::Timeout(self.addr))?
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http {
+            addr: self.addr,
+            message: e.to_string(),
+        };
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| http(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http(&e))?;
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| http(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| http(&e))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http(&e))?
+            .to_bytes();
+        driver.abort();
+        Ok((status, bytes))
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => ClientError::Api { status, body },
+                Err(e) => ClientError::Unexpected {
+                    status,
+                    message: e.to_string(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            status,
+            message: e.to_string(),
+        })
+    }
+
+    /// `GET /v1/status`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.json(Method::GET, "/v1/status", None).await
+    }
+
+    /// `POST /v1/transactions` with a body's canonical bytes (sent as hex).
+    ///
+    /// # Errors
+    /// [`ClientError`]; [`ClientError::Api`] carries the node's refusal.
+    pub async fn submit(&self, body: &[u8]) -> Result<TxStatusView, ClientError> {
+        let request = SubmitRequest {
+            hex: Some(hex::encode(body)),
+            base64: None,
+        };
+        let bytes = serde_json::to_vec(&request).map_err(|e| ClientError::Unexpected {
+            status: 0,
+            message: e.to_string(),
+        })?;
+        self.json(Method::POST, "/v1/transactions", Some(bytes))
+            .await
+    }
+
+    /// `GET /v1/transactions/{id}`.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`not_found` for a transaction the node does not know).
+    pub async fn tx_status(&self, id: &str) -> Result<TxStatusView, ClientError> {
+        self.json(Method::GET, &format!("/v1/transactions/{id}"), None)
+            .await
+    }
+
+    /// `GET /v1/transactions/{id}/proof`.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`not_found` until the transaction is committed here).
+    pub async fn proof(&self, id: &str) -> Result<ProofView, ClientError> {
+        self.json(Method::GET, &format!("/v1/transactions/{id}/proof"), None)
+            .await
+    }
+
+    /// `GET /v1/blocks/{height}`.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`not_found` above the head).
+    pub async fn block(&self, height: u64) -> Result<BlockView, ClientError> {
+        self.json(Method::GET, &format!("/v1/blocks/{height}"), None)
+            .await
+    }
+
+    /// `GET /metrics`, as text.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let (status, bytes) = self.request(Method::GET, "/metrics", None).await?;
+        if status != 200 {
+            return Err(ClientError::Unexpected {
+                status,
+                message: "metrics unavailable".into(),
+            });
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Unexpected {
+            status,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The value of an unlabelled metric (or the sum over its labels) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let bare = key.split('{').next().unwrap_or(key);
+        if let (true, Ok(v)) = (bare == name, value.parse::<f64>()) {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_are_read_and_summed_over_labels() {
+        let text = "# HELP a x\n# TYPE a gauge\na 3\nb{reason=\"x\"} 1\nb{reason=\"y\"} 2\nbc 9\n";
+        assert_eq!(metric_value(text, "a"), Some(3.0));
+        assert_eq!(metric_value(text, "b"), Some(3.0));
+        assert_eq!(metric_value(text, "c"), None);
+    }
+}
