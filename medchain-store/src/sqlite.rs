@@ -421,7 +421,7 @@ impl StateRows<'_> {
 
     fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
         let (seq, tags, clear, sealed) = raw;
-        open_stored(&self.key, table, seq, tags, clear, sealed)
+        open_stored(self.key, table, seq, tags, clear, sealed)
     }
 
     /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
