@@ -370,6 +370,9 @@ pub enum LedgerError {
         /// Why.
         reason: InvalidReason,
     },
+    /// The state the block applies to could not be read (nothing was judged).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 impl LedgerState {
@@ -507,36 +510,52 @@ impl LedgerState {
         genesis: &Genesis,
         network: &NetworkKey,
     ) -> Result<(), LedgerError> {
-        let got = block.header().height;
-        if got != self.height + 1 {
-            return Err(LedgerError::OutOfOrder {
-                have: self.height,
-                got,
-            });
-        }
-        let mut rules = self.rules(genesis, network);
-        let txs = block
-            .block()
-            .transactions
-            .iter()
-            .enumerate()
-            .map(|(index, tx)| {
-                tx.clone().verify().map_err(|_| LedgerError::Rule {
-                    index,
-                    reason: InvalidReason::BadTransaction,
-                })
-            });
-        let txs = txs.collect::<Result<Vec<_>, _>>()?;
-        check_rules(&mut rules, &TxContext::of(block.header()), &txs).map_err(|e| {
-            LedgerError::Rule {
-                index: e.tx_index.unwrap_or(txs.len()),
-                reason: e.reason,
-            }
-        })?;
-        let delta = rules.delta;
-        self.commit_delta(got, delta);
+        let effects = block_effects(self, block, genesis, network)?;
+        self.commit_delta(effects.height, effects.delta);
         Ok(())
     }
+}
+
+/// The effects of `block` on `view` (the state just before it), its ledger rules checked
+/// again: what a node that validated a block without gathering its effects lays over its
+/// committed state.
+///
+/// # Errors
+/// [`LedgerError::OutOfOrder`] when `block` is not the one after `view`'s height,
+/// [`LedgerError::Rule`], [`LedgerError::State`] when `view` could not be read.
+pub fn block_effects(
+    view: &dyn StateView,
+    block: &CheckedBlock,
+    genesis: &Genesis,
+    network: &NetworkKey,
+) -> Result<BlockEffects, LedgerError> {
+    let got = block.header().height;
+    let have = view.height();
+    if got != have + 1 {
+        return Err(LedgerError::OutOfOrder { have, got });
+    }
+    let mut rules = rules_over(view, genesis, network);
+    let txs = block
+        .block()
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(index, tx)| {
+            tx.clone().verify().map_err(|_| LedgerError::Rule {
+                index,
+                reason: InvalidReason::BadTransaction,
+            })
+        });
+    let txs = txs.collect::<Result<Vec<_>, _>>()?;
+    let checked = check_rules(&mut rules, &TxContext::of(block.header()), &txs);
+    if let Some(e) = rules.take_state_error() {
+        return Err(LedgerError::State(e));
+    }
+    checked.map_err(|e| LedgerError::Rule {
+        index: e.tx_index.unwrap_or(txs.len()),
+        reason: e.reason,
+    })?;
+    Ok(rules.into_effects())
 }
 
 impl StateView for LedgerState {

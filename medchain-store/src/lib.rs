@@ -49,6 +49,6 @@ pub use pg::PostgresStore;
 pub use pg_tls::PgTlsMode;
 pub use rows::StateAudit;
 pub use shared::SharedRecord;
-pub use sqlite::{wal_path, SqliteStore, APPLICATION_ID};
+pub use sqlite::{wal_path, SqliteReader, SqliteStore, APPLICATION_ID};
 
 pub use medchain_core as core;

@@ -3,6 +3,7 @@
 //! See `docs/storage.md` for the schema, the atomicity and crash-safety argument, and what
 //! [`SqliteStore::open`] checks before it writes anything.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use medchain_core::hash::{BlockHash, RecordId, TxId};
 use medchain_core::index::IndexedRecord;
 use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, StateError, StateView};
+use medchain_core::protocol::CommittedChain;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
@@ -292,7 +294,8 @@ impl Reads<'_> {
     fn height(&self) -> Result<u64, StoreError> {
         let h: Option<i64> = self
             .conn
-            .query_row("SELECT height FROM head WHERE id = 1", [], |r| r.get(0))
+            .prepare_cached("SELECT height FROM head WHERE id = 1")?
+            .query_row([], |r| r.get(0))
             .optional()?;
         h.map_or(Ok(0), |h| u64_of(h, "head height"))
     }
@@ -378,6 +381,130 @@ impl Reads<'_> {
             .query_map([lo, hi], |r| raw_row(r, table, 0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+}
+
+/// The derived-state reads under the state key, over any connection to the file (the store's
+/// own, or a [`SqliteReader`]'s).
+struct StateRows<'a> {
+    key: &'a StateKey,
+}
+
+impl StateRows<'_> {
+    fn contains_tx(&self, conn: &Connection, id: &TxId) -> Result<bool, StoreError> {
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM transactions WHERE id = ?1")?
+            .query_row([&id.as_byte_array()[..]], |r| r.get(0))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn consent(
+        &self,
+        conn: &Connection,
+        id: &ConsentId,
+    ) -> Result<Option<ConsentState>, StoreError> {
+        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
+        Ok(self.consent_rows(conn, "ckey", &key)?.into_iter().next())
+    }
+
+    fn consents_of(
+        &self,
+        conn: &Connection,
+        patient: &VerifyKey,
+    ) -> Result<Vec<ConsentState>, StoreError> {
+        let key = self
+            .key
+            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
+        self.consent_rows(conn, "pkey", &key)
+    }
+
+    fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
+        let (seq, tags, clear, sealed) = raw;
+        open_stored(self.key, table, seq, tags, clear, sealed)
+    }
+
+    /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
+    /// consent), joined on the first lookup column, `WHERE main.{column} = key`.
+    fn joined(
+        &self,
+        conn: &Connection,
+        main: Table,
+        side: Table,
+        column: &str,
+        key: &[u8; 32],
+    ) -> Result<Vec<(Row, Option<Row>)>, StoreError> {
+        let [join, other] = main.tag_columns() else {
+            return Err(StoreError::corrupt("a joined table has two lookup columns"));
+        };
+        let sql = format!(
+            "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
+             LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = ?1 ORDER BY m.seq",
+            main.name(),
+            side.name()
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([&key[..]])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let main_raw = raw_row(r, main, 0)?;
+            let join_tag = main_raw.1[0];
+            let side_seq: Option<i64> = r.get(4)?;
+            let side_sealed: Option<Vec<u8>> = r.get(5)?;
+            let m = self.open_raw(main, main_raw)?;
+            let s = match (side_seq, side_sealed) {
+                (Some(seq), Some(sealed)) => {
+                    Some(self.open_raw(side, (seq, vec![join_tag], Vec::new(), Some(sealed)))?)
+                }
+                _ => None,
+            };
+            out.push((m, s));
+        }
+        Ok(out)
+    }
+
+    fn record_row(
+        &self,
+        conn: &Connection,
+        id: &RecordId,
+    ) -> Result<Option<RecordEntry>, StoreError> {
+        let key = self.key.lookup(Lookup::Record, id.as_byte_array());
+        let rows = self.joined(conn, Table::Records, Table::Erasures, "rkey", &key)?;
+        rows.first()
+            .map(|(r, e)| record_entry(r, e.as_ref()))
+            .transpose()
+    }
+
+    fn consent_rows(
+        &self,
+        conn: &Connection,
+        column: &str,
+        key: &[u8; 32],
+    ) -> Result<Vec<ConsentState>, StoreError> {
+        self.joined(conn, Table::Consents, Table::Revocations, column, key)?
+            .iter()
+            .map(|(c, r)| consent_state(c, r.as_ref()))
+            .collect()
+    }
+
+    /// The audit rows of one record, with their row numbers.
+    fn audit_rows(
+        &self,
+        conn: &Connection,
+        id: &RecordId,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let key = self.key.lookup(Lookup::AuditRecord, id.as_byte_array());
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, rkey, sealed FROM audit WHERE rkey = ?1 ORDER BY seq")?;
+        let raws = stmt
+            .query_map([&key[..]], |r| raw_row(r, Table::Audit, 0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter()
+            .map(|raw| {
+                let seq = raw.0;
+                Ok((seq, audit_entry(&self.open_raw(Table::Audit, raw)?)?))
+            })
+            .collect()
     }
 }
 
@@ -513,91 +640,11 @@ impl SqliteStore {
     }
 
     fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
-        let (seq, tags, clear, sealed) = raw;
-        open_stored(&self.key, table, seq, tags, clear, sealed)
+        self.state_rows().open_raw(table, raw)
     }
 
-    /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
-    /// consent), joined on the first lookup column, `WHERE main.{column} = key`.
-    fn joined(
-        &self,
-        conn: &Connection,
-        main: Table,
-        side: Table,
-        column: &str,
-        key: &[u8; 32],
-    ) -> Result<Vec<(Row, Option<Row>)>, StoreError> {
-        let [join, other] = main.tag_columns() else {
-            return Err(StoreError::corrupt("a joined table has two lookup columns"));
-        };
-        let sql = format!(
-            "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
-             LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = ?1 ORDER BY m.seq",
-            main.name(),
-            side.name()
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query([&key[..]])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let main_raw = raw_row(r, main, 0)?;
-            let join_tag = main_raw.1[0];
-            let side_seq: Option<i64> = r.get(4)?;
-            let side_sealed: Option<Vec<u8>> = r.get(5)?;
-            let m = self.open_raw(main, main_raw)?;
-            let s = match (side_seq, side_sealed) {
-                (Some(seq), Some(sealed)) => {
-                    Some(self.open_raw(side, (seq, vec![join_tag], Vec::new(), Some(sealed)))?)
-                }
-                _ => None,
-            };
-            out.push((m, s));
-        }
-        Ok(out)
-    }
-
-    fn record_row(
-        &self,
-        conn: &Connection,
-        id: &RecordId,
-    ) -> Result<Option<RecordEntry>, StoreError> {
-        let key = self.key.lookup(Lookup::Record, id.as_byte_array());
-        let rows = self.joined(conn, Table::Records, Table::Erasures, "rkey", &key)?;
-        rows.first()
-            .map(|(r, e)| record_entry(r, e.as_ref()))
-            .transpose()
-    }
-
-    fn consent_rows(
-        &self,
-        conn: &Connection,
-        column: &str,
-        key: &[u8; 32],
-    ) -> Result<Vec<ConsentState>, StoreError> {
-        self.joined(conn, Table::Consents, Table::Revocations, column, key)?
-            .iter()
-            .map(|(c, r)| consent_state(c, r.as_ref()))
-            .collect()
-    }
-
-    /// The audit rows of one record, with their row numbers.
-    fn audit_rows(
-        &self,
-        conn: &Connection,
-        id: &RecordId,
-    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
-        let key = self.key.lookup(Lookup::AuditRecord, id.as_byte_array());
-        let mut stmt = conn
-            .prepare_cached("SELECT seq, rkey, sealed FROM audit WHERE rkey = ?1 ORDER BY seq")?;
-        let raws = stmt
-            .query_map([&key[..]], |r| raw_row(r, Table::Audit, 0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter()
-            .map(|raw| {
-                let seq = raw.0;
-                Ok((seq, audit_entry(&self.open_raw(Table::Audit, raw)?)?))
-            })
-            .collect()
+    fn state_rows(&self) -> StateRows<'_> {
+        StateRows { key: &self.key }
     }
 
     /// Every derived row block `height` wrote, opened under its identity.
@@ -693,9 +740,11 @@ impl SqliteStore {
         erased.sort();
         for rid in erased {
             let rec = self
+                .state_rows()
                 .record_row(tx, rid)?
                 .ok_or_else(|| StoreError::corrupt("an erased record is not stored"))?;
             let audit: Vec<AuditEntry> = self
+                .state_rows()
                 .audit_rows(tx, rid)?
                 .into_iter()
                 .map(|(_, a)| a)
@@ -751,34 +800,19 @@ impl SqliteStore {
 
 impl StateView for SqliteStore {
     fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
-        let found: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT 1 FROM transactions WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([&id.as_byte_array()[..]], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(StoreError::from)?;
-        Ok(found.is_some())
+        Ok(self.state_rows().contains_tx(&self.conn, id)?)
     }
 
     fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
-        Ok(self.record_row(&self.conn, id)?)
+        Ok(self.state_rows().record_row(&self.conn, id)?)
     }
 
     fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
-        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-        Ok(self
-            .consent_rows(&self.conn, "ckey", &key)?
-            .into_iter()
-            .next())
+        Ok(self.state_rows().consent(&self.conn, id)?)
     }
 
     fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
-        let key = self
-            .key
-            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
-        Ok(self.consent_rows(&self.conn, "pkey", &key)?)
+        Ok(self.state_rows().consents_of(&self.conn, patient)?)
     }
 
     fn height(&self) -> u64 {
@@ -882,7 +916,8 @@ impl LedgerStore for SqliteStore {
         let key = self
             .key
             .lookup(Lookup::RecordPatient, patient.as_byte_array());
-        self.joined(&self.conn, Table::Records, Table::Erasures, "pkey", &key)?
+        self.state_rows()
+            .joined(&self.conn, Table::Records, Table::Erasures, "pkey", &key)?
             .iter()
             .map(|(r, e)| record_entry(r, e.as_ref()))
             .collect()
@@ -890,6 +925,7 @@ impl LedgerStore for SqliteStore {
 
     fn audit_of_record(&self, id: &RecordId) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self
+            .state_rows()
             .audit_rows(&self.conn, id)?
             .into_iter()
             .map(|(_, a)| a)
@@ -899,7 +935,7 @@ impl LedgerStore for SqliteStore {
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, StoreError> {
         let mut all = Vec::new();
         for r in self.records_of(patient)? {
-            all.extend(self.audit_rows(&self.conn, &r.record_id)?);
+            all.extend(self.state_rows().audit_rows(&self.conn, &r.record_id)?);
         }
         all.sort_by_key(|(seq, _)| *seq);
         Ok(all.into_iter().map(|(_, a)| a).collect())
@@ -1016,5 +1052,122 @@ impl SqliteStore {
     pub(crate) fn check_state_commitment(&self, audit: &StateAudit) -> Result<(), StoreError> {
         let head = self.reads().stored_head()?;
         check_commitment(head.as_ref().map(|h| &h.commitment), audit)
+    }
+}
+
+/// A second, read-only connection to a [`SqliteStore`]'s file ([`SqliteStore::reader`]): what a
+/// node reads the committed chain through while its host appends to the store
+/// ([`CommittedChain`]; `medchain::Host`).
+///
+/// Consistency (`docs/storage.md`): the file is in WAL mode, so every statement on this
+/// connection reads one snapshot, the last transaction committed when it began — a whole
+/// append or none of it, never a part. The store has one writer, and the node that reads
+/// through this connection and the host that appends through the store's take turns on one
+/// thread: while the node reads, nothing is written, so all its reads in one call see the same
+/// head.
+pub struct SqliteReader {
+    conn: Connection,
+    key: StateKey,
+    /// The head's height when last read (kept when a read fails: the store only grows).
+    height: Cell<u64>,
+}
+
+impl std::fmt::Debug for SqliteReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReader")
+            .field("height", &self.height.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// A read-only connection to this store's file (see [`SqliteReader`]). Its state key is
+    /// unsealed again under `network`.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongKey`] for another network key, [`StoreError::WrongGenesis`] if the
+    /// file now holds another chain, SQLite errors.
+    pub fn reader(&self, network: &NetworkKey) -> Result<SqliteReader, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        let reads = Reads { conn: &conn };
+        let sealed = reads
+            .meta("state_key")?
+            .ok_or(StoreError::NotAStore("the state key is missing"))?;
+        let key = StateKey::unseal(&sealed, network)?;
+        let same = match (reads.genesis()?, &self.genesis) {
+            (Some(a), Some(b)) => a.hash() == b.hash(),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            return Err(StoreError::WrongGenesis);
+        }
+        let height = reads.height()?;
+        Ok(SqliteReader {
+            conn,
+            key,
+            height: Cell::new(height),
+        })
+    }
+}
+
+impl SqliteReader {
+    fn rows(&self) -> StateRows<'_> {
+        StateRows { key: &self.key }
+    }
+
+    fn reads(&self) -> Reads<'_> {
+        Reads { conn: &self.conn }
+    }
+}
+
+impl StateView for SqliteReader {
+    fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
+        Ok(self.rows().contains_tx(&self.conn, id)?)
+    }
+
+    fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
+        Ok(self.rows().record_row(&self.conn, id)?)
+    }
+
+    fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
+        Ok(self.rows().consent(&self.conn, id)?)
+    }
+
+    fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
+        Ok(self.rows().consents_of(&self.conn, patient)?)
+    }
+
+    /// The head's height, read anew (the last one read if the read fails).
+    fn height(&self) -> u64 {
+        if let Ok(h) = self.reads().height() {
+            self.height.set(h.max(self.height.get()));
+        }
+        self.height.get()
+    }
+}
+
+impl CommittedChain for SqliteReader {
+    fn block(&self, height: u64) -> Result<Option<Block>, StateError> {
+        Ok(self.reads().block(height)?)
+    }
+
+    fn height_of(&self, hash: &BlockHash) -> Result<Option<u64>, StateError> {
+        let h: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT height FROM blocks WHERE hash = ?1")
+            .and_then(|mut s| {
+                s.query_row([&hash.as_byte_array()[..]], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::from)?;
+        Ok(h.map(|h| u64_of(h, "height")).transpose()?)
+    }
+
+    fn head(&self) -> Result<Option<Head>, StateError> {
+        Ok(self.reads().head()?)
     }
 }

@@ -1,7 +1,8 @@
 //! The host's resident memory over a long run: a one-member network (a sole validator commits
 //! alone, so the figure is the node's and the ledger's, not a driver's) commits `MEDCHAIN_TXS`
 //! transactions (default 1,000,000) — patients' consent grants, signed by 1,000 patients — in
-//! batches of one full block, and prints RSS every tenth of the run.
+//! batches of one full block, and prints RSS at the start and every tenth of the run. The node
+//! reads its committed chain from the ledger (`docs/protocol.md` §7): RSS stays flat.
 //!
 //! `cargo bench -p medchain --bench node_memory`; `MEDCHAIN_TXS=100000` for a shorter run.
 
@@ -43,6 +44,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut done = 0usize;
     let mut next_report = 0usize;
     println!("node_memory: {total} transactions, blocks of up to {batch}");
+    println!(
+        "  {:>9} tx committed, height {:>4}: RSS {:>7.1} MB",
+        0,
+        0,
+        rss_mb()
+    );
     while done < total {
         let n = batch.min(total - done);
         let mut last = None;

@@ -25,7 +25,6 @@ use medchain_core::protocol::{
 };
 use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
-use medchain_core::store::LedgerStore;
 use medchain_core::tx::{Transaction, TxBody, TxError};
 use medchain_fhir::{seal_validated, Options, WriteError};
 use medchain_store::{Ledger, LedgerError, SharedRecord, SqliteStore};
@@ -138,8 +137,8 @@ pub enum HostError {
     /// genesis's).
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
-    /// The node could not resume from the ledger (a stored block or the head's proof does not
-    /// validate).
+    /// The node could not resume from the ledger (the head's commit proof does not hold, or
+    /// the ledger could not be read through the node's connection).
     #[error("the node cannot resume from its ledger: {0}")]
     Restore(#[from] RestoreError),
 }
@@ -280,17 +279,17 @@ impl Host {
         now_ms: u64,
     ) -> Result<Self, HostError> {
         let ledger = Ledger::create_sqlite(path, genesis, network.duplicate())?;
-        let config = NodeConfig::new(genesis.clone(), identity, network.duplicate());
-        let node = Node::new(config, now_ms)?;
+        let node = Self::node_over(&ledger, identity, &network, SafetyState::default(), now_ms)?;
         Self::with(node, ledger, network, DurableState::default(), now_ms)
     }
 
     /// Reopens the ledger file at `path` (created by [`create`](Self::create)) and resumes this
-    /// member's node on it after a stop or a crash: the committed blocks are validated again
-    /// from genesis (the node rebuilds its state from them; the cost grows with the ledger),
-    /// the head's commit proof is checked, and the validator's saved safety state is restored,
-    /// so that it never votes twice in a round it voted in before the stop. The node then asks
-    /// its peers for the blocks it missed.
+    /// member's node on it after a stop or a crash: the ledger checks its head when it opens
+    /// (the head block against its parent and its commit proof, and the state commitment over
+    /// every table's rows), the node resumes at that head without validating the chain again
+    /// (its cost does not grow with the ledger; [`Ledger::verify`] is the full check), and the
+    /// validator's saved safety state is restored, so that it never votes twice in a round it
+    /// voted in before the stop. The node then asks its peers for the blocks it missed.
     ///
     /// # Errors
     /// [`HostError::Ledger`] (not a ledger, another network key, a corrupt or unreadable
@@ -302,22 +301,28 @@ impl Host {
         now_ms: u64,
     ) -> Result<Self, HostError> {
         let ledger = Ledger::open_sqlite(path, network.duplicate())?;
-        let blocks = ledger
-            .blocks_from(1)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(LedgerError::from)?;
-        let proof = LedgerStore::head(ledger.store())
-            .map_err(LedgerError::from)?
-            .and_then(|h| h.proof);
         let saved = ledger.durable_state()?.unwrap_or_default();
-        let config = NodeConfig::new(ledger.genesis().clone(), identity, network.duplicate());
-        let node = Node::restore(config, blocks, proof, saved.safety.clone(), now_ms).map_err(
-            |e| match e {
-                RestoreError::Config(e) => HostError::Node(e),
-                e => HostError::Restore(e),
-            },
-        )?;
+        let node = Self::node_over(&ledger, identity, &network, saved.safety.clone(), now_ms)?;
         Self::with(node, ledger, network, saved, now_ms)
+    }
+
+    /// This member's node over `ledger`: it reads the committed chain through a second,
+    /// read-only connection to the ledger's file (`medchain_store::SqliteReader`; the
+    /// consistency argument is in `docs/storage.md`), so it keeps in memory only the blocks
+    /// it committed that the ledger does not hold yet, and a few recent ones.
+    fn node_over(
+        ledger: &Ledger<SqliteStore>,
+        identity: Identity,
+        network: &NetworkKey,
+        safety: SafetyState,
+        now_ms: u64,
+    ) -> Result<Node, HostError> {
+        let reader = ledger.store().reader(network).map_err(LedgerError::from)?;
+        let config = NodeConfig::new(ledger.genesis().clone(), identity, network.duplicate());
+        Node::resume(config, Box::new(reader), safety, now_ms).map_err(|e| match e {
+            RestoreError::Config(e) => HostError::Node(e),
+            e => HostError::Restore(e),
+        })
     }
 
     fn with(

@@ -29,6 +29,10 @@
 //!    a quorum of signed timeouts makes a timeout certificate and the next-ranked miner takes
 //!    over.
 //!
+//! A node keeps its committed chain in memory, or reads it from the store its host keeps
+//! ([`CommittedChain`], [`Node::resume`]): then only the committed blocks the store does not
+//! hold yet, and a few recent ones, stay in memory.
+//!
 //! A node that is behind asks for blocks ([`Message::SyncRequest`]), again each time it hears a
 //! certificate for a block it lacks (at most once per round timeout, from the certificate's
 //! signers in turn), and validates whatever it gets from its own committed tip; nothing a peer
@@ -37,6 +41,7 @@
 //! Malformed or hostile input never panics the node and never changes what it has committed:
 //! the message is dropped and an [`Output::Dropped`] names the [`DropReason`].
 
+mod committed;
 pub mod driver;
 mod message;
 mod node;
@@ -47,6 +52,7 @@ mod security_tests;
 mod tests;
 
 pub use crate::block::{BatchVerifier, SerialVerifier, TxVerifier};
+pub use committed::{CommittedChain, RECENT_COMMITTED_BLOCKS};
 pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION};
 pub use node::{
     DropReason, DurableState, Evidence, IndexMaterial, Judging, Node, NodeConfig, NodeError,

@@ -9,6 +9,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use super::committed::{Committed, CommittedChain};
 use super::message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -25,7 +26,7 @@ use crate::genesis::Genesis;
 use crate::hash::{domain, tagged_hash, BlockHash, MerkleRoot, RecordId, TxId};
 use crate::index::{FilterError, FilterSegment, IndexEntry, IndexedRecord, Trapdoor};
 use crate::keys::{Identity, Signature, VerifyKey};
-use crate::ledger::{rules_over, BlockEffects, LedgerState, Overlay, RuleError};
+use crate::ledger::{rules_over, BlockEffects, RuleError, StateError};
 use crate::seal::NetworkKey;
 use crate::tx::{Transaction, TxBody, TxError, VerifiedTx};
 use crate::vote::{
@@ -224,6 +225,12 @@ pub enum RestoreError {
     /// The stored head proof does not prove the last block.
     #[error("stored head proof does not hold: {0}")]
     CommitProof(#[from] CommitProofError),
+    /// The committed chain's source could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The source's head has no commit proof.
+    #[error("the stored head has no commit proof")]
+    MissingProof,
 }
 
 /// A submitted transaction was refused.
@@ -250,6 +257,10 @@ pub enum SubmitError {
     /// The transaction is already committed.
     #[error("transaction {0} is already committed")]
     AlreadyCommitted(TxId),
+    /// The committed state could not be read to tell whether the transaction is committed
+    /// (nothing was queued; submit again).
+    #[error(transparent)]
+    State(StateError),
     /// The mempool is full.
     #[error("the mempool is full ({0} transactions)")]
     MempoolFull(usize),
@@ -361,6 +372,10 @@ pub enum DropReason {
     /// A buffer for out-of-order input is full.
     #[error("the buffer for out-of-order messages is full")]
     BufferFull,
+    /// The committed state could not be read to judge the message (not a verdict on it: it
+    /// may come again).
+    #[error(transparent)]
+    State(StateError),
 }
 
 /// Where a message goes.
@@ -536,17 +551,25 @@ enum Via {
 
 /// Rejects transactions already committed or in an uncommitted ancestor.
 struct ReplayGuard<'a> {
-    committed: &'a HashSet<TxId>,
+    committed: &'a Committed,
     ancestors: &'a HashSet<TxId>,
+    /// The committed state could not be read (the block was not judged).
+    state_error: Option<StateError>,
 }
 
 impl TxRules for ReplayGuard<'_> {
     fn check(&mut self, _ctx: &TxContext, tx: &VerifiedTx) -> Result<(), InvalidReason> {
         let id = tx.id();
-        if self.committed.contains(&id) || self.ancestors.contains(&id) {
-            Err(InvalidReason::DuplicateTransaction)
-        } else {
-            Ok(())
+        if self.ancestors.contains(&id) {
+            return Err(InvalidReason::DuplicateTransaction);
+        }
+        match self.committed.contains_tx(&id) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(InvalidReason::DuplicateTransaction),
+            Err(e) => {
+                self.state_error = Some(e);
+                Err(InvalidReason::RuleViolation)
+            }
         }
     }
 }
@@ -609,15 +632,12 @@ pub struct Node {
     max_mempool: usize,
     max_backoff_exponent: u32,
 
-    // Committed state (the in-memory store the persistent-store issue replaces).
-    committed: Vec<CheckedBlock>,
-    committed_index: HashMap<BlockHash, u64>,
+    // Committed state: read from the host's source, with the blocks it does not hold yet laid
+    // on top, or kept in memory (`committed.rs`). With the network key every block is
+    // validated with the consent rules over it, not only against replays.
+    chain: Committed,
     committed_tip: ChainTip,
-    committed_ids: HashSet<TxId>,
     head_proof: Option<CommitProof>,
-    /// The ledger state (records, consents, audit) when the node holds the network key: then
-    /// every block is validated with the consent rules, not only against replays.
-    ledger: Option<LedgerState>,
     /// The ledger effects of validated, uncommitted blocks.
     effects: HashMap<BlockHash, BlockEffects>,
 
@@ -718,10 +738,8 @@ impl Node {
             return Err(NodeError::VrfKeyMismatch);
         }
         let validator = member.validator;
-        let ledger = network.as_ref().map(|_| LedgerState::new());
+        let chain = Committed::memory(network.is_some());
         let committed_tip = ChainTip::genesis(&genesis);
-        let mut committed_index = HashMap::new();
-        committed_index.insert(committed_tip.hash, 0);
         let mut node = Self {
             genesis,
             identity,
@@ -734,11 +752,8 @@ impl Node {
             max_sign_retries,
             max_mempool,
             max_backoff_exponent: max_backoff_exponent.min(16),
-            committed: Vec::new(),
-            committed_index,
+            chain,
             committed_tip,
-            committed_ids: HashSet::new(),
-            ledger,
             effects: HashMap::new(),
             head_proof: None,
             tree: HashMap::new(),
@@ -797,8 +812,9 @@ impl Node {
             let height = node.committed_tip.height + 1;
             let empty = HashSet::new();
             let mut guard = ReplayGuard {
-                committed: &node.committed_ids,
+                committed: &node.chain,
                 ancestors: &empty,
+                state_error: None,
             };
             let checked = block
                 .validate_with(
@@ -810,6 +826,58 @@ impl Node {
                 .map_err(|error| RestoreError::InvalidBlock { height, error })?;
             node.append_committed(checked);
         }
+        node.resume_at(head_proof, safety, now_ms)?;
+        node.request_sync(Recipient::All, now_ms);
+        node.try_start_mining(now_ms);
+        Ok(node)
+    }
+
+    /// A node that reads its committed chain from `source`, the store its host keeps (see
+    /// [`CommittedChain`]), instead of keeping it in memory: it resumes at the source's head,
+    /// whose commit proof is checked, with its [`SafetyState`], without validating the stored
+    /// blocks again (the store checked its head when it opened; its own full check, such as
+    /// `medchain_store::Ledger::verify`, re-validates the chain). Only the blocks it commits that
+    /// the source does not hold yet, and a few recent ones, stay in memory: the host appends
+    /// what the node commits, and the node drops a block's effects once the source holds it.
+    /// A node resumed above genesis, or with a safety state, asks its peers for what it missed.
+    ///
+    /// # Errors
+    /// A [`RestoreError`]: the configuration, a source that cannot be read, a head without a
+    /// proof, a proof that does not hold.
+    pub fn resume(
+        config: NodeConfig,
+        source: Box<dyn CommittedChain>,
+        safety: SafetyState,
+        now_ms: u64,
+    ) -> Result<Self, RestoreError> {
+        let mut node = Self::blank(config, now_ms)?;
+        node.chain = Committed::over(source);
+        let head = node.chain.source().head()?;
+        let fresh = head.is_none() && safety == SafetyState::default();
+        let proof = match head {
+            Some(head) => {
+                node.committed_tip = head.tip;
+                Some(head.proof.ok_or(RestoreError::MissingProof)?)
+            }
+            None => None,
+        };
+        node.resume_at(proof, safety, now_ms)?;
+        if !fresh {
+            node.request_sync(Recipient::All, now_ms);
+        }
+        node.try_start_mining(now_ms);
+        Ok(node)
+    }
+
+    /// Takes up the committed head's proof and the safety state, and enters the round after
+    /// the highest certificate.
+    fn resume_at(
+        &mut self,
+        head_proof: Option<CommitProof>,
+        safety: SafetyState,
+        now_ms: u64,
+    ) -> Result<(), RestoreError> {
+        let node = self;
         if let Some(proof) = head_proof {
             proof.verify(
                 &node.genesis,
@@ -843,9 +911,7 @@ impl Node {
         let round = node.high_qc_round().max(node.committed_tip.round) + 1;
         node.round = round;
         node.round_deadline = now_ms.saturating_add(node.round_timeout());
-        node.request_sync(Recipient::All, now_ms);
-        node.try_start_mining(now_ms);
-        Ok(node)
+        Ok(())
     }
 
     // ----------------------------------------------------------------------------------------
@@ -876,9 +942,14 @@ impl Node {
         self.committed_tip.hash
     }
 
-    /// The committed blocks, heights 1, 2, ... in order.
+    /// The committed blocks this node holds in memory, oldest first, the last at the
+    /// committed head: every one (heights 1, 2, ...) for a node that keeps its chain in memory
+    /// ([`Node::new`], [`Node::restore`]); for a node over a [`CommittedChain`]
+    /// ([`Node::resume`]) the recent ones only (those its source does not hold yet, and up to
+    /// [`RECENT_COMMITTED_BLOCKS`](super::RECENT_COMMITTED_BLOCKS) it does; none right after
+    /// the resume) — read older ones from the source.
     pub fn committed_blocks(&self) -> &[CheckedBlock] {
-        &self.committed
+        self.chain.blocks()
     }
 
     /// The proof that the committed head is committed (`None` at genesis or after a restore
@@ -887,9 +958,16 @@ impl Node {
         self.head_proof.as_ref()
     }
 
-    /// Whether the transaction `id` is committed.
+    /// Whether the transaction `id` is committed (`false` when the committed chain's source
+    /// cannot be read).
     pub fn is_committed(&self, id: &TxId) -> bool {
-        self.committed_ids.contains(id)
+        self.chain.contains_tx(id).unwrap_or(false)
+    }
+
+    /// How many committed blocks the source does not hold yet.
+    #[cfg(test)]
+    pub(super) fn lagging_blocks(&self) -> usize {
+        self.chain.lagging()
     }
 
     /// The current round.
@@ -958,6 +1036,7 @@ impl Node {
     /// on again); the first that does not validate, and those after it, are dropped
     /// ([`Output::Dropped`] naming this node). Then the node mines if it is its turn.
     pub fn resume_pending(&mut self, blocks: Vec<Block>, now_ms: u64) {
+        self.chain.refresh();
         let me = self.me;
         for b in blocks {
             if !self.accept_block(me, b, now_ms, Via::Sync) {
@@ -1071,6 +1150,7 @@ impl Node {
         txs: Vec<(Transaction, Option<IndexMaterial>)>,
         now_ms: u64,
     ) -> Vec<Result<TxId, SubmitError>> {
+        self.chain.refresh();
         let mut results: Vec<Option<Result<TxId, SubmitError>>> = vec![None; txs.len()];
         let mut to_verify = Vec::new();
         let mut materials = Vec::new();
@@ -1082,8 +1162,8 @@ impl Node {
                 Some(SubmitError::ForeignContributor(*tx.contributor()))
             } else if let Err(e) = tx.check_fresh(&self.genesis.chain_id()) {
                 Some(SubmitError::NotFresh(e))
-            } else if self.committed_ids.contains(&id) {
-                Some(SubmitError::AlreadyCommitted(id))
+            } else if let Err(e) = self.committed_check(&id) {
+                Some(e)
             } else if self.mempool.contains_key(&id) {
                 Some(SubmitError::Duplicate(id))
             } else {
@@ -1143,9 +1223,6 @@ impl Node {
         if self.mempool.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
         }
-        if self.committed_ids.contains(&id) {
-            return Err(SubmitError::AlreadyCommitted(id));
-        }
         if self.mempool.len() >= self.max_mempool {
             return Err(SubmitError::MempoolFull(self.mempool.len()));
         }
@@ -1196,6 +1273,7 @@ impl Node {
     /// Handles an encoded [`Message`] from the member node `from` (authenticated by the
     /// transport). Anything malformed or hostile is dropped with an [`Output::Dropped`].
     pub fn handle_message(&mut self, from: VerifyKey, bytes: &[u8], now_ms: u64) {
+        self.chain.refresh();
         if from == self.me {
             return;
         }
@@ -1249,6 +1327,7 @@ impl Node {
 
     /// Advances timers: the miner's gather and signature deadlines and the round timeout.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.chain.refresh();
         let phase_due = match self.mining.as_ref().map(|m| &m.phase) {
             Some(Phase::Gathering { deadline }) if now_ms >= *deadline => Some(true),
             Some(Phase::Signing { deadline, .. }) if now_ms >= *deadline => Some(false),
@@ -1266,6 +1345,20 @@ impl Node {
 
     // ----------------------------------------------------------------------------------------
     // Helpers.
+
+    /// `Err` when `id` is committed, or the committed state cannot tell.
+    fn committed_check(&self, id: &TxId) -> Result<(), SubmitError> {
+        match self.chain.contains_tx(id) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(SubmitError::AlreadyCommitted(*id)),
+            Err(e) => Err(SubmitError::State(e)),
+        }
+    }
+
+    /// Whether `hash` is a committed block (genesis included).
+    fn is_committed_block(&self, hash: &BlockHash) -> bool {
+        *hash == self.genesis.hash() || self.chain.height_of(hash).is_some()
+    }
 
     fn drop_msg(&mut self, from: VerifyKey, reason: DropReason) {
         self.outputs.push_back(Output::Dropped { from, reason });
@@ -1341,13 +1434,11 @@ impl Node {
         }
     }
 
-    fn header_of(&self, hash: &BlockHash) -> Option<&BlockHeader> {
+    fn header_of(&self, hash: &BlockHash) -> Option<BlockHeader> {
         if let Some(b) = self.tree.get(hash) {
-            return Some(b.header());
+            return Some(b.header().clone());
         }
-        let h = *self.committed_index.get(hash)?;
-        let i = usize::try_from(h.checked_sub(1)?).ok()?;
-        self.committed.get(i).map(CheckedBlock::header)
+        self.chain.header_of(hash)
     }
 
     /// Ids of the transactions in the uncommitted blocks from `parent` back to the committed
@@ -1389,7 +1480,7 @@ impl Node {
     fn holds_high_qc_block(&self) -> bool {
         self.high_qc.as_ref().is_none_or(|c| {
             let h = c.header.hash();
-            self.tree.contains_key(&h) || self.committed_index.contains_key(&h)
+            self.tree.contains_key(&h) || self.is_committed_block(&h)
         })
     }
 
@@ -1674,7 +1765,7 @@ impl Node {
             self.high_qc = Some(cert.clone());
         }
         let held = self.tree.contains_key(&hash);
-        if !held && !self.committed_index.contains_key(&hash) {
+        if !held && !self.is_committed_block(&hash) {
             // A certified block this node does not hold: it is behind. Ask again (rate-limited)
             // every time the certificate is heard, not only the first time, or one lost answer
             // would leave it behind for good while it hears only what it already knows.
@@ -1762,33 +1853,17 @@ impl Node {
     }
 
     fn append_committed(&mut self, b: CheckedBlock) {
-        if let (Some(ledger), Some(network)) = (&mut self.ledger, &self.network) {
-            let done = match self.effects.remove(&b.hash()) {
-                Some(e) => {
-                    let kept = e.clone();
-                    let done = ledger.commit(e).is_ok();
-                    if done {
-                        self.committed_effects.insert(b.hash(), kept);
-                    }
-                    done
-                }
-                None => false,
-            };
-            if !done {
-                // Validated without effects (restore, or an effects map pruned): apply again.
-                // A committed block that breaks the rules cannot happen with fewer than a
-                // third byzantine validators; the state then stays as it was.
-                let _ = ledger.apply(&b, &self.genesis, network);
-            }
-        }
+        let hash = b.hash();
         for id in b.tx_ids() {
-            self.committed_ids.insert(*id);
             self.verified.remove(id);
             self.mempool.remove(id);
         }
-        self.committed_index.insert(b.hash(), b.header().height);
         self.committed_tip = b.tip();
-        self.committed.push(b);
+        let effects = self.effects.remove(&hash);
+        let rules = self.network.as_ref().map(|n| (&self.genesis, n));
+        if let Some(e) = self.chain.append(b, effects, rules) {
+            self.committed_effects.insert(hash, e);
+        }
     }
 
     /// Drops blocks, certificates and votes that cannot matter after a commit.
@@ -1866,7 +1941,7 @@ impl Node {
             return false;
         }
         let hash = block.hash();
-        if self.tree.contains_key(&hash) || self.committed_index.contains_key(&hash) {
+        if self.tree.contains_key(&hash) || self.is_committed_block(&hash) {
             return true;
         }
         if header.height <= self.committed_tip.height {
@@ -1893,6 +1968,7 @@ impl Node {
         };
         let round = header.round;
         let max_ts = now.saturating_add(self.genesis.timing.max_clock_skew_ms);
+        let mut unjudged = None;
         let result = if via == Via::Proposal && header.timestamp_ms > max_ts {
             Err(InvalidReason::BadTimestamp)
         } else {
@@ -1903,23 +1979,26 @@ impl Node {
                 inner: self.verifier.as_mut(),
                 fresh: Vec::new(),
             };
-            let (r, effects) = match (&self.ledger, &self.network) {
-                (Some(ledger), Some(network)) => {
+            let (r, effects) = match &self.network {
+                Some(network) => {
                     // The consent rules over the committed state and the effects of the
                     // uncommitted ancestors.
                     let layers: Vec<&BlockEffects> =
                         chain.iter().filter_map(|h| self.effects.get(h)).collect();
-                    let overlay = Overlay::new(ledger, layers);
-                    let mut rules = rules_over(&overlay, &self.genesis, network);
+                    let view = self.chain.view(layers);
+                    let mut rules = rules_over(&view, &self.genesis, network);
                     let r = block.validate_with(&self.genesis, &parent, &mut rules, &mut verifier);
+                    unjudged = rules.take_state_error();
                     (r, Some(rules.into_effects()))
                 }
-                _ => {
+                None => {
                     let mut guard = ReplayGuard {
-                        committed: &self.committed_ids,
+                        committed: &self.chain,
                         ancestors: &ancestors,
+                        state_error: None,
                     };
                     let r = block.validate_with(&self.genesis, &parent, &mut guard, &mut verifier);
+                    unjudged = guard.state_error;
                     (r, None)
                 }
             };
@@ -1932,6 +2011,12 @@ impl Node {
             }
             r.map_err(|e| e.reason)
         };
+        if let (Err(_), Some(e)) = (&result, unjudged) {
+            // The committed state could not be read: not a verdict on the block (no vote, and
+            // it may come again).
+            self.drop_msg(from, DropReason::State(e));
+            return false;
+        }
         let checked = match result {
             Ok(c) => c,
             Err(reason) => {
@@ -1962,7 +2047,7 @@ impl Node {
         self.tree.insert(hash, checked);
         // The certificates the block carries.
         if !header.parent_qc.is_empty() {
-            if let Some(ph) = self.header_of(&header.prev).cloned() {
+            if let Some(ph) = self.header_of(&header.prev) {
                 let cert = CertifiedHeader {
                     header: ph,
                     qc: header.parent_qc.clone(),
@@ -2047,7 +2132,9 @@ impl Node {
             return self.drop_msg(from, DropReason::BadVote(e));
         }
         let hash = vote.voting_for_block;
-        if self.committed_index.contains_key(&hash) {
+        // The tree holds only uncommitted blocks: a block in it needs no look-up in the
+        // committed chain.
+        if !self.tree.contains_key(&hash) && self.is_committed_block(&hash) {
             return self.drop_msg(from, DropReason::Stale);
         }
         if !vote.is_block_valid {
@@ -2178,10 +2265,10 @@ impl Node {
             }
         }
         let mut hold_key_releases = false;
-        if let (Some(ledger), Some(network)) = (&self.ledger, &self.network) {
+        if let Some(network) = &self.network {
             let layers: Vec<&BlockEffects> =
                 chain.iter().filter_map(|h| self.effects.get(h)).collect();
-            let overlay = Overlay::new(ledger, layers);
+            let overlay = self.chain.view(layers);
             let mut rules = rules_over(&overlay, &self.genesis, network);
             for phase in [0u8, 1] {
                 for tx in txs.iter().filter(|t| t.kind().phase() == phase) {
@@ -2258,7 +2345,9 @@ impl Node {
         let txs: Vec<Transaction> = self
             .mempool_order
             .iter()
-            .filter(|id| !skip.contains(id) && !self.committed_ids.contains(id))
+            // A pending transaction is never committed: it leaves the mempool when its block
+            // commits, and a committed one is refused at submission.
+            .filter(|id| !skip.contains(id))
             .filter_map(|id| self.mempool.get(id))
             .take(cap)
             .map(|v| (**v).clone())
@@ -2481,7 +2570,10 @@ impl Node {
             if m.gathered.len() >= cap {
                 break;
             }
-            if skip.contains(&id) || self.committed_ids.contains(&id) || !m.gathered.insert(id) {
+            if skip.contains(&id)
+                || self.chain.contains_tx(&id).unwrap_or(true)
+                || !m.gathered.insert(id)
+            {
                 continue;
             }
             kept.push(v.into_inner());
@@ -2523,7 +2615,8 @@ impl Node {
             .mempool_order
             .iter()
             .filter(|id| {
-                !skip.contains(id) && !self.committed_ids.contains(id) && !m.gathered.contains(id)
+                // Never committed (see `send_contribution`).
+                !skip.contains(id) && !m.gathered.contains(id)
             })
             .filter_map(|id| self.mempool.get(id))
             .take(cap.saturating_sub(foreign))
@@ -2792,18 +2885,16 @@ impl Node {
         let mut bytes = 0usize;
         let mut h = start;
         while h <= self.committed_tip.height && blocks.len() < MAX_SYNC_BLOCKS {
-            let Some(b) = usize::try_from(h - 1)
-                .ok()
-                .and_then(|i| self.committed.get(i))
-            else {
+            // Recent blocks from memory, older ones from the source.
+            let Some(b) = self.chain.with_block(h, Block::clone) else {
                 break;
             };
-            let size = b.block().to_bytes().len();
+            let size = b.to_bytes().len();
             if !blocks.is_empty() && bytes + size > MAX_SYNC_BYTES {
                 break;
             }
             bytes += size;
-            blocks.push(b.block().clone());
+            blocks.push(b);
             h += 1;
         }
         let complete = h > self.committed_tip.height;

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::block::tests::log_tx;
+use crate::block::Block;
 use crate::block::{tests::net, ChainTip, CheckedBlock, NoRules};
 use crate::chain::verify_chain;
 use crate::encoding::{Decode, Encode};
 use crate::hash::BlockHash;
 use crate::keys::{Identity, Signature, VerifyKey};
+use crate::ledger::{RuleError, StateError, StateView};
 use crate::testkit::driver::{Bytes, Driver, Policy, Stop, Wire};
 use crate::tx::Transaction;
 use crate::vote::{InvalidReason, QuorumCertificate, Timeout, Vote, VoteError};
@@ -36,6 +38,96 @@ struct Watch {
     refused: Vec<(usize, crate::hash::TxId, InvalidReason)>,
     /// Committed blocks each node reported with their ledger effects.
     with_effects: Vec<usize>,
+    /// Per node: the store its host appends its commits to, if it reads one.
+    appenders: Vec<Option<Appender>>,
+}
+
+/// A host's store as its node reads it ([`CommittedChain`]), shared with the test, which
+/// appends what the node commits as a host does.
+#[derive(Clone)]
+struct SharedStore(std::sync::Arc<std::sync::Mutex<crate::store::MemoryStore>>);
+
+impl SharedStore {
+    fn new(genesis: &crate::genesis::Genesis) -> Self {
+        use crate::store::LedgerStore;
+        let mut store = crate::store::MemoryStore::new();
+        store.init(genesis).unwrap();
+        Self(std::sync::Arc::new(std::sync::Mutex::new(store)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::store::MemoryStore> {
+        self.0.lock().unwrap()
+    }
+}
+
+impl crate::ledger::StateView for SharedStore {
+    fn contains_tx(&self, id: &crate::hash::TxId) -> Result<bool, StateError> {
+        self.lock().contains_tx(id)
+    }
+    fn record(
+        &self,
+        id: &crate::hash::RecordId,
+    ) -> Result<Option<crate::ledger::RecordEntry>, StateError> {
+        self.lock().record(id)
+    }
+    fn consent(
+        &self,
+        id: &crate::consent::ConsentId,
+    ) -> Result<Option<crate::consent::ConsentState>, StateError> {
+        self.lock().consent(id)
+    }
+    fn consents_of(
+        &self,
+        patient: &VerifyKey,
+    ) -> Result<Vec<crate::consent::ConsentState>, StateError> {
+        self.lock().consents_of(patient)
+    }
+    fn height(&self) -> u64 {
+        self.lock().height()
+    }
+}
+
+impl CommittedChain for SharedStore {
+    fn block(&self, height: u64) -> Result<Option<Block>, StateError> {
+        use crate::store::LedgerStore;
+        self.lock().block(height).map_err(StateError::caused_by)
+    }
+    fn height_of(&self, hash: &BlockHash) -> Result<Option<u64>, StateError> {
+        use crate::store::LedgerStore;
+        let store = self.lock();
+        for h in 1..=store.height() {
+            let b = store.block(h).map_err(StateError::caused_by)?;
+            if b.is_some_and(|b| b.hash() == *hash) {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+    fn head(&self) -> Result<Option<crate::store::Head>, StateError> {
+        use crate::store::LedgerStore;
+        self.lock().head().map_err(StateError::caused_by)
+    }
+}
+
+/// What a host does with its node's commits: appends them to its store, at once or, while
+/// `hold` is set, later ([`Appender::flush`]).
+struct Appender {
+    store: SharedStore,
+    hold: bool,
+    held: Vec<(
+        CheckedBlock,
+        crate::ledger::BlockEffects,
+        crate::chain::CommitProof,
+    )>,
+}
+
+impl Appender {
+    fn flush(&mut self) {
+        use crate::store::LedgerStore;
+        for (b, e, p) in self.held.drain(..) {
+            self.store.lock().append(&b, &e, Some(&p)).unwrap();
+        }
+    }
 }
 
 impl Policy<Node> for Watch {
@@ -54,11 +146,19 @@ impl Policy<Node> for Watch {
         match out {
             Output::Committed { block, proof } => {
                 assert!(proof.child.height >= block.header().height);
-                if let Some(e) = node.take_committed_effects(&block.hash()) {
-                    assert!(crate::store::effects_match(&block, &e));
+                let effects = node.take_committed_effects(&block.hash());
+                if let Some(e) = &effects {
+                    assert!(crate::store::effects_match(&block, e));
                     // Taken once.
                     assert!(node.take_committed_effects(&block.hash()).is_none());
                     self.with_effects[i] += 1;
+                }
+                if let Some(Some(a)) = self.appenders.get_mut(i) {
+                    let e = effects.expect("a node over a store has the network key");
+                    a.held.push((block.clone(), e, proof));
+                    if !a.hold {
+                        a.flush();
+                    }
                 }
                 self.committed[i].push(block.hash());
             }
@@ -133,6 +233,7 @@ impl Cluster {
                     committed: vec![Vec::new(); len],
                     refused: Vec::new(),
                     with_effects: vec![0; len],
+                    appenders: (0..len).map(|_| None).collect(),
                 },
             },
             n,
@@ -141,6 +242,30 @@ impl Cluster {
 
     fn now(&self) -> u64 {
         self.net.now_ms()
+    }
+
+    /// Puts in place of node `i` (before anything ran) one that reads its committed chain from
+    /// a store its host appends its commits to: at once, or only at [`Appender::flush`] when
+    /// `hold` is set.
+    fn over_store(&mut self, n: &crate::block::tests::Net, i: usize, hold: bool) -> SharedStore {
+        let store = SharedStore::new(&n.genesis);
+        let id = ids_again().swap_remove(i);
+        let cfg = NodeConfig::new(n.genesis.clone(), id, network_key_again());
+        let node = Node::resume(
+            cfg,
+            Box::new(store.clone()),
+            SafetyState::default(),
+            self.now(),
+        )
+        .unwrap();
+        self.net.replace(i, node);
+        self.w.appenders[i] = Some(Appender {
+            store: store.clone(),
+            hold,
+            held: Vec::new(),
+        });
+        self.net.start(i, &mut self.w);
+        store
     }
 
     /// Takes node `i` off the network (it keeps its state and its clock stops) or back on.
@@ -1188,4 +1313,214 @@ fn light_client_proves_every_committed_transaction_even_across_timeouts() {
         through_descendants > 0,
         "no block was committed through a descendant: the scenario needs a timeout"
     );
+}
+
+/// Submits `tx` at node `who` and runs until every node committed it.
+fn commit_everywhere(c: &mut Cluster, who: usize, tx: Transaction) -> crate::hash::TxId {
+    let now = c.now();
+    let id = c.net.peer_mut(who).submit(tx, now).unwrap();
+    let everyone: Vec<usize> = (0..c.net.peers().len()).collect();
+    assert!(c.run(120_000, |net| all_committed(net, &[id], &everyone)));
+    id
+}
+
+/// An access log by node `who` for the record `tx` added (valid under the ledger rules when
+/// `who` added it).
+fn access_log_of(
+    n: &mut crate::block::tests::Net,
+    who: usize,
+    tx: &Transaction,
+    nonce: u64,
+) -> Transaction {
+    let crate::tx::TxBody::RecordAdded { record_id, .. } =
+        tx.clone().verify().unwrap().open_body(&n.net).unwrap()
+    else {
+        panic!("a record");
+    };
+    let body = crate::tx::TxBody::AccessLogged {
+        record_id,
+        accessor: n.ids[who].public(),
+        purpose: "TREAT".into(),
+        consent_id: None,
+        emergency: false,
+        accessed_at_ms: 1_000 + nonce,
+    };
+    Transaction::create(
+        &n.ids[who],
+        &n.genesis.chain_id(),
+        1_000 + nonce,
+        nonce,
+        &body,
+        vec![],
+        &n.net,
+        &mut n.rng,
+    )
+    .unwrap()
+}
+
+/// A node that reads its committed chain from its host's store keeps only a window of recent
+/// blocks in memory, answers a sync request for old heights from the store, and still refuses
+/// an old committed transaction, at submission and in a block — also once resumed from the
+/// store with no block in memory.
+#[test]
+fn a_node_over_its_store_keeps_a_window_syncs_from_it_and_refuses_old_replays() {
+    let (mut c, mut n) = Cluster::with_network_key();
+    let store = c.over_store(&n, 0, false);
+    let txs: Vec<Transaction> = (0..8).map(|k| record_tx(&mut n, 0, 10 + k)).collect();
+    for tx in &txs {
+        commit_everywhere(&mut c, 0, tx.clone());
+    }
+    c.assert_agree();
+    let height = c.net.peer(0).committed_height();
+    assert!(
+        height > 2 * RECENT_COMMITTED_BLOCKS as u64,
+        "height {height}"
+    );
+    assert_eq!(
+        store.lock().height(),
+        height,
+        "the host appended every commit"
+    );
+    let node = c.net.peer(0);
+    let window = node.committed_blocks();
+    assert!(window.len() <= RECENT_COMMITTED_BLOCKS + node.lagging_blocks());
+    assert!(window[0].header().height > 1, "old blocks left memory");
+    assert_eq!(
+        window.last().map(CheckedBlock::hash),
+        Some(node.committed_head())
+    );
+    let old = txs[0].id();
+    assert!(window.iter().all(|b| !b.tx_ids().contains(&old)));
+    assert!(node.is_committed(&old), "the store answers");
+
+    // A member asks for everything from height 1: the old blocks come from the store.
+    let asker = c.keys[5];
+    c.net
+        .inject(0, asker, Message::SyncRequest { from_height: 1 }.to_bytes());
+    c.run(0, |_| false);
+    let answer = c
+        .w
+        .sent
+        .iter()
+        .rev()
+        .find_map(|(_, from, to, m)| match m {
+            Message::SyncResponse { blocks, .. } if *from == 0 && *to == Recipient::Node(asker) => {
+                Some(blocks.clone())
+            }
+            _ => None,
+        })
+        .expect("node 0 answered");
+    assert_eq!(answer.len() as u64, height);
+    // A node that keeps its chain in memory holds the same blocks.
+    let memory = c.net.peer(1).committed_blocks();
+    for (b, m) in answer.iter().zip(memory) {
+        assert_eq!(b, m.block());
+    }
+
+    // Submitted again: refused, though no block in memory holds it.
+    let now = c.now();
+    assert_eq!(
+        c.net.peer_mut(0).submit(txs[0].clone(), now),
+        Err(SubmitError::AlreadyCommitted(old))
+    );
+    // Resumed from the store: nothing in memory, the store answers.
+    let safety = c.net.peer(0).safety_state();
+    let cfg = NodeConfig::new(
+        n.genesis.clone(),
+        ids_again().swap_remove(0),
+        network_key_again(),
+    );
+    let mut fresh = Node::resume(cfg, Box::new(store.clone()), safety, now).unwrap();
+    assert!(fresh.committed_blocks().is_empty());
+    assert_eq!(fresh.committed_height(), height);
+    assert!(fresh.is_committed(&old));
+    assert_eq!(
+        fresh.submit(txs[0].clone(), now),
+        Err(SubmitError::AlreadyCommitted(old))
+    );
+    // A block on the committed head that holds the old transaction again is refused as a
+    // duplicate; the same block with a new transaction is valid.
+    let tip = fresh.block_tip(&fresh.committed_head()).unwrap();
+    let qc = fresh.head_proof().unwrap().child.parent_qc.clone();
+    let block_of = |n: &mut crate::block::tests::Net, tx: Transaction| {
+        let (d, m) = crate::block::tests::draft_at(
+            n,
+            &tip,
+            tip.round + 1,
+            vec![tx],
+            qc.clone(),
+            tip.timestamp_ms,
+        );
+        crate::block::tests::sign_all(n, d, m)
+    };
+    while fresh.poll_output().is_some() {}
+    let replay = block_of(&mut n, txs[0].clone());
+    fresh.resume_pending(vec![replay.clone()], now);
+    let mut drops = Vec::new();
+    while let Some(out) = fresh.poll_output() {
+        if let Output::Dropped { reason, .. } = out {
+            drops.push(reason);
+        }
+    }
+    assert_eq!(
+        drops,
+        vec![DropReason::InvalidBlock(RuleError::Duplicate.reason())]
+    );
+    assert!(fresh.block_tip(&replay.hash()).is_none());
+    let valid = record_tx(&mut n, 0, 99);
+    let new = block_of(&mut n, valid);
+    fresh.resume_pending(vec![new.clone()], now);
+    while let Some(out) = fresh.poll_output() {
+        assert!(!matches!(out, Output::Dropped { .. }), "{out:?}");
+    }
+    assert!(fresh.block_tip(&new.hash()).is_some());
+}
+
+/// A node whose host has not appended its commits yet judges what comes next over its store
+/// with those blocks' effects laid on top (an access log for a record only they hold is valid),
+/// keeps those blocks in memory however many there are, and drops them once the store holds
+/// them.
+#[test]
+fn a_node_lays_what_its_store_lacks_over_it_and_drops_it_once_appended() {
+    let (mut c, mut n) = Cluster::with_network_key();
+    let store = c.over_store(&n, 0, true);
+    let record = record_tx(&mut n, 0, 30);
+    let log = access_log_of(&mut n, 0, &record, 31);
+    commit_everywhere(&mut c, 0, record);
+    let log = commit_everywhere(&mut c, 0, log);
+    for k in 0..6 {
+        commit_everywhere(&mut c, 0, record_tx(&mut n, 0, 40 + k));
+    }
+    c.assert_agree();
+    assert!(c.w.refused.is_empty(), "{:?}", c.w.refused);
+    assert!(
+        !c.w.dropped
+            .iter()
+            .any(|(i, r)| *i == 0 && matches!(r, DropReason::InvalidBlock(_))),
+        "{:?}",
+        c.w.dropped
+    );
+    assert_eq!(store.lock().height(), 0, "nothing appended yet");
+    let node = c.net.peer(0);
+    let height = node.committed_height();
+    assert!(height > RECENT_COMMITTED_BLOCKS as u64);
+    assert_eq!(node.lagging_blocks() as u64, height);
+    assert_eq!(node.committed_blocks().len() as u64, height, "none evicted");
+    assert!(node.is_committed(&log));
+
+    // The host appends; at its next call the node drops what the store now holds.
+    if let Some(a) = c.w.appenders[0].as_mut() {
+        a.flush();
+        a.hold = false;
+    }
+    assert_eq!(store.lock().height(), height);
+    let now = c.now();
+    c.net.peer_mut(0).handle_timeout(now);
+    let node = c.net.peer(0);
+    assert_eq!(node.lagging_blocks(), 0);
+    assert_eq!(node.committed_blocks().len(), RECENT_COMMITTED_BLOCKS);
+    assert!(node.is_committed(&log));
+    // And it goes on.
+    commit_everywhere(&mut c, 0, record_tx(&mut n, 0, 50));
+    c.assert_agree();
 }
