@@ -12,43 +12,17 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use medchain_core::access::record_class;
-use medchain_core::consent::{
-    Action, Actor, Consent, ConsentTagKey, DataClass, Period, Provision, Purpose,
-};
-use medchain_core::credential::{Credential, Role};
 use medchain_core::keys::Identity;
-use medchain_core::research::{ResearchRequest, Study};
-use medchain_core::seal::{seal_record, NetworkKey, SealedRecord};
+use medchain_core::research::ResearchRequest;
+use medchain_core::seal::NetworkKey;
 use medchain_core::testkit::TestNet;
-use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::Ledger;
 
-/// A member (not a validator) holds the records; another member is the research institute.
-const HOLDER: usize = 4;
-const INSTITUTE: usize = 5;
-const DIAGNOSIS: &str = r#"{"resourceType":"Condition","recordedDate":"2025-11-20","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}}"#;
-
-fn hba1c(i: usize) -> String {
-    format!(
-        r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/mrn-{i}"}},"effectiveDateTime":"2026-05-02","code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"valueQuantity":{{"value":{}.5,"unit":"%"}}}}"#,
-        5 + i % 4
-    )
-}
-
-fn record(net: &mut TestNet, patient: &Identity, fhir: &str) -> (SealedRecord, Transaction) {
-    let holder = net.nodes[HOLDER].public();
-    let sealed =
-        seal_record(fhir.as_bytes(), &patient.public(), &[holder], &mut net.rng).expect("seal");
-    let class = record_class(
-        fhir.as_bytes(),
-        &ConsentTagKey::for_patient(patient),
-        &mut net.rng,
-    )
-    .expect("class");
-    let tx = net.tx(HOLDER, &TxBody::record_added(sealed.clone(), class), vec![]);
-    (sealed, tx)
-}
+#[path = "../tests/common/research.rs"]
+mod fixture;
+use fixture::{
+    credential, diabetes_study, hba1c, record, research_grant, DIAGNOSIS, HOLDER, INSTITUTE,
+};
 
 fn main() {
     let patients: usize = std::env::var("MEDCHAIN_BENCH_PATIENTS")
@@ -74,26 +48,7 @@ fn main() {
         let p = Identity::generate(&mut net.rng);
         let (obs, t1) = record(&mut net, &p, &hba1c(i));
         let (_, t2) = record(&mut net, &p, DIAGNOSIS);
-        let consent = Consent {
-            patient: p.public(),
-            issued_ms: net.now_ms,
-            summary: String::new(),
-            period: Period::default(),
-            emergency: None,
-            provisions: vec![Provision::permit()
-                .actor(Actor::AnyResearcher)
-                .action(Action::ResearchUse)
-                .purpose(Purpose::Research {
-                    topic: Some("diabetes".into()),
-                })],
-        };
-        let grant = net.tx(
-            0,
-            &consent
-                .grant_body(&p, &net.genesis.chain_id())
-                .expect("grant"),
-            vec![],
-        );
+        let grant = research_grant(&mut net, &p);
         if sample.len() < 1_000 {
             sample.push((obs, t1.clone()));
         }
@@ -136,31 +91,13 @@ fn main() {
     );
 
     let researcher = Identity::generate(&mut net.rng);
-    let institute = &net.nodes[INSTITUTE];
-    let credential = Credential::issue(
-        institute,
+    let request = ResearchRequest::sign(
+        &researcher,
         &net.genesis.chain_id(),
-        researcher.verify_key(),
-        Role::Researcher {
-            institution: institute.verify_key(),
-        },
-        net.now_ms + 86_400_000,
-    );
-    let study = Study {
-        id: "dm2-bench".into(),
-        purpose: "HRESCH".into(),
-        topic: Some("diabetes".into()),
-        classes: vec![
-            DataClass::Code {
-                system: "http://loinc.org".into(),
-                code: "4548-4".into(),
-            },
-            DataClass::ResourceType("Condition".into()),
-        ],
-        longitudinal: false,
-    };
-    let request = ResearchRequest::sign(&researcher, &net.genesis.chain_id(), study, credential)
-        .expect("request");
+        diabetes_study("dm2-bench"),
+        credential(&net, INSTITUTE, &researcher),
+    )
+    .expect("request");
     let mut best = f64::INFINITY;
     let mut rows = 0;
     for _ in 0..3 {

@@ -5,23 +5,15 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::research::*;
 use common::*;
-use medchain_core::access::record_class;
-use medchain_core::consent::{
-    Action, Actor, Consent, ConsentTagKey, DataClass, Period, Provision, Purpose,
-};
 use medchain_core::credential::{Credential, CredentialError, Role};
 use medchain_core::keys::Identity;
 use medchain_core::ledger::RuleError;
-use medchain_core::research::{ResearchError, ResearchRequest, Study};
-use medchain_core::seal::{seal_record, SealedRecord};
+use medchain_core::research::{ResearchError, ResearchRequest};
+use medchain_core::seal::SealedRecord;
 use medchain_core::testkit::TestNet;
-use medchain_core::tx::{Transaction, TxBody};
 use medchain_store::{Ledger, LedgerError, SqliteStore};
-
-/// Node 4 (a validator-less member) holds the records; node 5 is the research institute.
-const HOLDER: usize = 4;
-const INSTITUTE: usize = 5;
 
 fn wall_clock_ms() -> u64 {
     SystemTime::now()
@@ -30,15 +22,6 @@ fn wall_clock_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn hba1c(i: usize) -> String {
-    format!(
-        r#"{{"resourceType":"Observation","status":"final","subject":{{"reference":"Patient/mrn-{i}"}},"effectiveDateTime":"2026-05-02","code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"valueQuantity":{{"value":{}.5,"unit":"%"}}}}"#,
-        5 + i % 4
-    )
-}
-
-const DIAGNOSIS: &str = r#"{"resourceType":"Condition","recordedDate":"2025-11-20","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}}"#;
-
 struct Fx {
     ledger: Ledger<SqliteStore>,
     net: TestNet,
@@ -46,23 +29,6 @@ struct Fx {
     records: Vec<(SealedRecord, SealedRecord)>,
     researcher: Identity,
     _dir: tempfile::TempDir,
-}
-
-fn record(net: &mut TestNet, patient: &Identity, fhir: &str) -> (SealedRecord, Transaction) {
-    let holder = net.nodes[HOLDER].public();
-    let sealed =
-        seal_record(fhir.as_bytes(), &patient.public(), &[holder], &mut net.rng).expect("seal");
-    let body = TxBody::record_added(
-        sealed.clone(),
-        record_class(
-            fhir.as_bytes(),
-            &ConsentTagKey::for_patient(patient),
-            &mut net.rng,
-        )
-        .expect("class"),
-    );
-    let tx = net.tx(HOLDER, &body, vec![]);
-    (sealed, tx)
 }
 
 /// `n` patients at the holder, each with an HbA1c and a diagnosis, consenting to diabetes
@@ -81,26 +47,7 @@ fn fx(n: usize) -> Fx {
         let p = Identity::generate(&mut net.rng);
         let (obs, t1) = record(&mut net, &p, &hba1c(i));
         let (dx, t2) = record(&mut net, &p, DIAGNOSIS);
-        let consent = Consent {
-            patient: p.public(),
-            issued_ms: net.now_ms,
-            summary: "my data may be used for diabetes research".into(),
-            period: Period::default(),
-            emergency: None,
-            provisions: vec![Provision::permit()
-                .actor(Actor::AnyResearcher)
-                .action(Action::ResearchUse)
-                .purpose(Purpose::Research {
-                    topic: Some("diabetes".into()),
-                })],
-        };
-        let grant = net.tx(
-            0,
-            &consent
-                .grant_body(&p, &net.genesis.chain_id())
-                .expect("grant"),
-            vec![],
-        );
+        let grant = research_grant(&mut net, &p);
         txs.extend([t1, t2, grant]);
         patients.push(p);
         records.push((obs, dx));
@@ -119,39 +66,17 @@ fn fx(n: usize) -> Fx {
 
 impl Fx {
     fn request(&self, credential: Credential) -> ResearchRequest {
-        let study = Study {
-            id: "dm2-2026".into(),
-            purpose: "HRESCH".into(),
-            topic: Some("diabetes".into()),
-            classes: vec![
-                DataClass::Code {
-                    system: "http://loinc.org".into(),
-                    code: "4548-4".into(),
-                },
-                DataClass::ResourceType("Condition".into()),
-            ],
-            longitudinal: false,
-        };
         ResearchRequest::sign(
             &self.researcher,
             &self.net.genesis.chain_id(),
-            study,
+            diabetes_study("dm2-2026"),
             credential,
         )
         .expect("request")
     }
 
     fn credential_from(&self, issuer: usize) -> Credential {
-        let institute = &self.net.nodes[issuer];
-        Credential::issue(
-            institute,
-            &self.net.genesis.chain_id(),
-            self.researcher.verify_key(),
-            Role::Researcher {
-                institution: institute.verify_key(),
-            },
-            self.net.now_ms + 86_400_000,
-        )
+        credential(&self.net, issuer, &self.researcher)
     }
 }
 

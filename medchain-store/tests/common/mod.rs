@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod attacks;
+pub mod research;
 
 use medchain_core::access::{record_class, release_key, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
