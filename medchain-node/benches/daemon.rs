@@ -257,7 +257,12 @@ fn real(net: &Net, light_bodies: &[Vec<u8>], bodies: &[Vec<u8>]) -> Figures {
             ms(accepted),
             bodies.len() as f64 / accepted.as_secs_f64()
         );
-        Figures::new(&light, &burst, bodies.len(), last.saturating_duration_since(start))
+        Figures::new(
+            &light,
+            &burst,
+            bodies.len(),
+            last.saturating_duration_since(start),
+        )
     })
 }
 
@@ -364,7 +369,12 @@ fn simulated(net: &Net, light_bodies: &[Vec<u8>], bodies: &[Vec<u8>]) -> Figures
         .map(|(k, body)| sim.submit(k % 4, body))
         .collect();
     let (burst, last) = sim.wait_committed(&submitted);
-    Figures::new(&light, &burst, bodies.len(), last.saturating_duration_since(start))
+    Figures::new(
+        &light,
+        &burst,
+        bodies.len(),
+        last.saturating_duration_since(start),
+    )
 }
 
 fn main() {

@@ -182,7 +182,9 @@ impl Net {
     /// Points every node's peer addresses at `proxy` (node `i` dials node `j` through the
     /// link `i` → `j`); takes effect at the next start.
     pub fn route_through(&mut self, proxy: &proxy::FaultProxy) {
-        let names: Vec<String> = (1..=self.nodes.len()).map(|j| format!("node-{j}")).collect();
+        let names: Vec<String> = (1..=self.nodes.len())
+            .map(|j| format!("node-{j}"))
+            .collect();
         for (i, node) in self.nodes.iter_mut().enumerate() {
             for peer in &mut node.config.peers {
                 let name = peer.member.as_deref().expect("local-net names its peers");
