@@ -649,7 +649,7 @@ fn hostile_peers_are_refused_with_their_reason_while_the_honest_nodes_keep_commi
         stop.store(true, Ordering::Relaxed);
         let (gathers, bad, peer) = flood.await.expect("flood task");
         assert!(
-            gathers >= 10_000,
+            gathers >= 5_000,
             "the flood was not competing ({gathers} messages)"
         );
         let counted = wait_for(Duration::from_secs(30), || async {
