@@ -12,7 +12,7 @@ use std::time::Duration;
 use hyper::Method;
 use medchain_node::client::metric_value;
 use medchain_node::config::LogFormat;
-use support::{grant, submit, Net};
+use support::{chains, grant, one_chain, submit, verify_one_chain, wait_same_head, Net};
 
 static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -25,64 +25,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// Every node's block hashes from height 1 to its head.
-async fn chains(net: &Net) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for node in &net.nodes {
-        let head = node.api().status().await.expect("status").height;
-        let mut hashes = Vec::new();
-        for h in 1..=head {
-            hashes.push(node.api().block(h).await.expect("block").hash);
-        }
-        out.push(hashes);
-    }
-    out
-}
-
-/// Waits until every node listed reports the same height and head; that height and head.
-async fn wait_same_head(net: &Net, which: &[usize]) -> (u64, String) {
-    let end = std::time::Instant::now() + COMMIT;
-    loop {
-        let mut seen = Vec::new();
-        for &i in which {
-            if let Ok(s) = net.nodes[i].api().status().await {
-                seen.push((s.height, s.head));
-            }
-        }
-        if seen.len() == which.len() && seen.windows(2).all(|w| w[0] == w[1]) {
-            return seen.swap_remove(0);
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "nodes {which:?} did not converge: {seen:?}\n{}",
-            net.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Block hashes from several nodes form one chain: each list is a prefix of the longest (a
-/// node read a moment earlier may not have the newest block yet).
-fn one_chain(chains: &[Vec<String>]) -> usize {
-    let shortest = chains.iter().map(Vec::len).min().unwrap_or(0);
-    for c in chains {
-        assert_eq!(c[..shortest], chains[0][..shortest], "forked: {chains:?}");
-    }
-    shortest
-}
-
-/// Verifies every node's ledger (as `medchain verify` does) and checks that they hold one chain:
-/// each is a prefix of the longest (a node stopped earlier may miss the last commits), and
-/// none is shorter than `committed`.
-fn verify_one_chain(net: &Net, committed: u64) {
-    let ledgers: Vec<Vec<String>> = (0..net.nodes.len()).map(|i| net.verify_ledger(i)).collect();
-    let shortest = one_chain(&ledgers);
-    assert!(
-        shortest as u64 >= committed,
-        "a ledger lost committed blocks"
-    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod proxy;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,28 @@ impl Node {
 
     pub fn api_addr(&self) -> SocketAddr {
         self.config.api
+    }
+
+    /// Whether the process was started and not stopped since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// How many times the process was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// Writes `config` back to `node.toml` (takes effect at the next start).
+    pub fn save_config(&self) {
+        std::fs::write(&self.config_path, self.config.to_toml()).expect("config written");
+    }
+
+    /// The member's identity, restored from its backup as `medchaind run` does.
+    pub fn identity(&self) -> Identity {
+        let pass = keyfile::read_passphrase(self.config.passphrase_file.as_deref(), "", false)
+            .expect("passphrase");
+        keyfile::load_identity(&self.config.identity, pass.as_bytes()).expect("identity")
     }
 
     /// Starts the process (logs appended to `node.log`).
@@ -117,11 +141,17 @@ pub struct Net {
 impl Net {
     /// Writes `n` nodes with fast timers (not started).
     pub fn write(n: usize) -> Self {
+        Self::write_with(n, 100, 1500)
+    }
+
+    /// Writes `n` nodes with these timers (milliseconds; not started).
+    pub fn write_with(n: usize, gather_ms: u64, round_timeout_ms: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = Command::new(MEDCHAIND)
             .args(["local-net", "--nodes", &n.to_string(), "--dir"])
             .arg(dir.path())
-            .args(["--gather-ms", "100", "--round-timeout-ms", "1500"])
+            .args(["--gather-ms", &gather_ms.to_string()])
+            .args(["--round-timeout-ms", &round_timeout_ms.to_string()])
             .output()
             .expect("medchaind local-net runs");
         assert!(
@@ -147,6 +177,27 @@ impl Net {
             genesis,
             nodes,
         }
+    }
+
+    /// Points every node's peer addresses at `proxy` (node `i` dials node `j` through the
+    /// link `i` → `j`); takes effect at the next start.
+    pub fn route_through(&mut self, proxy: &proxy::FaultProxy) {
+        let names: Vec<String> = (1..=self.nodes.len())
+            .map(|j| format!("node-{j}"))
+            .collect();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            for peer in &mut node.config.peers {
+                let name = peer.member.as_deref().expect("local-net names its peers");
+                let j = names.iter().position(|n| n == name).expect("a node");
+                peer.address = proxy.address(i, j).to_string();
+            }
+            node.save_config();
+        }
+    }
+
+    /// Each node's peer transport address, in node order.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.config.listen).collect()
     }
 
     pub fn start_all(&mut self) {
@@ -216,6 +267,67 @@ impl Net {
     }
 }
 
+/// How long nodes may take to reach the same head.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Every node's block hashes from height 1 to its head.
+pub async fn chains(net: &Net) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for node in &net.nodes {
+        let head = node.api().status().await.expect("status").height;
+        let mut hashes = Vec::new();
+        for h in 1..=head {
+            hashes.push(node.api().block(h).await.expect("block").hash);
+        }
+        out.push(hashes);
+    }
+    out
+}
+
+/// Waits until every node listed reports the same height and head; that height and head.
+pub async fn wait_same_head(net: &Net, which: &[usize]) -> (u64, String) {
+    let end = std::time::Instant::now() + CONVERGE;
+    loop {
+        let mut seen = Vec::new();
+        for &i in which {
+            if let Ok(s) = net.nodes[i].api().status().await {
+                seen.push((s.height, s.head));
+            }
+        }
+        if seen.len() == which.len() && seen.windows(2).all(|w| w[0] == w[1]) {
+            return seen.swap_remove(0);
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "nodes {which:?} did not converge: {seen:?}\n{}",
+            net.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Block hashes from several nodes form one chain: each list is a prefix of the longest (a
+/// node read a moment earlier may not have the newest block yet).
+pub fn one_chain(chains: &[Vec<String>]) -> usize {
+    let shortest = chains.iter().map(Vec::len).min().unwrap_or(0);
+    for c in chains {
+        assert_eq!(c[..shortest], chains[0][..shortest], "forked: {chains:?}");
+    }
+    shortest
+}
+
+/// Verifies every node's ledger (as `medchain verify` does) and checks that they hold one chain:
+/// each is a prefix of the longest (a node stopped earlier may miss the last commits), and
+/// none is shorter than `committed`.
+pub fn verify_one_chain(net: &Net, committed: u64) {
+    let ledgers: Vec<Vec<String>> = (0..net.nodes.len()).map(|i| net.verify_ledger(i)).collect();
+    let shortest = one_chain(&ledgers);
+    assert!(
+        shortest as u64 >= committed,
+        "a ledger lost committed blocks"
+    );
+}
+
 /// Polls `cond` every 100 ms until it holds or `limit` passes.
 pub async fn wait_for<F, Fut>(limit: Duration, mut cond: F) -> bool
 where
@@ -270,5 +382,49 @@ pub fn refusal<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String, O
     match r {
         Err(ClientError::Api { status, body }) => (status, body.error.code, body.error.rule),
         other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// The value of `name{reason="reason"}` in Prometheus text (0 when absent).
+pub fn reason_value(text: &str, name: &str, reason: &str) -> f64 {
+    let key = format!("{name}{{reason=\"{reason}\"}}");
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A small seeded generator (SplitMix64) for fault schedules: a failing run is replayed from
+/// the seed it printed.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// The seed from `MEDCHAIN_FAULT_SEED` if set, else from the clock; printed.
+    pub fn from_env(what: &str) -> Self {
+        let seed = std::env::var("MEDCHAIN_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        println!("{what}: seed {seed} (replay with MEDCHAIN_FAULT_SEED={seed})");
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
     }
 }
