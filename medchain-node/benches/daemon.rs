@@ -48,7 +48,7 @@ async fn watch(api: ApiClient, seen: Seen, stop: Arc<AtomicBool>) {
 }
 
 /// Submits, retrying while the node answers 503 (mempool full, busy).
-async fn submit(api: ApiClient, body: &[u8]) -> (String, Instant) {
+async fn submit(api: &ApiClient, body: &[u8]) -> (String, Instant) {
     loop {
         let at = Instant::now();
         match api.submit(body).await {
@@ -121,13 +121,13 @@ fn main() {
             .await;
         let seen: Seen = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = tokio::spawn(watch(apis[0], seen.clone(), stop.clone()));
+        let watcher = tokio::spawn(watch(apis[0].clone(), seen.clone(), stop.clone()));
 
         // Light load: one transaction every 50 ms (20 tx/s), round-robin over the nodes.
         let bodies: Vec<Vec<u8>> = (0..light).map(|_| grant(&net.genesis)).collect();
         let mut submitted = Vec::new();
         for (k, body) in bodies.iter().enumerate() {
-            submitted.push(submit(apis[k % 4], body).await);
+            submitted.push(submit(&apis[k % 4], body).await);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (l, _) = latencies(&submitted, &seen, Duration::from_secs(120)).await;
@@ -144,12 +144,12 @@ fn main() {
         let bodies: Vec<Vec<u8>> = (0..txs).map(|_| grant(&net.genesis)).collect();
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for (n, api) in apis.iter().copied().enumerate() {
+        for (n, api) in apis.iter().cloned().enumerate() {
             let share: Vec<Vec<u8>> = bodies.iter().skip(n).step_by(4).cloned().collect();
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::with_capacity(share.len());
                 for body in &share {
-                    out.push(submit(api, body).await);
+                    out.push(submit(&api, body).await);
                 }
                 out
             }));

@@ -209,7 +209,6 @@ pub fn reader_conformance<S: PersistentStore>(ledger: &mut Ledger<S>, s: &mut St
     use getrandom::SysRng;
     use medchain_core::hash::TxId;
     use medchain_core::ledger::StateView;
-    use medchain_core::protocol::CommittedChain;
     use medchain_core::store::LedgerStore;
     use medchain_store::StoreError;
     use rand_core::UnwrapErr;
