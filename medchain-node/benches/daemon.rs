@@ -214,7 +214,7 @@ fn real(net: &Net, light_bodies: &[Vec<u8>], bodies: &[Vec<u8>]) -> Figures {
             .await;
         let seen: Seen = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = tokio::spawn(watch(apis[0], seen.clone(), stop.clone()));
+        let watcher = tokio::spawn(watch(apis[0].clone(), seen.clone(), stop.clone()));
 
         // Light load: one transaction every 50 ms (20 tx/s), round-robin over the nodes.
         let mut clients = Vec::new();

@@ -7,7 +7,7 @@
 //! | `GET /v1/transactions/{id}` | `{"id", "status": "pending" \| "committed" \| "rejected", "height"?, "rule"?}` |
 //! | `GET /v1/transactions/{id}/proof` | `{"id", "height", "proof"}`: a light-client inclusion proof (hex of its canonical bytes) |
 //! | `GET /v1/blocks/{height}` | the committed block: header fields, transaction ids, its canonical bytes in hex |
-//! | `GET /v1/status` | member, network, height, head, peers connected, submissions pending |
+//! | `GET /v1/status` | member, network, height, head, round, mempool size, peers connected, submissions pending |
 //! | `GET /health` | `200 {"status": "ok"}` while the host loop runs, `503` after |
 //! | `GET /metrics` | Prometheus text ([`crate::prom`]) |
 //!
@@ -317,6 +317,13 @@ pub struct StatusView {
     pub height: u64,
     /// The committed head's hash.
     pub head: String,
+    /// The consensus round the node is in (0 from a node that does not report it).
+    #[serde(default)]
+    pub round: u64,
+    /// Transactions in the node's mempool: submitted here or received from other members, not
+    /// committed yet (0 from a node that does not report it).
+    #[serde(default)]
+    pub mempool_transactions: u64,
     /// Peers with an authenticated connection now.
     pub peers_connected: u64,
     /// The other members of the network.
@@ -339,6 +346,8 @@ impl StatusView {
             genesis: s.genesis.to_string(),
             height: s.height(),
             head: s.head().to_string(),
+            round: s.round(),
+            mempool_transactions: s.mempool(),
             peers_connected: s.transport().peers_connected(),
             peers_total: s.peers_total,
             pending_submissions: s.stats().pending,

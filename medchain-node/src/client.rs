@@ -1,7 +1,10 @@
 //! A small client for a node's API (`medchaind status`, tests, the benchmark): one HTTP/1.1
-//! request per connection with hyper's own connection API, bounded by a timeout.
+//! request per connection with hyper's own connection API, bounded by a timeout; over TLS when
+//! given the certificates to trust ([`ApiClient::with_ca`]).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,8 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::api::{BlockView, ErrorBody, ProofView, StatusView, SubmitRequest, TxStatusView};
@@ -48,20 +53,115 @@ pub enum ClientError {
     },
 }
 
-/// A node's API at an address.
-#[derive(Debug, Clone, Copy)]
+/// An API URL could not be used. Nothing was sent.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ApiUrlError {
+    /// Not `host:port`, `http://host:port` or `https://host:port`.
+    #[error("{0:?} is not host:port, http://host:port or https://host:port")]
+    Syntax(String),
+    /// The host does not resolve.
+    #[error("cannot resolve {0:?}")]
+    Resolve(String),
+    /// An `https://` URL without certificates to trust.
+    #[error("an https API needs the certificate to trust (--ca FILE)")]
+    NoTrust,
+    /// The certificates to trust, or the server name, are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::ApiTlsError),
+}
+
+/// A node's API at an address, over plain HTTP or TLS.
+#[derive(Clone)]
 pub struct ApiClient {
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .finish()
+    }
 }
 
 impl ApiClient {
-    /// A client for the API at `addr`, with a 10-second timeout per request.
+    /// A client for the API at `addr` (plain HTTP), with a 10-second timeout per request.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
+    }
+
+    /// A client for `url`: `host:port` or `http://host:port` (plain HTTP), or
+    /// `https://host:port` with the certificates in `ca` (PEM) as the only roots trusted; the
+    /// node's certificate must name `host` (a DNS name or an IP address).
+    ///
+    /// # Errors
+    /// [`ApiUrlError`].
+    pub fn from_url(url: &str, ca: Option<&Path>) -> Result<Self, ApiUrlError> {
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            (false, url.strip_prefix("http://").unwrap_or(url))
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let host = match authority.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty() && !port.is_empty() && !authority.contains('/') =>
+            {
+                host.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => return Err(ApiUrlError::Syntax(url.into())),
+        };
+        let addr = authority
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ApiUrlError::Resolve(authority.into()))?;
+        let client = Self::new(addr);
+        match (https, ca) {
+            (false, _) => Ok(client),
+            (true, None) => Err(ApiUrlError::NoTrust),
+            (true, Some(ca)) => Ok(client.with_ca(ca)?.with_server_name(host)?),
+        }
+    }
+
+    /// The same client speaking TLS, trusting only the certificates in `ca` (PEM: a CA's, or
+    /// the node's own self-signed certificate); the name checked in the node's certificate is
+    /// the address's IP until [`with_server_name`](Self::with_server_name).
+    ///
+    /// # Errors
+    /// [`ApiTlsError`](crate::tls::ApiTlsError): the file is unreadable or holds no usable
+    /// certificate.
+    pub fn with_ca(mut self, ca: &Path) -> Result<Self, crate::tls::ApiTlsError> {
+        let config = crate::tls::client_config(ca)?;
+        let name = ServerName::IpAddress(self.addr.ip().into());
+        self.tls = Some((config, name));
+        Ok(self)
+    }
+
+    /// The name the node's certificate must carry (with TLS): a DNS name or an IP address.
+    ///
+    /// # Errors
+    /// [`ApiTlsError::ServerName`](crate::tls::ApiTlsError::ServerName).
+    pub fn with_server_name(mut self, name: &str) -> Result<Self, crate::tls::ApiTlsError> {
+        let name = crate::tls::server_name(name)?;
+        if let Some((_, n)) = &mut self.tls {
+            *n = name;
+        }
+        Ok(self)
+    }
+
+    /// Whether requests go over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The same client with another per-request timeout.
@@ -97,6 +197,32 @@ impl ApiClient {
             message: e.to_string(),
         };
         let stream = TcpStream::connect(self.addr).await.map_err(|e| http(&e))?;
+        match &self.tls {
+            None => self.send(stream, method, path, body).await,
+            Some((config, name)) => {
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| http(&e))?;
+                self.send(tls, method, path, body).await
+            }
+        }
+    }
+
+    async fn send<S>(
+        &self,
+        stream: S,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http {
+            addr: self.addr,
+            message: e.to_string(),
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| http(&e))?;
@@ -238,5 +364,33 @@ mod tests {
         assert_eq!(metric_value(text, "a"), Some(3.0));
         assert_eq!(metric_value(text, "b"), Some(3.0));
         assert_eq!(metric_value(text, "c"), None);
+    }
+
+    #[test]
+    fn urls_are_read_and_https_needs_a_trust_file() {
+        let c = ApiClient::from_url("127.0.0.1:7700", None).expect("bare");
+        assert_eq!((c.addr.port(), c.is_tls()), (7700, false));
+        let c = ApiClient::from_url("http://127.0.0.1:7701/", None).expect("http");
+        assert_eq!((c.addr.port(), c.is_tls()), (7701, false));
+        for (url, expected) in [
+            ("https://127.0.0.1:7700", "needs the certificate"),
+            ("ftp://127.0.0.1:7700", "is not host:port"),
+            ("127.0.0.1", "is not host:port"),
+            ("http://127.0.0.1:7700/v1/status", "is not host:port"),
+            ("127.0.0.1:notaport", "cannot resolve"),
+        ] {
+            let err = ApiClient::from_url(url, None).unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+        let missing = ApiClient::from_url(
+            "https://127.0.0.1:7700",
+            Some(Path::new("/nonexistent/ca.pem")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("cannot read /nonexistent/ca.pem"),
+            "{missing}"
+        );
     }
 }

@@ -5,9 +5,14 @@
 //! passphrase_file = "passphrase"      # optional; else MEDCHAIND_PASSPHRASE, else a prompt
 //! genesis = "../genesis.bin"          # the genesis (`medchaind genesis`)
 //! network_key = "network.key"         # the network key, wrapped to this identity
-//! ledger = "ledger.sqlite"            # created on the first run
+//! ledger = "ledger.sqlite"            # created on the first run; or a PostgreSQL URL:
+//! # ledger = "postgresql://medchain@db.example/medchain?sslmode=verify-full&sslrootcert=/etc/medchain/pg-root.pem"
 //! listen = "0.0.0.0:7600"             # peer transport
 //! api = "127.0.0.1:7700"              # client API (loopback unless allow_remote_api)
+//!
+//! [api_tls]                           # optional: HTTPS on the client API
+//! cert = "api-cert.pem"               # certificate chain (PEM), the node's first
+//! key = "api-key.pem"                 # its private key (PEM)
 //!
 //! [[peers]]
 //! member = "St. Mary's"               # a member's name in genesis, or `key = "<hex>"`
@@ -25,6 +30,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use medchain::LedgerLocation;
 use medchain_core::genesis::Genesis;
 use medchain_core::keys::VerifyKey;
 use serde::{Deserialize, Serialize};
@@ -32,6 +38,7 @@ use thiserror::Error;
 
 use crate::keyfile::{self, KeyFileError};
 use crate::service::ServiceConfig;
+use crate::tls::{self, ApiTlsError};
 use crate::transport::{Limits, TransportConfig};
 
 /// The client API's default address: loopback only.
@@ -51,14 +58,20 @@ pub struct NodeConfig {
     pub genesis: PathBuf,
     /// The network key wrapped to this node's identity (written by `medchaind genesis`).
     pub network_key: PathBuf,
-    /// The ledger (SQLite file): created on the first run, reopened after.
-    pub ledger: PathBuf,
+    /// The ledger: a SQLite file's path, or a `postgresql://` URL (the ledger in the database's
+    /// schema `medchain`, TLS as the URL's `sslmode` and `sslrootcert` say); created on the
+    /// first run, reopened after. Its `Debug` hides a password in the URL.
+    #[serde(with = "location")]
+    pub ledger: LedgerLocation,
     /// The peer transport's TCP address.
     pub listen: SocketAddr,
     /// The client API's address (HTTP, no authentication: loopback unless
     /// [`allow_remote_api`](Self::allow_remote_api)).
     #[serde(default = "default_api")]
     pub api: SocketAddr,
+    /// TLS on the client API (optional: plain HTTP without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_tls: Option<ApiTlsFiles>,
     /// Lets the client API listen on a non-loopback address. The API has no authentication
     /// or TLS: only behind a proxy that adds both (`docs/node.md`, "Threat model").
     #[serde(default, skip_serializing_if = "is_false")]
@@ -72,6 +85,16 @@ pub struct NodeConfig {
     /// Optional transport timers.
     #[serde(default)]
     pub transport: TransportTuning,
+}
+
+/// The client API's TLS certificate and key (`[api_tls]`), PEM files read at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsFiles {
+    /// The certificate chain, the node's certificate first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, SEC1 or PKCS#1); keep it mode 0600.
+    pub key: PathBuf,
 }
 
 /// One member to dial: named by its genesis name or its signing key, exactly one of the two.
@@ -145,6 +168,24 @@ fn default_level() -> String {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// `ledger` as written in the file: a path, or a `postgres://` / `postgresql://` URL.
+mod location {
+    use medchain::LedgerLocation;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(l: &LedgerLocation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&l.location_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LedgerLocation, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Err(serde::de::Error::custom("`ledger` is empty"));
+        }
+        Ok(LedgerLocation::parse(&text))
+    }
 }
 
 /// The configuration file is unusable. Nothing was started.
@@ -227,12 +268,16 @@ impl NodeConfig {
             &mut config.identity,
             &mut config.genesis,
             &mut config.network_key,
-            &mut config.ledger,
         ] {
             *p = base.join(&*p);
         }
+        config.ledger = config.ledger.relative_to(base);
         if let Some(p) = &mut config.passphrase_file {
             *p = base.join(&*p);
+        }
+        if let Some(tls) = &mut config.api_tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
         }
         Ok(config)
     }
@@ -367,12 +412,15 @@ pub enum LoadError {
     /// A key, genesis or passphrase file.
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    /// The client API's TLS certificate or key (`[api_tls]`).
+    #[error("api_tls: {0}")]
+    ApiTls(#[from] ApiTlsError),
 }
 
 impl NodeConfig {
     /// Loads what the configuration names — the identity (opened with `passphrase`), the
-    /// genesis, the network key (checked against the genesis), the peers — into a
-    /// [`ServiceConfig`].
+    /// genesis, the network key (checked against the genesis), the peers, the API's TLS
+    /// certificate and key — into a [`ServiceConfig`].
     ///
     /// # Errors
     /// [`LoadError`].
@@ -383,6 +431,10 @@ impl NodeConfig {
         let mut transport = TransportConfig::new(self.listen);
         transport.peers = self.resolve_peers(&genesis)?;
         transport.limits = self.limits()?;
+        let api_tls = match &self.api_tls {
+            Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
+            None => None,
+        };
         Ok(ServiceConfig {
             identity,
             genesis,
@@ -390,6 +442,7 @@ impl NodeConfig {
             ledger: self.ledger.clone(),
             transport,
             api: self.api,
+            api_tls,
         })
     }
 }

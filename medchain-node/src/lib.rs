@@ -7,8 +7,8 @@
 //!   pinned to the genesis keys, bounded queues, reconnect with backoff, counters by reason
 //!   (`docs/adr/0003-peer-transport.md`).
 //! * [`service`]: a member's [`medchain::Host`] driven over the transport on its own thread,
-//!   with the timers it asks for, and the client API ([`api`], HTTP/JSON on loopback;
-//!   [`prom`] for `/metrics`); [`client`] speaks to that API.
+//!   with the timers it asks for, and the client API ([`api`], HTTP/JSON on loopback, TLS
+//!   optional with [`tls`]; [`prom`] for `/metrics`); [`client`] speaks to that API.
 //! * [`config`] (`node.toml`), [`keyfile`] (identity backups, public identity files, the
 //!   genesis and the wrapped network key), [`localnet`] (N nodes on loopback for demos and
 //!   tests): what the daemon `medchaind` reads and writes.
@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod localnet;
 pub mod prom;
 pub mod service;
+pub mod tls;
 pub mod transport;
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -153,6 +153,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             ledger: "ledger.sqlite".into(),
             listen: node.listen,
             api: node.api,
+            api_tls: None,
             allow_remote_api: false,
             peers: nodes
                 .iter()

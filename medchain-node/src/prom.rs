@@ -61,6 +61,18 @@ pub fn render(state: &NodeState) -> String {
         state.height(),
     );
     out.single(
+        "medchain_round",
+        "gauge",
+        "The consensus round the node is in.",
+        state.round(),
+    );
+    out.single(
+        "medchain_mempool_transactions",
+        "gauge",
+        "Transactions in the node's mempool (submitted here or received), not yet committed.",
+        state.mempool(),
+    );
+    out.single(
         "medchain_peers_connected",
         "gauge",
         "Peers with an authenticated connection.",

@@ -1,8 +1,9 @@
 //! The service: one member's [`Host`] driven over the peer [`Transport`], with the client API.
 //!
-//! The host is sans-I/O and its calls block (SQLite writes, block validation), so it lives on a
-//! thread of its own (`medchain-host`), which runs one loop on the tokio runtime's timers and
-//! channels:
+//! The host is sans-I/O and its calls block (ledger writes to SQLite or PostgreSQL, block
+//! validation), so it lives on a thread of its own (`medchain-host`), which runs one loop on the
+//! tokio runtime's timers and channels (polled by a parking executor of its own, outside the
+//! runtime, so the PostgreSQL client may block there):
 //!
 //! * a message from the transport goes to [`Host::handle_message`] with the sender's key the
 //!   handshake authenticated;
@@ -19,13 +20,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use medchain::{
-    Event, Genesis, Host, HostError, Identity, LedgerError, NetworkKey, SubmitTxError, TxBody,
+    AnyStore, Event, Genesis, Host, HostError, Identity, LedgerError, LedgerLocation, NetworkKey,
+    SubmitTxError, TxBody,
 };
 use medchain_core::block::{tx_leaf, Block, BlockHeader};
 use medchain_core::hash::{BlockHash, TxId};
@@ -57,12 +58,15 @@ pub struct ServiceConfig {
     pub genesis: Genesis,
     /// The network key (unwrapped from the member's key file).
     pub network_key: NetworkKey,
-    /// The ledger file: created with `genesis` if absent, reopened otherwise.
-    pub ledger: PathBuf,
+    /// The ledger: a SQLite file or a PostgreSQL database, created with `genesis` if there is
+    /// none, reopened otherwise.
+    pub ledger: LedgerLocation,
     /// The peer transport: listening address, peers to dial, limits.
     pub transport: TransportConfig,
     /// The client API's address.
     pub api: SocketAddr,
+    /// TLS on the client API (`None`: plain HTTP).
+    pub api_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("ledger", &self.ledger)
             .field("transport", &self.transport)
             .field("api", &self.api)
+            .field("api_tls", &self.api_tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +97,7 @@ pub enum StartError {
         /// The configured genesis hash.
         configured: BlockHash,
     },
-    /// The ledger's directory could not be created.
+    /// The ledger file's directory could not be created.
     #[error("cannot create the ledger's directory: {0}")]
     LedgerDir(std::io::Error),
     /// The peer transport could not start.
@@ -246,13 +251,15 @@ pub struct NodeState {
     started: Instant,
     height: AtomicU64,
     head: Mutex<BlockHash>,
+    round: AtomicU64,
+    mempool: AtomicU64,
     running: AtomicBool,
     transport: Arc<transport::Metrics>,
     stats: Mutex<Stats>,
 }
 
 impl NodeState {
-    fn new(host: &Host, transport: Arc<transport::Metrics>) -> Self {
+    fn new(host: &Host<AnyStore>, transport: Arc<transport::Metrics>) -> Self {
         let genesis = host.genesis();
         let member = host.key();
         Self {
@@ -268,6 +275,8 @@ impl NodeState {
             started: Instant::now(),
             height: AtomicU64::new(host.ledger().height()),
             head: Mutex::new(host.ledger().tip().hash),
+            round: AtomicU64::new(host.current_round()),
+            mempool: AtomicU64::new(host.mempool_len() as u64),
             running: AtomicBool::new(true),
             transport,
             stats: Mutex::new(Stats::default()),
@@ -282,6 +291,16 @@ impl NodeState {
     /// The committed head's hash.
     pub fn head(&self) -> BlockHash {
         *lock(&self.head)
+    }
+
+    /// The consensus round the node is in ([`Host::current_round`]).
+    pub fn round(&self) -> u64 {
+        self.round.load(Ordering::Relaxed)
+    }
+
+    /// Transactions in the node's mempool ([`Host::mempool_len`]).
+    pub fn mempool(&self) -> u64 {
+        self.mempool.load(Ordering::Relaxed)
     }
 
     /// Whether the host loop runs.
@@ -362,6 +381,7 @@ impl Service {
                 addr: config.api,
                 source,
             })?;
+        let api_tls = config.api_tls.clone();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -370,7 +390,11 @@ impl Service {
         let thread = std::thread::Builder::new()
             .name("medchain-host".into())
             .spawn(move || {
-                let result = handle.block_on(host_main(config, ready_tx, command_rx, stop_rx));
+                // The runtime's handle is entered (timers, channels and the transport's tasks
+                // need it) but the loop does not run *in* the runtime: the host's blocking
+                // calls include the PostgreSQL client's, which runs a runtime of its own.
+                let _context = handle.enter();
+                let result = park_on(host_main(config, ready_tx, command_rx, stop_rx));
                 let _ = done_tx.send(result);
             })
             .map_err(|_| StartError::Thread)?;
@@ -386,15 +410,28 @@ impl Service {
             }
         };
         let router = api::router(api::ApiState::new(state.clone(), commands));
+        let tls_on = api_tls.is_some();
         let mut stop_api = stop.subscribe();
         let api = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop_api.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(api_listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            let served = match api_tls {
+                None => {
+                    axum::serve(api_listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+                Some(tls) => match crate::tls::TlsListener::new(api_listener, tls) {
+                    Ok(listener) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "client API stopped");
             }
         });
@@ -405,6 +442,7 @@ impl Service {
             height = state.height(),
             %p2p_addr,
             %api_addr,
+            api_tls = tls_on,
             "node running"
         );
         Ok(Self {
@@ -469,6 +507,33 @@ impl Drop for Service {
 
 type Ready = Result<(Arc<NodeState>, SocketAddr), StartError>;
 
+/// Runs `future` to completion on this thread, parking the thread between polls: a minimal
+/// executor, not tokio's `block_on`, so that blocking code it calls may start a runtime of its
+/// own (the `postgres` crate's synchronous client does; inside `Handle::block_on` that would
+/// panic). tokio's timers and channels wake it like any waker, as long as the caller entered a
+/// runtime's handle.
+fn park_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        // A wake-up between the poll and here leaves the token set: park returns at once.
+        std::thread::park();
+    }
+}
+
 async fn host_main(
     config: ServiceConfig,
     ready: oneshot::Sender<Ready>,
@@ -507,7 +572,7 @@ async fn host_main(
     }
 }
 
-async fn setup(config: ServiceConfig) -> Result<(Host, Transport, Incoming), StartError> {
+async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Incoming), StartError> {
     let ServiceConfig {
         identity,
         genesis,
@@ -515,23 +580,32 @@ async fn setup(config: ServiceConfig) -> Result<(Host, Transport, Incoming), Sta
         ledger,
         transport,
         api: _,
+        api_tls: _,
     } = config;
     let transport_identity = Arc::new(identity.duplicate());
     let now = now_ms();
-    let host = if ledger.exists() {
-        let host = Host::open(&ledger, identity, network_key, now)?;
-        if host.genesis().hash() != genesis.hash() {
-            return Err(StartError::WrongGenesis {
-                ledger: host.genesis().hash(),
-                configured: genesis.hash(),
-            });
+    let host = match Host::open_at(&ledger, identity.duplicate(), network_key.duplicate(), now) {
+        Ok(host) => {
+            if host.genesis().hash() != genesis.hash() {
+                return Err(StartError::WrongGenesis {
+                    ledger: host.genesis().hash(),
+                    configured: genesis.hash(),
+                });
+            }
+            host
         }
-        host
-    } else {
-        if let Some(dir) = ledger.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(StartError::LedgerDir)?;
+        // Nothing there (no file, no schema): the first run creates it.
+        Err(e) if e.is_not_found() => {
+            if let Some(dir) = ledger
+                .sqlite_path()
+                .and_then(|p| p.parent())
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(StartError::LedgerDir)?;
+            }
+            Host::create_at(&ledger, &genesis, identity, network_key, now)?
         }
-        Host::create(&ledger, &genesis, identity, network_key, now)?
+        Err(e) => return Err(e.into()),
     };
     let (transport, incoming) = Transport::start(transport, transport_identity, &genesis).await?;
     Ok((host, transport, incoming))
@@ -539,7 +613,7 @@ async fn setup(config: ServiceConfig) -> Result<(Host, Transport, Incoming), Sta
 
 /// The host loop's owned state.
 struct Running {
-    host: Host,
+    host: Host<AnyStore>,
     transport: Transport,
     state: Arc<NodeState>,
     tracker: Tracker,
@@ -727,6 +801,12 @@ impl Running {
             .height
             .store(self.host.ledger().height(), Ordering::Relaxed);
         *lock(&self.state.head) = self.host.ledger().tip().hash;
+        self.state
+            .round
+            .store(self.host.current_round(), Ordering::Relaxed);
+        self.state
+            .mempool
+            .store(self.host.mempool_len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -856,6 +936,26 @@ mod tests {
         t.submitted(id(6));
         t.submitted(id(7));
         assert_eq!((t.entries.len(), t.pending), (3, 3));
+    }
+
+    /// The host thread's executor drives tokio timers from outside the runtime, and code it
+    /// runs may start a runtime of its own (as the PostgreSQL client does).
+    #[test]
+    fn park_on_runs_tokio_timers_and_lets_blocking_code_start_a_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _context = rt.handle().enter();
+        let out = park_on(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let inner = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("inner runtime");
+            inner.block_on(async { 7 })
+        });
+        assert_eq!(out, 7);
     }
 
     #[test]

@@ -167,7 +167,7 @@ async fn load(
         if i == down.load(Ordering::Relaxed) {
             continue;
         }
-        let api = apis[i].with_timeout(Duration::from_secs(2));
+        let api = apis[i].clone().with_timeout(Duration::from_secs(2));
         if api.submit(&grant(&genesis)).await.is_ok() {
             accepted.fetch_add(1, Ordering::Relaxed);
         }
@@ -218,7 +218,7 @@ fn validators_killed_at_random_moments_under_load_lose_nothing_and_never_fork() 
             // catches up with the others.
             net.nodes[i].start();
             let restarted = Instant::now();
-            let api = apis[i];
+            let api = &apis[i];
             let back = wait_for(CONNECT, || async move {
                 api.status().await.is_ok_and(|s| s.running)
             })

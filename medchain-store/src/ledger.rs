@@ -26,13 +26,14 @@ use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::ledger::{
     rules_over, AuditEntry, BlockEffects, LedgerState, Overlay, RecordEntry, StateError, StateView,
 };
-use medchain_core::protocol::DurableState;
+use medchain_core::protocol::{CommittedChain, DurableState};
 use medchain_core::research::{ReleaseBuilder, ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, SealedRecord};
 use medchain_core::store::{Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::{Transaction, TxBody, TxError, TxKind, VerifiedTx};
 
 use crate::error::{Corruption, LedgerError, StoreError};
+use crate::location::LedgerLocation;
 use crate::rows::StateAudit;
 use crate::sqlite::SqliteStore;
 
@@ -104,6 +105,16 @@ pub trait PersistentStore: LedgerStore<Error = StoreError> + private::Sealed {
     /// # Errors
     /// Backend errors (then the previous state is kept).
     fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// A second, read-only connection to this store, which a node reads the committed chain
+    /// through while its host appends here ([`SqliteStore::reader`], `PostgresStore::reader`;
+    /// the consistency argument is in `docs/storage.md`, "A node reading the ledger"). Its
+    /// state key is unsealed again under `network`.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongKey`], [`StoreError::WrongGenesis`], backend errors.
+    fn committed_reader(&self, network: &NetworkKey)
+        -> Result<Box<dyn CommittedChain>, StoreError>;
 }
 
 macro_rules! persistent {
@@ -137,6 +148,12 @@ macro_rules! persistent {
             }
             fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
                 <$t>::save_node_state(self, bytes)
+            }
+            fn committed_reader(
+                &self,
+                network: &NetworkKey,
+            ) -> Result<Box<dyn CommittedChain>, StoreError> {
+                Ok(Box::new(<$t>::reader(self, network)?))
             }
         }
     };
@@ -264,6 +281,12 @@ impl PersistentStore for AnyStore {
     }
     fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         each!(self, s => s.save_node_state(bytes))
+    }
+    fn committed_reader(
+        &self,
+        network: &NetworkKey,
+    ) -> Result<Box<dyn CommittedChain>, StoreError> {
+        each!(self, s => s.committed_reader(network))
     }
 }
 
@@ -405,13 +428,9 @@ impl<S: PersistentStore> std::fmt::Debug for Ledger<S> {
     }
 }
 
-fn is_postgres_url(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
-
 impl Ledger<AnyStore> {
     /// Creates a ledger at `location`: a file path for SQLite, or a `postgres://` URL (schema
-    /// `medchain`).
+    /// `medchain`). As [`create_at`](Self::create_at) with [`LedgerLocation::parse`].
     ///
     /// # Errors
     /// [`LedgerError::WrongNetworkKey`], store errors, [`LedgerError::NoPostgres`].
@@ -420,40 +439,63 @@ impl Ledger<AnyStore> {
         genesis: &Genesis,
         network: NetworkKey,
     ) -> Result<Self, LedgerError> {
-        check_network(genesis, &network)?;
-        let store = if is_postgres_url(location) {
-            #[cfg(feature = "postgres")]
-            {
-                AnyStore::Postgres(crate::pg::PostgresStore::create(
-                    location, "medchain", &network,
-                )?)
-            }
-            #[cfg(not(feature = "postgres"))]
-            return Err(LedgerError::NoPostgres);
-        } else {
-            AnyStore::Sqlite(SqliteStore::create(location, &network)?)
-        };
-        Self::with_store(store, Some(genesis), network)
+        Self::create_at(&LedgerLocation::parse(location), genesis, network)
     }
 
     /// Opens the ledger at `location` (a file path, or a `postgres://` URL with schema
-    /// `medchain`), checking that it verifies at its head.
+    /// `medchain`), checking that it verifies at its head. As [`open_at`](Self::open_at) with
+    /// [`LedgerLocation::parse`].
     ///
     /// # Errors
     /// Store errors (not a store, corrupt, head does not verify, wrong key),
     /// [`LedgerError::WrongNetworkKey`], [`LedgerError::NoPostgres`].
     pub fn open(location: &str, network: NetworkKey) -> Result<Self, LedgerError> {
-        let store = if is_postgres_url(location) {
+        Self::open_at(&LedgerLocation::parse(location), network)
+    }
+
+    /// Creates a ledger at `location`: a SQLite file, or the schema
+    /// [`LEDGER_SCHEMA`](crate::LEDGER_SCHEMA) of a PostgreSQL database.
+    ///
+    /// # Errors
+    /// [`LedgerError::WrongNetworkKey`], store errors ([`StoreError::AlreadyExists`] if there
+    /// is one), [`LedgerError::NoPostgres`].
+    pub fn create_at(
+        location: &LedgerLocation,
+        genesis: &Genesis,
+        network: NetworkKey,
+    ) -> Result<Self, LedgerError> {
+        check_network(genesis, &network)?;
+        let store = match location {
+            LedgerLocation::Sqlite(path) => AnyStore::Sqlite(SqliteStore::create(path, &network)?),
             #[cfg(feature = "postgres")]
-            {
-                AnyStore::Postgres(crate::pg::PostgresStore::open(
-                    location, "medchain", &network,
-                )?)
-            }
+            LedgerLocation::Postgres(url) => AnyStore::Postgres(crate::pg::PostgresStore::create(
+                url,
+                crate::LEDGER_SCHEMA,
+                &network,
+            )?),
             #[cfg(not(feature = "postgres"))]
-            return Err(LedgerError::NoPostgres);
-        } else {
-            AnyStore::Sqlite(SqliteStore::open(location, &network)?)
+            LedgerLocation::Postgres(_) => return Err(LedgerError::NoPostgres),
+        };
+        Self::with_store(store, Some(genesis), network)
+    }
+
+    /// Opens the ledger at `location`, checking that it verifies at its head.
+    ///
+    /// # Errors
+    /// Store errors ([`StoreError::NotFound`] when there is none; not a store, corrupt, head
+    /// does not verify, wrong key), [`LedgerError::WrongNetworkKey`],
+    /// [`LedgerError::NoPostgres`].
+    pub fn open_at(location: &LedgerLocation, network: NetworkKey) -> Result<Self, LedgerError> {
+        let store = match location {
+            LedgerLocation::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open(path, &network)?),
+            #[cfg(feature = "postgres")]
+            LedgerLocation::Postgres(url) => AnyStore::Postgres(crate::pg::PostgresStore::open(
+                url,
+                crate::LEDGER_SCHEMA,
+                &network,
+            )?),
+            #[cfg(not(feature = "postgres"))]
+            LedgerLocation::Postgres(_) => return Err(LedgerError::NoPostgres),
         };
         Self::with_store(store, None, network)
     }

@@ -29,6 +29,7 @@ mod common;
 mod crypt;
 mod error;
 mod ledger;
+mod location;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "postgres")]
@@ -43,8 +44,9 @@ pub use ledger::{
     AnyStore, Blocks, Ledger, LedgerSearch, ParallelVerifier, PersistentStore, SearchHit,
     StoredRecord, DEFAULT_FILTER_CACHE_BYTES,
 };
+pub use location::{LedgerLocation, LEDGER_SCHEMA};
 #[cfg(feature = "postgres")]
-pub use pg::PostgresStore;
+pub use pg::{PostgresReader, PostgresStore};
 #[cfg(feature = "postgres")]
 pub use pg_tls::PgTlsMode;
 pub use rows::StateAudit;

@@ -3,6 +3,7 @@
 //! The same schema in spirit as [`SqliteStore`](crate::SqliteStore): `BYTEA` for blobs,
 //! `BIGINT` for integers, one schema per store so several stores (and tests) share a database.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,6 +17,7 @@ use medchain_core::hash::{BlockHash, RecordId, TxId};
 use medchain_core::index::IndexedRecord;
 use medchain_core::keys::VerifyKey;
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, StateError, StateView};
+use medchain_core::protocol::CommittedChain;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
@@ -83,7 +85,8 @@ pub struct PostgresStore {
     key: StateKey,
     genesis: Option<Genesis>,
     height: u64,
-    tls: PgTlsMode,
+    /// Where the store's connection goes (a [`PostgresReader`] opens a second one there).
+    target: PgTarget,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -91,7 +94,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("schema", &self.schema)
             .field("height", &self.height)
-            .field("tls", &self.tls)
+            .field("tls", &self.target.mode())
             .finish_non_exhaustive()
     }
 }
@@ -112,14 +115,14 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
-fn connect(url: &str, schema: &str) -> Result<(Client, PgTlsMode), StoreError> {
+fn connect(url: &str, schema: &str) -> Result<(Client, PgTarget), StoreError> {
     check_schema_name(schema)?;
     let target = PgTarget::parse(url)?;
     let mut client = target.connect()?;
     client.batch_execute(&format!(
         "SET search_path TO {schema}; SET synchronous_commit TO on;"
     ))?;
-    Ok((client, target.mode()))
+    Ok((client, target))
 }
 
 fn tip_from_row(row: &postgres::Row) -> Result<ChainTip, StoreError> {
@@ -262,151 +265,16 @@ fn check(c: &mut impl GenericClient, network: &NetworkKey) -> Result<StateKey, S
     Ok(key)
 }
 
-impl PostgresStore {
-    /// Creates a store in a new schema `schema` of the database at `url`; its state key is
-    /// sealed under `network`.
-    ///
-    /// # Errors
-    /// [`StoreError::AlreadyExists`] if the schema exists; PostgreSQL errors.
-    pub fn create(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
-        check_schema_name(schema)?;
-        let target = PgTarget::parse(url)?;
-        let mut client = target.connect()?;
-        client.batch_execute("SET synchronous_commit TO on")?;
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
-                &[&schema],
-            )?
-            .is_some();
-        if exists {
-            return Err(StoreError::AlreadyExists(format!("schema {schema}")));
-        }
-        let (key, sealed) = StateKey::generate(network);
-        let mut tx = client.transaction()?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema};"
-        ))?;
-        tx.batch_execute(SCHEMA)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('state_key', $1)",
-            &[&sealed],
-        )?;
-        tx.commit()?;
-        client.batch_execute(&format!("SET search_path TO {schema}"))?;
-        Ok(Self {
-            client: Mutex::new(client),
-            schema: schema.to_owned(),
-            key,
-            genesis: None,
-            height: 0,
-            tls: target.mode(),
-        })
-    }
+/// The derived-state reads under the state key, over any connection to the schema (the
+/// store's own, or a [`PostgresReader`]'s).
+struct Rows<'a> {
+    key: &'a StateKey,
+}
 
-    /// Opens the store in schema `schema`, after checking in a read-only transaction that it is
-    /// a medchain store of a supported version whose head verifies.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`], [`StoreError::NotAStore`], [`StoreError::UnsupportedSchema`],
-    /// [`StoreError::WrongKey`], [`StoreError::HeadInvalid`], [`StoreError::Corrupt`],
-    /// PostgreSQL errors.
-    pub fn open(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
-        let (mut client, tls) = connect(url, schema)?;
-        let tables: i64 = client
-            .query_one(
-                "SELECT count(*) FROM information_schema.tables
-                 WHERE table_schema = $1 AND table_name IN ('schema_version', 'meta', 'blocks', 'head')",
-                &[&schema],
-            )?
-            .try_get(0)?;
-        if tables == 0 {
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
-                    &[&schema],
-                )?
-                .is_some();
-            return Err(if exists {
-                StoreError::NotAStore("the schema holds no medchain store")
-            } else {
-                StoreError::NotFound(format!("schema {schema}"))
-            });
-        }
-        if tables != 4 {
-            return Err(StoreError::NotAStore("the schema lacks medchain tables"));
-        }
-        let (key, genesis, height) = {
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let key = check(&mut tx, network)?;
-            let genesis = genesis_of(&mut tx)?;
-            let height = head_of(&mut tx)?.map_or(0, |h| h.tip.height);
-            tx.commit()?;
-            (key, genesis, height)
-        };
-        Ok(Self {
-            client: Mutex::new(client),
-            schema: schema.to_owned(),
-            key,
-            genesis,
-            height,
-            tls,
-        })
-    }
-
-    /// How this store's connection is protected: TLS with the server's chain (and name)
-    /// verified, or plain TCP (see `docs/storage.md`, "TLS to PostgreSQL").
-    pub fn tls_mode(&self) -> PgTlsMode {
-        self.tls
-    }
-
-    /// Drops the schema and everything in it (tests, decommissioning).
-    ///
-    /// # Errors
-    /// PostgreSQL errors.
-    pub fn drop_schema(self) -> Result<(), StoreError> {
-        let schema = self.schema.clone();
-        let mut c = self.client.into_inner().map_err(|_| StoreError::Poisoned)?;
-        c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
-        Ok(())
-    }
-
-    /// The schema name.
-    pub fn schema(&self) -> &str {
-        &self.schema
-    }
-
-    fn lock(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
-        self.client.lock().map_err(|_| StoreError::Poisoned)
-    }
-
-    /// One committed transaction by id.
-    ///
-    /// # Errors
-    /// PostgreSQL errors; [`StoreError::Decode`].
-    pub fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
-        let row = self.lock()?.query_opt(
-            "SELECT bytes FROM transactions WHERE id = $1",
-            &[&&id.as_byte_array()[..]],
-        )?;
-        row.map(|r| {
-            let b: Vec<u8> = r.try_get(0)?;
-            Ok(Transaction::from_bytes(&b)?)
-        })
-        .transpose()
-    }
-
+impl Rows<'_> {
     fn open_raw(&self, table: Table, raw: RawRow) -> Result<Row, StoreError> {
         let (seq, tags, clear, sealed) = raw;
-        open_stored(&self.key, table, seq, tags, clear, sealed)
+        open_stored(self.key, table, seq, tags, clear, sealed)
     }
 
     /// Rows of `main` with their optional `side` row (an erasure of a record, a revocation of a
@@ -444,79 +312,6 @@ impl PostgresStore {
             out.push((m, s));
         }
         Ok(out)
-    }
-
-    /// See [`PersistentStore::indexed_records`](crate::PersistentStore::indexed_records): one
-    /// query for all of them.
-    pub(crate) fn indexed_records(
-        &self,
-        at: &[(u64, u32)],
-    ) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
-        let mut seqs = Vec::with_capacity(at.len());
-        for &(height, position) in at {
-            seqs.push(match seq_of(height, position as usize) {
-                Ok(seq) => Some(i64_of(seq, "row number")?),
-                Err(_) => None,
-            });
-        }
-        let wanted: Vec<i64> = seqs.iter().flatten().copied().collect();
-        let rows = self.lock()?.query(
-            "SELECT seq, entry, sealed FROM index_entries WHERE seq = ANY($1)",
-            &[&wanted],
-        )?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let raw = raw_row(r, Table::IndexEntries, 0)?;
-            let seq = raw.0;
-            found.insert(
-                seq,
-                indexed_record(&self.open_raw(Table::IndexEntries, raw)?)?,
-            );
-        }
-        Ok(seqs
-            .iter()
-            .map(|s| s.and_then(|s| found.get(&s).cloned()))
-            .collect())
-    }
-
-    /// See [`PersistentStore::node_state`](crate::PersistentStore::node_state).
-    pub(crate) fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        meta(&mut *self.lock()?, crate::common::NODE_STATE_KEY)
-    }
-
-    /// See [`PersistentStore::save_node_state`](crate::PersistentStore::save_node_state): one
-    /// statement in its own (committed) transaction.
-    pub(crate) fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.lock()?.execute(
-            "INSERT INTO meta (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&crate::common::NODE_STATE_KEY, &bytes],
-        )?;
-        Ok(())
-    }
-
-    /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records): one
-    /// query for all of them.
-    pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
-        let keys: Vec<[u8; 32]> = ids
-            .iter()
-            .map(|id| self.key.lookup(Lookup::Record, id.as_byte_array()))
-            .collect();
-        let params: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        let rows = self.lock()?.query(
-            "SELECT seq, rkey, sealed FROM erasures WHERE rkey = ANY($1)",
-            &[&params],
-        )?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let raw = raw_row(r, Table::Erasures, 0)?;
-            let tag = raw.1[0];
-            found.insert(tag, self.open_raw(Table::Erasures, raw)?);
-        }
-        ids.iter()
-            .zip(&keys)
-            .map(|(id, k)| erased(id, found.get(k)))
-            .collect()
     }
 
     fn record_row(
@@ -562,6 +357,254 @@ impl PostgresStore {
         Ok(out)
     }
 
+    fn contains_tx(&self, c: &mut impl GenericClient, id: &TxId) -> Result<bool, StoreError> {
+        Ok(c.query_opt(
+            "SELECT 1 FROM transactions WHERE id = $1",
+            &[&&id.as_byte_array()[..]],
+        )?
+        .is_some())
+    }
+
+    fn consent(
+        &self,
+        c: &mut impl GenericClient,
+        id: &ConsentId,
+    ) -> Result<Option<ConsentState>, StoreError> {
+        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
+        Ok(self.consent_rows(c, "ckey", &key)?.into_iter().next())
+    }
+
+    fn consents_of(
+        &self,
+        c: &mut impl GenericClient,
+        patient: &VerifyKey,
+    ) -> Result<Vec<ConsentState>, StoreError> {
+        let key = self
+            .key
+            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
+        self.consent_rows(c, "pkey", &key)
+    }
+}
+
+impl PostgresStore {
+    /// Creates a store in a new schema `schema` of the database at `url`; its state key is
+    /// sealed under `network`.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] if the schema exists; PostgreSQL errors.
+    pub fn create(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
+        check_schema_name(schema)?;
+        let target = PgTarget::parse(url)?;
+        let mut client = target.connect()?;
+        client.batch_execute("SET synchronous_commit TO on")?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                &[&schema],
+            )?
+            .is_some();
+        if exists {
+            return Err(StoreError::AlreadyExists(format!("schema {schema}")));
+        }
+        let (key, sealed) = StateKey::generate(network);
+        let mut tx = client.transaction()?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema};"
+        ))?;
+        tx.batch_execute(SCHEMA)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('state_key', $1)",
+            &[&sealed],
+        )?;
+        tx.commit()?;
+        client.batch_execute(&format!("SET search_path TO {schema}"))?;
+        Ok(Self {
+            client: Mutex::new(client),
+            schema: schema.to_owned(),
+            key,
+            genesis: None,
+            height: 0,
+            target,
+        })
+    }
+
+    /// Opens the store in schema `schema`, after checking in a read-only transaction that it is
+    /// a medchain store of a supported version whose head verifies.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], [`StoreError::NotAStore`], [`StoreError::UnsupportedSchema`],
+    /// [`StoreError::WrongKey`], [`StoreError::HeadInvalid`], [`StoreError::Corrupt`],
+    /// PostgreSQL errors.
+    pub fn open(url: &str, schema: &str, network: &NetworkKey) -> Result<Self, StoreError> {
+        let (mut client, target) = connect(url, schema)?;
+        let tables: i64 = client
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables
+                 WHERE table_schema = $1 AND table_name IN ('schema_version', 'meta', 'blocks', 'head')",
+                &[&schema],
+            )?
+            .try_get(0)?;
+        if tables == 0 {
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                    &[&schema],
+                )?
+                .is_some();
+            return Err(if exists {
+                StoreError::NotAStore("the schema holds no medchain store")
+            } else {
+                StoreError::NotFound(format!("schema {schema}"))
+            });
+        }
+        if tables != 4 {
+            return Err(StoreError::NotAStore("the schema lacks medchain tables"));
+        }
+        let (key, genesis, height) = {
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let key = check(&mut tx, network)?;
+            let genesis = genesis_of(&mut tx)?;
+            let height = head_of(&mut tx)?.map_or(0, |h| h.tip.height);
+            tx.commit()?;
+            (key, genesis, height)
+        };
+        Ok(Self {
+            client: Mutex::new(client),
+            schema: schema.to_owned(),
+            key,
+            genesis,
+            height,
+            target,
+        })
+    }
+
+    /// How this store's connection is protected: TLS with the server's chain (and name)
+    /// verified, or plain TCP (see `docs/storage.md`, "TLS to PostgreSQL").
+    pub fn tls_mode(&self) -> PgTlsMode {
+        self.target.mode()
+    }
+
+    /// Drops the schema and everything in it (tests, decommissioning).
+    ///
+    /// # Errors
+    /// PostgreSQL errors.
+    pub fn drop_schema(self) -> Result<(), StoreError> {
+        let schema = self.schema.clone();
+        let mut c = self.client.into_inner().map_err(|_| StoreError::Poisoned)?;
+        c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+        Ok(())
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
+        self.client.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    fn rows(&self) -> Rows<'_> {
+        Rows { key: &self.key }
+    }
+
+    /// One committed transaction by id.
+    ///
+    /// # Errors
+    /// PostgreSQL errors; [`StoreError::Decode`].
+    pub fn transaction(&self, id: &TxId) -> Result<Option<Transaction>, StoreError> {
+        let row = self.lock()?.query_opt(
+            "SELECT bytes FROM transactions WHERE id = $1",
+            &[&&id.as_byte_array()[..]],
+        )?;
+        row.map(|r| {
+            let b: Vec<u8> = r.try_get(0)?;
+            Ok(Transaction::from_bytes(&b)?)
+        })
+        .transpose()
+    }
+
+    /// See [`PersistentStore::indexed_records`](crate::PersistentStore::indexed_records): one
+    /// query for all of them.
+    pub(crate) fn indexed_records(
+        &self,
+        at: &[(u64, u32)],
+    ) -> Result<Vec<Option<IndexedRecord>>, StoreError> {
+        let mut seqs = Vec::with_capacity(at.len());
+        for &(height, position) in at {
+            seqs.push(match seq_of(height, position as usize) {
+                Ok(seq) => Some(i64_of(seq, "row number")?),
+                Err(_) => None,
+            });
+        }
+        let wanted: Vec<i64> = seqs.iter().flatten().copied().collect();
+        let rows = self.lock()?.query(
+            "SELECT seq, entry, sealed FROM index_entries WHERE seq = ANY($1)",
+            &[&wanted],
+        )?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let raw = raw_row(r, Table::IndexEntries, 0)?;
+            let seq = raw.0;
+            found.insert(
+                seq,
+                indexed_record(&self.rows().open_raw(Table::IndexEntries, raw)?)?,
+            );
+        }
+        Ok(seqs
+            .iter()
+            .map(|s| s.and_then(|s| found.get(&s).cloned()))
+            .collect())
+    }
+
+    /// See [`PersistentStore::node_state`](crate::PersistentStore::node_state).
+    pub(crate) fn node_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        meta(&mut *self.lock()?, crate::common::NODE_STATE_KEY)
+    }
+
+    /// See [`PersistentStore::save_node_state`](crate::PersistentStore::save_node_state): one
+    /// statement in its own (committed) transaction.
+    pub(crate) fn save_node_state(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&crate::common::NODE_STATE_KEY, &bytes],
+        )?;
+        Ok(())
+    }
+
+    /// See [`PersistentStore::erased_records`](crate::PersistentStore::erased_records): one
+    /// query for all of them.
+    pub(crate) fn erased_records(&self, ids: &[RecordId]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<[u8; 32]> = ids
+            .iter()
+            .map(|id| self.key.lookup(Lookup::Record, id.as_byte_array()))
+            .collect();
+        let params: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let rows = self.lock()?.query(
+            "SELECT seq, rkey, sealed FROM erasures WHERE rkey = ANY($1)",
+            &[&params],
+        )?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let raw = raw_row(r, Table::Erasures, 0)?;
+            let tag = raw.1[0];
+            found.insert(tag, self.rows().open_raw(Table::Erasures, raw)?);
+        }
+        ids.iter()
+            .zip(&keys)
+            .map(|(id, k)| erased(id, found.get(k)))
+            .collect()
+    }
+
     /// Every derived row block `height` wrote, opened under its identity.
     fn stored_rows(&self, height: u64) -> Result<Vec<Row>, StoreError> {
         let mut c = self.lock()?;
@@ -575,7 +618,7 @@ impl PostgresStore {
                 table.name()
             );
             for r in c.query(&sql, &[&lo, &hi])? {
-                out.push(self.open_raw(table, raw_row(&r, table, 0)?)?);
+                out.push(self.rows().open_raw(table, raw_row(&r, table, 0)?)?);
             }
         }
         Ok(out)
@@ -694,9 +737,11 @@ impl PostgresStore {
         erased.sort();
         for rid in erased {
             let rec = self
+                .rows()
                 .record_row(tx, rid)?
                 .ok_or_else(|| StoreError::corrupt("an erased record is not stored"))?;
             let audit: Vec<AuditEntry> = self
+                .rows()
                 .audit_rows(tx, rid)?
                 .into_iter()
                 .map(|(_, a)| a)
@@ -746,40 +791,19 @@ impl PostgresStore {
 
 impl StateView for PostgresStore {
     fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
-        let run = || -> Result<bool, StoreError> {
-            Ok(self
-                .lock()?
-                .query_opt(
-                    "SELECT 1 FROM transactions WHERE id = $1",
-                    &[&&id.as_byte_array()[..]],
-                )?
-                .is_some())
-        };
-        Ok(run()?)
+        Ok(self.rows().contains_tx(&mut *self.lock()?, id)?)
     }
 
     fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
-        let run = || -> Result<_, StoreError> { self.record_row(&mut *self.lock()?, id) };
-        Ok(run()?)
+        Ok(self.rows().record_row(&mut *self.lock()?, id)?)
     }
 
     fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
-        let key = self.key.lookup(Lookup::Consent, id.as_byte_array());
-        let run = || -> Result<_, StoreError> {
-            Ok(self
-                .consent_rows(&mut *self.lock()?, "ckey", &key)?
-                .into_iter()
-                .next())
-        };
-        Ok(run()?)
+        Ok(self.rows().consent(&mut *self.lock()?, id)?)
     }
 
     fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
-        let key = self
-            .key
-            .lookup(Lookup::ConsentPatient, patient.as_byte_array());
-        let run = || self.consent_rows(&mut *self.lock()?, "pkey", &key);
-        Ok(run()?)
+        Ok(self.rows().consents_of(&mut *self.lock()?, patient)?)
     }
 
     fn height(&self) -> u64 {
@@ -884,20 +908,22 @@ impl LedgerStore for PostgresStore {
         let key = self
             .key
             .lookup(Lookup::RecordPatient, patient.as_byte_array());
-        self.joined(
-            &mut *self.lock()?,
-            Table::Records,
-            Table::Erasures,
-            "pkey",
-            &key,
-        )?
-        .iter()
-        .map(|(r, e)| record_entry(r, e.as_ref()))
-        .collect()
+        self.rows()
+            .joined(
+                &mut *self.lock()?,
+                Table::Records,
+                Table::Erasures,
+                "pkey",
+                &key,
+            )?
+            .iter()
+            .map(|(r, e)| record_entry(r, e.as_ref()))
+            .collect()
     }
 
     fn audit_of_record(&self, id: &RecordId) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self
+            .rows()
             .audit_rows(&mut *self.lock()?, id)?
             .into_iter()
             .map(|(_, a)| a)
@@ -907,7 +933,7 @@ impl LedgerStore for PostgresStore {
     fn audit_of_patient(&self, patient: &VerifyKey) -> Result<Vec<AuditEntry>, StoreError> {
         let mut all = Vec::new();
         for r in self.records_of(patient)? {
-            all.extend(self.audit_rows(&mut *self.lock()?, &r.record_id)?);
+            all.extend(self.rows().audit_rows(&mut *self.lock()?, &r.record_id)?);
         }
         all.sort_by_key(|(seq, _)| *seq);
         Ok(all.into_iter().map(|(_, a)| a).collect())
@@ -943,9 +969,134 @@ impl LedgerStore for PostgresStore {
         )?;
         row.map(|r| {
             indexed_record(
-                &self.open_raw(Table::IndexEntries, raw_row(&r, Table::IndexEntries, 0)?)?,
+                &self
+                    .rows()
+                    .open_raw(Table::IndexEntries, raw_row(&r, Table::IndexEntries, 0)?)?,
             )
         })
         .transpose()
+    }
+}
+
+/// The height of the stored head (0: only genesis).
+fn head_height(c: &mut impl GenericClient) -> Result<u64, StoreError> {
+    c.query_opt("SELECT height FROM head WHERE id = 1", &[])?
+        .map_or(Ok(0), |r| u64_of(r.try_get(0)?, "head height"))
+}
+
+/// A second connection to a [`PostgresStore`]'s schema, read-only ([`PostgresStore::reader`]):
+/// what a node reads the committed chain through while its host appends to the store
+/// ([`CommittedChain`]; `medchain::Host`).
+///
+/// Consistency (`docs/storage.md`, "A node reading the ledger"): the session is read-only
+/// (`default_transaction_read_only`) at `READ COMMITTED`, so every statement runs in its own
+/// transaction and reads one snapshot, taken when it starts: the store appends a commit step
+/// in one transaction, so a statement sees the whole of it or none of it, never a part. The
+/// node that reads through this connection and the host that appends through the store's take
+/// turns on one thread: while the node reads, nothing is written, so all its reads in one call
+/// see the same head.
+pub struct PostgresReader {
+    client: Mutex<Client>,
+    key: StateKey,
+    /// The head's height when last read (kept when a read fails: the store only grows).
+    height: Cell<u64>,
+}
+
+impl std::fmt::Debug for PostgresReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresReader")
+            .field("height", &self.height.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A second, read-only connection to this store's schema (see [`PostgresReader`]), to the
+    /// same server with the same TLS settings. Its state key is unsealed again under `network`.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongKey`] for another network key, [`StoreError::WrongGenesis`] if the
+    /// schema now holds another chain, [`StoreError::NotAStore`] if it holds no state key,
+    /// PostgreSQL (and TLS) errors.
+    pub fn reader(&self, network: &NetworkKey) -> Result<PostgresReader, StoreError> {
+        let mut client = self.target.connect()?;
+        client.batch_execute(&format!(
+            "SET search_path TO {}; SET default_transaction_read_only TO on; \
+             SET default_transaction_isolation TO 'read committed';",
+            self.schema
+        ))?;
+        let sealed = meta(&mut client, "state_key")?
+            .ok_or(StoreError::NotAStore("the state key is missing"))?;
+        let key = StateKey::unseal(&sealed, network)?;
+        let same = match (genesis_of(&mut client)?, &self.genesis) {
+            (Some(a), Some(b)) => a.hash() == b.hash(),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            return Err(StoreError::WrongGenesis);
+        }
+        let height = head_height(&mut client)?;
+        Ok(PostgresReader {
+            client: Mutex::new(client),
+            key,
+            height: Cell::new(height),
+        })
+    }
+}
+
+impl PostgresReader {
+    fn lock(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
+        self.client.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    fn rows(&self) -> Rows<'_> {
+        Rows { key: &self.key }
+    }
+}
+
+impl StateView for PostgresReader {
+    fn contains_tx(&self, id: &TxId) -> Result<bool, StateError> {
+        Ok(self.rows().contains_tx(&mut *self.lock()?, id)?)
+    }
+
+    fn record(&self, id: &RecordId) -> Result<Option<RecordEntry>, StateError> {
+        Ok(self.rows().record_row(&mut *self.lock()?, id)?)
+    }
+
+    fn consent(&self, id: &ConsentId) -> Result<Option<ConsentState>, StateError> {
+        Ok(self.rows().consent(&mut *self.lock()?, id)?)
+    }
+
+    fn consents_of(&self, patient: &VerifyKey) -> Result<Vec<ConsentState>, StateError> {
+        Ok(self.rows().consents_of(&mut *self.lock()?, patient)?)
+    }
+
+    /// The head's height, read anew (the last one read if the read fails).
+    fn height(&self) -> u64 {
+        if let Ok(h) = self.lock().and_then(|mut c| head_height(&mut *c)) {
+            self.height.set(h.max(self.height.get()));
+        }
+        self.height.get()
+    }
+}
+
+impl CommittedChain for PostgresReader {
+    fn block(&self, height: u64) -> Result<Option<Block>, StateError> {
+        Ok(block_of(&mut *self.lock()?, height)?)
+    }
+
+    fn height_of(&self, hash: &BlockHash) -> Result<Option<u64>, StateError> {
+        let row = self.lock()?.query_opt(
+            "SELECT height FROM blocks WHERE hash = $1",
+            &[&&hash.as_byte_array()[..]],
+        );
+        let row = row.map_err(StoreError::from)?;
+        Ok(row
+            .map(|r| -> Result<u64, StoreError> { u64_of(r.try_get(0)?, "height") })
+            .transpose()?)
+    }
+
+    fn head(&self) -> Result<Option<Head>, StateError> {
+        Ok(head_of(&mut *self.lock()?)?)
     }
 }

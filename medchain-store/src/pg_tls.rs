@@ -50,6 +50,7 @@ pub enum PgTlsMode {
 
 /// A parsed connection string: the `postgres` crate's configuration without the TLS options,
 /// and the TLS client those options ask for.
+#[derive(Clone)]
 pub(crate) struct PgTarget {
     config: Config,
     tls: Option<Arc<ClientConfig>>,

@@ -26,6 +26,27 @@ fn postgres_store_passes_the_conformance_suite() {
     assert_eq!(schemas.len(), 7);
 }
 
+/// A node's read-only connection to the schema ([`PostgresStore::reader`]) passes the same
+/// reader conformance test as SQLite's.
+#[test]
+fn a_postgres_reader_sees_what_the_store_appends() {
+    let Some(url) = pg_url("a_postgres_reader_sees_what_the_store_appends") else {
+        return;
+    };
+    let schema = unique_schema("reader");
+    let mut s = story(13);
+    let key = network_key(&mut s.net);
+    let store = PostgresStore::create(&url, &schema, &key).expect("create");
+    let mut ledger = Ledger::with_store(store, Some(&s.net.genesis), key).expect("ledger");
+    reader_conformance(&mut ledger, &mut s);
+    let reader = ledger
+        .store()
+        .reader(&network_key(&mut s.net))
+        .expect("reader");
+    assert!(format!("{reader:?}").contains("height: 4"));
+    ledger.into_store().drop_schema().expect("drop");
+}
+
 #[test]
 fn postgres_ledger_reopens_verifies_and_refuses_tampering() {
     let Some(url) = pg_url("postgres_ledger_reopens_verifies_and_refuses_tampering") else {

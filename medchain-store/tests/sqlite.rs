@@ -556,66 +556,14 @@ fn the_durable_node_state_is_kept_and_checked() {
     ));
 }
 
-/// A node's read-only connection to the file ([`SqliteStore::reader`]) sees every append the
-/// store's own connection makes, and answers what a node asks of its committed chain exactly
-/// as the store does.
+/// A node's read-only connection to the file ([`SqliteStore::reader`]) passes the reader
+/// conformance test (`common::reader_conformance`, also run on PostgreSQL).
 #[test]
 fn a_reader_sees_what_the_store_appends() {
-    use medchain_core::hash::TxId;
-    use medchain_core::ledger::StateView;
-    use medchain_core::protocol::CommittedChain;
-
     let dir = tmp();
-    let path = dir.path().join("l.db");
     let mut s = story(12);
     let key = network_key(&mut s.net);
-    let mut ledger = Ledger::create_sqlite(&path, &s.net.genesis, key).expect("create");
-    let reader = ledger
-        .store()
-        .reader(&network_key(&mut s.net))
-        .expect("reader");
-    assert_eq!(StateView::height(&reader), 0);
-    assert!(CommittedChain::head(&reader).expect("head").is_none());
-    assert!(CommittedChain::block(&reader, 1).expect("block").is_none());
-
-    let sealed = small_chain(&mut ledger, &mut s, "hello");
-    assert_eq!(StateView::height(&reader), 3);
-    let store = ledger.store();
-    for h in 1..=3 {
-        let block = LedgerStore::block(store, h)
-            .expect("block")
-            .expect("stored");
-        assert_eq!(reader.height_of(&block.hash()).expect("height"), Some(h));
-        for tx in &block.transactions {
-            assert!(reader.contains_tx(&tx.id()).expect("read"));
-        }
-        assert_eq!(
-            CommittedChain::block(&reader, h).expect("block"),
-            Some(block)
-        );
-    }
-    assert!(CommittedChain::block(&reader, 4).expect("block").is_none());
-    assert!(!reader
-        .contains_tx(&TxId::from_byte_array([7; 32]))
-        .expect("read"));
-    assert_eq!(
-        CommittedChain::head(&reader).expect("head"),
-        LedgerStore::head(store).expect("head")
-    );
-    assert_eq!(
-        reader.record(&sealed.record_id()).expect("record"),
-        store.record(&sealed.record_id()).expect("record")
-    );
-    let patient = s.patient.verify_key();
-    let consents = reader.consents_of(&patient).expect("consents");
-    assert_eq!(consents.len(), 1);
-    assert_eq!(consents, store.consents_of(&patient).expect("consents"));
-    assert_eq!(
-        reader.consent(&consents[0].id).expect("consent"),
-        Some(consents[0].clone())
-    );
-
-    // Another network key does not open the state key.
-    let other = NetworkKey::generate(&mut UnwrapErr(SysRng));
-    assert!(matches!(store.reader(&other), Err(StoreError::WrongKey)));
+    let mut ledger =
+        Ledger::create_sqlite(dir.path().join("l.db"), &s.net.genesis, key).expect("create");
+    reader_conformance(&mut ledger, &mut s);
 }

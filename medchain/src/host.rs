@@ -27,7 +27,9 @@ use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
 use medchain_core::tx::{Transaction, TxBody, TxError};
 use medchain_fhir::{seal_validated, Options, WriteError};
-use medchain_store::{Ledger, LedgerError, SharedRecord, SqliteStore};
+use medchain_store::{
+    AnyStore, Ledger, LedgerError, LedgerLocation, PersistentStore, SharedRecord, SqliteStore,
+};
 use rand_core::{Rng, UnwrapErr};
 use thiserror::Error;
 
@@ -143,6 +145,17 @@ pub enum HostError {
     Restore(#[from] RestoreError),
 }
 
+impl HostError {
+    /// Whether opening found no ledger at all at the location (no file, no schema): the one
+    /// case where creating one is right.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            HostError::Ledger(LedgerError::Store(medchain_store::StoreError::NotFound(_)))
+        )
+    }
+}
+
 /// Why a submission was refused before it reached the network. Nothing was queued.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -241,9 +254,13 @@ pub struct ReleaseReceipt {
 ///
 /// The node always holds the network key: every transaction and block is judged by the
 /// consent rules (there is no mode that skips them).
-pub struct Host {
+///
+/// The ledger's store is `S`: a SQLite file by default ([`Host::create`], [`Host::open`]), or
+/// either backend chosen at run time by a [`LedgerLocation`] ([`Host::create_at`],
+/// [`Host::open_at`]: `Host<AnyStore>`, a PostgreSQL database with the `postgres` feature).
+pub struct Host<S: PersistentStore = SqliteStore> {
     node: Node,
-    ledger: Ledger<SqliteStore>,
+    ledger: Ledger<S>,
     network: NetworkKey,
     fhir: Options,
     nonce: u64,
@@ -255,7 +272,7 @@ pub struct Host {
     events: VecDeque<Event>,
 }
 
-impl fmt::Debug for Host {
+impl<S: PersistentStore> fmt::Debug for Host<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Host")
             .field("member", &self.node.key())
@@ -279,8 +296,7 @@ impl Host {
         now_ms: u64,
     ) -> Result<Self, HostError> {
         let ledger = Ledger::create_sqlite(path, genesis, network.duplicate())?;
-        let node = Self::node_over(&ledger, identity, &network, SafetyState::default(), now_ms)?;
-        Self::with(node, ledger, network, DurableState::default(), now_ms)
+        Self::from_ledger(ledger, identity, network, now_ms)
     }
 
     /// Reopens the ledger file at `path` (created by [`create`](Self::create)) and resumes this
@@ -301,25 +317,83 @@ impl Host {
         now_ms: u64,
     ) -> Result<Self, HostError> {
         let ledger = Ledger::open_sqlite(path, network.duplicate())?;
+        Self::from_ledger(ledger, identity, network, now_ms)
+    }
+}
+
+impl Host<AnyStore> {
+    /// As [`Host::create`], at `location`: a SQLite file, or a PostgreSQL database (the
+    /// ledger in its schema `medchain`; TLS as the URL asks, `docs/storage.md`).
+    ///
+    /// # Errors
+    /// As [`Host::create`]; [`LedgerError::NoPostgres`] for a PostgreSQL location in a build
+    /// without the `postgres` feature.
+    pub fn create_at(
+        location: &LedgerLocation,
+        genesis: &Genesis,
+        identity: Identity,
+        network: NetworkKey,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        let ledger = Ledger::create_at(location, genesis, network.duplicate())?;
+        Self::from_ledger(ledger, identity, network, now_ms)
+    }
+
+    /// As [`Host::open`], at `location` (created by [`create_at`](Self::create_at)). Nothing
+    /// there gives [`HostError::Ledger`] with `StoreError::NotFound` ([`HostError::is_not_found`]).
+    ///
+    /// # Errors
+    /// As [`Host::open`]; [`LedgerError::NoPostgres`].
+    pub fn open_at(
+        location: &LedgerLocation,
+        identity: Identity,
+        network: NetworkKey,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        let ledger = Ledger::open_at(location, network.duplicate())?;
+        Self::from_ledger(ledger, identity, network, now_ms)
+    }
+}
+
+impl<S: PersistentStore> Host<S> {
+    /// This member's node over an open `ledger` (just created, or reopened after a stop or a
+    /// crash: the durable state saved in it, if any, is restored as [`Host::open`] describes).
+    /// `network` must be the ledger's network key.
+    ///
+    /// # Errors
+    /// [`HostError::Ledger`] (the key is not the genesis's, the durable state cannot be read),
+    /// [`HostError::Node`] (the identity is not a member), [`HostError::Restore`].
+    pub fn from_ledger(
+        ledger: Ledger<S>,
+        identity: Identity,
+        network: NetworkKey,
+        now_ms: u64,
+    ) -> Result<Self, HostError> {
+        if ledger.genesis().network_key_fingerprint != network.fingerprint() {
+            return Err(LedgerError::WrongNetworkKey.into());
+        }
         let saved = ledger.durable_state()?.unwrap_or_default();
         let node = Self::node_over(&ledger, identity, &network, saved.safety.clone(), now_ms)?;
         Self::with(node, ledger, network, saved, now_ms)
     }
 
     /// This member's node over `ledger`: it reads the committed chain through a second,
-    /// read-only connection to the ledger's file (`medchain_store::SqliteReader`; the
+    /// read-only connection to the ledger's store (`SqliteReader`, `PostgresReader`; the
     /// consistency argument is in `docs/storage.md`), so it keeps in memory only the blocks
     /// it committed that the ledger does not hold yet, and a few recent ones.
     fn node_over(
-        ledger: &Ledger<SqliteStore>,
+        ledger: &Ledger<S>,
         identity: Identity,
         network: &NetworkKey,
         safety: SafetyState,
         now_ms: u64,
     ) -> Result<Node, HostError> {
-        let reader = ledger.store().reader(network).map_err(LedgerError::from)?;
+        let reader = ledger
+            .store()
+            .committed_reader(network)
+            .map_err(LedgerError::from)?;
         let config = NodeConfig::new(ledger.genesis().clone(), identity, network.duplicate());
-        Node::resume(config, Box::new(reader), safety, now_ms).map_err(|e| match e {
+        Node::resume(config, reader, safety, now_ms).map_err(|e| match e {
             RestoreError::Config(e) => HostError::Node(e),
             e => HostError::Restore(e),
         })
@@ -327,7 +401,7 @@ impl Host {
 
     fn with(
         mut node: Node,
-        ledger: Ledger<SqliteStore>,
+        ledger: Ledger<S>,
         network: NetworkKey,
         saved: DurableState,
         now_ms: u64,
@@ -383,8 +457,20 @@ impl Host {
     }
 
     /// The persistent ledger (committed blocks, records, consents, audit).
-    pub fn ledger(&self) -> &Ledger<SqliteStore> {
+    pub fn ledger(&self) -> &Ledger<S> {
         &self.ledger
+    }
+
+    /// The consensus round the node is in (it moves on with each certificate or timeout
+    /// certificate; after a restart, from the saved safety state on).
+    pub fn current_round(&self) -> u64 {
+        self.node.current_round()
+    }
+
+    /// Transactions in the node's mempool: submitted here or received from other members,
+    /// neither committed nor dropped yet.
+    pub fn mempool_len(&self) -> usize {
+        self.node.mempool_len()
     }
 
     /// Whether `id` is committed.

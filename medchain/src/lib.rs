@@ -1,7 +1,9 @@
 //! medchain for embedders: one [`Host`] per member institution.
 //!
 //! A [`Host`] owns a member's consensus node (`medchain_core::protocol::Node`), its
-//! persistent ledger (`medchain_store::Ledger`, SQLite), its identity and the network key. It
+//! persistent ledger (`medchain_store::Ledger`: a SQLite file by default, or a PostgreSQL
+//! database by [`LedgerLocation`] with the `postgres` feature), its identity and the network
+//! key. It
 //! is sans-I/O, as quinn-proto is under quinn: no threads, no sockets, no clock. The
 //! application moves bytes and time:
 //!
@@ -15,7 +17,7 @@
 //! computed when it validated them (one validation), one commit step per atomic write (a step
 //! can commit a block and its uncommitted ancestors). Before any message of a call can be sent,
 //! the host saves what the node must not forget across a crash (its voting state and its
-//! certified, uncommitted blocks) in the same ledger file; [`Host::open`] resumes from that file
+//! certified, uncommitted blocks) in the same ledger; [`Host::open`] resumes from that file
 //! after a stop or a crash, never voting twice in a round it voted in. The host signs and nonces what it
 //! submits. Domain operations: [`Host::add_record`] (FHIR JSON validated against the network's
 //! profile, sealed, classified and indexed for an enrolled patient),
@@ -85,4 +87,7 @@ pub use medchain_core::ledger::RuleError;
 pub use medchain_core::protocol::{DropReason, Recipient};
 pub use medchain_core::seal::{NetworkKey, SealedRecord};
 pub use medchain_core::tx::TxBody;
-pub use medchain_store::{Ledger, LedgerError, OpenError, SharedRecord};
+pub use medchain_store::{
+    AnyStore, Ledger, LedgerError, LedgerLocation, OpenError, PersistentStore, SharedRecord,
+    SqliteStore,
+};

@@ -390,3 +390,26 @@ fn an_own_transaction_the_rules_refuse_is_reported_with_its_named_rule() {
     assert_eq!(rule.reason(), InvalidReason::BadTimestamp);
     assert!(net.hosts().iter().all(|h| !h.is_committed(&id)));
 }
+
+/// `current_round` and `mempool_len` follow the node: a submission waits in the submitter's
+/// mempool until it commits, and the rounds move on with the blocks.
+#[test]
+fn the_round_and_the_mempool_follow_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = found(&dir);
+    assert!(net.hosts().iter().all(|h| h.mempool_len() == 0));
+    let start = net.host(0).current_round();
+    let alice = Identity::generate(&mut UnwrapErr(SysRng));
+    let t = net.now_ms();
+    let receipt = add_hba1c_to(net.host_mut(1), &alice, t);
+    assert_eq!(net.host(1).mempool_len(), 1, "queued, not yet sent");
+    net.pump(1);
+    assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
+    for h in net.hosts() {
+        assert_eq!(h.mempool_len(), 0, "committed: out of every mempool");
+        assert!(
+            h.current_round() > start,
+            "the round moved on with the block"
+        );
+    }
+}

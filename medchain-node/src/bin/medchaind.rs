@@ -4,7 +4,7 @@
 //! medchaind keygen --name NAME --out DIR            a new identity: DIR/identity.backup, DIR/identity.pub
 //! medchaind genesis --validator FILE… --out DIR     a genesis from public identity files; prints its hash
 //! medchaind run --config node.toml                  runs the node until SIGTERM or Ctrl-C
-//! medchaind status [--config node.toml | --api ADDR] [--json]
+//! medchaind status [--config node.toml | --api [https://]ADDR [--ca FILE]] [--json]
 //! medchaind local-net --nodes N --dir DIR [--start] N nodes on loopback, for demos and tests
 //! ```
 //!
@@ -13,7 +13,6 @@
 //! 1 when the node stopped on an error or a request failed, 2 on a usage, configuration or key
 //! file error.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -94,12 +93,16 @@ enum Command {
     },
     /// Asks a running node for its status.
     Status {
-        /// Reads the API address from this configuration file.
+        /// Reads the API address (and its TLS certificate) from this configuration file.
         #[arg(long, conflicts_with = "api")]
         config: Option<PathBuf>,
-        /// The API address (default 127.0.0.1:7700).
+        /// The API: host:port, http://host:port or https://host:port (default 127.0.0.1:7700).
         #[arg(long)]
-        api: Option<SocketAddr>,
+        api: Option<String>,
+        /// With TLS: the certificates to trust (PEM), a CA's or the node's own self-signed one
+        /// (default with --config: the node's configured certificate).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// Prints the node's JSON answer.
         #[arg(long)]
         json: bool,
@@ -184,7 +187,12 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::Run { config, log_format } => run(&config, log_format),
-        Command::Status { config, api, json } => status(config.as_deref(), api, json),
+        Command::Status {
+            config,
+            api,
+            ca,
+            json,
+        } => status(config.as_deref(), api.as_deref(), ca.as_deref(), json),
         Command::LocalNet {
             nodes,
             dir,
@@ -352,17 +360,30 @@ async fn stop_signal() {
     }
 }
 
-fn status(config: Option<&Path>, api: Option<SocketAddr>, json: bool) -> Result<(), Failure> {
-    let addr = match (config, api) {
-        (Some(path), _) => NodeConfig::load(path).map_err(usage)?.api,
-        (None, Some(addr)) => addr,
-        (None, None) => DEFAULT_API.parse().map_err(usage)?,
+fn status(
+    config: Option<&Path>,
+    api: Option<&str>,
+    ca: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let client = match (config, api) {
+        (Some(path), _) => {
+            let config = NodeConfig::load(path).map_err(usage)?;
+            match &config.api_tls {
+                None => ApiClient::new(config.api),
+                Some(tls) => ApiClient::new(config.api)
+                    .with_ca(ca.unwrap_or(&tls.cert))
+                    .map_err(usage)?,
+            }
+        }
+        (None, Some(url)) => ApiClient::from_url(url, ca).map_err(usage)?,
+        (None, None) => ApiClient::from_url(DEFAULT_API, ca).map_err(usage)?,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(failed)?;
-    let s = rt.block_on(ApiClient::new(addr).status()).map_err(failed)?;
+    let s = rt.block_on(client.status()).map_err(failed)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(failed)?);
         return Ok(());
@@ -370,8 +391,12 @@ fn status(config: Option<&Path>, api: Option<SocketAddr>, json: bool) -> Result<
     println!("member   {} ({}), key {}", s.name, s.role, s.member);
     println!("network  {}, genesis {}", s.chain, s.genesis);
     println!("height   {}, head {}", s.height, s.head);
+    println!("round    {}", s.round);
     println!("peers    {}/{} connected", s.peers_connected, s.peers_total);
-    println!("pending  {} submitted here", s.pending_submissions);
+    println!(
+        "pending  {} submitted here, {} in the mempool",
+        s.pending_submissions, s.mempool_transactions
+    );
     println!(
         "uptime   {} s{}",
         s.uptime_seconds,

@@ -258,7 +258,7 @@ impl Net {
         let id = keyfile::load_identity(&config.identity, pass.as_bytes()).expect("identity");
         let key = keyfile::load_network_key(&config.network_key, &id, &self.genesis)
             .expect("network key");
-        let ledger = medchain_store::Ledger::open_sqlite(&config.ledger, key).expect("ledger");
+        let ledger = medchain_store::Ledger::open_at(&config.ledger, key).expect("ledger");
         ledger.verify(|_| {}).expect("the ledger verifies");
         ledger
             .blocks_from(1)

@@ -199,3 +199,88 @@ pub fn assert_no_markers(what: &str, bytes: &[u8]) {
 fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The conformance test of a node's read-only connection to a store (`SqliteReader`,
+/// `PostgresReader`, each through [`PersistentStore::committed_reader`]): on a ledger just
+/// created for `s`'s genesis, the reader sees every append the store's own connection makes,
+/// and answers what a node asks of its committed chain exactly as the store does; another
+/// network key does not open it.
+pub fn reader_conformance<S: PersistentStore>(ledger: &mut Ledger<S>, s: &mut Story) {
+    use getrandom::SysRng;
+    use medchain_core::hash::TxId;
+    use medchain_core::ledger::StateView;
+    use medchain_core::store::LedgerStore;
+    use medchain_store::StoreError;
+    use rand_core::UnwrapErr;
+
+    assert_eq!(ledger.height(), 0, "a fresh ledger");
+    let reader = ledger
+        .store()
+        .committed_reader(&network_key(&mut s.net))
+        .expect("reader");
+    assert_eq!(StateView::height(&*reader), 0);
+    assert!(reader.head().expect("head").is_none());
+    assert!(reader.block(1).expect("block").is_none());
+
+    let sealed = small_chain(ledger, s, "hello");
+    assert_eq!(
+        StateView::height(&*reader),
+        3,
+        "the reader sees the appends"
+    );
+    let store = ledger.store();
+    for h in 1..=3 {
+        let block = LedgerStore::block(store, h)
+            .expect("block")
+            .expect("stored");
+        assert_eq!(reader.height_of(&block.hash()).expect("height"), Some(h));
+        for tx in &block.transactions {
+            assert!(reader.contains_tx(&tx.id()).expect("read"));
+        }
+        assert_eq!(reader.block(h).expect("block"), Some(block));
+    }
+    assert!(reader.block(4).expect("block").is_none());
+    assert!(reader
+        .height_of(&medchain_core::hash::BlockHash::from_byte_array([9; 32]))
+        .expect("read")
+        .is_none());
+    assert!(!reader
+        .contains_tx(&TxId::from_byte_array([7; 32]))
+        .expect("read"));
+    assert_eq!(
+        reader.head().expect("head"),
+        LedgerStore::head(store).expect("head")
+    );
+    assert_eq!(
+        reader.record(&sealed.record_id()).expect("record"),
+        store.record(&sealed.record_id()).expect("record")
+    );
+    assert!(reader
+        .record(&sealed.record_id())
+        .expect("record")
+        .is_some());
+    let patient = s.patient.verify_key();
+    let consents = reader.consents_of(&patient).expect("consents");
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents, store.consents_of(&patient).expect("consents"));
+    assert_eq!(
+        reader.consent(&consents[0].id).expect("consent"),
+        Some(consents[0].clone())
+    );
+
+    // An erasure: the reader sees the tombstone, as the store does.
+    let erase = erase_tx(&mut s.net, &s.patient, &sealed);
+    commit(ledger, &mut s.net, vec![erase]);
+    assert_eq!(StateView::height(&*reader), 4);
+    let store = ledger.store();
+    let entry = reader.record(&sealed.record_id()).expect("record");
+    assert!(entry.as_ref().is_some_and(|e| e.erased));
+    assert_eq!(entry, store.record(&sealed.record_id()).expect("record"));
+
+    // Another network key does not open the state key.
+    let other = NetworkKey::generate(&mut UnwrapErr(SysRng));
+    assert!(matches!(
+        store.committed_reader(&other),
+        Err(StoreError::WrongKey)
+    ));
+}
