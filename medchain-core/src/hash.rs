@@ -101,6 +101,10 @@ pub mod domain {
     pub const RESEARCH_REQUEST_SIG: &str = "medchain/v1/research-request-signature";
     /// A research release's commitment: its Merkle root and exact counts.
     pub const RESEARCH_RELEASE: &str = "medchain/v1/research-release";
+    /// A grantee's signature over a cross-institution key request (`crate::sharing`).
+    pub const KEY_REQUEST_SIG: &str = "medchain/v1/key-request-signature";
+    /// A key request's id: the tagged hash of its signed bytes.
+    pub const KEY_REQUEST_ID: &str = "medchain/v1/key-request-id";
     /// Keys a research release derives from its private secret (leaf salts, pseudonyms).
     pub const RESEARCH_RELEASE_KEY: &str = "medchain/v1/research-release-key";
     /// `Identity::derive_secret` label of a patient's consent tag key (blinded consent codes).

@@ -43,6 +43,7 @@ pub mod merkle;
 pub mod protocol;
 pub mod research;
 pub mod seal;
+pub mod sharing;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]

@@ -10,6 +10,7 @@ use medchain_core::access::{
 };
 use medchain_core::block::{Block, CheckedBlock};
 use medchain_core::chain::CommitProof;
+use medchain_core::consent::{Denial, Purpose};
 use medchain_core::election::{ElectionError, VrfSecret};
 use medchain_core::encoding::Encode;
 use medchain_core::genesis::{Genesis, GenesisError, Member, Quorum, Timing};
@@ -20,11 +21,12 @@ use medchain_core::index::{
 use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
 use medchain_core::ledger::{AuditEntry, BlockEffects, RecordEntry, RuleError};
 use medchain_core::protocol::{
-    DropReason, DurableState, Evidence, IndexMaterial, Node, NodeConfig, NodeError, Output,
-    Recipient, RestoreError, SafetyState, SubmitError,
+    DropReason, DurableState, Evidence, IndexMaterial, Message, Node, NodeConfig, NodeError,
+    Output, Recipient, RestoreError, SafetyState, SubmitError, SHARING_TAGS,
 };
 use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
+use medchain_core::sharing::{KeyAnswer, KeyRequestId};
 use medchain_core::tx::{Transaction, TxBody, TxError};
 use medchain_fhir::{seal_validated, Options, WriteError};
 use medchain_store::{
@@ -32,6 +34,8 @@ use medchain_store::{
 };
 use rand_core::{Rng, UnwrapErr};
 use thiserror::Error;
+
+use crate::sharing::Sharing;
 
 /// Why a genesis could not be written.
 #[derive(Debug, Error)]
@@ -126,6 +130,37 @@ pub enum Event {
     },
     /// Evidence that a member equivocated.
     Evidence(Evidence),
+    /// A member relayed a clinician's key request for a record this host added, and this
+    /// host answered it ([`crate::sharing`]; on [`KeyAnswer::Released`] the release and its
+    /// access log were submitted). Log it: every request is answered once, and a denial's
+    /// detail is for the patient's audit view only.
+    KeyRequestAnswered {
+        /// The member that relayed the request.
+        from: VerifyKey,
+        /// The request.
+        request: KeyRequestId,
+        /// The record asked for.
+        record: RecordId,
+        /// The clinician who asked to read it.
+        grantee: PublicIdentity,
+        /// Why they asked.
+        purpose: Purpose,
+        /// What they were told.
+        answer: KeyAnswer,
+        /// For a consent denial, the reason (which consent and provision) for the patient's
+        /// own audit view (`access::denial_audit_event`); never sent to the requester.
+        denial: Option<Denial>,
+    },
+    /// A holder answered one of this host's key requests ([`Host::request_key`]).
+    KeyAnswered {
+        /// The request.
+        request: KeyRequestId,
+        /// The record asked for.
+        record: RecordId,
+        /// The answer: on [`KeyAnswer::Released`], open the record once both transactions
+        /// commit.
+        answer: KeyAnswer,
+    },
 }
 
 /// Why a host could not be set up.
@@ -270,6 +305,8 @@ pub struct Host<S: PersistentStore = SqliteStore> {
     saved: (SafetyState, Vec<BlockHash>),
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Key requests sent and answered (`crate::sharing`).
+    sharing: Sharing,
 }
 
 impl<S: PersistentStore> fmt::Debug for Host<S> {
@@ -422,6 +459,7 @@ impl<S: PersistentStore> Host<S> {
             saved,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            sharing: Sharing::default(),
         };
         host.drain()?;
         Ok(host)
@@ -490,6 +528,9 @@ impl<S: PersistentStore> Host<S> {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<(), HostError> {
+        if Message::peek_tag(bytes).is_some_and(|tag| SHARING_TAGS.contains(&tag)) {
+            return self.handle_sharing(from, bytes, now_ms);
+        }
         self.node.handle_message(from, bytes, now_ms);
         Ok(self.drain()?)
     }
@@ -517,6 +558,22 @@ impl<S: PersistentStore> Host<S> {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn push_transmit(&mut self, transmit: Transmit) {
+        self.transmits.push_back(transmit);
+    }
+
+    pub(crate) fn sharing(&self) -> &Sharing {
+        &self.sharing
+    }
+
+    pub(crate) fn sharing_mut(&mut self) -> &mut Sharing {
+        &mut self.sharing
     }
 
     /// Moves the node's outputs into transmits and events, appending each commit step to the

@@ -25,7 +25,10 @@
 //! erasures), [`Host::release`] (a record key for a reader, judged locally exactly as
 //! validators judge it before any key is wrapped), [`Host::records_shared_with`] and
 //! [`Host::open_for`] (what a reader received, opened with its released key),
-//! [`Host::records_of`], [`Host::audit_trail`], [`Host::research_release`].
+//! [`Host::records_of`], [`Host::audit_trail`], [`Host::research_release`],
+//! [`Host::request_key`] (a clinician of this member asks the member that added a record for
+//! its key; that member's host judges the signed request as validators will and answers,
+//! [`Event::KeyAnswered`]).
 //!
 //! [`MemoryNetwork`] wires several members' hosts in one process (demos, the clinic example, an
 //! application's own tests); in production each member runs its host in its own process and
@@ -66,12 +69,14 @@
 //! ```
 mod host;
 mod memory;
+mod sharing;
 
 pub use host::{
     genesis_of, Event, FoundError, Host, HostError, NetworkRole, RecordDraft, RecordError,
     RecordReceipt, ReleaseError, ReleaseReceipt, SubmitTxError, Transmit,
 };
 pub use memory::{MemoryNetwork, MemoryNetworkError};
+pub use sharing::{RequestKeyError, MAX_PENDING_KEY_REQUESTS};
 
 /// The README's Rust quick start, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]
@@ -86,6 +91,7 @@ pub use medchain_core::keys::{Identity, PublicIdentity, VerifyKey};
 pub use medchain_core::ledger::RuleError;
 pub use medchain_core::protocol::{DropReason, Recipient};
 pub use medchain_core::seal::{NetworkKey, SealedRecord};
+pub use medchain_core::sharing::{KeyAnswer, KeyRequestId};
 pub use medchain_core::tx::TxBody;
 pub use medchain_store::{
     AnyStore, Ledger, LedgerError, LedgerLocation, OpenError, PersistentStore, SharedRecord,

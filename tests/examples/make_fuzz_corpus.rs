@@ -9,7 +9,7 @@ use std::path::Path;
 
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::fuzzing::{fuzz_identity, fuzz_network_key, FUZZ_BACKUP_PASSWORD, TARGETS};
-use medchain_core::hash::{domain, RecordId};
+use medchain_core::hash::{domain, RecordId, TxId};
 use medchain_core::keys::{BackupParams, Identity};
 use medchain_core::seal::seal_record;
 use medchain_core::tx::{revocation_message, PatientSignature, Transaction, TxBody};
@@ -438,6 +438,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 signature: b2.block().contributor_signatures[0],
             }
             .to_bytes(),
+        );
+    }
+
+    // The sharing channel (tags 9 and 10): a clinician's key request and a holder's answers.
+    let request = medchain_core::sharing::KeyRequest::sign(
+        &me,
+        &chain,
+        hospital.verify_key(),
+        record.record_id(),
+        Some(medchain_core::credential::Credential::issue(
+            &hospital,
+            &chain,
+            me.verify_key(),
+            medchain_core::credential::Role::Clinician {
+                institution: hospital.verify_key(),
+            },
+            1_900_000_000_000,
+        )),
+        medchain_core::consent::Purpose::Treat,
+        1_800_000_000_000,
+        &mut rng,
+    )?;
+    add(
+        "decode_message",
+        "key-request",
+        medchain_core::protocol::Message::KeyRequest {
+            request: request.clone(),
+        }
+        .to_bytes(),
+    );
+    for (name, answer) in [
+        (
+            "key-response-released",
+            medchain_core::sharing::KeyAnswer::Released {
+                key_shared: TxId::from_byte_array([1; 32]),
+                access_logged: TxId::from_byte_array([2; 32]),
+            },
+        ),
+        (
+            "key-response-refused",
+            medchain_core::sharing::KeyAnswer::RuleRefused {
+                rule: "unknown_credential".into(),
+            },
+        ),
+    ] {
+        let response = medchain_core::sharing::KeyResponse {
+            request: request.id(),
+            answer,
+        };
+        add(
+            "decode_message",
+            name,
+            medchain_core::protocol::Message::KeyResponse { response }.to_bytes(),
         );
     }
 

@@ -10,6 +10,7 @@ use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::BlockHash;
 use crate::index::FilterSegment;
 use crate::keys::Signature;
+use crate::sharing::{KeyRequest, KeyResponse};
 use crate::tx::Transaction;
 use crate::vote::{QuorumCertificate, Timeout, TimeoutCertificate, Vote};
 
@@ -134,7 +135,24 @@ pub enum Message {
         /// The sender's highest certificate.
         high_qc: Option<CertifiedHeader>,
     },
+    /// Tag 9. A clinician's key request relayed to the record's holder
+    /// ([`crate::sharing`]). Answered by the embedding host (`medchain::Host`), which holds
+    /// the ledger and the records; a bare [`crate::protocol::Node`] drops it as unexpected.
+    KeyRequest {
+        /// The request, signed by its grantee.
+        request: KeyRequest,
+    },
+    /// Tag 10. The holder's answer to a key request.
+    KeyResponse {
+        /// The answer.
+        response: KeyResponse,
+    },
 }
+
+/// The tags of the sharing messages ([`Message::KeyRequest`], [`Message::KeyResponse`]): a
+/// host reads the tag byte ([`Message::peek_tag`]) and answers these itself, before any
+/// consensus decoding.
+pub const SHARING_TAGS: [u8; 2] = [9, 10];
 
 impl Message {
     /// The message's tag.
@@ -149,6 +167,17 @@ impl Message {
             Self::Timeout { .. } => 6,
             Self::SyncRequest { .. } => 7,
             Self::SyncResponse { .. } => 8,
+            Self::KeyRequest { .. } => 9,
+            Self::KeyResponse { .. } => 10,
+        }
+    }
+
+    /// The tag of an encoded message of this version, without decoding it (`None` if `bytes`
+    /// is too short or of another version).
+    pub fn peek_tag(bytes: &[u8]) -> Option<u8> {
+        match bytes {
+            [MESSAGE_VERSION, tag, ..] => Some(*tag),
+            _ => None,
         }
     }
 
@@ -164,6 +193,8 @@ impl Message {
             Self::Timeout { .. } => "timeout",
             Self::SyncRequest { .. } => "sync-request",
             Self::SyncResponse { .. } => "sync-response",
+            Self::KeyRequest { .. } => "key-request",
+            Self::KeyResponse { .. } => "key-response",
         }
     }
 }
@@ -233,6 +264,8 @@ impl Encode for Message {
                 out.put_list(pending);
                 out.put_option(high_qc.as_ref());
             }
+            Self::KeyRequest { request } => request.encode_to(out),
+            Self::KeyResponse { response } => response.encode_to(out),
         }
     }
 }
@@ -285,6 +318,12 @@ impl Decode for Message {
                 head_proof: r.option("head proof")?,
                 pending: r.list("sync pending blocks", MAX_SYNC_BLOCKS, MIN_BLOCK_LEN)?,
                 high_qc: r.option("high certificate")?,
+            },
+            9 => Self::KeyRequest {
+                request: KeyRequest::decode_from(r)?,
+            },
+            10 => Self::KeyResponse {
+                response: KeyResponse::decode_from(r)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -53,7 +53,7 @@ mod tests;
 
 pub use crate::block::{BatchVerifier, SerialVerifier, TxVerifier};
 pub use committed::{CommittedChain, RECENT_COMMITTED_BLOCKS};
-pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION};
+pub use message::{CertifiedHeader, Message, MAX_SYNC_BLOCKS, MESSAGE_VERSION, SHARING_TAGS};
 pub use node::{
     DropReason, DurableState, Evidence, IndexMaterial, Judging, Node, NodeConfig, NodeError,
     Output, ProposalEquivocation, Recipient, RestoreError, SafetyState, SubmitError,

@@ -1322,6 +1322,10 @@ impl Node {
                 pending,
                 high_qc,
             } => self.on_sync_response(from, blocks, head_proof, pending, high_qc, now_ms),
+            // The sharing channel is the embedding host's (it holds the records).
+            Message::KeyRequest { .. } | Message::KeyResponse { .. } => {
+                self.drop_msg(from, DropReason::Unexpected);
+            }
         }
     }
 
