@@ -17,7 +17,7 @@ use medchain_core::protocol::{DropReason, Message, Recipient};
 use medchain_core::sharing::{
     KeyAnswer, KeyRequest, KeyRequestError, KeyRequestId, KeyResponse, RequestGuard,
 };
-use medchain_store::LedgerError;
+use medchain_store::{LedgerError, PersistentStore};
 use rand_core::UnwrapErr;
 use thiserror::Error;
 
@@ -62,7 +62,7 @@ pub(crate) struct Sharing {
     pending: HashMap<KeyRequestId, Pending>,
 }
 
-impl Host {
+impl<S: PersistentStore> Host<S> {
     /// How far a key request's signed time may be from the holder's clock: the genesis clock
     /// skew bound.
     fn request_window(&self) -> u64 {
