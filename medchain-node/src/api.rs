@@ -15,7 +15,7 @@
 //! | `GET /health` | `200 {"status": "ok"}` while the host loop runs, `503` after |
 //! | `GET /metrics` | Prometheus text ([`crate::prom`]) |
 //!
-//! Every error is JSON, `{"error": {"code", "message", "rule"?}}`, with the status of its
+//! Every error is JSON, `{"error": {"code", "message", "rule"?, "issues"?}}`, with the status of its
 //! [`ApiError`]; a refused request changes nothing. No error echoes what the client sent.
 
 use std::str::FromStr;
@@ -1083,6 +1083,89 @@ mod tests {
         assert_eq!(exact.unwrap().len(), MAX_REQUEST);
         let broken = axum::Error::new(std::io::Error::other("reset"));
         assert!(!over_limit(&broken));
+    }
+
+    #[test]
+    fn bad_records_and_key_requests_get_typed_errors() {
+        let case = |json: serde_json::Value| parse_record(json.to_string().as_bytes()).unwrap_err();
+        let fhir = serde_json::json!({"resourceType": "Observation"});
+        let code = |e: ApiError| (e.code(), e.status().as_u16());
+        assert_eq!(
+            code(case(
+                serde_json::json!({"fhir": "text", "enrolment": {"hex": "00"}})
+            )),
+            ("bad_json", 400)
+        );
+        assert_eq!(
+            code(case(serde_json::json!({"fhir": fhir, "enrolment": {}}))),
+            ("bad_encoding", 400)
+        );
+        assert_eq!(
+            code(case(
+                serde_json::json!({"fhir": fhir, "enrolment": {"hex": "00"}})
+            )),
+            ("bad_enrolment", 422)
+        );
+        assert_eq!(
+            code(case(serde_json::json!({"fhir": fhir, "extra": 1}))),
+            ("bad_json", 400)
+        );
+        assert_eq!(
+            code(parse_key_request(b"{}").unwrap_err()),
+            ("bad_encoding", 400)
+        );
+        assert_eq!(
+            code(parse_key_request(br#"{"hex":"ff00"}"#).unwrap_err()),
+            ("malformed_key_request", 400)
+        );
+        assert_eq!(
+            code(reader_param(Some("other=1")).unwrap_err()),
+            ("bad_reader", 400)
+        );
+        assert_eq!(code(reader_param(None).unwrap_err()), ("bad_reader", 400));
+        let rng = &mut rand_core::UnwrapErr(getrandom::SysRng);
+        let reader = medchain::Identity::generate(rng).public();
+        let query = format!("x=1&reader={}", hex::encode(reader.to_bytes()));
+        assert_eq!(reader_param(Some(&query)).unwrap(), reader);
+        // The FHIR resource is never quoted back.
+        let secret = serde_json::json!({"fhir": {"note": "Alice Smith HbA1c 7.9"}, "enrolment": {"hex": "zz"}});
+        let message = case(secret).to_string();
+        assert!(!message.contains("Alice"), "{message}");
+    }
+
+    #[test]
+    fn key_request_refusals_have_stable_codes() {
+        for (e, status, code) in [
+            (RequestKeyError::UnknownRecord, 404, "not_found"),
+            (RequestKeyError::Erased, 410, "erased"),
+            (RequestKeyError::AlreadySent, 409, "already_sent"),
+            (KeyRequestError::Research.into(), 403, "research"),
+            (KeyRequestError::BadSignature.into(), 422, "bad_signature"),
+            (
+                KeyRequestError::NotAddressedHere.into(),
+                422,
+                "not_addressed_here",
+            ),
+            (KeyRequestError::Stale.into(), 422, "stale"),
+            (KeyRequestError::BadPurpose.into(), 422, "bad_purpose"),
+            (
+                KeyRequestError::ForeignCredential.into(),
+                422,
+                "foreign_credential",
+            ),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!((api.status().as_u16(), api.code()), (status, code));
+        }
+        let invalid = ApiError::InvalidFhir(vec![IssueView {
+            severity: "error".into(),
+            code: "required".into(),
+            message: "required element missing".into(),
+            path: "Observation.status".into(),
+        }]);
+        assert_eq!(invalid.status().as_u16(), 422);
+        assert_eq!(invalid.body().error.issues[0].path, "Observation.status");
+        assert!(ApiError::BadHex.body().error.issues.is_empty());
     }
 
     #[test]
