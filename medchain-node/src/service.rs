@@ -1026,8 +1026,10 @@ impl KeyRequests {
         self.entries.get(id)
     }
 
+    /// Records a relayed request as pending; one relayed again keeps its first answer.
     fn relayed(&mut self, id: KeyRequestId) {
-        if self.entries.insert(id, None).is_none() {
+        if !self.entries.contains_key(&id) {
+            self.entries.insert(id, None);
             self.order.push_back(id);
             while self.order.len() > self.cap {
                 if let Some(old) = self.order.pop_front() {
@@ -1037,9 +1039,11 @@ impl KeyRequests {
         }
     }
 
-    /// Records an answer to a request still remembered (a forgotten one stays forgotten).
+    /// Records the first answer to a request still remembered (a forgotten one stays
+    /// forgotten; a later answer, `replayed` to the same request relayed again, does not hide
+    /// the first).
     fn answered(&mut self, id: KeyRequestId, answer: KeyAnswer) {
-        if let Some(slot) = self.entries.get_mut(&id) {
+        if let Some(slot @ None) = self.entries.get_mut(&id) {
             *slot = Some(answer);
         }
     }
@@ -1157,8 +1161,10 @@ mod tests {
         // An answer to a request never relayed here is not remembered.
         k.answered(rid(9), KeyAnswer::Denied);
         assert_eq!(k.get(&rid(9)), None);
-        // Relaying again does not forget the answer or grow the queue.
+        // Relaying again does not forget the answer or grow the queue; the holder's `replayed`
+        // to the second relay does not hide it.
         k.relayed(rid(1));
+        k.answered(rid(1), KeyAnswer::Replayed);
         assert_eq!(k.get(&rid(1)), Some(&Some(KeyAnswer::Denied)));
         k.relayed(rid(2));
         k.relayed(rid(3));
