@@ -1028,8 +1028,8 @@ impl KeyRequests {
 
     /// Records a relayed request as pending; one relayed again keeps its first answer.
     fn relayed(&mut self, id: KeyRequestId) {
-        if !self.entries.contains_key(&id) {
-            self.entries.insert(id, None);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(id) {
+            slot.insert(None);
             self.order.push_back(id);
             while self.order.len() > self.cap {
                 if let Some(old) = self.order.pop_front() {
