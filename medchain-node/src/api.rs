@@ -6,35 +6,43 @@
 //! | `POST /v1/transactions` | `{"hex": …}` or `{"base64": …}`: a patient-signed body (consent grant, consent revocation, erasure request) in its canonical encoding; this node contributes it. `202` `{"id", "status": "pending"}` |
 //! | `GET /v1/transactions/{id}` | `{"id", "status": "pending" \| "committed" \| "rejected", "height"?, "rule"?}` |
 //! | `GET /v1/transactions/{id}/proof` | `{"id", "height", "proof"}`: a light-client inclusion proof (hex of its canonical bytes) |
+//! | `POST /v1/records` | `{"fhir": {…}, "enrolment": {"hex" \| "base64"}, "readers"?: [hex]}`: a FHIR record for a patient enrolled here; `202` `{"id", "record"}`; `422 invalid_fhir` with the issue paths |
+//! | `POST /v1/key-requests` | `{"hex" \| "base64"}`: a `KeyRequest` the clinician signed; this node relays it to the record's holder. `202` `{"id", "status": "pending"}` |
+//! | `GET /v1/key-requests/{id}` | `{"id", "status": "pending" \| "answered", "answer"?, "key_shared"?, "access_logged"?, "committed"?}` |
+//! | `GET /v1/records/{id}/release?reader={hex}` | what was released to that reader: `{"record", "reader", "sealed", "envelope"}` (hex of their canonical bytes) |
 //! | `GET /v1/blocks/{height}` | the committed block: header fields, transaction ids, its canonical bytes in hex |
 //! | `GET /v1/status` | member, network, height, head, round, mempool size, peers connected, submissions pending |
 //! | `GET /health` | `200 {"status": "ok"}` while the host loop runs, `503` after |
 //! | `GET /metrics` | Prometheus text ([`crate::prom`]) |
 //!
-//! Every error is JSON, `{"error": {"code", "message", "rule"?}}`, with the status of its
+//! Every error is JSON, `{"error": {"code", "message", "rule"?, "issues"?}}`, with the status of its
 //! [`ApiError`]; a refused request changes nothing. No error echoes what the client sent.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use medchain::{SubmitTxError, TxBody};
+use medchain::{
+    KeyAnswer, KeyRequestId, OpenError, PublicIdentity, RecordError, RequestKeyError,
+    SealedWriterKey, SubmitTxError, TxBody, WriteError,
+};
 use medchain_core::block::Block;
 use medchain_core::encoding::{Decode, Encode};
-use medchain_core::hash::{ChainId, TxId};
+use medchain_core::hash::{ChainId, RecordId, TxId};
 use medchain_core::protocol::SubmitError;
+use medchain_core::sharing::{KeyRequest, KeyRequestError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::prom;
-use crate::service::{Command, NodeState, TxStatus};
+use crate::service::{Command, KeyRequestStatus, NodeState, TxStatus};
 
 /// The largest request body accepted (a patient-signed body is a few KiB).
 pub const MAX_REQUEST: usize = 256 * 1024;
@@ -97,6 +105,40 @@ pub enum ApiError {
     /// The node failed to serve the request (details in its log).
     #[error("internal error (see the node's log)")]
     Internal,
+    /// The FHIR resource does not pass the network's profile: nothing was sealed or submitted.
+    /// The body lists the issues (severity, code, path; never a value).
+    #[error("the FHIR resource is not valid for this network ({} issues)", .0.len())]
+    InvalidFhir(Vec<IssueView>),
+    /// The record could not be sealed, classified or indexed (too many readers, more codes
+    /// than a class carries, a keyword over its limit, ...).
+    #[error("the record cannot be added: {0}")]
+    Unprocessable(&'static str),
+    /// The patient's enrolment does not open for this node (another hospital's, another
+    /// network's, another patient's, a bad signature, or not a sealed writer key).
+    #[error("the patient's enrolment does not open for this node")]
+    BadEnrolment,
+    /// A reader is not the hex of a public identity's canonical bytes.
+    #[error("a reader is the hex of a public identity's canonical bytes (64 bytes)")]
+    BadReader,
+    /// The bytes are not a key request in its canonical encoding.
+    #[error("the bytes are not a key request")]
+    MalformedKeyRequest,
+    /// The key request does not check out here: its code says why (`bad_signature`,
+    /// `not_addressed_here`, `stale`, `bad_purpose`, `foreign_credential`).
+    #[error("the key request is refused: {0}")]
+    BadKeyRequest(&'static str),
+    /// Research is served de-identified, never with record keys.
+    #[error("research access is served de-identified, not by releasing record keys")]
+    Research,
+    /// The record was erased by its patient: its key is gone.
+    #[error("the record was erased")]
+    Erased,
+    /// This key request was relayed by this node already and awaits its answer.
+    #[error("this key request was relayed already")]
+    AlreadySent,
+    /// A key request id or record id is not 64 hex digits.
+    #[error("an id is 64 hex digits")]
+    BadId,
 }
 
 impl ApiError {
@@ -110,9 +152,19 @@ impl ApiError {
             | Self::Malformed(_)
             | Self::Invalid(_)
             | Self::BadTxId
-            | Self::BadHeight => StatusCode::BAD_REQUEST,
-            Self::UnsupportedKind(_) | Self::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Duplicate => StatusCode::CONFLICT,
+            | Self::BadHeight
+            | Self::BadReader
+            | Self::MalformedKeyRequest
+            | Self::BadId => StatusCode::BAD_REQUEST,
+            Self::UnsupportedKind(_)
+            | Self::Rejected(_)
+            | Self::InvalidFhir(_)
+            | Self::Unprocessable(_)
+            | Self::BadEnrolment
+            | Self::BadKeyRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Research => StatusCode::FORBIDDEN,
+            Self::Erased => StatusCode::GONE,
+            Self::Duplicate | Self::AlreadySent => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -142,6 +194,16 @@ impl ApiError {
             Self::Busy => "busy",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::InvalidFhir(_) => "invalid_fhir",
+            Self::Unprocessable(_) => "unprocessable_record",
+            Self::BadEnrolment => "bad_enrolment",
+            Self::BadReader => "bad_reader",
+            Self::MalformedKeyRequest => "malformed_key_request",
+            Self::BadKeyRequest(code) => code,
+            Self::Research => "research",
+            Self::Erased => "erased",
+            Self::AlreadySent => "already_sent",
+            Self::BadId => "bad_id",
         }
     }
 
@@ -154,6 +216,10 @@ impl ApiError {
                 rule: match self {
                     Self::Rejected(rule) => Some((*rule).into()),
                     _ => None,
+                },
+                issues: match self {
+                    Self::InvalidFhir(issues) => issues.clone(),
+                    _ => Vec::new(),
                 },
             },
         }
@@ -172,6 +238,61 @@ impl From<SubmitTxError> for ApiError {
             SubmitTxError::Build(e) => Self::Invalid(e.to_string()),
             e => {
                 tracing::error!(error = %e, "submission failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Fhir(WriteError::Invalid(invalid)) => Self::InvalidFhir(
+                invalid
+                    .report
+                    .issues()
+                    .iter()
+                    .map(|i| IssueView {
+                        severity: i.severity.code().into(),
+                        code: i.code.fhir_issue_type().into(),
+                        message: i.code.message().into(),
+                        path: i.path.clone(),
+                    })
+                    .collect(),
+            ),
+            RecordError::Fhir(_) => Self::Unprocessable("it could not be sealed for its readers"),
+            RecordError::Enrolment(_) => Self::BadEnrolment,
+            RecordError::Class(_) => Self::Unprocessable("it cannot be classified"),
+            RecordError::Keywords(_) => {
+                Self::Unprocessable("its search keywords cannot be extracted")
+            }
+            RecordError::Index(_) => Self::Unprocessable("its index entry cannot be built"),
+            RecordError::Submit(e) => e.into(),
+            _ => {
+                tracing::error!("adding a record failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<RequestKeyError> for ApiError {
+    fn from(e: RequestKeyError) -> Self {
+        match e {
+            RequestKeyError::Request(KeyRequestError::Research) => Self::Research,
+            RequestKeyError::Request(e) => Self::BadKeyRequest(match e {
+                KeyRequestError::BadPurpose => "bad_purpose",
+                KeyRequestError::ForeignCredential => "foreign_credential",
+                KeyRequestError::BadSignature => "bad_signature",
+                KeyRequestError::NotAddressedHere => "not_addressed_here",
+                KeyRequestError::Stale => "stale",
+                _ => "invalid_key_request",
+            }),
+            RequestKeyError::UnknownRecord => Self::NotFound("committed record"),
+            RequestKeyError::Erased => Self::Erased,
+            RequestKeyError::AlreadySent => Self::AlreadySent,
+            e => {
+                tracing::error!(error = %e, "relaying a key request failed");
                 Self::Internal
             }
         }
@@ -201,6 +322,146 @@ pub struct ErrorDetail {
     /// The ledger rule, for `rejected` ([`medchain::RuleError::name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For `invalid_fhir`: what validation found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issues: Vec<IssueView>,
+}
+
+/// One FHIR validation issue (`invalid_fhir`): fixed texts and a path, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueView {
+    /// `error` or `warning`.
+    pub severity: String,
+    /// The `OperationOutcome` issue type (`required`, `value`, `structure`, ...).
+    pub code: String,
+    /// The fixed message of the issue's kind.
+    pub message: String,
+    /// Where: `Observation.valueQuantity.value` (FHIRPath; array positions in brackets).
+    pub path: String,
+}
+
+/// Canonical bytes, in exactly one of hex or standard base64.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encoded {
+    /// The bytes in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+    /// The bytes in standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+}
+
+impl Encoded {
+    /// Hex of `bytes`.
+    pub fn hex(bytes: &[u8]) -> Self {
+        Self {
+            hex: Some(hex::encode(bytes)),
+            base64: None,
+        }
+    }
+
+    /// The bytes.
+    ///
+    /// # Errors
+    /// [`ApiError::Encoding`], [`ApiError::BadHex`], [`ApiError::BadBase64`].
+    pub fn decode(&self) -> Result<Vec<u8>, ApiError> {
+        match (&self.hex, &self.base64) {
+            (Some(h), None) => hex::decode(h.trim()).map_err(|_| ApiError::BadHex),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| ApiError::BadBase64),
+            _ => Err(ApiError::Encoding),
+        }
+    }
+}
+
+/// `POST /v1/records`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRecordRequest {
+    /// The FHIR R4 resource, a JSON object (stored as its compact serialization).
+    pub fhir: serde_json::Value,
+    /// The patient's enrolment at this node: the canonical bytes of the `SealedWriterKey` the
+    /// patient's wallet made for this member (`SealedWriterKey::export`).
+    pub enrolment: Encoded,
+    /// Who else may open the record from the start: hex of public identities' canonical
+    /// bytes (this node always can).
+    #[serde(default)]
+    pub readers: Vec<String>,
+}
+
+/// The answer to `POST /v1/records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordAddedView {
+    /// The `RecordAdded` transaction's id (follow it at `/v1/transactions/{id}`).
+    pub id: String,
+    /// The record's id.
+    pub record: String,
+}
+
+/// A key request relayed by this node (`POST /v1/key-requests`, `GET /v1/key-requests/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequestView {
+    /// The request's id (hex).
+    pub id: String,
+    /// `pending` or `answered`.
+    pub status: String,
+    /// For `answered`: [`KeyAnswer::name`] (`released`, `denied`, `replayed`, `stale`, a
+    /// ledger rule's name, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// For `released`: the `KeyShared` transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_shared: Option<String>,
+    /// For `released`: its `AccessLogged` transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_logged: Option<String>,
+    /// For `answered`: whether the release's two transactions are committed on this node
+    /// (always `false` for an answer that released nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<bool>,
+}
+
+impl KeyRequestView {
+    fn new(id: &KeyRequestId, status: KeyRequestStatus) -> Self {
+        let mut view = Self {
+            id: id.to_string(),
+            status: "pending".into(),
+            answer: None,
+            key_shared: None,
+            access_logged: None,
+            committed: None,
+        };
+        if let KeyRequestStatus::Answered { answer, committed } = status {
+            view.status = "answered".into();
+            view.answer = Some(answer.name().to_owned());
+            view.committed = Some(committed);
+            if let KeyAnswer::Released {
+                key_shared,
+                access_logged,
+            } = answer
+            {
+                view.key_shared = Some(key_shared.to_string());
+                view.access_logged = Some(access_logged.to_string());
+            }
+        }
+        view
+    }
+}
+
+/// What was released to one reader (`GET /v1/records/{id}/release?reader=…`): the reader
+/// opens it with their own identity (`SealedRecord::open_with(reader, &[envelope])`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// The record's id.
+    pub record: String,
+    /// The reader (hex of its public identity's canonical bytes).
+    pub reader: String,
+    /// The sealed record's canonical bytes (hex): ciphertext.
+    pub sealed: String,
+    /// The reader's key envelope from the committed `KeyShared` (hex of its canonical bytes).
+    pub envelope: String,
 }
 
 /// `POST /v1/transactions`.
@@ -391,6 +652,10 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/transactions/{id}/proof", get(proof))
+        .route("/v1/records", post(add_record))
+        .route("/v1/records/{id}/release", get(release))
+        .route("/v1/key-requests", post(relay_key_request))
+        .route("/v1/key-requests/{id}", get(key_request_status))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
         .route("/health", get(health))
@@ -414,28 +679,70 @@ fn kind_name(body: &TxBody) -> &'static str {
     }
 }
 
-/// Parses and checks a submission without touching the node: JSON, encoding, canonical body,
-/// kind (patient-signed only), the body's own checks for `chain`.
-///
-/// # Errors
-/// The [`ApiError`] of the first problem.
-pub fn parse_submission(bytes: &[u8], chain: &ChainId) -> Result<TxBody, ApiError> {
-    let request: SubmitRequest = serde_json::from_slice(bytes).map_err(|e| {
-        // Position only: serde's messages can quote the input.
+/// Parses a JSON body, reporting only the position of a problem (serde's messages can quote
+/// the input).
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::BadJson(format!(
             "{:?} error at line {} column {}",
             e.classify(),
             e.line(),
             e.column()
         ))
-    })?;
-    let raw = match (&request.hex, &request.base64) {
-        (Some(h), None) => hex::decode(h.trim()).map_err(|_| ApiError::BadHex)?,
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .map_err(|_| ApiError::BadBase64)?,
-        _ => return Err(ApiError::Encoding),
-    };
+    })
+}
+
+/// A public identity from the hex of its canonical bytes.
+fn parse_reader(text: &str) -> Result<PublicIdentity, ApiError> {
+    let bytes = hex::decode(text.trim()).map_err(|_| ApiError::BadReader)?;
+    PublicIdentity::from_bytes(&bytes).map_err(|_| ApiError::BadReader)
+}
+
+/// Parses a record to add without touching the node: the FHIR bytes, the enrolment, the
+/// readers.
+///
+/// # Errors
+/// The [`ApiError`] of the first problem.
+pub fn parse_record(
+    bytes: &[u8],
+) -> Result<(Vec<u8>, SealedWriterKey, Vec<PublicIdentity>), ApiError> {
+    let request: AddRecordRequest = from_json(bytes)?;
+    if !request.fhir.is_object() {
+        return Err(ApiError::BadJson("\"fhir\" must be a JSON object".into()));
+    }
+    let fhir = serde_json::to_vec(&request.fhir).map_err(|_| ApiError::Internal)?;
+    let enrolment = SealedWriterKey::from_bytes(&request.enrolment.decode()?)
+        .map_err(|_| ApiError::BadEnrolment)?;
+    let readers = request
+        .readers
+        .iter()
+        .map(|r| parse_reader(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((fhir, enrolment, readers))
+}
+
+/// Parses a key request without touching the node (its checks against the ledger are the
+/// host's).
+///
+/// # Errors
+/// The [`ApiError`] of the first problem.
+pub fn parse_key_request(bytes: &[u8]) -> Result<KeyRequest, ApiError> {
+    let request: Encoded = from_json(bytes)?;
+    KeyRequest::from_bytes(&request.decode()?).map_err(|_| ApiError::MalformedKeyRequest)
+}
+
+/// Parses and checks a submission without touching the node: JSON, encoding, canonical body,
+/// kind (patient-signed only), the body's own checks for `chain`.
+///
+/// # Errors
+/// The [`ApiError`] of the first problem.
+pub fn parse_submission(bytes: &[u8], chain: &ChainId) -> Result<TxBody, ApiError> {
+    let request: SubmitRequest = from_json(bytes)?;
+    let raw = Encoded {
+        hex: request.hex,
+        base64: request.base64,
+    }
+    .decode()?;
     let body = TxBody::from_bytes(&raw).map_err(|e| ApiError::Malformed(e.to_string()))?;
     match body {
         TxBody::ConsentGranted { .. }
@@ -460,17 +767,22 @@ fn over_limit(e: &axum::Error) -> bool {
     false
 }
 
-async fn submit(
-    State(api): State<ApiState>,
-    body: Body,
-) -> Result<(StatusCode, Json<TxStatusView>), ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_REQUEST).await.map_err(|e| {
+/// The request body, at most [`MAX_REQUEST`] bytes.
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_REQUEST).await.map_err(|e| {
         if over_limit(&e) {
             ApiError::TooLarge
         } else {
             ApiError::BadJson("the body could not be read".into())
         }
-    })?;
+    })
+}
+
+async fn submit(
+    State(api): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<TxStatusView>), ApiError> {
+    let bytes = read_body(body).await?;
     let chain = ChainId::from_byte_array(api.state.genesis.to_byte_array());
     let body = parse_submission(&bytes, &chain)?;
     let id = api
@@ -483,6 +795,103 @@ async fn submit(
         StatusCode::ACCEPTED,
         Json(TxStatusView::new(&id, TxStatus::Pending)),
     ))
+}
+
+async fn add_record(
+    State(api): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<RecordAddedView>), ApiError> {
+    let (fhir, enrolment, readers) = parse_record(&read_body(body).await?)?;
+    let receipt = api
+        .ask(|reply| Command::AddRecord {
+            fhir,
+            enrolment: Box::new(enrolment),
+            readers,
+            reply,
+        })
+        .await??;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RecordAddedView {
+            id: receipt.tx_id.to_string(),
+            record: receipt.record_id.to_string(),
+        }),
+    ))
+}
+
+async fn relay_key_request(
+    State(api): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<KeyRequestView>), ApiError> {
+    let request = parse_key_request(&read_body(body).await?)?;
+    let id = api
+        .ask(|reply| Command::RelayKeyRequest {
+            request: Box::new(request),
+            reply,
+        })
+        .await??;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(KeyRequestView::new(&id, KeyRequestStatus::Pending)),
+    ))
+}
+
+async fn key_request_status(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyRequestView>, ApiError> {
+    let id = KeyRequestId::from_str(&id).map_err(|_| ApiError::BadId)?;
+    let status = api
+        .ask(|reply| Command::KeyRequestStatus { id, reply })
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "key request status lookup failed");
+            ApiError::Internal
+        })?
+        .ok_or(ApiError::NotFound("key request relayed by this node"))?;
+    Ok(Json(KeyRequestView::new(&id, status)))
+}
+
+/// The `reader` parameter of a query string.
+fn reader_param(query: Option<&str>) -> Result<PublicIdentity, ApiError> {
+    let value = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("reader="))
+        .ok_or(ApiError::BadReader)?;
+    parse_reader(value)
+}
+
+async fn release(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ReleaseView>, ApiError> {
+    let record = RecordId::from_str(&id).map_err(|_| ApiError::BadId)?;
+    let reader = reader_param(query.as_deref())?;
+    let (sealed, envelope) = api
+        .ask(|reply| Command::Release {
+            reader,
+            record,
+            reply,
+        })
+        .await?
+        .map_err(|e| match e {
+            medchain::LedgerError::Open(OpenError::Erased) => ApiError::Erased,
+            medchain::LedgerError::Open(_) => {
+                ApiError::NotFound("release of this record to this reader")
+            }
+            e => {
+                tracing::error!(error = %e, "release lookup failed");
+                ApiError::Internal
+            }
+        })?;
+    Ok(Json(ReleaseView {
+        record: record.to_string(),
+        reader: hex::encode(reader.to_bytes()),
+        sealed: hex::encode(sealed.to_bytes()),
+        envelope: hex::encode(envelope.to_bytes()),
+    }))
 }
 
 async fn tx_status(
@@ -674,6 +1083,89 @@ mod tests {
         assert_eq!(exact.unwrap().len(), MAX_REQUEST);
         let broken = axum::Error::new(std::io::Error::other("reset"));
         assert!(!over_limit(&broken));
+    }
+
+    #[test]
+    fn bad_records_and_key_requests_get_typed_errors() {
+        let case = |json: serde_json::Value| parse_record(json.to_string().as_bytes()).unwrap_err();
+        let fhir = serde_json::json!({"resourceType": "Observation"});
+        let code = |e: ApiError| (e.code(), e.status().as_u16());
+        assert_eq!(
+            code(case(
+                serde_json::json!({"fhir": "text", "enrolment": {"hex": "00"}})
+            )),
+            ("bad_json", 400)
+        );
+        assert_eq!(
+            code(case(serde_json::json!({"fhir": fhir, "enrolment": {}}))),
+            ("bad_encoding", 400)
+        );
+        assert_eq!(
+            code(case(
+                serde_json::json!({"fhir": fhir, "enrolment": {"hex": "00"}})
+            )),
+            ("bad_enrolment", 422)
+        );
+        assert_eq!(
+            code(case(serde_json::json!({"fhir": fhir, "extra": 1}))),
+            ("bad_json", 400)
+        );
+        assert_eq!(
+            code(parse_key_request(b"{}").unwrap_err()),
+            ("bad_encoding", 400)
+        );
+        assert_eq!(
+            code(parse_key_request(br#"{"hex":"ff00"}"#).unwrap_err()),
+            ("malformed_key_request", 400)
+        );
+        assert_eq!(
+            code(reader_param(Some("other=1")).unwrap_err()),
+            ("bad_reader", 400)
+        );
+        assert_eq!(code(reader_param(None).unwrap_err()), ("bad_reader", 400));
+        let rng = &mut rand_core::UnwrapErr(getrandom::SysRng);
+        let reader = medchain::Identity::generate(rng).public();
+        let query = format!("x=1&reader={}", hex::encode(reader.to_bytes()));
+        assert_eq!(reader_param(Some(&query)).unwrap(), reader);
+        // The FHIR resource is never quoted back.
+        let secret = serde_json::json!({"fhir": {"note": "Alice Smith HbA1c 7.9"}, "enrolment": {"hex": "zz"}});
+        let message = case(secret).to_string();
+        assert!(!message.contains("Alice"), "{message}");
+    }
+
+    #[test]
+    fn key_request_refusals_have_stable_codes() {
+        for (e, status, code) in [
+            (RequestKeyError::UnknownRecord, 404, "not_found"),
+            (RequestKeyError::Erased, 410, "erased"),
+            (RequestKeyError::AlreadySent, 409, "already_sent"),
+            (KeyRequestError::Research.into(), 403, "research"),
+            (KeyRequestError::BadSignature.into(), 422, "bad_signature"),
+            (
+                KeyRequestError::NotAddressedHere.into(),
+                422,
+                "not_addressed_here",
+            ),
+            (KeyRequestError::Stale.into(), 422, "stale"),
+            (KeyRequestError::BadPurpose.into(), 422, "bad_purpose"),
+            (
+                KeyRequestError::ForeignCredential.into(),
+                422,
+                "foreign_credential",
+            ),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!((api.status().as_u16(), api.code()), (status, code));
+        }
+        let invalid = ApiError::InvalidFhir(vec![IssueView {
+            severity: "error".into(),
+            code: "required".into(),
+            message: "required element missing".into(),
+            path: "Observation.status".into(),
+        }]);
+        assert_eq!(invalid.status().as_u16(), 422);
+        assert_eq!(invalid.body().error.issues[0].path, "Observation.status");
+        assert!(ApiError::BadHex.body().error.issues.is_empty());
     }
 
     #[test]

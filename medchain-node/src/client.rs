@@ -18,7 +18,10 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::api::{BlockView, ErrorBody, ProofView, StatusView, SubmitRequest, TxStatusView};
+use crate::api::{
+    AddRecordRequest, BlockView, Encoded, ErrorBody, KeyRequestView, ProofView, RecordAddedView,
+    ReleaseView, StatusView, SubmitRequest, TxStatusView,
+};
 
 /// A request to the API failed.
 #[derive(Debug, Error)]
@@ -285,12 +288,63 @@ impl ApiClient {
             hex: Some(hex::encode(body)),
             base64: None,
         };
-        let bytes = serde_json::to_vec(&request).map_err(|e| ClientError::Unexpected {
-            status: 0,
-            message: e.to_string(),
-        })?;
-        self.json(Method::POST, "/v1/transactions", Some(bytes))
+        self.json(Method::POST, "/v1/transactions", Some(to_json(&request)?))
             .await
+    }
+
+    /// `POST /v1/records`: adds `fhir` (a JSON object) for the patient whose enrolment at this
+    /// node is `enrolment` (the canonical bytes of their `SealedWriterKey`), readable from the
+    /// start by `readers` (canonical bytes of public identities) too.
+    ///
+    /// # Errors
+    /// [`ClientError`]; [`ClientError::Api`] carries the node's refusal (`invalid_fhir` with
+    /// its issues, `bad_enrolment`, ...).
+    pub async fn add_record(
+        &self,
+        fhir: &serde_json::Value,
+        enrolment: &[u8],
+        readers: &[Vec<u8>],
+    ) -> Result<RecordAddedView, ClientError> {
+        let request = AddRecordRequest {
+            fhir: fhir.clone(),
+            enrolment: Encoded::hex(enrolment),
+            readers: readers.iter().map(hex::encode).collect(),
+        };
+        self.json(Method::POST, "/v1/records", Some(to_json(&request)?))
+            .await
+    }
+
+    /// `POST /v1/key-requests`: has this node relay a key request (its canonical bytes) that
+    /// the clinician signed.
+    ///
+    /// # Errors
+    /// [`ClientError`]; [`ClientError::Api`] carries the node's refusal.
+    pub async fn relay_key_request(&self, request: &[u8]) -> Result<KeyRequestView, ClientError> {
+        self.json(
+            Method::POST,
+            "/v1/key-requests",
+            Some(to_json(&Encoded::hex(request))?),
+        )
+        .await
+    }
+
+    /// `GET /v1/key-requests/{id}`: a relayed request's status.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `404 not_found` for a request this node did not relay (or forgot).
+    pub async fn key_request(&self, id: &str) -> Result<KeyRequestView, ClientError> {
+        self.json(Method::GET, &format!("/v1/key-requests/{id}"), None)
+            .await
+    }
+
+    /// `GET /v1/records/{id}/release?reader=…`: what was released to `reader` (the canonical
+    /// bytes of its public identity) for the record `id`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `404 not_found` when nothing was released to that reader.
+    pub async fn release(&self, id: &str, reader: &[u8]) -> Result<ReleaseView, ClientError> {
+        let path = format!("/v1/records/{id}/release?reader={}", hex::encode(reader));
+        self.json(Method::GET, &path, None).await
     }
 
     /// `GET /v1/transactions/{id}`.
@@ -337,6 +391,14 @@ impl ApiClient {
             message: e.to_string(),
         })
     }
+}
+
+/// A request body's JSON.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(value).map_err(|e| ClientError::Unexpected {
+        status: 0,
+        message: e.to_string(),
+    })
 }
 
 /// The value of an unlabelled metric (or the sum over its labels) in Prometheus text.

@@ -124,6 +124,30 @@ pub fn render(state: &NodeState) -> String {
     for (reason, n) in &stats.dropped {
         out.value("medchain_messages_dropped_total", &[("reason", *reason)], n);
     }
+    out.header(
+        "medchain_key_requests_answered_total",
+        "counter",
+        "Key requests for records added here, answered by this node, by answer.",
+    );
+    for (answer, n) in &stats.key_requests_answered {
+        out.value(
+            "medchain_key_requests_answered_total",
+            &[("answer", answer.as_str())],
+            n,
+        );
+    }
+    out.header(
+        "medchain_key_answers_received_total",
+        "counter",
+        "Answers received to the key requests this node relayed, by answer.",
+    );
+    for (answer, n) in &stats.key_answers_received {
+        out.value(
+            "medchain_key_answers_received_total",
+            &[("answer", answer.as_str())],
+            n,
+        );
+    }
     out.single(
         "medchain_evidence_total",
         "counter",

@@ -25,15 +25,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use medchain::{
-    AnyStore, Event, Genesis, Host, HostError, Identity, LedgerError, LedgerLocation, NetworkKey,
-    SubmitTxError, TxBody,
+    AnyStore, Event, Genesis, Host, HostError, Identity, KeyAnswer, KeyRequestId, LedgerError,
+    LedgerLocation, NetworkKey, PublicIdentity, RecordDraft, RecordError, RecordReceipt,
+    RequestKeyError, SealedRecord, SealedWriterKey, SubmitTxError, TxBody,
 };
 use medchain_core::block::{tx_leaf, Block, BlockHeader};
-use medchain_core::hash::{BlockHash, TxId};
+use medchain_core::hash::{BlockHash, RecordId, TxId};
 use medchain_core::keys::VerifyKey;
 use medchain_core::light::{commit_path, InclusionError, InclusionProof, MAX_PROOF_DESCENDANTS};
 use medchain_core::merkle::{self, MerkleError};
 use medchain_core::protocol::DropReason;
+use medchain_core::seal::KeyEnvelope;
+use medchain_core::sharing::KeyRequest;
 use medchain_core::store::LedgerStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -49,6 +52,9 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// since); the oldest are forgotten first. A forgotten committed transaction is still found
 /// in the ledger.
 pub const TRACKED_MAX: usize = 65_536;
+
+/// Key requests relayed here whose answer the node remembers; the oldest are forgotten first.
+pub const KEY_REQUESTS_TRACKED_MAX: usize = 4096;
 
 /// Everything a node needs to run.
 pub struct ServiceConfig {
@@ -163,6 +169,41 @@ pub(crate) enum Command {
         id: TxId,
         reply: oneshot::Sender<Result<Option<(u64, InclusionProof)>, ProofError>>,
     },
+    AddRecord {
+        fhir: Vec<u8>,
+        enrolment: Box<SealedWriterKey>,
+        readers: Vec<PublicIdentity>,
+        reply: oneshot::Sender<Result<RecordReceipt, RecordError>>,
+    },
+    RelayKeyRequest {
+        request: Box<KeyRequest>,
+        reply: oneshot::Sender<Result<KeyRequestId, RequestKeyError>>,
+    },
+    KeyRequestStatus {
+        id: KeyRequestId,
+        reply: oneshot::Sender<Result<Option<KeyRequestStatus>, LedgerError>>,
+    },
+    Release {
+        reader: PublicIdentity,
+        record: RecordId,
+        reply: oneshot::Sender<Result<(SealedRecord, KeyEnvelope), LedgerError>>,
+    },
+}
+
+/// Where a key request relayed by this node stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyRequestStatus {
+    /// Relayed; the holder has not answered yet.
+    Pending,
+    /// The holder answered.
+    Answered {
+        /// The answer.
+        answer: KeyAnswer,
+        /// For [`KeyAnswer::Released`]: whether both its transactions (the `KeyShared` and its
+        /// `AccessLogged`) are committed on this node's ledger.
+        committed: bool,
+    },
 }
 
 /// An inclusion proof could not be made from the ledger (a store error, or a stored chain the
@@ -231,6 +272,11 @@ pub struct Stats {
     pub send_failed: u64,
     /// Submit→commit latency.
     pub latency: Histogram,
+    /// Key requests other members relayed (or this node relayed to itself) for records added
+    /// here, answered by this node, by answer ([`KeyAnswer::name`]).
+    pub key_requests_answered: BTreeMap<String, u64>,
+    /// Answers received to the key requests this node relayed, by answer.
+    pub key_answers_received: BTreeMap<String, u64>,
 }
 
 /// What the API reads without asking the host: identity, progress, counters.
@@ -559,6 +605,7 @@ async fn host_main(
                 transport,
                 state,
                 tracker: Tracker::new(TRACKED_MAX),
+                key_requests: KeyRequests::new(KEY_REQUESTS_TRACKED_MAX),
             };
             let result = node.run(incoming, commands, stop).await;
             node.state.running.store(false, Ordering::Relaxed);
@@ -617,6 +664,7 @@ struct Running {
     transport: Transport,
     state: Arc<NodeState>,
     tracker: Tracker,
+    key_requests: KeyRequests,
 }
 
 /// How long the loop sleeps when the host asks for no timer (it wakes on input anyway).
@@ -686,7 +734,85 @@ impl Running {
                 let _ = reply.send(block);
                 Ok(())
             }
+            Command::AddRecord {
+                fhir,
+                enrolment,
+                readers,
+                reply,
+            } => {
+                let draft = RecordDraft {
+                    fhir: &fhir,
+                    enrolment: &enrolment,
+                    readers: &readers,
+                };
+                let result = self.host.add_record(draft, now_ms());
+                let fatal = match &result {
+                    Ok(receipt) => {
+                        self.tracker.submitted(receipt.tx_id);
+                        lock(&self.state.stats).submitted += 1;
+                        None
+                    }
+                    Err(RecordError::Submit(SubmitTxError::Ledger(e))) => {
+                        Some(RunError::Durable(e.to_string()))
+                    }
+                    Err(_) => None,
+                };
+                let _ = reply.send(result);
+                fatal.map_or(Ok(()), Err)
+            }
+            Command::RelayKeyRequest { request, reply } => {
+                let result = self.host.relay_key_request(*request, now_ms());
+                if let Ok(id) = &result {
+                    self.key_requests.relayed(*id);
+                }
+                let _ = reply.send(result);
+                Ok(())
+            }
+            Command::KeyRequestStatus { id, reply } => {
+                let _ = reply.send(self.key_request_status(&id));
+                Ok(())
+            }
+            Command::Release {
+                reader,
+                record,
+                reply,
+            } => {
+                let _ = reply.send(self.host.ledger().released_to(&reader, &record));
+                Ok(())
+            }
         }
+    }
+
+    /// A relayed key request's status; for a release, whether both transactions committed.
+    fn key_request_status(
+        &self,
+        id: &KeyRequestId,
+    ) -> Result<Option<KeyRequestStatus>, LedgerError> {
+        let Some(answer) = self.key_requests.get(id) else {
+            return Ok(None);
+        };
+        let Some(answer) = answer else {
+            return Ok(Some(KeyRequestStatus::Pending));
+        };
+        let committed = match answer {
+            KeyAnswer::Released {
+                key_shared,
+                access_logged,
+            } => {
+                let store = self.host.ledger().store();
+                LedgerStore::tx_location(store, key_shared)
+                    .map_err(LedgerError::from)?
+                    .is_some()
+                    && LedgerStore::tx_location(store, access_logged)
+                        .map_err(LedgerError::from)?
+                        .is_some()
+            }
+            _ => false,
+        };
+        Ok(Some(KeyRequestStatus::Answered {
+            answer: answer.clone(),
+            committed,
+        }))
     }
 
     fn status(&self, id: &TxId) -> Result<Option<TxStatus>, LedgerError> {
@@ -792,6 +918,48 @@ impl Running {
                     stats.evidence += 1;
                     tracing::warn!("equivocation evidence received");
                 }
+                // A denial's detail (which consent refused) is for the patient's audit view:
+                // never logged.
+                Event::KeyRequestAnswered {
+                    from,
+                    request,
+                    record,
+                    grantee,
+                    purpose,
+                    answer,
+                    denial: _,
+                } => {
+                    *stats
+                        .key_requests_answered
+                        .entry(answer.name().to_owned())
+                        .or_default() += 1;
+                    tracing::info!(
+                        request = %request,
+                        record = %record,
+                        relayed_by = %from,
+                        grantee = %grantee.sign,
+                        purpose = purpose.code(),
+                        answer = answer.name(),
+                        "key request answered"
+                    );
+                }
+                Event::KeyAnswered {
+                    request,
+                    record,
+                    answer,
+                } => {
+                    *stats
+                        .key_answers_received
+                        .entry(answer.name().to_owned())
+                        .or_default() += 1;
+                    tracing::info!(
+                        request = %request,
+                        record = %record,
+                        answer = answer.name(),
+                        "key request answer received"
+                    );
+                    self.key_requests.answered(request, answer);
+                }
                 _ => {}
             }
         }
@@ -834,6 +1002,50 @@ pub fn drop_label(reason: &DropReason) -> &'static str {
         DropReason::Unexpected => "unexpected",
         DropReason::BufferFull => "buffer_full",
         _ => "other",
+    }
+}
+
+/// The key requests relayed here and their answers (`None`: pending), bounded: the oldest
+/// entry goes first.
+struct KeyRequests {
+    entries: HashMap<KeyRequestId, Option<KeyAnswer>>,
+    order: VecDeque<KeyRequestId>,
+    cap: usize,
+}
+
+impl KeyRequests {
+    fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn get(&self, id: &KeyRequestId) -> Option<&Option<KeyAnswer>> {
+        self.entries.get(id)
+    }
+
+    /// Records a relayed request as pending; one relayed again keeps its first answer.
+    fn relayed(&mut self, id: KeyRequestId) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(id) {
+            slot.insert(None);
+            self.order.push_back(id);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.entries.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Records the first answer to a request still remembered (a forgotten one stays
+    /// forgotten; a later answer, `replayed` to the same request relayed again, does not hide
+    /// the first).
+    fn answered(&mut self, id: KeyRequestId, answer: KeyAnswer) {
+        if let Some(slot @ None) = self.entries.get_mut(&id) {
+            *slot = Some(answer);
+        }
     }
 }
 
@@ -936,6 +1148,28 @@ mod tests {
         t.submitted(id(6));
         t.submitted(id(7));
         assert_eq!((t.entries.len(), t.pending), (3, 3));
+    }
+
+    #[test]
+    fn key_request_tracker_records_answers_and_stays_bounded() {
+        let rid = |n: u8| KeyRequestId::from_byte_array([n; 32]);
+        let mut k = KeyRequests::new(2);
+        k.relayed(rid(1));
+        assert_eq!(k.get(&rid(1)), Some(&None));
+        k.answered(rid(1), KeyAnswer::Denied);
+        assert_eq!(k.get(&rid(1)), Some(&Some(KeyAnswer::Denied)));
+        // An answer to a request never relayed here is not remembered.
+        k.answered(rid(9), KeyAnswer::Denied);
+        assert_eq!(k.get(&rid(9)), None);
+        // Relaying again does not forget the answer or grow the queue; the holder's `replayed`
+        // to the second relay does not hide it.
+        k.relayed(rid(1));
+        k.answered(rid(1), KeyAnswer::Replayed);
+        assert_eq!(k.get(&rid(1)), Some(&Some(KeyAnswer::Denied)));
+        k.relayed(rid(2));
+        k.relayed(rid(3));
+        assert_eq!(k.get(&rid(1)), None, "the oldest is forgotten");
+        assert_eq!((k.entries.len(), k.order.len()), (2, 2));
     }
 
     /// The host thread's executor drives tokio timers from outside the runtime, and code it

@@ -15,7 +15,7 @@ use medchain_core::consent::ConsentId;
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::keys::{Identity, PublicIdentity};
 use medchain_core::ledger::{AuditKind, RecordEntry, StateView};
-use medchain_core::seal::{KeyEnvelope, OpenedRecord};
+use medchain_core::seal::{KeyEnvelope, OpenedRecord, SealedRecord};
 use medchain_core::tx::{TxBody, TxKind};
 
 use crate::error::{Corruption, LedgerError, OpenError, StoreError};
@@ -105,39 +105,37 @@ impl<S: PersistentStore> Ledger<S> {
         Ok(out)
     }
 
-    /// Opens `record` for `reader` with the key released to it: the envelope of the latest
-    /// committed `KeyShared` of the record to `reader` (found through the record's audit
-    /// trail, then read from the signed transaction itself).
+    /// What `reader` needs to open `record` itself: the sealed record and the envelope of the
+    /// latest committed `KeyShared` of the record to `reader` (found through the record's audit
+    /// trail, then read from the signed transaction itself). Only what was released to that
+    /// reader: another reader's release gives nothing.
     ///
     /// # Errors
     /// [`OpenError::UnknownRecord`], [`OpenError::Erased`], [`OpenError::NotShared`] (no
-    /// committed release to `reader`: another reader's release does not open it),
-    /// [`OpenError::Seal`] (the released envelope does not open the record for `reader`),
-    /// all in [`LedgerError::Open`]; store errors, with [`StoreError::Corrupt`] when the audit
-    /// trail and the transactions disagree.
-    pub fn open_for(
+    /// committed release to `reader`), all in [`LedgerError::Open`]; store errors, with
+    /// [`StoreError::Corrupt`] when the audit trail and the transactions disagree.
+    pub fn released_to(
         &self,
-        reader: &Identity,
+        reader: &PublicIdentity,
         record: &RecordId,
-    ) -> Result<OpenedRecord, LedgerError> {
+    ) -> Result<(SealedRecord, KeyEnvelope), LedgerError> {
         let stored = self.get_record(record)?.ok_or(OpenError::UnknownRecord)?;
         let sealed = match stored.sealed {
             Some(s) if !stored.entry.erased => s,
             _ => return Err(OpenError::Erased.into()),
         };
-        let me = reader.public();
         let entry = self
             .audit_of_record(record)?
             .into_iter()
             .rev()
-            .find(|e| e.kind == AuditKind::KeyShared && e.actor == me)
+            .find(|e| e.kind == AuditKind::KeyShared && e.actor == *reader)
             .ok_or(OpenError::NotShared)?;
         let tx = self
             .store()
             .transaction(&entry.tx_id)?
             .ok_or_else(|| StoreError::corrupt("a key release's transaction is missing"))?;
         let body = tx.verify()?.open_body(self.view().network)?;
-        let release = release_to(body, &me)
+        let release = release_to(body, reader)
             .filter(|r| r.record_id == *record)
             .ok_or_else(|| {
                 StoreError::corrupt("a key release's audit entry does not match its transaction")
@@ -149,6 +147,21 @@ impl<S: PersistentStore> Ledger<S> {
                 .ok_or(StoreError::Corrupt(Corruption::UnexplainedPruning {
                     count: 1,
                 }))?;
+        Ok((sealed, envelope))
+    }
+
+    /// Opens `record` for `reader` with the key released to it
+    /// ([`released_to`](Self::released_to)).
+    ///
+    /// # Errors
+    /// As [`released_to`](Self::released_to), and [`OpenError::Seal`] (the released envelope
+    /// does not open the record for `reader`) in [`LedgerError::Open`].
+    pub fn open_for(
+        &self,
+        reader: &Identity,
+        record: &RecordId,
+    ) -> Result<OpenedRecord, LedgerError> {
+        let (sealed, envelope) = self.released_to(&reader.public(), record)?;
         Ok(sealed
             .open_with(reader, std::slice::from_ref(&envelope))
             .map_err(OpenError::Seal)?)

@@ -46,7 +46,7 @@ fn commit_release(ledger: &mut Ledger<SqliteStore>, s: &mut Story, r: &KeyReleas
     commit(ledger, &mut s.net, vec![ks, log]);
 }
 
-fn not_opened(r: Result<medchain_core::seal::OpenedRecord, LedgerError>) -> OpenError {
+fn not_opened<T>(r: Result<T, LedgerError>) -> OpenError {
     match r {
         Err(LedgerError::Open(e)) => e,
         Err(other) => panic!("expected an open error, got {other}"),
@@ -76,6 +76,16 @@ fn a_released_record_is_listed_and_opens_for_its_reader_only() {
         .open_for(&s.doctor, &id)
         .expect("the doctor opens it");
     assert_eq!(opened.payload(), observation("for the doctor").as_slice());
+    // What the doctor fetches to open it on their own device: the sealed record and their
+    // envelope, which open it without the ledger.
+    let (fetched, envelope) = ledger
+        .released_to(&s.doctor.public(), &id)
+        .expect("released to the doctor");
+    assert_eq!(fetched.record_id(), id);
+    let opened = fetched
+        .open_with(&s.doctor, std::slice::from_ref(&envelope))
+        .expect("the envelope opens it");
+    assert_eq!(opened.payload(), observation("for the doctor").as_slice());
 
     // Nobody else received it: not the patient (who holds an envelope from the start, not a
     // release), not the hospital that released it, not a stranger.
@@ -88,6 +98,10 @@ fn a_released_record_is_listed_and_opens_for_its_reader_only() {
     }
     assert_eq!(
         not_opened(ledger.open_for(&stranger, &id)),
+        OpenError::NotShared
+    );
+    assert_eq!(
+        not_opened(ledger.released_to(&stranger.public(), &id)),
         OpenError::NotShared
     );
     let unknown = medchain_core::hash::RecordId::from_byte_array([9; 32]);

@@ -75,6 +75,9 @@ pub use host::{
     genesis_of, Event, FoundError, Host, HostError, NetworkRole, RecordDraft, RecordError,
     RecordReceipt, ReleaseError, ReleaseReceipt, SubmitTxError, Transmit,
 };
+/// Why a FHIR record was not sealed ([`RecordError::Fhir`]): its validation report, or a seal
+/// failure.
+pub use medchain_fhir::WriteError;
 pub use memory::{MemoryNetwork, MemoryNetworkError};
 pub use sharing::{RequestKeyError, MAX_PENDING_KEY_REQUESTS};
 
