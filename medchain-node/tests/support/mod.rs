@@ -7,10 +7,11 @@
 pub mod proxy;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use getrandom::SysRng;
 use medchain::{Actor, Consent, Genesis, Identity, Provision, Purpose};
@@ -138,6 +139,38 @@ pub struct Net {
     pub nodes: Vec<Node>,
 }
 
+/// Lowest and highest port a test network may listen on: below Linux's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 on), from which `bind(0)` and outgoing
+/// connections take their ports. A free port picked there (local-net's default) can be taken by
+/// the fault proxy's listeners or by any client connection before the node binds it, or while
+/// a killed node is down; a port here is only taken by an explicit bind.
+const PORTS: (u32, u32) = (20_000, 32_000);
+
+/// A base port for `n` nodes (`2n` consecutive ports, transport and API) in [`PORTS`], every
+/// port checked free; networks of one test process get distinct ranges.
+fn base_port(n: usize) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = 2 * u32::try_from(n).expect("node count");
+    let slots = (PORTS.1 - PORTS.0) / span;
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..500 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = PORTS.0 + (seed.wrapping_add(k.wrapping_mul(7_919)) % slots) * span;
+        let free = (base..base + span).all(|port| {
+            u16::try_from(port).is_ok_and(|port| {
+                TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+            })
+        });
+        if free {
+            return u16::try_from(base).expect("below 32000");
+        }
+    }
+    panic!("no free range of {span} ports in {PORTS:?}");
+}
+
 impl Net {
     /// Writes `n` nodes with fast timers (not started).
     pub fn write(n: usize) -> Self {
@@ -152,6 +185,7 @@ impl Net {
             .arg(dir.path())
             .args(["--gather-ms", &gather_ms.to_string()])
             .args(["--round-timeout-ms", &round_timeout_ms.to_string()])
+            .args(["--base-port", &base_port(n).to_string()])
             .output()
             .expect("medchaind local-net runs");
         assert!(
