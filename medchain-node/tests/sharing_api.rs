@@ -14,9 +14,11 @@ use medchain::{Actor, Consent, Identity, Provision, Purpose, SealedRecord, Seale
 use medchain_core::consent::{Action, Period};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::{Decode, Encode};
+use medchain_core::hash::domain;
 use medchain_core::hash::RecordId;
 use medchain_core::seal::KeyEnvelope;
 use medchain_core::sharing::KeyRequest;
+use medchain_core::tx::{PatientSignature, TxBody};
 use medchain_node::api::KeyRequestView;
 use medchain_node::client::{metric_value, ApiClient};
 use medchain_node::service::now_ms;
@@ -346,6 +348,11 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
         .expect("request");
         let (status, code, _) = refusal(relay_api.relay_key_request(&old.to_bytes()).await);
         assert_eq!((status, code.as_str()), (422, "stale"));
+        // Research never receives keys, whoever signs and relays it.
+        let mut research = KeyRequest::from_bytes(&request).expect("decodes");
+        research.purpose = Purpose::from_code("HRESCH", None);
+        let (status, code, _) = refusal(relay_api.relay_key_request(&research.to_bytes()).await);
+        assert_eq!((status, code.as_str()), (403, "research"));
         let (status, code, _) = refusal(relay_api.key_request(&"00".repeat(32)).await);
         assert_eq!((status, code.as_str()), (404, "not_found"));
         let (status, code, _) = refusal(relay_api.key_request("nope").await);
@@ -369,6 +376,35 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
         let log = std::fs::read_to_string(&net.nodes[ST_MARYS].log).unwrap_or_default();
         assert!(log.contains("key request answered"), "{log}");
         assert!(!log.contains("4548-4") && !log.contains("Hemoglobin"));
+
+        // Alice erases the record: no request is relayed for it and no release is served.
+        let erasure = TxBody::RecordErased {
+            record_id: record,
+            patient: PatientSignature::sign(
+                &alice,
+                &chain,
+                domain::ERASURE_SIG,
+                record.as_byte_array(),
+            ),
+        }
+        .to_bytes();
+        let erased = submit(&net, RIVERSIDE, &erasure).await;
+        net.wait_committed(CITY_GENERAL, &erased, COMMIT).await;
+        let after = KeyRequest::sign(
+            &okafor,
+            &chain,
+            st_marys.verify_key(),
+            record,
+            None,
+            Purpose::Treat,
+            now_ms(),
+            &mut rng(),
+        )
+        .expect("request");
+        let (status, code, _) = refusal(relay_api.relay_key_request(&after.to_bytes()).await);
+        assert_eq!((status, code.as_str()), (410, "erased"));
+        let (status, code, _) = refusal(relay_api.release(&added.record, &okafor_id).await);
+        assert_eq!((status, code.as_str()), (410, "erased"));
     });
     for node in &mut net.nodes {
         let status = node.terminate(STOP);
