@@ -98,7 +98,7 @@ impl<S: PersistentStore> Host<S> {
             now_ms,
             &mut UnwrapErr(SysRng),
         )?;
-        self.relay_key_request(request, now_ms)
+        self.send_key_request(request, holder, now_ms)
     }
 
     /// Relays a key request the grantee signed elsewhere (a clinician's own device or EHR,
@@ -121,6 +121,17 @@ impl<S: PersistentStore> Host<S> {
             now_ms,
             self.request_window(),
         )?;
+        self.send_key_request(request, holder, now_ms)
+    }
+
+    /// Sends a checked request to `holder` (or answers it here when this host is the holder)
+    /// and waits for its answer.
+    fn send_key_request(
+        &mut self,
+        request: KeyRequest,
+        holder: VerifyKey,
+        now_ms: u64,
+    ) -> Result<KeyRequestId, RequestKeyError> {
         let id = request.id();
         if self.sharing().pending.contains_key(&id) {
             return Err(RequestKeyError::AlreadySent);
@@ -134,8 +145,7 @@ impl<S: PersistentStore> Host<S> {
             },
         );
         if holder == self.key() {
-            let me = self.key();
-            self.on_key_request(me, &request, now_ms);
+            self.on_key_request(holder, &request, now_ms);
         } else {
             let bytes = Message::KeyRequest { request }.to_bytes();
             self.push_transmit(Transmit {
@@ -209,14 +219,15 @@ impl<S: PersistentStore> Host<S> {
 
     /// Answers a key request relayed by `from` and sends the answer back.
     fn on_key_request(&mut self, from: VerifyKey, request: &KeyRequest, now_ms: u64) {
-        let (answer, denial) = self.judge_key_request(from, request, now_ms);
+        let id = request.id();
+        let (answer, denial) = self.judge_key_request(from, id, request, now_ms);
         let response = KeyResponse {
-            request: request.id(),
+            request: id,
             answer: answer.clone(),
         };
         self.push_event(Event::KeyRequestAnswered {
             from,
-            request: request.id(),
+            request: id,
             record: request.record,
             grantee: request.grantee,
             purpose: request.purpose.clone(),
@@ -239,6 +250,7 @@ impl<S: PersistentStore> Host<S> {
     fn judge_key_request(
         &mut self,
         from: VerifyKey,
+        id: KeyRequestId,
         request: &KeyRequest,
         now_ms: u64,
     ) -> (KeyAnswer, Option<Denial>) {
@@ -247,10 +259,10 @@ impl<S: PersistentStore> Host<S> {
         if let Err(e) = request.check(&self.genesis().chain_id(), &me, now_ms, window) {
             return (e.into(), None);
         }
-        if let Err(answer) =
-            self.sharing_mut()
-                .guard
-                .admit(from, request.id(), request.at_ms, now_ms, window)
+        if let Err(answer) = self
+            .sharing_mut()
+            .guard
+            .admit(from, id, request.at_ms, now_ms, window)
         {
             return (answer, None);
         }
