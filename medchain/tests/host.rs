@@ -10,7 +10,6 @@ use medchain::{
 };
 use medchain_core::access::{AccessError, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, ConsentId, Period, Provision, Purpose};
-use medchain_core::credential::{Credential, Role};
 use medchain_core::index::SealedWriterKey;
 use medchain_core::keys::Identity;
 use medchain_core::ledger::AuditKind;
@@ -18,7 +17,7 @@ use medchain_core::protocol::DropReason;
 use medchain_core::vote::InvalidReason;
 use rand_core::UnwrapErr;
 
-use common::{add_hba1c_to, enrolment_at, now, HBA1C};
+use common::{add_hba1c_to, credential, enrolment_at, now, HBA1C};
 
 const STEPS: usize = 20_000;
 const DAY: u64 = 86_400_000;
@@ -43,18 +42,6 @@ fn add_hba1c(net: &mut MemoryNetwork, patient: &Identity, at: usize) -> RecordRe
     net.pump(at);
     assert!(net.run_until_committed(&[receipt.tx_id], STEPS).unwrap());
     receipt
-}
-
-fn credential(host: &Host, doctor: &Identity, at: u64) -> Credential {
-    Credential::issue(
-        host.identity(),
-        &host.genesis().chain_id(),
-        doctor.verify_key(),
-        Role::Clinician {
-            institution: host.key(),
-        },
-        at + 365 * DAY,
-    )
 }
 
 #[test]

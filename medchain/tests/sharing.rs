@@ -5,11 +5,9 @@
 mod common;
 
 use getrandom::SysRng;
-use medchain::{
-    Event, Host, KeyAnswer, KeyRequestId, MemoryNetwork, RecordReceipt, RequestKeyError,
-};
+use medchain::{Event, KeyAnswer, KeyRequestId, MemoryNetwork, RecordReceipt, RequestKeyError};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
-use medchain_core::credential::{Credential, Role};
+use medchain_core::credential::Credential;
 use medchain_core::encoding::Encode;
 use medchain_core::hash::{RecordId, TxId};
 use medchain_core::keys::Identity;
@@ -18,10 +16,9 @@ use medchain_core::protocol::{DropReason, Message};
 use medchain_core::sharing::{KeyRequest, KeyRequestError, KeyResponse};
 use rand_core::UnwrapErr;
 
-use common::{add_hba1c_to, now, HBA1C};
+use common::{add_hba1c_to, credential, now, HBA1C};
 
 const STEPS: usize = 20_000;
-const DAY: u64 = 86_400_000;
 const ST_MARYS: usize = 0;
 const CITY_GENERAL: usize = 1;
 const RIVERSIDE: usize = 2;
@@ -37,18 +34,6 @@ struct Story {
     okafor: Identity,
     okafor_credential: Credential,
     record: RecordReceipt,
-}
-
-fn credential(host: &Host, doctor: &Identity, at: u64) -> Credential {
-    Credential::issue(
-        host.identity(),
-        &host.genesis().chain_id(),
-        doctor.verify_key(),
-        Role::Clinician {
-            institution: host.key(),
-        },
-        at + 365 * DAY,
-    )
 }
 
 /// St. Mary's adds Alice's HbA1c; Dr. Okafor works at City General (its credential); Alice's

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use getrandom::SysRng;
 use medchain::{Host, Identity, RecordDraft, RecordReceipt, SealedWriterKey};
+use medchain_core::credential::{Credential, Role};
 use rand_core::UnwrapErr;
 
 pub const HBA1C: &[u8] =
@@ -42,4 +43,17 @@ pub fn add_hba1c_to(host: &mut Host, patient: &Identity, at_ms: u64) -> RecordRe
         at_ms,
     )
     .expect("record")
+}
+
+/// A clinician credential `host` issues to `doctor` at `at_ms`, valid for a year.
+pub fn credential(host: &Host, doctor: &Identity, at_ms: u64) -> Credential {
+    Credential::issue(
+        host.identity(),
+        &host.genesis().chain_id(),
+        doctor.verify_key(),
+        Role::Clinician {
+            institution: host.key(),
+        },
+        at_ms + 365 * 86_400_000,
+    )
 }
