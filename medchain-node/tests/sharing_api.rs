@@ -10,12 +10,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use getrandom::SysRng;
-use medchain::{Actor, Consent, Identity, Provision, Purpose, SealedRecord, SealedWriterKey};
+use medchain::{
+    Actor, Consent, Identity, Provision, Purpose, SealedRecord, SealedWriterKey, VerifyKey,
+};
 use medchain_core::consent::{Action, Period};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::{Decode, Encode};
 use medchain_core::hash::domain;
-use medchain_core::hash::RecordId;
+use medchain_core::hash::{ChainId, RecordId};
 use medchain_core::seal::KeyEnvelope;
 use medchain_core::sharing::KeyRequest;
 use medchain_core::tx::{PatientSignature, TxBody};
@@ -76,6 +78,28 @@ fn answer_count(text: &str, name: &str, answer: &str) -> f64 {
 }
 
 /// City General's credential for a clinician, valid for a year.
+/// `who` signs a treatment key request to `holder` for `record`, at `at_ms`.
+fn treat(
+    chain: &ChainId,
+    who: &Identity,
+    holder: VerifyKey,
+    record: RecordId,
+    credential: Option<Credential>,
+    at_ms: u64,
+) -> KeyRequest {
+    KeyRequest::sign(
+        who,
+        chain,
+        holder,
+        record,
+        credential,
+        Purpose::Treat,
+        at_ms,
+        &mut rng(),
+    )
+    .expect("request")
+}
+
 fn clinician(
     city_general: &Identity,
     chain: &medchain_core::hash::ChainId,
@@ -186,17 +210,14 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
 
         // Dr. Okafor signs the request on his own device; City General relays it.
         let credential = clinician(&city_general, &chain, &okafor);
-        let request = KeyRequest::sign(
-            &okafor,
+        let request = treat(
             &chain,
+            &okafor,
             st_marys.verify_key(),
             record,
             Some(credential),
-            Purpose::Treat,
             now_ms(),
-            &mut rng(),
         )
-        .expect("request")
         .to_bytes();
         let relayed = relay_api
             .relay_key_request(&request)
@@ -261,17 +282,14 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
         assert_eq!((status, code.as_str()), (400, "bad_id"));
 
         // A doctor of City General without Alice's consent is denied; nothing is released.
-        let denied_request = KeyRequest::sign(
-            &stranger,
+        let denied_request = treat(
             &chain,
+            &stranger,
             st_marys.verify_key(),
             record,
             Some(clinician(&city_general, &chain, &stranger)),
-            Purpose::Treat,
             now_ms(),
-            &mut rng(),
         )
-        .expect("request")
         .to_bytes();
         let relayed_denied = relay_api
             .relay_key_request(&denied_request)
@@ -308,44 +326,35 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
         assert_eq!((status, code.as_str()), (422, "bad_signature"));
         let (status, code, _) = refusal(relay_api.relay_key_request(&[0xff, 0, 1]).await);
         assert_eq!((status, code.as_str()), (400, "malformed_key_request"));
-        let unknown = KeyRequest::sign(
-            &okafor,
+        let unknown = treat(
             &chain,
+            &okafor,
             st_marys.verify_key(),
             RecordId::from_byte_array([7; 32]),
             None,
-            Purpose::Treat,
             now_ms(),
-            &mut rng(),
-        )
-        .expect("request");
+        );
         let (status, code, _) = refusal(relay_api.relay_key_request(&unknown.to_bytes()).await);
         assert_eq!((status, code.as_str()), (404, "not_found"));
-        let other_holder = KeyRequest::sign(
-            &okafor,
+        let other_holder = treat(
             &chain,
+            &okafor,
             city_general.verify_key(),
             record,
             None,
-            Purpose::Treat,
             now_ms(),
-            &mut rng(),
-        )
-        .expect("request");
+        );
         let (status, code, _) =
             refusal(relay_api.relay_key_request(&other_holder.to_bytes()).await);
         assert_eq!((status, code.as_str()), (422, "not_addressed_here"));
-        let old = KeyRequest::sign(
-            &okafor,
+        let old = treat(
             &chain,
+            &okafor,
             st_marys.verify_key(),
             record,
             None,
-            Purpose::Treat,
             now_ms() - 30 * DAY,
-            &mut rng(),
-        )
-        .expect("request");
+        );
         let (status, code, _) = refusal(relay_api.relay_key_request(&old.to_bytes()).await);
         assert_eq!((status, code.as_str()), (422, "stale"));
         // Research never receives keys, whoever signs and relays it.
@@ -390,17 +399,14 @@ fn a_clinician_reads_another_hospitals_record_over_http_and_the_refusals_hold() 
         .to_bytes();
         let erased = submit(&net, RIVERSIDE, &erasure).await;
         net.wait_committed(CITY_GENERAL, &erased, COMMIT).await;
-        let after = KeyRequest::sign(
-            &okafor,
+        let after = treat(
             &chain,
+            &okafor,
             st_marys.verify_key(),
             record,
             None,
-            Purpose::Treat,
             now_ms(),
-            &mut rng(),
-        )
-        .expect("request");
+        );
         let (status, code, _) = refusal(relay_api.relay_key_request(&after.to_bytes()).await);
         assert_eq!((status, code.as_str()), (410, "erased"));
         let (status, code, _) = refusal(relay_api.release(&added.record, &okafor_id).await);
