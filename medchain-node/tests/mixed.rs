@@ -20,21 +20,10 @@ const CONNECT: Duration = Duration::from_secs(60);
 const COMMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(20);
 
-/// The PostgreSQL URL from `MEDCHAIN_PG_URL` (the convention of `medchain-store/tests`).
-fn pg_url(test: &str) -> Option<String> {
-    match std::env::var("MEDCHAIN_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("{test}: MEDCHAIN_PG_URL is not set under CI; run it through scripts/with-postgres.sh");
-            }
-            eprintln!(
-                "NOTICE: {test} skipped: MEDCHAIN_PG_URL is not set (use scripts/with-postgres.sh)"
-            );
-            None
-        }
-    }
-}
+#[path = "../../medchain-store/tests/common/pg_env.rs"]
+mod pg_env;
+
+use pg_env::pg_url;
 
 /// A database of its own on the test cluster, dropped (with its connections) on drop.
 struct Database {

@@ -2,7 +2,11 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod attacks;
+mod pg_env;
 pub mod research;
+
+#[allow(unused_imports)] // only the PostgreSQL test binaries call it
+pub use pg_env::pg_url;
 
 use medchain_core::access::{record_class, release_key, ReleaseRequest};
 use medchain_core::consent::{Action, Actor, Consent, Period, Provision, Purpose};
@@ -143,23 +147,6 @@ pub fn erase_tx(net: &mut TestNet, patient: &Identity, sealed: &SealedRecord) ->
         ),
     };
     net.tx(4, &body, vec![])
-}
-
-/// The PostgreSQL URL from `MEDCHAIN_PG_URL`. Unset: fails loudly under CI, otherwise prints
-/// a notice and returns `None` (the caller skips).
-pub fn pg_url(test: &str) -> Option<String> {
-    match std::env::var("MEDCHAIN_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("{test}: MEDCHAIN_PG_URL is not set under CI; run it through scripts/with-postgres.sh");
-            }
-            eprintln!(
-                "NOTICE: {test} skipped: MEDCHAIN_PG_URL is not set (use scripts/with-postgres.sh)"
-            );
-            None
-        }
-    }
 }
 
 /// A schema name no other test uses.
