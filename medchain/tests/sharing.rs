@@ -535,3 +535,25 @@ fn a_request_signed_on_the_clinicians_own_device_is_relayed_after_the_holders_ch
         HBA1C
     );
 }
+
+#[test]
+fn the_requests_awaiting_an_answer_stay_bounded() {
+    let mut s = story(true);
+    let t = s.net.now_ms();
+    let window = s.net.host(0).genesis().timing.max_clock_skew_ms;
+    let host = s.net.host_mut(CITY_GENERAL);
+    // A flood of requests the holder never answers: the oldest are forgotten at the cap.
+    for _ in 0..=medchain::MAX_PENDING_KEY_REQUESTS {
+        host.request_key(&s.okafor, &s.record.record_id, None, Purpose::Treat, t)
+            .expect("sent");
+    }
+    assert_eq!(
+        host.pending_key_requests(),
+        medchain::MAX_PENDING_KEY_REQUESTS
+    );
+    // Past twice the holder's window no answer can come: they are all forgotten.
+    let later = t + 2 * window + 1;
+    host.request_key(&s.okafor, &s.record.record_id, None, Purpose::Treat, later)
+        .expect("sent");
+    assert_eq!(host.pending_key_requests(), 1);
+}
