@@ -630,6 +630,24 @@ impl ApiState {
         Self { state, commands }
     }
 
+    /// The network's chain id.
+    pub(crate) fn chain(&self) -> ChainId {
+        ChainId::from_byte_array(self.state.genesis.to_byte_array())
+    }
+
+    /// Runs `f` on the host's thread and waits for its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::service::Running) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.ask(|reply| {
+            Command::Run(Box::new(move |running| {
+                let _ = reply.send(f(running));
+            }))
+        })
+        .await
+    }
+
     /// Sends a command to the host's thread and waits for its answer.
     async fn ask<T>(
         &self,
@@ -660,6 +678,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::fhir::routes())
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

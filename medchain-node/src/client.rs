@@ -184,7 +184,23 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
-        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+        let (status, _, bytes) = self.request_with(method, path, &[], body).await?;
+        Ok((status, bytes))
+    }
+
+    /// One request with extra headers (`authorization`, `content-type`, the FHIR API's
+    /// `x-medchain-*`): its status, headers and body.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`], [`ClientError::Http`].
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, headers, body))
             .await
             .map_err(|_| ClientError::Timeout(self.addr))?
     }
@@ -193,21 +209,22 @@ impl ApiClient {
         &self,
         method: Method,
         path: &str,
+        headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), ClientError> {
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
         let http = |e: &dyn std::fmt::Display| ClientError::Http {
             addr: self.addr,
             message: e.to_string(),
         };
         let stream = TcpStream::connect(self.addr).await.map_err(|e| http(&e))?;
         match &self.tls {
-            None => self.send(stream, method, path, body).await,
+            None => self.send(stream, method, path, headers, body).await,
             Some((config, name)) => {
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name.clone(), stream)
                     .await
                     .map_err(|e| http(&e))?;
-                self.send(tls, method, path, body).await
+                self.send(tls, method, path, headers, body).await
             }
         }
     }
@@ -217,8 +234,9 @@ impl ApiClient {
         stream: S,
         method: Method,
         path: &str,
+        headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), ClientError>
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -230,15 +248,25 @@ impl ApiClient {
             .await
             .map_err(|e| http(&e))?;
         let driver = tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(HOST, self.addr.to_string())
-            .header(CONTENT_TYPE, "application/json")
+            .header(HOST, self.addr.to_string());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| http(&e))?;
         let response = sender.send_request(request).await.map_err(|e| http(&e))?;
         let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -246,7 +274,7 @@ impl ApiClient {
             .map_err(|e| http(&e))?
             .to_bytes();
         driver.abort();
-        Ok((status, bytes))
+        Ok((status, response_headers, bytes))
     }
 
     async fn json<T: DeserializeOwned>(

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::keyfile::{self, KeyFileError};
+use crate::people::{load_clinicians, ClinicianEntry, PeopleError};
 use crate::service::ServiceConfig;
 use crate::tls::{self, ApiTlsError};
 use crate::transport::{Limits, TransportConfig};
@@ -85,6 +86,13 @@ pub struct NodeConfig {
     /// Optional transport timers.
     #[serde(default)]
     pub transport: TransportTuning,
+    /// Where the patients' enrolments at this node are kept (a directory, created on the first
+    /// run; default `enrolments` beside `node.toml`).
+    #[serde(default = "default_enrolments")]
+    pub enrolments: PathBuf,
+    /// The clinicians whose keys this node holds, for the FHIR API (`medchaind clinician`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clinicians: Vec<ClinicianEntry>,
 }
 
 /// The client API's TLS certificate and key (`[api_tls]`), PEM files read at start.
@@ -160,6 +168,10 @@ fn default_api() -> SocketAddr {
     DEFAULT_API
         .parse()
         .unwrap_or_else(|_| unreachable!("the default API address parses"))
+}
+
+fn default_enrolments() -> PathBuf {
+    PathBuf::from("enrolments")
 }
 
 fn default_level() -> String {
@@ -268,8 +280,13 @@ impl NodeConfig {
             &mut config.identity,
             &mut config.genesis,
             &mut config.network_key,
+            &mut config.enrolments,
         ] {
             *p = base.join(&*p);
+        }
+        for c in &mut config.clinicians {
+            c.identity = base.join(&c.identity);
+            c.credential = base.join(&c.credential);
         }
         config.ledger = config.ledger.relative_to(base);
         if let Some(p) = &mut config.passphrase_file {
@@ -415,6 +432,9 @@ pub enum LoadError {
     /// The client API's TLS certificate or key (`[api_tls]`).
     #[error("api_tls: {0}")]
     ApiTls(#[from] ApiTlsError),
+    /// A `[[clinicians]]` entry.
+    #[error("clinicians: {0}")]
+    Clinician(#[from] PeopleError),
 }
 
 impl NodeConfig {
@@ -435,6 +455,13 @@ impl NodeConfig {
             Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
             None => None,
         };
+        let clinicians = load_clinicians(
+            &self.clinicians,
+            passphrase,
+            &identity.verify_key(),
+            &genesis,
+            crate::service::now_ms(),
+        )?;
         Ok(ServiceConfig {
             identity,
             genesis,
@@ -443,6 +470,8 @@ impl NodeConfig {
             transport,
             api: self.api,
             api_tls,
+            enrolments: self.enrolments.clone(),
+            clinicians,
         })
     }
 }

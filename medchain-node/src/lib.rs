@@ -16,10 +16,13 @@
 //! The operator's guide: `docs/node.md`.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod fhir;
 pub mod keyfile;
 pub mod localnet;
+pub mod people;
 pub mod prom;
 pub mod service;
 pub mod tls;

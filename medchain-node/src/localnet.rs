@@ -170,6 +170,8 @@ pub fn write_local_net<R: Rng + CryptoRng>(
                 backoff_initial_ms: None,
                 backoff_max_ms: Some(2_000),
             },
+            enrolments: "enrolments".into(),
+            clinicians: Vec::new(),
         };
         keyfile::write_new(&node.config, config.to_toml().as_bytes(), false)?;
     }

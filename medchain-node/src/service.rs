@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api;
+use crate::people::{Clinician, Enrolments, PeopleError};
 use crate::transport::{self, Incoming, Transport, TransportConfig};
 
 /// Commands from the client API waiting for the host: a full queue answers `503 busy`.
@@ -73,6 +75,10 @@ pub struct ServiceConfig {
     pub api: SocketAddr,
     /// TLS on the client API (`None`: plain HTTP).
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The directory of the patients' enrolments at this node.
+    pub enrolments: PathBuf,
+    /// The clinicians whose keys this node holds (the FHIR API acts for them).
+    pub clinicians: Vec<Clinician>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -84,6 +90,8 @@ impl std::fmt::Debug for ServiceConfig {
             .field("transport", &self.transport)
             .field("api", &self.api)
             .field("api_tls", &self.api_tls.is_some())
+            .field("enrolments", &self.enrolments)
+            .field("clinicians", &self.clinicians)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +128,9 @@ pub enum StartError {
     /// The host's thread could not be started, or ended before it was ready.
     #[error("the host thread failed to start")]
     Thread,
+    /// The enrolment directory could not be read, or holds a file not for this member.
+    #[error(transparent)]
+    People(PeopleError),
 }
 
 /// The service stopped on an error.
@@ -188,6 +199,10 @@ pub(crate) enum Command {
         record: RecordId,
         reply: oneshot::Sender<Result<(SealedRecord, KeyEnvelope), LedgerError>>,
     },
+    /// Runs on the host's thread with the node's state (the FHIR API's operations, which read
+    /// the ledger and act for the node's clinicians and enrolled patients). The closure sends
+    /// its own answer.
+    Run(Box<dyn FnOnce(&mut Running) + Send>),
 }
 
 /// Where a key request relayed by this node stands.
@@ -591,7 +606,7 @@ async fn host_main(
             let _ = ready.send(Err(e));
             Ok(())
         }
-        Ok((host, transport, incoming)) => {
+        Ok((host, transport, incoming, people)) => {
             let state = Arc::new(NodeState::new(&host, transport.metrics()));
             if ready
                 .send(Ok((state.clone(), transport.local_addr())))
@@ -606,6 +621,7 @@ async fn host_main(
                 state,
                 tracker: Tracker::new(TRACKED_MAX),
                 key_requests: KeyRequests::new(KEY_REQUESTS_TRACKED_MAX),
+                people,
             };
             let result = node.run(incoming, commands, stop).await;
             node.state.running.store(false, Ordering::Relaxed);
@@ -619,7 +635,9 @@ async fn host_main(
     }
 }
 
-async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Incoming), StartError> {
+async fn setup(
+    config: ServiceConfig,
+) -> Result<(Host<AnyStore>, Transport, Incoming, People), StartError> {
     let ServiceConfig {
         identity,
         genesis,
@@ -628,6 +646,8 @@ async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Inco
         transport,
         api: _,
         api_tls: _,
+        enrolments,
+        clinicians,
     } = config;
     let transport_identity = Arc::new(identity.duplicate());
     let now = now_ms();
@@ -654,17 +674,45 @@ async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Inco
         }
         Err(e) => return Err(e.into()),
     };
+    let chain = genesis.chain_id();
+    let enrolments = Enrolments::load(&enrolments, |e| {
+        e.import(host.identity(), &chain, e.patient()).is_ok()
+    })
+    .map_err(StartError::People)?;
     let (transport, incoming) = Transport::start(transport, transport_identity, &genesis).await?;
-    Ok((host, transport, incoming))
+    Ok((
+        host,
+        transport,
+        incoming,
+        People {
+            clinicians,
+            enrolments,
+        },
+    ))
+}
+
+/// The clinicians and enrolled patients the node acts for (`crate::people`).
+#[derive(Debug)]
+pub(crate) struct People {
+    pub(crate) clinicians: Vec<Clinician>,
+    pub(crate) enrolments: Enrolments,
+}
+
+impl People {
+    /// The clinician named `name`.
+    pub(crate) fn clinician(&self, name: &str) -> Option<&Clinician> {
+        self.clinicians.iter().find(|c| c.name == name)
+    }
 }
 
 /// The host loop's owned state.
-struct Running {
-    host: Host<AnyStore>,
+pub(crate) struct Running {
+    pub(crate) host: Host<AnyStore>,
     transport: Transport,
     state: Arc<NodeState>,
     tracker: Tracker,
     key_requests: KeyRequests,
+    pub(crate) people: People,
 }
 
 /// How long the loop sleeps when the host asks for no timer (it wakes on input anyway).
@@ -780,7 +828,36 @@ impl Running {
                 let _ = reply.send(self.host.ledger().released_to(&reader, &record));
                 Ok(())
             }
+            Command::Run(f) => {
+                f(self);
+                Ok(())
+            }
         }
+    }
+
+    /// Marks a submission made on the host's thread as this node's (tracked for its status
+    /// and counted), or, for a store failure, returns the error that stops the node.
+    pub(crate) fn submitted(&mut self, id: &TxId) {
+        self.tracker.submitted(*id);
+        lock(&self.state.stats).submitted += 1;
+    }
+
+    /// Tracks a key request this node sent, so that its answer is kept.
+    pub(crate) fn key_request_sent(&mut self, id: KeyRequestId) {
+        self.key_requests.relayed(id);
+    }
+
+    /// Where a key request this node sent stands.
+    pub(crate) fn key_request(
+        &self,
+        id: &KeyRequestId,
+    ) -> Result<Option<KeyRequestStatus>, LedgerError> {
+        self.key_request_status(id)
+    }
+
+    /// Whether the transaction `id` is committed here.
+    pub(crate) fn is_committed(&self, id: &TxId) -> bool {
+        self.host.is_committed(id)
     }
 
     /// A relayed key request's status; for a release, whether both transactions committed.
