@@ -167,6 +167,11 @@ impl ApiClient {
         self.tls.is_some()
     }
 
+    /// The address it talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The same client with another per-request timeout.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
