@@ -11,6 +11,7 @@
 //! | search | `GET /fhir/{type}?patient=…&code=…` | the patient's records of that type whose blinded codes match, newest first, each read as above; `_count`, `_offset`, `next` links |
 //! | consent | `POST /fhir/Consent`, `GET /fhir/Consent/{id}`, `GET /fhir/Consent?patient=…`, `POST /fhir/Consent/{id}/$revoke` | the patient-signed consent and revocation, as the wallet made them |
 //! | audit | `GET /fhir/AuditEvent?patient=…` | the patient's audit trail from the chain (IHE BALP-shaped) |
+//! | research | `POST /fhir/$export`, `GET /fhir/$export-status/{job}`, `GET /fhir/$export-output/{job}/{type}.ndjson` | FHIR Bulk Data: the researcher's signed request judged by the one research policy, de-identified rows of consenting patients, served once the release log commits |
 //!
 //! Every request but `metadata` carries a bearer token ([`crate::auth`]); a clinical read or
 //! search also names the clinician the client acts for (`X-Medchain-Clinician`) and the purpose of
@@ -207,6 +208,12 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/fhir", post(transaction))
         .route("/fhir/Patient/$enrol", post(enrol))
         .route("/fhir/Consent/{id}/$revoke", post(revoke))
+        .route("/fhir/$export", post(export_kickoff))
+        .route(
+            "/fhir/$export-status/{job}",
+            get(export_status).delete(export_delete),
+        )
+        .route("/fhir/$export-output/{job}/{file}", get(export_output))
         .route("/fhir/{type}", post(create).get(search))
         .route("/fhir/{type}/{id}", get(read))
 }
@@ -560,7 +567,10 @@ pub fn capability_statement() -> Value {
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}],
-            "operation": [{"name": "enrol", "definition": "urn:medchain:OperationDefinition/Patient-enrol"}]
+            "operation": [
+                {"name": "enrol", "definition": "urn:medchain:OperationDefinition/Patient-enrol"},
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+            ]
         }]
     })
 }
@@ -1693,4 +1703,221 @@ async fn search_audit(
         StatusCode::OK,
         &searchset(entries, Vec::new()),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Research: FHIR Bulk Data export, de-identified, logged on chain before anything leaves
+
+/// Most export jobs a node keeps at once.
+pub const MAX_EXPORT_JOBS: usize = 16;
+/// How long a finished export stays downloadable.
+pub const EXPORT_RETENTION: Duration = Duration::from_secs(3600);
+
+/// One export: who asked, its release log, and the NDJSON files (held until the log commits,
+/// then served to that client only).
+struct ExportJob {
+    client: String,
+    log: TxId,
+    created: Instant,
+    requested_ms: u64,
+    files: Vec<(String, usize, Zeroizing<Vec<u8>>)>,
+}
+
+/// The export jobs of a node (kept on the host's thread, in memory: a restart forgets them and
+/// the researcher asks again; the release log stays on chain either way).
+#[derive(Default)]
+pub(crate) struct Exports {
+    jobs: HashMap<String, ExportJob>,
+}
+
+impl Exports {
+    fn purge(&mut self) {
+        self.jobs.retain(|_, j| j.created.elapsed() < EXPORT_RETENTION);
+    }
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exports").field("jobs", &self.jobs.len()).finish()
+    }
+}
+
+fn research_error(e: medchain::LedgerError) -> FhirError {
+    use medchain_core::research::ResearchError;
+    match e {
+        medchain::LedgerError::Research(ResearchError::TooFewPatients) => FhirError::unprocessable(
+            "too_few_patients",
+            "no part of the study has at least 11 consenting patients: nothing is released",
+        ),
+        medchain::LedgerError::Research(ResearchError::Request(_)) => FhirError::unprocessable(
+            "invalid_request",
+            "the research request's signature does not verify for this network",
+        ),
+        medchain::LedgerError::Research(ResearchError::Rule(rule)) => FhirError::forbidden(
+            static_rule(rule.name()),
+            format!("the network would refuse this release ({})", rule.name()),
+        ),
+        medchain::LedgerError::Research(ResearchError::NotAMember) => FhirError::forbidden(
+            "not_a_member",
+            "this node is not a member institution",
+        ),
+        e => ledger_error(&e),
+    }
+}
+
+async fn export_kickoff(
+    State(api): State<ApiState>,
+    principal: Option<Extension<Principal>>,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let caller = Caller::new(principal)?;
+    if caller.principal.patient.is_some() {
+        return Err(FhirError::forbidden("patient_token", "research exports are for research systems"));
+    }
+    let bytes = base64_param(&read_json(body).await?, "researchRequest")?;
+    let request = medchain_core::research::ResearchRequest::from_bytes(&bytes).map_err(|_| {
+        FhirError::unprocessable("malformed_request", "not a signed research request")
+    })?;
+    let principal = caller.principal.clone();
+    let job = on_host(&api, move |r| -> Result<String, FhirError> {
+        r.exports.purge();
+        if r.exports.jobs.len() >= MAX_EXPORT_JOBS {
+            return Err(FhirError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "too_many_exports", "too many exports are kept; retry later"));
+        }
+        let release = r.host.research_release(&request).map_err(research_error)?;
+        // The client must be allowed to read every resource type the release holds.
+        let mut files: Vec<(String, usize, Zeroizing<Vec<u8>>)> = Vec::new();
+        for row in &release.rows {
+            let kind = resource_type(&row.resource).unwrap_or("Resource").to_owned();
+            if !principal.allows(&kind, Permission::Read) {
+                return Err(FhirError::forbidden("insufficient_scope", "the token's scopes do not cover every resource type of this release"));
+            }
+            let line = serde_json::to_vec(&row.resource).map_err(|_| FhirError::internal())?;
+            let file = match files.iter().position(|(k, _, _)| *k == kind) {
+                Some(i) => &mut files[i],
+                None => {
+                    files.push((kind, 0, Zeroizing::new(Vec::new())));
+                    files.last_mut().ok_or_else(FhirError::internal)?
+                }
+            };
+            file.1 += 1;
+            file.2.extend_from_slice(&line);
+            file.2.push(b'\n');
+        }
+        let log = r.host.submit_body(&release.log_body(), now_ms()).map_err(|e| FhirError::from(ApiError::from(e)))?;
+        r.submitted(&log);
+        let mut id = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut id);
+        let id = hex::encode(id);
+        r.exports.jobs.insert(id.clone(), ExportJob {
+            client: principal.client_id.clone(),
+            log,
+            created: Instant::now(),
+            requested_ms: now_ms(),
+            files,
+        });
+        Ok(id)
+    })
+    .await??;
+    let mut response = (StatusCode::ACCEPTED, "").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/fhir/$export-status/{job}")) {
+        response.headers_mut().insert(header::CONTENT_LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The job `id` of `client`, or 404 (another client's job is not found).
+fn job_of<'a>(r: &'a mut Running, id: &str, client: &str) -> Result<&'a ExportJob, FhirError> {
+    r.exports.purge();
+    r.exports
+        .jobs
+        .get(id)
+        .filter(|j| j.client == client)
+        .ok_or_else(|| FhirError::not_found("export"))
+}
+
+async fn export_status(
+    State(api): State<ApiState>,
+    Path(job): Path<String>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Response, FhirError> {
+    let caller = Caller::new(principal)?;
+    let client = caller.principal.client_id.clone();
+    let job2 = job.clone();
+    let manifest = on_host(&api, move |r| -> Result<Option<Value>, FhirError> {
+        let log = job_of(r, &job2, &client)?.log;
+        if !r.is_committed(&log) {
+            return Ok(None);
+        }
+        let j = job_of(r, &job2, &client)?;
+        let output: Vec<Value> = j
+            .files
+            .iter()
+            .map(|(kind, count, _)| json!({"type": kind, "url": format!("/fhir/$export-output/{job2}/{kind}.ndjson"), "count": count}))
+            .collect();
+        Ok(Some(json!({
+            "transactionTime": j.requested_ms,
+            "request": "/fhir/$export",
+            "requiresAccessToken": true,
+            "output": output,
+            "error": [],
+            "extension": {"urn:medchain:release-log": log.to_string()}
+        })))
+    })
+    .await??;
+    match manifest {
+        Some(m) => {
+            let mut response = (StatusCode::OK, m.to_string()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        }
+        None => {
+            let mut response = (StatusCode::ACCEPTED, "").into_response();
+            response.headers_mut().insert("x-progress", HeaderValue::from_static("waiting for the release log to commit"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(response)
+        }
+    }
+}
+
+async fn export_delete(
+    State(api): State<ApiState>,
+    Path(job): Path<String>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Response, FhirError> {
+    let caller = Caller::new(principal)?;
+    let client = caller.principal.client_id.clone();
+    on_host(&api, move |r| -> Result<(), FhirError> {
+        job_of(r, &job, &client)?;
+        r.exports.jobs.remove(&job);
+        Ok(())
+    })
+    .await??;
+    Ok((StatusCode::ACCEPTED, "").into_response())
+}
+
+async fn export_output(
+    State(api): State<ApiState>,
+    Path((job, file)): Path<(String, String)>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Response, FhirError> {
+    let caller = Caller::new(principal)?;
+    let client = caller.principal.client_id.clone();
+    let kind = file.strip_suffix(".ndjson").ok_or_else(|| FhirError::not_found("file"))?.to_owned();
+    let body = on_host(&api, move |r| -> Result<Vec<u8>, FhirError> {
+        let log = job_of(r, &job, &client)?.log;
+        if !r.is_committed(&log) {
+            return Err(FhirError::not_found("file (the release log is not committed yet)"));
+        }
+        job_of(r, &job, &client)?
+            .files
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|(_, _, bytes)| bytes.to_vec())
+            .ok_or_else(|| FhirError::not_found("file"))
+    })
+    .await??;
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    Ok(response)
 }

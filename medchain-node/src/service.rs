@@ -622,6 +622,7 @@ async fn host_main(
                 tracker: Tracker::new(TRACKED_MAX),
                 key_requests: KeyRequests::new(KEY_REQUESTS_TRACKED_MAX),
                 people,
+                exports: crate::fhir::Exports::default(),
             };
             let result = node.run(incoming, commands, stop).await;
             node.state.running.store(false, Ordering::Relaxed);
@@ -713,6 +714,7 @@ pub(crate) struct Running {
     tracker: Tracker,
     key_requests: KeyRequests,
     pub(crate) people: People,
+    pub(crate) exports: crate::fhir::Exports,
 }
 
 /// How long the loop sleeps when the host asks for no timer (it wakes on input anyway).

@@ -17,6 +17,8 @@ use getrandom::SysRng;
 use hyper::Method;
 use medchain::{Actor, Consent, Identity, Provision, Purpose, SealedWriterKey};
 use medchain_core::consent::{Action, Period};
+use medchain_core::credential::{Credential, Role};
+use medchain_core::research::{DataClass, ResearchRequest, Study};
 use medchain_core::encoding::Encode;
 use medchain_core::keys::BackupParams;
 use medchain_node::auth::{token_request, AuthConfig, ClientAssertion, ClientConfig, Jwk};
@@ -362,6 +364,98 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         let stranger = hex_key(&Identity::generate(&mut rng()));
         let (status, _, outcome) = fhir(&city, Method::GET, &format!("/fhir/AuditEvent?patient={stranger}"), Some(&alice_token), &[], None).await;
         assert_eq!((status, code(&outcome).as_str()), (403, "other_patient"), "{outcome}");
+
+        // Research: eleven patients with a diabetes HbA1c at St. Mary's consent to research (a
+        // cell needs 11); Dr. Chen's signed request is exported de-identified, logged first.
+        let mut cohort = vec![alice.duplicate()];
+        for _ in 0..10 {
+            let patient = Identity::generate(&mut rng());
+            let token = patient_token(&stm, &patient).await;
+            let (status, _, answer) = fhir(&stm, Method::POST, "/fhir/Patient/$enrol", Some(&token), &[],
+                json_body(&enrolment_parameters(&patient, &net, ST_MARYS))).await;
+            assert_eq!(status, 200, "{answer}");
+            let (status, _, answer) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&alice_bundle(&hex_key(&patient)))).await;
+            assert_eq!(status, 200, "{answer}");
+            cohort.push(patient);
+        }
+        for patient in &cohort {
+            let token = patient_token(&stm, patient).await;
+            let research = Consent {
+                patient: patient.public(),
+                issued_ms: now_ms(),
+                summary: "Any credentialed researcher may use my data for research".into(),
+                period: Period::default(),
+                emergency: None,
+                provisions: vec![Provision::permit()
+                    .actor(Actor::AnyResearcher)
+                    .action(Action::ResearchUse)
+                    .purpose(Purpose::Research { topic: None })],
+            }
+            .grant_body(patient, &chain)
+            .expect("grant");
+            let resource = json!({"resourceType": "Consent", "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
+                "data": base64::engine::general_purpose::STANDARD.encode(research.to_bytes())}});
+            let (status, _, created) = fhir(&stm, Method::POST, "/fhir/Consent", Some(&token), &[], json_body(&resource)).await;
+            assert_eq!(status, 201, "{created}");
+        }
+        let chen = Identity::generate(&mut rng());
+        let st_marys_member = net.nodes[ST_MARYS].identity();
+        let credential = Credential::issue(&st_marys_member, &chain, chen.verify_key(),
+            Role::Researcher { institution: st_marys_member.verify_key() }, now_ms() + DAY);
+        let study = Study {
+            id: "dm2-2026".into(),
+            purpose: "HRESCH".into(),
+            topic: Some("diabetes".into()),
+            classes: vec![
+                DataClass::Code { system: "http://loinc.org".into(), code: "4548-4".into() },
+                DataClass::ResourceType("Condition".into()),
+            ],
+            longitudinal: false,
+        };
+        let request = ResearchRequest::sign(&chen, &chain, study, credential).expect("request");
+        let kickoff = json!({"resourceType": "Parameters", "parameter": [{"name": "researchRequest",
+            "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(request.to_bytes())}]});
+        let (status, headers, bytes) = stm
+            .request_with(Method::POST, "/fhir/$export", &[("authorization", &format!("Bearer {stm_token}")),
+                ("content-type", "application/fhir+json"), ("prefer", "respond-async")], json_body(&kickoff))
+            .await
+            .expect("kick-off");
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&bytes));
+        let status_url = headers.get("content-location").and_then(|v| v.to_str().ok()).expect("content-location").to_owned();
+        // Another client does not see the job.
+        let (status, _, _) = fhir(&city, Method::GET, &status_url, Some(&city_token), &[], None).await;
+        assert_eq!(status, 404);
+        let end = Instant::now() + Duration::from_secs(60);
+        let manifest = loop {
+            let (status, _, manifest) = fhir(&stm, Method::GET, &status_url, Some(&stm_token), &[], None).await;
+            if status == 200 {
+                break manifest;
+            }
+            assert_eq!(status, 202, "{manifest}");
+            assert!(Instant::now() < end, "the export did not complete\n{}", net.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let outputs = manifest["output"].as_array().expect("output");
+        let mut lines = 0;
+        for output in outputs {
+            let url = output["url"].as_str().expect("url");
+            let (status, _, bytes) = stm
+                .request_with(Method::GET, url, &[("authorization", &format!("Bearer {stm_token}"))], None)
+                .await
+                .expect("output");
+            assert_eq!(status, 200);
+            let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+            for line in text.lines() {
+                let row: Value = serde_json::from_str(line).expect("NDJSON line");
+                assert!(matches!(row["resourceType"].as_str(), Some("Observation" | "Condition")), "{row}");
+                lines += 1;
+            }
+            assert!(!text.contains(&alice_key) && !text.contains("Alice"), "an export row identifies a patient");
+        }
+        assert_eq!(lines, 22, "{manifest}");
+        // The release is on chain: St. Mary's committed its log (the manifest names it).
+        let log = manifest["extension"]["urn:medchain:release-log"].as_str().expect("log id");
+        assert_eq!(stm.tx_status(log).await.expect("log status").status, "committed");
 
         // Alice revokes; Dr. Okafor's next read is denied (every read is released anew).
         let revocation = medchain_core::tx::TxBody::ConsentRevoked {
