@@ -1732,13 +1732,16 @@ pub(crate) struct Exports {
 
 impl Exports {
     fn purge(&mut self) {
-        self.jobs.retain(|_, j| j.created.elapsed() < EXPORT_RETENTION);
+        self.jobs
+            .retain(|_, j| j.created.elapsed() < EXPORT_RETENTION);
     }
 }
 
 impl std::fmt::Debug for Exports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exports").field("jobs", &self.jobs.len()).finish()
+        f.debug_struct("Exports")
+            .field("jobs", &self.jobs.len())
+            .finish()
     }
 }
 
@@ -1757,10 +1760,9 @@ fn research_error(e: medchain::LedgerError) -> FhirError {
             static_rule(rule.name()),
             format!("the network would refuse this release ({})", rule.name()),
         ),
-        medchain::LedgerError::Research(ResearchError::NotAMember) => FhirError::forbidden(
-            "not_a_member",
-            "this node is not a member institution",
-        ),
+        medchain::LedgerError::Research(ResearchError::NotAMember) => {
+            FhirError::forbidden("not_a_member", "this node is not a member institution")
+        }
         e => ledger_error(&e),
     }
 }
@@ -1772,7 +1774,10 @@ async fn export_kickoff(
 ) -> Result<Response, FhirError> {
     let caller = Caller::new(principal)?;
     if caller.principal.patient.is_some() {
-        return Err(FhirError::forbidden("patient_token", "research exports are for research systems"));
+        return Err(FhirError::forbidden(
+            "patient_token",
+            "research exports are for research systems",
+        ));
     }
     let bytes = base64_param(&read_json(body).await?, "researchRequest")?;
     let request = medchain_core::research::ResearchRequest::from_bytes(&bytes).map_err(|_| {
@@ -1782,15 +1787,25 @@ async fn export_kickoff(
     let job = on_host(&api, move |r| -> Result<String, FhirError> {
         r.exports.purge();
         if r.exports.jobs.len() >= MAX_EXPORT_JOBS {
-            return Err(FhirError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "too_many_exports", "too many exports are kept; retry later"));
+            return Err(FhirError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "too_many_exports",
+                "too many exports are kept; retry later",
+            ));
         }
         let release = r.host.research_release(&request).map_err(research_error)?;
         // The client must be allowed to read every resource type the release holds.
         let mut files: Vec<(String, usize, Zeroizing<Vec<u8>>)> = Vec::new();
         for row in &release.rows {
-            let kind = resource_type(&row.resource).unwrap_or("Resource").to_owned();
+            let kind = resource_type(&row.resource)
+                .unwrap_or("Resource")
+                .to_owned();
             if !principal.allows(&kind, Permission::Read) {
-                return Err(FhirError::forbidden("insufficient_scope", "the token's scopes do not cover every resource type of this release"));
+                return Err(FhirError::forbidden(
+                    "insufficient_scope",
+                    "the token's scopes do not cover every resource type of this release",
+                ));
             }
             let line = serde_json::to_vec(&row.resource).map_err(|_| FhirError::internal())?;
             let file = match files.iter().position(|(k, _, _)| *k == kind) {
@@ -1804,18 +1819,24 @@ async fn export_kickoff(
             file.2.extend_from_slice(&line);
             file.2.push(b'\n');
         }
-        let log = r.host.submit_body(&release.log_body(), now_ms()).map_err(|e| FhirError::from(ApiError::from(e)))?;
+        let log = r
+            .host
+            .submit_body(&release.log_body(), now_ms())
+            .map_err(|e| FhirError::from(ApiError::from(e)))?;
         r.submitted(&log);
         let mut id = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut id);
         let id = hex::encode(id);
-        r.exports.jobs.insert(id.clone(), ExportJob {
-            client: principal.client_id.clone(),
-            log,
-            created: Instant::now(),
-            requested_ms: now_ms(),
-            files,
-        });
+        r.exports.jobs.insert(
+            id.clone(),
+            ExportJob {
+                client: principal.client_id.clone(),
+                log,
+                created: Instant::now(),
+                requested_ms: now_ms(),
+                files,
+            },
+        );
         Ok(id)
     })
     .await??;
@@ -1868,13 +1889,21 @@ async fn export_status(
     match manifest {
         Some(m) => {
             let mut response = (StatusCode::OK, m.to_string()).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Ok(response)
         }
         None => {
             let mut response = (StatusCode::ACCEPTED, "").into_response();
-            response.headers_mut().insert("x-progress", HeaderValue::from_static("waiting for the release log to commit"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                "x-progress",
+                HeaderValue::from_static("waiting for the release log to commit"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             Ok(response)
         }
     }
@@ -1903,11 +1932,16 @@ async fn export_output(
 ) -> Result<Response, FhirError> {
     let caller = Caller::new(principal)?;
     let client = caller.principal.client_id.clone();
-    let kind = file.strip_suffix(".ndjson").ok_or_else(|| FhirError::not_found("file"))?.to_owned();
+    let kind = file
+        .strip_suffix(".ndjson")
+        .ok_or_else(|| FhirError::not_found("file"))?
+        .to_owned();
     let body = on_host(&api, move |r| -> Result<Vec<u8>, FhirError> {
         let log = job_of(r, &job, &client)?.log;
         if !r.is_committed(&log) {
-            return Err(FhirError::not_found("file (the release log is not committed yet)"));
+            return Err(FhirError::not_found(
+                "file (the release log is not committed yet)",
+            ));
         }
         job_of(r, &job, &client)?
             .files
@@ -1918,6 +1952,244 @@ async fn export_output(
     })
     .await??;
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+ndjson"),
+    );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(value: Value) -> Draft {
+        Draft { resource: value }
+    }
+
+    #[test]
+    fn entries_are_sealed_after_what_they_refer_to_and_cycles_are_refused() {
+        let drafts = vec![
+            draft(
+                json!({"resourceType": "Observation", "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}}),
+            ),
+            draft(json!({"resourceType": "Encounter", "subject": {"reference": "urn:uuid:p"}})),
+            draft(json!({"resourceType": "Patient"})),
+        ];
+        let urls = vec![
+            Some("urn:uuid:o".into()),
+            Some("urn:uuid:e".into()),
+            Some("urn:uuid:p".into()),
+        ];
+        assert_eq!(entry_order(&drafts, &urls).expect("order"), vec![2, 1, 0]);
+
+        let cyclic = vec![
+            draft(json!({"resourceType": "Encounter", "partOf": {"reference": "urn:uuid:b"}})),
+            draft(json!({"resourceType": "Encounter", "partOf": {"reference": "urn:uuid:a"}})),
+        ];
+        let urls = vec![Some("urn:uuid:a".into()), Some("urn:uuid:b".into())];
+        assert_eq!(
+            entry_order(&cyclic, &urls).unwrap_err().code(),
+            "reference_cycle"
+        );
+
+        let dangling = vec![draft(
+            json!({"resourceType": "Observation", "subject": {"reference": "urn:uuid:nobody"}}),
+        )];
+        assert_eq!(
+            entry_order(&dangling, &[None]).unwrap_err().code(),
+            "unresolved_reference"
+        );
+
+        let twice = vec![
+            draft(json!({"resourceType": "Patient"})),
+            draft(json!({"resourceType": "Patient"})),
+        ];
+        let urls = vec![Some("urn:uuid:x".into()), Some("urn:uuid:x".into())];
+        assert_eq!(
+            entry_order(&twice, &urls).unwrap_err().code(),
+            "duplicate_full_url"
+        );
+        // A self-reference is not a cycle.
+        let own = vec![draft(
+            json!({"resourceType": "Observation", "focus": [{"reference": "urn:uuid:s"}]}),
+        )];
+        assert_eq!(
+            entry_order(&own, &[Some("urn:uuid:s".into())]).expect("order"),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn references_are_rewritten_everywhere_and_only_resolved_ones() {
+        let mut value = json!({"subject": {"reference": "urn:uuid:p"}, "x": [{"reference": "urn:uuid:p"}, {"reference": "Practitioner/1"}], "note": [{"text": "urn:uuid:p"}]});
+        let resolved = HashMap::from([("urn:uuid:p".to_owned(), "Patient/abc".to_owned())]);
+        rewrite_references(&mut value, &resolved);
+        assert_eq!(value["subject"]["reference"], "Patient/abc");
+        assert_eq!(value["x"][0]["reference"], "Patient/abc");
+        assert_eq!(value["x"][1]["reference"], "Practitioner/1");
+        // Only `reference` elements: text that happens to hold the same string is untouched.
+        assert_eq!(value["note"][0]["text"], "urn:uuid:p");
+    }
+
+    #[test]
+    fn a_resource_names_its_patient_by_key_only() {
+        let key = "11".repeat(32);
+        let valid = crate::config::parse_key(&key);
+        let obs = json!({"resourceType": "Observation", "subject": {"reference": format!("Patient/{key}")}});
+        assert_eq!(patient_of(&obs), valid);
+        let patient = json!({"resourceType": "Patient", "identifier": [{"system": "urn:other", "value": "x"}, {"system": PATIENT_KEY_SYSTEM, "value": key}]});
+        assert_eq!(patient_of(&patient), valid);
+        assert_eq!(
+            patient_of(
+                &json!({"resourceType": "Observation", "subject": {"reference": "Patient/alice"}})
+            ),
+            None
+        );
+        assert_eq!(
+            patient_of(
+                &json!({"resourceType": "Observation", "subject": {"reference": format!("Group/{key}")}})
+            ),
+            None
+        );
+        assert_eq!(
+            patient_of(&json!({"resourceType": "Patient", "id": key})),
+            None
+        );
+        assert_eq!(
+            patient_of(
+                &json!({"resourceType": "Observation", "subject": {"reference": format!("Patient/{key}00")}})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn query_strings_and_codes_parse_strictly() {
+        let q = query_params(Some(
+            "patient=Patient%2Fab&code=http%3A%2F%2Floinc.org%7C4548-4&_count=5",
+        ))
+        .expect("query");
+        assert_eq!(q["patient"], "Patient/ab");
+        assert_eq!(q["code"], "http://loinc.org|4548-4");
+        assert!(query_params(Some("code=%zz")).is_err());
+        assert!(query_params(Some("code=%e2%28")).is_err(), "not UTF-8");
+        assert_eq!(
+            code_param(&q).expect("codes"),
+            vec![("http://loinc.org".to_owned(), "4548-4".to_owned())]
+        );
+        let bare = HashMap::from([("code".to_owned(), "4548-4".to_owned())]);
+        assert_eq!(
+            code_param(&bare).expect("codes").len(),
+            DEFAULT_CODE_SYSTEMS.len()
+        );
+        for bad in ["|4548-4", "http://loinc.org|", ","] {
+            let p = HashMap::from([("code".to_owned(), bad.to_owned())]);
+            assert_eq!(code_param(&p).unwrap_err().code(), "bad_code", "{bad}");
+        }
+        let many = HashMap::from([("code".to_owned(), vec!["s|c"; 65].join(","))]);
+        assert!(code_param(&many).is_err());
+        assert_eq!(
+            number_param(&HashMap::new(), "_count", 10).expect("default"),
+            10
+        );
+        let negative = HashMap::from([("_count".to_owned(), "-1".to_owned())]);
+        assert!(number_param(&negative, "_count", 10).is_err());
+        assert_eq!(percent_encode("a|b c"), "a%7Cb%20c");
+    }
+
+    #[test]
+    fn errors_are_operation_outcomes_with_a_stable_code_and_nothing_of_the_request() {
+        let e = FhirError::forbidden(
+            "denied",
+            "the patient's consent does not permit this access",
+        );
+        let outcome = e.outcome();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "forbidden");
+        assert_eq!(
+            outcome["issue"][0]["details"]["coding"][0]["system"],
+            ERROR_SYSTEM
+        );
+        assert_eq!(
+            outcome["issue"][0]["details"]["coding"][0]["code"],
+            "denied"
+        );
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        let invalid = FhirError::from(ApiError::InvalidFhir(vec![crate::api::IssueView {
+            severity: "error".into(),
+            code: "required".into(),
+            message: "a required element is missing".into(),
+            path: "Observation.status".into(),
+        }]));
+        let text = invalid.outcome().to_string();
+        assert!(
+            text.contains("\"expression\":[\"Observation.status\"]"),
+            "{text}"
+        );
+        assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn every_refusal_of_a_holder_has_its_status() {
+        assert_eq!(
+            answer_error(&KeyAnswer::Denied).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            answer_error(&KeyAnswer::RuleRefused {
+                rule: "erased".into()
+            })
+            .status(),
+            StatusCode::GONE
+        );
+        let rule = answer_error(&KeyAnswer::RuleRefused {
+            rule: "bad_credential".into(),
+        });
+        assert_eq!(
+            (rule.status(), rule.code()),
+            (StatusCode::FORBIDDEN, "bad_credential")
+        );
+        // An unknown rule name is not echoed as a code.
+        assert_eq!(
+            answer_error(&KeyAnswer::RuleRefused {
+                rule: "<script>".into()
+            })
+            .code(),
+            "rule_refused"
+        );
+        assert_eq!(answer_error(&KeyAnswer::Research).code(), "research");
+        assert_eq!(
+            answer_error(&KeyAnswer::Unavailable).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            answer_error(&KeyAnswer::Replayed).status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            answer_error(&KeyAnswer::NotHolder).status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn the_capability_statement_lists_what_is_served() {
+        let c = capability_statement();
+        assert_eq!(c["fhirVersion"], "4.0.1");
+        let rest = &c["rest"][0];
+        assert_eq!(
+            rest["security"]["service"][0]["coding"][0]["code"],
+            "SMART-on-FHIR"
+        );
+        let types: Vec<&str> = rest["resource"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["type"].as_str())
+            .collect();
+        for t in ["Observation", "Condition", "Consent", "AuditEvent"] {
+            assert!(types.contains(&t), "{t}");
+        }
+    }
 }

@@ -259,7 +259,12 @@ fn keygen(name: &str, out: &Path, passphrase_file: Option<&Path>) -> Result<(), 
     Ok(())
 }
 
-fn clinician(config_path: &Path, name: &str, days: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
+fn clinician(
+    config_path: &Path,
+    name: &str,
+    days: u64,
+    dir: Option<PathBuf>,
+) -> Result<(), Failure> {
     let config = NodeConfig::load(config_path).map_err(usage)?;
     let passphrase = keyfile::read_passphrase(
         config.passphrase_file.as_deref(),
@@ -271,8 +276,7 @@ fn clinician(config_path: &Path, name: &str, days: u64, dir: Option<PathBuf>) ->
     let genesis = keyfile::load_genesis(&config.genesis).map_err(usage)?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let dir = dir.unwrap_or_else(|| base.join("clinicians"));
-    let expires = medchain_node::service::now_ms()
-        .saturating_add(days.saturating_mul(86_400_000));
+    let expires = medchain_node::service::now_ms().saturating_add(days.saturating_mul(86_400_000));
     let entry = medchain_node::people::create_clinician(
         &dir,
         name,
