@@ -16,7 +16,6 @@
 //! The operator's guide: `docs/node.md`.
 
 pub mod api;
-pub mod auth;
 pub mod client;
 pub mod config;
 pub mod fhir;
