@@ -73,6 +73,9 @@ pub struct ServiceConfig {
     pub api: SocketAddr,
     /// TLS on the client API (`None`: plain HTTP).
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authentication on the client API (`None`: no bearer token is ever accepted; the
+    /// operator API stays open, `docs/node.md`).
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("transport", &self.transport)
             .field("api", &self.api)
             .field("api_tls", &self.api_tls.is_some())
+            .field("auth_clients", &self.auth.as_ref().map(|a| a.clients.len()))
             .finish_non_exhaustive()
     }
 }
@@ -413,7 +417,7 @@ impl Service {
     ///
     /// # Errors
     /// [`StartError`]; nothing is left running.
-    pub async fn start(config: ServiceConfig) -> Result<Self, StartError> {
+    pub async fn start(mut config: ServiceConfig) -> Result<Self, StartError> {
         let api_listener =
             TcpListener::bind(config.api)
                 .await
@@ -428,6 +432,10 @@ impl Service {
                 source,
             })?;
         let api_tls = config.api_tls.clone();
+        let auth = config
+            .auth
+            .take()
+            .map(|a| Arc::new(crate::auth::AuthState::new(a, api_addr, api_tls.is_some())));
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -455,7 +463,7 @@ impl Service {
                 return Err(StartError::Thread);
             }
         };
-        let router = api::router(api::ApiState::new(state.clone(), commands));
+        let router = api::router(api::ApiState::new(state.clone(), commands), auth);
         let tls_on = api_tls.is_some();
         let mut stop_api = stop.subscribe();
         let api = tokio::spawn(async move {
@@ -628,6 +636,7 @@ async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Inco
         transport,
         api: _,
         api_tls: _,
+        auth: _,
     } = config;
     let transport_identity = Arc::new(identity.duplicate());
     let now = now_ms();
