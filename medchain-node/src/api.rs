@@ -1,5 +1,6 @@
-//! The client API: HTTP/1.1 and JSON, on loopback by default, without authentication
-//! (`docs/node.md`, "Client API" and "Threat model").
+//! The client API: HTTP/1.1 and JSON, on loopback by default; with `[auth]`, every route but
+//! `/health` and the public FHIR ones needs a bearer token ([`crate::auth`]; `docs/node.md`,
+//! "Client API", "Authentication" and "Threat model").
 //!
 //! | method and path | answer |
 //! | --- | --- |
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::{self, AuthState};
 use crate::prom;
 use crate::service::{Command, KeyRequestStatus, NodeState, TxStatus};
 
@@ -664,9 +666,9 @@ impl ApiState {
     }
 }
 
-/// The API's routes over `state`.
-pub(crate) fn router(state: ApiState) -> Router {
-    Router::new()
+/// The API's routes over `state`, behind the bearer check of `auth` ([`crate::auth`]).
+pub(crate) fn router(state: ApiState, auth: Option<Arc<AuthState>>) -> Router {
+    let routes = Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/transactions/{id}/proof", get(proof))
@@ -682,6 +684,9 @@ pub(crate) fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .merge(auth::routes(auth.clone()));
+    // Last, over every route merged above: nothing escapes the check.
+    auth::protect(routes, auth)
 }
 
 /// The kind's name, for error messages.

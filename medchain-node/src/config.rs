@@ -14,6 +14,14 @@
 //! cert = "api-cert.pem"               # certificate chain (PEM), the node's first
 //! key = "api-key.pem"                 # its private key (PEM)
 //!
+//! [auth]                              # optional: SMART Backend Services (docs/node.md)
+//! token_lifetime_seconds = 300
+//! [[auth.clients]]
+//! client_id = "city-ehr"
+//! jwks = "city-ehr.jwks.json"          # its public keys (JWK Set)
+//! scopes = ["system/Observation.cruds", "system/Consent.crs"]
+//! clinicians = ["okafor"]
+//!
 //! [[peers]]
 //! member = "St. Mary's"               # a member's name in genesis, or `key = "<hex>"`
 //! address = "10.0.0.2:7600"
@@ -36,6 +44,7 @@ use medchain_core::keys::VerifyKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::auth::{AuthConfig, AuthConfigError, AuthSettings};
 use crate::keyfile::{self, KeyFileError};
 use crate::people::{load_clinicians, ClinicianEntry, PeopleError};
 use crate::service::ServiceConfig;
@@ -77,6 +86,11 @@ pub struct NodeConfig {
     /// or TLS: only behind a proxy that adds both (`docs/node.md`, "Threat model").
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_remote_api: bool,
+    /// Authentication on the client API (`[auth]`, SMART Backend Services). Without it, every
+    /// `/fhir` path but the public ones answers `401`, and the operator API is open to whoever
+    /// reaches the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// The members this node dials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerEntry>,
@@ -256,6 +270,9 @@ pub enum ConfigFileError {
     /// A transport timer is zero or the backoff bounds are reversed.
     #[error("bad transport timer: {0}")]
     Transport(&'static str),
+    /// The `[auth]` table is unusable.
+    #[error("auth: {0}")]
+    Auth(#[from] AuthConfigError),
 }
 
 impl NodeConfig {
@@ -296,6 +313,9 @@ impl NodeConfig {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);
         }
+        for client in config.auth.iter_mut().flat_map(|a| &mut a.clients) {
+            client.jwks = base.join(&client.jwks);
+        }
         Ok(config)
     }
 
@@ -323,6 +343,9 @@ impl NodeConfig {
         }
         self.log_level()?;
         self.limits()?;
+        if let Some(auth) = &self.auth {
+            auth.check(self.api)?;
+        }
         for (i, peer) in self.peers.iter().enumerate() {
             if peer.member.is_some() == peer.key.is_some() {
                 return Err(ConfigFileError::PeerName(i));
@@ -435,12 +458,15 @@ pub enum LoadError {
     /// A `[[clinicians]]` entry.
     #[error("clinicians: {0}")]
     Clinician(#[from] PeopleError),
+    /// A client's JWK Set file, or the `[auth]` table (`[auth]`).
+    #[error("auth: {0}")]
+    Auth(#[from] AuthConfigError),
 }
 
 impl NodeConfig {
     /// Loads what the configuration names — the identity (opened with `passphrase`), the
     /// genesis, the network key (checked against the genesis), the peers, the API's TLS
-    /// certificate and key — into a [`ServiceConfig`].
+    /// certificate and key, the clients' JWK Sets — into a [`ServiceConfig`].
     ///
     /// # Errors
     /// [`LoadError`].
@@ -462,6 +488,10 @@ impl NodeConfig {
             &genesis,
             crate::service::now_ms(),
         )?;
+        let auth: Option<AuthSettings> = match &self.auth {
+            Some(auth) => Some(auth.load(self.api)?),
+            None => None,
+        };
         Ok(ServiceConfig {
             identity,
             genesis,
@@ -472,6 +502,7 @@ impl NodeConfig {
             api_tls,
             enrolments: self.enrolments.clone(),
             clinicians,
+            auth,
         })
     }
 }

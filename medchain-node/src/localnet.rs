@@ -155,6 +155,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             api: node.api,
             api_tls: None,
             allow_remote_api: false,
+            auth: None,
             peers: nodes
                 .iter()
                 .filter(|p| p.name != node.name)

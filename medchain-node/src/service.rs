@@ -79,6 +79,9 @@ pub struct ServiceConfig {
     pub enrolments: PathBuf,
     /// The clinicians whose keys this node holds (the FHIR API acts for them).
     pub clinicians: Vec<Clinician>,
+    /// Authentication on the client API (`None`: no bearer token is ever accepted; the
+    /// operator API stays open, `docs/node.md`).
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("api_tls", &self.api_tls.is_some())
             .field("enrolments", &self.enrolments)
             .field("clinicians", &self.clinicians)
+            .field("auth_clients", &self.auth.as_ref().map(|a| a.clients.len()))
             .finish_non_exhaustive()
     }
 }
@@ -428,7 +432,7 @@ impl Service {
     ///
     /// # Errors
     /// [`StartError`]; nothing is left running.
-    pub async fn start(config: ServiceConfig) -> Result<Self, StartError> {
+    pub async fn start(mut config: ServiceConfig) -> Result<Self, StartError> {
         let api_listener =
             TcpListener::bind(config.api)
                 .await
@@ -443,6 +447,10 @@ impl Service {
                 source,
             })?;
         let api_tls = config.api_tls.clone();
+        let auth = config
+            .auth
+            .take()
+            .map(|a| Arc::new(crate::auth::AuthState::new(a, api_addr, api_tls.is_some())));
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -470,7 +478,7 @@ impl Service {
                 return Err(StartError::Thread);
             }
         };
-        let router = api::router(api::ApiState::new(state.clone(), commands));
+        let router = api::router(api::ApiState::new(state.clone(), commands), auth);
         let tls_on = api_tls.is_some();
         let mut stop_api = stop.subscribe();
         let api = tokio::spawn(async move {
@@ -649,6 +657,7 @@ async fn setup(
         api_tls: _,
         enrolments,
         clinicians,
+        auth: _,
     } = config;
     let transport_identity = Arc::new(identity.duplicate());
     let now = now_ms();

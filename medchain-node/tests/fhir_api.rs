@@ -16,11 +16,12 @@ use base64::Engine as _;
 use getrandom::SysRng;
 use hyper::Method;
 use medchain::{Actor, Consent, Identity, Provision, Purpose, SealedWriterKey};
+use medchain_core::consent::DataClass;
 use medchain_core::consent::{Action, Period};
 use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::Encode;
 use medchain_core::keys::BackupParams;
-use medchain_core::research::{DataClass, ResearchRequest, Study};
+use medchain_core::research::{ResearchRequest, Study};
 use medchain_node::auth::{token_request, AuthConfig, ClientAssertion, ClientConfig, Jwk};
 use medchain_node::client::{metric_value, ApiClient};
 use medchain_node::keyfile;
@@ -221,7 +222,7 @@ fn alice_bundle(alice_key: &str) -> Value {
 }
 
 fn submitted(text: &str) -> f64 {
-    metric_value(text, "medchain_transactions_submitted_total")
+    metric_value(text, "medchain_transactions_submitted_total").unwrap_or(0.0)
 }
 
 #[test]
@@ -458,15 +459,11 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         assert_eq!(stm.tx_status(log).await.expect("log status").status, "committed");
 
         // Alice revokes; Dr. Okafor's next read is denied (every read is released anew).
-        let revocation = medchain_core::tx::TxBody::ConsentRevoked {
-            consent_id: hex::decode(&consent_id).expect("hex").try_into().expect("32 bytes"),
-            patient: medchain_core::tx::PatientSignature::sign(
-                &alice,
-                &chain,
-                medchain_core::hash::domain::CONSENT_REVOCATION,
-                &medchain_core::tx::revocation_message(&hex::decode(&consent_id).expect("hex").try_into().expect("32")),
-            ),
-        };
+        let revocation = Consent::revoke_body(
+            &alice,
+            &chain,
+            &consent_id.parse().expect("consent id"),
+        );
         let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "revocation",
             "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(revocation.to_bytes())}]});
         let (status, _, revoked) = fhir(&city, Method::POST, &format!("/fhir/Consent/{consent_id}/$revoke"), Some(&alice_token), &[], json_body(&parameters)).await;
