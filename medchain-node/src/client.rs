@@ -80,6 +80,7 @@ pub struct ApiClient {
     addr: SocketAddr,
     timeout: Duration,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    bearer: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -88,6 +89,7 @@ impl std::fmt::Debug for ApiClient {
             .field("addr", &self.addr)
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("bearer", &self.bearer.is_some())
             .finish()
     }
 }
@@ -99,6 +101,7 @@ impl ApiClient {
             addr,
             timeout: Duration::from_secs(10),
             tls: None,
+            bearer: None,
         }
     }
 
@@ -165,6 +168,14 @@ impl ApiClient {
     /// Whether requests go over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The same client sending `Authorization: Bearer {token}` with every request (a node
+    /// with `[auth]`: `docs/node.md`, "Authentication"). `Debug` never shows the token.
+    #[must_use]
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.into());
+        self
     }
 
     /// The address it talks to.
@@ -262,6 +273,14 @@ impl ApiClient {
             .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
             request = request.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.bearer {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
         }
         for (k, v) in headers {
             request = request.header(*k, *v);

@@ -76,6 +76,22 @@ async fn fhir(
     (status, location, value)
 }
 
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 fn json_body(value: &Value) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(value).expect("json"))
 }
@@ -249,22 +265,44 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        net.wait_connected(&[0, 1, 2, 3], 3, CONNECT).await;
         let chain = net.genesis.chain_id();
+        let raw: Vec<ApiClient> = (0..3)
+            .map(|i| net.nodes[i].api().with_timeout(Duration::from_secs(60)))
+            .collect();
+        // The token endpoint is public; every other route needs a token (operator for /v1).
+        for api in &raw {
+            let up = wait_until(CONNECT, || async {
+                api.request(Method::GET, "/health", None)
+                    .await
+                    .is_ok_and(|(s, _)| s == 200)
+            })
+            .await;
+            assert!(up, "a node did not start\n{}", net.logs());
+        }
+        let stm_token = ehr_token(&raw[0], "stmarys-ehr", &st_marys_ehr, "system/*.cruds").await;
+        let city_token = ehr_token(&raw[1], "city-ehr", &city_ehr, "system/*.cruds").await;
+        let river_token = ehr_token(&raw[2], "riverside-ehr", &riverside_ehr, "system/*.cruds").await;
         let (stm, city, river) = (
-            net.nodes[ST_MARYS].api().with_timeout(Duration::from_secs(60)),
-            net.nodes[CITY_GENERAL].api().with_timeout(Duration::from_secs(60)),
-            net.nodes[RIVERSIDE].api().with_timeout(Duration::from_secs(60)),
+            raw[0].clone().with_bearer(&stm_token),
+            raw[1].clone().with_bearer(&city_token),
+            raw[2].clone().with_bearer(&river_token),
         );
+        for api in [&stm, &city, &river] {
+            let connected = wait_until(CONNECT, || async {
+                api.status().await.is_ok_and(|s| s.peers_connected >= 3)
+            })
+            .await;
+            assert!(connected, "not connected in time\n{}", net.logs());
+        }
         let alice = Identity::generate(&mut rng());
         let alice_key = hex_key(&alice);
 
         // Unauthenticated: metadata only.
-        let (status, _, capability) = fhir(&stm, Method::GET, "/fhir/metadata", None, &[], None).await;
+        let (status, _, capability) = fhir(&raw[0], Method::GET, "/fhir/metadata", None, &[], None).await;
         assert_eq!(status, 200);
         assert_eq!(capability["resourceType"], "CapabilityStatement");
         assert_eq!(capability["fhirVersion"], "4.0.1");
-        let (status, _, outcome) = fhir(&stm, Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), None, &[], None).await;
+        let (status, _, outcome) = fhir(&raw[0], Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), None, &[], None).await;
         assert_eq!(status, 401, "{outcome}");
 
         // Alice enrols at St. Mary's and City General with her own token.
@@ -274,9 +312,6 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
                 json_body(&enrolment_parameters(&alice, &net, i))).await;
             assert_eq!(status, 200, "{answer}");
         }
-        let stm_token = ehr_token(&stm, "stmarys-ehr", &st_marys_ehr, "system/*.cruds").await;
-        let city_token = ehr_token(&city, "city-ehr", &city_ehr, "system/*.cruds").await;
-        let river_token = ehr_token(&river, "riverside-ehr", &riverside_ehr, "system/*.cruds").await;
 
         // Refused writes submit nothing: an invalid Observation (its path comes back), a cycle.
         let before = submitted(&stm.metrics().await.expect("metrics"));
