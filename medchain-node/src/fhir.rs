@@ -1468,7 +1468,7 @@ fn matching_records(
         .filter(|e| !e.erased && e.class.resource_type == kind)
         .filter(|e| tags.is_empty() || e.class.code_tags.iter().any(|t| tags.contains(t)))
         .collect();
-    records.sort_by(|a, b| b.height.cmp(&a.height));
+    records.sort_by_key(|e| std::cmp::Reverse(e.height));
     Ok(records.into_iter().map(|e| e.record_id).collect())
 }
 

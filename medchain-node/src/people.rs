@@ -147,8 +147,19 @@ pub fn load_clinicians(
     Ok(out)
 }
 
-/// Creates a clinician in `dir`: a new identity (`NAME.backup`, under `passphrase`) and the
-/// credential `member` issues it on `chain` until `expires_ms` (`NAME.credential`). Returns the
+/// Who issues a clinician's credential: this member, on its network, until when.
+#[derive(Debug, Clone, Copy)]
+pub struct Issuer<'a> {
+    /// The member institution (the node's identity).
+    pub member: &'a Identity,
+    /// The network.
+    pub chain: ChainId,
+    /// When the credential expires (milliseconds since the Unix epoch).
+    pub expires_ms: u64,
+}
+
+/// Creates a clinician in `dir`: a new identity (`NAME.backup`, under `passphrase` with
+/// `params`) and the credential `issuer` issues it (`NAME.credential`). Returns the
 /// `[[clinicians]]` entry to add to `node.toml` (paths as given under `dir`).
 ///
 /// # Errors
@@ -156,13 +167,16 @@ pub fn load_clinicians(
 pub fn create_clinician<R: Rng + CryptoRng>(
     dir: &Path,
     name: &str,
-    member: &Identity,
-    chain: &ChainId,
-    expires_ms: u64,
+    issuer: Issuer<'_>,
     passphrase: &[u8],
     params: BackupParams,
     rng: &mut R,
 ) -> Result<ClinicianEntry, PeopleError> {
+    let Issuer {
+        member,
+        chain,
+        expires_ms,
+    } = issuer;
     if !valid_name(name) {
         return Err(PeopleError::Name(name.to_owned()));
     }
@@ -179,7 +193,7 @@ pub fn create_clinician<R: Rng + CryptoRng>(
         })?;
     let credential = Credential::issue(
         member,
-        chain,
+        &chain,
         identity.verify_key(),
         Role::Clinician {
             institution: member.verify_key(),
@@ -301,12 +315,15 @@ mod tests {
         let chain = net.genesis.chain_id();
         let now = 1_000_000;
         let params = BackupParams::dangerous_test_only();
+        let issuer = |member, expires_ms| Issuer {
+            member,
+            chain,
+            expires_ms,
+        };
         let entry = create_clinician(
             dir.path(),
             "okafor",
-            member,
-            &chain,
-            now + 1_000,
+            issuer(member, now + 1_000),
             PASS,
             params,
             rng,
@@ -349,7 +366,7 @@ mod tests {
             Err(PeopleError::Name(_))
         ));
         assert!(matches!(
-            create_clinician(dir.path(), "../x", member, &chain, now, PASS, params, rng),
+            create_clinician(dir.path(), "../x", issuer(member, now), PASS, params, rng),
             Err(PeopleError::Name(_))
         ));
         assert!(load_clinicians(

@@ -25,7 +25,7 @@ use medchain_core::research::{ResearchRequest, Study};
 use medchain_node::auth::{token_request, AuthConfig, ClientAssertion, ClientConfig, Jwk};
 use medchain_node::client::{metric_value, ApiClient};
 use medchain_node::keyfile;
-use medchain_node::people::create_clinician;
+use medchain_node::people::{create_clinician, Issuer};
 use medchain_node::service::now_ms;
 use rand_core::UnwrapErr;
 use serde_json::{json, Value};
@@ -166,9 +166,11 @@ fn register(
         let entry = create_clinician(
             &dir.join("clinicians"),
             name,
-            &member,
-            &chain,
-            now_ms() + 365 * DAY,
+            Issuer {
+                member: &member,
+                chain,
+                expires_ms: now_ms() + 365 * DAY,
+            },
             pass.as_bytes(),
             BackupParams::dangerous_test_only(),
             &mut rng(),

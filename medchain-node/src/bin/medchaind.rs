@@ -280,9 +280,11 @@ fn clinician(
     let entry = medchain_node::people::create_clinician(
         &dir,
         name,
-        &member,
-        &genesis.chain_id(),
-        expires,
+        medchain_node::people::Issuer {
+            member: &member,
+            chain: genesis.chain_id(),
+            expires_ms: expires,
+        },
         passphrase.as_bytes(),
         BackupParams::RECOMMENDED,
         &mut UnwrapErr(SysRng),
