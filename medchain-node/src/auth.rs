@@ -14,7 +14,7 @@
 //! | every other `/fhir` path | `401` OperationOutcome |
 //! | `/v1/*`, `/metrics` | with `[auth]`: `401`; a token of a client with `operator = true` is needed (else `403`). Without `[auth]`: served (the loopback operator API) |
 //!
-//! [`protect`] puts the check in front of a whole router (routes merged later included); a
+//! `protect` puts the check in front of a whole router (routes merged later included); a
 //! handler reads the caller's [`Principal`] (an extractor) and calls [`Principal::require`].
 
 use std::collections::HashMap;
@@ -41,9 +41,12 @@ mod jws;
 mod scope;
 mod store;
 
-pub use jwk::{Alg, Jwk, JwkError, JwkSet};
-pub use jws::{patient_client_id, token_request, AssertionError, ClientAssertion, PATIENT_PREFIX};
-pub use scope::{Context, Permission, Scope, ScopeError, Scopes};
+pub use jwk::{Alg, Jwk, JwkError, JwkSet, MAX_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use jws::{
+    patient_client_id, token_request, AssertionError, ClientAssertion, MAX_ASSERTION,
+    MAX_JSON_DEPTH, MAX_JTI, PATIENT_PREFIX,
+};
+pub use scope::{Context, Permission, Scope, ScopeError, Scopes, MAX_SCOPES};
 pub use store::{MAX_JTIS, MAX_TOKENS};
 
 use store::{Fresh, ReplayCache, TokenStore};

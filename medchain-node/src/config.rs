@@ -75,8 +75,8 @@ pub struct NodeConfig {
     pub ledger: LedgerLocation,
     /// The peer transport's TCP address.
     pub listen: SocketAddr,
-    /// The client API's address (HTTP, no authentication: loopback unless
-    /// [`allow_remote_api`](Self::allow_remote_api)).
+    /// The client API's address (loopback unless [`allow_remote_api`](Self::allow_remote_api);
+    /// without [`auth`](Self::auth), no authentication).
     #[serde(default = "default_api")]
     pub api: SocketAddr,
     /// TLS on the client API (optional: plain HTTP without it).
@@ -549,7 +549,27 @@ listen = "127.0.0.1:7600"
         });
         c.log.format = LogFormat::Json;
         c.transport.backoff_max_ms = Some(1000);
+        c.auth = Some(AuthConfig {
+            audience: Some("https://node.example/fhir/auth/token".into()),
+            token_lifetime_seconds: 120,
+            clients: vec![crate::auth::ClientConfig {
+                client_id: "city-ehr".into(),
+                jwks: "city-ehr.jwks.json".into(),
+                scopes: vec!["system/Observation.rs".into()],
+                clinicians: vec!["okafor".into()],
+                operator: true,
+            }],
+        });
         assert_eq!(NodeConfig::parse(&c.to_toml()).unwrap(), c);
+        // The JWK Set path is relative to the file, like the others.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, c.to_toml()).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        assert_eq!(
+            loaded.auth.unwrap().clients[0].jwks,
+            dir.path().join("city-ehr.jwks.json")
+        );
     }
 
     #[test]
@@ -571,6 +591,19 @@ listen = "127.0.0.1:7600"
                 "at least",
             ),
             (with("[[peers]]\naddress = \"127.0.0.1:1\""), "exactly one"),
+            (with("[auth]\ncolour = 1"), "unknown field"),
+            (
+                with("[auth]\ntoken_lifetime_seconds = 0"),
+                "auth: token_lifetime_seconds",
+            ),
+            (
+                with("[[auth.clients]]\nclient_id = \"a\"\njwks = \"k\"\nscopes = [\"openid\"]"),
+                "not a SMART resource scope",
+            ),
+            (
+                with("[[auth.clients]]\nclient_id = \"a\"\njwks = \"k\"\nsecret = \"x\""),
+                "unknown field",
+            ),
             (
                 with("[[peers]]\nmember = \"A\"\nkey = \"00\"\naddress = \"h:1\""),
                 "exactly one",

@@ -22,7 +22,7 @@ use medchain_core::credential::{Credential, Role};
 use medchain_core::encoding::Encode;
 use medchain_core::keys::BackupParams;
 use medchain_core::research::{ResearchRequest, Study};
-use medchain_node::auth::{token_request, AuthConfig, ClientAssertion, ClientConfig, Jwk};
+use medchain_node::auth::{AuthConfig, ClientAssertion, ClientConfig, Jwk};
 use medchain_node::client::{metric_value, ApiClient};
 use medchain_node::keyfile;
 use medchain_node::people::{create_clinician, Issuer};
@@ -59,15 +59,22 @@ async fn fhir(
     body: Option<Vec<u8>>,
 ) -> (u16, Option<String>, Value) {
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/fhir+json")];
+    let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(b) = &bearer {
         headers.push(("authorization", b));
     }
     headers.extend_from_slice(extra);
-    let (status, response_headers, bytes) = api
-        .request_with(method, path, &headers, body)
+    let raw = api
+        .call_with(
+            method,
+            path,
+            "application/fhir+json",
+            &headers,
+            body.unwrap_or_default(),
+        )
         .await
         .expect("exchange");
+    let (status, response_headers, bytes) = (raw.status, raw.headers, raw.body);
     let location = response_headers
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -106,21 +113,13 @@ fn code(outcome: &Value) -> String {
         .to_owned()
 }
 
-/// A bearer token for `client` signed by `key`, with `scope`.
+/// A bearer token for a signed client assertion, with `scope`.
 async fn token(api: &ApiClient, assertion: String, scope: &str) -> String {
-    let body = token_request(&assertion, scope);
-    let (status, _, bytes) = api
-        .request_with(
-            Method::POST,
-            "/fhir/auth/token",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            Some(body.into_bytes()),
-        )
+    api.token(&assertion, scope)
         .await
-        .expect("token request");
-    let value: Value = serde_json::from_slice(&bytes).expect("token json");
-    assert_eq!(status, 200, "{value}");
-    value["access_token"].as_str().expect("token").to_owned()
+        .expect("token")
+        .access_token
+        .clone()
 }
 
 fn audience(api: &ApiClient) -> String {
@@ -453,11 +452,12 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         let request = ResearchRequest::sign(&chen, &chain, study, credential).expect("request");
         let kickoff = json!({"resourceType": "Parameters", "parameter": [{"name": "researchRequest",
             "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(request.to_bytes())}]});
-        let (status, headers, bytes) = stm
-            .request_with(Method::POST, "/fhir/$export", &[("authorization", &format!("Bearer {stm_token}")),
-                ("content-type", "application/fhir+json"), ("prefer", "respond-async")], json_body(&kickoff))
+        let raw = stm
+            .call_with(Method::POST, "/fhir/$export", "application/fhir+json", &[("prefer", "respond-async")],
+                json_body(&kickoff).expect("body"))
             .await
             .expect("kick-off");
+        let (status, headers, bytes) = (raw.status, raw.headers, raw.body);
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&bytes));
         let status_url = headers.get("content-location").and_then(|v| v.to_str().ok()).expect("content-location").to_owned();
         // Another client does not see the job.
@@ -477,10 +477,8 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         let mut lines = 0;
         for output in outputs {
             let url = output["url"].as_str().expect("url");
-            let (status, _, bytes) = stm
-                .request_with(Method::GET, url, &[("authorization", &format!("Bearer {stm_token}"))], None)
-                .await
-                .expect("output");
+            let raw = stm.call(Method::GET, url, "application/json", Vec::new()).await.expect("output");
+            let (status, bytes) = (raw.status, raw.body);
             assert_eq!(status, 200);
             let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
             for line in text.lines() {
