@@ -249,9 +249,14 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
         let ehr = api
             .clone()
             .with_bearer(token["access_token"].as_str().expect("token"));
-        // /fhir is open to it (this branch serves no FHIR resources yet: 404, not 401).
+        // /fhir is open to it: past the bearer check, the search is judged on its own (a
+        // search names its patient), never 401.
         let fhir = get(&ehr, "/fhir/Observation").await;
-        assert_eq!(fhir.status, 404, "{alg:?}");
+        assert_eq!(fhir.status, 400, "{alg:?}");
+        assert_eq!(
+            json(&fhir)["issue"][0]["details"]["coding"][0]["code"],
+            "patient_required"
+        );
         // The operator API is not.
         for path in ["/v1/status", "/metrics"] {
             let raw = get(&ehr, path).await;
@@ -292,7 +297,14 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
         .expect("patient token");
     assert_eq!(token.scope, "patient/AuditEvent.rs patient/Consent.c");
     let wallet = api.clone().with_bearer(&token.access_token);
-    assert_eq!(get(&wallet, "/fhir/AuditEvent").await.status, 404);
+    // Past the bearer check: the patient's own trail (empty here), not another's.
+    let own_trail = format!(
+        "/fhir/AuditEvent?patient={}",
+        hex::encode(alice.verify_key().as_byte_array())
+    );
+    assert_eq!(get(&wallet, &own_trail).await.status, 200);
+    let other = format!("/fhir/AuditEvent?patient={}", "22".repeat(32));
+    assert_eq!(get(&wallet, &other).await.status, 403);
     assert_eq!(get(&wallet, "/v1/status").await.status, 403);
     // Trying system/ scopes: nothing a patient may have.
     let own = ClientAssertion::for_patient(&alice.verify_key(), &aud, now());
