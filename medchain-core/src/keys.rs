@@ -301,9 +301,15 @@ pub fn verify_batch_with_rng<R: Rng + CryptoRng + ?Sized>(
 
 /// The one-byte label length of the framing (labels are short constants).
 fn label_len(label: &str) -> u8 {
-    debug_assert!(label.len() < 256);
+    // Every label is far shorter than 0x65 (`e`): a framed message therefore never starts with
+    // the byte a JWS signing input starts with ([`Identity::sign_jws`]).
+    debug_assert!(label.len() < usize::from(JWS_FIRST_BYTE));
     label.len() as u8
 }
+
+/// The first byte of every JWS signing input [`Identity::sign_jws`] signs: `e`, from `eyJ`, the
+/// base64url of a JSON object's `{"`. Longer than any medchain label can be.
+const JWS_FIRST_BYTE: u8 = b'e';
 
 impl PartialOrd for VerifyKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -437,6 +443,37 @@ fn frame(chain: &ChainId, label: &str, message: &[u8]) -> Vec<u8> {
     framed.extend_from_slice(chain.as_byte_array());
     framed.extend_from_slice(message);
     framed
+}
+
+/// [`Identity::sign_jws`] refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum JwsError {
+    /// The input is not `BASE64URL(header) '.' BASE64URL(payload)` with a JSON-object header.
+    #[error(
+        "not a JWS signing input (base64url JSON header starting \"eyJ\", '.', base64url payload)"
+    )]
+    NotSigningInput,
+}
+
+/// Whether `input` is `header '.' payload`, both non-empty unpadded base64url, the header
+/// starting `eyJ` (a JSON object).
+fn is_jws_signing_input(input: &str) -> bool {
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    match input.split_once('.') {
+        Some((header, payload)) => {
+            header.as_bytes().first() == Some(&JWS_FIRST_BYTE)
+                && header.starts_with("eyJ")
+                && base64url(header)
+                && base64url(payload)
+        }
+        None => false,
+    }
 }
 
 /// A party's short printable id: the first 16 bytes of the tagged hash of both public keys.
@@ -686,6 +723,26 @@ impl Identity {
     /// record opening). The bytes come back zeroizing; never log or store them.
     pub fn x25519_secret_for_transport(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.agreement.to_bytes())
+    }
+
+    /// Signs a JWS signing input with this identity's ed25519 key: the `EdDSA` algorithm of
+    /// RFC 8037, raw ed25519 over the ASCII bytes of `signing_input`, for a JWT a member or a
+    /// patient presents to a node (the SMART Backend Services client assertion, `docs/node.md`).
+    ///
+    /// Only a JWS signing input is signed: `BASE64URL(header) '.' BASE64URL(payload)`, the
+    /// header a JSON object (so the input starts with `eyJ`), both parts non-empty and in the
+    /// base64url alphabet without padding. That shape is what keeps these signatures apart
+    /// from medchain's own: every message [`Identity::sign`] signs is framed, and its first
+    /// byte is the length of its purpose label, below 0x65; a JWS signing input starts with
+    /// `e` (0x65). Neither kind of signature can therefore ever verify as the other.
+    ///
+    /// # Errors
+    /// [`JwsError::NotSigningInput`]: nothing was signed.
+    pub fn sign_jws(&self, signing_input: &str) -> Result<[u8; 64], JwsError> {
+        if !is_jws_signing_input(signing_input) {
+            return Err(JwsError::NotSigningInput);
+        }
+        Ok(self.signing.sign(signing_input.as_bytes()).to_bytes())
     }
 
     /// Encrypts both secret keys under `password` (Argon2id + AES-256-GCM).
@@ -952,6 +1009,55 @@ mod tests {
         let secret = id.x25519_secret_for_transport();
         let public = XPublicKey::from(&StaticSecret::from(*secret));
         assert_eq!(public.to_bytes(), id.public().agree.to_byte_array());
+    }
+
+    #[test]
+    fn jws_signatures_cover_only_jws_signing_inputs() {
+        use ed25519_dalek::Verifier;
+        let id = Identity::generate(&mut rng());
+        let input = "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJhIn0";
+        let sig = id.sign_jws(input).unwrap();
+        // RFC 8037: plain ed25519 over the ASCII signing input.
+        let dalek = ed25519_dalek::Signature::from_bytes(&sig);
+        assert!(id
+            .verify_key()
+            .as_dalek()
+            .verify(input.as_bytes(), &dalek)
+            .is_ok());
+        // It is not a medchain signature of anything.
+        let as_medchain = Signature::from_byte_array(sig);
+        assert!(id
+            .verify_key()
+            .verify(&NET, domain::TX_SIG, input.as_bytes(), &as_medchain)
+            .is_err());
+        for bad in [
+            "",
+            "eyJhbGciOiJFZERTQSJ9",
+            "eyJhbGciOiJFZERTQSJ9.",
+            ".eyJpc3MiOiJhIn0",
+            "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJhIn0.c2ln",
+            "eyJhbGciOiJFZERTQSJ9=.eyJpc3MiOiJhIn0",
+            "eyJhbGci+OiJFZERTQSJ9.eyJpc3MiOiJhIn0",
+            "W1tdXQ.eyJpc3MiOiJhIn0",
+            "\u{11}medchain/v1/tx-signature.x",
+        ] {
+            assert_eq!(id.sign_jws(bad), Err(JwsError::NotSigningInput), "{bad:?}");
+        }
+        // A framed medchain message can never be a signing input: its first byte is a label
+        // length, and every label is shorter than 0x65 (the `e` of `eyJ`).
+        let hash_rs = include_str!("hash.rs");
+        let labels: Vec<&str> = hash_rs
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str = \""))
+            .filter_map(|(_, rest)| rest.strip_suffix("\";"))
+            .collect();
+        assert!(labels.len() > 40, "{labels:?}");
+        for label in labels {
+            assert!(label.len() < usize::from(JWS_FIRST_BYTE), "{label}");
+            let framed = frame(&NET, label, b"{}");
+            assert!(!is_jws_signing_input(&String::from_utf8_lossy(&framed)));
+        }
     }
 
     #[test]

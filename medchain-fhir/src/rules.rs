@@ -519,43 +519,28 @@ pub(crate) fn check_limits(root: &Json, resource_type: &str) -> Option<Issue> {
 }
 
 /// `Extension.url` is a `uri` (1..1): no whitespace. The structural validator reads it as a
-/// plain string, so it is checked here, for every extension and modifier extension.
-fn check_extension_urls(root: &Json, base: &str, out: &mut Vec<Issue>) {
-    walk(root, &mut Vec::new(), &mut |v, segs| {
-        for (k, child) in v.as_object().unwrap_or_default() {
-            let Json::Array(items) = child else { continue };
-            if k != "extension" && k != "modifierExtension" {
-                continue;
-            }
-            for (i, ext) in items.iter().enumerate() {
-                if let Some(Json::String(url)) = ext.get("url") {
-                    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                        let p = format!("{}.{k}[{i}].url", render(base, segs));
-                        out.push(Issue::error(IssueCode::InvalidFormat, p).expecting("uri"));
-                    }
+/// plain string, so it is checked here, for every extension and modifier extension of the
+/// object `members` at `base` and `segs`.
+fn check_extension_urls(
+    members: &[(String, Json)],
+    base: &str,
+    segs: &[Seg<'_>],
+    out: &mut Vec<Issue>,
+) {
+    for (k, child) in members {
+        let Json::Array(items) = child else { continue };
+        if k != "extension" && k != "modifierExtension" {
+            continue;
+        }
+        for (i, ext) in items.iter().enumerate() {
+            if let Some(Json::String(url)) = ext.get("url") {
+                if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    let p = format!("{}.{k}[{i}].url", render(base, segs));
+                    out.push(Issue::error(IssueCode::InvalidFormat, p).expecting("uri"));
                 }
             }
         }
-        true
-    });
-}
-
-/// Every resource in the document, with its path: the root, contained resources, Bundle
-/// entries, and any other resource position.
-fn resources<'a>(root: &'a Json, root_path: &str) -> Vec<(String, &'a [(String, Json)])> {
-    let mut out = Vec::new();
-    walk(root, &mut Vec::new(), &mut |v, segs| {
-        if let Json::Object(members) = v {
-            if members
-                .iter()
-                .any(|(k, v)| k == "resourceType" && v.as_str().is_some())
-            {
-                out.push((render(root_path, segs), members.as_slice()));
-            }
-        }
-        true
-    });
-    out
+    }
 }
 
 fn get<'a>(members: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
@@ -572,8 +557,23 @@ pub(crate) fn is_fhir_id(s: &str) -> bool {
 /// Runs every check of this module on a parsed document whose root is a resource of type
 /// `resource_type`.
 pub(crate) fn check(root: &Json, resource_type: &str, profile: FhirProfile, out: &mut Vec<Issue>) {
-    check_extension_urls(root, resource_type, out);
-    for (path, members) in resources(root, resource_type) {
+    // One walk: every extension's url (its issues come first, in document order), and every
+    // resource in the document with its path — the root, contained resources, Bundle entries
+    // and any other resource position — checked after it, in document order.
+    let mut resources = Vec::new();
+    walk(root, &mut Vec::new(), &mut |v, segs| {
+        if let Json::Object(members) = v {
+            check_extension_urls(members, resource_type, segs, out);
+            if members
+                .iter()
+                .any(|(k, v)| k == "resourceType" && v.as_str().is_some())
+            {
+                resources.push((render(resource_type, segs), members.as_slice()));
+            }
+        }
+        true
+    });
+    for (path, members) in resources {
         let Some(rt) = get(members, "resourceType").and_then(Json::as_str) else {
             continue;
         };
@@ -599,45 +599,62 @@ pub(crate) fn check(root: &Json, resource_type: &str, profile: FhirProfile, out:
 }
 
 fn check_bindings(rt: &str, members: &[(String, Json)], path: &str, out: &mut Vec<Issue>) {
+    let mut segs = Vec::new();
     for b in BINDINGS.iter().filter(|b| b.resource == rt) {
         let Some((first, rest)) = b.path.split_first() else {
             continue;
         };
         if let Some(v) = get(members, first) {
-            binding_at(b, v, rest, &format!("{path}.{first}"), out);
+            segs.push(Seg::Key(first));
+            binding_at(b, v, rest, path, &mut segs, out);
+            segs.pop();
         }
     }
 }
 
-fn binding_at(b: &Binding, v: &Json, rest: &[&str], path: &str, out: &mut Vec<Issue>) {
+/// The binding `b` at `v`, which sits at `base` and then `segs` (rendered only for an issue).
+fn binding_at<'a>(
+    b: &'a Binding,
+    v: &Json,
+    rest: &'a [&'a str],
+    base: &str,
+    segs: &mut Vec<Seg<'a>>,
+    out: &mut Vec<Issue>,
+) {
     if let Json::Array(items) = v {
         for (i, item) in items.iter().enumerate() {
-            binding_at(b, item, rest, &format!("{path}[{i}]"), out);
+            segs.push(Seg::Index(i));
+            binding_at(b, item, rest, base, segs, out);
+            segs.pop();
         }
         return;
     }
     match rest.split_first() {
         Some((next, tail)) => {
             if let Some(child) = v.get(next) {
-                binding_at(b, child, tail, &format!("{path}.{next}"), out);
+                segs.push(Seg::Key(next));
+                binding_at(b, child, tail, base, segs, out);
+                segs.pop();
             }
             // `Consent.provision.provision...`: the same binding one level down.
             if let (Some(rec), true) = (b.recursive, tail.is_empty()) {
                 if let Some(child) = v.get(rec) {
-                    binding_at(b, child, rest, &format!("{path}.{rec}"), out);
+                    segs.push(Seg::Key(rec));
+                    binding_at(b, child, rest, base, segs, out);
+                    segs.pop();
                 }
             }
         }
-        None => check_code(b, v, path, out),
+        None => check_code(b, v, || render(base, segs), out),
     }
 }
 
-fn check_code(b: &Binding, v: &Json, path: &str, out: &mut Vec<Issue>) {
+fn check_code(b: &Binding, v: &Json, path: impl Fn() -> String, out: &mut Vec<Issue>) {
     let bad = |p: String| Issue::error(IssueCode::CodeNotInValueSet, p).expecting(b.value_set);
     match (b.system, v) {
         // A malformed value is the structural validator's to report.
         (None, Json::String(code)) if !b.codes.contains(&code.as_str()) => {
-            out.push(bad(path.to_owned()));
+            out.push(bad(path()));
         }
         (Some(system), Json::Object(_)) => {
             let codings = match v.get("coding") {
@@ -652,14 +669,14 @@ fn check_code(b: &Binding, v: &Json, path: &str, out: &mut Vec<Issue>) {
                 from_system += 1;
                 if let Some(code) = coding.get("code").and_then(Json::as_str) {
                     if !b.codes.contains(&code) {
-                        out.push(bad(format!("{path}.coding[{i}].code")));
+                        out.push(bad(format!("{}.coding[{i}].code", path())));
                     }
                 } else {
-                    out.push(bad(format!("{path}.coding[{i}]")));
+                    out.push(bad(format!("{}.coding[{i}]", path())));
                 }
             }
             if from_system == 0 {
-                out.push(bad(path.to_owned()));
+                out.push(bad(path()));
             }
         }
         _ => {}
@@ -686,12 +703,21 @@ fn check_us_core(rt: &str, members: &[(String, Json)], path: &str, out: &mut Vec
     }
 }
 
-/// Every `reference` string below `v` (Reference.reference), with its path; nested resources'
-/// references included.
-fn references<'a>(v: &'a Json, path: &str, out: &mut Vec<(String, &'a str)>) {
+/// Every `reference` string below `v` (Reference.reference) that `unresolved` says resolves to
+/// nothing, as an issue at its path (`v` sits at `base()`, which is built only for an issue);
+/// nested resources' references included.
+fn unresolved_references(
+    v: &Json,
+    base: &dyn Fn() -> String,
+    unresolved: &dyn Fn(&str) -> bool,
+    out: &mut Vec<Issue>,
+) {
     walk(v, &mut Vec::new(), &mut |node, segs| {
         if let Some(Json::String(r)) = node.as_object().and_then(|m| get(m, "reference")) {
-            out.push((format!("{}.reference", render(path, segs)), r.as_str()));
+            if unresolved(r) {
+                let path = format!("{}.reference", render(&base(), segs));
+                out.push(Issue::error(IssueCode::UnresolvedReference, path));
+            }
         }
         true
     });
@@ -707,18 +733,14 @@ fn check_contained_references(members: &[(String, Json)], path: &str, out: &mut 
             .collect(),
         _ => HashSet::new(),
     };
-    let mut refs = Vec::new();
+    let unresolved = |r: &str| {
+        r.strip_prefix('#')
+            .is_some_and(|id| !id.is_empty() && !contained.contains(id))
+    };
     for (k, child) in members {
         // Nested Bundle entries and other resource positions are resources of their own.
         if matches!(child, Json::Object(_) | Json::Array(_)) && k != "entry" {
-            references(child, &format!("{path}.{k}"), &mut refs);
-        }
-    }
-    for (p, r) in refs {
-        if let Some(id) = r.strip_prefix('#') {
-            if !id.is_empty() && !contained.contains(id) {
-                out.push(Issue::error(IssueCode::UnresolvedReference, p));
-            }
+            unresolved_references(child, &|| format!("{path}.{k}"), &unresolved, out);
         }
     }
 }
@@ -764,18 +786,13 @@ fn check_bundle(members: &[(String, Json)], path: &str, out: &mut Vec<Issue>) {
     let needs_request = matches!(kind, "transaction" | "batch");
     let mut full_urls: HashSet<&str> = HashSet::new();
     for (i, entry) in entries.iter().enumerate() {
-        let ep = format!("{path}.entry[{i}]");
+        // Built only for an issue.
+        let at = |element: &str| format!("{path}.entry[{i}].{element}");
         if let Some(url) = entry.get("fullUrl").and_then(Json::as_str) {
             if !is_full_url(url) {
-                out.push(Issue::error(
-                    IssueCode::InvalidFullUrl,
-                    format!("{ep}.fullUrl"),
-                ));
+                out.push(Issue::error(IssueCode::InvalidFullUrl, at("fullUrl")));
             } else if !full_urls.insert(url) {
-                out.push(Issue::error(
-                    IssueCode::DuplicateFullUrl,
-                    format!("{ep}.fullUrl"),
-                ));
+                out.push(Issue::error(IssueCode::DuplicateFullUrl, at("fullUrl")));
             }
         }
         let method = entry
@@ -783,10 +800,7 @@ fn check_bundle(members: &[(String, Json)], path: &str, out: &mut Vec<Issue>) {
             .and_then(|r| r.get("method"))
             .and_then(Json::as_str);
         if needs_request && entry.get("request").is_none() {
-            out.push(Issue::error(
-                IssueCode::MissingEntryRequest,
-                format!("{ep}.request"),
-            ));
+            out.push(Issue::error(IssueCode::MissingEntryRequest, at("request")));
         }
         let resource_optional = matches!(method, Some("GET" | "HEAD" | "DELETE"));
         if matches!(kind, "transaction" | "batch" | "collection")
@@ -795,19 +809,17 @@ fn check_bundle(members: &[(String, Json)], path: &str, out: &mut Vec<Issue>) {
         {
             out.push(Issue::error(
                 IssueCode::MissingEntryResource,
-                format!("{ep}.resource"),
+                at("resource"),
             ));
         }
     }
-    let mut refs = Vec::new();
+    let unresolved = |r: &str| {
+        (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:")) && !full_urls.contains(r)
+    };
     for (i, entry) in entries.iter().enumerate() {
         if let Some(resource) = entry.get("resource") {
-            references(resource, &format!("{path}.entry[{i}].resource"), &mut refs);
-        }
-    }
-    for (p, r) in refs {
-        if (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:")) && !full_urls.contains(r) {
-            out.push(Issue::error(IssueCode::UnresolvedReference, p));
+            let base = || format!("{path}.entry[{i}].resource");
+            unresolved_references(resource, &base, &unresolved, out);
         }
     }
 }

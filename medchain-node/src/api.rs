@@ -1,5 +1,6 @@
-//! The client API: HTTP/1.1 and JSON, on loopback by default, without authentication
-//! (`docs/node.md`, "Client API" and "Threat model").
+//! The client API: HTTP/1.1 and JSON, on loopback by default; with `[auth]`, every route but
+//! `/health` and the public FHIR ones needs a bearer token ([`crate::auth`]; `docs/node.md`,
+//! "Client API", "Authentication" and "Threat model").
 //!
 //! | method and path | answer |
 //! | --- | --- |
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::{self, AuthState};
 use crate::prom;
 use crate::service::{Command, KeyRequestStatus, NodeState, TxStatus};
 
@@ -630,6 +632,24 @@ impl ApiState {
         Self { state, commands }
     }
 
+    /// The network's chain id.
+    pub(crate) fn chain(&self) -> ChainId {
+        ChainId::from_byte_array(self.state.genesis.to_byte_array())
+    }
+
+    /// Runs `f` on the host's thread and waits for its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::service::Running) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.ask(|reply| {
+            Command::Run(Box::new(move |running| {
+                let _ = reply.send(f(running));
+            }))
+        })
+        .await
+    }
+
     /// Sends a command to the host's thread and waits for its answer.
     async fn ask<T>(
         &self,
@@ -646,9 +666,9 @@ impl ApiState {
     }
 }
 
-/// The API's routes over `state`.
-pub(crate) fn router(state: ApiState) -> Router {
-    Router::new()
+/// The API's routes over `state`, behind the bearer check of `auth` ([`crate::auth`]).
+pub(crate) fn router(state: ApiState, auth: Option<Arc<AuthState>>) -> Router {
+    let routes = Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/transactions/{id}/proof", get(proof))
@@ -660,9 +680,13 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::fhir::routes())
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .merge(auth::routes(auth.clone()));
+    // Last, over every route merged above: nothing escapes the check.
+    auth::protect(routes, auth)
 }
 
 /// The kind's name, for error messages.

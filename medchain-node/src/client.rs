@@ -1,6 +1,7 @@
 //! A small client for a node's API (`medchaind status`, tests, the benchmark): one HTTP/1.1
 //! request per connection with hyper's own connection API, bounded by a timeout; over TLS when
-//! given the certificates to trust ([`ApiClient::with_ca`]).
+//! given the certificates to trust ([`ApiClient::with_ca`]); with a bearer token when the node
+//! has `[auth]` ([`ApiClient::token`], [`ApiClient::with_bearer`]).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{HeaderMap, Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
@@ -22,6 +23,7 @@ use crate::api::{
     AddRecordRequest, BlockView, Encoded, ErrorBody, KeyRequestView, ProofView, RecordAddedView,
     ReleaseView, StatusView, SubmitRequest, TxStatusView,
 };
+use crate::auth::{TokenErrorBody, TokenResponse};
 
 /// A request to the API failed.
 #[derive(Debug, Error)]
@@ -45,6 +47,14 @@ pub enum ClientError {
         status: u16,
         /// The error's body.
         body: ErrorBody,
+    },
+    /// The token endpoint refused (RFC 6749 §5.2).
+    #[error("{status}: {} ({})", .body.error_description, .body.error)]
+    Token {
+        /// The HTTP status.
+        status: u16,
+        /// The error's body.
+        body: TokenErrorBody,
     },
     /// The answer is not the JSON expected.
     #[error("unexpected answer ({status}): {message}")]
@@ -80,6 +90,18 @@ pub struct ApiClient {
     addr: SocketAddr,
     timeout: Duration,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    bearer: Option<Arc<zeroize::Zeroizing<String>>>,
+}
+
+/// An answer as it came: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -88,6 +110,7 @@ impl std::fmt::Debug for ApiClient {
             .field("addr", &self.addr)
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("bearer", &self.bearer.is_some())
             .finish()
     }
 }
@@ -99,6 +122,7 @@ impl ApiClient {
             addr,
             timeout: Duration::from_secs(10),
             tls: None,
+            bearer: None,
         }
     }
 
@@ -174,7 +198,15 @@ impl ApiClient {
         self
     }
 
-    /// One request: its status and body.
+    /// The same client sending `Authorization: Bearer {token}` with every request (a token
+    /// from [`ApiClient::token`]). `Debug` never shows it.
+    #[must_use]
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(Arc::new(zeroize::Zeroizing::new(token.to_owned())));
+        self
+    }
+
+    /// One JSON request: its status and body.
     ///
     /// # Errors
     /// [`ClientError::Timeout`], [`ClientError::Http`].
@@ -184,30 +216,122 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
-        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
-            .await
-            .map_err(|_| ClientError::Timeout(self.addr))?
+        let raw = self
+            .call(method, path, "application/json", body.unwrap_or_default())
+            .await?;
+        Ok((raw.status, raw.body))
+    }
+
+    /// One request with this content type: the answer with its headers.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`], [`ClientError::Http`].
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<RawResponse, ClientError> {
+        self.call_with(method, path, content_type, &[], body).await
+    }
+
+    /// [`call`](Self::call) with extra headers (the FHIR API's `X-Medchain-Clinician` and
+    /// `X-Medchain-Purpose-Of-Use`; an `authorization` here replaces the client's bearer).
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`], [`ClientError::Http`].
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<RawResponse, ClientError> {
+        tokio::time::timeout(
+            self.timeout,
+            self.exchange(method, path, content_type, headers, body),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(self.addr))?
+    }
+
+    /// The address it talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `POST /fhir/auth/token`: trades a signed client assertion
+    /// ([`crate::auth::ClientAssertion`]) for an access token with (at most) `scope`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; [`ClientError::Token`] carries the node's refusal.
+    pub async fn token(&self, assertion: &str, scope: &str) -> Result<TokenResponse, ClientError> {
+        let body = crate::auth::token_request(assertion, scope).into_bytes();
+        let raw = self
+            .call(
+                Method::POST,
+                crate::auth::TOKEN_PATH,
+                "application/x-www-form-urlencoded",
+                body,
+            )
+            .await?;
+        let unexpected = |e: serde_json::Error| ClientError::Unexpected {
+            status: raw.status,
+            message: e.to_string(),
+        };
+        if raw.status == 200 {
+            serde_json::from_slice(&raw.body).map_err(unexpected)
+        } else {
+            Err(ClientError::Token {
+                status: raw.status,
+                body: serde_json::from_slice(&raw.body).map_err(unexpected)?,
+            })
+        }
     }
 
     async fn exchange(
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), ClientError> {
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<RawResponse, ClientError> {
         let http = |e: &dyn std::fmt::Display| ClientError::Http {
             addr: self.addr,
             message: e.to_string(),
         };
         let stream = TcpStream::connect(self.addr).await.map_err(|e| http(&e))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .header(CONTENT_TYPE, content_type);
+        let explicit = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let mut request = match &self.bearer {
+            Some(token) if !explicit => {
+                request.header(AUTHORIZATION, format!("Bearer {}", token.as_str()))
+            }
+            _ => request,
+        };
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| http(&e))?;
         match &self.tls {
-            None => self.send(stream, method, path, body).await,
+            None => self.send(stream, request).await,
             Some((config, name)) => {
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name.clone(), stream)
                     .await
                     .map_err(|e| http(&e))?;
-                self.send(tls, method, path, body).await
+                self.send(tls, request).await
             }
         }
     }
@@ -215,10 +339,8 @@ impl ApiClient {
     async fn send<S>(
         &self,
         stream: S,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), ClientError>
+        request: Request<Full<Bytes>>,
+    ) -> Result<RawResponse, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -230,23 +352,16 @@ impl ApiClient {
             .await
             .map_err(|e| http(&e))?;
         let driver = tokio::spawn(connection);
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.addr.to_string())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| http(&e))?;
         let response = sender.send_request(request).await.map_err(|e| http(&e))?;
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| http(&e))?
-            .to_bytes();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| http(&e))?.to_bytes();
         driver.abort();
-        Ok((status, bytes))
+        Ok(RawResponse {
+            status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     async fn json<T: DeserializeOwned>(

@@ -14,6 +14,14 @@
 //! cert = "api-cert.pem"               # certificate chain (PEM), the node's first
 //! key = "api-key.pem"                 # its private key (PEM)
 //!
+//! [auth]                              # optional: SMART Backend Services (docs/node.md)
+//! token_lifetime_seconds = 300
+//! [[auth.clients]]
+//! client_id = "city-ehr"
+//! jwks = "city-ehr.jwks.json"          # its public keys (JWK Set)
+//! scopes = ["system/Observation.cruds", "system/Consent.crs"]
+//! clinicians = ["okafor"]
+//!
 //! [[peers]]
 //! member = "St. Mary's"               # a member's name in genesis, or `key = "<hex>"`
 //! address = "10.0.0.2:7600"
@@ -36,7 +44,9 @@ use medchain_core::keys::VerifyKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::auth::{AuthConfig, AuthConfigError, AuthSettings};
 use crate::keyfile::{self, KeyFileError};
+use crate::people::{load_clinicians, ClinicianEntry, PeopleError};
 use crate::service::ServiceConfig;
 use crate::tls::{self, ApiTlsError};
 use crate::transport::{Limits, TransportConfig};
@@ -65,8 +75,8 @@ pub struct NodeConfig {
     pub ledger: LedgerLocation,
     /// The peer transport's TCP address.
     pub listen: SocketAddr,
-    /// The client API's address (HTTP, no authentication: loopback unless
-    /// [`allow_remote_api`](Self::allow_remote_api)).
+    /// The client API's address (loopback unless [`allow_remote_api`](Self::allow_remote_api);
+    /// without [`auth`](Self::auth), no authentication).
     #[serde(default = "default_api")]
     pub api: SocketAddr,
     /// TLS on the client API (optional: plain HTTP without it).
@@ -76,6 +86,11 @@ pub struct NodeConfig {
     /// or TLS: only behind a proxy that adds both (`docs/node.md`, "Threat model").
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_remote_api: bool,
+    /// Authentication on the client API (`[auth]`, SMART Backend Services). Without it, every
+    /// `/fhir` path but the public ones answers `401`, and the operator API is open to whoever
+    /// reaches the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// The members this node dials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerEntry>,
@@ -85,6 +100,13 @@ pub struct NodeConfig {
     /// Optional transport timers.
     #[serde(default)]
     pub transport: TransportTuning,
+    /// Where the patients' enrolments at this node are kept (a directory, created on the first
+    /// run; default `enrolments` beside `node.toml`).
+    #[serde(default = "default_enrolments")]
+    pub enrolments: PathBuf,
+    /// The clinicians whose keys this node holds, for the FHIR API (`medchaind clinician`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clinicians: Vec<ClinicianEntry>,
 }
 
 /// The client API's TLS certificate and key (`[api_tls]`), PEM files read at start.
@@ -160,6 +182,10 @@ fn default_api() -> SocketAddr {
     DEFAULT_API
         .parse()
         .unwrap_or_else(|_| unreachable!("the default API address parses"))
+}
+
+fn default_enrolments() -> PathBuf {
+    PathBuf::from("enrolments")
 }
 
 fn default_level() -> String {
@@ -244,6 +270,9 @@ pub enum ConfigFileError {
     /// A transport timer is zero or the backoff bounds are reversed.
     #[error("bad transport timer: {0}")]
     Transport(&'static str),
+    /// The `[auth]` table is unusable.
+    #[error("auth: {0}")]
+    Auth(#[from] AuthConfigError),
 }
 
 impl NodeConfig {
@@ -268,8 +297,13 @@ impl NodeConfig {
             &mut config.identity,
             &mut config.genesis,
             &mut config.network_key,
+            &mut config.enrolments,
         ] {
             *p = base.join(&*p);
+        }
+        for c in &mut config.clinicians {
+            c.identity = base.join(&c.identity);
+            c.credential = base.join(&c.credential);
         }
         config.ledger = config.ledger.relative_to(base);
         if let Some(p) = &mut config.passphrase_file {
@@ -278,6 +312,9 @@ impl NodeConfig {
         if let Some(tls) = &mut config.api_tls {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);
+        }
+        for client in config.auth.iter_mut().flat_map(|a| &mut a.clients) {
+            client.jwks = base.join(&client.jwks);
         }
         Ok(config)
     }
@@ -306,6 +343,9 @@ impl NodeConfig {
         }
         self.log_level()?;
         self.limits()?;
+        if let Some(auth) = &self.auth {
+            auth.check(self.api)?;
+        }
         for (i, peer) in self.peers.iter().enumerate() {
             if peer.member.is_some() == peer.key.is_some() {
                 return Err(ConfigFileError::PeerName(i));
@@ -415,12 +455,18 @@ pub enum LoadError {
     /// The client API's TLS certificate or key (`[api_tls]`).
     #[error("api_tls: {0}")]
     ApiTls(#[from] ApiTlsError),
+    /// A `[[clinicians]]` entry.
+    #[error("clinicians: {0}")]
+    Clinician(#[from] PeopleError),
+    /// A client's JWK Set file, or the `[auth]` table (`[auth]`).
+    #[error("auth: {0}")]
+    Auth(#[from] AuthConfigError),
 }
 
 impl NodeConfig {
     /// Loads what the configuration names — the identity (opened with `passphrase`), the
     /// genesis, the network key (checked against the genesis), the peers, the API's TLS
-    /// certificate and key — into a [`ServiceConfig`].
+    /// certificate and key, the clients' JWK Sets — into a [`ServiceConfig`].
     ///
     /// # Errors
     /// [`LoadError`].
@@ -435,6 +481,17 @@ impl NodeConfig {
             Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
             None => None,
         };
+        let clinicians = load_clinicians(
+            &self.clinicians,
+            passphrase,
+            &identity.verify_key(),
+            &genesis,
+            crate::service::now_ms(),
+        )?;
+        let auth: Option<AuthSettings> = match &self.auth {
+            Some(auth) => Some(auth.load(self.api)?),
+            None => None,
+        };
         Ok(ServiceConfig {
             identity,
             genesis,
@@ -443,6 +500,9 @@ impl NodeConfig {
             transport,
             api: self.api,
             api_tls,
+            enrolments: self.enrolments.clone(),
+            clinicians,
+            auth,
         })
     }
 }
@@ -489,7 +549,27 @@ listen = "127.0.0.1:7600"
         });
         c.log.format = LogFormat::Json;
         c.transport.backoff_max_ms = Some(1000);
+        c.auth = Some(AuthConfig {
+            audience: Some("https://node.example/fhir/auth/token".into()),
+            token_lifetime_seconds: 120,
+            clients: vec![crate::auth::ClientConfig {
+                client_id: "city-ehr".into(),
+                jwks: "city-ehr.jwks.json".into(),
+                scopes: vec!["system/Observation.rs".into()],
+                clinicians: vec!["okafor".into()],
+                operator: true,
+            }],
+        });
         assert_eq!(NodeConfig::parse(&c.to_toml()).unwrap(), c);
+        // The JWK Set path is relative to the file, like the others.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, c.to_toml()).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        assert_eq!(
+            loaded.auth.unwrap().clients[0].jwks,
+            dir.path().join("city-ehr.jwks.json")
+        );
     }
 
     #[test]
@@ -511,6 +591,19 @@ listen = "127.0.0.1:7600"
                 "at least",
             ),
             (with("[[peers]]\naddress = \"127.0.0.1:1\""), "exactly one"),
+            (with("[auth]\ncolour = 1"), "unknown field"),
+            (
+                with("[auth]\ntoken_lifetime_seconds = 0"),
+                "auth: token_lifetime_seconds",
+            ),
+            (
+                with("[[auth.clients]]\nclient_id = \"a\"\njwks = \"k\"\nscopes = [\"openid\"]"),
+                "not a SMART resource scope",
+            ),
+            (
+                with("[[auth.clients]]\nclient_id = \"a\"\njwks = \"k\"\nsecret = \"x\""),
+                "unknown field",
+            ),
             (
                 with("[[peers]]\nmember = \"A\"\nkey = \"00\"\naddress = \"h:1\""),
                 "exactly one",

@@ -9,6 +9,8 @@
 //! * [`service`]: a member's [`medchain::Host`] driven over the transport on its own thread,
 //!   with the timers it asks for, and the client API ([`api`], HTTP/JSON on loopback, TLS
 //!   optional with [`tls`]; [`prom`] for `/metrics`); [`client`] speaks to that API.
+//! * [`auth`]: who is asking — SMART Backend Services client assertions traded for short-lived
+//!   bearer tokens with SMART v2 scopes, checked in front of every route.
 //! * [`config`] (`node.toml`), [`keyfile`] (identity backups, public identity files, the
 //!   genesis and the wrapped network key), [`localnet`] (N nodes on loopback for demos and
 //!   tests): what the daemon `medchaind` reads and writes.
@@ -16,10 +18,13 @@
 //! The operator's guide: `docs/node.md`.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod fhir;
 pub mod keyfile;
 pub mod localnet;
+pub mod people;
 pub mod prom;
 pub mod service;
 pub mod tls;

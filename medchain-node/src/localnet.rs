@@ -155,6 +155,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             api: node.api,
             api_tls: None,
             allow_remote_api: false,
+            auth: None,
             peers: nodes
                 .iter()
                 .filter(|p| p.name != node.name)
@@ -170,6 +171,8 @@ pub fn write_local_net<R: Rng + CryptoRng>(
                 backoff_initial_ms: None,
                 backoff_max_ms: Some(2_000),
             },
+            enrolments: "enrolments".into(),
+            clinicians: Vec::new(),
         };
         keyfile::write_new(&node.config, config.to_toml().as_bytes(), false)?;
     }

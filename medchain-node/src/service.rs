@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api;
+use crate::people::{Clinician, Enrolments, PeopleError};
 use crate::transport::{self, Incoming, Transport, TransportConfig};
 
 /// Commands from the client API waiting for the host: a full queue answers `503 busy`.
@@ -73,6 +75,13 @@ pub struct ServiceConfig {
     pub api: SocketAddr,
     /// TLS on the client API (`None`: plain HTTP).
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The directory of the patients' enrolments at this node.
+    pub enrolments: PathBuf,
+    /// The clinicians whose keys this node holds (the FHIR API acts for them).
+    pub clinicians: Vec<Clinician>,
+    /// Authentication on the client API (`None`: no bearer token is ever accepted; the
+    /// operator API stays open, `docs/node.md`).
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -84,6 +93,9 @@ impl std::fmt::Debug for ServiceConfig {
             .field("transport", &self.transport)
             .field("api", &self.api)
             .field("api_tls", &self.api_tls.is_some())
+            .field("enrolments", &self.enrolments)
+            .field("clinicians", &self.clinicians)
+            .field("auth_clients", &self.auth.as_ref().map(|a| a.clients.len()))
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +132,9 @@ pub enum StartError {
     /// The host's thread could not be started, or ended before it was ready.
     #[error("the host thread failed to start")]
     Thread,
+    /// The enrolment directory could not be read, or holds a file not for this member.
+    #[error(transparent)]
+    People(PeopleError),
 }
 
 /// The service stopped on an error.
@@ -188,6 +203,10 @@ pub(crate) enum Command {
         record: RecordId,
         reply: oneshot::Sender<Result<(SealedRecord, KeyEnvelope), LedgerError>>,
     },
+    /// Runs on the host's thread with the node's state (the FHIR API's operations, which read
+    /// the ledger and act for the node's clinicians and enrolled patients). The closure sends
+    /// its own answer.
+    Run(Box<dyn FnOnce(&mut Running) + Send>),
 }
 
 /// Where a key request relayed by this node stands.
@@ -413,7 +432,7 @@ impl Service {
     ///
     /// # Errors
     /// [`StartError`]; nothing is left running.
-    pub async fn start(config: ServiceConfig) -> Result<Self, StartError> {
+    pub async fn start(mut config: ServiceConfig) -> Result<Self, StartError> {
         let api_listener =
             TcpListener::bind(config.api)
                 .await
@@ -428,6 +447,10 @@ impl Service {
                 source,
             })?;
         let api_tls = config.api_tls.clone();
+        let auth = config
+            .auth
+            .take()
+            .map(|a| Arc::new(crate::auth::AuthState::new(a, api_addr, api_tls.is_some())));
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -455,7 +478,7 @@ impl Service {
                 return Err(StartError::Thread);
             }
         };
-        let router = api::router(api::ApiState::new(state.clone(), commands));
+        let router = api::router(api::ApiState::new(state.clone(), commands), auth);
         let tls_on = api_tls.is_some();
         let mut stop_api = stop.subscribe();
         let api = tokio::spawn(async move {
@@ -591,7 +614,7 @@ async fn host_main(
             let _ = ready.send(Err(e));
             Ok(())
         }
-        Ok((host, transport, incoming)) => {
+        Ok((host, transport, incoming, people)) => {
             let state = Arc::new(NodeState::new(&host, transport.metrics()));
             if ready
                 .send(Ok((state.clone(), transport.local_addr())))
@@ -606,6 +629,8 @@ async fn host_main(
                 state,
                 tracker: Tracker::new(TRACKED_MAX),
                 key_requests: KeyRequests::new(KEY_REQUESTS_TRACKED_MAX),
+                people,
+                exports: crate::fhir::Exports::default(),
             };
             let result = node.run(incoming, commands, stop).await;
             node.state.running.store(false, Ordering::Relaxed);
@@ -619,7 +644,9 @@ async fn host_main(
     }
 }
 
-async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Incoming), StartError> {
+async fn setup(
+    config: ServiceConfig,
+) -> Result<(Host<AnyStore>, Transport, Incoming, People), StartError> {
     let ServiceConfig {
         identity,
         genesis,
@@ -628,6 +655,9 @@ async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Inco
         transport,
         api: _,
         api_tls: _,
+        enrolments,
+        clinicians,
+        auth: _,
     } = config;
     let transport_identity = Arc::new(identity.duplicate());
     let now = now_ms();
@@ -654,17 +684,46 @@ async fn setup(config: ServiceConfig) -> Result<(Host<AnyStore>, Transport, Inco
         }
         Err(e) => return Err(e.into()),
     };
+    let chain = genesis.chain_id();
+    let enrolments = Enrolments::load(&enrolments, |e| {
+        e.import(host.identity(), &chain, e.patient()).is_ok()
+    })
+    .map_err(StartError::People)?;
     let (transport, incoming) = Transport::start(transport, transport_identity, &genesis).await?;
-    Ok((host, transport, incoming))
+    Ok((
+        host,
+        transport,
+        incoming,
+        People {
+            clinicians,
+            enrolments,
+        },
+    ))
+}
+
+/// The clinicians and enrolled patients the node acts for (`crate::people`).
+#[derive(Debug)]
+pub(crate) struct People {
+    pub(crate) clinicians: Vec<Clinician>,
+    pub(crate) enrolments: Enrolments,
+}
+
+impl People {
+    /// The clinician named `name`.
+    pub(crate) fn clinician(&self, name: &str) -> Option<&Clinician> {
+        self.clinicians.iter().find(|c| c.name == name)
+    }
 }
 
 /// The host loop's owned state.
-struct Running {
-    host: Host<AnyStore>,
+pub(crate) struct Running {
+    pub(crate) host: Host<AnyStore>,
     transport: Transport,
     state: Arc<NodeState>,
     tracker: Tracker,
     key_requests: KeyRequests,
+    pub(crate) people: People,
+    pub(crate) exports: crate::fhir::Exports,
 }
 
 /// How long the loop sleeps when the host asks for no timer (it wakes on input anyway).
@@ -780,7 +839,36 @@ impl Running {
                 let _ = reply.send(self.host.ledger().released_to(&reader, &record));
                 Ok(())
             }
+            Command::Run(f) => {
+                f(self);
+                Ok(())
+            }
         }
+    }
+
+    /// Marks a submission made on the host's thread as this node's (tracked for its status
+    /// and counted), or, for a store failure, returns the error that stops the node.
+    pub(crate) fn submitted(&mut self, id: &TxId) {
+        self.tracker.submitted(*id);
+        lock(&self.state.stats).submitted += 1;
+    }
+
+    /// Tracks a key request this node sent, so that its answer is kept.
+    pub(crate) fn key_request_sent(&mut self, id: KeyRequestId) {
+        self.key_requests.relayed(id);
+    }
+
+    /// Where a key request this node sent stands.
+    pub(crate) fn key_request(
+        &self,
+        id: &KeyRequestId,
+    ) -> Result<Option<KeyRequestStatus>, LedgerError> {
+        self.key_request_status(id)
+    }
+
+    /// Whether the transaction `id` is committed here.
+    pub(crate) fn is_committed(&self, id: &TxId) -> bool {
+        self.host.is_committed(id)
     }
 
     /// A relayed key request's status; for a release, whether both transactions committed.

@@ -258,6 +258,30 @@ pub struct RecordDraft<'a> {
     pub readers: &'a [PublicIdentity],
 }
 
+/// A record validated, sealed, classified and indexed by [`Host::prepare_record`], not yet
+/// submitted ([`Host::submit_records`]). `Debug` shows its id only.
+pub struct PreparedRecord {
+    body: TxBody,
+    entry: Vec<u8>,
+    material: IndexMaterial,
+    sealed: SealedRecord,
+}
+
+impl fmt::Debug for PreparedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedRecord")
+            .field("record_id", &self.material.record_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedRecord {
+    /// The record's id (fixed when it was sealed).
+    pub fn record_id(&self) -> RecordId {
+        self.material.record_id
+    }
+}
+
 /// A record submitted by [`Host::add_record`].
 #[derive(Debug, Clone)]
 pub struct RecordReceipt {
@@ -708,6 +732,24 @@ impl<S: PersistentStore> Host<S> {
         draft: RecordDraft<'_>,
         now_ms: u64,
     ) -> Result<RecordReceipt, RecordError> {
+        let prepared = self.prepare_record(draft)?;
+        self.submit_records(vec![prepared], now_ms)?
+            .into_iter()
+            .next()
+            .ok_or(RecordError::Submit(SubmitTxError::Node(
+                SubmitError::BadSignature,
+            )))
+    }
+
+    /// The first half of [`add_record`](Self::add_record): validates, seals, classifies and
+    /// indexes the record, and submits nothing. The record id is known from here on, so a
+    /// caller adding several records that refer to each other (a FHIR transaction Bundle)
+    /// prepares them in order, writing each one's id into the next, and submits them together
+    /// with [`submit_records`](Self::submit_records).
+    ///
+    /// # Errors
+    /// [`RecordError`] (never [`RecordError::Submit`]).
+    pub fn prepare_record(&self, draft: RecordDraft<'_>) -> Result<PreparedRecord, RecordError> {
         let chain = self.ledger.genesis().chain_id();
         let patient = *draft.enrolment.patient();
         let identity = self.node.identity();
@@ -730,21 +772,50 @@ impl<S: PersistentStore> Host<S> {
         let entry = IndexEntry::build(&sealed.record_id(), &trapdoors, &mut rng)?;
         let class = record_class(draft.fhir, &tag_key, &mut rng)?;
         let record_id = sealed.record_id();
-        let body = TxBody::record_added(sealed.clone(), class);
-        let material = IndexMaterial {
-            record_id,
-            trapdoors,
-        };
-        let ids = self.submit_batch(vec![(&body, entry.to_bytes(), Some(material))], now_ms)?;
-        let tx_id = ids
-            .into_iter()
-            .next()
-            .ok_or(SubmitTxError::Node(SubmitError::BadSignature))?;
-        Ok(RecordReceipt {
-            record_id,
-            tx_id,
+        Ok(PreparedRecord {
+            body: TxBody::record_added(sealed.clone(), class),
+            entry: entry.to_bytes(),
+            material: IndexMaterial {
+                record_id,
+                trapdoors,
+            },
             sealed,
         })
+    }
+
+    /// Submits prepared records as one batch (they reach the miner together), in order.
+    ///
+    /// # Errors
+    /// [`RecordError::Submit`]: the first refusal; a record of the batch the node accepted
+    /// before it stays queued (the node refuses only what cannot be queued: a full mempool, a
+    /// duplicate).
+    pub fn submit_records(
+        &mut self,
+        records: Vec<PreparedRecord>,
+        now_ms: u64,
+    ) -> Result<Vec<RecordReceipt>, RecordError> {
+        let mut bodies = Vec::with_capacity(records.len());
+        let mut rest = Vec::with_capacity(records.len());
+        for r in records {
+            bodies.push(r.body);
+            rest.push((r.entry, r.material, r.sealed));
+        }
+        let mut receipts = Vec::with_capacity(rest.len());
+        let mut items = Vec::with_capacity(rest.len());
+        for (body, (entry, material, sealed)) in bodies.iter().zip(rest) {
+            receipts.push((material.record_id, sealed));
+            items.push((body, entry, Some(material)));
+        }
+        let ids = self.submit_batch(items, now_ms)?;
+        Ok(receipts
+            .into_iter()
+            .zip(ids)
+            .map(|((record_id, sealed), tx_id)| RecordReceipt {
+                record_id,
+                tx_id,
+                sealed,
+            })
+            .collect())
     }
 
     /// Releases `sealed`'s key to `request.grantee`: judges the request locally over the

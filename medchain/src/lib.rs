@@ -72,8 +72,8 @@ mod memory;
 mod sharing;
 
 pub use host::{
-    genesis_of, Event, FoundError, Host, HostError, NetworkRole, RecordDraft, RecordError,
-    RecordReceipt, ReleaseError, ReleaseReceipt, SubmitTxError, Transmit,
+    genesis_of, Event, FoundError, Host, HostError, NetworkRole, PreparedRecord, RecordDraft,
+    RecordError, RecordReceipt, ReleaseError, ReleaseReceipt, SubmitTxError, Transmit,
 };
 /// Why a FHIR record was not sealed ([`RecordError::Fhir`]): its validation report, or a seal
 /// failure.

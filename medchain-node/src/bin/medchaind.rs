@@ -107,6 +107,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Creates a clinician whose key this node holds, for the FHIR API: an identity backup
+    /// under the node's passphrase and the credential this member issues it, in DIR (default
+    /// `clinicians` beside node.toml). Prints the `[[clinicians]]` entry to add to node.toml.
+    Clinician {
+        /// The node's configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The clinician's name (what X-Medchain-Clinician names; `A-Za-z0-9._-`).
+        #[arg(long)]
+        name: String,
+        /// How many days the credential is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Where to write (default: `clinicians` beside the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Writes keys, a genesis and configurations for N nodes on loopback (and starts them).
     LocalNet {
         /// How many nodes (all validators).
@@ -187,6 +204,12 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::Run { config, log_format } => run(&config, log_format),
+        Command::Clinician {
+            config,
+            name,
+            days,
+            dir,
+        } => clinician(&config, &name, days, dir),
         Command::Status {
             config,
             api,
@@ -233,6 +256,45 @@ fn keygen(name: &str, out: &Path, passphrase_file: Option<&Path>) -> Result<(), 
         "          {} (send this one to the network's founder)",
         out.join("identity.pub").display()
     );
+    Ok(())
+}
+
+fn clinician(
+    config_path: &Path,
+    name: &str,
+    days: u64,
+    dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let config = NodeConfig::load(config_path).map_err(usage)?;
+    let passphrase = keyfile::read_passphrase(
+        config.passphrase_file.as_deref(),
+        "Passphrase for the identity backup: ",
+        false,
+    )
+    .map_err(usage)?;
+    let member = keyfile::load_identity(&config.identity, passphrase.as_bytes()).map_err(usage)?;
+    let genesis = keyfile::load_genesis(&config.genesis).map_err(usage)?;
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let dir = dir.unwrap_or_else(|| base.join("clinicians"));
+    let expires = medchain_node::service::now_ms().saturating_add(days.saturating_mul(86_400_000));
+    let entry = medchain_node::people::create_clinician(
+        &dir,
+        name,
+        medchain_node::people::Issuer {
+            member: &member,
+            chain: genesis.chain_id(),
+            expires_ms: expires,
+        },
+        passphrase.as_bytes(),
+        BackupParams::RECOMMENDED,
+        &mut UnwrapErr(SysRng),
+    )
+    .map_err(usage)?;
+    println!("# add to {}:", config_path.display());
+    println!("[[clinicians]]");
+    println!("name = {:?}", entry.name);
+    println!("identity = {:?}", entry.identity.display().to_string());
+    println!("credential = {:?}", entry.credential.display().to_string());
     Ok(())
 }
 

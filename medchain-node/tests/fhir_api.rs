@@ -1,0 +1,551 @@
+//! The FHIR R4 API (issue #16) on four real `medchaind` processes, driven over HTTP with SMART
+//! Backend Services tokens: Alice enrols at St. Mary's and City General with her own token; St.
+//! Mary's EHR posts her transaction Bundle; her wallet's signed consent for Dr. Okafor is
+//! created as a FHIR Consent; Dr. Okafor's EHR at City General searches and reads her HbA1c
+//! (released by St. Mary's under the consent, logged on chain); Dr. Reed at Riverside is denied,
+//! then reads in an emergency; Alice's audit trail shows every read; after her revocation Dr.
+//! Okafor is denied. Then the hostile requests: each refused with an OperationOutcome and
+//! nothing written. Every process is stopped by its pid; every wait is bounded.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use getrandom::SysRng;
+use hyper::Method;
+use medchain::{Actor, Consent, Identity, Provision, Purpose, SealedWriterKey};
+use medchain_core::consent::DataClass;
+use medchain_core::consent::{Action, Period};
+use medchain_core::credential::{Credential, Role};
+use medchain_core::encoding::Encode;
+use medchain_core::keys::BackupParams;
+use medchain_core::research::{ResearchRequest, Study};
+use medchain_node::auth::{AuthConfig, ClientAssertion, ClientConfig, Jwk};
+use medchain_node::client::{metric_value, ApiClient};
+use medchain_node::keyfile;
+use medchain_node::people::{create_clinician, Issuer};
+use medchain_node::service::now_ms;
+use rand_core::UnwrapErr;
+use serde_json::{json, Value};
+use support::Net;
+
+const CONNECT: Duration = Duration::from_secs(60);
+const STOP: Duration = Duration::from_secs(20);
+const DAY: u64 = 86_400_000;
+
+const ST_MARYS: usize = 0;
+const CITY_GENERAL: usize = 1;
+const RIVERSIDE: usize = 2;
+
+const LOINC_HBA1C: &str = "http://loinc.org|4548-4";
+
+fn rng() -> UnwrapErr<SysRng> {
+    UnwrapErr(SysRng)
+}
+
+fn hex_key(identity: &Identity) -> String {
+    hex::encode(identity.verify_key().as_byte_array())
+}
+
+/// One FHIR exchange: status, `Location`, JSON body.
+async fn fhir(
+    api: &ApiClient,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, Option<String>, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b));
+    }
+    headers.extend_from_slice(extra);
+    let raw = api
+        .call_with(
+            method,
+            path,
+            "application/fhir+json",
+            &headers,
+            body.unwrap_or_default(),
+        )
+        .await
+        .expect("exchange");
+    let (status, response_headers, bytes) = (raw.status, raw.headers, raw.body);
+    let location = response_headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, location, value)
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn json_body(value: &Value) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(value).expect("json"))
+}
+
+/// The stable code of an OperationOutcome's first issue.
+fn code(outcome: &Value) -> String {
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    outcome["issue"][0]["details"]["coding"][0]["code"]
+        .as_str()
+        .or_else(|| outcome["issue"][0]["code"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A bearer token for a signed client assertion, with `scope`.
+async fn token(api: &ApiClient, assertion: String, scope: &str) -> String {
+    api.token(&assertion, scope)
+        .await
+        .expect("token")
+        .access_token
+        .clone()
+}
+
+fn audience(api: &ApiClient) -> String {
+    format!("http://{}/fhir/auth/token", api.addr())
+}
+
+async fn ehr_token(api: &ApiClient, client: &str, key: &Identity, scope: &str) -> String {
+    let assertion = ClientAssertion::new(client, &audience(api), now_ms() / 1000)
+        .with_kid("ehr-1")
+        .sign_eddsa(key)
+        .expect("assertion");
+    token(api, assertion, scope).await
+}
+
+async fn patient_token(api: &ApiClient, patient: &Identity) -> String {
+    let assertion =
+        ClientAssertion::for_patient(&patient.verify_key(), &audience(api), now_ms() / 1000)
+            .sign_eddsa(patient)
+            .expect("assertion");
+    token(api, assertion, "patient/*.rs patient/Consent.c").await
+}
+
+/// Registers `client` (EdDSA key `key`, every system scope, acting for `clinicians`) and
+/// creates `clinicians` at node `i`.
+fn register(
+    net: &mut Net,
+    i: usize,
+    client: &str,
+    key: &Identity,
+    clinicians: &[&str],
+) -> Vec<Identity> {
+    let node = &mut net.nodes[i];
+    let dir = node.config_path.parent().expect("dir").to_path_buf();
+    let jwks = dir.join(format!("{client}.jwks.json"));
+    let set = json!({"keys": [Jwk::ed25519("ehr-1", key.verify_key()).to_json()]});
+    std::fs::write(&jwks, set.to_string()).expect("jwks");
+    let member = node.identity();
+    let pass = keyfile::read_passphrase(node.config.passphrase_file.as_deref(), "", false)
+        .expect("passphrase");
+    let chain = net.genesis.chain_id();
+    let mut identities = Vec::new();
+    for name in clinicians {
+        let entry = create_clinician(
+            &dir.join("clinicians"),
+            name,
+            Issuer {
+                member: &member,
+                chain,
+                expires_ms: now_ms() + 365 * DAY,
+            },
+            pass.as_bytes(),
+            BackupParams::dangerous_test_only(),
+            &mut rng(),
+        )
+        .expect("clinician");
+        identities.push(keyfile::load_identity(&entry.identity, pass.as_bytes()).expect("load"));
+        node.config.clinicians.push(entry);
+    }
+    node.config.auth = Some(AuthConfig {
+        audience: None,
+        token_lifetime_seconds: 300,
+        clients: vec![ClientConfig {
+            client_id: client.into(),
+            jwks,
+            scopes: vec!["system/*.cruds".into()],
+            clinicians: clinicians.iter().map(|c| (*c).to_owned()).collect(),
+            operator: true,
+        }],
+    });
+    node.save_config();
+    identities
+}
+
+fn enrolment_parameters(alice: &Identity, net: &Net, i: usize) -> Value {
+    let member = net.nodes[i].identity();
+    let sealed =
+        SealedWriterKey::export(alice, &net.genesis.chain_id(), &member.public(), &mut rng())
+            .expect("enrolment");
+    json!({"resourceType": "Parameters", "parameter": [{"name": "enrolment",
+        "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes())}]})
+}
+
+/// Alice's US Core-style transaction Bundle: Patient, Encounter, HbA1c, Condition, linked by
+/// `urn:uuid:` references.
+fn alice_bundle(alice_key: &str) -> Value {
+    json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:0b7a4ad8-7d3e-4b0e-9f59-0d7f0f3c9e01",
+             "resource": {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "Hemoglobin A1c"}]},
+                "subject": {"reference": "urn:uuid:6b3f4c2e-1d2a-4f5e-8a7b-9c0d1e2f3a4b"},
+                "encounter": {"reference": "urn:uuid:9d8c7b6a-5f4e-4d3c-b2a1-0f9e8d7c6b5a"},
+                "effectiveDateTime": "2026-10-14T09:30:00Z",
+                "valueQuantity": {"value": 7.9, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:9d8c7b6a-5f4e-4d3c-b2a1-0f9e8d7c6b5a",
+             "resource": {"resourceType": "Encounter", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "urn:uuid:6b3f4c2e-1d2a-4f5e-8a7b-9c0d1e2f3a4b"},
+                "period": {"start": "2026-10-14T09:00:00Z", "end": "2026-10-14T10:00:00Z"}},
+             "request": {"method": "POST", "url": "Encounter"}},
+            {"fullUrl": "urn:uuid:6b3f4c2e-1d2a-4f5e-8a7b-9c0d1e2f3a4b",
+             "resource": {"resourceType": "Patient",
+                "identifier": [{"system": "urn:medchain:patient-key", "value": alice_key}],
+                "name": [{"family": "Example", "given": ["Alice"]}], "gender": "female", "birthDate": "1970-03-02"},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",
+             "resource": {"resourceType": "Condition",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006", "display": "Diabetes mellitus type 2"}]},
+                "subject": {"reference": "urn:uuid:6b3f4c2e-1d2a-4f5e-8a7b-9c0d1e2f3a4b"},
+                "onsetDateTime": "2019-05-01"},
+             "request": {"method": "POST", "url": "Condition"}}
+        ]
+    })
+}
+
+fn submitted(text: &str) -> f64 {
+    metric_value(text, "medchain_transactions_submitted_total").unwrap_or(0.0)
+}
+
+#[test]
+fn the_clinic_story_over_the_fhir_api_on_four_processes() {
+    let started = Instant::now();
+    let mut net = Net::write(4);
+    let st_marys_ehr = Identity::generate(&mut rng());
+    let city_ehr = Identity::generate(&mut rng());
+    let riverside_ehr = Identity::generate(&mut rng());
+    register(&mut net, ST_MARYS, "stmarys-ehr", &st_marys_ehr, &["hale"]);
+    let okafor = register(&mut net, CITY_GENERAL, "city-ehr", &city_ehr, &["okafor"])
+        .pop()
+        .expect("okafor");
+    register(
+        &mut net,
+        RIVERSIDE,
+        "riverside-ehr",
+        &riverside_ehr,
+        &["reed"],
+    );
+    net.start_all();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let chain = net.genesis.chain_id();
+        let raw: Vec<ApiClient> = (0..3)
+            .map(|i| net.nodes[i].api().with_timeout(Duration::from_secs(60)))
+            .collect();
+        // The token endpoint is public; every other route needs a token (operator for /v1).
+        for api in &raw {
+            let up = wait_until(CONNECT, || async {
+                api.request(Method::GET, "/health", None)
+                    .await
+                    .is_ok_and(|(s, _)| s == 200)
+            })
+            .await;
+            assert!(up, "a node did not start\n{}", net.logs());
+        }
+        let stm_token = ehr_token(&raw[0], "stmarys-ehr", &st_marys_ehr, "system/*.cruds").await;
+        let city_token = ehr_token(&raw[1], "city-ehr", &city_ehr, "system/*.cruds").await;
+        let river_token = ehr_token(&raw[2], "riverside-ehr", &riverside_ehr, "system/*.cruds").await;
+        let (stm, city, river) = (
+            raw[0].clone().with_bearer(&stm_token),
+            raw[1].clone().with_bearer(&city_token),
+            raw[2].clone().with_bearer(&river_token),
+        );
+        for api in [&stm, &city, &river] {
+            let connected = wait_until(CONNECT, || async {
+                api.status().await.is_ok_and(|s| s.peers_connected >= 3)
+            })
+            .await;
+            assert!(connected, "not connected in time\n{}", net.logs());
+        }
+        let alice = Identity::generate(&mut rng());
+        let alice_key = hex_key(&alice);
+
+        // Unauthenticated: metadata only.
+        let (status, _, capability) = fhir(&raw[0], Method::GET, "/fhir/metadata", None, &[], None).await;
+        assert_eq!(status, 200);
+        assert_eq!(capability["resourceType"], "CapabilityStatement");
+        assert_eq!(capability["fhirVersion"], "4.0.1");
+        let (status, _, outcome) = fhir(&raw[0], Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), None, &[], None).await;
+        assert_eq!(status, 401, "{outcome}");
+
+        // Alice enrols at St. Mary's and City General with her own token.
+        for (api, i) in [(&stm, ST_MARYS), (&city, CITY_GENERAL)] {
+            let token = patient_token(api, &alice).await;
+            let (status, _, answer) = fhir(api, Method::POST, "/fhir/Patient/$enrol", Some(&token), &[],
+                json_body(&enrolment_parameters(&alice, &net, i))).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+
+        // Refused writes submit nothing: an invalid Observation (its path comes back), a cycle.
+        let before = submitted(&stm.metrics().await.expect("metrics"));
+        let mut invalid = alice_bundle(&alice_key);
+        invalid["entry"][0]["resource"].as_object_mut().expect("object").remove("status");
+        let (status, _, outcome) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&invalid)).await;
+        assert_eq!((status, code(&outcome).as_str()), (422, "invalid_fhir"), "{outcome}");
+        assert!(outcome.to_string().contains("Bundle.entry[0].resource.status"), "{outcome}");
+        assert!(!outcome.to_string().contains("4548-4"), "an error echoed the record");
+        let mut cycle = alice_bundle(&alice_key);
+        cycle["entry"][1]["resource"]["partOf"] = json!({"reference": "urn:uuid:0b7a4ad8-7d3e-4b0e-9f59-0d7f0f3c9e01"});
+        let (status, _, outcome) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&cycle)).await;
+        assert_eq!((status, code(&outcome).as_str()), (422, "reference_cycle"), "{outcome}");
+        assert_eq!(before, submitted(&stm.metrics().await.expect("metrics")), "a refused write submitted");
+
+        // St. Mary's EHR posts Alice's bundle.
+        let (status, _, response) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&alice_bundle(&alice_key))).await;
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(response["type"], "transaction-response");
+        let locations: Vec<String> = response["entry"].as_array().expect("entries").iter()
+            .map(|e| { assert_eq!(e["response"]["status"], "201 Created", "{e}"); e["response"]["location"].as_str().expect("location").to_owned() })
+            .collect();
+        assert_eq!(locations.len(), 4);
+        let hba1c = locations[0].split('/').nth(1).expect("id").to_owned();
+
+        // Alice's wallet signs her consent for Dr. Okafor; it is created as a FHIR Consent.
+        let alice_token = patient_token(&city, &alice).await;
+        let grant = Consent {
+            patient: alice.public(),
+            issued_ms: now_ms(),
+            summary: "Dr. Okafor may read my results for my treatment".into(),
+            period: Period::default(),
+            emergency: None,
+            provisions: vec![Provision::permit()
+                .actor(Actor::Party(okafor.verify_key()))
+                .action(Action::Read)
+                .purpose(Purpose::Treat)],
+        }
+        .grant_body(&alice, &chain)
+        .expect("grant");
+        let consent = json!({"resourceType": "Consent", "status": "active",
+            "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
+                "data": base64::engine::general_purpose::STANDARD.encode(grant.to_bytes())}});
+        let (status, location, created) = fhir(&city, Method::POST, "/fhir/Consent", Some(&alice_token), &[], json_body(&consent)).await;
+        assert_eq!(status, 201, "{created}");
+        let consent_id = location.expect("location").trim_start_matches("Consent/").to_owned();
+        let (status, _, read_back) = fhir(&city, Method::GET, &format!("/fhir/Consent/{consent_id}"), Some(&city_token), &[], None).await;
+        assert_eq!((status, read_back["status"].as_str()), (200, Some("active")), "{read_back}");
+
+        // Dr. Okafor's EHR at City General searches Alice's HbA1c: St. Mary's releases it.
+        let okafor_treat = [("x-medchain-clinician", "okafor"), ("x-medchain-purpose-of-use", "TREAT")];
+        let query = format!("/fhir/Observation?patient=Patient/{alice_key}&code={}", LOINC_HBA1C.replace('|', "%7C"));
+        let (status, _, found) = fhir(&city, Method::GET, &query, Some(&city_token), &okafor_treat, None).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["type"], "searchset");
+        let entries = found["entry"].as_array().expect("entries");
+        assert_eq!(entries.len(), 1, "{found}");
+        assert_eq!(entries[0]["resource"]["id"], hba1c.as_str());
+        assert_eq!(entries[0]["resource"]["valueQuantity"]["value"], 7.9);
+        assert_eq!(entries[0]["resource"]["subject"]["reference"], format!("Patient/{alice_key}"));
+        // Another code finds nothing; a read by id works the same way.
+        let other = format!("/fhir/Observation?patient={alice_key}&code=http://loinc.org%7C2345-7");
+        let (status, _, none) = fhir(&city, Method::GET, &other, Some(&city_token), &okafor_treat, None).await;
+        assert_eq!((status, none["entry"].as_array().map(Vec::len)), (200, Some(0)), "{none}");
+        let (status, _, read) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &okafor_treat, None).await;
+        assert_eq!((status, read["code"]["coding"][0]["code"].as_str()), (200, Some("4548-4")), "{read}");
+
+        // Dr. Reed at Riverside has no consent: denied, with a stable code, nothing of the record.
+        let reed_treat = [("x-medchain-clinician", "reed"), ("x-medchain-purpose-of-use", "TREAT")];
+        let (status, _, denied) = fhir(&river, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&river_token), &reed_treat, None).await;
+        assert_eq!((status, code(&denied).as_str()), (403, "denied"), "{denied}");
+        assert!(!denied.to_string().contains("4548-4"));
+        // In an emergency he reads it, and the read is flagged.
+        let reed_emergency = [("x-medchain-clinician", "reed"), ("x-medchain-purpose-of-use", "ETREAT")];
+        let (status, _, emergency) = fhir(&river, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&river_token), &reed_emergency, None).await;
+        assert_eq!(status, 200, "{emergency}");
+
+        // Alice's audit trail, with her own token, at any node: every read is there.
+        let (status, _, trail) = fhir(&city, Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), Some(&alice_token), &[], None).await;
+        assert_eq!(status, 200, "{trail}");
+        let events = trail["entry"].as_array().expect("entries");
+        let text = trail.to_string();
+        assert!(events.len() >= 6, "two reads by Okafor and one by Reed, each released and logged: {trail}");
+        assert!(text.contains("ETREAT") && text.contains("urn:medchain:break-glass"), "{trail}");
+        // Alice's token does not reach another patient's trail.
+        let stranger = hex_key(&Identity::generate(&mut rng()));
+        let (status, _, outcome) = fhir(&city, Method::GET, &format!("/fhir/AuditEvent?patient={stranger}"), Some(&alice_token), &[], None).await;
+        assert_eq!((status, code(&outcome).as_str()), (403, "other_patient"), "{outcome}");
+
+        // Research: eleven patients with a diabetes HbA1c at St. Mary's consent to research (a
+        // cell needs 11); Dr. Chen's signed request is exported de-identified, logged first.
+        let mut cohort = vec![alice.duplicate()];
+        for _ in 0..10 {
+            let patient = Identity::generate(&mut rng());
+            let token = patient_token(&stm, &patient).await;
+            let (status, _, answer) = fhir(&stm, Method::POST, "/fhir/Patient/$enrol", Some(&token), &[],
+                json_body(&enrolment_parameters(&patient, &net, ST_MARYS))).await;
+            assert_eq!(status, 200, "{answer}");
+            let (status, _, answer) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&alice_bundle(&hex_key(&patient)))).await;
+            assert_eq!(status, 200, "{answer}");
+            cohort.push(patient);
+        }
+        for patient in &cohort {
+            let token = patient_token(&stm, patient).await;
+            let research = Consent {
+                patient: patient.public(),
+                issued_ms: now_ms(),
+                summary: "Any credentialed researcher may use my data for research".into(),
+                period: Period::default(),
+                emergency: None,
+                provisions: vec![Provision::permit()
+                    .actor(Actor::AnyResearcher)
+                    .action(Action::ResearchUse)
+                    .purpose(Purpose::Research { topic: None })],
+            }
+            .grant_body(patient, &chain)
+            .expect("grant");
+            let resource = json!({"resourceType": "Consent", "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
+                "data": base64::engine::general_purpose::STANDARD.encode(research.to_bytes())}});
+            let (status, _, created) = fhir(&stm, Method::POST, "/fhir/Consent", Some(&token), &[], json_body(&resource)).await;
+            assert_eq!(status, 201, "{created}");
+        }
+        let chen = Identity::generate(&mut rng());
+        let st_marys_member = net.nodes[ST_MARYS].identity();
+        let credential = Credential::issue(&st_marys_member, &chain, chen.verify_key(),
+            Role::Researcher { institution: st_marys_member.verify_key() }, now_ms() + DAY);
+        let study = Study {
+            id: "dm2-2026".into(),
+            purpose: "HRESCH".into(),
+            topic: Some("diabetes".into()),
+            classes: vec![
+                DataClass::Code { system: "http://loinc.org".into(), code: "4548-4".into() },
+                DataClass::ResourceType("Condition".into()),
+            ],
+            longitudinal: false,
+        };
+        let request = ResearchRequest::sign(&chen, &chain, study, credential).expect("request");
+        let kickoff = json!({"resourceType": "Parameters", "parameter": [{"name": "researchRequest",
+            "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(request.to_bytes())}]});
+        let raw = stm
+            .call_with(Method::POST, "/fhir/$export", "application/fhir+json", &[("prefer", "respond-async")],
+                json_body(&kickoff).expect("body"))
+            .await
+            .expect("kick-off");
+        let (status, headers, bytes) = (raw.status, raw.headers, raw.body);
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&bytes));
+        let status_url = headers.get("content-location").and_then(|v| v.to_str().ok()).expect("content-location").to_owned();
+        // Another client does not see the job.
+        let (status, _, _) = fhir(&city, Method::GET, &status_url, Some(&city_token), &[], None).await;
+        assert_eq!(status, 404);
+        let end = Instant::now() + Duration::from_secs(60);
+        let manifest = loop {
+            let (status, _, manifest) = fhir(&stm, Method::GET, &status_url, Some(&stm_token), &[], None).await;
+            if status == 200 {
+                break manifest;
+            }
+            assert_eq!(status, 202, "{manifest}");
+            assert!(Instant::now() < end, "the export did not complete\n{}", net.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let outputs = manifest["output"].as_array().expect("output");
+        let mut lines = 0;
+        for output in outputs {
+            let url = output["url"].as_str().expect("url");
+            let raw = stm.call(Method::GET, url, "application/json", Vec::new()).await.expect("output");
+            let (status, bytes) = (raw.status, raw.body);
+            assert_eq!(status, 200);
+            let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+            for line in text.lines() {
+                let row: Value = serde_json::from_str(line).expect("NDJSON line");
+                assert!(matches!(row["resourceType"].as_str(), Some("Observation" | "Condition")), "{row}");
+                lines += 1;
+            }
+            assert!(!text.contains(&alice_key) && !text.contains("Alice"), "an export row identifies a patient");
+        }
+        assert_eq!(lines, 22, "{manifest}");
+        // The release is on chain: St. Mary's committed its log (the manifest names it).
+        let log = manifest["extension"]["urn:medchain:release-log"].as_str().expect("log id");
+        assert_eq!(stm.tx_status(log).await.expect("log status").status, "committed");
+
+        // Alice revokes; Dr. Okafor's next read is denied (every read is released anew).
+        let revocation = Consent::revoke_body(
+            &alice,
+            &chain,
+            &consent_id.parse().expect("consent id"),
+        );
+        let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "revocation",
+            "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(revocation.to_bytes())}]});
+        let (status, _, revoked) = fhir(&city, Method::POST, &format!("/fhir/Consent/{consent_id}/$revoke"), Some(&alice_token), &[], json_body(&parameters)).await;
+        assert_eq!((status, revoked["status"].as_str()), (200, Some("inactive")), "{revoked}");
+        let (status, _, denied) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &okafor_treat, None).await;
+        assert_eq!((status, code(&denied).as_str()), (403, "denied"), "{denied}");
+
+        // Hostile requests: each a clear OperationOutcome, nothing written.
+        let before = submitted(&city.metrics().await.expect("metrics"));
+        let (status, _, o) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some("not-a-token"), &okafor_treat, None).await;
+        assert_eq!(status, 401, "{o}");
+        let (status, _, o) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &[("x-medchain-clinician", "hale"), ("x-medchain-purpose-of-use", "TREAT")], None).await;
+        assert_eq!((status, code(&o).as_str()), (403, "clinician_not_allowed"), "{o}");
+        let (status, _, o) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &[("x-medchain-clinician", "okafor")], None).await;
+        assert_eq!((status, code(&o).as_str()), (400, "purpose_required"), "{o}");
+        let (status, _, o) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &[("x-medchain-clinician", "okafor"), ("x-medchain-purpose-of-use", "HRESCH")], None).await;
+        assert_eq!((status, code(&o).as_str()), (403, "research"), "{o}");
+        let (status, _, o) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&alice_token), &[], None).await;
+        assert_eq!((status, code(&o).as_str()), (403, "patient_token"), "{o}");
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir/Observation", Some(&city_token), &[], Some(b"{not json".to_vec())).await;
+        assert_eq!((status, code(&o).as_str()), (400, "bad_json"), "{o}");
+        let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir", Some(&city_token), &[], Some(deep.into_bytes())).await;
+        assert_eq!((status, code(&o).as_str()), (400, "bad_json"), "{o}");
+        let huge = vec![b' '; medchain_node::fhir::MAX_FHIR_BODY + 1];
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir", Some(&city_token), &[], Some(huge)).await;
+        assert_eq!(status, 413, "{o}");
+        let mut foreign = alice_bundle(&alice_key);
+        foreign["entry"][2]["resource"]["identifier"][0]["value"] = json!(stranger);
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir", Some(&city_token), &[], json_body(&foreign)).await;
+        assert_eq!((status, code(&o).as_str()), (422, "not_enrolled"), "{o}");
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir/Consent", Some(&city_token), &[], json_body(&json!({"resourceType": "Consent", "status": "active"}))).await;
+        assert_eq!((status, code(&o).as_str()), (422, "unsigned_consent"), "{o}");
+        let mut tampered = grant.to_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let forged = json!({"resourceType": "Consent", "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
+            "data": base64::engine::general_purpose::STANDARD.encode(tampered)}});
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir/Consent", Some(&city_token), &[], json_body(&forged)).await;
+        assert_eq!(status, 422, "{o}");
+        assert_eq!(before, submitted(&city.metrics().await.expect("metrics")), "a hostile request submitted");
+
+        for i in 0..net.nodes.len() {
+            let status = net.nodes[i].terminate(STOP);
+            assert!(status.success(), "node {} exited with {status}\n{}", i + 1, net.logs());
+        }
+        eprintln!("fhir_api: {:.1} s", started.elapsed().as_secs_f64());
+    });
+    let _ = Path::new(".");
+}
