@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod fhir;
 pub mod proxy;
 
 use std::future::Future;
