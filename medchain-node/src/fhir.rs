@@ -454,14 +454,16 @@ fn patient_of(resource: &Value) -> Option<VerifyKey> {
         .and_then(patient_key)
 }
 
-/// The resource as served: its id and version.
+/// The resource as served: its id and version, and (once known) its block's height.
 fn served(mut resource: Value, id: &RecordId, height: u64) -> Value {
     if let Some(map) = resource.as_object_mut() {
         map.insert("id".into(), Value::String(id.to_string()));
-        map.insert(
-            "meta".into(),
-            json!({"versionId": "1", "tag": [{"system": "urn:medchain:block-height", "code": height.to_string()}]}),
-        );
+        let mut meta = json!({"versionId": "1"});
+        if height > 0 {
+            meta["tag"] =
+                json!([{"system": "urn:medchain:block-height", "code": height.to_string()}]);
+        }
+        map.insert("meta".into(), meta);
     }
     resource
 }
