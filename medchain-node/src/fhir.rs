@@ -1239,6 +1239,8 @@ async fn read(
         return Err(FhirError::not_found("resource type"));
     }
     caller.require(&kind, Permission::Read)?;
+    // Who and why first: nothing about a record is answered before the request names them.
+    let (clinician, purpose) = caller.clinician(&headers)?;
     let record = RecordId::from_str(&id).map_err(|_| FhirError::not_found("resource"))?;
     let entry = on_host(&api, move |r| {
         StateView::record(r.host.ledger().store(), &record)
@@ -1253,7 +1255,6 @@ async fn read(
             rule: "erased".into(),
         }));
     }
-    let (clinician, purpose) = caller.clinician(&headers)?;
     let outcome = open_as(&api, clinician, purpose, vec![record])
         .await?
         .into_iter()
