@@ -685,15 +685,17 @@ fn add_records(
         slots[i] = Some((kind, id));
         prepared.push(record);
     }
-    let receipts = r
-        .host
-        .submit_records(prepared, now_ms())
-        .map_err(|e| FhirError::from(ApiError::from(e)))?;
-    let mut by_id: HashMap<RecordId, TxId> = HashMap::new();
-    for receipt in &receipts {
-        r.submitted(&receipt.tx_id);
-        by_id.insert(receipt.record_id, receipt.tx_id);
-    }
+    let result = r.host.submit_records(prepared, now_ms());
+    let ids: Vec<TxId> = result
+        .as_ref()
+        .map(|receipts| receipts.iter().map(|x| x.tx_id).collect())
+        .unwrap_or_default();
+    r.track_record(result.as_ref().map(|_| ids.as_slice()));
+    let receipts = result.map_err(|e| FhirError::from(ApiError::from(e)))?;
+    let by_id: HashMap<RecordId, TxId> = receipts
+        .iter()
+        .map(|receipt| (receipt.record_id, receipt.tx_id))
+        .collect();
     slots
         .into_iter()
         .map(|slot| {
@@ -805,24 +807,26 @@ async fn create(
         return Err(FhirError::internal());
     };
     let committed = wait_committed(&api, vec![tx]).await?;
-    let location = format!("{kind}/{id}/_history/1");
-    let mut body = served_body;
-    if let Some(map) = body.as_object_mut() {
-        map.remove("meta");
-    }
-    let body = served(body, &id, 0);
-    let mut response = fhir_response(
-        if committed {
-            StatusCode::CREATED
-        } else {
-            StatusCode::ACCEPTED
-        },
-        &body,
-    );
-    if let Ok(value) = HeaderValue::from_str(&location) {
+    Ok(created(
+        committed,
+        &served(served_body, &id, 0),
+        &format!("{kind}/{id}/_history/1"),
+    ))
+}
+
+/// `201 Created` (`202 Accepted` when not committed within [`COMMIT_WAIT`]) with `body` and
+/// `Location: location`.
+fn created(committed: bool, body: &Value, location: &str) -> Response {
+    let status = if committed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = fhir_response(status, body);
+    if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    Ok(response)
+    response
 }
 
 fn no_patient() -> FhirError {
@@ -1548,45 +1552,47 @@ async fn create_consent(api: ApiState, caller: Caller, body: Body) -> Result<Res
         .map_err(|_| FhirError::unprocessable("malformed_body", "not a consent document"))?;
     caller.may_see(&consent.patient.sign)?;
     let id = consent.id();
-    let tx = on_host(&api, move |r| {
-        let tx = r.host.submit_patient_signed(&body, now_ms());
-        if let Ok(tx) = &tx {
-            r.submitted(tx);
-        }
-        tx
-    })
-    .await?
-    .map_err(|e| FhirError::from(ApiError::from(e)))?;
-    let committed = wait_committed(&api, vec![tx]).await?;
-    let state = ConsentState::new(consent);
-    let mut response = fhir_response(
-        if committed {
-            StatusCode::CREATED
-        } else {
-            StatusCode::ACCEPTED
-        },
-        &consent_resource(&state),
-    );
-    if let Ok(value) =
-        HeaderValue::from_str(&format!("Consent/{}", hex::encode(id.to_byte_array())))
-    {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let committed = submit_and_wait(&api, body).await?;
+    Ok(created(
+        committed,
+        &consent_resource(&ConsentState::new(consent)),
+        &format!("Consent/{}", hex::encode(id.to_byte_array())),
+    ))
 }
 
 async fn read_consent(api: ApiState, caller: Caller, id: String) -> Result<Response, FhirError> {
     caller.require("Consent", Permission::Read)?;
     let id = medchain_core::consent::ConsentId::from_str(&id)
         .map_err(|_| FhirError::not_found("Consent"))?;
-    let state = on_host(&api, move |r| {
+    let state = consent_state(&api, id).await?;
+    caller.may_see(&state.consent.patient.sign)?;
+    Ok(fhir_response(StatusCode::OK, &consent_resource(&state)))
+}
+
+/// The committed consent `id`, or `404`.
+async fn consent_state(
+    api: &ApiState,
+    id: medchain_core::consent::ConsentId,
+) -> Result<ConsentState, FhirError> {
+    on_host(api, move |r| {
         StateView::consent(r.host.ledger().store(), &id)
     })
     .await?
     .map_err(|e| ledger_error(&e))?
-    .ok_or_else(|| FhirError::not_found("Consent"))?;
-    caller.may_see(&state.consent.patient.sign)?;
-    Ok(fhir_response(StatusCode::OK, &consent_resource(&state)))
+    .ok_or_else(|| FhirError::not_found("Consent"))
+}
+
+/// Submits a patient-signed body on the host's thread (tracked as this node's).
+fn submit_on_host(r: &mut Running, body: &TxBody) -> Result<TxId, FhirError> {
+    let result = r.host.submit_patient_signed(body, now_ms());
+    r.track_submission(result.as_ref().map(std::slice::from_ref));
+    result.map_err(|e| FhirError::from(ApiError::from(e)))
+}
+
+/// [`submit_on_host`], then waits for the commit: whether it committed within [`COMMIT_WAIT`].
+async fn submit_and_wait(api: &ApiState, body: TxBody) -> Result<bool, FhirError> {
+    let tx = on_host(api, move |r| submit_on_host(r, &body)).await??;
+    wait_committed(api, vec![tx]).await
 }
 
 async fn search_consents(
@@ -1644,29 +1650,10 @@ async fn revoke(
             "the revocation names another consent",
         ));
     }
-    let state = on_host(&api, move |r| {
-        StateView::consent(r.host.ledger().store(), &consent_id)
-    })
-    .await?
-    .map_err(|e| ledger_error(&e))?
-    .ok_or_else(|| FhirError::not_found("Consent"))?;
+    let state = consent_state(&api, consent_id).await?;
     caller.may_see(&state.consent.patient.sign)?;
-    let tx = on_host(&api, move |r| {
-        let tx = r.host.submit_patient_signed(&body, now_ms());
-        if let Ok(tx) = &tx {
-            r.submitted(tx);
-        }
-        tx
-    })
-    .await?
-    .map_err(|e| FhirError::from(ApiError::from(e)))?;
-    let committed = wait_committed(&api, vec![tx]).await?;
-    let state = on_host(&api, move |r| {
-        StateView::consent(r.host.ledger().store(), &consent_id)
-    })
-    .await?
-    .map_err(|e| ledger_error(&e))?
-    .ok_or_else(|| FhirError::not_found("Consent"))?;
+    let committed = submit_and_wait(&api, body).await?;
+    let state = consent_state(&api, consent_id).await?;
     Ok(fhir_response(
         if committed {
             StatusCode::OK
@@ -1822,11 +1809,7 @@ async fn export_kickoff(
             file.2.extend_from_slice(&line);
             file.2.push(b'\n');
         }
-        let log = r
-            .host
-            .submit_body(&release.log_body(), now_ms())
-            .map_err(|e| FhirError::from(ApiError::from(e)))?;
-        r.submitted(&log);
+        let log = submit_on_host(r, &release.log_body())?;
         let mut id = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut id);
         let id = hex::encode(id);

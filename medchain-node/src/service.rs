@@ -631,6 +631,7 @@ async fn host_main(
                 key_requests: KeyRequests::new(KEY_REQUESTS_TRACKED_MAX),
                 people,
                 exports: crate::fhir::Exports::default(),
+                fatal: None,
             };
             let result = node.run(incoming, commands, stop).await;
             node.state.running.store(false, Ordering::Relaxed);
@@ -724,6 +725,8 @@ pub(crate) struct Running {
     key_requests: KeyRequests,
     pub(crate) people: People,
     pub(crate) exports: crate::fhir::Exports,
+    /// A store failure met by the command being run: it stops the node after the command.
+    fatal: Option<RunError>,
 }
 
 /// How long the loop sleeps when the host asks for no timer (it wakes on input anyway).
@@ -767,17 +770,9 @@ impl Running {
         match command {
             Command::Submit { body, reply } => {
                 let result = self.host.submit_patient_signed(&body, now_ms());
-                let fatal = match &result {
-                    Ok(id) => {
-                        self.tracker.submitted(*id);
-                        lock(&self.state.stats).submitted += 1;
-                        None
-                    }
-                    Err(SubmitTxError::Ledger(e)) => Some(RunError::Durable(e.to_string())),
-                    Err(_) => None,
-                };
+                self.track_submission(result.as_ref().map(std::slice::from_ref));
                 let _ = reply.send(result);
-                fatal.map_or(Ok(()), Err)
+                self.fatal.take().map_or(Ok(()), Err)
             }
             Command::Status { id, reply } => {
                 let _ = reply.send(self.status(&id));
@@ -805,19 +800,9 @@ impl Running {
                     readers: &readers,
                 };
                 let result = self.host.add_record(draft, now_ms());
-                let fatal = match &result {
-                    Ok(receipt) => {
-                        self.tracker.submitted(receipt.tx_id);
-                        lock(&self.state.stats).submitted += 1;
-                        None
-                    }
-                    Err(RecordError::Submit(SubmitTxError::Ledger(e))) => {
-                        Some(RunError::Durable(e.to_string()))
-                    }
-                    Err(_) => None,
-                };
+                self.track_record(result.as_ref().map(|r| std::slice::from_ref(&r.tx_id)));
                 let _ = reply.send(result);
-                fatal.map_or(Ok(()), Err)
+                self.fatal.take().map_or(Ok(()), Err)
             }
             Command::RelayKeyRequest { request, reply } => {
                 let result = self.host.relay_key_request(*request, now_ms());
@@ -841,16 +826,34 @@ impl Running {
             }
             Command::Run(f) => {
                 f(self);
-                Ok(())
+                self.fatal.take().map_or(Ok(()), Err)
             }
         }
     }
 
-    /// Marks a submission made on the host's thread as this node's (tracked for its status
-    /// and counted), or, for a store failure, returns the error that stops the node.
-    pub(crate) fn submitted(&mut self, id: &TxId) {
-        self.tracker.submitted(*id);
-        lock(&self.state.stats).submitted += 1;
+    /// Records the outcome of a submission made on the host's thread: the transactions it
+    /// queued are this node's (tracked for their status and counted); a store failure is kept
+    /// as the error that stops the node once the command is done.
+    pub(crate) fn track_submission(&mut self, result: Result<&[TxId], &SubmitTxError>) {
+        match result {
+            Ok(ids) => {
+                for id in ids {
+                    self.tracker.submitted(*id);
+                }
+                lock(&self.state.stats).submitted += ids.len() as u64;
+            }
+            Err(SubmitTxError::Ledger(e)) => self.fatal = Some(RunError::Durable(e.to_string())),
+            Err(_) => {}
+        }
+    }
+
+    /// [`track_submission`](Self::track_submission) for records.
+    pub(crate) fn track_record(&mut self, result: Result<&[TxId], &RecordError>) {
+        match result {
+            Ok(ids) => self.track_submission(Ok(ids)),
+            Err(RecordError::Submit(e)) => self.track_submission(Err(e)),
+            Err(_) => {}
+        }
     }
 
     /// Tracks a key request this node sent, so that its answer is kept.
