@@ -23,17 +23,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use hyper::Method;
-use medchain::{Actor, Consent, Identity, Provision, Purpose};
-use medchain_core::consent::{Action, Period};
-use medchain_core::encoding::Encode;
-use medchain_node::client::ApiClient;
-use medchain_node::service::now_ms;
-use serde_json::json;
+use medchain::Identity;
 use support::fhir::{
-    alice_bundle, ehr_token, enrolment_parameters, fhir, hex_key, json_body, patient_token,
-    register, rng, wait_until,
+    alice_bundle, connect_ehrs, enrolment_parameters, fhir, hex_key, json_body, patient_token,
+    register, rng, treatment_consent,
 };
 use support::Net;
 
@@ -102,29 +96,15 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let chain = net.genesis.chain_id();
-        let raw: Vec<ApiClient> = (0..2)
-            .map(|i| net.nodes[i].api().with_timeout(Duration::from_secs(120)))
-            .collect();
-        for api in &raw {
-            let up = wait_until(Duration::from_secs(60), || async {
-                api.request(Method::GET, "/health", None)
-                    .await
-                    .is_ok_and(|(s, _)| s == 200)
-            })
-            .await;
-            assert!(up, "a node did not start\n{}", net.logs());
-        }
-        let stm_token = ehr_token(&raw[0], "stmarys-ehr", &st_marys_ehr, "system/*.cruds").await;
-        let city_token = ehr_token(&raw[1], "city-ehr", &city_ehr, "system/*.cruds").await;
-        let stm = raw[0].clone().with_bearer(&stm_token);
-        let city = raw[1].clone().with_bearer(&city_token);
-        for api in [&stm, &city] {
-            let connected = wait_until(Duration::from_secs(60), || async {
-                api.status().await.is_ok_and(|s| s.peers_connected >= 3)
-            })
-            .await;
-            assert!(connected, "not connected in time\n{}", net.logs());
-        }
+        let connected = connect_ehrs(
+            &net,
+            &[
+                (ST_MARYS, "stmarys-ehr", &st_marys_ehr),
+                (CITY_GENERAL, "city-ehr", &city_ehr),
+            ],
+        )
+        .await;
+        let (stm, city) = (connected[0].1.clone(), connected[1].1.clone());
 
         // Patients, enrolled at St. Mary's (not timed).
         let cohort: Vec<Identity> = (0..patients)
@@ -179,22 +159,7 @@ fn main() {
         let mut jobs = Vec::new();
         for patient in &cohort {
             let token = patient_token(&city, patient).await;
-            let grant = Consent {
-                patient: patient.public(),
-                issued_ms: now_ms(),
-                summary: "Dr. Okafor may read my results".into(),
-                period: Period::default(),
-                emergency: None,
-                provisions: vec![Provision::permit()
-                    .actor(Actor::Party(okafor.verify_key()))
-                    .action(Action::Read)
-                    .purpose(Purpose::Treat)],
-            }
-            .grant_body(patient, &chain)
-            .expect("grant");
-            let resource = json!({"resourceType": "Consent", "sourceAttachment": {
-                "contentType": "application/vnd.medchain.signed-body",
-                "data": base64::engine::general_purpose::STANDARD.encode(grant.to_bytes())}});
+            let (resource, _) = treatment_consent(patient, &okafor, &chain);
             let api = city.clone();
             jobs.push(move || async move {
                 let (status, _, created) = fhir(

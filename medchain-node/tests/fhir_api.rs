@@ -23,12 +23,11 @@ use medchain_node::client::ApiClient;
 use medchain_node::service::now_ms;
 use serde_json::{json, Value};
 use support::fhir::{
-    alice_bundle, code, ehr_token, enrolment_parameters, fhir, hex_key, json_body, patient_token,
-    register, rng, submitted, wait_until,
+    alice_bundle, code, connect_ehrs, enrolment_parameters, fhir, hex_key, json_body,
+    patient_token, register, rng, submitted, treatment_consent,
 };
 use support::Net;
 
-const CONNECT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(20);
 const DAY: u64 = 86_400_000;
 
@@ -63,34 +62,18 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         .expect("runtime");
     rt.block_on(async {
         let chain = net.genesis.chain_id();
-        let raw: Vec<ApiClient> = (0..3)
-            .map(|i| net.nodes[i].api().with_timeout(Duration::from_secs(60)))
-            .collect();
-        // The token endpoint is public; every other route needs a token (operator for /v1).
-        for api in &raw {
-            let up = wait_until(CONNECT, || async {
-                api.request(Method::GET, "/health", None)
-                    .await
-                    .is_ok_and(|(s, _)| s == 200)
-            })
-            .await;
-            assert!(up, "a node did not start\n{}", net.logs());
-        }
-        let stm_token = ehr_token(&raw[0], "stmarys-ehr", &st_marys_ehr, "system/*.cruds").await;
-        let city_token = ehr_token(&raw[1], "city-ehr", &city_ehr, "system/*.cruds").await;
-        let river_token = ehr_token(&raw[2], "riverside-ehr", &riverside_ehr, "system/*.cruds").await;
-        let (stm, city, river) = (
-            raw[0].clone().with_bearer(&stm_token),
-            raw[1].clone().with_bearer(&city_token),
-            raw[2].clone().with_bearer(&river_token),
-        );
-        for api in [&stm, &city, &river] {
-            let connected = wait_until(CONNECT, || async {
-                api.status().await.is_ok_and(|s| s.peers_connected >= 3)
-            })
-            .await;
-            assert!(connected, "not connected in time\n{}", net.logs());
-        }
+        let connected = connect_ehrs(
+            &net,
+            &[
+                (ST_MARYS, "stmarys-ehr", &st_marys_ehr),
+                (CITY_GENERAL, "city-ehr", &city_ehr),
+                (RIVERSIDE, "riverside-ehr", &riverside_ehr),
+            ],
+        )
+        .await;
+        let raw: Vec<ApiClient> = connected.iter().map(|(raw, _, _)| raw.clone()).collect();
+        let [(_, stm, stm_token), (_, city, city_token), (_, river, river_token)] =
+            <[_; 3]>::try_from(connected).expect("three");
         let alice = Identity::generate(&mut rng());
         let alice_key = hex_key(&alice);
 
@@ -136,22 +119,7 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
 
         // Alice's wallet signs her consent for Dr. Okafor; it is created as a FHIR Consent.
         let alice_token = patient_token(&city, &alice).await;
-        let grant = Consent {
-            patient: alice.public(),
-            issued_ms: now_ms(),
-            summary: "Dr. Okafor may read my results for my treatment".into(),
-            period: Period::default(),
-            emergency: None,
-            provisions: vec![Provision::permit()
-                .actor(Actor::Party(okafor.verify_key()))
-                .action(Action::Read)
-                .purpose(Purpose::Treat)],
-        }
-        .grant_body(&alice, &chain)
-        .expect("grant");
-        let consent = json!({"resourceType": "Consent", "status": "active",
-            "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
-                "data": base64::engine::general_purpose::STANDARD.encode(grant.to_bytes())}});
+        let (consent, grant) = treatment_consent(&alice, &okafor, &chain);
         let (status, location, created) = fhir(&city, Method::POST, "/fhir/Consent", Some(&alice_token), &[], json_body(&consent)).await;
         assert_eq!(status, 201, "{created}");
         let consent_id = location.expect("location").trim_start_matches("Consent/").to_owned();

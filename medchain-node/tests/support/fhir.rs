@@ -221,3 +221,61 @@ pub fn alice_bundle(alice_key: &str) -> Value {
 pub fn submitted(text: &str) -> f64 {
     metric_value(text, "medchain_transactions_submitted_total").unwrap_or(0.0)
 }
+
+/// Waits until the APIs of `ehrs`' nodes answer, takes each EHR's token (EdDSA, every system
+/// scope), and waits until each of those nodes has its 3 peers: per EHR, the client without a
+/// token, the client with it, and the token.
+pub async fn connect_ehrs(
+    net: &Net,
+    ehrs: &[(usize, &str, &Identity)],
+) -> Vec<(ApiClient, ApiClient, String)> {
+    let mut out = Vec::with_capacity(ehrs.len());
+    for (i, _, _) in ehrs {
+        let raw = net.nodes[*i].api().with_timeout(Duration::from_secs(120));
+        let up = wait_until(Duration::from_secs(60), || async {
+            raw.request(Method::GET, "/health", None)
+                .await
+                .is_ok_and(|(s, _)| s == 200)
+        })
+        .await;
+        assert!(up, "a node did not start\n{}", net.logs());
+    }
+    for (i, client, key) in ehrs {
+        let raw = net.nodes[*i].api().with_timeout(Duration::from_secs(120));
+        let token = ehr_token(&raw, client, key, "system/*.cruds").await;
+        let api = raw.clone().with_bearer(&token);
+        let connected = wait_until(Duration::from_secs(60), || async {
+            api.status().await.is_ok_and(|s| s.peers_connected >= 3)
+        })
+        .await;
+        assert!(connected, "not connected in time\n{}", net.logs());
+        out.push((raw, api, token));
+    }
+    out
+}
+
+/// `patient`'s signed consent for `reader` to read for treatment, as a FHIR Consent whose
+/// `sourceAttachment` carries the signed body; and the body.
+pub fn treatment_consent(
+    patient: &Identity,
+    reader: &Identity,
+    chain: &medchain_core::hash::ChainId,
+) -> (Value, medchain::TxBody) {
+    let grant = medchain::Consent {
+        patient: patient.public(),
+        issued_ms: now_ms(),
+        summary: "this clinician may read my results for my treatment".into(),
+        period: medchain_core::consent::Period::default(),
+        emergency: None,
+        provisions: vec![medchain::Provision::permit()
+            .actor(medchain::Actor::Party(reader.verify_key()))
+            .action(medchain_core::consent::Action::Read)
+            .purpose(medchain::Purpose::Treat)],
+    }
+    .grant_body(patient, chain)
+    .expect("grant");
+    let resource = json!({"resourceType": "Consent", "status": "active",
+        "sourceAttachment": {"contentType": "application/vnd.medchain.signed-body",
+            "data": base64::engine::general_purpose::STANDARD.encode(grant.to_bytes())}});
+    (resource, grant)
+}
