@@ -303,6 +303,19 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
             "data": base64::engine::general_purpose::STANDARD.encode(tampered)}});
         let (status, _, o) = fhir(&city, Method::POST, "/fhir/Consent", Some(&city_token), &[], json_body(&forged)).await;
         assert_eq!(status, 422, "{o}");
+        // An enrolment sealed to another hospital does not open here.
+        let foreign_enrolment = enrolment_parameters(&alice, &net, RIVERSIDE);
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir/Patient/$enrol", Some(&alice_token), &[], json_body(&foreign_enrolment)).await;
+        assert_eq!((status, code(&o).as_str()), (422, "bad_enrolment"), "{o}");
+        // A transaction that mixes two patients' resources.
+        let mut mixed = alice_bundle(&alice_key);
+        mixed["entry"][3]["resource"]["subject"]["reference"] = json!(format!("Patient/{stranger}"));
+        let (status, _, o) = fhir(&city, Method::POST, "/fhir", Some(&city_token), &[], json_body(&mixed)).await;
+        assert_eq!((status, code(&o).as_str()), (422, "several_patients"), "{o}");
+        // A revocation posted against another consent's id.
+        let other = "00".repeat(32);
+        let (status, _, o) = fhir(&city, Method::POST, &format!("/fhir/Consent/{other}/$revoke"), Some(&alice_token), &[], json_body(&parameters)).await;
+        assert_eq!((status, code(&o).as_str()), (422, "id_mismatch"), "{o}");
         assert_eq!(before, submitted(&city.metrics().await.expect("metrics")), "a hostile request submitted");
 
         for i in 0..net.nodes.len() {
