@@ -19,8 +19,10 @@ use medchain_core::keys::{BackupParams, VerifyKey};
 use rand_core::{CryptoRng, Rng};
 use thiserror::Error;
 
+use crate::auth::{AuthConfig, ClientConfig, JwkSet};
 use crate::config::{LogConfig, NodeConfig, PeerEntry, TransportTuning};
 use crate::keyfile::{self, GenesisSpec, KeyFileError};
+use crate::people::{create_clinician, ClinicianEntry, Issuer, PeopleError};
 
 /// Most nodes a local network may have.
 pub const MAX_LOCAL_NODES: usize = 64;
@@ -43,6 +45,23 @@ pub struct LocalNetSpec {
     pub backup: BackupParams,
     /// Creation time of the genesis (milliseconds since the Unix epoch).
     pub created_at_ms: u64,
+    /// Clinicians created at every node for the FHIR API (`[[clinicians]]`; identities under
+    /// the node's passphrase, credentials issued by the node's member, valid for a year from
+    /// `created_at_ms`).
+    pub clinicians: Vec<String>,
+    /// Clients registered at every node (`[auth]`): with any, every node requires tokens.
+    pub clients: Vec<LocalClient>,
+}
+
+/// A client registered at every node of a local network: every `system/` scope, acting for
+/// every clinician, operator. For demos and tests; a real member grants less
+/// (`docs/node.md`, "Who may call the API").
+#[derive(Debug, Clone)]
+pub struct LocalClient {
+    /// Its client id.
+    pub id: String,
+    /// Its JWK Set (public keys), copied into each node's directory as `ID.jwks.json`.
+    pub jwks: PathBuf,
 }
 
 /// One node of a written local network.
@@ -89,6 +108,18 @@ pub enum LocalNetError {
     /// A key file (exists already, or cannot be written).
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    /// A clinician could not be created (a name outside `A-Za-z0-9._-`, a repeated name).
+    #[error(transparent)]
+    People(#[from] PeopleError),
+    /// A client's id is empty or repeated, or its JWK Set file cannot be read or is not a
+    /// JWK Set the node accepts.
+    #[error("client {id}: {reason}")]
+    Client {
+        /// The client id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Writes the local network described by `spec`.
@@ -102,8 +133,15 @@ pub fn write_local_net<R: Rng + CryptoRng>(
     if spec.nodes == 0 || spec.nodes > MAX_LOCAL_NODES {
         return Err(LocalNetError::NodeCount);
     }
+    let jwks = read_clients(&spec.clients)?;
+    for (i, name) in spec.clinicians.iter().enumerate() {
+        if spec.clinicians[..i].contains(name) {
+            return Err(PeopleError::Name(name.clone()).into());
+        }
+    }
     let ports = ports(spec)?;
     std::fs::create_dir_all(&spec.dir)?;
+    let mut identities = Vec::with_capacity(spec.nodes);
     let mut publics = Vec::with_capacity(spec.nodes);
     let mut nodes = Vec::with_capacity(spec.nodes);
     for (i, (listen, api)) in ports.into_iter().enumerate() {
@@ -117,9 +155,11 @@ pub fn write_local_net<R: Rng + CryptoRng>(
         let (identity, public) =
             keyfile::keygen(&dir, &name, passphrase.as_bytes(), spec.backup, rng)?;
         publics.push((public, true));
+        let key = identity.verify_key();
+        identities.push((identity, passphrase));
         nodes.push(LocalNode {
             name,
-            key: identity.verify_key(),
+            key,
             config: dir.join("node.toml"),
             dir,
             listen,
@@ -144,7 +184,46 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             keyfile::write_new(&node.dir.join("network.key"), &envelope.to_bytes(), true)?;
         }
     }
-    for node in &nodes {
+    let chain = founded.genesis.chain_id();
+    for (node, (identity, passphrase)) in nodes.iter().zip(&identities) {
+        let mut clinicians = Vec::with_capacity(spec.clinicians.len());
+        for name in &spec.clinicians {
+            let entry = create_clinician(
+                &node.dir.join("clinicians"),
+                name,
+                Issuer {
+                    member: identity,
+                    chain,
+                    expires_ms: spec.created_at_ms.saturating_add(365 * 86_400_000),
+                },
+                passphrase.as_bytes(),
+                spec.backup,
+                rng,
+            )?;
+            // Relative to node.toml, like every other path it names.
+            clinicians.push(ClinicianEntry {
+                name: entry.name,
+                identity: Path::new("clinicians").join(format!("{name}.backup")),
+                credential: Path::new("clinicians").join(format!("{name}.credential")),
+            });
+        }
+        let mut clients = Vec::with_capacity(spec.clients.len());
+        for (client, set) in spec.clients.iter().zip(&jwks) {
+            let file = format!("{}.jwks.json", client.id);
+            keyfile::write_new(&node.dir.join(&file), set, false)?;
+            clients.push(ClientConfig {
+                client_id: client.id.clone(),
+                jwks: file.into(),
+                scopes: vec!["system/*.cruds".into()],
+                clinicians: spec.clinicians.clone(),
+                operator: true,
+            });
+        }
+        let auth = (!clients.is_empty()).then(|| AuthConfig {
+            audience: None,
+            token_lifetime_seconds: crate::auth::DEFAULT_TOKEN_LIFETIME,
+            clients,
+        });
         let config = NodeConfig {
             identity: "identity.backup".into(),
             passphrase_file: Some("passphrase".into()),
@@ -155,7 +234,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             api: node.api,
             api_tls: None,
             allow_remote_api: false,
-            auth: None,
+            auth,
             peers: nodes
                 .iter()
                 .filter(|p| p.name != node.name)
@@ -172,7 +251,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
                 backoff_max_ms: Some(2_000),
             },
             enrolments: "enrolments".into(),
-            clinicians: Vec::new(),
+            clinicians,
         };
         keyfile::write_new(&node.config, config.to_toml().as_bytes(), false)?;
     }
@@ -181,6 +260,34 @@ pub fn write_local_net<R: Rng + CryptoRng>(
         genesis_path,
         nodes,
     })
+}
+
+/// Each client's JWK Set file, read and checked as the node will check it.
+fn read_clients(clients: &[LocalClient]) -> Result<Vec<Vec<u8>>, LocalNetError> {
+    let mut out = Vec::with_capacity(clients.len());
+    for (i, client) in clients.iter().enumerate() {
+        let fail = |reason: String| LocalNetError::Client {
+            id: client.id.clone(),
+            reason,
+        };
+        let valid_id = !client.id.is_empty()
+            && client.id.len() <= 64
+            && client
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid_id {
+            return Err(fail("a client id is 1 to 64 of A-Za-z0-9._-".into()));
+        }
+        if clients[..i].iter().any(|c| c.id == client.id) {
+            return Err(fail("registered twice".into()));
+        }
+        let bytes = std::fs::read(&client.jwks)
+            .map_err(|e| fail(format!("{}: {e}", client.jwks.display())))?;
+        JwkSet::parse(&bytes).map_err(|e| fail(format!("{}: {e}", client.jwks.display())))?;
+        out.push(bytes);
+    }
+    Ok(out)
 }
 
 /// Each node's (transport, API) addresses on 127.0.0.1.
@@ -240,6 +347,8 @@ mod tests {
             max_block_txs: 100,
             backup: BackupParams::dangerous_test_only(),
             created_at_ms: 1_790_000_000_000,
+            clinicians: Vec::new(),
+            clients: Vec::new(),
         }
     }
 
@@ -289,5 +398,78 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 4);
+    }
+
+    #[test]
+    fn clinicians_and_clients_are_written_at_every_node_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let rng = &mut UnwrapErr(SysRng);
+        let ehr = medchain_core::keys::Identity::generate(rng);
+        let jwks = dir.path().join("ehr.jwks.json");
+        let set = serde_json::json!({"keys": [crate::auth::Jwk::ed25519("k1", ehr.verify_key()).to_json()]});
+        std::fs::write(&jwks, set.to_string()).unwrap();
+        let mut with_people = spec(&dir.path().join("net"), 2, None);
+        with_people.clinicians = vec!["okafor".into(), "reyes".into()];
+        with_people.clients = vec![LocalClient {
+            id: "ehr".into(),
+            jwks: jwks.clone(),
+        }];
+        let net = write_local_net(&with_people, rng).unwrap();
+        for node in &net.nodes {
+            let config = NodeConfig::load(&node.config).unwrap();
+            let pass =
+                keyfile::read_passphrase(config.passphrase_file.as_deref(), "", false).unwrap();
+            let loaded = config.service_config(pass.as_bytes()).unwrap();
+            let names: Vec<&str> = loaded.clinicians.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["okafor", "reyes"]);
+            let auth = config.auth.as_ref().unwrap();
+            assert_eq!(auth.clients[0].client_id, "ehr");
+            assert_eq!(auth.clients[0].clinicians, ["okafor", "reyes"]);
+            assert!(loaded.auth.is_some());
+        }
+        // A repeated clinician, a repeated or malformed client id, a JWK Set the node would
+        // refuse: nothing is written.
+        let mut twice = spec(&dir.path().join("twice"), 2, None);
+        twice.clinicians = vec!["okafor".into(), "okafor".into()];
+        assert!(matches!(
+            write_local_net(&twice, rng),
+            Err(LocalNetError::People(_))
+        ));
+        let not_a_set = dir.path().join("bad.json");
+        std::fs::write(&not_a_set, b"{\"keys\": 3}").unwrap();
+        for clients in [
+            vec![LocalClient {
+                id: "a b".into(),
+                jwks: jwks.clone(),
+            }],
+            vec![
+                LocalClient {
+                    id: "ehr".into(),
+                    jwks: jwks.clone(),
+                },
+                LocalClient {
+                    id: "ehr".into(),
+                    jwks: jwks.clone(),
+                },
+            ],
+            vec![LocalClient {
+                id: "ehr".into(),
+                jwks: not_a_set,
+            }],
+            vec![LocalClient {
+                id: "ehr".into(),
+                jwks: dir.path().join("missing.json"),
+            }],
+        ] {
+            let bad_dir = dir.path().join("bad");
+            let mut bad = spec(&bad_dir, 2, None);
+            bad.clients = clients;
+            assert!(matches!(
+                write_local_net(&bad, rng),
+                Err(LocalNetError::Client { .. })
+            ));
+            assert!(!bad_dir.exists());
+        }
+        assert!(!dir.path().join("twice").exists());
     }
 }

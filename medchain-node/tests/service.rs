@@ -32,6 +32,8 @@ fn one_member(dir: &std::path::Path) -> LocalNet {
         max_block_txs: 100,
         backup: BackupParams::dangerous_test_only(),
         created_at_ms: now_ms(),
+        clinicians: Vec::new(),
+        clients: Vec::new(),
     };
     write_local_net(&spec, &mut UnwrapErr(SysRng)).expect("local net")
 }

@@ -25,7 +25,7 @@ use medchain_core::keys::BackupParams;
 use medchain_node::client::ApiClient;
 use medchain_node::config::{LogFormat, NodeConfig, DEFAULT_API};
 use medchain_node::keyfile::{self, GenesisSpec, PublicIdentityFile};
-use medchain_node::localnet::{self, LocalNetSpec};
+use medchain_node::localnet::{self, LocalClient, LocalNetSpec};
 use medchain_node::service::{now_ms, Service};
 use rand_core::UnwrapErr;
 
@@ -142,6 +142,13 @@ enum Command {
         /// The round timeout, in milliseconds.
         #[arg(long, default_value_t = 2_000)]
         round_timeout_ms: u64,
+        /// A clinician every node holds for the FHIR API (repeat for each).
+        #[arg(long = "clinician", value_name = "NAME")]
+        clinicians: Vec<String>,
+        /// A client registered at every node, ID=JWKS_FILE: every system scope, acting for
+        /// every clinician, operator (repeat for each). With any, every node requires tokens.
+        #[arg(long = "client", value_name = "ID=JWKS_FILE", value_parser = parse_client)]
+        clients: Vec<LocalClient>,
         /// Starts the nodes (logs in DIR/node-i/node.log) and stops them on SIGTERM or Ctrl-C.
         #[arg(long)]
         start: bool,
@@ -222,8 +229,27 @@ fn main() -> ExitCode {
             base_port,
             gather_ms,
             round_timeout_ms,
+            clinicians,
+            clients,
             start,
-        } => local_net(nodes, &dir, base_port, gather_ms, round_timeout_ms, start),
+        } => local_net(
+            LocalNetSpec {
+                nodes,
+                dir,
+                base_port,
+                timing: Timing {
+                    gather_ms,
+                    round_timeout_ms,
+                    ..Timing::DEFAULT
+                },
+                max_block_txs: 10_000,
+                backup: BackupParams::RECOMMENDED,
+                created_at_ms: now_ms(),
+                clinicians,
+                clients,
+            },
+            start,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -467,27 +493,19 @@ fn status(
     Ok(())
 }
 
-fn local_net(
-    nodes: usize,
-    dir: &Path,
-    base_port: Option<u16>,
-    gather_ms: u64,
-    round_timeout_ms: u64,
-    start: bool,
-) -> Result<(), Failure> {
-    let spec = LocalNetSpec {
-        nodes,
-        dir: dir.to_path_buf(),
-        base_port,
-        timing: Timing {
-            gather_ms,
-            round_timeout_ms,
-            ..Timing::DEFAULT
-        },
-        max_block_txs: 10_000,
-        backup: BackupParams::RECOMMENDED,
-        created_at_ms: now_ms(),
-    };
+/// `ID=JWKS_FILE`.
+fn parse_client(arg: &str) -> Result<LocalClient, String> {
+    match arg.split_once('=') {
+        Some((id, jwks)) if !id.is_empty() && !jwks.is_empty() => Ok(LocalClient {
+            id: id.to_owned(),
+            jwks: jwks.into(),
+        }),
+        _ => Err("expected ID=JWKS_FILE".into()),
+    }
+}
+
+fn local_net(spec: LocalNetSpec, start: bool) -> Result<(), Failure> {
+    let dir = spec.dir.as_path();
     let net = localnet::write_local_net(&spec, &mut UnwrapErr(SysRng)).map_err(usage)?;
     println!("genesis  {}", net.genesis.hash());
     for node in &net.nodes {
