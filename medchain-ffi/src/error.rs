@@ -15,7 +15,7 @@ use medchain_core::consent::{ConsentError, ConsentFhirError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
 use medchain_core::index::WriterKeyError;
-use medchain_core::keys::{BackupError, IdentityTextError};
+use medchain_core::keys::{BackupError, IdentityTextError, JwsError};
 use medchain_core::light::InclusionError;
 use medchain_core::seal::SealError;
 use medchain_core::tx::TxError;
@@ -297,6 +297,15 @@ impl From<BackupError> for WalletError {
 impl From<IdentityTextError> for WalletError {
     fn from(e: IdentityTextError) -> Self {
         Self::InvalidIdentity {
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<JwsError> for WalletError {
+    fn from(e: JwsError) -> Self {
+        // Nothing was signed: the input is not `BASE64URL(header) '.' BASE64URL(payload)`.
+        Self::InvalidArgument {
             reason: e.to_string(),
         }
     }

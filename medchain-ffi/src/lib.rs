@@ -14,6 +14,7 @@
 //! | the audit trail (who read what, when, why; emergencies flagged) | [`audit`] |
 //! | a light client: inclusion proof + header + quorum of votes against the pinned genesis | [`light`] |
 //! | storage the app owns ([`WalletStore`], a foreign trait) and [`InMemoryWalletStore`] | [`store`] |
+//! | the patient's SMART client assertion (a node's token), JWS signing | [`token`] |
 //! | typed errors ([`WalletError`], [`ProofError`], [`StoreError`]); no panic crosses | [`error`] |
 //!
 //! The wallet does no I/O of its own: what it needs from a node (sealed records, inclusion
@@ -32,6 +33,7 @@ pub mod error;
 pub mod fixtures;
 pub mod light;
 pub mod store;
+pub mod token;
 pub mod wallet;
 
 #[cfg(test)]
@@ -47,6 +49,7 @@ pub use error::{ProofError, StoreError, WalletError};
 pub use light::{CommittedTransaction, NetworkInfo, TransactionKind, TrustedNetwork};
 pub use medchain_core as core;
 pub use store::{InMemoryWalletStore, WalletStore};
+pub use token::patient_client_id;
 pub use wallet::{OpenedRecord, PublicIdentityInfo, Wallet};
 
 /// The version of this library (the crate version).

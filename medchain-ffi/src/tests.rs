@@ -760,3 +760,156 @@ fn store_failures_are_typed() {
 fn version_is_the_crate_version() {
     assert_eq!(medchain_ffi_version(), env!("CARGO_PKG_VERSION"));
 }
+
+// --- SMART client assertions ---------------------------------------------------------------------
+
+/// A compact JWS's header and claims (JSON) and signature bytes.
+fn jws_parts(jwt: &str) -> (serde_json::Value, serde_json::Value, Vec<u8>) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "{jwt}");
+    let json = |part: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
+    (
+        json(parts[0]),
+        json(parts[1]),
+        URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+    )
+}
+
+/// Whether `signature` is the ed25519 (RFC 8037 `EdDSA`) signature of `input` under `key` (hex).
+fn eddsa_verifies(key: &str, input: &str, signature: &[u8]) -> bool {
+    let key: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    ed25519_dalek::Signature::from_slice(signature)
+        .is_ok_and(|s| key.verify_strict(input.as_bytes(), &s).is_ok())
+}
+
+const AUD: &str = "https://node.example/fhir/auth/token";
+const NOW: u64 = 1_790_000_000;
+
+#[test]
+fn the_patient_assertion_is_a_smart_self_assertion_signed_eddsa() {
+    // No network needs to be pinned: the assertion binds the token endpoint, not a chain.
+    let w = Wallet::restore(store(), file("patient.backup"), PASSWORD.into()).unwrap();
+    let key = w.identity_info().signing_key;
+    let jwt = w.patient_client_assertion(AUD.into(), NOW).unwrap();
+    let (header, claims, signature) = jws_parts(&jwt);
+    assert_eq!(header, serde_json::json!({"alg": "EdDSA", "typ": "JWT"}));
+    let client = format!("patient:{key}");
+    assert_eq!(client, patient_client_id(&w.identity().verify_key()));
+    assert_eq!(claims["iss"], client.as_str());
+    assert_eq!(claims["sub"], client.as_str());
+    assert_eq!(claims["aud"], AUD);
+    assert_eq!(claims["iat"], NOW);
+    assert_eq!(claims["exp"], NOW + token::ASSERTION_LIFETIME_SECONDS);
+    assert!(
+        token::ASSERTION_LIFETIME_SECONDS <= 300,
+        "a node accepts at most 5 minutes"
+    );
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    assert!(
+        jti.len() == 32
+            && jti
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(claims.as_object().unwrap().len(), 6, "{claims}");
+    // RFC 8037: plain ed25519 over the ASCII signing input, under the patient's key.
+    let input = jwt.rsplit_once('.').unwrap().0;
+    assert_eq!(signature.len(), 64);
+    assert!(eddsa_verifies(&key, input, &signature));
+    // The same as the core signs it, and under no other key.
+    assert_eq!(signature, w.identity().sign_jws(input).unwrap());
+    let other = Wallet::create(store(), "other".into()).unwrap();
+    assert!(!eddsa_verifies(
+        &other.identity_info().signing_key,
+        input,
+        &signature
+    ));
+    // A fresh jti every time (a node refuses a replayed one).
+    let (_, again, _) = jws_parts(&w.patient_client_assertion(AUD.into(), NOW).unwrap());
+    assert_ne!(again["jti"], jti.as_str());
+    // The largest accepted time is still a valid assertion (no overflow).
+    let late = w
+        .patient_client_assertion(
+            "http://127.0.0.1:7601/fhir/auth/token".into(),
+            253_402_300_799,
+        )
+        .unwrap();
+    assert_eq!(jws_parts(&late).1["exp"], 253_402_300_859u64);
+}
+
+#[test]
+fn bad_audiences_and_times_are_typed_errors() {
+    let w = patient();
+    let long = format!("https://{}", "a".repeat(token::MAX_AUDIENCE));
+    for aud in [
+        "",
+        "node.example",
+        "not a url",
+        "ftp://node.example/token",
+        "http://",
+        "https://",
+        "https://node example/token",
+        "https://node.example/token\n",
+        "https://nöde.example/token",
+        "https://node.example/\u{0}",
+        long.as_str(),
+    ] {
+        let e = w.patient_client_assertion(aud.into(), NOW).unwrap_err();
+        assert!(
+            matches!(e, WalletError::InvalidArgument { .. }),
+            "{aud:?}: {e}"
+        );
+        // The message names the problem, never the input.
+        assert!(aud.len() < 8 || !e.to_string().contains(aud), "{e}");
+    }
+    for now in [253_402_300_800, u64::MAX - 59, u64::MAX] {
+        let e = w.patient_client_assertion(AUD.into(), now).unwrap_err();
+        assert!(
+            matches!(e, WalletError::InvalidArgument { .. }),
+            "{now}: {e}"
+        );
+    }
+    // Milliseconds by mistake are caught too.
+    assert!(w
+        .patient_client_assertion(AUD.into(), 1_790_000_000_000_000)
+        .is_err());
+}
+
+#[test]
+fn sign_jws_signs_jws_signing_inputs_only() {
+    let w = patient();
+    let key = w.identity_info().signing_key;
+    let input = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiJhcHAifQ";
+    let signature = w.sign_jws(input.into()).unwrap();
+    assert_eq!(signature.len(), 64);
+    assert!(eddsa_verifies(&key, input, &signature));
+    // Deterministic (ed25519), and not a signature of anything else.
+    assert_eq!(signature, w.sign_jws(input.into()).unwrap());
+    assert!(!eddsa_verifies(&key, &format!("{input}x"), &signature));
+    let framed = String::from_utf8_lossy(&[17, b'm', b'e', b'd']).into_owned();
+    let too_long = format!(
+        "eyJhbGciOiJFZERTQSJ9.{}",
+        "a".repeat(token::MAX_SIGNING_INPUT)
+    );
+    for bad in [
+        "",
+        "eyJhbGciOiJFZERTQSJ9",
+        "eyJhbGciOiJFZERTQSJ9.",
+        ".eyJpc3MiOiJhIn0",
+        "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJhIn0.c2ln",
+        "eyJhbGciOiJFZERTQSJ9=.eyJpc3MiOiJhIn0",
+        "W1tdXQ.eyJpc3MiOiJhIn0",
+        "hello world",
+        framed.as_str(),
+        too_long.as_str(),
+    ] {
+        let e = w.sign_jws(bad.into()).unwrap_err();
+        assert!(
+            matches!(e, WalletError::InvalidArgument { .. }),
+            "{bad:?}: {e}"
+        );
+    }
+}

@@ -168,6 +168,11 @@ fn hex_id<T: FromStr>(what: &str, text: &str) -> Result<T, WalletError> {
 }
 
 impl Wallet {
+    /// The identity, for the other modules' exported methods.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     fn save(
         store: &dyn WalletStore,
         identity: &Identity,

@@ -775,6 +775,32 @@ public func FfiConverterTypeTrustedNetwork_lower(_ value: TrustedNetwork) -> UIn
 public protocol WalletProtocol: AnyObject, Sendable {
     
     /**
+     * A SMART client assertion for this patient (a complete compact JWS, `EdDSA`): `iss` =
+     * `sub` = `patient:<64 hex of the patient's key>`, `aud` = `audience` (the node's token
+     * endpoint URL, its smart-configuration's `token_endpoint`), `iat` = `now_seconds`, `exp`
+     * 60 seconds later, a random `jti`. The app posts it to the token endpoint for a bearer
+     * token with patient scopes (see [`crate::token`]). No I/O; nothing is stored.
+     *
+     * # Errors
+     * [`WalletError::InvalidArgument`] for an audience that is not an `http(s)://` URL of
+     * printable ASCII of at most 2048 bytes, or a `now_seconds` past the year 9999 (a time in
+     * milliseconds).
+     */
+    func patientClientAssertion(audience: String, nowSeconds: UInt64) throws  -> String
+    
+    /**
+     * Signs a JWS signing input, `BASE64URL(header) '.' BASE64URL(payload)` with a JSON-object
+     * header, with the patient's key: the 64-byte `EdDSA` (ed25519, RFC 8037) signature, which
+     * the app appends base64url-encoded after a `.` to make the compact JWS. For a JWT the app
+     * builds itself; [`Wallet::patient_client_assertion`] makes the usual one.
+     *
+     * # Errors
+     * [`WalletError::InvalidArgument`] for anything but a JWS signing input (nothing is
+     * signed), or one longer than 8 KiB.
+     */
+    func signJws(signingInput: String) throws  -> Data
+    
+    /**
      * The encrypted backup, to keep somewhere safe (it needs the password to open).
      *
      * # Errors
@@ -1017,6 +1043,49 @@ public static func restore(store: WalletStore, backup: Data, password: String)th
 }
     
 
+    
+    /**
+     * A SMART client assertion for this patient (a complete compact JWS, `EdDSA`): `iss` =
+     * `sub` = `patient:<64 hex of the patient's key>`, `aud` = `audience` (the node's token
+     * endpoint URL, its smart-configuration's `token_endpoint`), `iat` = `now_seconds`, `exp`
+     * 60 seconds later, a random `jti`. The app posts it to the token endpoint for a bearer
+     * token with patient scopes (see [`crate::token`]). No I/O; nothing is stored.
+     *
+     * # Errors
+     * [`WalletError::InvalidArgument`] for an audience that is not an `http(s)://` URL of
+     * printable ASCII of at most 2048 bytes, or a `now_seconds` past the year 9999 (a time in
+     * milliseconds).
+     */
+open func patientClientAssertion(audience: String, nowSeconds: UInt64)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_patient_client_assertion(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(audience),
+        FfiConverterUInt64.lower(nowSeconds),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Signs a JWS signing input, `BASE64URL(header) '.' BASE64URL(payload)` with a JSON-object
+     * header, with the patient's key: the 64-byte `EdDSA` (ed25519, RFC 8037) signature, which
+     * the app appends base64url-encoded after a `.` to make the compact JWS. For a JWT the app
+     * builds itself; [`Wallet::patient_client_assertion`] makes the usual one.
+     *
+     * # Errors
+     * [`WalletError::InvalidArgument`] for anything but a JWS signing input (nothing is
+     * signed), or one longer than 8 KiB.
+     */
+open func signJws(signingInput: String)throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeWalletError_lift) {
+        uniffiCallStatus in
+    uniffi_medchain_ffi_fn_method_wallet_sign_jws(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(signingInput),uniffiCallStatus
+    )
+})
+}
     
     /**
      * The encrypted backup, to keep somewhere safe (it needs the password to open).
@@ -4711,6 +4780,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_walletstore_keys() != 44418) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_medchain_ffi_checksum_method_wallet_patient_client_assertion() != 37528) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_medchain_ffi_checksum_method_wallet_sign_jws() != 50750) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_medchain_ffi_checksum_method_wallet_backup() != 47115) {

@@ -368,6 +368,16 @@ uint64_t uniffi_medchain_ffi_fn_constructor_wallet_open(uint64_t store, RustBuff
 uint64_t uniffi_medchain_ffi_fn_constructor_wallet_restore(uint64_t store, RustBuffer backup, RustBuffer password, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PATIENT_CLIENT_ASSERTION
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_PATIENT_CLIENT_ASSERTION
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_patient_client_assertion(uint64_t ptr, RustBuffer audience, uint64_t now_seconds, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_JWS
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_SIGN_JWS
+RustBuffer uniffi_medchain_ffi_fn_method_wallet_sign_jws(uint64_t ptr, RustBuffer signing_input, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_FN_METHOD_WALLET_BACKUP
 RustBuffer uniffi_medchain_ffi_fn_method_wallet_backup(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -826,6 +836,18 @@ uint16_t uniffi_medchain_ffi_checksum_method_walletstore_delete(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
 #define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLETSTORE_KEYS
 uint16_t uniffi_medchain_ffi_checksum_method_walletstore_keys(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_PATIENT_CLIENT_ASSERTION
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_PATIENT_CLIENT_ASSERTION
+uint16_t uniffi_medchain_ffi_checksum_method_wallet_patient_client_assertion(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_SIGN_JWS
+#define UNIFFI_FFIDEF_UNIFFI_MEDCHAIN_FFI_CHECKSUM_METHOD_WALLET_SIGN_JWS
+uint16_t uniffi_medchain_ffi_checksum_method_wallet_sign_jws(void
     
 );
 #endif

@@ -1,0 +1,154 @@
+//! The patient's SMART client assertion: how the wallet gets the app a token from a node
+//! without the key leaving the phone and without the wallet doing I/O.
+//!
+//! A node's token endpoint (`POST /fhir/auth/token`, SMART Backend Services, `docs/node.md`)
+//! accepts a patient's *self-assertion*: a JWT in JWS compact serialization whose `iss` and
+//! `sub` are both `patient:` followed by the 64 lower-case hex digits of the patient's ed25519
+//! key, signed `EdDSA` (RFC 8037) by that key. No registration is needed: the key in the client
+//! id is the key the signature verifies under. [`Wallet::patient_client_assertion`] makes one,
+//! exactly as `medchain-node`'s `ClientAssertion::for_patient(..).sign_eddsa(..)` does:
+//!
+//! ```text
+//! header  {"alg":"EdDSA","typ":"JWT"}
+//! claims  {"iss":"patient:<hex>","sub":"patient:<hex>","aud":<token endpoint URL>,
+//!          "exp":now+60,"iat":now,"jti":<32 random hex digits>}
+//! ```
+//!
+//! The app posts it as `client_assertion` (with `client_assertion_type`
+//! `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, `grant_type=client_credentials`
+//! and the scopes it asks for, e.g. `patient/*.rs patient/Consent.c`). The audience is the
+//! token endpoint's URL, which a node publishes as `token_endpoint` in
+//! `/fhir/.well-known/smart-configuration`. [`Wallet::sign_jws`] signs any other JWS signing
+//! input with the same key (a JWT of the app's own making); the core signs only JWS signing
+//! inputs, so neither kind of signature can pass for one of medchain's own (`docs/crypto.md`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use getrandom::SysRng;
+use medchain_core::keys::{Identity, VerifyKey};
+use rand_core::{Rng as _, UnwrapErr};
+use serde_json::{Map, Value};
+
+use crate::error::{guard, WalletError};
+use crate::wallet::Wallet;
+
+/// The prefix of a patient's self-asserted client id: `patient:` and the 64 lower-case hex
+/// digits of the patient's ed25519 key.
+pub const PATIENT_CLIENT_PREFIX: &str = "patient:";
+
+/// How long an assertion the wallet makes is valid, in seconds (a node accepts at most 300).
+pub const ASSERTION_LIFETIME_SECONDS: u64 = 60;
+
+/// The longest audience accepted, in bytes.
+pub const MAX_AUDIENCE: usize = 2048;
+
+/// The longest JWS signing input [`Wallet::sign_jws`] signs, in bytes (a node reads client
+/// assertions of at most 8 KiB).
+pub const MAX_SIGNING_INPUT: usize = 8 * 1024;
+
+/// The latest `now` accepted: 9999-12-31T23:59:59Z, in seconds since the Unix epoch. Anything
+/// later is a clock or unit error (milliseconds passed as seconds).
+const MAX_NOW_SECONDS: u64 = 253_402_300_799;
+
+/// The client id of `patient`'s self-assertion.
+pub fn patient_client_id(patient: &VerifyKey) -> String {
+    format!("{PATIENT_CLIENT_PREFIX}{patient}")
+}
+
+fn invalid(reason: &str) -> WalletError {
+    WalletError::InvalidArgument {
+        reason: reason.into(),
+    }
+}
+
+/// Checks an audience: an `http://` or `https://` URL of printable ASCII, not too long.
+fn check_audience(audience: &str) -> Result<(), WalletError> {
+    if audience.len() > MAX_AUDIENCE {
+        return Err(invalid("the audience is longer than 2048 bytes"));
+    }
+    let scheme = audience
+        .strip_prefix("https://")
+        .or_else(|| audience.strip_prefix("http://"));
+    match scheme {
+        Some(rest) if !rest.is_empty() && audience.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
+        _ => Err(invalid(
+            "the audience must be the token endpoint's http:// or https:// URL",
+        )),
+    }
+}
+
+/// `BASE64URL(JSON(map))`.
+fn encode_json(map: Map<String, Value>) -> String {
+    URL_SAFE_NO_PAD.encode(Value::Object(map).to_string())
+}
+
+/// The compact JWS of `identity`'s self-assertion for `audience` made at `now`, with `jti`.
+pub(crate) fn patient_assertion(
+    identity: &Identity,
+    audience: &str,
+    now: u64,
+    jti: &[u8; 16],
+) -> Result<String, WalletError> {
+    check_audience(audience)?;
+    if now > MAX_NOW_SECONDS {
+        return Err(invalid(
+            "now must be seconds since the Unix epoch (not milliseconds)",
+        ));
+    }
+    let client_id = patient_client_id(&identity.verify_key());
+    let mut header = Map::new();
+    header.insert("alg".into(), "EdDSA".into());
+    header.insert("typ".into(), "JWT".into());
+    let mut claims = Map::new();
+    claims.insert("iss".into(), client_id.clone().into());
+    claims.insert("sub".into(), client_id.into());
+    claims.insert("aud".into(), audience.into());
+    claims.insert("exp".into(), (now + ASSERTION_LIFETIME_SECONDS).into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("jti".into(), hex::encode(jti).into());
+    let input = format!("{}.{}", encode_json(header), encode_json(claims));
+    let signature = identity.sign_jws(&input)?;
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}
+
+#[uniffi::export]
+impl Wallet {
+    /// A SMART client assertion for this patient (a complete compact JWS, `EdDSA`): `iss` =
+    /// `sub` = `patient:<64 hex of the patient's key>`, `aud` = `audience` (the node's token
+    /// endpoint URL, its smart-configuration's `token_endpoint`), `iat` = `now_seconds`, `exp`
+    /// 60 seconds later, a random `jti`. The app posts it to the token endpoint for a bearer
+    /// token with patient scopes (see [`crate::token`]). No I/O; nothing is stored.
+    ///
+    /// # Errors
+    /// [`WalletError::InvalidArgument`] for an audience that is not an `http(s)://` URL of
+    /// printable ASCII of at most 2048 bytes, or a `now_seconds` past the year 9999 (a time in
+    /// milliseconds).
+    pub fn patient_client_assertion(
+        &self,
+        audience: String,
+        now_seconds: u64,
+    ) -> Result<String, WalletError> {
+        guard(|| {
+            let mut jti = [0u8; 16];
+            UnwrapErr(SysRng).fill_bytes(&mut jti);
+            patient_assertion(self.identity(), &audience, now_seconds, &jti)
+        })
+    }
+
+    /// Signs a JWS signing input, `BASE64URL(header) '.' BASE64URL(payload)` with a JSON-object
+    /// header, with the patient's key: the 64-byte `EdDSA` (ed25519, RFC 8037) signature, which
+    /// the app appends base64url-encoded after a `.` to make the compact JWS. For a JWT the app
+    /// builds itself; [`Wallet::patient_client_assertion`] makes the usual one.
+    ///
+    /// # Errors
+    /// [`WalletError::InvalidArgument`] for anything but a JWS signing input (nothing is
+    /// signed), or one longer than 8 KiB.
+    pub fn sign_jws(&self, signing_input: String) -> Result<Vec<u8>, WalletError> {
+        guard(|| {
+            if signing_input.len() > MAX_SIGNING_INPUT {
+                return Err(invalid("the JWS signing input is longer than 8 KiB"));
+            }
+            Ok(self.identity().sign_jws(&signing_input)?.to_vec())
+        })
+    }
+}
