@@ -55,6 +55,12 @@ pub const PURPOSE_HEADER: &str = "x-medchain-purpose-of-use";
 /// The identifier system of a patient's medchain key (64 hex digits): a `Patient` resource
 /// names its patient with it, and every other resource refers to `Patient/{key}`.
 pub const PATIENT_KEY_SYSTEM: &str = "urn:medchain:patient-key";
+/// The response header naming the transaction a patient-signed act (a Consent, a revocation)
+/// was submitted in: its id (hex), for `GET /v1/transactions/{id}` and
+/// `GET /v1/transactions/{id}/proof` (the app proves its consent committed with the wallet's
+/// light client).
+pub const TRANSACTION_HEADER: &str = "x-medchain-transaction";
+
 /// The `contentType` of a `sourceAttachment` (a Consent) or the media type of a parameter that
 /// holds a patient-signed body's canonical bytes.
 pub const SIGNED_BODY_TYPE: &str = "application/vnd.medchain.signed-body";
@@ -1552,11 +1558,14 @@ async fn create_consent(api: ApiState, caller: Caller, body: Body) -> Result<Res
         .map_err(|_| FhirError::unprocessable("malformed_body", "not a consent document"))?;
     caller.may_see(&consent.patient.sign)?;
     let id = consent.id();
-    let committed = submit_and_wait(&api, body).await?;
-    Ok(created(
-        committed,
-        &consent_resource(&ConsentState::new(consent)),
-        &format!("Consent/{}", hex::encode(id.to_byte_array())),
+    let (tx, committed) = submit_and_wait(&api, body).await?;
+    Ok(with_transaction(
+        created(
+            committed,
+            &consent_resource(&ConsentState::new(consent)),
+            &format!("Consent/{}", hex::encode(id.to_byte_array())),
+        ),
+        tx,
     ))
 }
 
@@ -1589,10 +1598,19 @@ fn submit_on_host(r: &mut Running, body: &TxBody) -> Result<TxId, FhirError> {
     result.map_err(|e| FhirError::from(ApiError::from(e)))
 }
 
-/// [`submit_on_host`], then waits for the commit: whether it committed within [`COMMIT_WAIT`].
-async fn submit_and_wait(api: &ApiState, body: TxBody) -> Result<bool, FhirError> {
+/// [`submit_on_host`], then waits for the commit: the transaction, and whether it committed
+/// within [`COMMIT_WAIT`].
+async fn submit_and_wait(api: &ApiState, body: TxBody) -> Result<(TxId, bool), FhirError> {
     let tx = on_host(api, move |r| submit_on_host(r, &body)).await??;
-    wait_committed(api, vec![tx]).await
+    Ok((tx, wait_committed(api, vec![tx]).await?))
+}
+
+/// `response` with [`TRANSACTION_HEADER`] naming `tx`.
+fn with_transaction(mut response: Response, tx: TxId) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&tx.to_string()) {
+        response.headers_mut().insert(TRANSACTION_HEADER, value);
+    }
+    response
 }
 
 async fn search_consents(
@@ -1652,15 +1670,18 @@ async fn revoke(
     }
     let state = consent_state(&api, consent_id).await?;
     caller.may_see(&state.consent.patient.sign)?;
-    let committed = submit_and_wait(&api, body).await?;
+    let (tx, committed) = submit_and_wait(&api, body).await?;
     let state = consent_state(&api, consent_id).await?;
-    Ok(fhir_response(
-        if committed {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        },
-        &consent_resource(&state),
+    Ok(with_transaction(
+        fhir_response(
+            if committed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            },
+            &consent_resource(&state),
+        ),
+        tx,
     ))
 }
 
