@@ -2,8 +2,9 @@
 # The mobile bindings' test command: builds libmedchain_ffi (release), generates the Kotlin,
 # Swift and Python bindings in library mode, checks the committed Swift bindings are up to date,
 # writes the fixture chain, runs the Kotlin tests on the JVM (Maven: kotlin-maven-plugin, JNA,
-# JUnit 5; at least 20 must run and pass) and the pytest smoke test of the Python bindings.
-# Exits non-zero on any failure.
+# JUnit 5; at least 39 must run and pass, the wallet against a four-node `medchaind local-net`
+# over HTTP among them) and the pytest smoke test of the Python bindings. Exits non-zero on any
+# failure.
 #
 #   medchain-ffi/scripts/test.sh                  (from anywhere; uses $CARGO_TARGET_DIR or ./target)
 #   medchain-ffi/scripts/test.sh --update-swift   (regenerate medchain-ffi/bindings/swift, then test)
@@ -16,6 +17,7 @@
 # tools. `dev` (as scripts/test-all.sh runs it) takes them from the workspace's dev-profile
 # build (all features), whose library also carries the fixtures code; the product library's dependency set is
 # then checked with `cargo tree` (no test helpers in it) instead of being built a second time.
+# Either way the Kotlin node test runs the workspace's dev-profile `medchaind` (target/debug).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +39,9 @@ profile="${MEDCHAIN_PROFILE:-release}"
 case "$profile" in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; *) profile_dir="$profile" ;; esac
 native="$target/$profile_dir"
 lib="$native/libmedchain_ffi.so"
+medchaind="$target/debug/medchaind"
+# The Kotlin tests need at least this many passing tests (WalletTest 32, NodeHttpTest 7).
+min_kotlin_tests=39
 started=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$1" $((SECONDS - started)); }
 
@@ -51,12 +56,16 @@ if [ "$profile" = release ]; then
     step "build libmedchain_ffi (release cdylib: the product build, neither feature)"
     # After the tools, so that the library in target/release is this build, not the tools'.
     cargo build --locked --release -q -p medchain-ffi --lib
+
+    step "build medchaind (the workspace's dev build, all features) for the Kotlin node test"
+    cargo build --locked -q --workspace --all-features --bin medchaind
 else
     step "the tools and the library from the workspace's $profile-profile build (all features)"
     cargo build --locked -q --profile "$profile" --workspace --all-features --lib --bins --examples
 fi
 bindgen="$native/uniffi-bindgen"
 test -f "$lib" || { echo "no $lib after the build" >&2; exit 1; }
+test -x "$medchaind" || { echo "no $medchaind after the build" >&2; exit 1; }
 
 step "the product library links no test helper (cargo tree, neither feature)"
 # What an app links: medchain-ffi without features must not turn on medchain-core's testkit.
@@ -103,7 +112,8 @@ set +e
 mvn -B -q -f "$kotlin/pom.xml" test \
     -Duniffi.generated="$out/kotlin" \
     -Dnative.dir="$native" \
-    -Dfixtures.dir="$out/fixtures" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' | tee "$out/maven.log"
+    -Dfixtures.dir="$out/fixtures" \
+    -Dmedchaind="$medchaind" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' | tee "$out/maven.log"
 rc=${PIPESTATUS[0]}
 set -e
 reports=("$kotlin"/target/surefire-reports/TEST-*.xml)
@@ -128,8 +138,8 @@ if [ "$rc" -ne 0 ] || [ $((failures + errors)) -ne 0 ]; then
     echo "the Kotlin tests failed (maven exit $rc)" >&2
     exit 1
 fi
-if [ "$passed" -lt 20 ]; then
-    echo "only $passed Kotlin tests passed (>= 20 required)" >&2
+if [ "$passed" -lt "$min_kotlin_tests" ]; then
+    echo "only $passed Kotlin tests passed (>= $min_kotlin_tests required)" >&2
     exit 1
 fi
 
