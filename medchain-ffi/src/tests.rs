@@ -863,7 +863,11 @@ fn bad_audiences_and_times_are_typed_errors() {
             "{aud:?}: {e}"
         );
         // The message names the problem, never the input.
-        assert!(aud.len() < 8 || !e.to_string().contains(aud), "{e}");
+        let message = e.to_string();
+        assert!(
+            !message.contains("node") && !message.contains("aaaa"),
+            "{message}"
+        );
     }
     for now in [253_402_300_800, u64::MAX - 59, u64::MAX] {
         let e = w.patient_client_assertion(AUD.into(), now).unwrap_err();
