@@ -273,7 +273,7 @@ class NodeHttpTest {
         val tx = consentTx ?: error("no committed consent")
         val (_, proof) = fetchProof(HOSPITAL, tx, System.nanoTime() + COMMIT_LIMIT.toNanos())
         val network = TrustedNetwork(genesis, genesisHash)
-        // The last byte is in the last vote's signature.
+        // The last byte is the end of the last vote (its timestamp), which that vote signs.
         val lastByte = proof.copyOf().also { it[it.size - 1] = (it[it.size - 1].toInt() xor 1).toByte() }
         assertThrows<ProofException.BadVoteSignature> { network.verifyInclusion(lastByte) }
         assertThrows<ProofException.Malformed> { network.verifyInclusion(proof.copyOf(proof.size - 1)) }
