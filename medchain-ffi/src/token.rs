@@ -39,6 +39,9 @@ pub const PATIENT_CLIENT_PREFIX: &str = "patient:";
 /// How long an assertion the wallet makes is valid, in seconds (a node accepts at most 300).
 pub const ASSERTION_LIFETIME_SECONDS: u64 = 60;
 
+// A node refuses an assertion whose `exp` is more than five minutes ahead.
+const _: () = assert!(ASSERTION_LIFETIME_SECONDS <= 300);
+
 /// The longest audience accepted, in bytes.
 pub const MAX_AUDIENCE: usize = 2048;
 
