@@ -1,11 +1,11 @@
 //! Consents: FHIR Consent import and export, ledger consent states, evaluation.
 
+use medchain_core::consent::ConsentId as CoreConsentId;
 use medchain_core::consent::{
     consent_from_fhir, consent_to_fhir, evaluate as core_evaluate, AccessRequest, Action,
     Consent as CoreConsent, ConsentState as CoreState, Decision as CoreDecision, Purpose,
     RecordDate, RecordFacts,
 };
-use medchain_core::consent::ConsentId as CoreConsentId;
 use medchain_core::credential::Role;
 use medchain_core::encoding::Encode;
 use pyo3::prelude::*;
