@@ -219,7 +219,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
                 operator: true,
             });
         }
-        let auth = (!clients.is_empty()).then(|| AuthConfig {
+        let auth = (!clients.is_empty()).then_some(AuthConfig {
             audience: None,
             token_lifetime_seconds: crate::auth::DEFAULT_TOKEN_LIFETIME,
             clients,
