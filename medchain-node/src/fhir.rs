@@ -212,6 +212,9 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .route("/fhir", post(transaction))
+        // The base with its trailing slash, where FHIR clients that join paths onto a base
+        // ending in `/` post a Bundle (SMART's fhirclient does).
+        .route("/fhir/", post(transaction))
         .route("/fhir/Patient/$enrol", post(enrol))
         .route("/fhir/Consent/{id}/$revoke", post(revoke))
         .route("/fhir/$export", post(export_kickoff))

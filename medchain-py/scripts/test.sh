@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python package's test command: builds the wheel in a fresh virtual environment, generates
-# the clinic example's ledger, runs stubtest, pytest (>= 40 tests), the example figure and the
-# benchmarks. Exits non-zero on any failure.
+# the clinic example's ledger, runs stubtest, pytest (>= 40 tests; the client tests start a
+# 4-node `medchaind local-net` and use the pinned third-party FHIR client `fhirclient`), the
+# example figure and the benchmarks. Exits non-zero on any failure.
 #
 #   medchain-py/scripts/test.sh            (from anywhere; uses $CARGO_TARGET_DIR or ./target)
 #
@@ -27,6 +28,8 @@ case "$target" in /*) ;; *) target="$root/$target" ;; esac
 # The clinic and the operator's CLI, in the chosen profile.
 if [ "$profile" = release ]; then
     cargo build --quiet --release --locked -p medchain-examples --bin clinic --bin medchain
+    # The node the client tests start (tests/fhirnet.py).
+    cargo build --quiet --release --locked -p medchain-node --bin medchaind
 else
     # The workspace's features, so the build scripts/test-all.sh already made is reused.
     cargo build --quiet --profile "$profile" --locked --workspace --all-features --lib --bins --examples
@@ -39,7 +42,7 @@ export PATH="$tmp/venv/bin:$PATH"   # the maturin build backend runs `maturin` f
 "$py" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23.1"
 "$py" -m pip install --quiet --disable-pip-version-check \
     "maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1" "pandas==3.1.1" "pyarrow==26.0.1" \
-    "matplotlib==3.11.2" "tqdm==4.70.1"
+    "matplotlib==3.11.2" "tqdm==4.70.1" "fhirclient==4.4.0"
 
 step "build and install the wheel (pip install ./medchain-py)"
 # maturin is already in the venv: no isolated build environment to download. The Rust build
@@ -61,7 +64,9 @@ step "stubtest"
 step "pytest"
 set +e
 # Under a throw-away PostgreSQL 15 cluster (scripts/with-postgres.sh sets MEDCHAIN_PG_URL).
+# The client tests start `medchaind local-net` from the same build (MEDCHAIN_BIN_DIR).
 (cd / && MEDCHAIN_CLINIC_LEDGER="$tmp/clinic.sqlite" MEDCHAIN_REQUIRE_CLINIC=1 MEDCHAIN_REQUIRE_PG=1 \
+    MEDCHAIN_BIN_DIR="$target/$profile_dir" \
     "$root/scripts/with-postgres.sh" "$py" -m pytest -q -p no:cacheprovider "$here/tests" 2>&1 | tee "$tmp/pytest.log")
 rc=${PIPESTATUS[0]}
 set -e

@@ -1,17 +1,19 @@
 //! Consents: FHIR Consent import and export, ledger consent states, evaluation.
 
+use medchain_core::consent::ConsentId as CoreConsentId;
 use medchain_core::consent::{
     consent_from_fhir, consent_to_fhir, evaluate as core_evaluate, AccessRequest, Action,
     Consent as CoreConsent, ConsentState as CoreState, Decision as CoreDecision, Purpose,
     RecordDate, RecordFacts,
 };
 use medchain_core::credential::Role;
+use medchain_core::encoding::Encode;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList};
 
 use crate::convert::{json_arg, u64_arg, value_to_py, wrong_type};
 use crate::errors::{Error, Kind, Result};
-use crate::keys::{public_arg, PublicIdentity};
+use crate::keys::{chain_arg, identity_arg, public_arg, PublicIdentity};
 
 /// A patient's consent: the executable contract (FHIR R4 Consent compatible).
 #[pyclass(frozen, module = "medchain._medchain")]
@@ -68,6 +70,53 @@ impl Consent {
     #[getter]
     fn provision_count(&self) -> usize {
         self.inner.provisions.len()
+    }
+
+    /// The patient-signed `ConsentGranted` body (its canonical bytes), what a wallet produces
+    /// and a node's `POST /fhir/Consent` takes: the consent blinded under `patient`'s consent
+    /// tag key and signed by `patient` for the network `chain_id` (64 hex digits). Raises
+    /// `InvalidSignature` if `patient` is not the consent's patient, `InvalidConsent` if it is
+    /// unusable.
+    fn grant_body<'py>(
+        &self,
+        py: Python<'py>,
+        patient: &Bound<'py, PyAny>,
+        chain_id: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let patient = identity_arg(patient, "patient")?;
+        let chain = chain_arg(chain_id)?;
+        let body = self.inner.grant_body(&patient.get().inner, &chain)?;
+        Ok(PyBytes::new(py, &body.to_bytes()))
+    }
+
+    /// The id (hex) the consent gets on chain once `grant_body` blinded it for `patient` (the
+    /// id a node answers in `Location: Consent/{id}`).
+    fn granted_id(&self, patient: &Bound<'_, PyAny>) -> Result<String> {
+        let patient = identity_arg(patient, "patient")?;
+        Ok(self.inner.granted_id(&patient.get().inner).to_string())
+    }
+
+    /// The patient-signed `ConsentRevoked` body (its canonical bytes) for the consent
+    /// `consent_id` (hex), signed by `patient` for the network `chain_id`: what a node's
+    /// `POST /fhir/Consent/{id}/$revoke` takes.
+    #[staticmethod]
+    fn revoke_body<'py>(
+        py: Python<'py>,
+        patient: &Bound<'py, PyAny>,
+        chain_id: &Bound<'py, PyAny>,
+        consent_id: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let patient = identity_arg(patient, "patient")?;
+        let chain = chain_arg(chain_id)?;
+        let id: String = consent_id
+            .extract()
+            .map_err(|_| wrong_type(consent_id, "consent_id", "a str of 64 hex digits"))?;
+        let id: CoreConsentId = id
+            .trim()
+            .parse()
+            .map_err(|e| Error::new(Kind::Decode, format!("consent_id: {e}")))?;
+        let body = CoreConsent::revoke_body(&patient.get().inner, &chain, &id);
+        Ok(PyBytes::new(py, &body.to_bytes()))
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

@@ -12,7 +12,7 @@ use medchain_core::consent::{ConsentError, ConsentFhirError, DeidError};
 use medchain_core::encoding::DecodeError;
 use medchain_core::fhir::FhirError;
 use medchain_core::index::WriterKeyError;
-use medchain_core::keys::{BackupError, IdentityTextError};
+use medchain_core::keys::{BackupError, IdentityTextError, JwsError};
 use medchain_core::ledger::RuleError;
 use medchain_core::protocol::SubmitError;
 use medchain_core::research::ResearchError;
@@ -208,6 +208,12 @@ impl From<BackupError> for Error {
             _ => Kind::Internal,
         };
         Error::new(kind, e.to_string())
+    }
+}
+
+impl From<JwsError> for Error {
+    fn from(e: JwsError) -> Self {
+        Error::new(Kind::InvalidArgument, e.to_string())
     }
 }
 

@@ -103,6 +103,23 @@ impl Identity {
         self.inner.id().to_string()
     }
 
+    /// Signs a JWS signing input (`BASE64URL(header) '.' BASE64URL(payload)`, the header a JSON
+    /// object) with this identity's ed25519 key: the RFC 8037 `EdDSA` signature (64 bytes) of
+    /// a JWT this party presents, e.g. a SMART Backend Services client assertion. Raises
+    /// `InvalidArgument` for any other input (nothing is signed): the shape keeps these
+    /// signatures apart from medchain's own framed ones.
+    fn sign_jws<'py>(
+        &self,
+        py: Python<'py>,
+        signing_input: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let input: String = signing_input
+            .extract()
+            .map_err(|_| wrong_type(signing_input, "signing_input", "a str"))?;
+        let signature = self.inner.sign_jws(&input)?;
+        Ok(PyBytes::new(py, &signature))
+    }
+
     fn __repr__(&self) -> String {
         format!("Identity(public_text='{}')", self.inner.public().to_text())
     }
@@ -138,6 +155,19 @@ impl PublicIdentity {
     #[getter]
     fn id(&self) -> String {
         self.inner.id().to_string()
+    }
+
+    /// The 32 bytes of the ed25519 signing (verification) key: a JWK's `x` (`OKP`, `Ed25519`).
+    #[getter]
+    fn verify_key_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.sign.as_byte_array())
+    }
+
+    /// The signing key's 64 hex digits: what names a patient on a node's FHIR API
+    /// (`Patient/{key}`) and a party in a consent (`urn:medchain:key`).
+    #[getter]
+    fn verify_key_hex(&self) -> String {
+        hex::encode(self.inner.sign.as_byte_array())
     }
 
     fn __str__(&self) -> String {

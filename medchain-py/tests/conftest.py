@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 
 import medchain
+from fhirnet import FhirNet, start, stop
 from medchain.testing import DemoNetwork, build_demo_network
 
 
@@ -24,6 +25,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoNetwork:
 def ledger(demo: DemoNetwork) -> Iterator[medchain.Ledger]:
     with medchain.Ledger.open(demo.location, network_key=demo.network_key) as l:
         yield l
+
+
+@pytest.fixture(scope="session")
+def fhir_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirNet]:
+    """Four real `medchaind` processes (`medchaind local-net --start`), one per session; stopped
+    by pid at teardown, also after a failure (tests/fhirnet.py)."""
+    net = start(tmp_path_factory.mktemp("fhirnet"))
+    try:
+        yield net
+    finally:
+        stop(net.process)
 
 
 @pytest.fixture(scope="session")
