@@ -60,7 +60,8 @@ pub struct LocalNetSpec {
 pub struct LocalClient {
     /// Its client id.
     pub id: String,
-    /// Its JWK Set (public keys), copied into each node's directory as `ID.jwks.json`.
+    /// Its JWK Set (public keys), copied into each node's directory as `client-N.jwks.json`
+    /// (N its position among the clients, from 1).
     pub jwks: PathBuf,
 }
 
@@ -111,8 +112,11 @@ pub enum LocalNetError {
     /// A clinician could not be created (a name outside `A-Za-z0-9._-`, a repeated name).
     #[error(transparent)]
     People(#[from] PeopleError),
-    /// A client's id is empty or repeated, or its JWK Set file cannot be read or is not a
-    /// JWK Set the node accepts.
+    /// The `[auth]` table the clients make is one `medchaind run` refuses (an empty,
+    /// unprintable, `patient:` or repeated client id).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
+    /// A client's JWK Set file cannot be read or is not a JWK Set the node accepts.
     #[error("client {id}: {reason}")]
     Client {
         /// The client id.
@@ -133,7 +137,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
     if spec.nodes == 0 || spec.nodes > MAX_LOCAL_NODES {
         return Err(LocalNetError::NodeCount);
     }
-    let jwks = read_clients(&spec.clients)?;
+    let (auth, jwks) = auth_table(&spec.clients, &spec.clinicians)?;
     for (i, name) in spec.clinicians.iter().enumerate() {
         if spec.clinicians[..i].contains(name) {
             return Err(PeopleError::Name(name.clone()).into());
@@ -207,23 +211,11 @@ pub fn write_local_net<R: Rng + CryptoRng>(
                 credential: Path::new("clinicians").join(format!("{name}.credential")),
             });
         }
-        let mut clients = Vec::with_capacity(spec.clients.len());
-        for (client, set) in spec.clients.iter().zip(&jwks) {
-            let file = format!("{}.jwks.json", client.id);
-            keyfile::write_new(&node.dir.join(&file), set, false)?;
-            clients.push(ClientConfig {
-                client_id: client.id.clone(),
-                jwks: file.into(),
-                scopes: vec!["system/*.cruds".into()],
-                clinicians: spec.clinicians.clone(),
-                operator: true,
-            });
+        if let Some(auth) = &auth {
+            for (client, set) in auth.clients.iter().zip(&jwks) {
+                keyfile::write_new(&node.dir.join(&client.jwks), set, false)?;
+            }
         }
-        let auth = (!clients.is_empty()).then_some(AuthConfig {
-            audience: None,
-            token_lifetime_seconds: crate::auth::DEFAULT_TOKEN_LIFETIME,
-            clients,
-        });
         let config = NodeConfig {
             identity: "identity.backup".into(),
             passphrase_file: Some("passphrase".into()),
@@ -234,7 +226,7 @@ pub fn write_local_net<R: Rng + CryptoRng>(
             api: node.api,
             api_tls: None,
             allow_remote_api: false,
-            auth,
+            auth: auth.clone(),
             peers: nodes
                 .iter()
                 .filter(|p| p.name != node.name)
@@ -262,32 +254,43 @@ pub fn write_local_net<R: Rng + CryptoRng>(
     })
 }
 
-/// Each client's JWK Set file, read and checked as the node will check it.
-fn read_clients(clients: &[LocalClient]) -> Result<Vec<Vec<u8>>, LocalNetError> {
-    let mut out = Vec::with_capacity(clients.len());
-    for (i, client) in clients.iter().enumerate() {
-        let fail = |reason: String| LocalNetError::Client {
-            id: client.id.clone(),
-            reason,
-        };
-        let valid_id = !client.id.is_empty()
-            && client.id.len() <= 64
-            && client
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !valid_id {
-            return Err(fail("a client id is 1 to 64 of A-Za-z0-9._-".into()));
-        }
-        if clients[..i].iter().any(|c| c.id == client.id) {
-            return Err(fail("registered twice".into()));
-        }
-        let bytes = std::fs::read(&client.jwks)
-            .map_err(|e| fail(format!("{}: {e}", client.jwks.display())))?;
-        JwkSet::parse(&bytes).map_err(|e| fail(format!("{}: {e}", client.jwks.display())))?;
-        out.push(bytes);
+/// The `[auth]` table every node gets (`None` without clients), checked as `medchaind run`
+/// checks it, and each client's JWK Set file, read and parsed: client `i`'s set is copied to
+/// `client-{i+1}.jwks.json` beside each `node.toml`.
+fn auth_table(
+    clients: &[LocalClient],
+    clinicians: &[String],
+) -> Result<(Option<AuthConfig>, Vec<Vec<u8>>), LocalNetError> {
+    if clients.is_empty() {
+        return Ok((None, Vec::new()));
     }
-    Ok(out)
+    let mut sets = Vec::with_capacity(clients.len());
+    for client in clients {
+        let fail = |e: &dyn std::fmt::Display| LocalNetError::Client {
+            id: client.id.clone(),
+            reason: format!("{}: {e}", client.jwks.display()),
+        };
+        let bytes = std::fs::read(&client.jwks).map_err(|e| fail(&e))?;
+        JwkSet::parse(&bytes).map_err(|e| fail(&e))?;
+        sets.push(bytes);
+    }
+    let auth = AuthConfig {
+        audience: None,
+        token_lifetime_seconds: crate::auth::DEFAULT_TOKEN_LIFETIME,
+        clients: clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ClientConfig {
+                client_id: c.id.clone(),
+                jwks: format!("client-{}.jwks.json", i + 1).into(),
+                scopes: vec!["system/*.cruds".into()],
+                clinicians: clinicians.to_vec(),
+                operator: true,
+            })
+            .collect(),
+    };
+    auth.check(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    Ok((Some(auth), sets))
 }
 
 /// Each node's (transport, API) addresses on 127.0.0.1.
@@ -442,6 +445,11 @@ mod tests {
                 id: "a b".into(),
                 jwks: jwks.clone(),
             }],
+            // A client id posing as a patient's self-assertion.
+            vec![LocalClient {
+                id: format!("patient:{}", ehr.verify_key()),
+                jwks: jwks.clone(),
+            }],
             vec![
                 LocalClient {
                     id: "ehr".into(),
@@ -466,7 +474,7 @@ mod tests {
             bad.clients = clients;
             assert!(matches!(
                 write_local_net(&bad, rng),
-                Err(LocalNetError::Client { .. })
+                Err(LocalNetError::Client { .. } | LocalNetError::Auth(_))
             ));
             assert!(!bad_dir.exists());
         }
