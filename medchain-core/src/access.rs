@@ -303,6 +303,8 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
         AuditKind::KeyShared => ("disclose", "E"),
         AuditKind::Accessed => ("read", "R"),
         AuditKind::Erased => ("delete", "D"),
+        // A refused key request: a read that did not happen (`outcome` 4 below).
+        AuditKind::Denied => ("read", "R"),
     };
     let mut entity = vec![json!({
         "what": {"identifier": {"system": "urn:medchain:record", "value": entry.record_id.to_string()}},
@@ -315,7 +317,7 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
         }));
     }
     let purpose = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": entry.purpose}]}]);
-    json!({
+    let mut event = json!({
         "resourceType": "AuditEvent",
         "id": entry.tx_id.to_string(),
         "extension": [
@@ -338,5 +340,15 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
             "observer": {"identifier": {"system": "urn:medchain:node", "value": entry.node.to_string()}}
         },
         "entity": entity
-    })
+    });
+    if entry.kind == AuditKind::Denied {
+        // The rule's name only: which consent or provision refused is the patient's to see
+        // (`denial_audit_event`), not every member's.
+        event["outcome"] = json!("4");
+        event["outcomeDesc"] = json!(format!(
+            "refused: {}",
+            entry.denied_by.as_deref().unwrap_or("denied")
+        ));
+    }
+    event
 }

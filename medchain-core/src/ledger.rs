@@ -81,6 +81,8 @@ pub enum AuditKind {
     Accessed,
     /// A record was erased.
     Erased,
+    /// A request for a record's key was refused (by the consent or a ledger rule).
+    Denied,
 }
 
 /// One line of the audit trail: who did what to which record, when, why, under which consent.
@@ -92,7 +94,7 @@ pub struct AuditEntry {
     pub record_id: RecordId,
     /// The record's patient.
     pub patient: VerifyKey,
-    /// Who read, received the key, or erased.
+    /// Who read, received the key, erased, or was refused.
     pub actor: PublicIdentity,
     /// HL7 v3 PurposeOfUse code.
     pub purpose: String,
@@ -112,6 +114,9 @@ pub struct AuditEntry {
     pub tx_id: TxId,
     /// The block.
     pub height: u64,
+    /// For a [`AuditKind::Denied`] entry, the rule that refused (`denied`: the patient's
+    /// consents; otherwise a [`RuleError::name`]); `None` for every other kind.
+    pub denied_by: Option<String>,
 }
 
 /// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`]. Version 2: audit
@@ -153,12 +158,13 @@ impl Decode for RecordEntry {
 }
 
 impl AuditKind {
-    /// The kind's code in the stored form (1 key shared, 2 accessed, 3 erased).
+    /// The kind's code in the stored form (1 key shared, 2 accessed, 3 erased, 4 denied).
     pub fn code(self) -> u8 {
         match self {
             Self::KeyShared => 1,
             Self::Accessed => 2,
             Self::Erased => 3,
+            Self::Denied => 4,
         }
     }
 
@@ -171,6 +177,7 @@ impl AuditKind {
             1 => Ok(Self::KeyShared),
             2 => Ok(Self::Accessed),
             3 => Ok(Self::Erased),
+            4 => Ok(Self::Denied),
             tag => Err(DecodeError::UnknownTag {
                 what: "audit kind",
                 tag: tag.into(),
@@ -180,12 +187,16 @@ impl AuditKind {
 }
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (3) | kind (u8) | record id | patient | actor | purpose (bytes) | consent id?
-/// | emergency | at_ms (u64) | claimed_at_ms (u64) | node | tx id | height (u64)`.
+/// `version (3) | kind (u8) | [rule (bytes), kind 4 only] | record id | patient | actor
+/// | purpose (bytes) | consent id? | emergency | at_ms (u64) | claimed_at_ms (u64) | node | tx id
+/// | height (u64)`. Entries of kinds 1 to 3 are encoded as before kind 4 existed.
 impl Encode for AuditEntry {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.put_u8(STATE_ENTRY_VERSION);
         out.put_u8(self.kind.code());
+        if self.kind == AuditKind::Denied {
+            out.put_bytes(self.denied_by.as_deref().unwrap_or_default().as_bytes());
+        }
         self.record_id.encode_to(out);
         self.patient.encode_to(out);
         self.actor.encode_to(out);
@@ -203,8 +214,22 @@ impl Encode for AuditEntry {
 impl Decode for AuditEntry {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version("audit entry", STATE_ENTRY_VERSION)?;
+        let kind = AuditKind::from_code(r.u8()?)?;
+        let denied_by = match kind {
+            AuditKind::Denied => {
+                let rule = r.string("denial rule", crate::tx::MAX_DENIAL_RULE)?;
+                if !crate::tx::is_rule_name(&rule) {
+                    return Err(DecodeError::NonCanonical {
+                        what: "denial rule",
+                    });
+                }
+                Some(rule)
+            }
+            _ => None,
+        };
         Ok(Self {
-            kind: AuditKind::from_code(r.u8()?)?,
+            kind,
+            denied_by,
             record_id: RecordId::decode_from(r)?,
             patient: VerifyKey::decode_from(r)?,
             actor: PublicIdentity::decode_from(r)?,
@@ -1114,6 +1139,7 @@ impl LedgerRules<'_> {
                     node: *m.contributor,
                     tx_id: m.tx_id,
                     height,
+                    denied_by: None,
                 });
             }
             TxBody::AccessLogged {
@@ -1157,6 +1183,36 @@ impl LedgerRules<'_> {
                     node: *m.contributor,
                     tx_id: m.tx_id,
                     height,
+                    denied_by: None,
+                });
+            }
+            TxBody::AccessDenied {
+                record_id,
+                requester,
+                purpose,
+                rule,
+                requested_at_ms,
+            } => {
+                // Logged by the member that holds the record (the one the request went to), for
+                // a record that still exists; research never asks for keys (`TxBody::check`).
+                let record = self.held_record(&record_id, m.contributor)?;
+                if !tx_time_fits(self.genesis, at_ms, requested_at_ms) {
+                    return Err(RuleError::ClaimedTimeOutOfRange.into());
+                }
+                self.delta.audit.push(AuditEntry {
+                    kind: AuditKind::Denied,
+                    record_id,
+                    patient: record.patient.sign,
+                    actor: requester,
+                    emergency: purpose == "ETREAT",
+                    purpose: Purpose::from_code(&purpose, None).code().to_owned(),
+                    consent_id: None,
+                    at_ms,
+                    claimed_at_ms: requested_at_ms,
+                    node: *m.contributor,
+                    tx_id: m.tx_id,
+                    height,
+                    denied_by: Some(rule),
                 });
             }
             TxBody::ResearchReleased(log) => {
@@ -1197,6 +1253,7 @@ impl LedgerRules<'_> {
                     node: *m.contributor,
                     tx_id: m.tx_id,
                     height,
+                    denied_by: None,
                 });
             }
         }

@@ -76,6 +76,9 @@ pub enum TxKind {
     /// A research dataset was released: one log per release, naming no patient
     /// ([`crate::research::ReleaseLog`]).
     ResearchReleased = 7,
+    /// A request for a record's key was refused by the member that holds it: who asked, why,
+    /// and the rule that refused.
+    AccessDenied = 8,
 }
 
 impl TxKind {
@@ -97,6 +100,7 @@ impl TxKind {
             5 => Self::AccessLogged,
             6 => Self::RecordErased,
             7 => Self::ResearchReleased,
+            8 => Self::AccessDenied,
             _ => {
                 return Err(DecodeError::UnknownTag {
                     what: "transaction kind",
@@ -277,9 +281,36 @@ pub enum TxBody {
     /// A research release: the researcher's signed request, a commitment to the released set,
     /// counts rounded at random to tens, the release time (`crate::research`).
     ResearchReleased(Box<ReleaseLog>),
+    /// A refused request for a record's key, logged by the member that holds the record (and
+    /// refused it) so that the patient's audit trail shows who tried to read, and why not.
+    AccessDenied {
+        /// The record.
+        record_id: RecordId,
+        /// Who asked (the grantee of the key request).
+        requester: PublicIdentity,
+        /// The HL7 v3 PurposeOfUse code the request named (never a research code: research is
+        /// served de-identified, without key requests).
+        purpose: String,
+        /// The rule that refused, by its stable name: `denied` (the patient's consents do not
+        /// permit it) or a ledger rule's name (`bad_credential`, `wrong_consent`, ...); 1 to
+        /// [`MAX_DENIAL_RULE`] of `a-z` and `_`.
+        rule: String,
+        /// When the request was made (its signed time, milliseconds since the Unix epoch).
+        requested_at_ms: u64,
+    },
 }
 
 const MAX_PURPOSE: usize = 64;
+
+/// The longest rule name an `AccessDenied` body may carry (as a key answer's).
+pub const MAX_DENIAL_RULE: usize = 48;
+
+/// Whether `rule` is a rule name an `AccessDenied` body may carry.
+pub fn is_rule_name(rule: &str) -> bool {
+    !rule.is_empty()
+        && rule.len() <= MAX_DENIAL_RULE
+        && rule.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
 
 impl TxBody {
     /// A `RecordAdded` body for a sealed record.
@@ -301,6 +332,7 @@ impl TxBody {
             Self::ConsentRevoked { .. } => TxKind::ConsentRevoked,
             Self::KeyShared { .. } => TxKind::KeyShared,
             Self::AccessLogged { .. } => TxKind::AccessLogged,
+            Self::AccessDenied { .. } => TxKind::AccessDenied,
             Self::RecordErased { .. } => TxKind::RecordErased,
             Self::ResearchReleased(_) => TxKind::ResearchReleased,
         }
@@ -347,6 +379,23 @@ impl TxBody {
                 patient.verify(chain, domain::ERASURE_SIG, record_id.as_byte_array())
             }
             Self::AccessLogged { purpose, .. } => check_purpose(purpose),
+            Self::AccessDenied { purpose, rule, .. } => {
+                check_purpose(purpose)?;
+                if matches!(
+                    crate::consent::Purpose::from_code(purpose, None),
+                    crate::consent::Purpose::Research { .. }
+                ) {
+                    return Err(TxError::InvalidBody(
+                        "research is never refused a record key: it asks for none",
+                    ));
+                }
+                if !is_rule_name(rule) {
+                    return Err(TxError::InvalidBody(
+                        "a denial's rule is 1 to 48 of a-z and _",
+                    ));
+                }
+                Ok(())
+            }
             Self::ResearchReleased(log) => log.check(chain),
             Self::KeyShared {
                 grantee,
@@ -549,6 +598,19 @@ impl Encode for TxBody {
                 patient.encode_to(out);
             }
             Self::ResearchReleased(log) => log.encode_to(out),
+            Self::AccessDenied {
+                record_id,
+                requester,
+                purpose,
+                rule,
+                requested_at_ms,
+            } => {
+                record_id.encode_to(out);
+                requester.encode_to(out);
+                out.put_bytes(purpose.as_bytes());
+                out.put_bytes(rule.as_bytes());
+                out.put_u64(*requested_at_ms);
+            }
         }
     }
 }
@@ -595,6 +657,13 @@ impl Decode for TxBody {
             TxKind::ResearchReleased => {
                 Self::ResearchReleased(Box::new(ReleaseLog::decode_from(r)?))
             }
+            TxKind::AccessDenied => Self::AccessDenied {
+                record_id: RecordId::decode_from(r)?,
+                requester: PublicIdentity::decode_from(r)?,
+                purpose: r.string("purpose of use", MAX_PURPOSE)?,
+                rule: r.string("denial rule", MAX_DENIAL_RULE)?,
+                requested_at_ms: r.u64()?,
+            },
         })
     }
 }
@@ -606,7 +675,7 @@ impl TxKind {
     /// from its block whatever its position in it.
     pub fn phase(self) -> u8 {
         match self {
-            Self::KeyShared | Self::AccessLogged | Self::ResearchReleased => 1,
+            Self::KeyShared | Self::AccessLogged | Self::ResearchReleased | Self::AccessDenied => 1,
             Self::RecordAdded
             | Self::ConsentGranted
             | Self::ConsentRevoked

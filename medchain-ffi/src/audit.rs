@@ -34,6 +34,9 @@ pub enum AuditAction {
     Accessed,
     /// The record was erased at the patient's request.
     Erased,
+    /// A request to read the record was refused, logged by the hospital that holds it (the
+    /// rule is in [`AuditRecord::denied_by`]).
+    Denied,
 }
 
 /// One line of the patient's audit trail.
@@ -43,7 +46,7 @@ pub struct AuditRecord {
     pub action: AuditAction,
     /// The record (hex id).
     pub record_id: String,
-    /// Who read, received the key, or erased (printable identity).
+    /// Who read, received the key, erased, or was refused (printable identity).
     pub actor: String,
     /// The actor's short party id.
     pub actor_party_id: String,
@@ -61,6 +64,9 @@ pub struct AuditRecord {
     pub tx_id: String,
     /// The block height it was committed at.
     pub height: u64,
+    /// For [`AuditAction::Denied`], the rule that refused: `denied` (the patient's consents do
+    /// not permit it) or a ledger rule's stable name (`bad_credential`, ...); `None` otherwise.
+    pub denied_by: Option<String>,
     /// The entry as FHIR R4 `AuditEvent` JSON.
     pub fhir_audit_event: String,
 }
@@ -72,6 +78,7 @@ impl From<&AuditEntry> for AuditRecord {
                 AuditKind::KeyShared => AuditAction::KeyShared,
                 AuditKind::Accessed => AuditAction::Accessed,
                 AuditKind::Erased => AuditAction::Erased,
+                AuditKind::Denied => AuditAction::Denied,
             },
             record_id: e.record_id.to_string(),
             actor: e.actor.to_text(),
@@ -83,6 +90,7 @@ impl From<&AuditEntry> for AuditRecord {
             logged_by: e.node.to_string(),
             tx_id: e.tx_id.to_string(),
             height: e.height,
+            denied_by: e.denied_by.clone(),
             fhir_audit_event: audit_event(e).to_string(),
         }
     }

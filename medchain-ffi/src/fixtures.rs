@@ -239,6 +239,24 @@ pub fn build() -> Result<Files, String> {
     let t = c.net.tx(0, &body(&erasure.body)?, Vec::new());
     c.commit(vec![t])?;
 
+    // Block 6: a stranger asked node 0 for the first record for treatment; the patient's
+    // consents do not permit it, and node 0 logs the refusal.
+    let stranger = Identity::generate(&mut c.net.rng);
+    let denial = TxBody::AccessDenied {
+        record_id: mine.record_id(),
+        requester: stranger.public(),
+        purpose: Purpose::Treat.code().to_owned(),
+        rule: "denied".into(),
+        requested_at_ms: c.net.now_ms,
+    };
+    let t = c.net.tx(0, &denial, Vec::new());
+    c.commit(vec![t])?;
+    files.insert(
+        "stranger.id".into(),
+        stranger.public().to_text().into_bytes(),
+    );
+    files.insert("proof-denial.bin".into(), c.proof(5, 0)?.to_bytes());
+
     // Proofs.
     let record_proof = c.proof(0, 0)?;
     files.insert("proof-record.bin".into(), record_proof.to_bytes());

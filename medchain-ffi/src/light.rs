@@ -45,6 +45,10 @@ pub enum TransactionKind {
     AccessLogged,
     /// A record was erased.
     RecordErased,
+    /// A research release was logged (it names no patient).
+    ResearchReleased,
+    /// A request for a record's key was refused, logged by the record's holder.
+    AccessDenied,
     /// A kind this version does not know.
     Other,
 }
@@ -58,6 +62,8 @@ impl From<TxKind> for TransactionKind {
             TxKind::KeyShared => Self::KeyShared,
             TxKind::AccessLogged => Self::AccessLogged,
             TxKind::RecordErased => Self::RecordErased,
+            TxKind::ResearchReleased => Self::ResearchReleased,
+            TxKind::AccessDenied => Self::AccessDenied,
             _ => Self::Other,
         }
     }

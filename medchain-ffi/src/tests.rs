@@ -575,8 +575,23 @@ fn audit_trail_decodes_with_emergencies_flagged() {
             AuditAction::Accessed,
             AuditAction::KeyShared,
             AuditAction::Accessed,
-            AuditAction::Erased
+            AuditAction::Erased,
+            AuditAction::Denied
         ]
+    );
+    // The refusal: who asked, why, the rule; nothing released, no consent named.
+    let refused = &trail[5];
+    assert_eq!(refused.actor, text("stranger.id"));
+    assert_eq!(
+        (refused.purpose.as_str(), refused.denied_by.as_deref()),
+        ("TREAT", Some("denied"))
+    );
+    assert!(refused.consent_id.is_none() && !refused.emergency);
+    assert!(trail[..5].iter().all(|a| a.denied_by.is_none()));
+    let event: serde_json::Value = serde_json::from_str(&refused.fhir_audit_event).unwrap();
+    assert_eq!(
+        (event["outcome"].as_str(), event["outcomeDesc"].as_str()),
+        (Some("4"), Some("refused: denied"))
     );
     let emergency: Vec<&AuditRecord> = trail.iter().filter(|a| a.emergency).collect();
     assert_eq!(emergency.len(), 2);
@@ -641,6 +656,11 @@ fn light_client_accepts_real_proofs_and_types_every_failure() {
         w.verify_inclusion(file("proof-consent.bin")).unwrap().kind,
         TransactionKind::ConsentGranted
     );
+    // The refusal in the audit trail, proven committed by its transaction.
+    let denial = w.verify_inclusion(file("proof-denial.bin")).unwrap();
+    assert_eq!(denial.kind, TransactionKind::AccessDenied);
+    let trail = w.read_audit_trail(file("audit.bin")).unwrap();
+    assert_eq!(denial.tx_id, trail[5].tx_id);
     let access = w
         .verify_inclusion(file("proof-emergency-access.bin"))
         .unwrap();

@@ -86,6 +86,7 @@ fn audit_events_medchain_exports_are_valid_r4() {
         (AuditKind::KeyShared, true, false),
         (AuditKind::Accessed, false, true),
         (AuditKind::Erased, false, false),
+        (AuditKind::Denied, false, false),
     ] {
         let entry = AuditEntry {
             kind,
@@ -101,7 +102,14 @@ fn audit_events_medchain_exports_are_valid_r4() {
             node: node.verify_key(),
             tx_id: TxId::from_byte_array([3; 32]),
             height: 42,
+            denied_by: (kind == AuditKind::Denied).then(|| "bad_credential".to_owned()),
         };
-        assert_clean(&audit_event(&entry));
+        let event = audit_event(&entry);
+        assert_clean(&event);
+        let refused = kind == AuditKind::Denied;
+        assert_eq!(event["outcome"], if refused { "4" } else { "0" });
+        if refused {
+            assert_eq!(event["outcomeDesc"], "refused: bad_credential");
+        }
     }
 }

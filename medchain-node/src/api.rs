@@ -699,6 +699,7 @@ fn kind_name(body: &TxBody) -> &'static str {
         TxBody::AccessLogged { .. } => "access_logged",
         TxBody::RecordErased { .. } => "record_erased",
         TxBody::ResearchReleased(_) => "research_released",
+        TxBody::AccessDenied { .. } => "access_denied",
         _ => "unknown",
     }
 }

@@ -1019,6 +1019,7 @@ impl Running {
                     purpose,
                     answer,
                     denial: _,
+                    denial_logged,
                 } => {
                     *stats
                         .key_requests_answered
@@ -1031,6 +1032,7 @@ impl Running {
                         grantee = %grantee.sign,
                         purpose = purpose.code(),
                         answer = answer.name(),
+                        denial_logged = denial_logged.map(|id| id.to_string()),
                         "key request answered"
                     );
                 }

@@ -88,6 +88,7 @@ fn audit_dict<'py>(py: Python<'py>, a: &AuditEntry) -> Result<Bound<'py, PyDict>
     d.set_item("node", vk_hex(&a.node))?;
     d.set_item("tx_id", a.tx_id.to_string())?;
     d.set_item("height", a.height)?;
+    d.set_item("denied_by", a.denied_by.as_deref())?;
     Ok(d)
 }
 
@@ -166,6 +167,19 @@ fn body_dict<'py>(
             d.set_item("patients", log.patients)?;
             d.set_item("rows", log.rows)?;
             d.set_item("released_at_ms", log.released_at_ms)?;
+        }
+        TxBody::AccessDenied {
+            record_id,
+            requester,
+            purpose,
+            rule,
+            requested_at_ms,
+        } => {
+            d.set_item("record_id", record_id.to_string())?;
+            d.set_item("requester", requester.to_text())?;
+            d.set_item("purpose", purpose)?;
+            d.set_item("rule", rule)?;
+            d.set_item("requested_at_ms", *requested_at_ms)?;
         }
         #[allow(unreachable_patterns)]
         _ => {}

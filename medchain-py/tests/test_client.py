@@ -284,6 +284,17 @@ def test_denied_without_consent_is_typed_and_leaks_nothing(story: Story) -> None
     with pytest.raises(medchain.InvalidArgument) as e2:
         story.river.search("Observation", patient=story.alice, code=HBA1C)
     assert (e2.value.status, e2.value.code) == (422, "not_enrolled")
+    # The refusal is on chain: St. Mary's logged it, and Alice sees it at Riverside too, as a
+    # failed read naming the rule (never the consent's detail).
+    alice = story.net.patient(RIVERSIDE, story.alice)
+    deadline = time.monotonic() + 20
+    refusals: List[Dict[str, Any]] = []
+    while not refusals and time.monotonic() < deadline:
+        refusals = [e for e in alice.audit(story.alice) if e.get("outcome") == "4"]
+        if not refusals:
+            time.sleep(0.2)
+    assert refusals, "the refusal reached Alice's audit trail"
+    assert "refused: denied" in {e["outcomeDesc"] for e in refusals}
 
 
 def test_emergency_read(story: Story) -> None:

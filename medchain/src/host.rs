@@ -150,6 +150,10 @@ pub enum Event {
         /// For a consent denial, the reason (which consent and provision) for the patient's
         /// own audit view (`access::denial_audit_event`); never sent to the requester.
         denial: Option<Denial>,
+        /// The `AccessDenied` transaction this host submitted for a refusal (the rule's name,
+        /// not the detail above), or `None` (released, not a loggable refusal, or the same
+        /// refusal logged within the request window).
+        denial_logged: Option<TxId>,
     },
     /// A holder answered one of this host's key requests ([`Host::request_key`]).
     KeyAnswered {

@@ -10,13 +10,14 @@ use medchain_core::access::AccessError;
 use medchain_core::consent::{Denial, Purpose};
 use medchain_core::credential::Credential;
 use medchain_core::encoding::{Decode, Encode};
-use medchain_core::hash::RecordId;
+use medchain_core::hash::{RecordId, TxId};
 use medchain_core::keys::{Identity, VerifyKey};
 use medchain_core::ledger::StateView;
 use medchain_core::protocol::{DropReason, Message, Recipient};
 use medchain_core::sharing::{
     KeyAnswer, KeyRequest, KeyRequestError, KeyRequestId, KeyResponse, RequestGuard,
 };
+use medchain_core::tx::TxBody;
 use medchain_store::{LedgerError, PersistentStore};
 use rand_core::UnwrapErr;
 use thiserror::Error;
@@ -60,7 +61,14 @@ struct Pending {
 pub(crate) struct Sharing {
     guard: RequestGuard,
     pending: HashMap<KeyRequestId, Pending>,
+    /// Denials this host logged on chain lately, by (grantee, record, purpose, rule), with the
+    /// time: the same refusal asked again within the request window is not logged twice.
+    logged_denials: HashMap<(VerifyKey, RecordId, String, String), u64>,
 }
+
+/// Most recent denials a holder remembers to coalesce repeats ([`Host`] logs each refused key
+/// request on chain as an `AccessDenied`, the same refusal once per request window).
+pub const MAX_REMEMBERED_DENIALS: usize = 4096;
 
 impl<S: PersistentStore> Host<S> {
     /// How far a key request's signed time may be from the holder's clock: the genesis clock
@@ -221,6 +229,7 @@ impl<S: PersistentStore> Host<S> {
     fn on_key_request(&mut self, from: VerifyKey, request: &KeyRequest, now_ms: u64) {
         let id = request.id();
         let (answer, denial) = self.judge_key_request(from, id, request, now_ms);
+        let denial_logged = self.log_denial(request, &answer, now_ms);
         let response = KeyResponse {
             request: id,
             answer: answer.clone(),
@@ -233,6 +242,7 @@ impl<S: PersistentStore> Host<S> {
             purpose: request.purpose.clone(),
             answer,
             denial,
+            denial_logged,
         });
         if from == self.key() {
             self.on_key_response(from, response);
@@ -243,6 +253,50 @@ impl<S: PersistentStore> Host<S> {
                 bytes,
             });
         }
+    }
+
+    /// Logs a refusal on chain as an `AccessDenied` transaction, so that the patient's audit
+    /// trail shows who asked, why, and which rule refused: for a consent denial or a ledger
+    /// rule's refusal of a request that passed its own checks (signed by its grantee for this
+    /// network, addressed here, fresh, not replayed) for a record this host holds and that
+    /// still exists. Malformed, stale, replayed or misaddressed requests, erased records and
+    /// requests this host could not judge are not logged: they name no reader the network can
+    /// trust, or nothing to protect. The same refusal (grantee, record, purpose, rule) is
+    /// logged once per request window; the requests per relaying member are bounded by the
+    /// replay guard. Returns the transaction's id, or `None` when nothing was submitted.
+    fn log_denial(
+        &mut self,
+        request: &KeyRequest,
+        answer: &KeyAnswer,
+        now_ms: u64,
+    ) -> Option<TxId> {
+        let rule = match answer {
+            KeyAnswer::Denied => "denied",
+            KeyAnswer::RuleRefused { rule } if rule != "erased" => rule.as_str(),
+            _ => return None,
+        };
+        let window = self.request_window();
+        let key = (
+            request.grantee.sign,
+            request.record,
+            request.purpose.code().to_owned(),
+            rule.to_owned(),
+        );
+        let logged = &mut self.sharing_mut().logged_denials;
+        logged.retain(|_, at| now_ms.saturating_sub(*at) <= window);
+        if logged.contains_key(&key) || logged.len() >= MAX_REMEMBERED_DENIALS {
+            return None;
+        }
+        let body = TxBody::AccessDenied {
+            record_id: request.record,
+            requester: request.grantee,
+            purpose: key.2.clone(),
+            rule: key.3.clone(),
+            requested_at_ms: request.at_ms,
+        };
+        let id = self.submit_body(&body, now_ms).ok()?;
+        self.sharing_mut().logged_denials.insert(key, now_ms);
+        Some(id)
     }
 
     /// The holder's verdict: the request's own checks, the replay guard, the record, then the

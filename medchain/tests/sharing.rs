@@ -167,33 +167,59 @@ fn a_doctor_at_one_hospital_reads_the_record_another_hospital_added() {
 }
 
 #[test]
-fn without_consent_the_request_is_denied_generically_and_nothing_commits() {
+fn without_consent_the_request_is_denied_generically_and_only_the_denial_commits() {
     let mut s = story(false);
-    let height = s.net.host(CITY_GENERAL).ledger().height();
     let credential = Some(s.okafor_credential.clone());
-    let (request, events) = ask(&mut s, Purpose::Treat, credential);
+    let (request, events) = ask(&mut s, Purpose::Treat, credential.clone());
     assert_eq!(
         answer_at(&events, CITY_GENERAL, request),
         Some(KeyAnswer::Denied)
     );
     // The holder keeps the detail for Alice's audit view; the requester got "denied" only.
+    // The refusal itself (who, what, why in a rule's name) goes on chain.
+    let logged = events.iter().find_map(|(i, e)| match e {
+        Event::KeyRequestAnswered {
+            answer: KeyAnswer::Denied,
+            denial: Some(_),
+            denial_logged,
+            ..
+        } if *i == ST_MARYS => Some(*denial_logged),
+        _ => None,
+    });
+    let Some(Some(denial_tx)) = logged else {
+        panic!("St. Mary's logged no denial: {logged:?}");
+    };
+    assert!(s.net.run_until_committed(&[denial_tx], STEPS).unwrap());
+    // Asking again within the request window is refused again and not logged twice.
+    let (again, events) = ask(&mut s, Purpose::Treat, credential);
+    assert_eq!(
+        answer_at(&events, CITY_GENERAL, again),
+        Some(KeyAnswer::Denied)
+    );
     assert!(events.iter().any(|(i, e)| *i == ST_MARYS
         && matches!(
             e,
             Event::KeyRequestAnswered {
                 answer: KeyAnswer::Denied,
-                denial: Some(_),
+                denial_logged: None,
                 ..
             }
         )));
     s.net.run_for(10_000, STEPS).unwrap();
-    assert_eq!(s.net.host(CITY_GENERAL).ledger().height(), height);
-    assert!(s
-        .net
-        .host(CITY_GENERAL)
-        .audit_trail(&s.alice.verify_key())
-        .unwrap()
-        .is_empty());
+    // Every node shows Alice the one refusal, and nothing released.
+    for node in [ST_MARYS, CITY_GENERAL, RIVERSIDE] {
+        let trail = s.net.host(node).audit_trail(&s.alice.verify_key()).unwrap();
+        assert_eq!(trail.len(), 1, "node {node}: {trail:?}");
+        let entry = &trail[0];
+        assert_eq!(entry.kind, AuditKind::Denied);
+        assert_eq!(entry.tx_id, denial_tx);
+        assert_eq!(entry.actor, s.okafor.public());
+        assert_eq!(entry.record_id, s.record.record_id);
+        assert_eq!(entry.purpose, "TREAT");
+        assert_eq!(entry.denied_by.as_deref(), Some("denied"));
+        assert_eq!(entry.node, s.net.host(ST_MARYS).key());
+        assert!(entry.consent_id.is_none() && !entry.emergency);
+    }
     assert!(s
         .net
         .host(CITY_GENERAL)

@@ -128,6 +128,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
             },
         ),
+        (
+            "access-denied",
+            TxBody::AccessDenied {
+                record_id: rid,
+                requester: hospital.public(),
+                purpose: "TREAT".into(),
+                rule: "denied".into(),
+                requested_at_ms: 1_700_000_000_400,
+            },
+        ),
     ];
     for (i, (name, body)) in bodies.iter().enumerate() {
         add("decode_tx_body", name, body.to_bytes());
@@ -306,8 +316,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             node: tn.nodes[0].verify_key(),
             tx_id: tx.id(),
             height: 1,
+            denied_by: None,
         };
         add("decode_audit_entry", "emergency-access", audit.to_bytes());
+        let denied = medchain_core::ledger::AuditEntry {
+            kind: medchain_core::ledger::AuditKind::Denied,
+            purpose: "TREAT".into(),
+            emergency: false,
+            denied_by: Some("denied".into()),
+            ..audit
+        };
+        add("decode_audit_entry", "denied-read", denied.to_bytes());
         let vote = Vote::cast(
             &tn.nodes[0],
             &tn.genesis.chain_id(),

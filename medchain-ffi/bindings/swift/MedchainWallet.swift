@@ -1768,7 +1768,7 @@ public struct AuditRecord: Equatable, Hashable {
      */
     public var recordId: String
     /**
-     * Who read, received the key, or erased (printable identity).
+     * Who read, received the key, erased, or was refused (printable identity).
      */
     public var actor: String
     /**
@@ -1804,6 +1804,11 @@ public struct AuditRecord: Equatable, Hashable {
      */
     public var height: UInt64
     /**
+     * For [`AuditAction::Denied`], the rule that refused: `denied` (the patient's consents do
+     * not permit it) or a ledger rule's stable name (`bad_credential`, ...); `None` otherwise.
+     */
+    public var deniedBy: String?
+    /**
      * The entry as FHIR R4 `AuditEvent` JSON.
      */
     public var fhirAuditEvent: String
@@ -1818,7 +1823,7 @@ public struct AuditRecord: Equatable, Hashable {
          * The record (hex id).
          */recordId: String, 
         /**
-         * Who read, received the key, or erased (printable identity).
+         * Who read, received the key, erased, or was refused (printable identity).
          */actor: String, 
         /**
          * The actor's short party id.
@@ -1845,6 +1850,10 @@ public struct AuditRecord: Equatable, Hashable {
          * The block height it was committed at.
          */height: UInt64, 
         /**
+         * For [`AuditAction::Denied`], the rule that refused: `denied` (the patient's consents do
+         * not permit it) or a ledger rule's stable name (`bad_credential`, ...); `None` otherwise.
+         */deniedBy: String?, 
+        /**
          * The entry as FHIR R4 `AuditEvent` JSON.
          */fhirAuditEvent: String) {
         self.action = action
@@ -1858,6 +1867,7 @@ public struct AuditRecord: Equatable, Hashable {
         self.loggedBy = loggedBy
         self.txId = txId
         self.height = height
+        self.deniedBy = deniedBy
         self.fhirAuditEvent = fhirAuditEvent
     }
 
@@ -1888,6 +1898,7 @@ public struct FfiConverterTypeAuditRecord: FfiConverterRustBuffer {
                 loggedBy: FfiConverterString.read(from: &buf), 
                 txId: FfiConverterString.read(from: &buf), 
                 height: FfiConverterUInt64.read(from: &buf), 
+                deniedBy: FfiConverterOptionString.read(from: &buf), 
                 fhirAuditEvent: FfiConverterString.read(from: &buf)
         )
     }
@@ -1904,6 +1915,7 @@ public struct FfiConverterTypeAuditRecord: FfiConverterRustBuffer {
         FfiConverterString.write(value.loggedBy, into: &buf)
         FfiConverterString.write(value.txId, into: &buf)
         FfiConverterUInt64.write(value.height, into: &buf)
+        FfiConverterOptionString.write(value.deniedBy, into: &buf)
         FfiConverterString.write(value.fhirAuditEvent, into: &buf)
     }
 }
@@ -2954,6 +2966,11 @@ public enum AuditAction: Equatable, Hashable {
      * The record was erased at the patient's request.
      */
     case erased
+    /**
+     * A request to read the record was refused, logged by the hospital that holds it (the
+     * rule is in [`AuditRecord::denied_by`]).
+     */
+    case denied
 
 
 
@@ -2981,6 +2998,8 @@ public struct FfiConverterTypeAuditAction: FfiConverterRustBuffer {
         
         case 3: return .erased
         
+        case 4: return .denied
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -2999,6 +3018,10 @@ public struct FfiConverterTypeAuditAction: FfiConverterRustBuffer {
         
         case .erased:
             writeInt(&buf, Int32(3))
+        
+        
+        case .denied:
+            writeInt(&buf, Int32(4))
         
         }
     }
@@ -3962,6 +3985,14 @@ public enum TransactionKind: Equatable, Hashable {
      */
     case recordErased
     /**
+     * A research release was logged (it names no patient).
+     */
+    case researchReleased
+    /**
+     * A request for a record's key was refused, logged by the record's holder.
+     */
+    case accessDenied
+    /**
      * A kind this version does not know.
      */
     case other
@@ -3998,7 +4029,11 @@ public struct FfiConverterTypeTransactionKind: FfiConverterRustBuffer {
         
         case 6: return .recordErased
         
-        case 7: return .other
+        case 7: return .researchReleased
+        
+        case 8: return .accessDenied
+        
+        case 9: return .other
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -4032,8 +4067,16 @@ public struct FfiConverterTypeTransactionKind: FfiConverterRustBuffer {
             writeInt(&buf, Int32(6))
         
         
-        case .other:
+        case .researchReleased:
             writeInt(&buf, Int32(7))
+        
+        
+        case .accessDenied:
+            writeInt(&buf, Int32(8))
+        
+        
+        case .other:
+            writeInt(&buf, Int32(9))
         
         }
     }

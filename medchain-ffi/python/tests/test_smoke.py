@@ -113,4 +113,6 @@ def test_light_client(wallet: m.Wallet) -> None:
 def test_audit_trail(wallet: m.Wallet) -> None:
     trail = wallet.read_audit_trail(data("audit.bin"))
     assert [a.emergency for a in trail].count(True) == 2
-    assert trail[-1].action == m.AuditAction.ERASED
+    assert [a.action for a in trail[-2:]] == [m.AuditAction.ERASED, m.AuditAction.DENIED]
+    assert (trail[-1].denied_by, trail[-1].consent_id) == ("denied", None)
+    assert all(a.denied_by is None for a in trail[:-1])

@@ -432,9 +432,16 @@ class WalletTest {
     fun `the audit trail shows who read what, when, why, with emergencies flagged`() {
         val trail = patient().readAuditTrail(bytes("audit.bin"))
         assertEquals(
-            listOf(AuditAction.KEY_SHARED, AuditAction.ACCESSED, AuditAction.KEY_SHARED, AuditAction.ACCESSED, AuditAction.ERASED),
+            listOf(AuditAction.KEY_SHARED, AuditAction.ACCESSED, AuditAction.KEY_SHARED, AuditAction.ACCESSED, AuditAction.ERASED, AuditAction.DENIED),
             trail.map { it.action },
         )
+        // A refused request: who asked, why, the rule that refused; no consent, nothing released.
+        val refused = trail[5]
+        assertEquals(text("stranger.id"), refused.actor)
+        assertEquals("TREAT", refused.purpose)
+        assertEquals("denied", refused.deniedBy)
+        assertEquals(null, refused.consentId)
+        assertTrue(trail.take(5).all { it.deniedBy == null })
         val doctorRead = trail[1]
         assertEquals(text("doctor.id"), doctorRead.actor)
         assertEquals("TREAT", doctorRead.purpose)
@@ -462,7 +469,7 @@ class WalletTest {
     fun `another patient's trail and malformed trails are typed errors`() {
         val stranger = Wallet.create(newInMemoryWalletStore(), "x")
         assertThrows<WalletException.ForeignAuditEntry> { stranger.readAuditTrail(bytes("audit.bin")) }
-        assertEquals(5, decodeAuditEntries(bytes("audit.bin")).size)
+        assertEquals(6, decodeAuditEntries(bytes("audit.bin")).size)
         assertEquals(emptyList<AuditRecord>(), patient().readAuditTrail(ByteArray(4)))
         assertThrows<WalletException.Malformed> { patient().readAuditTrail(byteArrayOf(-1, -1, -1, -1)) }
         assertThrows<WalletException.Malformed> { patient().readAuditTrail(bytes("audit.bin").copyOf(100)) }
