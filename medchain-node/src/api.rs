@@ -19,6 +19,7 @@
 //! Every error is JSON, `{"error": {"code", "message", "rule"?, "issues"?}}`, with the status of its
 //! [`ApiError`]; a refused request changes nothing. No error echoes what the client sent.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -620,16 +621,51 @@ impl StatusView {
     }
 }
 
+/// The absolute FHIR base URL for links a client follows (the CapabilityStatement's token
+/// URI, a search Bundle's paging links): the token endpoint's URL (`audience`) without its
+/// `/auth/token` — the URL clients already sign their assertions for — or, without `[auth]`, the
+/// API's bound address when it is a specific one. `None` (links stay relative to the base) when
+/// neither names a reachable URL: an audience behind a proxy that rewrites paths, or an API bound
+/// to an unspecified address without `[auth]`.
+pub(crate) fn fhir_base_url(audience: Option<&str>, api: SocketAddr, tls: bool) -> Option<String> {
+    match audience {
+        Some(audience) => audience
+            .strip_suffix("/auth/token")
+            .filter(|base| base.ends_with("/fhir"))
+            .map(str::to_owned),
+        None if api.ip().is_unspecified() => None,
+        None => Some(format!(
+            "{}://{api}/fhir",
+            if tls { "https" } else { "http" }
+        )),
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub(crate) struct ApiState {
     state: Arc<NodeState>,
     commands: mpsc::Sender<Command>,
+    fhir_base: Option<Arc<str>>,
 }
 
 impl ApiState {
-    pub(crate) fn new(state: Arc<NodeState>, commands: mpsc::Sender<Command>) -> Self {
-        Self { state, commands }
+    pub(crate) fn new(
+        state: Arc<NodeState>,
+        commands: mpsc::Sender<Command>,
+        fhir_base: Option<String>,
+    ) -> Self {
+        Self {
+            state,
+            commands,
+            fhir_base: fhir_base.map(Arc::from),
+        }
+    }
+
+    /// The FHIR base URL clients use (`…/fhir`, no trailing slash), when the node knows it
+    /// ([`fhir_base_url`]); `None`: links are relative to the base.
+    pub(crate) fn fhir_base(&self) -> Option<&str> {
+        self.fhir_base.as_deref()
     }
 
     /// The network's chain id.
@@ -1012,6 +1048,27 @@ mod tests {
 
     fn chain() -> ChainId {
         TestNet::new(3, 1, 0).genesis.chain_id()
+    }
+
+    #[test]
+    fn the_fhir_base_is_the_audiences_or_the_bound_address_never_a_guess() {
+        let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let audience = Some("https://ehr.example/medchain/fhir/auth/token");
+        assert_eq!(
+            fhir_base_url(audience, any, false).as_deref(),
+            Some("https://ehr.example/medchain/fhir")
+        );
+        // An audience a proxy rewrites: no base can be derived, links stay relative.
+        assert_eq!(
+            fhir_base_url(Some("https://ehr.example/token"), bound, false),
+            None
+        );
+        assert_eq!(
+            fhir_base_url(None, bound, true).as_deref(),
+            Some("https://127.0.0.1:8080/fhir")
+        );
+        assert_eq!(fhir_base_url(None, any, false), None);
     }
 
     fn json(hex: &str) -> Vec<u8> {

@@ -667,7 +667,7 @@ impl AuthState {
             .ok_or(TokenError::InvalidRequest("client_assertion is required"))?;
         let requested = param("scope")
             .map(|s| {
-                Scopes::parse(s).map_err(|_| {
+                Scopes::parse_request(s).map_err(|_| {
                     TokenError::InvalidScope("scope is not a list of SMART resource scopes")
                 })
             })

@@ -510,12 +510,15 @@ fn base64_param(parameters: &Value, name: &str) -> Result<Vec<u8>, FhirError> {
 // ---------------------------------------------------------------------------------------------
 // Capabilities
 
-async fn metadata() -> Response {
-    fhir_response(StatusCode::OK, &capability_statement())
+async fn metadata(State(api): State<ApiState>) -> Response {
+    fhir_response(StatusCode::OK, &capability_statement(api.fhir_base()))
 }
 
-/// The `CapabilityStatement`: exactly what this API serves.
-pub fn capability_statement() -> Value {
+/// The `CapabilityStatement`: exactly what this API serves. `base` is the absolute FHIR base URL
+/// (`https://node.example/fhir`), which makes the SMART token URI absolute, as SMART clients
+/// need; without it the URI is relative to the base (`auth/token`).
+pub fn capability_statement(base: Option<&str>) -> Value {
+    let token = base.map_or_else(|| "auth/token".to_owned(), |b| format!("{b}/auth/token"));
     let search = json!([
         {"name": "patient", "type": "reference", "documentation": "Patient/{64 hex digits of the patient's key}; required"},
         {"name": "code", "type": "token", "documentation": "system|code or code (matched against the record's codes blinded under the patient's tag key; OR across commas)"},
@@ -573,7 +576,7 @@ pub fn capability_statement() -> Value {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
                 "extension": [{
                     "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                    "extension": [{"url": "token", "valueUri": "auth/token"}]
+                    "extension": [{"url": "token", "valueUri": token}]
                 }]
             },
             "resource": resources,
@@ -1374,8 +1377,9 @@ async fn search(
         .get("code")
         .map(|c| format!("&code={}", percent_encode(c)))
         .unwrap_or_default();
+    let base = api.fhir_base().map(|b| format!("{b}/")).unwrap_or_default();
     let link =
-        |o: usize| format!("{kind}?patient={patient_hex}{code_q}&_count={count}&_offset={o}");
+        |o: usize| format!("{base}{kind}?patient={patient_hex}{code_q}&_count={count}&_offset={o}");
     let mut links = vec![json!({"relation": "self", "url": link(offset)})];
     if more {
         links.push(json!({"relation": "next", "url": link(offset + count)}));
@@ -1384,6 +1388,15 @@ async fn search(
         links.push(json!({"relation": "previous", "url": link(offset.saturating_sub(count))}));
     }
     Ok(fhir_response(StatusCode::OK, &searchset(entries, links)))
+}
+
+/// `path` (what follows `/fhir/`) as the URL a client follows: absolute on the node's FHIR base
+/// when it knows it (`crate::api::fhir_base_url`), else rooted at `/fhir/`.
+fn fhir_url(api: &ApiState, path: &str) -> String {
+    match api.fhir_base() {
+        Some(base) => format!("{base}/{path}"),
+        None => format!("/fhir/{path}"),
+    }
 }
 
 fn percent_encode(s: &str) -> String {
@@ -1851,7 +1864,7 @@ async fn export_kickoff(
     })
     .await??;
     let mut response = (StatusCode::ACCEPTED, "").into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/fhir/$export-status/{job}")) {
+    if let Ok(v) = HeaderValue::from_str(&fhir_url(&api, &format!("$export-status/{job}"))) {
         response.headers_mut().insert(header::CONTENT_LOCATION, v);
     }
     Ok(response)
@@ -1875,6 +1888,8 @@ async fn export_status(
     let caller = Caller::new(principal)?;
     let client = caller.principal.client_id.clone();
     let job2 = job.clone();
+    let output_url = fhir_url(&api, &format!("$export-output/{job}/"));
+    let request_url = fhir_url(&api, "$export");
     let manifest = on_host(&api, move |r| -> Result<Option<Value>, FhirError> {
         let log = job_of(r, &job2, &client)?.log;
         if !r.is_committed(&log) {
@@ -1884,11 +1899,11 @@ async fn export_status(
         let output: Vec<Value> = j
             .files
             .iter()
-            .map(|(kind, count, _)| json!({"type": kind, "url": format!("/fhir/$export-output/{job2}/{kind}.ndjson"), "count": count}))
+            .map(|(kind, count, _)| json!({"type": kind, "url": format!("{output_url}{kind}.ndjson"), "count": count}))
             .collect();
         Ok(Some(json!({
-            "transactionTime": j.requested_ms,
-            "request": "/fhir/$export",
+            "transactionTime": medchain_core::fhir::format_instant(j.requested_ms),
+            "request": request_url,
             "requiresAccessToken": true,
             "output": output,
             "error": [],
@@ -2185,8 +2200,14 @@ mod tests {
 
     #[test]
     fn the_capability_statement_lists_what_is_served() {
-        let c = capability_statement();
+        let c = capability_statement(None);
         assert_eq!(c["fhirVersion"], "4.0.1");
+        let token = |c: &Value| {
+            c["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"].clone()
+        };
+        assert_eq!(token(&c), "auth/token");
+        let c = capability_statement(Some("https://node.example/fhir"));
+        assert_eq!(token(&c), "https://node.example/fhir/auth/token");
         let rest = &c["rest"][0];
         assert_eq!(
             rest["security"]["service"][0]["coding"][0]["code"],

@@ -478,7 +478,12 @@ impl Service {
                 return Err(StartError::Thread);
             }
         };
-        let router = api::router(api::ApiState::new(state.clone(), commands), auth);
+        let fhir_base = api::fhir_base_url(
+            auth.as_deref().map(crate::auth::AuthState::audience),
+            api_addr,
+            api_tls.is_some(),
+        );
+        let router = api::router(api::ApiState::new(state.clone(), commands, fhir_base), auth);
         let tls_on = api_tls.is_some();
         let mut stop_api = stop.subscribe();
         let api = tokio::spawn(async move {

@@ -23,8 +23,9 @@ use medchain_node::client::ApiClient;
 use medchain_node::service::now_ms;
 use serde_json::{json, Value};
 use support::fhir::{
-    alice_bundle, code, connect_ehrs, enrolment_parameters, fhir, hex_key, json_body,
-    patient_token, register, rng, submitted, treatment_consent,
+    alice_bundle, audience, code, connect_ehrs, ehr_token, enrolment_parameters, fhir,
+    fhir_with_headers, header_text, hex_key, json_body, patient_token, register, rng, submitted,
+    treatment_consent, wait_until,
 };
 use support::Net;
 
@@ -82,6 +83,9 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         assert_eq!(status, 200);
         assert_eq!(capability["resourceType"], "CapabilityStatement");
         assert_eq!(capability["fhirVersion"], "4.0.1");
+        // The SMART token URI is absolute: the token endpoint clients sign their assertions for.
+        let token_uri = &capability["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"];
+        assert_eq!(token_uri.as_str(), Some(audience(&raw[0]).as_str()), "{capability}");
         let (status, _, outcome) = fhir(&raw[0], Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), None, &[], None).await;
         assert_eq!(status, 401, "{outcome}");
 
@@ -107,8 +111,9 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         assert_eq!((status, code(&outcome).as_str()), (422, "reference_cycle"), "{outcome}");
         assert_eq!(before, submitted(&stm.metrics().await.expect("metrics")), "a refused write submitted");
 
-        // St. Mary's EHR posts Alice's bundle.
-        let (status, _, response) = fhir(&stm, Method::POST, "/fhir", Some(&stm_token), &[], json_body(&alice_bundle(&alice_key))).await;
+        // St. Mary's EHR posts Alice's bundle (to the base with a trailing slash, as some FHIR
+        // clients do; the research cohort below posts to `/fhir`).
+        let (status, _, response) = fhir(&stm, Method::POST, "/fhir/", Some(&stm_token), &[], json_body(&alice_bundle(&alice_key))).await;
         assert_eq!(status, 200, "{response}");
         assert_eq!(response["type"], "transaction-response");
         let locations: Vec<String> = response["entry"].as_array().expect("entries").iter()
@@ -120,9 +125,16 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         // Alice's wallet signs her consent for Dr. Okafor; it is created as a FHIR Consent.
         let alice_token = patient_token(&city, &alice).await;
         let (consent, grant) = treatment_consent(&alice, &okafor, &chain);
-        let (status, location, created) = fhir(&city, Method::POST, "/fhir/Consent", Some(&alice_token), &[], json_body(&consent)).await;
+        let (status, headers, created) = fhir_with_headers(&city, Method::POST, "/fhir/Consent", Some(&alice_token), &[], json_body(&consent)).await;
         assert_eq!(status, 201, "{created}");
-        let consent_id = location.expect("location").trim_start_matches("Consent/").to_owned();
+        let consent_id = header_text(&headers, "location").expect("location").trim_start_matches("Consent/").to_owned();
+        // The grant's transaction is named, for the wallet to prove it committed.
+        let grant_tx = header_text(&headers, medchain_node::fhir::TRANSACTION_HEADER).expect("the transaction header");
+        let committed = wait_until(STOP, || async {
+            city.tx_status(&grant_tx).await.is_ok_and(|s| s.status == "committed")
+        })
+        .await;
+        assert!(committed, "the consent's transaction {grant_tx} did not commit");
         let (status, _, read_back) = fhir(&city, Method::GET, &format!("/fhir/Consent/{consent_id}"), Some(&city_token), &[], None).await;
         assert_eq!((status, read_back["status"].as_str()), (200, Some("active")), "{read_back}");
 
@@ -161,6 +173,25 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         let text = trail.to_string();
         assert!(events.len() >= 6, "two reads by Okafor and one by Reed, each released and logged: {trail}");
         assert!(text.contains("ETREAT") && text.contains("urn:medchain:break-glass"), "{trail}");
+        // Dr. Reed's refusal is on chain too: St. Mary's logged it (the rule's name, never the
+        // consent's detail), and Alice sees it at any node as a failed read.
+        let refused = |trail: &serde_json::Value| {
+            trail["entry"].as_array().into_iter().flatten().any(|e| {
+                let event = &e["resource"];
+                event["outcome"] == "4"
+                    && event["outcomeDesc"] == "refused: denied"
+                    && event["agent"][0]["purposeOfUse"].to_string().contains("TREAT")
+            })
+        };
+        let mut seen = refused(&trail);
+        if !seen {
+            seen = wait_until(Duration::from_secs(20), || async {
+                let (_, _, trail) = fhir(&river, Method::GET, &format!("/fhir/AuditEvent?patient={alice_key}"), Some(&alice_token), &[], None).await;
+                refused(&trail)
+            })
+            .await;
+        }
+        assert!(seen, "the refusal is in Alice's trail");
         // Alice's token does not reach another patient's trail.
         let stranger = hex_key(&Identity::generate(&mut rng()));
         let (status, _, outcome) = fhir(&city, Method::GET, &format!("/fhir/AuditEvent?patient={stranger}"), Some(&alice_token), &[], None).await;
@@ -216,6 +247,13 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         let request = ResearchRequest::sign(&chen, &chain, study, credential).expect("request");
         let kickoff = json!({"resourceType": "Parameters", "parameter": [{"name": "researchRequest",
             "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(request.to_bytes())}]});
+        // A token that cannot read every resource type the release holds (Conditions here) gets
+        // nothing, and nothing is logged.
+        let before = submitted(&stm.metrics().await.expect("metrics"));
+        let narrow = ehr_token(&raw[ST_MARYS], "stmarys-ehr", &st_marys_ehr, "system/Observation.rs").await;
+        let (status, _, o) = fhir(&raw[ST_MARYS], Method::POST, "/fhir/$export", Some(&narrow), &[("prefer", "respond-async")], json_body(&kickoff)).await;
+        assert_eq!((status, code(&o).as_str()), (403, "insufficient_scope"), "{o}");
+        assert_eq!(before, submitted(&stm.metrics().await.expect("metrics")), "a refused export submitted its log");
         let raw = stm
             .call_with(Method::POST, "/fhir/$export", "application/fhir+json", &[("prefer", "respond-async")],
                 json_body(&kickoff).expect("body"))
@@ -223,7 +261,13 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
             .expect("kick-off");
         let (status, headers, bytes) = (raw.status, raw.headers, raw.body);
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&bytes));
-        let status_url = headers.get("content-location").and_then(|v| v.to_str().ok()).expect("content-location").to_owned();
+        // Bulk Data URLs are absolute, on the node's FHIR base (its token endpoint's URL).
+        let stm_base = format!("http://{}/fhir/", net.nodes[ST_MARYS].api_addr());
+        let on_base = |url: &str| -> String {
+            let path = url.strip_prefix(stm_base.as_str()).unwrap_or_else(|| panic!("{url} is not on {stm_base}"));
+            format!("/fhir/{path}")
+        };
+        let status_url = on_base(headers.get("content-location").and_then(|v| v.to_str().ok()).expect("content-location"));
         // Another client does not see the job.
         let (status, _, _) = fhir(&city, Method::GET, &status_url, Some(&city_token), &[], None).await;
         assert_eq!(status, 404);
@@ -237,11 +281,14 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
             assert!(Instant::now() < end, "the export did not complete\n{}", net.logs());
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        assert_eq!(on_base(manifest["request"].as_str().expect("request")), "/fhir/$export");
+        let instant = manifest["transactionTime"].as_str().expect("transactionTime, an instant");
+        assert!(instant.ends_with('Z') && medchain_core::fhir::parse_datetime_ms(instant).is_some(), "{instant}");
         let outputs = manifest["output"].as_array().expect("output");
         let mut lines = 0;
         for output in outputs {
-            let url = output["url"].as_str().expect("url");
-            let raw = stm.call(Method::GET, url, "application/json", Vec::new()).await.expect("output");
+            let url = on_base(output["url"].as_str().expect("url"));
+            let raw = stm.call(Method::GET, &url, "application/json", Vec::new()).await.expect("output");
             let (status, bytes) = (raw.status, raw.body);
             assert_eq!(status, 200);
             let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
@@ -265,8 +312,11 @@ fn the_clinic_story_over_the_fhir_api_on_four_processes() {
         );
         let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "revocation",
             "valueBase64Binary": base64::engine::general_purpose::STANDARD.encode(revocation.to_bytes())}]});
-        let (status, _, revoked) = fhir(&city, Method::POST, &format!("/fhir/Consent/{consent_id}/$revoke"), Some(&alice_token), &[], json_body(&parameters)).await;
+        let (status, headers, revoked) = fhir_with_headers(&city, Method::POST, &format!("/fhir/Consent/{consent_id}/$revoke"), Some(&alice_token), &[], json_body(&parameters)).await;
         assert_eq!((status, revoked["status"].as_str()), (200, Some("inactive")), "{revoked}");
+        let revoke_tx = header_text(&headers, medchain_node::fhir::TRANSACTION_HEADER).expect("the transaction header");
+        assert_ne!(revoke_tx, grant_tx);
+        assert_eq!(city.tx_status(&revoke_tx).await.expect("revocation status").status, "committed");
         let (status, _, denied) = fhir(&city, Method::GET, &format!("/fhir/Observation/{hba1c}"), Some(&city_token), &okafor_treat, None).await;
         assert_eq!((status, code(&denied).as_str()), (403, "denied"), "{denied}");
 

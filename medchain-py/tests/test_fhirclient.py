@@ -9,17 +9,12 @@ not sign assertions itself, so the EdDSA assertion comes from ``medchain.Client.
 its resource models for create, read, search and a transaction Bundle, and its
 ``OperationOutcome`` model for an error.
 
-What it took, on either side (also in ``docs/fhir-api.md``, "Python client"):
-
-* fhirclient posts a transaction Bundle to its base URL with the trailing slash
-  (``POST /fhir/``): the node serves that route beside ``POST /fhir``.
-* the CapabilityStatement's SMART ``oauth-uris`` token URI is relative (``auth/token``) and
-  fhirclient posts to it as is (``requests`` refuses a relative URL), so the token endpoint is
-  taken from SMART discovery (``/fhir/.well-known/smart-configuration``, absolute) and given to
-  fhirclient in its own saved-state format;
-* fhirclient asks for ``launch/patient`` beside the scopes unless ``wants_patient`` is false,
-  and the node refuses a scope list holding a non-resource scope (``invalid_scope``);
-* fhirclient's paging follows absolute ``next`` links only; the node's are relative.
+fhirclient is used as its documentation says, with no workaround: it reads the token endpoint
+from the CapabilityStatement's SMART ``oauth-uris`` extension (absolute: the node derives its
+FHIR base from the token endpoint's URL), asks for ``launch/patient`` beside the scopes (the
+node ignores SMART's non-resource scopes and grants the resource ones), posts a transaction
+Bundle to its base URL with the trailing slash (``POST /fhir/``, served beside ``POST /fhir``)
+and follows the search Bundles' absolute ``next`` links page by page.
 
 How the medchain headers travel: fhirclient has no per-request header hook for reads, but every
 request goes through its ``requests.Session`` (``server.session``), so the clinician and the
@@ -56,23 +51,20 @@ LOINC = "http://loinc.org"
 
 
 def smart_client(net: FhirNet, i: int, clinician: str = "okafor") -> fclient.FHIRClient:
-    """fhirclient's client of node ``i``, authorised the SMART Backend Services way: the token
-    endpoint from SMART discovery (``/.well-known/smart-configuration``, absolute), fhirclient's
-    ``oauth2`` auth restored from its own state format, then its ``client_credentials`` grant."""
-    base = net.nodes[i].url + "/fhir"
-    discovery = requests.get(base + "/.well-known/smart-configuration", timeout=10).json()
-    assertion = net.ehr(i).assertion()
-    state = {
-        "app_id": EHR,
-        "scope": "system/*.cruds",
-        "server": {"base_uri": base + "/", "auth_type": "oauth2", "auth": {"app_id": EHR, "token_uri": discovery["token_endpoint"], "jwt_token": assertion}},
-    }
-    smart = fclient.FHIRClient(state=state)
-    # fhirclient adds "launch/patient" to the scope unless told the app wants no patient
-    # context; medchaind refuses a scope list with a non-resource scope (invalid_scope).
-    smart.wants_patient = False
-    smart.server.authorize()  # fhirclient posts the grant with our assertion
-    assert smart.server.auth is not None and smart.server.auth.access_token
+    """fhirclient's client of node ``i``, authorised the SMART Backend Services way, as
+    fhirclient's documentation sets it up: settings with the signed assertion (``jwt_token``),
+    ``prepare()`` reads the CapabilityStatement (the token endpoint from its ``oauth-uris``),
+    ``authorize()`` posts the ``client_credentials`` grant."""
+    base = net.nodes[i].url + "/fhir/"
+    settings = {"app_id": EHR, "api_base": base, "scope": "system/*.cruds", "jwt_token": net.ehr(i).assertion()}
+    smart = fclient.FHIRClient(settings=settings)
+    assert smart.prepare() is False  # the capabilities are read; no token yet
+    assert smart.server.auth is not None and smart.server.auth.auth_type == "oauth2"
+    assert smart.server.auth._token_uri == base + "auth/token"
+    # fhirclient asks for "launch/patient system/*.cruds"; the node grants the resource scopes.
+    assert smart.desired_scope.split() == ["launch/patient", "system/*.cruds"]
+    smart.authorize()
+    assert smart.ready and smart.server.auth.access_token
     smart.server.session.headers.update({"X-Medchain-Clinician": clinician, "X-Medchain-Purpose-Of-Use": "TREAT"})
     return smart
 
@@ -112,11 +104,13 @@ def test_capability_statement_parses_in_fhirclients_models(fhir_net: FhirNet) ->
     assert capability.fhirVersion == "4.0.1" and capability.kind == "instance"
     types = {r.type for r in capability.rest[0].resource}
     assert {"Observation", "Condition", "Patient", "Consent", "AuditEvent"} <= types
-    # The SMART oauth-uris extension names the token endpoint (relative to the base: fhirclient
-    # cannot post to a relative URI, so smart_client uses SMART discovery instead).
+    # The SMART oauth-uris extension names the token endpoint: absolute, the one SMART
+    # discovery names too.
     security = capability.rest[0].security
     uris = [e for e in security.extension if e.url.endswith("/oauth-uris")]
     assert [x.url for x in uris[0].extension] == ["token"]
+    discovery = requests.get(fhir_net.nodes[0].url + "/fhir/.well-known/smart-configuration", timeout=10).json()
+    assert uris[0].extension[0].valueUri == discovery["token_endpoint"]
     smart = smart_client(fhir_net, ST_MARYS)
     assert smart.server.auth.auth_type == "oauth2" and smart.server.ready
 
@@ -167,11 +161,15 @@ def test_transaction_bundle_through_fhirclient(fhir_net: FhirNet, carol: Dict[st
     # The references were resolved: City General reads the condition, naming Carol by her key.
     read = Condition.read(locations[1].split("/")[1], city.server)
     assert read.subject.reference == f"Patient/{carol['key']}"
-    # Paging: the first page through fhirclient's search, as a strict Bundle model. (fhirclient
-    # 4.4.0 follows only absolute `next` links, and the node's are relative to the base: its
-    # iterator would stop with ValueError; medchain.Client follows them, test_client.py.)
-    first = next(Observation.where({"patient": carol["key"], "_count": "1"}).perform_iter(city.server))
-    assert len(first.entry) == 1 and [k.relation for k in first.link] == ["self", "next"]
+    # Paging: fhirclient follows the absolute `next` links page by page, each a strict Bundle.
+    pages = list(Observation.where({"patient": carol["key"], "_count": "1"}).perform_iter(city.server))
+    assert len(pages) >= 2 and all(len(p.entry) == 1 for p in pages)
+    assert [k.relation for k in pages[0].link] == ["self", "next"]
+    assert all(k.url.startswith(fhir_net.nodes[CITY_GENERAL].url + "/fhir/Observation?") for p in pages for k in p.link)
+    ids = [p.entry[0].resource.id for p in pages]
+    assert len(set(ids)) == len(ids)
+    hba1c_id = locations[2].split("/")[1]
+    assert hba1c_id in ids
 
 
 def test_operation_outcome_through_fhirclient(fhir_net: FhirNet, carol: Dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
 //! SMART App Launch 2.x scopes: `{patient|user|system}/{ResourceType|*}.{c?r?u?d?s?}` (the
 //! letters in that order, at least one), and the SMART v1 forms `.read`, `.write` and `.*`,
 //! translated to v2 (`rs`, `cud`, `cruds`). Nothing else is a scope here: no `openid`, no
-//! `launch`, no query parameters after a v2 scope.
+//! `launch`, no query parameters after a v2 scope. A token request may still name SMART's
+//! non-resource scopes ([`NON_RESOURCE_SCOPES`], which SMART clients add on their own): they
+//! are ignored and never granted ([`Scopes::parse_request`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +12,22 @@ use thiserror::Error;
 
 /// The longest resource type name accepted in a scope (FHIR R4's longest is 35 characters).
 const MAX_TYPE_LEN: usize = 64;
+
+/// SMART's scopes that ask for no resource access (a launch context, the user's identity, a
+/// refresh token). A token request may name them (SMART client libraries add `launch/patient`
+/// or `openid` on their own); the node grants none of them (Backend Services has no launch, no
+/// user and no refresh token) and grants the request's resource scopes (RFC 6749 §3.3: the
+/// server may grant less than asked, and says what it granted).
+pub const NON_RESOURCE_SCOPES: &[&str] = &[
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "offline_access",
+    "online_access",
+];
 
 /// Most scopes in one request or one client's registration.
 pub const MAX_SCOPES: usize = 64;
@@ -233,6 +251,19 @@ impl Scopes {
         Self::parse_all(text.split(' ').filter(|s| !s.is_empty()))
     }
 
+    /// Parses the `scope` of a token request: the resource scopes, ignoring SMART's
+    /// non-resource scopes ([`NON_RESOURCE_SCOPES`], named exactly); anything else that is not a
+    /// resource scope is an error, as in [`Scopes::parse`].
+    ///
+    /// # Errors
+    /// [`ScopeError`] for the first scope that does not parse, or too many.
+    pub fn parse_request(text: &str) -> Result<Self, ScopeError> {
+        Self::parse_all(
+            text.split(' ')
+                .filter(|s| !s.is_empty() && !NON_RESOURCE_SCOPES.contains(s)),
+        )
+    }
+
     /// Parses each of `scopes`.
     ///
     /// # Errors
@@ -397,6 +428,33 @@ mod tests {
         }
         let many = vec!["system/*.r"; MAX_SCOPES + 1].join(" ");
         assert_eq!(Scopes::parse(&many), Err(ScopeError::TooMany));
+    }
+
+    #[test]
+    fn a_request_may_name_smarts_non_resource_scopes_and_gets_none_of_them() {
+        let asked = "launch/patient openid system/Observation.rs fhirUser offline_access";
+        assert_eq!(
+            Scopes::parse_request(asked).unwrap(),
+            scopes("system/Observation.rs")
+        );
+        assert!(Scopes::parse_request("launch/patient openid")
+            .unwrap()
+            .is_empty());
+        // Only the exact names: a look-alike, a typo or a wrong case is still refused.
+        for bad in [
+            "launch/Patient",
+            "Launch",
+            "openid2",
+            "launch/patient/x",
+            "system/Observation.x",
+        ] {
+            assert!(
+                Scopes::parse_request(&format!("{bad} system/Observation.rs")).is_err(),
+                "{bad}"
+            );
+        }
+        // The registration is not a request: there, these names are refused.
+        assert!(Scopes::parse("launch/patient system/Observation.rs").is_err());
     }
 
     #[test]

@@ -325,8 +325,26 @@ fn scope_escalation_gets_the_intersection_or_invalid_scope() {
         let err = granted(only_unregistered).unwrap_err();
         assert_eq!((err.code(), err.status().as_u16()), ("invalid_scope", 400));
     }
-    for malformed in ["openid", "system/Observation", "system/Observation.rs?x=1"] {
+    for malformed in [
+        "Openid",
+        "launch/Patient system/Condition.rs",
+        "system/Observation",
+        "system/Observation.rs?x=1",
+    ] {
         assert_eq!(granted(malformed).unwrap_err().code(), "invalid_scope");
+    }
+    // SMART's non-resource scopes are ignored, never granted; alone, they get nothing.
+    assert_eq!(
+        granted("launch/patient openid system/Condition.rs offline_access")
+            .unwrap()
+            .scope,
+        "system/Condition.rs"
+    );
+    for only_non_resource in ["openid", "launch/patient fhirUser"] {
+        assert_eq!(
+            granted(only_non_resource).unwrap_err().code(),
+            "invalid_scope"
+        );
     }
 }
 

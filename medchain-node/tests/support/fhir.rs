@@ -38,6 +38,20 @@ pub async fn fhir(
     extra: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> (u16, Option<String>, Value) {
+    let (status, headers, value) = fhir_with_headers(api, method, path, token, extra, body).await;
+    let location = header_text(&headers, "location");
+    (status, location, value)
+}
+
+/// One FHIR exchange: status, every response header, JSON body.
+pub async fn fhir_with_headers(
+    api: &ApiClient,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, hyper::HeaderMap, Value) {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(b) = &bearer {
@@ -54,13 +68,16 @@ pub async fn fhir(
         )
         .await
         .expect("exchange");
-    let (status, response_headers, bytes) = (raw.status, raw.headers, raw.body);
-    let location = response_headers
-        .get("location")
+    let value = serde_json::from_slice(&raw.body).unwrap_or(Value::Null);
+    (raw.status, raw.headers, value)
+}
+
+/// A response header as text.
+pub fn header_text(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, location, value)
+        .map(str::to_owned)
 }
 
 /// Polls `check` every 100 ms until it holds or `limit` passes.
