@@ -753,7 +753,7 @@ fn generate() -> Value {
     let mut version1 = tx0.clone();
     version1[0] = 1;
     let mut bad_kind = tx0.clone();
-    bad_kind[1] = 8;
+    bad_kind[1] = 9;
     let mut small_order_key = vec![0u8; 64];
     small_order_key[0] = 1;
     let mut no_envelopes = rec_bytes.clone();
