@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod genesis;
 pub mod hash;
 pub mod index;
+pub mod jwt;
 pub mod keys;
 pub mod ledger;
 pub mod light;

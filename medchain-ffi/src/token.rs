@@ -5,8 +5,8 @@
 //! accepts a patient's *self-assertion*: a JWT in JWS compact serialization whose `iss` and
 //! `sub` are both `patient:` followed by the 64 lower-case hex digits of the patient's ed25519
 //! key, signed `EdDSA` (RFC 8037) by that key. No registration is needed: the key in the client
-//! id is the key the signature verifies under. [`Wallet::patient_client_assertion`] makes one,
-//! exactly as `medchain-node`'s `ClientAssertion::for_patient(..).sign_eddsa(..)` does:
+//! id is the key the signature verifies under. [`Wallet::patient_client_assertion`] makes one
+//! with `medchain_core::jwt::ClientAssertion`, the builder the node and the Python client use:
 //!
 //! ```text
 //! header  {"alg":"EdDSA","typ":"JWT"}
@@ -22,22 +22,18 @@
 //! input with the same key (a JWT of the app's own making); the core signs only JWS signing
 //! inputs, so neither kind of signature can pass for one of medchain's own (`docs/crypto.md`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use getrandom::SysRng;
-use medchain_core::keys::{Identity, VerifyKey};
-use rand_core::{Rng as _, UnwrapErr};
-use serde_json::{Map, Value};
+use medchain_core::jwt::ClientAssertion;
+use medchain_core::keys::Identity;
+use rand_core::{CryptoRng, Rng, UnwrapErr};
 
 use crate::error::{guard, WalletError};
 use crate::wallet::Wallet;
 
-/// The prefix of a patient's self-asserted client id: `patient:` and the 64 lower-case hex
-/// digits of the patient's ed25519 key.
-pub const PATIENT_CLIENT_PREFIX: &str = "patient:";
+pub use medchain_core::jwt::{patient_client_id, PATIENT_CLIENT_PREFIX};
 
 /// How long an assertion the wallet makes is valid, in seconds (a node accepts at most 300).
-pub const ASSERTION_LIFETIME_SECONDS: u64 = 60;
+pub const ASSERTION_LIFETIME_SECONDS: u64 = ClientAssertion::LIFETIME;
 
 // A node refuses an assertion whose `exp` is more than five minutes ahead.
 const _: () = assert!(ASSERTION_LIFETIME_SECONDS <= 300);
@@ -52,11 +48,6 @@ pub const MAX_SIGNING_INPUT: usize = 8 * 1024;
 /// The latest `now` accepted: 9999-12-31T23:59:59Z, in seconds since the Unix epoch. Anything
 /// later is a clock or unit error (milliseconds passed as seconds).
 const MAX_NOW_SECONDS: u64 = 253_402_300_799;
-
-/// The client id of `patient`'s self-assertion.
-pub fn patient_client_id(patient: &VerifyKey) -> String {
-    format!("{PATIENT_CLIENT_PREFIX}{patient}")
-}
 
 fn invalid(reason: &str) -> WalletError {
     WalletError::InvalidArgument {
@@ -80,17 +71,13 @@ fn check_audience(audience: &str) -> Result<(), WalletError> {
     }
 }
 
-/// `BASE64URL(JSON(map))`.
-fn encode_json(map: Map<String, Value>) -> String {
-    URL_SAFE_NO_PAD.encode(Value::Object(map).to_string())
-}
-
-/// The compact JWS of `identity`'s self-assertion for `audience` made at `now`, with `jti`.
-pub(crate) fn patient_assertion(
+/// The compact JWS of `identity`'s self-assertion for `audience` made at `now`, its `jti`
+/// from `rng`.
+pub(crate) fn patient_assertion<R: Rng + CryptoRng + ?Sized>(
     identity: &Identity,
     audience: &str,
     now: u64,
-    jti: &[u8; 16],
+    rng: &mut R,
 ) -> Result<String, WalletError> {
     check_audience(audience)?;
     if now > MAX_NOW_SECONDS {
@@ -98,20 +85,8 @@ pub(crate) fn patient_assertion(
             "now must be seconds since the Unix epoch (not milliseconds)",
         ));
     }
-    let client_id = patient_client_id(&identity.verify_key());
-    let mut header = Map::new();
-    header.insert("alg".into(), "EdDSA".into());
-    header.insert("typ".into(), "JWT".into());
-    let mut claims = Map::new();
-    claims.insert("iss".into(), client_id.clone().into());
-    claims.insert("sub".into(), client_id.into());
-    claims.insert("aud".into(), audience.into());
-    claims.insert("exp".into(), (now + ASSERTION_LIFETIME_SECONDS).into());
-    claims.insert("iat".into(), now.into());
-    claims.insert("jti".into(), hex::encode(jti).into());
-    let input = format!("{}.{}", encode_json(header), encode_json(claims));
-    let signature = identity.sign_jws(&input)?;
-    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    Ok(ClientAssertion::for_patient(&identity.verify_key(), audience, now, rng)
+        .sign_eddsa(identity)?)
 }
 
 #[uniffi::export]
@@ -132,9 +107,12 @@ impl Wallet {
         now_seconds: u64,
     ) -> Result<String, WalletError> {
         guard(|| {
-            let mut jti = [0u8; 16];
-            UnwrapErr(SysRng).fill_bytes(&mut jti);
-            patient_assertion(self.identity(), &audience, now_seconds, &jti)
+            patient_assertion(
+                self.identity(),
+                &audience,
+                now_seconds,
+                &mut UnwrapErr(SysRng),
+            )
         })
     }
 

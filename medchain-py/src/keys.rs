@@ -120,6 +120,51 @@ impl Identity {
         Ok(PyBytes::new(py, &signature))
     }
 
+    /// A SMART Backend Services client assertion signed by this identity: a compact JWS,
+    /// `EdDSA`, with `iss` = `sub` = `client_id`, `aud` = `audience` (the node's token
+    /// endpoint URL), `iat` = `now` (seconds since the Unix epoch), `exp` 60 s later, a random
+    /// `jti`, and `kid` in the header when given (`medchain_core::jwt::ClientAssertion`, the
+    /// builder the node and the wallet use). Raises `InvalidArgument` for an empty client id,
+    /// an audience that is not an `http(s)://` URL, or a `now` past the year 9999 (milliseconds
+    /// given as seconds).
+    #[pyo3(signature = (client_id, audience, now, kid=None))]
+    fn client_assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now: u64,
+        kid: Option<&str>,
+    ) -> Result<String> {
+        const MAX_NOW_SECONDS: u64 = 253_402_300_799;
+        let invalid = |why: &str| Error::new(Kind::InvalidArgument, why.to_owned());
+        if client_id.is_empty() || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("client_id must be printable ASCII, not empty"));
+        }
+        let url = audience
+            .strip_prefix("https://")
+            .or_else(|| audience.strip_prefix("http://"));
+        if !url.is_some_and(|rest| !rest.is_empty()) || audience.len() > 2048 {
+            return Err(invalid(
+                "audience must be the node's token endpoint URL (http:// or https://)",
+            ));
+        }
+        if now > MAX_NOW_SECONDS {
+            return Err(invalid(
+                "now must be seconds since the Unix epoch (not milliseconds)",
+            ));
+        }
+        let mut assertion = medchain_core::jwt::ClientAssertion::new(
+            client_id,
+            audience,
+            now,
+            &mut UnwrapErr(SysRng),
+        );
+        if let Some(kid) = kid {
+            assertion = assertion.with_kid(kid);
+        }
+        Ok(assertion.sign_eddsa(&self.inner)?)
+    }
+
     fn __repr__(&self) -> String {
         format!("Identity(public_text='{}')", self.inner.public().to_text())
     }

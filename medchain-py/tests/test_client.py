@@ -163,6 +163,22 @@ def test_assertion_is_an_eddsa_jws(fhir_net: FhirNet) -> None:
     assert len(base64.urlsafe_b64decode(pad(signature))) == 64
 
 
+def test_client_assertion_is_built_by_the_core_and_refuses_bad_arguments() -> None:
+    import base64
+
+    me = Identity.generate()
+    aud = "https://node.example/fhir/auth/token"
+    jwt = me.client_assertion("city-ehr", aud, 1_790_000_000)
+    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+    header, claims, _ = (json.loads(base64.urlsafe_b64decode(pad(p))) if i < 2 else p for i, p in enumerate(jwt.split(".")))
+    assert header == {"alg": "EdDSA", "typ": "JWT"}
+    assert (claims["iss"], claims["sub"], claims["aud"], claims["iat"], claims["exp"]) == ("city-ehr", "city-ehr", aud, 1_790_000_000, 1_790_000_060)
+    assert me.client_assertion("city-ehr", aud, 1_790_000_000) != jwt  # a fresh jti
+    for bad in [("", aud, 1), ("city ehr", aud, 1), ("c", "ftp://x", 1), ("c", "https://", 1), ("c", aud, 1_790_000_000_000)]:
+        with pytest.raises(medchain.InvalidArgument):
+            me.client_assertion(*bad)
+
+
 def test_sign_jws_refuses_what_is_not_a_signing_input() -> None:
     me = Identity.generate()
     assert len(me.sign_jws("eyJhbGciOiJFZERTQSJ9.eyJhIjoxfQ")) == 64

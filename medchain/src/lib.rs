@@ -79,7 +79,7 @@ pub use host::{
 /// failure.
 pub use medchain_fhir::WriteError;
 pub use memory::{MemoryNetwork, MemoryNetworkError};
-pub use sharing::{RequestKeyError, MAX_PENDING_KEY_REQUESTS};
+pub use sharing::{RequestKeyError, MAX_PENDING_KEY_REQUESTS, MAX_REMEMBERED_DENIALS};
 
 /// The README's Rust quick start, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]

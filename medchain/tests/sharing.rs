@@ -583,3 +583,39 @@ fn the_requests_awaiting_an_answer_stay_bounded() {
         .expect("sent");
     assert_eq!(host.pending_key_requests(), 1);
 }
+
+#[test]
+fn attack_a_flood_of_refused_requests_writes_a_bounded_number_of_denials() {
+    let mut s = story(false);
+    let t = s.net.now_ms();
+    // City General relays a refused request for each of many made-up clinicians: each is a
+    // distinct refusal, and St. Mary's could be made to write one denial per request. The
+    // replay guard admits at most MAX_REQUESTS_PER_MEMBER per relaying member and window;
+    // the rest are answered `Unavailable`, judged no further and logged nowhere.
+    let cap = medchain_core::sharing::MAX_REQUESTS_PER_MEMBER;
+    assert!(cap < medchain::MAX_REMEMBERED_DENIALS);
+    for _ in 0..cap + 40 {
+        let stranger = Identity::generate(&mut rng());
+        s.net
+            .host_mut(CITY_GENERAL)
+            .request_key(&stranger, &s.record.record_id, None, Purpose::Treat, t)
+            .expect("sent");
+    }
+    s.net.pump(CITY_GENERAL);
+    s.net.deliver_all(STEPS).unwrap();
+    let events = s.net.take_events();
+    let answers = answered_by(&events, ST_MARYS);
+    assert_eq!(answers.len(), cap + 40);
+    let logged: Vec<TxId> = events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::KeyRequestAnswered { denial_logged, .. } if *i == ST_MARYS => *denial_logged,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged.len(), cap, "one denial per admitted request, none beyond the guard");
+    assert_eq!(
+        answers.iter().filter(|a| **a == KeyAnswer::Unavailable).count(),
+        40
+    );
+}

@@ -22,39 +22,7 @@ pub const MAX_RSA_BITS: usize = 8192;
 /// refused (a client registers public keys only).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// A client assertion's signature algorithm: the three a node accepts, nothing else (no
-/// `none`, no HMAC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Alg {
-    /// ECDSA on P-384 with SHA-384; the signature is `r || s`, 48 bytes each.
-    Es384,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    Rs384,
-    /// Ed25519 (RFC 8037).
-    EdDsa,
-}
-
-impl Alg {
-    /// The JOSE name, or `None` for any other algorithm.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "ES384" => Some(Self::Es384),
-            "RS384" => Some(Self::Rs384),
-            "EdDSA" => Some(Self::EdDsa),
-            _ => None,
-        }
-    }
-
-    /// The JOSE name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Es384 => "ES384",
-            Self::Rs384 => "RS384",
-            Self::EdDsa => "EdDSA",
-        }
-    }
-}
+pub use medchain_core::jwt::Alg;
 
 /// A public key of one of the three kinds.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! Client assertions (RFC 7523 §2.2, SMART Backend Services): a JWT in JWS compact
-//! serialization, read strictly, and [`ClientAssertion`], the one way medchain code (tests,
-//! the Python client, the wallet) makes one.
+//! serialization, read strictly. [`ClientAssertion`], the one way medchain code (this node's
+//! tests and tools, the Python client, the wallet) makes one, is `medchain_core::jwt`'s.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use medchain_core::keys::{Identity, JwsError, VerifyKey};
-use rand_core::Rng as _;
+pub use medchain_core::jwt::{patient_client_id, ClientAssertion};
+use medchain_core::keys::VerifyKey;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -23,7 +23,7 @@ pub const MAX_JTI: usize = 256;
 
 /// The prefix of a patient's self-asserted client id: `patient:` and the 64 hex digits of the
 /// patient's ed25519 verify key.
-pub const PATIENT_PREFIX: &str = "patient:";
+pub const PATIENT_PREFIX: &str = medchain_core::jwt::PATIENT_CLIENT_PREFIX;
 
 /// Why a client assertion is refused. Every one is `invalid_client` at the token endpoint
 /// (RFC 7523 §3.2); the description is fixed text, never the assertion or a claim.
@@ -232,11 +232,6 @@ fn json_depth(bytes: &[u8]) -> Option<usize> {
     (depth == 0).then_some(deepest)
 }
 
-/// The client id of a patient's self-assertion: `patient:` and the key's 64 hex digits.
-pub fn patient_client_id(patient: &VerifyKey) -> String {
-    format!("{PATIENT_PREFIX}{patient}")
-}
-
 /// The patient a self-asserted client id names, if it is one.
 pub(crate) fn patient_of(client_id: &str) -> Option<VerifyKey> {
     let hex_key = client_id.strip_prefix(PATIENT_PREFIX)?;
@@ -245,109 +240,6 @@ pub(crate) fn patient_of(client_id: &str) -> Option<VerifyKey> {
         return None;
     }
     crate::config::parse_key(hex_key).filter(|k| hex_key.len() == 64 && k.to_string() == hex_key)
-}
-
-/// A client assertion to sign: the claims SMART Backend Services asks for.
-///
-/// ```
-/// use medchain_core::keys::Identity;
-/// use medchain_node::auth::ClientAssertion;
-///
-/// let member = Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-/// let jwt = ClientAssertion::new("city-ehr", "https://node.example/fhir/auth/token", 1_790_000_000)
-///     .with_kid("member-key")
-///     .sign_eddsa(&member)
-///     .expect("a JWS signing input");
-/// assert_eq!(jwt.split('.').count(), 3);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAssertion {
-    /// `iss` (and `sub`): the client id.
-    pub client_id: String,
-    /// `aud`: the node's token endpoint URL.
-    pub audience: String,
-    /// `exp`, seconds since the epoch.
-    pub exp: u64,
-    /// `iat`, seconds since the epoch.
-    pub iat: Option<u64>,
-    /// `jti`: unique per assertion.
-    pub jti: String,
-    /// The header's `kid`.
-    pub kid: Option<String>,
-}
-
-impl ClientAssertion {
-    /// Lifetime of the assertions [`ClientAssertion::new`] makes, in seconds.
-    pub const LIFETIME: u64 = 60;
-
-    /// An assertion by `client_id` for `audience` made at `now` (seconds since the epoch):
-    /// valid for [`ClientAssertion::LIFETIME`], with a random `jti`.
-    pub fn new(client_id: &str, audience: &str, now: u64) -> Self {
-        let mut jti = [0u8; 16];
-        rand_core::UnwrapErr(getrandom::SysRng).fill_bytes(&mut jti);
-        Self {
-            client_id: client_id.into(),
-            audience: audience.into(),
-            exp: now + Self::LIFETIME,
-            iat: Some(now),
-            jti: hex::encode(jti),
-            kid: None,
-        }
-    }
-
-    /// A patient's self-assertion (signed with [`ClientAssertion::sign_eddsa`] by the patient's
-    /// identity): the client id is [`patient_client_id`].
-    pub fn for_patient(patient: &VerifyKey, audience: &str, now: u64) -> Self {
-        Self::new(&patient_client_id(patient), audience, now)
-    }
-
-    /// The same assertion naming the key `kid`.
-    #[must_use]
-    pub fn with_kid(mut self, kid: &str) -> Self {
-        self.kid = Some(kid.into());
-        self
-    }
-
-    /// `BASE64URL(header) '.' BASE64URL(claims)` for `alg`.
-    pub fn signing_input(&self, alg: Alg) -> String {
-        let mut header = Map::new();
-        header.insert("alg".into(), alg.name().into());
-        header.insert("typ".into(), "JWT".into());
-        if let Some(kid) = &self.kid {
-            header.insert("kid".into(), kid.clone().into());
-        }
-        let mut claims = Map::new();
-        claims.insert("iss".into(), self.client_id.clone().into());
-        claims.insert("sub".into(), self.client_id.clone().into());
-        claims.insert("aud".into(), self.audience.clone().into());
-        claims.insert("exp".into(), self.exp.into());
-        if let Some(iat) = self.iat {
-            claims.insert("iat".into(), iat.into());
-        }
-        claims.insert("jti".into(), self.jti.clone().into());
-        let encode =
-            |map: Map<String, Value>| URL_SAFE_NO_PAD.encode(Value::Object(map).to_string());
-        format!("{}.{}", encode(header), encode(claims))
-    }
-
-    /// The compact JWS signed by `sign` (which gets the signing input and returns the
-    /// signature in the algorithm's JOSE form: `r || s` for ES384).
-    pub fn sign_with(&self, alg: Alg, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
-        let input = self.signing_input(alg);
-        let signature = sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-    }
-
-    /// The compact JWS signed with `EdDSA` by a medchain identity (a member's own key listed
-    /// in its client's JWK Set, or a patient's key for a self-assertion).
-    ///
-    /// # Errors
-    /// [`JwsError`] (never for an input this type made).
-    pub fn sign_eddsa(&self, identity: &Identity) -> Result<String, JwsError> {
-        let input = self.signing_input(Alg::EdDsa);
-        let signature = identity.sign_jws(&input)?;
-        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
-    }
 }
 
 /// The body of a token request (`application/x-www-form-urlencoded`) presenting `assertion`
@@ -380,8 +272,14 @@ fn form_encode(value: &str) -> String {
 mod tests {
     use super::*;
 
+    use medchain_core::keys::Identity;
+
+    fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+        rand_core::UnwrapErr(getrandom::SysRng)
+    }
+
     fn identity() -> Identity {
-        Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng))
+        Identity::generate(&mut rng())
     }
 
     fn encode(json: &str) -> String {
@@ -391,7 +289,7 @@ mod tests {
     #[test]
     fn made_assertions_parse_back() {
         let id = identity();
-        let a = ClientAssertion::new("city-ehr", "https://n.example/fhir/auth/token", 1000)
+        let a = ClientAssertion::new("city-ehr", "https://n.example/fhir/auth/token", 1000, &mut rng())
             .with_kid("k1");
         let jwt = a.sign_eddsa(&id).unwrap();
         let parsed = parse(&jwt).unwrap();
@@ -407,8 +305,8 @@ mod tests {
         assert_eq!((c.exp, c.iat, c.nbf), (1060, Some(1000), None));
         assert_eq!(c.jti.len(), 32);
         assert_ne!(
-            ClientAssertion::new("a", "b", 1).jti,
-            ClientAssertion::new("a", "b", 1).jti
+            ClientAssertion::new("a", "b", 1, &mut rng()).jti,
+            ClientAssertion::new("a", "b", 1, &mut rng()).jti
         );
     }
 

@@ -124,7 +124,7 @@ pub fn audience(api: &ApiClient) -> String {
 }
 
 pub async fn ehr_token(api: &ApiClient, client: &str, key: &Identity, scope: &str) -> String {
-    let assertion = ClientAssertion::new(client, &audience(api), now_ms() / 1000)
+    let assertion = ClientAssertion::new(client, &audience(api), now_ms() / 1000, &mut rng())
         .with_kid("ehr-1")
         .sign_eddsa(key)
         .expect("assertion");
@@ -133,7 +133,7 @@ pub async fn ehr_token(api: &ApiClient, client: &str, key: &Identity, scope: &st
 
 pub async fn patient_token(api: &ApiClient, patient: &Identity) -> String {
     let assertion =
-        ClientAssertion::for_patient(&patient.verify_key(), &audience(api), now_ms() / 1000)
+        ClientAssertion::for_patient(&patient.verify_key(), &audience(api), now_ms() / 1000, &mut rng())
             .sign_eddsa(patient)
             .expect("assertion");
     token(api, assertion, "patient/*.rs patient/Consent.c").await

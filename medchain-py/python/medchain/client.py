@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import socket
 import threading
 import time
@@ -63,7 +62,6 @@ SIGNED_BODY_TYPE = "application/vnd.medchain.signed-body"
 #: The scopes a patient's own token carries.
 PATIENT_SCOPES = "patient/*.rs patient/Consent.c"
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-_ASSERTION_LIFETIME = 60
 #: The largest answer body read (a bulk export file can be large; anything beyond is refused).
 _MAX_BODY = 256 * 1024 * 1024
 
@@ -334,21 +332,7 @@ class Client:
                 self._discover()
         if self._token_endpoint is None:
             raise Unauthorized("the node has no token endpoint ([auth] is not configured)", code="not_configured")
-        now = int(time.time())
-        header: Dict[str, str] = {"alg": "EdDSA", "typ": "JWT"}
-        if self.kid:
-            header["kid"] = self.kid
-        claims = {
-            "iss": self.client_id,
-            "sub": self.client_id,
-            "aud": self._token_endpoint,
-            "exp": now + _ASSERTION_LIFETIME,
-            "iat": now,
-            "jti": os.urandom(16).hex(),
-        }
-        compact = lambda v: _b64url(json.dumps(v, separators=(",", ":")).encode("utf-8"))  # noqa: E731
-        signing_input = f"{compact(header)}.{compact(claims)}"
-        return f"{signing_input}.{_b64url(self._identity.sign_jws(signing_input))}"
+        return self._identity.client_assertion(self.client_id, self._token_endpoint, int(time.time()), self.kid or None)
 
     def _fetch_token(self) -> Tuple[str, float]:
         assert self._token_endpoint is not None
