@@ -85,8 +85,10 @@ pub(crate) fn patient_assertion<R: Rng + CryptoRng + ?Sized>(
             "now must be seconds since the Unix epoch (not milliseconds)",
         ));
     }
-    Ok(ClientAssertion::for_patient(&identity.verify_key(), audience, now, rng)
-        .sign_eddsa(identity)?)
+    Ok(
+        ClientAssertion::for_patient(&identity.verify_key(), audience, now, rng)
+            .sign_eddsa(identity)?,
+    )
 }
 
 #[uniffi::export]

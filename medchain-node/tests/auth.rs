@@ -181,7 +181,15 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     let api = net.nodes[0].api();
     assert_fhir_401(&get(&api, "/fhir/Observation").await);
     let aud = audience(&net.nodes[0]);
-    let jwt = keys.sign(&ClientAssertion::new("city-ehr", &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng)), Alg::EdDsa);
+    let jwt = keys.sign(
+        &ClientAssertion::new(
+            "city-ehr",
+            &aud,
+            now(),
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        ),
+        Alg::EdDsa,
+    );
     assert_eq!(
         token_error(api.token(&jwt, "system/*.rs").await),
         (401, "invalid_client".into())
@@ -220,7 +228,13 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
         (Alg::EdDsa, "member"),
     ] {
         let jwt = keys.sign(
-            &ClientAssertion::new("city-ehr", &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng)).with_kid(kid),
+            &ClientAssertion::new(
+                "city-ehr",
+                &aud,
+                now(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .with_kid(kid),
             alg,
         );
         let raw = api
@@ -266,7 +280,15 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     }
 
     // The operator's token opens the operator API (the member's own key, EdDSA).
-    let jwt = keys.sign(&ClientAssertion::new("ops", &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng)), Alg::EdDsa);
+    let jwt = keys.sign(
+        &ClientAssertion::new(
+            "ops",
+            &aud,
+            now(),
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        ),
+        Alg::EdDsa,
+    );
     let ops = api
         .token(&jwt, "system/*.rs")
         .await
@@ -287,7 +309,12 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
 
     // A patient's self-assertion: their own key, patient/ scopes, no registration.
     let alice = Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-    let own = ClientAssertion::for_patient(&alice.verify_key(), &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let own = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        &aud,
+        now(),
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     let token = api
         .token(
             &own.sign_eddsa(&alice).expect("signs"),
@@ -307,7 +334,12 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     assert_eq!(get(&wallet, &other).await.status, 403);
     assert_eq!(get(&wallet, "/v1/status").await.status, 403);
     // Trying system/ scopes: nothing a patient may have.
-    let own = ClientAssertion::for_patient(&alice.verify_key(), &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let own = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        &aud,
+        now(),
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     assert_eq!(
         token_error(
             api.token(&own.sign_eddsa(&alice).expect("signs"), "system/*.rs")
@@ -329,7 +361,14 @@ async fn attacks_on_the_token_endpoint_are_refused_and_issue_nothing() {
     let api = net.nodes[0].api();
     let aud = audience(&net.nodes[0]);
     let scope = "system/Observation.rs";
-    let fresh = || ClientAssertion::new("city-ehr", &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let fresh = || {
+        ClientAssertion::new(
+            "city-ehr",
+            &aud,
+            now(),
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        )
+    };
     let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
     let payload = |a: &ClientAssertion| {
         let input = a.signing_input(Alg::EdDsa);
@@ -517,7 +556,15 @@ async fn a_token_stops_working_when_it_expires() {
     start(&mut net).await;
     let api = net.nodes[0].api();
     let aud = audience(&net.nodes[0]);
-    let jwt = keys.sign(&ClientAssertion::new("ops", &aud, now(), &mut rand_core::UnwrapErr(getrandom::SysRng)), Alg::EdDsa);
+    let jwt = keys.sign(
+        &ClientAssertion::new(
+            "ops",
+            &aud,
+            now(),
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        ),
+        Alg::EdDsa,
+    );
     let token = api.token(&jwt, "").await.expect("token");
     assert_eq!(token.expires_in, 3);
     let ops = api.clone().with_bearer(&token.access_token);

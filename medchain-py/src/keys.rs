@@ -143,7 +143,7 @@ impl Identity {
         let url = audience
             .strip_prefix("https://")
             .or_else(|| audience.strip_prefix("http://"));
-        if !url.is_some_and(|rest| !rest.is_empty()) || audience.len() > 2048 {
+        if url.is_none_or(str::is_empty) || audience.len() > 2048 {
             return Err(invalid(
                 "audience must be the node's token endpoint URL (http:// or https://)",
             ));

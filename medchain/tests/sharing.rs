@@ -613,9 +613,16 @@ fn attack_a_flood_of_refused_requests_writes_a_bounded_number_of_denials() {
             _ => None,
         })
         .collect();
-    assert_eq!(logged.len(), cap, "one denial per admitted request, none beyond the guard");
     assert_eq!(
-        answers.iter().filter(|a| **a == KeyAnswer::Unavailable).count(),
+        logged.len(),
+        cap,
+        "one denial per admitted request, none beyond the guard"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| **a == KeyAnswer::Unavailable)
+            .count(),
         40
     );
 }

@@ -289,8 +289,13 @@ mod tests {
     #[test]
     fn made_assertions_parse_back() {
         let id = identity();
-        let a = ClientAssertion::new("city-ehr", "https://n.example/fhir/auth/token", 1000, &mut rng())
-            .with_kid("k1");
+        let a = ClientAssertion::new(
+            "city-ehr",
+            "https://n.example/fhir/auth/token",
+            1000,
+            &mut rng(),
+        )
+        .with_kid("k1");
         let jwt = a.sign_eddsa(&id).unwrap();
         let parsed = parse(&jwt).unwrap();
         assert_eq!(

@@ -88,7 +88,12 @@ fn state(keys: &Keys, operator: bool) -> AuthState {
 }
 
 fn assertion() -> ClientAssertion {
-    ClientAssertion::new("city-ehr", AUD, NOW, &mut rand_core::UnwrapErr(getrandom::SysRng))
+    ClientAssertion::new(
+        "city-ehr",
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
 }
 
 fn form(jwt: &str, scope: &str) -> Vec<u8> {
@@ -353,7 +358,12 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     let keys = Keys::new();
     let state = state(&keys, false);
     let alice = Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-    let own = ClientAssertion::for_patient(&alice.verify_key(), AUD, NOW, &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let own = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     let token = ask(
         &state,
         &own.sign_eddsa(&alice).unwrap(),
@@ -369,7 +379,12 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     assert!(p.reaches_patient(&alice.verify_key()));
     assert!(!p.reaches_patient(&keys.member.verify_key()));
     // system/ scopes: nothing a patient may have.
-    let asked = ClientAssertion::for_patient(&alice.verify_key(), AUD, NOW, &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let asked = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     let err = ask(
         &state,
         &asked.sign_eddsa(&alice).unwrap(),
@@ -378,7 +393,12 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     .unwrap_err();
     assert_eq!(err.code(), "invalid_scope");
     // Mixed: only the patient part.
-    let asked = ClientAssertion::for_patient(&alice.verify_key(), AUD, NOW, &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let asked = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     let token = ask(
         &state,
         &asked.sign_eddsa(&alice).unwrap(),
@@ -387,7 +407,12 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     .unwrap();
     assert_eq!(token.scope, "patient/Observation.rs");
     // Alice's id signed by someone else, or by her key with another alg.
-    let forged = ClientAssertion::for_patient(&alice.verify_key(), AUD, NOW, &mut rand_core::UnwrapErr(getrandom::SysRng));
+    let forged = ClientAssertion::for_patient(
+        &alice.verify_key(),
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    );
     assert_eq!(
         ask(
             &state,

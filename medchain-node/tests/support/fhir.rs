@@ -132,10 +132,14 @@ pub async fn ehr_token(api: &ApiClient, client: &str, key: &Identity, scope: &st
 }
 
 pub async fn patient_token(api: &ApiClient, patient: &Identity) -> String {
-    let assertion =
-        ClientAssertion::for_patient(&patient.verify_key(), &audience(api), now_ms() / 1000, &mut rng())
-            .sign_eddsa(patient)
-            .expect("assertion");
+    let assertion = ClientAssertion::for_patient(
+        &patient.verify_key(),
+        &audience(api),
+        now_ms() / 1000,
+        &mut rng(),
+    )
+    .sign_eddsa(patient)
+    .expect("assertion");
     token(api, assertion, "patient/*.rs patient/Consent.c").await
 }
 
