@@ -1377,9 +1377,12 @@ async fn search(
         .get("code")
         .map(|c| format!("&code={}", percent_encode(c)))
         .unwrap_or_default();
-    let base = api.fhir_base().map(|b| format!("{b}/")).unwrap_or_default();
-    let link =
-        |o: usize| format!("{base}{kind}?patient={patient_hex}{code_q}&_count={count}&_offset={o}");
+    let link = |o: usize| {
+        fhir_url(
+            &api,
+            &format!("{kind}?patient={patient_hex}{code_q}&_count={count}&_offset={o}"),
+        )
+    };
     let mut links = vec![json!({"relation": "self", "url": link(offset)})];
     if more {
         links.push(json!({"relation": "next", "url": link(offset + count)}));
