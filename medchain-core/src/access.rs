@@ -349,6 +349,14 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
             "refused: {}",
             entry.denied_by.as_deref().unwrap_or("denied")
         ));
+        // The institution whose node relayed the request (IHE BALP: the requesting system).
+        if let (Some(relay), Some(agents)) = (&entry.relayed_by, event["agent"].as_array_mut()) {
+            agents.push(json!({
+                "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110153", "display": "Source Role ID"}]},
+                "who": {"identifier": {"system": "urn:medchain:node", "value": relay.to_string()}},
+                "requestor": false
+            }));
+        }
     }
     event
 }

@@ -117,6 +117,9 @@ pub struct AuditEntry {
     /// For a [`AuditKind::Denied`] entry, the rule that refused (`denied`: the patient's
     /// consents; otherwise a [`RuleError::name`]); `None` for every other kind.
     pub denied_by: Option<String>,
+    /// For a [`AuditKind::Denied`] entry, the member whose node relayed the request (the
+    /// requester's institution, as far as the network knows); `None` for every other kind.
+    pub relayed_by: Option<VerifyKey>,
 }
 
 /// Format version of the stored forms of [`RecordEntry`] and [`AuditEntry`]. Version 2: audit
@@ -187,7 +190,7 @@ impl AuditKind {
 }
 
 /// Canonical stored form (persistent stores keep it encrypted):
-/// `version (3) | kind (u8) | [rule (bytes), kind 4 only] | record id | patient | actor
+/// `version (3) | kind (u8) | [rule (bytes), relaying member?, kind 4 only] | record id | patient | actor
 /// | purpose (bytes) | consent id? | emergency | at_ms (u64) | claimed_at_ms (u64) | node | tx id
 /// | height (u64)`. Entries of kinds 1 to 3 are encoded as before kind 4 existed.
 impl Encode for AuditEntry {
@@ -196,6 +199,7 @@ impl Encode for AuditEntry {
         out.put_u8(self.kind.code());
         if self.kind == AuditKind::Denied {
             out.put_bytes(self.denied_by.as_deref().unwrap_or_default().as_bytes());
+            out.put_option(self.relayed_by.as_ref());
         }
         self.record_id.encode_to(out);
         self.patient.encode_to(out);
@@ -215,7 +219,7 @@ impl Decode for AuditEntry {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version("audit entry", STATE_ENTRY_VERSION)?;
         let kind = AuditKind::from_code(r.u8()?)?;
-        let denied_by = match kind {
+        let (denied_by, relayed_by) = match kind {
             AuditKind::Denied => {
                 let rule = r.string("denial rule", crate::tx::MAX_DENIAL_RULE)?;
                 if !crate::tx::is_rule_name(&rule) {
@@ -223,13 +227,14 @@ impl Decode for AuditEntry {
                         what: "denial rule",
                     });
                 }
-                Some(rule)
+                (Some(rule), r.option("relaying member")?)
             }
-            _ => None,
+            _ => (None, None),
         };
         Ok(Self {
             kind,
             denied_by,
+            relayed_by,
             record_id: RecordId::decode_from(r)?,
             patient: VerifyKey::decode_from(r)?,
             actor: PublicIdentity::decode_from(r)?,
@@ -680,6 +685,9 @@ pub enum RuleError {
     /// per-record log would tell every member who is in which study.
     #[error("research is logged once per release, never per record")]
     ResearchLoggedPerRecord,
+    /// A refusal names as its relaying member a key that is not a member of the network.
+    #[error("the member named as relaying the request is not a member of the network")]
+    NotAMember,
     /// The transaction's time no longer fits the time of the block it would go into (it was
     /// pending longer than genesis allows): its maker must sign it again. A block rule that the
     /// node applies to its own pending transactions.
@@ -728,6 +736,7 @@ impl RuleError {
             Self::ClaimedTimeOutOfRange => "claimed_time_out_of_range",
             Self::NotAResearcher => "not_a_researcher",
             Self::ResearchLoggedPerRecord => "research_logged_per_record",
+            Self::NotAMember => "not_a_member",
             Self::StaleTimestamp => "stale_timestamp",
             Self::Unverified(_) => "unverified",
         }
@@ -1140,6 +1149,7 @@ impl LedgerRules<'_> {
                     tx_id: m.tx_id,
                     height,
                     denied_by: None,
+                    relayed_by: None,
                 });
             }
             TxBody::AccessLogged {
@@ -1184,6 +1194,7 @@ impl LedgerRules<'_> {
                     tx_id: m.tx_id,
                     height,
                     denied_by: None,
+                    relayed_by: None,
                 });
             }
             TxBody::AccessDenied {
@@ -1192,12 +1203,17 @@ impl LedgerRules<'_> {
                 purpose,
                 rule,
                 requested_at_ms,
+                relayed_by,
             } => {
                 // Logged by the member that holds the record (the one the request went to), for
-                // a record that still exists; research never asks for keys (`TxBody::check`).
+                // a record that still exists; research never asks for keys (`TxBody::check`);
+                // relayed by a member of this network.
                 let record = self.held_record(&record_id, m.contributor)?;
                 if !tx_time_fits(self.genesis, at_ms, requested_at_ms) {
                     return Err(RuleError::ClaimedTimeOutOfRange.into());
+                }
+                if self.genesis.member(&relayed_by).is_none() {
+                    return Err(RuleError::NotAMember.into());
                 }
                 self.delta.audit.push(AuditEntry {
                     kind: AuditKind::Denied,
@@ -1213,6 +1229,7 @@ impl LedgerRules<'_> {
                     tx_id: m.tx_id,
                     height,
                     denied_by: Some(rule),
+                    relayed_by: Some(relayed_by),
                 });
             }
             TxBody::ResearchReleased(log) => {
@@ -1254,6 +1271,7 @@ impl LedgerRules<'_> {
                     tx_id: m.tx_id,
                     height,
                     denied_by: None,
+                    relayed_by: None,
                 });
             }
         }

@@ -297,6 +297,9 @@ pub enum TxBody {
         rule: String,
         /// When the request was made (its signed time, milliseconds since the Unix epoch).
         requested_at_ms: u64,
+        /// The member whose node relayed the request (the holder itself for its own
+        /// clinicians): the institution the patient's audit trail names beside the requester.
+        relayed_by: VerifyKey,
     },
 }
 
@@ -604,12 +607,14 @@ impl Encode for TxBody {
                 purpose,
                 rule,
                 requested_at_ms,
+                relayed_by,
             } => {
                 record_id.encode_to(out);
                 requester.encode_to(out);
                 out.put_bytes(purpose.as_bytes());
                 out.put_bytes(rule.as_bytes());
                 out.put_u64(*requested_at_ms);
+                relayed_by.encode_to(out);
             }
         }
     }
@@ -663,6 +668,7 @@ impl Decode for TxBody {
                 purpose: r.string("purpose of use", MAX_PURPOSE)?,
                 rule: r.string("denial rule", MAX_DENIAL_RULE)?,
                 requested_at_ms: r.u64()?,
+                relayed_by: VerifyKey::decode_from(r)?,
             },
         })
     }

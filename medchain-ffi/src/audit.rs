@@ -67,6 +67,9 @@ pub struct AuditRecord {
     /// For [`AuditAction::Denied`], the rule that refused: `denied` (the patient's consents do
     /// not permit it) or a ledger rule's stable name (`bad_credential`, ...); `None` otherwise.
     pub denied_by: Option<String>,
+    /// For [`AuditAction::Denied`], the member whose node relayed the request (hex signing
+    /// key): the requester's institution as far as the network knows; `None` otherwise.
+    pub relayed_by: Option<String>,
     /// The entry as FHIR R4 `AuditEvent` JSON.
     pub fhir_audit_event: String,
 }
@@ -91,6 +94,7 @@ impl From<&AuditEntry> for AuditRecord {
             tx_id: e.tx_id.to_string(),
             height: e.height,
             denied_by: e.denied_by.clone(),
+            relayed_by: e.relayed_by.map(|k| k.to_string()),
             fhir_audit_event: audit_event(e).to_string(),
         }
     }

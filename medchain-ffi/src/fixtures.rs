@@ -248,6 +248,7 @@ pub fn build() -> Result<Files, String> {
         purpose: Purpose::Treat.code().to_owned(),
         rule: "denied".into(),
         requested_at_ms: c.net.now_ms,
+        relayed_by: c.net.nodes[4].verify_key(),
     };
     let t = c.net.tx(0, &denial, Vec::new());
     c.commit(vec![t])?;
@@ -256,6 +257,10 @@ pub fn build() -> Result<Files, String> {
         stranger.public().to_text().into_bytes(),
     );
     files.insert("proof-denial.bin".into(), c.proof(5, 0)?.to_bytes());
+    files.insert(
+        "relay.key".into(),
+        c.net.nodes[4].verify_key().to_string().into_bytes(),
+    );
 
     // Proofs.
     let record_proof = c.proof(0, 0)?;

@@ -587,6 +587,10 @@ fn audit_trail_decodes_with_emergencies_flagged() {
         ("TREAT", Some("denied"))
     );
     assert!(refused.consent_id.is_none() && !refused.emergency);
+    assert_eq!(
+        refused.relayed_by.as_deref(),
+        Some(text("relay.key").as_str())
+    );
     assert!(trail[..5].iter().all(|a| a.denied_by.is_none()));
     let event: serde_json::Value = serde_json::from_str(&refused.fhir_audit_event).unwrap();
     assert_eq!(

@@ -103,6 +103,7 @@ fn audit_events_medchain_exports_are_valid_r4() {
             tx_id: TxId::from_byte_array([3; 32]),
             height: 42,
             denied_by: (kind == AuditKind::Denied).then(|| "bad_credential".to_owned()),
+            relayed_by: (kind == AuditKind::Denied).then(|| node.verify_key()),
         };
         let event = audit_event(&entry);
         assert_clean(&event);
@@ -110,6 +111,7 @@ fn audit_events_medchain_exports_are_valid_r4() {
         assert_eq!(event["outcome"], if refused { "4" } else { "0" });
         if refused {
             assert_eq!(event["outcomeDesc"], "refused: bad_credential");
+            assert_eq!(event["agent"][1]["requestor"], false);
         }
     }
 }

@@ -1098,6 +1098,7 @@ fn static_rule(rule: &str) -> &'static str {
         "claimed_time_out_of_range",
         "not_a_researcher",
         "research_logged_per_record",
+        "not_a_member",
         "stale_timestamp",
         "unverified",
     ];

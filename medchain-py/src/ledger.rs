@@ -89,6 +89,7 @@ fn audit_dict<'py>(py: Python<'py>, a: &AuditEntry) -> Result<Bound<'py, PyDict>
     d.set_item("tx_id", a.tx_id.to_string())?;
     d.set_item("height", a.height)?;
     d.set_item("denied_by", a.denied_by.as_deref())?;
+    d.set_item("relayed_by", a.relayed_by.as_ref().map(vk_hex))?;
     Ok(d)
 }
 
@@ -174,12 +175,14 @@ fn body_dict<'py>(
             purpose,
             rule,
             requested_at_ms,
+            relayed_by,
         } => {
             d.set_item("record_id", record_id.to_string())?;
             d.set_item("requester", requester.to_text())?;
             d.set_item("purpose", purpose)?;
             d.set_item("rule", rule)?;
             d.set_item("requested_at_ms", *requested_at_ms)?;
+            d.set_item("relayed_by", vk_hex(relayed_by))?;
         }
         #[allow(unreachable_patterns)]
         _ => {}

@@ -229,7 +229,7 @@ impl<S: PersistentStore> Host<S> {
     fn on_key_request(&mut self, from: VerifyKey, request: &KeyRequest, now_ms: u64) {
         let id = request.id();
         let (answer, denial) = self.judge_key_request(from, id, request, now_ms);
-        let denial_logged = self.log_denial(request, &answer, now_ms);
+        let denial_logged = self.log_denial(from, request, &answer, now_ms);
         let response = KeyResponse {
             request: id,
             answer: answer.clone(),
@@ -263,9 +263,11 @@ impl<S: PersistentStore> Host<S> {
     /// requests this host could not judge are not logged: they name no reader the network can
     /// trust, or nothing to protect. The same refusal (grantee, record, purpose, rule) is
     /// logged once per request window; the requests per relaying member are bounded by the
-    /// replay guard. Returns the transaction's id, or `None` when nothing was submitted.
+    /// replay guard. The denial names `from`, the member that relayed the request. Returns the
+    /// transaction's id, or `None` when nothing was submitted.
     fn log_denial(
         &mut self,
+        from: VerifyKey,
         request: &KeyRequest,
         answer: &KeyAnswer,
         now_ms: u64,
@@ -293,6 +295,7 @@ impl<S: PersistentStore> Host<S> {
             purpose: key.2.clone(),
             rule: key.3.clone(),
             requested_at_ms: request.at_ms,
+            relayed_by: from,
         };
         let id = self.submit_body(&body, now_ms).ok()?;
         self.sharing_mut().logged_denials.insert(key, now_ms);

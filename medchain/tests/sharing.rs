@@ -218,6 +218,8 @@ fn without_consent_the_request_is_denied_generically_and_only_the_denial_commits
         assert_eq!(entry.purpose, "TREAT");
         assert_eq!(entry.denied_by.as_deref(), Some("denied"));
         assert_eq!(entry.node, s.net.host(ST_MARYS).key());
+        // The institution that relayed Dr. Okafor's request: City General.
+        assert_eq!(entry.relayed_by, Some(s.net.host(CITY_GENERAL).key()));
         assert!(entry.consent_id.is_none() && !entry.emergency);
     }
     assert!(s

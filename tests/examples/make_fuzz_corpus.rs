@@ -136,6 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 purpose: "TREAT".into(),
                 rule: "denied".into(),
                 requested_at_ms: 1_700_000_000_400,
+                relayed_by: hospital.verify_key(),
             },
         ),
     ];
@@ -317,6 +318,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tx_id: tx.id(),
             height: 1,
             denied_by: None,
+            relayed_by: None,
         };
         add("decode_audit_entry", "emergency-access", audit.to_bytes());
         let denied = medchain_core::ledger::AuditEntry {
@@ -324,6 +326,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             purpose: "TREAT".into(),
             emergency: false,
             denied_by: Some("denied".into()),
+            relayed_by: Some(tn.nodes[1].verify_key()),
             ..audit
         };
         add("decode_audit_entry", "denied-read", denied.to_bytes());

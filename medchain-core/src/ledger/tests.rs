@@ -1091,6 +1091,7 @@ fn every_rule_is_named_and_keeps_its_coarse_wire_reason() {
         RuleError::ClaimedTimeOutOfRange,
         RuleError::NotAResearcher,
         RuleError::ResearchLoggedPerRecord,
+        RuleError::NotAMember,
         RuleError::StaleTimestamp,
         RuleError::Unverified(TxError::BadSignature),
     ];
@@ -1117,13 +1118,28 @@ fn every_rule_is_named_and_keeps_its_coarse_wire_reason() {
     assert_eq!(revoked.to_string(), no_consent.to_string());
 }
 
-fn denial_body(record: &RecordId, requester: &Identity, purpose: &str, rule: &str) -> TxBody {
+/// A refusal of `requester`'s request, relayed by `relay` (a member key).
+fn denial_by(
+    record: &RecordId,
+    requester: &Identity,
+    purpose: &str,
+    rule: &str,
+    relay: VerifyKey,
+) -> TxBody {
     TxBody::AccessDenied {
         record_id: *record,
         requester: requester.public(),
         purpose: purpose.into(),
         rule: rule.into(),
         requested_at_ms: T0,
+        relayed_by: relay,
+    }
+}
+
+impl Fx {
+    /// A refusal of `requester`'s request relayed by the clinic (a member).
+    fn denial(&self, record: &RecordId, requester: &Identity, purpose: &str, rule: &str) -> TxBody {
+        denial_by(record, requester, purpose, rule, self.clinic.verify_key())
     }
 }
 
@@ -1133,7 +1149,7 @@ fn a_refused_request_is_logged_by_the_holder_in_the_patients_audit_trail() {
     let sealed = f.add_record(OBS);
     let id = sealed.record_id();
     let doctor = f.doctor.duplicate();
-    let body = denial_body(&id, &doctor, "TREAT", "denied");
+    let body = f.denial(&id, &doctor, "TREAT", "denied");
     // The canonical encoding round-trips (metadata only: the body has no payload).
     assert_eq!(TxBody::from_bytes(&body.to_bytes()).unwrap(), body);
     let tx = f.tx(false, &body, T0);
@@ -1144,19 +1160,20 @@ fn a_refused_request_is_logged_by_the_holder_in_the_patients_audit_trail() {
     assert_eq!(entry.kind, AuditKind::Denied);
     assert_eq!(entry.actor, doctor.public());
     assert_eq!(entry.denied_by.as_deref(), Some("denied"));
+    assert_eq!(entry.relayed_by, Some(f.clinic.verify_key()));
     assert!(!entry.emergency && entry.consent_id.is_none());
     // The stored form keeps the rule; the FHIR form says "refused" with the rule's name only.
     assert_eq!(AuditEntry::from_bytes(&entry.to_bytes()).unwrap(), entry);
     let event = audit_event(&entry);
     assert_eq!(event["outcome"], "4");
     assert_eq!(event["outcomeDesc"], "refused: denied");
+    assert_eq!(
+        event["agent"][1]["who"]["identifier"]["value"],
+        f.clinic.verify_key().to_string()
+    );
     // A refused break-glass read is flagged as one.
     let er = f.er_doctor.duplicate();
-    let tx = f.tx(
-        false,
-        &denial_body(&id, &er, "ETREAT", "bad_credential"),
-        T0,
-    );
+    let tx = f.tx(false, &f.denial(&id, &er, "ETREAT", "bad_credential"), T0);
     f.block(vec![tx]).unwrap();
     let trail = f.state.audit_of_patient(&f.patient.verify_key());
     assert!(trail[1].emergency && trail[1].denied_by.as_deref() == Some("bad_credential"));
@@ -1169,18 +1186,14 @@ fn attack_denials_only_from_the_holder_never_for_research_nor_with_a_made_up_rul
     let id = sealed.record_id();
     let doctor = f.doctor.duplicate();
     // Another member cannot fill a patient's trail with denials for a record it did not add.
-    let forged = f.tx(true, &denial_body(&id, &doctor, "TREAT", "denied"), T0);
+    let forged = f.tx(true, &f.denial(&id, &doctor, "TREAT", "denied"), T0);
     assert_eq!(f.block(vec![forged]), Err(RuleError::NotTheRecordHolder));
     // Nor for a record that does not exist.
     let unknown = RecordId::from_byte_array([9; 32]);
-    let ghost = f.tx(
-        false,
-        &denial_body(&unknown, &doctor, "TREAT", "denied"),
-        T0,
-    );
+    let ghost = f.tx(false, &f.denial(&unknown, &doctor, "TREAT", "denied"), T0);
     assert_eq!(f.block(vec![ghost]), Err(RuleError::UnknownRecord));
     // A claimed request time far from the block's is refused.
-    let mut late = denial_body(&id, &doctor, "TREAT", "denied");
+    let mut late = f.denial(&id, &doctor, "TREAT", "denied");
     if let TxBody::AccessDenied {
         requested_at_ms, ..
     } = &mut late
@@ -1189,6 +1202,14 @@ fn attack_denials_only_from_the_holder_never_for_research_nor_with_a_made_up_rul
     }
     let late = f.tx(false, &late, T0);
     assert_eq!(f.block(vec![late]), Err(RuleError::ClaimedTimeOutOfRange));
+    // The relaying member must be a member: the patient's trail names a real institution.
+    let stranger = Identity::generate(&mut f.rng).verify_key();
+    let unrelayed = f.tx(
+        false,
+        &denial_by(&id, &doctor, "TREAT", "denied", stranger),
+        T0,
+    );
+    assert_eq!(f.block(vec![unrelayed]), Err(RuleError::NotAMember));
     // Research asks for no key, so it is never refused one; a rule name is a-z and _ only,
     // which keeps free text (and any PHI in it) off the chain.
     for (purpose, rule) in [
@@ -1198,7 +1219,7 @@ fn attack_denials_only_from_the_holder_never_for_research_nor_with_a_made_up_rul
         ("TREAT", &"x".repeat(49)),
         ("", "denied"),
     ] {
-        let body = denial_body(&id, &doctor, purpose, rule);
+        let body = f.denial(&id, &doctor, purpose, rule);
         assert!(body.check(&f.chain()).is_err(), "{purpose} {rule}");
         assert!(TxBody::from_bytes(&body.to_bytes()).map_or(true, |b| b.check(&f.chain()).is_err()));
     }
@@ -1207,6 +1228,6 @@ fn attack_denials_only_from_the_holder_never_for_research_nor_with_a_made_up_rul
     let erase = f.erase_body(&sealed, &f.patient.duplicate());
     let tx = f.tx(false, &erase, T0);
     f.block(vec![tx]).unwrap();
-    let after = f.tx(false, &denial_body(&id, &doctor, "TREAT", "denied"), T0);
+    let after = f.tx(false, &f.denial(&id, &doctor, "TREAT", "denied"), T0);
     assert_eq!(f.block(vec![after]), Err(RuleError::Erased));
 }

@@ -115,4 +115,5 @@ def test_audit_trail(wallet: m.Wallet) -> None:
     assert [a.emergency for a in trail].count(True) == 2
     assert [a.action for a in trail[-2:]] == [m.AuditAction.ERASED, m.AuditAction.DENIED]
     assert (trail[-1].denied_by, trail[-1].consent_id) == ("denied", None)
+    assert trail[-1].relayed_by is not None and len(trail[-1].relayed_by) == 64
     assert all(a.denied_by is None for a in trail[:-1])

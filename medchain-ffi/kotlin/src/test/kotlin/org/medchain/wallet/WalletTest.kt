@@ -440,8 +440,9 @@ class WalletTest {
         assertEquals(text("stranger.id"), refused.actor)
         assertEquals("TREAT", refused.purpose)
         assertEquals("denied", refused.deniedBy)
+        assertEquals(text("relay.key"), refused.relayedBy)
         assertEquals(null, refused.consentId)
-        assertTrue(trail.take(5).all { it.deniedBy == null })
+        assertTrue(trail.take(5).all { it.deniedBy == null && it.relayedBy == null })
         val doctorRead = trail[1]
         assertEquals(text("doctor.id"), doctorRead.actor)
         assertEquals("TREAT", doctorRead.purpose)
