@@ -1809,6 +1809,11 @@ public struct AuditRecord: Equatable, Hashable {
      */
     public var deniedBy: String?
     /**
+     * For [`AuditAction::Denied`], the member whose node relayed the request (hex signing
+     * key): the requester's institution as far as the network knows; `None` otherwise.
+     */
+    public var relayedBy: String?
+    /**
      * The entry as FHIR R4 `AuditEvent` JSON.
      */
     public var fhirAuditEvent: String
@@ -1854,6 +1859,10 @@ public struct AuditRecord: Equatable, Hashable {
          * not permit it) or a ledger rule's stable name (`bad_credential`, ...); `None` otherwise.
          */deniedBy: String?, 
         /**
+         * For [`AuditAction::Denied`], the member whose node relayed the request (hex signing
+         * key): the requester's institution as far as the network knows; `None` otherwise.
+         */relayedBy: String?, 
+        /**
          * The entry as FHIR R4 `AuditEvent` JSON.
          */fhirAuditEvent: String) {
         self.action = action
@@ -1868,6 +1877,7 @@ public struct AuditRecord: Equatable, Hashable {
         self.txId = txId
         self.height = height
         self.deniedBy = deniedBy
+        self.relayedBy = relayedBy
         self.fhirAuditEvent = fhirAuditEvent
     }
 
@@ -1899,6 +1909,7 @@ public struct FfiConverterTypeAuditRecord: FfiConverterRustBuffer {
                 txId: FfiConverterString.read(from: &buf), 
                 height: FfiConverterUInt64.read(from: &buf), 
                 deniedBy: FfiConverterOptionString.read(from: &buf), 
+                relayedBy: FfiConverterOptionString.read(from: &buf), 
                 fhirAuditEvent: FfiConverterString.read(from: &buf)
         )
     }
@@ -1916,6 +1927,7 @@ public struct FfiConverterTypeAuditRecord: FfiConverterRustBuffer {
         FfiConverterString.write(value.txId, into: &buf)
         FfiConverterUInt64.write(value.height, into: &buf)
         FfiConverterOptionString.write(value.deniedBy, into: &buf)
+        FfiConverterOptionString.write(value.relayedBy, into: &buf)
         FfiConverterString.write(value.fhirAuditEvent, into: &buf)
     }
 }
