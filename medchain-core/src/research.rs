@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand_core::{CryptoRng, Rng};
@@ -45,7 +46,7 @@ use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::fhir;
 use crate::hash::{digest_newtype, domain, tagged_hash_parts, ChainId, MerkleRoot, RecordId};
 use crate::keys::{Identity, PublicIdentity, Signature, VerifyKey};
-use crate::ledger::{rules_over, PreviewError, RecordEntry, RuleError, StateError};
+use crate::ledger::{rules_over, PreviewError, RecordEntry, RuleError, StateError, StateView};
 use crate::merkle::{self, MerkleProof, MerkleTree};
 use crate::seal::SealedRecord;
 use crate::tx::{TxBody, TxError};
@@ -470,13 +471,17 @@ struct Judge<'j> {
     clock: ReleaseClock,
     height: u64,
     study_key: &'j StudyKey,
-    consents: &'j HashMap<VerifyKey, Vec<ConsentState>>,
 }
 
 impl Judge<'_> {
     /// The record as a row, if the releaser can open it, the study needs it, its patient's
     /// consents permit this research and it can be de-identified (its entry was checked).
-    fn take(&self, sealed: &SealedRecord, entry: &RecordEntry) -> Option<Candidate> {
+    fn take(
+        &self,
+        sealed: &SealedRecord,
+        entry: &RecordEntry,
+        consents: &[ConsentState],
+    ) -> Option<Candidate> {
         let opened = sealed.open(self.releaser).ok()?;
         let resource = opened.resource().ok()?;
         let facts = RecordFacts {
@@ -491,10 +496,6 @@ impl Judge<'_> {
             return None;
         }
         let patient = entry.patient;
-        let consents = self
-            .consents
-            .get(&patient.sign)
-            .map_or(&[][..], Vec::as_slice);
         let ask = AccessRequest {
             requester: self.request.researcher.sign,
             roles: vec![self.request.credential.role],
@@ -578,9 +579,57 @@ pub struct ReleaseBuilder<'a> {
     height: u64,
     secret: Zeroizing<[u8; 32]>,
     study_key: StudyKey,
-    consents: HashMap<VerifyKey, Vec<ConsentState>>,
+    consents: HashMap<VerifyKey, Consents>,
     seen: HashSet<RecordId>,
     candidates: Vec<Candidate>,
+}
+
+/// A patient's consents, as validators take them, shared by the release's threads.
+type Consents = Arc<Vec<ConsentState>>;
+
+/// Records offered in one batch to a release's threads.
+const PIPELINE_BATCH: usize = 256;
+
+/// What [`ReleaseBuilder::offer_all`] reads from the ledger state, on the caller's thread.
+struct StateReader<'s, 'a> {
+    state: &'a dyn StateView,
+    releaser: VerifyKey,
+    seen: &'s mut HashSet<RecordId>,
+    consents: &'s mut HashMap<VerifyKey, Consents>,
+}
+
+impl StateReader<'_, '_> {
+    /// The record's entry and its patient's consents, if it is offered for the first time, the
+    /// ledger says the releaser added it, it is not erased and its patient is the sealed one's.
+    fn read(
+        &mut self,
+        sealed: &SealedRecord,
+    ) -> Result<Option<(RecordEntry, Consents)>, ResearchError> {
+        let id = sealed.record_id();
+        if !self.seen.insert(id) {
+            return Ok(None);
+        }
+        let Some(entry) = self.state.record(&id)? else {
+            return Ok(None);
+        };
+        if entry.erased || entry.contributor != self.releaser || &entry.patient != sealed.patient()
+        {
+            return Ok(None);
+        }
+        let patient = entry.patient;
+        let consents = match self.consents.get(&patient.sign) {
+            Some(c) => Arc::clone(c),
+            None => {
+                // As validators take them: only consents whose document names this patient.
+                let mut states = self.state.consents_of(&patient.sign)?;
+                states.retain(|c| c.consent.patient == patient && c.consent.id() == c.id);
+                let states = Arc::new(states);
+                self.consents.insert(patient.sign, Arc::clone(&states));
+                states
+            }
+        };
+        Ok(Some((entry, consents)))
+    }
 }
 
 impl fmt::Debug for ReleaseBuilder<'_> {
@@ -680,10 +729,10 @@ impl<'a> ReleaseBuilder<'a> {
 
     /// Offers many records, judged as [`offer`](Self::offer) judges each, on up to `threads`
     /// threads: what needs the ledger state (the record's entry, its patient's consents) is read
-    /// first on the caller's thread; opening, consent evaluation and de-identification, the
-    /// bulk of the cost, then run on the threads (`std::thread::scope`; one thread, or a batch
-    /// too small to share, stays on the caller's). The result does not depend on `threads`.
-    /// Returns how many records were taken.
+    /// on the caller's thread, in batches handed as they are read to the threads, which open,
+    /// evaluate the consents and de-identify (the bulk of the cost) while the caller reads the
+    /// next batch (`std::thread::scope`; one thread, or a batch too small to share, stays on the
+    /// caller's). The result does not depend on `threads`. Returns how many records were taken.
     ///
     /// # Errors
     /// [`ResearchError::State`] if the ledger state could not be read.
@@ -692,63 +741,79 @@ impl<'a> ReleaseBuilder<'a> {
         records: &[SealedRecord],
         threads: usize,
     ) -> Result<usize, ResearchError> {
-        // On the caller's thread: the ledger state (a store connection need not be shared).
-        let mut ready: Vec<(&SealedRecord, RecordEntry)> = Vec::with_capacity(records.len());
-        for sealed in records {
-            let id = sealed.record_id();
-            if !self.seen.insert(id) {
-                continue;
-            }
-            let Some(entry) = self.ledger.state.record(&id)? else {
-                continue;
-            };
-            if entry.erased
-                || entry.contributor != self.releaser.verify_key()
-                || &entry.patient != sealed.patient()
-            {
-                continue;
-            }
-            let patient = entry.patient;
-            if !self.consents.contains_key(&patient.sign) {
-                // As validators take them: only consents whose document names this patient.
-                let mut states = self.ledger.state.consents_of(&patient.sign)?;
-                states.retain(|c| c.consent.patient == patient && c.consent.id() == c.id);
-                self.consents.insert(patient.sign, states);
-            }
-            ready.push((sealed, entry));
-        }
         let judge = Judge {
             releaser: self.releaser,
             request: self.request,
             clock: self.clock,
             height: self.height,
             study_key: &self.study_key,
-            consents: &self.consents,
         };
-        let threads = threads.clamp(1, ready.len().div_ceil(MIN_RECORDS_PER_THREAD).max(1));
+        let mut reader = StateReader {
+            state: self.ledger.state,
+            releaser: self.releaser.verify_key(),
+            seen: &mut self.seen,
+            consents: &mut self.consents,
+        };
+        let threads = threads.clamp(1, records.len().div_ceil(MIN_RECORDS_PER_THREAD).max(1));
         let taken: Vec<Candidate> = if threads == 1 {
-            ready.iter().filter_map(|(s, e)| judge.take(s, e)).collect()
+            let mut taken = Vec::new();
+            for sealed in records {
+                if let Some((entry, consents)) = reader.read(sealed)? {
+                    taken.extend(judge.take(sealed, &entry, &consents));
+                }
+            }
+            taken
         } else {
-            let per = ready.len().div_ceil(threads);
+            type Batch<'r> = Vec<(&'r SealedRecord, RecordEntry, Consents)>;
+            let (send, receive) = std::sync::mpsc::sync_channel::<Batch<'_>>(2 * threads);
+            let receive = Mutex::new(receive);
             std::thread::scope(|scope| {
-                let judge = &judge;
-                let workers: Vec<_> = ready
-                    .chunks(per)
-                    .map(|chunk| {
+                let (judge, receive) = (&judge, &receive);
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
                         scope.spawn(move || {
-                            chunk
-                                .iter()
-                                .filter_map(|(s, e)| judge.take(s, e))
-                                .collect::<Vec<_>>()
+                            let mut taken = Vec::new();
+                            // The lock is held only to take the next batch.
+                            while let Ok(batch) = receive
+                                .lock()
+                                .map_err(|_| ())
+                                .and_then(|r| r.recv().map_err(|_| ()))
+                            {
+                                taken.extend(
+                                    batch.iter().filter_map(|(s, e, c)| judge.take(s, e, c)),
+                                );
+                            }
+                            taken
                         })
                     })
                     .collect();
+                let read = (|| -> Result<(), ResearchError> {
+                    let mut batch: Batch<'_> = Vec::with_capacity(PIPELINE_BATCH);
+                    for sealed in records {
+                        if let Some((entry, consents)) = reader.read(sealed)? {
+                            batch.push((sealed, entry, consents));
+                        }
+                        if batch.len() == PIPELINE_BATCH {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
+                            // Only a worker that panicked drops the receiver: what it would
+                            // have taken is left out, a smaller release, never a wrong one.
+                            let _ = send.send(full);
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = send.send(batch);
+                    }
+                    Ok(())
+                })();
+                drop(send);
                 // A worker that panicked takes nothing: a smaller release, never a wrong one.
-                workers
+                let taken: Vec<Candidate> = workers
                     .into_iter()
                     .flat_map(|w| w.join().unwrap_or_default())
-                    .collect()
-            })
+                    .collect();
+                read.map(|()| taken)
+            })?
         };
         let n = taken.len();
         self.candidates.extend(taken);

@@ -787,21 +787,53 @@ impl<S: PersistentStore> Ledger<S> {
         // The releaser's records, a few thousand at a time: their signatures verified in
         // batches on every core, then opened and judged on every core (`offer_all`).
         let mut mine: Vec<Transaction> = Vec::new();
-        let mut offer =
-            |mine: Vec<Transaction>, builder: &mut ReleaseBuilder<'_>| -> Result<(), LedgerError> {
-                let mut sealed = Vec::with_capacity(mine.len());
-                for verified in verifier.verify_all(mine) {
-                    if let TxBody::RecordAdded {
-                        sealed: Some(record),
-                        ..
-                    } = verified?.open_body(&self.network)?
-                    {
-                        sealed.push(record);
+        let mut offer = |mine: Vec<Transaction>,
+                         builder: &mut ReleaseBuilder<'_>|
+         -> Result<(), LedgerError> {
+            let verified = verifier.verify_all(mine);
+            // The network-sealed bodies opened on every core, in chain order.
+            let network = &self.network;
+            let open =
+                |chunk: &[Result<VerifiedTx, TxError>]| -> Result<Vec<SealedRecord>, LedgerError> {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for v in chunk {
+                        let v = match v {
+                            Ok(v) => v,
+                            Err(e) => return Err(LedgerError::from(e.clone())),
+                        };
+                        if let TxBody::RecordAdded {
+                            sealed: Some(record),
+                            ..
+                        } = v.open_body(network)?
+                        {
+                            out.push(record);
+                        }
                     }
-                }
-                builder.offer_all(&sealed, threads)?;
-                Ok(())
-            };
+                    Ok(out)
+                };
+            let per = verified.len().div_ceil(threads).max(1);
+            let opened: Vec<Result<Vec<SealedRecord>, LedgerError>> = std::thread::scope(|scope| {
+                let open = &open;
+                let workers: Vec<_> = verified
+                    .chunks(per)
+                    .map(|chunk| scope.spawn(move || open(chunk)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| {
+                            Err(StoreError::corrupt("a body could not be opened").into())
+                        })
+                    })
+                    .collect()
+            });
+            let mut sealed = Vec::with_capacity(verified.len());
+            for chunk in opened {
+                sealed.extend(chunk?);
+            }
+            builder.offer_all(&sealed, threads)?;
+            Ok(())
+        };
         for block in self.blocks_from(1) {
             for tx in block?.transactions {
                 if tx.kind() == TxKind::RecordAdded && tx.contributor() == &me {
