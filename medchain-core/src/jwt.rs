@@ -40,6 +40,29 @@ use crate::keys::{Identity, JwsError, VerifyKey};
 /// digits of the patient's ed25519 key.
 pub const PATIENT_CLIENT_PREFIX: &str = "patient:";
 
+/// The longest audience (token endpoint URL) an assertion is made for, in bytes.
+pub const MAX_AUDIENCE: usize = 2048;
+
+/// The latest `now` an assertion is made at: 9999-12-31T23:59:59Z, in seconds since the Unix
+/// epoch. Anything later is a clock or unit error (milliseconds passed as seconds).
+pub const MAX_NOW_SECONDS: u64 = 253_402_300_799;
+
+/// Why [`ClientAssertion::check_arguments`] refuses what an assertion would be made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgumentError {
+    /// The client id is empty or not printable ASCII.
+    #[error("the client id must be printable ASCII, not empty")]
+    ClientId,
+    /// The audience is not an `http://` or `https://` URL of printable ASCII of at most
+    /// [`MAX_AUDIENCE`] bytes.
+    #[error("the audience must be the token endpoint's http:// or https:// URL (printable ASCII, at most 2048 bytes)")]
+    Audience,
+    /// `now` is past [`MAX_NOW_SECONDS`].
+    #[error("now must be seconds since the Unix epoch (not milliseconds)")]
+    Time,
+}
+
 /// The client id of `patient`'s self-assertion: `patient:` and the key's 64 lower-case hex
 /// digits.
 pub fn patient_client_id(patient: &VerifyKey) -> String {
@@ -103,6 +126,31 @@ impl ClientAssertion {
     /// Lifetime of the assertions [`ClientAssertion::new`] makes, in seconds (a node accepts at
     /// most 300).
     pub const LIFETIME: u64 = 60;
+
+    /// Checks what an assertion would be made from, for callers that take it from outside
+    /// (the wallet's and the Python package's arguments): a printable client id, an `http(s)://`
+    /// audience of printable ASCII of at most [`MAX_AUDIENCE`] bytes, a `now` in seconds.
+    ///
+    /// # Errors
+    /// The first [`ArgumentError`].
+    pub fn check_arguments(client_id: &str, audience: &str, now: u64) -> Result<(), ArgumentError> {
+        if client_id.is_empty() || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ArgumentError::ClientId);
+        }
+        let rest = audience
+            .strip_prefix("https://")
+            .or_else(|| audience.strip_prefix("http://"));
+        if audience.len() > MAX_AUDIENCE
+            || rest.is_none_or(str::is_empty)
+            || !audience.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ArgumentError::Audience);
+        }
+        if now > MAX_NOW_SECONDS {
+            return Err(ArgumentError::Time);
+        }
+        Ok(())
+    }
 
     /// An assertion by `client_id` for `audience` made at `now` (seconds since the epoch):
     /// valid for [`ClientAssertion::LIFETIME`], with a `jti` of 16 random bytes from `rng`.
@@ -256,6 +304,28 @@ mod tests {
         }
         for other in ["none", "HS256", "ES256", "eddsa", ""] {
             assert_eq!(Alg::from_name(other), None);
+        }
+        // Arguments from outside are checked before anything is made.
+        let aud = "https://n.example/fhir/auth/token";
+        assert_eq!(ClientAssertion::check_arguments("c", aud, 5), Ok(()));
+        for (client, audience, now, err) in [
+            ("", aud, 5, ArgumentError::ClientId),
+            ("city ehr", aud, 5, ArgumentError::ClientId),
+            ("c", "ftp://n.example", 5, ArgumentError::Audience),
+            ("c", "https://", 5, ArgumentError::Audience),
+            ("c", "https://n.example/a b", 5, ArgumentError::Audience),
+            (
+                "c",
+                &format!("https://{}", "a".repeat(MAX_AUDIENCE)),
+                5,
+                ArgumentError::Audience,
+            ),
+            ("c", aud, MAX_NOW_SECONDS + 1, ArgumentError::Time),
+        ] {
+            assert_eq!(
+                ClientAssertion::check_arguments(client, audience, now),
+                Err(err)
+            );
         }
         // A time at the end of the clock saturates rather than wrapping.
         let late = ClientAssertion::new("c", "https://n.example/t", u64::MAX, &mut rng);

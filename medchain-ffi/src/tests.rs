@@ -918,18 +918,9 @@ fn sign_jws_signs_jws_signing_inputs_only() {
         "eyJhbGciOiJFZERTQSJ9.{}",
         "a".repeat(token::MAX_SIGNING_INPUT)
     );
-    for bad in [
-        "",
-        "eyJhbGciOiJFZERTQSJ9",
-        "eyJhbGciOiJFZERTQSJ9.",
-        ".eyJpc3MiOiJhIn0",
-        "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJhIn0.c2ln",
-        "eyJhbGciOiJFZERTQSJ9=.eyJpc3MiOiJhIn0",
-        "W1tdXQ.eyJpc3MiOiJhIn0",
-        "hello world",
-        framed.as_str(),
-        too_long.as_str(),
-    ] {
+    // Every shape that is not a JWS signing input is core's test (`keys::tests`); here, that its
+    // refusal arrives typed across the FFI, and the wallet's own length bound.
+    for bad in ["", "hello world", framed.as_str(), too_long.as_str()] {
         let e = w.sign_jws(bad.into()).unwrap_err();
         assert!(
             matches!(e, WalletError::InvalidArgument { .. }),

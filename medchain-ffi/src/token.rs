@@ -39,35 +39,15 @@ pub const ASSERTION_LIFETIME_SECONDS: u64 = ClientAssertion::LIFETIME;
 const _: () = assert!(ASSERTION_LIFETIME_SECONDS <= 300);
 
 /// The longest audience accepted, in bytes.
-pub const MAX_AUDIENCE: usize = 2048;
+pub const MAX_AUDIENCE: usize = medchain_core::jwt::MAX_AUDIENCE;
 
 /// The longest JWS signing input [`Wallet::sign_jws`] signs, in bytes (a node reads client
 /// assertions of at most 8 KiB).
 pub const MAX_SIGNING_INPUT: usize = 8 * 1024;
 
-/// The latest `now` accepted: 9999-12-31T23:59:59Z, in seconds since the Unix epoch. Anything
-/// later is a clock or unit error (milliseconds passed as seconds).
-const MAX_NOW_SECONDS: u64 = 253_402_300_799;
-
 fn invalid(reason: &str) -> WalletError {
     WalletError::InvalidArgument {
         reason: reason.into(),
-    }
-}
-
-/// Checks an audience: an `http://` or `https://` URL of printable ASCII, not too long.
-fn check_audience(audience: &str) -> Result<(), WalletError> {
-    if audience.len() > MAX_AUDIENCE {
-        return Err(invalid("the audience is longer than 2048 bytes"));
-    }
-    let scheme = audience
-        .strip_prefix("https://")
-        .or_else(|| audience.strip_prefix("http://"));
-    match scheme {
-        Some(rest) if !rest.is_empty() && audience.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
-        _ => Err(invalid(
-            "the audience must be the token endpoint's http:// or https:// URL",
-        )),
     }
 }
 
@@ -79,16 +59,10 @@ pub(crate) fn patient_assertion<R: Rng + CryptoRng + ?Sized>(
     now: u64,
     rng: &mut R,
 ) -> Result<String, WalletError> {
-    check_audience(audience)?;
-    if now > MAX_NOW_SECONDS {
-        return Err(invalid(
-            "now must be seconds since the Unix epoch (not milliseconds)",
-        ));
-    }
-    Ok(
-        ClientAssertion::for_patient(&identity.verify_key(), audience, now, rng)
-            .sign_eddsa(identity)?,
-    )
+    let assertion = ClientAssertion::for_patient(&identity.verify_key(), audience, now, rng);
+    ClientAssertion::check_arguments(&assertion.client_id, audience, now)
+        .map_err(|e| invalid(&e.to_string()))?;
+    Ok(assertion.sign_eddsa(identity)?)
 }
 
 #[uniffi::export]

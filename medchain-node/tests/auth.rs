@@ -89,6 +89,26 @@ fn now() -> u64 {
     now_ms() / 1000
 }
 
+/// A fresh assertion by `client` for `aud`, made now.
+fn assertion(client: &str, aud: &str) -> ClientAssertion {
+    ClientAssertion::new(
+        client,
+        aud,
+        now(),
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+}
+
+/// A fresh self-assertion by `patient` for `aud`, made now.
+fn patient_assertion(patient: &Identity, aud: &str) -> ClientAssertion {
+    ClientAssertion::for_patient(
+        &patient.verify_key(),
+        aud,
+        now(),
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+}
+
 fn client(id: &str, jwks: &Path, scopes: &[&str], operator: bool) -> ClientConfig {
     ClientConfig {
         client_id: id.into(),
@@ -181,15 +201,7 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     let api = net.nodes[0].api();
     assert_fhir_401(&get(&api, "/fhir/Observation").await);
     let aud = audience(&net.nodes[0]);
-    let jwt = keys.sign(
-        &ClientAssertion::new(
-            "city-ehr",
-            &aud,
-            now(),
-            &mut rand_core::UnwrapErr(getrandom::SysRng),
-        ),
-        Alg::EdDsa,
-    );
+    let jwt = keys.sign(&assertion("city-ehr", &aud), Alg::EdDsa);
     assert_eq!(
         token_error(api.token(&jwt, "system/*.rs").await),
         (401, "invalid_client".into())
@@ -227,16 +239,7 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
         (Alg::Rs384, "rsa"),
         (Alg::EdDsa, "member"),
     ] {
-        let jwt = keys.sign(
-            &ClientAssertion::new(
-                "city-ehr",
-                &aud,
-                now(),
-                &mut rand_core::UnwrapErr(getrandom::SysRng),
-            )
-            .with_kid(kid),
-            alg,
-        );
+        let jwt = keys.sign(&assertion("city-ehr", &aud).with_kid(kid), alg);
         let raw = api
             .call(
                 Method::POST,
@@ -280,15 +283,7 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     }
 
     // The operator's token opens the operator API (the member's own key, EdDSA).
-    let jwt = keys.sign(
-        &ClientAssertion::new(
-            "ops",
-            &aud,
-            now(),
-            &mut rand_core::UnwrapErr(getrandom::SysRng),
-        ),
-        Alg::EdDsa,
-    );
+    let jwt = keys.sign(&assertion("ops", &aud), Alg::EdDsa);
     let ops = api
         .token(&jwt, "system/*.rs")
         .await
@@ -309,12 +304,7 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
 
     // A patient's self-assertion: their own key, patient/ scopes, no registration.
     let alice = Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-    let own = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        &aud,
-        now(),
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let own = patient_assertion(&alice, &aud);
     let token = api
         .token(
             &own.sign_eddsa(&alice).expect("signs"),
@@ -334,12 +324,7 @@ async fn each_algorithm_gets_a_token_and_tokens_open_only_their_routes() {
     assert_eq!(get(&wallet, &other).await.status, 403);
     assert_eq!(get(&wallet, "/v1/status").await.status, 403);
     // Trying system/ scopes: nothing a patient may have.
-    let own = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        &aud,
-        now(),
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let own = patient_assertion(&alice, &aud);
     assert_eq!(
         token_error(
             api.token(&own.sign_eddsa(&alice).expect("signs"), "system/*.rs")
@@ -361,14 +346,7 @@ async fn attacks_on_the_token_endpoint_are_refused_and_issue_nothing() {
     let api = net.nodes[0].api();
     let aud = audience(&net.nodes[0]);
     let scope = "system/Observation.rs";
-    let fresh = || {
-        ClientAssertion::new(
-            "city-ehr",
-            &aud,
-            now(),
-            &mut rand_core::UnwrapErr(getrandom::SysRng),
-        )
-    };
+    let fresh = || assertion("city-ehr", &aud);
     let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
     let payload = |a: &ClientAssertion| {
         let input = a.signing_input(Alg::EdDsa);
@@ -556,15 +534,7 @@ async fn a_token_stops_working_when_it_expires() {
     start(&mut net).await;
     let api = net.nodes[0].api();
     let aud = audience(&net.nodes[0]);
-    let jwt = keys.sign(
-        &ClientAssertion::new(
-            "ops",
-            &aud,
-            now(),
-            &mut rand_core::UnwrapErr(getrandom::SysRng),
-        ),
-        Alg::EdDsa,
-    );
+    let jwt = keys.sign(&assertion("ops", &aud), Alg::EdDsa);
     let token = api.token(&jwt, "").await.expect("token");
     assert_eq!(token.expires_in, 3);
     let ops = api.clone().with_bearer(&token.access_token);

@@ -135,24 +135,8 @@ impl Identity {
         now: u64,
         kid: Option<&str>,
     ) -> Result<String> {
-        const MAX_NOW_SECONDS: u64 = 253_402_300_799;
-        let invalid = |why: &str| Error::new(Kind::InvalidArgument, why.to_owned());
-        if client_id.is_empty() || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("client_id must be printable ASCII, not empty"));
-        }
-        let url = audience
-            .strip_prefix("https://")
-            .or_else(|| audience.strip_prefix("http://"));
-        if url.is_none_or(str::is_empty) || audience.len() > 2048 {
-            return Err(invalid(
-                "audience must be the node's token endpoint URL (http:// or https://)",
-            ));
-        }
-        if now > MAX_NOW_SECONDS {
-            return Err(invalid(
-                "now must be seconds since the Unix epoch (not milliseconds)",
-            ));
-        }
+        medchain_core::jwt::ClientAssertion::check_arguments(client_id, audience, now)
+            .map_err(|e| Error::new(Kind::InvalidArgument, e.to_string()))?;
         let mut assertion = medchain_core::jwt::ClientAssertion::new(
             client_id,
             audience,

@@ -96,6 +96,16 @@ fn assertion() -> ClientAssertion {
     )
 }
 
+/// `patient`'s self-assertion for [`AUD`] at [`NOW`].
+fn patient_assertion(patient: &Identity) -> ClientAssertion {
+    ClientAssertion::for_patient(
+        &patient.verify_key(),
+        AUD,
+        NOW,
+        &mut rand_core::UnwrapErr(getrandom::SysRng),
+    )
+}
+
 fn form(jwt: &str, scope: &str) -> Vec<u8> {
     token_request(jwt, scope).into_bytes()
 }
@@ -358,12 +368,7 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     let keys = Keys::new();
     let state = state(&keys, false);
     let alice = Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));
-    let own = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        AUD,
-        NOW,
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let own = patient_assertion(&alice);
     let token = ask(
         &state,
         &own.sign_eddsa(&alice).unwrap(),
@@ -379,12 +384,7 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     assert!(p.reaches_patient(&alice.verify_key()));
     assert!(!p.reaches_patient(&keys.member.verify_key()));
     // system/ scopes: nothing a patient may have.
-    let asked = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        AUD,
-        NOW,
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let asked = patient_assertion(&alice);
     let err = ask(
         &state,
         &asked.sign_eddsa(&alice).unwrap(),
@@ -393,12 +393,7 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     .unwrap_err();
     assert_eq!(err.code(), "invalid_scope");
     // Mixed: only the patient part.
-    let asked = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        AUD,
-        NOW,
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let asked = patient_assertion(&alice);
     let token = ask(
         &state,
         &asked.sign_eddsa(&alice).unwrap(),
@@ -407,12 +402,7 @@ fn a_patient_asserts_for_themself_only_with_their_own_key() {
     .unwrap();
     assert_eq!(token.scope, "patient/Observation.rs");
     // Alice's id signed by someone else, or by her key with another alg.
-    let forged = ClientAssertion::for_patient(
-        &alice.verify_key(),
-        AUD,
-        NOW,
-        &mut rand_core::UnwrapErr(getrandom::SysRng),
-    );
+    let forged = patient_assertion(&alice);
     assert_eq!(
         ask(
             &state,
