@@ -1164,6 +1164,13 @@ fn a_refused_request_is_logged_by_the_holder_in_the_patients_audit_trail() {
     assert!(!entry.emergency && entry.consent_id.is_none());
     // The stored form keeps the rule; the FHIR form says "refused" with the rule's name only.
     assert_eq!(AuditEntry::from_bytes(&entry.to_bytes()).unwrap(), entry);
+    // A stored entry whose rule is free text (a tampered or foreign store) does not decode.
+    let mut tampered = entry.clone();
+    tampered.denied_by = Some("Alice has HIV".into());
+    assert!(matches!(
+        AuditEntry::from_bytes(&tampered.to_bytes()),
+        Err(DecodeError::NonCanonical { .. })
+    ));
     let event = audit_event(&entry);
     assert_eq!(event["outcome"], "4");
     assert_eq!(event["outcomeDesc"], "refused: denied");
