@@ -22,6 +22,7 @@ use medchain_core::protocol::CommittedChain;
 use medchain_core::seal::NetworkKey;
 use medchain_core::store::{erasure_targets, Head, IndexFilterRow, LedgerStore};
 use medchain_core::tx::Transaction;
+use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction as SqlTx,
@@ -117,6 +118,17 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA secure_delete = ON;
          PRAGMA busy_timeout = 5000;",
     )?;
+    stable_plans(conn)
+}
+
+/// Query plans that do not depend on the values bound to them (SQLite's query planner stability
+/// guarantee). Without it SQLite marks a statement with an `= ?` term for re-preparation whenever
+/// its bindings are cleared, which the statement cache does each time a statement is returned:
+/// every cached lookup was parsed and planned again (half the cost of a record read). Every
+/// query here is a lookup by key or a range by row number, so no bound value could choose a
+/// better plan.
+fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
 
@@ -384,6 +396,19 @@ impl Reads<'_> {
     }
 }
 
+/// The query of [`StateRows::joined`].
+fn joined_sql(main: Table, side: Table, column: &str) -> Result<String, StoreError> {
+    let [join, other] = main.tag_columns() else {
+        return Err(StoreError::corrupt("a joined table has two lookup columns"));
+    };
+    Ok(format!(
+        "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
+         LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = ?1 ORDER BY m.seq",
+        main.name(),
+        side.name()
+    ))
+}
+
 /// The derived-state reads under the state key, over any connection to the file (the store's
 /// own, or a [`SqliteReader`]'s).
 struct StateRows<'a> {
@@ -434,16 +459,7 @@ impl StateRows<'_> {
         column: &str,
         key: &[u8; 32],
     ) -> Result<Vec<(Row, Option<Row>)>, StoreError> {
-        let [join, other] = main.tag_columns() else {
-            return Err(StoreError::corrupt("a joined table has two lookup columns"));
-        };
-        let sql = format!(
-            "SELECT m.seq, m.{join}, m.{other}, m.sealed, s.seq, s.sealed FROM {} m
-             LEFT JOIN {} s ON s.{join} = m.{join} WHERE m.{column} = ?1 ORDER BY m.seq",
-            main.name(),
-            side.name()
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(&joined_sql(main, side, column)?)?;
         let mut rows = stmt.query([&key[..]])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -1093,6 +1109,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        stable_plans(&conn)?;
         let reads = Reads { conn: &conn };
         let sealed = reads
             .meta("state_key")?
@@ -1169,5 +1186,42 @@ impl CommittedChain for SqliteReader {
 
     fn head(&self) -> Result<Option<Head>, StateError> {
         Ok(self.reads().head()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medchain_core::testkit::TestNet;
+    use rusqlite::StatementStatus;
+
+    /// Without the query planner stability guarantee, SQLite 3.54 marks a statement with an
+    /// `= ?` term for re-preparation whenever its bindings are cleared, which rusqlite's cache
+    /// does each time a statement is returned to it: every lookup was parsed and planned again.
+    #[test]
+    fn cached_lookups_are_not_prepared_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = TestNet::new(7, 4, 2);
+        let mut store = SqliteStore::create(dir.path().join("s.db"), &net.network).expect("create");
+        store.init(&net.genesis).expect("init");
+        for reader in [
+            &store.conn,
+            &store.reader(&net.network).expect("reader").conn,
+        ] {
+            for i in 0..5u8 {
+                let id = RecordId::from_byte_array([i; 32]);
+                assert_eq!(
+                    store.state_rows().record_row(reader, &id).expect("read"),
+                    None
+                );
+            }
+            let sql = joined_sql(Table::Records, Table::Erasures, "rkey").expect("sql");
+            let stmt = reader.prepare_cached(&sql).expect("cached");
+            assert_eq!(
+                stmt.get_status(StatementStatus::RePrepare),
+                0,
+                "re-prepared"
+            );
+        }
     }
 }
