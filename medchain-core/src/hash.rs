@@ -24,6 +24,9 @@ pub mod domain {
     pub const RECORD_AAD: &str = "medchain/v1/record-aad";
     /// HKDF info for wrapping a record key to a reader.
     pub const KEY_WRAP: &str = "medchain/v1/key-wrap";
+    /// `Identity::derive_secret` label of the secret a writer wraps its own record keys under
+    /// (a self envelope, `seal::seal_record_as`).
+    pub const SELF_WRAP: &str = "medchain/v1/self-wrap";
     /// HKDF info for a network-sealed body's per-message key.
     pub const NETWORK_SEAL: &str = "medchain/v1/network-seal";
     /// Fingerprint of the network-shared key (in genesis).

@@ -43,8 +43,8 @@ use std::fmt;
 use fhirkit::Json;
 use medchain_core::fhir::{self, MAX_RESOURCE_BYTES};
 use medchain_core::genesis::{FhirProfile, Genesis};
-use medchain_core::keys::PublicIdentity;
-use medchain_core::seal::{seal_record, SealError, SealedRecord};
+use medchain_core::keys::{Identity, PublicIdentity};
+use medchain_core::seal::{seal_record, seal_record_as, SealError, SealedRecord};
 use rand_core::{CryptoRng, Rng};
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -335,10 +335,28 @@ pub fn seal_validated<R: Rng + CryptoRng>(
     Ok(Validated { record, report })
 }
 
+/// As [`seal_validated`], written by `writer` (the contributing institution), which is a reader
+/// and gets a self envelope ([`seal_record_as`]): the helper a node uses for the records it
+/// holds, so that it opens them without an X25519 operation.
+///
+/// # Errors
+/// As [`seal_validated`].
+pub fn seal_validated_as<R: Rng + CryptoRng>(
+    writer: &Identity,
+    payload: &[u8],
+    options: &Options,
+    patient: &PublicIdentity,
+    readers: &[PublicIdentity],
+    rng: &mut R,
+) -> Result<Validated, WriteError> {
+    let report = check(payload, options)?;
+    let record = seal_record_as(writer, payload, patient, readers, rng)?;
+    Ok(Validated { record, report })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medchain_core::keys::Identity;
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
@@ -386,6 +404,18 @@ mod tests {
         );
         let ok =
             seal_validated(OBS, &Options::default(), &patient.public(), &[], &mut rng).unwrap();
+        assert_eq!(ok.record.open(&patient).unwrap().payload(), OBS);
+        // The writer's helper refuses the same way, and seals a valid one with the writer's
+        // self envelope after the patient's.
+        let hospital = Identity::generate(&mut rng);
+        let opts = Options::default();
+        let err = seal_validated_as(&hospital, bad, &opts, &patient.public(), &[], &mut rng);
+        assert!(matches!(err, Err(WriteError::Invalid(_))));
+        let ok =
+            seal_validated_as(&hospital, OBS, &opts, &patient.public(), &[], &mut rng).unwrap();
+        let selfs: Vec<bool> = ok.record.envelopes().iter().map(|e| e.is_self()).collect();
+        assert_eq!(selfs, [false, true]);
+        assert_eq!(ok.record.open(&hospital).unwrap().payload(), OBS);
         assert_eq!(ok.record.open(&patient).unwrap().payload(), OBS);
     }
 

@@ -28,7 +28,7 @@ use medchain_core::research::{ResearchRelease, ResearchRequest};
 use medchain_core::seal::{NetworkKey, OpenedRecord, SealedRecord};
 use medchain_core::sharing::{KeyAnswer, KeyRequestId};
 use medchain_core::tx::{Transaction, TxBody, TxError};
-use medchain_fhir::{seal_validated, Options, WriteError};
+use medchain_fhir::{seal_validated_as, Options, WriteError};
 use medchain_store::{
     AnyStore, Ledger, LedgerError, LedgerLocation, PersistentStore, SharedRecord, SqliteStore,
 };
@@ -768,7 +768,10 @@ impl<S: PersistentStore> Host<S> {
                 .filter(|r| *r != identity.public()),
         );
         let mut rng = UnwrapErr(SysRng);
-        let sealed = seal_validated(draft.fhir, &self.fhir, &patient, &readers, &mut rng)?.record;
+        let sealed = seal_validated_as(
+            identity, draft.fhir, &self.fhir, &patient, &readers, &mut rng,
+        )?
+        .record;
         let json: serde_json::Value =
             serde_json::from_slice(draft.fhir).map_err(|_| KeywordError::NotAnObject)?;
         let keywords = extract_keywords(&json)?;

@@ -10,7 +10,7 @@ use medchain_core::consent::{
 use medchain_core::credential::{Credential, Role};
 use medchain_core::keys::Identity;
 use medchain_core::research::Study;
-use medchain_core::seal::{seal_record, SealedRecord};
+use medchain_core::seal::{seal_record_as, SealedRecord};
 use medchain_core::testkit::TestNet;
 use medchain_core::tx::{Transaction, TxBody};
 
@@ -29,9 +29,15 @@ pub fn hba1c(i: usize) -> String {
 
 /// `fhir` sealed for `patient` and the holder, and the holder's `RecordAdded` for it.
 pub fn record(net: &mut TestNet, patient: &Identity, fhir: &str) -> (SealedRecord, Transaction) {
-    let holder = net.nodes[HOLDER].public();
-    let sealed =
-        seal_record(fhir.as_bytes(), &patient.public(), &[holder], &mut net.rng).expect("seal");
+    // As a node writes (`Host::prepare_record`): the holder's own envelope is a self envelope.
+    let sealed = seal_record_as(
+        &net.nodes[HOLDER],
+        fhir.as_bytes(),
+        &patient.public(),
+        &[],
+        &mut net.rng,
+    )
+    .expect("seal");
     let class = record_class(
         fhir.as_bytes(),
         &ConsentTagKey::for_patient(patient),
