@@ -63,6 +63,26 @@ pub enum ArgumentError {
     Time,
 }
 
+/// The audience rule, one for the assertion's builders and the node's `[auth] audience`: an
+/// `http://` or `https://` URL with something after the scheme, of printable ASCII, at most
+/// [`MAX_AUDIENCE`] bytes. A node configured with an audience outside it could not be named by
+/// any assertion this library builds.
+///
+/// # Errors
+/// [`ArgumentError::Audience`].
+pub fn check_audience(audience: &str) -> Result<(), ArgumentError> {
+    let rest = audience
+        .strip_prefix("https://")
+        .or_else(|| audience.strip_prefix("http://"));
+    if audience.len() > MAX_AUDIENCE
+        || rest.is_none_or(str::is_empty)
+        || !audience.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ArgumentError::Audience);
+    }
+    Ok(())
+}
+
 /// The client id of `patient`'s self-assertion: `patient:` and the key's 64 lower-case hex
 /// digits.
 pub fn patient_client_id(patient: &VerifyKey) -> String {
@@ -137,15 +157,7 @@ impl ClientAssertion {
         if client_id.is_empty() || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ArgumentError::ClientId);
         }
-        let rest = audience
-            .strip_prefix("https://")
-            .or_else(|| audience.strip_prefix("http://"));
-        if audience.len() > MAX_AUDIENCE
-            || rest.is_none_or(str::is_empty)
-            || !audience.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(ArgumentError::Audience);
-        }
+        check_audience(audience)?;
         if now > MAX_NOW_SECONDS {
             return Err(ArgumentError::Time);
         }

@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use medchain_core::jwt::check_audience;
 use medchain_core::keys::VerifyKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -139,8 +140,9 @@ pub enum AuthConfigError {
     /// `token_lifetime_seconds` out of [`TOKEN_LIFETIME_RANGE`].
     #[error("token_lifetime_seconds must be from 1 to 3600 (it is {0})")]
     Lifetime(u64),
-    /// `audience` is not an `http://` or `https://` URL.
-    #[error("audience must be an http:// or https:// URL")]
+    /// `audience` is not an `http://` or `https://` URL of printable ASCII with a host, at most
+    /// 2,048 bytes ([`check_audience`], the rule the assertion builders apply).
+    #[error("audience must be an http:// or https:// URL with a host, of printable ASCII, at most 2048 bytes")]
     Audience,
     /// The API listens on an unspecified address: the default audience would name no host.
     #[error("the API listens on {0}: set [auth] audience to the token endpoint URL clients use")]
@@ -197,11 +199,7 @@ impl AuthConfig {
             return Err(AuthConfigError::Lifetime(self.token_lifetime_seconds));
         }
         match &self.audience {
-            Some(a)
-                if !(a.starts_with("https://") || a.starts_with("http://")) || a.len() > 2048 =>
-            {
-                return Err(AuthConfigError::Audience)
-            }
+            Some(a) if check_audience(a).is_err() => return Err(AuthConfigError::Audience),
             None if api.ip().is_unspecified() => return Err(AuthConfigError::NeedAudience(api)),
             _ => {}
         }

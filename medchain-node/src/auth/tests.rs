@@ -582,6 +582,36 @@ fn auth_tables_are_checked() {
             },
             "audience must be",
         ),
+        // What no assertion builder would name (`medchain_core::jwt::check_audience`): no
+        // host, a space, a control character, longer than 2,048 bytes.
+        (
+            AuthConfig {
+                audience: Some("https://".into()),
+                ..table(vec![])
+            },
+            "audience must be",
+        ),
+        (
+            AuthConfig {
+                audience: Some("https://node.example/fhir auth/token".into()),
+                ..table(vec![])
+            },
+            "audience must be",
+        ),
+        (
+            AuthConfig {
+                audience: Some("https://node.example/\u{7}".into()),
+                ..table(vec![])
+            },
+            "audience must be",
+        ),
+        (
+            AuthConfig {
+                audience: Some(format!("https://n.example/{}", "a".repeat(2048))),
+                ..table(vec![])
+            },
+            "audience must be",
+        ),
         (
             table(vec![client("", &["system/*.r"])]),
             "client_id must be",
