@@ -76,6 +76,12 @@ if grep -E '^medchain-core .*\[.*testkit.*\]' <<< "$features" > /dev/null; then
     exit 1
 fi
 echo "medchain-ffi (no features): no testkit in its dependency graph"
+# And only the FHIR resource groups a Consent needs (docs/mobile.md, "Size").
+fhirkit="$(grep '^fhirkit ' <<< "$features" || true)"
+case "$fhirkit" in
+    *"[base,foundation]") echo "medchain-ffi links fhirkit with the foundation and base groups only" ;;
+    *) echo "medchain-ffi's library build links fhirkit as: ${fhirkit:-nothing}" >&2; exit 1 ;;
+esac
 
 step "generate the bindings from the library (Kotlin, Swift, Python)"
 for lang in kotlin swift python; do
