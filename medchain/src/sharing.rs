@@ -61,14 +61,39 @@ struct Pending {
 pub(crate) struct Sharing {
     guard: RequestGuard,
     pending: HashMap<KeyRequestId, Pending>,
-    /// Denials this host logged on chain lately, by (grantee, record, purpose, rule), with the
-    /// time: the same refusal asked again within the request window is not logged twice.
-    logged_denials: HashMap<(VerifyKey, RecordId, String, String), u64>,
+    /// Denials this host logged on chain lately.
+    logged_denials: DenialLog,
 }
 
-/// Most recent denials a holder remembers to coalesce repeats ([`Host`] logs each refused key
-/// request on chain as an `AccessDenied`, the same refusal once per request window).
+/// Most denials a holder remembers within one request window to coalesce repeats ([`Host`]
+/// logs each refused key request on chain as an `AccessDenied`, the same refusal once per
+/// request window). When it remembers this many, it logs no new refusal until the oldest leave
+/// the window: a flood of distinct refusals cannot make it write without bound.
 pub const MAX_REMEMBERED_DENIALS: usize = 4096;
+
+/// A refusal, as coalesced: (grantee, record, purpose, rule).
+type DenialKey = (VerifyKey, RecordId, String, String);
+
+/// The refusals a holder logged on chain within the request window, with their times.
+#[derive(Default)]
+struct DenialLog {
+    logged: HashMap<DenialKey, u64>,
+}
+
+impl DenialLog {
+    /// Whether `key` may be logged at `now_ms`: not logged within `window`, and fewer than
+    /// [`MAX_REMEMBERED_DENIALS`] logged within it. Forgets what left the window.
+    fn may_log(&mut self, key: &DenialKey, now_ms: u64, window: u64) -> bool {
+        self.logged
+            .retain(|_, at| now_ms.saturating_sub(*at) <= window);
+        !self.logged.contains_key(key) && self.logged.len() < MAX_REMEMBERED_DENIALS
+    }
+
+    /// Records that `key` was logged at `now_ms`.
+    fn logged(&mut self, key: DenialKey, now_ms: u64) {
+        self.logged.insert(key, now_ms);
+    }
+}
 
 impl<S: PersistentStore> Host<S> {
     /// How far a key request's signed time may be from the holder's clock: the genesis clock
@@ -284,9 +309,11 @@ impl<S: PersistentStore> Host<S> {
             request.purpose.code().to_owned(),
             rule.to_owned(),
         );
-        let logged = &mut self.sharing_mut().logged_denials;
-        logged.retain(|_, at| now_ms.saturating_sub(*at) <= window);
-        if logged.contains_key(&key) || logged.len() >= MAX_REMEMBERED_DENIALS {
+        if !self
+            .sharing_mut()
+            .logged_denials
+            .may_log(&key, now_ms, window)
+        {
             return None;
         }
         let body = TxBody::AccessDenied {
@@ -298,7 +325,7 @@ impl<S: PersistentStore> Host<S> {
             relayed_by: from,
         };
         let id = self.submit_body(&body, now_ms).ok()?;
-        self.sharing_mut().logged_denials.insert(key, now_ms);
+        self.sharing_mut().logged_denials.logged(key, now_ms);
         Some(id)
     }
 
@@ -387,5 +414,49 @@ impl<S: PersistentStore> Host<S> {
     /// How many of this host's key requests await their answer.
     pub fn pending_key_requests(&self) -> usize {
         self.sharing().pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> DenialKey {
+        static GRANTEE: std::sync::OnceLock<VerifyKey> = std::sync::OnceLock::new();
+        let grantee = *GRANTEE.get_or_init(|| {
+            medchain_core::keys::Identity::generate(&mut rand_core::UnwrapErr(getrandom::SysRng))
+                .verify_key()
+        });
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        (
+            grantee,
+            RecordId::from_byte_array(id),
+            "TREAT".into(),
+            "denied".into(),
+        )
+    }
+
+    #[test]
+    fn attack_a_flood_of_distinct_refusals_is_remembered_up_to_the_cap_then_not_logged() {
+        const WINDOW: u64 = 30_000;
+        let mut log = DenialLog::default();
+        let cap = u32::try_from(MAX_REMEMBERED_DENIALS).unwrap();
+        for i in 0..cap {
+            assert!(log.may_log(&key(i), 1_000, WINDOW), "{i}");
+            log.logged(key(i), 1_000);
+            // The same refusal again within the window: coalesced.
+            assert!(!log.may_log(&key(i), 1_000, WINDOW));
+        }
+        // The cap reached: a new refusal is not logged, however many arrive.
+        for i in cap..cap + 100 {
+            assert!(!log.may_log(&key(i), 1_000 + WINDOW, WINDOW), "{i}");
+        }
+        assert_eq!(log.logged.len(), MAX_REMEMBERED_DENIALS);
+        // Once the old ones leave the window they are forgotten: logging resumes, and a
+        // refusal logged before is logged again (one per window).
+        assert!(log.may_log(&key(cap), 1_001 + WINDOW, WINDOW));
+        assert!(log.logged.is_empty());
+        assert!(log.may_log(&key(0), 1_001 + WINDOW, WINDOW));
     }
 }
