@@ -423,11 +423,13 @@ impl Host<AnyStore> {
 impl<S: PersistentStore> Host<S> {
     /// This member's node over an open `ledger` (just created, or reopened after a stop or a
     /// crash: the durable state saved in it, if any, is restored as [`Host::open`] describes).
-    /// `network` must be the ledger's network key.
+    /// `network` must be the ledger's network key. The secure index's block filters are read
+    /// into memory here ([`Ledger::warm_search_cache`]), so that no search pays for it.
     ///
     /// # Errors
-    /// [`HostError::Ledger`] (the key is not the genesis's, the durable state cannot be read),
-    /// [`HostError::Node`] (the identity is not a member), [`HostError::Restore`].
+    /// [`HostError::Ledger`] (the key is not the genesis's, the durable state or the filters
+    /// cannot be read), [`HostError::Node`] (the identity is not a member),
+    /// [`HostError::Restore`].
     pub fn from_ledger(
         ledger: Ledger<S>,
         identity: Identity,
@@ -437,6 +439,8 @@ impl<S: PersistentStore> Host<S> {
         if ledger.genesis().network_key_fingerprint != network.fingerprint() {
             return Err(LedgerError::WrongNetworkKey.into());
         }
+        // The secure index's block filters are read now, not by the first search.
+        ledger.warm_search_cache()?;
         let saved = ledger.durable_state()?.unwrap_or_default();
         let node = Self::node_over(&ledger, identity, &network, saved.safety.clone(), now_ms)?;
         Self::with(node, ledger, network, saved, now_ms)

@@ -320,13 +320,24 @@ pub fn search_across_blocks_and_appends<S: PersistentStore>(
             })
             .collect()
     };
+    // Warmed before any search, as a node does when it starts: both blocks' filters are read
+    // then, and again nothing (no block appended since).
+    let warm = ledger.warm_search_cache().expect("warm");
+    assert!(warm > 0);
+    assert_eq!(ledger.warm_search_cache().expect("warm again"), warm);
     let found = ledger.search_report(&query, 1).expect("search");
     assert_eq!(ids(&found), want(&records, 0));
     assert_eq!(found.indexed_blocks, 2);
     assert_eq!(found.candidates_read, 5);
-    // The cache filled by that search gives the same answer as no cache and a partial one.
+    // The warm cache gives the same answer as no cache and a partial one.
     for limit in [0, 1] {
         ledger.set_filter_cache_limit(limit).expect("limit");
+        let held = ledger.warm_search_cache().expect("warm");
+        assert!(if limit == 0 {
+            held == 0
+        } else {
+            held > 0 && held < warm
+        });
         let again = ledger.search_report(&query, 1).expect("search");
         assert_eq!(ids(&again), want(&records, 0), "cache limit {limit}");
         assert_eq!(again.candidates_read, 5);
@@ -338,8 +349,9 @@ pub fn search_across_blocks_and_appends<S: PersistentStore>(
         ids(&ledger.search_report(&query, 1).expect("search")),
         want(&records, 0)
     );
-    // A block appended after the cache is filled is searched too.
+    // A block appended after the cache is filled is searched too, and warming reads its filter.
     block(ledger, s, &mut records, 1);
+    assert!(ledger.warm_search_cache().expect("warm") > warm);
     let found = ledger.search_report(&query, 1).expect("search");
     assert_eq!(ids(&found), want(&records, 0));
     assert_eq!(found.indexed_blocks, 3);
