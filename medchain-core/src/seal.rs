@@ -421,7 +421,8 @@ pub fn seal_record<R: Rng + CryptoRng>(
 }
 
 /// Seals a record as [`seal_record`] does, written by `writer` (the contributing institution),
-/// which is a reader whether or not `readers` names it (it is then last). Its own envelope is a
+/// which is a reader whether or not `readers` names it (appended last unless the patient or a
+/// reader already has its agreement key). Its own envelope is a
 /// self envelope ([`KeyEnvelope::is_self`]): the writer opens the record with a key derivation
 /// and two AES-GCM decryptions, where an ephemeral–static envelope costs an X25519 operation
 /// (about two thirds of the cost of opening a small record). Every other reader's envelope, the
@@ -437,7 +438,7 @@ pub fn seal_record_as<R: Rng + CryptoRng>(
     rng: &mut R,
 ) -> Result<SealedRecord, SealError> {
     let me = writer.public();
-    if readers.contains(&me) || patient.agree == me.agree {
+    if patient.agree == me.agree || readers.iter().any(|r| r.agree == me.agree) {
         seal(payload, patient, readers, Some(writer), rng)
     } else {
         let mut all = readers.to_vec();
@@ -943,6 +944,35 @@ mod tests {
         .unwrap();
         let selfs: Vec<bool> = named.envelopes().iter().map(KeyEnvelope::is_self).collect();
         assert_eq!(selfs, [false, true, false]);
+        // A reader listed with the writer's agreement key (under another signing key) is the
+        // writer's envelope: one envelope per agreement key, never two.
+        let alias = PublicIdentity {
+            sign: doctor.public().sign,
+            agree: hospital.public().agree,
+        };
+        let aliased =
+            seal_record_as(&hospital, OBS, &patient.public(), &[alias], &mut rng).unwrap();
+        let selfs: Vec<bool> = aliased
+            .envelopes()
+            .iter()
+            .map(KeyEnvelope::is_self)
+            .collect();
+        assert_eq!(selfs, [false, true]);
+        assert_eq!(aliased.open(&hospital).unwrap().payload(), OBS);
+        // A patient who writes its own record: its first envelope is its self envelope.
+        let own = seal_record_as(
+            &patient,
+            OBS,
+            &patient.public(),
+            &[doctor.public()],
+            &mut rng,
+        )
+        .unwrap();
+        let selfs: Vec<bool> = own.envelopes().iter().map(KeyEnvelope::is_self).collect();
+        assert_eq!(selfs, [true, false]);
+        assert_eq!(own.envelopes()[0].recipient, patient.public().agree);
+        assert_eq!(own.open(&patient).unwrap().payload(), OBS);
+        assert_eq!(own.open(&doctor).unwrap().payload(), OBS);
         // The holder releases the key from its self envelope as from any other.
         let stranger = Identity::generate(&mut rng);
         let env = sealed
@@ -997,13 +1027,19 @@ mod tests {
         let mut marked = sealed.envelopes()[0].clone();
         marked.ephemeral[31] |= SELF_ENVELOPE_MARK;
         assert_eq!(unwrap(&marked, &patient).unwrap_err(), SealError::Decrypt);
-        // Forged for the writer by someone without its secret: any salt, any wrapped bytes.
-        let forged = KeyEnvelope {
-            recipient: hospital.public().agree,
-            ephemeral: [0xff; 32],
-            wrapped: [7; 48],
-        };
-        assert_eq!(unwrap(&forged, &hospital).unwrap_err(), SealError::Decrypt);
+        // Forged for the writer by someone without its secret: random salts (marked), random
+        // wrapped bytes.
+        for _ in 0..64 {
+            let mut forged = KeyEnvelope {
+                recipient: hospital.public().agree,
+                ephemeral: [0; 32],
+                wrapped: [0; 48],
+            };
+            rng.fill_bytes(&mut forged.ephemeral);
+            rng.fill_bytes(&mut forged.wrapped);
+            forged.ephemeral[31] |= SELF_ENVELOPE_MARK;
+            assert_eq!(unwrap(&forged, &hospital).unwrap_err(), SealError::Decrypt);
+        }
         // Every byte of the self envelope is bound: a flip anywhere fails to open.
         for i in 0..KEY_ENVELOPE_LEN {
             let mut bytes = own.to_bytes();
@@ -1013,7 +1049,7 @@ mod tests {
             };
             assert!(unwrap(&env, &hospital).is_err(), "byte {i}");
         }
-        // Two self envelopes of one writer never share a key: fresh salts.
+        // Each self envelope has a fresh salt (its key is derived from it).
         assert_ne!(own.ephemeral, other.envelopes()[1].ephemeral);
         assert_eq!(unwrap(&own, &hospital).unwrap().len(), 32);
     }

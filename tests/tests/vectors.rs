@@ -403,7 +403,6 @@ const LABELS: &[&str] = &[
     domain::RESEARCH_REQUEST_SIG,
     domain::RESEARCH_RELEASE,
     domain::RESEARCH_RELEASE_KEY,
-    domain::SELF_WRAP,
 ];
 
 fn enc_of(f: impl FnOnce(&mut Vec<u8>)) -> String {
@@ -1139,9 +1138,18 @@ fn self_sealed_records() {
         assert_eq!(record.to_bytes(), enc);
         assert_eq!(record.record_id().to_string(), s(&r["record_id"]));
         let payload = s(&r["payload"]).as_bytes();
-        let (writer, sign, agree) = &ids[s(&r["writer"])];
+        let (writer, sign, _) = &ids[s(&r["writer"])];
         assert_eq!(
             *writer.derive_secret(domain::SELF_WRAP, &[]),
+            h32(&r["self_secret"])
+        );
+        // Independently: HKDF over the ed25519 seed, as any identity-derived secret.
+        assert_eq!(
+            indep::hkdf32(
+                b"medchain/v1/identity-derive",
+                sign,
+                &indep::label_info("medchain/v1/self-wrap")
+            ),
             h32(&r["self_secret"])
         );
         // Exactly one self envelope: the writer's.
@@ -1156,8 +1164,9 @@ fn self_sealed_records() {
             let (id, _, _) = &ids[s(reader)];
             assert_eq!(record.open(id).unwrap().payload(), payload);
         }
-        // Independently, from the writer's ed25519 secret alone (no X25519).
-        let me: [u8; 32] = indep::x_public(agree);
+        // Independently, from the writer's ed25519 secret alone (no X25519): its envelope is
+        // found by its public agreement key.
+        let me: [u8; 32] = *writer.public().agree.as_byte_array();
         let (key, salt, pt, aad) = indep::open_record_with(&enc, &me, &|env, ctx| {
             indep::unwrap_self_envelope(env, sign, ctx)
         });
