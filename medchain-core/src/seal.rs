@@ -212,8 +212,8 @@ fn wrap_key(
 }
 
 /// Bit 255 of an envelope's `ephemeral` field (the top bit of its last byte) marks a self
-/// envelope. An X25519 public key made by [`KeyEnvelope::wrap`] is a canonical field element,
-/// below 2^255 − 19, so the bit is clear in every ephemeral–static envelope.
+/// envelope. The X25519 public key an ephemeral–static wrap puts there is a canonical field
+/// element, below 2^255 − 19, so the bit is clear in every ephemeral–static envelope.
 pub const SELF_ENVELOPE_MARK: u8 = 0x80;
 
 impl KeyEnvelope {

@@ -131,7 +131,7 @@ pub enum Event {
     /// Evidence that a member equivocated.
     Evidence(Evidence),
     /// A member relayed a clinician's key request for a record this host added, and this
-    /// host answered it ([`crate::sharing`]; on [`KeyAnswer::Released`] the release and its
+    /// host answered it (the sharing module; on [`KeyAnswer::Released`] the release and its
     /// access log were submitted). Log it: every request is answered once, and a denial's
     /// detail is for the patient's audit view only.
     KeyRequestAnswered {
