@@ -326,6 +326,24 @@ impl ParallelVerifier {
     }
 }
 
+/// Fewer transactions than this are verified on the caller's thread.
+const MIN_PARALLEL_TXS: usize = 64;
+
+/// `items` in order, cut into at most `parts` owned runs of equal length (the last shorter).
+fn split_owned<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let per = items.len().div_ceil(parts.max(1)).max(1);
+    let mut chunks = Vec::with_capacity(parts);
+    let mut it = items.into_iter();
+    loop {
+        let c: Vec<T> = it.by_ref().take(per).collect();
+        if c.is_empty() {
+            break;
+        }
+        chunks.push(c);
+    }
+    chunks
+}
+
 impl ParallelVerifier {
     /// Exactly `threads` threads per call (at least one); small calls stay on the caller's.
     pub fn with_threads(threads: usize) -> Self {
@@ -343,19 +361,10 @@ impl Default for ParallelVerifier {
 
 impl TxVerifier for ParallelVerifier {
     fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
-        if self.threads <= 1 || txs.len() < 64 {
+        if self.threads <= 1 || txs.len() < MIN_PARALLEL_TXS {
             return Transaction::verify_batch(txs);
         }
-        let per = txs.len().div_ceil(self.threads);
-        let mut chunks: Vec<Vec<Transaction>> = Vec::new();
-        let mut it = txs.into_iter();
-        loop {
-            let c: Vec<Transaction> = it.by_ref().take(per).collect();
-            if c.is_empty() {
-                break;
-            }
-            chunks.push(c);
-        }
+        let chunks = split_owned(txs, self.threads);
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .into_iter()
@@ -787,57 +796,15 @@ impl<S: PersistentStore> Ledger<S> {
         let mut builder = ReleaseBuilder::new(releaser, request, self.view(), clock, &mut rng)?;
         let me = releaser.verify_key();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut verifier = ParallelVerifier::with_threads(threads);
-        // The releaser's records, a few thousand at a time: their signatures verified in
-        // batches on every core, then opened and judged on every core (`offer_all`).
+        // The releaser's records, a few thousand at a time: their signatures verified and their
+        // bodies opened on every core, then judged on every core (`offer_all`).
         let mut mine: Vec<Transaction> = Vec::new();
-        let mut offer = |mine: Vec<Transaction>,
-                         builder: &mut ReleaseBuilder<'_>|
-         -> Result<(), LedgerError> {
-            let verified = verifier.verify_all(mine);
-            // The network-sealed bodies opened on every core, in chain order.
-            let network = &self.network;
-            let open =
-                |chunk: &[Result<VerifiedTx, TxError>]| -> Result<Vec<SealedRecord>, LedgerError> {
-                    let mut out = Vec::with_capacity(chunk.len());
-                    for v in chunk {
-                        let v = match v {
-                            Ok(v) => v,
-                            Err(e) => return Err(LedgerError::from(e.clone())),
-                        };
-                        if let TxBody::RecordAdded {
-                            sealed: Some(record),
-                            ..
-                        } = v.open_body(network)?
-                        {
-                            out.push(record);
-                        }
-                    }
-                    Ok(out)
-                };
-            let per = verified.len().div_ceil(threads).max(1);
-            let opened: Vec<Result<Vec<SealedRecord>, LedgerError>> = std::thread::scope(|scope| {
-                let open = &open;
-                let workers: Vec<_> = verified
-                    .chunks(per)
-                    .map(|chunk| scope.spawn(move || open(chunk)))
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join().unwrap_or_else(|_| {
-                            Err(StoreError::corrupt("a body could not be opened").into())
-                        })
-                    })
-                    .collect()
-            });
-            let mut sealed = Vec::with_capacity(verified.len());
-            for chunk in opened {
-                sealed.extend(chunk?);
-            }
-            builder.offer_all(&sealed, threads)?;
-            Ok(())
-        };
+        let offer =
+            |mine: Vec<Transaction>, builder: &mut ReleaseBuilder<'_>| -> Result<(), LedgerError> {
+                let sealed = self.open_records(mine, threads)?;
+                builder.offer_all(&sealed, threads)?;
+                Ok(())
+            };
         for block in self.blocks_from(1) {
             for tx in block?.transactions {
                 if tx.kind() == TxKind::RecordAdded && tx.contributor() == &me {
@@ -850,6 +817,54 @@ impl<S: PersistentStore> Ledger<S> {
         }
         offer(mine, &mut builder)?;
         Ok(builder.finish(&mut rng)?)
+    }
+
+    /// The sealed records of `txs` (record additions), in chain order: on each of `threads`
+    /// threads one ZIP-215 batch verifies a share of the signatures, as [`ParallelVerifier`]
+    /// does, and the same thread opens those transactions' network-sealed bodies.
+    fn open_records(
+        &self,
+        txs: Vec<Transaction>,
+        threads: usize,
+    ) -> Result<Vec<SealedRecord>, LedgerError> {
+        let network = &self.network;
+        let open = |chunk: Vec<Transaction>| -> Result<Vec<SealedRecord>, LedgerError> {
+            let mut out = Vec::with_capacity(chunk.len());
+            for verified in Transaction::verify_batch(chunk) {
+                if let TxBody::RecordAdded {
+                    sealed: Some(record),
+                    ..
+                } = verified?.open_body(network)?
+                {
+                    out.push(record);
+                }
+            }
+            Ok(out)
+        };
+        if threads <= 1 || txs.len() < MIN_PARALLEL_TXS {
+            return open(txs);
+        }
+        let chunks = split_owned(txs, threads);
+        let opened: Vec<Result<Vec<SealedRecord>, LedgerError>> = std::thread::scope(|scope| {
+            let open = &open;
+            let workers: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| scope.spawn(move || open(chunk)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(StoreError::corrupt("a body could not be opened").into())
+                    })
+                })
+                .collect()
+        });
+        let mut sealed = Vec::new();
+        for chunk in opened {
+            sealed.extend(chunk?);
+        }
+        Ok(sealed)
     }
 
     /// The committed blocks from `height` up to the head, read one at a time.
