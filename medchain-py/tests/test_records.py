@@ -36,6 +36,40 @@ def test_seal_json_text_and_public_identity() -> None:
     assert rec2.open(patient)["resourceType"] == "Observation"
 
 
+def test_writer_holds_a_self_envelope() -> None:
+    patient, hospital, lab = Identity.generate(), Identity.generate(), Identity.generate()
+    rec = seal(OBS, patient, [lab], writer=hospital)
+    assert rec.has_writer_envelope
+    assert rec.reader_count == 3  # patient, lab, and the writer's own envelope
+    assert rec.open(hospital) == OBS
+    assert rec.open(patient) == OBS
+    assert rec.open(lab) == OBS
+    # The writer listed among the readers too: still one envelope for it.
+    both = seal(OBS, patient, [hospital], writer=hospital)
+    assert both.reader_count == 2 and both.has_writer_envelope
+    assert both.open(hospital) == OBS
+    # Without a writer: ordinary X25519 envelopes only.
+    plain = seal(OBS, patient, [hospital], writer=None)
+    assert not plain.has_writer_envelope and plain.open(hospital) == OBS
+
+
+def test_self_envelope_opens_for_the_writer_only() -> None:
+    patient, hospital = Identity.generate(), Identity.generate()
+    rec = seal(OBS, patient, writer=hospital)
+    with pytest.raises(medchain.NotAReader):
+        rec.open(Identity.generate())
+
+
+def test_writer_must_hold_its_secret() -> None:
+    patient, hospital = Identity.generate(), Identity.generate()
+    for bad in (hospital.public, hospital.public_text, 42):
+        with pytest.raises(medchain.WrongType):
+            seal(OBS, patient, writer=bad)  # type: ignore[arg-type]
+    # An invalid resource seals nothing, writer or not.
+    with pytest.raises(medchain.InvalidFhir):
+        seal({"resourceType": "Observation"}, patient, writer=hospital)
+
+
 def test_stranger_cannot_open() -> None:
     rec = seal(OBS, Identity.generate())
     with pytest.raises(medchain.NotAReader):

@@ -88,6 +88,8 @@ class SealedRecord:
     def patient(self) -> PublicIdentity: ...
     @property
     def reader_count(self) -> int: ...
+    @property
+    def has_writer_envelope(self) -> bool: ...
     def open(self, identity: Identity) -> Dict[str, Any]: ...
 
 def seal(
@@ -97,6 +99,7 @@ def seal(
     *,
     profile: str = "r4",
     lenient: bool = False,
+    writer: Optional[Identity] = None,
 ) -> SealedRecord: ...
 
 @final
