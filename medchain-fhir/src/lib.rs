@@ -32,6 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod fast;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -207,7 +208,32 @@ pub struct InvalidResource {
 /// Validates one FHIR R4 resource in JSON (a Bundle counts as one, its entries included).
 ///
 /// Never fails and never panics on any input: everything wrong becomes an [`Issue`].
+///
+/// A single pass over the bytes runs first and answers only when it proves there is nothing
+/// to report; otherwise the exact path ([`validate_exact`]) runs. The report is the same
+/// either way (`docs/fhir.md`).
 pub fn validate(bytes: &[u8], options: &Options) -> Report {
+    if let fast::Verdict::Clean(resource_type) = fast::check(bytes, options.profile) {
+        return Report {
+            resource_type: Some(resource_type),
+            issues: Vec::new(),
+            dropped: 0,
+        };
+    }
+    validate_exact(bytes, options)
+}
+
+/// Whether the fast path alone proves `bytes` clean under `options` (no issue at all): for
+/// tests and benches comparing the two paths.
+#[doc(hidden)]
+pub fn fast_path_is_clean(bytes: &[u8], options: &Options) -> bool {
+    matches!(fast::check(bytes, options.profile), fast::Verdict::Clean(_))
+}
+
+/// [`validate`] without the fast path: fhirkit's tree and typed model, then [`rules`]. For
+/// tests and benches; the report is the one [`validate`] gives.
+#[doc(hidden)]
+pub fn validate_exact(bytes: &[u8], options: &Options) -> Report {
     let mut report = validate_strict(bytes, options.profile);
     if options.lenient {
         for issue in &mut report.issues {

@@ -23,26 +23,26 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_MEMBERS: usize = 256;
 
 /// One required binding: where, which value set, which codes.
-struct Binding {
+pub(crate) struct Binding {
     /// The resource type.
-    resource: &'static str,
+    pub(crate) resource: &'static str,
     /// The element chain below the resource (arrays are walked at every level).
-    path: &'static [&'static str],
+    pub(crate) path: &'static [&'static str],
     /// Where the element recurses (`Consent.provision.provision`), if it does.
-    recursive: Option<&'static str>,
+    pub(crate) recursive: Option<&'static str>,
     /// `None` for a `code`; for a `CodeableConcept`, the code system its codings must use.
-    system: Option<&'static str>,
+    pub(crate) system: Option<&'static str>,
     /// The value set's canonical URL.
-    value_set: &'static str,
+    pub(crate) value_set: &'static str,
     /// Its codes (R4 4.0.1).
-    codes: &'static [&'static str],
+    pub(crate) codes: &'static [&'static str],
 }
 
 /// The required bindings checked (`docs/fhir.md`): the status codes medchain's rules, index and
 /// research export read, the `Consent` and `AuditEvent` codes medchain writes, the Bundle codes
 /// entry validation depends on, and `OperationOutcome` (which medchain renders). The code lists
 /// are those of the R4 4.0.1 value sets named.
-const BINDINGS: &[Binding] = &[
+pub(crate) const BINDINGS: &[Binding] = &[
     Binding {
         resource: "AllergyIntolerance",
         path: &["clinicalStatus"],
@@ -360,9 +360,9 @@ const BINDINGS: &[Binding] = &[
 
 /// A US Core requirement: the element (or choice base, ending in `[x]`) and whether its absence
 /// is an error (minimum cardinality 1 in the profile) or a warning (must-support).
-struct UsCore {
-    resource: &'static str,
-    element: &'static str,
+pub(crate) struct UsCore {
+    pub(crate) resource: &'static str,
+    pub(crate) element: &'static str,
     required: bool,
 }
 
@@ -386,7 +386,7 @@ const fn ms(resource: &'static str, element: &'static str) -> UsCore {
 /// elements the profiles require beyond base R4 (errors) and the must-support elements those
 /// readers use — clinical dates, codes, subjects — whose absence is a warning. Elements base R4
 /// already requires are checked by the structural validation.
-const US_CORE: &[UsCore] = &[
+pub(crate) const US_CORE: &[UsCore] = &[
     req("AllergyIntolerance", "code"),
     ms("AllergyIntolerance", "clinicalStatus"),
     ms("AllergyIntolerance", "verificationStatus"),
@@ -761,7 +761,7 @@ fn is_oid(s: &str) -> bool {
 }
 
 /// A Bundle entry's `fullUrl`: `urn:uuid:<uuid>`, `urn:oid:<oid>` or an absolute URL.
-fn is_full_url(s: &str) -> bool {
+pub(crate) fn is_full_url(s: &str) -> bool {
     if let Some(u) = s.strip_prefix("urn:uuid:") {
         return is_uuid(u);
     }

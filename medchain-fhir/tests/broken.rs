@@ -2,7 +2,9 @@
 //! at the right path (and nothing of its content in the messages).
 
 use medchain_core::genesis::FhirProfile;
-use medchain_fhir::{validate, IssueCode as C, Options, Severity};
+use medchain_fhir::{
+    fast_path_is_clean, validate, validate_exact, IssueCode as C, Options, Severity,
+};
 
 struct Case {
     name: &'static str,
@@ -172,6 +174,27 @@ fn every_broken_resource_is_refused_at_the_right_path() {
     for case in &cases {
         assert!(names.insert(case.name), "duplicate case {}", case.name);
         let report = validate(case.json.as_bytes(), &Options::new(case.profile));
+        // The fast path never vouches for a broken resource, under either profile.
+        for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
+            let options = Options::new(profile);
+            let bytes = case.json.as_bytes();
+            if fast_path_is_clean(bytes, &options) {
+                assert!(
+                    validate_exact(bytes, &options).issues().is_empty(),
+                    "{}: the fast path said clean under {profile:?}",
+                    case.name
+                );
+            }
+        }
+        assert!(
+            !fast_path_is_clean(case.json.as_bytes(), &Options::new(case.profile)),
+            "{}: the fast path said clean",
+            case.name
+        );
+        assert_eq!(
+            report,
+            validate_exact(case.json.as_bytes(), &Options::new(case.profile))
+        );
         let hit = report
             .errors()
             .any(|i| i.code == case.code && i.path == case.path);
@@ -258,6 +281,7 @@ fn valid_edge_cases_pass() {
     for json in cases {
         let r = validate(json.as_bytes(), &Options::default());
         assert!(r.issues().is_empty(), "{r}\n{json}");
+        assert_eq!(r, validate_exact(json.as_bytes(), &Options::default()));
     }
     // US Core applies to what is shared, not to what it contains.
     let p = r#"{"resourceType":"Patient","identifier":[{"value":"1"}],"name":[{"family":"D"}],"gender":"male","birthDate":"1970","contained":[{"resourceType":"Patient","id":"x"}]}"#;

@@ -4,7 +4,7 @@
 
 use medchain_core::genesis::FhirProfile;
 use medchain_core::keys::Identity;
-use medchain_fhir::{seal_validated, validate, Options};
+use medchain_fhir::{fast_path_is_clean, seal_validated, validate, validate_exact, Options};
 use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -157,6 +157,9 @@ proptest! {
         for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
             let report = validate(bytes, &Options::new(profile));
             prop_assert!(report.issues().is_empty(), "{:?}: {}\n{}", profile, report, json);
+            // Valid resources take the fast path, with the exact path's (empty) report.
+            prop_assert!(fast_path_is_clean(bytes, &Options::new(profile)), "{:?}\n{}", profile, json);
+            prop_assert_eq!(&report, &validate_exact(bytes, &Options::new(profile)));
         }
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let patient = Identity::generate(&mut rng);
@@ -181,6 +184,14 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] = byte;
         // Any outcome is fine; a panic or a hang is not.
-        let _ = validate(&bytes, &Options::new(FhirProfile::UsCore));
+        for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
+            let options = Options::new(profile);
+            let report = validate(&bytes, &options);
+            // Soundness: the fast path answers only for what has no issue at all.
+            prop_assert_eq!(&report, &validate_exact(&bytes, &options));
+            if fast_path_is_clean(&bytes, &options) {
+                prop_assert!(report.issues().is_empty());
+            }
+        }
     }
 }

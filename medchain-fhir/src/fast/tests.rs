@@ -1,0 +1,106 @@
+//! The tables and the hand-kept lists checked against each other.
+
+use super::*;
+
+fn resolve(resource: &str, path: &[&str]) -> (&'static str, &'static Elem) {
+    let mut td = resource_def(resource).unwrap_or_else(|| panic!("{resource}"));
+    let (last, init) = path.split_last().expect("a path");
+    for key in init {
+        let e = td
+            .elem(key.as_bytes())
+            .unwrap_or_else(|| panic!("{resource}.{key}"));
+        let Shape::Complex(next) = e.shape else {
+            panic!("{resource}.{key} is not complex")
+        };
+        td = next;
+    }
+    let e = td
+        .elem(last.as_bytes())
+        .unwrap_or_else(|| panic!("{resource}.{last}"));
+    (td.name, e)
+}
+
+#[test]
+fn binding_sites_are_where_the_bindings_lead() {
+    assert_eq!(SITES.len(), BINDINGS.len());
+    for (i, b) in BINDINGS.iter().enumerate() {
+        let (ty, e) = resolve(b.resource, b.path);
+        assert_eq!(SITES[i], (ty, e.key, i), "{}", b.value_set);
+        assert!(!e.list, "{}", b.value_set);
+        match b.system {
+            None => assert!(matches!(e.shape, Shape::Prim(Kind::Code))),
+            Some(_) => {
+                assert!(matches!(e.shape, Shape::Complex(t) if t.name == "CodeableConcept"))
+            }
+        }
+        assert!(sites(ty).contains(&SITES[i]), "{ty}");
+        if let Some(rec) = b.recursive {
+            // `Consent.provision.provision` is the same type: the site covers every level.
+            let (_, parent) = resolve(b.resource, &b.path[..b.path.len() - 1]);
+            let Shape::Complex(t) = parent.shape else {
+                panic!()
+            };
+            assert!(
+                matches!(t.elem(rec.as_bytes()).unwrap().shape, Shape::Complex(u) if u.name == t.name)
+            );
+        }
+    }
+    for t in all_types() {
+        for s in sites(t.name) {
+            assert_eq!(s.0, t.name);
+        }
+    }
+}
+
+#[test]
+fn extensions_are_extensions_and_references_are_strings() {
+    for t in all_types() {
+        assert!(
+            t.elems.windows(2).all(|w| w[0].key < w[1].key),
+            "{}",
+            t.name
+        );
+        assert!(t.required < (1u128 << t.slots) || t.slots == 128);
+        for e in t.elems {
+            if e.key == "extension" || e.key == "modifierExtension" {
+                assert!(e.list && matches!(e.shape, Shape::Complex(x) if x.name == "Extension"));
+            }
+        }
+    }
+    let (_, url) = resolve("Basic", &["extension", "url"]);
+    assert!(matches!(url.shape, Shape::Str));
+}
+
+#[test]
+fn us_core_choices_are_one_element() {
+    for r in US_CORE {
+        let td = resource_def(r.resource).unwrap();
+        match r.element.strip_suffix("[x]") {
+            Some(base) => {
+                let slots: Vec<u8> = td
+                    .elems
+                    .iter()
+                    .filter(|e| {
+                        e.key
+                            .strip_prefix(base)
+                            .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
+                    })
+                    .map(|e| e.slot)
+                    .collect();
+                assert!(
+                    !slots.is_empty() && slots.iter().all(|s| *s == slots[0]),
+                    "{}",
+                    r.element
+                );
+            }
+            None => assert!(td.slot(r.element).is_some(), "{}", r.element),
+        }
+    }
+}
+
+#[test]
+fn every_r4_resource_type_is_in_the_tables_of_a_full_build() {
+    for name in medchain_core::fhir::R4_RESOURCE_TYPES {
+        assert_eq!(resource_def(name).map(|t| t.name), Some(*name));
+    }
+}
