@@ -85,18 +85,6 @@ impl TypeDef {
     }
 }
 
-/// The resource type `name` in this build, if fhirkit decodes it.
-#[cfg(test)]
-pub(crate) fn resource_def(name: &str) -> Option<&'static TypeDef> {
-    tables::resource(name.as_bytes())
-}
-
-/// Every generated type (tests).
-#[cfg(test)]
-pub(crate) fn all_types() -> Vec<&'static TypeDef> {
-    tables::all()
-}
-
 /// The required bindings of `rules::BINDINGS` as (type, key, index): the type is the one the
 /// binding's path leads to (checked against the tables by a unit test).
 const SITES: &[(&str, &str, usize)] = &[
@@ -245,10 +233,10 @@ impl<'a> Parser<'a> {
         // A byte order mark is fhirkit's to skip: Unsure (the first byte is not whitespace).
         self.ws();
         self.expect(b'{')?;
-        let td = self.resource_type()?;
+        let (td, first) = self.resource_type()?;
         ensure(is_r4_resource_type(td.name))?;
         self.root_bundle = td.name == "Bundle";
-        self.resource_body(td, Role::Root, 0)?;
+        self.resource_body(td, Role::Root, 0, first)?;
         if self.root_bundle {
             self.bundle_end()?;
         }
@@ -345,23 +333,72 @@ impl<'a> Parser<'a> {
         Ok(raw)
     }
 
-    /// After a resource's `{`: its first member, `"resourceType": "<known type>"`.
-    fn resource_type(&mut self) -> Res<&'static TypeDef> {
+    /// After a resource's `{`: the value of its first `resourceType` member, a known type
+    /// (what fhirkit's dispatch reads). When it is not the first member, the members before it
+    /// are skipped here and read again by [`Self::members`]; the position is left after the
+    /// `resourceType` member when it is first, at the first member otherwise.
+    fn resource_type(&mut self) -> Res<(&'static TypeDef, bool)> {
         self.ws();
-        ensure(self.plain()? == b"resourceType")?;
-        self.ws();
-        self.expect(b':')?;
-        self.ws();
-        tables::resource(self.plain()?).ok_or(Unsure)
+        let start = self.pos;
+        let mut first = true;
+        loop {
+            let key = self.plain()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            if key == b"resourceType" {
+                let td = tables::resource(self.plain()?).ok_or(Unsure)?;
+                if !first {
+                    self.pos = start;
+                }
+                return Ok((td, first));
+            }
+            first = false;
+            self.skip_value()?;
+            self.ws();
+            self.expect(b',')?;
+            self.ws();
+        }
+    }
+
+    /// Skips one value without checking it (it is read again and checked later). Iterative:
+    /// no recursion on untrusted nesting.
+    fn skip_value(&mut self) -> Res<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek().ok_or(Unsure)? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.pos += 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1).ok_or(Unsure)?;
+                    self.pos += 1;
+                }
+                _ => self.pos += 1,
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// The members after `resourceType` of a resource `td` read in `role`, and the checks of
     /// `rules` for it (ids, contained references, US Core).
-    fn resource_body(&mut self, td: &'static TypeDef, role: Role, level: usize) -> Res<()> {
+    fn resource_body(
+        &mut self,
+        td: &'static TypeDef,
+        role: Role,
+        level: usize,
+        after_first: bool,
+    ) -> Res<()> {
         let outer = self.role;
         let scope = (self.refs.len(), self.ids.len());
         self.role = role;
-        let seen = self.members(td, level, true)?;
+        let seen = self.members(td, level, after_first)?;
         self.role = outer;
         if role != Role::Contained {
             // `#id` references resolve to this resource's contained ids.
@@ -391,10 +428,10 @@ impl<'a> Parser<'a> {
         };
         ensure(level < MAX_DEPTH - 2)?;
         self.expect(b'{')?;
-        let td = self.resource_type()?;
+        let (td, first) = self.resource_type()?;
         ensure(td.name != "Bundle")?;
         self.in_entry = role == Role::Entry || self.in_entry;
-        self.resource_body(td, role, level)?;
+        self.resource_body(td, role, level, first)?;
         if role == Role::Entry {
             self.in_entry = false;
         }
@@ -402,7 +439,8 @@ impl<'a> Parser<'a> {
     }
 
     /// The members of an object of type `td` opened at nesting `level` (`{` read; with
-    /// `after_first`, its `resourceType` too). Returns the slots seen.
+    /// `after_first`, a resource's `resourceType` too; a resource's `resourceType` that is not
+    /// first is met here again, already checked). Returns the slots seen.
     fn members(&mut self, td: &'static TypeDef, level: usize, after_first: bool) -> Res<u128> {
         ensure(level < MAX_DEPTH - 2)?;
         let special = match td.name {
@@ -414,6 +452,8 @@ impl<'a> Parser<'a> {
         let sites = sites(td.name);
         let mut seen: u128 = 0;
         let mut count = usize::from(after_first);
+        // A resource's `resourceType`, when it is not the first member.
+        let mut type_pending = td.resource && !after_first;
         self.ws();
         if after_first {
             match self.peek() {
@@ -424,7 +464,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => return Err(Unsure),
             }
-        } else {
+        } else if !td.resource {
             // `{}`: nothing for fhirkit to report, but nothing worth a fast answer.
             ensure(self.peek() != Some(b'}'))?;
         }
@@ -434,6 +474,23 @@ impl<'a> Parser<'a> {
             self.ws();
             self.expect(b':')?;
             self.ws();
+            if type_pending && key == b"resourceType" {
+                type_pending = false;
+                count += 1;
+                ensure(self.plain()? == td.name.as_bytes())?;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        continue;
+                    }
+                    Some(b'}') => {
+                        self.pos += 1;
+                        return self.finish(td, seen, special);
+                    }
+                    _ => return Err(Unsure),
+                }
+            }
             let e = td.elem(key).ok_or(Unsure)?;
             ensure(e.key != "resourceType")?;
             let bit = 1u128 << e.slot;
@@ -452,6 +509,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
+                    ensure(!type_pending)?;
                     return self.finish(td, seen, special);
                 }
                 _ => return Err(Unsure),
@@ -760,3 +818,21 @@ impl<'a> Scan<'a> {
 
 #[cfg(test)]
 mod tests;
+
+/// A build without a resource group fails closed: its resource types are never clean.
+#[cfg(all(test, feature = "base", not(feature = "clinical")))]
+mod reduced {
+    use super::*;
+
+    #[test]
+    fn a_type_absent_from_the_build_is_unsure() {
+        let obs = br#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#;
+        assert_eq!(check(obs, FhirProfile::BaseR4), Verdict::Unsure);
+        let bundle = br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"}}}]}"#;
+        assert_eq!(check(bundle, FhirProfile::BaseR4), Verdict::Unsure);
+        let patient = br#"{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"}}]}"#;
+        assert_eq!(check(patient, FhirProfile::BaseR4), Verdict::Unsure);
+        let ok = br#"{"resourceType":"Patient","gender":"male"}"#;
+        assert_eq!(check(ok, FhirProfile::BaseR4), Verdict::Clean("Patient"));
+    }
+}
