@@ -199,6 +199,34 @@ def shape_prim(kind: str) -> str:
     return f"Shape::Prim(Kind::{kind})"
 
 
+def fnv1a(key: str) -> int:
+    """The key hash of the fast path's lookup (`fast::key_hash`): FNV-1a (32 bits) of the
+    key's length and its first, middle and last bytes."""
+    k = key.encode()
+    sample = [len(k) & 0xFF] + ([k[0], k[len(k) // 2], k[-1]] if k else [])
+    h = 0x811C9DC5
+    for b in sample:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def hash_index(keys: list[str]) -> list[int]:
+    """An open-addressing table (linear probing) of `keys` by `fnv1a`: a power of two at least
+    twice as long as there are keys; each bucket holds a key's position plus one, or 0."""
+    size = 4
+    while size < 2 * len(keys):
+        size *= 2
+    table = [0] * size
+    for i, k in enumerate(keys):
+        h = fnv1a(k) & (size - 1)
+        while table[h]:
+            h = (h + 1) & (size - 1)
+        table[h] = i + 1
+    if len(keys) > 255:
+        die("more than 255 keys in a type")
+    return table
+
+
 def static_name(ty: str) -> str:
     return "T_" + re.sub(r"(?<!^)(?=[A-Z])", "_", ty).upper()
 
@@ -357,6 +385,8 @@ def build(src: Path) -> str:
         out.append(f"    resource: {'true' if is_res else 'false'},")
         out.append(f"    slots: {nslots},")
         out.append(f"    required: {mask:#x},")
+        index = hash_index([e[0] for e in elems])
+        out.append(f"    index: &{index},".replace("[", "[", 1))
         out.append("    elems: &[")
         for key, slot, list_, shape in elems:
             out.append(

@@ -412,3 +412,84 @@ proptest! {
         sound(&bytes, "byte flip");
     }
 }
+
+/// Defects each of which a fast path could miss by mirroring one layer and not the other: the
+/// exact path reports each, the fast path must not answer.
+#[test]
+fn targeted_hazards_are_never_clean() {
+    let obs = |rest: &str| {
+        format!(r#"{{"resourceType":"Observation","status":"final","code":{{"text":"x"}}{rest}}}"#)
+    };
+    let bundle = |kind: &str, entries: &str| {
+        format!(r#"{{"resourceType":"Bundle","type":"{kind}","entry":[{entries}]}}"#)
+    };
+    let pat = r#"{"resourceType":"Patient"}"#;
+    let cases: Vec<String> = vec![
+        // rules, not fhirkit: resource ids, extension urls, bindings.
+        obs(r#","id":"a_b""#),
+        obs(r#","contained":[{"resourceType":"Patient","id":"a b"}]"#),
+        obs(r#","extension":[{"url":"http://x\ty","valueString":"v"}]"#),
+        obs(r#","extension":[{"url":"http://x y","valueString":"v"}]"#),
+        obs(r#","extension":[{"url":"http://x\u00a0y","valueString":"v"}]"#),
+        obs(r#","modifierExtension":[{"url":"a\u0085b","valueString":"v"}]"#),
+        r#"{"resourceType":"Observation","status":"finished","code":{"text":"x"}}"#.into(),
+        r#"{"resourceType":"Observation","status":"fin\u0061l","code":{"text":"x"}}"#.into(),
+        r#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},"clinicalStatus":{"coding":[{"system":"http://snomed.info/sct","code":"active"}]}}"#.into(),
+        r#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"activ"}]}}"#.into(),
+        r#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"},{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","display":"no code"}]}}"#.into(),
+        r#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},"clinicalStatus":{"text":"active"}}"#.into(),
+        r#"{"resourceType":"Consent","status":"active","scope":{"text":"s"},"category":[{"text":"c"}],"provision":{"type":"permit","provision":[{"provision":[{"type":"maybe"}]}]}}"#.into(),
+        // Contained references.
+        obs(r##","subject":{"reference":"#p"}"##),
+        obs(r##","contained":[{"resourceType":"Patient","id":"q"}],"subject":{"reference":"#p"}"##),
+        obs(r##","contained":[{"resourceType":"Patient","id":"q","link":[{"other":{"reference":"#z"},"type":"seealso"}]}]"##),
+        // Bundles.
+        bundle("transaction", &format!(r#"{{"fullUrl":"{UUID_P}","resource":{pat}}}"#)),
+        bundle("collection", &format!(r#"{{"fullUrl":"{UUID_P}","resource":{pat}}},{{"fullUrl":"{UUID_P}","resource":{pat}}}"#)),
+        bundle("collection", r#"{"fullUrl":"urn:uuid:not-a-uuid","resource":{"resourceType":"Patient"}}"#),
+        bundle("collection", r#"{"fullUrl":"Patient/1","resource":{"resourceType":"Patient"}}"#),
+        bundle("collection", &format!(r#"{{"fullUrl":"{UUID_P}","resource":{}}}"#, obs(&format!(r#","subject":{{"reference":"{UUID_O}"}}"#)))),
+        bundle("collection", &format!(r#"{{"fullUrl":"{UUID_P}","resource":{}}}"#, obs(&format!(r#","contained":[{{"resourceType":"Patient","id":"c","generalPractitioner":[{{"reference":"{UUID_O}"}}]}}]"#)))),
+        bundle("collection", &format!(r##"{{"fullUrl":"{UUID_P}","resource":{}}},{{"resource":{}}}"##, obs(r##","contained":[{"resourceType":"Patient","id":"c"}]"##), obs(r##","subject":{"reference":"#c"}"##))),
+        bundle("collection", r#"{"request":{"method":"POST","url":"Patient"}}"#),
+        bundle("colection", &format!(r#"{{"resource":{pat}}}"#)),
+        // US Core (checked with both profiles below; base R4 is clean for these).
+        r#"{"resourceType":"Patient","name":[{"family":"D"}],"gender":"male","birthDate":"1970"}"#.into(),
+        r#"{"resourceType":"Patient","identifier":[{"value":"1"}],"name":[{"family":"D"}],"gender":"male"}"#.into(),
+        // Structure: fhirkit only.
+        obs(r#","valueString":"x","valueBoolean":true"#),
+        obs(r#","effectiveDateTime":"2026-01-02T10:00""#),
+        obs(r#","issued":"2026-01-02""#),
+        obs(r#","valueInteger":1.0"#),
+        obs(r#","component":[]"#),
+        obs(r#","category":{"text":"x"}"#),
+        obs(r#","code":{"text":"y"}"#),
+        obs(r#","contained":[{"resourceType":"Nope","id":"x"}]"#),
+        obs(r#","contained":[{"id":"x"}]"#),
+        obs(r#","resourceType":"Observation""#),
+        r#"{"status":"final","code":{"text":"x"},"resourceType":"Patient"}"#.into(),
+        r#"{"resourceType":"Observation","status":"final"}"#.into(),
+        "\u{feff}{\"resourceType\":\"Patient\",\"gender\":\"mal\"}".into(),
+        r#"{"resourceType":"Patient","gender":"male"} x"#.into(),
+        r#"{"resourceType":"Patient","gender":"male",}"#.into(),
+        r#"{"resourceType":"Patient","multipleBirthInteger":01}"#.into(),
+        r#"{"resourceType":"Patient","name":[{"given":["a",null]}]}"#.into(),
+        r#"{"resourceType":"Patient","name":[{"text":"\ud800"}]}"#.into(),
+        r#"{"resourceType":"ExampleScenario","status":"draft","instance":[{"resourceId":"a","resourceType":"Patient"}]}"#.into(),
+    ];
+    for (i, json) in cases.iter().enumerate() {
+        for profile in PROFILES {
+            let options = Options::new(profile);
+            let exact = validate_exact(json.as_bytes(), &options);
+            let fast = fast_path_is_clean(json.as_bytes(), &options);
+            assert!(
+                !fast || exact.issues().is_empty(),
+                "case {i} {profile:?}: {json}"
+            );
+            if profile == FhirProfile::UsCore {
+                assert!(!exact.issues().is_empty(), "case {i}: not a hazard: {json}");
+                assert!(!fast, "case {i}: {json}");
+            }
+        }
+    }
+}

@@ -48,6 +48,9 @@ pub(crate) struct TypeDef {
     pub(crate) slots: u8,
     /// The slots fhirkit requires (`required`, `required_list(.., 1)`).
     pub(crate) required: u128,
+    /// Its keys by [`key_hash`]: open addressing with linear probing over a power-of-two
+    /// table; each bucket holds a position in `elems` plus one, or 0 when empty.
+    pub(crate) index: &'static [u8],
     /// Its JSON keys, sorted by bytes; choice keys share their element's slot.
     pub(crate) elems: &'static [Elem],
 }
@@ -72,12 +75,47 @@ pub(crate) enum Shape {
     Resource,
 }
 
+/// A type name's length and first and last bytes: a cheap filter before comparing names.
+const fn fingerprint(name: &[u8]) -> u32 {
+    if name.is_empty() {
+        return 0;
+    }
+    ((name.len() as u32) << 16) | ((name[0] as u32) << 8) | name[name.len() - 1] as u32
+}
+
+/// The hash of [`TypeDef::index`] (the generator computes the same): FNV-1a (32 bits) of the
+/// key's length (its low byte) and its first, middle and last bytes. Constant time; collisions
+/// only lengthen a probe.
+#[inline]
+fn key_hash(key: &[u8]) -> u32 {
+    let step = |h: u32, b: u8| (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    let h = step(0x811c_9dc5, key.len() as u8);
+    match (key.first(), key.last()) {
+        (Some(&first), Some(&last)) => step(step(step(h, first), key[key.len() / 2]), last),
+        _ => h,
+    }
+}
+
+/// Whether two keys are equal (short keys: no `memcmp` call).
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 impl TypeDef {
+    #[inline]
     fn elem(&self, key: &[u8]) -> Option<&'static Elem> {
-        self.elems
-            .binary_search_by(|e| e.key.as_bytes().cmp(key))
-            .ok()
-            .map(|i| &self.elems[i])
+        let elems: &'static [Elem] = self.elems;
+        let mask = self.index.len() - 1;
+        let mut h = key_hash(key) as usize & mask;
+        loop {
+            let at = usize::from(self.index[h]);
+            let e = elems.get(at.checked_sub(1)?)?;
+            if same_key(e.key.as_bytes(), key) {
+                return Some(e);
+            }
+            h = (h + 1) & mask;
+        }
     }
 
     fn slot(&self, key: &str) -> Option<u8> {
@@ -111,6 +149,77 @@ const SITES: &[(&str, &str, usize)] = &[
     ("Patient", "gender", 20),
     ("Procedure", "status", 21),
 ];
+
+/// The types with a hook: their fingerprint, name, special role and binding sites.
+const HOOKED: &[(u32, &str, Special)] = &[
+    (
+        fingerprint(b"AllergyIntolerance"),
+        "AllergyIntolerance",
+        Special::None,
+    ),
+    (fingerprint(b"AuditEvent"), "AuditEvent", Special::None),
+    (fingerprint(b"Bundle"), "Bundle", Special::Bundle),
+    (
+        fingerprint(b"BundleEntry"),
+        "BundleEntry",
+        Special::BundleEntry,
+    ),
+    (
+        fingerprint(b"BundleEntryRequest"),
+        "BundleEntryRequest",
+        Special::None,
+    ),
+    (fingerprint(b"Condition"), "Condition", Special::None),
+    (fingerprint(b"Consent"), "Consent", Special::None),
+    (
+        fingerprint(b"ConsentProvision"),
+        "ConsentProvision",
+        Special::None,
+    ),
+    (
+        fingerprint(b"DiagnosticReport"),
+        "DiagnosticReport",
+        Special::None,
+    ),
+    (fingerprint(b"Encounter"), "Encounter", Special::None),
+    (fingerprint(b"Extension"), "Extension", Special::Extension),
+    (fingerprint(b"Immunization"), "Immunization", Special::None),
+    (
+        fingerprint(b"MedicationAdministration"),
+        "MedicationAdministration",
+        Special::None,
+    ),
+    (
+        fingerprint(b"MedicationRequest"),
+        "MedicationRequest",
+        Special::None,
+    ),
+    (
+        fingerprint(b"MedicationStatement"),
+        "MedicationStatement",
+        Special::None,
+    ),
+    (fingerprint(b"Observation"), "Observation", Special::None),
+    (
+        fingerprint(b"OperationOutcomeIssue"),
+        "OperationOutcomeIssue",
+        Special::None,
+    ),
+    (fingerprint(b"Patient"), "Patient", Special::None),
+    (fingerprint(b"Procedure"), "Procedure", Special::None),
+];
+
+/// The hooks of type `td`: its special role and its binding sites.
+#[inline]
+fn hooks(td: &TypeDef) -> (Special, &'static [(&'static str, &'static str, usize)]) {
+    let fp = fingerprint(td.name.as_bytes());
+    for &(f, name, special) in HOOKED {
+        if f == fp && name == td.name {
+            return (special, sites(name));
+        }
+    }
+    (Special::None, &[])
+}
 
 /// The binding sites of type `name` (a slice of [`SITES`]).
 fn sites(name: &str) -> &'static [(&'static str, &'static str, usize)] {
@@ -169,6 +278,8 @@ enum Special {
 }
 
 struct Parser<'a> {
+    /// The document, checked UTF-8 once: strings are sliced from it, never re-checked.
+    text: &'a str,
     b: &'a [u8],
     pos: usize,
     us_core: bool,
@@ -189,10 +300,14 @@ struct Parser<'a> {
 /// The fast path's verdict on `bytes` validated against `profile` (the lenient flag does not
 /// matter: a report without issues is the same either way).
 pub(crate) fn check(bytes: &[u8], profile: FhirProfile) -> Verdict {
-    if bytes.len() > MAX_RESOURCE_BYTES || std::str::from_utf8(bytes).is_err() {
+    if bytes.len() > MAX_RESOURCE_BYTES {
         return Verdict::Unsure;
     }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Verdict::Unsure;
+    };
     let mut p = Parser {
+        text,
         b: bytes,
         pos: 0,
         us_core: profile == FhirProfile::UsCore,
@@ -252,6 +367,7 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            self.skip_plain_bytes();
             let c = *self.b.get(self.pos).ok_or(Unsure)?;
             match c {
                 b'"' => {
@@ -282,6 +398,29 @@ impl<'a> Parser<'a> {
                 0..=0x1f => return Err(Unsure),
                 _ => self.pos += 1,
             }
+        }
+    }
+
+    /// Advances over string bytes that need no attention (not `"`, `\\` or a control
+    /// character), eight at a time.
+    #[inline]
+    fn skip_plain_bytes(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(bytes);
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let backslash = x ^ (ONES * u64::from(b'\\'));
+            // A zero byte in `v` (or, for `x`, a byte below 0x20) sets its high bit here;
+            // bytes of 0x80 and above never do (`!x` clears their high bit).
+            let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+            if zero(quote) | zero(backslash) | control != 0 {
+                break;
+            }
+            self.pos += 8;
         }
     }
 
@@ -324,6 +463,12 @@ impl<'a> Parser<'a> {
             ensure(digits(self))?;
         }
         std::str::from_utf8(&self.b[start..self.pos]).map_err(|_| Unsure)
+    }
+
+    /// The text of `raw`, a string's bytes between its quotes that ends at `pos - 1`.
+    fn text_of(&self, raw: &[u8]) -> Res<&'a str> {
+        let end = self.pos - 1;
+        self.text.get(end - raw.len()..end).ok_or(Unsure)
     }
 
     /// A plain (unescaped) string.
@@ -443,13 +588,10 @@ impl<'a> Parser<'a> {
     /// first is met here again, already checked). Returns the slots seen.
     fn members(&mut self, td: &'static TypeDef, level: usize, after_first: bool) -> Res<u128> {
         ensure(level < MAX_DEPTH - 2)?;
-        let special = match td.name {
-            "Bundle" if self.root_bundle && level == 0 => Special::Bundle,
-            "BundleEntry" => Special::BundleEntry,
-            "Extension" => Special::Extension,
-            _ => Special::None,
+        let (special, sites) = match hooks(td) {
+            (Special::Bundle, s) if !(self.root_bundle && level == 0) => (Special::None, s),
+            h => h,
         };
-        let sites = sites(td.name);
         let mut seen: u128 = 0;
         let mut count = usize::from(after_first);
         // A resource's `resourceType`, when it is not the first member.
@@ -567,7 +709,7 @@ impl<'a> Parser<'a> {
                 ensure(!raw.is_empty())?;
                 if parent.resource && e.key == "id" {
                     // rules: a resource id is a FHIR id.
-                    ensure(!escaped && is_fhir_id(std::str::from_utf8(raw).map_err(|_| Unsure)?))?;
+                    ensure(!escaped && is_fhir_id(self.text_of(raw)?))?;
                     if self.role == Role::Contained {
                         self.ids.push(raw);
                     }
@@ -620,8 +762,19 @@ impl<'a> Parser<'a> {
                     )?;
                     return Ok(());
                 }
-                let s = std::str::from_utf8(raw).map_err(|_| Unsure)?;
-                ensure(kind.check(s).is_ok())?;
+                if matches!(kind, Kind::String | Kind::Markdown | Kind::Xhtml) && key != "reference"
+                {
+                    // Their check is "not empty"; no rule reads them.
+                    return ensure(!raw.is_empty());
+                }
+                let s = self.text_of(raw)?;
+                let graphic = raw.iter().all(|c| (0x21..0x7f).contains(c));
+                if graphic && matches!(kind, Kind::Code | Kind::Uri | Kind::Url | Kind::Canonical) {
+                    // No whitespace at all: fhirkit's check is "not empty" (the rest below).
+                    ensure(!raw.is_empty())?;
+                } else {
+                    ensure(kind.check(s).is_ok())?;
+                }
                 if key == "reference" {
                     self.reference(raw);
                 } else if special == Special::BundleEntry && key == "fullUrl" {

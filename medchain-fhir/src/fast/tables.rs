@@ -17,6 +17,7 @@ pub(super) static T_ACCOUNT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x200,
+    index: &[0, 13, 0, 0, 0, 0, 0, 0, 15, 0, 0, 4, 6, 0, 5, 0, 0, 10, 17, 0, 11, 0, 0, 0, 1, 0, 0, 0, 0, 0, 19, 0, 0, 12, 0, 0, 0, 0, 0, 7, 0, 18, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 3, 0, 8, 16, 0, 0, 9, 0, 2, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "coverage", slot: 14, list: true, shape: Shape::Complex(&T_ACCOUNT_COVERAGE) },
@@ -46,6 +47,7 @@ pub(super) static T_ACCOUNT_COVERAGE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
         Elem { key: "coverage", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -61,6 +63,7 @@ pub(super) static T_ACCOUNT_GUARANTOR: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 6, 0, 0, 4, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -77,6 +80,7 @@ pub(super) static T_ACTIVITY_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 54,
     required: 0x4000,
+    index: &[0, 0, 0, 0, 34, 0, 53, 36, 38, 39, 0, 45, 0, 49, 35, 50, 0, 28, 40, 27, 41, 0, 13, 0, 0, 33, 0, 0, 0, 25, 0, 5, 22, 0, 0, 14, 0, 0, 0, 19, 55, 48, 0, 0, 0, 12, 32, 0, 0, 0, 0, 7, 42, 61, 0, 0, 1, 0, 15, 24, 31, 57, 59, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 18, 37, 0, 0, 0, 0, 43, 46, 29, 0, 2, 0, 6, 0, 0, 0, 0, 0, 0, 10, 0, 21, 8, 3, 23, 30, 56, 26, 60, 0, 0, 16, 0, 0, 47, 0, 51, 0, 0, 0, 54, 9, 11, 20, 44, 52, 0, 4, 58, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 26, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 30, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -148,6 +152,7 @@ pub(super) static T_ACTIVITY_DEFINITION_DYNAMIC_VALUE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Complex(&T_EXPRESSION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -163,6 +168,7 @@ pub(super) static T_ACTIVITY_DEFINITION_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -177,6 +183,7 @@ pub(super) static T_ADDRESS: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 12, 7, 9, 0, 10, 0, 4, 5, 8, 2, 1, 3, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0],
     elems: &[
         Elem { key: "city", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "country", slot: 10, list: false, shape: Shape::Prim(Kind::String) },
@@ -199,6 +206,7 @@ pub(super) static T_ADVERSE_EVENT: TypeDef = TypeDef {
     resource: true,
     slots: 28,
     required: 0x1200,
+    index: &[0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 9, 10, 0, 0, 0, 0, 15, 25, 14, 16, 21, 27, 0, 3, 1, 23, 0, 4, 0, 0, 0, 7, 0, 5, 0, 0, 0, 0, 11, 2, 28, 0, 20, 26, 18, 6, 8, 0, 0, 0, 0, 0, 0, 0, 12, 24, 0, 0, 13, 22, 0, 0, 19],
     elems: &[
         Elem { key: "actuality", slot: 9, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "category", slot: 10, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -237,6 +245,7 @@ pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "causality", slot: 4, list: true, shape: Shape::Complex(&T_ADVERSE_EVENT_SUSPECT_ENTITY_CAUSALITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -252,6 +261,7 @@ pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY_CAUSALITY: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 1, 6, 0, 2, 0, 5, 0, 0, 3, 4, 0, 7, 0],
     elems: &[
         Elem { key: "assessment", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "author", slot: 5, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -268,6 +278,7 @@ pub(super) static T_AGE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comparator", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
@@ -285,6 +296,7 @@ pub(super) static T_ALLERGY_INTOLERANCE: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x8000,
+    index: &[25, 0, 0, 17, 16, 0, 0, 0, 0, 0, 0, 8, 9, 23, 0, 0, 0, 14, 0, 6, 15, 0, 0, 0, 5, 21, 0, 19, 0, 0, 27, 0, 7, 0, 0, 0, 0, 0, 1, 3, 2, 10, 13, 20, 26, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 28, 0, 4, 12, 18, 0, 22],
     elems: &[
         Elem { key: "asserter", slot: 20, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 12, list: true, shape: Shape::Prim(Kind::Code) },
@@ -323,6 +335,7 @@ pub(super) static T_ALLERGY_INTOLERANCE_REACTION: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x10,
+    index: &[0, 0, 10, 0, 7, 0, 0, 0, 0, 0, 0, 3, 4, 0, 5, 0, 0, 0, 0, 0, 6, 1, 0, 0, 0, 9, 8, 0, 0, 0, 2, 0],
     elems: &[
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "exposureRoute", slot: 8, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -342,6 +355,7 @@ pub(super) static T_ANNOTATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[2, 0, 0, 0, 0, 0, 0, 1, 6, 5, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "authorReference", slot: 2, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "authorString", slot: 2, list: false, shape: Shape::Prim(Kind::String) },
@@ -358,6 +372,7 @@ pub(super) static T_APPOINTMENT: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x10000200,
+    index: &[8, 23, 21, 0, 19, 0, 0, 0, 0, 0, 0, 9, 10, 25, 0, 0, 0, 14, 0, 0, 16, 22, 0, 24, 5, 17, 6, 26, 29, 0, 18, 1, 0, 0, 0, 0, 20, 27, 3, 4, 11, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 12, 28, 0, 0, 13, 15, 0, 0, 2],
     elems: &[
         Elem { key: "appointmentType", slot: 14, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "basedOn", slot: 27, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -398,6 +413,7 @@ pub(super) static T_APPOINTMENT_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x40,
+    index: &[0, 0, 6, 0, 4, 1, 5, 7, 0, 0, 0, 2, 3, 0, 8, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -416,6 +432,7 @@ pub(super) static T_APPOINTMENT_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x4200,
+    index: &[0, 0, 0, 0, 13, 15, 3, 8, 0, 16, 0, 6, 7, 0, 0, 0, 0, 11, 14, 0, 12, 1, 0, 9, 4, 0, 0, 2, 10, 0, 0, 5],
     elems: &[
         Elem { key: "actor", slot: 13, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "appointment", slot: 9, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -441,6 +458,7 @@ pub(super) static T_ATTACHMENT: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 0, 2, 0, 0, 0, 0, 9, 0, 0, 0, 4, 6, 0, 1, 0, 0, 8, 0, 0, 0, 0, 3, 0, 0, 0, 5, 7, 10, 0, 0, 0],
     elems: &[
         Elem { key: "contentType", slot: 2, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "creation", slot: 9, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -461,6 +479,7 @@ pub(super) static T_AUDIT_EVENT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x31100,
+    index: &[14, 0, 0, 0, 0, 0, 0, 11, 0, 15, 0, 5, 6, 17, 0, 0, 0, 9, 0, 16, 10, 0, 0, 0, 3, 0, 4, 0, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 13, 1, 0, 18, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 10, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "agent", slot: 16, list: true, shape: Shape::Complex(&T_AUDIT_EVENT_AGENT) },
@@ -490,6 +509,7 @@ pub(super) static T_AUDIT_EVENT_AGENT: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x100,
+    index: &[0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 9, 10, 14, 0, 0, 0, 1, 4, 6, 11, 0, 5, 12, 0, 0, 0, 0, 13, 0],
     elems: &[
         Elem { key: "altId", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -514,6 +534,7 @@ pub(super) static T_AUDIT_EVENT_AGENT_NETWORK: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "address", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -529,6 +550,7 @@ pub(super) static T_AUDIT_EVENT_ENTITY: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x0,
+    index: &[0, 7, 0, 0, 0, 0, 0, 0, 0, 10, 0, 3, 4, 5, 0, 0, 0, 8, 0, 0, 6, 1, 0, 0, 9, 12, 2, 0, 0, 0, 11, 0],
     elems: &[
         Elem { key: "description", slot: 9, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "detail", slot: 11, list: true, shape: Shape::Complex(&T_AUDIT_EVENT_ENTITY_DETAIL) },
@@ -551,6 +573,7 @@ pub(super) static T_AUDIT_EVENT_ENTITY_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 6, 0, 5, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -567,6 +590,7 @@ pub(super) static T_AUDIT_EVENT_SOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x10,
+    index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -583,6 +607,7 @@ pub(super) static T_BASIC: TypeDef = TypeDef {
     resource: true,
     slots: 13,
     required: 0x200,
+    index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 13, 0, 5, 6, 0, 0, 0, 0, 10, 12, 0, 11, 0, 1, 8, 3, 0, 4, 2, 9, 0, 0, 0],
     elems: &[
         Elem { key: "author", slot: 12, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "code", slot: 9, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -606,6 +631,7 @@ pub(super) static T_BINARY: TypeDef = TypeDef {
     resource: true,
     slots: 7,
     required: 0x10,
+    index: &[0, 6, 0, 0, 0, 0, 2, 4, 0, 0, 7, 5, 3, 0, 1, 0],
     elems: &[
         Elem { key: "contentType", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "data", slot: 6, list: false, shape: Shape::Prim(Kind::Base64Binary) },
@@ -623,6 +649,7 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 3, 4, 16, 0, 1, 0, 9, 12, 15, 10, 0, 13, 0, 2, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 6, 17, 0, 0, 7, 8, 0, 0, 0],
     elems: &[
         Elem { key: "collection", slot: 15, list: false, shape: Shape::Complex(&T_BIOLOGICALLY_DERIVED_PRODUCT_COLLECTION) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -652,6 +679,7 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_COLLECTION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 7, 6, 0, 2, 3, 0, 0, 1, 4, 5, 0, 0, 0],
     elems: &[
         Elem { key: "collectedDateTime", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "collectedPeriod", slot: 5, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -669,6 +697,7 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_MANIPULATION: TypeDef = TypeDef
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 5, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -685,6 +714,7 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_PROCESSING: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 1, 2, 0, 0, 0, 6, 3, 4, 7, 8, 0],
     elems: &[
         Elem { key: "additive", slot: 5, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -703,6 +733,7 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_STORAGE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 1, 0, 6, 7, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "duration", slot: 6, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -720,6 +751,7 @@ pub(super) static T_BODY_STRUCTURE: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x8000,
+    index: &[0, 7, 1, 0, 0, 0, 0, 6, 0, 16, 0, 4, 5, 0, 0, 0, 0, 12, 0, 10, 11, 3, 13, 8, 2, 0, 0, 9, 14, 0, 0, 15],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -746,6 +778,7 @@ pub(super) static T_BUNDLE: TypeDef = TypeDef {
     resource: true,
     slots: 11,
     required: 0x20,
+    index: &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0, 0, 0, 0, 6, 4, 1, 0, 0, 5, 8, 10, 11, 0],
     elems: &[
         Elem { key: "entry", slot: 9, list: true, shape: Shape::Complex(&T_BUNDLE_ENTRY) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -767,6 +800,7 @@ pub(super) static T_BUNDLE_ENTRY: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 7, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 3, 6, 0, 8, 0, 0, 0, 0, 5, 0, 4, 0, 2, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "fullUrl", slot: 4, list: false, shape: Shape::Prim(Kind::Uri) },
@@ -786,6 +820,7 @@ pub(super) static T_BUNDLE_ENTRY_REQUEST: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[5, 0, 0, 4, 0, 0, 0, 0, 7, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 6, 8, 0, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -805,6 +840,7 @@ pub(super) static T_BUNDLE_ENTRY_RESPONSE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 0, 5, 6, 4, 0, 7, 8, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "etag", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -823,6 +859,7 @@ pub(super) static T_BUNDLE_ENTRY_SEARCH: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -838,6 +875,7 @@ pub(super) static T_BUNDLE_LINK: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -853,6 +891,7 @@ pub(super) static T_CAPABILITY_STATEMENT: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0x18405000,
+    index: &[0, 0, 0, 0, 24, 0, 0, 25, 0, 26, 0, 0, 28, 0, 0, 0, 0, 21, 0, 0, 12, 0, 0, 0, 0, 0, 0, 20, 27, 0, 0, 1, 17, 0, 0, 0, 0, 0, 0, 9, 31, 30, 0, 0, 0, 0, 0, 13, 0, 0, 0, 3, 0, 34, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 11, 0, 0, 0, 0, 0, 0, 0, 22, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 15, 0, 23, 4, 18, 33, 0, 0, 0, 6, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 14, 29, 0, 0, 32, 10, 0, 0, 16],
     elems: &[
         Elem { key: "contact", slot: 16, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -897,6 +936,7 @@ pub(super) static T_CAPABILITY_STATEMENT_DOCUMENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x28,
+    index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 6, 0],
     elems: &[
         Elem { key: "documentation", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -913,6 +953,7 @@ pub(super) static T_CAPABILITY_STATEMENT_IMPLEMENTATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[1, 0, 0, 0, 5, 2, 0, 0, 0, 0, 0, 3, 4, 6, 0, 0],
     elems: &[
         Elem { key: "custodian", slot: 5, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -929,6 +970,7 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 6, 0, 3, 4, 2, 0, 7],
     elems: &[
         Elem { key: "documentation", slot: 5, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "endpoint", slot: 3, list: true, shape: Shape::Complex(&T_CAPABILITY_STATEMENT_MESSAGING_ENDPOINT) },
@@ -946,6 +988,7 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_ENDPOINT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 1, 0, 4, 0, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "address", slot: 4, list: false, shape: Shape::Prim(Kind::Url) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -961,6 +1004,7 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_SUPPORTED_MESSAGE: TypeDef = 
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "definition", slot: 4, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -976,6 +1020,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x8,
+    index: &[2, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 6, 10, 0, 0, 0, 5, 0, 7, 0, 0, 0, 0, 11, 8, 0, 0, 1, 0, 0],
     elems: &[
         Elem { key: "compartment", slot: 10, list: true, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "documentation", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -997,6 +1042,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_INTERACTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "documentation", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -1012,6 +1058,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 20,
     required: 0x8,
+    index: &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 11, 15, 17, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 10, 0, 0, 0, 12, 18, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 1, 2, 3, 4, 13, 14, 16, 19, 0, 0, 0, 0],
     elems: &[
         Elem { key: "conditionalCreate", slot: 11, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "conditionalDelete", slot: 14, list: false, shape: Shape::Prim(Kind::Code) },
@@ -1042,6 +1089,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_INTERACTION: TypeDef = Ty
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "documentation", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -1057,6 +1105,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_OPERATION: TypeDef = Type
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[2, 6, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "definition", slot: 4, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "documentation", slot: 5, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -1073,6 +1122,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_SEARCH_PARAM: TypeDef = T
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[2, 6, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 0, 7, 0],
     elems: &[
         Elem { key: "definition", slot: 4, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "documentation", slot: 6, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -1090,6 +1140,7 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_SECURITY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 2, 0, 0, 0, 0, 6, 3, 4, 0, 0, 1],
     elems: &[
         Elem { key: "cors", slot: 3, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -1106,6 +1157,7 @@ pub(super) static T_CAPABILITY_STATEMENT_SOFTWARE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 4, 0, 0, 3, 6, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1122,6 +1174,7 @@ pub(super) static T_CARE_PLAN: TypeDef = TypeDef {
     resource: true,
     slots: 31,
     required: 0x8c000,
+    index: &[0, 0, 17, 0, 23, 0, 0, 2, 18, 0, 0, 12, 14, 26, 0, 5, 0, 21, 28, 0, 22, 0, 3, 29, 7, 0, 9, 0, 8, 0, 0, 1, 11, 19, 0, 0, 0, 0, 25, 15, 6, 30, 31, 0, 0, 0, 0, 0, 0, 13, 24, 0, 0, 10, 0, 16, 27, 0, 0, 20, 0, 0, 0, 4],
     elems: &[
         Elem { key: "activity", slot: 29, list: true, shape: Shape::Complex(&T_CARE_PLAN_ACTIVITY) },
         Elem { key: "addresses", slot: 26, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -1163,6 +1216,7 @@ pub(super) static T_CARE_PLAN_ACTIVITY: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 7, 0, 4, 0, 0, 5, 0, 0, 1, 2, 3, 0, 6, 8],
     elems: &[
         Elem { key: "detail", slot: 7, list: false, shape: Shape::Complex(&T_CARE_PLAN_ACTIVITY_DETAIL) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1181,6 +1235,7 @@ pub(super) static T_CARE_PLAN_ACTIVITY_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 20,
     required: 0x400,
+    index: &[23, 13, 8, 18, 0, 0, 0, 9, 15, 0, 0, 5, 7, 0, 14, 0, 0, 16, 0, 11, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 10, 20, 17, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 3, 19, 22, 0, 0, 0, 1, 0, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "dailyAmount", slot: 17, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -1214,6 +1269,7 @@ pub(super) static T_CARE_TEAM: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x0,
+    index: &[0, 0, 17, 0, 13, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 10, 19, 0, 11, 0, 0, 0, 2, 14, 0, 9, 0, 0, 0, 0, 3, 12, 0, 0, 16, 0, 15, 6, 1, 21, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 18, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 10, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -1245,6 +1301,7 @@ pub(super) static T_CARE_TEAM_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 6, 0, 3, 5, 7, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1262,6 +1319,7 @@ pub(super) static T_CATALOG_ENTRY: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0xc00,
+    index: &[0, 0, 0, 0, 0, 2, 11, 0, 0, 0, 0, 6, 7, 0, 0, 0, 21, 12, 0, 0, 13, 0, 0, 0, 5, 4, 15, 0, 20, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 9, 17, 0, 0, 10, 16, 3, 1, 0],
     elems: &[
         Elem { key: "additionalCharacteristic", slot: 18, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "additionalClassification", slot: 19, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1293,6 +1351,7 @@ pub(super) static T_CATALOG_ENTRY_RELATED_ENTRY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1308,6 +1367,7 @@ pub(super) static T_CHARGE_ITEM: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0x6800,
+    index: &[0, 0, 0, 0, 19, 0, 0, 29, 0, 0, 0, 0, 0, 0, 28, 0, 0, 17, 30, 0, 0, 0, 0, 0, 0, 0, 36, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0, 14, 0, 37, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 31, 0, 33, 16, 0, 27, 0, 26, 0, 25, 0, 2, 0, 0, 0, 0, 0, 0, 0, 8, 11, 6, 13, 0, 0, 35, 10, 0, 18, 0, 0, 9, 4, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 21, 7, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 15, 34, 23, 22, 3, 0, 0, 0, 0],
     elems: &[
         Elem { key: "account", slot: 31, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "bodysite", slot: 22, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1355,6 +1415,7 @@ pub(super) static T_CHARGE_ITEM_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 31,
     required: 0x8100,
+    index: &[0, 0, 0, 0, 0, 0, 8, 24, 0, 0, 0, 12, 13, 25, 0, 0, 0, 20, 0, 0, 21, 0, 0, 0, 5, 0, 0, 0, 0, 19, 0, 4, 17, 0, 7, 10, 30, 0, 0, 14, 28, 27, 0, 11, 16, 0, 0, 0, 0, 22, 0, 6, 0, 1, 9, 15, 2, 26, 31, 3, 18, 23, 29, 0],
     elems: &[
         Elem { key: "applicability", slot: 29, list: true, shape: Shape::Complex(&T_CHARGE_ITEM_DEFINITION_APPLICABILITY) },
         Elem { key: "approvalDate", slot: 24, list: false, shape: Shape::Prim(Kind::Date) },
@@ -1396,6 +1457,7 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_APPLICABILITY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 1, 0, 0, 0, 0, 0, 3, 4, 2, 5, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "expression", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -1412,6 +1474,7 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 5, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "applicability", slot: 3, list: true, shape: Shape::Complex(&T_CHARGE_ITEM_DEFINITION_APPLICABILITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1427,6 +1490,7 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP_PRICE_COMPONENT: TypeD
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 1, 0, 2, 3, 4, 5, 7],
     elems: &[
         Elem { key: "amount", slot: 6, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "code", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1444,6 +1508,7 @@ pub(super) static T_CHARGE_ITEM_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1459,6 +1524,7 @@ pub(super) static T_CLAIM: TypeDef = TypeDef {
     resource: true,
     slots: 35,
     required: 0x800cb600,
+    index: &[0, 0, 26, 0, 24, 0, 0, 0, 0, 0, 0, 0, 9, 0, 14, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 27, 0, 0, 0, 35, 0, 12, 0, 32, 0, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 8, 11, 0, 0, 3, 0, 0, 7, 0, 16, 19, 31, 0, 4, 0, 5, 6, 25, 0, 34, 0, 0, 0, 23, 0, 0, 0, 0, 20, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 13, 29, 28, 0, 0, 33, 0, 15, 21],
     elems: &[
         Elem { key: "accident", slot: 32, list: false, shape: Shape::Complex(&T_CLAIM_ACCIDENT) },
         Elem { key: "billablePeriod", slot: 14, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -1504,6 +1570,7 @@ pub(super) static T_CLAIM_ACCIDENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 4, 1, 0, 6, 0, 0, 0, 0, 5, 0, 2, 3, 0, 7, 0],
     elems: &[
         Elem { key: "date", slot: 3, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1521,6 +1588,7 @@ pub(super) static T_CLAIM_CARE_TEAM: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x18,
+    index: &[0, 0, 4, 0, 3, 6, 0, 0, 5, 7, 8, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1539,6 +1607,7 @@ pub(super) static T_CLAIM_DIAGNOSIS: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x18,
+    index: &[1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 7, 3, 4, 8, 0, 0, 0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
         Elem { key: "diagnosisCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "diagnosisReference", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -1558,6 +1627,7 @@ pub(super) static T_CLAIM_INSURANCE: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x58,
+    index: &[0, 0, 0, 0, 0, 0, 1, 7, 0, 0, 10, 2, 4, 6, 9, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5, 0],
     elems: &[
         Elem { key: "businessArrangement", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "claimResponse", slot: 9, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -1578,6 +1648,7 @@ pub(super) static T_CLAIM_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 24,
     required: 0x408,
+    index: &[0, 11, 17, 0, 0, 0, 24, 0, 19, 0, 0, 7, 5, 9, 0, 0, 0, 20, 0, 0, 15, 0, 0, 0, 0, 13, 21, 0, 0, 0, 14, 12, 6, 0, 0, 1, 25, 27, 0, 0, 3, 0, 22, 8, 0, 10, 26, 0, 2, 0, 0, 0, 0, 16, 23, 0, 18, 0, 4, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "bodySite", slot: 20, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "careTeamSequence", slot: 4, list: true, shape: Shape::Prim(Kind::PositiveInt) },
@@ -1615,6 +1686,7 @@ pub(super) static T_CLAIM_ITEM_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 15,
     required: 0x48,
+    index: &[0, 0, 0, 0, 15, 0, 0, 0, 1, 9, 12, 2, 3, 4, 14, 0, 0, 10, 0, 0, 6, 7, 13, 0, 8, 0, 11, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "category", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1640,6 +1712,7 @@ pub(super) static T_CLAIM_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x48,
+    index: &[0, 0, 0, 0, 14, 0, 0, 0, 1, 9, 12, 2, 3, 4, 13, 0, 0, 10, 0, 0, 6, 7, 0, 0, 8, 0, 11, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "category", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1664,6 +1737,7 @@ pub(super) static T_CLAIM_PAYEE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1679,6 +1753,7 @@ pub(super) static T_CLAIM_PROCEDURE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x48,
+    index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2, 3, 5, 9, 0, 0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
         Elem { key: "date", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1698,6 +1773,7 @@ pub(super) static T_CLAIM_RELATED: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[5, 0, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
         Elem { key: "claim", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1714,6 +1790,7 @@ pub(super) static T_CLAIM_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 35,
     required: 0x4f600,
+    index: &[22, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 24, 0, 28, 15, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 35, 0, 13, 0, 32, 0, 2, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18, 25, 0, 0, 10, 0, 0, 0, 0, 0, 0, 27, 0, 0, 11, 0, 8, 12, 3, 0, 0, 0, 0, 0, 0, 17, 20, 29, 0, 4, 0, 5, 23, 0, 0, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 26, 0, 6, 0, 0, 0, 0, 0, 0, 0, 14, 30, 0, 0, 0, 33, 0, 9, 16],
     elems: &[
         Elem { key: "addItem", slot: 24, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ADD_ITEM) },
         Elem { key: "adjudication", slot: 25, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
@@ -1759,6 +1836,7 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 21,
     required: 0x80080,
+    index: &[0, 4, 9, 18, 0, 0, 21, 0, 17, 0, 0, 5, 7, 0, 0, 0, 0, 19, 0, 0, 13, 0, 0, 0, 0, 11, 0, 0, 0, 0, 12, 10, 0, 0, 0, 2, 22, 24, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 8, 0, 15, 23, 0, 14, 20, 0, 16, 0, 3, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 19, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "bodySite", slot: 16, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1793,6 +1871,7 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x408,
+    index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 11, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "adjudication", slot: 10, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1815,6 +1894,7 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef
     resource: false,
     slots: 11,
     required: 0x408,
+    index: &[0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 0, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "adjudication", slot: 10, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1836,6 +1916,7 @@ pub(super) static T_CLAIM_RESPONSE_ERROR: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x40,
+    index: &[5, 2, 7, 0, 6, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detailSequence", slot: 4, list: false, shape: Shape::Prim(Kind::PositiveInt) },
@@ -1853,6 +1934,7 @@ pub(super) static T_CLAIM_RESPONSE_INSURANCE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x38,
+    index: &[0, 0, 0, 0, 7, 0, 1, 0, 0, 0, 8, 2, 4, 3, 5, 6],
     elems: &[
         Elem { key: "businessArrangement", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "claimResponse", slot: 7, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -1871,6 +1953,7 @@ pub(super) static T_CLAIM_RESPONSE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[5, 0, 7, 0, 6, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 5, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "detail", slot: 6, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_DETAIL) },
@@ -1888,6 +1971,7 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_ADJUDICATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 6, 3, 4, 7, 0, 0],
     elems: &[
         Elem { key: "amount", slot: 5, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1905,6 +1989,7 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[0, 2, 6, 0, 5, 7, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 5, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "detailSequence", slot: 3, list: false, shape: Shape::Prim(Kind::PositiveInt) },
@@ -1922,6 +2007,7 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 5, 6, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 5, list: true, shape: Shape::Complex(&T_CLAIM_RESPONSE_ITEM_ADJUDICATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -1938,6 +2024,7 @@ pub(super) static T_CLAIM_RESPONSE_PAYMENT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x88,
+    index: &[0, 0, 4, 0, 0, 0, 2, 7, 0, 3, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0],
     elems: &[
         Elem { key: "adjustment", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "adjustmentReason", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1957,6 +2044,7 @@ pub(super) static T_CLAIM_RESPONSE_PROCESS_NOTE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x20,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -1974,6 +2062,7 @@ pub(super) static T_CLAIM_RESPONSE_TOTAL: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "amount", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -1989,6 +2078,7 @@ pub(super) static T_CLAIM_SUPPORTING_INFO: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[0, 0, 11, 0, 0, 0, 14, 0, 1, 0, 7, 3, 4, 0, 0, 0, 10, 0, 0, 8, 5, 13, 0, 0, 6, 9, 0, 2, 12, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "code", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -2013,6 +2103,7 @@ pub(super) static T_CLINICAL_IMPRESSION: TypeDef = TypeDef {
     resource: true,
     slots: 28,
     required: 0x2200,
+    index: &[25, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 9, 11, 21, 0, 0, 0, 10, 16, 26, 17, 19, 22, 20, 3, 28, 0, 0, 0, 0, 0, 0, 8, 0, 4, 1, 7, 0, 0, 12, 0, 29, 0, 0, 0, 6, 27, 0, 14, 0, 0, 0, 0, 5, 23, 13, 24, 0, 0, 2, 15, 0, 0, 0],
     elems: &[
         Elem { key: "assessor", slot: 17, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "code", slot: 11, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -2052,6 +2143,7 @@ pub(super) static T_CLINICAL_IMPRESSION_FINDING: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 1, 6, 0, 4, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "basis", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2068,6 +2160,7 @@ pub(super) static T_CLINICAL_IMPRESSION_INVESTIGATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2083,6 +2176,7 @@ pub(super) static T_CODE_SYSTEM: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0x10002000,
+    index: &[3, 0, 0, 0, 0, 0, 0, 24, 0, 14, 25, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 4, 6, 18, 0, 0, 0, 0, 0, 16, 29, 28, 0, 27, 0, 0, 0, 0, 0, 0, 0, 7, 0, 33, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 12, 15, 0, 0, 0, 8, 0, 0, 0, 21, 0, 0, 0, 5, 0, 0, 23, 0, 0, 0, 0, 0, 22, 9, 31, 0, 0, 0, 0, 1, 0, 0, 11, 13, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 17, 26, 34, 0, 30, 0, 0, 0, 0],
     elems: &[
         Elem { key: "caseSensitive", slot: 23, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "compositional", slot: 26, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -2127,6 +2221,7 @@ pub(super) static T_CODE_SYSTEM_CONCEPT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x8,
+    index: &[2, 5, 0, 0, 0, 0, 4, 0, 3, 0, 0, 6, 7, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "concept", slot: 8, list: true, shape: Shape::Complex(&T_CODE_SYSTEM_CONCEPT) },
@@ -2146,6 +2241,7 @@ pub(super) static T_CODE_SYSTEM_CONCEPT_DESIGNATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2162,6 +2258,7 @@ pub(super) static T_CODE_SYSTEM_CONCEPT_PROPERTY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 5, 0, 6, 0, 11, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 7, 0, 0, 0, 0, 1, 8, 10, 9, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2183,6 +2280,7 @@ pub(super) static T_CODE_SYSTEM_FILTER: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x68,
+    index: &[0, 0, 0, 0, 5, 2, 0, 0, 0, 0, 0, 1, 3, 4, 6, 7],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -2200,6 +2298,7 @@ pub(super) static T_CODE_SYSTEM_PROPERTY: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x48,
+    index: &[0, 0, 0, 0, 5, 2, 7, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -2216,6 +2315,7 @@ pub(super) static T_CODEABLE_CONCEPT: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 4, 0, 2, 3, 0, 1, 0],
     elems: &[
         Elem { key: "coding", slot: 2, list: true, shape: Shape::Complex(&T_CODING) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2229,6 +2329,7 @@ pub(super) static T_CODING: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 2, 6, 0, 0, 7, 0, 0, 0, 5, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "display", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -2246,6 +2347,7 @@ pub(super) static T_COMMUNICATION: TypeDef = TypeDef {
     resource: true,
     slots: 31,
     required: 0x4000,
+    index: &[28, 0, 11, 22, 17, 20, 14, 12, 24, 0, 0, 6, 7, 10, 0, 0, 0, 15, 23, 29, 16, 25, 0, 0, 4, 0, 26, 0, 0, 0, 0, 0, 1, 5, 0, 0, 21, 31, 0, 8, 3, 30, 19, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 9, 27, 0, 0, 13, 0, 0, 0, 2],
     elems: &[
         Elem { key: "about", slot: 21, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "basedOn", slot: 11, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -2287,6 +2389,7 @@ pub(super) static T_COMMUNICATION_PAYLOAD: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 2, 0, 6, 0, 0, 0, 3, 0, 0, 4, 5, 1, 0, 0],
     elems: &[
         Elem { key: "contentAttachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "contentReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -2303,6 +2406,7 @@ pub(super) static T_COMMUNICATION_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x1000,
+    index: &[29, 0, 23, 0, 17, 21, 14, 24, 0, 0, 0, 8, 10, 25, 0, 0, 0, 15, 30, 0, 2, 16, 26, 27, 5, 0, 0, 0, 18, 0, 0, 6, 1, 7, 0, 0, 22, 0, 0, 11, 4, 19, 20, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 9, 28, 0, 13, 0, 0, 0, 3],
     elems: &[
         Elem { key: "about", slot: 19, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "authoredOn", slot: 23, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -2344,6 +2448,7 @@ pub(super) static T_COMMUNICATION_REQUEST_PAYLOAD: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 2, 0, 6, 0, 0, 0, 3, 0, 0, 4, 5, 1, 0, 0],
     elems: &[
         Elem { key: "contentAttachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "contentReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -2360,6 +2465,7 @@ pub(super) static T_COMPARTMENT_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 22,
     required: 0x180d00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 14, 0, 15, 0, 7, 8, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 0, 13, 4, 16, 17, 21, 0, 0, 0, 19, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 22, 9, 18, 0, 0, 1, 10, 20, 0, 0],
     elems: &[
         Elem { key: "code", slot: 19, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "contact", slot: 15, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -2392,6 +2498,7 @@ pub(super) static T_COMPARTMENT_DEFINITION_RESOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[2, 6, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "documentation", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -2408,6 +2515,7 @@ pub(super) static T_COMPOSITION: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0x1c600,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 11, 0, 0, 0, 6, 15, 20, 0, 16, 0, 2, 4, 5, 0, 0, 0, 0, 18, 23, 0, 8, 0, 7, 1, 0, 0, 0, 12, 3, 21, 22, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 13, 17, 19, 0, 14, 0, 0, 0, 0],
     elems: &[
         Elem { key: "attester", slot: 18, list: true, shape: Shape::Complex(&T_COMPOSITION_ATTESTER) },
         Elem { key: "author", slot: 15, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -2441,6 +2549,7 @@ pub(super) static T_COMPOSITION_ATTESTER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 6, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2457,6 +2566,7 @@ pub(super) static T_COMPOSITION_EVENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 6, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detail", slot: 5, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -2473,6 +2583,7 @@ pub(super) static T_COMPOSITION_RELATES_TO: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 5, 1, 2, 3, 6, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2489,6 +2600,7 @@ pub(super) static T_COMPOSITION_SECTION: TypeDef = TypeDef {
     resource: false,
     slots: 13,
     required: 0x0,
+    index: &[10, 0, 0, 0, 0, 0, 0, 13, 0, 3, 12, 5, 7, 8, 0, 0, 6, 0, 0, 0, 9, 0, 1, 0, 4, 0, 0, 2, 0, 11, 0, 0],
     elems: &[
         Elem { key: "author", slot: 5, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "code", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -2512,6 +2624,7 @@ pub(super) static T_CONCEPT_MAP: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0x2000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 17, 0, 18, 8, 7, 9, 19, 0, 0, 0, 14, 20, 23, 15, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 12, 16, 4, 27, 0, 0, 0, 10, 25, 24, 0, 6, 0, 0, 0, 0, 0, 0, 0, 3, 22, 5, 28, 11, 21, 0, 0, 13, 26, 0, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 17, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -2550,6 +2663,7 @@ pub(super) static T_CONCEPT_MAP_GROUP: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x80,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 2, 3, 7, 0, 0, 0, 6, 9, 5, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "element", slot: 7, list: true, shape: Shape::Complex(&T_CONCEPT_MAP_GROUP_ELEMENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2569,6 +2683,7 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 2, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "display", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -2585,6 +2700,7 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x20,
+    index: &[0, 4, 0, 5, 0, 0, 2, 0, 0, 0, 0, 6, 3, 7, 0, 0, 0, 0, 9, 0, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comment", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -2604,6 +2720,7 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET_DEPENDS_ON: TypeDef = TypeD
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[0, 1, 0, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 5, 7, 0],
     elems: &[
         Elem { key: "display", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2621,6 +2738,7 @@ pub(super) static T_CONCEPT_MAP_GROUP_UNMAPPED: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 2, 0, 0, 6, 0, 0, 0, 0, 0, 0, 1, 3, 4, 5, 7],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "display", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -2638,6 +2756,7 @@ pub(super) static T_CONDITION: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x8000,
+    index: &[0, 0, 0, 22, 13, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 29, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 8, 16, 30, 25, 1, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 33, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 14, 15, 0, 0, 0, 0, 31, 0, 0, 20, 0, 0, 0, 11, 26, 5, 0, 0, 0, 0, 0, 12, 0, 0, 7, 2, 0, 6, 0, 0, 0, 0, 0, 0, 4, 27, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 10, 23, 0, 0, 28],
     elems: &[
         Elem { key: "abatementAge", slot: 18, list: false, shape: Shape::Complex(&T_AGE) },
         Elem { key: "abatementDateTime", slot: 18, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -2681,6 +2800,7 @@ pub(super) static T_CONDITION_EVIDENCE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detail", slot: 4, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -2696,6 +2816,7 @@ pub(super) static T_CONDITION_STAGE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 2, 3, 5, 6, 0],
     elems: &[
         Elem { key: "assessment", slot: 4, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2712,6 +2833,7 @@ pub(super) static T_CONSENT: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0xe00,
+    index: &[0, 13, 0, 0, 11, 0, 3, 22, 0, 19, 0, 4, 5, 14, 0, 0, 0, 9, 0, 0, 10, 17, 0, 0, 2, 0, 0, 0, 18, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 1, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 7, 20, 0, 0, 8, 0, 0, 0, 12],
     elems: &[
         Elem { key: "category", slot: 11, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -2744,6 +2866,7 @@ pub(super) static T_CONSENT_POLICY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "authority", slot: 3, list: false, shape: Shape::Prim(Kind::Uri) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2759,6 +2882,7 @@ pub(super) static T_CONSENT_PROVISION: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x0,
+    index: &[0, 3, 0, 0, 0, 0, 10, 1, 0, 12, 13, 7, 8, 0, 0, 0, 0, 0, 0, 11, 9, 2, 5, 0, 0, 0, 6, 4, 0, 0, 14, 0],
     elems: &[
         Elem { key: "action", slot: 6, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "actor", slot: 5, list: true, shape: Shape::Complex(&T_CONSENT_PROVISION_ACTOR) },
@@ -2783,6 +2907,7 @@ pub(super) static T_CONSENT_PROVISION_ACTOR: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2798,6 +2923,7 @@ pub(super) static T_CONSENT_PROVISION_DATA: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 0, 3, 5],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2813,6 +2939,7 @@ pub(super) static T_CONSENT_VERIFICATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 5, 0, 0, 3, 0, 0, 0, 4, 0, 6, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2828,6 +2955,7 @@ pub(super) static T_CONTACT_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 3, 0, 1, 2, 4, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2841,6 +2969,7 @@ pub(super) static T_CONTACT_POINT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 6, 3, 0, 0, 5, 0, 1, 2, 7, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2858,6 +2987,7 @@ pub(super) static T_CONTRACT: TypeDef = TypeDef {
     resource: true,
     slots: 41,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 16, 36, 0, 0, 4, 0, 0, 0, 0, 0, 23, 0, 0, 0, 28, 0, 0, 0, 0, 40, 21, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 29, 1, 2, 13, 11, 37, 32, 38, 0, 19, 0, 0, 0, 39, 0, 43, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 22, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 10, 12, 0, 0, 0, 0, 33, 0, 0, 8, 24, 3, 35, 5, 0, 0, 30, 0, 0, 41, 0, 0, 25, 6, 0, 0, 0, 0, 7, 0, 0, 0, 26, 0, 0, 34, 20, 0, 0, 0, 0, 0, 0, 0, 14, 27, 31, 0, 42, 0, 0, 9, 0],
     elems: &[
         Elem { key: "alias", slot: 26, list: true, shape: Shape::Prim(Kind::String) },
         Elem { key: "applies", slot: 17, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -2911,6 +3041,7 @@ pub(super) static T_CONTRACT_CONTENT_DEFINITION: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x88,
+    index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 3, 5, 6, 8, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
         Elem { key: "copyright", slot: 8, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -2930,6 +3061,7 @@ pub(super) static T_CONTRACT_FRIENDLY: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
         Elem { key: "contentAttachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "contentReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -2945,6 +3077,7 @@ pub(super) static T_CONTRACT_LEGAL: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
         Elem { key: "contentAttachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "contentReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -2960,6 +3093,7 @@ pub(super) static T_CONTRACT_RULE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
         Elem { key: "contentAttachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "contentReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -2975,6 +3109,7 @@ pub(super) static T_CONTRACT_SIGNER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x38,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 6],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -2991,6 +3126,7 @@ pub(super) static T_CONTRACT_TERM: TypeDef = TypeDef {
     resource: false,
     slots: 15,
     required: 0x800,
+    index: &[0, 8, 0, 0, 0, 0, 0, 1, 2, 7, 5, 4, 6, 10, 11, 12, 13, 0, 0, 14, 9, 0, 0, 0, 0, 0, 15, 0, 3, 0, 16, 0],
     elems: &[
         Elem { key: "action", slot: 13, list: true, shape: Shape::Complex(&T_CONTRACT_TERM_ACTION) },
         Elem { key: "applies", slot: 5, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -3017,6 +3153,7 @@ pub(super) static T_CONTRACT_TERM_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 24,
     required: 0x150,
+    index: &[0, 13, 20, 19, 9, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 25, 0, 0, 8, 21, 22, 0, 7, 0, 0, 14, 10, 23, 15, 1, 3, 6, 16, 26, 18, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 24, 17, 0, 12, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "context", slot: 9, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contextLinkId", slot: 10, list: true, shape: Shape::Prim(Kind::String) },
@@ -3053,6 +3190,7 @@ pub(super) static T_CONTRACT_TERM_ACTION_SUBJECT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3068,6 +3206,7 @@ pub(super) static T_CONTRACT_TERM_ASSET: TypeDef = TypeDef {
     resource: false,
     slots: 18,
     required: 0x0,
+    index: &[0, 0, 17, 0, 9, 10, 18, 0, 0, 0, 0, 4, 5, 1, 13, 0, 0, 0, 0, 0, 7, 11, 0, 0, 6, 16, 0, 0, 12, 0, 2, 3, 15, 0, 0, 0, 0, 0, 8, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "answer", slot: 15, list: true, shape: Shape::Complex(&T_CONTRACT_TERM_OFFER_ANSWER) },
         Elem { key: "condition", slot: 9, list: false, shape: Shape::Prim(Kind::String) },
@@ -3096,6 +3235,7 @@ pub(super) static T_CONTRACT_TERM_ASSET_CONTEXT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 6, 0, 1, 2, 3, 0, 5],
     elems: &[
         Elem { key: "code", slot: 4, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3112,6 +3252,7 @@ pub(super) static T_CONTRACT_TERM_ASSET_VALUED_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 17,
     required: 0x0,
+    index: &[0, 0, 0, 0, 13, 0, 15, 0, 0, 0, 0, 4, 6, 11, 0, 0, 0, 14, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 17, 1, 0, 12, 0, 0, 0, 0, 18, 0, 0, 7, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 10, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "effectiveTime", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "entityCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -3140,6 +3281,7 @@ pub(super) static T_CONTRACT_TERM_OFFER: TypeDef = TypeDef {
     resource: false,
     slots: 13,
     required: 0x0,
+    index: &[2, 0, 0, 0, 0, 12, 0, 6, 0, 3, 11, 4, 5, 1, 9, 0, 0, 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 10, 0, 13, 0],
     elems: &[
         Elem { key: "answer", slot: 9, list: true, shape: Shape::Complex(&T_CONTRACT_TERM_OFFER_ANSWER) },
         Elem { key: "decision", slot: 7, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -3163,6 +3305,7 @@ pub(super) static T_CONTRACT_TERM_OFFER_ANSWER: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 5, 0, 7, 14, 13, 0, 0, 0, 0, 1, 2, 0, 0, 0, 4, 15, 0, 0, 3, 12, 6, 0, 0, 0, 0, 10, 8, 11, 9, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3188,6 +3331,7 @@ pub(super) static T_CONTRACT_TERM_OFFER_PARTY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3203,6 +3347,7 @@ pub(super) static T_CONTRACT_TERM_SECURITY_LABEL: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x10,
+    index: &[0, 0, 0, 0, 6, 7, 0, 3, 1, 2, 0, 4, 5, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 5, list: true, shape: Shape::Complex(&T_CODING) },
         Elem { key: "classification", slot: 4, list: false, shape: Shape::Complex(&T_CODING) },
@@ -3219,6 +3364,7 @@ pub(super) static T_CONTRIBUTOR: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0xc,
+    index: &[0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 0, 5, 1],
     elems: &[
         Elem { key: "contact", slot: 4, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3233,6 +3379,7 @@ pub(super) static T_COUNT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comparator", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
@@ -3250,6 +3397,7 @@ pub(super) static T_COVERAGE: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x44200,
+    index: &[0, 2, 0, 0, 19, 0, 0, 0, 0, 0, 0, 7, 8, 15, 1, 21, 22, 12, 0, 0, 13, 0, 0, 0, 3, 0, 4, 18, 0, 0, 25, 0, 5, 0, 14, 0, 0, 0, 17, 9, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 10, 20, 0, 6, 11, 16, 0, 0, 0],
     elems: &[
         Elem { key: "beneficiary", slot: 14, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "class", slot: 19, list: true, shape: Shape::Complex(&T_COVERAGE_CLASS) },
@@ -3285,6 +3433,7 @@ pub(super) static T_COVERAGE_CLASS: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 6, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3301,6 +3450,7 @@ pub(super) static T_COVERAGE_COST_TO_BENEFICIARY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x10,
+    index: &[0, 0, 0, 0, 4, 1, 0, 6, 0, 0, 0, 2, 3, 7, 5, 0],
     elems: &[
         Elem { key: "exception", slot: 5, list: true, shape: Shape::Complex(&T_COVERAGE_COST_TO_BENEFICIARY_EXCEPTION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3318,6 +3468,7 @@ pub(super) static T_COVERAGE_COST_TO_BENEFICIARY_EXCEPTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3333,6 +3484,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 22,
     required: 0x25a00,
+    index: &[0, 0, 17, 0, 16, 0, 20, 0, 0, 18, 0, 4, 5, 6, 9, 0, 0, 13, 3, 0, 11, 14, 22, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 8, 21, 0, 0, 12, 0, 0, 10, 15],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "created", slot: 14, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -3366,6 +3518,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_INSURANCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x10,
+    index: &[0, 0, 0, 0, 6, 0, 1, 0, 0, 0, 0, 3, 5, 2, 4, 0],
     elems: &[
         Elem { key: "businessArrangement", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "coverage", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -3382,6 +3535,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 13,
     required: 0x0,
+    index: &[0, 0, 10, 0, 13, 0, 0, 0, 1, 0, 0, 4, 5, 6, 0, 0, 0, 11, 0, 0, 8, 0, 0, 0, 9, 0, 2, 3, 0, 0, 7, 12],
     elems: &[
         Elem { key: "category", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detail", slot: 12, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -3405,6 +3559,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM_DIAGNOSIS: TypeDef = TypeD
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[1, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "diagnosisCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "diagnosisReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -3420,6 +3575,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_SUPPORTING_INFO: TypeDef = Type
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 1, 0, 0, 5, 0, 4, 0, 0, 0, 6, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "appliesToAll", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3436,6 +3592,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0x5ae00,
+    index: &[16, 0, 0, 0, 0, 0, 22, 15, 0, 18, 0, 5, 7, 19, 10, 0, 0, 13, 0, 0, 14, 20, 0, 0, 1, 0, 2, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 0, 24, 0, 0, 0, 17, 0, 3, 0, 0, 0, 0, 0, 0, 21, 9, 23, 0, 0, 12, 0, 0, 6, 11],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "created", slot: 13, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -3470,6 +3627,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_ERROR: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3484,6 +3642,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 6, 7, 0, 0, 0, 5, 0, 3, 4, 2, 1, 0],
     elems: &[
         Elem { key: "benefitPeriod", slot: 5, list: false, shape: Shape::Complex(&T_PERIOD) },
         Elem { key: "coverage", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -3501,6 +3660,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM: TypeDef = Type
     resource: false,
     slots: 17,
     required: 0x0,
+    index: &[0, 0, 15, 0, 0, 0, 0, 3, 7, 16, 0, 2, 8, 9, 1, 17, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 12, 13, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "authorizationRequired", slot: 14, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "authorizationSupporting", slot: 15, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -3528,6 +3688,7 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM_BENEFIT: TypeDe
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 6, 1, 10, 0, 0, 9, 0, 0, 0, 0, 2, 7],
     elems: &[
         Elem { key: "allowedMoney", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "allowedString", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -3547,6 +3708,7 @@ pub(super) static T_DATA_REQUIREMENT: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x4,
+    index: &[0, 1, 0, 0, 0, 0, 8, 0, 0, 0, 0, 3, 2, 4, 5, 6, 7, 9, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0],
     elems: &[
         Elem { key: "codeFilter", slot: 6, list: true, shape: Shape::Complex(&T_DATA_REQUIREMENT_CODE_FILTER) },
         Elem { key: "dateFilter", slot: 7, list: true, shape: Shape::Complex(&T_DATA_REQUIREMENT_DATE_FILTER) },
@@ -3567,6 +3729,7 @@ pub(super) static T_DATA_REQUIREMENT_CODE_FILTER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5],
     elems: &[
         Elem { key: "code", slot: 5, list: true, shape: Shape::Complex(&T_CODING) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3582,6 +3745,7 @@ pub(super) static T_DATA_REQUIREMENT_DATE_FILTER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 7, 6, 0, 1, 2, 3, 4, 5],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3598,6 +3762,7 @@ pub(super) static T_DATA_REQUIREMENT_SORT: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0xc,
+    index: &[0, 0, 0, 2, 3, 1, 4, 0],
     elems: &[
         Elem { key: "direction", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3612,6 +3777,7 @@ pub(super) static T_DETECTED_ISSUE: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x200,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 18, 0, 14, 0, 0, 16, 0, 1, 0, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 10, 0, 21, 0, 11, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 12, 15, 20, 4, 2, 13, 0, 0, 17],
     elems: &[
         Elem { key: "author", slot: 14, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "code", slot: 10, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -3643,6 +3809,7 @@ pub(super) static T_DETECTED_ISSUE_EVIDENCE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detail", slot: 4, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -3658,6 +3825,7 @@ pub(super) static T_DETECTED_ISSUE_MITIGATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 3, 0, 6, 0, 2, 1, 0, 0, 0, 4, 5, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "author", slot: 5, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -3674,6 +3842,7 @@ pub(super) static T_DEVICE: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0x0,
+    index: &[26, 20, 29, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 12, 0, 0, 0, 0, 0, 0, 21, 0, 22, 0, 0, 1, 0, 0, 0, 15, 32, 0, 0, 9, 25, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 34, 0, 0, 0, 0, 11, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 8, 4, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 2, 0, 0, 24, 0, 0, 31, 0, 0, 0, 0, 0, 0, 0, 14, 0, 3, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 28, 17, 0, 33, 0, 0, 6, 23],
     elems: &[
         Elem { key: "contact", slot: 28, list: true, shape: Shape::Complex(&T_CONTACT_POINT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -3718,6 +3887,7 @@ pub(super) static T_DEVICE_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x0,
+    index: &[0, 19, 0, 0, 17, 0, 0, 0, 0, 18, 0, 5, 6, 4, 12, 20, 1, 14, 23, 25, 16, 0, 0, 0, 3, 10, 0, 22, 0, 0, 28, 2, 0, 0, 0, 0, 0, 0, 0, 7, 13, 21, 24, 26, 27, 0, 0, 0, 0, 0, 29, 0, 0, 31, 0, 8, 0, 11, 15, 9, 30, 0, 0, 0],
     elems: &[
         Elem { key: "capability", slot: 20, list: true, shape: Shape::Complex(&T_DEVICE_DEFINITION_CAPABILITY) },
         Elem { key: "contact", slot: 23, list: true, shape: Shape::Complex(&T_CONTACT_POINT) },
@@ -3759,6 +3929,7 @@ pub(super) static T_DEVICE_DEFINITION_CAPABILITY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3774,6 +3945,7 @@ pub(super) static T_DEVICE_DEFINITION_DEVICE_NAME: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3789,6 +3961,7 @@ pub(super) static T_DEVICE_DEFINITION_MATERIAL: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 6, 0, 1, 5, 2, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "allergenicIndicator", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "alternate", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -3805,6 +3978,7 @@ pub(super) static T_DEVICE_DEFINITION_PROPERTY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 6, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3821,6 +3995,7 @@ pub(super) static T_DEVICE_DEFINITION_SPECIALIZATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[4, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3836,6 +4011,7 @@ pub(super) static T_DEVICE_DEFINITION_UDI_DEVICE_IDENTIFIER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x38,
+    index: &[5, 0, 0, 0, 6, 0, 0, 4, 0, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "deviceIdentifier", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3852,6 +4028,7 @@ pub(super) static T_DEVICE_DEVICE_NAME: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3867,6 +4044,7 @@ pub(super) static T_DEVICE_METRIC: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0x8200,
+    index: &[0, 0, 10, 13, 0, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 1, 18, 11, 0, 15, 12, 0, 0, 0, 4, 0, 14, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, 7, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
         Elem { key: "calibration", slot: 17, list: true, shape: Shape::Complex(&T_DEVICE_METRIC_CALIBRATION) },
         Elem { key: "category", slot: 15, list: false, shape: Shape::Prim(Kind::Code) },
@@ -3895,6 +4073,7 @@ pub(super) static T_DEVICE_METRIC_CALIBRATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 0, 0, 4, 5, 0, 0, 1, 2, 0, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3911,6 +4090,7 @@ pub(super) static T_DEVICE_PROPERTY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 6, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -3927,6 +4107,7 @@ pub(super) static T_DEVICE_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0xa8000,
+    index: &[0, 0, 0, 0, 19, 27, 0, 13, 0, 0, 0, 0, 0, 0, 14, 0, 0, 17, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 10, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 8, 0, 0, 16, 0, 0, 0, 0, 0, 24, 12, 29, 0, 0, 0, 0, 26, 0, 0, 7, 9, 0, 0, 0, 0, 33, 0, 0, 18, 31, 34, 0, 5, 0, 0, 0, 20, 0, 25, 0, 6, 15, 0, 23, 28, 0, 0, 21, 0, 0, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 32, 0, 22, 0, 0, 0, 0, 2],
     elems: &[
         Elem { key: "authoredOn", slot: 22, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "basedOn", slot: 11, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -3972,6 +4153,7 @@ pub(super) static T_DEVICE_REQUEST_PARAMETER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 5, 0, 4, 8, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -3990,6 +4172,7 @@ pub(super) static T_DEVICE_SPECIALIZATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[4, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4005,6 +4188,7 @@ pub(super) static T_DEVICE_UDI_CARRIER: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 5, 6, 0, 0, 0, 2, 0, 0, 9, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "carrierAIDC", slot: 6, list: false, shape: Shape::Prim(Kind::Base64Binary) },
         Elem { key: "carrierHRF", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
@@ -4024,6 +4208,7 @@ pub(super) static T_DEVICE_USE_STATEMENT: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x10c00,
+    index: &[0, 0, 15, 0, 13, 0, 0, 0, 0, 0, 0, 6, 7, 21, 0, 0, 4, 11, 19, 17, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 14, 0, 0, 8, 0, 20, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 23, 0, 0, 9, 18, 22, 0, 10, 0, 5, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "bodySite", slot: 19, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -4057,6 +4242,7 @@ pub(super) static T_DEVICE_VERSION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 6, 1, 5],
     elems: &[
         Elem { key: "component", slot: 4, list: false, shape: Shape::Complex(&T_IDENTIFIER) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4073,6 +4259,7 @@ pub(super) static T_DIAGNOSTIC_REPORT: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0x1400,
+    index: &[0, 20, 0, 23, 24, 0, 0, 0, 22, 0, 0, 10, 11, 0, 0, 0, 0, 18, 26, 0, 19, 0, 0, 0, 6, 0, 0, 0, 0, 0, 13, 0, 9, 15, 0, 8, 0, 0, 0, 12, 2, 4, 27, 21, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 5, 17, 25, 3, 16, 0, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 11, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -4110,6 +4297,7 @@ pub(super) static T_DIAGNOSTIC_REPORT_MEDIA: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 0, 0, 0, 5, 0, 1, 4, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "comment", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4124,6 +4312,7 @@ pub(super) static T_DISTANCE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comparator", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
@@ -4141,6 +4330,7 @@ pub(super) static T_DOCUMENT_MANIFEST: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x40400,
+    index: &[0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 12, 18, 16, 13, 0, 1, 0, 2, 0, 4, 0, 0, 0, 20, 3, 0, 0, 0, 0, 0, 0, 0, 8, 0, 19, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 5, 0, 9, 17, 15, 0, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "author", slot: 14, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -4171,6 +4361,7 @@ pub(super) static T_DOCUMENT_MANIFEST_RELATED: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 3, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4186,6 +4377,7 @@ pub(super) static T_DOCUMENT_REFERENCE: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x400400,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 11, 12, 0, 0, 0, 7, 17, 22, 0, 18, 0, 2, 0, 4, 0, 0, 0, 0, 0, 24, 5, 6, 0, 8, 0, 0, 0, 0, 13, 3, 23, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 9, 0, 14, 19, 21, 0, 15, 0, 1, 10, 0],
     elems: &[
         Elem { key: "authenticator", slot: 17, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "author", slot: 16, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -4220,6 +4412,7 @@ pub(super) static T_DOCUMENT_REFERENCE_CONTENT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "attachment", slot: 3, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4235,6 +4428,7 @@ pub(super) static T_DOCUMENT_REFERENCE_CONTEXT: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 3, 5, 10, 2, 8, 0, 0, 0, 0, 4, 6, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "encounter", slot: 3, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "event", slot: 4, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -4255,6 +4449,7 @@ pub(super) static T_DOCUMENT_REFERENCE_RELATES_TO: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4269,6 +4464,7 @@ pub(super) static T_DOSAGE: TypeDef = TypeDef {
     resource: false,
     slots: 16,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 7, 0, 9, 10, 0, 0, 4, 5, 6, 0, 0, 0, 0, 0, 0, 11, 13, 0, 0, 0, 0, 0, 15, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 16, 14, 0, 3, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
     elems: &[
         Elem { key: "additionalInstruction", slot: 5, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "asNeededBoolean", slot: 8, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -4295,6 +4491,7 @@ pub(super) static T_DOSAGE_DOSE_AND_RATE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 5, 0, 1, 0, 2, 0, 3, 4, 7, 8, 6],
     elems: &[
         Elem { key: "doseQuantity", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "doseRange", slot: 3, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -4312,6 +4509,7 @@ pub(super) static T_DURATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comparator", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
@@ -4329,6 +4527,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
     resource: true,
     slots: 41,
     required: 0x1e00002000,
+    index: &[0, 0, 0, 0, 25, 27, 0, 26, 10, 28, 0, 0, 0, 0, 0, 0, 0, 22, 29, 34, 0, 0, 9, 0, 0, 0, 0, 0, 0, 21, 0, 4, 19, 0, 0, 11, 0, 0, 0, 17, 37, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 31, 41, 0, 0, 1, 35, 12, 20, 0, 0, 0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 0, 0, 0, 15, 16, 0, 0, 3, 0, 0, 0, 0, 23, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 24, 7, 40, 0, 38, 0, 0, 32, 0, 14, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 8, 0, 18, 33, 0, 0, 39, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 22, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 26, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -4380,6 +4579,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[1, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "certaintySubcomponent", slot: 5, list: true, shape: Shape::Complex(&T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4396,6 +4596,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: 
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4412,6 +4613,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE: TypeDef = TypeDef
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 5, 0, 0, 9, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 7, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 8, 6, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4431,6 +4633,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE_PRECISION_ESTIMATE
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 6, 0, 0, 5, 0, 0, 2, 0, 0, 0, 1, 3, 0, 4, 7],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "from", slot: 5, list: false, shape: Shape::Prim(Kind::Decimal) },
@@ -4448,6 +4651,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_RESULTS_BY_EXPOSURE: TypeDef = Typ
     resource: false,
     slots: 7,
     required: 0x40,
+    index: &[0, 0, 0, 0, 5, 1, 6, 7, 0, 0, 0, 3, 4, 0, 2, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "exposureState", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
@@ -4465,6 +4669,7 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 6, 4, 1, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4480,6 +4685,7 @@ pub(super) static T_ELEMENT_DEFINITION: TypeDef = TypeDef {
     resource: false,
     slots: 37,
     required: 0x8,
+    index: &[0, 85, 0, 0, 0, 0, 0, 181, 0, 0, 0, 0, 141, 173, 20, 2, 169, 197, 0, 0, 0, 0, 180, 166, 0, 0, 116, 0, 0, 0, 0, 0, 120, 127, 8, 131, 138, 194, 125, 136, 0, 82, 0, 0, 0, 22, 0, 0, 146, 154, 0, 0, 118, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 90, 163, 0, 0, 0, 0, 0, 0, 3, 32, 79, 57, 0, 0, 55, 92, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 17, 0, 0, 0, 0, 111, 0, 0, 0, 0, 0, 33, 0, 62, 0, 0, 0, 0, 0, 0, 115, 0, 68, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 142, 0, 0, 0, 0, 0, 0, 88, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 48, 40, 0, 60, 72, 0, 6, 19, 0, 114, 0, 0, 0, 0, 0, 0, 178, 102, 191, 43, 0, 0, 0, 0, 0, 0, 148, 176, 192, 0, 0, 0, 66, 121, 132, 161, 14, 0, 0, 86, 63, 0, 0, 37, 93, 15, 119, 151, 94, 159, 186, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 150, 199, 0, 0, 0, 89, 0, 144, 0, 0, 0, 0, 0, 0, 5, 0, 59, 0, 0, 109, 0, 143, 18, 50, 52, 76, 100, 0, 0, 183, 0, 149, 0, 0, 0, 4, 117, 160, 162, 81, 65, 0, 0, 156, 80, 0, 0, 91, 13, 0, 0, 0, 56, 0, 152, 16, 24, 51, 172, 177, 189, 0, 103, 0, 122, 133, 0, 0, 0, 0, 0, 153, 185, 187, 124, 135, 7, 0, 130, 0, 0, 0, 0, 0, 0, 0, 73, 0, 193, 0, 83, 0, 170, 0, 95, 10, 107, 168, 188, 0, 0, 0, 0, 0, 0, 174, 0, 0, 97, 0, 12, 71, 0, 0, 34, 61, 112, 110, 158, 184, 198, 0, 67, 196, 155, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 0, 0, 0, 190, 0, 0, 0, 0, 0, 0, 106, 44, 9, 182, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 58, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 179, 0, 0, 0, 78, 0, 0, 25, 27, 129, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 39, 108, 0, 1, 42, 54, 70, 113, 45, 164, 145, 0, 123, 134, 171, 0, 0, 0, 38, 84, 0, 0, 29, 36, 0, 0, 0, 0, 101, 0, 0, 0, 99, 0, 0, 128, 28, 139, 31, 46, 49, 74, 147, 165, 195, 0, 98, 0, 140, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 26, 0, 126, 137, 175, 0, 11, 30, 0, 157, 0, 167, 0, 0, 0, 0, 0, 0, 64, 105, 75, 0, 0, 69, 77, 47, 53, 87, 104, 0],
     elems: &[
         Elem { key: "alias", slot: 14, list: true, shape: Shape::Prim(Kind::String) },
         Elem { key: "base", slot: 17, list: false, shape: Shape::Complex(&T_ELEMENT_DEFINITION_BASE) },
@@ -4689,6 +4895,7 @@ pub(super) static T_ELEMENT_DEFINITION_BASE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x1c,
+    index: &[0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4703,6 +4910,7 @@ pub(super) static T_ELEMENT_DEFINITION_BINDING: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x4,
+    index: &[0, 0, 5, 0, 0, 1, 0, 0, 0, 0, 4, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4717,6 +4925,7 @@ pub(super) static T_ELEMENT_DEFINITION_CONSTRAINT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x34,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 6, 0, 0, 0, 0, 0, 3, 8, 0, 0, 0, 0, 5, 7, 9, 0, 1, 0, 0],
     elems: &[
         Elem { key: "expression", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4735,6 +4944,7 @@ pub(super) static T_ELEMENT_DEFINITION_EXAMPLE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0xc,
+    index: &[0, 0, 9, 40, 11, 19, 46, 26, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 41, 0, 0, 53, 0, 24, 3, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 5, 17, 45, 0, 0, 51, 0, 0, 31, 0, 23, 0, 0, 0, 0, 0, 0, 0, 33, 32, 44, 48, 0, 0, 0, 4, 18, 21, 42, 0, 0, 6, 0, 37, 10, 49, 0, 0, 1, 2, 29, 0, 0, 7, 43, 0, 0, 22, 0, 0, 0, 36, 0, 0, 30, 20, 38, 0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 8, 0, 0, 0, 14, 0, 0, 28, 0, 50, 0, 0, 35, 39, 13, 0, 0, 12, 0, 0, 0, 16, 15, 52],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4797,6 +5007,7 @@ pub(super) static T_ELEMENT_DEFINITION_MAPPING: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x14,
+    index: &[0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 2, 3, 5, 6, 0],
     elems: &[
         Elem { key: "comment", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4812,6 +5023,7 @@ pub(super) static T_ELEMENT_DEFINITION_SLICING: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 0, 1, 0, 6, 0, 0, 5, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "discriminator", slot: 2, list: true, shape: Shape::Complex(&T_ELEMENT_DEFINITION_SLICING_DISCRIMINATOR) },
@@ -4827,6 +5039,7 @@ pub(super) static T_ELEMENT_DEFINITION_SLICING_DISCRIMINATOR: TypeDef = TypeDef 
     resource: false,
     slots: 4,
     required: 0xc,
+    index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4840,6 +5053,7 @@ pub(super) static T_ELEMENT_DEFINITION_TYPE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x4,
+    index: &[0, 0, 0, 0, 1, 0, 0, 7, 0, 0, 0, 2, 3, 4, 5, 6],
     elems: &[
         Elem { key: "aggregation", slot: 5, list: true, shape: Shape::Prim(Kind::Code) },
         Elem { key: "code", slot: 2, list: false, shape: Shape::Prim(Kind::Uri) },
@@ -4857,6 +5071,7 @@ pub(super) static T_ENCOUNTER: TypeDef = TypeDef {
     resource: true,
     slots: 31,
     required: 0xa00,
+    index: &[0, 4, 24, 0, 22, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 17, 29, 16, 18, 0, 0, 26, 6, 8, 20, 7, 0, 0, 1, 31, 0, 0, 0, 0, 23, 0, 21, 12, 28, 30, 0, 0, 10, 0, 5, 0, 15, 19, 0, 0, 0, 25, 0, 13, 27, 0, 0, 2, 14, 0, 0, 3],
     elems: &[
         Elem { key: "account", slot: 26, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "appointment", slot: 20, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -4898,6 +5113,7 @@ pub(super) static T_ENCOUNTER_CLASS_HISTORY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 1, 0, 0, 4, 0, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "class", slot: 3, list: false, shape: Shape::Complex(&T_CODING) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4913,6 +5129,7 @@ pub(super) static T_ENCOUNTER_DIAGNOSIS: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 5, 6, 0, 0, 0, 0, 2, 3, 0, 1, 0],
     elems: &[
         Elem { key: "condition", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -4929,6 +5146,7 @@ pub(super) static T_ENCOUNTER_HOSPITALIZATION: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x0,
+    index: &[0, 0, 0, 8, 0, 0, 2, 9, 10, 0, 3, 5, 6, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 1, 0, 0, 11, 0, 4, 12],
     elems: &[
         Elem { key: "admitSource", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "destination", slot: 10, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -4951,6 +5169,7 @@ pub(super) static T_ENCOUNTER_LOCATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 3, 4, 0, 5, 7, 0, 0, 0, 1, 2, 0, 0, 6],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4968,6 +5187,7 @@ pub(super) static T_ENCOUNTER_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 5, 0, 0, 3, 0, 1, 2, 0, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4984,6 +5204,7 @@ pub(super) static T_ENCOUNTER_STATUS_HISTORY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -4999,6 +5220,7 @@ pub(super) static T_ENDPOINT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x28600,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 5, 7, 0, 0, 0, 0, 12, 1, 0, 13, 0, 0, 0, 4, 0, 0, 11, 0, 0, 0, 3, 15, 14, 0, 0, 0, 0, 17, 8, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 9, 2, 18, 0, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "address", slot: 17, list: false, shape: Shape::Prim(Kind::Url) },
         Elem { key: "connectionType", slot: 10, list: false, shape: Shape::Complex(&T_CODING) },
@@ -5028,6 +5250,7 @@ pub(super) static T_ENROLLMENT_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x0,
+    index: &[0, 0, 13, 0, 0, 0, 0, 7, 0, 15, 0, 5, 6, 0, 0, 0, 0, 11, 0, 1, 12, 0, 0, 8, 2, 14, 4, 10, 0, 3, 9, 0],
     elems: &[
         Elem { key: "candidate", slot: 13, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -5053,6 +5276,7 @@ pub(super) static T_ENROLLMENT_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x0,
+    index: &[0, 0, 0, 0, 11, 0, 0, 6, 12, 16, 14, 4, 5, 13, 0, 3, 0, 9, 0, 0, 10, 0, 0, 7, 1, 15, 2, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "created", slot: 13, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -5079,6 +5303,7 @@ pub(super) static T_EPISODE_OF_CARE: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x2200,
+    index: &[0, 0, 0, 0, 2, 15, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 3, 0, 0, 4, 10, 0, 1, 20, 0, 0, 0, 0, 0, 0, 14, 7, 17, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 8, 16, 0, 0, 9, 0, 0, 0, 13],
     elems: &[
         Elem { key: "account", slot: 19, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "careManager", slot: 17, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -5109,6 +5334,7 @@ pub(super) static T_EPISODE_OF_CARE_DIAGNOSIS: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 6, 0, 0, 2, 3, 0, 1, 0],
     elems: &[
         Elem { key: "condition", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5125,6 +5351,7 @@ pub(super) static T_EPISODE_OF_CARE_STATUS_HISTORY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -5140,6 +5367,7 @@ pub(super) static T_EVENT_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 36,
     required: 0x800004000,
+    index: &[0, 0, 0, 33, 0, 0, 0, 22, 0, 23, 0, 27, 0, 0, 0, 0, 0, 19, 24, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 18, 0, 3, 16, 0, 0, 9, 0, 0, 0, 14, 31, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 25, 37, 0, 0, 1, 0, 10, 17, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 0, 28, 0, 20, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 21, 6, 36, 0, 32, 0, 0, 0, 0, 0, 11, 0, 0, 29, 0, 0, 0, 0, 0, 0, 7, 0, 15, 26, 0, 0, 34, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 26, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 30, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -5187,6 +5415,7 @@ pub(super) static T_EVIDENCE: TypeDef = TypeDef {
     resource: true,
     slots: 36,
     required: 0x200008000,
+    index: &[0, 0, 0, 0, 23, 0, 0, 24, 25, 0, 0, 0, 0, 0, 0, 0, 0, 20, 26, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 19, 0, 3, 17, 0, 0, 9, 0, 11, 0, 15, 32, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 27, 36, 0, 0, 1, 0, 10, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 13, 14, 0, 0, 0, 0, 0, 0, 0, 21, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 22, 6, 35, 0, 33, 0, 0, 0, 0, 0, 0, 0, 28, 30, 0, 0, 0, 0, 0, 0, 7, 0, 16, 29, 0, 0, 34, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 24, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 28, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -5233,6 +5462,7 @@ pub(super) static T_EVIDENCE_VARIABLE: TypeDef = TypeDef {
     resource: true,
     slots: 35,
     required: 0x400008000,
+    index: &[0, 0, 0, 0, 22, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 18, 0, 4, 16, 0, 0, 10, 0, 0, 0, 14, 30, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 25, 35, 0, 0, 1, 0, 11, 17, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 0, 0, 0, 20, 0, 2, 0, 5, 0, 0, 0, 0, 0, 32, 0, 0, 21, 7, 34, 0, 31, 0, 0, 0, 0, 0, 0, 0, 26, 28, 0, 0, 0, 0, 0, 0, 8, 0, 15, 27, 0, 0, 33, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 24, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 28, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -5278,6 +5508,7 @@ pub(super) static T_EVIDENCE_VARIABLE_CHARACTERISTIC: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x10,
+    index: &[0, 0, 10, 0, 0, 0, 0, 0, 3, 0, 4, 9, 11, 0, 0, 0, 0, 0, 0, 0, 12, 0, 14, 0, 0, 0, 0, 13, 0, 0, 8, 17, 0, 18, 0, 5, 0, 0, 0, 0, 1, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 2, 0, 0, 0, 16, 0, 0, 0],
     elems: &[
         Elem { key: "definitionCanonical", slot: 4, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "definitionCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5306,6 +5537,7 @@ pub(super) static T_EXAMPLE_SCENARIO: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x1000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 18, 0, 19, 0, 7, 8, 0, 0, 0, 0, 14, 0, 0, 15, 1, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 12, 16, 5, 17, 23, 0, 0, 9, 0, 21, 0, 6, 11, 0, 0, 0, 0, 0, 0, 4, 0, 24, 0, 10, 20, 0, 0, 13, 22, 0, 0, 25],
     elems: &[
         Elem { key: "actor", slot: 21, list: true, shape: Shape::Complex(&T_EXAMPLE_SCENARIO_ACTOR) },
         Elem { key: "contact", slot: 16, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -5341,6 +5573,7 @@ pub(super) static T_EXAMPLE_SCENARIO_ACTOR: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x18,
+    index: &[0, 6, 0, 0, 5, 2, 0, 0, 0, 0, 0, 3, 4, 0, 1, 7],
     elems: &[
         Elem { key: "actorId", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "description", slot: 6, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -5358,6 +5591,7 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 2, 9, 8, 0, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "containedInstance", slot: 8, list: true, shape: Shape::Complex(&T_EXAMPLE_SCENARIO_INSTANCE_CONTAINED_INSTANCE) },
         Elem { key: "description", slot: 6, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -5377,6 +5611,7 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_CONTAINED_INSTANCE: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -5392,6 +5627,7 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_VERSION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5407,6 +5643,7 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 5, 0, 4, 1, 6, 8, 0, 0, 0, 2, 3, 7, 0, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5425,6 +5662,7 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 5, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "alternative", slot: 6, list: true, shape: Shape::Complex(&T_EXAMPLE_SCENARIO_PROCESS_STEP_ALTERNATIVE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5442,6 +5680,7 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_ALTERNATIVE: TypeDef = TypeDef
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 1, 0, 6, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5458,6 +5697,7 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_OPERATION: TypeDef = TypeDef {
     resource: false,
     slots: 13,
     required: 0x8,
+    index: &[0, 7, 0, 0, 0, 8, 0, 0, 0, 0, 0, 2, 3, 11, 0, 12, 9, 5, 0, 0, 6, 1, 0, 0, 4, 0, 0, 0, 10, 0, 13, 0],
     elems: &[
         Elem { key: "description", slot: 8, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5481,6 +5721,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT: TypeDef = TypeDef {
     resource: true,
     slots: 51,
     required: 0x804006b600,
+    index: &[32, 0, 42, 0, 39, 0, 0, 31, 20, 0, 0, 9, 16, 34, 24, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 5, 0, 6, 43, 0, 0, 0, 51, 0, 22, 0, 48, 0, 3, 46, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 18, 0, 0, 0, 0, 37, 0, 41, 0, 0, 19, 0, 15, 21, 0, 0, 7, 0, 0, 14, 0, 26, 29, 47, 0, 10, 0, 11, 12, 40, 0, 50, 8, 0, 0, 38, 0, 0, 0, 0, 30, 0, 0, 33, 2, 0, 35, 0, 13, 0, 0, 1, 0, 36, 0, 0, 23, 45, 44, 0, 0, 49, 0, 17, 25],
     elems: &[
         Elem { key: "accident", slot: 40, list: false, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ACCIDENT) },
         Elem { key: "addItem", slot: 42, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ADD_ITEM) },
@@ -5542,6 +5783,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ACCIDENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 4, 1, 0, 6, 0, 0, 0, 0, 5, 0, 2, 3, 0, 7, 0],
     elems: &[
         Elem { key: "date", slot: 3, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5559,6 +5801,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 21,
     required: 0x80,
+    index: &[0, 4, 9, 18, 0, 0, 21, 0, 17, 0, 0, 5, 7, 0, 0, 0, 0, 19, 0, 0, 13, 0, 0, 0, 0, 11, 0, 0, 0, 0, 12, 10, 0, 0, 0, 2, 23, 24, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 8, 0, 15, 22, 0, 14, 20, 0, 16, 0, 3, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 19, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "bodySite", slot: 16, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5593,6 +5836,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x8,
+    index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 11, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "adjudication", slot: 10, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5615,6 +5859,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef =
     resource: false,
     slots: 11,
     required: 0x8,
+    index: &[0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 0, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "adjudication", slot: 10, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5636,6 +5881,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x8,
+    index: &[0, 8, 9, 0, 0, 0, 0, 3, 1, 10, 0, 4, 6, 0, 0, 11, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "description", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -5657,6 +5903,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE_FINANCIAL: TypeDef = 
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 6, 1, 9, 0, 0, 0, 0, 0, 0, 0, 2, 7],
     elems: &[
         Elem { key: "allowedMoney", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "allowedString", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -5676,6 +5923,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_CARE_TEAM: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x18,
+    index: &[0, 0, 4, 0, 3, 6, 0, 0, 5, 7, 8, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -5694,6 +5942,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_DIAGNOSIS: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x18,
+    index: &[1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 7, 3, 4, 8, 0, 0, 0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
         Elem { key: "diagnosisCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "diagnosisReference", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -5713,6 +5962,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_INSURANCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 4, 1, 3, 6],
     elems: &[
         Elem { key: "coverage", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5729,6 +5979,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 26,
     required: 0x408,
+    index: &[0, 12, 19, 0, 0, 0, 26, 0, 21, 0, 0, 8, 6, 10, 0, 0, 0, 22, 0, 0, 16, 0, 0, 0, 0, 14, 23, 0, 0, 0, 15, 13, 7, 0, 0, 2, 27, 29, 0, 0, 4, 0, 24, 1, 9, 11, 28, 0, 3, 0, 18, 0, 0, 17, 25, 0, 20, 0, 5, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 24, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "bodySite", slot: 20, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5768,6 +6019,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION: TypeDef = TypeDef 
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 6, 3, 4, 7, 0, 0],
     elems: &[
         Elem { key: "amount", slot: 5, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5785,6 +6037,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 17,
     required: 0x48,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 3, 5, 0, 0, 0, 0, 12, 0, 0, 7, 15, 0, 0, 0, 0, 13, 0, 0, 0, 6, 0, 0, 0, 0, 0, 17, 0, 0, 0, 2, 0, 14, 1, 4, 0, 16, 0, 0, 0, 9, 0, 0, 8, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "adjudication", slot: 15, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "category", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5812,6 +6065,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL_SUB_DETAIL: TypeDef = Typ
     resource: false,
     slots: 16,
     required: 0x48,
+    index: &[0, 0, 0, 0, 16, 0, 0, 0, 2, 11, 14, 1, 3, 4, 5, 15, 0, 12, 9, 0, 7, 8, 0, 0, 10, 0, 13, 0, 0, 0, 6, 0],
     elems: &[
         Elem { key: "adjudication", slot: 15, list: true, shape: Shape::Complex(&T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION) },
         Elem { key: "category", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5838,6 +6092,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PAYEE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -5853,6 +6108,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PAYMENT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 4, 0, 0, 0, 2, 7, 0, 3, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0],
     elems: &[
         Elem { key: "adjustment", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "adjustmentReason", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5872,6 +6128,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PROCEDURE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x48,
+    index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2, 3, 5, 9, 0, 0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
         Elem { key: "date", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5891,6 +6148,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PROCESS_NOTE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -5908,6 +6166,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_RELATED: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[5, 0, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
         Elem { key: "claim", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -5924,6 +6183,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_SUPPORTING_INFO: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[0, 0, 11, 0, 0, 0, 14, 0, 1, 0, 7, 3, 4, 0, 0, 0, 10, 0, 0, 8, 5, 13, 0, 0, 6, 9, 0, 2, 12, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "code", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5948,6 +6208,7 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_TOTAL: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "amount", slot: 4, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -5962,6 +6223,7 @@ pub(super) static T_EXPRESSION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x10,
+    index: &[0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 4, 2, 5, 7],
     elems: &[
         Elem { key: "description", slot: 2, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "expression", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -5978,6 +6240,7 @@ pub(super) static T_EXTENSION: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x4,
+    index: &[0, 0, 9, 40, 11, 19, 46, 26, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 41, 0, 0, 53, 0, 24, 0, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 5, 17, 45, 0, 0, 51, 0, 0, 31, 0, 23, 0, 0, 0, 0, 0, 0, 0, 33, 32, 44, 48, 0, 0, 0, 4, 18, 21, 42, 0, 0, 6, 0, 37, 10, 49, 0, 0, 1, 2, 29, 0, 0, 7, 43, 0, 0, 22, 0, 0, 0, 36, 0, 0, 30, 20, 38, 0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 8, 0, 0, 0, 14, 0, 0, 28, 0, 50, 0, 0, 35, 39, 13, 0, 0, 12, 0, 3, 0, 16, 15, 52],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -6041,6 +6304,7 @@ pub(super) static T_FAMILY_MEMBER_HISTORY: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0x12800,
+    index: &[0, 0, 0, 0, 27, 0, 0, 22, 0, 0, 0, 0, 0, 0, 32, 0, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0, 0, 19, 0, 34, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 15, 21, 30, 31, 0, 0, 0, 0, 1, 17, 18, 0, 0, 0, 0, 0, 14, 0, 2, 25, 0, 0, 8, 9, 0, 0, 4, 0, 0, 0, 0, 26, 10, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 5, 0, 0, 13, 20, 33, 0, 0, 0, 0, 0, 28],
     elems: &[
         Elem { key: "ageAge", slot: 19, list: false, shape: Shape::Complex(&T_AGE) },
         Elem { key: "ageRange", slot: 19, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -6085,6 +6349,7 @@ pub(super) static T_FAMILY_MEMBER_HISTORY_CONDITION: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 0, 7, 6, 0, 0, 11, 0, 0, 0, 3, 4, 9, 0, 0, 0, 0, 0, 0, 5, 0, 0, 2, 0, 10, 0, 1, 8, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contributedToDeath", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -6106,6 +6371,7 @@ pub(super) static T_FLAG: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x1a00,
+    index: &[5, 0, 0, 0, 0, 0, 13, 8, 2, 16, 0, 6, 7, 0, 0, 0, 0, 11, 15, 0, 12, 0, 1, 9, 4, 14, 0, 3, 10, 0, 0, 0],
     elems: &[
         Elem { key: "author", slot: 15, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 10, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -6132,6 +6398,7 @@ pub(super) static T_GOAL: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x6200,
+    index: &[22, 0, 20, 0, 15, 18, 0, 2, 12, 6, 16, 7, 8, 24, 17, 1, 0, 13, 23, 0, 14, 0, 0, 0, 4, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 9, 3, 25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 10, 0, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
         Elem { key: "achievementStatus", slot: 10, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "addresses", slot: 20, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -6167,6 +6434,7 @@ pub(super) static T_GOAL_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 1, 0, 0, 6, 0, 2, 0, 10, 11, 0, 0, 3, 0, 0, 9, 0, 13, 4, 5, 7, 0, 8, 12, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "detailBoolean", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "detailCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -6190,6 +6458,7 @@ pub(super) static T_GRAPH_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0x100c00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 16, 0, 17, 0, 6, 7, 15, 0, 0, 0, 12, 0, 0, 13, 0, 11, 0, 2, 0, 0, 0, 0, 0, 0, 1, 9, 14, 3, 22, 18, 0, 0, 0, 0, 20, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 23, 8, 19, 0, 0, 10, 21, 0, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 15, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -6223,6 +6492,7 @@ pub(super) static T_GRAPH_DEFINITION_LINK: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 2, 3, 7, 9, 8, 0, 0, 0, 0, 4, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6242,6 +6512,7 @@ pub(super) static T_GRAPH_DEFINITION_LINK_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 4, 6, 0, 0, 0, 2, 3, 1, 7, 8],
     elems: &[
         Elem { key: "compartment", slot: 6, list: true, shape: Shape::Complex(&T_GRAPH_DEFINITION_LINK_TARGET_COMPARTMENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6260,6 +6531,7 @@ pub(super) static T_GRAPH_DEFINITION_LINK_TARGET_COMPARTMENT: TypeDef = TypeDef 
     resource: false,
     slots: 8,
     required: 0x38,
+    index: &[0, 0, 0, 0, 6, 2, 8, 0, 7, 0, 0, 1, 4, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "description", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
@@ -6278,6 +6550,7 @@ pub(super) static T_GROUP: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0xc00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 13, 16, 0, 14, 0, 0, 0, 5, 12, 0, 0, 0, 0, 18, 0, 0, 15, 1, 0, 0, 0, 0, 8, 0, 17, 0, 0, 0, 0, 0, 0, 11, 2, 0, 0, 0, 0, 0, 9, 0, 0, 0, 4, 10, 0, 3, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "actual", slot: 11, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -6306,6 +6579,7 @@ pub(super) static T_GROUP_CHARACTERISTIC: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x38,
+    index: &[0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 10, 11, 0, 0, 8, 0, 1, 9, 0, 2, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "exclude", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -6327,6 +6601,7 @@ pub(super) static T_GROUP_MEMBER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 6, 0, 0, 0, 1, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "entity", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6343,6 +6618,7 @@ pub(super) static T_GUIDANCE_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0xc00,
+    index: &[0, 18, 20, 0, 14, 15, 0, 0, 21, 22, 0, 5, 6, 0, 0, 0, 0, 10, 24, 0, 11, 0, 0, 0, 1, 0, 0, 0, 12, 16, 0, 0, 3, 0, 0, 0, 19, 0, 0, 7, 0, 25, 0, 0, 0, 0, 0, 2, 0, 0, 13, 0, 0, 0, 0, 8, 23, 0, 0, 4, 9, 0, 0, 17],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "dataRequirement", slot: 22, list: true, shape: Shape::Complex(&T_DATA_REQUIREMENT) },
@@ -6378,6 +6654,7 @@ pub(super) static T_HEALTHCARE_SERVICE: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x0,
+    index: &[3, 0, 8, 2, 0, 0, 0, 0, 0, 0, 14, 13, 15, 0, 0, 0, 26, 20, 27, 19, 21, 28, 0, 29, 9, 0, 4, 0, 11, 12, 32, 0, 0, 22, 1, 0, 10, 23, 7, 16, 5, 24, 31, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 17, 0, 0, 0, 18, 0, 0, 6, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "appointmentRequired", slot: 27, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -6420,6 +6697,7 @@ pub(super) static T_HEALTHCARE_SERVICE_AVAILABLE_TIME: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 7, 0, 1, 2, 3, 0, 5, 6, 0, 0, 0],
     elems: &[
         Elem { key: "allDay", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "availableEndTime", slot: 6, list: false, shape: Shape::Prim(Kind::Time) },
@@ -6437,6 +6715,7 @@ pub(super) static T_HEALTHCARE_SERVICE_ELIGIBILITY: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 2, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "comment", slot: 4, list: false, shape: Shape::Prim(Kind::Markdown) },
@@ -6452,6 +6731,7 @@ pub(super) static T_HEALTHCARE_SERVICE_NOT_AVAILABLE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "during", slot: 4, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -6466,6 +6746,7 @@ pub(super) static T_HUMAN_NAME: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 3, 5, 9, 0, 8, 0, 1, 4, 0, 0, 2, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "family", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -6484,6 +6765,7 @@ pub(super) static T_IDENTIFIER: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 7, 4, 1, 0, 5, 0, 2, 3, 8, 6, 0],
     elems: &[
         Elem { key: "assigner", slot: 7, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6502,6 +6784,7 @@ pub(super) static T_IMAGING_STUDY: TypeDef = TypeDef {
     resource: true,
     slots: 28,
     required: 0xa00,
+    index: &[23, 0, 22, 0, 16, 0, 18, 0, 0, 0, 0, 6, 7, 14, 0, 0, 0, 13, 27, 12, 15, 0, 19, 20, 2, 25, 17, 0, 0, 5, 0, 0, 4, 0, 0, 0, 21, 0, 0, 8, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 3, 0, 9, 26, 0, 0, 10, 11, 0, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 14, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -6540,6 +6823,7 @@ pub(super) static T_IMAGING_STUDY_SERIES: TypeDef = TypeDef {
     resource: false,
     slots: 15,
     required: 0x28,
+    index: &[15, 12, 0, 1, 13, 10, 0, 0, 0, 0, 0, 4, 5, 6, 7, 8, 0, 0, 0, 0, 9, 2, 0, 0, 0, 14, 11, 0, 0, 3, 0, 0],
     elems: &[
         Elem { key: "bodySite", slot: 9, list: false, shape: Shape::Complex(&T_CODING) },
         Elem { key: "description", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -6565,6 +6849,7 @@ pub(super) static T_IMAGING_STUDY_SERIES_INSTANCE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x18,
+    index: &[7, 0, 0, 0, 3, 4, 0, 6, 0, 5, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -6582,6 +6867,7 @@ pub(super) static T_IMAGING_STUDY_SERIES_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6597,6 +6883,7 @@ pub(super) static T_IMMUNIZATION: TypeDef = TypeDef {
     resource: true,
     slots: 36,
     required: 0x5a00,
+    index: &[34, 0, 0, 0, 18, 0, 7, 0, 3, 29, 0, 0, 0, 0, 0, 0, 0, 16, 0, 13, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 15, 0, 0, 0, 9, 0, 36, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 12, 0, 0, 0, 14, 0, 22, 23, 25, 28, 0, 0, 0, 0, 0, 0, 6, 8, 26, 0, 0, 0, 37, 0, 0, 17, 0, 30, 0, 1, 0, 0, 32, 19, 0, 0, 0, 4, 0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 10, 33, 0, 20, 0, 0, 0, 5, 21],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "doseQuantity", slot: 24, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -6644,6 +6931,7 @@ pub(super) static T_IMMUNIZATION_EDUCATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 5, 2, 3, 6, 0, 7],
     elems: &[
         Elem { key: "documentType", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6661,6 +6949,7 @@ pub(super) static T_IMMUNIZATION_EVALUATION: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0xe600,
+    index: &[22, 6, 0, 0, 0, 0, 8, 0, 0, 0, 0, 1, 9, 10, 0, 12, 5, 15, 0, 0, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 11, 0, 23, 7, 19, 0, 0, 0, 0, 0, 0, 18, 0, 0, 4, 0, 13, 20, 21, 0, 14, 0, 0, 0, 17],
     elems: &[
         Elem { key: "authority", slot: 12, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -6694,6 +6983,7 @@ pub(super) static T_IMMUNIZATION_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6709,6 +6999,7 @@ pub(super) static T_IMMUNIZATION_PROTOCOL_APPLIED: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x40,
+    index: &[0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 8, 1, 4, 5, 0, 0, 2, 0, 7, 0, 6, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 10],
     elems: &[
         Elem { key: "authority", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "doseNumberPositiveInt", slot: 6, list: false, shape: Shape::Prim(Kind::PositiveInt) },
@@ -6729,6 +7020,7 @@ pub(super) static T_IMMUNIZATION_REACTION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 1, 0, 5, 0, 0, 0, 0, 6, 2, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "date", slot: 3, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "detail", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -6745,6 +7037,7 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION: TypeDef = TypeDef {
     resource: true,
     slots: 13,
     required: 0x1600,
+    index: &[0, 12, 3, 0, 0, 0, 0, 6, 0, 13, 0, 1, 4, 5, 0, 0, 0, 9, 0, 0, 10, 0, 0, 7, 2, 0, 0, 8, 0, 0, 0, 11],
     elems: &[
         Elem { key: "authority", slot: 11, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -6768,6 +7061,7 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION: TypeDef = TypeDe
     resource: false,
     slots: 15,
     required: 0x40,
+    index: &[8, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 9, 0, 0, 0, 4, 17, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0, 12, 2, 15, 0, 0, 0, 0, 0, 11, 0, 0, 3, 14, 13, 0, 0, 0, 0, 0, 0, 0, 16],
     elems: &[
         Elem { key: "contraindicatedVaccineCode", slot: 5, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "dateCriterion", slot: 8, list: true, shape: Shape::Complex(&T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION_DATE_CRITERION) },
@@ -6795,6 +7089,7 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION_DATE_CRITERION: T
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6810,6 +7105,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE: TypeDef = TypeDef {
     resource: true,
     slots: 28,
     required: 0xa01500,
+    index: &[0, 0, 0, 0, 17, 0, 0, 22, 0, 0, 0, 9, 6, 12, 0, 0, 0, 18, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 14, 20, 4, 27, 0, 0, 0, 10, 5, 24, 25, 8, 11, 16, 0, 0, 0, 0, 0, 3, 0, 7, 28, 13, 23, 21, 0, 15, 26, 0, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 16, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -6848,6 +7144,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x10,
+    index: &[0, 7, 0, 6, 4, 2, 0, 0, 0, 0, 0, 1, 3, 5, 8, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "grouping", slot: 3, list: true, shape: Shape::Complex(&T_IMPLEMENTATION_GUIDE_DEFINITION_GROUPING) },
@@ -6866,6 +7163,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_GROUPING: TypeDef = TypeDef 
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 5, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6881,6 +7179,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PAGE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x38,
+    index: &[0, 6, 0, 0, 4, 0, 0, 8, 0, 2, 0, 1, 3, 5, 7, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "generation", slot: 5, list: false, shape: Shape::Prim(Kind::Code) },
@@ -6899,6 +7198,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PARAMETER: TypeDef = TypeDef
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6914,6 +7214,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_RESOURCE: TypeDef = TypeDef 
     resource: false,
     slots: 9,
     required: 0x8,
+    index: &[0, 9, 0, 0, 0, 0, 0, 5, 0, 0, 0, 4, 7, 0, 0, 10, 0, 0, 0, 3, 6, 1, 8, 0, 0, 0, 0, 0, 2, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "exampleBoolean", slot: 7, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -6934,6 +7235,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_TEMPLATE: TypeDef = TypeDef 
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 0, 6, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -6950,6 +7252,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEPENDS_ON: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 5, 6, 0, 0, 4, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -6966,6 +7269,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_GLOBAL: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -6981,6 +7285,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x10,
+    index: &[0, 3, 8, 0, 4, 0, 7, 5, 0, 0, 0, 1, 2, 6, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -6999,6 +7304,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_PAGE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 5, 0, 0, 4, 0, 1, 6, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "anchor", slot: 5, list: true, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7015,6 +7321,7 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_RESOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 2, 5, 0, 0, 0, 0, 0, 0, 3, 1, 4, 7, 6],
     elems: &[
         Elem { key: "exampleBoolean", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "exampleCanonical", slot: 4, list: false, shape: Shape::Prim(Kind::Canonical) },
@@ -7032,6 +7339,7 @@ pub(super) static T_INSURANCE_PLAN: TypeDef = TypeDef {
     resource: true,
     slots: 22,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 8, 9, 0, 0, 1, 0, 13, 0, 0, 14, 0, 0, 0, 4, 0, 0, 0, 0, 7, 22, 3, 0, 15, 16, 0, 6, 0, 18, 2, 10, 21, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 11, 20, 0, 0, 12, 0, 5, 0, 0],
     elems: &[
         Elem { key: "administeredBy", slot: 15, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "alias", slot: 12, list: true, shape: Shape::Prim(Kind::String) },
@@ -7064,6 +7372,7 @@ pub(super) static T_INSURANCE_PLAN_CONTACT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 5, 1, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 7, 0, 0],
     elems: &[
         Elem { key: "address", slot: 6, list: false, shape: Shape::Complex(&T_ADDRESS) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7081,6 +7390,7 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x28,
+    index: &[0, 0, 5, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 6, 0],
     elems: &[
         Elem { key: "benefit", slot: 5, list: true, shape: Shape::Complex(&T_INSURANCE_PLAN_COVERAGE_BENEFIT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7097,6 +7407,7 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 6],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -7113,6 +7424,7 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT_LIMIT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7128,6 +7440,7 @@ pub(super) static T_INSURANCE_PLAN_PLAN: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 3, 7, 1, 8, 0, 5, 0, 0, 0, 2, 4, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
         Elem { key: "coverageArea", slot: 5, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7147,6 +7460,7 @@ pub(super) static T_INSURANCE_PLAN_PLAN_GENERAL_COST: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 0, 1, 2, 0, 0, 4, 3, 5, 0, 7, 0],
     elems: &[
         Elem { key: "comment", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "cost", slot: 5, list: false, shape: Shape::Complex(&T_MONEY) },
@@ -7164,6 +7478,7 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
         Elem { key: "benefit", slot: 4, list: true, shape: Shape::Complex(&T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -7179,6 +7494,7 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT: TypeDef = TypeDef
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 1, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "cost", slot: 4, list: true, shape: Shape::Complex(&T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT_COST) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7194,6 +7510,7 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT_COST: TypeDef = Ty
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 7, 6, 5],
     elems: &[
         Elem { key: "applicability", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7211,6 +7528,7 @@ pub(super) static T_INVOICE: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x200,
+    index: &[0, 0, 0, 0, 14, 0, 17, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 12, 19, 0, 13, 16, 0, 9, 2, 3, 15, 0, 0, 0, 1, 24, 0, 22, 4, 23, 0, 0, 0, 7, 0, 20, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 21, 0, 8, 18, 0, 0, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "account", slot: 17, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "cancelledReason", slot: 10, list: false, shape: Shape::Prim(Kind::String) },
@@ -7245,6 +7563,7 @@ pub(super) static T_INVOICE_LINE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x10,
+    index: &[0, 0, 0, 0, 5, 1, 0, 0, 0, 0, 6, 3, 4, 2, 7, 0],
     elems: &[
         Elem { key: "chargeItemCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "chargeItemReference", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -7262,6 +7581,7 @@ pub(super) static T_INVOICE_LINE_ITEM_PRICE_COMPONENT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 1, 0, 2, 3, 4, 5, 7],
     elems: &[
         Elem { key: "amount", slot: 6, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "code", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -7279,6 +7599,7 @@ pub(super) static T_INVOICE_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 5, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7294,6 +7615,7 @@ pub(super) static T_LIBRARY: TypeDef = TypeDef {
     resource: true,
     slots: 39,
     required: 0x14000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 30, 0, 0, 0, 0, 0, 21, 27, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 20, 0, 3, 5, 18, 0, 11, 0, 0, 0, 16, 34, 33, 0, 0, 0, 0, 0, 7, 0, 0, 0, 6, 28, 40, 0, 0, 1, 0, 12, 19, 0, 38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 15, 0, 0, 0, 0, 0, 31, 0, 22, 0, 2, 0, 4, 0, 0, 0, 0, 0, 36, 0, 0, 23, 8, 24, 39, 35, 0, 0, 0, 0, 0, 13, 0, 0, 32, 0, 0, 0, 0, 0, 0, 9, 0, 17, 29, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 27, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 31, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -7344,6 +7666,7 @@ pub(super) static T_LINKAGE: TypeDef = TypeDef {
     resource: true,
     slots: 11,
     required: 0x400,
+    index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0, 4, 5, 0, 0, 0, 0, 9, 0, 0, 7, 10, 2, 6, 3, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "active", slot: 8, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "author", slot: 9, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -7365,6 +7688,7 @@ pub(super) static T_LINKAGE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -7380,6 +7704,7 @@ pub(super) static T_LIST: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x600,
+    index: &[0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 12, 19, 17, 14, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5, 16, 3, 0, 0, 0, 0, 9, 21, 4, 20, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 6, 18, 0, 1, 11, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 12, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -7411,6 +7736,7 @@ pub(super) static T_LIST_ENTRY: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x40,
+    index: &[0, 0, 1, 0, 6, 7, 0, 2, 4, 0, 0, 3, 5, 0, 0, 0],
     elems: &[
         Elem { key: "date", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "deleted", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -7428,6 +7754,7 @@ pub(super) static T_LOCATION: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x0,
+    index: &[3, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 7, 9, 0, 0, 0, 0, 14, 1, 0, 16, 0, 0, 0, 4, 0, 0, 13, 0, 6, 25, 20, 0, 17, 0, 0, 0, 0, 0, 2, 10, 24, 0, 0, 23, 15, 0, 0, 0, 19, 0, 8, 0, 5, 0, 11, 21, 22, 0, 12, 0, 0, 0, 0],
     elems: &[
         Elem { key: "address", slot: 17, list: false, shape: Shape::Complex(&T_ADDRESS) },
         Elem { key: "alias", slot: 12, list: true, shape: Shape::Prim(Kind::String) },
@@ -7463,6 +7790,7 @@ pub(super) static T_LOCATION_HOURS_OF_OPERATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 7, 0, 3, 6, 0, 1, 0, 0, 0, 4, 5, 0, 2, 0],
     elems: &[
         Elem { key: "allDay", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "closingTime", slot: 6, list: false, shape: Shape::Prim(Kind::Time) },
@@ -7480,6 +7808,7 @@ pub(super) static T_LOCATION_POSITION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 5, 0, 6, 1, 0, 0, 0, 0, 0, 2, 3, 0, 4, 0],
     elems: &[
         Elem { key: "altitude", slot: 5, list: false, shape: Shape::Prim(Kind::Decimal) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7495,6 +7824,7 @@ pub(super) static T_MARKETING_STATUS: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x68,
+    index: &[5, 7, 0, 0, 6, 0, 0, 8, 0, 2, 0, 3, 4, 0, 1, 0],
     elems: &[
         Elem { key: "country", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "dateRange", slot: 6, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -7513,6 +7843,7 @@ pub(super) static T_MEASURE: TypeDef = TypeDef {
     resource: true,
     slots: 49,
     required: 0x4000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 30, 0, 31, 0, 39, 0, 0, 0, 0, 36, 27, 34, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 25, 42, 5, 23, 0, 0, 13, 32, 0, 0, 20, 44, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 35, 50, 0, 0, 1, 0, 14, 24, 0, 3, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 16, 19, 0, 0, 0, 0, 0, 18, 40, 11, 28, 2, 33, 6, 0, 0, 0, 0, 0, 46, 0, 37, 29, 8, 49, 0, 45, 0, 26, 9, 0, 0, 15, 0, 0, 41, 0, 0, 0, 0, 0, 0, 10, 0, 21, 38, 22, 0, 47, 4, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 26, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 30, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -7573,6 +7904,7 @@ pub(super) static T_MEASURE_GROUP: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 7, 0, 0, 5, 2, 6, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -7590,6 +7922,7 @@ pub(super) static T_MEASURE_GROUP_POPULATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "criteria", slot: 5, list: false, shape: Shape::Complex(&T_EXPRESSION) },
@@ -7606,6 +7939,7 @@ pub(super) static T_MEASURE_GROUP_STRATIFIER: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 7, 4, 0, 0, 0, 0, 0, 1, 5, 6, 2, 3],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "component", slot: 6, list: true, shape: Shape::Complex(&T_MEASURE_GROUP_STRATIFIER_COMPONENT) },
@@ -7623,6 +7957,7 @@ pub(super) static T_MEASURE_GROUP_STRATIFIER_COMPONENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "criteria", slot: 5, list: false, shape: Shape::Complex(&T_EXPRESSION) },
@@ -7639,6 +7974,7 @@ pub(super) static T_MEASURE_REPORT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x8e00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 4, 6, 0, 0, 0, 0, 12, 17, 0, 13, 0, 0, 0, 1, 3, 11, 0, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 14, 7, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 16, 9, 0, 10, 0, 0, 0, 15],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "date", slot: 13, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -7668,6 +8004,7 @@ pub(super) static T_MEASURE_REPORT_GROUP: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[4, 7, 0, 0, 5, 6, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7685,6 +8022,7 @@ pub(super) static T_MEASURE_REPORT_GROUP_POPULATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "count", slot: 4, list: false, shape: Shape::Prim(Kind::Integer) },
@@ -7701,6 +8039,7 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7716,6 +8055,7 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[4, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 2, 3, 7, 1, 0],
     elems: &[
         Elem { key: "component", slot: 4, list: true, shape: Shape::Complex(&T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_COMPONENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7733,6 +8073,7 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_COMPONENT: TypeDef =
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7748,6 +8089,7 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_POPULATION: TypeDef 
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "count", slot: 4, list: false, shape: Shape::Prim(Kind::Integer) },
@@ -7764,6 +8106,7 @@ pub(super) static T_MEASURE_SUPPLEMENTAL_DATA: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x40,
+    index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 7],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "criteria", slot: 6, list: false, shape: Shape::Complex(&T_EXPRESSION) },
@@ -7781,6 +8124,7 @@ pub(super) static T_MEDIA: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x10000800,
+    index: &[0, 0, 0, 0, 22, 0, 0, 0, 13, 0, 0, 11, 14, 8, 20, 0, 0, 19, 27, 31, 21, 0, 0, 0, 3, 0, 0, 30, 0, 0, 29, 4, 10, 6, 17, 2, 25, 0, 0, 15, 0, 12, 28, 9, 0, 0, 0, 0, 0, 24, 0, 0, 5, 0, 0, 16, 26, 0, 0, 18, 23, 7, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "bodySite", slot: 21, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -7822,6 +8166,7 @@ pub(super) static T_MEDICATION: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x0,
+    index: &[0, 0, 0, 12, 0, 0, 0, 8, 0, 1, 16, 5, 7, 0, 0, 0, 0, 13, 0, 0, 10, 14, 0, 9, 4, 15, 2, 3, 11, 0, 6, 0],
     elems: &[
         Elem { key: "amount", slot: 13, list: false, shape: Shape::Complex(&T_RATIO) },
         Elem { key: "batch", slot: 15, list: false, shape: Shape::Complex(&T_MEDICATION_BATCH) },
@@ -7848,6 +8193,7 @@ pub(super) static T_MEDICATION_ADMINISTRATION: TypeDef = TypeDef {
     resource: true,
     slots: 27,
     required: 0x4c800,
+    index: &[26, 21, 23, 0, 16, 19, 0, 0, 0, 0, 0, 9, 10, 24, 0, 0, 0, 17, 27, 0, 18, 0, 0, 0, 2, 0, 28, 0, 0, 0, 0, 3, 8, 0, 0, 7, 22, 0, 0, 11, 1, 29, 0, 0, 0, 6, 0, 0, 0, 20, 0, 0, 0, 5, 0, 12, 25, 0, 0, 14, 15, 4, 0, 13],
     elems: &[
         Elem { key: "category", slot: 13, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -7887,6 +8233,7 @@ pub(super) static T_MEDICATION_ADMINISTRATION_DOSAGE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 4, 10, 0, 2, 3, 7, 0, 0, 0, 0, 0, 0, 5, 1, 6, 8, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
         Elem { key: "dose", slot: 7, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7907,6 +8254,7 @@ pub(super) static T_MEDICATION_ADMINISTRATION_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7922,6 +8270,7 @@ pub(super) static T_MEDICATION_BATCH: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 0, 1, 4],
     elems: &[
         Elem { key: "expirationDate", slot: 4, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7937,6 +8286,7 @@ pub(super) static T_MEDICATION_DISPENSE: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x2400,
+    index: &[0, 0, 0, 0, 17, 20, 6, 27, 34, 0, 0, 0, 0, 0, 0, 0, 24, 18, 23, 15, 33, 0, 0, 0, 0, 0, 30, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 12, 2, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 5, 0, 10, 11, 0, 0, 0, 0, 28, 7, 0, 19, 0, 0, 0, 3, 0, 0, 0, 0, 8, 32, 0, 9, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0, 0, 0, 29, 0, 0, 21, 0, 0, 0, 0, 0, 13, 25, 0, 0, 16, 0, 0, 0, 0],
     elems: &[
         Elem { key: "authorizingPrescription", slot: 19, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 12, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -7981,6 +8331,7 @@ pub(super) static T_MEDICATION_DISPENSE_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -7996,6 +8347,7 @@ pub(super) static T_MEDICATION_DISPENSE_SUBSTITUTION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 5, 7, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8013,6 +8365,7 @@ pub(super) static T_MEDICATION_INGREDIENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 6, 0, 0, 4, 0, 0, 7, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8030,6 +8383,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x0,
+    index: &[23, 0, 0, 0, 0, 0, 0, 0, 0, 2, 6, 10, 11, 0, 21, 0, 0, 19, 0, 0, 13, 20, 0, 7, 5, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0, 17, 22, 0, 0, 0, 24, 15, 30, 0, 0, 3, 0, 0, 8, 0, 0, 0, 0, 14, 25, 12, 28, 9, 18, 4, 1, 16, 29, 0],
     elems: &[
         Elem { key: "administrationGuidelines", slot: 23, list: true, shape: Shape::Complex(&T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES) },
         Elem { key: "amount", slot: 12, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -8070,6 +8424,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES: TypeDef = Ty
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 1, 0, 4, 5, 7, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "dosage", slot: 3, list: true, shape: Shape::Complex(&T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_DOSAGE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8087,6 +8442,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_DOSAGE: TypeD
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "dosage", slot: 4, list: true, shape: Shape::Complex(&T_DOSAGE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8102,6 +8458,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_PATIENT_CHARA
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 2, 1, 0, 0, 0, 0, 3, 4, 6, 0, 0],
     elems: &[
         Elem { key: "characteristicCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "characteristicQuantity", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -8118,6 +8475,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_COST: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x28,
+    index: &[0, 0, 0, 5, 4, 0, 0, 1, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "cost", slot: 5, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8134,6 +8492,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_DRUG_CHARACTERISTIC: TypeDef = TypeDef 
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 0, 8, 0, 5, 6, 0, 1, 2, 7, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8152,6 +8511,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_INGREDIENT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 6, 0, 0, 4, 0, 0, 7, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8169,6 +8529,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_KINETICS: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 5, 3, 2, 4, 0, 1, 0],
     elems: &[
         Elem { key: "areaUnderCurve", slot: 3, list: true, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8185,6 +8546,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MEDICINE_CLASSIFICATION: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "classification", slot: 4, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8200,6 +8562,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MONITORING_PROGRAM: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8215,6 +8578,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MONOGRAPH: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8230,6 +8594,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_PACKAGING: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8245,6 +8610,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 3, 5, 6, 0, 0, 0, 1, 2, 0, 7, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8262,6 +8628,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_MAX_DISPENSE: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 5, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8277,6 +8644,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SCHEDULE: TypeDef = TypeDef 
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 1, 2, 3, 0, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8291,6 +8659,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SUBSTITUTION: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 1, 5],
     elems: &[
         Elem { key: "allowed", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8306,6 +8675,7 @@ pub(super) static T_MEDICATION_KNOWLEDGE_RELATED_MEDICATION_KNOWLEDGE: TypeDef =
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8321,6 +8691,7 @@ pub(super) static T_MEDICATION_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 40,
     required: 0x30a00,
+    index: &[33, 29, 38, 0, 23, 26, 30, 18, 0, 0, 0, 0, 5, 0, 19, 0, 0, 24, 0, 0, 1, 0, 0, 0, 0, 0, 41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 3, 42, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 21, 0, 0, 0, 7, 0, 27, 17, 32, 0, 0, 0, 0, 0, 0, 0, 12, 14, 0, 0, 0, 0, 39, 6, 0, 25, 36, 0, 35, 4, 0, 0, 0, 0, 9, 28, 8, 10, 11, 20, 0, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 16, 37, 0, 0, 22, 0, 0, 0, 2],
     elems: &[
         Elem { key: "authoredOn", slot: 20, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "basedOn", slot: 29, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -8373,6 +8744,7 @@ pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 4, 5, 7, 10, 9, 0, 0, 6, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "dispenseInterval", slot: 4, list: false, shape: Shape::Complex(&T_DURATION) },
         Elem { key: "expectedSupplyDuration", slot: 8, list: false, shape: Shape::Complex(&T_DURATION) },
@@ -8393,6 +8765,7 @@ pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST_INITIAL_FILL: TypeDef = 
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "duration", slot: 4, list: false, shape: Shape::Complex(&T_DURATION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8408,6 +8781,7 @@ pub(super) static T_MEDICATION_REQUEST_SUBSTITUTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 6, 0, 3, 4, 2, 0, 0],
     elems: &[
         Elem { key: "allowedBoolean", slot: 3, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "allowedCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -8424,6 +8798,7 @@ pub(super) static T_MEDICATION_STATEMENT: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0xc800,
+    index: &[25, 0, 23, 0, 17, 20, 0, 0, 0, 0, 5, 10, 11, 0, 0, 0, 6, 18, 26, 0, 19, 14, 0, 0, 3, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9, 22, 0, 0, 12, 2, 27, 0, 0, 0, 8, 0, 0, 0, 21, 0, 0, 0, 7, 0, 13, 24, 0, 0, 15, 16, 0, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 13, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -8461,6 +8836,7 @@ pub(super) static T_MEDICINAL_PRODUCT: TypeDef = TypeDef {
     resource: true,
     slots: 28,
     required: 0x1000000,
+    index: &[0, 0, 16, 0, 3, 0, 0, 25, 26, 0, 0, 9, 10, 1, 0, 7, 0, 18, 0, 0, 8, 19, 0, 0, 6, 17, 0, 0, 4, 0, 28, 5, 0, 15, 20, 21, 0, 24, 0, 11, 0, 27, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 13, 14, 0, 22, 0],
     elems: &[
         Elem { key: "additionalMonitoringIndicator", slot: 13, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "attachedDocument", slot: 20, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -8499,6 +8875,7 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x0,
+    index: &[14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0, 12, 0, 24, 15, 19, 22, 16, 0, 0, 0, 1, 0, 17, 21, 0, 0, 0, 0, 11, 0, 10, 0, 0, 0, 0, 8, 18, 23, 0, 0, 0, 0, 2, 0, 0, 3, 0, 0, 0, 6, 0, 9, 20, 0, 0, 13, 0, 0, 4, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "country", slot: 10, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -8533,6 +8910,7 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_JURISDICTIONAL_AUTHORIZATION
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[5, 8, 0, 0, 7, 0, 0, 4, 0, 0, 0, 2, 3, 6, 1, 0],
     elems: &[
         Elem { key: "country", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8551,6 +8929,7 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_PROCEDURE: TypeDef = TypeDef
     resource: false,
     slots: 7,
     required: 0x10,
+    index: &[0, 0, 0, 0, 7, 0, 0, 6, 1, 0, 2, 3, 4, 5, 8, 0],
     elems: &[
         Elem { key: "application", slot: 6, list: true, shape: Shape::Complex(&T_MEDICINAL_PRODUCT_AUTHORIZATION_PROCEDURE) },
         Elem { key: "dateDateTime", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -8569,6 +8948,7 @@ pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x0,
+    index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 14, 15, 5, 6, 0, 0, 11, 4, 9, 13, 0, 3, 10, 1, 7, 2, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "comorbidity", slot: 11, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -8594,6 +8974,7 @@ pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION_OTHER_THERAPY: TypeDef = 
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8610,6 +8991,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INDICATION: TypeDef = TypeDef {
     resource: true,
     slots: 17,
     required: 0x0,
+    index: &[0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 6, 7, 17, 0, 13, 3, 11, 15, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 5, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 1, 8, 0, 4, 0, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "comorbidity", slot: 11, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -8637,6 +9019,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INDICATION_OTHER_THERAPY: TypeDef = TypeDe
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8653,6 +9036,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT: TypeDef = TypeDef {
     resource: true,
     slots: 14,
     required: 0x200,
+    index: &[0, 0, 12, 8, 13, 0, 0, 5, 0, 14, 0, 3, 4, 0, 0, 0, 0, 9, 0, 0, 1, 10, 0, 6, 2, 11, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "allergenicIndicator", slot: 10, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -8677,6 +9061,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE: TypeDef = 
     resource: false,
     slots: 7,
     required: 0x18,
+    index: &[0, 0, 0, 0, 6, 0, 2, 0, 0, 0, 4, 1, 3, 5, 7, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "confidentiality", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -8694,6 +9079,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH: T
     resource: false,
     slots: 10,
     required: 0x8,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5, 0, 3, 10, 0, 0, 9, 1, 7, 8, 0, 6, 0, 0, 0, 0, 2, 0, 0, 0],
     elems: &[
         Elem { key: "concentration", slot: 5, list: false, shape: Shape::Complex(&T_RATIO) },
         Elem { key: "concentrationLowLimit", slot: 6, list: false, shape: Shape::Complex(&T_RATIO) },
@@ -8714,6 +9100,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH_RE
     resource: false,
     slots: 8,
     required: 0x10,
+    index: &[0, 0, 8, 0, 5, 7, 0, 4, 0, 0, 6, 2, 3, 0, 1, 0],
     elems: &[
         Elem { key: "country", slot: 7, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8732,6 +9119,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SUBSTANCE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 5, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8747,6 +9135,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INTERACTION: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x0,
+    index: &[0, 10, 0, 0, 7, 0, 0, 0, 0, 14, 0, 4, 5, 0, 0, 0, 0, 11, 13, 0, 8, 2, 3, 6, 1, 12, 0, 9, 0, 0, 15, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "description", slot: 9, list: false, shape: Shape::Prim(Kind::String) },
@@ -8772,6 +9161,7 @@ pub(super) static T_MEDICINAL_PRODUCT_INTERACTION_INTERACTANT: TypeDef = TypeDef
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 3, 0, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8787,6 +9177,7 @@ pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURED: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x500,
+    index: &[0, 0, 11, 8, 0, 15, 0, 0, 0, 12, 14, 2, 3, 0, 0, 0, 7, 9, 13, 0, 5, 10, 0, 4, 1, 0, 0, 6, 0, 0, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "extension", slot: 6, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8812,6 +9203,7 @@ pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURING_BUSINESS_OPERATION: TypeDef 
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 6, 8, 0, 0, 0, 9, 0, 0, 4, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 2, 0, 1, 0, 0, 0, 3, 0, 0],
     elems: &[
         Elem { key: "authorisationReferenceNumber", slot: 4, list: false, shape: Shape::Complex(&T_IDENTIFIER) },
         Elem { key: "confidentialityIndicator", slot: 6, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -8831,6 +9223,7 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 2, 1, 3, 0, 5],
     elems: &[
         Elem { key: "countryLanguage", slot: 5, list: true, shape: Shape::Complex(&T_MEDICINAL_PRODUCT_NAME_COUNTRY_LANGUAGE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8847,6 +9240,7 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME_COUNTRY_LANGUAGE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x28,
+    index: &[4, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 2, 3, 5, 1, 0],
     elems: &[
         Elem { key: "country", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8863,6 +9257,7 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME_NAME_PART: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8878,6 +9273,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED: TypeDef = TypeDef {
     resource: true,
     slots: 17,
     required: 0x10000,
+    index: &[0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 13, 15, 16, 14, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 6, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 3, 0, 7, 0, 0, 0, 8, 9, 0, 0, 0],
     elems: &[
         Elem { key: "batchIdentifier", slot: 15, list: true, shape: Shape::Complex(&T_MEDICINAL_PRODUCT_PACKAGED_BATCH_IDENTIFIER) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -8905,6 +9301,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_BATCH_IDENTIFIER: TypeDef = TypeD
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 3, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -8920,6 +9317,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_PACKAGE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 15,
     required: 0x30,
+    index: &[0, 0, 10, 7, 0, 0, 0, 5, 8, 12, 0, 3, 4, 6, 0, 0, 0, 13, 11, 14, 9, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 15],
     elems: &[
         Elem { key: "alternateMaterial", slot: 7, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "device", slot: 8, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -8945,6 +9343,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x4200,
+    index: &[0, 0, 0, 0, 0, 15, 0, 7, 0, 13, 14, 5, 6, 0, 0, 2, 0, 11, 0, 0, 9, 12, 0, 8, 3, 0, 1, 10, 0, 4, 0, 0],
     elems: &[
         Elem { key: "administrableDoseForm", slot: 9, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "characteristics", slot: 13, list: true, shape: Shape::Complex(&T_MEDICINAL_PRODUCT_PHARMACEUTICAL_CHARACTERISTICS) },
@@ -8970,6 +9369,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_CHARACTERISTICS: TypeDef = 
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 5, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -8985,6 +9385,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION: Ty
     resource: false,
     slots: 10,
     required: 0x8,
+    index: &[0, 0, 0, 0, 0, 5, 0, 7, 0, 3, 8, 2, 4, 0, 0, 0, 0, 0, 10, 0, 9, 0, 0, 0, 0, 0, 6, 1, 0, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9005,6 +9406,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TAR
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9020,6 +9422,7 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TAR
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 4, 1, 2, 5, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9036,6 +9439,7 @@ pub(super) static T_MEDICINAL_PRODUCT_SPECIAL_DESIGNATION: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 0, 1, 0, 0, 0, 7, 4, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 8, 9, 0, 5, 6, 10, 0, 0, 0, 0, 11, 0],
     elems: &[
         Elem { key: "date", slot: 8, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9057,6 +9461,7 @@ pub(super) static T_MEDICINAL_PRODUCT_UNDESIRABLE_EFFECT: TypeDef = TypeDef {
     resource: true,
     slots: 13,
     required: 0x0,
+    index: &[0, 0, 0, 12, 10, 0, 0, 0, 0, 13, 0, 3, 4, 5, 0, 0, 0, 8, 11, 0, 9, 0, 0, 6, 2, 1, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "classification", slot: 10, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -9080,6 +9485,7 @@ pub(super) static T_MESSAGE_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x4014000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 26, 0, 0, 0, 2, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 0, 4, 18, 0, 0, 0, 0, 0, 0, 16, 3, 29, 30, 0, 14, 0, 0, 0, 0, 27, 0, 6, 0, 33, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 12, 15, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 22, 7, 32, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 13, 0, 0, 0, 0, 8, 0, 17, 1, 28, 0, 31, 0, 10, 0, 0],
     elems: &[
         Elem { key: "allowedResponse", slot: 30, list: true, shape: Shape::Complex(&T_MESSAGE_DEFINITION_ALLOWED_RESPONSE) },
         Elem { key: "base", slot: 24, list: false, shape: Shape::Prim(Kind::Canonical) },
@@ -9123,6 +9529,7 @@ pub(super) static T_MESSAGE_DEFINITION_ALLOWED_RESPONSE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 5, 0, 0, 3, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9138,6 +9545,7 @@ pub(super) static T_MESSAGE_DEFINITION_FOCUS: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[0, 0, 0, 0, 4, 6, 5, 0, 0, 0, 0, 1, 2, 3, 7, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9155,6 +9563,7 @@ pub(super) static T_MESSAGE_HEADER: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x2100,
+    index: &[0, 0, 0, 0, 0, 0, 4, 6, 0, 0, 0, 8, 10, 0, 0, 0, 0, 13, 5, 19, 14, 18, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 20, 0, 0, 0, 0, 0, 16, 9, 0, 0, 0, 0, 17, 0, 11, 15, 0, 0, 12, 0, 7, 0, 0],
     elems: &[
         Elem { key: "author", slot: 12, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -9185,6 +9594,7 @@ pub(super) static T_MESSAGE_HEADER_DESTINATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x20,
+    index: &[6, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 7, 0],
     elems: &[
         Elem { key: "endpoint", slot: 5, list: false, shape: Shape::Prim(Kind::Url) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9202,6 +9612,7 @@ pub(super) static T_MESSAGE_HEADER_RESPONSE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 2, 0, 6, 0, 0, 5, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "details", slot: 5, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -9218,6 +9629,7 @@ pub(super) static T_MESSAGE_HEADER_SOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x80,
+    index: &[0, 6, 0, 0, 5, 8, 0, 0, 0, 0, 0, 3, 4, 2, 7, 1],
     elems: &[
         Elem { key: "contact", slot: 6, list: false, shape: Shape::Complex(&T_CONTACT_POINT) },
         Elem { key: "endpoint", slot: 7, list: false, shape: Shape::Prim(Kind::Url) },
@@ -9235,6 +9647,7 @@ pub(super) static T_META: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 6, 0, 0, 3, 0, 0, 5, 7, 1, 2, 4, 8, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9253,6 +9666,7 @@ pub(super) static T_MOLECULAR_SEQUENCE: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x400,
+    index: &[0, 13, 0, 20, 0, 0, 15, 2, 0, 0, 0, 4, 5, 0, 0, 0, 0, 9, 16, 0, 10, 21, 0, 0, 1, 0, 0, 0, 0, 0, 23, 19, 0, 0, 14, 0, 0, 0, 0, 6, 0, 22, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 17, 7, 0, 0, 18, 8, 0, 3, 24, 12],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "coordinateSystem", slot: 10, list: false, shape: Shape::Prim(Kind::Integer) },
@@ -9287,6 +9701,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_QUALITY: TypeDef = TypeDef {
     resource: false,
     slots: 18,
     required: 0x8,
+    index: &[14, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 2, 5, 0, 0, 9, 10, 0, 0, 0, 7, 13, 0, 0, 16, 3, 4, 0, 0, 0, 18, 0, 0, 0, 17, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 11, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 1],
     elems: &[
         Elem { key: "end", slot: 6, list: false, shape: Shape::Prim(Kind::Integer) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9315,6 +9730,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_QUALITY_ROC: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 10, 0, 2, 6, 5, 7, 8, 4, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "fMeasure", slot: 9, list: true, shape: Shape::Prim(Kind::Decimal) },
@@ -9335,6 +9751,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_REFERENCE_SEQ: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x0,
+    index: &[9, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 6, 10, 12, 0, 8, 0, 0, 5, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 7],
     elems: &[
         Elem { key: "chromosome", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9357,6 +9774,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_REPOSITORY: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x8,
+    index: &[0, 5, 0, 0, 0, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 1, 9, 0, 0, 8, 0, 0, 7, 0],
     elems: &[
         Elem { key: "datasetId", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9376,6 +9794,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[5, 8, 0, 0, 6, 0, 0, 4, 0, 0, 1, 2, 3, 7, 0, 0],
     elems: &[
         Elem { key: "exact", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9394,6 +9813,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_INNER: TypeDef = TypeDe
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
         Elem { key: "end", slot: 4, list: false, shape: Shape::Prim(Kind::Integer) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9409,6 +9829,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_OUTER: TypeDef = TypeDe
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
         Elem { key: "end", slot: 4, list: false, shape: Shape::Prim(Kind::Integer) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9424,6 +9845,7 @@ pub(super) static T_MOLECULAR_SEQUENCE_VARIANT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[7, 0, 0, 0, 8, 0, 0, 9, 0, 0, 0, 3, 4, 6, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2],
     elems: &[
         Elem { key: "cigar", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "end", slot: 4, list: false, shape: Shape::Prim(Kind::Integer) },
@@ -9442,6 +9864,7 @@ pub(super) static T_MONEY: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 0, 0, 2, 3, 4, 1, 0],
     elems: &[
         Elem { key: "currency", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9456,6 +9879,7 @@ pub(super) static T_NAMING_SYSTEM: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x100f00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 5, 6, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 18, 1, 8, 13, 3, 9, 21, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 15, 7, 16, 19, 0, 10, 0, 20, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 13, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -9487,6 +9911,7 @@ pub(super) static T_NAMING_SYSTEM_UNIQUE_ID: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 1, 5, 0, 0, 0, 2, 3, 6, 7, 8],
     elems: &[
         Elem { key: "comment", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9504,6 +9929,7 @@ pub(super) static T_NARRATIVE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0xc,
+    index: &[0, 0, 0, 2, 3, 1, 0, 4],
     elems: &[
         Elem { key: "div", slot: 3, list: false, shape: Shape::Prim(Kind::Xhtml) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9518,6 +9944,7 @@ pub(super) static T_NUTRITION_ORDER: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x17000,
+    index: &[22, 0, 13, 0, 6, 19, 3, 1, 14, 0, 0, 7, 9, 24, 0, 0, 0, 17, 0, 0, 18, 0, 0, 0, 2, 0, 0, 0, 0, 5, 0, 0, 4, 8, 15, 0, 0, 0, 0, 10, 21, 25, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 11, 23, 0, 0, 16, 0, 0, 0, 12],
     elems: &[
         Elem { key: "allergyIntolerance", slot: 18, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -9553,6 +9980,7 @@ pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA: TypeDef = TypeDef {
     resource: false,
     slots: 12,
     required: 0x0,
+    index: &[0, 0, 5, 0, 0, 0, 3, 2, 0, 12, 4, 8, 9, 0, 0, 0, 0, 0, 10, 0, 11, 0, 0, 0, 0, 0, 6, 0, 1, 7, 0, 0],
     elems: &[
         Elem { key: "additiveProductName", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "additiveType", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9575,6 +10003,7 @@ pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA_ADMINISTRATION: TypeDef = Ty
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 4, 0, 0, 3, 5, 0, 7, 0, 0, 0, 1, 2, 6, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9592,6 +10021,7 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 2, 5, 0, 0, 0, 0, 8, 0, 0, 0, 0, 4, 9],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "fluidConsistencyType", slot: 7, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9611,6 +10041,7 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET_NUTRIENT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 2, 3, 0, 4, 0],
     elems: &[
         Elem { key: "amount", slot: 4, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9626,6 +10057,7 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET_TEXTURE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 0, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "foodType", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9641,6 +10073,7 @@ pub(super) static T_NUTRITION_ORDER_SUPPLEMENT: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 6, 0, 0, 4, 0, 5, 7, 0, 0, 0, 1, 2, 0, 3, 8],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9659,6 +10092,7 @@ pub(super) static T_OBSERVATION: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x2800,
+    index: &[0, 0, 35, 42, 27, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 22, 0, 12, 0, 0, 44, 19, 3, 34, 0, 0, 0, 10, 0, 0, 0, 30, 0, 0, 0, 0, 13, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 29, 0, 31, 0, 0, 0, 0, 25, 0, 0, 15, 18, 0, 0, 11, 8, 33, 43, 0, 26, 0, 0, 0, 6, 7, 39, 21, 37, 38, 5, 40, 14, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 28, 0, 17, 41, 0, 0, 20, 32, 36, 0, 4, 0, 9, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "bodySite", slot: 24, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9714,6 +10148,7 @@ pub(super) static T_OBSERVATION_COMPONENT: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 8, 15, 18, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 16, 0, 0, 0, 6, 0, 0, 0, 12, 2, 0, 5, 10, 11, 13, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 14, 0, 0, 0, 0, 9, 0, 1, 0, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "dataAbsentReason", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9742,6 +10177,7 @@ pub(super) static T_OBSERVATION_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x200,
+    index: &[0, 0, 0, 1, 0, 0, 0, 0, 12, 19, 0, 6, 7, 14, 17, 0, 0, 11, 0, 0, 13, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 15, 0, 8, 2, 20, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 5, 0, 3, 10, 0, 0, 16],
     elems: &[
         Elem { key: "abnormalCodedValueSet", slot: 19, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "category", slot: 8, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9773,6 +10209,7 @@ pub(super) static T_OBSERVATION_DEFINITION_QUALIFIED_INTERVAL: TypeDef = TypeDef
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 6, 9, 0, 0, 0, 0, 0, 0, 0, 10, 0, 8, 2, 7, 11, 0, 0, 0, 1, 4, 5],
     elems: &[
         Elem { key: "age", slot: 8, list: false, shape: Shape::Complex(&T_RANGE) },
         Elem { key: "appliesTo", slot: 6, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9794,6 +10231,7 @@ pub(super) static T_OBSERVATION_DEFINITION_QUANTITATIVE_DETAILS: TypeDef = TypeD
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 1, 0, 4, 2, 5, 0, 7],
     elems: &[
         Elem { key: "conversionFactor", slot: 5, list: false, shape: Shape::Prim(Kind::Decimal) },
         Elem { key: "customaryUnit", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9811,6 +10249,7 @@ pub(super) static T_OBSERVATION_REFERENCE_RANGE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 6, 8, 0, 3, 5, 0, 4, 0, 0, 0, 0, 0, 7, 0, 0, 2, 0, 0, 0, 0, 0, 1, 9, 0],
     elems: &[
         Elem { key: "age", slot: 7, list: false, shape: Shape::Complex(&T_RANGE) },
         Elem { key: "appliesTo", slot: 6, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9830,6 +10269,7 @@ pub(super) static T_OPERATION_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0x38803400,
+    index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 0, 0, 0, 21, 2, 0, 18, 0, 0, 0, 0, 1, 0, 22, 0, 0, 13, 0, 0, 0, 5, 15, 0, 0, 0, 0, 0, 0, 30, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 11, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 6, 0, 0, 0, 0, 0, 31, 0, 0, 20, 7, 16, 23, 26, 4, 33, 0, 28, 0, 9, 14, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 12, 27, 0, 0, 3, 32, 0, 0, 0],
     elems: &[
         Elem { key: "affectsState", slot: 22, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "base", slot: 25, list: false, shape: Shape::Prim(Kind::Canonical) },
@@ -9874,6 +10314,7 @@ pub(super) static T_OPERATION_DEFINITION_OVERLOAD: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 5, 4, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "comment", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9889,6 +10330,7 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x78,
+    index: &[2, 8, 0, 0, 0, 14, 6, 0, 0, 0, 0, 3, 4, 1, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 10, 11, 12, 0, 0, 13, 9],
     elems: &[
         Elem { key: "binding", slot: 11, list: false, shape: Shape::Complex(&T_OPERATION_DEFINITION_PARAMETER_BINDING) },
         Elem { key: "documentation", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
@@ -9913,6 +10355,7 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER_BINDING: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 5, 0, 3, 0, 0, 0, 0, 0, 4, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9928,6 +10371,7 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER_REFERENCED_FROM: TypeDef = Ty
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -9943,6 +10387,7 @@ pub(super) static T_OPERATION_OUTCOME: TypeDef = TypeDef {
     resource: true,
     slots: 9,
     required: 0x100,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 3, 0, 0, 0, 0, 7, 0, 0, 8, 0, 0, 4, 1, 5, 0, 6, 0, 0, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "extension", slot: 6, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -9962,6 +10407,7 @@ pub(super) static T_OPERATION_OUTCOME_ISSUE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 9, 0, 1, 0, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "details", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -9981,6 +10427,7 @@ pub(super) static T_ORGANIZATION: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 12, 2, 0, 13, 0, 0, 0, 5, 0, 0, 0, 0, 6, 18, 4, 0, 14, 1, 0, 0, 0, 0, 3, 9, 17, 0, 0, 16, 0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "address", slot: 14, list: true, shape: Shape::Complex(&T_ADDRESS) },
@@ -10009,6 +10456,7 @@ pub(super) static T_ORGANIZATION_AFFILIATION: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x0,
+    index: &[0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 0, 12, 0, 11, 13, 0, 0, 18, 3, 0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 14, 0, 0, 17, 8, 0, 20, 0, 0, 19, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2, 10, 6, 0, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "code", slot: 14, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -10039,6 +10487,7 @@ pub(super) static T_ORGANIZATION_CONTACT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 5, 1, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 7, 0, 0],
     elems: &[
         Elem { key: "address", slot: 6, list: false, shape: Shape::Complex(&T_ADDRESS) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10055,6 +10504,7 @@ pub(super) static T_PARAMETER_DEFINITION: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x88,
+    index: &[1, 6, 0, 0, 0, 9, 5, 0, 0, 0, 0, 2, 3, 7, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
         Elem { key: "documentation", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10074,6 +10524,7 @@ pub(super) static T_PARAMETERS: TypeDef = TypeDef {
     resource: true,
     slots: 5,
     required: 0x0,
+    index: &[0, 4, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3, 1, 0, 0, 0],
     elems: &[
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
         Elem { key: "implicitRules", slot: 2, list: false, shape: Shape::Prim(Kind::Uri) },
@@ -10089,6 +10540,7 @@ pub(super) static T_PARAMETERS_PARAMETER: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 12, 43, 14, 22, 49, 29, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 37, 0, 44, 0, 0, 56, 0, 27, 0, 0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 8, 20, 48, 0, 0, 54, 0, 0, 34, 0, 26, 0, 0, 0, 0, 0, 0, 0, 36, 35, 47, 51, 0, 0, 0, 7, 21, 24, 45, 0, 0, 9, 0, 40, 13, 52, 0, 0, 1, 2, 32, 0, 0, 10, 46, 0, 0, 3, 25, 0, 0, 39, 0, 0, 33, 23, 41, 0, 5, 0, 4, 6, 28, 0, 0, 0, 0, 11, 0, 0, 0, 17, 0, 0, 31, 0, 53, 0, 0, 38, 42, 16, 0, 0, 15, 0, 0, 0, 19, 18, 55],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10155,6 +10607,7 @@ pub(super) static T_PATIENT: TypeDef = TypeDef {
     resource: true,
     slots: 24,
     required: 0x0,
+    index: &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 9, 12, 0, 22, 0, 0, 3, 2, 19, 20, 21, 16, 0, 6, 10, 0, 17, 0, 0, 0, 5, 0, 23, 1, 0, 0, 0, 24, 13, 0, 26, 0, 0, 25, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 14, 11, 0, 0, 15, 0, 0, 8, 18],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "address", slot: 15, list: true, shape: Shape::Complex(&T_ADDRESS) },
@@ -10191,6 +10644,7 @@ pub(super) static T_PATIENT_COMMUNICATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10206,6 +10660,7 @@ pub(super) static T_PATIENT_CONTACT: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 6, 0, 0, 7, 9, 8, 0, 0, 0, 0, 2, 4, 10, 0, 0, 0, 0, 1, 0, 5, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "address", slot: 6, list: false, shape: Shape::Complex(&T_ADDRESS) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10226,6 +10681,7 @@ pub(super) static T_PATIENT_LINK: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 3, 0, 0, 4, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10241,6 +10697,7 @@ pub(super) static T_PAYMENT_NOTICE: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x65200,
+    index: &[0, 0, 15, 0, 0, 0, 16, 0, 0, 1, 0, 4, 5, 12, 17, 0, 0, 9, 0, 0, 10, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 6, 0, 20, 11, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 14, 0, 7, 19, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "amount", slot: 18, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -10271,6 +10728,7 @@ pub(super) static T_PAYMENT_RECONCILIATION: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0x60a00,
+    index: &[0, 0, 0, 0, 0, 0, 19, 13, 0, 0, 0, 5, 7, 20, 0, 0, 0, 11, 0, 0, 12, 21, 0, 0, 1, 0, 2, 0, 0, 0, 0, 15, 0, 0, 17, 0, 0, 0, 18, 8, 0, 23, 0, 0, 0, 0, 0, 4, 14, 0, 0, 0, 0, 0, 16, 9, 22, 0, 3, 10, 0, 0, 0, 6],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "created", slot: 11, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -10304,6 +10762,7 @@ pub(super) static T_PAYMENT_RECONCILIATION_DETAIL: TypeDef = TypeDef {
     resource: false,
     slots: 13,
     required: 0x20,
+    index: &[0, 0, 2, 0, 0, 0, 0, 5, 0, 1, 7, 3, 4, 9, 0, 10, 0, 0, 12, 0, 6, 11, 0, 0, 0, 0, 0, 0, 0, 0, 13, 8],
     elems: &[
         Elem { key: "amount", slot: 12, list: false, shape: Shape::Complex(&T_MONEY) },
         Elem { key: "date", slot: 9, list: false, shape: Shape::Prim(Kind::Date) },
@@ -10327,6 +10786,7 @@ pub(super) static T_PAYMENT_RECONCILIATION_PROCESS_NOTE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 4, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10341,6 +10801,7 @@ pub(super) static T_PERIOD: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "end", slot: 3, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10355,6 +10816,7 @@ pub(super) static T_PERSON: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 0, 3, 2, 13, 14, 0, 11, 0, 4, 6, 0, 12, 0, 0, 0, 0, 0, 15, 1, 0, 0, 0, 16, 8, 0, 18, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "active", slot: 16, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "address", slot: 13, list: true, shape: Shape::Complex(&T_ADDRESS) },
@@ -10383,6 +10845,7 @@ pub(super) static T_PERSON_LINK: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 1, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
         Elem { key: "assurance", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10398,6 +10861,7 @@ pub(super) static T_PLAN_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 39,
     required: 0x8000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 30, 0, 0, 0, 0, 0, 22, 27, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 20, 0, 4, 18, 0, 0, 10, 0, 0, 0, 1, 16, 33, 34, 0, 0, 0, 0, 0, 0, 0, 0, 6, 28, 40, 0, 0, 2, 0, 11, 19, 0, 38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 15, 0, 0, 0, 0, 0, 31, 0, 23, 0, 3, 0, 5, 0, 0, 0, 0, 0, 36, 0, 0, 24, 7, 39, 0, 35, 0, 21, 0, 0, 0, 12, 0, 0, 32, 0, 0, 14, 0, 0, 0, 8, 0, 17, 29, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 38, list: true, shape: Shape::Complex(&T_PLAN_DEFINITION_ACTION) },
         Elem { key: "approvalDate", slot: 27, list: false, shape: Shape::Prim(Kind::Date) },
@@ -10448,6 +10912,7 @@ pub(super) static T_PLAN_DEFINITION_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 30,
     required: 0x0,
+    index: &[8, 0, 0, 36, 20, 0, 32, 0, 0, 0, 0, 25, 0, 28, 29, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 17, 0, 0, 0, 0, 4, 0, 22, 0, 0, 0, 0, 0, 0, 1, 34, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 6, 10, 13, 0, 14, 0, 0, 26, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 18, 19, 37, 0, 24, 27, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 30, 0, 11, 0, 12, 2, 7, 33, 0, 31, 0, 3, 0, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 29, list: true, shape: Shape::Complex(&T_PLAN_DEFINITION_ACTION) },
         Elem { key: "cardinalityBehavior", slot: 25, list: false, shape: Shape::Prim(Kind::Code) },
@@ -10495,6 +10960,7 @@ pub(super) static T_PLAN_DEFINITION_ACTION_CONDITION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 4, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Complex(&T_EXPRESSION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10510,6 +10976,7 @@ pub(super) static T_PLAN_DEFINITION_ACTION_DYNAMIC_VALUE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Complex(&T_EXPRESSION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10525,6 +10992,7 @@ pub(super) static T_PLAN_DEFINITION_ACTION_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10540,6 +11008,7 @@ pub(super) static T_PLAN_DEFINITION_ACTION_RELATED_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 7, 0, 0, 0, 1, 5, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "actionId", slot: 3, list: false, shape: Shape::Prim(Kind::Id) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10557,6 +11026,7 @@ pub(super) static T_PLAN_DEFINITION_GOAL: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x10,
+    index: &[4, 0, 0, 0, 8, 9, 0, 1, 2, 0, 0, 5, 6, 10, 0, 0, 0, 0, 0, 0, 7, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "addresses", slot: 7, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "category", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -10577,6 +11047,7 @@ pub(super) static T_PLAN_DEFINITION_GOAL_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[4, 0, 0, 0, 8, 2, 3, 0, 0, 1, 7, 5, 6, 0, 0, 0],
     elems: &[
         Elem { key: "detailCodeableConcept", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "detailQuantity", slot: 4, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -10594,6 +11065,7 @@ pub(super) static T_POPULATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 2, 6, 0, 0, 4, 0, 0, 3, 1, 5, 0, 8],
     elems: &[
         Elem { key: "ageCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "ageRange", slot: 3, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -10612,6 +11084,7 @@ pub(super) static T_PRACTITIONER: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0x0,
+    index: &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 6, 8, 0, 0, 0, 0, 3, 2, 12, 13, 0, 0, 0, 5, 7, 0, 0, 0, 0, 0, 0, 0, 14, 1, 0, 0, 0, 15, 9, 0, 18, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 16, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "address", slot: 12, list: true, shape: Shape::Complex(&T_ADDRESS) },
@@ -10640,6 +11113,7 @@ pub(super) static T_PRACTITIONER_QUALIFICATION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x10,
+    index: &[0, 0, 0, 0, 6, 0, 7, 4, 5, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "code", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10657,6 +11131,7 @@ pub(super) static T_PRACTITIONER_ROLE: TypeDef = TypeDef {
     resource: true,
     slots: 22,
     required: 0x0,
+    index: &[2, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 7, 9, 0, 0, 0, 0, 14, 0, 13, 15, 0, 0, 20, 5, 0, 3, 0, 0, 6, 0, 0, 0, 0, 1, 0, 0, 16, 18, 10, 19, 22, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 4, 12, 8, 0, 0],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "availabilityExceptions", slot: 20, list: false, shape: Shape::Prim(Kind::String) },
@@ -10689,6 +11164,7 @@ pub(super) static T_PRACTITIONER_ROLE_AVAILABLE_TIME: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 7, 0, 1, 2, 3, 0, 5, 6, 0, 0, 0],
     elems: &[
         Elem { key: "allDay", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "availableEndTime", slot: 6, list: false, shape: Shape::Prim(Kind::Time) },
@@ -10706,6 +11182,7 @@ pub(super) static T_PRACTITIONER_ROLE_NOT_AVAILABLE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "during", slot: 4, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -10721,6 +11198,7 @@ pub(super) static T_PROCEDURE: TypeDef = TypeDef {
     resource: true,
     slots: 36,
     required: 0x22000,
+    index: &[11, 33, 36, 0, 22, 28, 0, 17, 23, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 19, 0, 0, 0, 0, 0, 0, 0, 27, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 4, 38, 34, 0, 0, 0, 29, 39, 0, 0, 40, 25, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 26, 0, 30, 16, 32, 0, 0, 0, 7, 0, 0, 0, 10, 13, 0, 0, 0, 0, 37, 0, 0, 21, 0, 0, 0, 8, 0, 0, 0, 0, 6, 0, 0, 9, 0, 0, 3, 31, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 15, 35, 0, 0, 5, 0, 0, 0, 2],
     elems: &[
         Elem { key: "asserter", slot: 21, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "basedOn", slot: 11, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -10771,6 +11249,7 @@ pub(super) static T_PROCEDURE_FOCAL_DEVICE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 0, 0, 0, 5, 0, 0, 1, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "action", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10786,6 +11265,7 @@ pub(super) static T_PROCEDURE_PERFORMER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x10,
+    index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 6, 0, 2, 4, 0, 0, 0],
     elems: &[
         Elem { key: "actor", slot: 4, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10801,6 +11281,7 @@ pub(super) static T_PROD_CHARACTERISTIC: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x0,
+    index: &[11, 7, 0, 0, 0, 0, 0, 1, 5, 12, 0, 3, 6, 8, 0, 0, 0, 14, 0, 0, 2, 4, 9, 0, 0, 13, 0, 0, 0, 10, 0, 0],
     elems: &[
         Elem { key: "color", slot: 10, list: true, shape: Shape::Prim(Kind::String) },
         Elem { key: "depth", slot: 5, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -10824,6 +11305,7 @@ pub(super) static T_PRODUCT_SHELF_LIFE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x30,
+    index: &[0, 0, 6, 0, 4, 0, 5, 3, 0, 0, 0, 1, 2, 0, 7, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10841,6 +11323,7 @@ pub(super) static T_PROVENANCE: TypeDef = TypeDef {
     resource: true,
     slots: 18,
     required: 0x8500,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 5, 6, 14, 18, 0, 0, 10, 0, 9, 11, 0, 0, 0, 3, 0, 4, 13, 17, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 19, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "activity", slot: 14, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "agent", slot: 15, list: true, shape: Shape::Complex(&T_PROVENANCE_AGENT) },
@@ -10870,6 +11353,7 @@ pub(super) static T_PROVENANCE_AGENT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x20,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 4, 0, 1, 2, 0, 6, 7],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -10887,6 +11371,7 @@ pub(super) static T_PROVENANCE_ENTITY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 1, 0, 4, 0, 0, 0, 5, 6, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "agent", slot: 5, list: true, shape: Shape::Complex(&T_PROVENANCE_AGENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -10902,6 +11387,7 @@ pub(super) static T_QUANTITY: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
         Elem { key: "code", slot: 6, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "comparator", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
@@ -10919,6 +11405,7 @@ pub(super) static T_QUESTIONNAIRE: TypeDef = TypeDef {
     resource: true,
     slots: 30,
     required: 0x4000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 22, 0, 23, 0, 11, 12, 0, 0, 0, 7, 19, 0, 0, 15, 20, 0, 25, 4, 0, 0, 0, 0, 18, 0, 3, 16, 21, 6, 9, 29, 0, 0, 13, 27, 26, 0, 10, 0, 0, 0, 0, 0, 0, 0, 5, 0, 8, 30, 14, 1, 24, 0, 2, 17, 28, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 25, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "code", slot: 28, list: true, shape: Shape::Complex(&T_CODING) },
@@ -10959,6 +11446,7 @@ pub(super) static T_QUESTIONNAIRE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 19,
     required: 0x108,
+    index: &[0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 0, 17, 0, 10, 13, 0, 0, 11, 0, 0, 6, 0, 14, 19, 0, 0, 0, 0, 0, 0, 9, 0, 0, 4, 18, 0, 5, 15, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 16, 0, 0, 3, 0, 0, 0, 0],
     elems: &[
         Elem { key: "answerOption", slot: 16, list: true, shape: Shape::Complex(&T_QUESTIONNAIRE_ITEM_ANSWER_OPTION) },
         Elem { key: "answerValueSet", slot: 15, list: false, shape: Shape::Prim(Kind::Canonical) },
@@ -10988,6 +11476,7 @@ pub(super) static T_QUESTIONNAIRE_ITEM_ANSWER_OPTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 3, 0, 6, 10, 9, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 4, 8, 5, 0, 0, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11008,6 +11497,7 @@ pub(super) static T_QUESTIONNAIRE_ITEM_ENABLE_WHEN: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x38,
+    index: &[2, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 11, 6, 12, 0, 1, 9, 0, 4, 5, 7, 3, 10, 13, 15, 0, 0, 14, 0, 0, 0, 0],
     elems: &[
         Elem { key: "answerBoolean", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "answerCoding", slot: 5, list: false, shape: Shape::Complex(&T_CODING) },
@@ -11033,6 +11523,7 @@ pub(super) static T_QUESTIONNAIRE_ITEM_INITIAL: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 5, 0, 7, 14, 13, 0, 0, 0, 0, 1, 2, 0, 0, 0, 4, 15, 0, 0, 3, 12, 6, 0, 0, 0, 0, 10, 8, 11, 9, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11058,6 +11549,7 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x1000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 12, 18, 16, 10, 13, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 8, 0, 2, 19, 15, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 9, 17, 0, 0, 11, 0, 0, 0, 3],
     elems: &[
         Elem { key: "author", slot: 16, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "authored", slot: 15, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -11087,6 +11579,7 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 7, 0, 0, 2, 6, 8, 3, 4, 1, 0, 0],
     elems: &[
         Elem { key: "answer", slot: 6, list: true, shape: Shape::Complex(&T_QUESTIONNAIRE_RESPONSE_ITEM_ANSWER) },
         Elem { key: "definition", slot: 4, list: false, shape: Shape::Prim(Kind::Uri) },
@@ -11105,6 +11598,7 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM_ANSWER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 6, 0, 8, 15, 14, 0, 0, 0, 0, 1, 2, 0, 0, 0, 5, 16, 0, 0, 3, 4, 7, 13, 0, 0, 0, 11, 9, 12, 10, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11130,6 +11624,7 @@ pub(super) static T_RANGE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[4, 0, 0, 1, 3, 0, 2, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "high", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -11143,6 +11638,7 @@ pub(super) static T_RATIO: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 1, 4, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "denominator", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11156,6 +11652,7 @@ pub(super) static T_REFERENCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 1, 0, 0, 0, 0, 0, 4, 0, 0, 0, 2, 3, 0, 6, 5],
     elems: &[
         Elem { key: "display", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11171,6 +11668,7 @@ pub(super) static T_RELATED_ARTIFACT: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x4,
+    index: &[0, 2, 1, 7, 0, 0, 0, 0, 3, 0, 0, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 9, 0, 0, 8, 0],
     elems: &[
         Elem { key: "citation", slot: 5, list: false, shape: Shape::Prim(Kind::Markdown) },
         Elem { key: "display", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -11190,6 +11688,7 @@ pub(super) static T_RELATED_PERSON: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x400,
+    index: &[0, 0, 4, 0, 18, 0, 0, 0, 0, 0, 0, 6, 8, 0, 0, 0, 0, 3, 2, 12, 13, 0, 0, 0, 5, 7, 0, 0, 0, 0, 0, 0, 0, 14, 1, 0, 0, 0, 16, 9, 17, 20, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0, 15],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "address", slot: 16, list: true, shape: Shape::Complex(&T_ADDRESS) },
@@ -11220,6 +11719,7 @@ pub(super) static T_RELATED_PERSON_COMMUNICATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11235,6 +11735,7 @@ pub(super) static T_REQUEST_GROUP: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0xc000,
+    index: &[0, 0, 13, 22, 19, 20, 0, 14, 0, 0, 0, 8, 10, 23, 0, 0, 0, 17, 25, 0, 3, 18, 2, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 21, 0, 0, 1, 11, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 9, 24, 0, 5, 16, 0, 0, 4],
     elems: &[
         Elem { key: "action", slot: 25, list: true, shape: Shape::Complex(&T_REQUEST_GROUP_ACTION) },
         Elem { key: "author", slot: 21, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -11271,6 +11772,7 @@ pub(super) static T_REQUEST_GROUP_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 22,
     required: 0x0,
+    index: &[6, 0, 0, 0, 14, 0, 24, 0, 0, 0, 0, 7, 9, 20, 21, 0, 0, 0, 0, 0, 10, 0, 0, 16, 0, 11, 0, 0, 0, 12, 4, 13, 15, 17, 18, 19, 27, 0, 0, 1, 26, 0, 0, 0, 0, 0, 0, 0, 22, 0, 0, 0, 8, 2, 5, 25, 0, 23, 0, 3, 0, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 21, list: true, shape: Shape::Complex(&T_REQUEST_GROUP_ACTION) },
         Elem { key: "cardinalityBehavior", slot: 19, list: false, shape: Shape::Prim(Kind::Code) },
@@ -11308,6 +11810,7 @@ pub(super) static T_REQUEST_GROUP_ACTION_CONDITION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 4, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Complex(&T_EXPRESSION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11323,6 +11826,7 @@ pub(super) static T_REQUEST_GROUP_ACTION_RELATED_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 7, 0, 0, 0, 1, 5, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "actionId", slot: 3, list: false, shape: Shape::Prim(Kind::Id) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11340,6 +11844,7 @@ pub(super) static T_RESEARCH_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 42,
     required: 0x4000008000,
+    index: &[0, 0, 0, 0, 27, 0, 0, 26, 28, 29, 0, 34, 0, 0, 0, 0, 0, 23, 30, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 21, 0, 4, 19, 0, 0, 10, 0, 0, 0, 17, 38, 37, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 31, 43, 0, 0, 1, 0, 11, 20, 0, 41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 16, 0, 0, 0, 0, 0, 35, 0, 24, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 25, 7, 42, 0, 39, 3, 22, 0, 0, 14, 12, 0, 32, 13, 36, 0, 0, 0, 0, 0, 8, 0, 18, 33, 0, 0, 40, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 28, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 32, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -11393,6 +11898,7 @@ pub(super) static T_RESEARCH_ELEMENT_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 41,
     required: 0x14000008000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 31, 0, 0, 0, 0, 0, 22, 27, 0, 0, 0, 10, 0, 0, 0, 0, 0, 41, 20, 0, 5, 18, 0, 0, 11, 0, 0, 0, 16, 35, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 28, 42, 0, 0, 1, 0, 12, 19, 0, 39, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 15, 0, 0, 0, 0, 0, 32, 0, 23, 0, 2, 0, 6, 0, 0, 0, 0, 0, 37, 0, 0, 24, 8, 40, 0, 36, 4, 21, 0, 0, 0, 13, 0, 29, 33, 0, 0, 0, 0, 0, 0, 9, 0, 17, 30, 0, 0, 38, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 28, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 32, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -11445,6 +11951,7 @@ pub(super) static T_RESEARCH_ELEMENT_DEFINITION_CHARACTERISTIC: TypeDef = TypeDe
     resource: false,
     slots: 15,
     required: 0x8,
+    index: &[0, 0, 0, 0, 0, 17, 0, 0, 3, 0, 4, 6, 7, 0, 0, 0, 0, 22, 23, 0, 8, 0, 11, 0, 19, 20, 21, 9, 0, 0, 5, 0, 16, 24, 0, 0, 0, 0, 0, 0, 1, 0, 12, 0, 0, 0, 0, 10, 0, 18, 0, 0, 0, 13, 0, 0, 2, 0, 0, 0, 14, 15, 0, 0],
     elems: &[
         Elem { key: "definitionCanonical", slot: 3, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "definitionCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -11479,6 +11986,7 @@ pub(super) static T_RESEARCH_STUDY: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x1000,
+    index: &[0, 0, 0, 0, 1, 18, 0, 0, 24, 0, 0, 8, 10, 0, 0, 0, 0, 16, 27, 15, 17, 29, 0, 0, 5, 0, 0, 28, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 21, 11, 2, 7, 19, 26, 13, 31, 32, 0, 9, 20, 22, 0, 0, 6, 23, 12, 25, 30, 0, 14, 0, 0, 0, 0],
     elems: &[
         Elem { key: "arm", slot: 30, list: true, shape: Shape::Complex(&T_RESEARCH_STUDY_ARM) },
         Elem { key: "category", slot: 15, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -11521,6 +12029,7 @@ pub(super) static T_RESEARCH_STUDY_ARM: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 5, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11537,6 +12046,7 @@ pub(super) static T_RESEARCH_STUDY_OBJECTIVE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11552,6 +12062,7 @@ pub(super) static T_RESEARCH_SUBJECT: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x1a00,
+    index: &[2, 0, 0, 0, 0, 0, 13, 7, 0, 16, 0, 5, 6, 0, 0, 0, 3, 11, 0, 0, 12, 1, 0, 8, 4, 9, 14, 10, 15, 0, 0, 0],
     elems: &[
         Elem { key: "actualArm", slot: 14, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "assignedArm", slot: 13, list: false, shape: Shape::Prim(Kind::String) },
@@ -11578,6 +12089,7 @@ pub(super) static T_RISK_ASSESSMENT: TypeDef = TypeDef {
     resource: true,
     slots: 25,
     required: 0x4800,
+    index: &[0, 20, 23, 0, 16, 0, 0, 0, 13, 0, 0, 7, 8, 0, 0, 0, 0, 12, 25, 0, 2, 15, 0, 0, 5, 0, 19, 0, 17, 0, 4, 0, 6, 0, 0, 0, 22, 0, 0, 9, 18, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 10, 14, 24, 0, 3, 11, 0, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: false, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "basis", slot: 21, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -11614,6 +12126,7 @@ pub(super) static T_RISK_ASSESSMENT_PREDICTION: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[7, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 1, 2, 6, 11, 0, 0, 0, 0, 0, 3, 9, 8, 0, 0, 0, 0, 0, 0, 0, 0, 10],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11635,6 +12148,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
     resource: true,
     slots: 39,
     required: 0xa00002000,
+    index: &[0, 0, 0, 0, 23, 25, 0, 24, 26, 0, 0, 0, 0, 0, 0, 0, 0, 20, 27, 32, 0, 0, 9, 0, 0, 0, 0, 0, 0, 19, 0, 4, 17, 0, 0, 10, 0, 0, 0, 15, 35, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 28, 39, 0, 0, 1, 33, 11, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 0, 0, 13, 14, 0, 0, 3, 0, 0, 0, 0, 21, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 22, 7, 38, 0, 36, 0, 0, 30, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 8, 0, 16, 31, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
         Elem { key: "approvalDate", slot: 22, list: false, shape: Shape::Prim(Kind::Date) },
         Elem { key: "author", slot: 26, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -11684,6 +12198,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[1, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "certaintySubcomponent", slot: 5, list: true, shape: Shape::Complex(&T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11700,6 +12215,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: Ty
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -11716,6 +12232,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 1, 9, 0, 5, 2, 6, 0, 0, 0, 0, 0, 0, 10, 8, 0],
     elems: &[
         Elem { key: "denominatorCount", slot: 7, list: false, shape: Shape::Prim(Kind::Integer) },
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -11736,6 +12253,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE_PRECISION_ESTIMATE: Ty
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 6, 0, 0, 5, 0, 0, 2, 0, 0, 0, 1, 3, 0, 4, 7],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "from", slot: 5, list: false, shape: Shape::Prim(Kind::Decimal) },
@@ -11753,6 +12271,7 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 6, 4, 1, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11768,6 +12287,7 @@ pub(super) static T_SAMPLED_DATA: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x8c,
+    index: &[0, 0, 0, 7, 0, 0, 8, 0, 0, 0, 0, 3, 4, 5, 6, 0, 0, 2, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "data", slot: 8, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "dimensions", slot: 7, list: false, shape: Shape::Prim(Kind::PositiveInt) },
@@ -11787,6 +12307,7 @@ pub(super) static T_SCHEDULE: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0x2000,
+    index: &[0, 0, 1, 0, 0, 0, 3, 7, 0, 16, 0, 5, 6, 0, 0, 0, 0, 10, 0, 0, 11, 2, 0, 8, 4, 14, 15, 9, 12, 0, 0, 13],
     elems: &[
         Elem { key: "active", slot: 9, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "actor", slot: 13, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -11813,6 +12334,7 @@ pub(super) static T_SEARCH_PARAMETER: TypeDef = TypeDef {
     resource: true,
     slots: 34,
     required: 0xe21500,
+    index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 0, 27, 0, 0, 1, 0, 18, 0, 0, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 19, 6, 16, 0, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 33, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 14, 0, 0, 0, 9, 0, 0, 0, 20, 0, 0, 0, 7, 0, 0, 0, 0, 0, 5, 29, 0, 23, 8, 31, 34, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 21, 2, 0, 0, 10, 0, 15, 26, 0, 0, 3, 30, 12, 4, 0],
     elems: &[
         Elem { key: "base", slot: 22, list: true, shape: Shape::Prim(Kind::Code) },
         Elem { key: "chain", slot: 32, list: true, shape: Shape::Prim(Kind::String) },
@@ -11857,6 +12379,7 @@ pub(super) static T_SEARCH_PARAMETER_COMPONENT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 2, 0, 0],
     elems: &[
         Elem { key: "definition", slot: 3, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -11872,6 +12395,7 @@ pub(super) static T_SERVICE_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 41,
     required: 0x40c000,
+    index: &[4, 0, 0, 0, 24, 32, 0, 16, 0, 0, 0, 39, 0, 0, 17, 0, 0, 22, 0, 0, 3, 0, 0, 0, 34, 0, 0, 0, 0, 0, 29, 0, 0, 0, 0, 0, 0, 0, 35, 13, 6, 46, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 28, 33, 0, 0, 19, 0, 0, 0, 0, 0, 30, 15, 37, 42, 0, 0, 0, 0, 0, 0, 11, 12, 0, 0, 0, 0, 44, 0, 0, 23, 40, 45, 0, 8, 21, 0, 0, 25, 0, 31, 9, 10, 18, 20, 5, 36, 0, 0, 26, 0, 0, 0, 38, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 43, 0, 27, 7, 0, 41, 0, 1],
     elems: &[
         Elem { key: "asNeededBoolean", slot: 25, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "asNeededCodeableConcept", slot: 25, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -11927,6 +12451,7 @@ pub(super) static T_SIGNATURE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x1c,
+    index: &[8, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 2, 3, 0, 5, 9, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 6],
     elems: &[
         Elem { key: "data", slot: 8, list: false, shape: Shape::Prim(Kind::Base64Binary) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -11946,6 +12471,7 @@ pub(super) static T_SLOT: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x1e000,
+    index: &[14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 10, 0, 0, 11, 0, 0, 15, 3, 16, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 17, 0, 2, 7, 13, 19, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 18, 0, 0, 9, 0, 0, 0, 4],
     elems: &[
         Elem { key: "appointmentType", slot: 12, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "comment", slot: 18, list: false, shape: Shape::Prim(Kind::String) },
@@ -11975,6 +12501,7 @@ pub(super) static T_SPECIMEN: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x0,
+    index: &[0, 0, 0, 0, 13, 0, 1, 0, 0, 0, 0, 6, 7, 17, 0, 2, 0, 11, 15, 19, 12, 0, 0, 0, 4, 0, 14, 0, 0, 0, 3, 21, 0, 0, 0, 0, 0, 0, 0, 8, 0, 20, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 18, 0, 5, 10, 0, 0, 0, 0],
     elems: &[
         Elem { key: "accessionIdentifier", slot: 9, list: false, shape: Shape::Complex(&T_IDENTIFIER) },
         Elem { key: "collection", slot: 16, list: false, shape: Shape::Complex(&T_SPECIMEN_COLLECTION) },
@@ -12006,6 +12533,7 @@ pub(super) static T_SPECIMEN_COLLECTION: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 0, 0, 1, 7, 8, 3, 0, 10, 0, 2, 5, 6, 9, 0, 0, 0, 12, 0, 0, 11, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "bodySite", slot: 8, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "collectedDateTime", slot: 4, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -12028,6 +12556,7 @@ pub(super) static T_SPECIMEN_CONTAINER: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 5, 1, 6, 0, 0, 0, 0, 9, 0, 8, 4, 0, 0, 0, 0, 0, 0, 3, 0, 2, 10],
     elems: &[
         Elem { key: "additiveCodeableConcept", slot: 8, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "additiveReference", slot: 8, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -12048,6 +12577,7 @@ pub(super) static T_SPECIMEN_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 14,
     required: 0x0,
+    index: &[10, 0, 0, 0, 0, 0, 0, 5, 0, 11, 14, 3, 4, 0, 0, 1, 0, 8, 0, 0, 9, 12, 13, 6, 2, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "collection", slot: 12, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -12072,6 +12602,7 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x20,
+    index: &[0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 7, 9, 10, 0, 0, 0, 6, 8, 0, 0, 0, 0, 1, 0, 3, 0, 11, 0],
     elems: &[
         Elem { key: "container", slot: 6, list: false, shape: Shape::Complex(&T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12093,6 +12624,7 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER: TypeDef = TypeDef
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 2, 0, 0, 1, 0, 0, 7, 0, 0, 5, 6, 9, 11, 0, 0, 0, 0, 0, 10, 4, 0, 0, 0, 0, 0, 0, 3, 8, 12, 0],
     elems: &[
         Elem { key: "additive", slot: 9, list: true, shape: Shape::Complex(&T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER_ADDITIVE) },
         Elem { key: "cap", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12115,6 +12647,7 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER_ADDITIVE: TypeDef 
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 3, 1, 4, 2, 0],
     elems: &[
         Elem { key: "additiveCodeableConcept", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "additiveReference", slot: 3, list: false, shape: Shape::Complex(&T_REFERENCE) },
@@ -12130,6 +12663,7 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_HANDLING: TypeDef = TypeDef 
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 4, 0, 0, 5, 0, 6, 0, 0, 0, 0, 1, 2, 7, 3, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12147,6 +12681,7 @@ pub(super) static T_SPECIMEN_PROCESSING: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 1, 2, 0, 0, 0, 6, 3, 4, 7, 8, 0],
     elems: &[
         Elem { key: "additive", slot: 5, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -12165,6 +12700,7 @@ pub(super) static T_STRUCTURE_DEFINITION: TypeDef = TypeDef {
     resource: true,
     slots: 35,
     required: 0x4c002900,
+    index: &[0, 0, 0, 0, 0, 0, 0, 26, 0, 27, 0, 0, 1, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5, 18, 0, 0, 0, 0, 0, 14, 16, 30, 31, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 35, 0, 0, 0, 0, 0, 21, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 13, 11, 15, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 4, 0, 0, 28, 0, 0, 6, 32, 0, 25, 8, 20, 34, 0, 0, 0, 0, 0, 0, 12, 19, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 17, 29, 0, 0, 33, 22, 0, 0, 0],
     elems: &[
         Elem { key: "abstract", slot: 27, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "baseDefinition", slot: 31, list: false, shape: Shape::Prim(Kind::Canonical) },
@@ -12210,6 +12746,7 @@ pub(super) static T_STRUCTURE_DEFINITION_CONTEXT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
         Elem { key: "expression", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12225,6 +12762,7 @@ pub(super) static T_STRUCTURE_DEFINITION_DIFFERENTIAL: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "element", slot: 3, list: true, shape: Shape::Complex(&T_ELEMENT_DEFINITION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12239,6 +12777,7 @@ pub(super) static T_STRUCTURE_DEFINITION_MAPPING: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 6, 0, 0, 5, 7, 1, 0, 0, 4, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "comment", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12256,6 +12795,7 @@ pub(super) static T_STRUCTURE_DEFINITION_SNAPSHOT: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "element", slot: 3, list: true, shape: Shape::Complex(&T_ELEMENT_DEFINITION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12270,6 +12810,7 @@ pub(super) static T_STRUCTURE_MAP: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0x2002900,
+    index: &[0, 0, 0, 0, 0, 21, 0, 18, 0, 19, 8, 7, 9, 0, 0, 0, 0, 15, 0, 0, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 13, 17, 4, 25, 0, 0, 0, 10, 23, 22, 0, 6, 0, 0, 0, 0, 0, 0, 0, 3, 0, 5, 26, 11, 20, 0, 0, 12, 14, 24, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 17, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -12306,6 +12847,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x1a8,
+    index: &[1, 7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 4, 0, 0, 5, 0, 0, 0, 0, 6, 0, 0, 0, 8, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
         Elem { key: "documentation", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extends", slot: 4, list: false, shape: Shape::Prim(Kind::Id) },
@@ -12325,6 +12867,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_INPUT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x28,
+    index: &[1, 6, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 7, 0],
     elems: &[
         Elem { key: "documentation", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12342,6 +12885,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x18,
+    index: &[2, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 9, 0, 0, 0, 0, 0, 8, 5, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "dependent", slot: 7, list: true, shape: Shape::Complex(&T_STRUCTURE_MAP_GROUP_RULE_DEPENDENT) },
         Elem { key: "documentation", slot: 8, list: false, shape: Shape::Prim(Kind::String) },
@@ -12361,6 +12905,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_DEPENDENT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 5, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12376,6 +12921,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_SOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x8,
+    index: &[0, 16, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 51, 1, 15, 11, 19, 20, 22, 46, 57, 58, 0, 0, 43, 35, 0, 0, 0, 0, 2, 3, 14, 0, 0, 0, 34, 0, 60, 37, 49, 63, 0, 38, 40, 17, 0, 0, 0, 0, 0, 0, 59, 0, 33, 5, 0, 0, 24, 31, 9, 0, 0, 0, 0, 0, 0, 32, 0, 10, 7, 0, 23, 0, 26, 29, 41, 27, 44, 55, 52, 56, 0, 50, 61, 0, 0, 0, 30, 54, 0, 36, 0, 0, 62, 0, 0, 12, 21, 0, 0, 0, 0, 0, 6, 25, 39, 4, 28, 0, 13, 18, 45, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 42, 48, 53, 0, 0],
     elems: &[
         Elem { key: "check", slot: 12, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "condition", slot: 11, list: false, shape: Shape::Prim(Kind::String) },
@@ -12449,6 +12995,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 0, 9, 2, 0, 0, 0, 0, 11, 0, 4, 5, 0, 0, 0, 0, 0, 7, 6, 8, 0, 0, 0, 3, 0, 0, 0, 10, 0, 0, 1],
     elems: &[
         Elem { key: "context", slot: 3, list: false, shape: Shape::Prim(Kind::Id) },
         Elem { key: "contextType", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },
@@ -12470,6 +13017,7 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET_PARAMETER: TypeDef = TypeDef
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 6, 4, 0, 3, 0, 8, 0, 0, 0, 0, 1, 2, 7, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12488,6 +13036,7 @@ pub(super) static T_STRUCTURE_MAP_STRUCTURE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x18,
+    index: &[2, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0, 3, 4, 5, 7, 0],
     elems: &[
         Elem { key: "alias", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "documentation", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -12505,6 +13054,7 @@ pub(super) static T_SUBSCRIPTION: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x5900,
+    index: &[5, 6, 0, 0, 0, 0, 0, 0, 0, 15, 0, 7, 8, 0, 4, 0, 0, 11, 0, 0, 12, 0, 0, 9, 3, 13, 14, 10, 0, 1, 0, 2],
     elems: &[
         Elem { key: "channel", slot: 14, list: false, shape: Shape::Complex(&T_SUBSCRIPTION_CHANNEL) },
         Elem { key: "contact", slot: 9, list: true, shape: Shape::Complex(&T_CONTACT_POINT) },
@@ -12530,6 +13080,7 @@ pub(super) static T_SUBSCRIPTION_CHANNEL: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 3, 0, 0, 0, 0, 6, 2, 4, 1, 7, 0],
     elems: &[
         Elem { key: "endpoint", slot: 4, list: false, shape: Shape::Prim(Kind::Url) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12547,6 +13098,7 @@ pub(super) static T_SUBSTANCE: TypeDef = TypeDef {
     resource: true,
     slots: 15,
     required: 0x800,
+    index: &[0, 0, 0, 0, 0, 0, 0, 7, 1, 15, 0, 5, 6, 10, 0, 0, 0, 12, 0, 0, 9, 4, 13, 8, 3, 14, 0, 2, 11, 0, 0, 0],
     elems: &[
         Elem { key: "category", slot: 10, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "code", slot: 11, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12571,6 +13123,7 @@ pub(super) static T_SUBSTANCE_AMOUNT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 2, 0, 3, 9, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 5],
     elems: &[
         Elem { key: "amountQuantity", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "amountRange", slot: 3, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -12589,6 +13142,7 @@ pub(super) static T_SUBSTANCE_AMOUNT_REFERENCE_RANGE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "highLimit", slot: 3, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -12603,6 +13157,7 @@ pub(super) static T_SUBSTANCE_INGREDIENT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 6],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12619,6 +13174,7 @@ pub(super) static T_SUBSTANCE_INSTANCE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 6, 0, 0, 5, 0, 0, 4, 0, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "expiry", slot: 4, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12635,6 +13191,7 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID: TypeDef = TypeDef {
     resource: true,
     slots: 13,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 10, 3, 4, 1, 12, 13, 0, 7, 0, 0, 8, 0, 0, 5, 2, 0, 0, 6, 11, 0, 0, 0],
     elems: &[
         Elem { key: "areaOfHybridisation", slot: 10, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -12658,6 +13215,7 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 2, 0, 0, 10, 0, 7, 1, 3, 11, 9, 0, 4, 0, 8, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "fivePrime", slot: 7, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12679,6 +13237,7 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_LINKAGE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 6, 0, 0, 5, 0, 7, 1, 4, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "connectivity", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12696,6 +13255,7 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_SUGAR: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 5, 0, 0, 4, 0, 6, 3, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12712,6 +13272,7 @@ pub(super) static T_SUBSTANCE_POLYMER: TypeDef = TypeDef {
     resource: true,
     slots: 14,
     required: 0x0,
+    index: &[0, 1, 5, 12, 0, 0, 0, 0, 0, 14, 0, 4, 6, 0, 0, 0, 0, 3, 9, 0, 11, 0, 0, 7, 2, 10, 13, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "class", slot: 8, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -12736,6 +13297,7 @@ pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 5, 4, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -12751,6 +13313,7 @@ pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET_STARTING_MATERIAL: TypeDef = T
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 0, 0, 0, 4, 1, 5, 2, 3, 0, 7, 0],
     elems: &[
         Elem { key: "amount", slot: 6, list: false, shape: Shape::Complex(&T_SUBSTANCE_AMOUNT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12768,6 +13331,7 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 7, 2, 3, 5, 6, 0],
     elems: &[
         Elem { key: "averageMolecularFormula", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12785,6 +13349,7 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 6, 3, 2, 4, 7, 8],
     elems: &[
         Elem { key: "amount", slot: 5, list: false, shape: Shape::Complex(&T_SUBSTANCE_AMOUNT) },
         Elem { key: "degreeOfPolymerisation", slot: 6, list: true, shape: Shape::Complex(&T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_DEGREE_OF_POLYMERISATION) },
@@ -12803,6 +13368,7 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_DEGREE_OF_POLYMERISATIO
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 3, 4, 0, 2, 0],
     elems: &[
         Elem { key: "amount", slot: 4, list: false, shape: Shape::Complex(&T_SUBSTANCE_AMOUNT) },
         Elem { key: "degree", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12818,6 +13384,7 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_STRUCTURAL_REPRESENTATI
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "attachment", slot: 5, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12834,6 +13401,7 @@ pub(super) static T_SUBSTANCE_PROTEIN: TypeDef = TypeDef {
     resource: true,
     slots: 12,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 12, 3, 4, 0, 11, 0, 0, 7, 0, 0, 8, 0, 0, 5, 1, 0, 0, 2, 6, 10, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "disulfideLinkage", slot: 10, list: true, shape: Shape::Prim(Kind::String) },
@@ -12856,6 +13424,7 @@ pub(super) static T_SUBSTANCE_PROTEIN_SUBUNIT: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 3, 4, 0, 11, 2, 5, 0, 10, 7, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "cTerminalModification", slot: 10, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "cTerminalModificationId", slot: 9, list: false, shape: Shape::Complex(&T_IDENTIFIER) },
@@ -12877,6 +13446,7 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION: TypeDef = TypeDef {
     resource: true,
     slots: 13,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 2, 0, 0, 5, 13, 4, 7, 12, 0, 6, 0, 10, 0, 0, 11, 0, 0, 8, 3, 1, 0, 9, 0, 0, 0, 0],
     elems: &[
         Elem { key: "classification", slot: 11, list: true, shape: Shape::Complex(&T_SUBSTANCE_REFERENCE_INFORMATION_CLASSIFICATION) },
         Elem { key: "comment", slot: 8, list: false, shape: Shape::Prim(Kind::String) },
@@ -12900,6 +13470,7 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_CLASSIFICATION: TypeDef = Ty
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 0, 0, 6, 2, 5, 0, 0, 0, 1, 0, 3, 4, 7, 0, 0],
     elems: &[
         Elem { key: "classification", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "domain", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12917,6 +13488,7 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 3, 6, 5, 0, 0, 0, 0, 2, 0, 1, 4, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "gene", slot: 4, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -12933,6 +13505,7 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE_ELEMENT: TypeDef = Type
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 5, 4, 0, 0, 0, 1, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "element", slot: 4, list: false, shape: Shape::Complex(&T_IDENTIFIER) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -12949,6 +13522,7 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_TARGET: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6, 9, 2, 12, 3, 0, 1, 7, 8, 11, 0, 0, 10, 0, 0, 0, 0, 0, 13, 4],
     elems: &[
         Elem { key: "amountQuantity", slot: 8, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "amountRange", slot: 8, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -12972,6 +13546,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL: TypeDef = TypeDef {
     resource: true,
     slots: 21,
     required: 0x0,
+    index: &[17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 7, 13, 0, 0, 0, 10, 0, 0, 11, 19, 0, 0, 1, 14, 0, 3, 6, 0, 0, 0, 0, 0, 2, 15, 0, 0, 0, 0, 0, 21, 0, 0, 0, 12, 16, 0, 20, 0, 0, 18, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 5],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "countryOfOrigin", slot: 15, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -13003,6 +13578,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_FRACTION_DESCRIPTION: TypeDef = Ty
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 2, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 3, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "fraction", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -13018,6 +13594,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 5, 4, 0, 0, 0, 0, 2, 6, 0, 0, 3, 0, 0, 10, 8, 9, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 7],
     elems: &[
         Elem { key: "author", slot: 8, list: true, shape: Shape::Complex(&T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_AUTHOR) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13039,6 +13616,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_AUTHOR: TypeDef = TypeDef
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 2, 1, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "authorDescription", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "authorType", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -13054,6 +13632,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_HYBRID: TypeDef = TypeDef
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 0, 6, 0, 5, 0, 0, 7, 0, 1, 2, 3, 4, 8],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "hybridType", slot: 7, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -13072,6 +13651,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_ORGANISM_GENERAL: TypeDef
     resource: false,
     slots: 7,
     required: 0x0,
+    index: &[0, 1, 0, 0, 5, 0, 0, 4, 7, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
         Elem { key: "class", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13089,6 +13669,7 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_PART_DESCRIPTION: TypeDef = TypeDe
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13104,6 +13685,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION: TypeDef = TypeDef {
     resource: true,
     slots: 27,
     required: 0x0,
+    index: &[0, 0, 0, 0, 14, 21, 13, 25, 0, 17, 0, 6, 7, 0, 0, 0, 0, 11, 0, 22, 5, 12, 0, 0, 3, 0, 0, 18, 20, 0, 27, 0, 0, 15, 16, 0, 19, 0, 2, 8, 0, 26, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 9, 24, 0, 0, 1, 10, 0, 0, 0],
     elems: &[
         Elem { key: "code", slot: 19, list: true, shape: Shape::Complex(&T_SUBSTANCE_SPECIFICATION_CODE) },
         Elem { key: "comment", slot: 14, list: false, shape: Shape::Prim(Kind::String) },
@@ -13141,6 +13723,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_CODE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 6, 5, 0, 2, 7, 0, 0, 8, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "comment", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -13159,6 +13742,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_MOIETY: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 8, 0, 0, 0, 0, 0, 5, 7, 0, 0, 3, 4, 9, 0, 0, 2, 0, 1, 0, 6, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0],
     elems: &[
         Elem { key: "amountQuantity", slot: 9, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "amountString", slot: 9, list: false, shape: Shape::Prim(Kind::String) },
@@ -13180,6 +13764,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_NAME: TypeDef = TypeDef {
     resource: false,
     slots: 14,
     required: 0x8,
+    index: &[4, 7, 0, 0, 13, 0, 0, 8, 0, 0, 0, 2, 3, 9, 0, 0, 0, 0, 0, 10, 1, 6, 0, 11, 12, 0, 0, 5, 0, 0, 14, 0],
     elems: &[
         Elem { key: "domain", slot: 8, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13204,6 +13789,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_NAME_OFFICIAL: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 2, 0, 5, 0, 0, 6, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
         Elem { key: "authority", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "date", slot: 5, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -13220,6 +13806,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_PROPERTY: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 6, 0, 0, 0, 0, 0, 0, 3, 5, 0, 7, 8, 0, 0, 0, 2, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 10],
     elems: &[
         Elem { key: "amountQuantity", slot: 7, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "amountString", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
@@ -13240,6 +13827,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_RELATIONSHIP: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[14, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 7, 4, 8, 2, 0, 3, 5, 1, 12, 10, 0, 0, 0, 9, 0, 0, 0, 0, 13, 0, 6],
     elems: &[
         Elem { key: "amountQuantity", slot: 6, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "amountRange", slot: 6, list: false, shape: Shape::Complex(&T_RANGE) },
@@ -13264,6 +13852,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 9, 0, 0, 7, 0, 0, 5, 0, 0, 3, 1, 2, 8, 0, 0, 6, 0, 0, 10, 4, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13285,6 +13874,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE: TypeDef = TypeDef
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 7, 2, 0, 5, 6, 0, 4, 0, 0, 0, 1, 3, 0, 8, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "halfLife", slot: 6, list: false, shape: Shape::Complex(&T_QUANTITY) },
@@ -13303,6 +13893,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE_MOLECULAR_WEIGHT: 
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 4, 1, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "amount", slot: 5, list: false, shape: Shape::Complex(&T_QUANTITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13319,6 +13910,7 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_REPRESENTATION: TypeDef = 
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
         Elem { key: "attachment", slot: 5, list: false, shape: Shape::Complex(&T_ATTACHMENT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13335,6 +13927,7 @@ pub(super) static T_SUPPLY_DELIVERY: TypeDef = TypeDef {
     resource: true,
     slots: 19,
     required: 0x0,
+    index: &[15, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 4, 5, 0, 18, 0, 16, 9, 0, 0, 10, 0, 19, 0, 2, 0, 0, 0, 11, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 6, 12, 20, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 7, 17, 0, 13, 8, 0, 0, 0, 1],
     elems: &[
         Elem { key: "basedOn", slot: 9, list: true, shape: Shape::Complex(&T_REFERENCE) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -13366,6 +13959,7 @@ pub(super) static T_SUPPLY_DELIVERY_SUPPLIED_ITEM: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 6, 0, 0, 5, 0, 0, 3, 0, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13382,6 +13976,7 @@ pub(super) static T_SUPPLY_REQUEST: TypeDef = TypeDef {
     resource: true,
     slots: 23,
     required: 0x3000,
+    index: &[0, 0, 22, 0, 19, 0, 0, 10, 0, 0, 0, 6, 7, 0, 11, 0, 4, 13, 20, 0, 1, 14, 23, 5, 3, 25, 0, 0, 15, 0, 0, 0, 0, 0, 0, 18, 21, 0, 0, 8, 2, 16, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 24, 0, 17, 12, 0, 0, 0, 0],
     elems: &[
         Elem { key: "authoredOn", slot: 16, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "category", slot: 10, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -13418,6 +14013,7 @@ pub(super) static T_SUPPLY_REQUEST_PARAMETER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 5, 0, 4, 8, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13436,6 +14032,7 @@ pub(super) static T_TASK: TypeDef = TypeDef {
     resource: true,
     slots: 39,
     required: 0x24000,
+    index: &[38, 28, 0, 0, 26, 31, 0, 18, 36, 0, 0, 0, 0, 0, 19, 0, 0, 24, 0, 23, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 39, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 21, 0, 0, 0, 0, 0, 11, 17, 33, 0, 0, 27, 3, 0, 0, 8, 9, 13, 0, 0, 16, 0, 0, 0, 0, 25, 35, 0, 0, 5, 0, 0, 0, 0, 0, 30, 0, 7, 20, 0, 0, 32, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 0, 10, 29, 0, 0, 0, 6, 22, 15, 37, 0, 0, 4, 0, 0, 0, 2],
     elems: &[
         Elem { key: "authoredOn", slot: 25, list: false, shape: Shape::Prim(Kind::DateTime) },
         Elem { key: "basedOn", slot: 11, list: true, shape: Shape::Complex(&T_REFERENCE) },
@@ -13485,6 +14082,7 @@ pub(super) static T_TASK_INPUT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 10, 41, 12, 20, 47, 27, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 42, 0, 0, 54, 0, 25, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 6, 18, 46, 0, 0, 52, 0, 0, 32, 0, 24, 0, 0, 0, 0, 0, 0, 0, 34, 33, 45, 49, 0, 0, 0, 5, 19, 22, 43, 0, 0, 7, 0, 38, 11, 50, 0, 0, 1, 2, 30, 0, 0, 8, 44, 0, 0, 3, 23, 0, 0, 37, 0, 0, 31, 21, 39, 4, 0, 0, 0, 26, 0, 0, 0, 0, 0, 9, 0, 0, 0, 15, 0, 0, 29, 0, 51, 0, 0, 36, 40, 14, 0, 0, 13, 0, 0, 0, 17, 16, 53],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13549,6 +14147,7 @@ pub(super) static T_TASK_OUTPUT: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 10, 41, 12, 20, 47, 27, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 42, 0, 0, 54, 0, 25, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 6, 18, 46, 0, 0, 52, 0, 0, 32, 0, 24, 0, 0, 0, 0, 0, 0, 0, 34, 33, 45, 49, 0, 0, 0, 5, 19, 22, 43, 0, 0, 7, 0, 38, 11, 50, 0, 0, 1, 2, 30, 0, 0, 8, 44, 0, 0, 3, 23, 0, 0, 37, 0, 0, 31, 21, 39, 4, 0, 0, 0, 26, 0, 0, 0, 0, 0, 9, 0, 0, 0, 15, 0, 0, 29, 0, 51, 0, 0, 36, 40, 14, 0, 0, 13, 0, 0, 0, 17, 16, 53],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13613,6 +14212,7 @@ pub(super) static T_TASK_RESTRICTION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[6, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13629,6 +14229,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x405000,
+    index: &[0, 0, 0, 0, 28, 0, 0, 22, 0, 23, 0, 9, 11, 12, 24, 0, 0, 19, 0, 0, 13, 20, 0, 0, 5, 0, 0, 0, 3, 0, 0, 2, 4, 15, 7, 16, 18, 21, 30, 27, 31, 26, 0, 10, 0, 0, 0, 0, 0, 0, 0, 1, 6, 8, 32, 14, 25, 0, 0, 17, 29, 0, 0, 0],
     elems: &[
         Elem { key: "closure", slot: 31, list: false, shape: Shape::Complex(&T_TERMINOLOGY_CAPABILITIES_CLOSURE) },
         Elem { key: "codeSearch", slot: 28, list: false, shape: Shape::Prim(Kind::Code) },
@@ -13671,6 +14272,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CLOSURE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x0,
+    index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13685,6 +14287,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 3, 4, 5, 6, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13701,6 +14304,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION: TypeDef = Type
     resource: false,
     slots: 9,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 7, 9, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "compositional", slot: 5, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -13720,6 +14324,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION_FILTER: TypeDef
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13735,6 +14340,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[0, 0, 0, 4, 5, 6, 2, 7, 0, 0, 0, 1, 3, 8, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "hierarchical", slot: 3, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -13753,6 +14359,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION_PARAMETER: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "documentation", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13768,6 +14375,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_IMPLEMENTATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
         Elem { key: "description", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13783,6 +14391,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_SOFTWARE: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 4, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13798,6 +14407,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_TRANSLATION: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[4, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13812,6 +14422,7 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_VALIDATE_CODE: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13826,6 +14437,7 @@ pub(super) static T_TEST_REPORT: TypeDef = TypeDef {
     resource: true,
     slots: 20,
     required: 0x1c00,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 3, 0, 0, 0, 0, 8, 19, 0, 9, 13, 14, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 6, 10, 17, 18, 0, 0, 4, 0, 20, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "extension", slot: 6, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13856,6 +14468,7 @@ pub(super) static T_TEST_REPORT_PARTICIPANT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 1, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
         Elem { key: "display", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13872,6 +14485,7 @@ pub(super) static T_TEST_REPORT_SETUP: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "action", slot: 3, list: true, shape: Shape::Complex(&T_TEST_REPORT_SETUP_ACTION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13886,6 +14500,7 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "assert", slot: 4, list: false, shape: Shape::Complex(&T_TEST_REPORT_SETUP_ACTION_ASSERT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13901,6 +14516,7 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 4, 1, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "detail", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13917,6 +14533,7 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 4, 1, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "detail", slot: 5, list: false, shape: Shape::Prim(Kind::Uri) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13933,6 +14550,7 @@ pub(super) static T_TEST_REPORT_TEARDOWN: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "action", slot: 3, list: true, shape: Shape::Complex(&T_TEST_REPORT_TEARDOWN_ACTION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13947,6 +14565,7 @@ pub(super) static T_TEST_REPORT_TEARDOWN_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 4, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -13961,6 +14580,7 @@ pub(super) static T_TEST_REPORT_TEST: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 6, 0, 0, 5, 2, 0, 1, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 5, list: true, shape: Shape::Complex(&T_TEST_REPORT_TEST_ACTION) },
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -13977,6 +14597,7 @@ pub(super) static T_TEST_REPORT_TEST_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "assert", slot: 4, list: false, shape: Shape::Complex(&T_TEST_REPORT_SETUP_ACTION_ASSERT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -13992,6 +14613,7 @@ pub(super) static T_TEST_SCRIPT: TypeDef = TypeDef {
     resource: true,
     slots: 32,
     required: 0x2900,
+    index: &[0, 0, 0, 0, 0, 0, 6, 21, 0, 22, 0, 8, 10, 16, 20, 0, 0, 15, 0, 0, 17, 23, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 13, 18, 4, 19, 26, 30, 0, 11, 28, 27, 31, 7, 25, 0, 0, 0, 0, 0, 0, 3, 0, 5, 32, 12, 24, 0, 0, 9, 14, 29, 0, 0],
     elems: &[
         Elem { key: "contact", slot: 17, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -14034,6 +14656,7 @@ pub(super) static T_TEST_SCRIPT_DESTINATION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 3],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14049,6 +14672,7 @@ pub(super) static T_TEST_SCRIPT_FIXTURE: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x18,
+    index: &[0, 6, 2, 0, 5, 1, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "autocreate", slot: 3, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "autodelete", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
@@ -14065,6 +14689,7 @@ pub(super) static T_TEST_SCRIPT_METADATA: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x10,
+    index: &[1, 0, 0, 0, 5, 0, 4, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "capability", slot: 4, list: true, shape: Shape::Complex(&T_TEST_SCRIPT_METADATA_CAPABILITY) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14080,6 +14705,7 @@ pub(super) static T_TEST_SCRIPT_METADATA_CAPABILITY: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x218,
+    index: &[0, 0, 0, 8, 0, 0, 3, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 9, 0, 7, 2, 6, 10, 0, 0, 0, 0, 0, 1, 0, 0],
     elems: &[
         Elem { key: "capabilities", slot: 9, list: false, shape: Shape::Prim(Kind::Canonical) },
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -14100,6 +14726,7 @@ pub(super) static T_TEST_SCRIPT_METADATA_LINK: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14115,6 +14742,7 @@ pub(super) static T_TEST_SCRIPT_ORIGIN: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 3],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14130,6 +14758,7 @@ pub(super) static T_TEST_SCRIPT_SETUP: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "action", slot: 3, list: true, shape: Shape::Complex(&T_TEST_SCRIPT_SETUP_ACTION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14144,6 +14773,7 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "assert", slot: 4, list: false, shape: Shape::Complex(&T_TEST_SCRIPT_SETUP_ACTION_ASSERT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14159,6 +14789,7 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
     resource: false,
     slots: 25,
     required: 0x1000000,
+    index: &[0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 23, 8, 10, 0, 17, 0, 0, 1, 0, 0, 13, 6, 0, 0, 0, 0, 11, 22, 0, 24, 0, 0, 0, 19, 12, 0, 0, 0, 0, 21, 9, 0, 0, 0, 0, 16, 4, 20, 0, 0, 18, 0, 0, 5, 25, 0, 3, 14, 0, 15, 0, 7, 0, 0],
     elems: &[
         Elem { key: "compareToSourceExpression", slot: 7, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "compareToSourceId", slot: 6, list: false, shape: Shape::Prim(Kind::String) },
@@ -14194,6 +14825,7 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
     resource: false,
     slots: 20,
     required: 0x400,
+    index: &[0, 0, 0, 5, 13, 0, 4, 0, 9, 0, 0, 6, 7, 0, 0, 0, 18, 0, 0, 0, 10, 0, 0, 0, 0, 1, 8, 17, 0, 0, 19, 0, 0, 15, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 14, 0, 3, 0, 12, 16, 0, 0, 20, 0, 0, 0, 0],
     elems: &[
         Elem { key: "accept", slot: 7, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "contentType", slot: 8, list: false, shape: Shape::Prim(Kind::Code) },
@@ -14224,6 +14856,7 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION_REQUEST_HEADER: TypeDef =
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 2, 4, 0, 0, 0, 0, 0, 0, 1, 3, 5, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "field", slot: 3, list: false, shape: Shape::Prim(Kind::String) },
@@ -14239,6 +14872,7 @@ pub(super) static T_TEST_SCRIPT_TEARDOWN: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
         Elem { key: "action", slot: 3, list: true, shape: Shape::Complex(&T_TEST_SCRIPT_TEARDOWN_ACTION) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14253,6 +14887,7 @@ pub(super) static T_TEST_SCRIPT_TEARDOWN_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0x8,
+    index: &[0, 0, 4, 1, 2, 3, 0, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14267,6 +14902,7 @@ pub(super) static T_TEST_SCRIPT_TEST: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 6, 0, 0, 5, 2, 0, 1, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
         Elem { key: "action", slot: 5, list: true, shape: Shape::Complex(&T_TEST_SCRIPT_TEST_ACTION) },
         Elem { key: "description", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
@@ -14283,6 +14919,7 @@ pub(super) static T_TEST_SCRIPT_TEST_ACTION: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x0,
+    index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
         Elem { key: "assert", slot: 4, list: false, shape: Shape::Complex(&T_TEST_SCRIPT_SETUP_ACTION_ASSERT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14298,6 +14935,7 @@ pub(super) static T_TEST_SCRIPT_VARIABLE: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x8,
+    index: &[0, 9, 0, 0, 0, 0, 0, 0, 5, 0, 1, 4, 6, 7, 10, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0, 0, 0, 11, 0, 3, 0, 0],
     elems: &[
         Elem { key: "defaultValue", slot: 4, list: false, shape: Shape::Prim(Kind::String) },
         Elem { key: "description", slot: 5, list: false, shape: Shape::Prim(Kind::String) },
@@ -14318,6 +14956,7 @@ pub(super) static T_TIMING: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x0,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 1, 3, 4, 2, 0],
     elems: &[
         Elem { key: "code", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "event", slot: 3, list: true, shape: Shape::Prim(Kind::DateTime) },
@@ -14333,6 +14972,7 @@ pub(super) static T_TIMING_REPEAT: TypeDef = TypeDef {
     resource: false,
     slots: 17,
     required: 0x0,
+    index: &[0, 0, 0, 16, 0, 0, 0, 17, 0, 0, 0, 10, 13, 0, 0, 0, 4, 0, 0, 8, 0, 14, 0, 0, 0, 12, 0, 0, 3, 0, 0, 2, 5, 19, 0, 0, 0, 0, 9, 15, 0, 0, 0, 7, 0, 0, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 18, 0, 0, 0],
     elems: &[
         Elem { key: "boundsDuration", slot: 2, list: false, shape: Shape::Complex(&T_DURATION) },
         Elem { key: "boundsPeriod", slot: 2, list: false, shape: Shape::Complex(&T_PERIOD) },
@@ -14361,6 +15001,7 @@ pub(super) static T_TRIGGER_DEFINITION: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x4,
+    index: &[0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 7, 8, 0, 0, 0, 0, 6, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 10],
     elems: &[
         Elem { key: "condition", slot: 6, list: false, shape: Shape::Complex(&T_EXPRESSION) },
         Elem { key: "data", slot: 5, list: true, shape: Shape::Complex(&T_DATA_REQUIREMENT) },
@@ -14380,6 +15021,7 @@ pub(super) static T_USAGE_CONTEXT: TypeDef = TypeDef {
     resource: false,
     slots: 4,
     required: 0xc,
+    index: &[0, 0, 0, 0, 6, 7, 0, 0, 0, 4, 0, 1, 2, 3, 5, 0],
     elems: &[
         Elem { key: "code", slot: 2, list: false, shape: Shape::Complex(&T_CODING) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14397,6 +15039,7 @@ pub(super) static T_VALUE_SET: TypeDef = TypeDef {
     resource: true,
     slots: 26,
     required: 0x2000,
+    index: &[0, 0, 0, 0, 0, 0, 0, 19, 1, 20, 0, 7, 9, 10, 0, 0, 0, 16, 0, 0, 12, 17, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 14, 18, 5, 25, 0, 0, 0, 11, 23, 22, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4, 0, 6, 26, 13, 21, 0, 0, 15, 24, 0, 0, 0],
     elems: &[
         Elem { key: "compose", slot: 24, list: false, shape: Shape::Complex(&T_VALUE_SET_COMPOSE) },
         Elem { key: "contact", slot: 17, list: true, shape: Shape::Complex(&T_CONTACT_DETAIL) },
@@ -14433,6 +15076,7 @@ pub(super) static T_VALUE_SET_COMPOSE: TypeDef = TypeDef {
     resource: false,
     slots: 7,
     required: 0x20,
+    index: &[6, 0, 5, 0, 7, 0, 0, 0, 0, 0, 0, 2, 3, 4, 1, 0],
     elems: &[
         Elem { key: "exclude", slot: 6, list: true, shape: Shape::Complex(&T_VALUE_SET_COMPOSE_INCLUDE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14450,6 +15094,7 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE: TypeDef = TypeDef {
     resource: false,
     slots: 8,
     required: 0x0,
+    index: &[1, 0, 7, 0, 5, 8, 0, 0, 0, 6, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "concept", slot: 5, list: true, shape: Shape::Complex(&T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14468,6 +15113,7 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 3, 0, 0, 6, 0, 2, 0, 0, 0, 0, 1, 4, 5, 0, 0],
     elems: &[
         Elem { key: "code", slot: 3, list: false, shape: Shape::Prim(Kind::Code) },
         Elem { key: "designation", slot: 5, list: true, shape: Shape::Complex(&T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT_DESIGNATION) },
@@ -14484,6 +15130,7 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT_DESIGNATION: TypeDef = Typ
     resource: false,
     slots: 6,
     required: 0x20,
+    index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 6, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14500,6 +15147,7 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_FILTER: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x38,
+    index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 4, 6],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14516,6 +15164,7 @@ pub(super) static T_VALUE_SET_EXPANSION: TypeDef = TypeDef {
     resource: false,
     slots: 9,
     required: 0x10,
+    index: &[0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 2, 3, 8, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0],
     elems: &[
         Elem { key: "contains", slot: 8, list: true, shape: Shape::Complex(&T_VALUE_SET_EXPANSION_CONTAINS) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14535,6 +15184,7 @@ pub(super) static T_VALUE_SET_EXPANSION_CONTAINS: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 5, 0, 0, 0, 0, 4, 0, 0, 10, 0, 6, 1, 7, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 0, 2, 3, 8, 0, 0],
     elems: &[
         Elem { key: "abstract", slot: 4, list: false, shape: Shape::Prim(Kind::Boolean) },
         Elem { key: "code", slot: 7, list: false, shape: Shape::Prim(Kind::Code) },
@@ -14556,6 +15206,7 @@ pub(super) static T_VALUE_SET_EXPANSION_PARAMETER: TypeDef = TypeDef {
     resource: false,
     slots: 5,
     required: 0x8,
+    index: &[0, 4, 5, 0, 6, 0, 10, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 11, 0, 0, 3, 0, 0, 0, 0, 0, 0, 9, 7, 0, 8, 0],
     elems: &[
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
         Elem { key: "id", slot: 0, list: false, shape: Shape::Str },
@@ -14577,6 +15228,7 @@ pub(super) static T_VERIFICATION_RESULT: TypeDef = TypeDef {
     resource: true,
     slots: 22,
     required: 0x800,
+    index: &[0, 0, 14, 0, 0, 0, 12, 0, 0, 0, 9, 3, 6, 17, 13, 22, 20, 10, 0, 21, 11, 0, 0, 0, 2, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 7, 15, 4, 18, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "attestation", slot: 20, list: false, shape: Shape::Complex(&T_VERIFICATION_RESULT_ATTESTATION) },
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
@@ -14609,6 +15261,7 @@ pub(super) static T_VERIFICATION_RESULT_ATTESTATION: TypeDef = TypeDef {
     resource: false,
     slots: 11,
     required: 0x0,
+    index: &[0, 0, 2, 0, 0, 0, 0, 0, 0, 6, 0, 3, 4, 10, 11, 0, 0, 0, 9, 1, 5, 7, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
         Elem { key: "communicationMethod", slot: 5, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "date", slot: 6, list: false, shape: Shape::Prim(Kind::Date) },
@@ -14630,6 +15283,7 @@ pub(super) static T_VERIFICATION_RESULT_PRIMARY_SOURCE: TypeDef = TypeDef {
     resource: false,
     slots: 10,
     required: 0x0,
+    index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 0, 6, 10, 0, 0, 0, 2, 5, 8, 0, 0, 0, 0, 0, 0, 0, 9, 1, 7],
     elems: &[
         Elem { key: "canPushUpdates", slot: 8, list: false, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
         Elem { key: "communicationMethod", slot: 5, list: true, shape: Shape::Complex(&T_CODEABLE_CONCEPT) },
@@ -14650,6 +15304,7 @@ pub(super) static T_VERIFICATION_RESULT_VALIDATOR: TypeDef = TypeDef {
     resource: false,
     slots: 6,
     required: 0x8,
+    index: &[0, 0, 0, 0, 5, 6, 0, 1, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
         Elem { key: "attestationSignature", slot: 5, list: false, shape: Shape::Complex(&T_SIGNATURE) },
         Elem { key: "extension", slot: 1, list: true, shape: Shape::Complex(&T_EXTENSION) },
@@ -14666,6 +15321,7 @@ pub(super) static T_VISION_PRESCRIPTION: TypeDef = TypeDef {
     resource: true,
     slots: 16,
     required: 0xee00,
+    index: &[4, 0, 0, 0, 0, 0, 0, 7, 0, 16, 0, 5, 6, 0, 0, 10, 0, 11, 3, 0, 12, 0, 0, 8, 1, 14, 2, 9, 15, 0, 0, 13],
     elems: &[
         Elem { key: "contained", slot: 5, list: true, shape: Shape::Resource },
         Elem { key: "created", slot: 10, list: false, shape: Shape::Prim(Kind::DateTime) },
@@ -14692,6 +15348,7 @@ pub(super) static T_VISION_PRESCRIPTION_LENS_SPECIFICATION: TypeDef = TypeDef {
     resource: false,
     slots: 17,
     required: 0x18,
+    index: &[0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 0, 0, 4, 10, 12, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 0, 5, 0, 1, 0, 8, 6, 17, 0, 0, 0, 0, 3, 16, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
         Elem { key: "add", slot: 9, list: false, shape: Shape::Prim(Kind::Decimal) },
         Elem { key: "axis", slot: 7, list: false, shape: Shape::Prim(Kind::Integer) },
@@ -14719,6 +15376,7 @@ pub(super) static T_VISION_PRESCRIPTION_LENS_SPECIFICATION_PRISM: TypeDef = Type
     resource: false,
     slots: 5,
     required: 0x18,
+    index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 3, 4, 0, 0, 2],
     elems: &[
         Elem { key: "amount", slot: 3, list: false, shape: Shape::Prim(Kind::Decimal) },
         Elem { key: "base", slot: 4, list: false, shape: Shape::Prim(Kind::Code) },

@@ -120,3 +120,102 @@ fn every_r4_resource_type_is_in_the_tables_of_a_full_build() {
         assert_eq!(resource_def(name).map(|t| t.name), Some(*name));
     }
 }
+
+#[test]
+fn hooks_find_every_hooked_type() {
+    for t in all_types() {
+        let (special, found) = hooks(t);
+        assert_eq!(found, sites(t.name), "{}", t.name);
+        let want = match t.name {
+            "Bundle" => Special::Bundle,
+            "BundleEntry" => Special::BundleEntry,
+            "Extension" => Special::Extension,
+            _ => Special::None,
+        };
+        assert!(special == want, "{}", t.name);
+    }
+}
+
+#[test]
+fn plain_byte_skipping_stops_where_a_byte_needs_attention() {
+    for len in 0..20 {
+        for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..len {
+                let mut text = vec![b'a'; len];
+                text[at] = stop;
+                let mut p = Parser {
+                    text: "",
+                    b: &text,
+                    pos: 0,
+                    us_core: false,
+                    root_bundle: false,
+                    role: Role::Root,
+                    in_entry: false,
+                    refs: Vec::new(),
+                    ids: Vec::new(),
+                    full_urls: Vec::new(),
+                    urn_refs: Vec::new(),
+                    bundle_type: b"",
+                    entry_without_request: false,
+                };
+                p.skip_plain_bytes();
+                assert!(p.pos <= at, "{len} {stop} {at}: {}", p.pos);
+            }
+        }
+        // Bytes that need nothing, ASCII or not, are skipped in whole words.
+        for filler in [b'a', b' ', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b']'] {
+            let text = vec![filler; len];
+            let mut p = Parser {
+                text: "",
+                b: &text,
+                pos: 0,
+                us_core: false,
+                root_bundle: false,
+                role: Role::Root,
+                in_entry: false,
+                refs: Vec::new(),
+                ids: Vec::new(),
+                full_urls: Vec::new(),
+                urn_refs: Vec::new(),
+                bundle_type: b"",
+                entry_without_request: false,
+            };
+            p.skip_plain_bytes();
+            assert_eq!(p.pos, len / 8 * 8, "{filler}");
+        }
+    }
+}
+
+#[test]
+fn every_key_is_found_by_its_hash_and_nothing_else_is() {
+    for t in all_types() {
+        assert!(t.index.len().is_power_of_two() && t.index.len() >= 2 * t.elems.len());
+        for e in t.elems {
+            assert!(
+                std::ptr::eq(t.elem(e.key.as_bytes()).unwrap(), e),
+                "{}.{}",
+                t.name,
+                e.key
+            );
+            // Sorted by bytes: the generated file is deterministic.
+            assert!(t
+                .elems
+                .binary_search_by(|x| x.key.as_bytes().cmp(e.key.as_bytes()))
+                .is_ok());
+        }
+        for absent in [
+            &b""[..],
+            b"resourceTyp",
+            b"_id",
+            b"fhir_comments",
+            b"valueFoo",
+            b"idx",
+        ] {
+            assert!(
+                t.elem(absent).is_none_or(|e| e.key.as_bytes() == absent),
+                "{}",
+                t.name
+            );
+        }
+    }
+}
