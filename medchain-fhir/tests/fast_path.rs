@@ -493,3 +493,54 @@ fn targeted_hazards_are_never_clean() {
         }
     }
 }
+
+/// Documents under `$MEDCHAIN_FHIR_MUTATE_DIR` (`*.json`, and each line of `*.ndjson`), for a
+/// longer soundness hunt on real-shaped data (the carebundle corpus of `scripts/fhir-corpus.sh`,
+/// say): every document, and `$MEDCHAIN_FHIR_MUTATE_PER_DOC` (default 400) single mutations
+/// of each, spread over its values and the mutation kinds. Skipped when the variable is unset.
+#[test]
+fn mutations_of_a_corpus_are_sound() {
+    let Some(dir) = std::env::var_os("MEDCHAIN_FHIR_MUTATE_DIR") else {
+        return;
+    };
+    let per_doc: usize = std::env::var("MEDCHAIN_FHIR_MUTATE_PER_DOC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let mut docs = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.extension().is_some_and(|x| x == "json") {
+            docs.push(std::fs::read_to_string(&p).unwrap());
+        } else if p.extension().is_some_and(|x| x == "ndjson") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            docs.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    docs.sort();
+    let (mut checked, mut fast) = (0usize, 0usize);
+    for (d, doc) in docs.iter().enumerate() {
+        sound(doc.as_bytes(), "corpus document");
+        let root = Json::parse(doc).unwrap();
+        let mut all = Vec::new();
+        sites(&root, &mut Vec::new(), &mut all);
+        for i in 0..per_doc.min(all.len() * MUTATIONS) {
+            // A deterministic spread over sites and kinds.
+            let k = (i * 7919 + d * 104_729) % (all.len() * MUTATIONS);
+            let mut m = root.clone();
+            mutate(&mut m, &all[k / MUTATIONS], k % MUTATIONS);
+            fast += usize::from(sound(m.to_compact().as_bytes(), "corpus mutation")[0]);
+            checked += 1;
+        }
+    }
+    eprintln!(
+        "{} documents, {checked} mutations, {fast} answered by the fast path",
+        docs.len()
+    );
+}

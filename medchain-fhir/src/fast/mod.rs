@@ -414,11 +414,14 @@ impl<'a> Parser<'a> {
             let quote = x ^ (ONES * u64::from(b'"'));
             let backslash = x ^ (ONES * u64::from(b'\\'));
             // A zero byte in `v` (or, for `x`, a byte below 0x20) sets its high bit here;
-            // bytes of 0x80 and above never do (`!x` clears their high bit).
+            // bytes of 0x80 and above never do (`!x` clears their high bit). A borrow can flag
+            // a byte above a flagged one, never below: the lowest flag is a byte to stop at.
             let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
             let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-            if zero(quote) | zero(backslash) | control != 0 {
-                break;
+            let flags = zero(quote) | zero(backslash) | control;
+            if flags != 0 {
+                self.pos += (flags.trailing_zeros() / 8) as usize;
+                return;
             }
             self.pos += 8;
         }

@@ -159,7 +159,11 @@ fn plain_byte_skipping_stops_where_a_byte_needs_attention() {
                     entry_without_request: false,
                 };
                 p.skip_plain_bytes();
+                // Never past it; exactly at it when a whole word holds it.
                 assert!(p.pos <= at, "{len} {stop} {at}: {}", p.pos);
+                if at < len / 8 * 8 {
+                    assert_eq!(p.pos, at, "{len} {stop}");
+                }
             }
         }
         // Bytes that need nothing, ASCII or not, are skipped in whole words.
@@ -216,6 +220,43 @@ fn every_key_is_found_by_its_hash_and_nothing_else_is() {
                 "{}",
                 t.name
             );
+        }
+    }
+}
+
+#[test]
+fn plain_byte_skipping_never_skips_a_byte_that_needs_attention() {
+    // Every byte value at every position of a word, after every other byte value.
+    for before in 0..=255u8 {
+        for special in (0..=255u8).filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\') {
+            for at in 0..8 {
+                let mut text = [before; 16];
+                if before < 0x20 || before == b'"' || before == b'\\' {
+                    text = [b'a'; 16];
+                    text[..at].fill(b'a');
+                }
+                text[at] = special;
+                for (i, c) in text.iter_mut().enumerate().skip(at + 1) {
+                    *c = (i as u8).wrapping_mul(37);
+                }
+                let mut p = Parser {
+                    text: "",
+                    b: &text,
+                    pos: 0,
+                    us_core: false,
+                    root_bundle: false,
+                    role: Role::Root,
+                    in_entry: false,
+                    refs: Vec::new(),
+                    ids: Vec::new(),
+                    full_urls: Vec::new(),
+                    urn_refs: Vec::new(),
+                    bundle_type: b"",
+                    entry_without_request: false,
+                };
+                p.skip_plain_bytes();
+                assert_eq!(p.pos, at, "{before} {special} {at}");
+            }
         }
     }
 }
