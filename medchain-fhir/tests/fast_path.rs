@@ -73,6 +73,17 @@ fn collection() -> String {
 /// Hand-written valid documents: every one must be clean under base R4; the fast path must
 /// answer each profile under which the exact path finds no issue.
 fn seeds() -> Vec<String> {
+    let mut all = hand_written();
+    // The same with every object's keys sorted (what `serde_json::Value` writes): resourceType
+    // is no longer first, `active: true` comes before it, ...
+    for doc in hand_written().iter().take(9) {
+        let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+        all.push(serde_json::to_string(&v).unwrap());
+    }
+    all
+}
+
+fn hand_written() -> Vec<String> {
     vec![
         PATIENT.to_owned(),
         OBSERVATION.to_owned(),
@@ -405,8 +416,8 @@ proptest! {
     }
 
     #[test]
-    fn byte_flips_are_sound(seed in 0..11usize, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut bytes = seeds()[seed].clone().into_bytes();
+    fn byte_flips_are_sound(seed in 0..20usize, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = seeds()[seed % seeds().len()].clone().into_bytes();
         let i = at.index(bytes.len());
         bytes[i] = byte;
         sound(&bytes, "byte flip");

@@ -512,6 +512,16 @@ impl<'a> Parser<'a> {
     /// Skips one value without checking it (it is read again and checked later). Iterative:
     /// no recursion on untrusted nesting.
     fn skip_value(&mut self) -> Res<()> {
+        if !matches!(self.peek(), Some(b'"' | b'{' | b'[')) {
+            // A number or literal: up to what ends it.
+            while !matches!(
+                self.peek().ok_or(Unsure)?,
+                b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+            ) {
+                self.pos += 1;
+            }
+            return Ok(());
+        }
         let mut depth = 0usize;
         loop {
             match self.peek().ok_or(Unsure)? {
