@@ -4,7 +4,7 @@
 use medchain_core::genesis::FhirProfile;
 use serde_json::Value;
 
-use crate::{check, validate, Options, Severity, MAX_ISSUES};
+use crate::{check, validate, validate_exact, Options, Severity, MAX_ISSUES};
 
 /// A fuzz entry point: takes any bytes, panics only on a real bug.
 pub type FuzzFn = fn(&[u8]);
@@ -16,6 +16,8 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[("validate_fhir", validate_fhir)];
 /// Validates `data` as a FHIR R4 resource under both profile levels, strict and lenient, as a
 /// writer does before sealing, and checks what every caller relies on:
 /// - the verdict is deterministic, and [`check`] agrees with [`validate`];
+/// - the report is the exact path's ([`validate_exact`]): the fast path never changes one (it
+///   never calls a document with an issue clean);
 /// - a valid report names a known R4 resource type, and the bytes are a JSON object;
 /// - lenient mode keeps the same issues (same paths and codes) and never has more errors;
 /// - at most [`MAX_ISSUES`] issues are kept, errors first;
@@ -25,6 +27,11 @@ pub fn validate_fhir(data: &[u8]) {
     for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
         let strict = Options::new(profile);
         let report = validate(data, &strict);
+        assert_eq!(
+            report,
+            validate_exact(data, &strict),
+            "the fast path changed the report"
+        );
         assert_eq!(
             report,
             validate(data, &strict),

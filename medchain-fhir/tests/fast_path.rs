@@ -555,3 +555,21 @@ fn mutations_of_a_corpus_are_sound() {
         docs.len()
     );
 }
+
+/// The fuzz corpora of the FHIR targets (`fuzz/corpus/validate_fhir`, `parse_fhir`).
+#[test]
+fn the_fuzz_corpora_are_sound() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let mut seen = 0;
+    for target in ["validate_fhir", "parse_fhir"] {
+        let Ok(dir) = std::fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        for entry in dir {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            sound(&bytes, target);
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no fuzz corpus under {}", root.display());
+}
