@@ -343,6 +343,8 @@ def build(src: Path) -> str:
                 pass
             else:
                 die(f"{name}: unrecognised statement {st!r}")
+        if set(slots) != set(fields):
+            die(f"{name}: fields {sorted(set(fields) - set(slots))} are never decoded")
         if len(slots) > 128:
             die(f"{name}: {len(slots)} elements, the slot mask holds 128")
         keys = [e[0] for e in elems]
