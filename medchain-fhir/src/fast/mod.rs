@@ -13,10 +13,11 @@
 //! `Unsure` by design (the exact path decides): `_element` twins, `fhir_comments`, escaped
 //! keys, escapes in any string whose content a check reads (codes, ids, uris, dates,
 //! references, `fullUrl`s, extension urls), a byte order mark, empty objects and arrays,
-//! `null`s, a resource whose first member is not `resourceType`, resources anywhere but the
-//! root, `contained` (one level) and a root Bundle's `entry.resource`, Bundles that are not
-//! the root, Bundle entries without a `resource`, `ExampleScenario.instance.resourceType`,
-//! nesting past 62 levels, more than [`MAX_MEMBERS`] members; and any issue.
+//! `null`s, resources anywhere but the root, `contained` (one level) and a root Bundle's
+//! `entry.resource`, Bundles that are not the root, Bundle entries without a `resource`,
+//! `ExampleScenario.instance.resourceType`, nesting past 62 levels, more than
+//! [`MAX_MEMBERS`] members; and any issue. (A `resourceType` that is not a resource's first
+//! member costs a skip of the members before it, which are then read as usual.)
 
 #[rustfmt::skip]
 mod tables;
