@@ -74,9 +74,6 @@ STMT_FIELD = re.compile(
 STMT_REQ = re.compile(r'^required\(d, "([^"]+)", &r\.(\w+)\);$')
 STMT_REQ_LIST = re.compile(r'^required_list\(d, "([^"]+)", &r\.(\w+), (\d+)\);$')
 STMT_RT = re.compile(r'^resource_type\(&mut o, d, "(\w+)"\);$')
-ARM = re.compile(
-    r'^"(\w+)" => o\.(prim|one)\(d, key(?:, Kind::(\w+))?\)\.map\(Self::(\w+)\),$'
-)
 
 
 def statements(body: list[str]) -> list[str]:
@@ -388,7 +385,7 @@ def build(src: Path) -> str:
         out.append(f"    slots: {nslots},")
         out.append(f"    required: {mask:#x},")
         index = hash_index([e[0] for e in elems])
-        out.append(f"    index: &{index},".replace("[", "[", 1))
+        out.append(f"    index: &{index},")
         out.append("    elems: &[")
         for key, slot, list_, shape in elems:
             out.append(
