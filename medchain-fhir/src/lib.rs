@@ -210,8 +210,8 @@ pub struct InvalidResource {
 /// Never fails and never panics on any input: everything wrong becomes an [`Issue`].
 ///
 /// A single pass over the bytes runs first and answers only when it proves there is nothing
-/// to report; otherwise the exact path ([`validate_exact`]) runs. The report is the same
-/// either way (`docs/fhir.md`).
+/// to report; otherwise the exact path (fhirkit's typed model, then [`rules`]) runs. The
+/// report is the same either way (`docs/fhir.md`).
 pub fn validate(bytes: &[u8], options: &Options) -> Report {
     if let fast::Verdict::Clean(resource_type) = fast::check(bytes, options.profile) {
         return Report {
