@@ -3,8 +3,9 @@
 # doctests, the fuzz-corpus replay, the consensus simulator over 1,000 seeds, the store
 # conformance suite on SQLite and on a real PostgreSQL 15, crash and plaintext tests), the
 # consensus simulator over a rotating window of 200 more seeds (a new window each day), the
-# clinic example end to end, the synthetic US Core FHIR corpus (a pinned PyPI generator in its
-# own venv; every Bundle and resource validated, sealed and opened), the Python package (its
+# clinic example end to end, the FHIR fast path's generated tables checked against fhirkit's
+# source, the synthetic US Core FHIR corpus (a pinned PyPI generator in its own venv; every
+# Bundle and resource validated by both paths, sealed and opened), the Python package (its
 # own venv: wheel, mypy stubtest, pytest),
 # the mobile bindings (Kotlin tests on the JVM through Maven, a pytest smoke test of the
 # generated Python bindings, the committed Swift bindings checked up to date), the dependency
@@ -91,6 +92,9 @@ MEDCHAIN_PASSPHRASE=clinic-demo MEDCHAIN_RELEASER_PASSPHRASE=clinic-demo "$bin/m
     research "$tmp/clinic-ledger.sqlite" --releaser "$tmp/clinic-ledger.sqlite.st-marys.id" \
     --request "$tmp/clinic-ledger.sqlite.request" --out "$tmp/rows.ndjson" --log "$tmp/release.log"
 test "$(wc -l < "$tmp/rows.ndjson")" -eq 24
+
+step "FHIR validation: the fast path's tables match fhirkit's source (medchain-fhir/gen/fast_tables.py --check)"
+python3 medchain-fhir/gen/fast_tables.py --check
 
 step "FHIR validation: synthetic US Core corpus (carebundle, pinned) validated, sealed and opened"
 scripts/fhir-corpus.sh
