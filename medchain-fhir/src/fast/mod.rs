@@ -560,9 +560,13 @@ impl<'a> Parser<'a> {
         let seen = self.members(td, level, after_first)?;
         self.role = outer;
         if role != Role::Contained {
-            // `#id` references resolve to this resource's contained ids.
+            // `#id` references resolve to this resource's contained ids (sorted, searched: a
+            // resource may have thousands of each, and a linear search per reference would be
+            // quadratic).
+            let ids = &mut self.ids[scope.1..];
+            ids.sort_unstable();
             let (refs, ids) = (&self.refs[scope.0..], &self.ids[scope.1..]);
-            ensure(refs.iter().all(|r| ids.contains(r)))?;
+            ensure(refs.iter().all(|r| ids.binary_search(r).is_ok()))?;
             self.refs.truncate(scope.0);
             self.ids.truncate(scope.1);
             if self.us_core {

@@ -260,3 +260,226 @@ fn plain_byte_skipping_never_skips_a_byte_that_needs_attention() {
         }
     }
 }
+
+// --- The tables against fhirkit itself: every element of every type, with probe values ---
+
+/// A value fhirkit accepts for `kind` (what fills required elements).
+fn canonical(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Boolean => "true",
+        Kind::Integer | Kind::PositiveInt => "1",
+        Kind::UnsignedInt => "0",
+        Kind::Decimal => "1.5",
+        Kind::String | Kind::Code | Kind::Id | Kind::Markdown => "\"x\"",
+        Kind::Uri | Kind::Url | Kind::Canonical => "\"http://x/y\"",
+        Kind::Oid => "\"urn:oid:1.2.3\"",
+        Kind::Uuid => "\"urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b7\"",
+        Kind::Base64Binary => "\"aGVsbG8=\"",
+        Kind::Date | Kind::DateTime => "\"2020-01-02\"",
+        Kind::Instant => "\"2020-01-02T10:00:00Z\"",
+        Kind::Time => "\"10:00:00\"",
+        Kind::Xhtml => "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"",
+    }
+}
+
+/// Values tried in every primitive (and plain string) position: each is valid for some kinds
+/// and not for others, so a table whose kind is looser than fhirkit's is caught.
+fn probes() -> Vec<String> {
+    let mut p: Vec<String> = [
+        "true",
+        "false",
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "1.5",
+        "1e2",
+        "2147483647",
+        "2147483648",
+        "-2147483648",
+        "\"x\"",
+        "\"a  b\"",
+        "\" a\"",
+        "\"a \"",
+        "\"a b\"",
+        "\"a\\tb\"",
+        "\"a\\nb\"",
+        "\"\\u00e9\"",
+        "\"é\"",
+        "\"\u{a0}\"",
+        "\"a\u{2003}b\"",
+        "\"a\u{85}b\"",
+        "\"2020\"",
+        "\"2020-01\"",
+        "\"2020-01-02\"",
+        "\"2020-01-02T10:00:00Z\"",
+        "\"2020-01-02T10:00:00.5+01:00\"",
+        "\"2020-01-02T10:00:00\"",
+        "\"10:00:00\"",
+        "\"10:00\"",
+        "\"aGVsbG8=\"",
+        "\"aGVs bG8=\"",
+        "\"urn:oid:1.2.3\"",
+        "\"urn:oid:1.02\"",
+        "\"urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b7\"",
+        "\"http://x/y\"",
+        "\"abc-1.2\"",
+        "\"a_b\"",
+        "\"#\"",
+        "\"#x\"",
+        "\"Patient/1\"",
+        "\"1\"",
+        "\"true\"",
+        "\"<div>x</div>\"",
+        "\"\\u0000\"",
+        "\"\\/\"",
+        "\"\"",
+        "null",
+        "{}",
+        "[]",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    p.push(format!("\"{}\"", "x".repeat(64)));
+    p.push(format!("\"{}\"", "x".repeat(65)));
+    p
+}
+
+/// A value of `e` of `td` as JSON text: codes of a required binding, a minimal object, ...
+fn fill(td: &TypeDef, e: &Elem) -> String {
+    if let Some(&(_, _, i)) = sites(td.name).iter().find(|s| s.1 == e.key) {
+        let b = &BINDINGS[i];
+        return match b.system {
+            None => format!("\"{}\"", b.codes[0]),
+            Some(sys) => format!(
+                r#"{{"coding":[{{"system":"{sys}","code":"{}"}}]}}"#,
+                b.codes[0]
+            ),
+        };
+    }
+    match e.shape {
+        Shape::Str => "\"x\"".into(),
+        Shape::Prim(k) => canonical(k).into(),
+        Shape::Complex(t) => object(t, None, None),
+        Shape::Resource => r#"{"resourceType":"Basic","id":"c","code":{"text":"x"}}"#.into(),
+    }
+}
+
+fn wrap(e: &Elem, v: String) -> String {
+    if e.list {
+        format!("[{v}]")
+    } else {
+        v
+    }
+}
+
+/// An object of `td`: its required elements filled, `with` (a key and its JSON text) added,
+/// `without` (a required slot) left out.
+fn object(td: &TypeDef, with: Option<(&Elem, &str)>, without: Option<u8>) -> String {
+    let mut members: Vec<String> = Vec::new();
+    if td.resource {
+        members.push(format!("\"resourceType\":\"{}\"", td.name));
+    }
+    let mut filled = 0u128;
+    if let Some((e, v)) = with {
+        members.push(format!("\"{}\":{v}", e.key));
+        filled |= 1u128 << e.slot;
+    }
+    for e in td.elems {
+        let bit = 1u128 << e.slot;
+        if td.required & bit != 0 && filled & bit == 0 && without != Some(e.slot) {
+            filled |= bit;
+            members.push(format!("\"{}\":{}", e.key, wrap(e, fill(td, e))));
+        }
+    }
+    if td.name == "BundleEntry" && with.is_none_or(|(e, _)| e.key != "resource") {
+        members.push(r#""resource":{"resourceType":"Basic","code":{"text":"x"}}"#.into());
+    }
+    if members.len() == usize::from(td.resource) {
+        if let Some(e) = td.elems.iter().find(|e| e.key == "id") {
+            members.push(format!("\"{}\":\"x\"", e.key));
+        }
+    }
+    format!("{{{}}}", members.join(","))
+}
+
+/// Every type reachable from a resource, with the first path (resource, then elements) to it.
+fn paths() -> Vec<(&'static TypeDef, Vec<(&'static TypeDef, &'static Elem)>)> {
+    let mut out: Vec<(&'static TypeDef, Vec<(&'static TypeDef, &'static Elem)>)> = Vec::new();
+    let mut queue = std::collections::VecDeque::new();
+    for name in medchain_core::fhir::R4_RESOURCE_TYPES {
+        let td = resource_def(name).unwrap();
+        out.push((td, Vec::new()));
+        queue.push_back((td, Vec::new()));
+    }
+    while let Some((td, path)) = queue.pop_front() {
+        for e in td.elems {
+            if let Shape::Complex(t) = e.shape {
+                if out.iter().any(|(x, _)| std::ptr::eq(*x, t)) {
+                    continue;
+                }
+                let mut p: Vec<(&'static TypeDef, &'static Elem)> = path.clone();
+                p.push((td, e));
+                out.push((t, p.clone()));
+                queue.push_back((t, p));
+            }
+        }
+    }
+    out
+}
+
+/// The document whose object at `path` is `inner` (JSON text of the last type on the path).
+fn document(path: &[(&TypeDef, &Elem)], inner: String) -> String {
+    let mut v = inner;
+    for (td, e) in path.iter().rev() {
+        v = object(td, Some((e, &wrap(e, v))), None);
+    }
+    v
+}
+
+fn sound(doc: &str, clean: &mut usize) {
+    for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
+        if check(doc.as_bytes(), profile) != Verdict::Unsure {
+            *clean += 1;
+            let r = crate::validate_exact(doc.as_bytes(), &crate::Options::new(profile));
+            assert!(r.issues().is_empty(), "{profile:?} {doc}\n{r}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "slow: every element of every type with every probe (run with --release --ignored)"]
+fn every_element_of_every_type_agrees_with_fhirkit() {
+    let probes = probes();
+    let mut clean = 0usize;
+    let mut docs = 0usize;
+    for (td, path) in paths() {
+        // The type alone, then without each required element.
+        docs += 1;
+        sound(&document(&path, object(td, None, None)), &mut clean);
+        for e in td.elems {
+            if td.required & (1u128 << e.slot) != 0 {
+                docs += 1;
+                sound(&document(&path, object(td, None, Some(e.slot))), &mut clean);
+            }
+        }
+        for e in td.elems {
+            let values: Vec<String> = match e.shape {
+                Shape::Prim(_) | Shape::Str => probes.clone(),
+                _ => vec![fill(td, e)],
+            };
+            for v in values {
+                for w in [wrap(e, v.clone()), v.clone(), format!("[{v},{v}]")] {
+                    docs += 1;
+                    sound(
+                        &document(&path, object(td, Some((e, &w)), None)),
+                        &mut clean,
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("{docs} documents, {clean} clean");
+    assert!(clean > 10_000, "{clean} of {docs}");
+}
