@@ -483,3 +483,76 @@ fn every_element_of_every_type_agrees_with_fhirkit() {
     eprintln!("{docs} documents, {clean} clean");
     assert!(clean > 10_000, "{clean} of {docs}");
 }
+
+/// A random object of `td` (required elements filled, a few random elements with random probe
+/// values, nested types down to `depth`), for the combined hunt below.
+fn random_object(td: &TypeDef, rng: &mut u64, probes: &[String], depth: usize) -> String {
+    let mut next = |n: usize| {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        (*rng % n as u64) as usize
+    };
+    let mut members: Vec<String> = Vec::new();
+    let mut filled = 0u128;
+    if td.resource {
+        members.push(format!("\"resourceType\":\"{}\"", td.name));
+    }
+    let picks = 1 + next(4);
+    let mut chosen: Vec<(&Elem, String)> = Vec::new();
+    for _ in 0..picks {
+        let e = &td.elems[next(td.elems.len())];
+        if filled & (1u128 << e.slot) != 0 {
+            continue;
+        }
+        filled |= 1u128 << e.slot;
+        let v = match e.shape {
+            Shape::Prim(_) | Shape::Str if next(3) == 0 => fill(td, e),
+            Shape::Prim(_) | Shape::Str => probes[next(probes.len())].clone(),
+            Shape::Complex(t) if depth > 0 => format!("@{}", t.name),
+            Shape::Complex(t) => object(t, None, None),
+            Shape::Resource => {
+                let id = ["c", "d", "a b", ""][next(4)];
+                format!(r#"{{"resourceType":"Basic","id":"{id}","code":{{"text":"x"}}}}"#)
+            }
+        };
+        chosen.push((e, v));
+    }
+    for (e, v) in chosen {
+        let v = match (v.strip_prefix('@'), &e.shape) {
+            (Some(_), Shape::Complex(t)) => random_object(t, rng, probes, depth - 1),
+            _ => v,
+        };
+        members.push(format!("\"{}\":{}", e.key, wrap(e, v)));
+    }
+    for e in td.elems {
+        let bit = 1u128 << e.slot;
+        if td.required & bit != 0 && filled & bit == 0 {
+            filled |= bit;
+            members.push(format!("\"{}\":{}", e.key, wrap(e, fill(td, e))));
+        }
+    }
+    format!("{{{}}}", members.join(","))
+}
+
+#[test]
+#[ignore = "slow: random documents of every resource type (run with --release --ignored)"]
+fn random_documents_of_every_type_agree_with_fhirkit() {
+    let mut probes = probes();
+    probes.extend(["\"#c\"", "\"#d\"", "\"final\"", "\"active\""].map(String::from));
+    let rounds: usize = std::env::var("MEDCHAIN_FHIR_RANDOM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut clean, mut docs) = (0usize, 0usize);
+    for _ in 0..rounds {
+        for name in medchain_core::fhir::R4_RESOURCE_TYPES {
+            let td = resource_def(name).unwrap();
+            let doc = random_object(td, &mut rng, &probes, 4);
+            docs += 1;
+            sound(&doc, &mut clean);
+        }
+    }
+    eprintln!("{docs} documents, {clean} clean");
+}
