@@ -118,7 +118,9 @@ fn json_numbers() {
         ));
         cases.push((
             "decimal",
-            obs(&format!(r#","valueQuantity":{{"value":{n}}}"#)),
+            basic(&format!(
+                r#","extension":[{{"url":"http://x/e","valueQuantity":{{"value":{n}}}}}]"#
+            )),
         ));
     }
     assert!(run(&cases) > 20);
@@ -1026,4 +1028,26 @@ fn worst_cases_take_linear_time() {
             "{what}: {ts:?} -> {tb:?}"
         );
     }
+}
+
+/// Around the member limit (256): unknown keys, duplicates, and many `_element` twins.
+#[test]
+fn wide_objects() {
+    let mut cases = Vec::new();
+    for n in [255, 256, 257, 300] {
+        let keys: String = (0..n).map(|i| format!(r#","k{i}":1"#)).collect();
+        cases.push(("unknown keys", basic(&keys)));
+        let dups: String = (0..n).map(|_| r#","created":"2020""#).collect();
+        cases.push(("duplicates", basic(&dups)));
+        let twins: String = (0..n)
+            .map(|i| format!(r#","_k{i}":{{"id":"a"}}"#))
+            .collect();
+        cases.push(("twins", basic(&twins)));
+        let list: String = (0..n)
+            .map(|i| format!(r#"{{"system":"http://x","value":"{i}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",");
+        cases.push(("long list", basic(&format!(r#","identifier":[{list}]"#))));
+    }
+    assert_eq!(run(&cases), 4, "only the long lists are clean");
 }
