@@ -46,11 +46,19 @@ fn basic(extra: &str) -> String {
     format!(r#"{{"resourceType":"Basic","code":{{"text":"x"}}{extra}}}"#)
 }
 
+/// Checks every case, and each again pretty-printed (whitespace between all tokens; keys
+/// possibly reordered, duplicates merged: another attack); returns how many were clean.
 fn run(cases: &[(&str, String)]) -> usize {
     let mut clean = 0;
     for (what, doc) in cases {
         if sound(doc.as_bytes(), what)[0] {
             clean += 1;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) {
+            let pretty = serde_json::to_string_pretty(&v)
+                .unwrap()
+                .replace("  ", "\t \r\n");
+            sound(pretty.as_bytes(), what);
         }
     }
     clean
@@ -62,6 +70,19 @@ fn the_baselines_are_clean() {
     let want = cfg!(feature = "clinical");
     assert_eq!(sound(obs("").as_bytes(), "obs"), [want, want]);
     assert_eq!(sound(basic("").as_bytes(), "basic"), [true, true]);
+    // Whitespace between every token, in a binding's CodeableConcept too (re-read by `Scan`).
+    let condition = r#"{"resourceType":"Condition","subject":{"reference":"Patient/1"},"code":{"text":"x"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}}"#;
+    let v: serde_json::Value = serde_json::from_str(condition).unwrap();
+    let pretty = serde_json::to_string_pretty(&v)
+        .unwrap()
+        .replace("  ", "\t \r\n");
+    let want = cfg!(feature = "clinical");
+    assert_eq!(sound(condition.as_bytes(), "condition")[0], want);
+    assert_eq!(
+        sound(pretty.as_bytes(), "pretty condition")[0],
+        want,
+        "{pretty}"
+    );
 }
 
 #[test]
