@@ -1072,3 +1072,95 @@ fn wide_objects() {
     }
     assert_eq!(run(&cases), 4, "only the long lists are clean");
 }
+
+/// Random root Bundles built from a small pool of parts, so that `fullUrl`s collide, `urn:`
+/// and `#` references resolve or not, requests and resources come and go, and entry
+/// resources carry contained resources with their own references.
+#[test]
+fn random_bundles() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let urls = [
+        "urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b7",
+        "urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b8",
+        "urn:oid:1.2.3",
+        "http://x/Basic/1",
+        "urn:uuid:53fefa32",
+        "Basic/1",
+    ];
+    let refs = [
+        urls[0],
+        urls[1],
+        urls[2],
+        urls[3],
+        "urn:oid:1.2.4",
+        "#c",
+        "#d",
+        "#",
+        "Patient/1",
+    ];
+    let kinds = [
+        "collection",
+        "transaction",
+        "batch",
+        "searchset",
+        "document",
+        "nope",
+    ];
+    let methods = ["POST", "PUT", "GET", "DELETE", "post"];
+    let (mut clean, mut total) = (0, 0);
+    let rounds: usize = std::env::var("MEDCHAIN_FHIR_RANDOM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6000);
+    for _ in 0..rounds {
+        let n = 1 + next(4);
+        let entries: Vec<String> = (0..n)
+            .map(|_| {
+                let mut parts = Vec::new();
+                if next(5) > 0 {
+                    parts.push(format!(r#""fullUrl":"{}""#, urls[next(urls.len())]));
+                }
+                if next(5) > 0 {
+                    let contained = match next(3) {
+                        0 => String::new(),
+                        1 => r##","contained":[{"resourceType":"Basic","id":"c","code":{"text":"y"}}]"##.to_string(),
+                        _ => format!(
+                            r#","contained":[{{"resourceType":"Basic","id":"c","code":{{"text":"y"}},"subject":{{"reference":"{}"}}}}]"#,
+                            refs[next(refs.len())]
+                        ),
+                    };
+                    let resource = format!(
+                        r#"{{"resourceType":"Basic","code":{{"text":"x"}},"subject":{{"reference":"{}"}}{contained}}}"#,
+                        refs[next(refs.len())]
+                    );
+                    parts.push(format!(r#""resource":{resource}"#));
+                }
+                if next(2) > 0 {
+                    parts.push(format!(
+                        r#""request":{{"method":"{}","url":"Basic"}}"#,
+                        methods[next(methods.len())]
+                    ));
+                }
+                if parts.is_empty() || next(7) == 0 {
+                    parts.push(r#""search":{"mode":"match"}"#.into());
+                }
+                if next(4) == 0 {
+                    parts.reverse();
+                }
+                format!("{{{}}}", parts.join(","))
+            })
+            .collect();
+        let doc = bundle(kinds[next(kinds.len())], &entries);
+        total += 1;
+        if sound(doc.as_bytes(), "random bundle")[0] {
+            clean += 1;
+        }
+    }
+    assert!(clean > 100 && clean < total, "{clean} of {total}");
+}
