@@ -96,6 +96,12 @@ test "$(wc -l < "$tmp/rows.ndjson")" -eq 24
 step "FHIR validation: the fast path's tables match fhirkit's source (medchain-fhir/gen/fast_tables.py --check)"
 python3 medchain-fhir/gen/fast_tables.py --check
 
+step "FHIR validation in the wallet's build (fhirkit's foundation and base groups): clinical resources refused"
+# What medchain-ffi links (docs/mobile.md, "Size"): a build without a resource group must fail
+# closed. Its own small build of medchain-fhir (about 45 s of CPU on a warm target).
+cargo test --locked -q -p medchain-fhir --no-default-features --features foundation,base \
+    --lib --test fast_attacks --test fast_path --test written
+
 step "FHIR validation: synthetic US Core corpus (carebundle, pinned) validated, sealed and opened"
 scripts/fhir-corpus.sh
 

@@ -383,12 +383,59 @@ pub fn seal_validated_as<R: Rng + CryptoRng>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "clinical")]
     use rand_chacha::rand_core::SeedableRng;
+    #[cfg(feature = "clinical")]
     use rand_chacha::ChaCha20Rng;
 
+    /// The wallet's build (`foundation` and `base` only, docs/mobile.md) fails closed: a
+    /// clinical resource is an unknown type there, at the root, contained in a Consent or in a
+    /// Bundle, by both paths, while a Consent still validates. Run by the test command with
+    /// `--no-default-features --features foundation,base`.
+    #[test]
+    #[cfg(not(feature = "clinical"))]
+    fn a_build_without_the_clinical_group_refuses_clinical_resources() {
+        const CONSENT: &str = r#""resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}]"#;
+        const OBS: &str =
+            r#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c 9.1 %"}}"#;
+        let consent = format!("{{{CONSENT}}}");
+        let opts = Options::default();
+        assert!(validate(consent.as_bytes(), &opts).issues().is_empty());
+        assert!(fast_path_is_clean(consent.as_bytes(), &opts));
+        let smuggled = [
+            (OBS.to_string(), "Observation"),
+            (
+                format!(r#"{{{CONSENT},"contained":[{OBS}]}}"#),
+                "Consent.contained[0]",
+            ),
+            (
+                format!(
+                    r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"fullUrl":"urn:uuid:7c2a3f1e-0b1d-4e7a-9c55-3a8f2d6b9e01","resource":{OBS}}}]}}"#
+                ),
+                "Bundle.entry[0].resource",
+            ),
+        ];
+        for (doc, at) in smuggled {
+            for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
+                let opts = Options::new(profile);
+                assert!(!fast_path_is_clean(doc.as_bytes(), &opts), "{doc}");
+                let report = validate(doc.as_bytes(), &opts);
+                assert!(
+                    report
+                        .errors()
+                        .any(|i| i.code == IssueCode::UnknownResourceType && i.path == at),
+                    "{profile:?} {doc}: {report}"
+                );
+                assert_eq!(report, validate_exact(doc.as_bytes(), &opts));
+            }
+        }
+    }
+
+    #[cfg(feature = "clinical")]
     const OBS: &[u8] = br#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2026-01-02T08:00:00Z","valueQuantity":{"value":6.10,"unit":"%"}}"#;
 
     #[test]
+    #[cfg(feature = "clinical")]
     fn a_valid_observation_passes_both_profiles() {
         for profile in [FhirProfile::BaseR4, FhirProfile::UsCore] {
             let r = validate(OBS, &Options::new(profile));
@@ -398,6 +445,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "clinical")]
     fn lenient_mode_warns_but_keeps_the_hard_limits() {
         let bad = br#"{"resourceType":"Observation","code":{"text":"x"},"foo":1}"#;
         let strict = validate(bad, &Options::default());
@@ -412,6 +460,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "clinical")]
     fn invalid_resources_are_not_sealed() {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let patient = Identity::generate(&mut rng);
@@ -446,6 +495,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "clinical")]
     fn operation_outcome_is_itself_valid_fhir() {
         let bad = br#"{"resourceType":"Patient","gender":"F","birthDate":"1970-02-30x","foo":[]}"#;
         let report = validate(bad, &Options::new(FhirProfile::UsCore));

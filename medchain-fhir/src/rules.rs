@@ -587,7 +587,7 @@ pub(crate) fn check(root: &Json, resource_type: &str, profile: FhirProfile, out:
         // and profiles apply to the resources a writer shares, not to what they contain.
         let contained = path.contains(".contained[");
         if !contained {
-            check_contained_references(members, &path, out);
+            check_contained_references(rt, members, &path, out);
         }
         if profile == FhirProfile::UsCore && !contained {
             check_us_core(rt, members, &path, out);
@@ -725,7 +725,12 @@ fn unresolved_references(
 
 /// `#id` references must name a contained resource of the resource (`#` alone is the
 /// container itself). Contained resources' own references are checked against the same list.
-fn check_contained_references(members: &[(String, Json)], path: &str, out: &mut Vec<Issue>) {
+fn check_contained_references(
+    rt: &str,
+    members: &[(String, Json)],
+    path: &str,
+    out: &mut Vec<Issue>,
+) {
     let contained: HashSet<&str> = match get(members, "contained") {
         Some(Json::Array(items)) => items
             .iter()
@@ -738,8 +743,10 @@ fn check_contained_references(members: &[(String, Json)], path: &str, out: &mut 
             .is_some_and(|id| !id.is_empty() && !contained.contains(id))
     };
     for (k, child) in members {
-        // Nested Bundle entries and other resource positions are resources of their own.
-        if matches!(child, Json::Object(_) | Json::Array(_)) && k != "entry" {
+        // A Bundle's entries are resources of their own, checked on their own (`List.entry`,
+        // the only other top-level `entry`, is not: its references are this resource's).
+        let own_resources = rt == "Bundle" && k == "entry";
+        if matches!(child, Json::Object(_) | Json::Array(_)) && !own_resources {
             unresolved_references(child, &|| format!("{path}.{k}"), &unresolved, out);
         }
     }

@@ -136,6 +136,7 @@ fn cases() -> Vec<Case> {
         r4("contained without resourceType", obs(r#","contained":[{"id":"p"}]"#), C::MissingResourceType, "Observation.contained[0]"),
         r4("contained of an unknown type", obs(r#","contained":[{"resourceType":"Foo"}]"#), C::UnknownResourceType, "Observation.contained[0]"),
         r4("reference to a missing contained resource", obs(r##","contained":[{"resourceType":"Patient","id":"p1"}],"subject":{"reference":"#p2"}"##), C::UnresolvedReference, "Observation.subject.reference"),
+        r4("list entry naming a missing contained resource", r##"{"resourceType":"List","status":"current","mode":"working","contained":[{"resourceType":"Patient","id":"p1"}],"entry":[{"item":{"reference":"#p1"}},{"item":{"reference":"#q"}}]}"##.into(), C::UnresolvedReference, "List.entry[1].item.reference"),
         // Required bindings.
         r4("observation status not in value set", r#"{"resourceType":"Observation","status":"done","code":{"text":"x"}}"#.into(), C::CodeNotInValueSet, "Observation.status"),
         r4("gender not in value set", pat(r#","gender":"F""#), C::CodeNotInValueSet, "Patient.gender"),
