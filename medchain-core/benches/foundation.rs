@@ -102,31 +102,11 @@ fn mb_s(bytes: usize, ns: f64) -> f64 {
     bytes as f64 / ns * 1000.0
 }
 
-/// A FHIR R4 Bundle of Observations, padded to exactly `size` bytes.
+/// A FHIR R4 Bundle of Observations, padded to exactly `size` bytes
+/// (`medchain_fhir::sample_bundle`, which the fast path's tests share).
 fn fhir_payload(size: usize) -> Vec<u8> {
-    let entry = |i: usize| {
-        format!(
-            r#"{{"resource":{{"resourceType":"Observation","id":"obs-{i}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2345-7","display":"Glucose"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-{:02}T08:30:00Z","valueQuantity":{{"value":{}.{},"unit":"mmol/L"}}}}}}"#,
-            1 + i % 28,
-            4 + i % 5,
-            i % 10
-        )
-    };
-    let head = r#"{"resourceType":"Bundle","type":"collection","entry":["#;
-    let mut entries: Vec<String> = Vec::new();
-    // Leave room for the closing and a padding field.
-    while head.len() + entries.iter().map(|e| e.len() + 1).sum::<usize>() + 600 < size {
-        entries.push(entry(entries.len()));
-    }
-    let mut out = format!("{head}{}]", entries.join(","));
-    // A valid FHIR uri, so the payload is a valid R4 Bundle and validation does full work.
-    let pad_field = r#","implicitRules":"urn:x-pad:"#;
-    let remaining = size - out.len() - pad_field.len() - 2;
-    out.push_str(pad_field);
-    out.push_str(&"x".repeat(remaining));
-    out.push_str("\"}");
-    assert_eq!(out.len(), size);
-    let bytes = out.into_bytes();
+    let bytes = medchain_fhir::sample_bundle(size).expect("a payload of at least 700 bytes");
+    assert_eq!(bytes.len(), size);
     fhir::check_resource(&bytes).expect("valid FHIR");
     let report = medchain_fhir::validate(&bytes, &medchain_fhir::Options::default());
     assert!(report.issues().is_empty(), "{report}");

@@ -223,6 +223,39 @@ pub fn validate(bytes: &[u8], options: &Options) -> Report {
     validate_exact(bytes, options)
 }
 
+/// The foundation bench's FHIR payload (`medchain-core/benches/foundation.rs`), shared with
+/// this crate's tests: a valid R4 collection Bundle of Observations, padded with an
+/// `implicitRules` uri to exactly `size` bytes. `None` when `size` is too small for one entry
+/// and the padding (below about 700 bytes).
+#[doc(hidden)]
+pub fn sample_bundle(size: usize) -> Option<Vec<u8>> {
+    let entry = |i: usize| {
+        format!(
+            r#"{{"resource":{{"resourceType":"Observation","id":"obs-{i}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2345-7","display":"Glucose"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-{:02}T08:30:00Z","valueQuantity":{{"value":{}.{},"unit":"mmol/L"}}}}}}"#,
+            1 + i % 28,
+            4 + i % 5,
+            i % 10
+        )
+    };
+    let head = r#"{"resourceType":"Bundle","type":"collection","entry":["#;
+    let mut entries: Vec<String> = Vec::new();
+    // Leave room for the closing and the padding field.
+    while head.len() + entries.iter().map(|e| e.len() + 1).sum::<usize>() + 600 < size {
+        entries.push(entry(entries.len()));
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    let mut out = format!("{head}{}]", entries.join(","));
+    // A valid FHIR uri, so the payload is a valid R4 Bundle and validation does full work.
+    let pad_field = r#","implicitRules":"urn:x-pad:"#;
+    let remaining = size.checked_sub(out.len() + pad_field.len() + 2)?;
+    out.push_str(pad_field);
+    out.push_str(&"x".repeat(remaining));
+    out.push_str("\"}");
+    Some(out.into_bytes())
+}
+
 /// Whether the fast path alone proves `bytes` clean under `options` (no issue at all): for
 /// tests and benches comparing the two paths.
 #[doc(hidden)]
@@ -387,6 +420,20 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
     #[cfg(feature = "clinical")]
     use rand_chacha::ChaCha20Rng;
+
+    #[test]
+    #[cfg(feature = "clinical")]
+    fn the_sample_bundle_has_the_size_asked_and_is_valid() {
+        assert_eq!(sample_bundle(0), None);
+        assert_eq!(sample_bundle(600), None);
+        for size in [700, 1024, 4096, 65_536] {
+            let b = sample_bundle(size).unwrap();
+            assert_eq!(b.len(), size);
+            assert!(validate_exact(&b, &Options::new(FhirProfile::UsCore))
+                .issues()
+                .is_empty());
+        }
+    }
 
     /// The wallet's build (`foundation` and `base` only, docs/mobile.md) fails closed: a
     /// clinical resource is an unknown type there, at the root, contained in a Consent or in a

@@ -7,32 +7,10 @@ use std::time::{Duration, Instant};
 
 use medchain_core::fhir::MAX_RESOURCE_BYTES;
 use medchain_core::genesis::FhirProfile;
-use medchain_fhir::{fast_path_is_clean, validate, validate_exact, Options};
+use medchain_fhir::{fast_path_is_clean, Options};
 
-const PROFILES: [FhirProfile; 2] = [FhirProfile::BaseR4, FhirProfile::UsCore];
-
-/// The property; returns whether the fast path answered, per profile.
-fn sound(bytes: &[u8], what: &str) -> [bool; 2] {
-    let mut fast = [false; 2];
-    for (i, profile) in PROFILES.into_iter().enumerate() {
-        let options = Options::new(profile);
-        let exact = validate_exact(bytes, &options);
-        fast[i] = fast_path_is_clean(bytes, &options);
-        assert!(
-            !fast[i] || exact.issues().is_empty(),
-            "{what}: fast path said clean under {profile:?}, exact: {exact}\n{}",
-            String::from_utf8_lossy(bytes)
-        );
-        assert_eq!(validate(bytes, &options), exact, "{what}");
-        let lenient = options.lenient_for_migration();
-        assert_eq!(
-            validate(bytes, &lenient),
-            validate_exact(bytes, &lenient),
-            "{what}"
-        );
-    }
-    fast
-}
+mod common;
+use common::sound;
 
 /// An Observation clean under both profiles, with `extra` members appended (`,"k":v...`).
 fn obs(extra: &str) -> String {

@@ -10,34 +10,15 @@
 
 use fhirkit::Json;
 use medchain_core::genesis::FhirProfile;
-use medchain_fhir::{fast_path_is_clean, validate, validate_exact, Options};
-use proptest::prelude::*;
+use medchain_fhir::{fast_path_is_clean, validate_exact, Options};
 
-const PROFILES: [FhirProfile; 2] = [FhirProfile::BaseR4, FhirProfile::UsCore];
+mod common;
+use common::{sound, PROFILES};
+use proptest::prelude::*;
 
 /// The foundation bench's payload (`medchain-core/benches/foundation.rs`), byte for byte.
 fn bench_payload(size: usize) -> Vec<u8> {
-    let entry = |i: usize| {
-        format!(
-            r#"{{"resource":{{"resourceType":"Observation","id":"obs-{i}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2345-7","display":"Glucose"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-{:02}T08:30:00Z","valueQuantity":{{"value":{}.{},"unit":"mmol/L"}}}}}}"#,
-            1 + i % 28,
-            4 + i % 5,
-            i % 10
-        )
-    };
-    let head = r#"{"resourceType":"Bundle","type":"collection","entry":["#;
-    let mut entries: Vec<String> = Vec::new();
-    while head.len() + entries.iter().map(|e| e.len() + 1).sum::<usize>() + 600 < size {
-        entries.push(entry(entries.len()));
-    }
-    let mut out = format!("{head}{}]", entries.join(","));
-    let pad_field = r#","implicitRules":"urn:x-pad:"#;
-    let remaining = size - out.len() - pad_field.len() - 2;
-    out.push_str(pad_field);
-    out.push_str(&"x".repeat(remaining));
-    out.push_str("\"}");
-    assert_eq!(out.len(), size);
-    out.into_bytes()
+    medchain_fhir::sample_bundle(size).expect("large enough")
 }
 
 const UUID_P: &str = "urn:uuid:6d367230-21b3-5816-8d8c-5239028c388f";
@@ -98,23 +79,6 @@ fn hand_written() -> Vec<String> {
         // Whitespace between tokens, as pretty printers write.
         Json::parse(PATIENT).unwrap().to_pretty(),
     ]
-}
-
-/// Checks the one property that matters, and returns whether the fast path answered.
-fn sound(bytes: &[u8], what: &str) -> [bool; 2] {
-    let mut fast = [false; 2];
-    for (i, profile) in PROFILES.into_iter().enumerate() {
-        let options = Options::new(profile);
-        let exact = validate_exact(bytes, &options);
-        fast[i] = fast_path_is_clean(bytes, &options);
-        assert!(
-            !fast[i] || exact.issues().is_empty(),
-            "{what}: fast path said clean under {profile:?}, exact: {exact}\n{}",
-            String::from_utf8_lossy(bytes)
-        );
-        assert_eq!(validate(bytes, &options), exact, "{what}");
-    }
-    fast
 }
 
 #[test]

@@ -307,21 +307,7 @@ pub(crate) fn check(bytes: &[u8], profile: FhirProfile) -> Verdict {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Verdict::Unsure;
     };
-    let mut p = Parser {
-        text,
-        b: bytes,
-        pos: 0,
-        us_core: profile == FhirProfile::UsCore,
-        root_bundle: false,
-        role: Role::Root,
-        in_entry: false,
-        refs: Vec::new(),
-        ids: Vec::new(),
-        full_urls: Vec::new(),
-        urn_refs: Vec::new(),
-        bundle_type: b"",
-        entry_without_request: false,
-    };
+    let mut p = Parser::new(text, bytes, profile == FhirProfile::UsCore);
     match p.document() {
         Ok(rt) => Verdict::Clean(rt),
         Err(Unsure) => Verdict::Unsure,
@@ -329,6 +315,26 @@ pub(crate) fn check(bytes: &[u8], profile: FhirProfile) -> Verdict {
 }
 
 impl<'a> Parser<'a> {
+    /// A parser at the start of `b` (`text` is `b` checked as UTF-8; tests of the byte-level
+    /// scanning pass bytes that need not be).
+    fn new(text: &'a str, b: &'a [u8], us_core: bool) -> Self {
+        Parser {
+            text,
+            b,
+            pos: 0,
+            us_core,
+            root_bundle: false,
+            role: Role::Root,
+            in_entry: false,
+            refs: Vec::new(),
+            ids: Vec::new(),
+            full_urls: Vec::new(),
+            urn_refs: Vec::new(),
+            bundle_type: b"",
+            entry_without_request: false,
+        }
+    }
+
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
             self.pos += 1;

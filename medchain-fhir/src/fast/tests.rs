@@ -143,21 +143,7 @@ fn plain_byte_skipping_stops_where_a_byte_needs_attention() {
             for at in 0..len {
                 let mut text = vec![b'a'; len];
                 text[at] = stop;
-                let mut p = Parser {
-                    text: "",
-                    b: &text,
-                    pos: 0,
-                    us_core: false,
-                    root_bundle: false,
-                    role: Role::Root,
-                    in_entry: false,
-                    refs: Vec::new(),
-                    ids: Vec::new(),
-                    full_urls: Vec::new(),
-                    urn_refs: Vec::new(),
-                    bundle_type: b"",
-                    entry_without_request: false,
-                };
+                let mut p = Parser::new("", &text, false);
                 p.skip_plain_bytes();
                 // Never past it; exactly at it when a whole word holds it.
                 assert!(p.pos <= at, "{len} {stop} {at}: {}", p.pos);
@@ -169,21 +155,7 @@ fn plain_byte_skipping_stops_where_a_byte_needs_attention() {
         // Bytes that need nothing, ASCII or not, are skipped in whole words.
         for filler in [b'a', b' ', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b']'] {
             let text = vec![filler; len];
-            let mut p = Parser {
-                text: "",
-                b: &text,
-                pos: 0,
-                us_core: false,
-                root_bundle: false,
-                role: Role::Root,
-                in_entry: false,
-                refs: Vec::new(),
-                ids: Vec::new(),
-                full_urls: Vec::new(),
-                urn_refs: Vec::new(),
-                bundle_type: b"",
-                entry_without_request: false,
-            };
+            let mut p = Parser::new("", &text, false);
             p.skip_plain_bytes();
             assert_eq!(p.pos, len / 8 * 8, "{filler}");
         }
@@ -239,21 +211,7 @@ fn plain_byte_skipping_never_skips_a_byte_that_needs_attention() {
                 for (i, c) in text.iter_mut().enumerate().skip(at + 1) {
                     *c = (i as u8).wrapping_mul(37);
                 }
-                let mut p = Parser {
-                    text: "",
-                    b: &text,
-                    pos: 0,
-                    us_core: false,
-                    root_bundle: false,
-                    role: Role::Root,
-                    in_entry: false,
-                    refs: Vec::new(),
-                    ids: Vec::new(),
-                    full_urls: Vec::new(),
-                    urn_refs: Vec::new(),
-                    bundle_type: b"",
-                    entry_without_request: false,
-                };
+                let mut p = Parser::new("", &text, false);
                 p.skip_plain_bytes();
                 assert_eq!(p.pos, at, "{before} {special} {at}");
             }
