@@ -324,33 +324,48 @@ impl ParallelVerifier {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
-}
 
-/// Fewer transactions than this are verified on the caller's thread.
-const MIN_PARALLEL_TXS: usize = 64;
-
-/// `items` in order, cut into at most `parts` owned runs of equal length (the last shorter).
-fn split_owned<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
-    let per = items.len().div_ceil(parts.max(1)).max(1);
-    let mut chunks = Vec::with_capacity(parts);
-    let mut it = items.into_iter();
-    loop {
-        let c: Vec<T> = it.by_ref().take(per).collect();
-        if c.is_empty() {
-            break;
-        }
-        chunks.push(c);
-    }
-    chunks
-}
-
-impl ParallelVerifier {
     /// Exactly `threads` threads per call (at least one); small calls stay on the caller's.
     pub fn with_threads(threads: usize) -> Self {
         Self {
             threads: threads.max(1),
         }
     }
+}
+
+/// Fewer items than this are handled on the caller's thread.
+const MIN_PARALLEL_TXS: usize = 64;
+
+/// `f` over `items` cut, in order, into at most `threads` owned runs of equal length (the last
+/// shorter), one thread each; the results in the runs' order, `None` for a run whose thread
+/// panicked. Fewer than [`MIN_PARALLEL_TXS`] items, or one thread: one run, on the caller's
+/// thread.
+fn on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(Vec<T>) -> R + Sync,
+) -> Vec<Option<R>> {
+    if threads <= 1 || items.len() < MIN_PARALLEL_TXS {
+        return vec![Some(f(items))];
+    }
+    let per = items.len().div_ceil(threads);
+    let mut runs = Vec::with_capacity(threads);
+    let mut it = items.into_iter();
+    loop {
+        let run: Vec<T> = it.by_ref().take(per).collect();
+        if run.is_empty() {
+            break;
+        }
+        runs.push(run);
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = runs
+            .into_iter()
+            .map(|run| s.spawn(move || f(run)))
+            .collect();
+        workers.into_iter().map(|w| w.join().ok()).collect()
+    })
 }
 
 impl Default for ParallelVerifier {
@@ -361,25 +376,15 @@ impl Default for ParallelVerifier {
 
 impl TxVerifier for ParallelVerifier {
     fn verify_all(&mut self, txs: Vec<Transaction>) -> Vec<Result<VerifiedTx, TxError>> {
-        if self.threads <= 1 || txs.len() < MIN_PARALLEL_TXS {
-            return Transaction::verify_batch(txs);
-        }
-        let chunks = split_owned(txs, self.threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|c| s.spawn(move || Transaction::verify_batch(c)))
-                .collect();
-            let mut out = Vec::new();
-            for h in handles {
-                match h.join() {
-                    Ok(v) => out.extend(v),
-                    // A panicked worker yields too few verdicts: the block is rejected.
-                    Err(_) => return out,
-                }
+        let mut out = Vec::new();
+        for verdicts in on_threads(txs, self.threads, Transaction::verify_batch) {
+            match verdicts {
+                Some(v) => out.extend(v),
+                // A panicked worker yields too few verdicts: the block is rejected.
+                None => break,
             }
-            out
-        })
+        }
+        out
     }
 }
 
@@ -841,28 +846,10 @@ impl<S: PersistentStore> Ledger<S> {
             }
             Ok(out)
         };
-        if threads <= 1 || txs.len() < MIN_PARALLEL_TXS {
-            return open(txs);
-        }
-        let chunks = split_owned(txs, threads);
-        let opened: Vec<Result<Vec<SealedRecord>, LedgerError>> = std::thread::scope(|scope| {
-            let open = &open;
-            let workers: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| scope.spawn(move || open(chunk)))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(StoreError::corrupt("a body could not be opened").into())
-                    })
-                })
-                .collect()
-        });
         let mut sealed = Vec::new();
-        for chunk in opened {
-            sealed.extend(chunk?);
+        for opened in on_threads(txs, threads, open) {
+            sealed
+                .extend(opened.ok_or_else(|| StoreError::corrupt("a body could not be opened"))??);
         }
         Ok(sealed)
     }
