@@ -547,12 +547,8 @@ fn get<'a>(members: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
     members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-/// FHIR `id`: 1 to 64 of `A-Z a-z 0-9 - .`.
-pub(crate) fn is_fhir_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
+/// FHIR `id`: 1 to 64 of `A-Z a-z 0-9 - .` (fhirkit's own check, as its `id` primitives get).
+pub(crate) use fhirkit::primitive::is_id as is_fhir_id;
 
 /// Runs every check of this module on a parsed document whose root is a resource of type
 /// `resource_type`.

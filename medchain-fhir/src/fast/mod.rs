@@ -76,14 +76,6 @@ pub(crate) enum Shape {
     Resource,
 }
 
-/// A type name's length and first and last bytes: a cheap filter before comparing names.
-const fn fingerprint(name: &[u8]) -> u32 {
-    if name.is_empty() {
-        return 0;
-    }
-    ((name.len() as u32) << 16) | ((name[0] as u32) << 8) | name[name.len() - 1] as u32
-}
-
 /// The hash of [`TypeDef::index`] (the generator computes the same): FNV-1a (32 bits) of the
 /// key's length (its low byte) and its first, middle and last bytes. Constant time; collisions
 /// only lengthen a probe.
@@ -124,126 +116,45 @@ impl TypeDef {
     }
 }
 
-/// The required bindings of `rules::BINDINGS` as (type, key, index): the type is the one the
-/// binding's path leads to (checked against the tables by a unit test).
-const SITES: &[(&str, &str, usize)] = &[
-    ("AllergyIntolerance", "clinicalStatus", 0),
-    ("AllergyIntolerance", "verificationStatus", 1),
-    ("AuditEvent", "action", 2),
-    ("AuditEvent", "outcome", 3),
-    ("Bundle", "type", 4),
-    ("BundleEntryRequest", "method", 5),
-    ("Condition", "clinicalStatus", 6),
-    ("Condition", "verificationStatus", 7),
-    ("Consent", "status", 8),
-    ("ConsentProvision", "type", 9),
-    ("DiagnosticReport", "status", 10),
-    ("Encounter", "status", 11),
-    ("Immunization", "status", 12),
-    ("MedicationAdministration", "status", 13),
-    ("MedicationRequest", "status", 14),
-    ("MedicationRequest", "intent", 15),
-    ("MedicationStatement", "status", 16),
-    ("Observation", "status", 17),
-    ("OperationOutcomeIssue", "severity", 18),
-    ("OperationOutcomeIssue", "code", 19),
-    ("Patient", "gender", 20),
-    ("Procedure", "status", 21),
+/// The type each binding of [`BINDINGS`] sits in, in its order (which is sorted by this type):
+/// the binding's key is the last step of its path. Checked against the tables by a unit test.
+const SITE_TYPES: [&str; BINDINGS.len()] = [
+    "AllergyIntolerance",
+    "AllergyIntolerance",
+    "AuditEvent",
+    "AuditEvent",
+    "Bundle",
+    "BundleEntryRequest",
+    "Condition",
+    "Condition",
+    "Consent",
+    "ConsentProvision",
+    "DiagnosticReport",
+    "Encounter",
+    "Immunization",
+    "MedicationAdministration",
+    "MedicationRequest",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Observation",
+    "OperationOutcomeIssue",
+    "OperationOutcomeIssue",
+    "Patient",
+    "Procedure",
 ];
 
-/// The types with a hook: their fingerprint, name, special role and binding sites.
-const HOOKED: &[(u32, &str, Special)] = &[
-    (
-        fingerprint(b"AllergyIntolerance"),
-        "AllergyIntolerance",
-        Special::None,
-    ),
-    (fingerprint(b"AuditEvent"), "AuditEvent", Special::None),
-    (fingerprint(b"Bundle"), "Bundle", Special::Bundle),
-    (
-        fingerprint(b"BundleEntry"),
-        "BundleEntry",
-        Special::BundleEntry,
-    ),
-    (
-        fingerprint(b"BundleEntryRequest"),
-        "BundleEntryRequest",
-        Special::None,
-    ),
-    (fingerprint(b"Condition"), "Condition", Special::None),
-    (fingerprint(b"Consent"), "Consent", Special::None),
-    (
-        fingerprint(b"ConsentProvision"),
-        "ConsentProvision",
-        Special::None,
-    ),
-    (
-        fingerprint(b"DiagnosticReport"),
-        "DiagnosticReport",
-        Special::None,
-    ),
-    (fingerprint(b"Encounter"), "Encounter", Special::None),
-    (fingerprint(b"Extension"), "Extension", Special::Extension),
-    (fingerprint(b"Immunization"), "Immunization", Special::None),
-    (
-        fingerprint(b"MedicationAdministration"),
-        "MedicationAdministration",
-        Special::None,
-    ),
-    (
-        fingerprint(b"MedicationRequest"),
-        "MedicationRequest",
-        Special::None,
-    ),
-    (
-        fingerprint(b"MedicationStatement"),
-        "MedicationStatement",
-        Special::None,
-    ),
-    (fingerprint(b"Observation"), "Observation", Special::None),
-    (
-        fingerprint(b"OperationOutcomeIssue"),
-        "OperationOutcomeIssue",
-        Special::None,
-    ),
-    (fingerprint(b"Patient"), "Patient", Special::None),
-    (fingerprint(b"Procedure"), "Procedure", Special::None),
-];
-
-/// The hooks of type `td`: its special role and its binding sites.
+/// The hooks of type `td`: its special role and the bindings checked in it.
 #[inline]
-fn hooks(td: &TypeDef) -> (Special, &'static [(&'static str, &'static str, usize)]) {
-    let fp = fingerprint(td.name.as_bytes());
-    for &(f, name, special) in HOOKED {
-        if f == fp && name == td.name {
-            return (special, sites(name));
-        }
-    }
-    (Special::None, &[])
-}
-
-/// The binding sites of type `name` (a slice of [`SITES`]).
-fn sites(name: &str) -> &'static [(&'static str, &'static str, usize)] {
-    match name {
-        "AllergyIntolerance" => &SITES[0..2],
-        "AuditEvent" => &SITES[2..4],
-        "Bundle" => &SITES[4..5],
-        "BundleEntryRequest" => &SITES[5..6],
-        "Condition" => &SITES[6..8],
-        "Consent" => &SITES[8..9],
-        "ConsentProvision" => &SITES[9..10],
-        "DiagnosticReport" => &SITES[10..11],
-        "Encounter" => &SITES[11..12],
-        "Immunization" => &SITES[12..13],
-        "MedicationAdministration" => &SITES[13..14],
-        "MedicationRequest" => &SITES[14..16],
-        "MedicationStatement" => &SITES[16..17],
-        "Observation" => &SITES[17..18],
-        "OperationOutcomeIssue" => &SITES[18..20],
-        "Patient" => &SITES[20..21],
-        "Procedure" => &SITES[21..22],
-        _ => &[],
-    }
+fn hooks(td: &TypeDef) -> (Special, &'static [Binding]) {
+    let special = match td.name {
+        "Bundle" => Special::Bundle,
+        "BundleEntry" => Special::BundleEntry,
+        "Extension" => Special::Extension,
+        _ => Special::None,
+    };
+    let lo = SITE_TYPES.partition_point(|t| *t < td.name);
+    let hi = SITE_TYPES.partition_point(|t| *t <= td.name);
+    (special, &BINDINGS[lo..hi])
 }
 
 /// Not proven clean.
@@ -472,7 +383,8 @@ impl<'a> Parser<'a> {
             }
             ensure(digits(self))?;
         }
-        std::str::from_utf8(&self.b[start..self.pos]).map_err(|_| Unsure)
+        // ASCII, in the text checked once.
+        self.text.get(start..self.pos).ok_or(Unsure)
     }
 
     /// The text of `raw`, a string's bytes between its quotes that ends at `pos - 1`.
@@ -666,9 +578,9 @@ impl<'a> Parser<'a> {
             ensure(count <= MAX_MEMBERS)?;
             let start = self.pos;
             self.value(e, td, special, level)?;
-            if let Some(&(_, _, i)) = sites.iter().find(|s| s.1 == e.key) {
+            if let Some(b) = sites.iter().find(|b| b.path.last() == Some(&e.key)) {
                 ensure(!e.list)?;
-                check_binding(&BINDINGS[i], &self.b[start..self.pos])?;
+                check_binding(b, &self.b[start..self.pos])?;
             }
             self.ws();
             match self.peek() {
@@ -760,7 +672,6 @@ impl<'a> Parser<'a> {
                 }
             }
             Kind::Integer | Kind::PositiveInt | Kind::UnsignedInt => {
-                ensure(matches!(self.peek(), Some(b'-' | b'0'..=b'9')))?;
                 let n = self.number()?;
                 ensure(is_integer(n))?;
                 let x: i32 = n.parse().map_err(|_| Unsure)?;
@@ -771,29 +682,22 @@ impl<'a> Parser<'a> {
                 })?;
             }
             Kind::Decimal => {
-                ensure(matches!(self.peek(), Some(b'-' | b'0'..=b'9')))?;
                 ensure(is_decimal(self.number()?))?;
             }
             _ => {
                 let (raw, escaped) = self.string()?;
-                if escaped {
-                    // Only the free-text kinds, whose check is "not empty", and never a
-                    // string a rule reads.
-                    ensure(
-                        matches!(kind, Kind::String | Kind::Markdown | Kind::Xhtml)
-                            && !raw.is_empty()
-                            && key != "reference",
-                    )?;
-                    return Ok(());
-                }
                 if matches!(kind, Kind::String | Kind::Markdown | Kind::Xhtml) && key != "reference"
                 {
-                    // Their check is "not empty"; no rule reads them.
+                    // Free text: its check is "not empty" (an escaped string never is); no rule
+                    // reads it.
                     return ensure(!raw.is_empty());
                 }
+                // Escapes in a string a check or a rule reads are the exact path's.
+                ensure(!escaped)?;
                 let s = self.text_of(raw)?;
-                let graphic = raw.iter().all(|c| (0x21..0x7f).contains(c));
-                if graphic && matches!(kind, Kind::Code | Kind::Uri | Kind::Url | Kind::Canonical) {
+                if matches!(kind, Kind::Code | Kind::Uri | Kind::Url | Kind::Canonical)
+                    && raw.iter().all(|c| (0x21..0x7f).contains(c))
+                {
                     // No whitespace at all: fhirkit's check is "not empty" (the rest below).
                     ensure(!raw.is_empty())?;
                 } else {
