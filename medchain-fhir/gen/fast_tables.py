@@ -350,7 +350,7 @@ def build(src: Path) -> str:
         # (`ExampleScenario.instance.resourceType` is an element; the fast path refuses it.)
         if any(k.startswith("_") or k == "fhir_comments" for k in keys):
             die(f"{name}: a reserved key")
-        types[name] = (feat, resource is not None, len(slots), required, sorted(elems))
+        types[name] = (feat, resource is not None, required, sorted(elems))
 
     names = {n for n, _ in dispatch}
     for n, f in dispatch:
@@ -375,14 +375,13 @@ def build(src: Path) -> str:
         "",
     ]
     for name in sorted(types):
-        feat, is_res, nslots, required, elems = types[name]
+        feat, is_res, required, elems = types[name]
         mask = sum(1 << s for s in required)
         if feat:
             out.append(f'#[cfg(feature = "{feat}")]')
         out.append(f"pub(super) static {static_name(name)}: TypeDef = TypeDef {{")
         out.append(f'    name: "{name}",')
         out.append(f"    resource: {'true' if is_res else 'false'},")
-        out.append(f"    slots: {nslots},")
         out.append(f"    required: {mask:#x},")
         index = hash_index([e[0] for e in elems])
         out.append(f"    index: &{index},")

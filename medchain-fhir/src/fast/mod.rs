@@ -44,9 +44,6 @@ pub(crate) struct TypeDef {
     pub(crate) name: &'static str,
     /// A resource (its first member is `resourceType`).
     pub(crate) resource: bool,
-    /// How many elements (slots) it has.
-    #[allow(dead_code)]
-    pub(crate) slots: u8,
     /// The slots fhirkit requires (`required`, `required_list(.., 1)`).
     pub(crate) required: u128,
     /// Its keys by [`key_hash`]: open addressing with linear probing over a power-of-two

@@ -15,7 +15,6 @@ use super::{Elem, Shape, TypeDef};
 pub(super) static T_ACCOUNT: TypeDef = TypeDef {
     name: "Account",
     resource: true,
-    slots: 19,
     required: 0x200,
     index: &[0, 13, 0, 0, 0, 0, 0, 0, 15, 0, 0, 4, 6, 0, 5, 0, 0, 10, 17, 0, 11, 0, 0, 0, 1, 0, 0, 0, 0, 0, 19, 0, 0, 12, 0, 0, 0, 0, 0, 7, 0, 18, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 3, 0, 8, 16, 0, 0, 9, 0, 2, 0, 0],
     elems: &[
@@ -45,7 +44,6 @@ pub(super) static T_ACCOUNT: TypeDef = TypeDef {
 pub(super) static T_ACCOUNT_COVERAGE: TypeDef = TypeDef {
     name: "AccountCoverage",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
@@ -61,7 +59,6 @@ pub(super) static T_ACCOUNT_COVERAGE: TypeDef = TypeDef {
 pub(super) static T_ACCOUNT_GUARANTOR: TypeDef = TypeDef {
     name: "AccountGuarantor",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 6, 0, 0, 4, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -78,7 +75,6 @@ pub(super) static T_ACCOUNT_GUARANTOR: TypeDef = TypeDef {
 pub(super) static T_ACTIVITY_DEFINITION: TypeDef = TypeDef {
     name: "ActivityDefinition",
     resource: true,
-    slots: 54,
     required: 0x4000,
     index: &[0, 0, 0, 0, 34, 0, 53, 36, 38, 39, 0, 45, 0, 49, 35, 50, 0, 28, 40, 27, 41, 0, 13, 0, 0, 33, 0, 0, 0, 25, 0, 5, 22, 0, 0, 14, 0, 0, 0, 19, 55, 48, 0, 0, 0, 12, 32, 0, 0, 0, 0, 7, 42, 61, 0, 0, 1, 0, 15, 24, 31, 57, 59, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 18, 37, 0, 0, 0, 0, 43, 46, 29, 0, 2, 0, 6, 0, 0, 0, 0, 0, 0, 10, 0, 21, 8, 3, 23, 30, 56, 26, 60, 0, 0, 16, 0, 0, 47, 0, 51, 0, 0, 0, 54, 9, 11, 20, 44, 52, 0, 4, 58, 0, 0, 0],
     elems: &[
@@ -150,7 +146,6 @@ pub(super) static T_ACTIVITY_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_ACTIVITY_DEFINITION_DYNAMIC_VALUE: TypeDef = TypeDef {
     name: "ActivityDefinitionDynamicValue",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
@@ -166,7 +161,6 @@ pub(super) static T_ACTIVITY_DEFINITION_DYNAMIC_VALUE: TypeDef = TypeDef {
 pub(super) static T_ACTIVITY_DEFINITION_PARTICIPANT: TypeDef = TypeDef {
     name: "ActivityDefinitionParticipant",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -181,7 +175,6 @@ pub(super) static T_ACTIVITY_DEFINITION_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_ADDRESS: TypeDef = TypeDef {
     name: "Address",
     resource: false,
-    slots: 12,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 12, 7, 9, 0, 10, 0, 4, 5, 8, 2, 1, 3, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0],
     elems: &[
@@ -204,7 +197,6 @@ pub(super) static T_ADDRESS: TypeDef = TypeDef {
 pub(super) static T_ADVERSE_EVENT: TypeDef = TypeDef {
     name: "AdverseEvent",
     resource: true,
-    slots: 28,
     required: 0x1200,
     index: &[0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 9, 10, 0, 0, 0, 0, 15, 25, 14, 16, 21, 27, 0, 3, 1, 23, 0, 4, 0, 0, 0, 7, 0, 5, 0, 0, 0, 0, 11, 2, 28, 0, 20, 26, 18, 6, 8, 0, 0, 0, 0, 0, 0, 0, 12, 24, 0, 0, 13, 22, 0, 0, 19],
     elems: &[
@@ -243,7 +235,6 @@ pub(super) static T_ADVERSE_EVENT: TypeDef = TypeDef {
 pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY: TypeDef = TypeDef {
     name: "AdverseEventSuspectEntity",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -259,7 +250,6 @@ pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY: TypeDef = TypeDef {
 pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY_CAUSALITY: TypeDef = TypeDef {
     name: "AdverseEventSuspectEntityCausality",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 1, 6, 0, 2, 0, 5, 0, 0, 3, 4, 0, 7, 0],
     elems: &[
@@ -276,7 +266,6 @@ pub(super) static T_ADVERSE_EVENT_SUSPECT_ENTITY_CAUSALITY: TypeDef = TypeDef {
 pub(super) static T_AGE: TypeDef = TypeDef {
     name: "Age",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
@@ -294,7 +283,6 @@ pub(super) static T_AGE: TypeDef = TypeDef {
 pub(super) static T_ALLERGY_INTOLERANCE: TypeDef = TypeDef {
     name: "AllergyIntolerance",
     resource: true,
-    slots: 24,
     required: 0x8000,
     index: &[25, 0, 0, 17, 16, 0, 0, 0, 0, 0, 0, 8, 9, 23, 0, 0, 0, 14, 0, 6, 15, 0, 0, 0, 5, 21, 0, 19, 0, 0, 27, 0, 7, 0, 0, 0, 0, 0, 1, 3, 2, 10, 13, 20, 26, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 28, 0, 4, 12, 18, 0, 22],
     elems: &[
@@ -333,7 +321,6 @@ pub(super) static T_ALLERGY_INTOLERANCE: TypeDef = TypeDef {
 pub(super) static T_ALLERGY_INTOLERANCE_REACTION: TypeDef = TypeDef {
     name: "AllergyIntoleranceReaction",
     resource: false,
-    slots: 10,
     required: 0x10,
     index: &[0, 0, 10, 0, 7, 0, 0, 0, 0, 0, 0, 3, 4, 0, 5, 0, 0, 0, 0, 0, 6, 1, 0, 0, 0, 9, 8, 0, 0, 0, 2, 0],
     elems: &[
@@ -353,7 +340,6 @@ pub(super) static T_ALLERGY_INTOLERANCE_REACTION: TypeDef = TypeDef {
 pub(super) static T_ANNOTATION: TypeDef = TypeDef {
     name: "Annotation",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[2, 0, 0, 0, 0, 0, 0, 1, 6, 5, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -370,7 +356,6 @@ pub(super) static T_ANNOTATION: TypeDef = TypeDef {
 pub(super) static T_APPOINTMENT: TypeDef = TypeDef {
     name: "Appointment",
     resource: true,
-    slots: 30,
     required: 0x10000200,
     index: &[8, 23, 21, 0, 19, 0, 0, 0, 0, 0, 0, 9, 10, 25, 0, 0, 0, 14, 0, 0, 16, 22, 0, 24, 5, 17, 6, 26, 29, 0, 18, 1, 0, 0, 0, 0, 20, 27, 3, 4, 11, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 12, 28, 0, 0, 13, 15, 0, 0, 2],
     elems: &[
@@ -411,7 +396,6 @@ pub(super) static T_APPOINTMENT: TypeDef = TypeDef {
 pub(super) static T_APPOINTMENT_PARTICIPANT: TypeDef = TypeDef {
     name: "AppointmentParticipant",
     resource: false,
-    slots: 8,
     required: 0x40,
     index: &[0, 0, 6, 0, 4, 1, 5, 7, 0, 0, 0, 2, 3, 0, 8, 0],
     elems: &[
@@ -430,7 +414,6 @@ pub(super) static T_APPOINTMENT_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_APPOINTMENT_RESPONSE: TypeDef = TypeDef {
     name: "AppointmentResponse",
     resource: true,
-    slots: 16,
     required: 0x4200,
     index: &[0, 0, 0, 0, 13, 15, 3, 8, 0, 16, 0, 6, 7, 0, 0, 0, 0, 11, 14, 0, 12, 1, 0, 9, 4, 0, 0, 2, 10, 0, 0, 5],
     elems: &[
@@ -456,7 +439,6 @@ pub(super) static T_APPOINTMENT_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_ATTACHMENT: TypeDef = TypeDef {
     name: "Attachment",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 0, 2, 0, 0, 0, 0, 9, 0, 0, 0, 4, 6, 0, 1, 0, 0, 8, 0, 0, 0, 0, 3, 0, 0, 0, 5, 7, 10, 0, 0, 0],
     elems: &[
@@ -477,7 +459,6 @@ pub(super) static T_ATTACHMENT: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT: TypeDef = TypeDef {
     name: "AuditEvent",
     resource: true,
-    slots: 19,
     required: 0x31100,
     index: &[14, 0, 0, 0, 0, 0, 0, 11, 0, 15, 0, 5, 6, 17, 0, 0, 0, 9, 0, 16, 10, 0, 0, 0, 3, 0, 4, 0, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 13, 1, 0, 18, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -507,7 +488,6 @@ pub(super) static T_AUDIT_EVENT: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT_AGENT: TypeDef = TypeDef {
     name: "AuditEventAgent",
     resource: false,
-    slots: 14,
     required: 0x100,
     index: &[0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 9, 10, 14, 0, 0, 0, 1, 4, 6, 11, 0, 5, 12, 0, 0, 0, 0, 13, 0],
     elems: &[
@@ -532,7 +512,6 @@ pub(super) static T_AUDIT_EVENT_AGENT: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT_AGENT_NETWORK: TypeDef = TypeDef {
     name: "AuditEventAgentNetwork",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -548,7 +527,6 @@ pub(super) static T_AUDIT_EVENT_AGENT_NETWORK: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT_ENTITY: TypeDef = TypeDef {
     name: "AuditEventEntity",
     resource: false,
-    slots: 12,
     required: 0x0,
     index: &[0, 7, 0, 0, 0, 0, 0, 0, 0, 10, 0, 3, 4, 5, 0, 0, 0, 8, 0, 0, 6, 1, 0, 0, 9, 12, 2, 0, 0, 0, 11, 0],
     elems: &[
@@ -571,7 +549,6 @@ pub(super) static T_AUDIT_EVENT_ENTITY: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT_ENTITY_DETAIL: TypeDef = TypeDef {
     name: "AuditEventEntityDetail",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 6, 0, 5, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
@@ -588,7 +565,6 @@ pub(super) static T_AUDIT_EVENT_ENTITY_DETAIL: TypeDef = TypeDef {
 pub(super) static T_AUDIT_EVENT_SOURCE: TypeDef = TypeDef {
     name: "AuditEventSource",
     resource: false,
-    slots: 6,
     required: 0x10,
     index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
@@ -605,7 +581,6 @@ pub(super) static T_AUDIT_EVENT_SOURCE: TypeDef = TypeDef {
 pub(super) static T_BASIC: TypeDef = TypeDef {
     name: "Basic",
     resource: true,
-    slots: 13,
     required: 0x200,
     index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 13, 0, 5, 6, 0, 0, 0, 0, 10, 12, 0, 11, 0, 1, 8, 3, 0, 4, 2, 9, 0, 0, 0],
     elems: &[
@@ -629,7 +604,6 @@ pub(super) static T_BASIC: TypeDef = TypeDef {
 pub(super) static T_BINARY: TypeDef = TypeDef {
     name: "Binary",
     resource: true,
-    slots: 7,
     required: 0x10,
     index: &[0, 6, 0, 0, 0, 0, 2, 4, 0, 0, 7, 5, 3, 0, 1, 0],
     elems: &[
@@ -647,7 +621,6 @@ pub(super) static T_BINARY: TypeDef = TypeDef {
 pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT: TypeDef = TypeDef {
     name: "BiologicallyDerivedProduct",
     resource: true,
-    slots: 19,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 3, 4, 16, 0, 1, 0, 9, 12, 15, 10, 0, 13, 0, 2, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 6, 17, 0, 0, 7, 8, 0, 0, 0],
     elems: &[
@@ -677,7 +650,6 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT: TypeDef = TypeDef {
 pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_COLLECTION: TypeDef = TypeDef {
     name: "BiologicallyDerivedProductCollection",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 7, 6, 0, 2, 3, 0, 0, 1, 4, 5, 0, 0, 0],
     elems: &[
@@ -695,7 +667,6 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_COLLECTION: TypeDef = TypeDef {
 pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_MANIPULATION: TypeDef = TypeDef {
     name: "BiologicallyDerivedProductManipulation",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 5, 2, 3, 6, 0, 0],
     elems: &[
@@ -712,7 +683,6 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_MANIPULATION: TypeDef = TypeDef
 pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_PROCESSING: TypeDef = TypeDef {
     name: "BiologicallyDerivedProductProcessing",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 1, 2, 0, 0, 0, 6, 3, 4, 7, 8, 0],
     elems: &[
@@ -731,7 +701,6 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_PROCESSING: TypeDef = TypeDef {
 pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_STORAGE: TypeDef = TypeDef {
     name: "BiologicallyDerivedProductStorage",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 1, 0, 6, 7, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -749,7 +718,6 @@ pub(super) static T_BIOLOGICALLY_DERIVED_PRODUCT_STORAGE: TypeDef = TypeDef {
 pub(super) static T_BODY_STRUCTURE: TypeDef = TypeDef {
     name: "BodyStructure",
     resource: true,
-    slots: 16,
     required: 0x8000,
     index: &[0, 7, 1, 0, 0, 0, 0, 6, 0, 16, 0, 4, 5, 0, 0, 0, 0, 12, 0, 10, 11, 3, 13, 8, 2, 0, 0, 9, 14, 0, 0, 15],
     elems: &[
@@ -776,7 +744,6 @@ pub(super) static T_BODY_STRUCTURE: TypeDef = TypeDef {
 pub(super) static T_BUNDLE: TypeDef = TypeDef {
     name: "Bundle",
     resource: true,
-    slots: 11,
     required: 0x20,
     index: &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0, 0, 0, 0, 6, 4, 1, 0, 0, 5, 8, 10, 11, 0],
     elems: &[
@@ -798,7 +765,6 @@ pub(super) static T_BUNDLE: TypeDef = TypeDef {
 pub(super) static T_BUNDLE_ENTRY: TypeDef = TypeDef {
     name: "BundleEntry",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 7, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 3, 6, 0, 8, 0, 0, 0, 0, 5, 0, 4, 0, 2, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -818,7 +784,6 @@ pub(super) static T_BUNDLE_ENTRY: TypeDef = TypeDef {
 pub(super) static T_BUNDLE_ENTRY_REQUEST: TypeDef = TypeDef {
     name: "BundleEntryRequest",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[5, 0, 0, 4, 0, 0, 0, 0, 7, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 6, 8, 0, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
@@ -838,7 +803,6 @@ pub(super) static T_BUNDLE_ENTRY_REQUEST: TypeDef = TypeDef {
 pub(super) static T_BUNDLE_ENTRY_RESPONSE: TypeDef = TypeDef {
     name: "BundleEntryResponse",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 0, 5, 6, 4, 0, 7, 8, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
@@ -857,7 +821,6 @@ pub(super) static T_BUNDLE_ENTRY_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_BUNDLE_ENTRY_SEARCH: TypeDef = TypeDef {
     name: "BundleEntrySearch",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -873,7 +836,6 @@ pub(super) static T_BUNDLE_ENTRY_SEARCH: TypeDef = TypeDef {
 pub(super) static T_BUNDLE_LINK: TypeDef = TypeDef {
     name: "BundleLink",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
@@ -889,7 +851,6 @@ pub(super) static T_BUNDLE_LINK: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT: TypeDef = TypeDef {
     name: "CapabilityStatement",
     resource: true,
-    slots: 34,
     required: 0x18405000,
     index: &[0, 0, 0, 0, 24, 0, 0, 25, 0, 26, 0, 0, 28, 0, 0, 0, 0, 21, 0, 0, 12, 0, 0, 0, 0, 0, 0, 20, 27, 0, 0, 1, 17, 0, 0, 0, 0, 0, 0, 9, 31, 30, 0, 0, 0, 0, 0, 13, 0, 0, 0, 3, 0, 34, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 11, 0, 0, 0, 0, 0, 0, 0, 22, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 15, 0, 23, 4, 18, 33, 0, 0, 0, 6, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 14, 29, 0, 0, 32, 10, 0, 0, 16],
     elems: &[
@@ -934,7 +895,6 @@ pub(super) static T_CAPABILITY_STATEMENT: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_DOCUMENT: TypeDef = TypeDef {
     name: "CapabilityStatementDocument",
     resource: false,
-    slots: 6,
     required: 0x28,
     index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 6, 0],
     elems: &[
@@ -951,7 +911,6 @@ pub(super) static T_CAPABILITY_STATEMENT_DOCUMENT: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_IMPLEMENTATION: TypeDef = TypeDef {
     name: "CapabilityStatementImplementation",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[1, 0, 0, 0, 5, 2, 0, 0, 0, 0, 0, 3, 4, 6, 0, 0],
     elems: &[
@@ -968,7 +927,6 @@ pub(super) static T_CAPABILITY_STATEMENT_IMPLEMENTATION: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_MESSAGING: TypeDef = TypeDef {
     name: "CapabilityStatementMessaging",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 6, 0, 3, 4, 2, 0, 7],
     elems: &[
@@ -986,7 +944,6 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_ENDPOINT: TypeDef = TypeDef {
     name: "CapabilityStatementMessagingEndpoint",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 1, 0, 4, 0, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -1002,7 +959,6 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_ENDPOINT: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_SUPPORTED_MESSAGE: TypeDef = TypeDef {
     name: "CapabilityStatementMessagingSupportedMessage",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -1018,7 +974,6 @@ pub(super) static T_CAPABILITY_STATEMENT_MESSAGING_SUPPORTED_MESSAGE: TypeDef = 
 pub(super) static T_CAPABILITY_STATEMENT_REST: TypeDef = TypeDef {
     name: "CapabilityStatementRest",
     resource: false,
-    slots: 11,
     required: 0x8,
     index: &[2, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 6, 10, 0, 0, 0, 5, 0, 7, 0, 0, 0, 0, 11, 8, 0, 0, 1, 0, 0],
     elems: &[
@@ -1040,7 +995,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_REST_INTERACTION: TypeDef = TypeDef {
     name: "CapabilityStatementRestInteraction",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -1056,7 +1010,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_INTERACTION: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE: TypeDef = TypeDef {
     name: "CapabilityStatementRestResource",
     resource: false,
-    slots: 20,
     required: 0x8,
     index: &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 11, 15, 17, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 10, 0, 0, 0, 12, 18, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 1, 2, 3, 4, 13, 14, 16, 19, 0, 0, 0, 0],
     elems: &[
@@ -1087,7 +1040,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_INTERACTION: TypeDef = TypeDef {
     name: "CapabilityStatementRestResourceInteraction",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -1103,7 +1055,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_INTERACTION: TypeDef = Ty
 pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_OPERATION: TypeDef = TypeDef {
     name: "CapabilityStatementRestResourceOperation",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[2, 6, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -1120,7 +1071,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_OPERATION: TypeDef = Type
 pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_SEARCH_PARAM: TypeDef = TypeDef {
     name: "CapabilityStatementRestResourceSearchParam",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[2, 6, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 0, 7, 0],
     elems: &[
@@ -1138,7 +1088,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_RESOURCE_SEARCH_PARAM: TypeDef = T
 pub(super) static T_CAPABILITY_STATEMENT_REST_SECURITY: TypeDef = TypeDef {
     name: "CapabilityStatementRestSecurity",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 2, 0, 0, 0, 0, 6, 3, 4, 0, 0, 1],
     elems: &[
@@ -1155,7 +1104,6 @@ pub(super) static T_CAPABILITY_STATEMENT_REST_SECURITY: TypeDef = TypeDef {
 pub(super) static T_CAPABILITY_STATEMENT_SOFTWARE: TypeDef = TypeDef {
     name: "CapabilityStatementSoftware",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 4, 0, 0, 3, 6, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -1172,7 +1120,6 @@ pub(super) static T_CAPABILITY_STATEMENT_SOFTWARE: TypeDef = TypeDef {
 pub(super) static T_CARE_PLAN: TypeDef = TypeDef {
     name: "CarePlan",
     resource: true,
-    slots: 31,
     required: 0x8c000,
     index: &[0, 0, 17, 0, 23, 0, 0, 2, 18, 0, 0, 12, 14, 26, 0, 5, 0, 21, 28, 0, 22, 0, 3, 29, 7, 0, 9, 0, 8, 0, 0, 1, 11, 19, 0, 0, 0, 0, 25, 15, 6, 30, 31, 0, 0, 0, 0, 0, 0, 13, 24, 0, 0, 10, 0, 16, 27, 0, 0, 20, 0, 0, 0, 4],
     elems: &[
@@ -1214,7 +1161,6 @@ pub(super) static T_CARE_PLAN: TypeDef = TypeDef {
 pub(super) static T_CARE_PLAN_ACTIVITY: TypeDef = TypeDef {
     name: "CarePlanActivity",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 7, 0, 4, 0, 0, 5, 0, 0, 1, 2, 3, 0, 6, 8],
     elems: &[
@@ -1233,7 +1179,6 @@ pub(super) static T_CARE_PLAN_ACTIVITY: TypeDef = TypeDef {
 pub(super) static T_CARE_PLAN_ACTIVITY_DETAIL: TypeDef = TypeDef {
     name: "CarePlanActivityDetail",
     resource: false,
-    slots: 20,
     required: 0x400,
     index: &[23, 13, 8, 18, 0, 0, 0, 9, 15, 0, 0, 5, 7, 0, 14, 0, 0, 16, 0, 11, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 10, 20, 17, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 3, 19, 22, 0, 0, 0, 1, 0, 0, 0, 0],
     elems: &[
@@ -1267,7 +1212,6 @@ pub(super) static T_CARE_PLAN_ACTIVITY_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CARE_TEAM: TypeDef = TypeDef {
     name: "CareTeam",
     resource: true,
-    slots: 21,
     required: 0x0,
     index: &[0, 0, 17, 0, 13, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 10, 19, 0, 11, 0, 0, 0, 2, 14, 0, 9, 0, 0, 0, 0, 3, 12, 0, 0, 16, 0, 15, 6, 1, 21, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 18, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -1299,7 +1243,6 @@ pub(super) static T_CARE_TEAM: TypeDef = TypeDef {
 pub(super) static T_CARE_TEAM_PARTICIPANT: TypeDef = TypeDef {
     name: "CareTeamParticipant",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 6, 0, 3, 5, 7, 1, 2, 0, 0, 0],
     elems: &[
@@ -1317,7 +1260,6 @@ pub(super) static T_CARE_TEAM_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_CATALOG_ENTRY: TypeDef = TypeDef {
     name: "CatalogEntry",
     resource: true,
-    slots: 21,
     required: 0xc00,
     index: &[0, 0, 0, 0, 0, 2, 11, 0, 0, 0, 0, 6, 7, 0, 0, 0, 21, 12, 0, 0, 13, 0, 0, 0, 5, 4, 15, 0, 20, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 9, 17, 0, 0, 10, 16, 3, 1, 0],
     elems: &[
@@ -1349,7 +1291,6 @@ pub(super) static T_CATALOG_ENTRY: TypeDef = TypeDef {
 pub(super) static T_CATALOG_ENTRY_RELATED_ENTRY: TypeDef = TypeDef {
     name: "CatalogEntryRelatedEntry",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -1365,7 +1306,6 @@ pub(super) static T_CATALOG_ENTRY_RELATED_ENTRY: TypeDef = TypeDef {
 pub(super) static T_CHARGE_ITEM: TypeDef = TypeDef {
     name: "ChargeItem",
     resource: true,
-    slots: 34,
     required: 0x6800,
     index: &[0, 0, 0, 0, 19, 0, 0, 29, 0, 0, 0, 0, 0, 0, 28, 0, 0, 17, 30, 0, 0, 0, 0, 0, 0, 0, 36, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0, 14, 0, 37, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 31, 0, 33, 16, 0, 27, 0, 26, 0, 25, 0, 2, 0, 0, 0, 0, 0, 0, 0, 8, 11, 6, 13, 0, 0, 35, 10, 0, 18, 0, 0, 9, 4, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 21, 7, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 15, 34, 23, 22, 3, 0, 0, 0, 0],
     elems: &[
@@ -1413,7 +1353,6 @@ pub(super) static T_CHARGE_ITEM: TypeDef = TypeDef {
 pub(super) static T_CHARGE_ITEM_DEFINITION: TypeDef = TypeDef {
     name: "ChargeItemDefinition",
     resource: true,
-    slots: 31,
     required: 0x8100,
     index: &[0, 0, 0, 0, 0, 0, 8, 24, 0, 0, 0, 12, 13, 25, 0, 0, 0, 20, 0, 0, 21, 0, 0, 0, 5, 0, 0, 0, 0, 19, 0, 4, 17, 0, 7, 10, 30, 0, 0, 14, 28, 27, 0, 11, 16, 0, 0, 0, 0, 22, 0, 6, 0, 1, 9, 15, 2, 26, 31, 3, 18, 23, 29, 0],
     elems: &[
@@ -1455,7 +1394,6 @@ pub(super) static T_CHARGE_ITEM_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_CHARGE_ITEM_DEFINITION_APPLICABILITY: TypeDef = TypeDef {
     name: "ChargeItemDefinitionApplicability",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 1, 0, 0, 0, 0, 0, 3, 4, 2, 5, 0],
     elems: &[
@@ -1472,7 +1410,6 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_APPLICABILITY: TypeDef = TypeDef {
 pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP: TypeDef = TypeDef {
     name: "ChargeItemDefinitionPropertyGroup",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 5, 2, 3, 0, 0, 0],
     elems: &[
@@ -1488,7 +1425,6 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP: TypeDef = TypeDef {
 pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP_PRICE_COMPONENT: TypeDef = TypeDef {
     name: "ChargeItemDefinitionPropertyGroupPriceComponent",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 1, 0, 2, 3, 4, 5, 7],
     elems: &[
@@ -1506,7 +1442,6 @@ pub(super) static T_CHARGE_ITEM_DEFINITION_PROPERTY_GROUP_PRICE_COMPONENT: TypeD
 pub(super) static T_CHARGE_ITEM_PERFORMER: TypeDef = TypeDef {
     name: "ChargeItemPerformer",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -1522,7 +1457,6 @@ pub(super) static T_CHARGE_ITEM_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_CLAIM: TypeDef = TypeDef {
     name: "Claim",
     resource: true,
-    slots: 35,
     required: 0x800cb600,
     index: &[0, 0, 26, 0, 24, 0, 0, 0, 0, 0, 0, 0, 9, 0, 14, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 27, 0, 0, 0, 35, 0, 12, 0, 32, 0, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 8, 11, 0, 0, 3, 0, 0, 7, 0, 16, 19, 31, 0, 4, 0, 5, 6, 25, 0, 34, 0, 0, 0, 23, 0, 0, 0, 0, 20, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 13, 29, 28, 0, 0, 33, 0, 15, 21],
     elems: &[
@@ -1568,7 +1502,6 @@ pub(super) static T_CLAIM: TypeDef = TypeDef {
 pub(super) static T_CLAIM_ACCIDENT: TypeDef = TypeDef {
     name: "ClaimAccident",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 4, 1, 0, 6, 0, 0, 0, 0, 5, 0, 2, 3, 0, 7, 0],
     elems: &[
@@ -1586,7 +1519,6 @@ pub(super) static T_CLAIM_ACCIDENT: TypeDef = TypeDef {
 pub(super) static T_CLAIM_CARE_TEAM: TypeDef = TypeDef {
     name: "ClaimCareTeam",
     resource: false,
-    slots: 8,
     required: 0x18,
     index: &[0, 0, 4, 0, 3, 6, 0, 0, 5, 7, 8, 1, 2, 0, 0, 0],
     elems: &[
@@ -1605,7 +1537,6 @@ pub(super) static T_CLAIM_CARE_TEAM: TypeDef = TypeDef {
 pub(super) static T_CLAIM_DIAGNOSIS: TypeDef = TypeDef {
     name: "ClaimDiagnosis",
     resource: false,
-    slots: 8,
     required: 0x18,
     index: &[1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 7, 3, 4, 8, 0, 0, 0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
@@ -1625,7 +1556,6 @@ pub(super) static T_CLAIM_DIAGNOSIS: TypeDef = TypeDef {
 pub(super) static T_CLAIM_INSURANCE: TypeDef = TypeDef {
     name: "ClaimInsurance",
     resource: false,
-    slots: 10,
     required: 0x58,
     index: &[0, 0, 0, 0, 0, 0, 1, 7, 0, 0, 10, 2, 4, 6, 9, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5, 0],
     elems: &[
@@ -1646,7 +1576,6 @@ pub(super) static T_CLAIM_INSURANCE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_ITEM: TypeDef = TypeDef {
     name: "ClaimItem",
     resource: false,
-    slots: 24,
     required: 0x408,
     index: &[0, 11, 17, 0, 0, 0, 24, 0, 19, 0, 0, 7, 5, 9, 0, 0, 0, 20, 0, 0, 15, 0, 0, 0, 0, 13, 21, 0, 0, 0, 14, 12, 6, 0, 0, 1, 25, 27, 0, 0, 3, 0, 22, 8, 0, 10, 26, 0, 2, 0, 0, 0, 0, 16, 23, 0, 18, 0, 4, 0, 0, 0, 0, 0],
     elems: &[
@@ -1684,7 +1613,6 @@ pub(super) static T_CLAIM_ITEM: TypeDef = TypeDef {
 pub(super) static T_CLAIM_ITEM_DETAIL: TypeDef = TypeDef {
     name: "ClaimItemDetail",
     resource: false,
-    slots: 15,
     required: 0x48,
     index: &[0, 0, 0, 0, 15, 0, 0, 0, 1, 9, 12, 2, 3, 4, 14, 0, 0, 10, 0, 0, 6, 7, 13, 0, 8, 0, 11, 0, 0, 0, 5, 0],
     elems: &[
@@ -1710,7 +1638,6 @@ pub(super) static T_CLAIM_ITEM_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     name: "ClaimItemDetailSubDetail",
     resource: false,
-    slots: 14,
     required: 0x48,
     index: &[0, 0, 0, 0, 14, 0, 0, 0, 1, 9, 12, 2, 3, 4, 13, 0, 0, 10, 0, 0, 6, 7, 0, 0, 8, 0, 11, 0, 0, 0, 5, 0],
     elems: &[
@@ -1735,7 +1662,6 @@ pub(super) static T_CLAIM_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_PAYEE: TypeDef = TypeDef {
     name: "ClaimPayee",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
@@ -1751,7 +1677,6 @@ pub(super) static T_CLAIM_PAYEE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_PROCEDURE: TypeDef = TypeDef {
     name: "ClaimProcedure",
     resource: false,
-    slots: 8,
     required: 0x48,
     index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2, 3, 5, 9, 0, 0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
@@ -1771,7 +1696,6 @@ pub(super) static T_CLAIM_PROCEDURE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RELATED: TypeDef = TypeDef {
     name: "ClaimRelated",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[5, 0, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
@@ -1788,7 +1712,6 @@ pub(super) static T_CLAIM_RELATED: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE: TypeDef = TypeDef {
     name: "ClaimResponse",
     resource: true,
-    slots: 35,
     required: 0x4f600,
     index: &[22, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 24, 0, 28, 15, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 35, 0, 13, 0, 32, 0, 2, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18, 25, 0, 0, 10, 0, 0, 0, 0, 0, 0, 27, 0, 0, 11, 0, 8, 12, 3, 0, 0, 0, 0, 0, 0, 17, 20, 29, 0, 4, 0, 5, 23, 0, 0, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 26, 0, 6, 0, 0, 0, 0, 0, 0, 0, 14, 30, 0, 0, 0, 33, 0, 9, 16],
     elems: &[
@@ -1834,7 +1757,6 @@ pub(super) static T_CLAIM_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ADD_ITEM: TypeDef = TypeDef {
     name: "ClaimResponseAddItem",
     resource: false,
-    slots: 21,
     required: 0x80080,
     index: &[0, 4, 9, 18, 0, 0, 21, 0, 17, 0, 0, 5, 7, 0, 0, 0, 0, 19, 0, 0, 13, 0, 0, 0, 0, 11, 0, 0, 0, 0, 12, 10, 0, 0, 0, 2, 22, 24, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 8, 0, 15, 23, 0, 14, 20, 0, 16, 0, 3, 0, 0, 0, 0, 0],
     elems: &[
@@ -1869,7 +1791,6 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL: TypeDef = TypeDef {
     name: "ClaimResponseAddItemDetail",
     resource: false,
-    slots: 12,
     required: 0x408,
     index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 11, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
@@ -1892,7 +1813,6 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     name: "ClaimResponseAddItemDetailSubDetail",
     resource: false,
-    slots: 11,
     required: 0x408,
     index: &[0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 0, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
@@ -1914,7 +1834,6 @@ pub(super) static T_CLAIM_RESPONSE_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef
 pub(super) static T_CLAIM_RESPONSE_ERROR: TypeDef = TypeDef {
     name: "ClaimResponseError",
     resource: false,
-    slots: 7,
     required: 0x40,
     index: &[5, 2, 7, 0, 6, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -1932,7 +1851,6 @@ pub(super) static T_CLAIM_RESPONSE_ERROR: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_INSURANCE: TypeDef = TypeDef {
     name: "ClaimResponseInsurance",
     resource: false,
-    slots: 8,
     required: 0x38,
     index: &[0, 0, 0, 0, 7, 0, 1, 0, 0, 0, 8, 2, 4, 3, 5, 6],
     elems: &[
@@ -1951,7 +1869,6 @@ pub(super) static T_CLAIM_RESPONSE_INSURANCE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ITEM: TypeDef = TypeDef {
     name: "ClaimResponseItem",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[5, 0, 7, 0, 6, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
@@ -1969,7 +1886,6 @@ pub(super) static T_CLAIM_RESPONSE_ITEM: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ITEM_ADJUDICATION: TypeDef = TypeDef {
     name: "ClaimResponseItemAdjudication",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 6, 3, 4, 7, 0, 0],
     elems: &[
@@ -1987,7 +1903,6 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_ADJUDICATION: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL: TypeDef = TypeDef {
     name: "ClaimResponseItemDetail",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[0, 2, 6, 0, 5, 7, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -2005,7 +1920,6 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     name: "ClaimResponseItemDetailSubDetail",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 5, 6, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -2022,7 +1936,6 @@ pub(super) static T_CLAIM_RESPONSE_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_PAYMENT: TypeDef = TypeDef {
     name: "ClaimResponsePayment",
     resource: false,
-    slots: 9,
     required: 0x88,
     index: &[0, 0, 4, 0, 0, 0, 2, 7, 0, 3, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0],
     elems: &[
@@ -2042,7 +1955,6 @@ pub(super) static T_CLAIM_RESPONSE_PAYMENT: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_PROCESS_NOTE: TypeDef = TypeDef {
     name: "ClaimResponseProcessNote",
     resource: false,
-    slots: 7,
     required: 0x20,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
@@ -2060,7 +1972,6 @@ pub(super) static T_CLAIM_RESPONSE_PROCESS_NOTE: TypeDef = TypeDef {
 pub(super) static T_CLAIM_RESPONSE_TOTAL: TypeDef = TypeDef {
     name: "ClaimResponseTotal",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -2076,7 +1987,6 @@ pub(super) static T_CLAIM_RESPONSE_TOTAL: TypeDef = TypeDef {
 pub(super) static T_CLAIM_SUPPORTING_INFO: TypeDef = TypeDef {
     name: "ClaimSupportingInfo",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[0, 0, 11, 0, 0, 0, 14, 0, 1, 0, 7, 3, 4, 0, 0, 0, 10, 0, 0, 8, 5, 13, 0, 0, 6, 9, 0, 2, 12, 0, 0, 0],
     elems: &[
@@ -2101,7 +2011,6 @@ pub(super) static T_CLAIM_SUPPORTING_INFO: TypeDef = TypeDef {
 pub(super) static T_CLINICAL_IMPRESSION: TypeDef = TypeDef {
     name: "ClinicalImpression",
     resource: true,
-    slots: 28,
     required: 0x2200,
     index: &[25, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 9, 11, 21, 0, 0, 0, 10, 16, 26, 17, 19, 22, 20, 3, 28, 0, 0, 0, 0, 0, 0, 8, 0, 4, 1, 7, 0, 0, 12, 0, 29, 0, 0, 0, 6, 27, 0, 14, 0, 0, 0, 0, 5, 23, 13, 24, 0, 0, 2, 15, 0, 0, 0],
     elems: &[
@@ -2141,7 +2050,6 @@ pub(super) static T_CLINICAL_IMPRESSION: TypeDef = TypeDef {
 pub(super) static T_CLINICAL_IMPRESSION_FINDING: TypeDef = TypeDef {
     name: "ClinicalImpressionFinding",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 1, 6, 0, 4, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -2158,7 +2066,6 @@ pub(super) static T_CLINICAL_IMPRESSION_FINDING: TypeDef = TypeDef {
 pub(super) static T_CLINICAL_IMPRESSION_INVESTIGATION: TypeDef = TypeDef {
     name: "ClinicalImpressionInvestigation",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -2174,7 +2081,6 @@ pub(super) static T_CLINICAL_IMPRESSION_INVESTIGATION: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM: TypeDef = TypeDef {
     name: "CodeSystem",
     resource: true,
-    slots: 34,
     required: 0x10002000,
     index: &[3, 0, 0, 0, 0, 0, 0, 24, 0, 14, 25, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 4, 6, 18, 0, 0, 0, 0, 0, 16, 29, 28, 0, 27, 0, 0, 0, 0, 0, 0, 0, 7, 0, 33, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 12, 15, 0, 0, 0, 8, 0, 0, 0, 21, 0, 0, 0, 5, 0, 0, 23, 0, 0, 0, 0, 0, 22, 9, 31, 0, 0, 0, 0, 1, 0, 0, 11, 13, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 17, 26, 34, 0, 30, 0, 0, 0, 0],
     elems: &[
@@ -2219,7 +2125,6 @@ pub(super) static T_CODE_SYSTEM: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM_CONCEPT: TypeDef = TypeDef {
     name: "CodeSystemConcept",
     resource: false,
-    slots: 9,
     required: 0x8,
     index: &[2, 5, 0, 0, 0, 0, 4, 0, 3, 0, 0, 6, 7, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0],
     elems: &[
@@ -2239,7 +2144,6 @@ pub(super) static T_CODE_SYSTEM_CONCEPT: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM_CONCEPT_DESIGNATION: TypeDef = TypeDef {
     name: "CodeSystemConceptDesignation",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 6, 0],
     elems: &[
@@ -2256,7 +2160,6 @@ pub(super) static T_CODE_SYSTEM_CONCEPT_DESIGNATION: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM_CONCEPT_PROPERTY: TypeDef = TypeDef {
     name: "CodeSystemConceptProperty",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 5, 0, 6, 0, 11, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 7, 0, 0, 0, 0, 1, 8, 10, 9, 0],
     elems: &[
@@ -2278,7 +2181,6 @@ pub(super) static T_CODE_SYSTEM_CONCEPT_PROPERTY: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM_FILTER: TypeDef = TypeDef {
     name: "CodeSystemFilter",
     resource: false,
-    slots: 7,
     required: 0x68,
     index: &[0, 0, 0, 0, 5, 2, 0, 0, 0, 0, 0, 1, 3, 4, 6, 7],
     elems: &[
@@ -2296,7 +2198,6 @@ pub(super) static T_CODE_SYSTEM_FILTER: TypeDef = TypeDef {
 pub(super) static T_CODE_SYSTEM_PROPERTY: TypeDef = TypeDef {
     name: "CodeSystemProperty",
     resource: false,
-    slots: 7,
     required: 0x48,
     index: &[0, 0, 0, 0, 5, 2, 7, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
@@ -2313,7 +2214,6 @@ pub(super) static T_CODE_SYSTEM_PROPERTY: TypeDef = TypeDef {
 pub(super) static T_CODEABLE_CONCEPT: TypeDef = TypeDef {
     name: "CodeableConcept",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 4, 0, 2, 3, 0, 1, 0],
     elems: &[
@@ -2327,7 +2227,6 @@ pub(super) static T_CODEABLE_CONCEPT: TypeDef = TypeDef {
 pub(super) static T_CODING: TypeDef = TypeDef {
     name: "Coding",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 2, 6, 0, 0, 7, 0, 0, 0, 5, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -2345,7 +2244,6 @@ pub(super) static T_CODING: TypeDef = TypeDef {
 pub(super) static T_COMMUNICATION: TypeDef = TypeDef {
     name: "Communication",
     resource: true,
-    slots: 31,
     required: 0x4000,
     index: &[28, 0, 11, 22, 17, 20, 14, 12, 24, 0, 0, 6, 7, 10, 0, 0, 0, 15, 23, 29, 16, 25, 0, 0, 4, 0, 26, 0, 0, 0, 0, 0, 1, 5, 0, 0, 21, 31, 0, 8, 3, 30, 19, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 9, 27, 0, 0, 13, 0, 0, 0, 2],
     elems: &[
@@ -2387,7 +2285,6 @@ pub(super) static T_COMMUNICATION: TypeDef = TypeDef {
 pub(super) static T_COMMUNICATION_PAYLOAD: TypeDef = TypeDef {
     name: "CommunicationPayload",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 2, 0, 6, 0, 0, 0, 3, 0, 0, 4, 5, 1, 0, 0],
     elems: &[
@@ -2404,7 +2301,6 @@ pub(super) static T_COMMUNICATION_PAYLOAD: TypeDef = TypeDef {
 pub(super) static T_COMMUNICATION_REQUEST: TypeDef = TypeDef {
     name: "CommunicationRequest",
     resource: true,
-    slots: 30,
     required: 0x1000,
     index: &[29, 0, 23, 0, 17, 21, 14, 24, 0, 0, 0, 8, 10, 25, 0, 0, 0, 15, 30, 0, 2, 16, 26, 27, 5, 0, 0, 0, 18, 0, 0, 6, 1, 7, 0, 0, 22, 0, 0, 11, 4, 19, 20, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 9, 28, 0, 13, 0, 0, 0, 3],
     elems: &[
@@ -2446,7 +2342,6 @@ pub(super) static T_COMMUNICATION_REQUEST: TypeDef = TypeDef {
 pub(super) static T_COMMUNICATION_REQUEST_PAYLOAD: TypeDef = TypeDef {
     name: "CommunicationRequestPayload",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 2, 0, 6, 0, 0, 0, 3, 0, 0, 4, 5, 1, 0, 0],
     elems: &[
@@ -2463,7 +2358,6 @@ pub(super) static T_COMMUNICATION_REQUEST_PAYLOAD: TypeDef = TypeDef {
 pub(super) static T_COMPARTMENT_DEFINITION: TypeDef = TypeDef {
     name: "CompartmentDefinition",
     resource: true,
-    slots: 22,
     required: 0x180d00,
     index: &[0, 0, 0, 0, 0, 0, 0, 14, 0, 15, 0, 7, 8, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 0, 13, 4, 16, 17, 21, 0, 0, 0, 19, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 22, 9, 18, 0, 0, 1, 10, 20, 0, 0],
     elems: &[
@@ -2496,7 +2390,6 @@ pub(super) static T_COMPARTMENT_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_COMPARTMENT_DEFINITION_RESOURCE: TypeDef = TypeDef {
     name: "CompartmentDefinitionResource",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[2, 6, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -2513,7 +2406,6 @@ pub(super) static T_COMPARTMENT_DEFINITION_RESOURCE: TypeDef = TypeDef {
 pub(super) static T_COMPOSITION: TypeDef = TypeDef {
     name: "Composition",
     resource: true,
-    slots: 23,
     required: 0x1c600,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 11, 0, 0, 0, 6, 15, 20, 0, 16, 0, 2, 4, 5, 0, 0, 0, 0, 18, 23, 0, 8, 0, 7, 1, 0, 0, 0, 12, 3, 21, 22, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 13, 17, 19, 0, 14, 0, 0, 0, 0],
     elems: &[
@@ -2547,7 +2439,6 @@ pub(super) static T_COMPOSITION: TypeDef = TypeDef {
 pub(super) static T_COMPOSITION_ATTESTER: TypeDef = TypeDef {
     name: "CompositionAttester",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 6, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -2564,7 +2455,6 @@ pub(super) static T_COMPOSITION_ATTESTER: TypeDef = TypeDef {
 pub(super) static T_COMPOSITION_EVENT: TypeDef = TypeDef {
     name: "CompositionEvent",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 6, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
@@ -2581,7 +2471,6 @@ pub(super) static T_COMPOSITION_EVENT: TypeDef = TypeDef {
 pub(super) static T_COMPOSITION_RELATES_TO: TypeDef = TypeDef {
     name: "CompositionRelatesTo",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 5, 1, 2, 3, 6, 0],
     elems: &[
@@ -2598,7 +2487,6 @@ pub(super) static T_COMPOSITION_RELATES_TO: TypeDef = TypeDef {
 pub(super) static T_COMPOSITION_SECTION: TypeDef = TypeDef {
     name: "CompositionSection",
     resource: false,
-    slots: 13,
     required: 0x0,
     index: &[10, 0, 0, 0, 0, 0, 0, 13, 0, 3, 12, 5, 7, 8, 0, 0, 6, 0, 0, 0, 9, 0, 1, 0, 4, 0, 0, 2, 0, 11, 0, 0],
     elems: &[
@@ -2622,7 +2510,6 @@ pub(super) static T_COMPOSITION_SECTION: TypeDef = TypeDef {
 pub(super) static T_CONCEPT_MAP: TypeDef = TypeDef {
     name: "ConceptMap",
     resource: true,
-    slots: 26,
     required: 0x2000,
     index: &[0, 0, 0, 0, 0, 0, 0, 17, 0, 18, 8, 7, 9, 19, 0, 0, 0, 14, 20, 23, 15, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 12, 16, 4, 27, 0, 0, 0, 10, 25, 24, 0, 6, 0, 0, 0, 0, 0, 0, 0, 3, 22, 5, 28, 11, 21, 0, 0, 13, 26, 0, 0, 0],
     elems: &[
@@ -2661,7 +2548,6 @@ pub(super) static T_CONCEPT_MAP: TypeDef = TypeDef {
 pub(super) static T_CONCEPT_MAP_GROUP: TypeDef = TypeDef {
     name: "ConceptMapGroup",
     resource: false,
-    slots: 9,
     required: 0x80,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 2, 3, 7, 0, 0, 0, 6, 9, 5, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -2681,7 +2567,6 @@ pub(super) static T_CONCEPT_MAP_GROUP: TypeDef = TypeDef {
 pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT: TypeDef = TypeDef {
     name: "ConceptMapGroupElement",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 2, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
@@ -2698,7 +2583,6 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT: TypeDef = TypeDef {
 pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET: TypeDef = TypeDef {
     name: "ConceptMapGroupElementTarget",
     resource: false,
-    slots: 9,
     required: 0x20,
     index: &[0, 4, 0, 5, 0, 0, 2, 0, 0, 0, 0, 6, 3, 7, 0, 0, 0, 0, 9, 0, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
     elems: &[
@@ -2718,7 +2602,6 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET: TypeDef = TypeDef {
 pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET_DEPENDS_ON: TypeDef = TypeDef {
     name: "ConceptMapGroupElementTargetDependsOn",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[0, 1, 0, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 5, 7, 0],
     elems: &[
@@ -2736,7 +2619,6 @@ pub(super) static T_CONCEPT_MAP_GROUP_ELEMENT_TARGET_DEPENDS_ON: TypeDef = TypeD
 pub(super) static T_CONCEPT_MAP_GROUP_UNMAPPED: TypeDef = TypeDef {
     name: "ConceptMapGroupUnmapped",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 2, 0, 0, 6, 0, 0, 0, 0, 0, 0, 1, 3, 4, 5, 7],
     elems: &[
@@ -2754,7 +2636,6 @@ pub(super) static T_CONCEPT_MAP_GROUP_UNMAPPED: TypeDef = TypeDef {
 pub(super) static T_CONDITION: TypeDef = TypeDef {
     name: "Condition",
     resource: true,
-    slots: 25,
     required: 0x8000,
     index: &[0, 0, 0, 22, 13, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 29, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 8, 16, 30, 25, 1, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 33, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 14, 15, 0, 0, 0, 0, 31, 0, 0, 20, 0, 0, 0, 11, 26, 5, 0, 0, 0, 0, 0, 12, 0, 0, 7, 2, 0, 6, 0, 0, 0, 0, 0, 0, 4, 27, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 10, 23, 0, 0, 28],
     elems: &[
@@ -2798,7 +2679,6 @@ pub(super) static T_CONDITION: TypeDef = TypeDef {
 pub(super) static T_CONDITION_EVIDENCE: TypeDef = TypeDef {
     name: "ConditionEvidence",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
@@ -2814,7 +2694,6 @@ pub(super) static T_CONDITION_EVIDENCE: TypeDef = TypeDef {
 pub(super) static T_CONDITION_STAGE: TypeDef = TypeDef {
     name: "ConditionStage",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 2, 3, 5, 6, 0],
     elems: &[
@@ -2831,7 +2710,6 @@ pub(super) static T_CONDITION_STAGE: TypeDef = TypeDef {
 pub(super) static T_CONSENT: TypeDef = TypeDef {
     name: "Consent",
     resource: true,
-    slots: 21,
     required: 0xe00,
     index: &[0, 13, 0, 0, 11, 0, 3, 22, 0, 19, 0, 4, 5, 14, 0, 0, 0, 9, 0, 0, 10, 17, 0, 0, 2, 0, 0, 0, 18, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 1, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 7, 20, 0, 0, 8, 0, 0, 0, 12],
     elems: &[
@@ -2864,7 +2742,6 @@ pub(super) static T_CONSENT: TypeDef = TypeDef {
 pub(super) static T_CONSENT_POLICY: TypeDef = TypeDef {
     name: "ConsentPolicy",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -2880,7 +2757,6 @@ pub(super) static T_CONSENT_POLICY: TypeDef = TypeDef {
 pub(super) static T_CONSENT_PROVISION: TypeDef = TypeDef {
     name: "ConsentProvision",
     resource: false,
-    slots: 14,
     required: 0x0,
     index: &[0, 3, 0, 0, 0, 0, 10, 1, 0, 12, 13, 7, 8, 0, 0, 0, 0, 0, 0, 11, 9, 2, 5, 0, 0, 0, 6, 4, 0, 0, 14, 0],
     elems: &[
@@ -2905,7 +2781,6 @@ pub(super) static T_CONSENT_PROVISION: TypeDef = TypeDef {
 pub(super) static T_CONSENT_PROVISION_ACTOR: TypeDef = TypeDef {
     name: "ConsentProvisionActor",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
@@ -2921,7 +2796,6 @@ pub(super) static T_CONSENT_PROVISION_ACTOR: TypeDef = TypeDef {
 pub(super) static T_CONSENT_PROVISION_DATA: TypeDef = TypeDef {
     name: "ConsentProvisionData",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 0, 3, 5],
     elems: &[
@@ -2937,7 +2811,6 @@ pub(super) static T_CONSENT_PROVISION_DATA: TypeDef = TypeDef {
 pub(super) static T_CONSENT_VERIFICATION: TypeDef = TypeDef {
     name: "ConsentVerification",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 5, 0, 0, 3, 0, 0, 0, 4, 0, 6, 1, 2, 0, 0, 0],
     elems: &[
@@ -2953,7 +2826,6 @@ pub(super) static T_CONSENT_VERIFICATION: TypeDef = TypeDef {
 pub(super) static T_CONTACT_DETAIL: TypeDef = TypeDef {
     name: "ContactDetail",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 3, 0, 1, 2, 4, 0, 0],
     elems: &[
@@ -2967,7 +2839,6 @@ pub(super) static T_CONTACT_DETAIL: TypeDef = TypeDef {
 pub(super) static T_CONTACT_POINT: TypeDef = TypeDef {
     name: "ContactPoint",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 6, 3, 0, 0, 5, 0, 1, 2, 7, 0, 0],
     elems: &[
@@ -2985,7 +2856,6 @@ pub(super) static T_CONTACT_POINT: TypeDef = TypeDef {
 pub(super) static T_CONTRACT: TypeDef = TypeDef {
     name: "Contract",
     resource: true,
-    slots: 41,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 16, 36, 0, 0, 4, 0, 0, 0, 0, 0, 23, 0, 0, 0, 28, 0, 0, 0, 0, 40, 21, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 29, 1, 2, 13, 11, 37, 32, 38, 0, 19, 0, 0, 0, 39, 0, 43, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 22, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 10, 12, 0, 0, 0, 0, 33, 0, 0, 8, 24, 3, 35, 5, 0, 0, 30, 0, 0, 41, 0, 0, 25, 6, 0, 0, 0, 0, 7, 0, 0, 0, 26, 0, 0, 34, 20, 0, 0, 0, 0, 0, 0, 0, 14, 27, 31, 0, 42, 0, 0, 9, 0],
     elems: &[
@@ -3039,7 +2909,6 @@ pub(super) static T_CONTRACT: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_CONTENT_DEFINITION: TypeDef = TypeDef {
     name: "ContractContentDefinition",
     resource: false,
-    slots: 9,
     required: 0x88,
     index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 3, 5, 6, 8, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
@@ -3059,7 +2928,6 @@ pub(super) static T_CONTRACT_CONTENT_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_FRIENDLY: TypeDef = TypeDef {
     name: "ContractFriendly",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
@@ -3075,7 +2943,6 @@ pub(super) static T_CONTRACT_FRIENDLY: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_LEGAL: TypeDef = TypeDef {
     name: "ContractLegal",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
@@ -3091,7 +2958,6 @@ pub(super) static T_CONTRACT_LEGAL: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_RULE: TypeDef = TypeDef {
     name: "ContractRule",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
@@ -3107,7 +2973,6 @@ pub(super) static T_CONTRACT_RULE: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_SIGNER: TypeDef = TypeDef {
     name: "ContractSigner",
     resource: false,
-    slots: 6,
     required: 0x38,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 6],
     elems: &[
@@ -3124,7 +2989,6 @@ pub(super) static T_CONTRACT_SIGNER: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM: TypeDef = TypeDef {
     name: "ContractTerm",
     resource: false,
-    slots: 15,
     required: 0x800,
     index: &[0, 8, 0, 0, 0, 0, 0, 1, 2, 7, 5, 4, 6, 10, 11, 12, 13, 0, 0, 14, 9, 0, 0, 0, 0, 0, 15, 0, 3, 0, 16, 0],
     elems: &[
@@ -3151,7 +3015,6 @@ pub(super) static T_CONTRACT_TERM: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_ACTION: TypeDef = TypeDef {
     name: "ContractTermAction",
     resource: false,
-    slots: 24,
     required: 0x150,
     index: &[0, 13, 20, 19, 9, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 25, 0, 0, 8, 21, 22, 0, 7, 0, 0, 14, 10, 23, 15, 1, 3, 6, 16, 26, 18, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 24, 17, 0, 12, 0, 0, 0, 0, 0],
     elems: &[
@@ -3188,7 +3051,6 @@ pub(super) static T_CONTRACT_TERM_ACTION: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_ACTION_SUBJECT: TypeDef = TypeDef {
     name: "ContractTermActionSubject",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
@@ -3204,7 +3066,6 @@ pub(super) static T_CONTRACT_TERM_ACTION_SUBJECT: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_ASSET: TypeDef = TypeDef {
     name: "ContractTermAsset",
     resource: false,
-    slots: 18,
     required: 0x0,
     index: &[0, 0, 17, 0, 9, 10, 18, 0, 0, 0, 0, 4, 5, 1, 13, 0, 0, 0, 0, 0, 7, 11, 0, 0, 6, 16, 0, 0, 12, 0, 2, 3, 15, 0, 0, 0, 0, 0, 8, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -3233,7 +3094,6 @@ pub(super) static T_CONTRACT_TERM_ASSET: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_ASSET_CONTEXT: TypeDef = TypeDef {
     name: "ContractTermAssetContext",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 6, 0, 1, 2, 3, 0, 5],
     elems: &[
@@ -3250,7 +3110,6 @@ pub(super) static T_CONTRACT_TERM_ASSET_CONTEXT: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_ASSET_VALUED_ITEM: TypeDef = TypeDef {
     name: "ContractTermAssetValuedItem",
     resource: false,
-    slots: 17,
     required: 0x0,
     index: &[0, 0, 0, 0, 13, 0, 15, 0, 0, 0, 0, 4, 6, 11, 0, 0, 0, 14, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 17, 1, 0, 12, 0, 0, 0, 0, 18, 0, 0, 7, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 10, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0],
     elems: &[
@@ -3279,7 +3138,6 @@ pub(super) static T_CONTRACT_TERM_ASSET_VALUED_ITEM: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_OFFER: TypeDef = TypeDef {
     name: "ContractTermOffer",
     resource: false,
-    slots: 13,
     required: 0x0,
     index: &[2, 0, 0, 0, 0, 12, 0, 6, 0, 3, 11, 4, 5, 1, 9, 0, 0, 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 10, 0, 13, 0],
     elems: &[
@@ -3303,7 +3161,6 @@ pub(super) static T_CONTRACT_TERM_OFFER: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_OFFER_ANSWER: TypeDef = TypeDef {
     name: "ContractTermOfferAnswer",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 5, 0, 7, 14, 13, 0, 0, 0, 0, 1, 2, 0, 0, 0, 4, 15, 0, 0, 3, 12, 6, 0, 0, 0, 0, 10, 8, 11, 9, 0],
     elems: &[
@@ -3329,7 +3186,6 @@ pub(super) static T_CONTRACT_TERM_OFFER_ANSWER: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_OFFER_PARTY: TypeDef = TypeDef {
     name: "ContractTermOfferParty",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
@@ -3345,7 +3201,6 @@ pub(super) static T_CONTRACT_TERM_OFFER_PARTY: TypeDef = TypeDef {
 pub(super) static T_CONTRACT_TERM_SECURITY_LABEL: TypeDef = TypeDef {
     name: "ContractTermSecurityLabel",
     resource: false,
-    slots: 7,
     required: 0x10,
     index: &[0, 0, 0, 0, 6, 7, 0, 3, 1, 2, 0, 4, 5, 0, 0, 0],
     elems: &[
@@ -3362,7 +3217,6 @@ pub(super) static T_CONTRACT_TERM_SECURITY_LABEL: TypeDef = TypeDef {
 pub(super) static T_CONTRIBUTOR: TypeDef = TypeDef {
     name: "Contributor",
     resource: false,
-    slots: 5,
     required: 0xc,
     index: &[0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 0, 5, 1],
     elems: &[
@@ -3377,7 +3231,6 @@ pub(super) static T_CONTRIBUTOR: TypeDef = TypeDef {
 pub(super) static T_COUNT: TypeDef = TypeDef {
     name: "Count",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
@@ -3395,7 +3248,6 @@ pub(super) static T_COUNT: TypeDef = TypeDef {
 pub(super) static T_COVERAGE: TypeDef = TypeDef {
     name: "Coverage",
     resource: true,
-    slots: 25,
     required: 0x44200,
     index: &[0, 2, 0, 0, 19, 0, 0, 0, 0, 0, 0, 7, 8, 15, 1, 21, 22, 12, 0, 0, 13, 0, 0, 0, 3, 0, 4, 18, 0, 0, 25, 0, 5, 0, 14, 0, 0, 0, 17, 9, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 10, 20, 0, 6, 11, 16, 0, 0, 0],
     elems: &[
@@ -3431,7 +3283,6 @@ pub(super) static T_COVERAGE: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_CLASS: TypeDef = TypeDef {
     name: "CoverageClass",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 6, 5, 0],
     elems: &[
@@ -3448,7 +3299,6 @@ pub(super) static T_COVERAGE_CLASS: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_COST_TO_BENEFICIARY: TypeDef = TypeDef {
     name: "CoverageCostToBeneficiary",
     resource: false,
-    slots: 6,
     required: 0x10,
     index: &[0, 0, 0, 0, 4, 1, 0, 6, 0, 0, 0, 2, 3, 7, 5, 0],
     elems: &[
@@ -3466,7 +3316,6 @@ pub(super) static T_COVERAGE_COST_TO_BENEFICIARY: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_COST_TO_BENEFICIARY_EXCEPTION: TypeDef = TypeDef {
     name: "CoverageCostToBeneficiaryException",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -3482,7 +3331,6 @@ pub(super) static T_COVERAGE_COST_TO_BENEFICIARY_EXCEPTION: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST: TypeDef = TypeDef {
     name: "CoverageEligibilityRequest",
     resource: true,
-    slots: 22,
     required: 0x25a00,
     index: &[0, 0, 17, 0, 16, 0, 20, 0, 0, 18, 0, 4, 5, 6, 9, 0, 0, 13, 3, 0, 11, 14, 22, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 8, 21, 0, 0, 12, 0, 0, 10, 15],
     elems: &[
@@ -3516,7 +3364,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_INSURANCE: TypeDef = TypeDef {
     name: "CoverageEligibilityRequestInsurance",
     resource: false,
-    slots: 6,
     required: 0x10,
     index: &[0, 0, 0, 0, 6, 0, 1, 0, 0, 0, 0, 3, 5, 2, 4, 0],
     elems: &[
@@ -3533,7 +3380,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_INSURANCE: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM: TypeDef = TypeDef {
     name: "CoverageEligibilityRequestItem",
     resource: false,
-    slots: 13,
     required: 0x0,
     index: &[0, 0, 10, 0, 13, 0, 0, 0, 1, 0, 0, 4, 5, 6, 0, 0, 0, 11, 0, 0, 8, 0, 0, 0, 9, 0, 2, 3, 0, 0, 7, 12],
     elems: &[
@@ -3557,7 +3403,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM_DIAGNOSIS: TypeDef = TypeDef {
     name: "CoverageEligibilityRequestItemDiagnosis",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[1, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -3573,7 +3418,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_ITEM_DIAGNOSIS: TypeDef = TypeD
 pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_SUPPORTING_INFO: TypeDef = TypeDef {
     name: "CoverageEligibilityRequestSupportingInfo",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 1, 0, 0, 5, 0, 4, 0, 0, 0, 6, 2, 3, 0, 0, 0],
     elems: &[
@@ -3590,7 +3434,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_REQUEST_SUPPORTING_INFO: TypeDef = Type
 pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE: TypeDef = TypeDef {
     name: "CoverageEligibilityResponse",
     resource: true,
-    slots: 23,
     required: 0x5ae00,
     index: &[16, 0, 0, 0, 0, 0, 22, 15, 0, 18, 0, 5, 7, 19, 10, 0, 0, 13, 0, 0, 14, 20, 0, 0, 1, 0, 2, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 0, 24, 0, 0, 0, 17, 0, 3, 0, 0, 0, 0, 0, 0, 21, 9, 23, 0, 0, 12, 0, 0, 6, 11],
     elems: &[
@@ -3625,7 +3468,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_ERROR: TypeDef = TypeDef {
     name: "CoverageEligibilityResponseError",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
@@ -3640,7 +3482,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_ERROR: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE: TypeDef = TypeDef {
     name: "CoverageEligibilityResponseInsurance",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 6, 7, 0, 0, 0, 5, 0, 3, 4, 2, 1, 0],
     elems: &[
@@ -3658,7 +3499,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE: TypeDef = TypeDef {
 pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM: TypeDef = TypeDef {
     name: "CoverageEligibilityResponseInsuranceItem",
     resource: false,
-    slots: 17,
     required: 0x0,
     index: &[0, 0, 15, 0, 0, 0, 0, 3, 7, 16, 0, 2, 8, 9, 1, 17, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 12, 13, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -3686,7 +3526,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM: TypeDef = Type
 pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM_BENEFIT: TypeDef = TypeDef {
     name: "CoverageEligibilityResponseInsuranceItemBenefit",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 6, 1, 10, 0, 0, 9, 0, 0, 0, 0, 2, 7],
     elems: &[
@@ -3706,7 +3545,6 @@ pub(super) static T_COVERAGE_ELIGIBILITY_RESPONSE_INSURANCE_ITEM_BENEFIT: TypeDe
 pub(super) static T_DATA_REQUIREMENT: TypeDef = TypeDef {
     name: "DataRequirement",
     resource: false,
-    slots: 10,
     required: 0x4,
     index: &[0, 1, 0, 0, 0, 0, 8, 0, 0, 0, 0, 3, 2, 4, 5, 6, 7, 9, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0],
     elems: &[
@@ -3727,7 +3565,6 @@ pub(super) static T_DATA_REQUIREMENT: TypeDef = TypeDef {
 pub(super) static T_DATA_REQUIREMENT_CODE_FILTER: TypeDef = TypeDef {
     name: "DataRequirementCodeFilter",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5],
     elems: &[
@@ -3743,7 +3580,6 @@ pub(super) static T_DATA_REQUIREMENT_CODE_FILTER: TypeDef = TypeDef {
 pub(super) static T_DATA_REQUIREMENT_DATE_FILTER: TypeDef = TypeDef {
     name: "DataRequirementDateFilter",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 7, 6, 0, 1, 2, 3, 4, 5],
     elems: &[
@@ -3760,7 +3596,6 @@ pub(super) static T_DATA_REQUIREMENT_DATE_FILTER: TypeDef = TypeDef {
 pub(super) static T_DATA_REQUIREMENT_SORT: TypeDef = TypeDef {
     name: "DataRequirementSort",
     resource: false,
-    slots: 4,
     required: 0xc,
     index: &[0, 0, 0, 2, 3, 1, 4, 0],
     elems: &[
@@ -3775,7 +3610,6 @@ pub(super) static T_DATA_REQUIREMENT_SORT: TypeDef = TypeDef {
 pub(super) static T_DETECTED_ISSUE: TypeDef = TypeDef {
     name: "DetectedIssue",
     resource: true,
-    slots: 20,
     required: 0x200,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 18, 0, 14, 0, 0, 16, 0, 1, 0, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 10, 0, 21, 0, 11, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 12, 15, 20, 4, 2, 13, 0, 0, 17],
     elems: &[
@@ -3807,7 +3641,6 @@ pub(super) static T_DETECTED_ISSUE: TypeDef = TypeDef {
 pub(super) static T_DETECTED_ISSUE_EVIDENCE: TypeDef = TypeDef {
     name: "DetectedIssueEvidence",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 2, 1, 3, 4, 0, 0],
     elems: &[
@@ -3823,7 +3656,6 @@ pub(super) static T_DETECTED_ISSUE_EVIDENCE: TypeDef = TypeDef {
 pub(super) static T_DETECTED_ISSUE_MITIGATION: TypeDef = TypeDef {
     name: "DetectedIssueMitigation",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 3, 0, 6, 0, 2, 1, 0, 0, 0, 4, 5, 0, 0, 0],
     elems: &[
@@ -3840,7 +3672,6 @@ pub(super) static T_DETECTED_ISSUE_MITIGATION: TypeDef = TypeDef {
 pub(super) static T_DEVICE: TypeDef = TypeDef {
     name: "Device",
     resource: true,
-    slots: 34,
     required: 0x0,
     index: &[26, 20, 29, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 12, 0, 0, 0, 0, 0, 0, 21, 0, 22, 0, 0, 1, 0, 0, 0, 15, 32, 0, 0, 9, 25, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 34, 0, 0, 0, 0, 11, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 8, 4, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 2, 0, 0, 24, 0, 0, 31, 0, 0, 0, 0, 0, 0, 0, 14, 0, 3, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 28, 17, 0, 33, 0, 0, 6, 23],
     elems: &[
@@ -3885,7 +3716,6 @@ pub(super) static T_DEVICE: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION: TypeDef = TypeDef {
     name: "DeviceDefinition",
     resource: true,
-    slots: 30,
     required: 0x0,
     index: &[0, 19, 0, 0, 17, 0, 0, 0, 0, 18, 0, 5, 6, 4, 12, 20, 1, 14, 23, 25, 16, 0, 0, 0, 3, 10, 0, 22, 0, 0, 28, 2, 0, 0, 0, 0, 0, 0, 0, 7, 13, 21, 24, 26, 27, 0, 0, 0, 0, 0, 29, 0, 0, 31, 0, 8, 0, 11, 15, 9, 30, 0, 0, 0],
     elems: &[
@@ -3927,7 +3757,6 @@ pub(super) static T_DEVICE_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_CAPABILITY: TypeDef = TypeDef {
     name: "DeviceDefinitionCapability",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -3943,7 +3772,6 @@ pub(super) static T_DEVICE_DEFINITION_CAPABILITY: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_DEVICE_NAME: TypeDef = TypeDef {
     name: "DeviceDefinitionDeviceName",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -3959,7 +3787,6 @@ pub(super) static T_DEVICE_DEFINITION_DEVICE_NAME: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_MATERIAL: TypeDef = TypeDef {
     name: "DeviceDefinitionMaterial",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 6, 0, 1, 5, 2, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -3976,7 +3803,6 @@ pub(super) static T_DEVICE_DEFINITION_MATERIAL: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_PROPERTY: TypeDef = TypeDef {
     name: "DeviceDefinitionProperty",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 6, 4, 0],
     elems: &[
@@ -3993,7 +3819,6 @@ pub(super) static T_DEVICE_DEFINITION_PROPERTY: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_SPECIALIZATION: TypeDef = TypeDef {
     name: "DeviceDefinitionSpecialization",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[4, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -4009,7 +3834,6 @@ pub(super) static T_DEVICE_DEFINITION_SPECIALIZATION: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEFINITION_UDI_DEVICE_IDENTIFIER: TypeDef = TypeDef {
     name: "DeviceDefinitionUdiDeviceIdentifier",
     resource: false,
-    slots: 6,
     required: 0x38,
     index: &[5, 0, 0, 0, 6, 0, 0, 4, 0, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
@@ -4026,7 +3850,6 @@ pub(super) static T_DEVICE_DEFINITION_UDI_DEVICE_IDENTIFIER: TypeDef = TypeDef {
 pub(super) static T_DEVICE_DEVICE_NAME: TypeDef = TypeDef {
     name: "DeviceDeviceName",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -4042,7 +3865,6 @@ pub(super) static T_DEVICE_DEVICE_NAME: TypeDef = TypeDef {
 pub(super) static T_DEVICE_METRIC: TypeDef = TypeDef {
     name: "DeviceMetric",
     resource: true,
-    slots: 18,
     required: 0x8200,
     index: &[0, 0, 10, 13, 0, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 1, 18, 11, 0, 15, 12, 0, 0, 0, 4, 0, 14, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, 7, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
@@ -4071,7 +3893,6 @@ pub(super) static T_DEVICE_METRIC: TypeDef = TypeDef {
 pub(super) static T_DEVICE_METRIC_CALIBRATION: TypeDef = TypeDef {
     name: "DeviceMetricCalibration",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 0, 0, 4, 5, 0, 0, 1, 2, 0, 6, 0],
     elems: &[
@@ -4088,7 +3909,6 @@ pub(super) static T_DEVICE_METRIC_CALIBRATION: TypeDef = TypeDef {
 pub(super) static T_DEVICE_PROPERTY: TypeDef = TypeDef {
     name: "DeviceProperty",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 6, 4, 0],
     elems: &[
@@ -4105,7 +3925,6 @@ pub(super) static T_DEVICE_PROPERTY: TypeDef = TypeDef {
 pub(super) static T_DEVICE_REQUEST: TypeDef = TypeDef {
     name: "DeviceRequest",
     resource: true,
-    slots: 32,
     required: 0xa8000,
     index: &[0, 0, 0, 0, 19, 27, 0, 13, 0, 0, 0, 0, 0, 0, 14, 0, 0, 17, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 10, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 8, 0, 0, 16, 0, 0, 0, 0, 0, 24, 12, 29, 0, 0, 0, 0, 26, 0, 0, 7, 9, 0, 0, 0, 0, 33, 0, 0, 18, 31, 34, 0, 5, 0, 0, 0, 20, 0, 25, 0, 6, 15, 0, 23, 28, 0, 0, 21, 0, 0, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 32, 0, 22, 0, 0, 0, 0, 2],
     elems: &[
@@ -4151,7 +3970,6 @@ pub(super) static T_DEVICE_REQUEST: TypeDef = TypeDef {
 pub(super) static T_DEVICE_REQUEST_PARAMETER: TypeDef = TypeDef {
     name: "DeviceRequestParameter",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 5, 0, 4, 8, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
@@ -4170,7 +3988,6 @@ pub(super) static T_DEVICE_REQUEST_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_DEVICE_SPECIALIZATION: TypeDef = TypeDef {
     name: "DeviceSpecialization",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[4, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -4186,7 +4003,6 @@ pub(super) static T_DEVICE_SPECIALIZATION: TypeDef = TypeDef {
 pub(super) static T_DEVICE_UDI_CARRIER: TypeDef = TypeDef {
     name: "DeviceUdiCarrier",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 5, 6, 0, 0, 0, 2, 0, 0, 9, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -4206,7 +4022,6 @@ pub(super) static T_DEVICE_UDI_CARRIER: TypeDef = TypeDef {
 pub(super) static T_DEVICE_USE_STATEMENT: TypeDef = TypeDef {
     name: "DeviceUseStatement",
     resource: true,
-    slots: 21,
     required: 0x10c00,
     index: &[0, 0, 15, 0, 13, 0, 0, 0, 0, 0, 0, 6, 7, 21, 0, 0, 4, 11, 19, 17, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 14, 0, 0, 8, 0, 20, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 23, 0, 0, 9, 18, 22, 0, 10, 0, 5, 0, 1],
     elems: &[
@@ -4240,7 +4055,6 @@ pub(super) static T_DEVICE_USE_STATEMENT: TypeDef = TypeDef {
 pub(super) static T_DEVICE_VERSION: TypeDef = TypeDef {
     name: "DeviceVersion",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 6, 1, 5],
     elems: &[
@@ -4257,7 +4071,6 @@ pub(super) static T_DEVICE_VERSION: TypeDef = TypeDef {
 pub(super) static T_DIAGNOSTIC_REPORT: TypeDef = TypeDef {
     name: "DiagnosticReport",
     resource: true,
-    slots: 26,
     required: 0x1400,
     index: &[0, 20, 0, 23, 24, 0, 0, 0, 22, 0, 0, 10, 11, 0, 0, 0, 0, 18, 26, 0, 19, 0, 0, 0, 6, 0, 0, 0, 0, 0, 13, 0, 9, 15, 0, 8, 0, 0, 0, 12, 2, 4, 27, 21, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 5, 17, 25, 3, 16, 0, 0, 1],
     elems: &[
@@ -4295,7 +4108,6 @@ pub(super) static T_DIAGNOSTIC_REPORT: TypeDef = TypeDef {
 pub(super) static T_DIAGNOSTIC_REPORT_MEDIA: TypeDef = TypeDef {
     name: "DiagnosticReportMedia",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 0, 0, 0, 5, 0, 1, 4, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -4310,7 +4122,6 @@ pub(super) static T_DIAGNOSTIC_REPORT_MEDIA: TypeDef = TypeDef {
 pub(super) static T_DISTANCE: TypeDef = TypeDef {
     name: "Distance",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
@@ -4328,7 +4139,6 @@ pub(super) static T_DISTANCE: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_MANIFEST: TypeDef = TypeDef {
     name: "DocumentManifest",
     resource: true,
-    slots: 20,
     required: 0x40400,
     index: &[0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 12, 18, 16, 13, 0, 1, 0, 2, 0, 4, 0, 0, 0, 20, 3, 0, 0, 0, 0, 0, 0, 0, 8, 0, 19, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 5, 0, 9, 17, 15, 0, 10, 0, 0, 0, 0],
     elems: &[
@@ -4359,7 +4169,6 @@ pub(super) static T_DOCUMENT_MANIFEST: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_MANIFEST_RELATED: TypeDef = TypeDef {
     name: "DocumentManifestRelated",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 3, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -4375,7 +4184,6 @@ pub(super) static T_DOCUMENT_MANIFEST_RELATED: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_REFERENCE: TypeDef = TypeDef {
     name: "DocumentReference",
     resource: true,
-    slots: 24,
     required: 0x400400,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 11, 12, 0, 0, 0, 7, 17, 22, 0, 18, 0, 2, 0, 4, 0, 0, 0, 0, 0, 24, 5, 6, 0, 8, 0, 0, 0, 0, 13, 3, 23, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 9, 0, 14, 19, 21, 0, 15, 0, 1, 10, 0],
     elems: &[
@@ -4410,7 +4218,6 @@ pub(super) static T_DOCUMENT_REFERENCE: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_REFERENCE_CONTENT: TypeDef = TypeDef {
     name: "DocumentReferenceContent",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -4426,7 +4233,6 @@ pub(super) static T_DOCUMENT_REFERENCE_CONTENT: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_REFERENCE_CONTEXT: TypeDef = TypeDef {
     name: "DocumentReferenceContext",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 3, 5, 10, 2, 8, 0, 0, 0, 0, 4, 6, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -4447,7 +4253,6 @@ pub(super) static T_DOCUMENT_REFERENCE_CONTEXT: TypeDef = TypeDef {
 pub(super) static T_DOCUMENT_REFERENCE_RELATES_TO: TypeDef = TypeDef {
     name: "DocumentReferenceRelatesTo",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -4462,7 +4267,6 @@ pub(super) static T_DOCUMENT_REFERENCE_RELATES_TO: TypeDef = TypeDef {
 pub(super) static T_DOSAGE: TypeDef = TypeDef {
     name: "Dosage",
     resource: false,
-    slots: 16,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 7, 0, 9, 10, 0, 0, 4, 5, 6, 0, 0, 0, 0, 0, 0, 11, 13, 0, 0, 0, 0, 0, 15, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 16, 14, 0, 3, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
     elems: &[
@@ -4489,7 +4293,6 @@ pub(super) static T_DOSAGE: TypeDef = TypeDef {
 pub(super) static T_DOSAGE_DOSE_AND_RATE: TypeDef = TypeDef {
     name: "DosageDoseAndRate",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 5, 0, 1, 0, 2, 0, 3, 4, 7, 8, 6],
     elems: &[
@@ -4507,7 +4310,6 @@ pub(super) static T_DOSAGE_DOSE_AND_RATE: TypeDef = TypeDef {
 pub(super) static T_DURATION: TypeDef = TypeDef {
     name: "Duration",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
@@ -4525,7 +4327,6 @@ pub(super) static T_DURATION: TypeDef = TypeDef {
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesis",
     resource: true,
-    slots: 41,
     required: 0x1e00002000,
     index: &[0, 0, 0, 0, 25, 27, 0, 26, 10, 28, 0, 0, 0, 0, 0, 0, 0, 22, 29, 34, 0, 0, 9, 0, 0, 0, 0, 0, 0, 21, 0, 4, 19, 0, 0, 11, 0, 0, 0, 17, 37, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 31, 41, 0, 0, 1, 35, 12, 20, 0, 0, 0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 0, 0, 0, 15, 16, 0, 0, 3, 0, 0, 0, 0, 23, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 24, 7, 40, 0, 38, 0, 0, 32, 0, 14, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 8, 0, 18, 33, 0, 0, 39, 0, 0, 0, 0],
     elems: &[
@@ -4577,7 +4378,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisCertainty",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[1, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
@@ -4594,7 +4394,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisCertaintyCertaintySubcomponent",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
@@ -4611,7 +4410,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: 
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisEffectEstimate",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 5, 0, 0, 9, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 7, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 8, 6, 0],
     elems: &[
@@ -4631,7 +4429,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE: TypeDef = TypeDef
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE_PRECISION_ESTIMATE: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisEffectEstimatePrecisionEstimate",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 6, 0, 0, 5, 0, 0, 2, 0, 0, 0, 1, 3, 0, 4, 7],
     elems: &[
@@ -4649,7 +4446,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_EFFECT_ESTIMATE_PRECISION_ESTIMATE
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_RESULTS_BY_EXPOSURE: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisResultsByExposure",
     resource: false,
-    slots: 7,
     required: 0x40,
     index: &[0, 0, 0, 0, 5, 1, 6, 7, 0, 0, 0, 3, 4, 0, 2, 0],
     elems: &[
@@ -4667,7 +4463,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_RESULTS_BY_EXPOSURE: TypeDef = Typ
 pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
     name: "EffectEvidenceSynthesisSampleSize",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 6, 4, 1, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -4683,7 +4478,6 @@ pub(super) static T_EFFECT_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION: TypeDef = TypeDef {
     name: "ElementDefinition",
     resource: false,
-    slots: 37,
     required: 0x8,
     index: &[0, 85, 0, 0, 0, 0, 0, 181, 0, 0, 0, 0, 141, 173, 20, 2, 169, 197, 0, 0, 0, 0, 180, 166, 0, 0, 116, 0, 0, 0, 0, 0, 120, 127, 8, 131, 138, 194, 125, 136, 0, 82, 0, 0, 0, 22, 0, 0, 146, 154, 0, 0, 118, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 90, 163, 0, 0, 0, 0, 0, 0, 3, 32, 79, 57, 0, 0, 55, 92, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 17, 0, 0, 0, 0, 111, 0, 0, 0, 0, 0, 33, 0, 62, 0, 0, 0, 0, 0, 0, 115, 0, 68, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 142, 0, 0, 0, 0, 0, 0, 88, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 48, 40, 0, 60, 72, 0, 6, 19, 0, 114, 0, 0, 0, 0, 0, 0, 178, 102, 191, 43, 0, 0, 0, 0, 0, 0, 148, 176, 192, 0, 0, 0, 66, 121, 132, 161, 14, 0, 0, 86, 63, 0, 0, 37, 93, 15, 119, 151, 94, 159, 186, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 150, 199, 0, 0, 0, 89, 0, 144, 0, 0, 0, 0, 0, 0, 5, 0, 59, 0, 0, 109, 0, 143, 18, 50, 52, 76, 100, 0, 0, 183, 0, 149, 0, 0, 0, 4, 117, 160, 162, 81, 65, 0, 0, 156, 80, 0, 0, 91, 13, 0, 0, 0, 56, 0, 152, 16, 24, 51, 172, 177, 189, 0, 103, 0, 122, 133, 0, 0, 0, 0, 0, 153, 185, 187, 124, 135, 7, 0, 130, 0, 0, 0, 0, 0, 0, 0, 73, 0, 193, 0, 83, 0, 170, 0, 95, 10, 107, 168, 188, 0, 0, 0, 0, 0, 0, 174, 0, 0, 97, 0, 12, 71, 0, 0, 34, 61, 112, 110, 158, 184, 198, 0, 67, 196, 155, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 0, 0, 0, 190, 0, 0, 0, 0, 0, 0, 106, 44, 9, 182, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 58, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 179, 0, 0, 0, 78, 0, 0, 25, 27, 129, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 39, 108, 0, 1, 42, 54, 70, 113, 45, 164, 145, 0, 123, 134, 171, 0, 0, 0, 38, 84, 0, 0, 29, 36, 0, 0, 0, 0, 101, 0, 0, 0, 99, 0, 0, 128, 28, 139, 31, 46, 49, 74, 147, 165, 195, 0, 98, 0, 140, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 26, 0, 126, 137, 175, 0, 11, 30, 0, 157, 0, 167, 0, 0, 0, 0, 0, 0, 64, 105, 75, 0, 0, 69, 77, 47, 53, 87, 104, 0],
     elems: &[
@@ -4893,7 +4687,6 @@ pub(super) static T_ELEMENT_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_BASE: TypeDef = TypeDef {
     name: "ElementDefinitionBase",
     resource: false,
-    slots: 5,
     required: 0x1c,
     index: &[0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -4908,7 +4701,6 @@ pub(super) static T_ELEMENT_DEFINITION_BASE: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_BINDING: TypeDef = TypeDef {
     name: "ElementDefinitionBinding",
     resource: false,
-    slots: 5,
     required: 0x4,
     index: &[0, 0, 5, 0, 0, 1, 0, 0, 0, 0, 4, 2, 3, 0, 0, 0],
     elems: &[
@@ -4923,7 +4715,6 @@ pub(super) static T_ELEMENT_DEFINITION_BINDING: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_CONSTRAINT: TypeDef = TypeDef {
     name: "ElementDefinitionConstraint",
     resource: false,
-    slots: 9,
     required: 0x34,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 6, 0, 0, 0, 0, 0, 3, 8, 0, 0, 0, 0, 5, 7, 9, 0, 1, 0, 0],
     elems: &[
@@ -4942,7 +4733,6 @@ pub(super) static T_ELEMENT_DEFINITION_CONSTRAINT: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_EXAMPLE: TypeDef = TypeDef {
     name: "ElementDefinitionExample",
     resource: false,
-    slots: 4,
     required: 0xc,
     index: &[0, 0, 9, 40, 11, 19, 46, 26, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 41, 0, 0, 53, 0, 24, 3, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 5, 17, 45, 0, 0, 51, 0, 0, 31, 0, 23, 0, 0, 0, 0, 0, 0, 0, 33, 32, 44, 48, 0, 0, 0, 4, 18, 21, 42, 0, 0, 6, 0, 37, 10, 49, 0, 0, 1, 2, 29, 0, 0, 7, 43, 0, 0, 22, 0, 0, 0, 36, 0, 0, 30, 20, 38, 0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 8, 0, 0, 0, 14, 0, 0, 28, 0, 50, 0, 0, 35, 39, 13, 0, 0, 12, 0, 0, 0, 16, 15, 52],
     elems: &[
@@ -5005,7 +4795,6 @@ pub(super) static T_ELEMENT_DEFINITION_EXAMPLE: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_MAPPING: TypeDef = TypeDef {
     name: "ElementDefinitionMapping",
     resource: false,
-    slots: 6,
     required: 0x14,
     index: &[0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 2, 3, 5, 6, 0],
     elems: &[
@@ -5021,7 +4810,6 @@ pub(super) static T_ELEMENT_DEFINITION_MAPPING: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_SLICING: TypeDef = TypeDef {
     name: "ElementDefinitionSlicing",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 0, 1, 0, 6, 0, 0, 5, 2, 3, 4, 0, 0],
     elems: &[
@@ -5037,7 +4825,6 @@ pub(super) static T_ELEMENT_DEFINITION_SLICING: TypeDef = TypeDef {
 pub(super) static T_ELEMENT_DEFINITION_SLICING_DISCRIMINATOR: TypeDef = TypeDef {
     name: "ElementDefinitionSlicingDiscriminator",
     resource: false,
-    slots: 4,
     required: 0xc,
     index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
@@ -5051,7 +4838,6 @@ pub(super) static T_ELEMENT_DEFINITION_SLICING_DISCRIMINATOR: TypeDef = TypeDef 
 pub(super) static T_ELEMENT_DEFINITION_TYPE: TypeDef = TypeDef {
     name: "ElementDefinitionType",
     resource: false,
-    slots: 7,
     required: 0x4,
     index: &[0, 0, 0, 0, 1, 0, 0, 7, 0, 0, 0, 2, 3, 4, 5, 6],
     elems: &[
@@ -5069,7 +4855,6 @@ pub(super) static T_ELEMENT_DEFINITION_TYPE: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER: TypeDef = TypeDef {
     name: "Encounter",
     resource: true,
-    slots: 31,
     required: 0xa00,
     index: &[0, 4, 24, 0, 22, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 17, 29, 16, 18, 0, 0, 26, 6, 8, 20, 7, 0, 0, 1, 31, 0, 0, 0, 0, 23, 0, 21, 12, 28, 30, 0, 0, 10, 0, 5, 0, 15, 19, 0, 0, 0, 25, 0, 13, 27, 0, 0, 2, 14, 0, 0, 3],
     elems: &[
@@ -5111,7 +4896,6 @@ pub(super) static T_ENCOUNTER: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_CLASS_HISTORY: TypeDef = TypeDef {
     name: "EncounterClassHistory",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 1, 0, 0, 4, 0, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -5127,7 +4911,6 @@ pub(super) static T_ENCOUNTER_CLASS_HISTORY: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_DIAGNOSIS: TypeDef = TypeDef {
     name: "EncounterDiagnosis",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 5, 6, 0, 0, 0, 0, 2, 3, 0, 1, 0],
     elems: &[
@@ -5144,7 +4927,6 @@ pub(super) static T_ENCOUNTER_DIAGNOSIS: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_HOSPITALIZATION: TypeDef = TypeDef {
     name: "EncounterHospitalization",
     resource: false,
-    slots: 12,
     required: 0x0,
     index: &[0, 0, 0, 8, 0, 0, 2, 9, 10, 0, 3, 5, 6, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 1, 0, 0, 11, 0, 4, 12],
     elems: &[
@@ -5167,7 +4949,6 @@ pub(super) static T_ENCOUNTER_HOSPITALIZATION: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_LOCATION: TypeDef = TypeDef {
     name: "EncounterLocation",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 3, 4, 0, 5, 7, 0, 0, 0, 1, 2, 0, 0, 6],
     elems: &[
@@ -5185,7 +4966,6 @@ pub(super) static T_ENCOUNTER_LOCATION: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_PARTICIPANT: TypeDef = TypeDef {
     name: "EncounterParticipant",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 5, 0, 0, 3, 0, 1, 2, 0, 6, 0],
     elems: &[
@@ -5202,7 +4982,6 @@ pub(super) static T_ENCOUNTER_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_ENCOUNTER_STATUS_HISTORY: TypeDef = TypeDef {
     name: "EncounterStatusHistory",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -5218,7 +4997,6 @@ pub(super) static T_ENCOUNTER_STATUS_HISTORY: TypeDef = TypeDef {
 pub(super) static T_ENDPOINT: TypeDef = TypeDef {
     name: "Endpoint",
     resource: true,
-    slots: 19,
     required: 0x28600,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 5, 7, 0, 0, 0, 0, 12, 1, 0, 13, 0, 0, 0, 4, 0, 0, 11, 0, 0, 0, 3, 15, 14, 0, 0, 0, 0, 17, 8, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 9, 2, 18, 0, 10, 0, 0, 0, 0],
     elems: &[
@@ -5248,7 +5026,6 @@ pub(super) static T_ENDPOINT: TypeDef = TypeDef {
 pub(super) static T_ENROLLMENT_REQUEST: TypeDef = TypeDef {
     name: "EnrollmentRequest",
     resource: true,
-    slots: 15,
     required: 0x0,
     index: &[0, 0, 13, 0, 0, 0, 0, 7, 0, 15, 0, 5, 6, 0, 0, 0, 0, 11, 0, 1, 12, 0, 0, 8, 2, 14, 4, 10, 0, 3, 9, 0],
     elems: &[
@@ -5274,7 +5051,6 @@ pub(super) static T_ENROLLMENT_REQUEST: TypeDef = TypeDef {
 pub(super) static T_ENROLLMENT_RESPONSE: TypeDef = TypeDef {
     name: "EnrollmentResponse",
     resource: true,
-    slots: 16,
     required: 0x0,
     index: &[0, 0, 0, 0, 11, 0, 0, 6, 12, 16, 14, 4, 5, 13, 0, 3, 0, 9, 0, 0, 10, 0, 0, 7, 1, 15, 2, 8, 0, 0, 0, 0],
     elems: &[
@@ -5301,7 +5077,6 @@ pub(super) static T_ENROLLMENT_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_EPISODE_OF_CARE: TypeDef = TypeDef {
     name: "EpisodeOfCare",
     resource: true,
-    slots: 20,
     required: 0x2200,
     index: &[0, 0, 0, 0, 2, 15, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 3, 0, 0, 4, 10, 0, 1, 20, 0, 0, 0, 0, 0, 0, 14, 7, 17, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 8, 16, 0, 0, 9, 0, 0, 0, 13],
     elems: &[
@@ -5332,7 +5107,6 @@ pub(super) static T_EPISODE_OF_CARE: TypeDef = TypeDef {
 pub(super) static T_EPISODE_OF_CARE_DIAGNOSIS: TypeDef = TypeDef {
     name: "EpisodeOfCareDiagnosis",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 6, 0, 0, 2, 3, 0, 1, 0],
     elems: &[
@@ -5349,7 +5123,6 @@ pub(super) static T_EPISODE_OF_CARE_DIAGNOSIS: TypeDef = TypeDef {
 pub(super) static T_EPISODE_OF_CARE_STATUS_HISTORY: TypeDef = TypeDef {
     name: "EpisodeOfCareStatusHistory",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -5365,7 +5138,6 @@ pub(super) static T_EPISODE_OF_CARE_STATUS_HISTORY: TypeDef = TypeDef {
 pub(super) static T_EVENT_DEFINITION: TypeDef = TypeDef {
     name: "EventDefinition",
     resource: true,
-    slots: 36,
     required: 0x800004000,
     index: &[0, 0, 0, 33, 0, 0, 0, 22, 0, 23, 0, 27, 0, 0, 0, 0, 0, 19, 24, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 18, 0, 3, 16, 0, 0, 9, 0, 0, 0, 14, 31, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 25, 37, 0, 0, 1, 0, 10, 17, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 0, 28, 0, 20, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 21, 6, 36, 0, 32, 0, 0, 0, 0, 0, 11, 0, 0, 29, 0, 0, 0, 0, 0, 0, 7, 0, 15, 26, 0, 0, 34, 0, 0, 0, 0],
     elems: &[
@@ -5413,7 +5185,6 @@ pub(super) static T_EVENT_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_EVIDENCE: TypeDef = TypeDef {
     name: "Evidence",
     resource: true,
-    slots: 36,
     required: 0x200008000,
     index: &[0, 0, 0, 0, 23, 0, 0, 24, 25, 0, 0, 0, 0, 0, 0, 0, 0, 20, 26, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 19, 0, 3, 17, 0, 0, 9, 0, 11, 0, 15, 32, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 27, 36, 0, 0, 1, 0, 10, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 13, 14, 0, 0, 0, 0, 0, 0, 0, 21, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 22, 6, 35, 0, 33, 0, 0, 0, 0, 0, 0, 0, 28, 30, 0, 0, 0, 0, 0, 0, 7, 0, 16, 29, 0, 0, 34, 0, 0, 0, 0],
     elems: &[
@@ -5460,7 +5231,6 @@ pub(super) static T_EVIDENCE: TypeDef = TypeDef {
 pub(super) static T_EVIDENCE_VARIABLE: TypeDef = TypeDef {
     name: "EvidenceVariable",
     resource: true,
-    slots: 35,
     required: 0x400008000,
     index: &[0, 0, 0, 0, 22, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 18, 0, 4, 16, 0, 0, 10, 0, 0, 0, 14, 30, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 25, 35, 0, 0, 1, 0, 11, 17, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 0, 0, 0, 20, 0, 2, 0, 5, 0, 0, 0, 0, 0, 32, 0, 0, 21, 7, 34, 0, 31, 0, 0, 0, 0, 0, 0, 0, 26, 28, 0, 0, 0, 0, 0, 0, 8, 0, 15, 27, 0, 0, 33, 0, 0, 0, 0],
     elems: &[
@@ -5506,7 +5276,6 @@ pub(super) static T_EVIDENCE_VARIABLE: TypeDef = TypeDef {
 pub(super) static T_EVIDENCE_VARIABLE_CHARACTERISTIC: TypeDef = TypeDef {
     name: "EvidenceVariableCharacteristic",
     resource: false,
-    slots: 10,
     required: 0x10,
     index: &[0, 0, 10, 0, 0, 0, 0, 0, 3, 0, 4, 9, 11, 0, 0, 0, 0, 0, 0, 0, 12, 0, 14, 0, 0, 0, 0, 13, 0, 0, 8, 17, 0, 18, 0, 5, 0, 0, 0, 0, 1, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 2, 0, 0, 0, 16, 0, 0, 0],
     elems: &[
@@ -5535,7 +5304,6 @@ pub(super) static T_EVIDENCE_VARIABLE_CHARACTERISTIC: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO: TypeDef = TypeDef {
     name: "ExampleScenario",
     resource: true,
-    slots: 25,
     required: 0x1000,
     index: &[0, 0, 0, 0, 0, 0, 0, 18, 0, 19, 0, 7, 8, 0, 0, 0, 0, 14, 0, 0, 15, 1, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 12, 16, 5, 17, 23, 0, 0, 9, 0, 21, 0, 6, 11, 0, 0, 0, 0, 0, 0, 4, 0, 24, 0, 10, 20, 0, 0, 13, 22, 0, 0, 25],
     elems: &[
@@ -5571,7 +5339,6 @@ pub(super) static T_EXAMPLE_SCENARIO: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_ACTOR: TypeDef = TypeDef {
     name: "ExampleScenarioActor",
     resource: false,
-    slots: 7,
     required: 0x18,
     index: &[0, 6, 0, 0, 5, 2, 0, 0, 0, 0, 0, 3, 4, 0, 1, 7],
     elems: &[
@@ -5589,7 +5356,6 @@ pub(super) static T_EXAMPLE_SCENARIO_ACTOR: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_INSTANCE: TypeDef = TypeDef {
     name: "ExampleScenarioInstance",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 2, 9, 8, 0, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -5609,7 +5375,6 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_CONTAINED_INSTANCE: TypeDef = TypeDef {
     name: "ExampleScenarioInstanceContainedInstance",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
@@ -5625,7 +5390,6 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_CONTAINED_INSTANCE: TypeDef = Type
 pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_VERSION: TypeDef = TypeDef {
     name: "ExampleScenarioInstanceVersion",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
@@ -5641,7 +5405,6 @@ pub(super) static T_EXAMPLE_SCENARIO_INSTANCE_VERSION: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_PROCESS: TypeDef = TypeDef {
     name: "ExampleScenarioProcess",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 5, 0, 4, 1, 6, 8, 0, 0, 0, 2, 3, 7, 0, 0],
     elems: &[
@@ -5660,7 +5423,6 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP: TypeDef = TypeDef {
     name: "ExampleScenarioProcessStep",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 4, 0, 0, 0, 1, 0, 5, 2, 3, 0, 6, 0],
     elems: &[
@@ -5678,7 +5440,6 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP: TypeDef = TypeDef {
 pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_ALTERNATIVE: TypeDef = TypeDef {
     name: "ExampleScenarioProcessStepAlternative",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 1, 0, 6, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
@@ -5695,7 +5456,6 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_ALTERNATIVE: TypeDef = TypeDef
 pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_OPERATION: TypeDef = TypeDef {
     name: "ExampleScenarioProcessStepOperation",
     resource: false,
-    slots: 13,
     required: 0x8,
     index: &[0, 7, 0, 0, 0, 8, 0, 0, 0, 0, 0, 2, 3, 11, 0, 12, 9, 5, 0, 0, 6, 1, 0, 0, 4, 0, 0, 0, 10, 0, 13, 0],
     elems: &[
@@ -5719,7 +5479,6 @@ pub(super) static T_EXAMPLE_SCENARIO_PROCESS_STEP_OPERATION: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT: TypeDef = TypeDef {
     name: "ExplanationOfBenefit",
     resource: true,
-    slots: 51,
     required: 0x804006b600,
     index: &[32, 0, 42, 0, 39, 0, 0, 31, 20, 0, 0, 9, 16, 34, 24, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 5, 0, 6, 43, 0, 0, 0, 51, 0, 22, 0, 48, 0, 3, 46, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 18, 0, 0, 0, 0, 37, 0, 41, 0, 0, 19, 0, 15, 21, 0, 0, 7, 0, 0, 14, 0, 26, 29, 47, 0, 10, 0, 11, 12, 40, 0, 50, 8, 0, 0, 38, 0, 0, 0, 0, 30, 0, 0, 33, 2, 0, 35, 0, 13, 0, 0, 1, 0, 36, 0, 0, 23, 45, 44, 0, 0, 49, 0, 17, 25],
     elems: &[
@@ -5781,7 +5540,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ACCIDENT: TypeDef = TypeDef {
     name: "ExplanationOfBenefitAccident",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 4, 1, 0, 6, 0, 0, 0, 0, 5, 0, 2, 3, 0, 7, 0],
     elems: &[
@@ -5799,7 +5557,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ACCIDENT: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM: TypeDef = TypeDef {
     name: "ExplanationOfBenefitAddItem",
     resource: false,
-    slots: 21,
     required: 0x80,
     index: &[0, 4, 9, 18, 0, 0, 21, 0, 17, 0, 0, 5, 7, 0, 0, 0, 0, 19, 0, 0, 13, 0, 0, 0, 0, 11, 0, 0, 0, 0, 12, 10, 0, 0, 0, 2, 23, 24, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 8, 0, 15, 22, 0, 14, 20, 0, 16, 0, 3, 0, 0, 0, 0, 0],
     elems: &[
@@ -5834,7 +5591,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitAddItemDetail",
     resource: false,
-    slots: 12,
     required: 0x8,
     index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 11, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
@@ -5857,7 +5613,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitAddItemDetailSubDetail",
     resource: false,
-    slots: 11,
     required: 0x8,
     index: &[0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 10, 8, 0, 6, 7, 0, 0, 9, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
@@ -5879,7 +5634,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ADD_ITEM_DETAIL_SUB_DETAIL: TypeDef =
 pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE: TypeDef = TypeDef {
     name: "ExplanationOfBenefitBenefitBalance",
     resource: false,
-    slots: 11,
     required: 0x8,
     index: &[0, 8, 9, 0, 0, 0, 0, 3, 1, 10, 0, 4, 6, 0, 0, 11, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0],
     elems: &[
@@ -5901,7 +5655,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE_FINANCIAL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitBenefitBalanceFinancial",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 6, 1, 9, 0, 0, 0, 0, 0, 0, 0, 2, 7],
     elems: &[
@@ -5921,7 +5674,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_BENEFIT_BALANCE_FINANCIAL: TypeDef = 
 pub(super) static T_EXPLANATION_OF_BENEFIT_CARE_TEAM: TypeDef = TypeDef {
     name: "ExplanationOfBenefitCareTeam",
     resource: false,
-    slots: 8,
     required: 0x18,
     index: &[0, 0, 4, 0, 3, 6, 0, 0, 5, 7, 8, 1, 2, 0, 0, 0],
     elems: &[
@@ -5940,7 +5692,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_CARE_TEAM: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_DIAGNOSIS: TypeDef = TypeDef {
     name: "ExplanationOfBenefitDiagnosis",
     resource: false,
-    slots: 8,
     required: 0x18,
     index: &[1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 7, 3, 4, 8, 0, 0, 0, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
@@ -5960,7 +5711,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_DIAGNOSIS: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_INSURANCE: TypeDef = TypeDef {
     name: "ExplanationOfBenefitInsurance",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 4, 1, 3, 6],
     elems: &[
@@ -5977,7 +5727,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_INSURANCE: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM: TypeDef = TypeDef {
     name: "ExplanationOfBenefitItem",
     resource: false,
-    slots: 26,
     required: 0x408,
     index: &[0, 12, 19, 0, 0, 0, 26, 0, 21, 0, 0, 8, 6, 10, 0, 0, 0, 22, 0, 0, 16, 0, 0, 0, 0, 14, 23, 0, 0, 0, 15, 13, 7, 0, 0, 2, 27, 29, 0, 0, 4, 0, 24, 1, 9, 11, 28, 0, 3, 0, 18, 0, 0, 17, 25, 0, 20, 0, 5, 0, 0, 0, 0, 0],
     elems: &[
@@ -6017,7 +5766,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION: TypeDef = TypeDef {
     name: "ExplanationOfBenefitItemAdjudication",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 6, 3, 4, 7, 0, 0],
     elems: &[
@@ -6035,7 +5783,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_ADJUDICATION: TypeDef = TypeDef 
 pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitItemDetail",
     resource: false,
-    slots: 17,
     required: 0x48,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 3, 5, 0, 0, 0, 0, 12, 0, 0, 7, 15, 0, 0, 0, 0, 13, 0, 0, 0, 6, 0, 0, 0, 0, 0, 17, 0, 0, 0, 2, 0, 14, 1, 4, 0, 16, 0, 0, 0, 9, 0, 0, 8, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -6063,7 +5810,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL_SUB_DETAIL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitItemDetailSubDetail",
     resource: false,
-    slots: 16,
     required: 0x48,
     index: &[0, 0, 0, 0, 16, 0, 0, 0, 2, 11, 14, 1, 3, 4, 5, 15, 0, 12, 9, 0, 7, 8, 0, 0, 10, 0, 13, 0, 0, 0, 6, 0],
     elems: &[
@@ -6090,7 +5836,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_ITEM_DETAIL_SUB_DETAIL: TypeDef = Typ
 pub(super) static T_EXPLANATION_OF_BENEFIT_PAYEE: TypeDef = TypeDef {
     name: "ExplanationOfBenefitPayee",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
@@ -6106,7 +5851,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PAYEE: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_PAYMENT: TypeDef = TypeDef {
     name: "ExplanationOfBenefitPayment",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 4, 0, 0, 0, 2, 7, 0, 3, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0],
     elems: &[
@@ -6126,7 +5870,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PAYMENT: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_PROCEDURE: TypeDef = TypeDef {
     name: "ExplanationOfBenefitProcedure",
     resource: false,
-    slots: 8,
     required: 0x48,
     index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 2, 3, 5, 9, 0, 0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
@@ -6146,7 +5889,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PROCEDURE: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_PROCESS_NOTE: TypeDef = TypeDef {
     name: "ExplanationOfBenefitProcessNote",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
@@ -6164,7 +5906,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_PROCESS_NOTE: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_RELATED: TypeDef = TypeDef {
     name: "ExplanationOfBenefitRelated",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[5, 0, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
@@ -6181,7 +5922,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_RELATED: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_SUPPORTING_INFO: TypeDef = TypeDef {
     name: "ExplanationOfBenefitSupportingInfo",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[0, 0, 11, 0, 0, 0, 14, 0, 1, 0, 7, 3, 4, 0, 0, 0, 10, 0, 0, 8, 5, 13, 0, 0, 6, 9, 0, 2, 12, 0, 0, 0],
     elems: &[
@@ -6206,7 +5946,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_SUPPORTING_INFO: TypeDef = TypeDef {
 pub(super) static T_EXPLANATION_OF_BENEFIT_TOTAL: TypeDef = TypeDef {
     name: "ExplanationOfBenefitTotal",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -6221,7 +5960,6 @@ pub(super) static T_EXPLANATION_OF_BENEFIT_TOTAL: TypeDef = TypeDef {
 pub(super) static T_EXPRESSION: TypeDef = TypeDef {
     name: "Expression",
     resource: false,
-    slots: 7,
     required: 0x10,
     index: &[0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 4, 2, 5, 7],
     elems: &[
@@ -6238,7 +5976,6 @@ pub(super) static T_EXPRESSION: TypeDef = TypeDef {
 pub(super) static T_EXTENSION: TypeDef = TypeDef {
     name: "Extension",
     resource: false,
-    slots: 4,
     required: 0x4,
     index: &[0, 0, 9, 40, 11, 19, 46, 26, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 41, 0, 0, 53, 0, 24, 0, 0, 0, 0, 0, 0, 0, 27, 0, 0, 0, 5, 17, 45, 0, 0, 51, 0, 0, 31, 0, 23, 0, 0, 0, 0, 0, 0, 0, 33, 32, 44, 48, 0, 0, 0, 4, 18, 21, 42, 0, 0, 6, 0, 37, 10, 49, 0, 0, 1, 2, 29, 0, 0, 7, 43, 0, 0, 22, 0, 0, 0, 36, 0, 0, 30, 20, 38, 0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 8, 0, 0, 0, 14, 0, 0, 28, 0, 50, 0, 0, 35, 39, 13, 0, 0, 12, 0, 3, 0, 16, 15, 52],
     elems: &[
@@ -6302,7 +6039,6 @@ pub(super) static T_EXTENSION: TypeDef = TypeDef {
 pub(super) static T_FAMILY_MEMBER_HISTORY: TypeDef = TypeDef {
     name: "FamilyMemberHistory",
     resource: true,
-    slots: 26,
     required: 0x12800,
     index: &[0, 0, 0, 0, 27, 0, 0, 22, 0, 0, 0, 0, 0, 0, 32, 0, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0, 0, 19, 0, 34, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 15, 21, 30, 31, 0, 0, 0, 0, 1, 17, 18, 0, 0, 0, 0, 0, 14, 0, 2, 25, 0, 0, 8, 9, 0, 0, 4, 0, 0, 0, 0, 26, 10, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 5, 0, 0, 13, 20, 33, 0, 0, 0, 0, 0, 28],
     elems: &[
@@ -6347,7 +6083,6 @@ pub(super) static T_FAMILY_MEMBER_HISTORY: TypeDef = TypeDef {
 pub(super) static T_FAMILY_MEMBER_HISTORY_CONDITION: TypeDef = TypeDef {
     name: "FamilyMemberHistoryCondition",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 0, 7, 6, 0, 0, 11, 0, 0, 0, 3, 4, 9, 0, 0, 0, 0, 0, 0, 5, 0, 0, 2, 0, 10, 0, 1, 8, 0, 0, 0],
     elems: &[
@@ -6369,7 +6104,6 @@ pub(super) static T_FAMILY_MEMBER_HISTORY_CONDITION: TypeDef = TypeDef {
 pub(super) static T_FLAG: TypeDef = TypeDef {
     name: "Flag",
     resource: true,
-    slots: 16,
     required: 0x1a00,
     index: &[5, 0, 0, 0, 0, 0, 13, 8, 2, 16, 0, 6, 7, 0, 0, 0, 0, 11, 15, 0, 12, 0, 1, 9, 4, 14, 0, 3, 10, 0, 0, 0],
     elems: &[
@@ -6396,7 +6130,6 @@ pub(super) static T_FLAG: TypeDef = TypeDef {
 pub(super) static T_GOAL: TypeDef = TypeDef {
     name: "Goal",
     resource: true,
-    slots: 24,
     required: 0x6200,
     index: &[22, 0, 20, 0, 15, 18, 0, 2, 12, 6, 16, 7, 8, 24, 17, 1, 0, 13, 23, 0, 14, 0, 0, 0, 4, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 9, 3, 25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 10, 0, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
@@ -6432,7 +6165,6 @@ pub(super) static T_GOAL: TypeDef = TypeDef {
 pub(super) static T_GOAL_TARGET: TypeDef = TypeDef {
     name: "GoalTarget",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 1, 0, 0, 6, 0, 2, 0, 10, 11, 0, 0, 3, 0, 0, 9, 0, 13, 4, 5, 7, 0, 8, 12, 0, 0, 0, 0, 0],
     elems: &[
@@ -6456,7 +6188,6 @@ pub(super) static T_GOAL_TARGET: TypeDef = TypeDef {
 pub(super) static T_GRAPH_DEFINITION: TypeDef = TypeDef {
     name: "GraphDefinition",
     resource: true,
-    slots: 23,
     required: 0x100c00,
     index: &[0, 0, 0, 0, 0, 0, 0, 16, 0, 17, 0, 6, 7, 15, 0, 0, 0, 12, 0, 0, 13, 0, 11, 0, 2, 0, 0, 0, 0, 0, 0, 1, 9, 14, 3, 22, 18, 0, 0, 0, 0, 20, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 23, 8, 19, 0, 0, 10, 21, 0, 0, 0],
     elems: &[
@@ -6490,7 +6221,6 @@ pub(super) static T_GRAPH_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_GRAPH_DEFINITION_LINK: TypeDef = TypeDef {
     name: "GraphDefinitionLink",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 2, 3, 7, 9, 8, 0, 0, 0, 0, 4, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -6510,7 +6240,6 @@ pub(super) static T_GRAPH_DEFINITION_LINK: TypeDef = TypeDef {
 pub(super) static T_GRAPH_DEFINITION_LINK_TARGET: TypeDef = TypeDef {
     name: "GraphDefinitionLinkTarget",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 4, 6, 0, 0, 0, 2, 3, 1, 7, 8],
     elems: &[
@@ -6529,7 +6258,6 @@ pub(super) static T_GRAPH_DEFINITION_LINK_TARGET: TypeDef = TypeDef {
 pub(super) static T_GRAPH_DEFINITION_LINK_TARGET_COMPARTMENT: TypeDef = TypeDef {
     name: "GraphDefinitionLinkTargetCompartment",
     resource: false,
-    slots: 8,
     required: 0x38,
     index: &[0, 0, 0, 0, 6, 2, 8, 0, 7, 0, 0, 1, 4, 3, 5, 0],
     elems: &[
@@ -6548,7 +6276,6 @@ pub(super) static T_GRAPH_DEFINITION_LINK_TARGET_COMPARTMENT: TypeDef = TypeDef 
 pub(super) static T_GROUP: TypeDef = TypeDef {
     name: "Group",
     resource: true,
-    slots: 18,
     required: 0xc00,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 13, 16, 0, 14, 0, 0, 0, 5, 12, 0, 0, 0, 0, 18, 0, 0, 15, 1, 0, 0, 0, 0, 8, 0, 17, 0, 0, 0, 0, 0, 0, 11, 2, 0, 0, 0, 0, 0, 9, 0, 0, 0, 4, 10, 0, 3, 0],
     elems: &[
@@ -6577,7 +6304,6 @@ pub(super) static T_GROUP: TypeDef = TypeDef {
 pub(super) static T_GROUP_CHARACTERISTIC: TypeDef = TypeDef {
     name: "GroupCharacteristic",
     resource: false,
-    slots: 7,
     required: 0x38,
     index: &[0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 10, 11, 0, 0, 8, 0, 1, 9, 0, 2, 0],
     elems: &[
@@ -6599,7 +6325,6 @@ pub(super) static T_GROUP_CHARACTERISTIC: TypeDef = TypeDef {
 pub(super) static T_GROUP_MEMBER: TypeDef = TypeDef {
     name: "GroupMember",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 6, 0, 0, 0, 1, 2, 3, 4, 0, 0],
     elems: &[
@@ -6616,7 +6341,6 @@ pub(super) static T_GROUP_MEMBER: TypeDef = TypeDef {
 pub(super) static T_GUIDANCE_RESPONSE: TypeDef = TypeDef {
     name: "GuidanceResponse",
     resource: true,
-    slots: 23,
     required: 0xc00,
     index: &[0, 18, 20, 0, 14, 15, 0, 0, 21, 22, 0, 5, 6, 0, 0, 0, 0, 10, 24, 0, 11, 0, 0, 0, 1, 0, 0, 0, 12, 16, 0, 0, 3, 0, 0, 0, 19, 0, 0, 7, 0, 25, 0, 0, 0, 0, 0, 2, 0, 0, 13, 0, 0, 0, 0, 8, 23, 0, 0, 4, 9, 0, 0, 17],
     elems: &[
@@ -6652,7 +6376,6 @@ pub(super) static T_GUIDANCE_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_HEALTHCARE_SERVICE: TypeDef = TypeDef {
     name: "HealthcareService",
     resource: true,
-    slots: 32,
     required: 0x0,
     index: &[3, 0, 8, 2, 0, 0, 0, 0, 0, 0, 14, 13, 15, 0, 0, 0, 26, 20, 27, 19, 21, 28, 0, 29, 9, 0, 4, 0, 11, 12, 32, 0, 0, 22, 1, 0, 10, 23, 7, 16, 5, 24, 31, 0, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 17, 0, 0, 0, 18, 0, 0, 6, 0],
     elems: &[
@@ -6695,7 +6418,6 @@ pub(super) static T_HEALTHCARE_SERVICE: TypeDef = TypeDef {
 pub(super) static T_HEALTHCARE_SERVICE_AVAILABLE_TIME: TypeDef = TypeDef {
     name: "HealthcareServiceAvailableTime",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 7, 0, 1, 2, 3, 0, 5, 6, 0, 0, 0],
     elems: &[
@@ -6713,7 +6435,6 @@ pub(super) static T_HEALTHCARE_SERVICE_AVAILABLE_TIME: TypeDef = TypeDef {
 pub(super) static T_HEALTHCARE_SERVICE_ELIGIBILITY: TypeDef = TypeDef {
     name: "HealthcareServiceEligibility",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 2, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -6729,7 +6450,6 @@ pub(super) static T_HEALTHCARE_SERVICE_ELIGIBILITY: TypeDef = TypeDef {
 pub(super) static T_HEALTHCARE_SERVICE_NOT_AVAILABLE: TypeDef = TypeDef {
     name: "HealthcareServiceNotAvailable",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -6744,7 +6464,6 @@ pub(super) static T_HEALTHCARE_SERVICE_NOT_AVAILABLE: TypeDef = TypeDef {
 pub(super) static T_HUMAN_NAME: TypeDef = TypeDef {
     name: "HumanName",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 3, 5, 9, 0, 8, 0, 1, 4, 0, 0, 2, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0],
     elems: &[
@@ -6763,7 +6482,6 @@ pub(super) static T_HUMAN_NAME: TypeDef = TypeDef {
 pub(super) static T_IDENTIFIER: TypeDef = TypeDef {
     name: "Identifier",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 7, 4, 1, 0, 5, 0, 2, 3, 8, 6, 0],
     elems: &[
@@ -6782,7 +6500,6 @@ pub(super) static T_IDENTIFIER: TypeDef = TypeDef {
 pub(super) static T_IMAGING_STUDY: TypeDef = TypeDef {
     name: "ImagingStudy",
     resource: true,
-    slots: 28,
     required: 0xa00,
     index: &[23, 0, 22, 0, 16, 0, 18, 0, 0, 0, 0, 6, 7, 14, 0, 0, 0, 13, 27, 12, 15, 0, 19, 20, 2, 25, 17, 0, 0, 5, 0, 0, 4, 0, 0, 0, 21, 0, 0, 8, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 3, 0, 9, 26, 0, 0, 10, 11, 0, 0, 1],
     elems: &[
@@ -6821,7 +6538,6 @@ pub(super) static T_IMAGING_STUDY: TypeDef = TypeDef {
 pub(super) static T_IMAGING_STUDY_SERIES: TypeDef = TypeDef {
     name: "ImagingStudySeries",
     resource: false,
-    slots: 15,
     required: 0x28,
     index: &[15, 12, 0, 1, 13, 10, 0, 0, 0, 0, 0, 4, 5, 6, 7, 8, 0, 0, 0, 0, 9, 2, 0, 0, 0, 14, 11, 0, 0, 3, 0, 0],
     elems: &[
@@ -6847,7 +6563,6 @@ pub(super) static T_IMAGING_STUDY_SERIES: TypeDef = TypeDef {
 pub(super) static T_IMAGING_STUDY_SERIES_INSTANCE: TypeDef = TypeDef {
     name: "ImagingStudySeriesInstance",
     resource: false,
-    slots: 7,
     required: 0x18,
     index: &[7, 0, 0, 0, 3, 4, 0, 6, 0, 5, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -6865,7 +6580,6 @@ pub(super) static T_IMAGING_STUDY_SERIES_INSTANCE: TypeDef = TypeDef {
 pub(super) static T_IMAGING_STUDY_SERIES_PERFORMER: TypeDef = TypeDef {
     name: "ImagingStudySeriesPerformer",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -6881,7 +6595,6 @@ pub(super) static T_IMAGING_STUDY_SERIES_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION: TypeDef = TypeDef {
     name: "Immunization",
     resource: true,
-    slots: 36,
     required: 0x5a00,
     index: &[34, 0, 0, 0, 18, 0, 7, 0, 3, 29, 0, 0, 0, 0, 0, 0, 0, 16, 0, 13, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 15, 0, 0, 0, 9, 0, 36, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 12, 0, 0, 0, 14, 0, 22, 23, 25, 28, 0, 0, 0, 0, 0, 0, 6, 8, 26, 0, 0, 0, 37, 0, 0, 17, 0, 30, 0, 1, 0, 0, 32, 19, 0, 0, 0, 4, 0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 10, 33, 0, 20, 0, 0, 0, 5, 21],
     elems: &[
@@ -6929,7 +6642,6 @@ pub(super) static T_IMMUNIZATION: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_EDUCATION: TypeDef = TypeDef {
     name: "ImmunizationEducation",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 5, 2, 3, 6, 0, 7],
     elems: &[
@@ -6947,7 +6659,6 @@ pub(super) static T_IMMUNIZATION_EDUCATION: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_EVALUATION: TypeDef = TypeDef {
     name: "ImmunizationEvaluation",
     resource: true,
-    slots: 21,
     required: 0xe600,
     index: &[22, 6, 0, 0, 0, 0, 8, 0, 0, 0, 0, 1, 9, 10, 0, 12, 5, 15, 0, 0, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 11, 0, 23, 7, 19, 0, 0, 0, 0, 0, 0, 18, 0, 0, 4, 0, 13, 20, 21, 0, 14, 0, 0, 0, 17],
     elems: &[
@@ -6981,7 +6692,6 @@ pub(super) static T_IMMUNIZATION_EVALUATION: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_PERFORMER: TypeDef = TypeDef {
     name: "ImmunizationPerformer",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -6997,7 +6707,6 @@ pub(super) static T_IMMUNIZATION_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_PROTOCOL_APPLIED: TypeDef = TypeDef {
     name: "ImmunizationProtocolApplied",
     resource: false,
-    slots: 8,
     required: 0x40,
     index: &[0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 8, 1, 4, 5, 0, 0, 2, 0, 7, 0, 6, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 10],
     elems: &[
@@ -7018,7 +6727,6 @@ pub(super) static T_IMMUNIZATION_PROTOCOL_APPLIED: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_REACTION: TypeDef = TypeDef {
     name: "ImmunizationReaction",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 1, 0, 5, 0, 0, 0, 0, 6, 2, 3, 4, 0, 0, 0],
     elems: &[
@@ -7035,7 +6743,6 @@ pub(super) static T_IMMUNIZATION_REACTION: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_RECOMMENDATION: TypeDef = TypeDef {
     name: "ImmunizationRecommendation",
     resource: true,
-    slots: 13,
     required: 0x1600,
     index: &[0, 12, 3, 0, 0, 0, 0, 6, 0, 13, 0, 1, 4, 5, 0, 0, 0, 9, 0, 0, 10, 0, 0, 7, 2, 0, 0, 8, 0, 0, 0, 11],
     elems: &[
@@ -7059,7 +6766,6 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION: TypeDef = TypeDef {
 pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION: TypeDef = TypeDef {
     name: "ImmunizationRecommendationRecommendation",
     resource: false,
-    slots: 15,
     required: 0x40,
     index: &[8, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 9, 0, 0, 0, 4, 17, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0, 12, 2, 15, 0, 0, 0, 0, 0, 11, 0, 0, 3, 14, 13, 0, 0, 0, 0, 0, 0, 0, 16],
     elems: &[
@@ -7087,7 +6793,6 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION: TypeDef = TypeDe
 pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION_DATE_CRITERION: TypeDef = TypeDef {
     name: "ImmunizationRecommendationRecommendationDateCriterion",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -7103,7 +6808,6 @@ pub(super) static T_IMMUNIZATION_RECOMMENDATION_RECOMMENDATION_DATE_CRITERION: T
 pub(super) static T_IMPLEMENTATION_GUIDE: TypeDef = TypeDef {
     name: "ImplementationGuide",
     resource: true,
-    slots: 28,
     required: 0xa01500,
     index: &[0, 0, 0, 0, 17, 0, 0, 22, 0, 0, 0, 9, 6, 12, 0, 0, 0, 18, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 14, 20, 4, 27, 0, 0, 0, 10, 5, 24, 25, 8, 11, 16, 0, 0, 0, 0, 0, 3, 0, 7, 28, 13, 23, 21, 0, 15, 26, 0, 0, 0],
     elems: &[
@@ -7142,7 +6846,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION: TypeDef = TypeDef {
     name: "ImplementationGuideDefinition",
     resource: false,
-    slots: 8,
     required: 0x10,
     index: &[0, 7, 0, 6, 4, 2, 0, 0, 0, 0, 0, 1, 3, 5, 8, 0],
     elems: &[
@@ -7161,7 +6864,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_GROUPING: TypeDef = TypeDef {
     name: "ImplementationGuideDefinitionGrouping",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 5, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -7177,7 +6879,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_GROUPING: TypeDef = TypeDef 
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PAGE: TypeDef = TypeDef {
     name: "ImplementationGuideDefinitionPage",
     resource: false,
-    slots: 7,
     required: 0x38,
     index: &[0, 6, 0, 0, 4, 0, 0, 8, 0, 2, 0, 1, 3, 5, 7, 0],
     elems: &[
@@ -7196,7 +6897,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PAGE: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PARAMETER: TypeDef = TypeDef {
     name: "ImplementationGuideDefinitionParameter",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -7212,7 +6912,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_PARAMETER: TypeDef = TypeDef
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_RESOURCE: TypeDef = TypeDef {
     name: "ImplementationGuideDefinitionResource",
     resource: false,
-    slots: 9,
     required: 0x8,
     index: &[0, 9, 0, 0, 0, 0, 0, 5, 0, 0, 0, 4, 7, 0, 0, 10, 0, 0, 0, 3, 6, 1, 8, 0, 0, 0, 0, 0, 2, 0, 0, 0],
     elems: &[
@@ -7233,7 +6932,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_RESOURCE: TypeDef = TypeDef 
 pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_TEMPLATE: TypeDef = TypeDef {
     name: "ImplementationGuideDefinitionTemplate",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 0, 6, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -7250,7 +6948,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEFINITION_TEMPLATE: TypeDef = TypeDef 
 pub(super) static T_IMPLEMENTATION_GUIDE_DEPENDS_ON: TypeDef = TypeDef {
     name: "ImplementationGuideDependsOn",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 5, 6, 0, 0, 4, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -7267,7 +6964,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_DEPENDS_ON: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_GLOBAL: TypeDef = TypeDef {
     name: "ImplementationGuideGlobal",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 4, 5, 0],
     elems: &[
@@ -7283,7 +6979,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_GLOBAL: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST: TypeDef = TypeDef {
     name: "ImplementationGuideManifest",
     resource: false,
-    slots: 8,
     required: 0x10,
     index: &[0, 3, 8, 0, 4, 0, 7, 5, 0, 0, 0, 1, 2, 6, 0, 0],
     elems: &[
@@ -7302,7 +6997,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_PAGE: TypeDef = TypeDef {
     name: "ImplementationGuideManifestPage",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 5, 0, 0, 4, 0, 1, 6, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -7319,7 +7013,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_PAGE: TypeDef = TypeDef {
 pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_RESOURCE: TypeDef = TypeDef {
     name: "ImplementationGuideManifestResource",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 2, 5, 0, 0, 0, 0, 0, 0, 3, 1, 4, 7, 6],
     elems: &[
@@ -7337,7 +7030,6 @@ pub(super) static T_IMPLEMENTATION_GUIDE_MANIFEST_RESOURCE: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN: TypeDef = TypeDef {
     name: "InsurancePlan",
     resource: true,
-    slots: 22,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 8, 9, 0, 0, 1, 0, 13, 0, 0, 14, 0, 0, 0, 4, 0, 0, 0, 0, 7, 22, 3, 0, 15, 16, 0, 6, 0, 18, 2, 10, 21, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 11, 20, 0, 0, 12, 0, 5, 0, 0],
     elems: &[
@@ -7370,7 +7062,6 @@ pub(super) static T_INSURANCE_PLAN: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_CONTACT: TypeDef = TypeDef {
     name: "InsurancePlanContact",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 5, 1, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 7, 0, 0],
     elems: &[
@@ -7388,7 +7079,6 @@ pub(super) static T_INSURANCE_PLAN_CONTACT: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_COVERAGE: TypeDef = TypeDef {
     name: "InsurancePlanCoverage",
     resource: false,
-    slots: 6,
     required: 0x28,
     index: &[0, 0, 5, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 6, 0],
     elems: &[
@@ -7405,7 +7095,6 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT: TypeDef = TypeDef {
     name: "InsurancePlanCoverageBenefit",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 6],
     elems: &[
@@ -7422,7 +7111,6 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT_LIMIT: TypeDef = TypeDef {
     name: "InsurancePlanCoverageBenefitLimit",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -7438,7 +7126,6 @@ pub(super) static T_INSURANCE_PLAN_COVERAGE_BENEFIT_LIMIT: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_PLAN: TypeDef = TypeDef {
     name: "InsurancePlanPlan",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 3, 7, 1, 8, 0, 5, 0, 0, 0, 2, 4, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0],
     elems: &[
@@ -7458,7 +7145,6 @@ pub(super) static T_INSURANCE_PLAN_PLAN: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_PLAN_GENERAL_COST: TypeDef = TypeDef {
     name: "InsurancePlanPlanGeneralCost",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 0, 1, 2, 0, 0, 4, 3, 5, 0, 7, 0],
     elems: &[
@@ -7476,7 +7162,6 @@ pub(super) static T_INSURANCE_PLAN_PLAN_GENERAL_COST: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST: TypeDef = TypeDef {
     name: "InsurancePlanPlanSpecificCost",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 3, 4, 1, 0, 0],
     elems: &[
@@ -7492,7 +7177,6 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST: TypeDef = TypeDef {
 pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT: TypeDef = TypeDef {
     name: "InsurancePlanPlanSpecificCostBenefit",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 1, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -7508,7 +7192,6 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT: TypeDef = TypeDef
 pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT_COST: TypeDef = TypeDef {
     name: "InsurancePlanPlanSpecificCostBenefitCost",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 7, 6, 5],
     elems: &[
@@ -7526,7 +7209,6 @@ pub(super) static T_INSURANCE_PLAN_PLAN_SPECIFIC_COST_BENEFIT_COST: TypeDef = Ty
 pub(super) static T_INVOICE: TypeDef = TypeDef {
     name: "Invoice",
     resource: true,
-    slots: 24,
     required: 0x200,
     index: &[0, 0, 0, 0, 14, 0, 17, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 12, 19, 0, 13, 16, 0, 9, 2, 3, 15, 0, 0, 0, 1, 24, 0, 22, 4, 23, 0, 0, 0, 7, 0, 20, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 21, 0, 8, 18, 0, 0, 10, 0, 0, 0, 0],
     elems: &[
@@ -7561,7 +7243,6 @@ pub(super) static T_INVOICE: TypeDef = TypeDef {
 pub(super) static T_INVOICE_LINE_ITEM: TypeDef = TypeDef {
     name: "InvoiceLineItem",
     resource: false,
-    slots: 6,
     required: 0x10,
     index: &[0, 0, 0, 0, 5, 1, 0, 0, 0, 0, 6, 3, 4, 2, 7, 0],
     elems: &[
@@ -7579,7 +7260,6 @@ pub(super) static T_INVOICE_LINE_ITEM: TypeDef = TypeDef {
 pub(super) static T_INVOICE_LINE_ITEM_PRICE_COMPONENT: TypeDef = TypeDef {
     name: "InvoiceLineItemPriceComponent",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 1, 0, 2, 3, 4, 5, 7],
     elems: &[
@@ -7597,7 +7277,6 @@ pub(super) static T_INVOICE_LINE_ITEM_PRICE_COMPONENT: TypeDef = TypeDef {
 pub(super) static T_INVOICE_PARTICIPANT: TypeDef = TypeDef {
     name: "InvoiceParticipant",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 5, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -7613,7 +7292,6 @@ pub(super) static T_INVOICE_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_LIBRARY: TypeDef = TypeDef {
     name: "Library",
     resource: true,
-    slots: 39,
     required: 0x14000,
     index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 30, 0, 0, 0, 0, 0, 21, 27, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 20, 0, 3, 5, 18, 0, 11, 0, 0, 0, 16, 34, 33, 0, 0, 0, 0, 0, 7, 0, 0, 0, 6, 28, 40, 0, 0, 1, 0, 12, 19, 0, 38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 15, 0, 0, 0, 0, 0, 31, 0, 22, 0, 2, 0, 4, 0, 0, 0, 0, 0, 36, 0, 0, 23, 8, 24, 39, 35, 0, 0, 0, 0, 0, 13, 0, 0, 32, 0, 0, 0, 0, 0, 0, 9, 0, 17, 29, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
@@ -7664,7 +7342,6 @@ pub(super) static T_LIBRARY: TypeDef = TypeDef {
 pub(super) static T_LINKAGE: TypeDef = TypeDef {
     name: "Linkage",
     resource: true,
-    slots: 11,
     required: 0x400,
     index: &[0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0, 4, 5, 0, 0, 0, 0, 9, 0, 0, 7, 10, 2, 6, 3, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -7686,7 +7363,6 @@ pub(super) static T_LINKAGE: TypeDef = TypeDef {
 pub(super) static T_LINKAGE_ITEM: TypeDef = TypeDef {
     name: "LinkageItem",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -7702,7 +7378,6 @@ pub(super) static T_LINKAGE_ITEM: TypeDef = TypeDef {
 pub(super) static T_LIST: TypeDef = TypeDef {
     name: "List",
     resource: true,
-    slots: 21,
     required: 0x600,
     index: &[0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 12, 19, 17, 14, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5, 16, 3, 0, 0, 0, 0, 9, 21, 4, 20, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 6, 18, 0, 1, 11, 0, 0, 0],
     elems: &[
@@ -7734,7 +7409,6 @@ pub(super) static T_LIST: TypeDef = TypeDef {
 pub(super) static T_LIST_ENTRY: TypeDef = TypeDef {
     name: "ListEntry",
     resource: false,
-    slots: 7,
     required: 0x40,
     index: &[0, 0, 1, 0, 6, 7, 0, 2, 4, 0, 0, 3, 5, 0, 0, 0],
     elems: &[
@@ -7752,7 +7426,6 @@ pub(super) static T_LIST_ENTRY: TypeDef = TypeDef {
 pub(super) static T_LOCATION: TypeDef = TypeDef {
     name: "Location",
     resource: true,
-    slots: 25,
     required: 0x0,
     index: &[3, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 7, 9, 0, 0, 0, 0, 14, 1, 0, 16, 0, 0, 0, 4, 0, 0, 13, 0, 6, 25, 20, 0, 17, 0, 0, 0, 0, 0, 2, 10, 24, 0, 0, 23, 15, 0, 0, 0, 19, 0, 8, 0, 5, 0, 11, 21, 22, 0, 12, 0, 0, 0, 0],
     elems: &[
@@ -7788,7 +7461,6 @@ pub(super) static T_LOCATION: TypeDef = TypeDef {
 pub(super) static T_LOCATION_HOURS_OF_OPERATION: TypeDef = TypeDef {
     name: "LocationHoursOfOperation",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 7, 0, 3, 6, 0, 1, 0, 0, 0, 4, 5, 0, 2, 0],
     elems: &[
@@ -7806,7 +7478,6 @@ pub(super) static T_LOCATION_HOURS_OF_OPERATION: TypeDef = TypeDef {
 pub(super) static T_LOCATION_POSITION: TypeDef = TypeDef {
     name: "LocationPosition",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 5, 0, 6, 1, 0, 0, 0, 0, 0, 2, 3, 0, 4, 0],
     elems: &[
@@ -7822,7 +7493,6 @@ pub(super) static T_LOCATION_POSITION: TypeDef = TypeDef {
 pub(super) static T_MARKETING_STATUS: TypeDef = TypeDef {
     name: "MarketingStatus",
     resource: false,
-    slots: 8,
     required: 0x68,
     index: &[5, 7, 0, 0, 6, 0, 0, 8, 0, 2, 0, 3, 4, 0, 1, 0],
     elems: &[
@@ -7841,7 +7511,6 @@ pub(super) static T_MARKETING_STATUS: TypeDef = TypeDef {
 pub(super) static T_MEASURE: TypeDef = TypeDef {
     name: "Measure",
     resource: true,
-    slots: 49,
     required: 0x4000,
     index: &[0, 0, 0, 0, 0, 0, 0, 30, 0, 31, 0, 39, 0, 0, 0, 0, 36, 27, 34, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 25, 42, 5, 23, 0, 0, 13, 32, 0, 0, 20, 44, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 35, 50, 0, 0, 1, 0, 14, 24, 0, 3, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 16, 19, 0, 0, 0, 0, 0, 18, 40, 11, 28, 2, 33, 6, 0, 0, 0, 0, 0, 46, 0, 37, 29, 8, 49, 0, 45, 0, 26, 9, 0, 0, 15, 0, 0, 41, 0, 0, 0, 0, 0, 0, 10, 0, 21, 38, 22, 0, 47, 4, 0, 0, 0],
     elems: &[
@@ -7902,7 +7571,6 @@ pub(super) static T_MEASURE: TypeDef = TypeDef {
 pub(super) static T_MEASURE_GROUP: TypeDef = TypeDef {
     name: "MeasureGroup",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 7, 0, 0, 5, 2, 6, 0, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -7920,7 +7588,6 @@ pub(super) static T_MEASURE_GROUP: TypeDef = TypeDef {
 pub(super) static T_MEASURE_GROUP_POPULATION: TypeDef = TypeDef {
     name: "MeasureGroupPopulation",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 0],
     elems: &[
@@ -7937,7 +7604,6 @@ pub(super) static T_MEASURE_GROUP_POPULATION: TypeDef = TypeDef {
 pub(super) static T_MEASURE_GROUP_STRATIFIER: TypeDef = TypeDef {
     name: "MeasureGroupStratifier",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 7, 4, 0, 0, 0, 0, 0, 1, 5, 6, 2, 3],
     elems: &[
@@ -7955,7 +7621,6 @@ pub(super) static T_MEASURE_GROUP_STRATIFIER: TypeDef = TypeDef {
 pub(super) static T_MEASURE_GROUP_STRATIFIER_COMPONENT: TypeDef = TypeDef {
     name: "MeasureGroupStratifierComponent",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 0],
     elems: &[
@@ -7972,7 +7637,6 @@ pub(super) static T_MEASURE_GROUP_STRATIFIER_COMPONENT: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT: TypeDef = TypeDef {
     name: "MeasureReport",
     resource: true,
-    slots: 19,
     required: 0x8e00,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 4, 6, 0, 0, 0, 0, 12, 17, 0, 13, 0, 0, 0, 1, 3, 11, 0, 0, 0, 19, 0, 0, 0, 2, 0, 0, 0, 14, 7, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 16, 9, 0, 10, 0, 0, 0, 15],
     elems: &[
@@ -8002,7 +7666,6 @@ pub(super) static T_MEASURE_REPORT: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT_GROUP: TypeDef = TypeDef {
     name: "MeasureReportGroup",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[4, 7, 0, 0, 5, 6, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -8020,7 +7683,6 @@ pub(super) static T_MEASURE_REPORT_GROUP: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT_GROUP_POPULATION: TypeDef = TypeDef {
     name: "MeasureReportGroupPopulation",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
@@ -8037,7 +7699,6 @@ pub(super) static T_MEASURE_REPORT_GROUP_POPULATION: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER: TypeDef = TypeDef {
     name: "MeasureReportGroupStratifier",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -8053,7 +7714,6 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM: TypeDef = TypeDef {
     name: "MeasureReportGroupStratifierStratum",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[4, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 2, 3, 7, 1, 0],
     elems: &[
@@ -8071,7 +7731,6 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM: TypeDef = TypeDef {
 pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_COMPONENT: TypeDef = TypeDef {
     name: "MeasureReportGroupStratifierStratumComponent",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -8087,7 +7746,6 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_COMPONENT: TypeDef =
 pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_POPULATION: TypeDef = TypeDef {
     name: "MeasureReportGroupStratifierStratumPopulation",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 4, 6, 0],
     elems: &[
@@ -8104,7 +7762,6 @@ pub(super) static T_MEASURE_REPORT_GROUP_STRATIFIER_STRATUM_POPULATION: TypeDef 
 pub(super) static T_MEASURE_SUPPLEMENTAL_DATA: TypeDef = TypeDef {
     name: "MeasureSupplementalData",
     resource: false,
-    slots: 7,
     required: 0x40,
     index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 4, 5, 2, 7],
     elems: &[
@@ -8122,7 +7779,6 @@ pub(super) static T_MEASURE_SUPPLEMENTAL_DATA: TypeDef = TypeDef {
 pub(super) static T_MEDIA: TypeDef = TypeDef {
     name: "Media",
     resource: true,
-    slots: 30,
     required: 0x10000800,
     index: &[0, 0, 0, 0, 22, 0, 0, 0, 13, 0, 0, 11, 14, 8, 20, 0, 0, 19, 27, 31, 21, 0, 0, 0, 3, 0, 0, 30, 0, 0, 29, 4, 10, 6, 17, 2, 25, 0, 0, 15, 0, 12, 28, 9, 0, 0, 0, 0, 0, 24, 0, 0, 5, 0, 0, 16, 26, 0, 0, 18, 23, 7, 0, 1],
     elems: &[
@@ -8164,7 +7820,6 @@ pub(super) static T_MEDIA: TypeDef = TypeDef {
 pub(super) static T_MEDICATION: TypeDef = TypeDef {
     name: "Medication",
     resource: true,
-    slots: 16,
     required: 0x0,
     index: &[0, 0, 0, 12, 0, 0, 0, 8, 0, 1, 16, 5, 7, 0, 0, 0, 0, 13, 0, 0, 10, 14, 0, 9, 4, 15, 2, 3, 11, 0, 6, 0],
     elems: &[
@@ -8191,7 +7846,6 @@ pub(super) static T_MEDICATION: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_ADMINISTRATION: TypeDef = TypeDef {
     name: "MedicationAdministration",
     resource: true,
-    slots: 27,
     required: 0x4c800,
     index: &[26, 21, 23, 0, 16, 19, 0, 0, 0, 0, 0, 9, 10, 24, 0, 0, 0, 17, 27, 0, 18, 0, 0, 0, 2, 0, 28, 0, 0, 0, 0, 3, 8, 0, 0, 7, 22, 0, 0, 11, 1, 29, 0, 0, 0, 6, 0, 0, 0, 20, 0, 0, 0, 5, 0, 12, 25, 0, 0, 14, 15, 4, 0, 13],
     elems: &[
@@ -8231,7 +7885,6 @@ pub(super) static T_MEDICATION_ADMINISTRATION: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_ADMINISTRATION_DOSAGE: TypeDef = TypeDef {
     name: "MedicationAdministrationDosage",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 4, 10, 0, 2, 3, 7, 0, 0, 0, 0, 0, 0, 5, 1, 6, 8, 0, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
@@ -8252,7 +7905,6 @@ pub(super) static T_MEDICATION_ADMINISTRATION_DOSAGE: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_ADMINISTRATION_PERFORMER: TypeDef = TypeDef {
     name: "MedicationAdministrationPerformer",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -8268,7 +7920,6 @@ pub(super) static T_MEDICATION_ADMINISTRATION_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_BATCH: TypeDef = TypeDef {
     name: "MedicationBatch",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 0, 1, 4],
     elems: &[
@@ -8284,7 +7935,6 @@ pub(super) static T_MEDICATION_BATCH: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_DISPENSE: TypeDef = TypeDef {
     name: "MedicationDispense",
     resource: true,
-    slots: 32,
     required: 0x2400,
     index: &[0, 0, 0, 0, 17, 20, 6, 27, 34, 0, 0, 0, 0, 0, 0, 0, 24, 18, 23, 15, 33, 0, 0, 0, 0, 0, 30, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 12, 2, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 5, 0, 10, 11, 0, 0, 0, 0, 28, 7, 0, 19, 0, 0, 0, 3, 0, 0, 0, 0, 8, 32, 0, 9, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0, 0, 0, 29, 0, 0, 21, 0, 0, 0, 0, 0, 13, 25, 0, 0, 16, 0, 0, 0, 0],
     elems: &[
@@ -8329,7 +7979,6 @@ pub(super) static T_MEDICATION_DISPENSE: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_DISPENSE_PERFORMER: TypeDef = TypeDef {
     name: "MedicationDispensePerformer",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 0, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -8345,7 +7994,6 @@ pub(super) static T_MEDICATION_DISPENSE_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_DISPENSE_SUBSTITUTION: TypeDef = TypeDef {
     name: "MedicationDispenseSubstitution",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 5, 7, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 6, 0],
     elems: &[
@@ -8363,7 +8011,6 @@ pub(super) static T_MEDICATION_DISPENSE_SUBSTITUTION: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_INGREDIENT: TypeDef = TypeDef {
     name: "MedicationIngredient",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 6, 0, 0, 4, 0, 0, 7, 1, 2, 3, 5, 0],
     elems: &[
@@ -8381,7 +8028,6 @@ pub(super) static T_MEDICATION_INGREDIENT: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE: TypeDef = TypeDef {
     name: "MedicationKnowledge",
     resource: true,
-    slots: 30,
     required: 0x0,
     index: &[23, 0, 0, 0, 0, 0, 0, 0, 0, 2, 6, 10, 11, 0, 21, 0, 0, 19, 0, 0, 13, 20, 0, 7, 5, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0, 17, 22, 0, 0, 0, 24, 15, 30, 0, 0, 3, 0, 0, 8, 0, 0, 0, 0, 14, 25, 12, 28, 9, 18, 4, 1, 16, 29, 0],
     elems: &[
@@ -8422,7 +8068,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES: TypeDef = TypeDef {
     name: "MedicationKnowledgeAdministrationGuidelines",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 1, 0, 4, 5, 7, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -8440,7 +8085,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES: TypeDef = Ty
 pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_DOSAGE: TypeDef = TypeDef {
     name: "MedicationKnowledgeAdministrationGuidelinesDosage",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -8456,7 +8100,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_DOSAGE: TypeD
 pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_PATIENT_CHARACTERISTICS: TypeDef = TypeDef {
     name: "MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 2, 1, 0, 0, 0, 0, 3, 4, 6, 0, 0],
     elems: &[
@@ -8473,7 +8116,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_ADMINISTRATION_GUIDELINES_PATIENT_CHARA
 pub(super) static T_MEDICATION_KNOWLEDGE_COST: TypeDef = TypeDef {
     name: "MedicationKnowledgeCost",
     resource: false,
-    slots: 6,
     required: 0x28,
     index: &[0, 0, 0, 5, 4, 0, 0, 1, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -8490,7 +8132,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_COST: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_DRUG_CHARACTERISTIC: TypeDef = TypeDef {
     name: "MedicationKnowledgeDrugCharacteristic",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 0, 8, 0, 5, 6, 0, 1, 2, 7, 4, 0],
     elems: &[
@@ -8509,7 +8150,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_DRUG_CHARACTERISTIC: TypeDef = TypeDef 
 pub(super) static T_MEDICATION_KNOWLEDGE_INGREDIENT: TypeDef = TypeDef {
     name: "MedicationKnowledgeIngredient",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 6, 0, 0, 4, 0, 0, 7, 1, 2, 3, 5, 0],
     elems: &[
@@ -8527,7 +8167,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_INGREDIENT: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_KINETICS: TypeDef = TypeDef {
     name: "MedicationKnowledgeKinetics",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 0, 0, 0, 0, 5, 3, 2, 4, 0, 1, 0],
     elems: &[
@@ -8544,7 +8183,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_KINETICS: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_MEDICINE_CLASSIFICATION: TypeDef = TypeDef {
     name: "MedicationKnowledgeMedicineClassification",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -8560,7 +8198,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MEDICINE_CLASSIFICATION: TypeDef = Type
 pub(super) static T_MEDICATION_KNOWLEDGE_MONITORING_PROGRAM: TypeDef = TypeDef {
     name: "MedicationKnowledgeMonitoringProgram",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -8576,7 +8213,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MONITORING_PROGRAM: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_MONOGRAPH: TypeDef = TypeDef {
     name: "MedicationKnowledgeMonograph",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -8592,7 +8228,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_MONOGRAPH: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_PACKAGING: TypeDef = TypeDef {
     name: "MedicationKnowledgePackaging",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -8608,7 +8243,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_PACKAGING: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY: TypeDef = TypeDef {
     name: "MedicationKnowledgeRegulatory",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 3, 5, 6, 0, 0, 0, 1, 2, 0, 7, 0],
     elems: &[
@@ -8626,7 +8260,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_MAX_DISPENSE: TypeDef = TypeDef {
     name: "MedicationKnowledgeRegulatoryMaxDispense",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 5, 0, 0, 3, 0, 4, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -8642,7 +8275,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_MAX_DISPENSE: TypeDef = Type
 pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SCHEDULE: TypeDef = TypeDef {
     name: "MedicationKnowledgeRegulatorySchedule",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 1, 2, 3, 0, 4],
     elems: &[
@@ -8657,7 +8289,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SCHEDULE: TypeDef = TypeDef 
 pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SUBSTITUTION: TypeDef = TypeDef {
     name: "MedicationKnowledgeRegulatorySubstitution",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 1, 5],
     elems: &[
@@ -8673,7 +8304,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_REGULATORY_SUBSTITUTION: TypeDef = Type
 pub(super) static T_MEDICATION_KNOWLEDGE_RELATED_MEDICATION_KNOWLEDGE: TypeDef = TypeDef {
     name: "MedicationKnowledgeRelatedMedicationKnowledge",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 4],
     elems: &[
@@ -8689,7 +8319,6 @@ pub(super) static T_MEDICATION_KNOWLEDGE_RELATED_MEDICATION_KNOWLEDGE: TypeDef =
 pub(super) static T_MEDICATION_REQUEST: TypeDef = TypeDef {
     name: "MedicationRequest",
     resource: true,
-    slots: 40,
     required: 0x30a00,
     index: &[33, 29, 38, 0, 23, 26, 30, 18, 0, 0, 0, 0, 5, 0, 19, 0, 0, 24, 0, 0, 1, 0, 0, 0, 0, 0, 41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 3, 42, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 21, 0, 0, 0, 7, 0, 27, 17, 32, 0, 0, 0, 0, 0, 0, 0, 12, 14, 0, 0, 0, 0, 39, 6, 0, 25, 36, 0, 35, 4, 0, 0, 0, 0, 9, 28, 8, 10, 11, 20, 0, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 16, 37, 0, 0, 22, 0, 0, 0, 2],
     elems: &[
@@ -8742,7 +8371,6 @@ pub(super) static T_MEDICATION_REQUEST: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST: TypeDef = TypeDef {
     name: "MedicationRequestDispenseRequest",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 4, 5, 7, 10, 9, 0, 0, 6, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -8763,7 +8391,6 @@ pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST_INITIAL_FILL: TypeDef = TypeDef {
     name: "MedicationRequestDispenseRequestInitialFill",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -8779,7 +8406,6 @@ pub(super) static T_MEDICATION_REQUEST_DISPENSE_REQUEST_INITIAL_FILL: TypeDef = 
 pub(super) static T_MEDICATION_REQUEST_SUBSTITUTION: TypeDef = TypeDef {
     name: "MedicationRequestSubstitution",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 6, 0, 3, 4, 2, 0, 0],
     elems: &[
@@ -8796,7 +8422,6 @@ pub(super) static T_MEDICATION_REQUEST_SUBSTITUTION: TypeDef = TypeDef {
 pub(super) static T_MEDICATION_STATEMENT: TypeDef = TypeDef {
     name: "MedicationStatement",
     resource: true,
-    slots: 25,
     required: 0xc800,
     index: &[25, 0, 23, 0, 17, 20, 0, 0, 0, 0, 5, 10, 11, 0, 0, 0, 6, 18, 26, 0, 19, 14, 0, 0, 3, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9, 22, 0, 0, 12, 2, 27, 0, 0, 0, 8, 0, 0, 0, 21, 0, 0, 0, 7, 0, 13, 24, 0, 0, 15, 16, 0, 0, 1],
     elems: &[
@@ -8834,7 +8459,6 @@ pub(super) static T_MEDICATION_STATEMENT: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT: TypeDef = TypeDef {
     name: "MedicinalProduct",
     resource: true,
-    slots: 28,
     required: 0x1000000,
     index: &[0, 0, 16, 0, 3, 0, 0, 25, 26, 0, 0, 9, 10, 1, 0, 7, 0, 18, 0, 0, 8, 19, 0, 0, 6, 17, 0, 0, 4, 0, 28, 5, 0, 15, 20, 21, 0, 24, 0, 11, 0, 27, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 13, 14, 0, 22, 0],
     elems: &[
@@ -8873,7 +8497,6 @@ pub(super) static T_MEDICINAL_PRODUCT: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION: TypeDef = TypeDef {
     name: "MedicinalProductAuthorization",
     resource: true,
-    slots: 24,
     required: 0x0,
     index: &[14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0, 12, 0, 24, 15, 19, 22, 16, 0, 0, 0, 1, 0, 17, 21, 0, 0, 0, 0, 11, 0, 10, 0, 0, 0, 0, 8, 18, 23, 0, 0, 0, 0, 2, 0, 0, 3, 0, 0, 0, 6, 0, 9, 20, 0, 0, 13, 0, 0, 4, 0],
     elems: &[
@@ -8908,7 +8531,6 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_JURISDICTIONAL_AUTHORIZATION: TypeDef = TypeDef {
     name: "MedicinalProductAuthorizationJurisdictionalAuthorization",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[5, 8, 0, 0, 7, 0, 0, 4, 0, 0, 0, 2, 3, 6, 1, 0],
     elems: &[
@@ -8927,7 +8549,6 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_JURISDICTIONAL_AUTHORIZATION
 pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_PROCEDURE: TypeDef = TypeDef {
     name: "MedicinalProductAuthorizationProcedure",
     resource: false,
-    slots: 7,
     required: 0x10,
     index: &[0, 0, 0, 0, 7, 0, 0, 6, 1, 0, 2, 3, 4, 5, 8, 0],
     elems: &[
@@ -8946,7 +8567,6 @@ pub(super) static T_MEDICINAL_PRODUCT_AUTHORIZATION_PROCEDURE: TypeDef = TypeDef
 pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION: TypeDef = TypeDef {
     name: "MedicinalProductContraindication",
     resource: true,
-    slots: 15,
     required: 0x0,
     index: &[0, 0, 0, 0, 12, 0, 0, 0, 0, 14, 15, 5, 6, 0, 0, 11, 4, 9, 13, 0, 3, 10, 1, 7, 2, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -8972,7 +8592,6 @@ pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION_OTHER_THERAPY: TypeDef = TypeDef {
     name: "MedicinalProductContraindicationOtherTherapy",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -8989,7 +8608,6 @@ pub(super) static T_MEDICINAL_PRODUCT_CONTRAINDICATION_OTHER_THERAPY: TypeDef = 
 pub(super) static T_MEDICINAL_PRODUCT_INDICATION: TypeDef = TypeDef {
     name: "MedicinalProductIndication",
     resource: true,
-    slots: 17,
     required: 0x0,
     index: &[0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 6, 7, 17, 0, 13, 3, 11, 15, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 5, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 1, 8, 0, 4, 0, 10, 0, 0, 0, 0],
     elems: &[
@@ -9017,7 +8635,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INDICATION: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_INDICATION_OTHER_THERAPY: TypeDef = TypeDef {
     name: "MedicinalProductIndicationOtherTherapy",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 6, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -9034,7 +8651,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INDICATION_OTHER_THERAPY: TypeDef = TypeDe
 pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT: TypeDef = TypeDef {
     name: "MedicinalProductIngredient",
     resource: true,
-    slots: 14,
     required: 0x200,
     index: &[0, 0, 12, 8, 13, 0, 0, 5, 0, 14, 0, 3, 4, 0, 0, 0, 0, 9, 0, 0, 1, 10, 0, 6, 2, 11, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -9059,7 +8675,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE: TypeDef = TypeDef {
     name: "MedicinalProductIngredientSpecifiedSubstance",
     resource: false,
-    slots: 7,
     required: 0x18,
     index: &[0, 0, 0, 0, 6, 0, 2, 0, 0, 0, 4, 1, 3, 5, 7, 0],
     elems: &[
@@ -9077,7 +8692,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE: TypeDef = 
 pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH: TypeDef = TypeDef {
     name: "MedicinalProductIngredientSpecifiedSubstanceStrength",
     resource: false,
-    slots: 10,
     required: 0x8,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5, 0, 3, 10, 0, 0, 9, 1, 7, 8, 0, 6, 0, 0, 0, 0, 2, 0, 0, 0],
     elems: &[
@@ -9098,7 +8712,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH: T
 pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH_REFERENCE_STRENGTH: TypeDef = TypeDef {
     name: "MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength",
     resource: false,
-    slots: 8,
     required: 0x10,
     index: &[0, 0, 8, 0, 5, 7, 0, 4, 0, 0, 6, 2, 3, 0, 1, 0],
     elems: &[
@@ -9117,7 +8730,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SPECIFIED_SUBSTANCE_STRENGTH_RE
 pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SUBSTANCE: TypeDef = TypeDef {
     name: "MedicinalProductIngredientSubstance",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 5, 1, 2, 3, 0, 0],
     elems: &[
@@ -9133,7 +8745,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INGREDIENT_SUBSTANCE: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_INTERACTION: TypeDef = TypeDef {
     name: "MedicinalProductInteraction",
     resource: true,
-    slots: 15,
     required: 0x0,
     index: &[0, 10, 0, 0, 7, 0, 0, 0, 0, 14, 0, 4, 5, 0, 0, 0, 0, 11, 13, 0, 8, 2, 3, 6, 1, 12, 0, 9, 0, 0, 15, 0],
     elems: &[
@@ -9159,7 +8770,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INTERACTION: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_INTERACTION_INTERACTANT: TypeDef = TypeDef {
     name: "MedicinalProductInteractionInteractant",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 3, 0, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
@@ -9175,7 +8785,6 @@ pub(super) static T_MEDICINAL_PRODUCT_INTERACTION_INTERACTANT: TypeDef = TypeDef
 pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURED: TypeDef = TypeDef {
     name: "MedicinalProductManufactured",
     resource: true,
-    slots: 15,
     required: 0x500,
     index: &[0, 0, 11, 8, 0, 15, 0, 0, 0, 12, 14, 2, 3, 0, 0, 0, 7, 9, 13, 0, 5, 10, 0, 4, 1, 0, 0, 6, 0, 0, 0, 0],
     elems: &[
@@ -9201,7 +8810,6 @@ pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURED: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURING_BUSINESS_OPERATION: TypeDef = TypeDef {
     name: "MedicinalProductManufacturingBusinessOperation",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 6, 8, 0, 0, 0, 9, 0, 0, 4, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 2, 0, 1, 0, 0, 0, 3, 0, 0],
     elems: &[
@@ -9221,7 +8829,6 @@ pub(super) static T_MEDICINAL_PRODUCT_MANUFACTURING_BUSINESS_OPERATION: TypeDef 
 pub(super) static T_MEDICINAL_PRODUCT_NAME: TypeDef = TypeDef {
     name: "MedicinalProductName",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 6, 0, 0, 0, 0, 2, 1, 3, 0, 5],
     elems: &[
@@ -9238,7 +8845,6 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_NAME_COUNTRY_LANGUAGE: TypeDef = TypeDef {
     name: "MedicinalProductNameCountryLanguage",
     resource: false,
-    slots: 6,
     required: 0x28,
     index: &[4, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 2, 3, 5, 1, 0],
     elems: &[
@@ -9255,7 +8861,6 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME_COUNTRY_LANGUAGE: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_NAME_NAME_PART: TypeDef = TypeDef {
     name: "MedicinalProductNameNamePart",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 4],
     elems: &[
@@ -9271,7 +8876,6 @@ pub(super) static T_MEDICINAL_PRODUCT_NAME_NAME_PART: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_PACKAGED: TypeDef = TypeDef {
     name: "MedicinalProductPackaged",
     resource: true,
-    slots: 17,
     required: 0x10000,
     index: &[0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 13, 15, 16, 14, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 6, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 3, 0, 7, 0, 0, 0, 8, 9, 0, 0, 0],
     elems: &[
@@ -9299,7 +8903,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_BATCH_IDENTIFIER: TypeDef = TypeDef {
     name: "MedicinalProductPackagedBatchIdentifier",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 3, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -9315,7 +8918,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_BATCH_IDENTIFIER: TypeDef = TypeD
 pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_PACKAGE_ITEM: TypeDef = TypeDef {
     name: "MedicinalProductPackagedPackageItem",
     resource: false,
-    slots: 15,
     required: 0x30,
     index: &[0, 0, 10, 7, 0, 0, 0, 5, 8, 12, 0, 3, 4, 6, 0, 0, 0, 13, 11, 14, 9, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 15],
     elems: &[
@@ -9341,7 +8943,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PACKAGED_PACKAGE_ITEM: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL: TypeDef = TypeDef {
     name: "MedicinalProductPharmaceutical",
     resource: true,
-    slots: 15,
     required: 0x4200,
     index: &[0, 0, 0, 0, 0, 15, 0, 7, 0, 13, 14, 5, 6, 0, 0, 2, 0, 11, 0, 0, 9, 12, 0, 8, 3, 0, 1, 10, 0, 4, 0, 0],
     elems: &[
@@ -9367,7 +8968,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_CHARACTERISTICS: TypeDef = TypeDef {
     name: "MedicinalProductPharmaceuticalCharacteristics",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 5, 0, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -9383,7 +8983,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_CHARACTERISTICS: TypeDef = 
 pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION: TypeDef = TypeDef {
     name: "MedicinalProductPharmaceuticalRouteOfAdministration",
     resource: false,
-    slots: 10,
     required: 0x8,
     index: &[0, 0, 0, 0, 0, 5, 0, 7, 0, 3, 8, 2, 4, 0, 0, 0, 0, 0, 10, 0, 9, 0, 0, 0, 0, 0, 6, 1, 0, 0, 0, 0],
     elems: &[
@@ -9404,7 +9003,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION: Ty
 pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TARGET_SPECIES: TypeDef = TypeDef {
     name: "MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -9420,7 +9018,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TAR
 pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TARGET_SPECIES_WITHDRAWAL_PERIOD: TypeDef = TypeDef {
     name: "MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 4, 1, 2, 5, 6, 0],
     elems: &[
@@ -9437,7 +9034,6 @@ pub(super) static T_MEDICINAL_PRODUCT_PHARMACEUTICAL_ROUTE_OF_ADMINISTRATION_TAR
 pub(super) static T_MEDICINAL_PRODUCT_SPECIAL_DESIGNATION: TypeDef = TypeDef {
     name: "MedicinalProductSpecialDesignation",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 0, 1, 0, 0, 0, 7, 4, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 8, 9, 0, 5, 6, 10, 0, 0, 0, 0, 11, 0],
     elems: &[
@@ -9459,7 +9055,6 @@ pub(super) static T_MEDICINAL_PRODUCT_SPECIAL_DESIGNATION: TypeDef = TypeDef {
 pub(super) static T_MEDICINAL_PRODUCT_UNDESIRABLE_EFFECT: TypeDef = TypeDef {
     name: "MedicinalProductUndesirableEffect",
     resource: true,
-    slots: 13,
     required: 0x0,
     index: &[0, 0, 0, 12, 10, 0, 0, 0, 0, 13, 0, 3, 4, 5, 0, 0, 0, 8, 11, 0, 9, 0, 0, 6, 2, 1, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -9483,7 +9078,6 @@ pub(super) static T_MEDICINAL_PRODUCT_UNDESIRABLE_EFFECT: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_DEFINITION: TypeDef = TypeDef {
     name: "MessageDefinition",
     resource: true,
-    slots: 32,
     required: 0x4014000,
     index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 26, 0, 0, 0, 2, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 0, 4, 18, 0, 0, 0, 0, 0, 0, 16, 3, 29, 30, 0, 14, 0, 0, 0, 0, 27, 0, 6, 0, 33, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 12, 15, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 22, 7, 32, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 13, 0, 0, 0, 0, 8, 0, 17, 1, 28, 0, 31, 0, 10, 0, 0],
     elems: &[
@@ -9527,7 +9121,6 @@ pub(super) static T_MESSAGE_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_DEFINITION_ALLOWED_RESPONSE: TypeDef = TypeDef {
     name: "MessageDefinitionAllowedResponse",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 5, 0, 0, 3, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -9543,7 +9136,6 @@ pub(super) static T_MESSAGE_DEFINITION_ALLOWED_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_DEFINITION_FOCUS: TypeDef = TypeDef {
     name: "MessageDefinitionFocus",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[0, 0, 0, 0, 4, 6, 5, 0, 0, 0, 0, 1, 2, 3, 7, 0],
     elems: &[
@@ -9561,7 +9153,6 @@ pub(super) static T_MESSAGE_DEFINITION_FOCUS: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_HEADER: TypeDef = TypeDef {
     name: "MessageHeader",
     resource: true,
-    slots: 19,
     required: 0x2100,
     index: &[0, 0, 0, 0, 0, 0, 4, 6, 0, 0, 0, 8, 10, 0, 0, 0, 0, 13, 5, 19, 14, 18, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 20, 0, 0, 0, 0, 0, 16, 9, 0, 0, 0, 0, 17, 0, 11, 15, 0, 0, 12, 0, 7, 0, 0],
     elems: &[
@@ -9592,7 +9183,6 @@ pub(super) static T_MESSAGE_HEADER: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_HEADER_DESTINATION: TypeDef = TypeDef {
     name: "MessageHeaderDestination",
     resource: false,
-    slots: 7,
     required: 0x20,
     index: &[6, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 7, 0],
     elems: &[
@@ -9610,7 +9200,6 @@ pub(super) static T_MESSAGE_HEADER_DESTINATION: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_HEADER_RESPONSE: TypeDef = TypeDef {
     name: "MessageHeaderResponse",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 2, 0, 6, 0, 0, 5, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -9627,7 +9216,6 @@ pub(super) static T_MESSAGE_HEADER_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_MESSAGE_HEADER_SOURCE: TypeDef = TypeDef {
     name: "MessageHeaderSource",
     resource: false,
-    slots: 8,
     required: 0x80,
     index: &[0, 6, 0, 0, 5, 8, 0, 0, 0, 0, 0, 3, 4, 2, 7, 1],
     elems: &[
@@ -9645,7 +9233,6 @@ pub(super) static T_MESSAGE_HEADER_SOURCE: TypeDef = TypeDef {
 pub(super) static T_META: TypeDef = TypeDef {
     name: "Meta",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 6, 0, 0, 3, 0, 0, 5, 7, 1, 2, 4, 8, 0],
     elems: &[
@@ -9664,7 +9251,6 @@ pub(super) static T_META: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE: TypeDef = TypeDef {
     name: "MolecularSequence",
     resource: true,
-    slots: 24,
     required: 0x400,
     index: &[0, 13, 0, 20, 0, 0, 15, 2, 0, 0, 0, 4, 5, 0, 0, 0, 0, 9, 16, 0, 10, 21, 0, 0, 1, 0, 0, 0, 0, 0, 23, 19, 0, 0, 14, 0, 0, 0, 0, 6, 0, 22, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 17, 7, 0, 0, 18, 8, 0, 3, 24, 12],
     elems: &[
@@ -9699,7 +9285,6 @@ pub(super) static T_MOLECULAR_SEQUENCE: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_QUALITY: TypeDef = TypeDef {
     name: "MolecularSequenceQuality",
     resource: false,
-    slots: 18,
     required: 0x8,
     index: &[14, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 2, 5, 0, 0, 9, 10, 0, 0, 0, 7, 13, 0, 0, 16, 3, 4, 0, 0, 0, 18, 0, 0, 0, 17, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 11, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 1],
     elems: &[
@@ -9728,7 +9313,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_QUALITY: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_QUALITY_ROC: TypeDef = TypeDef {
     name: "MolecularSequenceQualityRoc",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 10, 0, 2, 6, 5, 7, 8, 4, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -9749,7 +9333,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_QUALITY_ROC: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_REFERENCE_SEQ: TypeDef = TypeDef {
     name: "MolecularSequenceReferenceSeq",
     resource: false,
-    slots: 12,
     required: 0x0,
     index: &[9, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 6, 10, 12, 0, 8, 0, 0, 5, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 7],
     elems: &[
@@ -9772,7 +9355,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_REFERENCE_SEQ: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_REPOSITORY: TypeDef = TypeDef {
     name: "MolecularSequenceRepository",
     resource: false,
-    slots: 9,
     required: 0x8,
     index: &[0, 5, 0, 0, 0, 6, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 1, 9, 0, 0, 8, 0, 0, 7, 0],
     elems: &[
@@ -9792,7 +9374,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_REPOSITORY: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT: TypeDef = TypeDef {
     name: "MolecularSequenceStructureVariant",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[5, 8, 0, 0, 6, 0, 0, 4, 0, 0, 1, 2, 3, 7, 0, 0],
     elems: &[
@@ -9811,7 +9392,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT: TypeDef = TypeDef {
 pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_INNER: TypeDef = TypeDef {
     name: "MolecularSequenceStructureVariantInner",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
@@ -9827,7 +9407,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_INNER: TypeDef = TypeDe
 pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_OUTER: TypeDef = TypeDef {
     name: "MolecularSequenceStructureVariantOuter",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 0, 0, 1],
     elems: &[
@@ -9843,7 +9422,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_STRUCTURE_VARIANT_OUTER: TypeDef = TypeDe
 pub(super) static T_MOLECULAR_SEQUENCE_VARIANT: TypeDef = TypeDef {
     name: "MolecularSequenceVariant",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[7, 0, 0, 0, 8, 0, 0, 9, 0, 0, 0, 3, 4, 6, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2],
     elems: &[
@@ -9862,7 +9440,6 @@ pub(super) static T_MOLECULAR_SEQUENCE_VARIANT: TypeDef = TypeDef {
 pub(super) static T_MONEY: TypeDef = TypeDef {
     name: "Money",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 0, 0, 2, 3, 4, 1, 0],
     elems: &[
@@ -9877,7 +9454,6 @@ pub(super) static T_MONEY: TypeDef = TypeDef {
 pub(super) static T_NAMING_SYSTEM: TypeDef = TypeDef {
     name: "NamingSystem",
     resource: true,
-    slots: 21,
     required: 0x100f00,
     index: &[0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 5, 6, 0, 0, 0, 0, 11, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 18, 1, 8, 13, 3, 9, 21, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 15, 7, 16, 19, 0, 10, 0, 20, 0, 0],
     elems: &[
@@ -9909,7 +9485,6 @@ pub(super) static T_NAMING_SYSTEM: TypeDef = TypeDef {
 pub(super) static T_NAMING_SYSTEM_UNIQUE_ID: TypeDef = TypeDef {
     name: "NamingSystemUniqueId",
     resource: false,
-    slots: 8,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 1, 5, 0, 0, 0, 2, 3, 6, 7, 8],
     elems: &[
@@ -9927,7 +9502,6 @@ pub(super) static T_NAMING_SYSTEM_UNIQUE_ID: TypeDef = TypeDef {
 pub(super) static T_NARRATIVE: TypeDef = TypeDef {
     name: "Narrative",
     resource: false,
-    slots: 4,
     required: 0xc,
     index: &[0, 0, 0, 2, 3, 1, 0, 4],
     elems: &[
@@ -9942,7 +9516,6 @@ pub(super) static T_NARRATIVE: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER: TypeDef = TypeDef {
     name: "NutritionOrder",
     resource: true,
-    slots: 25,
     required: 0x17000,
     index: &[22, 0, 13, 0, 6, 19, 3, 1, 14, 0, 0, 7, 9, 24, 0, 0, 0, 17, 0, 0, 18, 0, 0, 0, 2, 0, 0, 0, 0, 5, 0, 0, 4, 8, 15, 0, 0, 0, 0, 10, 21, 25, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 11, 23, 0, 0, 16, 0, 0, 0, 12],
     elems: &[
@@ -9978,7 +9551,6 @@ pub(super) static T_NUTRITION_ORDER: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA: TypeDef = TypeDef {
     name: "NutritionOrderEnteralFormula",
     resource: false,
-    slots: 12,
     required: 0x0,
     index: &[0, 0, 5, 0, 0, 0, 3, 2, 0, 12, 4, 8, 9, 0, 0, 0, 0, 0, 10, 0, 11, 0, 0, 0, 0, 0, 6, 0, 1, 7, 0, 0],
     elems: &[
@@ -10001,7 +9573,6 @@ pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA_ADMINISTRATION: TypeDef = TypeDef {
     name: "NutritionOrderEnteralFormulaAdministration",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 4, 0, 0, 3, 5, 0, 7, 0, 0, 0, 1, 2, 6, 0, 0],
     elems: &[
@@ -10019,7 +9590,6 @@ pub(super) static T_NUTRITION_ORDER_ENTERAL_FORMULA_ADMINISTRATION: TypeDef = Ty
 pub(super) static T_NUTRITION_ORDER_ORAL_DIET: TypeDef = TypeDef {
     name: "NutritionOrderOralDiet",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 2, 5, 0, 0, 0, 0, 8, 0, 0, 0, 0, 4, 9],
     elems: &[
@@ -10039,7 +9609,6 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER_ORAL_DIET_NUTRIENT: TypeDef = TypeDef {
     name: "NutritionOrderOralDietNutrient",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 2, 3, 0, 4, 0],
     elems: &[
@@ -10055,7 +9624,6 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET_NUTRIENT: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER_ORAL_DIET_TEXTURE: TypeDef = TypeDef {
     name: "NutritionOrderOralDietTexture",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 3, 0, 4, 0],
     elems: &[
@@ -10071,7 +9639,6 @@ pub(super) static T_NUTRITION_ORDER_ORAL_DIET_TEXTURE: TypeDef = TypeDef {
 pub(super) static T_NUTRITION_ORDER_SUPPLEMENT: TypeDef = TypeDef {
     name: "NutritionOrderSupplement",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 6, 0, 0, 4, 0, 5, 7, 0, 0, 0, 1, 2, 0, 3, 8],
     elems: &[
@@ -10090,7 +9657,6 @@ pub(super) static T_NUTRITION_ORDER_SUPPLEMENT: TypeDef = TypeDef {
 pub(super) static T_OBSERVATION: TypeDef = TypeDef {
     name: "Observation",
     resource: true,
-    slots: 32,
     required: 0x2800,
     index: &[0, 0, 35, 42, 27, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 22, 0, 12, 0, 0, 44, 19, 3, 34, 0, 0, 0, 10, 0, 0, 0, 30, 0, 0, 0, 0, 13, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 29, 0, 31, 0, 0, 0, 0, 25, 0, 0, 15, 18, 0, 0, 11, 8, 33, 43, 0, 26, 0, 0, 0, 6, 7, 39, 21, 37, 38, 5, 40, 14, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 28, 0, 17, 41, 0, 0, 20, 32, 36, 0, 4, 0, 9, 0, 1],
     elems: &[
@@ -10146,7 +9712,6 @@ pub(super) static T_OBSERVATION: TypeDef = TypeDef {
 pub(super) static T_OBSERVATION_COMPONENT: TypeDef = TypeDef {
     name: "ObservationComponent",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 8, 15, 18, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 16, 0, 0, 0, 6, 0, 0, 0, 12, 2, 0, 5, 10, 11, 13, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 14, 0, 0, 0, 0, 9, 0, 1, 0, 0, 0, 0],
     elems: &[
@@ -10175,7 +9740,6 @@ pub(super) static T_OBSERVATION_COMPONENT: TypeDef = TypeDef {
 pub(super) static T_OBSERVATION_DEFINITION: TypeDef = TypeDef {
     name: "ObservationDefinition",
     resource: true,
-    slots: 21,
     required: 0x200,
     index: &[0, 0, 0, 1, 0, 0, 0, 0, 12, 19, 0, 6, 7, 14, 17, 0, 0, 11, 0, 0, 13, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 15, 0, 8, 2, 20, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 5, 0, 3, 10, 0, 0, 16],
     elems: &[
@@ -10207,7 +9771,6 @@ pub(super) static T_OBSERVATION_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_OBSERVATION_DEFINITION_QUALIFIED_INTERVAL: TypeDef = TypeDef {
     name: "ObservationDefinitionQualifiedInterval",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 6, 9, 0, 0, 0, 0, 0, 0, 0, 10, 0, 8, 2, 7, 11, 0, 0, 0, 1, 4, 5],
     elems: &[
@@ -10229,7 +9792,6 @@ pub(super) static T_OBSERVATION_DEFINITION_QUALIFIED_INTERVAL: TypeDef = TypeDef
 pub(super) static T_OBSERVATION_DEFINITION_QUANTITATIVE_DETAILS: TypeDef = TypeDef {
     name: "ObservationDefinitionQuantitativeDetails",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 3, 0, 0, 0, 1, 0, 4, 2, 5, 0, 7],
     elems: &[
@@ -10247,7 +9809,6 @@ pub(super) static T_OBSERVATION_DEFINITION_QUANTITATIVE_DETAILS: TypeDef = TypeD
 pub(super) static T_OBSERVATION_REFERENCE_RANGE: TypeDef = TypeDef {
     name: "ObservationReferenceRange",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 6, 8, 0, 3, 5, 0, 4, 0, 0, 0, 0, 0, 7, 0, 0, 2, 0, 0, 0, 0, 0, 1, 9, 0],
     elems: &[
@@ -10267,7 +9828,6 @@ pub(super) static T_OBSERVATION_REFERENCE_RANGE: TypeDef = TypeDef {
 pub(super) static T_OPERATION_DEFINITION: TypeDef = TypeDef {
     name: "OperationDefinition",
     resource: true,
-    slots: 34,
     required: 0x38803400,
     index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 0, 0, 0, 21, 2, 0, 18, 0, 0, 0, 0, 1, 0, 22, 0, 0, 13, 0, 0, 0, 5, 15, 0, 0, 0, 0, 0, 0, 30, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 11, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 6, 0, 0, 0, 0, 0, 31, 0, 0, 20, 7, 16, 23, 26, 4, 33, 0, 28, 0, 9, 14, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 12, 27, 0, 0, 3, 32, 0, 0, 0],
     elems: &[
@@ -10312,7 +9872,6 @@ pub(super) static T_OPERATION_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_OPERATION_DEFINITION_OVERLOAD: TypeDef = TypeDef {
     name: "OperationDefinitionOverload",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 5, 4, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -10328,7 +9887,6 @@ pub(super) static T_OPERATION_DEFINITION_OVERLOAD: TypeDef = TypeDef {
 pub(super) static T_OPERATION_DEFINITION_PARAMETER: TypeDef = TypeDef {
     name: "OperationDefinitionParameter",
     resource: false,
-    slots: 14,
     required: 0x78,
     index: &[2, 8, 0, 0, 0, 14, 6, 0, 0, 0, 0, 3, 4, 1, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 10, 11, 12, 0, 0, 13, 9],
     elems: &[
@@ -10353,7 +9911,6 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_OPERATION_DEFINITION_PARAMETER_BINDING: TypeDef = TypeDef {
     name: "OperationDefinitionParameterBinding",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 5, 0, 3, 0, 0, 0, 0, 0, 4, 1, 2, 0, 0, 0],
     elems: &[
@@ -10369,7 +9926,6 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER_BINDING: TypeDef = TypeDef {
 pub(super) static T_OPERATION_DEFINITION_PARAMETER_REFERENCED_FROM: TypeDef = TypeDef {
     name: "OperationDefinitionParameterReferencedFrom",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 0],
     elems: &[
@@ -10385,7 +9941,6 @@ pub(super) static T_OPERATION_DEFINITION_PARAMETER_REFERENCED_FROM: TypeDef = Ty
 pub(super) static T_OPERATION_OUTCOME: TypeDef = TypeDef {
     name: "OperationOutcome",
     resource: true,
-    slots: 9,
     required: 0x100,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 3, 0, 0, 0, 0, 7, 0, 0, 8, 0, 0, 4, 1, 5, 0, 6, 0, 0, 0, 0],
     elems: &[
@@ -10405,7 +9960,6 @@ pub(super) static T_OPERATION_OUTCOME: TypeDef = TypeDef {
 pub(super) static T_OPERATION_OUTCOME_ISSUE: TypeDef = TypeDef {
     name: "OperationOutcomeIssue",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 9, 0, 1, 0, 4, 0, 0],
     elems: &[
@@ -10425,7 +9979,6 @@ pub(super) static T_OPERATION_OUTCOME_ISSUE: TypeDef = TypeDef {
 pub(super) static T_ORGANIZATION: TypeDef = TypeDef {
     name: "Organization",
     resource: true,
-    slots: 18,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 12, 2, 0, 13, 0, 0, 0, 5, 0, 0, 0, 0, 6, 18, 4, 0, 14, 1, 0, 0, 0, 0, 3, 9, 17, 0, 0, 16, 0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
@@ -10454,7 +10007,6 @@ pub(super) static T_ORGANIZATION: TypeDef = TypeDef {
 pub(super) static T_ORGANIZATION_AFFILIATION: TypeDef = TypeDef {
     name: "OrganizationAffiliation",
     resource: true,
-    slots: 20,
     required: 0x0,
     index: &[0, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 0, 12, 0, 11, 13, 0, 0, 18, 3, 0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 14, 0, 0, 17, 8, 0, 20, 0, 0, 19, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2, 10, 6, 0, 0],
     elems: &[
@@ -10485,7 +10037,6 @@ pub(super) static T_ORGANIZATION_AFFILIATION: TypeDef = TypeDef {
 pub(super) static T_ORGANIZATION_CONTACT: TypeDef = TypeDef {
     name: "OrganizationContact",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 5, 1, 0, 4, 0, 0, 0, 0, 6, 0, 2, 3, 7, 0, 0],
     elems: &[
@@ -10502,7 +10053,6 @@ pub(super) static T_ORGANIZATION_CONTACT: TypeDef = TypeDef {
 pub(super) static T_PARAMETER_DEFINITION: TypeDef = TypeDef {
     name: "ParameterDefinition",
     resource: false,
-    slots: 9,
     required: 0x88,
     index: &[1, 6, 0, 0, 0, 9, 5, 0, 0, 0, 0, 2, 3, 7, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0],
     elems: &[
@@ -10522,7 +10072,6 @@ pub(super) static T_PARAMETER_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_PARAMETERS: TypeDef = TypeDef {
     name: "Parameters",
     resource: true,
-    slots: 5,
     required: 0x0,
     index: &[0, 4, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3, 1, 0, 0, 0],
     elems: &[
@@ -10538,7 +10087,6 @@ pub(super) static T_PARAMETERS: TypeDef = TypeDef {
 pub(super) static T_PARAMETERS_PARAMETER: TypeDef = TypeDef {
     name: "ParametersParameter",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 12, 43, 14, 22, 49, 29, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 37, 0, 44, 0, 0, 56, 0, 27, 0, 0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 8, 20, 48, 0, 0, 54, 0, 0, 34, 0, 26, 0, 0, 0, 0, 0, 0, 0, 36, 35, 47, 51, 0, 0, 0, 7, 21, 24, 45, 0, 0, 9, 0, 40, 13, 52, 0, 0, 1, 2, 32, 0, 0, 10, 46, 0, 0, 3, 25, 0, 0, 39, 0, 0, 33, 23, 41, 0, 5, 0, 4, 6, 28, 0, 0, 0, 0, 11, 0, 0, 0, 17, 0, 0, 31, 0, 53, 0, 0, 38, 42, 16, 0, 0, 15, 0, 0, 0, 19, 18, 55],
     elems: &[
@@ -10605,7 +10153,6 @@ pub(super) static T_PARAMETERS_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_PATIENT: TypeDef = TypeDef {
     name: "Patient",
     resource: true,
-    slots: 24,
     required: 0x0,
     index: &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 9, 12, 0, 22, 0, 0, 3, 2, 19, 20, 21, 16, 0, 6, 10, 0, 17, 0, 0, 0, 5, 0, 23, 1, 0, 0, 0, 24, 13, 0, 26, 0, 0, 25, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 14, 11, 0, 0, 15, 0, 0, 8, 18],
     elems: &[
@@ -10642,7 +10189,6 @@ pub(super) static T_PATIENT: TypeDef = TypeDef {
 pub(super) static T_PATIENT_COMMUNICATION: TypeDef = TypeDef {
     name: "PatientCommunication",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -10658,7 +10204,6 @@ pub(super) static T_PATIENT_COMMUNICATION: TypeDef = TypeDef {
 pub(super) static T_PATIENT_CONTACT: TypeDef = TypeDef {
     name: "PatientContact",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 6, 0, 0, 7, 9, 8, 0, 0, 0, 0, 2, 4, 10, 0, 0, 0, 0, 1, 0, 5, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -10679,7 +10224,6 @@ pub(super) static T_PATIENT_CONTACT: TypeDef = TypeDef {
 pub(super) static T_PATIENT_LINK: TypeDef = TypeDef {
     name: "PatientLink",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 3, 0, 0, 4, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -10695,7 +10239,6 @@ pub(super) static T_PATIENT_LINK: TypeDef = TypeDef {
 pub(super) static T_PAYMENT_NOTICE: TypeDef = TypeDef {
     name: "PaymentNotice",
     resource: true,
-    slots: 20,
     required: 0x65200,
     index: &[0, 0, 15, 0, 0, 0, 16, 0, 0, 1, 0, 4, 5, 12, 17, 0, 0, 9, 0, 0, 10, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 6, 0, 20, 11, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 14, 0, 7, 19, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -10726,7 +10269,6 @@ pub(super) static T_PAYMENT_NOTICE: TypeDef = TypeDef {
 pub(super) static T_PAYMENT_RECONCILIATION: TypeDef = TypeDef {
     name: "PaymentReconciliation",
     resource: true,
-    slots: 23,
     required: 0x60a00,
     index: &[0, 0, 0, 0, 0, 0, 19, 13, 0, 0, 0, 5, 7, 20, 0, 0, 0, 11, 0, 0, 12, 21, 0, 0, 1, 0, 2, 0, 0, 0, 0, 15, 0, 0, 17, 0, 0, 0, 18, 8, 0, 23, 0, 0, 0, 0, 0, 4, 14, 0, 0, 0, 0, 0, 16, 9, 22, 0, 3, 10, 0, 0, 0, 6],
     elems: &[
@@ -10760,7 +10302,6 @@ pub(super) static T_PAYMENT_RECONCILIATION: TypeDef = TypeDef {
 pub(super) static T_PAYMENT_RECONCILIATION_DETAIL: TypeDef = TypeDef {
     name: "PaymentReconciliationDetail",
     resource: false,
-    slots: 13,
     required: 0x20,
     index: &[0, 0, 2, 0, 0, 0, 0, 5, 0, 1, 7, 3, 4, 9, 0, 10, 0, 0, 12, 0, 6, 11, 0, 0, 0, 0, 0, 0, 0, 0, 13, 8],
     elems: &[
@@ -10784,7 +10325,6 @@ pub(super) static T_PAYMENT_RECONCILIATION_DETAIL: TypeDef = TypeDef {
 pub(super) static T_PAYMENT_RECONCILIATION_PROCESS_NOTE: TypeDef = TypeDef {
     name: "PaymentReconciliationProcessNote",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 4, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -10799,7 +10339,6 @@ pub(super) static T_PAYMENT_RECONCILIATION_PROCESS_NOTE: TypeDef = TypeDef {
 pub(super) static T_PERIOD: TypeDef = TypeDef {
     name: "Period",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -10814,7 +10353,6 @@ pub(super) static T_PERIOD: TypeDef = TypeDef {
 pub(super) static T_PERSON: TypeDef = TypeDef {
     name: "Person",
     resource: true,
-    slots: 18,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 7, 0, 0, 0, 0, 3, 2, 13, 14, 0, 11, 0, 4, 6, 0, 12, 0, 0, 0, 0, 0, 15, 1, 0, 0, 0, 16, 8, 0, 18, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 0],
     elems: &[
@@ -10843,7 +10381,6 @@ pub(super) static T_PERSON: TypeDef = TypeDef {
 pub(super) static T_PERSON_LINK: TypeDef = TypeDef {
     name: "PersonLink",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 1, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
@@ -10859,7 +10396,6 @@ pub(super) static T_PERSON_LINK: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION: TypeDef = TypeDef {
     name: "PlanDefinition",
     resource: true,
-    slots: 39,
     required: 0x8000,
     index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 30, 0, 0, 0, 0, 0, 22, 27, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 20, 0, 4, 18, 0, 0, 10, 0, 0, 0, 1, 16, 33, 34, 0, 0, 0, 0, 0, 0, 0, 0, 6, 28, 40, 0, 0, 2, 0, 11, 19, 0, 38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 15, 0, 0, 0, 0, 0, 31, 0, 23, 0, 3, 0, 5, 0, 0, 0, 0, 0, 36, 0, 0, 24, 7, 39, 0, 35, 0, 21, 0, 0, 0, 12, 0, 0, 32, 0, 0, 14, 0, 0, 0, 8, 0, 17, 29, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
@@ -10910,7 +10446,6 @@ pub(super) static T_PLAN_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_ACTION: TypeDef = TypeDef {
     name: "PlanDefinitionAction",
     resource: false,
-    slots: 30,
     required: 0x0,
     index: &[8, 0, 0, 36, 20, 0, 32, 0, 0, 0, 0, 25, 0, 28, 29, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 17, 0, 0, 0, 0, 4, 0, 22, 0, 0, 0, 0, 0, 0, 1, 34, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 6, 10, 13, 0, 14, 0, 0, 26, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 18, 19, 37, 0, 24, 27, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 30, 0, 11, 0, 12, 2, 7, 33, 0, 31, 0, 3, 0, 0, 0, 0],
     elems: &[
@@ -10958,7 +10493,6 @@ pub(super) static T_PLAN_DEFINITION_ACTION: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_ACTION_CONDITION: TypeDef = TypeDef {
     name: "PlanDefinitionActionCondition",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 4, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
@@ -10974,7 +10508,6 @@ pub(super) static T_PLAN_DEFINITION_ACTION_CONDITION: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_ACTION_DYNAMIC_VALUE: TypeDef = TypeDef {
     name: "PlanDefinitionActionDynamicValue",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
@@ -10990,7 +10523,6 @@ pub(super) static T_PLAN_DEFINITION_ACTION_DYNAMIC_VALUE: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_ACTION_PARTICIPANT: TypeDef = TypeDef {
     name: "PlanDefinitionActionParticipant",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -11006,7 +10538,6 @@ pub(super) static T_PLAN_DEFINITION_ACTION_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_ACTION_RELATED_ACTION: TypeDef = TypeDef {
     name: "PlanDefinitionActionRelatedAction",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 7, 0, 0, 0, 1, 5, 2, 3, 6, 0, 0],
     elems: &[
@@ -11024,7 +10555,6 @@ pub(super) static T_PLAN_DEFINITION_ACTION_RELATED_ACTION: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_GOAL: TypeDef = TypeDef {
     name: "PlanDefinitionGoal",
     resource: false,
-    slots: 10,
     required: 0x10,
     index: &[4, 0, 0, 0, 8, 9, 0, 1, 2, 0, 0, 5, 6, 10, 0, 0, 0, 0, 0, 0, 7, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -11045,7 +10575,6 @@ pub(super) static T_PLAN_DEFINITION_GOAL: TypeDef = TypeDef {
 pub(super) static T_PLAN_DEFINITION_GOAL_TARGET: TypeDef = TypeDef {
     name: "PlanDefinitionGoalTarget",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[4, 0, 0, 0, 8, 2, 3, 0, 0, 1, 7, 5, 6, 0, 0, 0],
     elems: &[
@@ -11063,7 +10592,6 @@ pub(super) static T_PLAN_DEFINITION_GOAL_TARGET: TypeDef = TypeDef {
 pub(super) static T_POPULATION: TypeDef = TypeDef {
     name: "Population",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 2, 6, 0, 0, 4, 0, 0, 3, 1, 5, 0, 8],
     elems: &[
@@ -11082,7 +10610,6 @@ pub(super) static T_POPULATION: TypeDef = TypeDef {
 pub(super) static T_PRACTITIONER: TypeDef = TypeDef {
     name: "Practitioner",
     resource: true,
-    slots: 18,
     required: 0x0,
     index: &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 6, 8, 0, 0, 0, 0, 3, 2, 12, 13, 0, 0, 0, 5, 7, 0, 0, 0, 0, 0, 0, 0, 14, 1, 0, 0, 0, 15, 9, 0, 18, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 16, 0, 0, 11, 0, 0, 0, 0],
     elems: &[
@@ -11111,7 +10638,6 @@ pub(super) static T_PRACTITIONER: TypeDef = TypeDef {
 pub(super) static T_PRACTITIONER_QUALIFICATION: TypeDef = TypeDef {
     name: "PractitionerQualification",
     resource: false,
-    slots: 7,
     required: 0x10,
     index: &[0, 0, 0, 0, 6, 0, 7, 4, 5, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -11129,7 +10655,6 @@ pub(super) static T_PRACTITIONER_QUALIFICATION: TypeDef = TypeDef {
 pub(super) static T_PRACTITIONER_ROLE: TypeDef = TypeDef {
     name: "PractitionerRole",
     resource: true,
-    slots: 22,
     required: 0x0,
     index: &[2, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 7, 9, 0, 0, 0, 0, 14, 0, 13, 15, 0, 0, 20, 5, 0, 3, 0, 0, 6, 0, 0, 0, 0, 1, 0, 0, 16, 18, 10, 19, 22, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 4, 12, 8, 0, 0],
     elems: &[
@@ -11162,7 +10687,6 @@ pub(super) static T_PRACTITIONER_ROLE: TypeDef = TypeDef {
 pub(super) static T_PRACTITIONER_ROLE_AVAILABLE_TIME: TypeDef = TypeDef {
     name: "PractitionerRoleAvailableTime",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 7, 0, 1, 2, 3, 0, 5, 6, 0, 0, 0],
     elems: &[
@@ -11180,7 +10704,6 @@ pub(super) static T_PRACTITIONER_ROLE_AVAILABLE_TIME: TypeDef = TypeDef {
 pub(super) static T_PRACTITIONER_ROLE_NOT_AVAILABLE: TypeDef = TypeDef {
     name: "PractitionerRoleNotAvailable",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -11196,7 +10719,6 @@ pub(super) static T_PRACTITIONER_ROLE_NOT_AVAILABLE: TypeDef = TypeDef {
 pub(super) static T_PROCEDURE: TypeDef = TypeDef {
     name: "Procedure",
     resource: true,
-    slots: 36,
     required: 0x22000,
     index: &[11, 33, 36, 0, 22, 28, 0, 17, 23, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 19, 0, 0, 0, 0, 0, 0, 0, 27, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 4, 38, 34, 0, 0, 0, 29, 39, 0, 0, 40, 25, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 26, 0, 30, 16, 32, 0, 0, 0, 7, 0, 0, 0, 10, 13, 0, 0, 0, 0, 37, 0, 0, 21, 0, 0, 0, 8, 0, 0, 0, 0, 6, 0, 0, 9, 0, 0, 3, 31, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 0, 0, 15, 35, 0, 0, 5, 0, 0, 0, 2],
     elems: &[
@@ -11247,7 +10769,6 @@ pub(super) static T_PROCEDURE: TypeDef = TypeDef {
 pub(super) static T_PROCEDURE_FOCAL_DEVICE: TypeDef = TypeDef {
     name: "ProcedureFocalDevice",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 0, 0, 0, 5, 0, 0, 1, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -11263,7 +10784,6 @@ pub(super) static T_PROCEDURE_FOCAL_DEVICE: TypeDef = TypeDef {
 pub(super) static T_PROCEDURE_PERFORMER: TypeDef = TypeDef {
     name: "ProcedurePerformer",
     resource: false,
-    slots: 6,
     required: 0x10,
     index: &[0, 3, 0, 0, 5, 1, 0, 0, 0, 6, 0, 2, 4, 0, 0, 0],
     elems: &[
@@ -11279,7 +10799,6 @@ pub(super) static T_PROCEDURE_PERFORMER: TypeDef = TypeDef {
 pub(super) static T_PROD_CHARACTERISTIC: TypeDef = TypeDef {
     name: "ProdCharacteristic",
     resource: false,
-    slots: 14,
     required: 0x0,
     index: &[11, 7, 0, 0, 0, 0, 0, 1, 5, 12, 0, 3, 6, 8, 0, 0, 0, 14, 0, 0, 2, 4, 9, 0, 0, 13, 0, 0, 0, 10, 0, 0],
     elems: &[
@@ -11303,7 +10822,6 @@ pub(super) static T_PROD_CHARACTERISTIC: TypeDef = TypeDef {
 pub(super) static T_PRODUCT_SHELF_LIFE: TypeDef = TypeDef {
     name: "ProductShelfLife",
     resource: false,
-    slots: 7,
     required: 0x30,
     index: &[0, 0, 6, 0, 4, 0, 5, 3, 0, 0, 0, 1, 2, 0, 7, 0],
     elems: &[
@@ -11321,7 +10839,6 @@ pub(super) static T_PRODUCT_SHELF_LIFE: TypeDef = TypeDef {
 pub(super) static T_PROVENANCE: TypeDef = TypeDef {
     name: "Provenance",
     resource: true,
-    slots: 18,
     required: 0x8500,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 5, 6, 14, 18, 0, 0, 10, 0, 9, 11, 0, 0, 0, 3, 0, 4, 13, 17, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 19, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -11351,7 +10868,6 @@ pub(super) static T_PROVENANCE: TypeDef = TypeDef {
 pub(super) static T_PROVENANCE_AGENT: TypeDef = TypeDef {
     name: "ProvenanceAgent",
     resource: false,
-    slots: 7,
     required: 0x20,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 4, 0, 1, 2, 0, 6, 7],
     elems: &[
@@ -11369,7 +10885,6 @@ pub(super) static T_PROVENANCE_AGENT: TypeDef = TypeDef {
 pub(super) static T_PROVENANCE_ENTITY: TypeDef = TypeDef {
     name: "ProvenanceEntity",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 1, 0, 4, 0, 0, 0, 5, 6, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -11385,7 +10900,6 @@ pub(super) static T_PROVENANCE_ENTITY: TypeDef = TypeDef {
 pub(super) static T_QUANTITY: TypeDef = TypeDef {
     name: "Quantity",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 3, 4, 2, 6],
     elems: &[
@@ -11403,7 +10917,6 @@ pub(super) static T_QUANTITY: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE: TypeDef = TypeDef {
     name: "Questionnaire",
     resource: true,
-    slots: 30,
     required: 0x4000,
     index: &[0, 0, 0, 0, 0, 0, 0, 22, 0, 23, 0, 11, 12, 0, 0, 0, 7, 19, 0, 0, 15, 20, 0, 25, 4, 0, 0, 0, 0, 18, 0, 3, 16, 21, 6, 9, 29, 0, 0, 13, 27, 26, 0, 10, 0, 0, 0, 0, 0, 0, 0, 5, 0, 8, 30, 14, 1, 24, 0, 2, 17, 28, 0, 0],
     elems: &[
@@ -11444,7 +10957,6 @@ pub(super) static T_QUESTIONNAIRE: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_ITEM: TypeDef = TypeDef {
     name: "QuestionnaireItem",
     resource: false,
-    slots: 19,
     required: 0x108,
     index: &[0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 0, 17, 0, 10, 13, 0, 0, 11, 0, 0, 6, 0, 14, 19, 0, 0, 0, 0, 0, 0, 9, 0, 0, 4, 18, 0, 5, 15, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 16, 0, 0, 3, 0, 0, 0, 0],
     elems: &[
@@ -11474,7 +10986,6 @@ pub(super) static T_QUESTIONNAIRE_ITEM: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_ITEM_ANSWER_OPTION: TypeDef = TypeDef {
     name: "QuestionnaireItemAnswerOption",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 3, 0, 6, 10, 9, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 4, 8, 5, 0, 0, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -11495,7 +11006,6 @@ pub(super) static T_QUESTIONNAIRE_ITEM_ANSWER_OPTION: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_ITEM_ENABLE_WHEN: TypeDef = TypeDef {
     name: "QuestionnaireItemEnableWhen",
     resource: false,
-    slots: 6,
     required: 0x38,
     index: &[2, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 11, 6, 12, 0, 1, 9, 0, 4, 5, 7, 3, 10, 13, 15, 0, 0, 14, 0, 0, 0, 0],
     elems: &[
@@ -11521,7 +11031,6 @@ pub(super) static T_QUESTIONNAIRE_ITEM_ENABLE_WHEN: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_ITEM_INITIAL: TypeDef = TypeDef {
     name: "QuestionnaireItemInitial",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 5, 0, 7, 14, 13, 0, 0, 0, 0, 1, 2, 0, 0, 0, 4, 15, 0, 0, 3, 12, 6, 0, 0, 0, 0, 10, 8, 11, 9, 0],
     elems: &[
@@ -11547,7 +11056,6 @@ pub(super) static T_QUESTIONNAIRE_ITEM_INITIAL: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_RESPONSE: TypeDef = TypeDef {
     name: "QuestionnaireResponse",
     resource: true,
-    slots: 19,
     required: 0x1000,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 12, 18, 16, 10, 13, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 8, 0, 2, 19, 15, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 9, 17, 0, 0, 11, 0, 0, 0, 3],
     elems: &[
@@ -11577,7 +11085,6 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM: TypeDef = TypeDef {
     name: "QuestionnaireResponseItem",
     resource: false,
-    slots: 8,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 7, 0, 0, 2, 6, 8, 3, 4, 1, 0, 0],
     elems: &[
@@ -11596,7 +11103,6 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM: TypeDef = TypeDef {
 pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM_ANSWER: TypeDef = TypeDef {
     name: "QuestionnaireResponseItemAnswer",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 6, 0, 8, 15, 14, 0, 0, 0, 0, 1, 2, 0, 0, 0, 5, 16, 0, 0, 3, 4, 7, 13, 0, 0, 0, 11, 9, 12, 10, 0],
     elems: &[
@@ -11622,7 +11128,6 @@ pub(super) static T_QUESTIONNAIRE_RESPONSE_ITEM_ANSWER: TypeDef = TypeDef {
 pub(super) static T_RANGE: TypeDef = TypeDef {
     name: "Range",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[4, 0, 0, 1, 3, 0, 2, 0],
     elems: &[
@@ -11636,7 +11141,6 @@ pub(super) static T_RANGE: TypeDef = TypeDef {
 pub(super) static T_RATIO: TypeDef = TypeDef {
     name: "Ratio",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 1, 4, 2, 3, 0, 0, 0],
     elems: &[
@@ -11650,7 +11154,6 @@ pub(super) static T_RATIO: TypeDef = TypeDef {
 pub(super) static T_REFERENCE: TypeDef = TypeDef {
     name: "Reference",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 1, 0, 0, 0, 0, 0, 4, 0, 0, 0, 2, 3, 0, 6, 5],
     elems: &[
@@ -11666,7 +11169,6 @@ pub(super) static T_REFERENCE: TypeDef = TypeDef {
 pub(super) static T_RELATED_ARTIFACT: TypeDef = TypeDef {
     name: "RelatedArtifact",
     resource: false,
-    slots: 9,
     required: 0x4,
     index: &[0, 2, 1, 7, 0, 0, 0, 0, 3, 0, 0, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 9, 0, 0, 8, 0],
     elems: &[
@@ -11686,7 +11188,6 @@ pub(super) static T_RELATED_ARTIFACT: TypeDef = TypeDef {
 pub(super) static T_RELATED_PERSON: TypeDef = TypeDef {
     name: "RelatedPerson",
     resource: true,
-    slots: 20,
     required: 0x400,
     index: &[0, 0, 4, 0, 18, 0, 0, 0, 0, 0, 0, 6, 8, 0, 0, 0, 0, 3, 2, 12, 13, 0, 0, 0, 5, 7, 0, 0, 0, 0, 0, 0, 0, 14, 1, 0, 0, 0, 16, 9, 17, 20, 0, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0, 15],
     elems: &[
@@ -11717,7 +11218,6 @@ pub(super) static T_RELATED_PERSON: TypeDef = TypeDef {
 pub(super) static T_RELATED_PERSON_COMMUNICATION: TypeDef = TypeDef {
     name: "RelatedPersonCommunication",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -11733,7 +11233,6 @@ pub(super) static T_RELATED_PERSON_COMMUNICATION: TypeDef = TypeDef {
 pub(super) static T_REQUEST_GROUP: TypeDef = TypeDef {
     name: "RequestGroup",
     resource: true,
-    slots: 26,
     required: 0xc000,
     index: &[0, 0, 13, 22, 19, 20, 0, 14, 0, 0, 0, 8, 10, 23, 0, 0, 0, 17, 25, 0, 3, 18, 2, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 21, 0, 0, 1, 11, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 9, 24, 0, 5, 16, 0, 0, 4],
     elems: &[
@@ -11770,7 +11269,6 @@ pub(super) static T_REQUEST_GROUP: TypeDef = TypeDef {
 pub(super) static T_REQUEST_GROUP_ACTION: TypeDef = TypeDef {
     name: "RequestGroupAction",
     resource: false,
-    slots: 22,
     required: 0x0,
     index: &[6, 0, 0, 0, 14, 0, 24, 0, 0, 0, 0, 7, 9, 20, 21, 0, 0, 0, 0, 0, 10, 0, 0, 16, 0, 11, 0, 0, 0, 12, 4, 13, 15, 17, 18, 19, 27, 0, 0, 1, 26, 0, 0, 0, 0, 0, 0, 0, 22, 0, 0, 0, 8, 2, 5, 25, 0, 23, 0, 3, 0, 0, 0, 0],
     elems: &[
@@ -11808,7 +11306,6 @@ pub(super) static T_REQUEST_GROUP_ACTION: TypeDef = TypeDef {
 pub(super) static T_REQUEST_GROUP_ACTION_CONDITION: TypeDef = TypeDef {
     name: "RequestGroupActionCondition",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 4, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 1, 0, 0],
     elems: &[
@@ -11824,7 +11321,6 @@ pub(super) static T_REQUEST_GROUP_ACTION_CONDITION: TypeDef = TypeDef {
 pub(super) static T_REQUEST_GROUP_ACTION_RELATED_ACTION: TypeDef = TypeDef {
     name: "RequestGroupActionRelatedAction",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 7, 0, 0, 0, 1, 5, 2, 3, 6, 0, 0],
     elems: &[
@@ -11842,7 +11338,6 @@ pub(super) static T_REQUEST_GROUP_ACTION_RELATED_ACTION: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_DEFINITION: TypeDef = TypeDef {
     name: "ResearchDefinition",
     resource: true,
-    slots: 42,
     required: 0x4000008000,
     index: &[0, 0, 0, 0, 27, 0, 0, 26, 28, 29, 0, 34, 0, 0, 0, 0, 0, 23, 30, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 21, 0, 4, 19, 0, 0, 10, 0, 0, 0, 17, 38, 37, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 31, 43, 0, 0, 1, 0, 11, 20, 0, 41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 16, 0, 0, 0, 0, 0, 35, 0, 24, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 25, 7, 42, 0, 39, 3, 22, 0, 0, 14, 12, 0, 32, 13, 36, 0, 0, 0, 0, 0, 8, 0, 18, 33, 0, 0, 40, 0, 0, 0, 0],
     elems: &[
@@ -11896,7 +11391,6 @@ pub(super) static T_RESEARCH_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_ELEMENT_DEFINITION: TypeDef = TypeDef {
     name: "ResearchElementDefinition",
     resource: true,
-    slots: 41,
     required: 0x14000008000,
     index: &[0, 0, 0, 0, 0, 0, 0, 25, 0, 26, 0, 31, 0, 0, 0, 0, 0, 22, 27, 0, 0, 0, 10, 0, 0, 0, 0, 0, 41, 20, 0, 5, 18, 0, 0, 11, 0, 0, 0, 16, 35, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 28, 42, 0, 0, 1, 0, 12, 19, 0, 39, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 15, 0, 0, 0, 0, 0, 32, 0, 23, 0, 2, 0, 6, 0, 0, 0, 0, 0, 37, 0, 0, 24, 8, 40, 0, 36, 4, 21, 0, 0, 0, 13, 0, 29, 33, 0, 0, 0, 0, 0, 0, 9, 0, 17, 30, 0, 0, 38, 0, 0, 0, 0],
     elems: &[
@@ -11949,7 +11443,6 @@ pub(super) static T_RESEARCH_ELEMENT_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_ELEMENT_DEFINITION_CHARACTERISTIC: TypeDef = TypeDef {
     name: "ResearchElementDefinitionCharacteristic",
     resource: false,
-    slots: 15,
     required: 0x8,
     index: &[0, 0, 0, 0, 0, 17, 0, 0, 3, 0, 4, 6, 7, 0, 0, 0, 0, 22, 23, 0, 8, 0, 11, 0, 19, 20, 21, 9, 0, 0, 5, 0, 16, 24, 0, 0, 0, 0, 0, 0, 1, 0, 12, 0, 0, 0, 0, 10, 0, 18, 0, 0, 0, 13, 0, 0, 2, 0, 0, 0, 14, 15, 0, 0],
     elems: &[
@@ -11984,7 +11477,6 @@ pub(super) static T_RESEARCH_ELEMENT_DEFINITION_CHARACTERISTIC: TypeDef = TypeDe
 pub(super) static T_RESEARCH_STUDY: TypeDef = TypeDef {
     name: "ResearchStudy",
     resource: true,
-    slots: 32,
     required: 0x1000,
     index: &[0, 0, 0, 0, 1, 18, 0, 0, 24, 0, 0, 8, 10, 0, 0, 0, 0, 16, 27, 15, 17, 29, 0, 0, 5, 0, 0, 28, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 21, 11, 2, 7, 19, 26, 13, 31, 32, 0, 9, 20, 22, 0, 0, 6, 23, 12, 25, 30, 0, 14, 0, 0, 0, 0],
     elems: &[
@@ -12027,7 +11519,6 @@ pub(super) static T_RESEARCH_STUDY: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_STUDY_ARM: TypeDef = TypeDef {
     name: "ResearchStudyArm",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 5, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -12044,7 +11535,6 @@ pub(super) static T_RESEARCH_STUDY_ARM: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_STUDY_OBJECTIVE: TypeDef = TypeDef {
     name: "ResearchStudyObjective",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 5, 0],
     elems: &[
@@ -12060,7 +11550,6 @@ pub(super) static T_RESEARCH_STUDY_OBJECTIVE: TypeDef = TypeDef {
 pub(super) static T_RESEARCH_SUBJECT: TypeDef = TypeDef {
     name: "ResearchSubject",
     resource: true,
-    slots: 16,
     required: 0x1a00,
     index: &[2, 0, 0, 0, 0, 0, 13, 7, 0, 16, 0, 5, 6, 0, 0, 0, 3, 11, 0, 0, 12, 1, 0, 8, 4, 9, 14, 10, 15, 0, 0, 0],
     elems: &[
@@ -12087,7 +11576,6 @@ pub(super) static T_RESEARCH_SUBJECT: TypeDef = TypeDef {
 pub(super) static T_RISK_ASSESSMENT: TypeDef = TypeDef {
     name: "RiskAssessment",
     resource: true,
-    slots: 25,
     required: 0x4800,
     index: &[0, 20, 23, 0, 16, 0, 0, 0, 13, 0, 0, 7, 8, 0, 0, 0, 0, 12, 25, 0, 2, 15, 0, 0, 5, 0, 19, 0, 17, 0, 4, 0, 6, 0, 0, 0, 22, 0, 0, 9, 18, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 10, 14, 24, 0, 3, 11, 0, 0, 1],
     elems: &[
@@ -12124,7 +11612,6 @@ pub(super) static T_RISK_ASSESSMENT: TypeDef = TypeDef {
 pub(super) static T_RISK_ASSESSMENT_PREDICTION: TypeDef = TypeDef {
     name: "RiskAssessmentPrediction",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[7, 0, 0, 0, 0, 0, 0, 4, 5, 0, 0, 1, 2, 6, 11, 0, 0, 0, 0, 0, 3, 9, 8, 0, 0, 0, 0, 0, 0, 0, 0, 10],
     elems: &[
@@ -12146,7 +11633,6 @@ pub(super) static T_RISK_ASSESSMENT_PREDICTION: TypeDef = TypeDef {
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesis",
     resource: true,
-    slots: 39,
     required: 0xa00002000,
     index: &[0, 0, 0, 0, 23, 25, 0, 24, 26, 0, 0, 0, 0, 0, 0, 0, 0, 20, 27, 32, 0, 0, 9, 0, 0, 0, 0, 0, 0, 19, 0, 4, 17, 0, 0, 10, 0, 0, 0, 15, 35, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 28, 39, 0, 0, 1, 33, 11, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 0, 0, 13, 14, 0, 0, 3, 0, 0, 0, 0, 21, 0, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 22, 7, 38, 0, 36, 0, 0, 30, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 8, 0, 16, 31, 0, 0, 37, 0, 0, 0, 0],
     elems: &[
@@ -12196,7 +11682,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS: TypeDef = TypeDef {
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesisCertainty",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[1, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
@@ -12213,7 +11698,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY: TypeDef = TypeDef {
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesisCertaintyCertaintySubcomponent",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 1, 2, 5, 6, 0],
     elems: &[
@@ -12230,7 +11714,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_CERTAINTY_CERTAINTY_SUBCOMPONENT: Ty
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesisRiskEstimate",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 1, 9, 0, 5, 2, 6, 0, 0, 0, 0, 0, 0, 10, 8, 0],
     elems: &[
@@ -12251,7 +11734,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE: TypeDef = TypeDef {
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE_PRECISION_ESTIMATE: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesisRiskEstimatePrecisionEstimate",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 6, 0, 0, 5, 0, 0, 2, 0, 0, 0, 1, 3, 0, 4, 7],
     elems: &[
@@ -12269,7 +11751,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_RISK_ESTIMATE_PRECISION_ESTIMATE: Ty
 pub(super) static T_RISK_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
     name: "RiskEvidenceSynthesisSampleSize",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 6, 4, 1, 5, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -12285,7 +11766,6 @@ pub(super) static T_RISK_EVIDENCE_SYNTHESIS_SAMPLE_SIZE: TypeDef = TypeDef {
 pub(super) static T_SAMPLED_DATA: TypeDef = TypeDef {
     name: "SampledData",
     resource: false,
-    slots: 9,
     required: 0x8c,
     index: &[0, 0, 0, 7, 0, 0, 8, 0, 0, 0, 0, 3, 4, 5, 6, 0, 0, 2, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -12305,7 +11785,6 @@ pub(super) static T_SAMPLED_DATA: TypeDef = TypeDef {
 pub(super) static T_SCHEDULE: TypeDef = TypeDef {
     name: "Schedule",
     resource: true,
-    slots: 16,
     required: 0x2000,
     index: &[0, 0, 1, 0, 0, 0, 3, 7, 0, 16, 0, 5, 6, 0, 0, 0, 0, 10, 0, 0, 11, 2, 0, 8, 4, 14, 15, 9, 12, 0, 0, 13],
     elems: &[
@@ -12332,7 +11811,6 @@ pub(super) static T_SCHEDULE: TypeDef = TypeDef {
 pub(super) static T_SEARCH_PARAMETER: TypeDef = TypeDef {
     name: "SearchParameter",
     resource: true,
-    slots: 34,
     required: 0xe21500,
     index: &[0, 0, 0, 0, 0, 0, 0, 24, 0, 25, 0, 0, 27, 0, 0, 1, 0, 18, 0, 0, 0, 0, 22, 0, 0, 0, 0, 0, 0, 0, 19, 6, 16, 0, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 33, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 14, 0, 0, 0, 9, 0, 0, 0, 20, 0, 0, 0, 7, 0, 0, 0, 0, 0, 5, 29, 0, 23, 8, 31, 34, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 21, 2, 0, 0, 10, 0, 15, 26, 0, 0, 3, 30, 12, 4, 0],
     elems: &[
@@ -12377,7 +11855,6 @@ pub(super) static T_SEARCH_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_SEARCH_PARAMETER_COMPONENT: TypeDef = TypeDef {
     name: "SearchParameterComponent",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 3, 4, 2, 0, 0],
     elems: &[
@@ -12393,7 +11870,6 @@ pub(super) static T_SEARCH_PARAMETER_COMPONENT: TypeDef = TypeDef {
 pub(super) static T_SERVICE_REQUEST: TypeDef = TypeDef {
     name: "ServiceRequest",
     resource: true,
-    slots: 41,
     required: 0x40c000,
     index: &[4, 0, 0, 0, 24, 32, 0, 16, 0, 0, 0, 39, 0, 0, 17, 0, 0, 22, 0, 0, 3, 0, 0, 0, 34, 0, 0, 0, 0, 0, 29, 0, 0, 0, 0, 0, 0, 0, 35, 13, 6, 46, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 28, 33, 0, 0, 19, 0, 0, 0, 0, 0, 30, 15, 37, 42, 0, 0, 0, 0, 0, 0, 11, 12, 0, 0, 0, 0, 44, 0, 0, 23, 40, 45, 0, 8, 21, 0, 0, 25, 0, 31, 9, 10, 18, 20, 5, 36, 0, 0, 26, 0, 0, 0, 38, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 43, 0, 27, 7, 0, 41, 0, 1],
     elems: &[
@@ -12449,7 +11925,6 @@ pub(super) static T_SERVICE_REQUEST: TypeDef = TypeDef {
 pub(super) static T_SIGNATURE: TypeDef = TypeDef {
     name: "Signature",
     resource: false,
-    slots: 9,
     required: 0x1c,
     index: &[8, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 2, 3, 0, 5, 9, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 6],
     elems: &[
@@ -12469,7 +11944,6 @@ pub(super) static T_SIGNATURE: TypeDef = TypeDef {
 pub(super) static T_SLOT: TypeDef = TypeDef {
     name: "Slot",
     resource: true,
-    slots: 19,
     required: 0x1e000,
     index: &[14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 10, 0, 0, 11, 0, 0, 15, 3, 16, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 17, 0, 2, 7, 13, 19, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 18, 0, 0, 9, 0, 0, 0, 4],
     elems: &[
@@ -12499,7 +11973,6 @@ pub(super) static T_SLOT: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN: TypeDef = TypeDef {
     name: "Specimen",
     resource: true,
-    slots: 21,
     required: 0x0,
     index: &[0, 0, 0, 0, 13, 0, 1, 0, 0, 0, 0, 6, 7, 17, 0, 2, 0, 11, 15, 19, 12, 0, 0, 0, 4, 0, 14, 0, 0, 0, 3, 21, 0, 0, 0, 0, 0, 0, 0, 8, 0, 20, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 18, 0, 5, 10, 0, 0, 0, 0],
     elems: &[
@@ -12531,7 +12004,6 @@ pub(super) static T_SPECIMEN: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN_COLLECTION: TypeDef = TypeDef {
     name: "SpecimenCollection",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 0, 0, 1, 7, 8, 3, 0, 10, 0, 2, 5, 6, 9, 0, 0, 0, 12, 0, 0, 11, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -12554,7 +12026,6 @@ pub(super) static T_SPECIMEN_COLLECTION: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN_CONTAINER: TypeDef = TypeDef {
     name: "SpecimenContainer",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 5, 1, 6, 0, 0, 0, 0, 9, 0, 8, 4, 0, 0, 0, 0, 0, 0, 3, 0, 2, 10],
     elems: &[
@@ -12575,7 +12046,6 @@ pub(super) static T_SPECIMEN_CONTAINER: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN_DEFINITION: TypeDef = TypeDef {
     name: "SpecimenDefinition",
     resource: true,
-    slots: 14,
     required: 0x0,
     index: &[10, 0, 0, 0, 0, 0, 0, 5, 0, 11, 14, 3, 4, 0, 0, 1, 0, 8, 0, 0, 9, 12, 13, 6, 2, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -12600,7 +12070,6 @@ pub(super) static T_SPECIMEN_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED: TypeDef = TypeDef {
     name: "SpecimenDefinitionTypeTested",
     resource: false,
-    slots: 11,
     required: 0x20,
     index: &[0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 7, 9, 10, 0, 0, 0, 6, 8, 0, 0, 0, 0, 1, 0, 3, 0, 11, 0],
     elems: &[
@@ -12622,7 +12091,6 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED: TypeDef = TypeDef {
 pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER: TypeDef = TypeDef {
     name: "SpecimenDefinitionTypeTestedContainer",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 2, 0, 0, 1, 0, 0, 7, 0, 0, 5, 6, 9, 11, 0, 0, 0, 0, 0, 10, 4, 0, 0, 0, 0, 0, 0, 3, 8, 12, 0],
     elems: &[
@@ -12645,7 +12113,6 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER: TypeDef = TypeDef
 pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER_ADDITIVE: TypeDef = TypeDef {
     name: "SpecimenDefinitionTypeTestedContainerAdditive",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 3, 1, 4, 2, 0],
     elems: &[
@@ -12661,7 +12128,6 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_CONTAINER_ADDITIVE: TypeDef 
 pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_HANDLING: TypeDef = TypeDef {
     name: "SpecimenDefinitionTypeTestedHandling",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 4, 0, 0, 5, 0, 6, 0, 0, 0, 0, 1, 2, 7, 3, 0],
     elems: &[
@@ -12679,7 +12145,6 @@ pub(super) static T_SPECIMEN_DEFINITION_TYPE_TESTED_HANDLING: TypeDef = TypeDef 
 pub(super) static T_SPECIMEN_PROCESSING: TypeDef = TypeDef {
     name: "SpecimenProcessing",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 1, 2, 0, 0, 0, 6, 3, 4, 7, 8, 0],
     elems: &[
@@ -12698,7 +12163,6 @@ pub(super) static T_SPECIMEN_PROCESSING: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_DEFINITION: TypeDef = TypeDef {
     name: "StructureDefinition",
     resource: true,
-    slots: 35,
     required: 0x4c002900,
     index: &[0, 0, 0, 0, 0, 0, 0, 26, 0, 27, 0, 0, 1, 0, 0, 0, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5, 18, 0, 0, 0, 0, 0, 14, 16, 30, 31, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 35, 0, 0, 0, 0, 0, 21, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 13, 11, 15, 0, 0, 0, 0, 0, 0, 24, 0, 0, 0, 4, 0, 0, 28, 0, 0, 6, 32, 0, 25, 8, 20, 34, 0, 0, 0, 0, 0, 0, 12, 19, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 17, 29, 0, 0, 33, 22, 0, 0, 0],
     elems: &[
@@ -12744,7 +12208,6 @@ pub(super) static T_STRUCTURE_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_DEFINITION_CONTEXT: TypeDef = TypeDef {
     name: "StructureDefinitionContext",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 1, 5, 0],
     elems: &[
@@ -12760,7 +12223,6 @@ pub(super) static T_STRUCTURE_DEFINITION_CONTEXT: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_DEFINITION_DIFFERENTIAL: TypeDef = TypeDef {
     name: "StructureDefinitionDifferential",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -12775,7 +12237,6 @@ pub(super) static T_STRUCTURE_DEFINITION_DIFFERENTIAL: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_DEFINITION_MAPPING: TypeDef = TypeDef {
     name: "StructureDefinitionMapping",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 6, 0, 0, 5, 7, 1, 0, 0, 4, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -12793,7 +12254,6 @@ pub(super) static T_STRUCTURE_DEFINITION_MAPPING: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_DEFINITION_SNAPSHOT: TypeDef = TypeDef {
     name: "StructureDefinitionSnapshot",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[1, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -12808,7 +12268,6 @@ pub(super) static T_STRUCTURE_DEFINITION_SNAPSHOT: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP: TypeDef = TypeDef {
     name: "StructureMap",
     resource: true,
-    slots: 26,
     required: 0x2002900,
     index: &[0, 0, 0, 0, 0, 21, 0, 18, 0, 19, 8, 7, 9, 0, 0, 0, 0, 15, 0, 0, 16, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 13, 17, 4, 25, 0, 0, 0, 10, 23, 22, 0, 6, 0, 0, 0, 0, 0, 0, 0, 3, 0, 5, 26, 11, 20, 0, 0, 12, 14, 24, 0, 0],
     elems: &[
@@ -12845,7 +12304,6 @@ pub(super) static T_STRUCTURE_MAP: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP: TypeDef = TypeDef {
     name: "StructureMapGroup",
     resource: false,
-    slots: 9,
     required: 0x1a8,
     index: &[1, 7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 4, 0, 0, 5, 0, 0, 0, 0, 6, 0, 0, 0, 8, 0, 0, 9, 0, 0, 0, 0],
     elems: &[
@@ -12865,7 +12323,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_INPUT: TypeDef = TypeDef {
     name: "StructureMapGroupInput",
     resource: false,
-    slots: 7,
     required: 0x28,
     index: &[1, 6, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 3, 4, 7, 0],
     elems: &[
@@ -12883,7 +12340,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_INPUT: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_RULE: TypeDef = TypeDef {
     name: "StructureMapGroupRule",
     resource: false,
-    slots: 9,
     required: 0x18,
     index: &[2, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 9, 0, 0, 0, 0, 0, 8, 5, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0],
     elems: &[
@@ -12903,7 +12359,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_RULE_DEPENDENT: TypeDef = TypeDef {
     name: "StructureMapGroupRuleDependent",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 5, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -12919,7 +12374,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_DEPENDENT: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_RULE_SOURCE: TypeDef = TypeDef {
     name: "StructureMapGroupRuleSource",
     resource: false,
-    slots: 14,
     required: 0x8,
     index: &[0, 16, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 51, 1, 15, 11, 19, 20, 22, 46, 57, 58, 0, 0, 43, 35, 0, 0, 0, 0, 2, 3, 14, 0, 0, 0, 34, 0, 60, 37, 49, 63, 0, 38, 40, 17, 0, 0, 0, 0, 0, 0, 59, 0, 33, 5, 0, 0, 24, 31, 9, 0, 0, 0, 0, 0, 0, 32, 0, 10, 7, 0, 23, 0, 26, 29, 41, 27, 44, 55, 52, 56, 0, 50, 61, 0, 0, 0, 30, 54, 0, 36, 0, 0, 62, 0, 0, 12, 21, 0, 0, 0, 0, 0, 6, 25, 39, 4, 28, 0, 13, 18, 45, 47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 42, 48, 53, 0, 0],
     elems: &[
@@ -12993,7 +12447,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_SOURCE: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET: TypeDef = TypeDef {
     name: "StructureMapGroupRuleTarget",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 0, 9, 2, 0, 0, 0, 0, 11, 0, 4, 5, 0, 0, 0, 0, 0, 7, 6, 8, 0, 0, 0, 3, 0, 0, 0, 10, 0, 0, 1],
     elems: &[
@@ -13015,7 +12468,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET: TypeDef = TypeDef {
 pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET_PARAMETER: TypeDef = TypeDef {
     name: "StructureMapGroupRuleTargetParameter",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 6, 4, 0, 3, 0, 8, 0, 0, 0, 0, 1, 2, 7, 5, 0],
     elems: &[
@@ -13034,7 +12486,6 @@ pub(super) static T_STRUCTURE_MAP_GROUP_RULE_TARGET_PARAMETER: TypeDef = TypeDef
 pub(super) static T_STRUCTURE_MAP_STRUCTURE: TypeDef = TypeDef {
     name: "StructureMapStructure",
     resource: false,
-    slots: 7,
     required: 0x18,
     index: &[2, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0, 3, 4, 5, 7, 0],
     elems: &[
@@ -13052,7 +12503,6 @@ pub(super) static T_STRUCTURE_MAP_STRUCTURE: TypeDef = TypeDef {
 pub(super) static T_SUBSCRIPTION: TypeDef = TypeDef {
     name: "Subscription",
     resource: true,
-    slots: 15,
     required: 0x5900,
     index: &[5, 6, 0, 0, 0, 0, 0, 0, 0, 15, 0, 7, 8, 0, 4, 0, 0, 11, 0, 0, 12, 0, 0, 9, 3, 13, 14, 10, 0, 1, 0, 2],
     elems: &[
@@ -13078,7 +12528,6 @@ pub(super) static T_SUBSCRIPTION: TypeDef = TypeDef {
 pub(super) static T_SUBSCRIPTION_CHANNEL: TypeDef = TypeDef {
     name: "SubscriptionChannel",
     resource: false,
-    slots: 7,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 3, 0, 0, 0, 0, 6, 2, 4, 1, 7, 0],
     elems: &[
@@ -13096,7 +12545,6 @@ pub(super) static T_SUBSCRIPTION_CHANNEL: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE: TypeDef = TypeDef {
     name: "Substance",
     resource: true,
-    slots: 15,
     required: 0x800,
     index: &[0, 0, 0, 0, 0, 0, 0, 7, 1, 15, 0, 5, 6, 10, 0, 0, 0, 12, 0, 0, 9, 4, 13, 8, 3, 14, 0, 2, 11, 0, 0, 0],
     elems: &[
@@ -13121,7 +12569,6 @@ pub(super) static T_SUBSTANCE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_AMOUNT: TypeDef = TypeDef {
     name: "SubstanceAmount",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 7, 0, 2, 0, 3, 9, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 5],
     elems: &[
@@ -13140,7 +12587,6 @@ pub(super) static T_SUBSTANCE_AMOUNT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_AMOUNT_REFERENCE_RANGE: TypeDef = TypeDef {
     name: "SubstanceAmountReferenceRange",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
@@ -13155,7 +12601,6 @@ pub(super) static T_SUBSTANCE_AMOUNT_REFERENCE_RANGE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_INGREDIENT: TypeDef = TypeDef {
     name: "SubstanceIngredient",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[0, 4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 6],
     elems: &[
@@ -13172,7 +12617,6 @@ pub(super) static T_SUBSTANCE_INGREDIENT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_INSTANCE: TypeDef = TypeDef {
     name: "SubstanceInstance",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 6, 0, 0, 5, 0, 0, 4, 0, 0, 1, 2, 3, 0, 0, 0],
     elems: &[
@@ -13189,7 +12633,6 @@ pub(super) static T_SUBSTANCE_INSTANCE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_NUCLEIC_ACID: TypeDef = TypeDef {
     name: "SubstanceNucleicAcid",
     resource: true,
-    slots: 13,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 10, 3, 4, 1, 12, 13, 0, 7, 0, 0, 8, 0, 0, 5, 2, 0, 0, 6, 11, 0, 0, 0],
     elems: &[
@@ -13213,7 +12656,6 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT: TypeDef = TypeDef {
     name: "SubstanceNucleicAcidSubunit",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 2, 0, 0, 10, 0, 7, 1, 3, 11, 9, 0, 4, 0, 8, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0],
     elems: &[
@@ -13235,7 +12677,6 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_LINKAGE: TypeDef = TypeDef {
     name: "SubstanceNucleicAcidSubunitLinkage",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 6, 0, 0, 5, 0, 7, 1, 4, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -13253,7 +12694,6 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_LINKAGE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_SUGAR: TypeDef = TypeDef {
     name: "SubstanceNucleicAcidSubunitSugar",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 5, 0, 0, 4, 0, 6, 3, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -13270,7 +12710,6 @@ pub(super) static T_SUBSTANCE_NUCLEIC_ACID_SUBUNIT_SUGAR: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_POLYMER: TypeDef = TypeDef {
     name: "SubstancePolymer",
     resource: true,
-    slots: 14,
     required: 0x0,
     index: &[0, 1, 5, 12, 0, 0, 0, 0, 0, 14, 0, 4, 6, 0, 0, 0, 0, 3, 9, 0, 11, 0, 0, 7, 2, 10, 13, 8, 0, 0, 0, 0],
     elems: &[
@@ -13295,7 +12734,6 @@ pub(super) static T_SUBSTANCE_POLYMER: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET: TypeDef = TypeDef {
     name: "SubstancePolymerMonomerSet",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 5, 4, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -13311,7 +12749,6 @@ pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET_STARTING_MATERIAL: TypeDef = TypeDef {
     name: "SubstancePolymerMonomerSetStartingMaterial",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 0, 0, 0, 4, 1, 5, 2, 3, 0, 7, 0],
     elems: &[
@@ -13329,7 +12766,6 @@ pub(super) static T_SUBSTANCE_POLYMER_MONOMER_SET_STARTING_MATERIAL: TypeDef = T
 pub(super) static T_SUBSTANCE_POLYMER_REPEAT: TypeDef = TypeDef {
     name: "SubstancePolymerRepeat",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 7, 2, 3, 5, 6, 0],
     elems: &[
@@ -13347,7 +12783,6 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT: TypeDef = TypeDef {
     name: "SubstancePolymerRepeatRepeatUnit",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 6, 3, 2, 4, 7, 8],
     elems: &[
@@ -13366,7 +12801,6 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_DEGREE_OF_POLYMERISATION: TypeDef = TypeDef {
     name: "SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 3, 4, 0, 2, 0],
     elems: &[
@@ -13382,7 +12816,6 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_DEGREE_OF_POLYMERISATIO
 pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_STRUCTURAL_REPRESENTATION: TypeDef = TypeDef {
     name: "SubstancePolymerRepeatRepeatUnitStructuralRepresentation",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -13399,7 +12832,6 @@ pub(super) static T_SUBSTANCE_POLYMER_REPEAT_REPEAT_UNIT_STRUCTURAL_REPRESENTATI
 pub(super) static T_SUBSTANCE_PROTEIN: TypeDef = TypeDef {
     name: "SubstanceProtein",
     resource: true,
-    slots: 12,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 12, 3, 4, 0, 11, 0, 0, 7, 0, 0, 8, 0, 0, 5, 1, 0, 0, 2, 6, 10, 0, 0],
     elems: &[
@@ -13422,7 +12854,6 @@ pub(super) static T_SUBSTANCE_PROTEIN: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_PROTEIN_SUBUNIT: TypeDef = TypeDef {
     name: "SubstanceProteinSubunit",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 3, 4, 0, 11, 2, 5, 0, 10, 7, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -13444,7 +12875,6 @@ pub(super) static T_SUBSTANCE_PROTEIN_SUBUNIT: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION: TypeDef = TypeDef {
     name: "SubstanceReferenceInformation",
     resource: true,
-    slots: 13,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 2, 0, 0, 5, 13, 4, 7, 12, 0, 6, 0, 10, 0, 0, 11, 0, 0, 8, 3, 1, 0, 9, 0, 0, 0, 0],
     elems: &[
@@ -13468,7 +12898,6 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_CLASSIFICATION: TypeDef = TypeDef {
     name: "SubstanceReferenceInformationClassification",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 0, 0, 6, 2, 5, 0, 0, 0, 1, 0, 3, 4, 7, 0, 0],
     elems: &[
@@ -13486,7 +12915,6 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_CLASSIFICATION: TypeDef = Ty
 pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE: TypeDef = TypeDef {
     name: "SubstanceReferenceInformationGene",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 3, 6, 5, 0, 0, 0, 0, 2, 0, 1, 4, 0, 0, 0],
     elems: &[
@@ -13503,7 +12931,6 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE_ELEMENT: TypeDef = TypeDef {
     name: "SubstanceReferenceInformationGeneElement",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 5, 4, 0, 0, 0, 1, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -13520,7 +12947,6 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_GENE_ELEMENT: TypeDef = Type
 pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_TARGET: TypeDef = TypeDef {
     name: "SubstanceReferenceInformationTarget",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6, 9, 2, 12, 3, 0, 1, 7, 8, 11, 0, 0, 10, 0, 0, 0, 0, 0, 13, 4],
     elems: &[
@@ -13544,7 +12970,6 @@ pub(super) static T_SUBSTANCE_REFERENCE_INFORMATION_TARGET: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL: TypeDef = TypeDef {
     name: "SubstanceSourceMaterial",
     resource: true,
-    slots: 21,
     required: 0x0,
     index: &[17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 7, 13, 0, 0, 0, 10, 0, 0, 11, 19, 0, 0, 1, 14, 0, 3, 6, 0, 0, 0, 0, 0, 2, 15, 0, 0, 0, 0, 0, 21, 0, 0, 0, 12, 16, 0, 20, 0, 0, 18, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 5],
     elems: &[
@@ -13576,7 +13001,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_FRACTION_DESCRIPTION: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialFractionDescription",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 2, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 3, 0, 0, 0],
     elems: &[
@@ -13592,7 +13016,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_FRACTION_DESCRIPTION: TypeDef = Ty
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialOrganism",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 5, 4, 0, 0, 0, 0, 2, 6, 0, 0, 3, 0, 0, 10, 8, 9, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 7],
     elems: &[
@@ -13614,7 +13037,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_AUTHOR: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialOrganismAuthor",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 2, 1, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -13630,7 +13052,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_AUTHOR: TypeDef = TypeDef
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_HYBRID: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialOrganismHybrid",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 0, 6, 0, 5, 0, 0, 7, 0, 1, 2, 3, 4, 8],
     elems: &[
@@ -13649,7 +13070,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_HYBRID: TypeDef = TypeDef
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_ORGANISM_GENERAL: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialOrganismOrganismGeneral",
     resource: false,
-    slots: 7,
     required: 0x0,
     index: &[0, 1, 0, 0, 5, 0, 0, 4, 7, 0, 0, 2, 3, 6, 0, 0],
     elems: &[
@@ -13667,7 +13087,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_ORGANISM_ORGANISM_GENERAL: TypeDef
 pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_PART_DESCRIPTION: TypeDef = TypeDef {
     name: "SubstanceSourceMaterialPartDescription",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 1, 2, 0, 0, 4],
     elems: &[
@@ -13683,7 +13102,6 @@ pub(super) static T_SUBSTANCE_SOURCE_MATERIAL_PART_DESCRIPTION: TypeDef = TypeDe
 pub(super) static T_SUBSTANCE_SPECIFICATION: TypeDef = TypeDef {
     name: "SubstanceSpecification",
     resource: true,
-    slots: 27,
     required: 0x0,
     index: &[0, 0, 0, 0, 14, 21, 13, 25, 0, 17, 0, 6, 7, 0, 0, 0, 0, 11, 0, 22, 5, 12, 0, 0, 3, 0, 0, 18, 20, 0, 27, 0, 0, 15, 16, 0, 19, 0, 2, 8, 0, 26, 0, 23, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 9, 24, 0, 0, 1, 10, 0, 0, 0],
     elems: &[
@@ -13721,7 +13139,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_CODE: TypeDef = TypeDef {
     name: "SubstanceSpecificationCode",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 6, 5, 0, 2, 7, 0, 0, 8, 1, 3, 4, 0, 0],
     elems: &[
@@ -13740,7 +13157,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_CODE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_MOIETY: TypeDef = TypeDef {
     name: "SubstanceSpecificationMoiety",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 8, 0, 0, 0, 0, 0, 5, 7, 0, 0, 3, 4, 9, 0, 0, 2, 0, 1, 0, 6, 0, 0, 0, 10, 0, 0, 0, 11, 0, 0, 0],
     elems: &[
@@ -13762,7 +13178,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_MOIETY: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_NAME: TypeDef = TypeDef {
     name: "SubstanceSpecificationName",
     resource: false,
-    slots: 14,
     required: 0x8,
     index: &[4, 7, 0, 0, 13, 0, 0, 8, 0, 0, 0, 2, 3, 9, 0, 0, 0, 0, 0, 10, 1, 6, 0, 11, 12, 0, 0, 5, 0, 0, 14, 0],
     elems: &[
@@ -13787,7 +13202,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_NAME: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_NAME_OFFICIAL: TypeDef = TypeDef {
     name: "SubstanceSpecificationNameOfficial",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 2, 0, 5, 0, 0, 6, 0, 0, 0, 1, 3, 4, 0, 0],
     elems: &[
@@ -13804,7 +13218,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_NAME_OFFICIAL: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_PROPERTY: TypeDef = TypeDef {
     name: "SubstanceSpecificationProperty",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 6, 0, 0, 0, 0, 0, 0, 3, 5, 0, 7, 8, 0, 0, 0, 2, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 10],
     elems: &[
@@ -13825,7 +13238,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_PROPERTY: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_RELATIONSHIP: TypeDef = TypeDef {
     name: "SubstanceSpecificationRelationship",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[14, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 7, 4, 8, 2, 0, 3, 5, 1, 12, 10, 0, 0, 0, 9, 0, 0, 0, 0, 13, 0, 6],
     elems: &[
@@ -13850,7 +13262,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_RELATIONSHIP: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE: TypeDef = TypeDef {
     name: "SubstanceSpecificationStructure",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 9, 0, 0, 7, 0, 0, 5, 0, 0, 3, 1, 2, 8, 0, 0, 6, 0, 0, 10, 4, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0],
     elems: &[
@@ -13872,7 +13283,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE: TypeDef = TypeDef {
 pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE: TypeDef = TypeDef {
     name: "SubstanceSpecificationStructureIsotope",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 7, 2, 0, 5, 6, 0, 4, 0, 0, 0, 1, 3, 0, 8, 0],
     elems: &[
@@ -13891,7 +13301,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE: TypeDef = TypeDef
 pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE_MOLECULAR_WEIGHT: TypeDef = TypeDef {
     name: "SubstanceSpecificationStructureIsotopeMolecularWeight",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 4, 1, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -13908,7 +13317,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_ISOTOPE_MOLECULAR_WEIGHT: 
 pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_REPRESENTATION: TypeDef = TypeDef {
     name: "SubstanceSpecificationStructureRepresentation",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 6, 0],
     elems: &[
@@ -13925,7 +13333,6 @@ pub(super) static T_SUBSTANCE_SPECIFICATION_STRUCTURE_REPRESENTATION: TypeDef = 
 pub(super) static T_SUPPLY_DELIVERY: TypeDef = TypeDef {
     name: "SupplyDelivery",
     resource: true,
-    slots: 19,
     required: 0x0,
     index: &[15, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 4, 5, 0, 18, 0, 16, 9, 0, 0, 10, 0, 19, 0, 2, 0, 0, 0, 11, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 6, 12, 20, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 7, 17, 0, 13, 8, 0, 0, 0, 1],
     elems: &[
@@ -13957,7 +13364,6 @@ pub(super) static T_SUPPLY_DELIVERY: TypeDef = TypeDef {
 pub(super) static T_SUPPLY_DELIVERY_SUPPLIED_ITEM: TypeDef = TypeDef {
     name: "SupplyDeliverySuppliedItem",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 6, 0, 0, 5, 0, 0, 3, 0, 0, 0, 1, 2, 0, 4, 0],
     elems: &[
@@ -13974,7 +13380,6 @@ pub(super) static T_SUPPLY_DELIVERY_SUPPLIED_ITEM: TypeDef = TypeDef {
 pub(super) static T_SUPPLY_REQUEST: TypeDef = TypeDef {
     name: "SupplyRequest",
     resource: true,
-    slots: 23,
     required: 0x3000,
     index: &[0, 0, 22, 0, 19, 0, 0, 10, 0, 0, 0, 6, 7, 0, 11, 0, 4, 13, 20, 0, 1, 14, 23, 5, 3, 25, 0, 0, 15, 0, 0, 0, 0, 0, 0, 18, 21, 0, 0, 8, 2, 16, 26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 24, 0, 17, 12, 0, 0, 0, 0],
     elems: &[
@@ -14011,7 +13416,6 @@ pub(super) static T_SUPPLY_REQUEST: TypeDef = TypeDef {
 pub(super) static T_SUPPLY_REQUEST_PARAMETER: TypeDef = TypeDef {
     name: "SupplyRequestParameter",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 5, 0, 4, 8, 0, 0, 0, 6, 0, 1, 2, 3, 7, 0],
     elems: &[
@@ -14030,7 +13434,6 @@ pub(super) static T_SUPPLY_REQUEST_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_TASK: TypeDef = TypeDef {
     name: "Task",
     resource: true,
-    slots: 39,
     required: 0x24000,
     index: &[38, 28, 0, 0, 26, 31, 0, 18, 36, 0, 0, 0, 0, 0, 19, 0, 0, 24, 0, 23, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 39, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 21, 0, 0, 0, 0, 0, 11, 17, 33, 0, 0, 27, 3, 0, 0, 8, 9, 13, 0, 0, 16, 0, 0, 0, 0, 25, 35, 0, 0, 5, 0, 0, 0, 0, 0, 30, 0, 7, 20, 0, 0, 32, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 0, 10, 29, 0, 0, 0, 6, 22, 15, 37, 0, 0, 4, 0, 0, 0, 2],
     elems: &[
@@ -14080,7 +13483,6 @@ pub(super) static T_TASK: TypeDef = TypeDef {
 pub(super) static T_TASK_INPUT: TypeDef = TypeDef {
     name: "TaskInput",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 10, 41, 12, 20, 47, 27, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 42, 0, 0, 54, 0, 25, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 6, 18, 46, 0, 0, 52, 0, 0, 32, 0, 24, 0, 0, 0, 0, 0, 0, 0, 34, 33, 45, 49, 0, 0, 0, 5, 19, 22, 43, 0, 0, 7, 0, 38, 11, 50, 0, 0, 1, 2, 30, 0, 0, 8, 44, 0, 0, 3, 23, 0, 0, 37, 0, 0, 31, 21, 39, 4, 0, 0, 0, 26, 0, 0, 0, 0, 0, 9, 0, 0, 0, 15, 0, 0, 29, 0, 51, 0, 0, 36, 40, 14, 0, 0, 13, 0, 0, 0, 17, 16, 53],
     elems: &[
@@ -14145,7 +13547,6 @@ pub(super) static T_TASK_INPUT: TypeDef = TypeDef {
 pub(super) static T_TASK_OUTPUT: TypeDef = TypeDef {
     name: "TaskOutput",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 10, 41, 12, 20, 47, 27, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 35, 0, 42, 0, 0, 54, 0, 25, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 6, 18, 46, 0, 0, 52, 0, 0, 32, 0, 24, 0, 0, 0, 0, 0, 0, 0, 34, 33, 45, 49, 0, 0, 0, 5, 19, 22, 43, 0, 0, 7, 0, 38, 11, 50, 0, 0, 1, 2, 30, 0, 0, 8, 44, 0, 0, 3, 23, 0, 0, 37, 0, 0, 31, 21, 39, 4, 0, 0, 0, 26, 0, 0, 0, 0, 0, 9, 0, 0, 0, 15, 0, 0, 29, 0, 51, 0, 0, 36, 40, 14, 0, 0, 13, 0, 0, 0, 17, 16, 53],
     elems: &[
@@ -14210,7 +13611,6 @@ pub(super) static T_TASK_OUTPUT: TypeDef = TypeDef {
 pub(super) static T_TASK_RESTRICTION: TypeDef = TypeDef {
     name: "TaskRestriction",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[6, 0, 0, 0, 3, 0, 4, 5, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -14227,7 +13627,6 @@ pub(super) static T_TASK_RESTRICTION: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES: TypeDef = TypeDef {
     name: "TerminologyCapabilities",
     resource: true,
-    slots: 32,
     required: 0x405000,
     index: &[0, 0, 0, 0, 28, 0, 0, 22, 0, 23, 0, 9, 11, 12, 24, 0, 0, 19, 0, 0, 13, 20, 0, 0, 5, 0, 0, 0, 3, 0, 0, 2, 4, 15, 7, 16, 18, 21, 30, 27, 31, 26, 0, 10, 0, 0, 0, 0, 0, 0, 0, 1, 6, 8, 32, 14, 25, 0, 0, 17, 29, 0, 0, 0],
     elems: &[
@@ -14270,7 +13669,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_CLOSURE: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesClosure",
     resource: false,
-    slots: 4,
     required: 0x0,
     index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
@@ -14285,7 +13683,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CLOSURE: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesCodeSystem",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 3, 4, 5, 6, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -14302,7 +13699,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesCodeSystemVersion",
     resource: false,
-    slots: 9,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 5, 0, 0, 0, 0, 0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 7, 9, 0],
     elems: &[
@@ -14322,7 +13718,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION: TypeDef = Type
 pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION_FILTER: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesCodeSystemVersionFilter",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -14338,7 +13733,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_CODE_SYSTEM_VERSION_FILTER: TypeDef
 pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesExpansion",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[0, 0, 0, 4, 5, 6, 2, 7, 0, 0, 0, 1, 3, 8, 0, 0],
     elems: &[
@@ -14357,7 +13751,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION_PARAMETER: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesExpansionParameter",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[1, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -14373,7 +13766,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_EXPANSION_PARAMETER: TypeDef = Type
 pub(super) static T_TERMINOLOGY_CAPABILITIES_IMPLEMENTATION: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesImplementation",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
@@ -14389,7 +13781,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_IMPLEMENTATION: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_SOFTWARE: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesSoftware",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 4, 0, 0, 3, 5, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
     elems: &[
@@ -14405,7 +13796,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_SOFTWARE: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_TRANSLATION: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesTranslation",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[4, 0, 0, 1, 2, 3, 0, 0],
     elems: &[
@@ -14420,7 +13810,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_TRANSLATION: TypeDef = TypeDef {
 pub(super) static T_TERMINOLOGY_CAPABILITIES_VALIDATE_CODE: TypeDef = TypeDef {
     name: "TerminologyCapabilitiesValidateCode",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 1, 2, 3, 4, 0],
     elems: &[
@@ -14435,7 +13824,6 @@ pub(super) static T_TERMINOLOGY_CAPABILITIES_VALIDATE_CODE: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT: TypeDef = TypeDef {
     name: "TestReport",
     resource: true,
-    slots: 20,
     required: 0x1c00,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 2, 3, 0, 0, 0, 0, 8, 19, 0, 9, 13, 14, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 6, 10, 17, 18, 0, 0, 4, 0, 20, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 0, 0, 7, 0, 0, 0, 0],
     elems: &[
@@ -14466,7 +13854,6 @@ pub(super) static T_TEST_REPORT: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_PARTICIPANT: TypeDef = TypeDef {
     name: "TestReportParticipant",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 1, 0, 0, 4, 6, 0, 0, 0, 0, 0, 2, 3, 0, 5, 0],
     elems: &[
@@ -14483,7 +13870,6 @@ pub(super) static T_TEST_REPORT_PARTICIPANT: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_SETUP: TypeDef = TypeDef {
     name: "TestReportSetup",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -14498,7 +13884,6 @@ pub(super) static T_TEST_REPORT_SETUP: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_SETUP_ACTION: TypeDef = TypeDef {
     name: "TestReportSetupAction",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
@@ -14514,7 +13899,6 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
     name: "TestReportSetupActionAssert",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 4, 1, 2, 3, 0, 0, 0],
     elems: &[
@@ -14531,7 +13915,6 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
     name: "TestReportSetupActionOperation",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 4, 1, 2, 3, 0, 0, 0],
     elems: &[
@@ -14548,7 +13931,6 @@ pub(super) static T_TEST_REPORT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_TEARDOWN: TypeDef = TypeDef {
     name: "TestReportTeardown",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -14563,7 +13945,6 @@ pub(super) static T_TEST_REPORT_TEARDOWN: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_TEARDOWN_ACTION: TypeDef = TypeDef {
     name: "TestReportTeardownAction",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 4, 1, 2, 3, 0, 0],
     elems: &[
@@ -14578,7 +13959,6 @@ pub(super) static T_TEST_REPORT_TEARDOWN_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_TEST: TypeDef = TypeDef {
     name: "TestReportTest",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 6, 0, 0, 5, 2, 0, 1, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -14595,7 +13975,6 @@ pub(super) static T_TEST_REPORT_TEST: TypeDef = TypeDef {
 pub(super) static T_TEST_REPORT_TEST_ACTION: TypeDef = TypeDef {
     name: "TestReportTestAction",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
@@ -14611,7 +13990,6 @@ pub(super) static T_TEST_REPORT_TEST_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT: TypeDef = TypeDef {
     name: "TestScript",
     resource: true,
-    slots: 32,
     required: 0x2900,
     index: &[0, 0, 0, 0, 0, 0, 6, 21, 0, 22, 0, 8, 10, 16, 20, 0, 0, 15, 0, 0, 17, 23, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 13, 18, 4, 19, 26, 30, 0, 11, 28, 27, 31, 7, 25, 0, 0, 0, 0, 0, 0, 3, 0, 5, 32, 12, 24, 0, 0, 9, 14, 29, 0, 0],
     elems: &[
@@ -14654,7 +14032,6 @@ pub(super) static T_TEST_SCRIPT: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_DESTINATION: TypeDef = TypeDef {
     name: "TestScriptDestination",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 3],
     elems: &[
@@ -14670,7 +14047,6 @@ pub(super) static T_TEST_SCRIPT_DESTINATION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_FIXTURE: TypeDef = TypeDef {
     name: "TestScriptFixture",
     resource: false,
-    slots: 6,
     required: 0x18,
     index: &[0, 6, 2, 0, 5, 1, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -14687,7 +14063,6 @@ pub(super) static T_TEST_SCRIPT_FIXTURE: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_METADATA: TypeDef = TypeDef {
     name: "TestScriptMetadata",
     resource: false,
-    slots: 5,
     required: 0x10,
     index: &[1, 0, 0, 0, 5, 0, 4, 0, 0, 0, 0, 2, 3, 0, 0, 0],
     elems: &[
@@ -14703,7 +14078,6 @@ pub(super) static T_TEST_SCRIPT_METADATA: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_METADATA_CAPABILITY: TypeDef = TypeDef {
     name: "TestScriptMetadataCapability",
     resource: false,
-    slots: 10,
     required: 0x218,
     index: &[0, 0, 0, 8, 0, 0, 3, 0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 9, 0, 7, 2, 6, 10, 0, 0, 0, 0, 0, 1, 0, 0],
     elems: &[
@@ -14724,7 +14098,6 @@ pub(super) static T_TEST_SCRIPT_METADATA_CAPABILITY: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_METADATA_LINK: TypeDef = TypeDef {
     name: "TestScriptMetadataLink",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 3, 5, 0, 0],
     elems: &[
@@ -14740,7 +14113,6 @@ pub(super) static T_TEST_SCRIPT_METADATA_LINK: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_ORIGIN: TypeDef = TypeDef {
     name: "TestScriptOrigin",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 5, 0, 3],
     elems: &[
@@ -14756,7 +14128,6 @@ pub(super) static T_TEST_SCRIPT_ORIGIN: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_SETUP: TypeDef = TypeDef {
     name: "TestScriptSetup",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -14771,7 +14142,6 @@ pub(super) static T_TEST_SCRIPT_SETUP: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_SETUP_ACTION: TypeDef = TypeDef {
     name: "TestScriptSetupAction",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
@@ -14787,7 +14157,6 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
     name: "TestScriptSetupActionAssert",
     resource: false,
-    slots: 25,
     required: 0x1000000,
     index: &[0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 23, 8, 10, 0, 17, 0, 0, 1, 0, 0, 13, 6, 0, 0, 0, 0, 11, 22, 0, 24, 0, 0, 0, 19, 12, 0, 0, 0, 0, 21, 9, 0, 0, 0, 0, 16, 4, 20, 0, 0, 18, 0, 0, 5, 25, 0, 3, 14, 0, 15, 0, 7, 0, 0],
     elems: &[
@@ -14823,7 +14192,6 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_ASSERT: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
     name: "TestScriptSetupActionOperation",
     resource: false,
-    slots: 20,
     required: 0x400,
     index: &[0, 0, 0, 5, 13, 0, 4, 0, 9, 0, 0, 6, 7, 0, 0, 0, 18, 0, 0, 0, 10, 0, 0, 0, 0, 1, 8, 17, 0, 0, 19, 0, 0, 15, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 14, 0, 3, 0, 12, 16, 0, 0, 20, 0, 0, 0, 0],
     elems: &[
@@ -14854,7 +14222,6 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION_REQUEST_HEADER: TypeDef = TypeDef {
     name: "TestScriptSetupActionOperationRequestHeader",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 2, 4, 0, 0, 0, 0, 0, 0, 1, 3, 5, 0, 0],
     elems: &[
@@ -14870,7 +14237,6 @@ pub(super) static T_TEST_SCRIPT_SETUP_ACTION_OPERATION_REQUEST_HEADER: TypeDef =
 pub(super) static T_TEST_SCRIPT_TEARDOWN: TypeDef = TypeDef {
     name: "TestScriptTeardown",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 0, 2, 3, 4, 0, 1],
     elems: &[
@@ -14885,7 +14251,6 @@ pub(super) static T_TEST_SCRIPT_TEARDOWN: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_TEARDOWN_ACTION: TypeDef = TypeDef {
     name: "TestScriptTeardownAction",
     resource: false,
-    slots: 4,
     required: 0x8,
     index: &[0, 0, 4, 1, 2, 3, 0, 0],
     elems: &[
@@ -14900,7 +14265,6 @@ pub(super) static T_TEST_SCRIPT_TEARDOWN_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_TEST: TypeDef = TypeDef {
     name: "TestScriptTest",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 6, 0, 0, 5, 2, 0, 1, 0, 0, 0, 3, 4, 0, 0, 0],
     elems: &[
@@ -14917,7 +14281,6 @@ pub(super) static T_TEST_SCRIPT_TEST: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_TEST_ACTION: TypeDef = TypeDef {
     name: "TestScriptTestAction",
     resource: false,
-    slots: 5,
     required: 0x0,
     index: &[0, 0, 0, 0, 4, 0, 0, 0, 0, 1, 5, 2, 3, 0, 0, 0],
     elems: &[
@@ -14933,7 +14296,6 @@ pub(super) static T_TEST_SCRIPT_TEST_ACTION: TypeDef = TypeDef {
 pub(super) static T_TEST_SCRIPT_VARIABLE: TypeDef = TypeDef {
     name: "TestScriptVariable",
     resource: false,
-    slots: 11,
     required: 0x8,
     index: &[0, 9, 0, 0, 0, 0, 0, 0, 5, 0, 1, 4, 6, 7, 10, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0, 0, 0, 11, 0, 3, 0, 0],
     elems: &[
@@ -14954,7 +14316,6 @@ pub(super) static T_TEST_SCRIPT_VARIABLE: TypeDef = TypeDef {
 pub(super) static T_TIMING: TypeDef = TypeDef {
     name: "Timing",
     resource: false,
-    slots: 6,
     required: 0x0,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 1, 3, 4, 2, 0],
     elems: &[
@@ -14970,7 +14331,6 @@ pub(super) static T_TIMING: TypeDef = TypeDef {
 pub(super) static T_TIMING_REPEAT: TypeDef = TypeDef {
     name: "TimingRepeat",
     resource: false,
-    slots: 17,
     required: 0x0,
     index: &[0, 0, 0, 16, 0, 0, 0, 17, 0, 0, 0, 10, 13, 0, 0, 0, 4, 0, 0, 8, 0, 14, 0, 0, 0, 12, 0, 0, 3, 0, 0, 2, 5, 19, 0, 0, 0, 0, 9, 15, 0, 0, 0, 7, 0, 0, 1, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 18, 0, 0, 0],
     elems: &[
@@ -14999,7 +14359,6 @@ pub(super) static T_TIMING_REPEAT: TypeDef = TypeDef {
 pub(super) static T_TRIGGER_DEFINITION: TypeDef = TypeDef {
     name: "TriggerDefinition",
     resource: false,
-    slots: 7,
     required: 0x4,
     index: &[0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 7, 8, 0, 0, 0, 0, 6, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 10],
     elems: &[
@@ -15019,7 +14378,6 @@ pub(super) static T_TRIGGER_DEFINITION: TypeDef = TypeDef {
 pub(super) static T_USAGE_CONTEXT: TypeDef = TypeDef {
     name: "UsageContext",
     resource: false,
-    slots: 4,
     required: 0xc,
     index: &[0, 0, 0, 0, 6, 7, 0, 0, 0, 4, 0, 1, 2, 3, 5, 0],
     elems: &[
@@ -15037,7 +14395,6 @@ pub(super) static T_USAGE_CONTEXT: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET: TypeDef = TypeDef {
     name: "ValueSet",
     resource: true,
-    slots: 26,
     required: 0x2000,
     index: &[0, 0, 0, 0, 0, 0, 0, 19, 1, 20, 0, 7, 9, 10, 0, 0, 0, 16, 0, 0, 12, 17, 0, 0, 3, 0, 0, 0, 0, 0, 0, 2, 14, 18, 5, 25, 0, 0, 0, 11, 23, 22, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4, 0, 6, 26, 13, 21, 0, 0, 15, 24, 0, 0, 0],
     elems: &[
@@ -15074,7 +14431,6 @@ pub(super) static T_VALUE_SET: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_COMPOSE: TypeDef = TypeDef {
     name: "ValueSetCompose",
     resource: false,
-    slots: 7,
     required: 0x20,
     index: &[6, 0, 5, 0, 7, 0, 0, 0, 0, 0, 0, 2, 3, 4, 1, 0],
     elems: &[
@@ -15092,7 +14448,6 @@ pub(super) static T_VALUE_SET_COMPOSE: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_COMPOSE_INCLUDE: TypeDef = TypeDef {
     name: "ValueSetComposeInclude",
     resource: false,
-    slots: 8,
     required: 0x0,
     index: &[1, 0, 7, 0, 5, 8, 0, 0, 0, 6, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -15111,7 +14466,6 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT: TypeDef = TypeDef {
     name: "ValueSetComposeIncludeConcept",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 3, 0, 0, 6, 0, 2, 0, 0, 0, 0, 1, 4, 5, 0, 0],
     elems: &[
@@ -15128,7 +14482,6 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT_DESIGNATION: TypeDef = TypeDef {
     name: "ValueSetComposeIncludeConceptDesignation",
     resource: false,
-    slots: 6,
     required: 0x20,
     index: &[0, 0, 0, 0, 4, 5, 0, 0, 0, 0, 0, 1, 2, 3, 6, 0],
     elems: &[
@@ -15145,7 +14498,6 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_CONCEPT_DESIGNATION: TypeDef = Typ
 pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_FILTER: TypeDef = TypeDef {
     name: "ValueSetComposeIncludeFilter",
     resource: false,
-    slots: 6,
     required: 0x38,
     index: &[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 5, 4, 6],
     elems: &[
@@ -15162,7 +14514,6 @@ pub(super) static T_VALUE_SET_COMPOSE_INCLUDE_FILTER: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_EXPANSION: TypeDef = TypeDef {
     name: "ValueSetExpansion",
     resource: false,
-    slots: 9,
     required: 0x10,
     index: &[0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 2, 3, 8, 0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0],
     elems: &[
@@ -15182,7 +14533,6 @@ pub(super) static T_VALUE_SET_EXPANSION: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_EXPANSION_CONTAINS: TypeDef = TypeDef {
     name: "ValueSetExpansionContains",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 5, 0, 0, 0, 0, 4, 0, 0, 10, 0, 6, 1, 7, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 0, 2, 3, 8, 0, 0],
     elems: &[
@@ -15204,7 +14554,6 @@ pub(super) static T_VALUE_SET_EXPANSION_CONTAINS: TypeDef = TypeDef {
 pub(super) static T_VALUE_SET_EXPANSION_PARAMETER: TypeDef = TypeDef {
     name: "ValueSetExpansionParameter",
     resource: false,
-    slots: 5,
     required: 0x8,
     index: &[0, 4, 5, 0, 6, 0, 10, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 11, 0, 0, 3, 0, 0, 0, 0, 0, 0, 9, 7, 0, 8, 0],
     elems: &[
@@ -15226,7 +14575,6 @@ pub(super) static T_VALUE_SET_EXPANSION_PARAMETER: TypeDef = TypeDef {
 pub(super) static T_VERIFICATION_RESULT: TypeDef = TypeDef {
     name: "VerificationResult",
     resource: true,
-    slots: 22,
     required: 0x800,
     index: &[0, 0, 14, 0, 0, 0, 12, 0, 0, 0, 9, 3, 6, 17, 13, 22, 20, 10, 0, 21, 11, 0, 0, 0, 2, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 7, 15, 4, 18, 8, 0, 0, 0, 0],
     elems: &[
@@ -15259,7 +14607,6 @@ pub(super) static T_VERIFICATION_RESULT: TypeDef = TypeDef {
 pub(super) static T_VERIFICATION_RESULT_ATTESTATION: TypeDef = TypeDef {
     name: "VerificationResultAttestation",
     resource: false,
-    slots: 11,
     required: 0x0,
     index: &[0, 0, 2, 0, 0, 0, 0, 0, 0, 6, 0, 3, 4, 10, 11, 0, 0, 0, 9, 1, 5, 7, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0],
     elems: &[
@@ -15281,7 +14628,6 @@ pub(super) static T_VERIFICATION_RESULT_ATTESTATION: TypeDef = TypeDef {
 pub(super) static T_VERIFICATION_RESULT_PRIMARY_SOURCE: TypeDef = TypeDef {
     name: "VerificationResultPrimarySource",
     resource: false,
-    slots: 10,
     required: 0x0,
     index: &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 0, 6, 10, 0, 0, 0, 2, 5, 8, 0, 0, 0, 0, 0, 0, 0, 9, 1, 7],
     elems: &[
@@ -15302,7 +14648,6 @@ pub(super) static T_VERIFICATION_RESULT_PRIMARY_SOURCE: TypeDef = TypeDef {
 pub(super) static T_VERIFICATION_RESULT_VALIDATOR: TypeDef = TypeDef {
     name: "VerificationResultValidator",
     resource: false,
-    slots: 6,
     required: 0x8,
     index: &[0, 0, 0, 0, 5, 6, 0, 1, 0, 0, 0, 2, 3, 4, 0, 0],
     elems: &[
@@ -15319,7 +14664,6 @@ pub(super) static T_VERIFICATION_RESULT_VALIDATOR: TypeDef = TypeDef {
 pub(super) static T_VISION_PRESCRIPTION: TypeDef = TypeDef {
     name: "VisionPrescription",
     resource: true,
-    slots: 16,
     required: 0xee00,
     index: &[4, 0, 0, 0, 0, 0, 0, 7, 0, 16, 0, 5, 6, 0, 0, 10, 0, 11, 3, 0, 12, 0, 0, 8, 1, 14, 2, 9, 15, 0, 0, 13],
     elems: &[
@@ -15346,7 +14690,6 @@ pub(super) static T_VISION_PRESCRIPTION: TypeDef = TypeDef {
 pub(super) static T_VISION_PRESCRIPTION_LENS_SPECIFICATION: TypeDef = TypeDef {
     name: "VisionPrescriptionLensSpecification",
     resource: false,
-    slots: 17,
     required: 0x18,
     index: &[0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 9, 11, 0, 0, 0, 0, 0, 0, 4, 10, 12, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 15, 0, 0, 0, 5, 0, 1, 0, 8, 6, 17, 0, 0, 0, 0, 3, 16, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     elems: &[
@@ -15374,7 +14717,6 @@ pub(super) static T_VISION_PRESCRIPTION_LENS_SPECIFICATION: TypeDef = TypeDef {
 pub(super) static T_VISION_PRESCRIPTION_LENS_SPECIFICATION_PRISM: TypeDef = TypeDef {
     name: "VisionPrescriptionLensSpecificationPrism",
     resource: false,
-    slots: 5,
     required: 0x18,
     index: &[0, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 3, 4, 0, 0, 2],
     elems: &[
