@@ -140,15 +140,48 @@ const SITE_TYPES: [&str; BINDINGS.len()] = [
     "Procedure",
 ];
 
+/// A type name's length and first and last bytes: a cheap filter before comparing names.
+const fn fingerprint(name: &[u8]) -> u32 {
+    if name.is_empty() {
+        return 0;
+    }
+    ((name.len() as u32) << 16) | ((name[0] as u32) << 8) | name[name.len() - 1] as u32
+}
+
+/// The types with a role of their own.
+const SPECIAL_TYPES: [(&str, Special); 3] = [
+    ("Bundle", Special::Bundle),
+    ("BundleEntry", Special::BundleEntry),
+    ("Extension", Special::Extension),
+];
+
+/// The [`fingerprint`]s of [`SITE_TYPES`] and [`SPECIAL_TYPES`], computed at compile time:
+/// most objects (codings, references, quantities, ...) have no hook, and this rules them out
+/// without comparing a name (the hooks are looked up for every object).
+const HOOK_FINGERPRINTS: [u32; BINDINGS.len() + SPECIAL_TYPES.len()] = {
+    let mut out = [0; BINDINGS.len() + SPECIAL_TYPES.len()];
+    let mut i = 0;
+    while i < SITE_TYPES.len() {
+        out[i] = fingerprint(SITE_TYPES[i].as_bytes());
+        i += 1;
+    }
+    while i < out.len() {
+        out[i] = fingerprint(SPECIAL_TYPES[i - SITE_TYPES.len()].0.as_bytes());
+        i += 1;
+    }
+    out
+};
+
 /// The hooks of type `td`: its special role and the bindings checked in it.
 #[inline]
 fn hooks(td: &TypeDef) -> (Special, &'static [Binding]) {
-    let special = match td.name {
-        "Bundle" => Special::Bundle,
-        "BundleEntry" => Special::BundleEntry,
-        "Extension" => Special::Extension,
-        _ => Special::None,
-    };
+    if !HOOK_FINGERPRINTS.contains(&fingerprint(td.name.as_bytes())) {
+        return (Special::None, &[]);
+    }
+    let special = SPECIAL_TYPES
+        .iter()
+        .find(|(name, _)| *name == td.name)
+        .map_or(Special::None, |&(_, special)| special);
     let lo = SITE_TYPES.partition_point(|t| *t < td.name);
     let hi = SITE_TYPES.partition_point(|t| *t <= td.name);
     (special, &BINDINGS[lo..hi])
@@ -194,8 +227,6 @@ struct Parser<'a> {
     us_core: bool,
     root_bundle: bool,
     role: Role,
-    /// Inside a root Bundle's `entry.resource` (its `urn:` references are resolved).
-    in_entry: bool,
     /// `#id` references (without `#`) and contained ids of the resources being read.
     refs: Vec<&'a [u8]>,
     ids: Vec<&'a [u8]>,
@@ -233,7 +264,6 @@ impl<'a> Parser<'a> {
             us_core,
             root_bundle: false,
             role: Role::Root,
-            in_entry: false,
             refs: Vec::new(),
             ids: Vec::new(),
             full_urls: Vec::new(),
@@ -508,11 +538,7 @@ impl<'a> Parser<'a> {
         self.expect(b'{')?;
         let (td, first) = self.resource_type()?;
         ensure(td.name != "Bundle")?;
-        self.in_entry = role == Role::Entry || self.in_entry;
         self.resource_body(td, role, level, first)?;
-        if role == Role::Entry {
-            self.in_entry = false;
-        }
         Ok(())
     }
 
@@ -713,12 +739,20 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// Inside a root Bundle's `entry.resource` or what it contains (its `urn:` references are
+    /// the Bundle's to resolve): the only resources below a root Bundle are its entries' (a
+    /// Bundle anywhere else is unsure).
+    fn in_entry(&self) -> bool {
+        self.root_bundle && self.role != Role::Root
+    }
+
     fn reference(&mut self, raw: &'a [u8]) {
         if let Some(id) = raw.strip_prefix(b"#") {
             if !id.is_empty() {
                 self.refs.push(id);
             }
-        } else if self.in_entry && (raw.starts_with(b"urn:uuid:") || raw.starts_with(b"urn:oid:")) {
+        } else if self.in_entry() && (raw.starts_with(b"urn:uuid:") || raw.starts_with(b"urn:oid:"))
+        {
             self.urn_refs.push(raw);
         }
     }
