@@ -155,36 +155,45 @@ const SPECIAL_TYPES: [(&str, Special); 3] = [
     ("Extension", Special::Extension),
 ];
 
-/// The [`fingerprint`]s of [`SITE_TYPES`] and [`SPECIAL_TYPES`], computed at compile time:
-/// most objects (codings, references, quantities, ...) have no hook, and this rules them out
-/// without comparing a name (the hooks are looked up for every object).
-const HOOK_FINGERPRINTS: [u32; BINDINGS.len() + SPECIAL_TYPES.len()] = {
-    let mut out = [0; BINDINGS.len() + SPECIAL_TYPES.len()];
+/// The [`fingerprint`]s of `names`, computed at compile time.
+const fn fingerprints<const N: usize>(names: [&str; N]) -> [u32; N] {
+    let mut out = [0; N];
     let mut i = 0;
-    while i < SITE_TYPES.len() {
-        out[i] = fingerprint(SITE_TYPES[i].as_bytes());
-        i += 1;
-    }
-    while i < out.len() {
-        out[i] = fingerprint(SPECIAL_TYPES[i - SITE_TYPES.len()].0.as_bytes());
+    while i < N {
+        out[i] = fingerprint(names[i].as_bytes());
         i += 1;
     }
     out
-};
+}
+
+/// The fingerprints of [`SITE_TYPES`] (distinct for distinct names: a unit test checks) and of
+/// [`SPECIAL_TYPES`]: the hooks are looked up for every object, and most objects (codings,
+/// references, quantities, ...) have none, which this finds without comparing a name.
+const SITE_FINGERPRINTS: [u32; BINDINGS.len()] = fingerprints(SITE_TYPES);
+const SPECIAL_FINGERPRINTS: [u32; SPECIAL_TYPES.len()] =
+    fingerprints([SPECIAL_TYPES[0].0, SPECIAL_TYPES[1].0, SPECIAL_TYPES[2].0]);
 
 /// The hooks of type `td`: its special role and the bindings checked in it.
 #[inline]
 fn hooks(td: &TypeDef) -> (Special, &'static [Binding]) {
-    if !HOOK_FINGERPRINTS.contains(&fingerprint(td.name.as_bytes())) {
-        return (Special::None, &[]);
-    }
-    let special = SPECIAL_TYPES
+    let fp = fingerprint(td.name.as_bytes());
+    let special = SPECIAL_FINGERPRINTS
         .iter()
-        .find(|(name, _)| *name == td.name)
-        .map_or(Special::None, |&(_, special)| special);
-    let lo = SITE_TYPES.partition_point(|t| *t < td.name);
-    let hi = SITE_TYPES.partition_point(|t| *t <= td.name);
-    (special, &BINDINGS[lo..hi])
+        .zip(SPECIAL_TYPES)
+        .find(|(f, (name, _))| **f == fp && *name == td.name)
+        .map_or(Special::None, |(_, (_, special))| special);
+    // The sites of one type are adjacent (sorted); one name comparison confirms the first.
+    let Some(lo) = SITE_FINGERPRINTS.iter().position(|f| *f == fp) else {
+        return (special, &[]);
+    };
+    if SITE_TYPES[lo] != td.name {
+        return (special, &[]);
+    }
+    let n = SITE_FINGERPRINTS[lo..]
+        .iter()
+        .take_while(|f| **f == fp)
+        .count();
+    (special, &BINDINGS[lo..lo + n])
 }
 
 /// Not proven clean.

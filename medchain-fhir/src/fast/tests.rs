@@ -39,6 +39,16 @@ fn resolve(resource: &str, path: &[&str]) -> (&'static str, &'static Elem) {
 #[test]
 fn binding_sites_are_where_the_bindings_lead() {
     assert!(SITE_TYPES.windows(2).all(|w| w[0] <= w[1]), "sorted");
+    // `hooks` tells the sites' types apart by fingerprint alone after the first name.
+    for (i, a) in SITE_TYPES.iter().enumerate() {
+        for (j, b) in SITE_TYPES.iter().enumerate() {
+            assert_eq!(
+                a == b,
+                SITE_FINGERPRINTS[i] == SITE_FINGERPRINTS[j],
+                "{a} {b}"
+            );
+        }
+    }
     for (i, b) in BINDINGS.iter().enumerate() {
         let (ty, e) = resolve(b.resource, b.path);
         assert_eq!(SITE_TYPES[i], ty, "{}", b.value_set);
